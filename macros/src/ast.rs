@@ -1,0 +1,62 @@
+//! The macro's own small AST of an `#[aggregate]` impl block.
+
+use proc_macro2::Span;
+use syn::{Ident, ImplItemFn, LitInt, LitStr, Path, Type};
+
+/// The name of the hidden metadata field that `#[aggregate]` adds to the
+/// struct.
+pub const META_FIELD: &str = "__annals";
+
+/// Options of `#[aggregate(...)]` on the impl block.
+pub struct Options {
+    pub krate: Path,
+    pub name: Option<LitStr>,
+    pub id: Option<Type>,
+    pub initial_version: Option<LitInt>,
+    pub derives: Vec<Path>,
+}
+
+/// Whether an event creates its aggregate or changes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Creation,
+    Command,
+}
+
+/// One argument of an event method: one field of the event.
+pub struct Arg {
+    pub ident: Ident,
+    pub ty: Type,
+}
+
+/// One `#[event]` method.
+pub struct EventDef {
+    /// The method, without its `#[event]` attribute.
+    pub method: ImplItemFn,
+    /// The event's name (the enum variant).
+    pub name: String,
+    /// Where errors about the name point.
+    pub name_span: Span,
+    pub topic: String,
+    pub discard: bool,
+    /// `None` when the signature is neither a creation nor a command (an
+    /// error has been reported).
+    pub kind: Option<Kind>,
+    pub args: Vec<Arg>,
+}
+
+/// A parameter of `create_id`.
+pub struct CreateIdParam {
+    pub ident: Ident,
+    pub by_ref: bool,
+}
+
+/// The parsed impl block.
+pub struct AggregateImpl {
+    pub options: Options,
+    pub self_ident: Ident,
+    pub item: syn::ItemImpl,
+    /// Indices into `item.items` of the event methods, and their defs.
+    pub events: Vec<(usize, EventDef)>,
+    pub create_id: Option<Vec<CreateIdParam>>,
+}

@@ -1,0 +1,446 @@
+//! Phase three: generate the event enum, the apply logic, the topic
+//! registry and the rewritten methods.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{Ident, ImplItem, ItemImpl};
+
+use crate::ast::{AggregateImpl, EventDef, Kind, META_FIELD};
+use crate::parse::{self, Errors};
+use crate::validate;
+
+pub fn aggregate_impl(args: TokenStream, item: ItemImpl) -> TokenStream {
+    let mut errors = Errors::default();
+    let Some(agg) = parse::aggregate_impl(args, item.clone(), &mut errors) else {
+        let error = errors.into_error().map(|e| e.to_compile_error());
+        return quote!(#item #error);
+    };
+    validate::aggregate_impl(&agg, &mut errors);
+    match errors.into_error() {
+        None => generate(&agg),
+        Some(error) => stub(agg, error),
+    }
+}
+
+/// Adds the metadata field to struct literals of the aggregate in a creation
+/// method's body, so the user writes `Dog { name, tricks }`.
+struct FillMeta<'a> {
+    self_ident: &'a Ident,
+    field: Ident,
+}
+
+impl VisitMut for FillMeta<'_> {
+    fn visit_expr_struct_mut(&mut self, expr: &mut syn::ExprStruct) {
+        syn::visit_mut::visit_expr_struct_mut(self, expr);
+        let path = &expr.path;
+        let is_aggregate = expr.qself.is_none() && (path.is_ident("Self") || path.is_ident(self.self_ident));
+        if is_aggregate && expr.rest.is_none() {
+            let field = &self.field;
+            expr.fields
+                .push(syn::parse_quote!(#field: ::core::default::Default::default()));
+        }
+    }
+}
+
+fn fill_meta(block: &mut syn::Block, self_ident: &Ident) {
+    FillMeta {
+        self_ident,
+        field: format_ident!("{}", META_FIELD),
+    }
+    .visit_block_mut(block);
+}
+
+fn private(agg: &AggregateImpl) -> TokenStream {
+    let krate = &agg.options.krate;
+    quote!(#krate::__private)
+}
+
+fn event_ident(agg: &AggregateImpl) -> Ident {
+    format_ident!("{}Event", agg.self_ident)
+}
+
+fn id_type(agg: &AggregateImpl) -> TokenStream {
+    let p = private(agg);
+    agg.options
+        .id
+        .as_ref()
+        .map_or_else(|| quote!(#p::Uuid), |ty| quote!(#ty))
+}
+
+fn agg_name(agg: &AggregateImpl) -> String {
+    agg.options
+        .name
+        .as_ref()
+        .map_or_else(|| agg.self_ident.to_string(), syn::LitStr::value)
+}
+
+fn apply_ident(event: &EventDef) -> Ident {
+    format_ident!("__annals_apply_{}", event.method.sig.ident)
+}
+
+fn variant(event: &EventDef) -> Ident {
+    Ident::new(&event.name, event.name_span)
+}
+
+/// The trait impls shared by the real expansion and the stub: metadata
+/// access.
+fn meta_access(agg: &AggregateImpl) -> TokenStream {
+    let p = private(agg);
+    let field = format_ident!("{}", META_FIELD);
+    quote! {
+        fn __meta(&self) -> &#p::Meta<Self> {
+            &self.#field
+        }
+        fn __meta_mut(&mut self) -> &mut #p::Meta<Self> {
+            &mut self.#field
+        }
+    }
+}
+
+/// What is emitted when the impl block has errors: the user's methods (so
+/// calls to them still resolve), the errors, and stubs that keep the rest
+/// of the crate from failing because of them.
+fn stub(mut agg: AggregateImpl, error: syn::Error) -> TokenStream {
+    let p = private(&agg);
+    let self_ident = agg.self_ident.clone();
+    for (index, event) in &agg.events {
+        let mut method = event.method.clone();
+        if event.kind == Some(Kind::Creation) {
+            fill_meta(&mut method.block, &self_ident);
+        }
+        agg.item.items[*index] = ImplItem::Fn(method);
+    }
+    let item = &agg.item;
+    let event_ident = event_ident(&agg);
+    let id_type = id_type(&agg);
+    let name = agg_name(&agg);
+    let meta_access = meta_access(&agg);
+    let error = error.to_compile_error();
+    quote! {
+        #error
+        #item
+        #[doc(hidden)]
+        #[allow(dead_code)]
+        pub type #event_ident = #p::Never;
+        impl #p::Aggregate for #self_ident {
+            type Id = #id_type;
+            type Event = #p::Never;
+            const NAME: &'static str = #name;
+            #meta_access
+            fn __create(event: #p::Never) -> ::core::result::Result<Self, #p::Never> {
+                match event {}
+            }
+            fn __apply(&mut self, event: #p::Never) -> ::core::result::Result<(), #p::Never> {
+                match event {}
+            }
+        }
+    }
+}
+
+fn generate(agg: &AggregateImpl) -> TokenStream {
+    let p = private(agg);
+    let self_ident = &agg.self_ident;
+    let event_ident = event_ident(agg);
+    let event_enum = event_enum(agg, &event_ident);
+    let event_impl = event_impl(agg, &event_ident);
+    let id_type = id_type(agg);
+    let name = agg_name(agg);
+    let initial_version = agg
+        .options
+        .initial_version
+        .as_ref()
+        .map_or_else(|| quote!(1), |v| quote!(#v));
+    let meta_access = meta_access(agg);
+
+    let mut item = agg.item.clone();
+    let mut methods = Vec::new();
+    for (index, event) in &agg.events {
+        methods.extend(rewrite(agg, event, &event_ident));
+        // The original slot is replaced by the rewritten methods below.
+        item.items[*index] = ImplItem::Verbatim(TokenStream::new());
+    }
+    item.items.extend(methods.into_iter().map(ImplItem::Verbatim));
+
+    let creations = agg.events.iter().filter(|(_, e)| e.kind == Some(Kind::Creation));
+    let create_arms = creations.map(|(_, e)| {
+        let variant = variant(e);
+        let apply = apply_ident(e);
+        let fields: Vec<_> = e.args.iter().map(|a| &a.ident).collect();
+        quote!(#event_ident::#variant { #(#fields),* } => ::core::result::Result::Ok(Self::#apply(#(#fields),*)),)
+    });
+    let commands = agg.events.iter().filter(|(_, e)| e.kind == Some(Kind::Command));
+    let apply_arms = commands.map(|(_, e)| {
+        let variant = variant(e);
+        let apply = apply_ident(e);
+        let fields: Vec<_> = e.args.iter().map(|a| &a.ident).collect();
+        quote!(#event_ident::#variant { #(#fields),* } => {
+            self.#apply(#(#fields),*);
+            ::core::result::Result::Ok(())
+        })
+    });
+
+    quote! {
+        #event_enum
+        #event_impl
+        #item
+        impl #p::Aggregate for #self_ident {
+            type Id = #id_type;
+            type Event = #event_ident;
+            const NAME: &'static str = #name;
+            const INITIAL_VERSION: u64 = #initial_version;
+            #meta_access
+            fn __create(event: #event_ident) -> ::core::result::Result<Self, #event_ident> {
+                #[allow(unreachable_patterns)]
+                match event {
+                    #(#create_arms)*
+                    other => ::core::result::Result::Err(other),
+                }
+            }
+            fn __apply(&mut self, event: #event_ident) -> ::core::result::Result<(), #event_ident> {
+                #[allow(unreachable_patterns)]
+                match event {
+                    #(#apply_arms)*
+                    other => ::core::result::Result::Err(other),
+                }
+            }
+        }
+    }
+}
+
+fn event_enum(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
+    let self_ident = &agg.self_ident;
+    let derives = &agg.options.derives;
+    let doc = format!("The events of [`{self_ident}`], one variant per `#[event]` method (generated by `#[aggregate]`).");
+    let variants = agg.events.iter().map(|(_, e)| {
+        let variant = variant(e);
+        let method = &e.method.sig.ident;
+        let doc = format!("Stored as {:?}; applied by [`{self_ident}::{method}`].", e.topic);
+        let fields = e.args.iter().map(|a| {
+            let ident = &a.ident;
+            let ty = &a.ty;
+            let doc = format!("Argument `{ident}` of [`{self_ident}::{method}`].");
+            quote!(#[doc = #doc] #ident: #ty)
+        });
+        quote!(#[doc = #doc] #variant { #(#fields),* })
+    });
+    quote! {
+        #[doc = #doc]
+        #[derive(::core::fmt::Debug, ::core::clone::Clone #(, #derives)*)]
+        pub enum #event_ident {
+            #(#variants),*
+        }
+    }
+}
+
+fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
+    let p = private(agg);
+    let serde_path = format!("{}::serde", quote!(#p)).replace(' ', "");
+    let events: Vec<&EventDef> = agg.events.iter().map(|(_, e)| e).collect();
+    let topics = events.iter().map(|e| &e.topic);
+    let mut index_arms = Vec::new();
+    let mut name_arms = Vec::new();
+    let mut creation = Vec::new();
+    let mut discarding = Vec::new();
+    let mut serialize_arms = Vec::new();
+    let mut topic_arms = Vec::new();
+    let mut deserialize_arms = Vec::new();
+    for (index, e) in events.iter().enumerate() {
+        let variant = variant(e);
+        let name = &e.name;
+        let topic = &e.topic;
+        index_arms.push(quote!(Self::#variant { .. } => #index,));
+        name_arms.push(quote!(Self::#variant { .. } => #name,));
+        if e.kind == Some(Kind::Creation) {
+            creation.push(quote!(Self::#variant { .. }));
+        }
+        if e.discard {
+            discarding.push(quote!(Self::#variant { .. }));
+        }
+        topic_arms.push(quote!(#topic => ::core::option::Option::Some(#index),));
+        let fields: Vec<_> = e.args.iter().map(|a| &a.ident).collect();
+        let ref_fields = e.args.iter().map(|a| {
+            let ident = &a.ident;
+            let ty = &a.ty;
+            quote!(#ident: &'__a #ty)
+        });
+        let owned_fields = e.args.iter().map(|a| {
+            let ident = &a.ident;
+            let ty = &a.ty;
+            quote!(#ident: #ty)
+        });
+        serialize_arms.push(quote! {
+            Self::#variant { #(#fields),* } => {
+                #[derive(#p::serde::Serialize)]
+                #[serde(crate = #serde_path)]
+                struct __State<'__a> {
+                    timestamp: &'__a #p::Timestamp,
+                    #(#ref_fields,)*
+                }
+                #p::serde::Serialize::serialize(
+                    &__State { timestamp: __timestamp, #(#fields),* },
+                    __serializer,
+                )
+            }
+        });
+        deserialize_arms.push(quote! {
+            #index => {
+                #[derive(#p::serde::Deserialize)]
+                #[serde(crate = #serde_path)]
+                struct __State {
+                    timestamp: #p::Timestamp,
+                    #(#owned_fields,)*
+                }
+                let __State { timestamp: __timestamp, #(#fields),* } =
+                    <__State as #p::serde::Deserialize>::deserialize(__deserializer)?;
+                ::core::result::Result::Ok((Self::#variant { #(#fields),* }, __timestamp))
+            }
+        });
+    }
+    let is_creation = if creation.is_empty() {
+        quote!(false)
+    } else {
+        quote!(::core::matches!(self, #(#creation)|*))
+    };
+    let is_discarding = if discarding.is_empty() {
+        quote!(false)
+    } else {
+        quote!(::core::matches!(self, #(#discarding)|*))
+    };
+    quote! {
+        impl #p::Event for #event_ident {
+            const TOPICS: &'static [&'static str] = &[#(#topics),*];
+            fn variant_index(&self) -> usize {
+                match self { #(#index_arms)* }
+            }
+            fn name(&self) -> &'static str {
+                match self { #(#name_arms)* }
+            }
+            fn is_creation(&self) -> bool {
+                #is_creation
+            }
+            fn is_discarding(&self) -> bool {
+                #is_discarding
+            }
+            fn __serialize<__S: #p::serde::Serializer>(
+                &self,
+                __timestamp: &#p::Timestamp,
+                __serializer: __S,
+            ) -> ::core::result::Result<__S::Ok, __S::Error> {
+                match self { #(#serialize_arms)* }
+            }
+            fn __variant_of(topic: &str) -> ::core::option::Option<usize> {
+                match topic {
+                    #(#topic_arms)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+            fn __deserialize<'__de, __D: #p::serde::Deserializer<'__de>>(
+                __variant: usize,
+                __deserializer: __D,
+            ) -> ::core::result::Result<(Self, #p::Timestamp), __D::Error> {
+                match __variant {
+                    #(#deserialize_arms)*
+                    _ => ::core::result::Result::Err(
+                        <__D::Error as #p::serde::de::Error>::custom("no such event variant"),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// The public method the user wrote, now recording an event, plus the
+/// hidden method that holds the body (run again on replay).
+fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<TokenStream> {
+    let p = private(agg);
+    let method = &event.method;
+    let attrs = &method.attrs;
+    let vis = &method.vis;
+    let sig = &method.sig;
+    let ident = &sig.ident;
+    let apply = apply_ident(event);
+    let variant = variant(event);
+    let fields: Vec<_> = event.args.iter().map(|a| &a.ident).collect();
+    let clones = event.args.iter().map(|a| {
+        let ident = &a.ident;
+        quote_spanned!(a.ty.span()=> #ident: ::core::clone::Clone::clone(&#ident))
+    });
+    let mut apply_sig = sig.clone();
+    apply_sig.ident = apply.clone();
+    let mut body = method.block.clone();
+
+    match event.kind {
+        Some(Kind::Command) => {
+            vec![
+                quote! {
+                    #(#attrs)*
+                    #vis #sig {
+                        let __event = #event_ident::#variant { #(#clones),* };
+                        self.#apply(#(#fields),*);
+                        #p::__triggered(self, __event);
+                    }
+                },
+                quote! {
+                    #[doc(hidden)]
+                    #[inline]
+                    #apply_sig #body
+                },
+            ]
+        }
+        Some(Kind::Creation) | None => {
+            fill_meta(&mut body, &agg.self_ident);
+            let with_id = format_ident!("{}_with_id", ident);
+            let id_arg = if fields.iter().any(|f| *f == "id") {
+                format_ident!("aggregate_id")
+            } else {
+                format_ident!("id")
+            };
+            let inputs = &sig.inputs;
+            let make_id = match &agg.create_id {
+                Some(params) => {
+                    let args = params.iter().map(|param| {
+                        let ident = &param.ident;
+                        if param.by_ref {
+                            quote!(&#ident)
+                        } else {
+                            quote!(::core::clone::Clone::clone(&#ident))
+                        }
+                    });
+                    quote!(::core::convert::Into::into(Self::create_id(#(#args),*)))
+                }
+                None => quote!(<<Self as #p::Aggregate>::Id as #p::AggregateId>::generate()),
+            };
+            let with_id_doc = format!(
+                "Like [`Self::{ident}`], with the new aggregate's id given by the caller."
+            );
+            vec![
+                quote! {
+                    #(#attrs)*
+                    #vis #sig {
+                        let __id: <Self as #p::Aggregate>::Id = #make_id;
+                        Self::#with_id(__id, #(#fields),*)
+                    }
+                },
+                quote! {
+                    #[doc = #with_id_doc]
+                    #vis fn #with_id(
+                        #id_arg: impl ::core::convert::Into<<Self as #p::Aggregate>::Id>,
+                        #inputs
+                    ) -> Self {
+                        let __event = #event_ident::#variant { #(#clones),* };
+                        let mut __aggregate = Self::#apply(#(#fields),*);
+                        #p::__created(&mut __aggregate, ::core::convert::Into::into(#id_arg), __event);
+                        __aggregate
+                    }
+                },
+                quote! {
+                    #[doc(hidden)]
+                    #[inline]
+                    #apply_sig #body
+                },
+            ]
+        }
+    }
+}

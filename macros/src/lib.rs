@@ -1,0 +1,55 @@
+//! The `#[aggregate]` and `#[event]` macros of annals. Use them through the
+//! `annals` crate, which documents them.
+//!
+//! `#[aggregate]` on the impl block does the work: it sees every method at
+//! once, reads the inert `#[event(...)]` markers and, in three phases
+//! (`parse`, `validate`, `expand`), builds one event enum, the apply logic
+//! and the topic registry. `#[aggregate]` on the struct adds the hidden
+//! metadata field. Errors are accumulated, spanned at the offending tokens,
+//! and emitted together with stub impls so that only the real errors show.
+
+mod ast;
+mod expand;
+mod parse;
+mod structs;
+mod validate;
+
+use proc_macro::TokenStream;
+
+/// Makes an event-sourced aggregate of a struct (adds its metadata) and of
+/// its impl block (turns `#[event]` methods into events). See the `annals`
+/// crate documentation.
+#[proc_macro_attribute]
+pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
+    let args = proc_macro2::TokenStream::from(args);
+    let item = match syn::parse::<syn::Item>(input) {
+        Ok(item) => item,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    match item {
+        syn::Item::Struct(item) => structs::expand(args, item),
+        syn::Item::Impl(item) => expand::aggregate_impl(args, item),
+        other => {
+            let error = syn::Error::new_spanned(
+                &other,
+                "#[aggregate] goes on a struct with named fields and on its impl block",
+            )
+            .to_compile_error();
+            quote::quote!(#other #error)
+        }
+    }
+    .into()
+}
+
+/// Marks a method of an `#[aggregate]` impl block as an event:
+/// `#[event("TrickAdded")]`. Read by `#[aggregate]`; alone it is an error.
+#[proc_macro_attribute]
+pub fn event(_args: TokenStream, input: TokenStream) -> TokenStream {
+    let input = proc_macro2::TokenStream::from(input);
+    let error = syn::Error::new(
+        proc_macro2::Span::call_site(),
+        "#[event] marks a method of an impl block that has #[aggregate]; add #[aggregate] to the impl block",
+    )
+    .to_compile_error();
+    quote::quote!(#error #input).into()
+}

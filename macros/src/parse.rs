@@ -1,0 +1,319 @@
+//! Phase one: read the impl block and its `#[event]` markers into the AST.
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Attribute, FnArg, ImplItem, ItemImpl, LitStr, Pat, Path, Type};
+
+use crate::ast::{AggregateImpl, Arg, CreateIdParam, EventDef, Kind, Options};
+
+/// Errors gathered while reading, reported together.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    pub fn spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    pub fn at(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    pub fn into_error(self) -> Option<syn::Error> {
+        self.0
+    }
+}
+
+/// The default path of the runtime crate.
+pub fn default_crate() -> Path {
+    syn::parse_quote!(::annals)
+}
+
+/// Reads `crate = "path"`, for the struct, where nothing else is accepted.
+pub fn struct_options(args: TokenStream, errors: &mut Errors) -> Path {
+    let mut krate = default_crate();
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") {
+            krate = meta.value()?.parse::<LitStr>()?.parse()?;
+            Ok(())
+        } else {
+            Err(meta.error(
+                "unknown option of #[aggregate] on a struct; it takes only `crate = \"path\"` (put the others on the impl block)",
+            ))
+        }
+    });
+    if let Err(e) = parser.parse2(args) {
+        errors.push(e);
+    }
+    krate
+}
+
+fn options(args: TokenStream, errors: &mut Errors) -> Options {
+    let mut options = Options {
+        krate: default_crate(),
+        name: None,
+        id: None,
+        initial_version: None,
+        derives: Vec::new(),
+    };
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") {
+            options.krate = meta.value()?.parse::<LitStr>()?.parse()?;
+        } else if meta.path.is_ident("name") {
+            options.name = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("id") {
+            options.id = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("initial_version") {
+            options.initial_version = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("derive") {
+            meta.parse_nested_meta(|derive| {
+                options.derives.push(derive.path);
+                Ok(())
+            })?;
+        } else {
+            return Err(meta.error(
+                "unknown option of #[aggregate]; expected `name = \"...\"`, `id = Type`, `initial_version = N`, `derive(...)` or `crate = \"path\"`",
+            ));
+        }
+        Ok(())
+    });
+    if let Err(e) = parser.parse2(args) {
+        errors.push(e);
+    }
+    options
+}
+
+struct EventAttr {
+    name: Option<LitStr>,
+    topic: Option<LitStr>,
+    discard: bool,
+}
+
+fn event_attr(attr: &Attribute) -> syn::Result<EventAttr> {
+    let mut parsed = EventAttr {
+        name: None,
+        topic: None,
+        discard: false,
+    };
+    if matches!(attr.meta, syn::Meta::Path(_)) {
+        return Ok(parsed);
+    }
+    attr.parse_args_with(|input: ParseStream| {
+        if input.peek(LitStr) {
+            parsed.name = Some(input.parse()?);
+            if input.is_empty() {
+                return Ok(());
+            }
+            input.parse::<syn::Token![,]>()?;
+        }
+        let options = syn::meta::parser(|meta| {
+            if meta.path.is_ident("name") {
+                parsed.name = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("topic") {
+                parsed.topic = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("discard") {
+                parsed.discard = true;
+            } else {
+                return Err(meta.error(
+                    "unknown option of #[event]; expected the event's name (\"TrickAdded\"), `topic = \"...\"` or `discard`",
+                ));
+            }
+            Ok(())
+        });
+        options.parse2(input.parse()?)
+    })?;
+    Ok(parsed)
+}
+
+fn is_event_attr(attr: &Attribute) -> bool {
+    attr.path().is_ident("event")
+}
+
+/// `add_trick` -> `AddTrick`.
+fn upper_camel(name: &str) -> String {
+    name.split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn kind_of(sig: &syn::Signature) -> Option<Kind> {
+    match sig.receiver() {
+        None => Some(Kind::Creation),
+        Some(r) if r.reference.is_some() && r.mutability.is_some() && r.colon_token.is_none() => {
+            Some(Kind::Command)
+        }
+        Some(_) => None,
+    }
+}
+
+fn args_of(sig: &syn::Signature, errors: &mut Errors) -> Vec<Arg> {
+    sig.inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Receiver(_) => None,
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(Arg {
+                    ident: p.ident.clone(),
+                    ty: (*typed.ty).clone(),
+                }),
+                other => {
+                    errors.spanned(
+                        other,
+                        "an #[event] method's arguments must be plain names (`trick: String`): each becomes a field of the event",
+                    );
+                    None
+                }
+            },
+        })
+        .collect()
+}
+
+fn self_ident(item: &ItemImpl, errors: &mut Errors) -> Option<syn::Ident> {
+    if let Some((_, path, _)) = &item.trait_ {
+        errors.spanned(
+            path,
+            "#[aggregate] goes on the aggregate's own impl block (`impl Dog { ... }`), not on a trait impl",
+        );
+        return None;
+    }
+    if !item.generics.params.is_empty() {
+        errors.spanned(
+            &item.generics,
+            "an aggregate cannot be generic: its events are stored under fixed topics",
+        );
+    }
+    match &*item.self_ty {
+        Type::Path(p) if p.qself.is_none() => match p.path.segments.last() {
+            Some(last) if last.arguments.is_none() => Some(last.ident.clone()),
+            _ => {
+                errors.spanned(&p.path, "an aggregate cannot be generic: its events are stored under fixed topics");
+                None
+            }
+        },
+        other => {
+            errors.spanned(other, "#[aggregate] expects `impl TypeName { ... }`");
+            None
+        }
+    }
+}
+
+/// Reads the impl block. Returns `None` only when the block cannot be an
+/// aggregate's at all (the errors say why).
+pub fn aggregate_impl(args: TokenStream, mut item: ItemImpl, errors: &mut Errors) -> Option<AggregateImpl> {
+    let options = options(args, errors);
+    let self_ident = self_ident(&item, errors)?;
+    let agg_name = options
+        .name
+        .as_ref()
+        .map_or_else(|| self_ident.to_string(), LitStr::value);
+
+    let mut events = Vec::new();
+    let mut create_id = None;
+    for (index, impl_item) in item.items.iter_mut().enumerate() {
+        let ImplItem::Fn(method) = impl_item else {
+            continue;
+        };
+        if method.sig.ident == "create_id" {
+            create_id = Some(create_id_params(&method.sig, errors));
+        }
+        let (markers, others): (Vec<Attribute>, Vec<Attribute>) =
+            std::mem::take(&mut method.attrs).into_iter().partition(is_event_attr);
+        method.attrs = others;
+        let Some(marker) = markers.first() else {
+            continue;
+        };
+        for extra in &markers[1..] {
+            errors.spanned(extra, "a method can be one event only: remove this second #[event]");
+        }
+        let attr = match event_attr(marker) {
+            Ok(attr) => attr,
+            Err(e) => {
+                errors.push(e);
+                EventAttr {
+                    name: None,
+                    topic: None,
+                    discard: false,
+                }
+            }
+        };
+        let (name, name_span) = match &attr.name {
+            Some(lit) => (lit.value(), lit.span()),
+            None => (upper_camel(&method.sig.ident.to_string()), marker.span()),
+        };
+        let topic = attr
+            .topic
+            .as_ref()
+            .map_or_else(|| format!("{agg_name}.{name}"), LitStr::value);
+        events.push((
+            index,
+            EventDef {
+                kind: kind_of(&method.sig),
+                args: args_of(&method.sig, errors),
+                method: method.clone(),
+                name,
+                name_span,
+                topic,
+                discard: attr.discard,
+            },
+        ));
+    }
+    Some(AggregateImpl {
+        options,
+        self_ident,
+        item,
+        events,
+        create_id,
+    })
+}
+
+fn create_id_params(sig: &syn::Signature, errors: &mut Errors) -> Vec<CreateIdParam> {
+    if let Some(receiver) = sig.receiver() {
+        errors.spanned(
+            receiver,
+            "create_id makes the id of a new aggregate from its creation arguments: it takes no `self`",
+        );
+    }
+    sig.inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(p) => Some(CreateIdParam {
+                    ident: p.ident.clone(),
+                    by_ref: matches!(&*typed.ty, Type::Reference(_)),
+                }),
+                other => {
+                    errors.spanned(other, "create_id's parameters must be plain names, named like the creation method's arguments");
+                    None
+                }
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upper_camel;
+
+    #[test]
+    fn method_names_become_event_names() {
+        assert_eq!(upper_camel("add_trick"), "AddTrick");
+        assert_eq!(upper_camel("register"), "Register");
+        assert_eq!(upper_camel("_make__it_so"), "MakeItSo");
+    }
+}

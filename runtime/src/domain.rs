@@ -1,0 +1,337 @@
+//! The domain model: aggregates, their events and their metadata.
+//!
+//! Users do not implement these traits by hand: `#[aggregate]` on a struct
+//! and on its impl block generates the implementations (see the crate docs).
+
+use std::fmt::{self, Debug, Display};
+use std::hash::Hash;
+
+use serde::{Deserializer, Serializer};
+use uuid::Uuid;
+
+use crate::clock::{self, Timestamp};
+use crate::error::{Error, Result};
+
+/// The type of an aggregate's id: [`Uuid`] (the default) or [`String`]
+/// (stream names like `dog-fido`).
+pub trait AggregateId: Clone + Eq + Hash + Debug + Display + Default + Send + Sync + 'static {
+    /// A new unique id, for aggregates created without one.
+    fn generate() -> Self;
+    /// The id as stored in the `originator_id` column (a UUID as 32
+    /// lower-case hex digits, as the Python eventsourcing library stores it).
+    fn to_stored(&self) -> String;
+    /// The id from its stored form.
+    fn from_stored(stored: &str) -> std::result::Result<Self, String>;
+}
+
+impl AggregateId for Uuid {
+    fn generate() -> Self {
+        Uuid::new_v4()
+    }
+    fn to_stored(&self) -> String {
+        self.simple().to_string()
+    }
+    fn from_stored(stored: &str) -> std::result::Result<Self, String> {
+        Uuid::parse_str(stored).map_err(|e| format!("{stored:?} is not a UUID: {e}"))
+    }
+}
+
+impl AggregateId for String {
+    fn generate() -> Self {
+        Uuid::new_v4().to_string()
+    }
+    fn to_stored(&self) -> String {
+        self.clone()
+    }
+    fn from_stored(stored: &str) -> std::result::Result<Self, String> {
+        Ok(stored.to_owned())
+    }
+}
+
+/// The event type of an aggregate: the enum that `#[aggregate]` generates
+/// (`DogEvent` for `Dog`), one variant per `#[event]` method.
+pub trait Event: Debug + Clone + Send + Sync + 'static {
+    /// The topic of each variant, in declaration order.
+    const TOPICS: &'static [&'static str];
+
+    /// The position of this event's variant in [`Event::TOPICS`].
+    fn variant_index(&self) -> usize;
+
+    /// The stable topic under which this event is stored
+    /// (`"Dog.TrickAdded"` by default).
+    fn topic(&self) -> &'static str {
+        Self::TOPICS[self.variant_index()]
+    }
+
+    /// The event's name, as given in `#[event("Name")]`.
+    fn name(&self) -> &'static str;
+
+    /// Whether this event creates its aggregate.
+    fn is_creation(&self) -> bool;
+
+    /// Whether this event discards its aggregate.
+    fn is_discarding(&self) -> bool;
+
+    #[doc(hidden)]
+    fn __serialize<S: Serializer>(&self, timestamp: &Timestamp, serializer: S) -> std::result::Result<S::Ok, S::Error>;
+
+    #[doc(hidden)]
+    fn __variant_of(topic: &str) -> Option<usize>;
+
+    #[doc(hidden)]
+    fn __deserialize<'de, D: Deserializer<'de>>(
+        variant: usize,
+        deserializer: D,
+    ) -> std::result::Result<(Self, Timestamp), D::Error>;
+}
+
+/// An event of aggregate `A` with its metadata: which aggregate it belongs
+/// to, at which version, and when it happened.
+pub struct DomainEvent<A: Aggregate> {
+    /// The id of the aggregate the event belongs to.
+    pub originator_id: A::Id,
+    /// The aggregate's version after this event.
+    pub originator_version: u64,
+    /// When the event happened (UTC).
+    pub timestamp: Timestamp,
+    /// The event itself.
+    pub event: A::Event,
+}
+
+impl<A: Aggregate> DomainEvent<A> {
+    /// The event's topic.
+    pub fn topic(&self) -> &'static str {
+        self.event.topic()
+    }
+}
+
+impl<A: Aggregate> Clone for DomainEvent<A> {
+    fn clone(&self) -> Self {
+        Self {
+            originator_id: self.originator_id.clone(),
+            originator_version: self.originator_version,
+            timestamp: self.timestamp,
+            event: self.event.clone(),
+        }
+    }
+}
+
+impl<A: Aggregate> Debug for DomainEvent<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DomainEvent")
+            .field("originator_id", &self.originator_id)
+            .field("originator_version", &self.originator_version)
+            .field("timestamp", &self.timestamp)
+            .field("event", &self.event)
+            .finish()
+    }
+}
+
+/// An event-sourced aggregate. `#[aggregate]` implements it; use its
+/// provided methods (`id()`, `version()`, ...) through the prelude.
+pub trait Aggregate: Sized + Send + 'static {
+    /// The id type: [`Uuid`] unless `#[aggregate(id = String)]`.
+    type Id: AggregateId;
+    /// The generated event enum.
+    type Event: Event;
+    /// The aggregate's name: the prefix of its topics.
+    const NAME: &'static str;
+    /// The version after the creation event: 1 unless
+    /// `#[aggregate(initial_version = 0)]` (EventStoreDB-style streams).
+    const INITIAL_VERSION: u64 = 1;
+
+    #[doc(hidden)]
+    fn __meta(&self) -> &Meta<Self>;
+    #[doc(hidden)]
+    fn __meta_mut(&mut self) -> &mut Meta<Self>;
+    /// Runs a creation event's body; gives the event back if it is not one.
+    #[doc(hidden)]
+    fn __create(event: Self::Event) -> std::result::Result<Self, Self::Event>;
+    /// Runs a non-creation event's body; gives the event back if it is a
+    /// creation event.
+    #[doc(hidden)]
+    fn __apply(&mut self, event: Self::Event) -> std::result::Result<(), Self::Event>;
+
+    /// The aggregate's id.
+    fn id(&self) -> Self::Id {
+        self.__meta().id.clone()
+    }
+    /// The version: the originator version of the last event applied.
+    fn version(&self) -> u64 {
+        self.__meta().version
+    }
+    /// When the creation event happened.
+    fn created_on(&self) -> Timestamp {
+        self.__meta().created_on
+    }
+    /// When the last event happened.
+    fn modified_on(&self) -> Timestamp {
+        self.__meta().modified_on
+    }
+    /// Events triggered since the aggregate was loaded or last saved, which
+    /// the next `save` stores.
+    fn pending_events(&self) -> &[DomainEvent<Self>] {
+        &self.__meta().pending
+    }
+    /// Whether a discarding event has been applied.
+    fn is_discarded(&self) -> bool {
+        self.__meta().discarded
+    }
+}
+
+/// The metadata that `#[aggregate]` adds to the user's struct (as a hidden
+/// field, skipped by serde).
+pub struct Meta<A: Aggregate> {
+    pub(crate) id: A::Id,
+    pub(crate) version: u64,
+    pub(crate) created_on: Timestamp,
+    pub(crate) modified_on: Timestamp,
+    pub(crate) discarded: bool,
+    pub(crate) pending: Vec<DomainEvent<A>>,
+}
+
+impl<A: Aggregate> Meta<A> {
+    pub(crate) fn take_pending(&mut self) -> Vec<DomainEvent<A>> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+impl<A: Aggregate> Default for Meta<A> {
+    fn default() -> Self {
+        Self {
+            id: A::Id::default(),
+            version: 0,
+            created_on: Timestamp::UNIX_EPOCH,
+            modified_on: Timestamp::UNIX_EPOCH,
+            discarded: false,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl<A: Aggregate> Clone for Meta<A> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id.clone(),
+            version: self.version,
+            created_on: self.created_on,
+            modified_on: self.modified_on,
+            discarded: self.discarded,
+            pending: self.pending.clone(),
+        }
+    }
+}
+
+/// Two aggregates' metadata are equal when they are at the same version of
+/// the same stream (pending events are not compared).
+impl<A: Aggregate> PartialEq for Meta<A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.version == other.version
+            && self.created_on == other.created_on
+            && self.modified_on == other.modified_on
+            && self.discarded == other.discarded
+    }
+}
+
+impl<A: Aggregate> Eq for Meta<A> {}
+
+impl<A: Aggregate> Debug for Meta<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Meta")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("modified_on", &self.modified_on)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Called by generated creation methods after the body has built `agg`.
+#[doc(hidden)]
+pub fn __created<A: Aggregate>(agg: &mut A, id: A::Id, event: A::Event) {
+    let timestamp = clock::now();
+    let discards = event.is_discarding();
+    let meta = agg.__meta_mut();
+    meta.id = id.clone();
+    meta.version = A::INITIAL_VERSION;
+    meta.created_on = timestamp;
+    meta.modified_on = timestamp;
+    meta.discarded = discards;
+    meta.pending.push(DomainEvent {
+        originator_id: id,
+        originator_version: A::INITIAL_VERSION,
+        timestamp,
+        event,
+    });
+}
+
+/// Called by generated command methods after the body has run.
+#[doc(hidden)]
+pub fn __triggered<A: Aggregate>(agg: &mut A, event: A::Event) {
+    let timestamp = clock::now();
+    let meta = agg.__meta_mut();
+    meta.version += 1;
+    meta.modified_on = timestamp;
+    meta.discarded |= event.is_discarding();
+    let originator_id = meta.id.clone();
+    let originator_version = meta.version;
+    meta.pending.push(DomainEvent {
+        originator_id,
+        originator_version,
+        timestamp,
+        event,
+    });
+}
+
+/// Applies a stored event to the aggregate built so far (`None` before the
+/// first event), checking that the stream is well formed.
+pub(crate) fn replay<A: Aggregate>(state: Option<A>, recorded: DomainEvent<A>) -> Result<A> {
+    let DomainEvent {
+        originator_id,
+        originator_version,
+        timestamp,
+        event,
+    } = recorded;
+    let corrupt = |message: String| Error::Corrupt {
+        aggregate: A::NAME,
+        id: originator_id.to_string(),
+        message,
+    };
+    let discards = event.is_discarding();
+    let mut agg = match state {
+        None => {
+            let name = event.name();
+            let mut agg = A::__create(event).map_err(|_| {
+                corrupt(format!(
+                    "it begins with {name} (version {originator_version}), which is not a creation event"
+                ))
+            })?;
+            let meta = agg.__meta_mut();
+            meta.id = originator_id;
+            meta.created_on = timestamp;
+            agg
+        }
+        Some(mut agg) => {
+            let expected = agg.version() + 1;
+            if originator_version != expected {
+                return Err(corrupt(format!(
+                    "version {originator_version} follows version {}",
+                    agg.version()
+                )));
+            }
+            let name = event.name();
+            agg.__apply(event).map_err(|_| {
+                corrupt(format!(
+                    "creation event {name} at version {originator_version}"
+                ))
+            })?;
+            agg
+        }
+    };
+    let meta = agg.__meta_mut();
+    meta.version = originator_version;
+    meta.modified_on = timestamp;
+    meta.discarded |= discards;
+    Ok(agg)
+}

@@ -1,0 +1,136 @@
+//! Settings read from environment variables.
+//!
+//! The names are the Python eventsourcing library's. Each may be given with
+//! the application's upper-cased name as a prefix, which wins:
+//! `TRAININGSCHOOL_PERSISTENCE_MODULE` over `PERSISTENCE_MODULE`.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// Which store an application uses: `memory` (the default).
+pub const PERSISTENCE_MODULE: &str = "PERSISTENCE_MODULE";
+
+/// Reads settings for one application, from the process environment or
+/// from a given map.
+#[derive(Debug, Clone)]
+pub struct Env {
+    prefix: String,
+    vars: Option<HashMap<String, String>>,
+}
+
+impl Env {
+    /// Settings of application `app_name` from the process environment.
+    pub fn from_process(app_name: &str) -> Self {
+        Self {
+            prefix: prefix_of(app_name),
+            vars: None,
+        }
+    }
+
+    /// Settings of application `app_name` from `vars` alone (the process
+    /// environment is not read).
+    pub fn from_map<I, K, V>(app_name: &str, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
+            prefix: prefix_of(app_name),
+            vars: Some(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect()),
+        }
+    }
+
+    fn lookup(&self, key: &str) -> Option<String> {
+        match &self.vars {
+            Some(vars) => vars.get(key).cloned(),
+            None => std::env::var(key).ok(),
+        }
+    }
+
+    /// The value of `var` and the name it was found under (prefixed name
+    /// first). Empty values count as unset.
+    pub fn get(&self, var: &str) -> Option<(String, String)> {
+        let prefixed = format!("{}_{var}", self.prefix);
+        [prefixed, var.to_owned()]
+            .into_iter()
+            .find_map(|key| self.lookup(&key).filter(|v| !v.is_empty()).map(|v| (key, v)))
+    }
+
+    /// The value of `var` parsed as `T`; a value that does not parse is an
+    /// error naming the variable.
+    pub fn parse<T>(&self, var: &str) -> Result<Option<T>>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.get(var)
+            .map(|(key, value)| {
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|e| Error::config(key, format!("cannot parse {value:?}: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The value of `var` read as a yes/no flag (`y`, `yes`, `t`, `true`,
+    /// `on`, `1` and their opposites, as the Python library reads them).
+    pub fn flag(&self, var: &str) -> Result<Option<bool>> {
+        self.get(var)
+            .map(|(key, value)| match value.trim().to_ascii_lowercase().as_str() {
+                "y" | "yes" | "t" | "true" | "on" | "1" => Ok(true),
+                "n" | "no" | "f" | "false" | "off" | "0" => Ok(false),
+                _ => Err(Error::config(key, format!("{value:?} is not a yes/no value"))),
+            })
+            .transpose()
+    }
+}
+
+fn prefix_of(app_name: &str) -> String {
+    app_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixed_name_wins_and_empty_counts_as_unset() {
+        let env = Env::from_map(
+            "TrainingSchool",
+            [
+                ("PERSISTENCE_MODULE", "memory"),
+                ("TRAININGSCHOOL_PERSISTENCE_MODULE", "sqlite"),
+                ("SQLITE_DBNAME", "a.db"),
+                ("TRAININGSCHOOL_SQLITE_DBNAME", ""),
+            ],
+        );
+        assert_eq!(
+            env.get("PERSISTENCE_MODULE"),
+            Some(("TRAININGSCHOOL_PERSISTENCE_MODULE".into(), "sqlite".into()))
+        );
+        assert_eq!(
+            env.get("SQLITE_DBNAME"),
+            Some(("SQLITE_DBNAME".into(), "a.db".into()))
+        );
+        assert_eq!(env.get("POSTGRES_HOST"), None);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let env = Env::from_map("App", [("APP_N", "x1"), ("F", "maybe")]);
+        let err = env.parse::<u32>("N").unwrap_err().to_string();
+        assert!(err.contains("APP_N") && err.contains("x1"), "{err}");
+        let err = env.flag("F").unwrap_err().to_string();
+        assert!(err.contains("F:") && err.contains("maybe"), "{err}");
+        assert_eq!(Env::from_map("App", [("F", "Yes")]).flag("F").unwrap(), Some(true));
+    }
+}

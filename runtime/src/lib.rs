@@ -1,0 +1,124 @@
+//! # annals: event sourcing for Rust
+//!
+//! Model the domain as plain structs and methods; annotate the methods that
+//! change state with `#[event("Name")]`. `#[aggregate]` turns each one into
+//! a variant of a generated event enum and the logic that applies it:
+//! calling the method records a pending event and runs its body; replaying
+//! the stored event runs the same body.
+//!
+//! ```
+//! use annals::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[aggregate]
+//! #[derive(Debug, Clone, Serialize, Deserialize)]
+//! pub struct Dog {
+//!     pub name: String,
+//!     pub tricks: Vec<String>,
+//! }
+//!
+//! #[aggregate]
+//! impl Dog {
+//!     #[event("Registered")]
+//!     pub fn register(name: String) -> Self {
+//!         Dog { name, tricks: Vec::new() }
+//!     }
+//!
+//!     #[event("TrickAdded")]
+//!     pub fn add_trick(&mut self, trick: String) {
+//!         self.tricks.push(trick);
+//!     }
+//! }
+//!
+//! let app = Application::new("DogSchool")?;
+//! let mut dog = Dog::register("Fido".into());
+//! dog.add_trick("roll over".into());
+//! app.save(&mut dog)?;
+//!
+//! let copy: Dog = app.repository().get(dog.id())?;
+//! assert_eq!(copy.tricks, ["roll over"]);
+//! assert_eq!(copy.version(), 2);
+//! assert_eq!(DogEvent::TOPICS, ["Dog.Registered", "Dog.TrickAdded"]);
+//! # Ok::<(), annals::Error>(())
+//! ```
+//!
+//! What `#[aggregate]` on the impl block accepts:
+//! - `name = "Dog"`: the prefix of the topics (default: the type's name);
+//! - `id = String`: string ids (stream names) instead of [`Uuid`]s;
+//! - `initial_version = 0`: the creation event's version (default 1);
+//! - `derive(PartialEq, ...)`: more derives for the event enum (it always
+//!   derives `Debug` and `Clone`);
+//! - `crate = "path"`: where annals is, if renamed.
+//!
+//! What `#[event(...)]` accepts: the event's name (default: the method's
+//! name in UpperCamelCase), `topic = "..."` (default `"{name}.{Event}"`),
+//! and `discard` (the event discards the aggregate).
+
+pub mod application;
+pub mod clock;
+pub mod domain;
+pub mod env;
+pub mod error;
+pub mod mapper;
+pub mod persistence;
+
+pub use annals_macros::{aggregate, event};
+pub use application::{Application, ApplicationBuilder, Repository, Save};
+pub use clock::Timestamp;
+pub use domain::{Aggregate, AggregateId, DomainEvent, Event};
+pub use error::{Error, Result};
+pub use uuid::Uuid;
+
+/// What an application module needs: `use annals::prelude::*;`.
+pub mod prelude {
+    pub use crate::application::Application;
+    pub use crate::domain::{Aggregate, Event};
+    pub use crate::error::{Error, Result};
+    pub use crate::{aggregate, event, Uuid};
+}
+
+/// Used by the code that the macros generate; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::clock::Timestamp;
+    pub use crate::domain::{Aggregate, AggregateId, Event, Meta, __created, __triggered};
+    pub use serde;
+    pub use uuid::Uuid;
+
+    /// The event type of an aggregate whose impl block failed to expand:
+    /// it has no values, so nothing can be done with it.
+    #[derive(Debug, Clone)]
+    pub enum Never {}
+
+    impl Event for Never {
+        const TOPICS: &'static [&'static str] = &[];
+        fn variant_index(&self) -> usize {
+            match *self {}
+        }
+        fn name(&self) -> &'static str {
+            match *self {}
+        }
+        fn is_creation(&self) -> bool {
+            match *self {}
+        }
+        fn is_discarding(&self) -> bool {
+            match *self {}
+        }
+        fn __serialize<S: serde::Serializer>(
+            &self,
+            _: &Timestamp,
+            _: S,
+        ) -> std::result::Result<S::Ok, S::Error> {
+            match *self {}
+        }
+        fn __variant_of(_: &str) -> Option<usize> {
+            None
+        }
+        fn __deserialize<'de, D: serde::Deserializer<'de>>(
+            _: usize,
+            _: D,
+        ) -> std::result::Result<(Self, Timestamp), D::Error> {
+            Err(serde::de::Error::custom("no events"))
+        }
+    }
+}

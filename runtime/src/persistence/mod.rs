@@ -1,0 +1,173 @@
+//! Recorders: where stored events live.
+//!
+//! A recorder knows nothing of aggregates: it stores and selects
+//! [`StoredEvent`] rows. The traits follow the Python eventsourcing
+//! library's split:
+//!
+//! - [`AggregateRecorder`]: insert events atomically, select one stream;
+//! - [`ApplicationRecorder`]: plus notifications, every event of the
+//!   application in one total order;
+//! - [`ProcessRecorder`]: plus tracking records, stored in the same
+//!   transaction as the events they caused.
+//!
+//! Every recorder passes the same contract test-suite (`tests/` in the
+//! repository).
+
+pub mod memory;
+
+use crate::error::Result;
+
+/// One stored event: the row a recorder writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The aggregate's id in its stored form.
+    pub originator_id: String,
+    /// The aggregate's version after this event.
+    pub originator_version: u64,
+    /// What kind of event this is (`"Dog.TrickAdded"`).
+    pub topic: String,
+    /// The event's encoded state.
+    pub state: Vec<u8>,
+}
+
+/// A stored event with its position in the application's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// The position in the log: 1, 2, 3, ... in commit order.
+    pub id: u64,
+    /// The event.
+    pub event: StoredEvent,
+}
+
+/// "Notification `notification_id` of upstream application
+/// `application_name` has been processed."
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracking {
+    /// The upstream application's name.
+    pub application_name: String,
+    /// The processed notification's id.
+    pub notification_id: u64,
+}
+
+/// Which events of one stream to select.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only versions greater than this.
+    pub gt: Option<u64>,
+    /// Only versions less than or equal to this.
+    pub lte: Option<u64>,
+    /// Newest first.
+    pub desc: bool,
+    /// At most this many.
+    pub limit: Option<usize>,
+}
+
+impl EventQuery {
+    /// Every event, oldest first.
+    pub fn all() -> Self {
+        Self::default()
+    }
+    /// Only versions greater than `version`.
+    pub fn after(mut self, version: u64) -> Self {
+        self.gt = Some(version);
+        self
+    }
+    /// Only versions up to and including `version`.
+    pub fn up_to(mut self, version: u64) -> Self {
+        self.lte = Some(version);
+        self
+    }
+    /// Newest first.
+    pub fn descending(mut self) -> Self {
+        self.desc = true;
+        self
+    }
+    /// At most `limit` events.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+    /// Whether `version` is within the bounds (limit and order aside).
+    pub fn contains(&self, version: u64) -> bool {
+        self.gt.is_none_or(|gt| version > gt) && self.lte.is_none_or(|lte| version <= lte)
+    }
+}
+
+/// Which notifications to select.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationQuery {
+    /// The first notification id wanted (inclusive).
+    pub start: u64,
+    /// At most this many.
+    pub limit: usize,
+    /// The last notification id wanted (inclusive), if any.
+    pub stop: Option<u64>,
+    /// Only these topics (all topics when empty).
+    pub topics: Vec<String>,
+}
+
+impl NotificationQuery {
+    /// Up to `limit` notifications from id `start` on.
+    pub fn new(start: u64, limit: usize) -> Self {
+        Self {
+            start,
+            limit,
+            stop: None,
+            topics: Vec::new(),
+        }
+    }
+    /// Only up to id `stop` (inclusive).
+    pub fn stop(mut self, stop: u64) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+    /// Only these topics.
+    pub fn topics<I: IntoIterator<Item = S>, S: Into<String>>(mut self, topics: I) -> Self {
+        self.topics = topics.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Whether a notification with this id and topic is selected (limit aside).
+    pub fn matches(&self, id: u64, topic: &str) -> bool {
+        id >= self.start
+            && self.stop.is_none_or(|stop| id <= stop)
+            && (self.topics.is_empty() || self.topics.iter().any(|t| t == topic))
+    }
+}
+
+/// Stores and selects the events of aggregates.
+pub trait AggregateRecorder: Send + Sync {
+    /// Inserts `events` atomically: all or none. A second event at an
+    /// existing (originator_id, originator_version) is a
+    /// [`Conflict`](crate::Error::Conflict) and stores nothing. Returns the
+    /// notification ids given to the events (empty where the recorder keeps
+    /// no log, as a snapshot store).
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>>;
+
+    /// The events of one stream, as `query` says.
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>>;
+}
+
+/// An aggregate recorder that also keeps the application's log.
+pub trait ApplicationRecorder: AggregateRecorder {
+    /// Notifications in id order, as `query` says.
+    fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>>;
+
+    /// The highest notification id (0 when the log is empty).
+    fn max_notification_id(&self) -> Result<u64>;
+}
+
+/// An application recorder that also keeps tracking records.
+pub trait ProcessRecorder: ApplicationRecorder {
+    /// Inserts `events` and, in the same transaction, `tracking`. A second
+    /// tracking record for the same (application, notification id) is a
+    /// [`Conflict`](crate::Error::Conflict) and stores nothing.
+    fn insert_events_tracked(&self, events: &[StoredEvent], tracking: &Tracking) -> Result<Vec<u64>>;
+
+    /// The highest notification id of `application_name` that is tracked
+    /// (0 when none is).
+    fn max_tracking_id(&self, application_name: &str) -> Result<u64>;
+
+    /// Whether notification `notification_id` of `application_name` is
+    /// tracked.
+    fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool>;
+}
