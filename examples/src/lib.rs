@@ -1,1 +1,5 @@
-//! Domain models shared by the examples.
+//! Domain models and applications shared by the examples (run them with
+//! `cargo run --example dog_school` and `cargo run --example world`).
+
+pub mod dog_school;
+pub mod world;

@@ -35,7 +35,8 @@ impl VisitMut for FillMeta<'_> {
     fn visit_expr_struct_mut(&mut self, expr: &mut syn::ExprStruct) {
         syn::visit_mut::visit_expr_struct_mut(self, expr);
         let path = &expr.path;
-        let is_aggregate = expr.qself.is_none() && (path.is_ident("Self") || path.is_ident(self.self_ident));
+        let is_aggregate =
+            expr.qself.is_none() && (path.is_ident("Self") || path.is_ident(self.self_ident));
         if is_aggregate && expr.rest.is_none() {
             let field = &self.field;
             expr.fields
@@ -161,16 +162,23 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         // The original slot is replaced by the rewritten methods below.
         item.items[*index] = ImplItem::Verbatim(TokenStream::new());
     }
-    item.items.extend(methods.into_iter().map(ImplItem::Verbatim));
+    item.items
+        .extend(methods.into_iter().map(ImplItem::Verbatim));
 
-    let creations = agg.events.iter().filter(|(_, e)| e.kind == Some(Kind::Creation));
+    let creations = agg
+        .events
+        .iter()
+        .filter(|(_, e)| e.kind == Some(Kind::Creation));
     let create_arms = creations.map(|(_, e)| {
         let variant = variant(e);
         let apply = apply_ident(e);
         let fields: Vec<_> = e.args.iter().map(|a| &a.ident).collect();
         quote!(#event_ident::#variant { #(#fields),* } => ::core::result::Result::Ok(Self::#apply(#(#fields),*)),)
     });
-    let commands = agg.events.iter().filter(|(_, e)| e.kind == Some(Kind::Command));
+    let commands = agg
+        .events
+        .iter()
+        .filter(|(_, e)| e.kind == Some(Kind::Command));
     let apply_arms = commands.map(|(_, e)| {
         let variant = variant(e);
         let apply = apply_ident(e);
@@ -216,7 +224,10 @@ fn event_enum(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     let variants = agg.events.iter().map(|(_, e)| {
         let variant = variant(e);
         let method = &e.method.sig.ident;
-        let doc = format!("Stored as {:?}; applied by [`{self_ident}::{method}`].", e.topic);
+        let doc = format!(
+            "Stored as {:?}; applied by [`{self_ident}::{method}`].",
+            e.topic
+        );
         let fields = e.args.iter().map(|a| {
             let ident = &a.ident;
             let ty = &a.ty;
@@ -369,6 +380,17 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<To
     });
     let mut apply_sig = sig.clone();
     apply_sig.ident = apply.clone();
+    // The public method only clones and forwards its arguments: `mut` on
+    // them matters to the body alone.
+    let mut sig = sig.clone();
+    for input in &mut sig.inputs {
+        if let syn::FnArg::Typed(typed) = input {
+            if let syn::Pat::Ident(p) = &mut *typed.pat {
+                p.mutability = None;
+            }
+        }
+    }
+    let sig = &sig;
     let mut body = method.block.clone();
 
     match event.kind {
@@ -398,6 +420,7 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<To
                 format_ident!("id")
             };
             let inputs = &sig.inputs;
+
             let make_id = match &agg.create_id {
                 Some(params) => {
                     let args = params.iter().map(|param| {
@@ -412,9 +435,8 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<To
                 }
                 None => quote!(<<Self as #p::Aggregate>::Id as #p::AggregateId>::generate()),
             };
-            let with_id_doc = format!(
-                "Like [`Self::{ident}`], with the new aggregate's id given by the caller."
-            );
+            let with_id_doc =
+                format!("Like [`Self::{ident}`], with the new aggregate's id given by the caller.");
             vec![
                 quote! {
                     #(#attrs)*

@@ -201,7 +201,10 @@ fn self_ident(item: &ItemImpl, errors: &mut Errors) -> Option<syn::Ident> {
         Type::Path(p) if p.qself.is_none() => match p.path.segments.last() {
             Some(last) if last.arguments.is_none() => Some(last.ident.clone()),
             _ => {
-                errors.spanned(&p.path, "an aggregate cannot be generic: its events are stored under fixed topics");
+                errors.spanned(
+                    &p.path,
+                    "an aggregate cannot be generic: its events are stored under fixed topics",
+                );
                 None
             }
         },
@@ -214,7 +217,11 @@ fn self_ident(item: &ItemImpl, errors: &mut Errors) -> Option<syn::Ident> {
 
 /// Reads the impl block. Returns `None` only when the block cannot be an
 /// aggregate's at all (the errors say why).
-pub fn aggregate_impl(args: TokenStream, mut item: ItemImpl, errors: &mut Errors) -> Option<AggregateImpl> {
+pub fn aggregate_impl(
+    args: TokenStream,
+    mut item: ItemImpl,
+    errors: &mut Errors,
+) -> Option<AggregateImpl> {
     let options = options(args, errors);
     let self_ident = self_ident(&item, errors)?;
     let agg_name = options
@@ -231,14 +238,18 @@ pub fn aggregate_impl(args: TokenStream, mut item: ItemImpl, errors: &mut Errors
         if method.sig.ident == "create_id" {
             create_id = Some(create_id_params(&method.sig, errors));
         }
-        let (markers, others): (Vec<Attribute>, Vec<Attribute>) =
-            std::mem::take(&mut method.attrs).into_iter().partition(is_event_attr);
+        let (markers, others): (Vec<Attribute>, Vec<Attribute>) = std::mem::take(&mut method.attrs)
+            .into_iter()
+            .partition(is_event_attr);
         method.attrs = others;
         let Some(marker) = markers.first() else {
             continue;
         };
         for extra in &markers[1..] {
-            errors.spanned(extra, "a method can be one event only: remove this second #[event]");
+            errors.spanned(
+                extra,
+                "a method can be one event only: remove this second #[event]",
+            );
         }
         let attr = match event_attr(marker) {
             Ok(attr) => attr,

@@ -10,16 +10,19 @@ use crate::parse::{self, Errors};
 /// Whether the struct derives one of serde's traits (then the metadata
 /// field must be skipped by serde).
 fn derives_serde(item: &ItemStruct) -> bool {
-    item.attrs.iter().filter(|a| a.path().is_ident("derive")).any(|attr| {
-        let mut found = false;
-        let _ = attr.parse_nested_meta(|meta| {
-            if let Some(last) = meta.path.segments.last() {
-                found |= last.ident == "Serialize" || last.ident == "Deserialize";
-            }
-            Ok(())
-        });
-        found
-    })
+    item.attrs
+        .iter()
+        .filter(|a| a.path().is_ident("derive"))
+        .any(|attr| {
+            let mut found = false;
+            let _ = attr.parse_nested_meta(|meta| {
+                if let Some(last) = meta.path.segments.last() {
+                    found |= last.ident == "Serialize" || last.ident == "Deserialize";
+                }
+                Ok(())
+            });
+            found
+        })
 }
 
 pub fn expand(args: TokenStream, mut item: ItemStruct) -> TokenStream {

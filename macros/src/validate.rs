@@ -38,7 +38,10 @@ pub fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
             if RESERVED.contains(&arg.ident.to_string().as_str()) {
                 errors.spanned(
                     &arg.ident,
-                    format!("`{}` is the name of a field every event has; rename this argument", arg.ident),
+                    format!(
+                        "`{}` is the name of a field every event has; rename this argument",
+                        arg.ident
+                    ),
                 );
             }
             let mut borrowed = Borrowed(None);
@@ -48,7 +51,11 @@ pub fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
             }
         }
     }
-    if !agg.events.iter().any(|(_, e)| e.kind == Some(Kind::Creation)) {
+    if !agg
+        .events
+        .iter()
+        .any(|(_, e)| e.kind == Some(Kind::Creation))
+    {
         errors.spanned(
             &agg.item.self_ty,
             format!(
@@ -58,7 +65,11 @@ pub fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
         );
     }
     if let Some(params) = &agg.create_id {
-        for (_, event) in agg.events.iter().filter(|(_, e)| e.kind == Some(Kind::Creation)) {
+        for (_, event) in agg
+            .events
+            .iter()
+            .filter(|(_, e)| e.kind == Some(Kind::Creation))
+        {
             for param in params {
                 if !event.args.iter().any(|a| a.ident == param.ident) {
                     errors.spanned(
@@ -74,7 +85,12 @@ pub fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
     }
 }
 
-fn signature(sig: &syn::Signature, kind: Option<Kind>, self_ident: &syn::Ident, errors: &mut Errors) {
+fn signature(
+    sig: &syn::Signature,
+    kind: Option<Kind>,
+    self_ident: &syn::Ident,
+    errors: &mut Errors,
+) {
     if let Some(token) = &sig.asyncness {
         errors.spanned(
             token,

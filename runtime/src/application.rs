@@ -8,7 +8,9 @@ use crate::env::{self, Env};
 use crate::error::{Error, Result};
 use crate::mapper::Mapper;
 use crate::persistence::memory::MemoryRecorder;
-use crate::persistence::{EventQuery, Notification, NotificationQuery, ProcessRecorder, StoredEvent};
+use crate::persistence::{
+    EventQuery, Notification, NotificationQuery, ProcessRecorder, StoredEvent,
+};
 
 /// An event-sourced application: a named store of aggregates.
 ///
@@ -278,7 +280,8 @@ impl<A: Aggregate> Save for &mut A {
 
 impl<A: Aggregate> Save for &mut [A] {
     fn encode_pending(&self, mapper: &Mapper, out: &mut Vec<StoredEvent>) -> Result<()> {
-        self.iter().try_for_each(|a| encode_aggregate(a, mapper, out))
+        self.iter()
+            .try_for_each(|a| encode_aggregate(a, mapper, out))
     }
     fn clear_pending(&mut self) {
         for a in self.iter_mut() {

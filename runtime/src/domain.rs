@@ -14,7 +14,9 @@ use crate::error::{Error, Result};
 
 /// The type of an aggregate's id: [`Uuid`] (the default) or [`String`]
 /// (stream names like `dog-fido`).
-pub trait AggregateId: Clone + Eq + Hash + Debug + Display + Default + Send + Sync + 'static {
+pub trait AggregateId:
+    Clone + Eq + Hash + Debug + Display + Default + Send + Sync + 'static
+{
     /// A new unique id, for aggregates created without one.
     fn generate() -> Self;
     /// The id as stored in the `originator_id` column (a UUID as 32
@@ -73,7 +75,11 @@ pub trait Event: Debug + Clone + Send + Sync + 'static {
     fn is_discarding(&self) -> bool;
 
     #[doc(hidden)]
-    fn __serialize<S: Serializer>(&self, timestamp: &Timestamp, serializer: S) -> std::result::Result<S::Ok, S::Error>;
+    fn __serialize<S: Serializer>(
+        &self,
+        timestamp: &Timestamp,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error>;
 
     #[doc(hidden)]
     fn __variant_of(topic: &str) -> Option<usize>;

@@ -40,7 +40,11 @@ impl Env {
     {
         Self {
             prefix: prefix_of(app_name),
-            vars: Some(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect()),
+            vars: Some(
+                vars.into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
         }
     }
 
@@ -55,9 +59,11 @@ impl Env {
     /// first). Empty values count as unset.
     pub fn get(&self, var: &str) -> Option<(String, String)> {
         let prefixed = format!("{}_{var}", self.prefix);
-        [prefixed, var.to_owned()]
-            .into_iter()
-            .find_map(|key| self.lookup(&key).filter(|v| !v.is_empty()).map(|v| (key, v)))
+        [prefixed, var.to_owned()].into_iter().find_map(|key| {
+            self.lookup(&key)
+                .filter(|v| !v.is_empty())
+                .map(|v| (key, v))
+        })
     }
 
     /// The value of `var` parsed as `T`; a value that does not parse is an
@@ -81,11 +87,16 @@ impl Env {
     /// `on`, `1` and their opposites, as the Python library reads them).
     pub fn flag(&self, var: &str) -> Result<Option<bool>> {
         self.get(var)
-            .map(|(key, value)| match value.trim().to_ascii_lowercase().as_str() {
-                "y" | "yes" | "t" | "true" | "on" | "1" => Ok(true),
-                "n" | "no" | "f" | "false" | "off" | "0" => Ok(false),
-                _ => Err(Error::config(key, format!("{value:?} is not a yes/no value"))),
-            })
+            .map(
+                |(key, value)| match value.trim().to_ascii_lowercase().as_str() {
+                    "y" | "yes" | "t" | "true" | "on" | "1" => Ok(true),
+                    "n" | "no" | "f" | "false" | "off" | "0" => Ok(false),
+                    _ => Err(Error::config(
+                        key,
+                        format!("{value:?} is not a yes/no value"),
+                    )),
+                },
+            )
             .transpose()
     }
 }
@@ -131,6 +142,9 @@ mod tests {
         assert!(err.contains("APP_N") && err.contains("x1"), "{err}");
         let err = env.flag("F").unwrap_err().to_string();
         assert!(err.contains("F:") && err.contains("maybe"), "{err}");
-        assert_eq!(Env::from_map("App", [("F", "Yes")]).flag("F").unwrap(), Some(true));
+        assert_eq!(
+            Env::from_map("App", [("F", "Yes")]).flag("F").unwrap(),
+            Some(true)
+        );
     }
 }

@@ -81,7 +81,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::clock::Timestamp;
-    pub use crate::domain::{Aggregate, AggregateId, Event, Meta, __created, __triggered};
+    pub use crate::domain::{__created, __triggered, Aggregate, AggregateId, Event, Meta};
     pub use serde;
     pub use uuid::Uuid;
 

@@ -53,11 +53,10 @@ impl Mapper {
             version: stored.originator_version,
             source,
         };
-        let variant =
-            A::Event::__variant_of(&stored.topic).ok_or_else(|| Error::UnknownTopic {
-                topic: stored.topic.clone(),
-                aggregate: A::NAME,
-            })?;
+        let variant = A::Event::__variant_of(&stored.topic).ok_or_else(|| Error::UnknownTopic {
+            topic: stored.topic.clone(),
+            aggregate: A::NAME,
+        })?;
         let originator_id =
             A::Id::from_stored(&stored.originator_id).map_err(|e| decode_error(e.into()))?;
         let mut deserializer = serde_json::Deserializer::from_slice(&stored.state);

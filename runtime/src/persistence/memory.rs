@@ -96,8 +96,12 @@ impl AggregateRecorder for MemoryRecorder {
         let Some(stream) = state.streams.get(originator_id) else {
             return Ok(Vec::new());
         };
-        let lo = query.gt.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-        let hi = query.lte.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included);
+        let lo = query
+            .gt
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let hi = query
+            .lte
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included);
         if matches!((lo, hi), (std::ops::Bound::Excluded(a), std::ops::Bound::Included(b)) if a >= b)
         {
             return Ok(Vec::new());
@@ -140,7 +144,11 @@ impl ApplicationRecorder for MemoryRecorder {
 }
 
 impl ProcessRecorder for MemoryRecorder {
-    fn insert_events_tracked(&self, events: &[StoredEvent], tracking: &Tracking) -> Result<Vec<u64>> {
+    fn insert_events_tracked(
+        &self,
+        events: &[StoredEvent],
+        tracking: &Tracking,
+    ) -> Result<Vec<u64>> {
         let mut state = self.write();
         if state
             .tracking
@@ -164,7 +172,11 @@ impl ProcessRecorder for MemoryRecorder {
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
-        Ok(self.read().tracking.get(application_name).map_or(0, |t| t.max))
+        Ok(self
+            .read()
+            .tracking
+            .get(application_name)
+            .map_or(0, |t| t.max))
     }
 
     fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {

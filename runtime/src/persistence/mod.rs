@@ -161,7 +161,11 @@ pub trait ProcessRecorder: ApplicationRecorder {
     /// Inserts `events` and, in the same transaction, `tracking`. A second
     /// tracking record for the same (application, notification id) is a
     /// [`Conflict`](crate::Error::Conflict) and stores nothing.
-    fn insert_events_tracked(&self, events: &[StoredEvent], tracking: &Tracking) -> Result<Vec<u64>>;
+    fn insert_events_tracked(
+        &self,
+        events: &[StoredEvent],
+        tracking: &Tracking,
+    ) -> Result<Vec<u64>>;
 
     /// The highest notification id of `application_name` that is tracked
     /// (0 when none is).

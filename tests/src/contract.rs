@@ -1,0 +1,414 @@
+//! The recorder contract: what every store must do, whatever it is.
+//!
+//! Each function takes a fresh, empty recorder. `recorder_contract!`
+//! generates one `#[test]` per function for a store.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use annals::persistence::{EventQuery, NotificationQuery, ProcessRecorder, StoredEvent, Tracking};
+
+/// A fresh recorder for a test named `name`, or `None` when the store is not
+/// available here (the test then says it was skipped).
+pub type MakeRecorder = fn(&str) -> Option<Arc<dyn ProcessRecorder>>;
+
+/// Generates the contract's tests for the store that `$make` (a
+/// [`MakeRecorder`]) opens.
+#[macro_export]
+macro_rules! recorder_contract {
+    ($make:expr) => {
+        $crate::recorder_contract!(@tests $make;
+            inserts_and_selects_a_stream,
+            a_conflict_stores_nothing,
+            a_conflict_within_one_batch_stores_nothing,
+            selects_events_with_every_argument,
+            stream_ids_are_kept_apart,
+            notifications_are_numbered_from_one_in_order,
+            selects_notifications_with_every_argument,
+            filters_notifications_by_topic,
+            max_notification_id_follows_inserts,
+            stores_bytes_exactly,
+            tracks_processed_notifications,
+            a_second_tracking_record_is_a_conflict_and_stores_nothing,
+            tracking_without_events,
+            concurrent_writers_store_every_event_once,
+            concurrent_writers_of_one_stream_conflict,
+        );
+    };
+    (@tests $make:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let make: $crate::contract::MakeRecorder = $make;
+                match make(stringify!($name)) {
+                    Some(recorder) => $crate::contract::$name(&*recorder),
+                    None => $crate::skipped(stringify!($name)),
+                }
+            }
+        )+
+    };
+}
+
+/// A stored event with a state that names it.
+pub fn event(originator_id: &str, version: u64, topic: &str) -> StoredEvent {
+    StoredEvent {
+        originator_id: originator_id.to_owned(),
+        originator_version: version,
+        topic: topic.to_owned(),
+        state: format!("{{\"id\":\"{originator_id}\",\"v\":{version}}}").into_bytes(),
+    }
+}
+
+fn all(r: &dyn ProcessRecorder, id: &str) -> Vec<StoredEvent> {
+    r.select_events(id, &EventQuery::all())
+        .expect("select_events")
+}
+
+fn versions(events: &[StoredEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.originator_version).collect()
+}
+
+fn notification_ids(r: &dyn ProcessRecorder, query: &NotificationQuery) -> Vec<u64> {
+    r.select_notifications(query)
+        .expect("select_notifications")
+        .iter()
+        .map(|n| n.id)
+        .collect()
+}
+
+/// Inserted events come back, in version order, with every column intact.
+pub fn inserts_and_selects_a_stream(r: &dyn ProcessRecorder) {
+    let events = vec![
+        event("a1", 1, "T.A"),
+        event("a1", 2, "T.B"),
+        event("a1", 3, "T.A"),
+    ];
+    let ids = r.insert_events(&events).expect("insert");
+    assert_eq!(ids.len(), 3, "one notification id per event");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    assert_eq!(all(r, "a1"), events);
+    assert!(all(r, "unknown").is_empty());
+    assert_eq!(
+        r.insert_events(&[]).expect("empty insert"),
+        Vec::<u64>::new()
+    );
+}
+
+/// A batch that hits an existing version stores none of its events.
+pub fn a_conflict_stores_nothing(r: &dyn ProcessRecorder) {
+    r.insert_events(&[event("a", 1, "T"), event("a", 2, "T")])
+        .expect("insert");
+    let before = r.max_notification_id().expect("max");
+    let err = r
+        .insert_events(&[event("b", 1, "T"), event("a", 3, "T"), event("a", 2, "T")])
+        .expect_err("version 2 of a exists");
+    assert!(err.is_conflict(), "a conflict error, got: {err}");
+    assert!(all(r, "b").is_empty(), "b's event was not stored");
+    assert_eq!(versions(&all(r, "a")), [1, 2]);
+    assert_eq!(r.max_notification_id().expect("max"), before);
+    // The store still works after the conflict.
+    r.insert_events(&[event("a", 3, "T")])
+        .expect("insert after conflict");
+    assert_eq!(versions(&all(r, "a")), [1, 2, 3]);
+}
+
+/// Two events at one position in one batch: a conflict, nothing stored.
+pub fn a_conflict_within_one_batch_stores_nothing(r: &dyn ProcessRecorder) {
+    let err = r
+        .insert_events(&[event("a", 1, "T"), event("c", 1, "T"), event("a", 1, "T")])
+        .expect_err("duplicate in batch");
+    assert!(err.is_conflict(), "{err}");
+    assert!(all(r, "a").is_empty() && all(r, "c").is_empty());
+    assert_eq!(r.max_notification_id().expect("max"), 0);
+}
+
+/// after (gt), up to (lte), descending and limit, alone and together.
+pub fn selects_events_with_every_argument(r: &dyn ProcessRecorder) {
+    let events: Vec<_> = (1..=10).map(|v| event("s", v, "T")).collect();
+    r.insert_events(&events).expect("insert");
+    let select = |q: EventQuery| versions(&r.select_events("s", &q).expect("select"));
+    assert_eq!(select(EventQuery::all()), (1..=10).collect::<Vec<_>>());
+    assert_eq!(select(EventQuery::all().after(7)), [8, 9, 10]);
+    assert_eq!(select(EventQuery::all().up_to(3)), [1, 2, 3]);
+    assert_eq!(select(EventQuery::all().after(3).up_to(5)), [4, 5]);
+    assert_eq!(
+        select(EventQuery::all().after(5).up_to(5)),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        select(EventQuery::all().after(6).up_to(2)),
+        Vec::<u64>::new()
+    );
+    assert_eq!(select(EventQuery::all().limit(2)), [1, 2]);
+    assert_eq!(
+        select(EventQuery::all().descending()),
+        (1..=10).rev().collect::<Vec<_>>()
+    );
+    assert_eq!(select(EventQuery::all().descending().limit(1)), [10]);
+    assert_eq!(
+        select(EventQuery::all().descending().up_to(4).limit(2)),
+        [4, 3]
+    );
+    assert_eq!(select(EventQuery::all().descending().after(8)), [10, 9]);
+    assert_eq!(select(EventQuery::all().after(2).limit(3)), [3, 4, 5]);
+    assert_eq!(select(EventQuery::all().limit(0)), Vec::<u64>::new());
+    assert_eq!(select(EventQuery::all().after(10)), Vec::<u64>::new());
+}
+
+/// Streams with similar ids do not mix.
+pub fn stream_ids_are_kept_apart(r: &dyn ProcessRecorder) {
+    r.insert_events(&[event("x", 1, "T"), event("xx", 1, "T"), event("X", 1, "T")])
+        .expect("insert");
+    for id in ["x", "xx", "X"] {
+        let got = all(r, id);
+        assert_eq!(got.len(), 1, "{id}");
+        assert_eq!(got[0].originator_id, id);
+    }
+}
+
+/// A fresh store numbers its notifications 1, 2, 3, ... in insert order.
+pub fn notifications_are_numbered_from_one_in_order(r: &dyn ProcessRecorder) {
+    r.insert_events(&[event("a", 1, "T.A"), event("b", 1, "T.B")])
+        .expect("insert");
+    r.insert_events(&[event("a", 2, "T.C")]).expect("insert");
+    let got = r
+        .select_notifications(&NotificationQuery::new(1, 10))
+        .expect("select");
+    let summary: Vec<_> = got
+        .iter()
+        .map(|n| {
+            (
+                n.id,
+                n.event.originator_id.as_str(),
+                n.event.originator_version,
+                n.event.topic.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [(1, "a", 1, "T.A"), (2, "b", 1, "T.B"), (3, "a", 2, "T.C")]
+    );
+    assert_eq!(got[2].event, event("a", 2, "T.C"));
+}
+
+/// start, limit and stop, alone and together.
+pub fn selects_notifications_with_every_argument(r: &dyn ProcessRecorder) {
+    for v in 1..=10 {
+        r.insert_events(&[event("n", v, "T")]).expect("insert");
+    }
+    let ids = |q: NotificationQuery| notification_ids(r, &q);
+    assert_eq!(
+        ids(NotificationQuery::new(1, 100)),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(ids(NotificationQuery::new(0, 3)), [1, 2, 3]);
+    assert_eq!(ids(NotificationQuery::new(4, 3)), [4, 5, 6]);
+    assert_eq!(ids(NotificationQuery::new(9, 5)), [9, 10]);
+    assert_eq!(ids(NotificationQuery::new(11, 5)), Vec::<u64>::new());
+    assert_eq!(ids(NotificationQuery::new(2, 100).stop(4)), [2, 3, 4]);
+    assert_eq!(ids(NotificationQuery::new(2, 2).stop(8)), [2, 3]);
+    assert_eq!(
+        ids(NotificationQuery::new(5, 10).stop(4)),
+        Vec::<u64>::new()
+    );
+    assert_eq!(ids(NotificationQuery::new(1, 0)), Vec::<u64>::new());
+}
+
+/// Only the asked topics, still in id order, with limit and stop applied
+/// to what matches.
+pub fn filters_notifications_by_topic(r: &dyn ProcessRecorder) {
+    let topics = ["T.A", "T.B", "T.C", "T.A", "T.B", "T.A"];
+    for (i, topic) in topics.iter().enumerate() {
+        r.insert_events(&[event("f", i as u64 + 1, topic)])
+            .expect("insert");
+    }
+    let ids = |q: NotificationQuery| notification_ids(r, &q);
+    assert_eq!(
+        ids(NotificationQuery::new(1, 10).topics(["T.A"])),
+        [1, 4, 6]
+    );
+    assert_eq!(
+        ids(NotificationQuery::new(1, 10).topics(["T.A", "T.C"])),
+        [1, 3, 4, 6]
+    );
+    assert_eq!(
+        ids(NotificationQuery::new(2, 2).topics(["T.A", "T.B"])),
+        [2, 4]
+    );
+    assert_eq!(
+        ids(NotificationQuery::new(1, 10).topics(["T.B"]).stop(4)),
+        [2]
+    );
+    assert_eq!(
+        ids(NotificationQuery::new(1, 10).topics(["T.Z"])),
+        Vec::<u64>::new()
+    );
+}
+
+/// The highest notification id, 0 when empty.
+pub fn max_notification_id_follows_inserts(r: &dyn ProcessRecorder) {
+    assert_eq!(r.max_notification_id().expect("max"), 0);
+    r.insert_events(&[event("m", 1, "T"), event("m", 2, "T")])
+        .expect("insert");
+    assert_eq!(r.max_notification_id().expect("max"), 2);
+    let _ = r.insert_events(&[event("m", 2, "T")]);
+    assert_eq!(
+        r.max_notification_id().expect("max"),
+        2,
+        "a conflict adds nothing"
+    );
+    r.insert_events(&[event("m", 3, "T")]).expect("insert");
+    assert_eq!(r.max_notification_id().expect("max"), 3);
+}
+
+/// Arbitrary bytes (not UTF-8, with NULs) and odd ids come back unchanged.
+pub fn stores_bytes_exactly(r: &dyn ProcessRecorder) {
+    let odd = StoredEvent {
+        originator_id: "dog-fïdo 'quoted' \"x\"; --".to_owned(),
+        originator_version: 1,
+        topic: "Dog.Registered".to_owned(),
+        state: vec![0, 159, 146, 150, 255, 0, b'{'],
+    };
+    r.insert_events(std::slice::from_ref(&odd)).expect("insert");
+    assert_eq!(all(r, &odd.originator_id), std::slice::from_ref(&odd));
+    let n = r
+        .select_notifications(&NotificationQuery::new(1, 1))
+        .expect("select");
+    assert_eq!(n[0].event, odd);
+}
+
+/// Tracking records: stored with events, max and membership per upstream.
+pub fn tracks_processed_notifications(r: &dyn ProcessRecorder) {
+    let up = |id| Tracking {
+        application_name: "upstream".to_owned(),
+        notification_id: id,
+    };
+    assert_eq!(r.max_tracking_id("upstream").expect("max"), 0);
+    assert!(!r.has_tracking_id("upstream", 1).expect("has"));
+    let ids = r
+        .insert_events_tracked(&[event("p", 1, "T")], &up(1))
+        .expect("insert tracked");
+    assert_eq!(ids.len(), 1);
+    r.insert_events_tracked(&[event("p", 2, "T")], &up(3))
+        .expect("insert tracked");
+    assert_eq!(r.max_tracking_id("upstream").expect("max"), 3);
+    assert!(r.has_tracking_id("upstream", 1).expect("has"));
+    assert!(!r.has_tracking_id("upstream", 2).expect("has"));
+    assert!(r.has_tracking_id("upstream", 3).expect("has"));
+    assert_eq!(r.max_tracking_id("other").expect("max"), 0);
+    assert!(!r.has_tracking_id("other", 1).expect("has"));
+    assert_eq!(versions(&all(r, "p")), [1, 2]);
+}
+
+/// The same (upstream, id) twice: a conflict; the second call's events are
+/// not stored. Conflicting events: the tracking record is not stored.
+pub fn a_second_tracking_record_is_a_conflict_and_stores_nothing(r: &dyn ProcessRecorder) {
+    let t = Tracking {
+        application_name: "up".to_owned(),
+        notification_id: 7,
+    };
+    r.insert_events_tracked(&[event("q", 1, "T")], &t)
+        .expect("first");
+    let err = r
+        .insert_events_tracked(&[event("q2", 1, "T")], &t)
+        .expect_err("tracked twice");
+    assert!(err.is_conflict(), "{err}");
+    assert!(all(r, "q2").is_empty());
+    assert_eq!(r.max_notification_id().expect("max"), 1);
+
+    let t8 = Tracking {
+        application_name: "up".to_owned(),
+        notification_id: 8,
+    };
+    let err = r
+        .insert_events_tracked(&[event("q", 1, "T")], &t8)
+        .expect_err("event conflict");
+    assert!(err.is_conflict(), "{err}");
+    assert!(
+        !r.has_tracking_id("up", 8).expect("has"),
+        "tracking not stored"
+    );
+    assert_eq!(r.max_tracking_id("up").expect("max"), 7);
+}
+
+/// A processed notification that caused no events is still tracked.
+pub fn tracking_without_events(r: &dyn ProcessRecorder) {
+    let t = Tracking {
+        application_name: "up".to_owned(),
+        notification_id: 5,
+    };
+    assert!(r
+        .insert_events_tracked(&[], &t)
+        .expect("tracked")
+        .is_empty());
+    assert!(r.has_tracking_id("up", 5).expect("has"));
+    assert_eq!(r.max_tracking_id("up").expect("max"), 5);
+    assert_eq!(r.max_notification_id().expect("max"), 0);
+}
+
+/// How many saves each of the 8 writer threads makes.
+pub const SAVES_PER_THREAD: u64 = 1_000;
+
+/// 8 threads x 1,000 saves, each thread its own streams: every event stored
+/// once, notification ids unique and increasing.
+pub fn concurrent_writers_store_every_event_once(r: &dyn ProcessRecorder) {
+    std::thread::scope(|scope| {
+        for thread in 0..8 {
+            scope.spawn(move || {
+                for i in 0..SAVES_PER_THREAD {
+                    let id = format!("t{thread}-{}", i / 10);
+                    r.insert_events(&[event(&id, i % 10 + 1, "T")])
+                        .unwrap_or_else(|e| panic!("thread {thread} save {i}: {e}"));
+                }
+            });
+        }
+    });
+    let total = 8 * SAVES_PER_THREAD;
+    let mut seen = HashSet::new();
+    let mut last = 0;
+    let mut start = 1;
+    loop {
+        let page = r
+            .select_notifications(&NotificationQuery::new(start, 1_000))
+            .expect("select");
+        let Some(tail) = page.last() else { break };
+        start = tail.id + 1;
+        for n in page {
+            assert!(n.id > last, "ids increase: {} after {last}", n.id);
+            last = n.id;
+            assert!(
+                seen.insert((n.event.originator_id.clone(), n.event.originator_version)),
+                "stored once: {:?}",
+                n.event
+            );
+        }
+    }
+    assert_eq!(seen.len() as u64, total);
+    assert_eq!(r.max_notification_id().expect("max"), last);
+}
+
+/// 8 threads race to append to one stream: each version is won by exactly
+/// one thread, the losers get conflicts, and the stream has no gaps.
+pub fn concurrent_writers_of_one_stream_conflict(r: &dyn ProcessRecorder) {
+    let wins: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut wins = 0;
+                    for v in 1..=50 {
+                        match r.insert_events(&[event("race", v, "T")]) {
+                            Ok(_) => wins += 1,
+                            Err(e) if e.is_conflict() => {}
+                            Err(e) => panic!("not a conflict: {e}"),
+                        }
+                    }
+                    wins
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).sum()
+    });
+    assert_eq!(wins, 50, "each version won once");
+    assert_eq!(versions(&all(r, "race")), (1..=50).collect::<Vec<_>>());
+}

@@ -1,0 +1,217 @@
+//! What `#[aggregate]` and `#[event]` generate, seen from the user's side.
+
+use annals::clock::{self, FixedClock};
+use annals::prelude::*;
+use annals::{DomainEvent, Timestamp};
+use serde::{Deserialize, Serialize};
+
+#[aggregate]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dog {
+    pub name: String,
+    pub tricks: Vec<String>,
+}
+
+#[aggregate(derive(PartialEq))]
+impl Dog {
+    #[event("Registered")]
+    pub fn register(name: String) -> Self {
+        Dog {
+            name,
+            tricks: Vec::new(),
+        }
+    }
+
+    #[event("TrickAdded")]
+    pub fn add_trick(&mut self, trick: String) {
+        self.tricks.push(trick);
+    }
+
+    pub fn create_id(name: &str) -> Uuid {
+        Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("/dogs/{name}").as_bytes())
+    }
+}
+
+/// String ids, streams from version 0, a renamed topic prefix, an event
+/// named after its method, a topic override, a discarding event.
+#[aggregate]
+#[derive(Debug)]
+pub struct Stream {
+    pub lines: Vec<String>,
+    pub closed: bool,
+}
+
+#[aggregate(id = String, initial_version = 0, name = "streams.Stream")]
+impl Stream {
+    #[event]
+    fn open() -> Stream {
+        Self {
+            lines: vec!["opened".to_owned()],
+            closed: false,
+        }
+    }
+
+    #[event(topic = "streams.LineAppended.v1")]
+    fn append(&mut self, mut line: String, repeat: u8) {
+        line = line.repeat(repeat.into());
+        self.lines.push(line);
+    }
+
+    #[event("Closed", discard)]
+    fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// A command that validates first.
+    pub fn append_checked(&mut self, line: &str) -> Result<(), String> {
+        if self.closed {
+            return Err("closed".into());
+        }
+        self.append(line.to_owned(), 1);
+        Ok(())
+    }
+}
+
+fn at(s: &str) -> Timestamp {
+    s.parse().expect("timestamp")
+}
+
+#[test]
+fn a_creation_event_makes_a_new_aggregate_with_one_pending_event() {
+    let _clock = clock::set_thread_clock(FixedClock(at("2026-01-02T03:04:05Z")));
+    let dog = Dog::register("Fido".into());
+    assert_eq!(dog.name, "Fido");
+    assert_eq!(dog.version(), 1);
+    assert_eq!(dog.created_on(), at("2026-01-02T03:04:05Z"));
+    assert_eq!(dog.modified_on(), dog.created_on());
+    let pending = dog.pending_events();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].originator_id, dog.id());
+    assert_eq!(pending[0].originator_version, 1);
+    assert_eq!(pending[0].timestamp, at("2026-01-02T03:04:05Z"));
+    assert_eq!(
+        pending[0].event,
+        DogEvent::Registered {
+            name: "Fido".into()
+        }
+    );
+    assert_eq!(pending[0].topic(), "Dog.Registered");
+    assert!(pending[0].event.is_creation());
+}
+
+#[test]
+fn create_id_gives_deterministic_ids_and_callers_can_pass_one() {
+    let a = Dog::register("Rex".into());
+    let b = Dog::register("Rex".into());
+    assert_eq!(a.id(), b.id());
+    assert_eq!(a.id(), Dog::create_id("Rex"));
+    assert_ne!(a.id(), Dog::register("Max".into()).id());
+
+    let explicit = Uuid::new_v4();
+    let c = Dog::register_with_id(explicit, "Rex".into());
+    assert_eq!(c.id(), explicit);
+    assert_eq!(c.pending_events()[0].originator_id, explicit);
+}
+
+#[test]
+fn commands_apply_their_body_and_record_an_event() {
+    let mut dog = Dog::register("Fido".into());
+    let _clock = clock::set_thread_clock(FixedClock(at("2030-05-06T07:08:09Z")));
+    dog.add_trick("roll over".into());
+    dog.add_trick("play dead".into());
+    assert_eq!(dog.tricks, ["roll over", "play dead"]);
+    assert_eq!(dog.version(), 3);
+    assert_eq!(dog.modified_on(), at("2030-05-06T07:08:09Z"));
+    assert_ne!(dog.created_on(), dog.modified_on());
+    let versions: Vec<u64> = dog
+        .pending_events()
+        .iter()
+        .map(|e| e.originator_version)
+        .collect();
+    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(
+        dog.pending_events()[2].event,
+        DogEvent::TrickAdded {
+            trick: "play dead".into()
+        }
+    );
+}
+
+#[test]
+fn topics_are_stable_and_overridable() {
+    assert_eq!(DogEvent::TOPICS, ["Dog.Registered", "Dog.TrickAdded"]);
+    assert_eq!(
+        StreamEvent::TOPICS,
+        [
+            "streams.Stream.Open",
+            "streams.LineAppended.v1",
+            "streams.Stream.Closed"
+        ]
+    );
+    assert_eq!(<Dog as Aggregate>::NAME, "Dog");
+    assert_eq!(<Stream as Aggregate>::NAME, "streams.Stream");
+}
+
+#[test]
+fn string_ids_and_initial_version_zero() {
+    let mut s = Stream::open_with_id("dog-fido");
+    assert_eq!(s.id(), "dog-fido");
+    assert_eq!(s.version(), 0);
+    s.append("ab".into(), 2);
+    assert_eq!(s.version(), 1);
+    assert_eq!(s.lines, ["opened", "abab"]);
+    let generated = Stream::open();
+    assert!(!generated.id().is_empty());
+    assert_ne!(generated.id(), Stream::open().id());
+}
+
+#[test]
+fn validating_commands_record_nothing_when_rejected() {
+    let mut s = Stream::open();
+    s.append_checked("x").expect("open stream");
+    s.close();
+    assert!(s.is_discarded());
+    let before = s.pending_events().len();
+    assert_eq!(s.append_checked("y"), Err("closed".to_owned()));
+    assert_eq!(s.pending_events().len(), before);
+}
+
+#[test]
+fn the_hidden_metadata_is_skipped_by_serde_and_the_struct_stays_usable() {
+    let mut dog = Dog::register("Fido".into());
+    dog.add_trick("sit".into());
+    let json = serde_json::to_value(&dog).expect("serialize");
+    assert_eq!(json, serde_json::json!({"name": "Fido", "tricks": ["sit"]}));
+    let copy = dog.clone();
+    assert_eq!(copy, dog);
+    assert_eq!(copy.pending_events().len(), 2);
+}
+
+#[test]
+fn stored_state_holds_the_fields_and_the_timestamp() {
+    let _clock = clock::set_thread_clock(FixedClock(at("2026-01-02T03:04:05Z")));
+    let app = Application::builder("Dogs").build().expect("app");
+    let mut dog = Dog::register("Fido".into());
+    dog.add_trick("sit".into());
+    app.save(&mut dog).expect("save");
+    let stored = app.notifications(1, 10).expect("notifications");
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1].event.topic, "Dog.TrickAdded");
+    assert_eq!(stored[1].event.originator_id, dog.id().simple().to_string());
+    assert_eq!(stored[1].event.originator_version, 2);
+    let state: serde_json::Value = serde_json::from_slice(&stored[1].event.state).expect("json");
+    assert_eq!(
+        state,
+        serde_json::json!({"timestamp": "2026-01-02T03:04:05Z", "trick": "sit"})
+    );
+    // Decoding gives back the same domain event.
+    let decoded: DomainEvent<Dog> = app.mapper().decode(&stored[1].event).expect("decode");
+    assert_eq!(
+        decoded.event,
+        DogEvent::TrickAdded {
+            trick: "sit".into()
+        }
+    );
+    assert_eq!(decoded.timestamp, at("2026-01-02T03:04:05Z"));
+    assert_eq!(decoded.originator_id, dog.id());
+}

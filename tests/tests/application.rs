@@ -1,0 +1,327 @@
+//! Application, Repository and the mapper, on the in-memory store.
+
+use std::sync::Arc;
+
+use annals::env::Env;
+use annals::persistence::memory::MemoryRecorder;
+use annals::persistence::{AggregateRecorder, StoredEvent};
+use annals::prelude::*;
+use annals::{DomainEvent, Error};
+use serde::{Deserialize, Serialize};
+
+#[aggregate]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Account {
+    pub balance: i64,
+    pub closed: bool,
+}
+
+#[aggregate]
+impl Account {
+    #[event("Opened")]
+    pub fn open() -> Self {
+        Account {
+            balance: 0,
+            closed: false,
+        }
+    }
+
+    #[event("Credited")]
+    pub fn credit(&mut self, amount: i64) {
+        self.balance += amount;
+    }
+
+    #[event("Closed", discard)]
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+}
+
+fn app() -> Application {
+    Application::builder("Bank").build().expect("app")
+}
+
+#[test]
+fn save_then_get_rebuilds_the_aggregate_from_its_events() {
+    let app = app();
+    let mut account = Account::open();
+    account.credit(10);
+    account.credit(5);
+    let ids = app.save(&mut account).expect("save");
+    assert_eq!(ids, [1, 2, 3]);
+    assert!(
+        account.pending_events().is_empty(),
+        "save clears pending events"
+    );
+    assert_eq!(
+        app.save(&mut account).expect("nothing to save"),
+        Vec::<u64>::new()
+    );
+
+    let copy: Account = app.repository().get(account.id()).expect("get");
+    assert_eq!(copy.balance, 15);
+    assert_eq!(copy.version(), 3);
+    assert_eq!(copy.id(), account.id());
+    assert_eq!(copy.created_on(), account.created_on());
+    assert_eq!(copy.modified_on(), account.modified_on());
+    assert!(copy.pending_events().is_empty());
+}
+
+#[test]
+fn get_at_gives_historical_state() {
+    let app = app();
+    let mut account = Account::open();
+    for amount in [1, 2, 3] {
+        account.credit(amount);
+    }
+    app.save(&mut account).expect("save");
+    let repo = app.repository();
+    assert_eq!(
+        repo.get_at::<Account>(account.id(), 1).expect("v1").balance,
+        0
+    );
+    assert_eq!(
+        repo.get_at::<Account>(account.id(), 3).expect("v3").balance,
+        3
+    );
+    assert_eq!(
+        repo.get_at::<Account>(account.id(), 3)
+            .expect("v3")
+            .version(),
+        3
+    );
+    assert_eq!(
+        repo.get_at::<Account>(account.id(), 99)
+            .expect("v99")
+            .balance,
+        6
+    );
+    let err = repo
+        .get_at::<Account>(account.id(), 0)
+        .expect_err("before creation");
+    assert!(err.is_not_found(), "{err}");
+}
+
+#[test]
+fn not_found_is_a_clear_error() {
+    let app = app();
+    let id = Uuid::new_v4();
+    let err = app
+        .repository()
+        .get::<Account>(id)
+        .expect_err("nothing stored");
+    assert!(err.is_not_found());
+    assert_eq!(err.to_string(), format!("Account {id} not found"));
+    assert!(!app.repository().contains::<Account>(id).expect("contains"));
+}
+
+#[test]
+fn a_discarded_aggregate_is_not_found_but_its_events_stay() {
+    let app = app();
+    let mut account = Account::open();
+    account.credit(3);
+    app.save(&mut account).expect("save");
+    assert!(app
+        .repository()
+        .contains::<Account>(account.id())
+        .expect("contains"));
+    account.close();
+    app.save(&mut account).expect("save");
+    assert!(app
+        .repository()
+        .get::<Account>(account.id())
+        .expect_err("discarded")
+        .is_not_found());
+    assert!(!app
+        .repository()
+        .contains::<Account>(account.id())
+        .expect("contains"));
+    assert_eq!(app.notifications(1, 10).expect("log").len(), 3);
+    let before: Account = app.repository().get_at(account.id(), 2).expect("history");
+    assert_eq!(before.balance, 3);
+}
+
+#[test]
+fn two_saves_from_the_same_version_one_wins_the_other_stores_nothing() {
+    let app = app();
+    let mut account = Account::open();
+    app.save(&mut account).expect("save");
+    let mut a: Account = app.repository().get(account.id()).expect("get");
+    let mut b: Account = app.repository().get(account.id()).expect("get");
+    a.credit(1);
+    b.credit(100);
+    b.credit(1000);
+    app.save(&mut a).expect("first save wins");
+    let err = app.save(&mut b).expect_err("second save conflicts");
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(
+        b.pending_events().len(),
+        2,
+        "a failed save keeps pending events"
+    );
+    let stored: Account = app.repository().get(account.id()).expect("get");
+    assert_eq!((stored.balance, stored.version()), (1, 2));
+    assert_eq!(app.notifications(1, 10).expect("log").len(), 2);
+}
+
+#[test]
+fn saving_several_aggregates_is_atomic() {
+    let app = app();
+    let mut x = Account::open();
+    let mut y = Account::open();
+    app.save((&mut x, &mut y)).expect("save two");
+    let mut stale_y: Account = app.repository().get(y.id()).expect("get");
+    y.credit(1);
+    app.save(&mut y).expect("save");
+
+    x.credit(5);
+    stale_y.credit(7);
+    let err = app.save((&mut x, &mut stale_y)).expect_err("y conflicts");
+    assert!(err.is_conflict());
+    assert_eq!(
+        app.repository().get::<Account>(x.id()).expect("x").balance,
+        0,
+        "x's event not stored"
+    );
+    assert_eq!(x.pending_events().len(), 1);
+
+    let mut many = vec![Account::open(), Account::open(), Account::open()];
+    for a in &mut many {
+        a.credit(2);
+    }
+    app.save(&mut many[..]).expect("save slice");
+    let mut p = Account::open();
+    let mut q = Account::open();
+    app.save(vec![&mut p, &mut q]).expect("save vec");
+    for id in many.iter().map(Account::id).chain([p.id(), q.id()]) {
+        assert!(app.repository().contains::<Account>(id).expect("contains"));
+    }
+}
+
+#[test]
+fn application_is_shared_by_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Application>();
+    let app = Arc::new(app());
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let app = app.clone();
+            std::thread::spawn(move || {
+                let mut a = Account::open();
+                a.credit(1);
+                app.save(&mut a).expect("save");
+                a.id()
+            })
+        })
+        .collect();
+    for h in handles {
+        let id = h.join().expect("thread");
+        assert_eq!(app.repository().get::<Account>(id).expect("get").balance, 1);
+    }
+    assert_eq!(app.notifications(1, 100).expect("log").len(), 8);
+}
+
+fn stored(topic: &str, state: &[u8]) -> StoredEvent {
+    StoredEvent {
+        originator_id: Uuid::nil().simple().to_string(),
+        originator_version: 1,
+        topic: topic.to_owned(),
+        state: state.to_vec(),
+    }
+}
+
+#[test]
+fn an_unknown_topic_is_an_error_naming_topic_and_aggregate() {
+    let app = app();
+    let err = app
+        .mapper()
+        .decode::<Account>(&stored("Account.Vanished", b"{}"))
+        .expect_err("unknown topic");
+    assert!(matches!(err, Error::UnknownTopic { .. }));
+    let message = err.to_string();
+    assert!(
+        message.contains("Account.Vanished") && message.contains("Account"),
+        "{message}"
+    );
+}
+
+#[test]
+fn bytes_that_do_not_decode_are_an_error_naming_the_topic() {
+    let app = app();
+    for bad in [
+        &b"not json"[..],
+        b"{\"timestamp\":\"2026-01-01T00:00:00Z\"}",
+        b"",
+        b"{\"timestamp\":1}",
+    ] {
+        let err = app
+            .mapper()
+            .decode::<Account>(&stored("Account.Credited", bad))
+            .expect_err("corrupt state");
+        assert!(matches!(err, Error::Decode { .. }), "{err}");
+        assert!(err.to_string().contains("Account.Credited"), "{err}");
+    }
+    let ok: DomainEvent<Account> = app
+        .mapper()
+        .decode(&stored(
+            "Account.Credited",
+            b"{\"timestamp\":\"2026-01-01T00:00:00Z\",\"amount\":4}",
+        ))
+        .expect("decodes");
+    assert!(matches!(ok.event, AccountEvent::Credited { amount: 4 }));
+    let err = app
+        .mapper()
+        .decode::<Account>(&StoredEvent {
+            originator_id: "not-a-uuid".into(),
+            ..stored(
+                "Account.Opened",
+                b"{\"timestamp\":\"2026-01-01T00:00:00Z\"}",
+            )
+        })
+        .expect_err("bad id");
+    assert!(err.to_string().contains("not-a-uuid"), "{err}");
+}
+
+#[test]
+fn a_stream_that_does_not_begin_with_creation_is_corrupt() {
+    let recorder = Arc::new(MemoryRecorder::new());
+    let app = Application::builder("Bank")
+        .recorder(recorder.clone())
+        .build()
+        .expect("app");
+    let id = Uuid::new_v4();
+    recorder
+        .insert_events(&[StoredEvent {
+            originator_id: id.simple().to_string(),
+            ..stored(
+                "Account.Credited",
+                b"{\"timestamp\":\"2026-01-01T00:00:00Z\",\"amount\":4}",
+            )
+        }])
+        .expect("insert");
+    let err = app.repository().get::<Account>(id).expect_err("corrupt");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("Credited"), "{err}");
+}
+
+#[test]
+fn configuration_from_the_environment() {
+    let env = Env::from_map("Bank", [("BANK_PERSISTENCE_MODULE", "memory")]);
+    let app = Application::builder("Bank")
+        .with_env(&env)
+        .expect("memory")
+        .build()
+        .expect("app");
+    assert_eq!(app.name(), "Bank");
+
+    let env = Env::from_map("Bank", [("PERSISTENCE_MODULE", "cassandra")]);
+    let err = Application::builder("Bank")
+        .with_env(&env)
+        .expect_err("unknown module");
+    assert!(matches!(err, Error::Config { .. }));
+    let message = err.to_string();
+    assert!(
+        message.contains("PERSISTENCE_MODULE") && message.contains("cassandra"),
+        "{message}"
+    );
+}

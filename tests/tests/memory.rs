@@ -1,0 +1,7 @@
+//! The recorder contract on the in-memory store.
+
+use std::sync::Arc;
+
+use annals::persistence::memory::MemoryRecorder;
+
+annals_tests::recorder_contract!(|_| Some(Arc::new(MemoryRecorder::new())));

@@ -1,0 +1,6 @@
+use annals::prelude::*;
+
+#[aggregate]
+pub struct Dog(String);
+
+fn main() {}
