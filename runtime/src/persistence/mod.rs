@@ -14,6 +14,10 @@
 //! repository).
 
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use crate::error::Result;
 
