@@ -94,6 +94,13 @@ impl TrainingSchool {
         })
     }
 
+    /// Or configured in code: a SQLite database file at `path`.
+    pub fn open(path: &str) -> annals::Result<Self> {
+        Ok(Self {
+            app: Application::builder("TrainingSchool").sqlite(path).build()?,
+        })
+    }
+
     /// On a given application (configured by the caller).
     pub fn with_application(app: Application) -> Self {
         Self { app }
@@ -112,6 +119,11 @@ impl TrainingSchool {
         dog.learn(trick)?;
         self.app.save(&mut dog)?;
         Ok(())
+    }
+
+    /// Whether dog `id` is registered.
+    pub fn contains(&self, id: Uuid) -> annals::Result<bool> {
+        self.app.repository().contains::<Dog>(id)
     }
 
     /// The dog's current state.

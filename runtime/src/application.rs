@@ -8,6 +8,10 @@ use crate::env::{self, Env};
 use crate::error::{Error, Result};
 use crate::mapper::Mapper;
 use crate::persistence::memory::MemoryRecorder;
+#[cfg(feature = "postgres")]
+use crate::persistence::postgres::{PostgresConfig, PostgresRecorder};
+#[cfg(feature = "sqlite")]
+use crate::persistence::sqlite::{SqliteConfig, SqliteRecorder};
 use crate::persistence::{
     EventQuery, Notification, NotificationQuery, ProcessRecorder, StoredEvent,
 };
@@ -122,6 +126,12 @@ impl Application {
 pub enum Persistence {
     /// In memory (lost when the application is dropped).
     Memory,
+    /// In a SQLite database.
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqliteConfig),
+    /// In a PostgreSQL database.
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresConfig),
     /// A recorder the caller made.
     Recorder(Arc<dyn ProcessRecorder>),
 }
@@ -130,10 +140,66 @@ impl fmt::Debug for Persistence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Persistence::Memory => f.write_str("Memory"),
+            #[cfg(feature = "sqlite")]
+            Persistence::Sqlite(config) => f.debug_tuple("Sqlite").field(config).finish(),
+            #[cfg(feature = "postgres")]
+            Persistence::Postgres(config) => f.debug_tuple("Postgres").field(config).finish(),
             Persistence::Recorder(_) => f.write_str("Recorder(..)"),
         }
     }
 }
+
+impl Persistence {
+    /// The persistence that `PERSISTENCE_MODULE` names (`memory`, `sqlite`,
+    /// `postgres`, or the Python library's module names), with its
+    /// settings from `env`; `None` when the variable is not set.
+    pub fn from_env(env: &Env) -> Result<Option<Self>> {
+        let Some((var, module)) = env.get(env::PERSISTENCE_MODULE) else {
+            return Ok(None);
+        };
+        let module = module.trim().to_ascii_lowercase();
+        let module = module.strip_prefix("eventsourcing.").unwrap_or(&module);
+        Ok(Some(match module {
+            "memory" | "popo" => Persistence::Memory,
+            #[cfg(feature = "sqlite")]
+            "sqlite" => Persistence::Sqlite(SqliteConfig::from_env(env)?),
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => Persistence::Postgres(PostgresConfig::from_env(env)?),
+            other => {
+                return Err(Error::config(
+                    var,
+                    format!(
+                        "unknown persistence module {other:?}; expected one of: {}",
+                        MODULES.join(", ")
+                    ),
+                ))
+            }
+        }))
+    }
+
+    fn open(self, app_name: &str) -> Result<Arc<dyn ProcessRecorder>> {
+        Ok(match self {
+            Persistence::Memory => Arc::new(MemoryRecorder::new()),
+            #[cfg(feature = "sqlite")]
+            Persistence::Sqlite(config) => Arc::new(SqliteRecorder::open(config)?),
+            #[cfg(feature = "postgres")]
+            Persistence::Postgres(config) => Arc::new(PostgresRecorder::open(&config, app_name)?),
+            Persistence::Recorder(recorder) => {
+                let _ = app_name;
+                recorder
+            }
+        })
+    }
+}
+
+/// The persistence modules this build has.
+const MODULES: &[&str] = &[
+    "memory",
+    #[cfg(feature = "sqlite")]
+    "sqlite",
+    #[cfg(feature = "postgres")]
+    "postgres",
+];
 
 /// Configures an [`Application`] in code, from the environment, or both
 /// (settings made after [`from_env`](Self::from_env) win).
@@ -153,16 +219,8 @@ impl ApplicationBuilder {
 
     /// Reads the settings from `env`.
     pub fn with_env(mut self, env: &Env) -> Result<Self> {
-        if let Some((var, module)) = env.get(env::PERSISTENCE_MODULE) {
-            self.persistence = match module.trim().to_ascii_lowercase().as_str() {
-                "memory" | "popo" | "eventsourcing.popo" => Persistence::Memory,
-                other => {
-                    return Err(Error::config(
-                        var,
-                        format!("unknown persistence module {other:?}; expected one of: memory"),
-                    ))
-                }
-            };
+        if let Some(persistence) = Persistence::from_env(env)? {
+            self.persistence = persistence;
         }
         Ok(self)
     }
@@ -173,18 +231,33 @@ impl ApplicationBuilder {
         self
     }
 
-    /// Keeps events in the given recorder.
-    pub fn recorder(mut self, recorder: Arc<dyn ProcessRecorder>) -> Self {
-        self.persistence = Persistence::Recorder(recorder);
+    /// Keeps events in the SQLite database `dbname` (a file path or
+    /// `:memory:`), with default settings.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(self, dbname: impl Into<String>) -> Self {
+        self.persistence(Persistence::Sqlite(SqliteConfig::new(dbname)))
+    }
+
+    /// Keeps events in PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(self, config: PostgresConfig) -> Self {
+        self.persistence(Persistence::Postgres(config))
+    }
+
+    /// Keeps events where `persistence` says.
+    pub fn persistence(mut self, persistence: Persistence) -> Self {
+        self.persistence = persistence;
         self
+    }
+
+    /// Keeps events in the given recorder.
+    pub fn recorder(self, recorder: Arc<dyn ProcessRecorder>) -> Self {
+        self.persistence(Persistence::Recorder(recorder))
     }
 
     /// The application.
     pub fn build(self) -> Result<Application> {
-        let recorder: Arc<dyn ProcessRecorder> = match self.persistence {
-            Persistence::Memory => Arc::new(MemoryRecorder::new()),
-            Persistence::Recorder(recorder) => recorder,
-        };
+        let recorder = self.persistence.open(&self.name)?;
         let mapper = Arc::new(Mapper::new());
         Ok(Application {
             repository: Repository {

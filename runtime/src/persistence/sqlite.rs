@@ -1,1 +1,495 @@
-//! The SQLite recorder.
+//! The SQLite recorder: the embedded store for one machine.
+//!
+//! - A file database uses WAL, so readers never block the writer; writes go
+//!   through one connection per recorder and begin `IMMEDIATE`, so they take
+//!   SQLite's write lock up front and wait for it (up to the lock timeout)
+//!   instead of failing half-way. Several processes may write one file: a
+//!   lock wait is not an error until its timeout, a lost race on the same
+//!   aggregate version is a [`Conflict`](crate::Error::Conflict).
+//! - `:memory:` (or a `mode=memory` URI) is one private database on one
+//!   connection.
+//! - The tables are the Python eventsourcing library's: `stored_events`
+//!   (notification id = rowid), `stored_snapshots` and `tracking`; with a
+//!   table prefix `p`, `p_events`, `p_snapshots` and `p_tracking`, so several
+//!   applications can share one file.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+use super::{
+    AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
+    ProcessRecorder, StoredEvent, Tracking,
+};
+use crate::env::Env;
+use crate::error::{Error, Result};
+
+/// The Python library's default: 5 seconds.
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings of a SQLite store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqliteConfig {
+    /// A file path, `:memory:`, or a `file:` URI.
+    pub dbname: String,
+    /// How long a write waits for another writer's lock before it fails.
+    pub lock_timeout: Duration,
+    /// Table names `{prefix}_events`, `{prefix}_snapshots`,
+    /// `{prefix}_tracking` instead of the Python library's `stored_events`,
+    /// `stored_snapshots`, `tracking`.
+    pub table_prefix: Option<String>,
+    /// Whether to create missing tables when the store is opened.
+    pub create_tables: bool,
+    /// How many read connections a file database may open.
+    pub read_pool_size: u32,
+}
+
+impl SqliteConfig {
+    /// A store in `dbname` with default settings.
+    pub fn new(dbname: impl Into<String>) -> Self {
+        Self {
+            dbname: dbname.into(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            table_prefix: None,
+            create_tables: true,
+            read_pool_size: 4,
+        }
+    }
+
+    /// Settings from `SQLITE_DBNAME` (required), `SQLITE_LOCK_TIMEOUT`
+    /// (seconds), `SQLITE_TABLE_PREFIX` and `CREATE_TABLE` (yes/no).
+    pub fn from_env(env: &Env) -> Result<Self> {
+        let (_, dbname) = env.get("SQLITE_DBNAME").ok_or_else(|| {
+            Error::config(
+                "SQLITE_DBNAME",
+                "not set: name the SQLite database file (or :memory:)",
+            )
+        })?;
+        let mut config = Self::new(dbname);
+        if let Some(seconds) = env.parse::<f64>("SQLITE_LOCK_TIMEOUT")? {
+            config.lock_timeout = seconds_setting(env, "SQLITE_LOCK_TIMEOUT", seconds)?;
+        }
+        if let Some((_, prefix)) = env.get("SQLITE_TABLE_PREFIX") {
+            config.table_prefix = Some(prefix);
+        }
+        if let Some(create) = env.flag("CREATE_TABLE")? {
+            config.create_tables = create;
+        }
+        Ok(config)
+    }
+
+    fn is_memory(&self) -> bool {
+        self.dbname == ":memory:" || self.dbname.contains("mode=memory")
+    }
+}
+
+/// A number of seconds from setting `var`, which must be finite and not
+/// negative.
+pub(crate) fn seconds_setting(env: &Env, var: &str, seconds: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(seconds).map_err(|_| {
+        let name = env.get(var).map_or_else(|| var.to_owned(), |(name, _)| name);
+        Error::config(name, format!("{seconds} is not a number of seconds"))
+    })
+}
+
+/// Validated table names.
+#[derive(Debug, Clone)]
+struct Tables {
+    events: String,
+    snapshots: String,
+    tracking: String,
+}
+
+impl Tables {
+    fn new(prefix: Option<&str>) -> Result<Self> {
+        let Some(prefix) = prefix else {
+            return Ok(Self {
+                events: "stored_events".into(),
+                snapshots: "stored_snapshots".into(),
+                tracking: "tracking".into(),
+            });
+        };
+        let valid = prefix.len() <= 50
+            && prefix.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(Error::config(
+                "SQLITE_TABLE_PREFIX",
+                format!("{prefix:?} is not a valid table prefix: use ASCII letters, digits and '_', not starting with a digit, at most 50 characters"),
+            ));
+        }
+        let prefix = prefix.to_ascii_lowercase();
+        Ok(Self {
+            events: format!("{prefix}_events"),
+            snapshots: format!("{prefix}_snapshots"),
+            tracking: format!("{prefix}_tracking"),
+        })
+    }
+}
+
+/// The SQL the recorder runs, built once from the table names.
+#[derive(Debug)]
+struct Statements {
+    create: Vec<String>,
+    insert_event: String,
+    insert_tracking: String,
+    max_notification_id: String,
+    max_tracking_id: String,
+    has_tracking_id: String,
+    events_table: String,
+}
+
+impl Statements {
+    fn new(t: &Tables) -> Self {
+        Self {
+            create: vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {} (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))",
+                    t.events
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {} (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version)) WITHOUT ROWID",
+                    t.snapshots
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {} (application_name TEXT, notification_id INTEGER, PRIMARY KEY (application_name, notification_id)) WITHOUT ROWID",
+                    t.tracking
+                ),
+            ],
+            insert_event: format!("INSERT INTO {} VALUES (?1, ?2, ?3, ?4)", t.events),
+            insert_tracking: format!("INSERT INTO {} VALUES (?1, ?2)", t.tracking),
+            max_notification_id: format!("SELECT MAX(rowid) FROM {}", t.events),
+            max_tracking_id: format!(
+                "SELECT MAX(notification_id) FROM {} WHERE application_name = ?1",
+                t.tracking
+            ),
+            has_tracking_id: format!(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE application_name = ?1 AND notification_id = ?2)",
+                t.tracking
+            ),
+            events_table: t.events.clone(),
+        }
+    }
+
+    fn select_events(&self, query: &EventQuery) -> String {
+        let mut sql = format!(
+            "SELECT originator_version, topic, state FROM {} WHERE originator_id = ?1",
+            self.events_table
+        );
+        if query.gt.is_some() {
+            sql.push_str(" AND originator_version > ?2");
+        }
+        if query.lte.is_some() {
+            sql.push_str(" AND originator_version <= ?3");
+        }
+        sql.push_str(if query.desc {
+            " ORDER BY originator_version DESC"
+        } else {
+            " ORDER BY originator_version"
+        });
+        if query.limit.is_some() {
+            sql.push_str(" LIMIT ?4");
+        }
+        sql
+    }
+
+    fn select_notifications(&self, query: &NotificationQuery) -> String {
+        let mut sql = format!(
+            "SELECT rowid, originator_id, originator_version, topic, state FROM {} WHERE rowid >= ?1",
+            self.events_table
+        );
+        if query.stop.is_some() {
+            sql.push_str(" AND rowid <= ?2");
+        }
+        if !query.topics.is_empty() {
+            let marks: Vec<String> = (0..query.topics.len()).map(|i| format!("?{}", i + 4)).collect();
+            sql.push_str(&format!(" AND topic IN ({})", marks.join(", ")));
+        }
+        sql.push_str(" ORDER BY rowid LIMIT ?3");
+        sql
+    }
+}
+
+/// Events in a SQLite database.
+pub struct SqliteRecorder {
+    writer: Mutex<Connection>,
+    readers: Option<r2d2::Pool<SqliteConnectionManager>>,
+    statements: Statements,
+    config: SqliteConfig,
+}
+
+impl fmt::Debug for SqliteRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteRecorder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sqlite_error(context: &str, config: &SqliteConfig, e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => Error::Conflict(format!("{context}: {e}")),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::persistence(
+            format!(
+                "{context}: the database {:?} stayed locked by another writer for longer than the lock timeout ({:?}; SQLITE_LOCK_TIMEOUT)",
+                config.dbname, config.lock_timeout
+            ),
+            e,
+        ),
+        _ => Error::persistence(format!("{context} in SQLite database {:?}", config.dbname), e),
+    }
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64> {
+    i64::try_from(value)
+        .map_err(|_| Error::persistence(format!("{what} {value} is too large for SQLite"), "out of range"))
+}
+
+fn to_u64(value: i64) -> u64 {
+    // Stored versions and ids are never negative: they are written from u64.
+    value.max(0) as u64
+}
+
+fn configure(conn: &Connection, config: &SqliteConfig) -> rusqlite::Result<()> {
+    conn.busy_timeout(config.lock_timeout)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl SqliteRecorder {
+    /// Opens (and, unless told not to, prepares) the store that `config`
+    /// names.
+    pub fn open(config: SqliteConfig) -> Result<Self> {
+        let tables = Tables::new(config.table_prefix.as_deref())?;
+        let statements = Statements::new(&tables);
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let open_error = |e| sqlite_error("opening", &config, e);
+        let writer = Connection::open_with_flags(Path::new(&config.dbname), flags).map_err(open_error)?;
+        configure(&writer, &config).map_err(open_error)?;
+        let readers = if config.is_memory() {
+            None
+        } else {
+            let mode: String = writer
+                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+                .map_err(open_error)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Error::persistence(
+                    format!("opening SQLite database {:?}", config.dbname),
+                    format!("could not switch to WAL journal mode (got {mode})"),
+                ));
+            }
+            let reader_config = config.clone();
+            let manager = SqliteConnectionManager::file(&config.dbname)
+                .with_flags(
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_URI
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .with_init(move |c| configure(c, &reader_config));
+            let pool = r2d2::Pool::builder()
+                .max_size(config.read_pool_size.max(1))
+                .min_idle(Some(0))
+                .connection_timeout(config.lock_timeout.max(Duration::from_secs(1)))
+                .build_unchecked(manager);
+            Some(pool)
+        };
+        let recorder = Self {
+            writer: Mutex::new(writer),
+            readers,
+            statements,
+            config,
+        };
+        if recorder.config.create_tables {
+            recorder.create_tables()?;
+        }
+        Ok(recorder)
+    }
+
+    /// Opens a private in-memory database.
+    pub fn in_memory() -> Result<Self> {
+        Self::open(SqliteConfig::new(":memory:"))
+    }
+
+    /// Creates the tables if they do not exist.
+    pub fn create_tables(&self) -> Result<()> {
+        let mut conn = self.writer();
+        let err = |e| sqlite_error("creating tables", &self.config, e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        for sql in &self.statements.create {
+            tx.execute(sql, []).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// The settings the store was opened with.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.config
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held dropped its transaction, which
+        // rolled back: the connection is still sound.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read<T>(&self, context: &str, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let result = match &self.readers {
+            Some(pool) => {
+                let conn = pool.get().map_err(|e| {
+                    Error::persistence(format!("{context}: no read connection to {:?}", self.config.dbname), e)
+                })?;
+                f(&conn)
+            }
+            None => f(&self.writer()),
+        };
+        result.map_err(|e| sqlite_error(context, &self.config, e))
+    }
+
+    fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+        let rows = events
+            .iter()
+            .map(|e| Ok((e, to_i64(e.originator_version, "originator version")?)))
+            .collect::<Result<Vec<_>>>()?;
+        let tracked = tracking
+            .map(|t| Ok((t, to_i64(t.notification_id, "notification id")?)))
+            .transpose()?;
+        let mut conn = self.writer();
+        let err = |e| sqlite_error("inserting events", &self.config, e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        {
+            if let Some((t, id)) = tracked {
+                tx.prepare_cached(&self.statements.insert_tracking)
+                    .and_then(|mut s| s.execute(params![t.application_name, id]))
+                    .map_err(err)?;
+            }
+            let mut insert = tx.prepare_cached(&self.statements.insert_event).map_err(err)?;
+            for (e, version) in rows {
+                insert
+                    .execute(params![e.originator_id, version, e.topic, e.state])
+                    .map_err(err)?;
+                ids.push(to_u64(tx.last_insert_rowid()));
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(ids)
+    }
+}
+
+impl AggregateRecorder for SqliteRecorder {
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.insert(events, None)
+    }
+
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        let gt = query.gt.map(|v| to_i64(v, "version")).transpose()?;
+        let lte = query.lte.map(|v| to_i64(v, "version")).transpose()?;
+        let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let sql = self.statements.select_events(query);
+        self.read("selecting events", |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut bind = vec![(1, &originator_id as &dyn rusqlite::ToSql)];
+            if let Some(gt) = &gt {
+                bind.push((2, gt));
+            }
+            if let Some(lte) = &lte {
+                bind.push((3, lte));
+            }
+            if let Some(limit) = &limit {
+                bind.push((4, limit));
+            }
+            for (index, value) in bind {
+                stmt.raw_bind_parameter(index, value)?;
+            }
+            let mut rows = stmt.raw_query();
+            let mut events = Vec::new();
+            while let Some(row) = rows.next()? {
+                events.push(StoredEvent {
+                    originator_id: originator_id.to_owned(),
+                    originator_version: to_u64(row.get(0)?),
+                    topic: row.get(1)?,
+                    state: row.get(2)?,
+                });
+            }
+            Ok(events)
+        })
+    }
+}
+
+impl ApplicationRecorder for SqliteRecorder {
+    fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
+        let start = to_i64(query.start, "notification id")?;
+        let stop = query.stop.map(|s| to_i64(s, "notification id")).transpose()?;
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let sql = self.statements.select_notifications(query);
+        self.read("selecting notifications", |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            stmt.raw_bind_parameter(1, start)?;
+            if let Some(stop) = stop {
+                stmt.raw_bind_parameter(2, stop)?;
+            }
+            stmt.raw_bind_parameter(3, limit)?;
+            for (i, topic) in query.topics.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 4, topic)?;
+            }
+            let mut rows = stmt.raw_query();
+            let mut notifications = Vec::new();
+            while let Some(row) = rows.next()? {
+                notifications.push(Notification {
+                    id: to_u64(row.get(0)?),
+                    event: StoredEvent {
+                        originator_id: row.get(1)?,
+                        originator_version: to_u64(row.get(2)?),
+                        topic: row.get(3)?,
+                        state: row.get(4)?,
+                    },
+                });
+            }
+            Ok(notifications)
+        })
+    }
+
+    fn max_notification_id(&self) -> Result<u64> {
+        self.read("reading the max notification id", |conn| {
+            conn.prepare_cached(&self.statements.max_notification_id)?
+                .query_row([], |row| row.get::<_, Option<i64>>(0))
+        })
+        .map(|max| max.map_or(0, to_u64))
+    }
+}
+
+impl ProcessRecorder for SqliteRecorder {
+    fn insert_events_tracked(&self, events: &[StoredEvent], tracking: &Tracking) -> Result<Vec<u64>> {
+        self.insert(events, Some(tracking))
+    }
+
+    fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
+        self.read("reading the max tracking id", |conn| {
+            conn.prepare_cached(&self.statements.max_tracking_id)?
+                .query_row([application_name], |row| row.get::<_, Option<i64>>(0))
+        })
+        .map(|max| max.map_or(0, to_u64))
+    }
+
+    fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {
+        let id = to_i64(notification_id, "notification id")?;
+        self.read("reading a tracking record", |conn| {
+            conn.prepare_cached(&self.statements.has_tracking_id)?
+                .query_row(params![application_name, id], |row| row.get(0))
+        })
+    }
+}

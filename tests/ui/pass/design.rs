@@ -39,6 +39,10 @@ impl TrainingSchool {
     pub fn new() -> annals::Result<Self> {
         Ok(Self { app: Application::new("TrainingSchool")? })
     }
+    /// Or configured in code.
+    pub fn open(path: &str) -> annals::Result<Self> {
+        Ok(Self { app: Application::builder("TrainingSchool").sqlite(path).build()? })
+    }
     pub fn register(&self, name: &str) -> annals::Result<Uuid> {
         let mut dog = Dog::register(name.to_owned());
         self.app.save(&mut dog)?;
@@ -60,5 +64,10 @@ fn main() -> annals::Result<()> {
     let dog: Dog = school.app.repository().get(id)?;
     assert_eq!(dog.tricks, ["roll over"]);
     assert_eq!(dog.version(), 2);
+
+    let school = TrainingSchool::open(":memory:")?;
+    let id = school.register("Rex")?;
+    school.add_trick(id, "sit")?;
+    assert_eq!(school.app.repository().get::<Dog>(id)?.tricks, ["sit"]);
     Ok(())
 }

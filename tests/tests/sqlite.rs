@@ -1,0 +1,207 @@
+//! The recorder contract on SQLite (a file and an in-memory database), and
+//! what only SQLite has: files shared by processes, settings, table names.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use annals::env::Env;
+use annals::persistence::sqlite::{SqliteConfig, SqliteRecorder};
+use annals::persistence::{AggregateRecorder, ApplicationRecorder, EventQuery, NotificationQuery};
+use annals::Error;
+use annals_tests::contract::event;
+
+/// A fresh database file in its own temporary directory (kept for the
+/// process's life so the file outlives the recorder's tests).
+fn temp_db(name: &str) -> PathBuf {
+    let dir = tempfile::Builder::new()
+        .prefix("annals-sqlite-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    dir.join(format!("{name}.db"))
+}
+
+mod file {
+    use super::*;
+    annals_tests::recorder_contract!(|name| {
+        let path = super::temp_db(name);
+        let config = SqliteConfig::new(path.to_string_lossy());
+        Some(Arc::new(SqliteRecorder::open(config).expect("open")))
+    });
+}
+
+mod in_memory {
+    use super::*;
+    annals_tests::recorder_contract!(|_| Some(Arc::new(SqliteRecorder::in_memory().expect("open"))));
+}
+
+#[test]
+fn events_survive_reopening_the_file_and_wal_is_on() {
+    let path = temp_db("reopen");
+    let config = SqliteConfig::new(path.to_string_lossy());
+    {
+        let r = SqliteRecorder::open(config.clone()).expect("open");
+        r.insert_events(&[event("a", 1, "T"), event("a", 2, "T")]).expect("insert");
+    }
+    let r = SqliteRecorder::open(config).expect("reopen");
+    assert_eq!(r.select_events("a", &EventQuery::all()).expect("select").len(), 2);
+    assert_eq!(r.max_notification_id().expect("max"), 2);
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("pragma");
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn the_tables_are_the_python_librarys() {
+    let path = temp_db("layout");
+    let r = SqliteRecorder::open(SqliteConfig::new(path.to_string_lossy())).expect("open");
+    let id = "0123456789abcdef0123456789abcdef";
+    r.insert_events(&[event(id, 1, "Dog.Registered")]).expect("insert");
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let mut tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    tables.sort();
+    assert_eq!(tables, ["stored_events", "stored_snapshots", "tracking"]);
+    let row: (i64, String, i64, String, Vec<u8>) = conn
+        .query_row(
+            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .expect("row");
+    assert_eq!(row.0, 1);
+    assert_eq!(row.1, id);
+    assert_eq!((row.2, row.3.as_str()), (1, "Dog.Registered"));
+    // A row written by another program (as the Python library writes them)
+    // is read like our own.
+    conn.execute(
+        "INSERT INTO stored_events VALUES (?1, 2, 'Dog.TrickAdded', x'7b7d')",
+        [id],
+    )
+    .expect("raw insert");
+    let events = r.select_events(id, &EventQuery::all()).expect("select");
+    assert_eq!(events[1].state, b"{}");
+}
+
+#[test]
+fn a_table_prefix_gives_each_application_its_own_tables_in_one_file() {
+    let path = temp_db("shared");
+    let open = |prefix: &str| {
+        let mut config = SqliteConfig::new(path.to_string_lossy());
+        config.table_prefix = Some(prefix.to_owned());
+        SqliteRecorder::open(config).expect("open")
+    };
+    let orders = open("Orders");
+    let payments = open("payments");
+    orders.insert_events(&[event("o", 1, "T")]).expect("insert");
+    payments.insert_events(&[event("p", 1, "T"), event("p", 2, "T")]).expect("insert");
+    assert_eq!(orders.max_notification_id().expect("max"), 1);
+    assert_eq!(payments.max_notification_id().expect("max"), 2);
+    assert!(orders.select_events("p", &EventQuery::all()).expect("select").is_empty());
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM orders_events", [], |r| r.get(0))
+        .expect("orders_events exists");
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn table_names_are_validated() {
+    for bad in ["x; DROP TABLE stored_events", "1abc", "a-b", "", "名前"] {
+        let mut config = SqliteConfig::new(":memory:");
+        config.table_prefix = Some(bad.to_owned());
+        let err = SqliteRecorder::open(config).expect_err(bad);
+        assert!(matches!(err, Error::Config { .. }), "{bad}: {err}");
+        assert!(err.to_string().contains("SQLITE_TABLE_PREFIX"), "{err}");
+    }
+}
+
+#[test]
+fn tables_are_created_on_first_use_or_by_an_explicit_call() {
+    let path = temp_db("explicit");
+    let mut config = SqliteConfig::new(path.to_string_lossy());
+    config.create_tables = false;
+    let r = SqliteRecorder::open(config).expect("open");
+    let err = r.insert_events(&[event("a", 1, "T")]).expect_err("no table yet");
+    assert!(err.to_string().contains("no such table"), "{err}");
+    r.create_tables().expect("create");
+    r.create_tables().expect("create again is harmless");
+    r.insert_events(&[event("a", 1, "T")]).expect("insert");
+}
+
+#[test]
+fn settings_come_from_the_environment() {
+    let env = Env::from_map(
+        "School",
+        [
+            ("SQLITE_DBNAME", "ignored.db"),
+            ("SCHOOL_SQLITE_DBNAME", "school.db"),
+            ("SQLITE_LOCK_TIMEOUT", "2.5"),
+            ("SQLITE_TABLE_PREFIX", "school"),
+            ("CREATE_TABLE", "no"),
+        ],
+    );
+    let config = SqliteConfig::from_env(&env).expect("config");
+    assert_eq!(config.dbname, "school.db");
+    assert_eq!(config.lock_timeout, Duration::from_millis(2500));
+    assert_eq!(config.table_prefix.as_deref(), Some("school"));
+    assert!(!config.create_tables);
+
+    let err = SqliteConfig::from_env(&Env::from_map("School", [("X", "y")])).expect_err("no dbname");
+    assert!(err.to_string().contains("SQLITE_DBNAME"), "{err}");
+    for (var, value) in [("SCHOOL_SQLITE_LOCK_TIMEOUT", "soon"), ("SQLITE_LOCK_TIMEOUT", "-1")] {
+        let env = Env::from_map("School", [("SQLITE_DBNAME", "a.db"), (var, value)]);
+        let err = SqliteConfig::from_env(&env).expect_err(value);
+        assert!(err.to_string().contains(var), "{err}");
+    }
+}
+
+#[test]
+fn an_unopenable_file_is_a_clear_error() {
+    let err = SqliteRecorder::open(SqliteConfig::new("/nonexistent-dir/x/y.db")).expect_err("no dir");
+    assert!(err.to_string().contains("/nonexistent-dir/x/y.db"), "{err}");
+}
+
+#[test]
+fn a_second_process_writes_the_same_file_at_the_same_time() {
+    let path = temp_db("two-processes");
+    let config = SqliteConfig::new(path.to_string_lossy());
+    let r = SqliteRecorder::open(config).expect("open");
+    const RACE: u64 = 200;
+    let child = Command::new(env!("CARGO_BIN_EXE_sqlite_writer"))
+        .arg(&path)
+        .arg(RACE.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the second process");
+    // Both processes append versions 1..=RACE to the stream "shared" and
+    // each writes its own stream; every version is won by exactly one.
+    let mut wins = 0;
+    for v in 1..=RACE {
+        r.insert_events(&[event("parent", v, "T")]).expect("own stream");
+        match r.insert_events(&[event("shared", v, "T")]) {
+            Ok(_) => wins += 1,
+            Err(e) if e.is_conflict() => {}
+            Err(e) => panic!("a lock wait must not be an error: {e}"),
+        }
+    }
+    let output = child.wait_with_output().expect("child");
+    assert!(output.status.success(), "child failed: {output:?}");
+    let child_wins: u64 = String::from_utf8_lossy(&output.stdout).trim().parse().expect("child's count");
+    assert_eq!(wins + child_wins, RACE, "each version of the shared stream won once");
+    let shared = r.select_events("shared", &EventQuery::all()).expect("select");
+    assert_eq!(shared.iter().map(|e| e.originator_version).collect::<Vec<_>>(), (1..=RACE).collect::<Vec<_>>());
+    for stream in ["parent", "child"] {
+        assert_eq!(r.select_events(stream, &EventQuery::all()).expect("select").len() as u64, RACE);
+    }
+    let all = r.select_notifications(&NotificationQuery::new(1, 10_000)).expect("log");
+    assert_eq!(all.len() as u64, 3 * RACE);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+}
