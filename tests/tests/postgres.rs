@@ -460,3 +460,35 @@ fn the_password_never_shows_in_errors() {
     assert!(!shown.contains("s3cret-pw"), "{shown}");
     assert!(shown.contains("nowhere"), "says which database: {shown}");
 }
+
+#[test]
+fn writers_give_up_after_the_lock_timeout_while_readers_go_on() {
+    let Some(mut config) = server() else {
+        return annals_tests::skipped("lock_timeout");
+    };
+    config.originator_id_type = OriginatorIdType::Text;
+    config.lock_timeout = Some(Duration::from_millis(200));
+    let r = fresh(&config, "pg_lock_timeout");
+    r.insert_events(&[event("k", 1, "T")]).expect("insert");
+    let mut db = client(&config);
+    let mut writer = db.transaction().expect("begin");
+    writer
+        .batch_execute("LOCK TABLE pg_lock_timeout_events IN EXCLUSIVE MODE")
+        .expect("lock");
+    let err = r
+        .insert_events(&[event("k", 2, "T")])
+        .expect_err("the table is locked");
+    assert!(err.to_string().contains("POSTGRES_LOCK_TIMEOUT"), "{err}");
+    // Readers take no lock that a writer's lock blocks.
+    assert_eq!(r.max_notification_id().expect("read while locked"), 1);
+    assert_eq!(
+        r.select_events("k", &EventQuery::all())
+            .expect("read while locked")
+            .len(),
+        1
+    );
+    writer.rollback().expect("release");
+    r.insert_events(&[event("k", 2, "T")])
+        .expect("insert once unlocked");
+    assert_eq!(r.max_notification_id().expect("max"), 2);
+}
