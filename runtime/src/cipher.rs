@@ -1,0 +1,200 @@
+//! Application-level encryption of stored state: AES-GCM.
+//!
+//! Each record gets a fresh random 12-byte nonce and is stored as nonce,
+//! then the 16-byte tag, then the ciphertext: the Python eventsourcing
+//! library's `AESCipher` layout, so its stores stay readable. Keys of 16,
+//! 24 or 32 bytes (AES-128/192/256) are accepted, as base64 in
+//! `CIPHER_KEY`.
+//!
+//! ```
+//! use annals::cipher::{create_key, Cipher};
+//! let cipher = Cipher::from_base64(&create_key())?;
+//! let sealed = cipher.encrypt(b"secret")?;
+//! assert_eq!(cipher.decrypt(&sealed).ok().as_deref(), Some(&b"secret"[..]));
+//! # Ok::<(), annals::Error>(())
+//! ```
+
+use std::fmt;
+
+use aes_gcm::aead::consts::U12;
+use aes_gcm::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
+use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, Nonce, Tag};
+use base64::Engine;
+
+use crate::error::{Error, Result};
+
+type Aes192Gcm = AesGcm<aes::Aes192, U12>;
+
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// The setting that holds the key.
+pub const CIPHER_KEY: &str = "CIPHER_KEY";
+
+/// A new random 32-byte key, base64-encoded, for `CIPHER_KEY`.
+pub fn create_key() -> String {
+    let key = Aes256Gcm::generate_key(&mut OsRng);
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+#[derive(Clone)]
+enum Aes {
+    A128(Aes128Gcm),
+    A192(Aes192Gcm),
+    A256(Aes256Gcm),
+}
+
+/// Encrypts and decrypts with one key. `Debug` never shows the key.
+#[derive(Clone)]
+pub struct Cipher {
+    aes: Aes,
+}
+
+impl fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bits = match self.aes {
+            Aes::A128(_) => 128,
+            Aes::A192(_) => 192,
+            Aes::A256(_) => 256,
+        };
+        write!(f, "Cipher(AES-{bits}-GCM)")
+    }
+}
+
+/// Why a record did not decrypt.
+#[derive(Debug, thiserror::Error)]
+pub enum DecryptError {
+    /// Shorter than a nonce and a tag.
+    #[error("cannot decrypt: {0} bytes is too short for an encrypted record (nonce and tag alone take 28)")]
+    Truncated(usize),
+    /// The tag did not verify.
+    #[error("cannot decrypt: authentication failed (a wrong CIPHER_KEY, or the stored bytes were changed)")]
+    Authentication,
+}
+
+impl Cipher {
+    /// A cipher with a raw key of 16, 24 or 32 bytes.
+    pub fn new(key: &[u8]) -> Result<Self> {
+        let bad = || {
+            Error::config(
+                CIPHER_KEY,
+                format!(
+                    "an AES key has 16, 24 or 32 bytes, this one has {}",
+                    key.len()
+                ),
+            )
+        };
+        let aes = match key.len() {
+            16 => Aes::A128(Aes128Gcm::new_from_slice(key).map_err(|_| bad())?),
+            24 => Aes::A192(Aes192Gcm::new_from_slice(key).map_err(|_| bad())?),
+            32 => Aes::A256(Aes256Gcm::new_from_slice(key).map_err(|_| bad())?),
+            _ => return Err(bad()),
+        };
+        Ok(Self { aes })
+    }
+
+    /// A cipher with a base64-encoded key (as `CIPHER_KEY` holds it).
+    pub fn from_base64(key: &str) -> Result<Self> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(key.trim())
+            .map_err(|e| Error::config(CIPHER_KEY, format!("not base64: {e}")))?;
+        Self::new(&raw)
+    }
+
+    /// `plaintext` sealed: nonce, tag, ciphertext.
+    pub fn encrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let mut out = Vec::with_capacity(NONCE_LEN + TAG_LEN + plaintext.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&[0; TAG_LEN]);
+        out.extend_from_slice(plaintext);
+        let (head, body) = out.split_at_mut(NONCE_LEN + TAG_LEN);
+        let tag = match &self.aes {
+            Aes::A128(c) => c.encrypt_in_place_detached(&nonce, b"", body),
+            Aes::A192(c) => c.encrypt_in_place_detached(&nonce, b"", body),
+            Aes::A256(c) => c.encrypt_in_place_detached(&nonce, b"", body),
+        }
+        .map_err(|_| Error::persistence("encrypting", "the plaintext is too long for AES-GCM"))?;
+        head[NONCE_LEN..].copy_from_slice(&tag);
+        Ok(out)
+    }
+
+    /// The plaintext of a sealed record.
+    pub fn decrypt(&self, sealed: &[u8]) -> std::result::Result<Vec<u8>, DecryptError> {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
+            return Err(DecryptError::Truncated(sealed.len()));
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (tag, ciphertext) = rest.split_at(TAG_LEN);
+        let nonce = Nonce::from_slice(nonce);
+        let tag = Tag::from_slice(tag);
+        let mut buffer = ciphertext.to_vec();
+        match &self.aes {
+            Aes::A128(c) => c.decrypt_in_place_detached(nonce, b"", &mut buffer, tag),
+            Aes::A192(c) => c.decrypt_in_place_detached(nonce, b"", &mut buffer, tag),
+            Aes::A256(c) => c.decrypt_in_place_detached(nonce, b"", &mut buffer, tag),
+        }
+        .map_err(|_| DecryptError::Authentication)?;
+        Ok(buffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_every_key_size_and_a_fresh_nonce_each_time() {
+        for len in [16, 24, 32] {
+            let cipher = Cipher::new(&vec![7; len]).unwrap();
+            let a = cipher.encrypt(b"hello").unwrap();
+            let b = cipher.encrypt(b"hello").unwrap();
+            assert_ne!(a[..NONCE_LEN], b[..NONCE_LEN], "fresh nonce");
+            assert_eq!(a.len(), NONCE_LEN + TAG_LEN + 5);
+            assert_eq!(cipher.decrypt(&a).unwrap(), b"hello");
+            assert_eq!(cipher.decrypt(&b).unwrap(), b"hello");
+        }
+    }
+
+    #[test]
+    fn wrong_keys_flipped_bits_and_truncation_are_errors() {
+        let cipher = Cipher::from_base64(&create_key()).unwrap();
+        let other = Cipher::from_base64(&create_key()).unwrap();
+        let sealed = cipher.encrypt(b"{\"name\":\"Fido\"}").unwrap();
+        assert!(matches!(
+            other.decrypt(&sealed),
+            Err(DecryptError::Authentication)
+        ));
+        for i in [0, NONCE_LEN, NONCE_LEN + TAG_LEN, sealed.len() - 1] {
+            let mut flipped = sealed.clone();
+            flipped[i] ^= 1;
+            assert!(
+                matches!(cipher.decrypt(&flipped), Err(DecryptError::Authentication)),
+                "bit at {i}"
+            );
+        }
+        assert!(matches!(
+            cipher.decrypt(&sealed[..20]),
+            Err(DecryptError::Truncated(20))
+        ));
+        assert!(matches!(
+            cipher.decrypt(&sealed[..sealed.len() - 1]),
+            Err(DecryptError::Authentication)
+        ));
+    }
+
+    #[test]
+    fn bad_keys_are_configuration_errors_naming_cipher_key() {
+        use base64::Engine;
+        let short = base64::engine::general_purpose::STANDARD.encode([1u8; 20]);
+        for key in [short.as_str(), "not base64!", ""] {
+            let err = Cipher::from_base64(key).unwrap_err();
+            assert!(matches!(err, Error::Config { .. }), "{err}");
+            assert!(err.to_string().contains("CIPHER_KEY"), "{err}");
+        }
+        assert_eq!(
+            format!("{:?}", Cipher::new(&[0; 24]).unwrap()),
+            "Cipher(AES-192-GCM)"
+        );
+    }
+}

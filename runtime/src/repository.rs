@@ -1,0 +1,196 @@
+//! Gets aggregates back: from the cache, the newest snapshot, and the
+//! events after it.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
+
+use crate::domain::{self, Aggregate, AggregateId, AggregateState};
+use crate::error::{Error, Result};
+use crate::mapper::Mapper;
+use crate::persistence::{AggregateRecorder, EventQuery, ProcessRecorder};
+
+type CacheKey = (TypeId, String);
+
+/// An LRU cache of aggregates, keyed by type and id. It holds copies:
+/// what goes in and what comes out are never the caller's own values.
+pub(crate) struct Cache {
+    entries: Mutex<LruCache<CacheKey, Box<dyn Any + Send>>>,
+}
+
+impl Cache {
+    pub(crate) fn new(max_size: NonZeroUsize) -> Self {
+        Self {
+            entries: Mutex::new(LruCache::new(max_size)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<CacheKey, Box<dyn Any + Send>>> {
+        // Entries are replaced whole, so a poisoned lock guards sound data.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get<A: Aggregate>(&self, key: &CacheKey) -> Option<A> {
+        self.lock()
+            .get(key)
+            .and_then(|entry| entry.downcast_ref::<A>())
+            .and_then(AggregateState::__duplicate)
+    }
+
+    /// Keeps a copy of `aggregate`, unless the cache holds a newer one.
+    pub(crate) fn put<A: Aggregate>(&self, aggregate: &A) {
+        let Some(copy) = aggregate.__duplicate() else {
+            return;
+        };
+        let key = (TypeId::of::<A>(), aggregate.id().to_stored());
+        let mut entries = self.lock();
+        let newer = entries
+            .peek(&key)
+            .and_then(|e| e.downcast_ref::<A>())
+            .is_some_and(|cached| cached.version() > aggregate.version());
+        if !newer {
+            entries.put(key, Box::new(copy));
+        }
+    }
+
+    fn evict(&self, key: &CacheKey) {
+        self.lock().pop(key);
+    }
+}
+
+/// The snapshots of an application: the newest state of an aggregate at
+/// some version, stored apart from its events.
+pub struct Snapshots {
+    recorder: Arc<dyn AggregateRecorder>,
+    mapper: Arc<Mapper>,
+}
+
+impl fmt::Debug for Snapshots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshots").finish_non_exhaustive()
+    }
+}
+
+impl Snapshots {
+    pub(crate) fn new(recorder: Arc<dyn AggregateRecorder>, mapper: Arc<Mapper>) -> Self {
+        Self { recorder, mapper }
+    }
+
+    /// The newest snapshot of aggregate `id`, as the aggregate it holds.
+    pub fn get<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<Option<A>> {
+        self.newest(&id.into().to_stored(), None)
+    }
+
+    /// The newest snapshot of aggregate `id` at or below `version`.
+    pub fn get_at<A: Aggregate>(&self, id: impl Into<A::Id>, version: u64) -> Result<Option<A>> {
+        self.newest(&id.into().to_stored(), Some(version))
+    }
+
+    /// The snapshot store itself.
+    pub fn recorder(&self) -> &Arc<dyn AggregateRecorder> {
+        &self.recorder
+    }
+
+    fn newest<A: Aggregate>(&self, stored_id: &str, version: Option<u64>) -> Result<Option<A>> {
+        let mut query = EventQuery::all().descending().limit(1);
+        query.lte = version;
+        self.recorder
+            .select_events(stored_id, &query)?
+            .first()
+            .map(|stored| self.mapper.decode_snapshot(stored))
+            .transpose()
+    }
+
+    /// Stores a snapshot of `aggregate`. A snapshot at the same version is
+    /// already stored: that is not an error.
+    pub(crate) fn store<A: Aggregate>(&self, aggregate: &A) -> Result<()> {
+        let stored = self.mapper.encode_snapshot(aggregate)?;
+        match self.recorder.insert_events(std::slice::from_ref(&stored)) {
+            Err(e) if e.is_conflict() => Ok(()),
+            other => other.map(drop),
+        }
+    }
+}
+
+/// Gets aggregates back from their stored events.
+pub struct Repository {
+    pub(crate) recorder: Arc<dyn ProcessRecorder>,
+    pub(crate) mapper: Arc<Mapper>,
+    pub(crate) snapshots: Option<Snapshots>,
+    pub(crate) cache: Option<Cache>,
+}
+
+impl fmt::Debug for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Repository")
+            .field("snapshots", &self.snapshots.is_some())
+            .field("cache", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Repository {
+    /// The current state of aggregate `id`. [`Error::NotFound`] when it has
+    /// no events or was discarded.
+    pub fn get<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<A> {
+        self.load(&id.into(), None)
+    }
+
+    /// The state of aggregate `id` as it was at `version`.
+    /// [`Error::NotFound`] when it did not exist yet, or was discarded by
+    /// then.
+    pub fn get_at<A: Aggregate>(&self, id: impl Into<A::Id>, version: u64) -> Result<A> {
+        self.load(&id.into(), Some(version))
+    }
+
+    /// Whether aggregate `id` exists (stored and not discarded).
+    pub fn contains<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<bool> {
+        match self.get::<A>(id) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts from the cache (current state only) or the newest snapshot at
+    /// or below `version`, then replays the events after it.
+    fn load<A: Aggregate>(&self, id: &A::Id, version: Option<u64>) -> Result<A> {
+        let stored_id = id.to_stored();
+        let cache = self.cache.as_ref().filter(|_| version.is_none());
+        let key = (TypeId::of::<A>(), stored_id);
+        let mut aggregate: Option<A> = cache.and_then(|c| c.get(&key));
+        let from_cache = aggregate.is_some();
+        if aggregate.is_none() {
+            if let Some(snapshots) = &self.snapshots {
+                aggregate = snapshots.newest(&key.1, version)?;
+            }
+        }
+        let mut query = EventQuery::all();
+        query.gt = aggregate.as_ref().map(A::version);
+        query.lte = version;
+        let stored = self.recorder.select_events(&key.1, &query)?;
+        let changed = !stored.is_empty() || !from_cache;
+        for event in &stored {
+            aggregate = Some(domain::replay(aggregate, self.mapper.decode(event)?)?);
+        }
+        let not_found = || Error::NotFound {
+            aggregate: A::NAME,
+            id: id.to_string(),
+        };
+        let aggregate = aggregate.ok_or_else(not_found)?;
+        if let Some(cache) = cache {
+            if aggregate.is_discarded() {
+                cache.evict(&key);
+            } else if changed {
+                cache.put(&aggregate);
+            }
+        }
+        if aggregate.is_discarded() {
+            return Err(not_found());
+        }
+        Ok(aggregate)
+    }
+}

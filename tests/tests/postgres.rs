@@ -1,0 +1,494 @@
+//! The recorder contract and PostgreSQL-specific behaviour, against the
+//! server that `POSTGRES_DBNAME`, `POSTGRES_HOST`, ... name. Without
+//! `POSTGRES_DBNAME` the server tests are skipped, except in CI (`CI` set),
+//! where that is a failure.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use annals::env::Env;
+use annals::persistence::postgres::{OriginatorIdType, PostgresConfig, PostgresRecorder};
+use annals::persistence::{
+    AggregateRecorder, ApplicationRecorder, EventQuery, NotificationQuery, ProcessRecorder,
+};
+use annals::Error;
+use annals_tests::contract::event;
+
+/// The test server's settings, or `None` (skip) when none is configured.
+fn server() -> Option<PostgresConfig> {
+    let env = Env::from_process("annals_test");
+    if env.get("POSTGRES_DBNAME").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL tests must run in CI: set POSTGRES_DBNAME"
+        );
+        return None;
+    }
+    Some(PostgresConfig::from_env(&env).expect("the test server's settings"))
+}
+
+/// A direct connection, to inspect and clean up.
+fn client(config: &PostgresConfig) -> postgres::Client {
+    let mut c = postgres::Config::new();
+    c.dbname(&config.dbname)
+        .host(&config.host)
+        .port(config.port)
+        .user(&config.user);
+    if let Some(password) = &config.password {
+        c.password(password);
+    }
+    c.connect(postgres::NoTls)
+        .expect("connect to the test server")
+}
+
+fn qualified(config: &PostgresConfig, table: &str) -> String {
+    match &config.schema {
+        Some(schema) => format!("\"{schema}\".\"{table}\""),
+        None => format!("\"{table}\""),
+    }
+}
+
+/// Drops the tables of application `name`.
+fn drop_tables(config: &PostgresConfig, name: &str) {
+    let tables: Vec<String> = ["events", "tracking", "snapshots"]
+        .iter()
+        .map(|t| qualified(config, &format!("{name}_{t}")))
+        .collect();
+    client(config)
+        .batch_execute(&format!("DROP TABLE IF EXISTS {}", tables.join(", ")))
+        .expect("drop tables");
+}
+
+/// A recorder on empty tables of application `name`.
+fn fresh(config: &PostgresConfig, name: &str) -> PostgresRecorder {
+    drop_tables(config, name);
+    PostgresRecorder::open(config, name).expect("open")
+}
+
+fn contract_recorder(test: &str) -> Option<Arc<dyn ProcessRecorder>> {
+    let mut config = server()?;
+    config.originator_id_type = OriginatorIdType::Text;
+    let name = format!("c_{}", &test[..test.len().min(45)]);
+    Some(Arc::new(fresh(&config, &name)))
+}
+
+annals_tests::recorder_contract!(contract_recorder);
+
+fn config_error(result: Result<impl std::fmt::Debug, Error>) -> (String, String) {
+    match result {
+        Err(Error::Config { var, message }) => (var, message),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[test]
+fn uuid_ids_are_stored_in_a_uuid_column_and_read_as_32_hex() {
+    let Some(mut config) = server() else {
+        return annals_tests::skipped("uuid_column");
+    };
+    config.originator_id_type = OriginatorIdType::Uuid;
+    let r = fresh(&config, "pg_uuid_ids");
+    let hyphenated = "6BA7B810-9DAD-11D1-80B4-00C04FD430C8";
+    let simple = "6ba7b8109dad11d180b400c04fd430c8";
+    r.insert_events(&[event(hyphenated, 1, "T.A"), event(simple, 2, "T.B")])
+        .expect("insert");
+    for id in [hyphenated, simple] {
+        let got = r.select_events(id, &EventQuery::all()).expect("select");
+        assert_eq!(got.len(), 2, "{id}");
+        assert!(got.iter().all(|e| e.originator_id == simple), "{got:?}");
+    }
+    let n = r
+        .select_notifications(&NotificationQuery::new(1, 10))
+        .expect("notifications");
+    assert_eq!(n[0].event.originator_id, simple);
+    assert_eq!(n[1].event.state, event(simple, 2, "T.B").state);
+
+    let mut db = client(&config);
+    let column: String = db
+        .query_one(
+            "SELECT data_type FROM information_schema.columns \
+             WHERE table_name = 'pg_uuid_ids_events' AND column_name = 'originator_id'",
+            &[],
+        )
+        .expect("column type")
+        .get(0);
+    assert_eq!(column, "uuid");
+
+    let (var, message) = config_error(r.insert_events(&[event("dog-fido", 1, "T")]));
+    assert_eq!(var, "POSTGRES_ORIGINATOR_ID_TYPE");
+    assert!(
+        message.contains("dog-fido") && message.contains("POSTGRES_ORIGINATOR_ID_TYPE=text"),
+        "{message}"
+    );
+    config_error(r.select_events("dog-fido", &EventQuery::all()));
+    assert_eq!(r.max_notification_id().expect("max"), 2, "nothing stored");
+
+    // The same tables opened with the other id type: a clear error.
+    config.originator_id_type = OriginatorIdType::Text;
+    let (var, message) = config_error(PostgresRecorder::open(&config, "pg_uuid_ids"));
+    assert_eq!(var, "POSTGRES_ORIGINATOR_ID_TYPE");
+    assert!(message.contains("uuid"), "{message}");
+}
+
+#[test]
+fn readers_polling_while_writers_commit_never_skip_an_event() {
+    let Some(mut config) = server() else {
+        return annals_tests::skipped("readers_never_skip");
+    };
+    config.originator_id_type = OriginatorIdType::Text;
+    config.pool_size = 8;
+    let r = fresh(&config, "pg_readers_never_skip");
+    const WRITERS: u64 = 4;
+    const SAVES: u64 = 300;
+    let done = AtomicBool::new(false);
+    let seen: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut ids = Vec::new();
+                    let mut last = 0;
+                    loop {
+                        // Read `done` before the page: an empty page after
+                        // the writers finished means caught up.
+                        let finished = done.load(Ordering::SeqCst);
+                        let page = r
+                            .select_notifications(&NotificationQuery::new(last + 1, 100))
+                            .expect("select");
+                        if page.is_empty() {
+                            if finished {
+                                break ids;
+                            }
+                            std::thread::yield_now();
+                        }
+                        for n in page {
+                            assert!(n.id > last, "{} after {last}", n.id);
+                            last = n.id;
+                            ids.push(n.id);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let r = &r;
+                scope.spawn(move || {
+                    for i in 0..SAVES {
+                        let id = format!("w{w}-{}", i / 3);
+                        r.insert_events(&[event(&id, i % 3 + 1, "T")])
+                            .unwrap_or_else(|e| panic!("writer {w} save {i}: {e}"));
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("writer");
+        }
+        done.store(true, Ordering::SeqCst);
+        readers
+            .into_iter()
+            .map(|h| h.join().expect("reader"))
+            .collect()
+    });
+    let all: Vec<u64> = r
+        .select_notifications(&NotificationQuery::new(1, 100_000))
+        .expect("all")
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(all, (1..=WRITERS * SAVES).collect::<Vec<_>>(), "no gaps");
+    for ids in seen {
+        assert_eq!(ids, all, "a reader saw every notification, in order");
+    }
+}
+
+#[test]
+fn a_listener_wakes_up_on_insert_and_times_out_otherwise() {
+    let Some(mut config) = server() else {
+        return annals_tests::skipped("listen_notify");
+    };
+    config.originator_id_type = OriginatorIdType::Text;
+    let r = fresh(&config, "pg_listen");
+    let mut listener = r.listen().expect("listen");
+    assert!(
+        !listener.wait(Duration::from_millis(200)).expect("wait"),
+        "nothing inserted yet"
+    );
+    r.insert_events(&[event("l", 1, "T")]).expect("insert");
+    assert!(listener.wait(Duration::from_secs(30)).expect("wait"));
+    assert!(
+        !listener.wait(Duration::from_millis(100)).expect("wait"),
+        "the wake-up was consumed"
+    );
+    // A failed insert commits nothing and wakes nobody.
+    assert!(r.insert_events(&[event("l", 1, "T")]).is_err());
+    assert!(!listener.wait(Duration::from_millis(200)).expect("wait"));
+
+    // Woken in another thread while this one inserts.
+    let woke = std::thread::scope(|scope| {
+        let waiter = scope.spawn(move || listener.wait(Duration::from_secs(30)).expect("wait"));
+        r.insert_events(&[event("l", 2, "T")]).expect("insert");
+        waiter.join().expect("waiter")
+    });
+    assert!(woke);
+}
+
+#[test]
+fn tables_go_in_the_configured_schema() {
+    let Some(mut config) = server() else {
+        return annals_tests::skipped("schema");
+    };
+    config.originator_id_type = OriginatorIdType::Text;
+    config.schema = Some("annals_test_schema".to_owned());
+    let mut db = client(&config);
+    db.batch_execute("DROP SCHEMA IF EXISTS annals_test_schema CASCADE")
+        .expect("drop schema");
+    let r = PostgresRecorder::open(&config, "PG_Schema").expect("open");
+    r.create_tables().expect("again: idempotent");
+    r.insert_events(&[event("s", 1, "T")]).expect("insert");
+    let tables: Vec<String> = db
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = 'annals_test_schema' ORDER BY 1",
+            &[],
+        )
+        .expect("tables")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "pg_schema_events",
+            "pg_schema_snapshots",
+            "pg_schema_tracking"
+        ]
+    );
+    let stored: i64 = db
+        .query_one(
+            "SELECT count(*) FROM annals_test_schema.pg_schema_events",
+            &[],
+        )
+        .expect("count")
+        .get(0);
+    assert_eq!(stored, 1);
+    let elsewhere: i64 = db
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables \
+             WHERE table_name = 'pg_schema_events' AND table_schema <> 'annals_test_schema'",
+            &[],
+        )
+        .expect("count")
+        .get(0);
+    assert_eq!(elsewhere, 0);
+}
+
+#[test]
+fn reads_and_writes_survive_a_dropped_connection() {
+    let Some(mut config) = server() else {
+        return annals_tests::skipped("dropped_connection");
+    };
+    config.originator_id_type = OriginatorIdType::Text;
+    config.pool_size = 1;
+    let r = fresh(&config, "pg_dropped_conn");
+    r.insert_events(&[event("d", 1, "T")]).expect("insert");
+    let mut db = client(&config);
+    let mut kill = || {
+        // The pool's one connection last ran a statement on this table.
+        let killed: i64 = db
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity \
+                 WHERE pid <> pg_backend_pid() AND query LIKE '%pg_dropped_conn_events%'",
+                &[],
+            )
+            .expect("terminate")
+            .get(0);
+        assert_eq!(killed, 1, "one pooled connection");
+    };
+    r.max_notification_id().expect("connection in use");
+    kill();
+    assert_eq!(r.max_notification_id().expect("read retried"), 1);
+    kill();
+    let ids = r
+        .insert_events(&[event("d", 2, "T")])
+        .expect("write retried: it failed before COMMIT");
+    assert_eq!(ids, [2]);
+    let versions: Vec<u64> = r
+        .select_events("d", &EventQuery::all())
+        .expect("select")
+        .iter()
+        .map(|e| e.originator_version)
+        .collect();
+    assert_eq!(versions, [1, 2], "stored once");
+}
+
+#[test]
+fn application_names_must_be_safe_table_prefixes() {
+    // Checked before any connection is made: no server needed.
+    let config = PostgresConfig::new("nowhere");
+    for name in [
+        "dogs; DROP TABLE x",
+        "dogs\"",
+        "1dogs",
+        "",
+        "dog-school",
+        "école",
+        &"a".repeat(54),
+    ] {
+        let (var, message) = config_error(PostgresRecorder::open(&config, name));
+        assert_eq!(var, "application name", "{name:?}");
+        assert!(message.contains("ASCII letters"), "{message}");
+    }
+    let mut config = PostgresConfig::new("nowhere");
+    config.schema = Some("x\"; DROP TABLE y; --".to_owned());
+    let (var, _) = config_error(PostgresRecorder::open(&config, "dogs"));
+    assert_eq!(var, "POSTGRES_SCHEMA");
+}
+
+#[test]
+fn the_longest_application_name_fits() {
+    let Some(mut config) = server() else {
+        return annals_tests::skipped("longest_name");
+    };
+    config.originator_id_type = OriginatorIdType::Text;
+    let name = format!("pg_long_{}", "n".repeat(53 - 8));
+    let r = fresh(&config, &name);
+    r.insert_events(&[event("x", 1, "T")]).expect("insert");
+    assert_eq!(r.max_notification_id().expect("max"), 1);
+}
+
+#[test]
+fn config_from_env_with_prefixed_names_winning() {
+    let env = Env::from_map(
+        "TrainingSchool",
+        [
+            ("POSTGRES_DBNAME", "plain"),
+            ("TRAININGSCHOOL_POSTGRES_DBNAME", "school"),
+            ("POSTGRES_HOST", "db.example"),
+            ("POSTGRES_PORT", "1"),
+            ("TRAININGSCHOOL_POSTGRES_PORT", "6543"),
+            ("POSTGRES_USER", "app"),
+            ("POSTGRES_PASSWORD", "s3cret-pw"),
+            ("POSTGRES_CONNECT_TIMEOUT", "2.5"),
+            ("POSTGRES_LOCK_TIMEOUT", "1"),
+            ("POSTGRES_STATEMENT_TIMEOUT", "0"),
+            ("POSTGRES_POOL_SIZE", "3"),
+            ("POSTGRES_SCHEMA", "events"),
+            ("POSTGRES_ORIGINATOR_ID_TYPE", "TEXT"),
+        ],
+    );
+    let config = PostgresConfig::from_env(&env).expect("config");
+    assert_eq!(config.dbname, "school");
+    assert_eq!(config.host, "db.example");
+    assert_eq!(config.port, 6543);
+    assert_eq!(config.user, "app");
+    assert_eq!(config.password.as_deref(), Some("s3cret-pw"));
+    assert_eq!(config.connect_timeout, Duration::from_millis(2500));
+    assert_eq!(config.lock_timeout, Some(Duration::from_secs(1)));
+    assert_eq!(config.statement_timeout, None, "0 means none");
+    assert_eq!(config.pool_size, 3);
+    assert_eq!(config.schema.as_deref(), Some("events"));
+    assert_eq!(config.originator_id_type, OriginatorIdType::Text);
+
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("s3cret-pw"), "{debug}");
+    assert!(debug.contains("password: Some(\"***\")"), "{debug}");
+    assert!(debug.contains("school"), "{debug}");
+
+    let defaults =
+        PostgresConfig::from_env(&Env::from_map("App", [("POSTGRES_DBNAME", "d")])).expect("ok");
+    assert_eq!(defaults, PostgresConfig::new("d"));
+    assert_eq!(defaults.host, "127.0.0.1");
+    assert_eq!(defaults.port, 5432);
+    assert_eq!(defaults.user, "postgres");
+    assert_eq!(defaults.connect_timeout, Duration::from_secs(5));
+    assert_eq!(defaults.pool_size, 5);
+    assert_eq!(defaults.originator_id_type, OriginatorIdType::Uuid);
+    assert!(!format!("{defaults:?}").contains("***"));
+}
+
+#[test]
+fn bad_settings_name_their_variable() {
+    let with = |vars: &[(&str, &str)]| {
+        let mut all = vec![("POSTGRES_DBNAME", "d")];
+        all.extend_from_slice(vars);
+        config_error(PostgresConfig::from_env(&Env::from_map("App", all)))
+    };
+    let (var, message) = with(&[("POSTGRES_PORT", "70000")]);
+    assert_eq!(var, "POSTGRES_PORT");
+    assert!(message.contains("70000"), "{message}");
+    assert_eq!(with(&[("APP_POSTGRES_PORT", "x")]).0, "APP_POSTGRES_PORT");
+    assert_eq!(
+        with(&[("POSTGRES_CONNECT_TIMEOUT", "soon")]).0,
+        "POSTGRES_CONNECT_TIMEOUT"
+    );
+    assert_eq!(
+        with(&[("POSTGRES_CONNECT_TIMEOUT", "0")]).0,
+        "POSTGRES_CONNECT_TIMEOUT"
+    );
+    assert_eq!(
+        with(&[("APP_POSTGRES_LOCK_TIMEOUT", "-1")]).0,
+        "APP_POSTGRES_LOCK_TIMEOUT"
+    );
+    assert_eq!(
+        with(&[("POSTGRES_STATEMENT_TIMEOUT", "NaN")]).0,
+        "POSTGRES_STATEMENT_TIMEOUT"
+    );
+    assert_eq!(with(&[("POSTGRES_POOL_SIZE", "0")]).0, "POSTGRES_POOL_SIZE");
+    assert_eq!(
+        with(&[("POSTGRES_ORIGINATOR_ID_TYPE", "int")]).0,
+        "POSTGRES_ORIGINATOR_ID_TYPE"
+    );
+
+    let (var, message) = config_error(PostgresConfig::from_env(&Env::from_map(
+        "App",
+        [("POSTGRES_HOST", "h")],
+    )));
+    assert_eq!(var, "POSTGRES_DBNAME");
+    assert!(message.contains("not set"), "{message}");
+}
+
+#[test]
+fn the_password_never_shows_in_errors() {
+    let mut config = PostgresConfig::new("nowhere");
+    config.port = 1; // nothing listens there
+    config.password = Some("s3cret-pw".to_owned());
+    config.connect_timeout = Duration::from_millis(300);
+    let err = PostgresRecorder::open(&config, "dogs").expect_err("no server on port 1");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    assert!(shown.contains("nowhere"), "says which database: {shown}");
+}
+
+#[test]
+fn writers_give_up_after_the_lock_timeout_while_readers_go_on() {
+    let Some(mut config) = server() else {
+        return annals_tests::skipped("lock_timeout");
+    };
+    config.originator_id_type = OriginatorIdType::Text;
+    config.lock_timeout = Some(Duration::from_millis(200));
+    let r = fresh(&config, "pg_lock_timeout");
+    r.insert_events(&[event("k", 1, "T")]).expect("insert");
+    let mut db = client(&config);
+    let mut writer = db.transaction().expect("begin");
+    writer
+        .batch_execute("LOCK TABLE pg_lock_timeout_events IN EXCLUSIVE MODE")
+        .expect("lock");
+    let err = r
+        .insert_events(&[event("k", 2, "T")])
+        .expect_err("the table is locked");
+    assert!(err.to_string().contains("POSTGRES_LOCK_TIMEOUT"), "{err}");
+    // Readers take no lock that a writer's lock blocks.
+    assert_eq!(r.max_notification_id().expect("read while locked"), 1);
+    assert_eq!(
+        r.select_events("k", &EventQuery::all())
+            .expect("read while locked")
+            .len(),
+        1
+    );
+    writer.rollback().expect("release");
+    r.insert_events(&[event("k", 2, "T")])
+        .expect("insert once unlocked");
+    assert_eq!(r.max_notification_id().expect("max"), 2);
+}
