@@ -31,7 +31,10 @@ fn main() -> Result<(), SchoolError> {
     let fido = Dog::create_id("Fido");
     if school.contains(fido)? {
         let dog = school.dog(fido)?;
-        println!("Fido is back from an earlier run and knows {:?}", dog.tricks);
+        println!(
+            "Fido is back from an earlier run and knows {:?}",
+            dog.tricks
+        );
     } else {
         assert_eq!(school.register("Fido")?, fido);
         println!("registered Fido ({fido})");
@@ -57,6 +60,11 @@ fn main() -> Result<(), SchoolError> {
     let dog = school.dog(fido)?;
     assert_eq!(dog.version(), version, "a rejected command stores nothing");
     assert!(dog.tricks.iter().any(|t| t == TRICKS[0]));
-    println!("{} (version {}) knows {:?}", dog.name, dog.version(), dog.tricks);
+    println!(
+        "{} (version {}) knows {:?}",
+        dog.name,
+        dog.version(),
+        dog.tricks
+    );
     Ok(())
 }

@@ -97,7 +97,9 @@ impl TrainingSchool {
     /// Or configured in code: a SQLite database file at `path`.
     pub fn open(path: &str) -> annals::Result<Self> {
         Ok(Self {
-            app: Application::builder("TrainingSchool").sqlite(path).build()?,
+            app: Application::builder("TrainingSchool")
+                .sqlite(path)
+                .build()?,
         })
     }
 

@@ -34,7 +34,9 @@ mod file {
 
 mod in_memory {
     use super::*;
-    annals_tests::recorder_contract!(|_| Some(Arc::new(SqliteRecorder::in_memory().expect("open"))));
+    annals_tests::recorder_contract!(|_| Some(Arc::new(
+        SqliteRecorder::in_memory().expect("open")
+    )));
 }
 
 #[test]
@@ -43,13 +45,21 @@ fn events_survive_reopening_the_file_and_wal_is_on() {
     let config = SqliteConfig::new(path.to_string_lossy());
     {
         let r = SqliteRecorder::open(config.clone()).expect("open");
-        r.insert_events(&[event("a", 1, "T"), event("a", 2, "T")]).expect("insert");
+        r.insert_events(&[event("a", 1, "T"), event("a", 2, "T")])
+            .expect("insert");
     }
     let r = SqliteRecorder::open(config).expect("reopen");
-    assert_eq!(r.select_events("a", &EventQuery::all()).expect("select").len(), 2);
+    assert_eq!(
+        r.select_events("a", &EventQuery::all())
+            .expect("select")
+            .len(),
+        2
+    );
     assert_eq!(r.max_notification_id().expect("max"), 2);
     let conn = rusqlite::Connection::open(&path).expect("raw open");
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("pragma");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("pragma");
     assert_eq!(mode, "wal");
 }
 
@@ -58,7 +68,8 @@ fn the_tables_are_the_python_librarys() {
     let path = temp_db("layout");
     let r = SqliteRecorder::open(SqliteConfig::new(path.to_string_lossy())).expect("open");
     let id = "0123456789abcdef0123456789abcdef";
-    r.insert_events(&[event(id, 1, "Dog.Registered")]).expect("insert");
+    r.insert_events(&[event(id, 1, "Dog.Registered")])
+        .expect("insert");
     let conn = rusqlite::Connection::open(&path).expect("raw open");
     let mut tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
@@ -101,10 +112,15 @@ fn a_table_prefix_gives_each_application_its_own_tables_in_one_file() {
     let orders = open("Orders");
     let payments = open("payments");
     orders.insert_events(&[event("o", 1, "T")]).expect("insert");
-    payments.insert_events(&[event("p", 1, "T"), event("p", 2, "T")]).expect("insert");
+    payments
+        .insert_events(&[event("p", 1, "T"), event("p", 2, "T")])
+        .expect("insert");
     assert_eq!(orders.max_notification_id().expect("max"), 1);
     assert_eq!(payments.max_notification_id().expect("max"), 2);
-    assert!(orders.select_events("p", &EventQuery::all()).expect("select").is_empty());
+    assert!(orders
+        .select_events("p", &EventQuery::all())
+        .expect("select")
+        .is_empty());
     let conn = rusqlite::Connection::open(&path).expect("raw open");
     let n: i64 = conn
         .query_row("SELECT COUNT(*) FROM orders_events", [], |r| r.get(0))
@@ -129,7 +145,9 @@ fn tables_are_created_on_first_use_or_by_an_explicit_call() {
     let mut config = SqliteConfig::new(path.to_string_lossy());
     config.create_tables = false;
     let r = SqliteRecorder::open(config).expect("open");
-    let err = r.insert_events(&[event("a", 1, "T")]).expect_err("no table yet");
+    let err = r
+        .insert_events(&[event("a", 1, "T")])
+        .expect_err("no table yet");
     assert!(err.to_string().contains("no such table"), "{err}");
     r.create_tables().expect("create");
     r.create_tables().expect("create again is harmless");
@@ -154,9 +172,13 @@ fn settings_come_from_the_environment() {
     assert_eq!(config.table_prefix.as_deref(), Some("school"));
     assert!(!config.create_tables);
 
-    let err = SqliteConfig::from_env(&Env::from_map("School", [("X", "y")])).expect_err("no dbname");
+    let err =
+        SqliteConfig::from_env(&Env::from_map("School", [("X", "y")])).expect_err("no dbname");
     assert!(err.to_string().contains("SQLITE_DBNAME"), "{err}");
-    for (var, value) in [("SCHOOL_SQLITE_LOCK_TIMEOUT", "soon"), ("SQLITE_LOCK_TIMEOUT", "-1")] {
+    for (var, value) in [
+        ("SCHOOL_SQLITE_LOCK_TIMEOUT", "soon"),
+        ("SQLITE_LOCK_TIMEOUT", "-1"),
+    ] {
         let env = Env::from_map("School", [("SQLITE_DBNAME", "a.db"), (var, value)]);
         let err = SqliteConfig::from_env(&env).expect_err(value);
         assert!(err.to_string().contains(var), "{err}");
@@ -165,7 +187,8 @@ fn settings_come_from_the_environment() {
 
 #[test]
 fn an_unopenable_file_is_a_clear_error() {
-    let err = SqliteRecorder::open(SqliteConfig::new("/nonexistent-dir/x/y.db")).expect_err("no dir");
+    let err =
+        SqliteRecorder::open(SqliteConfig::new("/nonexistent-dir/x/y.db")).expect_err("no dir");
     assert!(err.to_string().contains("/nonexistent-dir/x/y.db"), "{err}");
 }
 
@@ -185,7 +208,8 @@ fn a_second_process_writes_the_same_file_at_the_same_time() {
     // each writes its own stream; every version is won by exactly one.
     let mut wins = 0;
     for v in 1..=RACE {
-        r.insert_events(&[event("parent", v, "T")]).expect("own stream");
+        r.insert_events(&[event("parent", v, "T")])
+            .expect("own stream");
         match r.insert_events(&[event("shared", v, "T")]) {
             Ok(_) => wins += 1,
             Err(e) if e.is_conflict() => {}
@@ -194,14 +218,36 @@ fn a_second_process_writes_the_same_file_at_the_same_time() {
     }
     let output = child.wait_with_output().expect("child");
     assert!(output.status.success(), "child failed: {output:?}");
-    let child_wins: u64 = String::from_utf8_lossy(&output.stdout).trim().parse().expect("child's count");
-    assert_eq!(wins + child_wins, RACE, "each version of the shared stream won once");
-    let shared = r.select_events("shared", &EventQuery::all()).expect("select");
-    assert_eq!(shared.iter().map(|e| e.originator_version).collect::<Vec<_>>(), (1..=RACE).collect::<Vec<_>>());
+    let child_wins: u64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("child's count");
+    assert_eq!(
+        wins + child_wins,
+        RACE,
+        "each version of the shared stream won once"
+    );
+    let shared = r
+        .select_events("shared", &EventQuery::all())
+        .expect("select");
+    assert_eq!(
+        shared
+            .iter()
+            .map(|e| e.originator_version)
+            .collect::<Vec<_>>(),
+        (1..=RACE).collect::<Vec<_>>()
+    );
     for stream in ["parent", "child"] {
-        assert_eq!(r.select_events(stream, &EventQuery::all()).expect("select").len() as u64, RACE);
+        assert_eq!(
+            r.select_events(stream, &EventQuery::all())
+                .expect("select")
+                .len() as u64,
+            RACE
+        );
     }
-    let all = r.select_notifications(&NotificationQuery::new(1, 10_000)).expect("log");
+    let all = r
+        .select_notifications(&NotificationQuery::new(1, 10_000))
+        .expect("log");
     assert_eq!(all.len() as u64, 3 * RACE);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
 }

@@ -91,7 +91,9 @@ impl SqliteConfig {
 /// negative.
 pub(crate) fn seconds_setting(env: &Env, var: &str, seconds: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(seconds).map_err(|_| {
-        let name = env.get(var).map_or_else(|| var.to_owned(), |(name, _)| name);
+        let name = env
+            .get(var)
+            .map_or_else(|| var.to_owned(), |(name, _)| name);
         Error::config(name, format!("{seconds} is not a number of seconds"))
     })
 }
@@ -115,7 +117,9 @@ impl Tables {
         };
         let valid = prefix.len() <= 50
             && prefix.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             return Err(Error::config(
                 "SQLITE_TABLE_PREFIX",
@@ -206,7 +210,9 @@ impl Statements {
             sql.push_str(" AND rowid <= ?2");
         }
         if !query.topics.is_empty() {
-            let marks: Vec<String> = (0..query.topics.len()).map(|i| format!("?{}", i + 4)).collect();
+            let marks: Vec<String> = (0..query.topics.len())
+                .map(|i| format!("?{}", i + 4))
+                .collect();
             sql.push_str(&format!(" AND topic IN ({})", marks.join(", ")));
         }
         sql.push_str(" ORDER BY rowid LIMIT ?3");
@@ -245,8 +251,12 @@ fn sqlite_error(context: &str, config: &SqliteConfig, e: rusqlite::Error) -> Err
 }
 
 fn to_i64(value: u64, what: &str) -> Result<i64> {
-    i64::try_from(value)
-        .map_err(|_| Error::persistence(format!("{what} {value} is too large for SQLite"), "out of range"))
+    i64::try_from(value).map_err(|_| {
+        Error::persistence(
+            format!("{what} {value} is too large for SQLite"),
+            "out of range",
+        )
+    })
 }
 
 fn to_u64(value: i64) -> u64 {
@@ -271,7 +281,8 @@ impl SqliteRecorder {
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let open_error = |e| sqlite_error("opening", &config, e);
-        let writer = Connection::open_with_flags(Path::new(&config.dbname), flags).map_err(open_error)?;
+        let writer =
+            Connection::open_with_flags(Path::new(&config.dbname), flags).map_err(open_error)?;
         configure(&writer, &config).map_err(open_error)?;
         let readers = if config.is_memory() {
             None
@@ -341,11 +352,18 @@ impl SqliteRecorder {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn read<T>(&self, context: &str, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+    fn read<T>(
+        &self,
+        context: &str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let result = match &self.readers {
             Some(pool) => {
                 let conn = pool.get().map_err(|e| {
-                    Error::persistence(format!("{context}: no read connection to {:?}", self.config.dbname), e)
+                    Error::persistence(
+                        format!("{context}: no read connection to {:?}", self.config.dbname),
+                        e,
+                    )
                 })?;
                 f(&conn)
             }
@@ -374,7 +392,9 @@ impl SqliteRecorder {
                     .and_then(|mut s| s.execute(params![t.application_name, id]))
                     .map_err(err)?;
             }
-            let mut insert = tx.prepare_cached(&self.statements.insert_event).map_err(err)?;
+            let mut insert = tx
+                .prepare_cached(&self.statements.insert_event)
+                .map_err(err)?;
             for (e, version) in rows {
                 insert
                     .execute(params![e.originator_id, version, e.topic, e.state])
@@ -433,7 +453,10 @@ impl AggregateRecorder for SqliteRecorder {
 impl ApplicationRecorder for SqliteRecorder {
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
         let start = to_i64(query.start, "notification id")?;
-        let stop = query.stop.map(|s| to_i64(s, "notification id")).transpose()?;
+        let stop = query
+            .stop
+            .map(|s| to_i64(s, "notification id"))
+            .transpose()?;
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let sql = self.statements.select_notifications(query);
         self.read("selecting notifications", |conn| {
@@ -473,7 +496,11 @@ impl ApplicationRecorder for SqliteRecorder {
 }
 
 impl ProcessRecorder for SqliteRecorder {
-    fn insert_events_tracked(&self, events: &[StoredEvent], tracking: &Tracking) -> Result<Vec<u64>> {
+    fn insert_events_tracked(
+        &self,
+        events: &[StoredEvent],
+        tracking: &Tracking,
+    ) -> Result<Vec<u64>> {
         self.insert(events, Some(tracking))
     }
 
