@@ -1,20 +1,32 @@
 //! Applications: the entry point that saves aggregates and gets them back.
 
+use std::any::TypeId;
+use std::collections::HashMap;
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use crate::domain::{self, Aggregate, AggregateId};
+use crate::cipher::{self, Cipher};
+use crate::domain::Aggregate;
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
-use crate::mapper::Mapper;
+use crate::mapper::{Compressor, Mapper};
 use crate::persistence::memory::MemoryRecorder;
 #[cfg(feature = "postgres")]
 use crate::persistence::postgres::{PostgresConfig, PostgresRecorder};
 #[cfg(feature = "sqlite")]
 use crate::persistence::sqlite::{SqliteConfig, SqliteRecorder};
 use crate::persistence::{
-    EventQuery, Notification, NotificationQuery, ProcessRecorder, StoredEvent,
+    AggregateRecorder, Notification, NotificationQuery, ProcessRecorder, StoredEvent,
 };
+use crate::repository::{Cache, Repository, Snapshots};
+
+/// Turns snapshots on (`yes`/`no`).
+pub const IS_SNAPSHOTTING_ENABLED: &str = "IS_SNAPSHOTTING_ENABLED";
+/// The size of the aggregate cache (no cache when unset or 0).
+pub const AGGREGATE_CACHE_MAXSIZE: &str = "AGGREGATE_CACHE_MAXSIZE";
+/// The Python library's cipher setting; when set it must name AES.
+pub const CIPHER_TOPIC: &str = "CIPHER_TOPIC";
 
 /// An event-sourced application: a named store of aggregates.
 ///
@@ -48,14 +60,15 @@ use crate::persistence::{
 pub struct Application {
     name: String,
     recorder: Arc<dyn ProcessRecorder>,
-    mapper: Arc<Mapper>,
     repository: Repository,
+    intervals: HashMap<TypeId, u64>,
 }
 
 impl fmt::Debug for Application {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Application")
             .field("name", &self.name)
+            .field("repository", &self.repository)
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +85,12 @@ impl Application {
         ApplicationBuilder {
             name: name.to_owned(),
             persistence: Persistence::Memory,
+            compressor: None,
+            cipher_key: None,
+            snapshotting: false,
+            intervals: HashMap::new(),
+            cache_size: 0,
+            errors: Vec::new(),
         }
     }
 
@@ -83,23 +102,50 @@ impl Application {
     /// Stores the pending events of one aggregate (`&mut dog`) or of several
     /// (`(&mut dog, &mut cat)`, `&mut [dog1, dog2][..]`, `vec![&mut a, &mut
     /// b]`), atomically: all of them or none. On success the aggregates'
-    /// pending events are cleared; on error nothing was stored and the
-    /// pending events are kept. Returns the notification ids given to the
-    /// stored events.
+    /// pending events are cleared, the cache (if any) is updated, and a
+    /// snapshot is taken of each aggregate whose snapshot interval was
+    /// reached; on error nothing was stored and the pending events are
+    /// kept. Returns the notification ids given to the stored events.
     pub fn save<S: Save>(&self, mut aggregates: S) -> Result<Vec<u64>> {
         let mut stored = Vec::new();
-        aggregates.encode_pending(&self.mapper, &mut stored)?;
+        aggregates.encode_pending(self.mapper(), &mut stored)?;
         if stored.is_empty() {
             return Ok(Vec::new());
         }
         let ids = self.recorder.insert_events(&stored)?;
-        aggregates.clear_pending();
+        aggregates.saved(self);
         Ok(ids)
     }
 
     /// The repository, to get aggregates back.
     pub fn repository(&self) -> &Repository {
         &self.repository
+    }
+
+    /// The snapshot store, when snapshotting is enabled.
+    pub fn snapshots(&self) -> Option<&Snapshots> {
+        self.repository.snapshots.as_ref()
+    }
+
+    /// Stores a snapshot of aggregate `id` at its current version, or at
+    /// `version`. Needs snapshotting enabled and an aggregate struct that
+    /// derives `Serialize` and `Deserialize`.
+    pub fn take_snapshot<A: Aggregate>(
+        &self,
+        id: impl Into<A::Id>,
+        version: Option<u64>,
+    ) -> Result<()> {
+        let snapshots = self.snapshots().ok_or_else(|| {
+            Error::config(
+                IS_SNAPSHOTTING_ENABLED,
+                "snapshotting is not enabled for this application",
+            )
+        })?;
+        let aggregate: A = match version {
+            Some(version) => self.repository.get_at(id, version)?,
+            None => self.repository.get(id)?,
+        };
+        snapshots.store(&aggregate)
     }
 
     /// The application's recorder.
@@ -109,7 +155,7 @@ impl Application {
 
     /// The mapper that encodes and decodes this application's events.
     pub fn mapper(&self) -> &Mapper {
-        &self.mapper
+        &self.repository.mapper
     }
 
     /// Up to `limit` notifications of this application's log, from id
@@ -117,6 +163,32 @@ impl Application {
     pub fn notifications(&self, start: u64, limit: usize) -> Result<Vec<Notification>> {
         self.recorder
             .select_notifications(&NotificationQuery::new(start, limit))
+    }
+
+    /// After a save: cache and snapshot `aggregate` as configured.
+    fn saved_aggregate<A: Aggregate>(&self, aggregate: &mut A) {
+        let pending = aggregate.__meta_mut().take_pending();
+        let Some(first) = pending.first() else {
+            return;
+        };
+        if let Some(cache) = &self.repository.cache {
+            cache.put(&*aggregate);
+        }
+        let (Some(snapshots), Some(interval)) =
+            (self.snapshots(), self.intervals.get(&TypeId::of::<A>()))
+        else {
+            return;
+        };
+        // Count events from the first: with an interval of 5, snapshots
+        // are due at the 5th, 10th, ... event.
+        let before = first.originator_version - A::INITIAL_VERSION;
+        let after = aggregate.version() - A::INITIAL_VERSION + 1;
+        if after / interval > before / interval && !aggregate.is_discarded() {
+            if let Err(e) = snapshots.store(&*aggregate) {
+                // The events are stored; only the shortcut is missing.
+                tracing::warn!(aggregate = A::NAME, id = %aggregate.id(), error = %e, "snapshot not stored");
+            }
+        }
     }
 }
 
@@ -177,17 +249,30 @@ impl Persistence {
         }))
     }
 
-    fn open(self, app_name: &str) -> Result<Arc<dyn ProcessRecorder>> {
+    /// Opens the event store and the snapshot store.
+    fn open(
+        self,
+        app_name: &str,
+    ) -> Result<(Arc<dyn ProcessRecorder>, Arc<dyn AggregateRecorder>)> {
+        let _ = app_name;
         Ok(match self {
-            Persistence::Memory => Arc::new(MemoryRecorder::new()),
+            Persistence::Memory => (
+                Arc::new(MemoryRecorder::new()),
+                Arc::new(MemoryRecorder::new()),
+            ),
             #[cfg(feature = "sqlite")]
-            Persistence::Sqlite(config) => Arc::new(SqliteRecorder::open(config)?),
-            #[cfg(feature = "postgres")]
-            Persistence::Postgres(config) => Arc::new(PostgresRecorder::open(&config, app_name)?),
-            Persistence::Recorder(recorder) => {
-                let _ = app_name;
-                recorder
+            Persistence::Sqlite(config) => {
+                let recorder = SqliteRecorder::open(config)?;
+                let snapshots = recorder.snapshot_recorder();
+                (Arc::new(recorder), Arc::new(snapshots))
             }
+            #[cfg(feature = "postgres")]
+            Persistence::Postgres(config) => {
+                let recorder = PostgresRecorder::open(&config, app_name)?;
+                let snapshots = recorder.snapshot_recorder();
+                (Arc::new(recorder), Arc::new(snapshots))
+            }
+            Persistence::Recorder(recorder) => (recorder, Arc::new(MemoryRecorder::new())),
         })
     }
 }
@@ -208,6 +293,12 @@ const MODULES: &[&str] = &[
 pub struct ApplicationBuilder {
     name: String,
     persistence: Persistence,
+    compressor: Option<Compressor>,
+    cipher_key: Option<(String, String)>,
+    snapshotting: bool,
+    intervals: HashMap<TypeId, u64>,
+    cache_size: usize,
+    errors: Vec<Error>,
 }
 
 impl ApplicationBuilder {
@@ -217,18 +308,39 @@ impl ApplicationBuilder {
         self.with_env(&env)
     }
 
-    /// Reads the settings from `env`.
+    /// Reads the settings from `env`: `PERSISTENCE_MODULE` and the store's
+    /// settings, `COMPRESSOR_TOPIC`, `CIPHER_KEY` (and `CIPHER_TOPIC`),
+    /// `IS_SNAPSHOTTING_ENABLED`, `AGGREGATE_CACHE_MAXSIZE`.
     pub fn with_env(mut self, env: &Env) -> Result<Self> {
         if let Some(persistence) = Persistence::from_env(env)? {
             self.persistence = persistence;
+        }
+        if let Some(compressor) = Compressor::from_env(env)? {
+            self.compressor = Some(compressor);
+        }
+        if let Some((var, topic)) = env.get(CIPHER_TOPIC) {
+            if !matches!(topic.trim(), "aes" | "eventsourcing.cipher:AESCipher") {
+                return Err(Error::config(
+                    var,
+                    format!("unknown cipher {topic:?}; annals has AES-GCM (\"aes\")"),
+                ));
+            }
+        }
+        if let Some(key) = env.get(cipher::CIPHER_KEY) {
+            self.cipher_key = Some(key);
+        }
+        if let Some(enabled) = env.flag(IS_SNAPSHOTTING_ENABLED)? {
+            self.snapshotting = enabled;
+        }
+        if let Some(size) = env.parse::<usize>(AGGREGATE_CACHE_MAXSIZE)? {
+            self.cache_size = size;
         }
         Ok(self)
     }
 
     /// Keeps events in memory.
-    pub fn memory(mut self) -> Self {
-        self.persistence = Persistence::Memory;
-        self
+    pub fn memory(self) -> Self {
+        self.persistence(Persistence::Memory)
     }
 
     /// Keeps events in the SQLite database `dbname` (a file path or
@@ -250,76 +362,96 @@ impl ApplicationBuilder {
         self
     }
 
-    /// Keeps events in the given recorder.
+    /// Keeps events in the given recorder (snapshots then stay in memory).
     pub fn recorder(self, recorder: Arc<dyn ProcessRecorder>) -> Self {
         self.persistence(Persistence::Recorder(recorder))
     }
 
+    /// Compresses the state of stored events and snapshots.
+    pub fn compressor(mut self, compressor: Option<Compressor>) -> Self {
+        self.compressor = compressor;
+        self
+    }
+
+    /// Encrypts the state of stored events and snapshots with AES-GCM under
+    /// `key` (base64 of 16, 24 or 32 bytes; see [`cipher::create_key`]). A
+    /// bad key makes [`build`](Self::build) fail, naming `CIPHER_KEY`.
+    pub fn cipher_key(mut self, key: impl Into<String>) -> Self {
+        self.cipher_key = Some((cipher::CIPHER_KEY.to_owned(), key.into()));
+        self
+    }
+
+    /// Turns the snapshot store on or off.
+    pub fn snapshotting(mut self, enabled: bool) -> Self {
+        self.snapshotting = enabled;
+        self
+    }
+
+    /// Takes a snapshot of aggregates of type `A` every `interval` events
+    /// (at versions 5, 10, ... for 5), when they are saved. Turns
+    /// snapshotting on. `A`'s struct must derive `Serialize` and
+    /// `Deserialize`.
+    pub fn snapshot_every<A: Aggregate>(mut self, interval: u64) -> Self {
+        if !A::SNAPSHOTS {
+            self.errors.push(Error::config(
+                "snapshot interval",
+                format!(
+                    "{} cannot be snapshotted: derive Serialize and Deserialize on it",
+                    A::NAME
+                ),
+            ));
+        } else if interval == 0 {
+            self.errors.push(Error::config(
+                "snapshot interval",
+                format!("the snapshot interval of {} must be at least 1", A::NAME),
+            ));
+        }
+        self.intervals.insert(TypeId::of::<A>(), interval);
+        self.snapshotting = true;
+        self
+    }
+
+    /// Keeps up to `max_size` aggregates in an LRU cache (0: no cache).
+    /// Aggregates whose struct does not derive `Clone` are not cached.
+    pub fn cache(mut self, max_size: usize) -> Self {
+        self.cache_size = max_size;
+        self
+    }
+
     /// The application.
-    pub fn build(self) -> Result<Application> {
-        let recorder = self.persistence.open(&self.name)?;
-        let mapper = Arc::new(Mapper::new());
+    pub fn build(mut self) -> Result<Application> {
+        if !self.errors.is_empty() {
+            return Err(self.errors.swap_remove(0));
+        }
+        let cipher = self
+            .cipher_key
+            .map(|(var, key)| {
+                Cipher::from_base64(&key).map_err(|e| match e {
+                    Error::Config { message, .. } => Error::Config { var, message },
+                    other => other,
+                })
+            })
+            .transpose()?;
+        let mapper = Arc::new(
+            Mapper::new()
+                .with_compressor(self.compressor)
+                .with_cipher(cipher),
+        );
+        let (recorder, snapshot_recorder) = self.persistence.open(&self.name)?;
+        let snapshots = self
+            .snapshotting
+            .then(|| Snapshots::new(snapshot_recorder, mapper.clone()));
         Ok(Application {
             repository: Repository {
                 recorder: recorder.clone(),
-                mapper: mapper.clone(),
+                mapper,
+                snapshots,
+                cache: NonZeroUsize::new(self.cache_size).map(Cache::new),
             },
             name: self.name,
             recorder,
-            mapper,
+            intervals: self.intervals,
         })
-    }
-}
-
-/// Gets aggregates back from their stored events.
-pub struct Repository {
-    recorder: Arc<dyn ProcessRecorder>,
-    mapper: Arc<Mapper>,
-}
-
-impl fmt::Debug for Repository {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Repository").finish_non_exhaustive()
-    }
-}
-
-impl Repository {
-    /// The current state of aggregate `id`. [`Error::NotFound`] when it has
-    /// no events or was discarded.
-    pub fn get<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<A> {
-        self.load(&id.into(), None)
-    }
-
-    /// The state of aggregate `id` as it was at `version`.
-    /// [`Error::NotFound`] when it did not exist yet, or was discarded by
-    /// then.
-    pub fn get_at<A: Aggregate>(&self, id: impl Into<A::Id>, version: u64) -> Result<A> {
-        self.load(&id.into(), Some(version))
-    }
-
-    /// Whether aggregate `id` exists (stored and not discarded).
-    pub fn contains<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<bool> {
-        match self.get::<A>(id) {
-            Ok(_) => Ok(true),
-            Err(Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn load<A: Aggregate>(&self, id: &A::Id, version: Option<u64>) -> Result<A> {
-        let mut query = EventQuery::all();
-        query.lte = version;
-        let stored = self.recorder.select_events(&id.to_stored(), &query)?;
-        let mut aggregate: Option<A> = None;
-        for event in &stored {
-            aggregate = Some(domain::replay(aggregate, self.mapper.decode(event)?)?);
-        }
-        aggregate
-            .filter(|a| !a.is_discarded())
-            .ok_or_else(|| Error::NotFound {
-                aggregate: A::NAME,
-                id: id.to_string(),
-            })
     }
 }
 
@@ -327,8 +459,9 @@ impl Repository {
 pub trait Save {
     /// Appends the stored form of every pending event to `out`.
     fn encode_pending(&self, mapper: &Mapper, out: &mut Vec<StoredEvent>) -> Result<()>;
-    /// Forgets the pending events (they are stored).
-    fn clear_pending(&mut self);
+    /// The events are stored: forget them, update the cache, take due
+    /// snapshots.
+    fn saved(&mut self, app: &Application);
 }
 
 fn encode_aggregate<A: Aggregate>(
@@ -346,8 +479,8 @@ impl<A: Aggregate> Save for &mut A {
     fn encode_pending(&self, mapper: &Mapper, out: &mut Vec<StoredEvent>) -> Result<()> {
         encode_aggregate(&**self, mapper, out)
     }
-    fn clear_pending(&mut self) {
-        self.__meta_mut().take_pending();
+    fn saved(&mut self, app: &Application) {
+        app.saved_aggregate(&mut **self);
     }
 }
 
@@ -356,9 +489,9 @@ impl<A: Aggregate> Save for &mut [A] {
         self.iter()
             .try_for_each(|a| encode_aggregate(a, mapper, out))
     }
-    fn clear_pending(&mut self) {
+    fn saved(&mut self, app: &Application) {
         for a in self.iter_mut() {
-            a.__meta_mut().take_pending();
+            app.saved_aggregate(a);
         }
     }
 }
@@ -367,8 +500,10 @@ impl<S: Save> Save for Vec<S> {
     fn encode_pending(&self, mapper: &Mapper, out: &mut Vec<StoredEvent>) -> Result<()> {
         self.iter().try_for_each(|s| s.encode_pending(mapper, out))
     }
-    fn clear_pending(&mut self) {
-        self.iter_mut().for_each(Save::clear_pending);
+    fn saved(&mut self, app: &Application) {
+        for s in self.iter_mut() {
+            s.saved(app);
+        }
     }
 }
 
@@ -379,8 +514,8 @@ macro_rules! save_tuple {
                 $(self.$i.encode_pending(mapper, out)?;)+
                 Ok(())
             }
-            fn clear_pending(&mut self) {
-                $(self.$i.clear_pending();)+
+            fn saved(&mut self, app: &Application) {
+                $(self.$i.saved(app);)+
             }
         }
     };

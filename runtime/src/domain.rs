@@ -133,9 +133,30 @@ impl<A: Aggregate> Debug for DomainEvent<A> {
     }
 }
 
+/// What snapshots and the aggregate cache need of an aggregate's struct.
+/// `#[aggregate]` on the struct implements it: snapshots work when the
+/// struct derives `Serialize` and `Deserialize`, the cache when it derives
+/// `Clone`.
+pub trait AggregateState: Sized {
+    /// Whether the state can be serialized (snapshots are possible).
+    const SNAPSHOTS: bool;
+    #[doc(hidden)]
+    fn __serialize_state<S: Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error>;
+    #[doc(hidden)]
+    fn __deserialize_state<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error>;
+    /// A copy of the aggregate, if its struct derives `Clone`.
+    #[doc(hidden)]
+    fn __duplicate(&self) -> Option<Self>;
+}
+
 /// An event-sourced aggregate. `#[aggregate]` implements it; use its
 /// provided methods (`id()`, `version()`, ...) through the prelude.
-pub trait Aggregate: Sized + Send + 'static {
+pub trait Aggregate: AggregateState + Send + 'static {
     /// The id type: [`Uuid`] unless `#[aggregate(id = String)]`.
     type Id: AggregateId;
     /// The generated event enum.
@@ -288,6 +309,23 @@ pub fn __triggered<A: Aggregate>(agg: &mut A, event: A::Event) {
         timestamp,
         event,
     });
+}
+
+/// Sets the metadata of an aggregate rebuilt from a snapshot.
+pub(crate) fn restore_meta<A: Aggregate>(
+    agg: &mut A,
+    id: A::Id,
+    version: u64,
+    created_on: Timestamp,
+    modified_on: Timestamp,
+) {
+    let meta = agg.__meta_mut();
+    meta.id = id;
+    meta.version = version;
+    meta.created_on = created_on;
+    meta.modified_on = modified_on;
+    meta.discarded = false;
+    meta.pending.clear();
 }
 
 /// Applies a stored event to the aggregate built so far (`None` before the

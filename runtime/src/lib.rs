@@ -55,18 +55,21 @@
 //! and `discard` (the event discards the aggregate).
 
 pub mod application;
+pub mod cipher;
 pub mod clock;
 pub mod domain;
 pub mod env;
 pub mod error;
 pub mod mapper;
 pub mod persistence;
+pub mod repository;
 
 pub use annals_macros::{aggregate, event};
-pub use application::{Application, ApplicationBuilder, Repository, Save};
+pub use application::{Application, ApplicationBuilder, Persistence, Save};
 pub use clock::Timestamp;
 pub use domain::{Aggregate, AggregateId, DomainEvent, Event};
 pub use error::{Error, Result};
+pub use repository::{Repository, Snapshots};
 pub use uuid::Uuid;
 
 /// What an application module needs: `use annals::prelude::*;`.
@@ -81,7 +84,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::clock::Timestamp;
-    pub use crate::domain::{__created, __triggered, Aggregate, AggregateId, Event, Meta};
+    pub use crate::domain::{
+        __created, __triggered, Aggregate, AggregateId, AggregateState, Event, Meta,
+    };
     pub use serde;
     pub use uuid::Uuid;
 

@@ -15,50 +15,9 @@ use annals::persistence::{
 use annals::Error;
 use annals_tests::contract::event;
 
-/// The test server's settings, or `None` (skip) when none is configured.
-fn server() -> Option<PostgresConfig> {
-    let env = Env::from_process("annals_test");
-    if env.get("POSTGRES_DBNAME").is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PostgreSQL tests must run in CI: set POSTGRES_DBNAME"
-        );
-        return None;
-    }
-    Some(PostgresConfig::from_env(&env).expect("the test server's settings"))
-}
-
-/// A direct connection, to inspect and clean up.
-fn client(config: &PostgresConfig) -> postgres::Client {
-    let mut c = postgres::Config::new();
-    c.dbname(&config.dbname)
-        .host(&config.host)
-        .port(config.port)
-        .user(&config.user);
-    if let Some(password) = &config.password {
-        c.password(password);
-    }
-    c.connect(postgres::NoTls)
-        .expect("connect to the test server")
-}
-
-fn qualified(config: &PostgresConfig, table: &str) -> String {
-    match &config.schema {
-        Some(schema) => format!("\"{schema}\".\"{table}\""),
-        None => format!("\"{table}\""),
-    }
-}
-
-/// Drops the tables of application `name`.
-fn drop_tables(config: &PostgresConfig, name: &str) {
-    let tables: Vec<String> = ["events", "tracking", "snapshots"]
-        .iter()
-        .map(|t| qualified(config, &format!("{name}_{t}")))
-        .collect();
-    client(config)
-        .batch_execute(&format!("DROP TABLE IF EXISTS {}", tables.join(", ")))
-        .expect("drop tables");
-}
+use annals_tests::stores::{
+    drop_postgres_tables as drop_tables, postgres_client as client, postgres_server as server,
+};
 
 /// A recorder on empty tables of application `name`.
 fn fresh(config: &PostgresConfig, name: &str) -> PostgresRecorder {

@@ -32,6 +32,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::error::SqlState;
@@ -337,9 +338,12 @@ enum Stmt {
     MaxNotificationId,
     MaxTrackingId,
     HasTrackingId,
+    InsertSnapshots,
+    SelectSnapshotsAsc,
+    SelectSnapshotsDesc,
 }
 
-const STATEMENTS: usize = 9;
+const STATEMENTS: usize = 12;
 
 /// The SQL of one recorder, built once from validated names.
 #[derive(Debug)]
@@ -389,13 +393,14 @@ impl Sql {
                  state bytea, \
                  PRIMARY KEY (originator_id, originator_version))"
         );
-        let select_events = |order: &str| {
+        let select_from = |table: &str, order: &str| {
             format!(
-                "SELECT originator_id, originator_version, topic, state FROM {events} \
+                "SELECT originator_id, originator_version, topic, state FROM {table} \
                  WHERE originator_id = $1 AND originator_version > $2 AND originator_version <= $3 \
                  ORDER BY originator_version {order} LIMIT $4"
             )
         };
+        let select_events = |order: &str| select_from(&events, order);
         let select_notifications = |filter: &str| {
             format!(
                 "SELECT notification_id, originator_id, originator_version, topic, state \
@@ -425,6 +430,12 @@ impl Sql {
                 "SELECT EXISTS (SELECT 1 FROM {tracking} \
                  WHERE application_name = $1 AND notification_id = $2)"
             ),
+            format!(
+                "INSERT INTO {snapshots} (originator_id, originator_version, topic, state) \
+                 SELECT * FROM unnest($1::{id}[], $2::bigint[], $3::text[], $4::bytea[])"
+            ),
+            select_from(&snapshots, "ASC"),
+            select_from(&snapshots, "DESC"),
         ];
         Self {
             begin_and_lock: format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE"),
@@ -545,10 +556,11 @@ impl IdParam<'_> {
 /// Stores events in PostgreSQL, in the Python eventsourcing library's
 /// tables, through a pool of connections. `Send + Sync`: share it behind an
 /// `Arc`.
+#[derive(Clone)]
 pub struct PostgresRecorder {
     pool: Pool<Manager>,
     config: PostgresConfig,
-    sql: Sql,
+    sql: Arc<Sql>,
 }
 
 impl fmt::Debug for PostgresRecorder {
@@ -594,7 +606,11 @@ impl PostgresRecorder {
             .map_err(|e| Error::persistence(format!("connecting to {}", config.server()), e))?;
         let recorder = Self {
             pool,
-            sql: Sql::new(&prefix, config.schema.as_deref(), config.originator_id_type),
+            sql: Arc::new(Sql::new(
+                &prefix,
+                config.schema.as_deref(),
+                config.originator_id_type,
+            )),
             config: config.clone(),
         };
         recorder.create_tables()?;
@@ -933,6 +949,97 @@ impl PostgresRecorder {
     }
 }
 
+impl PostgresRecorder {
+    /// The store of snapshots in the same database (the `{name}_snapshots`
+    /// table), on the same pool.
+    pub fn snapshot_recorder(&self) -> PostgresSnapshotRecorder {
+        PostgresSnapshotRecorder {
+            recorder: self.clone(),
+        }
+    }
+
+    /// One stream of the events or snapshots table (`which`: ascending and
+    /// descending statements).
+    fn select_stream(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        which: [Stmt; 2],
+    ) -> Result<Vec<StoredEvent>> {
+        let id = self.id_param(originator_id)?;
+        if query.gt.is_some_and(|gt| gt >= i64::MAX as u64) || query.limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let gt = query.gt.map_or(-1, bigint);
+        let lte = query.lte.map_or(i64::MAX, bigint);
+        let limit = query.limit.map(|l| bigint(l as u64));
+        let which = which[usize::from(query.desc)];
+        self.read("selecting events", |conn| {
+            let statement = conn.statement(&self.sql, which)?;
+            conn.client
+                .query(&statement, &[id.as_sql(), &gt, &lte, &limit])?
+                .iter()
+                .map(|row| self.read_event(row, 0))
+                .collect()
+        })
+    }
+}
+
+/// Snapshots in PostgreSQL: the `{name}_snapshots` table of a
+/// [`PostgresRecorder`], on its pool. Inserts are single statements (no
+/// table lock, no notification).
+#[derive(Debug)]
+pub struct PostgresSnapshotRecorder {
+    recorder: PostgresRecorder,
+}
+
+impl AggregateRecorder for PostgresSnapshotRecorder {
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let r = &self.recorder;
+        let versions = events
+            .iter()
+            .map(|e| to_i64("originator_version", e.originator_version))
+            .collect::<Result<Vec<_>>>()?;
+        let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
+        let states: Vec<&[u8]> = events.iter().map(|e| e.state.as_slice()).collect();
+        let ids = match r.config.originator_id_type {
+            OriginatorIdType::Uuid => Ids::Uuid(
+                events
+                    .iter()
+                    .map(|e| r.parse_uuid(&e.originator_id))
+                    .collect::<Result<_>>()?,
+            ),
+            OriginatorIdType::Text => {
+                Ids::Text(events.iter().map(|e| e.originator_id.as_str()).collect())
+            }
+        };
+        let ids_param: &(dyn ToSql + Sync) = match &ids {
+            Ids::Uuid(ids) => ids,
+            Ids::Text(ids) => ids,
+        };
+        // One statement: atomic on its own. Retried once on a broken
+        // connection; a snapshot that was stored after all then conflicts,
+        // which its callers take as stored.
+        r.read("inserting snapshots", |conn| {
+            let statement = conn.statement(&r.sql, Stmt::InsertSnapshots)?;
+            conn.client
+                .execute(&statement, &[ids_param, &versions, &topics, &states])?;
+            Ok(Vec::new())
+        })
+    }
+
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        self.recorder.select_stream(
+            originator_id,
+            query,
+            [Stmt::SelectSnapshotsAsc, Stmt::SelectSnapshotsDesc],
+        )
+    }
+}
+
 fn to_i64(what: &str, value: u64) -> Result<i64> {
     i64::try_from(value).map_err(|_| {
         Error::persistence(
@@ -962,26 +1069,11 @@ impl AggregateRecorder for PostgresRecorder {
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        let id = self.id_param(originator_id)?;
-        if query.gt.is_some_and(|gt| gt >= i64::MAX as u64) || query.limit == Some(0) {
-            return Ok(Vec::new());
-        }
-        let gt = query.gt.map_or(-1, bigint);
-        let lte = query.lte.map_or(i64::MAX, bigint);
-        let limit = query.limit.map(|l| bigint(l as u64));
-        let which = if query.desc {
-            Stmt::SelectEventsDesc
-        } else {
-            Stmt::SelectEventsAsc
-        };
-        self.read("selecting events", |conn| {
-            let statement = conn.statement(&self.sql, which)?;
-            conn.client
-                .query(&statement, &[id.as_sql(), &gt, &lte, &limit])?
-                .iter()
-                .map(|row| self.read_event(row, 0))
-                .collect()
-        })
+        self.select_stream(
+            originator_id,
+            query,
+            [Stmt::SelectEventsAsc, Stmt::SelectEventsDesc],
+        )
     }
 }
 

@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -179,28 +179,6 @@ impl Statements {
         }
     }
 
-    fn select_events(&self, query: &EventQuery) -> String {
-        let mut sql = format!(
-            "SELECT originator_version, topic, state FROM {} WHERE originator_id = ?1",
-            self.events_table
-        );
-        if query.gt.is_some() {
-            sql.push_str(" AND originator_version > ?2");
-        }
-        if query.lte.is_some() {
-            sql.push_str(" AND originator_version <= ?3");
-        }
-        sql.push_str(if query.desc {
-            " ORDER BY originator_version DESC"
-        } else {
-            " ORDER BY originator_version"
-        });
-        if query.limit.is_some() {
-            sql.push_str(" LIMIT ?4");
-        }
-        sql
-    }
-
     fn select_notifications(&self, query: &NotificationQuery) -> String {
         let mut sql = format!(
             "SELECT rowid, originator_id, originator_version, topic, state FROM {} WHERE rowid >= ?1",
@@ -220,18 +198,46 @@ impl Statements {
     }
 }
 
-/// Events in a SQLite database.
-pub struct SqliteRecorder {
+/// `SELECT` of one stream of `table`, as `query` says.
+fn select_events_sql(table: &str, query: &EventQuery) -> String {
+    let mut sql =
+        format!("SELECT originator_version, topic, state FROM {table} WHERE originator_id = ?1");
+    if query.gt.is_some() {
+        sql.push_str(" AND originator_version > ?2");
+    }
+    if query.lte.is_some() {
+        sql.push_str(" AND originator_version <= ?3");
+    }
+    sql.push_str(if query.desc {
+        " ORDER BY originator_version DESC"
+    } else {
+        " ORDER BY originator_version"
+    });
+    if query.limit.is_some() {
+        sql.push_str(" LIMIT ?4");
+    }
+    sql
+}
+
+/// The connections of one database, shared by its events and snapshot
+/// recorders.
+struct Shared {
     writer: Mutex<Connection>,
     readers: Option<r2d2::Pool<SqliteConnectionManager>>,
-    statements: Statements,
     config: SqliteConfig,
+}
+
+/// Events in a SQLite database.
+pub struct SqliteRecorder {
+    shared: Arc<Shared>,
+    statements: Statements,
+    snapshots_table: String,
 }
 
 impl fmt::Debug for SqliteRecorder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteRecorder")
-            .field("config", &self.config)
+            .field("config", &self.shared.config)
             .finish_non_exhaustive()
     }
 }
@@ -270,12 +276,8 @@ fn configure(conn: &Connection, config: &SqliteConfig) -> rusqlite::Result<()> {
     Ok(())
 }
 
-impl SqliteRecorder {
-    /// Opens (and, unless told not to, prepares) the store that `config`
-    /// names.
-    pub fn open(config: SqliteConfig) -> Result<Self> {
-        let tables = Tables::new(config.table_prefix.as_deref())?;
-        let statements = Statements::new(&tables);
+impl Shared {
+    fn open(config: SqliteConfig) -> Result<Self> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_URI
@@ -311,39 +313,11 @@ impl SqliteRecorder {
                 .build_unchecked(manager);
             Some(pool)
         };
-        let recorder = Self {
+        Ok(Self {
             writer: Mutex::new(writer),
             readers,
-            statements,
             config,
-        };
-        if recorder.config.create_tables {
-            recorder.create_tables()?;
-        }
-        Ok(recorder)
-    }
-
-    /// Opens a private in-memory database.
-    pub fn in_memory() -> Result<Self> {
-        Self::open(SqliteConfig::new(":memory:"))
-    }
-
-    /// Creates the tables if they do not exist.
-    pub fn create_tables(&self) -> Result<()> {
-        let mut conn = self.writer();
-        let err = |e| sqlite_error("creating tables", &self.config, e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        for sql in &self.statements.create {
-            tx.execute(sql, []).map_err(err)?;
-        }
-        tx.commit().map_err(err)
-    }
-
-    /// The settings the store was opened with.
-    pub fn config(&self) -> &SqliteConfig {
-        &self.config
+        })
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {
@@ -372,68 +346,69 @@ impl SqliteRecorder {
         result.map_err(|e| sqlite_error(context, &self.config, e))
     }
 
-    fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+    /// Inserts rows into a table (and a tracking record) in one
+    /// transaction; returns the rowids when `rowids` is set.
+    fn insert(
+        &self,
+        insert_sql: &str,
+        events: &[StoredEvent],
+        tracking: Option<(&str, &Tracking)>,
+        rowids: bool,
+    ) -> Result<Vec<u64>> {
         let rows = events
             .iter()
             .map(|e| Ok((e, to_i64(e.originator_version, "originator version")?)))
             .collect::<Result<Vec<_>>>()?;
         let tracked = tracking
-            .map(|t| Ok((t, to_i64(t.notification_id, "notification id")?)))
+            .map(|(sql, t)| Ok((sql, t, to_i64(t.notification_id, "notification id")?)))
             .transpose()?;
         let mut conn = self.writer();
         let err = |e| sqlite_error("inserting events", &self.config, e);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        let mut ids = Vec::with_capacity(rows.len());
+        let mut ids = Vec::with_capacity(if rowids { rows.len() } else { 0 });
         {
-            if let Some((t, id)) = tracked {
-                tx.prepare_cached(&self.statements.insert_tracking)
+            if let Some((sql, t, id)) = tracked {
+                tx.prepare_cached(sql)
                     .and_then(|mut s| s.execute(params![t.application_name, id]))
                     .map_err(err)?;
             }
-            let mut insert = tx
-                .prepare_cached(&self.statements.insert_event)
-                .map_err(err)?;
+            let mut insert = tx.prepare_cached(insert_sql).map_err(err)?;
             for (e, version) in rows {
                 insert
                     .execute(params![e.originator_id, version, e.topic, e.state])
                     .map_err(err)?;
-                ids.push(to_u64(tx.last_insert_rowid()));
+                if rowids {
+                    ids.push(to_u64(tx.last_insert_rowid()));
+                }
             }
         }
         tx.commit().map_err(err)?;
         Ok(ids)
     }
-}
 
-impl AggregateRecorder for SqliteRecorder {
-    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.insert(events, None)
-    }
-
-    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+    fn select_events(
+        &self,
+        table: &str,
+        originator_id: &str,
+        query: &EventQuery,
+    ) -> Result<Vec<StoredEvent>> {
         let gt = query.gt.map(|v| to_i64(v, "version")).transpose()?;
         let lte = query.lte.map(|v| to_i64(v, "version")).transpose()?;
         let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-        let sql = self.statements.select_events(query);
+        let sql = select_events_sql(table, query);
         self.read("selecting events", |conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
-            let mut bind = vec![(1, &originator_id as &dyn rusqlite::ToSql)];
-            if let Some(gt) = &gt {
-                bind.push((2, gt));
+            stmt.raw_bind_parameter(1, originator_id)?;
+            if let Some(gt) = gt {
+                stmt.raw_bind_parameter(2, gt)?;
             }
-            if let Some(lte) = &lte {
-                bind.push((3, lte));
+            if let Some(lte) = lte {
+                stmt.raw_bind_parameter(3, lte)?;
             }
-            if let Some(limit) = &limit {
-                bind.push((4, limit));
-            }
-            for (index, value) in bind {
-                stmt.raw_bind_parameter(index, value)?;
+            if let Some(limit) = limit {
+                stmt.raw_bind_parameter(4, limit)?;
             }
             let mut rows = stmt.raw_query();
             let mut events = Vec::new();
@@ -450,6 +425,103 @@ impl AggregateRecorder for SqliteRecorder {
     }
 }
 
+impl SqliteRecorder {
+    /// Opens (and, unless told not to, prepares) the store that `config`
+    /// names.
+    pub fn open(config: SqliteConfig) -> Result<Self> {
+        let tables = Tables::new(config.table_prefix.as_deref())?;
+        let create = config.create_tables;
+        let recorder = Self {
+            statements: Statements::new(&tables),
+            snapshots_table: tables.snapshots,
+            shared: Arc::new(Shared::open(config)?),
+        };
+        if create {
+            recorder.create_tables()?;
+        }
+        Ok(recorder)
+    }
+
+    /// Opens a private in-memory database.
+    pub fn in_memory() -> Result<Self> {
+        Self::open(SqliteConfig::new(":memory:"))
+    }
+
+    /// Creates the tables if they do not exist.
+    pub fn create_tables(&self) -> Result<()> {
+        let mut conn = self.shared.writer();
+        let err = |e| sqlite_error("creating tables", &self.shared.config, e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        for sql in &self.statements.create {
+            tx.execute(sql, []).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// The settings the store was opened with.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.shared.config
+    }
+
+    /// The store of snapshots in the same database (the snapshots table).
+    pub fn snapshot_recorder(&self) -> SqliteSnapshotRecorder {
+        SqliteSnapshotRecorder {
+            shared: self.shared.clone(),
+            insert: format!(
+                "INSERT INTO {} VALUES (?1, ?2, ?3, ?4)",
+                self.snapshots_table
+            ),
+            table: self.snapshots_table.clone(),
+        }
+    }
+}
+
+/// Snapshots in a SQLite database: the snapshots table of a
+/// [`SqliteRecorder`], on the same connections.
+pub struct SqliteSnapshotRecorder {
+    shared: Arc<Shared>,
+    table: String,
+    insert: String,
+}
+
+impl fmt::Debug for SqliteSnapshotRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteSnapshotRecorder")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AggregateRecorder for SqliteSnapshotRecorder {
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.shared.insert(&self.insert, events, None, false)
+    }
+
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        self.shared.select_events(&self.table, originator_id, query)
+    }
+}
+
+impl AggregateRecorder for SqliteRecorder {
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.shared
+            .insert(&self.statements.insert_event, events, None, true)
+    }
+
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        self.shared
+            .select_events(&self.statements.events_table, originator_id, query)
+    }
+}
+
 impl ApplicationRecorder for SqliteRecorder {
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
         let start = to_i64(query.start, "notification id")?;
@@ -459,7 +531,7 @@ impl ApplicationRecorder for SqliteRecorder {
             .transpose()?;
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let sql = self.statements.select_notifications(query);
-        self.read("selecting notifications", |conn| {
+        self.shared.read("selecting notifications", |conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             stmt.raw_bind_parameter(1, start)?;
             if let Some(stop) = stop {
@@ -487,11 +559,12 @@ impl ApplicationRecorder for SqliteRecorder {
     }
 
     fn max_notification_id(&self) -> Result<u64> {
-        self.read("reading the max notification id", |conn| {
-            conn.prepare_cached(&self.statements.max_notification_id)?
-                .query_row([], |row| row.get::<_, Option<i64>>(0))
-        })
-        .map(|max| max.map_or(0, to_u64))
+        self.shared
+            .read("reading the max notification id", |conn| {
+                conn.prepare_cached(&self.statements.max_notification_id)?
+                    .query_row([], |row| row.get::<_, Option<i64>>(0))
+            })
+            .map(|max| max.map_or(0, to_u64))
     }
 }
 
@@ -501,20 +574,26 @@ impl ProcessRecorder for SqliteRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        self.insert(events, Some(tracking))
+        self.shared.insert(
+            &self.statements.insert_event,
+            events,
+            Some((&self.statements.insert_tracking, tracking)),
+            true,
+        )
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
-        self.read("reading the max tracking id", |conn| {
-            conn.prepare_cached(&self.statements.max_tracking_id)?
-                .query_row([application_name], |row| row.get::<_, Option<i64>>(0))
-        })
-        .map(|max| max.map_or(0, to_u64))
+        self.shared
+            .read("reading the max tracking id", |conn| {
+                conn.prepare_cached(&self.statements.max_tracking_id)?
+                    .query_row([application_name], |row| row.get::<_, Option<i64>>(0))
+            })
+            .map(|max| max.map_or(0, to_u64))
     }
 
     fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {
         let id = to_i64(notification_id, "notification id")?;
-        self.read("reading a tracking record", |conn| {
+        self.shared.read("reading a tracking record", |conn| {
             conn.prepare_cached(&self.statements.has_tracking_id)?
                 .query_row(params![application_name, id], |row| row.get(0))
         })

@@ -1,0 +1,91 @@
+//! Fresh stores for tests: a temporary SQLite file, PostgreSQL tables
+//! dropped first, and every store at once for tests that must pass on all.
+
+use annals::env::Env;
+use annals::persistence::postgres::PostgresConfig;
+use annals::persistence::sqlite::SqliteConfig;
+use annals::Persistence;
+
+/// The test server's settings (`POSTGRES_DBNAME`, `POSTGRES_HOST`, ...), or
+/// `None` when none is configured. In CI (`CI` set) a missing server is a
+/// failure, not a skip.
+pub fn postgres_server() -> Option<PostgresConfig> {
+    let env = Env::from_process("annals_test");
+    if env.get("POSTGRES_DBNAME").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL tests must run in CI: set POSTGRES_DBNAME"
+        );
+        return None;
+    }
+    Some(PostgresConfig::from_env(&env).expect("the test server's settings"))
+}
+
+/// A direct connection to the test server, to inspect and clean up.
+pub fn postgres_client(config: &PostgresConfig) -> postgres::Client {
+    let mut c = postgres::Config::new();
+    c.dbname(&config.dbname)
+        .host(&config.host)
+        .port(config.port)
+        .user(&config.user);
+    if let Some(password) = &config.password {
+        c.password(password);
+    }
+    c.connect(postgres::NoTls)
+        .expect("connect to the test server")
+}
+
+/// `table`, schema-qualified and quoted as the recorder names it.
+pub fn qualified(config: &PostgresConfig, table: &str) -> String {
+    match &config.schema {
+        Some(schema) => format!("\"{schema}\".\"{table}\""),
+        None => format!("\"{table}\""),
+    }
+}
+
+/// Drops the tables of application `name` (lower-cased, as the recorder
+/// names them).
+pub fn drop_postgres_tables(config: &PostgresConfig, name: &str) {
+    let name = name.to_ascii_lowercase();
+    let tables: Vec<String> = ["events", "tracking", "snapshots"]
+        .iter()
+        .map(|t| qualified(config, &format!("{name}_{t}")))
+        .collect();
+    postgres_client(config)
+        .batch_execute(&format!("DROP TABLE IF EXISTS {}", tables.join(", ")))
+        .expect("drop tables");
+}
+
+/// A path for a new SQLite database file in a new temporary directory,
+/// kept after the test so the file outlives the recorders that use it.
+pub fn temp_sqlite(name: &str) -> String {
+    let dir = tempfile::Builder::new()
+        .prefix("annals-test-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    dir.join(format!("{name}.db"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Every store, empty, for an application named `app` (a valid table
+/// prefix): memory, a SQLite file, and PostgreSQL when configured (else
+/// the caller is told it was skipped).
+pub fn every_store(app: &str) -> Vec<(&'static str, Persistence)> {
+    let mut stores = vec![
+        ("memory", Persistence::Memory),
+        (
+            "sqlite",
+            Persistence::Sqlite(SqliteConfig::new(temp_sqlite(app))),
+        ),
+    ];
+    match postgres_server() {
+        Some(config) => {
+            drop_postgres_tables(&config, app);
+            stores.push(("postgres", Persistence::Postgres(config)));
+        }
+        None => crate::skipped(&format!("{app} on postgres")),
+    }
+    stores
+}
