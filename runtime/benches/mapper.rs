@@ -1,6 +1,7 @@
 //! The mapper per event: domain event -> stored state (serialize, compress,
 //! encrypt) and back, against plain serde_json of the same fields.
 //! `cargo bench -p annals --bench mapper`
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
 use annals::cipher::{self, Cipher};
 use annals::mapper::{Compressor, Mapper};
@@ -96,5 +97,9 @@ fn bench(c: &mut Criterion) {
     decode.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default();
+    targets = bench
+}
 criterion_main!(benches);
