@@ -14,6 +14,10 @@ pub struct Options {
     pub id: Option<Type>,
     pub initial_version: Option<LitInt>,
     pub derives: Vec<Path>,
+    /// The version of the snapshot state (`version = N`), with its span.
+    pub version: Option<LitInt>,
+    /// Former names of the aggregate: its events' old topic prefixes.
+    pub aliases: Vec<LitStr>,
 }
 
 /// Whether an event creates its aggregate or changes it.
@@ -39,10 +43,34 @@ pub struct EventDef {
     pub name_span: Span,
     pub topic: String,
     pub discard: bool,
+    /// The event's version (`version = N`, default 1), with its span.
+    pub version: u32,
+    pub version_span: Span,
+    /// Former topics that still decode to this event.
+    pub aliases: Vec<String>,
     /// `None` when the signature is neither a creation nor a command (an
     /// error has been reported).
     pub kind: Option<Kind>,
     pub args: Vec<Arg>,
+}
+
+/// What an upcaster upgrades.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum UpcastTarget {
+    /// The event with this name.
+    Event(String),
+    /// The aggregate's snapshot state.
+    Snapshot,
+}
+
+/// An `#[upcast(..)]` function: turns a stored state from version `from`
+/// into version `from + 1`.
+pub struct Upcaster {
+    pub target: UpcastTarget,
+    pub target_span: Span,
+    pub from: u32,
+    pub from_span: Span,
+    pub function: Ident,
 }
 
 /// A parameter of `create_id`.
@@ -59,4 +87,5 @@ pub struct AggregateImpl {
     /// Indices into `item.items` of the event methods, and their defs.
     pub events: Vec<(usize, EventDef)>,
     pub create_id: Option<Vec<CreateIdParam>>,
+    pub upcasters: Vec<Upcaster>,
 }

@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{Ident, ImplItem, ItemImpl};
 
-use crate::ast::{AggregateImpl, EventDef, Kind, META_FIELD};
+use crate::ast::{AggregateImpl, EventDef, Kind, UpcastTarget, META_FIELD};
 use crate::parse::{self, Errors};
 use crate::validate;
 
@@ -154,6 +154,24 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         .as_ref()
         .map_or_else(|| quote!(1), |v| quote!(#v));
     let meta_access = meta_access(agg);
+    let state_version = agg
+        .options
+        .version
+        .as_ref()
+        .map_or_else(|| quote!(1), |v| quote!(#v));
+    let aggregate_aliases = agg.options.aliases.iter();
+    let state_upcasts = agg
+        .upcasters
+        .iter()
+        .filter(|u| u.target == UpcastTarget::Snapshot)
+        .map(|u| {
+            let from = u.from;
+            let function = &u.function;
+            quote!(#from => {
+                Self::#function(state);
+                true
+            })
+        });
 
     let mut item = agg.item.clone();
     let mut methods = Vec::new();
@@ -198,6 +216,15 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
             type Event = #event_ident;
             const NAME: &'static str = #name;
             const INITIAL_VERSION: u64 = #initial_version;
+            const STATE_VERSION: u32 = #state_version;
+            const ALIASES: &'static [&'static str] = &[#(#aggregate_aliases),*];
+            fn __upcast_state(from: u32, state: &mut #p::json::Value) -> bool {
+                let _ = &state;
+                match from {
+                    #(#state_upcasts)*
+                    _ => false,
+                }
+            }
             #meta_access
             fn __create(event: #event_ident) -> ::core::result::Result<Self, #event_ident> {
                 #[allow(unreachable_patterns)]
@@ -257,6 +284,9 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     let mut serialize_arms = Vec::new();
     let mut topic_arms = Vec::new();
     let mut deserialize_arms = Vec::new();
+    let mut upcast_arms = Vec::new();
+    let self_ident = &agg.self_ident;
+    let versions = events.iter().map(|e| e.version);
     for (index, e) in events.iter().enumerate() {
         let variant = variant(e);
         let name = &e.name;
@@ -269,7 +299,26 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
         if e.discard {
             discarding.push(quote!(Self::#variant { .. }));
         }
-        topic_arms.push(quote!(#topic => ::core::option::Option::Some(#index),));
+        let aliases = &e.aliases;
+        topic_arms.push(quote!(#topic #(| #aliases)* => ::core::option::Option::Some(#index),));
+        for u in &agg.upcasters {
+            if u.target == UpcastTarget::Event(e.name.clone()) {
+                let from = u.from;
+                let function = &u.function;
+                upcast_arms.push(quote!((#index, #from) => {
+                    #self_ident::#function(state);
+                    true
+                }));
+            }
+        }
+        let class_version = (e.version > 1).then(|| {
+            let version = e.version;
+            (
+                quote!(class_version: u32,),
+                quote!(class_version: #version,),
+            )
+        });
+        let (class_version_field, class_version_value) = class_version.unzip();
         let fields: Vec<_> = e.args.iter().map(|a| &a.ident).collect();
         let ref_fields = e.args.iter().map(|a| {
             let ident = &a.ident;
@@ -287,10 +336,21 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
                 #[serde(crate = #serde_path)]
                 struct __State<'__a> {
                     timestamp: &'__a #p::Timestamp,
+                    #[serde(skip_serializing_if = "::core::option::Option::is_none")]
+                    correlation_id: ::core::option::Option<&'__a #p::Uuid>,
+                    #[serde(skip_serializing_if = "::core::option::Option::is_none")]
+                    causation_id: ::core::option::Option<&'__a #p::Uuid>,
+                    #class_version_field
                     #(#ref_fields,)*
                 }
                 #p::serde::Serialize::serialize(
-                    &__State { timestamp: __timestamp, #(#fields),* },
+                    &__State {
+                        timestamp: &__header.timestamp,
+                        correlation_id: __header.correlation_id.as_ref(),
+                        causation_id: __header.causation_id.as_ref(),
+                        #class_version_value
+                        #(#fields),*
+                    },
                     __serializer,
                 )
             }
@@ -301,11 +361,18 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
                 #[serde(crate = #serde_path)]
                 struct __State {
                     timestamp: #p::Timestamp,
+                    #[serde(default)]
+                    correlation_id: ::core::option::Option<#p::Uuid>,
+                    #[serde(default)]
+                    causation_id: ::core::option::Option<#p::Uuid>,
                     #(#owned_fields,)*
                 }
-                let __State { timestamp: __timestamp, #(#fields),* } =
+                let __State { timestamp, correlation_id, causation_id, #(#fields),* } =
                     <__State as #p::serde::Deserialize>::deserialize(__deserializer)?;
-                ::core::result::Result::Ok((Self::#variant { #(#fields),* }, __timestamp))
+                ::core::result::Result::Ok((
+                    Self::#variant { #(#fields),* },
+                    #p::Header { timestamp, correlation_id, causation_id },
+                ))
             }
         });
     }
@@ -322,6 +389,7 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     quote! {
         impl #p::Event for #event_ident {
             const TOPICS: &'static [&'static str] = &[#(#topics),*];
+            const VERSIONS: &'static [u32] = &[#(#versions),*];
             fn variant_index(&self) -> usize {
                 match self { #(#index_arms)* }
             }
@@ -334,9 +402,16 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
             fn is_discarding(&self) -> bool {
                 #is_discarding
             }
+            fn __upcast(variant: usize, from: u32, state: &mut #p::json::Value) -> bool {
+                let _ = &state;
+                match (variant, from) {
+                    #(#upcast_arms)*
+                    _ => false,
+                }
+            }
             fn __serialize<__S: #p::serde::Serializer>(
                 &self,
-                __timestamp: &#p::Timestamp,
+                __header: &#p::Header,
                 __serializer: __S,
             ) -> ::core::result::Result<__S::Ok, __S::Error> {
                 match self { #(#serialize_arms)* }
@@ -350,7 +425,7 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
             fn __deserialize<'__de, __D: #p::serde::Deserializer<'__de>>(
                 __variant: usize,
                 __deserializer: __D,
-            ) -> ::core::result::Result<(Self, #p::Timestamp), __D::Error> {
+            ) -> ::core::result::Result<(Self, #p::Header), __D::Error> {
                 match __variant {
                     #(#deserialize_arms)*
                     _ => ::core::result::Result::Err(

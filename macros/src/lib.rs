@@ -53,3 +53,18 @@ pub fn event(_args: TokenStream, input: TokenStream) -> TokenStream {
     .to_compile_error();
     quote::quote!(#error #input).into()
 }
+
+/// Marks an upcaster of an `#[aggregate]` impl block:
+/// `#[upcast("TrickAdded", from = 1)]` or `#[upcast(snapshot, from = 1)]`
+/// on `fn(state: &mut annals::json::Value)`. Read by `#[aggregate]`; alone
+/// it is an error.
+#[proc_macro_attribute]
+pub fn upcast(_args: TokenStream, input: TokenStream) -> TokenStream {
+    let input = proc_macro2::TokenStream::from(input);
+    let error = syn::Error::new(
+        proc_macro2::Span::call_site(),
+        "#[upcast] marks a function of an impl block that has #[aggregate]; add #[aggregate] to the impl block",
+    )
+    .to_compile_error();
+    quote::quote!(#error #input).into()
+}

@@ -5,7 +5,9 @@ use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, ImplItem, ItemImpl, LitStr, Pat, Path, Type};
 
-use crate::ast::{AggregateImpl, Arg, CreateIdParam, EventDef, Kind, Options};
+use crate::ast::{
+    AggregateImpl, Arg, CreateIdParam, EventDef, Kind, Options, UpcastTarget, Upcaster,
+};
 
 /// Errors gathered while reading, reported together.
 #[derive(Default)]
@@ -63,6 +65,8 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
         id: None,
         initial_version: None,
         derives: Vec::new(),
+        version: None,
+        aliases: Vec::new(),
     };
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("crate") {
@@ -73,6 +77,10 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
             options.id = Some(meta.value()?.parse()?);
         } else if meta.path.is_ident("initial_version") {
             options.initial_version = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("version") {
+            options.version = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("aliases") {
+            options.aliases = string_list(meta.value()?)?;
         } else if meta.path.is_ident("derive") {
             meta.parse_nested_meta(|derive| {
                 options.derives.push(derive.path);
@@ -80,7 +88,7 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
             })?;
         } else {
             return Err(meta.error(
-                "unknown option of #[aggregate]; expected `name = \"...\"`, `id = Type`, `initial_version = N`, `derive(...)` or `crate = \"path\"`",
+                "unknown option of #[aggregate]; expected `name = \"...\"`, `id = Type`, `initial_version = N`, `version = N`, `aliases = [\"...\"]`, `derive(...)` or `crate = \"path\"`",
             ));
         }
         Ok(())
@@ -95,6 +103,23 @@ struct EventAttr {
     name: Option<LitStr>,
     topic: Option<LitStr>,
     discard: bool,
+    version: Option<syn::LitInt>,
+    aliases: Vec<LitStr>,
+}
+
+/// `["a", "b"]`.
+fn string_list(input: ParseStream) -> syn::Result<Vec<LitStr>> {
+    let content;
+    syn::bracketed!(content in input);
+    let list = content.parse_terminated(|i: ParseStream| i.parse::<LitStr>(), syn::Token![,])?;
+    Ok(list.into_iter().collect())
+}
+
+fn version_of(lit: &syn::LitInt) -> syn::Result<u32> {
+    match lit.base10_parse::<u32>()? {
+        0 => Err(syn::Error::new(lit.span(), "versions start at 1")),
+        v => Ok(v),
+    }
 }
 
 fn event_attr(attr: &Attribute) -> syn::Result<EventAttr> {
@@ -102,6 +127,8 @@ fn event_attr(attr: &Attribute) -> syn::Result<EventAttr> {
         name: None,
         topic: None,
         discard: false,
+        version: None,
+        aliases: Vec::new(),
     };
     if matches!(attr.meta, syn::Meta::Path(_)) {
         return Ok(parsed);
@@ -121,9 +148,15 @@ fn event_attr(attr: &Attribute) -> syn::Result<EventAttr> {
                 parsed.topic = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("discard") {
                 parsed.discard = true;
+            } else if meta.path.is_ident("version") {
+                let lit: syn::LitInt = meta.value()?.parse()?;
+                version_of(&lit)?;
+                parsed.version = Some(lit);
+            } else if meta.path.is_ident("aliases") {
+                parsed.aliases = string_list(meta.value()?)?;
             } else {
                 return Err(meta.error(
-                    "unknown option of #[event]; expected the event's name (\"TrickAdded\"), `topic = \"...\"` or `discard`",
+                    "unknown option of #[event]; expected the event's name (\"TrickAdded\"), `topic = \"...\"`, `version = N`, `aliases = [\"...\"]` or `discard`",
                 ));
             }
             Ok(())
@@ -229,14 +262,26 @@ pub fn aggregate_impl(
         .as_ref()
         .map_or_else(|| self_ident.to_string(), LitStr::value);
 
+    let options_aliases: Vec<String> = options.aliases.iter().map(LitStr::value).collect();
     let mut events = Vec::new();
     let mut create_id = None;
+    let mut upcasters = Vec::new();
     for (index, impl_item) in item.items.iter_mut().enumerate() {
         let ImplItem::Fn(method) = impl_item else {
             continue;
         };
         if method.sig.ident == "create_id" {
             create_id = Some(create_id_params(&method.sig, errors));
+        }
+        let (upcasts, others): (Vec<Attribute>, Vec<Attribute>) = std::mem::take(&mut method.attrs)
+            .into_iter()
+            .partition(|a| a.path().is_ident("upcast"));
+        method.attrs = others;
+        for attr in &upcasts {
+            match upcast_attr(attr, &method.sig.ident) {
+                Ok(upcaster) => upcasters.push(upcaster),
+                Err(e) => errors.push(e),
+            }
         }
         let (markers, others): (Vec<Attribute>, Vec<Attribute>) = std::mem::take(&mut method.attrs)
             .into_iter()
@@ -259,6 +304,8 @@ pub fn aggregate_impl(
                     name: None,
                     topic: None,
                     discard: false,
+                    version: None,
+                    aliases: Vec::new(),
                 }
             }
         };
@@ -270,6 +317,15 @@ pub fn aggregate_impl(
             .topic
             .as_ref()
             .map_or_else(|| format!("{agg_name}.{name}"), LitStr::value);
+        let version = attr
+            .version
+            .as_ref()
+            .and_then(|lit| version_of(lit).ok())
+            .unwrap_or(1);
+        let version_span = attr.version.as_ref().map_or(name_span, syn::LitInt::span);
+        let mut aliases: Vec<String> = attr.aliases.iter().map(LitStr::value).collect();
+        // A renamed aggregate: its events' topics under the old names.
+        aliases.extend(options_aliases.iter().map(|old| format!("{old}.{name}")));
         events.push((
             index,
             EventDef {
@@ -280,6 +336,9 @@ pub fn aggregate_impl(
                 name_span,
                 topic,
                 discard: attr.discard,
+                version,
+                version_span,
+                aliases,
             },
         ));
     }
@@ -289,6 +348,44 @@ pub fn aggregate_impl(
         item,
         events,
         create_id,
+        upcasters,
+    })
+}
+
+/// `#[upcast("TrickAdded", from = 1)]` or `#[upcast(snapshot, from = 1)]`.
+fn upcast_attr(attr: &Attribute, function: &syn::Ident) -> syn::Result<Upcaster> {
+    attr.parse_args_with(|input: ParseStream| {
+        let (target, target_span) = if input.peek(LitStr) {
+            let lit: LitStr = input.parse()?;
+            (UpcastTarget::Event(lit.value()), lit.span())
+        } else {
+            let ident: syn::Ident = input.parse()?;
+            if ident != "snapshot" {
+                return Err(syn::Error::new(
+                    ident.span(),
+                    "#[upcast] takes the event's name (\"TrickAdded\") or `snapshot`",
+                ));
+            }
+            (UpcastTarget::Snapshot, ident.span())
+        };
+        input.parse::<syn::Token![,]>()?;
+        let key: syn::Ident = input.parse()?;
+        if key != "from" {
+            return Err(syn::Error::new(
+                key.span(),
+                "expected `from = N`: the version this function upgrades from",
+            ));
+        }
+        input.parse::<syn::Token![=]>()?;
+        let lit: syn::LitInt = input.parse()?;
+        let from = version_of(&lit)?;
+        Ok(Upcaster {
+            target,
+            target_span,
+            from,
+            from_span: lit.span(),
+            function: function.clone(),
+        })
     })
 }
 

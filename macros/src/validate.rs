@@ -6,10 +6,17 @@ use std::collections::HashMap;
 use syn::visit::Visit;
 use syn::{ReturnType, Type};
 
-use crate::ast::{AggregateImpl, Kind};
+use crate::ast::{AggregateImpl, Kind, UpcastTarget};
 use crate::parse::Errors;
 
-const RESERVED: &[&str] = &["timestamp", "originator_id", "originator_version"];
+const RESERVED: &[&str] = &[
+    "timestamp",
+    "originator_id",
+    "originator_version",
+    "correlation_id",
+    "causation_id",
+    "class_version",
+];
 
 pub fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
     let mut names: HashMap<&str, &syn::Ident> = HashMap::new();
@@ -27,11 +34,13 @@ pub fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
                 format!("two events are named `{}` (the first is `{first}`); give each event its own name", event.name),
             );
         }
-        if let Some(first) = topics.insert(&event.topic, method) {
-            errors.at(
-                event.name_span,
-                format!("two events have the topic {:?} (the first is `{first}`); give each event its own topic", event.topic),
-            );
+        for topic in std::iter::once(&event.topic).chain(&event.aliases) {
+            if let Some(first) = topics.insert(topic, method) {
+                errors.at(
+                    event.name_span,
+                    format!("two events have the topic {topic:?} (the first is `{first}`); give each event its own topic and aliases"),
+                );
+            }
         }
         signature(&event.method.sig, event.kind, &agg.self_ident, errors);
         for arg in &event.args {
@@ -64,6 +73,7 @@ pub fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
             ),
         );
     }
+    upcasters(agg, errors);
     if let Some(params) = &agg.create_id {
         for (_, event) in agg
             .events
@@ -191,5 +201,75 @@ impl Visit<'_> for Borrowed {
                 "an #[event] argument cannot borrow (the event is stored and replayed): take an owned type",
             );
         }
+    }
+}
+
+/// Every version below the current one has exactly one upcaster, and every
+/// upcaster upgrades a version that exists.
+fn upcasters(agg: &AggregateImpl, errors: &mut Errors) {
+    let snapshot_version = agg
+        .options
+        .version
+        .as_ref()
+        .and_then(|v| v.base10_parse::<u32>().ok())
+        .unwrap_or(1);
+    let mut seen = std::collections::HashSet::new();
+    for upcaster in &agg.upcasters {
+        let (name, current) = match &upcaster.target {
+            UpcastTarget::Snapshot => ("the snapshot state".to_owned(), snapshot_version),
+            UpcastTarget::Event(name) => match agg.events.iter().find(|(_, e)| &e.name == name) {
+                Some((_, e)) => (format!("event {name}"), e.version),
+                None => {
+                    errors.at(
+                            upcaster.target_span,
+                            format!("no event is named {name:?}: an upcaster upgrades one of this aggregate's events"),
+                        );
+                    continue;
+                }
+            },
+        };
+        if upcaster.from >= current {
+            errors.at(
+                upcaster.from_span,
+                format!(
+                    "{name} is at version {current}: an upcaster from version {} has no version to upgrade to (raise the version, or remove this upcaster)",
+                    upcaster.from
+                ),
+            );
+        }
+        if !seen.insert((upcaster.target.clone(), upcaster.from)) {
+            errors.at(
+                upcaster.from_span,
+                format!("{name} has two upcasters from version {}", upcaster.from),
+            );
+        }
+    }
+    let missing = |target: &UpcastTarget, current: u32| {
+        (1..current).find(|from| !seen.contains(&(target.clone(), *from)))
+    };
+    for (_, event) in &agg.events {
+        let target = UpcastTarget::Event(event.name.clone());
+        if let Some(from) = missing(&target, event.version) {
+            errors.at(
+                event.version_span,
+                format!(
+                    "event {} is at version {} but has no upcaster from version {from}: add `#[upcast(\"{}\", from = {from})] fn ...(state: &mut annals::json::Value)` that turns a version {from} state into a version {} one",
+                    event.name, event.version, event.name, from + 1
+                ),
+            );
+        }
+    }
+    if let Some(from) = missing(&UpcastTarget::Snapshot, snapshot_version) {
+        let span = agg
+            .options
+            .version
+            .as_ref()
+            .map_or_else(proc_macro2::Span::call_site, syn::LitInt::span);
+        errors.at(
+            span,
+            format!(
+                "the snapshot state is at version {snapshot_version} but has no upcaster from version {from}: add `#[upcast(snapshot, from = {from})] fn ...(state: &mut annals::json::Value)`"
+            ),
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use crate::cipher::{self, Cipher};
-use crate::domain::Aggregate;
+use crate::domain::{Aggregate, AggregateId, Metadata};
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
 use crate::mapper::{Compressor, Mapper};
@@ -17,7 +17,7 @@ use crate::persistence::postgres::{PostgresConfig, PostgresRecorder};
 #[cfg(feature = "sqlite")]
 use crate::persistence::sqlite::{SqliteConfig, SqliteRecorder};
 use crate::persistence::{
-    AggregateRecorder, Notification, NotificationQuery, ProcessRecorder, StoredEvent,
+    AggregateRecorder, EventQuery, Notification, NotificationQuery, ProcessRecorder, StoredEvent,
 };
 use crate::repository::{Cache, Repository, Snapshots};
 
@@ -25,6 +25,8 @@ use crate::repository::{Cache, Repository, Snapshots};
 pub const IS_SNAPSHOTTING_ENABLED: &str = "IS_SNAPSHOTTING_ENABLED";
 /// The size of the aggregate cache (no cache when unset or 0).
 pub const AGGREGATE_CACHE_MAXSIZE: &str = "AGGREGATE_CACHE_MAXSIZE";
+/// Chains each stream's events by hash (`yes`/`no`).
+pub const IS_HASH_CHAINING_ENABLED: &str = "IS_HASH_CHAINING_ENABLED";
 /// The Python library's cipher setting; when set it must name AES.
 pub const CIPHER_TOPIC: &str = "CIPHER_TOPIC";
 
@@ -90,6 +92,7 @@ impl Application {
             snapshotting: false,
             intervals: HashMap::new(),
             cache_size: 0,
+            hash_chain: false,
             errors: Vec::new(),
         }
     }
@@ -106,9 +109,17 @@ impl Application {
     /// snapshot is taken of each aggregate whose snapshot interval was
     /// reached; on error nothing was stored and the pending events are
     /// kept. Returns the notification ids given to the stored events.
-    pub fn save<S: Save>(&self, mut aggregates: S) -> Result<Vec<u64>> {
+    pub fn save<S: Save>(&self, aggregates: S) -> Result<Vec<u64>> {
+        self.save_with(aggregates, Metadata::default())
+    }
+
+    /// Like [`save`](Self::save), giving `metadata`'s correlation and
+    /// causation ids to the pending events that have none (a command sets
+    /// the correlation id; processing an event sets
+    /// [`Metadata::caused_by`] it).
+    pub fn save_with<S: Save>(&self, mut aggregates: S, metadata: Metadata) -> Result<Vec<u64>> {
         let mut stored = Vec::new();
-        aggregates.encode_pending(self.mapper(), &mut stored)?;
+        aggregates.encode_pending(self.mapper(), &metadata, &mut stored)?;
         if stored.is_empty() {
             return Ok(Vec::new());
         }
@@ -165,9 +176,54 @@ impl Application {
             .select_notifications(&NotificationQuery::new(start, limit))
     }
 
+    /// Checks the hash chain of aggregate `id`'s stream, event by event:
+    /// versions without gaps, every state readable, every recorded hash
+    /// the hash of its event and of the one before. Needs hash chaining on.
+    pub fn verify<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<Verification> {
+        if !self.mapper().hash_chain() {
+            return Err(Error::config(
+                IS_HASH_CHAINING_ENABLED,
+                "hash chaining is not enabled for this application",
+            ));
+        }
+        let id = id.into();
+        let events = self
+            .recorder
+            .select_events(&id.to_stored(), &EventQuery::all())?;
+        let mut prev = None;
+        for (expected, stored) in (A::INITIAL_VERSION..).zip(&events) {
+            if stored.originator_version != expected {
+                return Ok(Verification::Broken {
+                    version: expected,
+                    reason: format!(
+                        "version {expected} is missing (the next stored version is {})",
+                        stored.originator_version
+                    ),
+                });
+            }
+            if let Err(e) = self.mapper().decode_link::<A>(stored, &mut prev) {
+                let reason = match e {
+                    Error::Integrity { message, .. } => message,
+                    other => other.to_string(),
+                };
+                return Ok(Verification::Broken {
+                    version: stored.originator_version,
+                    reason,
+                });
+            }
+        }
+        Ok(Verification::Intact {
+            events: events.len() as u64,
+        })
+    }
+
     /// After a save: cache and snapshot `aggregate` as configured.
     fn saved_aggregate<A: Aggregate>(&self, aggregate: &mut A) {
-        let pending = aggregate.__meta_mut().take_pending();
+        let meta = aggregate.__meta_mut();
+        if let Some(hash) = meta.pending_hash.take() {
+            meta.last_hash = Some(hash);
+        }
+        let pending = meta.take_pending();
         let Some(first) = pending.first() else {
             return;
         };
@@ -192,6 +248,23 @@ impl Application {
     }
 }
 
+/// What [`Application::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Every link holds.
+    Intact {
+        /// How many events were checked.
+        events: u64,
+    },
+    /// The first event whose link does not hold.
+    Broken {
+        /// Its version.
+        version: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
 /// Where an application keeps its events.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -206,6 +279,9 @@ pub enum Persistence {
     Postgres(PostgresConfig),
     /// A recorder the caller made.
     Recorder(Arc<dyn ProcessRecorder>),
+    /// Recorders the caller made, for events and for snapshots (e.g. those
+    /// of another application, to share its store).
+    Recorders(Arc<dyn ProcessRecorder>, Arc<dyn AggregateRecorder>),
 }
 
 impl fmt::Debug for Persistence {
@@ -217,6 +293,7 @@ impl fmt::Debug for Persistence {
             #[cfg(feature = "postgres")]
             Persistence::Postgres(config) => f.debug_tuple("Postgres").field(config).finish(),
             Persistence::Recorder(_) => f.write_str("Recorder(..)"),
+            Persistence::Recorders(..) => f.write_str("Recorders(..)"),
         }
     }
 }
@@ -273,6 +350,7 @@ impl Persistence {
                 (Arc::new(recorder), Arc::new(snapshots))
             }
             Persistence::Recorder(recorder) => (recorder, Arc::new(MemoryRecorder::new())),
+            Persistence::Recorders(events, snapshots) => (events, snapshots),
         })
     }
 }
@@ -298,6 +376,7 @@ pub struct ApplicationBuilder {
     snapshotting: bool,
     intervals: HashMap<TypeId, u64>,
     cache_size: usize,
+    hash_chain: bool,
     errors: Vec<Error>,
 }
 
@@ -335,6 +414,9 @@ impl ApplicationBuilder {
         if let Some(size) = env.parse::<usize>(AGGREGATE_CACHE_MAXSIZE)? {
             self.cache_size = size;
         }
+        if let Some(on) = env.flag(IS_HASH_CHAINING_ENABLED)? {
+            self.hash_chain = on;
+        }
         Ok(self)
     }
 
@@ -365,6 +447,18 @@ impl ApplicationBuilder {
     /// Keeps events in the given recorder (snapshots then stay in memory).
     pub fn recorder(self, recorder: Arc<dyn ProcessRecorder>) -> Self {
         self.persistence(Persistence::Recorder(recorder))
+    }
+
+    /// Keeps events and snapshots in the stores of `other`: a second
+    /// application on the same data. Snapshotting is on if it is on in
+    /// `other`; other settings, such as the cipher key, are not copied.
+    pub fn stores_of(mut self, other: &Application) -> Self {
+        self.snapshotting = other.snapshots().is_some();
+        let snapshots = other.snapshots().map_or_else(
+            || Arc::new(MemoryRecorder::new()) as Arc<dyn AggregateRecorder>,
+            |s| s.recorder().clone(),
+        );
+        self.persistence(Persistence::Recorders(other.recorder().clone(), snapshots))
     }
 
     /// Compresses the state of stored events and snapshots.
@@ -411,6 +505,13 @@ impl ApplicationBuilder {
         self
     }
 
+    /// Chains each stream's events by hash (see [`Application::verify`]).
+    /// Turn it on for new stores: events stored without it have no hash.
+    pub fn hash_chain(mut self, on: bool) -> Self {
+        self.hash_chain = on;
+        self
+    }
+
     /// Keeps up to `max_size` aggregates in an LRU cache (0: no cache).
     /// Aggregates whose struct does not derive `Clone` are not cached.
     pub fn cache(mut self, max_size: usize) -> Self {
@@ -435,7 +536,8 @@ impl ApplicationBuilder {
         let mapper = Arc::new(
             Mapper::new()
                 .with_compressor(self.compressor)
-                .with_cipher(cipher),
+                .with_cipher(cipher)
+                .with_hash_chain(self.hash_chain),
         );
         let (recorder, snapshot_recorder) = self.persistence.open(&self.name)?;
         let snapshots = self
@@ -457,27 +559,44 @@ impl ApplicationBuilder {
 
 /// One or several aggregates that [`Application::save`] stores together.
 pub trait Save {
-    /// Appends the stored form of every pending event to `out`.
-    fn encode_pending(&self, mapper: &Mapper, out: &mut Vec<StoredEvent>) -> Result<()>;
+    /// Appends the stored form of every pending event to `out`, giving
+    /// events without correlation or causation ids those of `metadata`.
+    fn encode_pending(
+        &mut self,
+        mapper: &Mapper,
+        metadata: &Metadata,
+        out: &mut Vec<StoredEvent>,
+    ) -> Result<()>;
     /// The events are stored: forget them, update the cache, take due
     /// snapshots.
     fn saved(&mut self, app: &Application);
 }
 
 fn encode_aggregate<A: Aggregate>(
-    aggregate: &A,
+    aggregate: &mut A,
     mapper: &Mapper,
+    metadata: &Metadata,
     out: &mut Vec<StoredEvent>,
 ) -> Result<()> {
-    for event in aggregate.pending_events() {
-        out.push(mapper.encode(event)?);
+    let meta = aggregate.__meta_mut();
+    let mut chain = meta.last_hash;
+    for event in &mut meta.pending {
+        event.correlation_id = event.correlation_id.or(metadata.correlation_id);
+        event.causation_id = event.causation_id.or(metadata.causation_id);
+        out.push(mapper.encode_link(event, &mut chain)?);
     }
+    meta.pending_hash = if mapper.hash_chain() { chain } else { None };
     Ok(())
 }
 
 impl<A: Aggregate> Save for &mut A {
-    fn encode_pending(&self, mapper: &Mapper, out: &mut Vec<StoredEvent>) -> Result<()> {
-        encode_aggregate(&**self, mapper, out)
+    fn encode_pending(
+        &mut self,
+        mapper: &Mapper,
+        metadata: &Metadata,
+        out: &mut Vec<StoredEvent>,
+    ) -> Result<()> {
+        encode_aggregate(&mut **self, mapper, metadata, out)
     }
     fn saved(&mut self, app: &Application) {
         app.saved_aggregate(&mut **self);
@@ -485,9 +604,14 @@ impl<A: Aggregate> Save for &mut A {
 }
 
 impl<A: Aggregate> Save for &mut [A] {
-    fn encode_pending(&self, mapper: &Mapper, out: &mut Vec<StoredEvent>) -> Result<()> {
-        self.iter()
-            .try_for_each(|a| encode_aggregate(a, mapper, out))
+    fn encode_pending(
+        &mut self,
+        mapper: &Mapper,
+        metadata: &Metadata,
+        out: &mut Vec<StoredEvent>,
+    ) -> Result<()> {
+        self.iter_mut()
+            .try_for_each(|a| encode_aggregate(a, mapper, metadata, out))
     }
     fn saved(&mut self, app: &Application) {
         for a in self.iter_mut() {
@@ -497,8 +621,14 @@ impl<A: Aggregate> Save for &mut [A] {
 }
 
 impl<S: Save> Save for Vec<S> {
-    fn encode_pending(&self, mapper: &Mapper, out: &mut Vec<StoredEvent>) -> Result<()> {
-        self.iter().try_for_each(|s| s.encode_pending(mapper, out))
+    fn encode_pending(
+        &mut self,
+        mapper: &Mapper,
+        metadata: &Metadata,
+        out: &mut Vec<StoredEvent>,
+    ) -> Result<()> {
+        self.iter_mut()
+            .try_for_each(|s| s.encode_pending(mapper, metadata, out))
     }
     fn saved(&mut self, app: &Application) {
         for s in self.iter_mut() {
@@ -510,8 +640,13 @@ impl<S: Save> Save for Vec<S> {
 macro_rules! save_tuple {
     ($($s:ident $i:tt),+) => {
         impl<$($s: Save),+> Save for ($($s,)+) {
-            fn encode_pending(&self, mapper: &Mapper, out: &mut Vec<StoredEvent>) -> Result<()> {
-                $(self.$i.encode_pending(mapper, out)?;)+
+            fn encode_pending(
+                &mut self,
+                mapper: &Mapper,
+                metadata: &Metadata,
+                out: &mut Vec<StoredEvent>,
+            ) -> Result<()> {
+                $(self.$i.encode_pending(mapper, metadata, out)?;)+
                 Ok(())
             }
             fn saved(&mut self, app: &Application) {

@@ -56,6 +56,9 @@ pub trait Event: Debug + Clone + Send + Sync + 'static {
     /// The topic of each variant, in declaration order.
     const TOPICS: &'static [&'static str];
 
+    /// The current version of each variant (`#[event(.., version = N)]`).
+    const VERSIONS: &'static [u32];
+
     /// The position of this event's variant in [`Event::TOPICS`].
     fn variant_index(&self) -> usize;
 
@@ -77,9 +80,14 @@ pub trait Event: Debug + Clone + Send + Sync + 'static {
     #[doc(hidden)]
     fn __serialize<S: Serializer>(
         &self,
-        timestamp: &Timestamp,
+        header: &Header,
         serializer: S,
     ) -> std::result::Result<S::Ok, S::Error>;
+
+    /// Upgrades a stored state of variant `variant` from version `from` to
+    /// `from + 1`; false when there is no such upcaster.
+    #[doc(hidden)]
+    fn __upcast(variant: usize, from: u32, state: &mut serde_json::Value) -> bool;
 
     #[doc(hidden)]
     fn __variant_of(topic: &str) -> Option<usize>;
@@ -88,8 +96,54 @@ pub trait Event: Debug + Clone + Send + Sync + 'static {
     fn __deserialize<'de, D: Deserializer<'de>>(
         variant: usize,
         deserializer: D,
-    ) -> std::result::Result<(Self, Timestamp), D::Error>;
+    ) -> std::result::Result<(Self, Header), D::Error>;
 }
+
+/// The metadata that every stored event carries besides its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// When the event happened (UTC).
+    pub timestamp: Timestamp,
+    /// The id shared by every event that one request caused, across
+    /// aggregates and applications.
+    pub correlation_id: Option<Uuid>,
+    /// The id of the event whose processing caused this one.
+    pub causation_id: Option<Uuid>,
+}
+
+/// Correlation and causation ids for the events of one save (see
+/// [`Application::save_with`](crate::Application::save_with)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// The correlation id to give events that have none.
+    pub correlation_id: Option<Uuid>,
+    /// The causation id to give events that have none.
+    pub causation_id: Option<Uuid>,
+}
+
+impl Metadata {
+    /// Events correlated by `id` (typically set by a command, from a
+    /// request id).
+    pub fn correlated(id: Uuid) -> Self {
+        Self {
+            correlation_id: Some(id),
+            causation_id: None,
+        }
+    }
+
+    /// Events caused by processing `cause`: its id as their causation id,
+    /// and its correlation id (or, when it has none, its own id) as theirs.
+    pub fn caused_by<A: Aggregate>(cause: &DomainEvent<A>) -> Self {
+        let id = cause.event_id();
+        Self {
+            correlation_id: Some(cause.correlation_id.unwrap_or(id)),
+            causation_id: Some(id),
+        }
+    }
+}
+
+/// The namespace of event ids (UUID v5 of `"{originator_id}:{version}"`).
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a3c_1f0e_9b57_4d2a_8e41_5c7d_0b93_e2f6);
 
 /// An event of aggregate `A` with its metadata: which aggregate it belongs
 /// to, at which version, and when it happened.
@@ -100,6 +154,10 @@ pub struct DomainEvent<A: Aggregate> {
     pub originator_version: u64,
     /// When the event happened (UTC).
     pub timestamp: Timestamp,
+    /// The id shared by the events of one request (see [`Metadata`]).
+    pub correlation_id: Option<Uuid>,
+    /// The id of the event whose processing caused this one.
+    pub causation_id: Option<Uuid>,
     /// The event itself.
     pub event: A::Event,
 }
@@ -109,6 +167,26 @@ impl<A: Aggregate> DomainEvent<A> {
     pub fn topic(&self) -> &'static str {
         self.event.topic()
     }
+
+    /// The event's id: the same for the same (aggregate id, version), so
+    /// it needs no storage (UUID v5 of `"{stored id}:{version}"`).
+    pub fn event_id(&self) -> Uuid {
+        let name = format!(
+            "{}:{}",
+            self.originator_id.to_stored(),
+            self.originator_version
+        );
+        Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes())
+    }
+
+    /// The event's metadata.
+    pub fn header(&self) -> Header {
+        Header {
+            timestamp: self.timestamp,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+        }
+    }
 }
 
 impl<A: Aggregate> Clone for DomainEvent<A> {
@@ -117,6 +195,8 @@ impl<A: Aggregate> Clone for DomainEvent<A> {
             originator_id: self.originator_id.clone(),
             originator_version: self.originator_version,
             timestamp: self.timestamp,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
             event: self.event.clone(),
         }
     }
@@ -128,6 +208,8 @@ impl<A: Aggregate> Debug for DomainEvent<A> {
             .field("originator_id", &self.originator_id)
             .field("originator_version", &self.originator_version)
             .field("timestamp", &self.timestamp)
+            .field("correlation_id", &self.correlation_id)
+            .field("causation_id", &self.causation_id)
             .field("event", &self.event)
             .finish()
     }
@@ -166,6 +248,18 @@ pub trait Aggregate: AggregateState + Send + 'static {
     /// The version after the creation event: 1 unless
     /// `#[aggregate(initial_version = 0)]` (EventStoreDB-style streams).
     const INITIAL_VERSION: u64 = 1;
+    /// The version of the snapshot state (`#[aggregate(version = N)]`).
+    const STATE_VERSION: u32 = 1;
+    /// Former names of the aggregate (`#[aggregate(aliases = [..])]`).
+    const ALIASES: &'static [&'static str] = &[];
+
+    /// Upgrades a stored snapshot state from version `from` to `from + 1`;
+    /// false when there is no such upcaster.
+    #[doc(hidden)]
+    fn __upcast_state(from: u32, state: &mut serde_json::Value) -> bool {
+        let _ = (from, state);
+        false
+    }
 
     #[doc(hidden)]
     fn __meta(&self) -> &Meta<Self>;
@@ -215,7 +309,14 @@ pub struct Meta<A: Aggregate> {
     pub(crate) modified_on: Timestamp,
     pub(crate) discarded: bool,
     pub(crate) pending: Vec<DomainEvent<A>>,
+    /// The hash of the last stored event, when streams are hash-chained.
+    pub(crate) last_hash: Option<EventHash>,
+    /// The hash the pending events end with, once encoded.
+    pub(crate) pending_hash: Option<EventHash>,
 }
+
+/// A SHA-256 hash of a stored event (hash-chained streams).
+pub type EventHash = [u8; 32];
 
 impl<A: Aggregate> Meta<A> {
     pub(crate) fn take_pending(&mut self) -> Vec<DomainEvent<A>> {
@@ -232,6 +333,8 @@ impl<A: Aggregate> Default for Meta<A> {
             modified_on: Timestamp::UNIX_EPOCH,
             discarded: false,
             pending: Vec::new(),
+            last_hash: None,
+            pending_hash: None,
         }
     }
 }
@@ -245,6 +348,8 @@ impl<A: Aggregate> Clone for Meta<A> {
             modified_on: self.modified_on,
             discarded: self.discarded,
             pending: self.pending.clone(),
+            last_hash: self.last_hash,
+            pending_hash: self.pending_hash,
         }
     }
 }
@@ -289,6 +394,8 @@ pub fn __created<A: Aggregate>(agg: &mut A, id: A::Id, event: A::Event) {
         originator_id: id,
         originator_version: A::INITIAL_VERSION,
         timestamp,
+        correlation_id: None,
+        causation_id: None,
         event,
     });
 }
@@ -307,6 +414,8 @@ pub fn __triggered<A: Aggregate>(agg: &mut A, event: A::Event) {
         originator_id,
         originator_version,
         timestamp,
+        correlation_id: None,
+        causation_id: None,
         event,
     });
 }
@@ -318,8 +427,10 @@ pub(crate) fn restore_meta<A: Aggregate>(
     version: u64,
     created_on: Timestamp,
     modified_on: Timestamp,
+    last_hash: Option<EventHash>,
 ) {
     let meta = agg.__meta_mut();
+    meta.last_hash = last_hash;
     meta.id = id;
     meta.version = version;
     meta.created_on = created_on;
@@ -336,6 +447,7 @@ pub(crate) fn replay<A: Aggregate>(state: Option<A>, recorded: DomainEvent<A>) -
         originator_version,
         timestamp,
         event,
+        ..
     } = recorded;
     let corrupt = |message: String| Error::Corrupt {
         aggregate: A::NAME,

@@ -47,6 +47,33 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A stored event or snapshot has a version this build cannot read: newer
+    /// than the current one, or with no upcaster to the current one.
+    #[error("{aggregate}: {topic:?} is stored at version {stored}, and this build reads versions up to {known} (upgrade the code, or add the missing upcaster)")]
+    UnknownVersion {
+        /// The stored topic.
+        topic: String,
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The stored version (or the version with no upcaster).
+        stored: u32,
+        /// The current version.
+        known: u32,
+    },
+
+    /// A hash-chained stream is broken at this event.
+    #[error("broken hash chain in {aggregate} {id} at version {version}: {message}")]
+    Integrity {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The stored originator id.
+        id: String,
+        /// The first event whose link does not hold.
+        version: u64,
+        /// What is wrong.
+        message: String,
+    },
+
     /// A domain event could not be encoded.
     #[error("cannot encode event {topic:?} of {aggregate}: {source}")]
     Encode {

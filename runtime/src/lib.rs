@@ -64,12 +64,14 @@ pub mod mapper;
 pub mod persistence;
 pub mod repository;
 
-pub use annals_macros::{aggregate, event};
-pub use application::{Application, ApplicationBuilder, Persistence, Save};
+pub use annals_macros::{aggregate, event, upcast};
+pub use application::{Application, ApplicationBuilder, Persistence, Save, Verification};
 pub use clock::Timestamp;
-pub use domain::{Aggregate, AggregateId, DomainEvent, Event};
+pub use domain::{Aggregate, AggregateId, DomainEvent, Event, Header, Metadata};
 pub use error::{Error, Result};
 pub use repository::{Repository, Snapshots};
+/// serde_json, for upcasters (`fn(state: &mut annals::json::Value)`).
+pub use serde_json as json;
 pub use uuid::Uuid;
 
 /// What an application module needs: `use annals::prelude::*;`.
@@ -77,17 +79,19 @@ pub mod prelude {
     pub use crate::application::Application;
     pub use crate::domain::{Aggregate, Event};
     pub use crate::error::{Error, Result};
-    pub use crate::{aggregate, event, Uuid};
+    pub use crate::{aggregate, event, upcast, Uuid};
 }
 
 /// Used by the code that the macros generate; not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::clock::Timestamp;
+    pub use crate::domain::Header;
     pub use crate::domain::{
         __created, __triggered, Aggregate, AggregateId, AggregateState, Event, Meta,
     };
     pub use serde;
+    pub use serde_json as json;
     pub use uuid::Uuid;
 
     /// The event type of an aggregate whose impl block failed to expand:
@@ -97,6 +101,7 @@ pub mod __private {
 
     impl Event for Never {
         const TOPICS: &'static [&'static str] = &[];
+        const VERSIONS: &'static [u32] = &[];
         fn variant_index(&self) -> usize {
             match *self {}
         }
@@ -111,10 +116,13 @@ pub mod __private {
         }
         fn __serialize<S: serde::Serializer>(
             &self,
-            _: &Timestamp,
+            _: &Header,
             _: S,
         ) -> std::result::Result<S::Ok, S::Error> {
             match *self {}
+        }
+        fn __upcast(_: usize, _: u32, _: &mut serde_json::Value) -> bool {
+            false
         }
         fn __variant_of(_: &str) -> Option<usize> {
             None
@@ -122,7 +130,7 @@ pub mod __private {
         fn __deserialize<'de, D: serde::Deserializer<'de>>(
             _: usize,
             _: D,
-        ) -> std::result::Result<(Self, Timestamp), D::Error> {
+        ) -> std::result::Result<(Self, Header), D::Error> {
             Err(serde::de::Error::custom("no events"))
         }
     }

@@ -19,7 +19,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cipher::Cipher;
 use crate::clock::Timestamp;
-use crate::domain::{Aggregate, AggregateId, AggregateState, DomainEvent, Event};
+use std::fmt::Write as _;
+
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Aggregate, AggregateId, AggregateState, DomainEvent, Event, EventHash};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::persistence::StoredEvent;
@@ -130,7 +134,12 @@ enum OpenError {
 pub struct Mapper {
     compressor: Option<Compressor>,
     cipher: Option<Cipher>,
+    hash_chain: bool,
 }
+
+/// `,"_hash":"` + 64 hex digits + `"}`: what a hash-chained state ends with.
+const HASH_KEY: &[u8] = b",\"_hash\":\"";
+const HASH_SUFFIX: usize = HASH_KEY.len() + 64 + 2;
 
 impl Mapper {
     /// A mapper that stores plain JSON.
@@ -148,6 +157,18 @@ impl Mapper {
     pub fn with_cipher(mut self, cipher: Option<Cipher>) -> Self {
         self.cipher = cipher;
         self
+    }
+
+    /// Chains each stream's events by hash: every stored event records a
+    /// hash of its own content and of the previous event's hash.
+    pub fn with_hash_chain(mut self, on: bool) -> Self {
+        self.hash_chain = on;
+        self
+    }
+
+    /// Whether streams are hash-chained.
+    pub fn hash_chain(&self) -> bool {
+        self.hash_chain
     }
 
     /// JSON in, stored bytes out.
@@ -174,14 +195,26 @@ impl Mapper {
         })
     }
 
-    /// The stored form of a domain event.
+    /// The stored form of a domain event (the first of its stream's hash
+    /// chain, if chaining is on; see [`encode_link`](Self::encode_link)).
     pub fn encode<A: Aggregate>(&self, domain_event: &DomainEvent<A>) -> Result<StoredEvent> {
+        self.encode_link(domain_event, &mut None)
+    }
+
+    /// The stored form of a domain event that follows the event whose hash
+    /// is `prev` in its stream; `prev` becomes this event's hash (when
+    /// chaining is on).
+    pub fn encode_link<A: Aggregate>(
+        &self,
+        domain_event: &DomainEvent<A>,
+        prev: &mut Option<EventHash>,
+    ) -> Result<StoredEvent> {
         let topic = domain_event.topic();
-        let mut json = Vec::with_capacity(64);
+        let mut json = Vec::with_capacity(96);
         domain_event
             .event
             .__serialize(
-                &domain_event.timestamp,
+                &domain_event.header(),
                 &mut serde_json::Serializer::new(&mut json),
             )
             .map_err(|e| Error::Encode {
@@ -189,16 +222,53 @@ impl Mapper {
                 aggregate: A::NAME,
                 source: Box::new(e),
             })?;
+        let originator_id = domain_event.originator_id.to_stored();
+        if self.hash_chain {
+            let hash = link_hash(
+                prev.as_ref(),
+                &originator_id,
+                domain_event.originator_version,
+                topic,
+                &[&json],
+            );
+            // `{...}` becomes `{...,"_hash":"<hex>"}`.
+            json.pop();
+            json.extend_from_slice(HASH_KEY);
+            json.extend_from_slice(to_hex(&hash).as_bytes());
+            json.extend_from_slice(b"\"}");
+            *prev = Some(hash);
+        }
         Ok(StoredEvent {
-            originator_id: domain_event.originator_id.to_stored(),
+            originator_id,
             originator_version: domain_event.originator_version,
             topic: topic.to_owned(),
             state: self.seal(json)?,
         })
     }
 
-    /// The domain event of aggregate type `A` that `stored` holds.
+    /// The domain event of aggregate type `A` that `stored` holds (hashes,
+    /// if any, are not checked; see [`decode_link`](Self::decode_link)).
     pub fn decode<A: Aggregate>(&self, stored: &StoredEvent) -> Result<DomainEvent<A>> {
+        self.decode_inner(stored, None)
+    }
+
+    /// Like [`decode`](Self::decode), and when chaining is on, checks that
+    /// the event's recorded hash is the hash of its content and of `prev`
+    /// (the previous event's hash; `None` for a stream's first event), then
+    /// sets `prev` to it. A broken link is an [`Error::Integrity`].
+    pub fn decode_link<A: Aggregate>(
+        &self,
+        stored: &StoredEvent,
+        prev: &mut Option<EventHash>,
+    ) -> Result<DomainEvent<A>> {
+        self.decode_inner(stored, self.hash_chain.then_some(prev))
+    }
+
+    fn decode_inner<A: Aggregate>(
+        &self,
+        stored: &StoredEvent,
+        chain: Option<&mut Option<EventHash>>,
+    ) -> Result<DomainEvent<A>> {
         let variant = A::Event::__variant_of(&stored.topic).ok_or_else(|| Error::UnknownTopic {
             topic: stored.topic.clone(),
             aggregate: A::NAME,
@@ -208,14 +278,30 @@ impl Mapper {
         let json = self
             .open(&stored.state)
             .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
-        let mut deserializer = serde_json::Deserializer::from_slice(&json);
-        let (event, timestamp) = A::Event::__deserialize(variant, &mut deserializer)
-            .and_then(|decoded| deserializer.end().map(|()| decoded))
-            .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
+        if let Some(prev) = chain {
+            *prev = Some(verify_link::<A>(stored, &json, prev.as_ref())?);
+        }
+        let current = A::Event::VERSIONS[variant];
+        let (event, header) = if current > 1 || contains(&json, b"\"class_version\"") {
+            let mut value: serde_json::Value = serde_json::from_slice(&json)
+                .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
+            let from = stored_version(&value);
+            upcast::<A>(&stored.topic, from, current, |v| {
+                A::Event::__upcast(variant, v, &mut value)
+            })?;
+            A::Event::__deserialize(variant, value)
+        } else {
+            let mut deserializer = serde_json::Deserializer::from_slice(&json);
+            A::Event::__deserialize(variant, &mut deserializer)
+                .and_then(|decoded| deserializer.end().map(|()| decoded))
+        }
+        .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
         Ok(DomainEvent {
             originator_id,
             originator_version: stored.originator_version,
-            timestamp,
+            timestamp: header.timestamp,
+            correlation_id: header.correlation_id,
+            causation_id: header.causation_id,
             event,
         })
     }
@@ -223,9 +309,12 @@ impl Mapper {
     /// The stored form of a snapshot of `aggregate`: its serde state and
     /// metadata, under the topic `"{Aggregate}"`.
     pub fn encode_snapshot<A: Aggregate>(&self, aggregate: &A) -> Result<StoredEvent> {
+        let last_hash = aggregate.__meta().last_hash.as_ref().map(to_hex);
         let snapshot = SnapshotRef {
             timestamp: aggregate.modified_on(),
             created_on: aggregate.created_on(),
+            class_version: (A::STATE_VERSION > 1).then_some(A::STATE_VERSION),
+            last_hash,
             state: StateRef(aggregate),
         };
         let json = serde_json::to_vec(&snapshot).map_err(|e| Error::Encode {
@@ -243,7 +332,7 @@ impl Mapper {
 
     /// The aggregate that a stored snapshot holds, with its metadata.
     pub fn decode_snapshot<A: Aggregate>(&self, stored: &StoredEvent) -> Result<A> {
-        if stored.topic != A::NAME {
+        if stored.topic != A::NAME && !A::ALIASES.contains(&stored.topic.as_str()) {
             return Err(Error::UnknownTopic {
                 topic: stored.topic.clone(),
                 aggregate: A::NAME,
@@ -255,7 +344,29 @@ impl Mapper {
             .open(&stored.state)
             .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
         let snapshot: SnapshotOwned<A> =
-            serde_json::from_slice(&json).map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
+            if A::STATE_VERSION > 1 || contains(&json, b"\"class_version\"") {
+                let mut value: serde_json::Value = serde_json::from_slice(&json)
+                    .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
+                let from = stored_version(&value);
+                let mut state = value
+                    .get_mut("state")
+                    .map(serde_json::Value::take)
+                    .unwrap_or_default();
+                upcast::<A>(&stored.topic, from, A::STATE_VERSION, |v| {
+                    A::__upcast_state(v, &mut state)
+                })?;
+                value["state"] = state;
+                serde_json::from_value(value)
+            } else {
+                serde_json::from_slice(&json)
+            }
+            .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
+        let last_hash = snapshot
+            .last_hash
+            .as_deref()
+            .map(|hex| from_hex(hex.as_bytes()))
+            .transpose()
+            .map_err(|e| decode_error::<A>(stored, e.into()))?;
         let mut aggregate = snapshot.state.0;
         crate::domain::restore_meta(
             &mut aggregate,
@@ -263,9 +374,137 @@ impl Mapper {
             stored.originator_version,
             snapshot.created_on,
             snapshot.timestamp,
+            last_hash,
         );
         Ok(aggregate)
     }
+}
+
+/// The `class_version` a stored state records (1 when it records none).
+fn stored_version(value: &serde_json::Value) -> u32 {
+    value
+        .get("class_version")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(1)
+}
+
+/// Runs the upcasters from version `from` up to `current`.
+fn upcast<A: Aggregate>(
+    topic: &str,
+    from: u32,
+    current: u32,
+    mut step: impl FnMut(u32) -> bool,
+) -> Result<()> {
+    if from > current {
+        return Err(Error::UnknownVersion {
+            topic: topic.to_owned(),
+            aggregate: A::NAME,
+            stored: from,
+            known: current,
+        });
+    }
+    for version in from..current {
+        if !step(version) {
+            return Err(Error::UnknownVersion {
+                topic: topic.to_owned(),
+                aggregate: A::NAME,
+                stored: version,
+                known: current,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// SHA-256 of the previous hash (zeros for a stream's first event), the
+/// event's stored id, version and topic, and its JSON state (without the
+/// hash).
+fn link_hash(
+    prev: Option<&EventHash>,
+    originator_id: &str,
+    version: u64,
+    topic: &str,
+    content: &[&[u8]],
+) -> EventHash {
+    let mut hasher = Sha256::new();
+    hasher.update(prev.unwrap_or(&[0; 32]));
+    hasher.update(originator_id.as_bytes());
+    hasher.update([0]);
+    hasher.update(version.to_be_bytes());
+    hasher.update(topic.as_bytes());
+    hasher.update([0]);
+    for part in content {
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}
+
+/// Checks the hash a stored state ends with; returns it.
+fn verify_link<A: Aggregate>(
+    stored: &StoredEvent,
+    json: &[u8],
+    prev: Option<&EventHash>,
+) -> Result<EventHash> {
+    let broken = |message: &str| Error::Integrity {
+        aggregate: A::NAME,
+        id: stored.originator_id.clone(),
+        version: stored.originator_version,
+        message: message.to_owned(),
+    };
+    let cut = json
+        .len()
+        .checked_sub(HASH_SUFFIX)
+        .filter(|cut| json[*cut..].starts_with(HASH_KEY) && json.ends_with(b"\"}"));
+    let Some(cut) = cut else {
+        return Err(broken(
+            "it records no hash (was the stream written without hash chaining?)",
+        ));
+    };
+    let recorded = from_hex(&json[cut + HASH_KEY.len()..json.len() - 2])
+        .map_err(|_| broken("its recorded hash is not 64 hex digits"))?;
+    let expected = link_hash(
+        prev,
+        &stored.originator_id,
+        stored.originator_version,
+        &stored.topic,
+        &[&json[..cut], b"}"],
+    );
+    if recorded != expected {
+        return Err(broken(
+            "its hash does not match: it, or an event before it, was changed, removed or reordered",
+        ));
+    }
+    Ok(recorded)
+}
+
+fn to_hex(hash: &EventHash) -> String {
+    hash.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn from_hex(hex: &[u8]) -> std::result::Result<EventHash, String> {
+    let bad = || {
+        format!(
+            "{:?} is not a 64-digit hex hash",
+            String::from_utf8_lossy(hex)
+        )
+    };
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut hash = [0; 32];
+    for (byte, pair) in hash.iter_mut().zip(hex.chunks(2)) {
+        let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+    }
+    Ok(hash)
 }
 
 fn decode_error<A: Aggregate>(
@@ -286,6 +525,10 @@ fn decode_error<A: Aggregate>(
 struct SnapshotRef<'a, A: AggregateState> {
     timestamp: Timestamp,
     created_on: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    class_version: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_hash: Option<String>,
     state: StateRef<'a, A>,
 }
 
@@ -302,6 +545,8 @@ impl<A: AggregateState> Serialize for StateRef<'_, A> {
 struct SnapshotOwned<A: AggregateState> {
     timestamp: Timestamp,
     created_on: Timestamp,
+    #[serde(default)]
+    last_hash: Option<String>,
     state: StateOwned<A>,
 }
 

@@ -173,8 +173,29 @@ impl Repository {
         query.lte = version;
         let stored = self.recorder.select_events(&key.1, &query)?;
         let changed = !stored.is_empty() || !from_cache;
+        let mut chain = aggregate.as_ref().and_then(|a| a.__meta().last_hash);
         for event in &stored {
-            aggregate = Some(domain::replay(aggregate, self.mapper.decode(event)?)?);
+            if let Some(before) = &aggregate {
+                // A gap says more than the broken hash or failed decode it
+                // would cause.
+                if event.originator_version != before.version() + 1 {
+                    return Err(Error::Corrupt {
+                        aggregate: A::NAME,
+                        id: id.to_string(),
+                        message: format!(
+                            "version {} follows version {}: version {} is missing",
+                            event.originator_version,
+                            before.version(),
+                            before.version() + 1
+                        ),
+                    });
+                }
+            }
+            let decoded = self.mapper.decode_link(event, &mut chain)?;
+            aggregate = Some(domain::replay(aggregate, decoded)?);
+        }
+        if let Some(aggregate) = &mut aggregate {
+            aggregate.__meta_mut().last_hash = chain;
         }
         let not_found = || Error::NotFound {
             aggregate: A::NAME,

@@ -3,6 +3,7 @@
 
 pub mod contract;
 pub mod stores;
+pub mod tamper;
 
 use std::io::Write;
 

@@ -17,6 +17,7 @@ use annals::prelude::*;
 use annals::{ApplicationBuilder, Error, Persistence};
 use annals_examples::dog_school::Dog;
 use annals_tests::stores::every_store;
+use annals_tests::tamper::Tampered;
 
 /// A trick name that must never appear in stored bytes when encrypted.
 const SECRET: &str = "secret-handshake-trick";
@@ -120,46 +121,6 @@ fn encryption_leaves_no_plaintext_in_any_stored_bytes() {
     }
 }
 
-/// A recorder that hands out stored rows changed by `tamper`.
-struct Tampered {
-    inner: Arc<dyn ProcessRecorder>,
-    tamper: fn(&mut Vec<u8>),
-}
-
-impl AggregateRecorder for Tampered {
-    fn insert_events(&self, events: &[StoredEvent]) -> annals::Result<Vec<u64>> {
-        self.inner.insert_events(events)
-    }
-    fn select_events(&self, id: &str, query: &EventQuery) -> annals::Result<Vec<StoredEvent>> {
-        let mut events = self.inner.select_events(id, query)?;
-        for e in &mut events {
-            (self.tamper)(&mut e.state);
-        }
-        Ok(events)
-    }
-}
-
-impl ApplicationRecorder for Tampered {
-    fn select_notifications(&self, query: &NotificationQuery) -> annals::Result<Vec<Notification>> {
-        self.inner.select_notifications(query)
-    }
-    fn max_notification_id(&self) -> annals::Result<u64> {
-        self.inner.max_notification_id()
-    }
-}
-
-impl ProcessRecorder for Tampered {
-    fn insert_events_tracked(&self, e: &[StoredEvent], t: &Tracking) -> annals::Result<Vec<u64>> {
-        self.inner.insert_events_tracked(e, t)
-    }
-    fn max_tracking_id(&self, name: &str) -> annals::Result<u64> {
-        self.inner.max_tracking_id(name)
-    }
-    fn has_tracking_id(&self, name: &str, id: u64) -> annals::Result<bool> {
-        self.inner.has_tracking_id(name, id)
-    }
-}
-
 fn decryption_error(err: Error) -> String {
     assert!(
         matches!(err, Error::Decode { .. }),
@@ -200,7 +161,7 @@ fn a_wrong_key_a_flipped_bit_or_truncated_bytes_are_clear_errors() {
         let flipped = Application::builder("pipeline_tamper")
             .recorder(Arc::new(Tampered {
                 inner: recorder.clone(),
-                tamper: |state| state[20] ^= 0x01,
+                tamper: |events| events.iter_mut().for_each(|e| e.state[20] ^= 0x01),
             }))
             .cipher_key(&key)
             .build()
@@ -215,7 +176,7 @@ fn a_wrong_key_a_flipped_bit_or_truncated_bytes_are_clear_errors() {
         let truncated = Application::builder("pipeline_tamper")
             .recorder(Arc::new(Tampered {
                 inner: recorder.clone(),
-                tamper: |state| state.truncate(10),
+                tamper: |events| events.iter_mut().for_each(|e| e.state.truncate(10)),
             }))
             .cipher_key(&key)
             .build()
