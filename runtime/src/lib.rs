@@ -74,6 +74,19 @@ pub use repository::{Repository, Snapshots};
 pub use serde_json as json;
 pub use uuid::Uuid;
 
+/// The how-tos in `docs/howto/`, compiled and run as doctests.
+#[cfg(doctest)]
+mod howto {
+    #[doc = include_str!("../../docs/howto/upcasting.md")]
+    struct Upcasting;
+    #[doc = include_str!("../../docs/howto/renaming.md")]
+    struct Renaming;
+    #[doc = include_str!("../../docs/howto/hash-chains.md")]
+    struct HashChains;
+    #[doc = include_str!("../../docs/howto/correlation.md")]
+    struct Correlation;
+}
+
 /// What an application module needs: `use annals::prelude::*;`.
 pub mod prelude {
     pub use crate::application::Application;
