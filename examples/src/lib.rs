@@ -2,4 +2,5 @@
 //! `cargo run --example dog_school` and `cargo run --example world`).
 
 pub mod dog_school;
+pub mod shop;
 pub mod world;

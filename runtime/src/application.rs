@@ -20,6 +20,7 @@ use crate::persistence::{
     AggregateRecorder, EventQuery, Notification, NotificationQuery, ProcessRecorder, StoredEvent,
 };
 use crate::repository::{Cache, Repository, Snapshots};
+use crate::system::Notifier;
 
 /// Turns snapshots on (`yes`/`no`).
 pub const IS_SNAPSHOTTING_ENABLED: &str = "IS_SNAPSHOTTING_ENABLED";
@@ -64,6 +65,7 @@ pub struct Application {
     recorder: Arc<dyn ProcessRecorder>,
     repository: Repository,
     intervals: HashMap<TypeId, u64>,
+    notifier: Notifier,
 }
 
 impl fmt::Debug for Application {
@@ -125,7 +127,15 @@ impl Application {
         }
         let ids = self.recorder.insert_events(&stored)?;
         aggregates.saved(self);
+        self.notifier.notify();
         Ok(ids)
+    }
+
+    /// Raised after every save (and every processed notification of a
+    /// process application) in this process: what in-process followers
+    /// wait on.
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
     /// The repository, to get aggregates back.
@@ -219,11 +229,7 @@ impl Application {
 
     /// After a save: cache and snapshot `aggregate` as configured.
     fn saved_aggregate<A: Aggregate>(&self, aggregate: &mut A) {
-        let meta = aggregate.__meta_mut();
-        if let Some(hash) = meta.pending_hash.take() {
-            meta.last_hash = Some(hash);
-        }
-        let pending = meta.take_pending();
+        let pending = forget_pending(aggregate);
         let Some(first) = pending.first() else {
             return;
         };
@@ -553,6 +559,7 @@ impl ApplicationBuilder {
             name: self.name,
             recorder,
             intervals: self.intervals,
+            notifier: Notifier::default(),
         })
     }
 }
@@ -570,6 +577,18 @@ pub trait Save {
     /// The events are stored: forget them, update the cache, take due
     /// snapshots.
     fn saved(&mut self, app: &Application);
+    /// The events were handed over to be stored in a larger transaction:
+    /// forget them (no cache update, no snapshot).
+    fn forget_pending(&mut self);
+}
+
+/// Clears the pending events (they are stored); returns them.
+fn forget_pending<A: Aggregate>(aggregate: &mut A) -> Vec<crate::DomainEvent<A>> {
+    let meta = aggregate.__meta_mut();
+    if let Some(hash) = meta.pending_hash.take() {
+        meta.last_hash = Some(hash);
+    }
+    meta.take_pending()
 }
 
 fn encode_aggregate<A: Aggregate>(
@@ -601,6 +620,9 @@ impl<A: Aggregate> Save for &mut A {
     fn saved(&mut self, app: &Application) {
         app.saved_aggregate(&mut **self);
     }
+    fn forget_pending(&mut self) {
+        forget_pending(&mut **self);
+    }
 }
 
 impl<A: Aggregate> Save for &mut [A] {
@@ -616,6 +638,11 @@ impl<A: Aggregate> Save for &mut [A] {
     fn saved(&mut self, app: &Application) {
         for a in self.iter_mut() {
             app.saved_aggregate(a);
+        }
+    }
+    fn forget_pending(&mut self) {
+        for a in self.iter_mut() {
+            forget_pending(a);
         }
     }
 }
@@ -635,6 +662,9 @@ impl<S: Save> Save for Vec<S> {
             s.saved(app);
         }
     }
+    fn forget_pending(&mut self) {
+        self.iter_mut().for_each(Save::forget_pending);
+    }
 }
 
 macro_rules! save_tuple {
@@ -651,6 +681,9 @@ macro_rules! save_tuple {
             }
             fn saved(&mut self, app: &Application) {
                 $(self.$i.saved(app);)+
+            }
+            fn forget_pending(&mut self) {
+                $(self.$i.forget_pending();)+
             }
         }
     };

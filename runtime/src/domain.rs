@@ -142,6 +142,13 @@ impl Metadata {
     }
 }
 
+/// The id of the event at `version` of stream `stored_id` (see
+/// [`DomainEvent::event_id`]).
+pub fn event_id(stored_id: &str, version: u64) -> Uuid {
+    let name = format!("{stored_id}:{version}");
+    Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes())
+}
+
 /// The namespace of event ids (UUID v5 of `"{originator_id}:{version}"`).
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a3c_1f0e_9b57_4d2a_8e41_5c7d_0b93_e2f6);
 

@@ -63,6 +63,7 @@ pub mod error;
 pub mod mapper;
 pub mod persistence;
 pub mod repository;
+pub mod system;
 
 pub use annals_macros::{aggregate, event, upcast};
 pub use application::{Application, ApplicationBuilder, Persistence, Save, Verification};

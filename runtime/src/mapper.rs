@@ -306,6 +306,32 @@ impl Mapper {
         })
     }
 
+    /// The metadata of a stored event, whatever its type.
+    pub fn header(&self, stored: &StoredEvent) -> Result<crate::domain::Header> {
+        #[derive(Deserialize)]
+        struct Fields {
+            timestamp: Timestamp,
+            #[serde(default)]
+            correlation_id: Option<uuid::Uuid>,
+            #[serde(default)]
+            causation_id: Option<uuid::Uuid>,
+        }
+        let error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Decode {
+            topic: stored.topic.clone(),
+            aggregate: "(any)",
+            id: stored.originator_id.clone(),
+            version: stored.originator_version,
+            source,
+        };
+        let json = self.open(&stored.state).map_err(|e| error(Box::new(e)))?;
+        let fields: Fields = serde_json::from_slice(&json).map_err(|e| error(Box::new(e)))?;
+        Ok(crate::domain::Header {
+            timestamp: fields.timestamp,
+            correlation_id: fields.correlation_id,
+            causation_id: fields.causation_id,
+        })
+    }
+
     /// The stored form of a snapshot of `aggregate`: its serde state and
     /// metadata, under the topic `"{Aggregate}"`.
     pub fn encode_snapshot<A: Aggregate>(&self, aggregate: &A) -> Result<StoredEvent> {

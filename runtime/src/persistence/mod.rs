@@ -158,6 +158,13 @@ pub trait ApplicationRecorder: AggregateRecorder {
 
     /// The highest notification id (0 when the log is empty).
     fn max_notification_id(&self) -> Result<u64>;
+
+    /// A wake-up that fires when any process commits new events, if the
+    /// store has one (PostgreSQL's LISTEN/NOTIFY). `None`: followers rely
+    /// on in-process signals and polling.
+    fn listen(&self) -> Result<Option<Box<dyn crate::system::WakeUp>>> {
+        Ok(None)
+    }
 }
 
 /// An application recorder that also keeps tracking records.

@@ -1106,6 +1106,10 @@ impl ApplicationRecorder for PostgresRecorder {
         })
     }
 
+    fn listen(&self) -> Result<Option<Box<dyn crate::system::WakeUp>>> {
+        Ok(Some(Box::new(PostgresRecorder::listen(self)?)))
+    }
+
     fn max_notification_id(&self) -> Result<u64> {
         self.read("selecting the highest notification id", |conn| {
             let statement = conn.statement(&self.sql, Stmt::MaxNotificationId)?;

@@ -1,0 +1,166 @@
+//! Reading an application's log: pages of notifications, and a catch-up
+//! subscription that reads what is stored and then waits for more.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::wake::{Signal, WakeUp};
+use crate::application::Application;
+use crate::error::Result;
+use crate::persistence::{Notification, NotificationQuery};
+
+/// Pages through an application's notifications, in id order.
+pub struct NotificationLogReader {
+    recorder: Arc<dyn crate::persistence::ProcessRecorder>,
+    page_size: usize,
+    topics: Vec<String>,
+}
+
+impl NotificationLogReader {
+    /// A reader of `app`'s log, 1,000 notifications a page.
+    pub fn new(app: &Application) -> Self {
+        Self {
+            recorder: app.recorder().clone(),
+            page_size: 1_000,
+            topics: Vec::new(),
+        }
+    }
+
+    /// Reads `page_size` notifications per select.
+    pub fn page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size.max(1);
+        self
+    }
+
+    /// Only notifications of these topics.
+    pub fn topics<I: IntoIterator<Item = S>, S: Into<String>>(mut self, topics: I) -> Self {
+        self.topics = topics.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// One page from id `start` on.
+    pub fn page(&self, start: u64) -> Result<Vec<Notification>> {
+        self.recorder.select_notifications(
+            &NotificationQuery::new(start, self.page_size).topics(self.topics.iter().cloned()),
+        )
+    }
+
+    /// Every notification from id `start` on that is stored now, page by
+    /// page (memory stays bounded by the page size).
+    pub fn read(&self, start: u64) -> impl Iterator<Item = Result<Notification>> + '_ {
+        let mut next = start.max(1);
+        let mut page = Vec::<Notification>::new().into_iter();
+        let mut done = false;
+        std::iter::from_fn(move || loop {
+            if let Some(n) = page.next() {
+                next = n.id + 1;
+                return Some(Ok(n));
+            }
+            if done {
+                return None;
+            }
+            match self.page(next) {
+                Ok(p) => {
+                    done = p.len() < self.page_size;
+                    page = p.into_iter();
+                }
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e));
+                }
+            }
+        })
+    }
+}
+
+/// Reads what is stored from a position, then waits for new events: an
+/// iterator that ends only when stopped (see [`Subscription::stopper`]).
+/// Woken in-process by the application's saves, by LISTEN/NOTIFY on
+/// PostgreSQL, and otherwise by polling.
+pub struct Subscription {
+    reader: NotificationLogReader,
+    next: u64,
+    buffer: std::vec::IntoIter<Notification>,
+    wake: Box<dyn WakeUp>,
+    poll: Duration,
+    stopped: Arc<AtomicBool>,
+    signal: Arc<Signal>,
+}
+
+impl Subscription {
+    /// Subscribes to `app`'s log from id `start` on (with a topic filter
+    /// if `topics` is not empty).
+    pub fn new(app: &Application, start: u64, topics: &[&str]) -> Result<Self> {
+        let signal = Signal::new();
+        app.notifier().subscribe(&signal);
+        let wake: Box<dyn WakeUp> = match app.recorder().listen()? {
+            Some(listener) => listener,
+            None => Box::new(signal.clone()),
+        };
+        Ok(Self {
+            reader: NotificationLogReader::new(app).topics(topics.iter().copied()),
+            next: start.max(1),
+            buffer: Vec::new().into_iter(),
+            wake,
+            poll: Duration::from_millis(500),
+            stopped: Arc::new(AtomicBool::new(false)),
+            signal,
+        })
+    }
+
+    /// How long to wait before looking again when no wake-up comes (for
+    /// writers in other processes on SQLite). Default 500 ms.
+    pub fn poll_interval(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// A handle that stops the subscription from another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            stopped: self.stopped.clone(),
+            signal: self.signal.clone(),
+        }
+    }
+}
+
+/// Stops a [`Subscription`]: its iterator then ends.
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    stopped: Arc<AtomicBool>,
+    signal: Arc<Signal>,
+}
+
+impl Stopper {
+    /// Stops the subscription (it ends after the notification it is on).
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.signal.raise();
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Result<Notification>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.stopped.load(Ordering::SeqCst) {
+                return None;
+            }
+            if let Some(n) = self.buffer.next() {
+                self.next = n.id + 1;
+                return Some(Ok(n));
+            }
+            match self.reader.page(self.next) {
+                Ok(page) if !page.is_empty() => self.buffer = page.into_iter(),
+                Ok(_) => {
+                    if let Err(e) = self.wake.wait(self.poll) {
+                        return Some(Err(e));
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The system layer: applications that follow other applications' events.
+//!
+//! A [`System`] is declared from pipes of application names
+//! (`["Orders", "Reservations", "Payments"]`: each follows the one before).
+//! Followers are process applications ([`ProcessApplication`]): a
+//! [`Policy`] turns each upstream event into new events, stored with the
+//! tracking record of the upstream notification in one transaction, so
+//! every upstream event is processed exactly once, across crashes and
+//! restarts. Runners: [`SingleThreadedRunner`] (deterministic, in the
+//! caller's thread), [`MultiThreadedRunner`] (a worker per follower), and
+//! [`System::run_follower`] (one follower in this process; start one
+//! process per follower to spread a system over processes and machines).
+
+mod log;
+mod process;
+mod runner;
+mod sync;
+mod wake;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+pub use log::{NotificationLogReader, Stopper, Subscription};
+pub use process::{Policy, ProcessApplication, Processing, Upstream};
+pub use runner::{MultiThreadedRunner, SingleThreadedRunner, StopHandle};
+pub use sync::{FollowerReport, SyncOptions, SyncReport};
+pub use wake::{Notifier, Signal, WakeUp};
+
+use crate::application::Application;
+use crate::error::{Error, Result};
+
+/// Applications and who follows whom.
+pub struct System {
+    apps: HashMap<String, Arc<Application>>,
+    followers: HashMap<String, ProcessApplication>,
+    /// Per follower, its leaders, in declaration order.
+    leaders: HashMap<String, Vec<String>>,
+    /// Followers in declaration order.
+    order: Vec<String>,
+}
+
+impl std::fmt::Debug for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("System")
+            .field("followers", &self.order)
+            .field("leaders", &self.leaders)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Declares a [`System`].
+#[derive(Default)]
+#[must_use]
+pub struct SystemBuilder {
+    apps: Vec<Arc<Application>>,
+    followers: Vec<ProcessApplication>,
+    pipes: Vec<Vec<String>>,
+}
+
+impl SystemBuilder {
+    /// An application that only leads (or any application the pipes
+    /// name that has no policy).
+    pub fn application(mut self, app: Arc<Application>) -> Self {
+        self.apps.push(app);
+        self
+    }
+
+    /// A process application: `app` following its leaders with `policy`.
+    pub fn process(mut self, app: Arc<Application>, policy: impl Policy + 'static) -> Self {
+        self.followers.push(ProcessApplication::new(app, policy));
+        self
+    }
+
+    /// A pipe: each named application follows the one before it.
+    pub fn pipe<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
+        self.pipes.push(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The system, after checking the graph: every name is registered
+    /// once, every follower has a policy, no application follows itself.
+    pub fn build(self) -> Result<System> {
+        let graph = |message: String| Error::config("system", message);
+        let mut apps: HashMap<String, Arc<Application>> = HashMap::new();
+        let mut followers = HashMap::new();
+        for app in &self.apps {
+            if apps.insert(app.name().to_owned(), app.clone()).is_some() {
+                return Err(graph(format!(
+                    "the name {:?} is used by two applications",
+                    app.name()
+                )));
+            }
+        }
+        for follower in &self.followers {
+            let name = follower.app.name().to_owned();
+            if apps.insert(name.clone(), follower.app.clone()).is_some() {
+                return Err(graph(format!(
+                    "the name {name:?} is used by two applications"
+                )));
+            }
+            followers.insert(name, follower.clone());
+        }
+        let mut leaders: HashMap<String, Vec<String>> = HashMap::new();
+        let mut order = Vec::new();
+        for pipe in &self.pipes {
+            for name in pipe {
+                if !apps.contains_key(name) {
+                    return Err(graph(format!("the pipe {pipe:?} names {name:?}, which is not an application of this system")));
+                }
+            }
+            for pair in pipe.windows(2) {
+                let (leader, follower) = (&pair[0], &pair[1]);
+                if leader == follower {
+                    return Err(graph(format!("{follower:?} follows itself: a cycle that cannot run (it would process its own events forever)")));
+                }
+                if !followers.contains_key(follower) {
+                    return Err(graph(format!("{follower:?} follows {leader:?} but is not a process application: register it with `process(app, policy)`")));
+                }
+                let list = leaders.entry(follower.clone()).or_default();
+                if !list.contains(leader) {
+                    list.push(leader.clone());
+                }
+                if !order.contains(follower) {
+                    order.push(follower.clone());
+                }
+            }
+        }
+        let unused: HashSet<&String> = followers
+            .keys()
+            .filter(|f| !leaders.contains_key(*f))
+            .collect();
+        if let Some(name) = unused.into_iter().next() {
+            return Err(graph(format!(
+                "{name:?} is a process application but follows nothing: put it in a pipe"
+            )));
+        }
+        Ok(System {
+            apps,
+            followers,
+            leaders,
+            order,
+        })
+    }
+}
+
+impl System {
+    /// Declares a system.
+    pub fn builder() -> SystemBuilder {
+        SystemBuilder::default()
+    }
+
+    /// The application named `name`.
+    pub fn app(&self, name: &str) -> Result<&Arc<Application>> {
+        self.apps
+            .get(name)
+            .ok_or_else(|| Error::config("system", format!("no application is named {name:?}")))
+    }
+
+    /// The followers, in declaration order.
+    pub fn followers(&self) -> &[String] {
+        &self.order
+    }
+
+    /// The leaders of follower `name`.
+    pub fn leaders(&self, name: &str) -> &[String] {
+        self.leaders.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    fn follower(&self, name: &str) -> Result<&ProcessApplication> {
+        self.followers.get(name).ok_or_else(|| {
+            Error::config(
+                "system",
+                format!("{name:?} is not a follower of this system"),
+            )
+        })
+    }
+
+    /// Processes, for follower `name`, up to `limit` new notifications of
+    /// each leader; returns how many were processed.
+    pub fn pull(&self, name: &str, limit: usize) -> Result<usize> {
+        let follower = self.follower(name)?;
+        let mut processed = 0;
+        for leader in self.leaders(name) {
+            processed += follower.pull(self.app(leader)?, limit)?;
+        }
+        Ok(processed)
+    }
+
+    /// Whether follower `name` has processed everything its leaders have
+    /// stored.
+    pub fn is_caught_up(&self, name: &str) -> Result<bool> {
+        let follower = self.follower(name)?;
+        for leader in self.leaders(name) {
+            let stored = self.app(leader)?.recorder().max_notification_id()?;
+            if follower.app.recorder().max_tracking_id(leader)? < stored {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,200 @@
+//! Process applications: a policy turns each upstream event into new
+//! events of the follower's own aggregates, stored with the tracking record
+//! of the upstream notification in one transaction: exactly once.
+
+use std::sync::Arc;
+
+use crate::application::{Application, Save};
+use crate::domain::{self, Aggregate, DomainEvent, Event, Metadata};
+use crate::error::{Error, Result};
+use crate::persistence::{Notification, StoredEvent, Tracking};
+
+/// An upstream event handed to a policy.
+pub struct Upstream<'a> {
+    leader: &'a Application,
+    notification: &'a Notification,
+    metadata: Metadata,
+}
+
+impl<'a> Upstream<'a> {
+    /// The leader application's name.
+    pub fn leader(&self) -> &str {
+        self.leader.name()
+    }
+
+    /// The notification (id, topic, stored event).
+    pub fn notification(&self) -> &Notification {
+        self.notification
+    }
+
+    /// The event's topic.
+    pub fn topic(&self) -> &str {
+        &self.notification.event.topic
+    }
+
+    /// The event as one of aggregate `A`'s events, or `None` when its topic
+    /// is not one of them: `match` on `A::Event` from here.
+    pub fn decode<A: Aggregate>(&self) -> Result<Option<DomainEvent<A>>> {
+        if A::Event::__variant_of(self.topic()).is_none() {
+            return Ok(None);
+        }
+        self.leader
+            .mapper()
+            .decode(&self.notification.event)
+            .map(Some)
+    }
+
+    /// What events caused by this one carry: its id as causation id, its
+    /// correlation id (or its own id) as theirs.
+    pub fn metadata(&self) -> Metadata {
+        self.metadata
+    }
+}
+
+/// What a policy does with the events it causes: saves them, all with the
+/// tracking record, when the policy returns.
+pub struct Processing<'a> {
+    app: &'a Application,
+    metadata: Metadata,
+    events: Vec<StoredEvent>,
+}
+
+impl Processing<'_> {
+    /// The follower application (to get its aggregates).
+    pub fn app(&self) -> &Application {
+        self.app
+    }
+
+    /// Adds the pending events of one or several aggregates to what this
+    /// notification causes, with its causation and correlation ids. They
+    /// are stored (or not) together with the tracking record.
+    pub fn save<S: Save>(&mut self, mut aggregates: S) -> Result<()> {
+        aggregates.encode_pending(self.app.mapper(), &self.metadata, &mut self.events)?;
+        aggregates.forget_pending();
+        Ok(())
+    }
+}
+
+/// A policy: what a process application does with each upstream event.
+pub trait Policy: Send + Sync {
+    /// Processes one upstream event; saves what it causes through
+    /// `processing`. An error stops the follower (nothing of this event is
+    /// stored; it is processed again when the follower restarts).
+    fn process(&self, event: &Upstream<'_>, processing: &mut Processing<'_>) -> Result<()>;
+}
+
+impl<F> Policy for F
+where
+    F: Fn(&Upstream<'_>, &mut Processing<'_>) -> Result<()> + Send + Sync,
+{
+    fn process(&self, event: &Upstream<'_>, processing: &mut Processing<'_>) -> Result<()> {
+        self(event, processing)
+    }
+}
+
+/// A follower: an application, its policy and its leaders.
+#[derive(Clone)]
+pub struct ProcessApplication {
+    pub(crate) app: Arc<Application>,
+    pub(crate) policy: Arc<dyn Policy>,
+}
+
+impl ProcessApplication {
+    /// `app` processing upstream events with `policy`.
+    pub fn new(app: Arc<Application>, policy: impl Policy + 'static) -> Self {
+        Self {
+            app,
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// The application.
+    pub fn app(&self) -> &Arc<Application> {
+        &self.app
+    }
+
+    /// Processes one notification of `leader` unless it is tracked already;
+    /// true if it was processed now. A conflict on the follower's own
+    /// aggregates (another writer changed one) runs the policy again, up to
+    /// 3 times.
+    pub fn process_notification(
+        &self,
+        leader: &Application,
+        notification: &Notification,
+    ) -> Result<bool> {
+        self.process(leader, notification, false)
+    }
+
+    /// Like [`process_notification`](Self::process_notification), but only
+    /// runs the policy and encodes what it causes, storing nothing:
+    /// returns how many events would be stored.
+    pub fn dry_run(&self, leader: &Application, notification: &Notification) -> Result<usize> {
+        let (events, _) = self.run_policy(leader, notification)?;
+        Ok(events.len())
+    }
+
+    fn run_policy(
+        &self,
+        leader: &Application,
+        notification: &Notification,
+    ) -> Result<(Vec<StoredEvent>, Tracking)> {
+        let stored = &notification.event;
+        let header = leader.mapper().header(stored)?;
+        let cause = domain::event_id(&stored.originator_id, stored.originator_version);
+        let metadata = Metadata {
+            correlation_id: Some(header.correlation_id.unwrap_or(cause)),
+            causation_id: Some(cause),
+        };
+        let upstream = Upstream {
+            leader,
+            notification,
+            metadata,
+        };
+        let mut processing = Processing {
+            app: &self.app,
+            metadata,
+            events: Vec::new(),
+        };
+        self.policy.process(&upstream, &mut processing)?;
+        let tracking = Tracking {
+            application_name: leader.name().to_owned(),
+            notification_id: notification.id,
+        };
+        Ok((processing.events, tracking))
+    }
+
+    fn process(&self, leader: &Application, notification: &Notification, _: bool) -> Result<bool> {
+        let recorder = self.app.recorder();
+        for attempt in 1..=3 {
+            if recorder.has_tracking_id(leader.name(), notification.id)? {
+                return Ok(false);
+            }
+            let (events, tracking) = self.run_policy(leader, notification)?;
+            match recorder.insert_events_tracked(&events, &tracking) {
+                Ok(_) => {
+                    self.app.notifier().notify();
+                    return Ok(true);
+                }
+                Err(Error::Conflict(_)) if attempt < 3 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Processes every notification of `leader` after the last one tracked,
+    /// up to `limit`; returns how many were processed.
+    pub fn pull(&self, leader: &Application, limit: usize) -> Result<usize> {
+        let start = self.app.recorder().max_tracking_id(leader.name())? + 1;
+        let page = leader
+            .recorder()
+            .select_notifications(&crate::persistence::NotificationQuery::new(start, limit))?;
+        let mut processed = 0;
+        for notification in &page {
+            if self.process_notification(leader, notification)? {
+                processed += 1;
+            }
+        }
+        Ok(processed)
+    }
+}

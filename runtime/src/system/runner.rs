@@ -1,0 +1,216 @@
+//! Runners: who calls the followers' policies, and when.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::wake::{Signal, WakeUp};
+use super::System;
+use crate::error::{Error, Result};
+
+/// How many notifications a follower reads per select.
+const BATCH: usize = 100;
+
+/// Runs the whole system in the caller's thread, deterministically:
+/// [`run`](Self::run) processes until no follower has anything left.
+#[derive(Debug, Clone)]
+pub struct SingleThreadedRunner {
+    system: Arc<System>,
+}
+
+impl SingleThreadedRunner {
+    /// A runner of `system`.
+    pub fn new(system: Arc<System>) -> Self {
+        Self { system }
+    }
+
+    /// Processes every follower's new notifications, again and again until
+    /// a round processes none; returns how many were processed.
+    pub fn run(&self) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let mut round = 0;
+            for name in self.system.followers() {
+                round += self.system.pull(name, BATCH)?;
+            }
+            if round == 0 {
+                return Ok(total);
+            }
+            total += round;
+        }
+    }
+}
+
+/// Stops a follower loop ([`System::run_follower`]) from another thread.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle {
+    stopped: Arc<AtomicBool>,
+    signal: Arc<Signal>,
+}
+
+impl StopHandle {
+    /// A handle that has not stopped anything yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops the loop after the notification it is processing.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.signal.raise();
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits on every source at once by taking turns.
+struct AnyOf(Vec<Box<dyn WakeUp>>);
+
+impl WakeUp for AnyOf {
+    fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        let share = timeout / u32::try_from(self.0.len().max(1)).unwrap_or(u32::MAX);
+        for source in &mut self.0 {
+            if source.wait(share)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl System {
+    /// Runs follower `name` in this thread until `stop` is called: first
+    /// its backlog, then each new event as its leaders store them (woken
+    /// by saves in this process, by LISTEN/NOTIFY on PostgreSQL, else by
+    /// polling every `poll`). Start one process per follower, all on
+    /// PostgreSQL, to spread a system over processes and machines; a
+    /// process killed at any point loses and repeats nothing.
+    pub fn run_follower(&self, name: &str, stop: &StopHandle, poll: Duration) -> Result<()> {
+        let mut sources: Vec<Box<dyn WakeUp>> = vec![Box::new(stop.signal.clone())];
+        for leader in self.leaders(name) {
+            let leader = self.app(leader)?;
+            leader.notifier().subscribe(&stop.signal);
+            if let Some(listener) = leader.recorder().listen()? {
+                sources.push(listener);
+            }
+        }
+        let mut wake = AnyOf(sources);
+        while !stop.is_stopped() {
+            if self.pull(name, BATCH)? == 0 && !stop.is_stopped() {
+                wake.wait(poll)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs each follower in a thread of its own, woken by its leaders' saves.
+/// Errors stop the follower that had them and are returned by
+/// [`check`](Self::check) and [`stop`](Self::stop); stopping finishes the
+/// notification each worker is on, so nothing is lost or repeated.
+pub struct MultiThreadedRunner {
+    system: Arc<System>,
+    workers: Vec<(StopHandle, JoinHandle<()>)>,
+    errors: Arc<Mutex<Vec<Error>>>,
+}
+
+impl std::fmt::Debug for MultiThreadedRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MultiThreadedRunner")
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MultiThreadedRunner {
+    /// Starts a worker per follower.
+    pub fn start(system: Arc<System>) -> Result<Self> {
+        Self::start_with_poll(system, Duration::from_millis(200))
+    }
+
+    /// Starts a worker per follower, each looking for new events at least
+    /// every `poll` (for writers in other processes).
+    pub fn start_with_poll(system: Arc<System>, poll: Duration) -> Result<Self> {
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let mut workers = Vec::new();
+        for name in system.followers().to_vec() {
+            let stop = StopHandle::new();
+            let handle = {
+                let (system, stop, errors) = (system.clone(), stop.clone(), errors.clone());
+                std::thread::Builder::new()
+                    .name(format!("annals-{name}"))
+                    .spawn(move || {
+                        if let Err(e) = system.run_follower(&name, &stop, poll) {
+                            tracing::error!(follower = %name, error = %e, "follower stopped");
+                            errors.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+                        }
+                    })
+                    .map_err(|e| Error::persistence("starting a follower thread", e))?
+            };
+            workers.push((stop, handle));
+        }
+        Ok(Self {
+            system,
+            workers,
+            errors,
+        })
+    }
+
+    /// The first error a worker stopped with, if any (taken: the next call
+    /// returns the next one).
+    pub fn check(&self) -> Result<()> {
+        let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.remove(0))
+        }
+    }
+
+    /// Waits until every follower has processed everything its leaders
+    /// stored (true), or `timeout` passes (false); a worker's error is
+    /// returned as soon as it happens.
+    pub fn wait_until_caught_up(&self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check()?;
+            let mut caught_up = true;
+            for name in self.system.followers() {
+                caught_up &= self.system.is_caught_up(name)?;
+            }
+            if caught_up {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops every worker (each finishes the notification it is on) and
+    /// returns the first error any had.
+    pub fn stop(self) -> Result<()> {
+        for (stop, _) in &self.workers {
+            stop.stop();
+        }
+        for (_, handle) in self.workers {
+            if handle.join().is_err() {
+                return Err(Error::persistence(
+                    "stopping a follower thread",
+                    "the policy panicked",
+                ));
+            }
+        }
+        let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.remove(0))
+        }
+    }
+}
