@@ -73,19 +73,28 @@ pub fn temp_sqlite(name: &str) -> String {
 /// prefix): memory, a SQLite file, and PostgreSQL when configured (else
 /// the caller is told it was skipped).
 pub fn every_store(app: &str) -> Vec<(&'static str, Persistence)> {
+    every_store_for(&[app])
+}
+
+/// Every store, empty for all the applications named in `apps` (the
+/// SQLite file is named after the first).
+pub fn every_store_for(apps: &[&str]) -> Vec<(&'static str, Persistence)> {
+    let first = apps.first().copied().unwrap_or("app");
     let mut stores = vec![
         ("memory", Persistence::Memory),
         (
             "sqlite",
-            Persistence::Sqlite(SqliteConfig::new(temp_sqlite(app))),
+            Persistence::Sqlite(SqliteConfig::new(temp_sqlite(first))),
         ),
     ];
     match postgres_server() {
         Some(config) => {
-            drop_postgres_tables(&config, app);
+            for app in apps {
+                drop_postgres_tables(&config, app);
+            }
             stores.push(("postgres", Persistence::Postgres(config)));
         }
-        None => crate::skipped(&format!("{app} on postgres")),
+        None => crate::skipped(&format!("{first} on postgres")),
     }
     stores
 }
