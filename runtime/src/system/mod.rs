@@ -13,6 +13,7 @@
 
 mod log;
 mod process;
+mod projection;
 mod runner;
 mod sync;
 mod wake;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 pub use log::{NotificationLogReader, Stopper, Subscription};
 pub use process::{Policy, ProcessApplication, Processing, Upstream};
+pub use projection::{ProjectFn, Projection, ReadModel};
 pub use runner::{MultiThreadedRunner, SingleThreadedRunner, StopHandle};
 pub use sync::{FollowerReport, SyncOptions, SyncReport};
 pub use wake::{Notifier, Signal, WakeUp};

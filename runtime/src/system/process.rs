@@ -17,6 +17,21 @@ pub struct Upstream<'a> {
 }
 
 impl<'a> Upstream<'a> {
+    /// The upstream event of `notification` from `leader`.
+    pub(crate) fn new(leader: &'a Application, notification: &'a Notification) -> Result<Self> {
+        let stored = &notification.event;
+        let header = leader.mapper().header(stored)?;
+        let cause = domain::event_id(&stored.originator_id, stored.originator_version);
+        Ok(Self {
+            leader,
+            notification,
+            metadata: Metadata {
+                correlation_id: Some(header.correlation_id.unwrap_or(cause)),
+                causation_id: Some(cause),
+            },
+        })
+    }
+
     /// The leader application's name.
     pub fn leader(&self) -> &str {
         self.leader.name()
@@ -138,21 +153,10 @@ impl ProcessApplication {
         leader: &Application,
         notification: &Notification,
     ) -> Result<(Vec<StoredEvent>, Tracking)> {
-        let stored = &notification.event;
-        let header = leader.mapper().header(stored)?;
-        let cause = domain::event_id(&stored.originator_id, stored.originator_version);
-        let metadata = Metadata {
-            correlation_id: Some(header.correlation_id.unwrap_or(cause)),
-            causation_id: Some(cause),
-        };
-        let upstream = Upstream {
-            leader,
-            notification,
-            metadata,
-        };
+        let upstream = Upstream::new(leader, notification)?;
         let mut processing = Processing {
             app: &self.app,
-            metadata,
+            metadata: upstream.metadata,
             events: Vec::new(),
         };
         self.policy.process(&upstream, &mut processing)?;

@@ -1,0 +1,265 @@
+//! Projections: read models that are not event-sourced, kept by the user's
+//! code in the user's own database. Each notification is applied in one
+//! transaction of that database together with its tracking record, so it
+//! is applied exactly once, across crashes and restarts.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::process::Upstream;
+use super::runner::StopHandle;
+use super::wake::Signal;
+use crate::application::Application;
+use crate::error::{Error, Result};
+use crate::persistence::NotificationQuery;
+
+/// A database a projection writes its read model to, with a tracking
+/// table of its own (`projection_tracking`).
+pub trait ReadModel: Send + 'static {
+    /// A transaction of the database, which the projection's code writes
+    /// through.
+    type Tx<'t>
+    where
+        Self: 't;
+
+    /// Creates the tracking table if it is missing.
+    fn create_tracking_table(&mut self) -> Result<()>;
+
+    /// The highest notification id of `leader` that projection `name` has
+    /// applied (0 when none).
+    fn max_tracking_id(&mut self, name: &str, leader: &str) -> Result<u64>;
+
+    /// Runs `apply` in a transaction and records, in the same transaction,
+    /// that projection `name` applied notification `id` of `leader`.
+    fn apply(
+        &mut self,
+        name: &str,
+        leader: &str,
+        id: u64,
+        apply: &mut dyn FnMut(&mut Self::Tx<'_>) -> Result<()>,
+    ) -> Result<()>;
+}
+
+fn db_error(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::persistence(context.to_owned(), e)
+}
+
+fn to_i64(id: u64) -> Result<i64> {
+    i64::try_from(id).map_err(|_| Error::persistence("tracking", "notification id out of range"))
+}
+
+#[cfg(feature = "sqlite")]
+impl ReadModel for rusqlite::Connection {
+    type Tx<'t>
+        = rusqlite::Transaction<'t>
+    where
+        Self: 't;
+
+    fn create_tracking_table(&mut self) -> Result<()> {
+        self.execute_batch(
+            "CREATE TABLE IF NOT EXISTS projection_tracking (projection TEXT, application_name TEXT, \
+             notification_id INTEGER, PRIMARY KEY (projection, application_name, notification_id)) WITHOUT ROWID",
+        )
+        .map_err(|e| db_error("creating projection_tracking", e))
+    }
+
+    fn max_tracking_id(&mut self, name: &str, leader: &str) -> Result<u64> {
+        self.query_row(
+            "SELECT MAX(notification_id) FROM projection_tracking WHERE projection = ?1 AND application_name = ?2",
+            [name, leader],
+            |row| row.get::<_, Option<i64>>(0),
+        )
+        .map(|max| max.map_or(0, i64::unsigned_abs))
+        .map_err(|e| db_error("reading projection_tracking", e))
+    }
+
+    fn apply(
+        &mut self,
+        name: &str,
+        leader: &str,
+        id: u64,
+        apply: &mut dyn FnMut(&mut Self::Tx<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut tx = self
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| db_error("beginning a projection transaction", e))?;
+        tx.execute(
+            "INSERT INTO projection_tracking VALUES (?1, ?2, ?3)",
+            rusqlite::params![name, leader, to_i64(id)?],
+        )
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => Error::Conflict(format!(
+                "{name} already applied notification {id} of {leader}"
+            )),
+            _ => db_error("recording projection tracking", e),
+        })?;
+        apply(&mut tx)?;
+        tx.commit()
+            .map_err(|e| db_error("committing a projection transaction", e))
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl ReadModel for postgres::Client {
+    type Tx<'t>
+        = postgres::Transaction<'t>
+    where
+        Self: 't;
+
+    fn create_tracking_table(&mut self) -> Result<()> {
+        self.batch_execute(
+            "CREATE TABLE IF NOT EXISTS projection_tracking (projection text, application_name text, \
+             notification_id bigint, PRIMARY KEY (projection, application_name, notification_id))",
+        )
+        .map_err(|e| db_error("creating projection_tracking", e))
+    }
+
+    fn max_tracking_id(&mut self, name: &str, leader: &str) -> Result<u64> {
+        self.query_one(
+            "SELECT MAX(notification_id) FROM projection_tracking WHERE projection = $1 AND application_name = $2",
+            &[&name, &leader],
+        )
+        .and_then(|row| row.try_get::<_, Option<i64>>(0))
+        .map(|max| max.map_or(0, i64::unsigned_abs))
+        .map_err(|e| db_error("reading projection_tracking", e))
+    }
+
+    fn apply(
+        &mut self,
+        name: &str,
+        leader: &str,
+        id: u64,
+        apply: &mut dyn FnMut(&mut Self::Tx<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut tx = self
+            .transaction()
+            .map_err(|e| db_error("beginning a projection transaction", e))?;
+        tx.execute(
+            "INSERT INTO projection_tracking VALUES ($1, $2, $3)",
+            &[&name, &leader, &to_i64(id)?],
+        )
+        .map_err(|e| match e.code() {
+            Some(code) if *code == postgres::error::SqlState::UNIQUE_VIOLATION => Error::Conflict(
+                format!("{name} already applied notification {id} of {leader}"),
+            ),
+            _ => db_error("recording projection tracking", e),
+        })?;
+        apply(&mut tx)?;
+        tx.commit()
+            .map_err(|e| db_error("committing a projection transaction", e))
+    }
+}
+
+/// The code of a projection: applies one upstream event to the read model
+/// through the transaction.
+pub type ProjectFn<D> =
+    dyn for<'t> Fn(&Upstream<'_>, &mut <D as ReadModel>::Tx<'t>) -> Result<()> + Send + Sync;
+
+/// Keeps a read model up to date with an application's events.
+pub struct Projection<D: ReadModel> {
+    name: String,
+    leader: Arc<Application>,
+    db: Mutex<D>,
+    project: Box<ProjectFn<D>>,
+    progress: (Mutex<u64>, Condvar),
+}
+
+impl<D: ReadModel> std::fmt::Debug for Projection<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projection")
+            .field("name", &self.name)
+            .field("leader", &self.leader.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: ReadModel> Projection<D> {
+    /// Projection `name` of `leader`'s events into `db` (whose tracking
+    /// table is created if missing), applying each with `project`.
+    pub fn new(
+        name: &str,
+        leader: Arc<Application>,
+        mut db: D,
+        project: impl for<'t> Fn(&Upstream<'_>, &mut D::Tx<'t>) -> Result<()> + Send + Sync + 'static,
+    ) -> Result<Self> {
+        db.create_tracking_table()?;
+        let applied = db.max_tracking_id(name, leader.name())?;
+        Ok(Self {
+            name: name.to_owned(),
+            leader,
+            db: Mutex::new(db),
+            project: Box::new(project),
+            progress: (Mutex::new(applied), Condvar::new()),
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, D> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` with the read model's database (to query it).
+    pub fn with_db<R>(&self, f: impl FnOnce(&mut D) -> R) -> R {
+        f(&mut self.db())
+    }
+
+    /// Applies every notification stored after the last one applied;
+    /// returns how many.
+    pub fn pull(&self) -> Result<usize> {
+        let mut db = self.db();
+        let leader = self.leader.name();
+        let mut applied = 0;
+        loop {
+            let start = db.max_tracking_id(&self.name, leader)? + 1;
+            let page = self
+                .leader
+                .recorder()
+                .select_notifications(&NotificationQuery::new(start, 100))?;
+            if page.is_empty() {
+                return Ok(applied);
+            }
+            for notification in &page {
+                let upstream = Upstream::new(&self.leader, notification)?;
+                db.apply(&self.name, leader, notification.id, &mut |tx| {
+                    (self.project)(&upstream, tx)
+                })?;
+                applied += 1;
+                let mut progress = self.progress.0.lock().unwrap_or_else(|e| e.into_inner());
+                *progress = notification.id;
+                self.progress.1.notify_all();
+            }
+        }
+    }
+
+    /// Applies new notifications as the leader stores them, until `stop`:
+    /// woken by the leader's saves in this process, else every `poll`.
+    pub fn run(&self, stop: &StopHandle, poll: Duration) -> Result<()> {
+        let signal = Signal::new();
+        self.leader.notifier().subscribe(&signal);
+        while !stop.is_stopped() {
+            if self.pull()? == 0 {
+                signal.wait(poll);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until notification `id` of the leader has been applied (true)
+    /// or `timeout` passes (false): read your own writes.
+    pub fn wait(&self, id: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut progress = self.progress.0.lock().unwrap_or_else(|e| e.into_inner());
+        while *progress < id {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            progress = self
+                .progress
+                .1
+                .wait_timeout(progress, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
