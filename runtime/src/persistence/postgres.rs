@@ -538,6 +538,24 @@ enum Ids<'a> {
     Text(Vec<&'a str>),
 }
 
+/// The four columns of a batch of rows, as arrays for `unnest`.
+struct Columns<'a> {
+    ids: Ids<'a>,
+    versions: Vec<i64>,
+    topics: Vec<&'a str>,
+    states: Vec<&'a [u8]>,
+}
+
+impl Columns<'_> {
+    fn params(&self) -> [&(dyn ToSql + Sync); 4] {
+        let ids: &(dyn ToSql + Sync) = match &self.ids {
+            Ids::Uuid(ids) => ids,
+            Ids::Text(ids) => ids,
+        };
+        [ids, &self.versions, &self.topics, &self.states]
+    }
+}
+
 /// One originator id as a query parameter.
 enum IdParam<'a> {
     Uuid(Uuid),
@@ -803,12 +821,8 @@ impl PostgresRecorder {
         })
     }
 
-    /// Inserts `events` (and `tracking`) in one transaction, under the
-    /// events table's lock.
-    fn write(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
-        if events.is_empty() && tracking.is_none() {
-            return Ok(Vec::new());
-        }
+    /// The columns of `events` as query parameters.
+    fn columns<'a>(&self, events: &'a [StoredEvent]) -> Result<Columns<'a>> {
         let ids = match self.config.originator_id_type {
             OriginatorIdType::Uuid => Ids::Uuid(
                 events
@@ -820,17 +834,25 @@ impl PostgresRecorder {
                 Ids::Text(events.iter().map(|e| e.originator_id.as_str()).collect())
             }
         };
-        let versions = events
-            .iter()
-            .map(|e| to_i64("originator_version", e.originator_version))
-            .collect::<Result<Vec<_>>>()?;
-        let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
-        let states: Vec<&[u8]> = events.iter().map(|e| e.state.as_slice()).collect();
-        let ids_param: &(dyn ToSql + Sync) = match &ids {
-            Ids::Uuid(ids) => ids,
-            Ids::Text(ids) => ids,
-        };
-        let columns: [&(dyn ToSql + Sync); 4] = [ids_param, &versions, &topics, &states];
+        Ok(Columns {
+            ids,
+            versions: events
+                .iter()
+                .map(|e| to_i64("originator_version", e.originator_version))
+                .collect::<Result<_>>()?,
+            topics: events.iter().map(|e| e.topic.as_str()).collect(),
+            states: events.iter().map(|e| e.state.as_slice()).collect(),
+        })
+    }
+
+    /// Inserts `events` (and `tracking`) in one transaction, under the
+    /// events table's lock.
+    fn write(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+        if events.is_empty() && tracking.is_none() {
+            return Ok(Vec::new());
+        }
+        let rows = self.columns(events)?;
+        let columns = rows.params();
         let tracking = tracking
             .map(|t| {
                 to_i64("tracked notification id", t.notification_id)
@@ -999,34 +1021,14 @@ impl AggregateRecorder for PostgresSnapshotRecorder {
             return Ok(Vec::new());
         }
         let r = &self.recorder;
-        let versions = events
-            .iter()
-            .map(|e| to_i64("originator_version", e.originator_version))
-            .collect::<Result<Vec<_>>>()?;
-        let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
-        let states: Vec<&[u8]> = events.iter().map(|e| e.state.as_slice()).collect();
-        let ids = match r.config.originator_id_type {
-            OriginatorIdType::Uuid => Ids::Uuid(
-                events
-                    .iter()
-                    .map(|e| r.parse_uuid(&e.originator_id))
-                    .collect::<Result<_>>()?,
-            ),
-            OriginatorIdType::Text => {
-                Ids::Text(events.iter().map(|e| e.originator_id.as_str()).collect())
-            }
-        };
-        let ids_param: &(dyn ToSql + Sync) = match &ids {
-            Ids::Uuid(ids) => ids,
-            Ids::Text(ids) => ids,
-        };
+        let rows = r.columns(events)?;
+        let columns = rows.params();
         // One statement: atomic on its own. Retried once on a broken
         // connection; a snapshot that was stored after all then conflicts,
         // which its callers take as stored.
         r.read("inserting snapshots", |conn| {
             let statement = conn.statement(&r.sql, Stmt::InsertSnapshots)?;
-            conn.client
-                .execute(&statement, &[ids_param, &versions, &topics, &states])?;
+            conn.client.execute(&statement, &columns)?;
             Ok(Vec::new())
         })
     }
