@@ -13,9 +13,11 @@
 //!   table prefix `p`, `p_events`, `p_snapshots` and `p_tracking`, so several
 //!   applications can share one file.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -222,9 +224,30 @@ fn select_events_sql(table: &str, query: &EventQuery) -> String {
 /// The connections of one database, shared by its events and snapshot
 /// recorders.
 struct Shared {
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Threads waiting for the writer: while there are some, a finished
+    /// save leaves the transaction open for them (group commit).
+    waiting: AtomicUsize,
+    /// Commits of group transactions, for the saves waiting on them.
+    group: Mutex<Group>,
+    committed: Condvar,
     readers: Option<r2d2::Pool<SqliteConnectionManager>>,
     config: SqliteConfig,
+}
+
+/// The writing connection and the group transaction it has open, if any.
+struct Writer {
+    conn: Connection,
+    /// The epoch of the open transaction.
+    open: Option<u64>,
+}
+
+#[derive(Default)]
+struct Group {
+    next_epoch: u64,
+    committed: u64,
+    /// Epochs whose commit failed, with why (the last few).
+    failed: BTreeMap<u64, String>,
 }
 
 /// Events in a SQLite database.
@@ -314,16 +337,76 @@ impl Shared {
             Some(pool)
         };
         Ok(Self {
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer {
+                conn: writer,
+                open: None,
+            }),
+            waiting: AtomicUsize::new(0),
+            group: Mutex::new(Group::default()),
+            committed: Condvar::new(),
             readers,
             config,
         })
     }
 
-    fn writer(&self) -> MutexGuard<'_, Connection> {
-        // A panic while the lock was held dropped its transaction, which
-        // rolled back: the connection is still sound.
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    /// The writer, counted as waiting while it waits.
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        // A panic while the lock was held left at most an open group
+        // transaction, which the next holder commits or rolls back.
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        writer
+    }
+
+    /// The writer with no group transaction open (committed first), for
+    /// work that needs a transaction of its own or reads through it.
+    fn writer_alone(&self) -> MutexGuard<'_, Writer> {
+        let mut writer = self.writer();
+        self.commit_group(&mut writer);
+        writer
+    }
+
+    fn group(&self) -> MutexGuard<'_, Group> {
+        self.group.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Commits the open group transaction, if any, and tells its saves.
+    fn commit_group(&self, writer: &mut Writer) {
+        let Some(epoch) = writer.open.take() else {
+            return;
+        };
+        let outcome = writer.conn.execute_batch("COMMIT");
+        let mut group = self.group();
+        if let Err(e) = outcome {
+            let _ = writer.conn.execute_batch("ROLLBACK");
+            group.failed.insert(epoch, e.to_string());
+            while group.failed.len() > 64 {
+                group.failed.pop_first();
+            }
+        }
+        group.committed = epoch;
+        drop(group);
+        self.committed.notify_all();
+    }
+
+    /// Waits until the group transaction `epoch` has committed.
+    fn wait_for_commit(&self, epoch: u64) -> Result<()> {
+        let group = self.group();
+        let group = self
+            .committed
+            .wait_while(group, |g| g.committed < epoch)
+            .unwrap_or_else(|e| e.into_inner());
+        match group.failed.get(&epoch) {
+            None => Ok(()),
+            Some(why) => Err(Error::persistence(
+                format!(
+                    "committing events to SQLite database {:?}; nothing of this save was stored",
+                    self.config.dbname
+                ),
+                why.clone(),
+            )),
+        }
     }
 
     fn read<T>(
@@ -341,7 +424,7 @@ impl Shared {
                 })?;
                 f(&conn)
             }
-            None => f(&self.writer()),
+            None => f(&self.writer_alone().conn),
         };
         result.map_err(|e| sqlite_error(context, &self.config, e))
     }
@@ -362,30 +445,74 @@ impl Shared {
         let tracked = tracking
             .map(|(sql, t)| Ok((sql, t, to_i64(t.notification_id, "notification id")?)))
             .transpose()?;
-        let mut conn = self.writer();
         let err = |e| sqlite_error("inserting events", &self.config, e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let mut ids = Vec::with_capacity(if rowids { rows.len() } else { 0 });
-        {
-            if let Some((sql, t, id)) = tracked {
-                tx.prepare_cached(sql)
-                    .and_then(|mut s| s.execute(params![t.application_name, id]))
-                    .map_err(err)?;
-            }
-            let mut insert = tx.prepare_cached(insert_sql).map_err(err)?;
-            for (e, version) in rows {
-                insert
-                    .execute(params![e.originator_id, version, e.topic, e.state])
-                    .map_err(err)?;
-                if rowids {
-                    ids.push(to_u64(tx.last_insert_rowid()));
-                }
-            }
+        let mut writer = self.writer();
+        if writer.open.is_none() {
+            writer.conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+            let mut group = self.group();
+            group.next_epoch += 1;
+            writer.open = Some(group.next_epoch);
         }
-        tx.commit().map_err(err)?;
+        let epoch = writer.open.unwrap_or_default();
+        // This save, inside the group transaction: a savepoint of its own,
+        // so a conflict undoes it alone.
+        let saved = writer
+            .conn
+            .execute_batch("SAVEPOINT save")
+            .and_then(|()| {
+                let conn = &writer.conn;
+                if let Some((sql, t, id)) = tracked {
+                    conn.prepare_cached(sql)?
+                        .execute(params![t.application_name, id])?;
+                }
+                let mut insert = conn.prepare_cached(insert_sql)?;
+                let mut ids = Vec::with_capacity(if rowids { rows.len() } else { 0 });
+                for (e, version) in rows {
+                    insert.execute(params![e.originator_id, version, e.topic, e.state])?;
+                    if rowids {
+                        ids.push(to_u64(conn.last_insert_rowid()));
+                    }
+                }
+                Ok(ids)
+            })
+            .and_then(|ids| writer.conn.execute_batch("RELEASE save").map(|()| ids));
+        let ids = match saved {
+            Ok(ids) => ids,
+            Err(e) => {
+                if writer.conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back (I/O error,
+                    // full disk): every save in it failed.
+                    let mut group = self.group();
+                    group.failed.insert(epoch, e.to_string());
+                    group.committed = epoch;
+                    writer.open = None;
+                    drop(group);
+                    self.committed.notify_all();
+                } else {
+                    let _ = writer.conn.execute_batch("ROLLBACK TO save; RELEASE save");
+                }
+                if self.waiting.load(Ordering::SeqCst) == 0 || !self.group_commit() {
+                    self.commit_group(&mut writer);
+                }
+                return Err(err(e));
+            }
+        };
+        if self.waiting.load(Ordering::SeqCst) > 0 && self.group_commit() {
+            // Others are waiting to write: they commit this transaction,
+            // with their saves in it, and one flush serves all.
+            drop(writer);
+        } else {
+            self.commit_group(&mut writer);
+            drop(writer);
+        }
+        self.wait_for_commit(epoch)?;
         Ok(ids)
+    }
+
+    /// Whether saves may share a transaction: not for `:memory:`, where
+    /// reads go through the writer and would see uncommitted saves.
+    fn group_commit(&self) -> bool {
+        self.readers.is_some()
     }
 
     fn select_events(
@@ -449,9 +576,10 @@ impl SqliteRecorder {
 
     /// Creates the tables if they do not exist.
     pub fn create_tables(&self) -> Result<()> {
-        let mut conn = self.shared.writer();
+        let mut writer = self.shared.writer_alone();
         let err = |e| sqlite_error("creating tables", &self.shared.config, e);
-        let tx = conn
+        let tx = writer
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         for sql in &self.statements.create {
