@@ -46,13 +46,24 @@
 //! - `name = "Dog"`: the prefix of the topics (default: the type's name);
 //! - `id = String`: string ids (stream names) instead of [`Uuid`]s;
 //! - `initial_version = 0`: the creation event's version (default 1);
+//! - `version = N`: the version of the snapshot state, with
+//!   `#[upcast(snapshot, from = k)]` functions for older ones;
+//! - `aliases = ["OldName"]`: former names, whose topics still decode;
 //! - `derive(PartialEq, ...)`: more derives for the event enum (it always
 //!   derives `Debug` and `Clone`);
 //! - `crate = "path"`: where annals is, if renamed.
 //!
 //! What `#[event(...)]` accepts: the event's name (default: the method's
 //! name in UpperCamelCase), `topic = "..."` (default `"{name}.{Event}"`),
-//! and `discard` (the event discards the aggregate).
+//! `version = N` (with `#[upcast("Name", from = k)]` functions in the same
+//! impl block), `aliases = ["Old.Topic"]`, and `discard` (the event
+//! discards the aggregate).
+//!
+//! Where to go next: [`Application`] (saving, getting, snapshots,
+//! verification), [`persistence`] (memory, SQLite, PostgreSQL), [`mapper`]
+//! (compression and encryption), [`system`] (followers, process
+//! applications, projections, runners). The how-tos in `docs/howto/` are
+//! run as tests.
 
 pub mod application;
 pub mod cipher;
