@@ -2,6 +2,7 @@
 //! written once and run against every store (see `recorder_contract!`).
 
 pub mod contract;
+pub mod shops;
 pub mod stores;
 pub mod tamper;
 
