@@ -188,6 +188,17 @@ impl System {
         Ok(processed)
     }
 
+    /// How many events each application has stored (its max notification
+    /// id), in name order.
+    pub(crate) fn stored(&self) -> Result<Vec<u64>> {
+        let mut names: Vec<&String> = self.apps.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|name| self.apps[name].recorder().max_notification_id())
+            .collect()
+    }
+
     /// Whether follower `name` has processed everything its leaders have
     /// stored.
     pub fn is_caught_up(&self, name: &str) -> Result<bool> {

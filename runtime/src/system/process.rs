@@ -137,7 +137,7 @@ impl ProcessApplication {
         leader: &Application,
         notification: &Notification,
     ) -> Result<bool> {
-        self.process(leader, notification, false)
+        Ok(self.process(leader, notification)?.is_some())
     }
 
     /// Like [`process_notification`](Self::process_notification), but only
@@ -167,23 +167,29 @@ impl ProcessApplication {
         Ok((processing.events, tracking))
     }
 
-    fn process(&self, leader: &Application, notification: &Notification, _: bool) -> Result<bool> {
+    /// Processes one notification unless it is tracked already: how many
+    /// events it caused, or `None` when it was processed before.
+    pub(crate) fn process(
+        &self,
+        leader: &Application,
+        notification: &Notification,
+    ) -> Result<Option<usize>> {
         let recorder = self.app.recorder();
-        for attempt in 1..=3 {
+        let mut attempt = 1;
+        loop {
             if recorder.has_tracking_id(leader.name(), notification.id)? {
-                return Ok(false);
+                return Ok(None);
             }
             let (events, tracking) = self.run_policy(leader, notification)?;
             match recorder.insert_events_tracked(&events, &tracking) {
                 Ok(_) => {
                     self.app.notifier().notify();
-                    return Ok(true);
+                    return Ok(Some(events.len()));
                 }
-                Err(Error::Conflict(_)) if attempt < 3 => continue,
+                Err(Error::Conflict(_)) if attempt < 3 => attempt += 1,
                 Err(e) => return Err(e),
             }
         }
-        Ok(false)
     }
 
     /// Processes every notification of `leader` after the last one tracked,

@@ -173,16 +173,19 @@ impl MultiThreadedRunner {
 
     /// Waits until every follower has processed everything its leaders
     /// stored (true), or `timeout` passes (false); a worker's error is
-    /// returned as soon as it happens.
+    /// returned as soon as it happens. "Everything" holds at one moment:
+    /// no application stored anything while the followers were checked
+    /// (in a cycle, a follower checked early can fall behind again).
     pub fn wait_until_caught_up(&self, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         loop {
             self.check()?;
+            let before = self.system.stored()?;
             let mut caught_up = true;
             for name in self.system.followers() {
                 caught_up &= self.system.is_caught_up(name)?;
             }
-            if caught_up {
+            if caught_up && self.system.stored()? == before {
                 return Ok(true);
             }
             if Instant::now() >= deadline {

@@ -107,10 +107,7 @@ impl System {
                     let events = if options.dry_run {
                         follower.dry_run(leader, notification)?
                     } else {
-                        let before = follower.app.recorder().max_notification_id()?;
-                        follower.process_notification(leader, notification)?;
-                        let after = follower.app.recorder().max_notification_id()?;
-                        usize::try_from(after.saturating_sub(before)).unwrap_or(usize::MAX)
+                        follower.process(leader, notification)?.unwrap_or(0)
                     };
                     report.processed += 1;
                     report.events += events;
