@@ -53,6 +53,12 @@ fn fill_meta(block: &mut syn::Block, self_ident: &Ident) {
     .visit_block_mut(block);
 }
 
+/// A name for generated code that user code can neither see nor shadow
+/// (an argument named `__event` stays the user's own).
+fn hidden(name: &str) -> Ident {
+    Ident::new(name, proc_macro2::Span::mixed_site())
+}
+
 fn private(agg: &AggregateImpl) -> TokenStream {
     let krate = &agg.options.krate;
     quote!(#krate::__private)
@@ -286,6 +292,12 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     let mut deserialize_arms = Vec::new();
     let mut upcast_arms = Vec::new();
     let self_ident = &agg.self_ident;
+    let (header, serializer, deserializer, variant_param) = (
+        hidden("__header"),
+        hidden("__serializer"),
+        hidden("__deserializer"),
+        hidden("__variant"),
+    );
     let versions = events.iter().map(|e| e.version);
     for (index, e) in events.iter().enumerate() {
         let variant = variant(e);
@@ -345,13 +357,13 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
                 }
                 #p::serde::Serialize::serialize(
                     &__State {
-                        timestamp: &__header.timestamp,
-                        correlation_id: __header.correlation_id.as_ref(),
-                        causation_id: __header.causation_id.as_ref(),
+                        timestamp: &#header.timestamp,
+                        correlation_id: #header.correlation_id.as_ref(),
+                        causation_id: #header.causation_id.as_ref(),
                         #class_version_value
                         #(#fields),*
                     },
-                    __serializer,
+                    #serializer,
                 )
             }
         });
@@ -368,7 +380,7 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
                     #(#owned_fields,)*
                 }
                 let __State { timestamp, correlation_id, causation_id, #(#fields),* } =
-                    <__State as #p::serde::Deserialize>::deserialize(__deserializer)?;
+                    <__State as #p::serde::Deserialize>::deserialize(#deserializer)?;
                 ::core::result::Result::Ok((
                     Self::#variant { #(#fields),* },
                     #p::Header { timestamp, correlation_id, causation_id },
@@ -411,8 +423,8 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
             }
             fn __serialize<__S: #p::serde::Serializer>(
                 &self,
-                __header: &#p::Header,
-                __serializer: __S,
+                #header: &#p::Header,
+                #serializer: __S,
             ) -> ::core::result::Result<__S::Ok, __S::Error> {
                 match self { #(#serialize_arms)* }
             }
@@ -423,10 +435,10 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
                 }
             }
             fn __deserialize<'__de, __D: #p::serde::Deserializer<'__de>>(
-                __variant: usize,
-                __deserializer: __D,
+                #variant_param: usize,
+                #deserializer: __D,
             ) -> ::core::result::Result<(Self, #p::Header), __D::Error> {
-                match __variant {
+                match #variant_param {
                     #(#deserialize_arms)*
                     _ => ::core::result::Result::Err(
                         <__D::Error as #p::serde::de::Error>::custom("no such event variant"),
@@ -453,6 +465,8 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<To
         let ident = &a.ident;
         quote_spanned!(a.ty.span()=> #ident: ::core::clone::Clone::clone(&#ident))
     });
+    let (event_var, id_var, aggregate_var) =
+        (hidden("__event"), hidden("__id"), hidden("__aggregate"));
     let mut apply_sig = sig.clone();
     apply_sig.ident = apply.clone();
     // The public method only clones and forwards its arguments: `mut` on
@@ -474,9 +488,12 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<To
                 quote! {
                     #(#attrs)*
                     #vis #sig {
-                        let __event = #event_ident::#variant { #(#clones),* };
-                        self.#apply(#(#fields),*);
-                        #p::__triggered(self, __event);
+                        let #event_var = #event_ident::#variant { #(#clones),* };
+                        {
+                            let _applying = #p::applying();
+                            self.#apply(#(#fields),*);
+                        }
+                        #p::__triggered(self, #event_var);
                     }
                 },
                 quote! {
@@ -489,11 +506,7 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<To
         Some(Kind::Creation) | None => {
             fill_meta(&mut body, &agg.self_ident);
             let with_id = format_ident!("{}_with_id", ident);
-            let id_arg = if fields.iter().any(|f| *f == "id") {
-                format_ident!("aggregate_id")
-            } else {
-                format_ident!("id")
-            };
+            let id_arg = hidden("id");
             let inputs = &sig.inputs;
 
             let make_id = match &agg.create_id {
@@ -516,8 +529,8 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<To
                 quote! {
                     #(#attrs)*
                     #vis #sig {
-                        let __id: <Self as #p::Aggregate>::Id = #make_id;
-                        Self::#with_id(__id, #(#fields),*)
+                        let #id_var: <Self as #p::Aggregate>::Id = #make_id;
+                        Self::#with_id(#id_var, #(#fields),*)
                     }
                 },
                 quote! {
@@ -526,10 +539,13 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<To
                         #id_arg: impl ::core::convert::Into<<Self as #p::Aggregate>::Id>,
                         #inputs
                     ) -> Self {
-                        let __event = #event_ident::#variant { #(#clones),* };
-                        let mut __aggregate = Self::#apply(#(#fields),*);
-                        #p::__created(&mut __aggregate, ::core::convert::Into::into(#id_arg), __event);
-                        __aggregate
+                        let #event_var = #event_ident::#variant { #(#clones),* };
+                        let mut #aggregate_var = {
+                            let _applying = #p::applying();
+                            Self::#apply(#(#fields),*)
+                        };
+                        #p::__created(&mut #aggregate_var, ::core::convert::Into::into(#id_arg), #event_var);
+                        #aggregate_var
                     }
                 },
                 quote! {

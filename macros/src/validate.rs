@@ -16,6 +16,7 @@ const RESERVED: &[&str] = &[
     "correlation_id",
     "causation_id",
     "class_version",
+    "_hash",
 ];
 
 pub fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {

@@ -371,8 +371,8 @@ const MODULES: &[&str] = &[
 ];
 
 /// Configures an [`Application`] in code, from the environment, or both
-/// (settings made after [`from_env`](Self::from_env) win).
-#[derive(Debug)]
+/// (settings made after [`from_env`](Self::from_env) win). `Debug` never
+/// shows the cipher key.
 #[must_use]
 pub struct ApplicationBuilder {
     name: String,
@@ -384,6 +384,20 @@ pub struct ApplicationBuilder {
     cache_size: usize,
     hash_chain: bool,
     errors: Vec<Error>,
+}
+
+impl fmt::Debug for ApplicationBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApplicationBuilder")
+            .field("name", &self.name)
+            .field("persistence", &self.persistence)
+            .field("compressor", &self.compressor)
+            .field("cipher_key", &self.cipher_key.as_ref().map(|_| "***"))
+            .field("snapshotting", &self.snapshotting)
+            .field("cache_size", &self.cache_size)
+            .field("hash_chain", &self.hash_chain)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApplicationBuilder {

@@ -386,9 +386,42 @@ impl<A: Aggregate> Debug for Meta<A> {
     }
 }
 
+thread_local! {
+    /// How many event bodies are running in this thread.
+    static APPLYING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks an event body as running until dropped. An event method called
+/// while one runs (an event body that calls another event method, directly
+/// or not) records nothing: its effect is part of the outer event, and
+/// replaying the outer event repeats it.
+#[doc(hidden)]
+#[must_use]
+pub struct Applying(());
+
+impl Drop for Applying {
+    fn drop(&mut self) {
+        APPLYING.with(|depth| depth.set(depth.get().saturating_sub(1)));
+    }
+}
+
+/// Starts an event body (see [`Applying`]).
+#[doc(hidden)]
+pub fn applying() -> Applying {
+    APPLYING.with(|depth| depth.set(depth.get() + 1));
+    Applying(())
+}
+
+fn nested() -> bool {
+    APPLYING.with(|depth| depth.get() > 0)
+}
+
 /// Called by generated creation methods after the body has built `agg`.
 #[doc(hidden)]
 pub fn __created<A: Aggregate>(agg: &mut A, id: A::Id, event: A::Event) {
+    if nested() {
+        return;
+    }
     let timestamp = clock::now();
     let discards = event.is_discarding();
     let meta = agg.__meta_mut();
@@ -410,6 +443,9 @@ pub fn __created<A: Aggregate>(agg: &mut A, id: A::Id, event: A::Event) {
 /// Called by generated command methods after the body has run.
 #[doc(hidden)]
 pub fn __triggered<A: Aggregate>(agg: &mut A, event: A::Event) {
+    if nested() {
+        return;
+    }
     let timestamp = clock::now();
     let meta = agg.__meta_mut();
     meta.version += 1;
@@ -465,7 +501,11 @@ pub(crate) fn replay<A: Aggregate>(state: Option<A>, recorded: DomainEvent<A>) -
     let mut agg = match state {
         None => {
             let name = event.name();
-            let mut agg = A::__create(event).map_err(|_| {
+            let created = {
+                let _applying = applying();
+                A::__create(event)
+            };
+            let mut agg = created.map_err(|_| {
                 corrupt(format!(
                     "it begins with {name} (version {originator_version}), which is not a creation event"
                 ))
@@ -484,7 +524,11 @@ pub(crate) fn replay<A: Aggregate>(state: Option<A>, recorded: DomainEvent<A>) -
                 )));
             }
             let name = event.name();
-            agg.__apply(event).map_err(|_| {
+            let applied = {
+                let _applying = applying();
+                agg.__apply(event)
+            };
+            applied.map_err(|_| {
                 corrupt(format!(
                     "creation event {name} at version {originator_version}"
                 ))

@@ -14,11 +14,25 @@ use crate::error::{Error, Result};
 pub const PERSISTENCE_MODULE: &str = "PERSISTENCE_MODULE";
 
 /// Reads settings for one application, from the process environment or
-/// from a given map.
-#[derive(Debug, Clone)]
+/// from a given map. `Debug` shows the names of the settings, never their
+/// values (keys and passwords are among them).
+#[derive(Clone)]
 pub struct Env {
     prefix: String,
     vars: Option<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Option<Vec<&String>> = self.vars.as_ref().map(|v| v.keys().collect());
+        if let Some(names) = &mut names {
+            names.sort();
+        }
+        f.debug_struct("Env")
+            .field("prefix", &self.prefix)
+            .field("names", &names)
+            .finish()
+    }
 }
 
 impl Env {
@@ -133,6 +147,26 @@ mod tests {
             Some(("SQLITE_DBNAME".into(), "a.db".into()))
         );
         assert_eq!(env.get("POSTGRES_HOST"), None);
+    }
+
+    #[test]
+    fn debug_shows_names_not_values() {
+        let env = Env::from_map(
+            "App",
+            [
+                ("CIPHER_KEY", "SECRETKEY"),
+                ("POSTGRES_PASSWORD", "hunter2"),
+            ],
+        );
+        let shown = format!("{env:?}");
+        assert!(
+            shown.contains("CIPHER_KEY") && shown.contains("POSTGRES_PASSWORD"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("SECRETKEY") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -59,6 +59,14 @@
 //! impl block), `aliases = ["Old.Topic"]`, and `discard` (the event
 //! discards the aggregate).
 //!
+//! A creation event method takes its new aggregate's id from an associated
+//! function `create_id` with parameters named like its own arguments, when
+//! the `#[aggregate]` impl block defines one (in another impl block it is
+//! not seen, and ids are random); `<method>_with_id(id, ..)` takes the id
+//! from the caller. An event method called while an event body runs (an
+//! event body calling another event method) records nothing of its own:
+//! its effect is part of the outer event, and replay repeats it.
+//!
 //! Where to go next: [`Application`] (saving, getting, snapshots,
 //! verification), [`persistence`] (memory, SQLite, PostgreSQL), [`mapper`]
 //! (compression and encryption), [`system`] (followers, process
@@ -113,7 +121,7 @@ pub mod __private {
     pub use crate::clock::Timestamp;
     pub use crate::domain::Header;
     pub use crate::domain::{
-        __created, __triggered, Aggregate, AggregateId, AggregateState, Event, Meta,
+        __created, __triggered, applying, Aggregate, AggregateId, AggregateState, Event, Meta,
     };
     pub use serde;
     pub use serde_json as json;

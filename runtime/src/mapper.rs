@@ -83,6 +83,9 @@ impl Compressor {
         })
     }
 
+    /// At most [`MAX_STATE`] bytes: a record that inflates beyond it is an
+    /// error (a corrupt or hostile record), not an allocation that takes
+    /// the process down.
     fn decompress(self, data: &[u8]) -> std::io::Result<Vec<u8>> {
         thread_local! {
             static UNZLIB: RefCell<Decompress> = RefCell::new(Decompress::new(true));
@@ -100,7 +103,15 @@ impl Compressor {
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
                 match status {
                     Status::StreamEnd => return Ok(out),
-                    _ if out.len() == out.capacity() => out.reserve(out.capacity()),
+                    _ if out.len() >= MAX_STATE => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("it inflates beyond {MAX_STATE} bytes"),
+                        ))
+                    }
+                    _ if out.len() == out.capacity() => {
+                        out.reserve(out.capacity().min(MAX_STATE - out.len()).max(64))
+                    }
                     _ if (z.total_in(), z.total_out()) == before => {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::UnexpectedEof,
@@ -119,6 +130,9 @@ fn fresh_compress(data: &[u8]) -> Vec<u8> {
     let _ = encoder.write_all(data);
     encoder.finish().unwrap_or_default()
 }
+
+/// The largest state a compressed record may inflate to: 256 MiB.
+pub const MAX_STATE: usize = 256 << 20;
 
 /// Why stored bytes could not be turned back into state.
 #[derive(Debug, thiserror::Error)]
@@ -283,8 +297,7 @@ impl Mapper {
         }
         let current = A::Event::VERSIONS[variant];
         let (event, header) = if current > 1 || contains(&json, b"\"class_version\"") {
-            let mut value: serde_json::Value = serde_json::from_slice(&json)
-                .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
+            let mut value = json_object::<A>(stored, &json)?;
             let from = stored_version(&value);
             upcast::<A>(&stored.topic, from, current, |v| {
                 A::Event::__upcast(variant, v, &mut value)
@@ -371,17 +384,22 @@ impl Mapper {
             .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
         let snapshot: SnapshotOwned<A> =
             if A::STATE_VERSION > 1 || contains(&json, b"\"class_version\"") {
-                let mut value: serde_json::Value = serde_json::from_slice(&json)
-                    .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
+                let mut value = json_object::<A>(stored, &json)?;
                 let from = stored_version(&value);
-                let mut state = value
-                    .get_mut("state")
-                    .map(serde_json::Value::take)
-                    .unwrap_or_default();
+                let object = value.as_object_mut().ok_or_else(|| {
+                    decode_error::<A>(stored, "a snapshot's state is not a JSON object".into())
+                })?;
+                let mut state = object.remove("state").unwrap_or_default();
+                if !state.is_object() {
+                    return Err(decode_error::<A>(
+                        stored,
+                        "a snapshot's \"state\" is not a JSON object".into(),
+                    ));
+                }
                 upcast::<A>(&stored.topic, from, A::STATE_VERSION, |v| {
                     A::__upcast_state(v, &mut state)
                 })?;
-                value["state"] = state;
+                object.insert("state".into(), state);
                 serde_json::from_value(value)
             } else {
                 serde_json::from_slice(&json)
@@ -404,6 +422,19 @@ impl Mapper {
         );
         Ok(aggregate)
     }
+}
+
+/// Stored JSON that must be an object (upcasters index into it).
+fn json_object<A: Aggregate>(stored: &StoredEvent, json: &[u8]) -> Result<serde_json::Value> {
+    let value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
+    if !value.is_object() {
+        return Err(decode_error::<A>(
+            stored,
+            "the stored state is not a JSON object".into(),
+        ));
+    }
+    Ok(value)
 }
 
 /// The `class_version` a stored state records (1 when it records none).

@@ -33,6 +33,7 @@ macro_rules! recorder_contract {
             tracking_without_events,
             concurrent_writers_store_every_event_once,
             concurrent_writers_of_one_stream_conflict,
+            concurrent_conflicting_batches_store_exactly_the_successful_saves,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {
@@ -411,4 +412,80 @@ pub fn concurrent_writers_of_one_stream_conflict(r: &dyn ProcessRecorder) {
     });
     assert_eq!(wins, 50, "each version won once");
     assert_eq!(versions(&all(r, "race")), (1..=50).collect::<Vec<_>>());
+}
+
+/// 8 threads save two-event batches that overlap other threads' batches
+/// wholly or in part: every save that returned Ok is stored whole, every
+/// save that returned a conflict stored nothing.
+pub fn concurrent_conflicting_batches_store_exactly_the_successful_saves(r: &dyn ProcessRecorder) {
+    let outcomes: Vec<(String, u64, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|thread| {
+                scope.spawn(move || {
+                    let mut outcomes = Vec::new();
+                    for i in 0..100u64 {
+                        let stream = format!("b{}", i % 5);
+                        let version = 1 + (i / 5) * 3 + thread % 2;
+                        let tag = |v: u64| StoredEvent {
+                            originator_id: stream.clone(),
+                            originator_version: v,
+                            topic: "T".to_owned(),
+                            state: format!("{thread}:{i}:{v}").into_bytes(),
+                        };
+                        let saved = r.insert_events(&[tag(version), tag(version + 1)]);
+                        match saved {
+                            Ok(_) => outcomes.push((format!("{thread}:{i}"), version, true)),
+                            Err(e) if e.is_conflict() => {
+                                outcomes.push((format!("{thread}:{i}"), version, false))
+                            }
+                            Err(e) => panic!("not a conflict: {e}"),
+                        }
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut stored = HashSet::new();
+    for s in 0..5 {
+        for e in all(r, &format!("b{s}")) {
+            let text = String::from_utf8(e.state).expect("utf8");
+            let (save, version) = text.rsplit_once(':').expect("tagged");
+            assert_eq!(
+                version.parse::<u64>().expect("version"),
+                e.originator_version
+            );
+            stored.insert((save.to_owned(), e.originator_version));
+        }
+    }
+    let mut wins = 0;
+    for (save, version, ok) in &outcomes {
+        let first = stored.contains(&(save.clone(), *version));
+        let second = stored.contains(&(save.clone(), version + 1));
+        if *ok {
+            wins += 1;
+            assert!(
+                first && second,
+                "save {save} returned Ok but is not stored whole"
+            );
+        } else {
+            assert!(
+                !first && !second,
+                "save {save} conflicted but stored something"
+            );
+        }
+    }
+    assert_eq!(
+        stored.len(),
+        2 * wins,
+        "nothing but the successful saves is stored"
+    );
+    assert!(
+        wins > 0 && wins < outcomes.len(),
+        "some saves won, some conflicted"
+    );
 }

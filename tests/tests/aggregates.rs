@@ -215,3 +215,70 @@ fn stored_state_holds_the_fields_and_the_timestamp() {
     assert_eq!(decoded.timestamp, at("2026-01-02T03:04:05Z"));
     assert_eq!(decoded.originator_id, dog.id());
 }
+
+/// Event bodies that call other event methods, and arguments named like
+/// the generated code's own variables.
+#[aggregate]
+#[derive(Debug, Clone)]
+pub struct Kennel {
+    pub owner: Uuid,
+    pub dogs: Vec<String>,
+    pub log: Vec<String>,
+}
+
+#[aggregate]
+impl Kennel {
+    #[event("Opened")]
+    pub fn open(__id: Uuid, id: String, aggregate_id: String) -> Self {
+        let mut kennel = Kennel {
+            owner: __id,
+            dogs: Vec::new(),
+            log: vec![format!("{id}/{aggregate_id}")],
+        };
+        // An event method called by an event body is part of that event.
+        kennel.admit("first".into());
+        kennel
+    }
+
+    #[event("Admitted")]
+    pub fn admit(&mut self, __event: String) {
+        self.dogs.push(__event);
+    }
+
+    #[event("Renovated")]
+    pub fn renovate(&mut self, __header: u8) {
+        self.admit(format!("builder{__header}"));
+        self.log.push("renovated".into());
+    }
+}
+
+#[test]
+fn event_bodies_that_call_event_methods_record_only_the_outer_event() {
+    let app = Application::builder("Kennels").build().expect("app");
+    let owner = Uuid::new_v4();
+    let mut kennel = Kennel::open(owner, "a".into(), "b".into());
+    assert_eq!(
+        kennel.owner, owner,
+        "an argument named __id is the caller's"
+    );
+    assert_eq!(kennel.log, ["a/b"]);
+    assert_eq!(kennel.dogs, ["first"]);
+    assert_eq!(kennel.version(), 1);
+    kennel.renovate(7);
+    kennel.admit("rex".into());
+    let topics: Vec<&str> = kennel.pending_events().iter().map(|e| e.topic()).collect();
+    assert_eq!(
+        topics,
+        ["Kennel.Opened", "Kennel.Renovated", "Kennel.Admitted"]
+    );
+    app.save(&mut kennel).expect("save");
+
+    let copy: Kennel = app.repository().get(kennel.id()).expect("get");
+    assert_eq!(copy.dogs, ["first", "builder7", "rex"]);
+    assert_eq!(copy.owner, owner);
+    assert_eq!(copy.version(), 3);
+    assert!(copy.pending_events().is_empty(), "replay records nothing");
+    // Other kennels are not affected by a stray event of the first.
+    let mut other = Kennel::open(Uuid::new_v4(), "c".into(), "d".into());
+    app.save(&mut other).expect("a second kennel saves");
+}

@@ -522,3 +522,56 @@ fn the_cache_stays_correct_on_every_store() {
         );
     }
 }
+
+#[test]
+fn hostile_stored_bytes_are_errors_not_panics() {
+    let app = Application::builder("Hostile")
+        .snapshotting(true)
+        .compressor(Some(Compressor::Zlib))
+        .build()
+        .expect("app");
+    let id = Uuid::new_v4();
+    let zlib = |json: &[u8]| {
+        use std::io::Write;
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(json).expect("compress");
+        encoder.finish().expect("compress")
+    };
+    let row = |topic: &str, state: Vec<u8>| StoredEvent {
+        originator_id: id.simple().to_string(),
+        originator_version: 1,
+        topic: topic.into(),
+        state,
+    };
+    // A snapshot whose JSON is not an object (and mentions class_version,
+    // which sends it down the upcasting path).
+    app.snapshots()
+        .expect("on")
+        .recorder()
+        .insert_events(&[row("Dog", zlib(br#"["class_version"]"#))])
+        .expect("insert");
+    let err = app.repository().get::<Dog>(id).expect_err("not an object");
+    assert!(matches!(err, Error::Decode { .. }), "{err}");
+
+    // A record that inflates to 300 MiB of zeros.
+    let bomb = {
+        use std::io::Write;
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..300 {
+            encoder.write_all(&zeros).expect("compress");
+        }
+        encoder.finish().expect("compress")
+    };
+    assert!(bomb.len() < 1 << 20, "a small record");
+    app.recorder()
+        .insert_events(&[row("Dog.Registered", bomb)])
+        .expect("insert");
+    let other = Application::builder("Hostile")
+        .recorder(app.recorder().clone())
+        .compressor(Some(Compressor::Zlib))
+        .build()
+        .expect("app");
+    let err = other.repository().get::<Dog>(id).expect_err("too large");
+    assert!(err.to_string().contains("inflates beyond"), "{err}");
+}

@@ -246,8 +246,9 @@ struct Writer {
 struct Group {
     next_epoch: u64,
     committed: u64,
-    /// Epochs whose commit failed, with why (the last few).
-    failed: BTreeMap<u64, String>,
+    /// Per epoch not yet reported to all its saves: how many saves wait
+    /// for it, and why it failed, if it did.
+    outcomes: BTreeMap<u64, (usize, Option<String>)>,
 }
 
 /// Events in a SQLite database.
@@ -299,16 +300,23 @@ fn configure(conn: &Connection, config: &SqliteConfig) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The connection that writes.
+fn open_writer(config: &SqliteConfig) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let open_error = |e| sqlite_error("opening", config, e);
+    let writer =
+        Connection::open_with_flags(Path::new(&config.dbname), flags).map_err(open_error)?;
+    configure(&writer, config).map_err(open_error)?;
+    Ok(writer)
+}
+
 impl Shared {
     fn open(config: SqliteConfig) -> Result<Self> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let open_error = |e| sqlite_error("opening", &config, e);
-        let writer =
-            Connection::open_with_flags(Path::new(&config.dbname), flags).map_err(open_error)?;
-        configure(&writer, &config).map_err(open_error)?;
+        let writer = open_writer(&config)?;
         let readers = if config.is_memory() {
             None
         } else {
@@ -332,6 +340,9 @@ impl Shared {
             let pool = r2d2::Pool::builder()
                 .max_size(config.read_pool_size.max(1))
                 .min_idle(Some(0))
+                // A read-only file connection does not go stale: no query
+                // per checkout (measured: ~15% of a W2 read).
+                .test_on_check_out(false)
                 .connection_timeout(config.lock_timeout.max(Duration::from_secs(1)))
                 .build_unchecked(manager);
             Some(pool)
@@ -376,35 +387,57 @@ impl Shared {
         let Some(epoch) = writer.open.take() else {
             return;
         };
-        let outcome = writer.conn.execute_batch("COMMIT");
-        let mut group = self.group();
-        if let Err(e) = outcome {
+        let failure = writer.conn.execute_batch("COMMIT").err().map(|e| {
             let _ = writer.conn.execute_batch("ROLLBACK");
-            group.failed.insert(epoch, e.to_string());
-            while group.failed.len() > 64 {
-                group.failed.pop_first();
+            e.to_string()
+        });
+        self.end_group(writer, epoch, failure);
+    }
+
+    /// Records how group `epoch` ended and wakes its saves. A connection
+    /// left inside a transaction it cannot end is replaced.
+    fn end_group(&self, writer: &mut Writer, epoch: u64, failure: Option<String>) {
+        writer.open = None;
+        if !writer.conn.is_autocommit() {
+            match open_writer(&self.config) {
+                Ok(conn) => writer.conn = conn,
+                Err(e) => tracing::error!(error = %e, "reopening the SQLite writer"),
             }
+        }
+        let mut group = self.group();
+        let outcome = group.outcomes.entry(epoch).or_default();
+        outcome.1 = failure;
+        if outcome.0 == 0 {
+            // No save waits for it (they all left with their own errors).
+            group.outcomes.remove(&epoch);
         }
         group.committed = epoch;
         drop(group);
         self.committed.notify_all();
     }
 
-    /// Waits until the group transaction `epoch` has committed.
+    /// Waits until the group transaction `epoch` has ended: Ok if it
+    /// committed.
     fn wait_for_commit(&self, epoch: u64) -> Result<()> {
         let group = self.group();
-        let group = self
+        let mut group = self
             .committed
             .wait_while(group, |g| g.committed < epoch)
             .unwrap_or_else(|e| e.into_inner());
-        match group.failed.get(&epoch) {
+        let outcome = group.outcomes.entry(epoch).or_default();
+        let failure = outcome.1.clone();
+        outcome.0 = outcome.0.saturating_sub(1);
+        if outcome.0 == 0 {
+            group.outcomes.remove(&epoch);
+        }
+        match failure {
             None => Ok(()),
             Some(why) => Err(Error::persistence(
                 format!(
                     "committing events to SQLite database {:?}; nothing of this save was stored",
                     self.config.dbname
                 ),
-                why.clone(),
+                why,
             )),
         }
     }
@@ -454,6 +487,7 @@ impl Shared {
             writer.open = Some(group.next_epoch);
         }
         let epoch = writer.open.unwrap_or_default();
+        self.group().outcomes.entry(epoch).or_default().0 += 1;
         // This save, inside the group transaction: a savepoint of its own,
         // so a conflict undoes it alone.
         let saved = writer
@@ -479,20 +513,28 @@ impl Shared {
         let ids = match saved {
             Ok(ids) => ids,
             Err(e) => {
-                if writer.conn.is_autocommit() {
+                let undone = !writer.conn.is_autocommit()
+                    && writer
+                        .conn
+                        .execute_batch("ROLLBACK TO save; RELEASE save")
+                        .is_ok();
+                if !undone {
                     // SQLite rolled the whole transaction back (I/O error,
-                    // full disk): every save in it failed.
-                    let mut group = self.group();
-                    group.failed.insert(epoch, e.to_string());
-                    group.committed = epoch;
-                    writer.open = None;
-                    drop(group);
-                    self.committed.notify_all();
-                } else {
-                    let _ = writer.conn.execute_batch("ROLLBACK TO save; RELEASE save");
-                }
-                if self.waiting.load(Ordering::SeqCst) == 0 || !self.group_commit() {
+                    // full disk), or this save's rows could not be undone
+                    // alone: the whole group fails, none of it is stored.
+                    let _ = writer.conn.execute_batch("ROLLBACK");
+                    self.end_group(&mut writer, epoch, Some(e.to_string()));
+                } else if self.waiting.load(Ordering::SeqCst) == 0 || !self.group_commit() {
                     self.commit_group(&mut writer);
+                }
+                drop(writer);
+                // This save's outcome is its own error: it leaves the group.
+                let mut group = self.group();
+                if let Some(outcome) = group.outcomes.get_mut(&epoch) {
+                    outcome.0 = outcome.0.saturating_sub(1);
+                    if outcome.0 == 0 && group.committed >= epoch {
+                        group.outcomes.remove(&epoch);
+                    }
                 }
                 return Err(err(e));
             }

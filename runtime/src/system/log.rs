@@ -94,8 +94,13 @@ impl Subscription {
     pub fn new(app: &Application, start: u64, topics: &[&str]) -> Result<Self> {
         let signal = Signal::new();
         app.notifier().subscribe(&signal);
+        // The signal is raised by saves in this process and by the stopper;
+        // a LISTEN connection (PostgreSQL) by commits of any process.
         let wake: Box<dyn WakeUp> = match app.recorder().listen()? {
-            Some(listener) => listener,
+            Some(listener) => Box::new(super::runner::AnyOf(vec![
+                Box::new(signal.clone()),
+                listener,
+            ])),
             None => Box::new(signal.clone()),
         };
         Ok(Self {

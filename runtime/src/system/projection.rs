@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use super::process::Upstream;
 use super::runner::StopHandle;
-use super::wake::Signal;
 use crate::application::Application;
 use crate::error::{Error, Result};
 use crate::persistence::NotificationQuery;
@@ -219,10 +218,14 @@ impl<D: ReadModel> Projection<D> {
             }
             for notification in &page {
                 let upstream = Upstream::new(&self.leader, notification)?;
-                db.apply(&self.name, leader, notification.id, &mut |tx| {
+                match db.apply(&self.name, leader, notification.id, &mut |tx| {
                     (self.project)(&upstream, tx)
-                })?;
-                applied += 1;
+                }) {
+                    Ok(()) => applied += 1,
+                    // Another instance of this projection applied it.
+                    Err(Error::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
                 let mut progress = self.progress.0.lock().unwrap_or_else(|e| e.into_inner());
                 *progress = notification.id;
                 self.progress.1.notify_all();
@@ -233,10 +236,11 @@ impl<D: ReadModel> Projection<D> {
     /// Applies new notifications as the leader stores them, until `stop`:
     /// woken by the leader's saves in this process, else every `poll`.
     pub fn run(&self, stop: &StopHandle, poll: Duration) -> Result<()> {
-        let signal = Signal::new();
-        self.leader.notifier().subscribe(&signal);
+        // Woken by the leader's saves and by `stop` alike.
+        let signal = stop.signal();
+        self.leader.notifier().subscribe(signal);
         while !stop.is_stopped() {
-            if self.pull()? == 0 {
+            if self.pull()? == 0 && !stop.is_stopped() {
                 signal.wait(poll);
             }
         }

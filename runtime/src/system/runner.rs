@@ -61,6 +61,12 @@ impl StopHandle {
         self.signal.raise();
     }
 
+    /// The signal raised by [`stop`](Self::stop) (and by whatever else the
+    /// loop subscribes it to).
+    pub(crate) fn signal(&self) -> &Arc<Signal> {
+        &self.signal
+    }
+
     /// Whether [`stop`](Self::stop) was called.
     pub fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
@@ -68,7 +74,7 @@ impl StopHandle {
 }
 
 /// Waits on every source at once by taking turns.
-struct AnyOf(Vec<Box<dyn WakeUp>>);
+pub(crate) struct AnyOf(pub(crate) Vec<Box<dyn WakeUp>>);
 
 impl WakeUp for AnyOf {
     fn wait(&mut self, timeout: Duration) -> Result<bool> {

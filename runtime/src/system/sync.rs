@@ -107,7 +107,11 @@ impl System {
                     let events = if options.dry_run {
                         follower.dry_run(leader, notification)?
                     } else {
-                        follower.process(leader, notification)?.unwrap_or(0)
+                        match follower.process(leader, notification)? {
+                            Some(events) => events,
+                            // Processed meanwhile by another runner.
+                            None => continue,
+                        }
                     };
                     report.processed += 1;
                     report.events += events;
