@@ -1,0 +1,240 @@
+//! annals, used through its public API as an application would use it.
+
+use std::time::{Duration, Instant};
+
+use annals::mapper::Compressor;
+use annals::persistence::postgres::PostgresConfig;
+use annals::persistence::NotificationQuery;
+use annals::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::workload::{check_count, check_dog, check_ids, fail, name, trick, Res, Sizes, Sut, W4};
+
+/// The workload's aggregate.
+#[aggregate]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dog {
+    /// `name(i)`.
+    pub name: String,
+    /// Its tricks, in the order it learned them.
+    pub tricks: Vec<String>,
+}
+
+#[aggregate]
+impl Dog {
+    /// Registers a dog (the creation event; a random v4 id).
+    #[event("Registered")]
+    pub fn register(name: String) -> Self {
+        Dog {
+            name,
+            tricks: Vec::new(),
+        }
+    }
+
+    /// Adds a trick.
+    #[event("TrickAdded")]
+    pub fn add_trick(&mut self, trick: String) {
+        self.tricks.push(trick);
+    }
+}
+
+/// Where an annals application keeps its events.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// In memory.
+    Memory,
+    /// A SQLite file.
+    Sqlite(String),
+    /// PostgreSQL, tables named after the application.
+    Postgres(PostgresConfig),
+}
+
+/// An annals application for one workload group.
+pub struct AnnalsSut {
+    app: Application,
+    ids: Vec<Uuid>,
+}
+
+impl AnnalsSut {
+    /// An application named `name` on `store`; zlib and AES-256-GCM when
+    /// `zlib_aes`; snapshots when `snapshotting`.
+    pub fn open(name: &str, store: Store, zlib_aes: bool, snapshotting: bool) -> Res<Self> {
+        let mut builder = Application::builder(name);
+        builder = match store {
+            Store::Memory => builder.memory(),
+            Store::Sqlite(path) => builder.sqlite(path),
+            Store::Postgres(mut config) => {
+                config.pool_size = config.pool_size.max(Sizes::STANDARD.threads as u32);
+                builder.postgres(config)
+            }
+        };
+        if zlib_aes {
+            builder = builder
+                .compressor(Some(Compressor::Zlib))
+                .cipher_key(annals::cipher::create_key());
+        }
+        let app = builder.snapshotting(snapshotting).build()?;
+        Ok(Self {
+            app,
+            ids: Vec::new(),
+        })
+    }
+
+    fn stored(&self) -> Res<u64> {
+        Ok(self.app.recorder().max_notification_id()?)
+    }
+}
+
+/// W1 for aggregates `first, first + step, ...` below `sizes.aggregates`.
+fn write_dogs(app: &Application, sizes: &Sizes, first: usize, step: usize) -> Res<Vec<Uuid>> {
+    let mut ids = Vec::with_capacity(sizes.aggregates / step + 1);
+    for i in (first..sizes.aggregates).step_by(step) {
+        let mut dog = Dog::register(name(i));
+        app.save(&mut dog)?;
+        for j in 1..sizes.events {
+            dog.add_trick(trick(j));
+            app.save(&mut dog)?;
+        }
+        ids.push(dog.id());
+    }
+    Ok(ids)
+}
+
+impl Sut for AnnalsSut {
+    fn w1(&mut self, sizes: &Sizes) -> Res<Duration> {
+        let start = Instant::now();
+        let ids = write_dogs(&self.app, sizes, 0, 1)?;
+        let elapsed = start.elapsed();
+        self.ids = ids;
+        check_count("W1", self.stored()?, sizes.w1_events())?;
+        Ok(elapsed)
+    }
+
+    fn w2(&mut self, sizes: &Sizes) -> Res<Duration> {
+        let repository = self.app.repository();
+        let start = Instant::now();
+        let dogs = self
+            .ids
+            .iter()
+            .map(|id| repository.get::<Dog>(*id))
+            .collect::<annals::Result<Vec<Dog>>>()?;
+        let elapsed = start.elapsed();
+        if dogs.len() != sizes.aggregates {
+            return fail(format!(
+                "W2: read {} aggregates, expected {}",
+                dogs.len(),
+                sizes.aggregates
+            ));
+        }
+        for (i, dog) in dogs.iter().enumerate() {
+            check_dog("W2", i, &dog.name, &dog.tricks, dog.version(), sizes.events)?;
+        }
+        Ok(elapsed)
+    }
+
+    fn w3(&mut self, sizes: &Sizes) -> Res<Duration> {
+        let total = sizes.w1_events();
+        let recorder = self.app.recorder();
+        let start = Instant::now();
+        let mut all = Vec::with_capacity(total);
+        let mut next = 1;
+        let mut selects = 0;
+        while all.len() < total {
+            let page = recorder.select_notifications(&NotificationQuery::new(next, sizes.page))?;
+            selects += 1;
+            let Some(last) = page.last() else { break };
+            next = last.id + 1;
+            all.extend(page);
+        }
+        let elapsed = start.elapsed();
+        check_ids("W3", all.iter().map(|n| n.id), total)?;
+        if selects != total.div_ceil(sizes.page) {
+            return fail(format!("W3: {selects} selects"));
+        }
+        Ok(elapsed)
+    }
+
+    fn w4(&mut self, sizes: &Sizes) -> Res<W4> {
+        let start = Instant::now();
+        let mut dog = Dog::register(name(0));
+        let mut pending = 1;
+        for j in 1..sizes.long {
+            dog.add_trick(trick(j));
+            pending += 1;
+            if pending == sizes.long_batch {
+                self.app.save(&mut dog)?;
+                pending = 0;
+            }
+        }
+        self.app.save(&mut dog)?;
+        let write = start.elapsed();
+        let id = dog.id();
+        check_count("W4 write", self.stored()?, sizes.long)?;
+
+        let start = Instant::now();
+        let dog: Dog = self.app.repository().get(id)?;
+        let get_nosnap = start.elapsed();
+        check_dog(
+            "W4 no snapshot",
+            0,
+            &dog.name,
+            &dog.tricks,
+            dog.version(),
+            sizes.long,
+        )?;
+
+        self.app.take_snapshot::<Dog>(id, None)?;
+        let start = Instant::now();
+        let dog: Dog = self.app.repository().get(id)?;
+        let get_snap = start.elapsed();
+        check_dog(
+            "W4 snapshot",
+            0,
+            &dog.name,
+            &dog.tricks,
+            dog.version(),
+            sizes.long,
+        )?;
+        Ok(W4 {
+            write,
+            get_nosnap,
+            get_snap,
+        })
+    }
+
+    fn w5(&mut self, sizes: &Sizes) -> Res<Duration> {
+        let start = Instant::now();
+        for b in 0..sizes.batches {
+            let mut dogs: Vec<Dog> = (0..sizes.batch)
+                .map(|k| Dog::register(name(b * sizes.batch + k)))
+                .collect();
+            self.app.save(&mut dogs[..])?;
+        }
+        let elapsed = start.elapsed();
+        check_count("W5", self.stored()?, sizes.batches * sizes.batch)?;
+        Ok(elapsed)
+    }
+
+    fn w1_concurrent(&mut self, sizes: &Sizes) -> Res<Duration> {
+        let app = &self.app;
+        let start = Instant::now();
+        let results: Vec<Res<Vec<Uuid>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..sizes.threads)
+                .map(|t| s.spawn(move || write_dogs(app, sizes, t, sizes.threads)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| fail("a writer thread panicked".into()))
+                })
+                .collect()
+        });
+        let elapsed = start.elapsed();
+        for r in results {
+            r?;
+        }
+        check_count("W1x8", self.stored()?, sizes.w1_events())?;
+        Ok(elapsed)
+    }
+}
