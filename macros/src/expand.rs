@@ -281,6 +281,8 @@ fn event_enum(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
 fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     let p = private(agg);
     let serde_path = format!("{}::serde", quote!(#p)).replace(' ', "");
+    let timestamp_ser = format!("{}::timestamp::serialize_ref", quote!(#p)).replace(' ', "");
+    let timestamp_de = format!("{}::timestamp::deserialize", quote!(#p)).replace(' ', "");
     let events: Vec<&EventDef> = agg.events.iter().map(|(_, e)| e).collect();
     let topics = events.iter().map(|e| &e.topic);
     let mut index_arms = Vec::new();
@@ -335,7 +337,7 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
         let ref_fields = e.args.iter().map(|a| {
             let ident = &a.ident;
             let ty = &a.ty;
-            quote!(#ident: &'__a #ty)
+            quote!(#ident: &'__ref #ty)
         });
         let owned_fields = e.args.iter().map(|a| {
             let ident = &a.ident;
@@ -346,12 +348,13 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
             Self::#variant { #(#fields),* } => {
                 #[derive(#p::serde::Serialize)]
                 #[serde(crate = #serde_path)]
-                struct __State<'__a> {
-                    timestamp: &'__a #p::Timestamp,
+                struct __State<'__ref> {
+                    #[serde(serialize_with = #timestamp_ser)]
+                    timestamp: &'__ref #p::Timestamp,
                     #[serde(skip_serializing_if = "::core::option::Option::is_none")]
-                    correlation_id: ::core::option::Option<&'__a #p::Uuid>,
+                    correlation_id: ::core::option::Option<&'__ref #p::Uuid>,
                     #[serde(skip_serializing_if = "::core::option::Option::is_none")]
-                    causation_id: ::core::option::Option<&'__a #p::Uuid>,
+                    causation_id: ::core::option::Option<&'__ref #p::Uuid>,
                     #class_version_field
                     #(#ref_fields,)*
                 }
@@ -372,6 +375,7 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
                 #[derive(#p::serde::Deserialize)]
                 #[serde(crate = #serde_path)]
                 struct __State {
+                    #[serde(deserialize_with = #timestamp_de)]
                     timestamp: #p::Timestamp,
                     #[serde(default)]
                     correlation_id: ::core::option::Option<#p::Uuid>,

@@ -118,6 +118,7 @@ pub mod prelude {
 /// Used by the code that the macros generate; not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::clock::stored as timestamp;
     pub use crate::clock::Timestamp;
     pub use crate::domain::Header;
     pub use crate::domain::{

@@ -202,7 +202,7 @@ fn stored_state_holds_the_fields_and_the_timestamp() {
     let state: serde_json::Value = serde_json::from_slice(&stored[1].event.state).expect("json");
     assert_eq!(
         state,
-        serde_json::json!({"timestamp": "2026-01-02T03:04:05Z", "trick": "sit"})
+        serde_json::json!({"timestamp": "2026-01-02T03:04:05.000000000Z", "trick": "sit"})
     );
     // Decoding gives back the same domain event.
     let decoded: DomainEvent<Dog> = app.mapper().decode(&stored[1].event).expect("decode");
