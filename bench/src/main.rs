@@ -10,6 +10,7 @@
 mod annals_sut;
 mod cqrs;
 mod raw;
+mod reader_memory;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -72,6 +73,13 @@ struct Cli {
     /// Internal: the sizes a child uses, as JSON.
     #[arg(long, hide = true)]
     child_sizes: Option<String>,
+    /// Instead of the workload: peak memory while reading N (and N/10)
+    /// notifications from SQLite with the notification log reader.
+    #[arg(long, value_name = "N")]
+    reader_memory: Option<usize>,
+    /// Internal: the reader of --reader-memory.
+    #[arg(long, hide = true)]
+    reader_memory_child: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -413,6 +421,12 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Res<()> {
+    if let Some(path) = &cli.reader_memory_child {
+        return reader_memory::child(path, 1_000);
+    }
+    if let Some(n) = cli.reader_memory {
+        return reader_memory::run(n);
+    }
     for w in &cli.workloads {
         if !["w1", "w1x8", "w2", "w3", "w4", "w5", "zlib-aes"].contains(&w.as_str()) {
             return fail(format!("unknown workload {w:?}"));

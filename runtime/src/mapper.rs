@@ -475,7 +475,7 @@ fn upcast<A: Aggregate>(
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// SHA-256 of the previous hash (zeros for a stream's first event), the

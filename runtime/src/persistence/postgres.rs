@@ -335,6 +335,8 @@ enum Stmt {
     SelectEventsDesc,
     SelectNotifications,
     SelectNotificationsTopics,
+    SelectNotificationsStop,
+    SelectNotificationsTopicsStop,
     MaxNotificationId,
     MaxTrackingId,
     HasTrackingId,
@@ -343,7 +345,7 @@ enum Stmt {
     SelectSnapshotsDesc,
 }
 
-const STATEMENTS: usize = 12;
+const STATEMENTS: usize = 14;
 
 /// The SQL of one recorder, built once from validated names.
 #[derive(Debug)]
@@ -401,11 +403,15 @@ impl Sql {
             )
         };
         let select_events = |order: &str| select_from(&events, order);
+        // Without a stop, no upper bound at all: with one (even i64::MAX),
+        // the planner's first, custom plans chose a bitmap scan of the
+        // whole table and a sort (measured: 5.4 ms instead of 0.2 ms for a
+        // page of 1,000 from 20,000).
         let select_notifications = |filter: &str| {
             format!(
                 "SELECT notification_id, originator_id, originator_version, topic, state \
-                 FROM {events} WHERE notification_id >= $1 AND notification_id <= $2{filter} \
-                 ORDER BY notification_id LIMIT $3"
+                 FROM {events} WHERE notification_id >= $1{filter} \
+                 ORDER BY notification_id LIMIT $2"
             )
         };
         let statements = [
@@ -423,7 +429,9 @@ impl Sql {
             select_events("ASC"),
             select_events("DESC"),
             select_notifications(""),
-            select_notifications(" AND topic = ANY($4)"),
+            select_notifications(" AND topic = ANY($3)"),
+            select_notifications(" AND notification_id <= $3"),
+            select_notifications(" AND notification_id <= $3 AND topic = ANY($4)"),
             format!("SELECT MAX(notification_id) FROM {events}"),
             format!("SELECT MAX(notification_id) FROM {tracking} WHERE application_name = $1"),
             format!(
@@ -1085,18 +1093,25 @@ impl ApplicationRecorder for PostgresRecorder {
             return Ok(Vec::new());
         }
         let start = bigint(query.start);
-        let stop = query.stop.map_or(i64::MAX, bigint);
+        let stop = query.stop.map(bigint);
         let limit = bigint(query.limit as u64);
         let topics: Vec<&str> = query.topics.iter().map(String::as_str).collect();
         self.read("selecting notifications", |conn| {
-            let rows = if topics.is_empty() {
-                let statement = conn.statement(&self.sql, Stmt::SelectNotifications)?;
-                conn.client.query(&statement, &[&start, &stop, &limit])?
-            } else {
-                let statement = conn.statement(&self.sql, Stmt::SelectNotificationsTopics)?;
-                conn.client
-                    .query(&statement, &[&start, &stop, &limit, &topics])?
+            let (which, params): (Stmt, Vec<&(dyn ToSql + Sync)>) = match (&stop, topics.is_empty())
+            {
+                (None, true) => (Stmt::SelectNotifications, vec![&start, &limit]),
+                (None, false) => (
+                    Stmt::SelectNotificationsTopics,
+                    vec![&start, &limit, &topics],
+                ),
+                (Some(stop), true) => (Stmt::SelectNotificationsStop, vec![&start, &limit, stop]),
+                (Some(stop), false) => (
+                    Stmt::SelectNotificationsTopicsStop,
+                    vec![&start, &limit, stop, &topics],
+                ),
             };
+            let statement = conn.statement(&self.sql, which)?;
+            let rows = conn.client.query(&statement, &params)?;
             rows.iter()
                 .map(|row| {
                     Ok(Notification {
