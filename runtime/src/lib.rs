@@ -105,6 +105,8 @@ mod howto {
     struct HashChains;
     #[doc = include_str!("../../docs/howto/correlation.md")]
     struct Correlation;
+    #[doc = include_str!("../../README.md")]
+    struct Readme;
 }
 
 /// What an application module needs: `use annals::prelude::*;`.
