@@ -56,15 +56,30 @@ pub fn drop_postgres_tables(config: &PostgresConfig, name: &str) {
         .expect("drop tables");
 }
 
-/// A path for a new SQLite database file in a new temporary directory,
-/// kept after the test so the file outlives the recorders that use it.
-pub fn temp_sqlite(name: &str) -> String {
-    let dir = tempfile::Builder::new()
-        .prefix("annals-test-")
-        .tempdir()
+/// A new directory for a test's files, under the build directory
+/// (`target/<profile>/test-data/`, so `cargo clean` removes them), kept
+/// after the test so databases outlive the recorders that use them.
+pub fn temp_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test binary>
+    let base = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|profile| profile.join("test-data"))
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&base).expect("test data dir");
+    tempfile::Builder::new()
+        .prefix("annals-")
+        .tempdir_in(base)
         .expect("temp dir")
-        .keep();
-    dir.join(format!("{name}.db"))
+        .keep()
+}
+
+/// A path for a new SQLite database file in a new directory of
+/// [`temp_dir`].
+pub fn temp_sqlite(name: &str) -> String {
+    temp_dir()
+        .join(format!("{name}.db"))
         .to_string_lossy()
         .into_owned()
 }

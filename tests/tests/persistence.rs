@@ -7,11 +7,7 @@ use annals::Error;
 use annals_examples::dog_school::Dog;
 
 fn temp_path(name: &str) -> String {
-    let dir = tempfile::Builder::new()
-        .prefix("annals-app-")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
+    let dir = annals_tests::stores::temp_dir();
     dir.join(name).to_string_lossy().into_owned()
 }
 

@@ -15,11 +15,7 @@ use annals_tests::contract::event;
 /// A fresh database file in its own temporary directory (kept for the
 /// process's life so the file outlives the recorder's tests).
 fn temp_db(name: &str) -> PathBuf {
-    let dir = tempfile::Builder::new()
-        .prefix("annals-sqlite-")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
+    let dir = annals_tests::stores::temp_dir();
     dir.join(format!("{name}.db"))
 }
 
