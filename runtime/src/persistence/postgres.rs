@@ -30,9 +30,11 @@
 //! events were stored is unknown, and the error says so rather than risk
 //! storing them twice or reporting a conflict for the caller's own events.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use postgres::error::SqlState;
@@ -533,13 +535,6 @@ impl From<postgres::Error> for Fail {
     }
 }
 
-/// Why a write failed: before COMMIT was sent (nothing can have been
-/// stored), or at COMMIT.
-enum WriteFail {
-    BeforeCommit(postgres::Error),
-    AtCommit(postgres::Error),
-}
-
 /// The `originator_id` column of an insert.
 enum Ids<'a> {
     Uuid(Vec<Uuid>),
@@ -587,6 +582,7 @@ pub struct PostgresRecorder {
     pool: Pool<Manager>,
     config: PostgresConfig,
     sql: Arc<Sql>,
+    group: Arc<Group>,
 }
 
 impl fmt::Debug for PostgresRecorder {
@@ -638,6 +634,7 @@ impl PostgresRecorder {
                 config.originator_id_type,
             )),
             config: config.clone(),
+            group: Arc::default(),
         };
         recorder.create_tables()?;
         Ok(recorder)
@@ -853,8 +850,11 @@ impl PostgresRecorder {
         })
     }
 
-    /// Inserts `events` (and `tracking`) in one transaction, under the
-    /// events table's lock.
+    /// Inserts `events` (and `tracking`) atomically, under the events
+    /// table's lock: in a group transaction shared with the saves of other
+    /// threads that arrive meanwhile (group commit), in a savepoint of its
+    /// own, so a conflict undoes this save alone. Returns once the group
+    /// has committed.
     fn write(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         if events.is_empty() && tracking.is_none() {
             return Ok(Vec::new());
@@ -867,115 +867,313 @@ impl PostgresRecorder {
                     .map(|id| (t.application_name.as_str(), id))
             })
             .transpose()?;
-
         let context = format!("inserting {} events", events.len());
         let mut retried = false;
-        let has_events = !events.is_empty();
         loop {
-            let mut conn = if retried {
-                self.checkout_checked()?
-            } else {
-                self.checkout()?
+            let mut writer = self.group.writer();
+            let epoch = match self.open_group(&mut writer, retried) {
+                Ok(epoch) => epoch,
+                Err(GroupError::Retry) => {
+                    retried = true;
+                    continue;
+                }
+                Err(GroupError::Fail(e)) => return Err(e),
             };
-            let e = match self.try_write(&mut conn, &columns, has_events, tracking) {
-                Ok(ids) => return Ok(ids),
-                Err(WriteFail::BeforeCommit(e)) => {
+            // The save that opened the group is alone in it (it holds the
+            // writer until done): its failure rolls back the whole
+            // transaction, so it needs no savepoint. A joining save takes one
+            // (releasing the previous joiner's in the same round trip).
+            let opener = self.group.members(epoch) == 1 && !writer.savepoint && !writer.stored;
+            let savepoint = match (opener, writer.savepoint) {
+                (true, _) => None,
+                (false, true) => Some("RELEASE SAVEPOINT save; SAVEPOINT save"),
+                (false, false) => Some("SAVEPOINT save"),
+            };
+            writer.savepoint |= savepoint.is_some();
+            let Some(conn) = writer.conn.as_mut() else {
+                return Err(Error::persistence(context, "no connection for the group"));
+            };
+            let saved = self.save_in_group(conn, savepoint, &columns, !events.is_empty(), tracking);
+            match saved {
+                Ok(mut ids) => {
+                    writer.stored |= !ids.is_empty();
+                    if self.group.waiting() == 0 {
+                        self.commit_group(&mut writer);
+                    }
+                    drop(writer);
+                    self.group.wait_for(epoch, &context, &self.sql.events)?;
+                    // Numbered max + 1 ..= max + n in the events' order.
+                    ids.sort_unstable();
+                    return Ok(ids);
+                }
+                Err(e) => {
                     let broken = is_broken(&conn.client, &e);
-                    if broken {
-                        conn.broken = true;
-                        if !retried {
-                            // Nothing was committed: the same transaction
-                            // again, on a connection that works.
-                            retried = true;
-                            continue;
+                    let undone = !broken
+                        && savepoint.is_some()
+                        && conn
+                            .client
+                            .batch_execute("ROLLBACK TO SAVEPOINT save")
+                            .is_ok();
+                    let alone = self.group.members(epoch) == 1;
+                    if !undone {
+                        // The whole group fails: nothing of it is stored.
+                        conn.rollback();
+                        conn.broken |= broken;
+                        if broken {
+                            writer.conn = None;
                         }
+                        self.group.end(
+                            &mut writer,
+                            epoch,
+                            Some(GroupFailure::Failed(e.to_string())),
+                        );
+                    } else if self.group.waiting() == 0 {
+                        self.commit_group(&mut writer);
                     }
-                    e
-                }
-                Err(WriteFail::AtCommit(e)) => {
-                    if is_broken(&conn.client, &e) {
-                        conn.broken = true;
-                        return Err(Error::persistence(
-                            format!(
-                                "{context} ({}): the connection broke after COMMIT was sent, so \
-                                 whether the events were stored is unknown; select them before \
-                                 trying again",
-                                self.sql.events
-                            ),
-                            e,
-                        ));
+                    drop(writer);
+                    self.group.leave(epoch);
+                    if broken && alone && !retried {
+                        // Nothing was committed: the same save again, on a
+                        // connection that works.
+                        retried = true;
+                        continue;
                     }
-                    e
+                    return Err(self.db_error(&context, e));
                 }
-            };
-            return Err(self.db_error(&context, e));
+            }
         }
     }
 
-    fn try_write(
+    /// The open group transaction's epoch, after beginning one (with the
+    /// table lock) if none is open.
+    fn open_group(&self, writer: &mut GroupWriter, retried: bool) -> Result<u64, GroupError> {
+        if let Some(epoch) = writer.open {
+            self.group.join(epoch);
+            return Ok(epoch);
+        }
+        if writer.conn.is_none() {
+            let conn = if retried {
+                self.checkout_checked()
+            } else {
+                self.checkout()
+            };
+            writer.conn = Some(conn.map_err(GroupError::Fail)?);
+        }
+        let Some(conn) = writer.conn.as_mut() else {
+            return Err(GroupError::Fail(Error::persistence(
+                "beginning a write",
+                "no connection",
+            )));
+        };
+        if let Err(e) = conn.client.batch_execute(&self.sql.begin_and_lock) {
+            let broken = is_broken(&conn.client, &e);
+            conn.rollback();
+            if broken {
+                conn.broken = true;
+                writer.conn = None;
+                if !retried {
+                    return Err(GroupError::Retry);
+                }
+            }
+            return Err(GroupError::Fail(self.db_error("beginning a write", e)));
+        }
+        let epoch = self.group.begin();
+        writer.open = Some(epoch);
+        self.group.join(epoch);
+        Ok(epoch)
+    }
+
+    /// One save inside the open group transaction, in a savepoint.
+    fn save_in_group(
         &self,
         conn: &mut Conn,
+        savepoint: Option<&str>,
         columns: &[&(dyn ToSql + Sync); 4],
         has_events: bool,
         tracking: Option<(&str, i64)>,
-    ) -> Result<Vec<u64>, WriteFail> {
-        let insert = if has_events {
-            Some(
-                conn.statement(&self.sql, Stmt::InsertEvents)
-                    .map_err(WriteFail::BeforeCommit)?,
-            )
-        } else {
-            None
-        };
-        let track = match tracking {
-            Some(_) => Some(
-                conn.statement(&self.sql, Stmt::InsertTracking)
-                    .map_err(WriteFail::BeforeCommit)?,
-            ),
-            None => None,
-        };
-        let begin = if has_events {
-            self.sql.begin_and_lock.as_str()
-        } else {
-            "BEGIN"
-        };
-        if let Err(e) = conn.client.batch_execute(begin) {
-            conn.rollback();
-            return Err(WriteFail::BeforeCommit(e));
+    ) -> Result<Vec<u64>, postgres::Error> {
+        if let Some(savepoint) = savepoint {
+            conn.client.batch_execute(savepoint)?;
         }
-        let body = (|| -> Result<Vec<u64>, postgres::Error> {
-            if let (Some(statement), Some((name, id))) = (&track, tracking) {
-                conn.client.execute(statement, &[&name, &id])?;
-            }
-            let mut ids = Vec::new();
-            if let Some(statement) = &insert {
-                for row in conn.client.query(statement, columns)? {
-                    // Never negative: numbered from max + 1 >= 1.
-                    let id: i64 = row.try_get(0)?;
-                    ids.push(id.unsigned_abs());
-                }
-            }
-            Ok(ids)
-        })();
-        let mut ids = match body {
-            Ok(ids) => ids,
-            Err(e) => {
-                conn.rollback();
-                return Err(WriteFail::BeforeCommit(e));
-            }
-        };
-        let commit = if has_events {
-            self.sql.notify_and_commit.as_str()
-        } else {
-            "COMMIT"
-        };
-        if let Err(e) = conn.client.batch_execute(commit) {
-            conn.rollback();
-            return Err(WriteFail::AtCommit(e));
+        if let Some((name, id)) = tracking {
+            let statement = conn.statement(&self.sql, Stmt::InsertTracking)?;
+            conn.client.execute(&statement, &[&name, &id])?;
         }
-        // The ids are max + 1 ..= max + n in the events' order.
-        ids.sort_unstable();
+        let mut ids = Vec::new();
+        if has_events {
+            let statement = conn.statement(&self.sql, Stmt::InsertEvents)?;
+            for row in conn.client.query(&statement, columns)? {
+                // Never negative: numbered from max + 1 >= 1.
+                let id: i64 = row.try_get(0)?;
+                ids.push(id.unsigned_abs());
+            }
+        }
         Ok(ids)
+    }
+
+    /// Notifies followers and commits the open group transaction; tells
+    /// its saves how it went.
+    fn commit_group(&self, writer: &mut GroupWriter) {
+        let Some(epoch) = writer.open else {
+            return;
+        };
+        let failure = match writer.conn.as_mut() {
+            None => Some(GroupFailure::Failed("the connection was lost".into())),
+            Some(conn) => match conn.client.batch_execute(if writer.stored {
+                &self.sql.notify_and_commit
+            } else {
+                "COMMIT"
+            }) {
+                Ok(()) => None,
+                Err(e) if is_broken(&conn.client, &e) => {
+                    conn.broken = true;
+                    writer.conn = None;
+                    Some(GroupFailure::Unknown(e.to_string()))
+                }
+                Err(e) => {
+                    conn.rollback();
+                    Some(GroupFailure::Failed(e.to_string()))
+                }
+            },
+        };
+        self.group.end(writer, epoch, failure);
+    }
+}
+
+/// How a group transaction failed.
+#[derive(Debug, Clone)]
+enum GroupFailure {
+    /// Rolled back: nothing of it is stored.
+    Failed(String),
+    /// The connection broke after COMMIT was sent.
+    Unknown(String),
+}
+
+enum GroupError {
+    Retry,
+    Fail(Error),
+}
+
+/// The connection of the open group transaction.
+#[derive(Default)]
+struct GroupWriter {
+    conn: Option<PooledConnection<Manager>>,
+    open: Option<u64>,
+    /// Whether a save of the open group stored events (then followers are
+    /// notified at its commit).
+    stored: bool,
+    /// Whether a joining save's savepoint is open (released by the next
+    /// one, or by the commit).
+    savepoint: bool,
+}
+
+#[derive(Default)]
+struct GroupState {
+    next_epoch: u64,
+    committed: u64,
+    /// Per epoch not yet reported to all its saves: how many saves are in
+    /// it, and how it failed, if it did.
+    outcomes: BTreeMap<u64, (usize, Option<GroupFailure>)>,
+}
+
+/// Group commit: saves of this process that arrive while one is being
+/// written share its transaction (and its table lock and WAL flush).
+#[derive(Default)]
+struct Group {
+    writer: Mutex<GroupWriter>,
+    waiting: AtomicUsize,
+    state: Mutex<GroupState>,
+    committed: Condvar,
+}
+
+impl Group {
+    fn writer(&self) -> MutexGuard<'_, GroupWriter> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        writer
+    }
+
+    fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    fn state(&self) -> MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn begin(&self) -> u64 {
+        let mut state = self.state();
+        state.next_epoch += 1;
+        state.next_epoch
+    }
+
+    fn join(&self, epoch: u64) {
+        self.state().outcomes.entry(epoch).or_default().0 += 1;
+    }
+
+    fn members(&self, epoch: u64) -> usize {
+        self.state().outcomes.get(&epoch).map_or(0, |o| o.0)
+    }
+
+    /// A save leaves the group with its own error.
+    fn leave(&self, epoch: u64) {
+        let mut state = self.state();
+        let committed = state.committed;
+        if let Some(outcome) = state.outcomes.get_mut(&epoch) {
+            outcome.0 = outcome.0.saturating_sub(1);
+            if outcome.0 == 0 && committed >= epoch {
+                state.outcomes.remove(&epoch);
+            }
+        }
+    }
+
+    fn end(&self, writer: &mut GroupWriter, epoch: u64, failure: Option<GroupFailure>) {
+        writer.open = None;
+        writer.stored = false;
+        writer.savepoint = false;
+        // Back to the pool between groups (readers may need it).
+        writer.conn = None;
+        let mut state = self.state();
+        let outcome = state.outcomes.entry(epoch).or_default();
+        outcome.1 = failure;
+        if outcome.0 == 0 {
+            state.outcomes.remove(&epoch);
+        }
+        state.committed = epoch;
+        drop(state);
+        self.committed.notify_all();
+    }
+
+    /// Waits until group `epoch` has ended: Ok if it committed.
+    fn wait_for(&self, epoch: u64, context: &str, table: &str) -> Result<()> {
+        let state = self.state();
+        let mut state = self
+            .committed
+            .wait_while(state, |s| s.committed < epoch)
+            .unwrap_or_else(|e| e.into_inner());
+        let outcome = state.outcomes.entry(epoch).or_default();
+        let failure = outcome.1.clone();
+        outcome.0 = outcome.0.saturating_sub(1);
+        if outcome.0 == 0 {
+            state.outcomes.remove(&epoch);
+        }
+        match failure {
+            None => Ok(()),
+            Some(GroupFailure::Failed(why)) => Err(Error::persistence(
+                format!(
+                    "{context} ({table}): the transaction failed, nothing of this save was stored"
+                ),
+                why,
+            )),
+            Some(GroupFailure::Unknown(why)) => Err(Error::persistence(
+                format!(
+                    "{context} ({table}): the connection broke after COMMIT was sent, so \
+                     whether the events were stored is unknown; select them before trying again"
+                ),
+                why,
+            )),
+        }
     }
 }
 
