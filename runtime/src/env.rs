@@ -97,6 +97,25 @@ impl Env {
             .transpose()
     }
 
+    /// The value of `var` read as a number of seconds (integer or decimal,
+    /// not negative); a bad value is an error naming the variable.
+    pub fn seconds(&self, var: &str) -> Result<Option<std::time::Duration>> {
+        let Some(secs) = self.parse::<f64>(var)? else {
+            return Ok(None);
+        };
+        std::time::Duration::try_from_secs_f64(secs)
+            .map(Some)
+            .map_err(|_| {
+                let name = self
+                    .get(var)
+                    .map_or_else(|| var.to_owned(), |(name, _)| name);
+                Error::config(
+                    name,
+                    format!("{secs} is not a number of seconds (0 or more)"),
+                )
+            })
+    }
+
     /// The value of `var` read as a yes/no flag (`y`, `yes`, `t`, `true`,
     /// `on`, `1` and their opposites, as the Python library reads them).
     pub fn flag(&self, var: &str) -> Result<Option<bool>> {

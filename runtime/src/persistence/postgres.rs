@@ -202,7 +202,7 @@ impl PostgresConfig {
             config.user = user;
         }
         config.password = env.get("POSTGRES_PASSWORD").map(|(_, p)| p);
-        if let Some(timeout) = seconds(env, "POSTGRES_CONNECT_TIMEOUT")? {
+        if let Some(timeout) = env.seconds("POSTGRES_CONNECT_TIMEOUT")? {
             if timeout.is_zero() {
                 return Err(Error::config(
                     var_name(env, "POSTGRES_CONNECT_TIMEOUT"),
@@ -211,9 +211,12 @@ impl PostgresConfig {
             }
             config.connect_timeout = timeout;
         }
-        config.lock_timeout = seconds(env, "POSTGRES_LOCK_TIMEOUT")?.filter(|d| !d.is_zero());
-        config.statement_timeout =
-            seconds(env, "POSTGRES_STATEMENT_TIMEOUT")?.filter(|d| !d.is_zero());
+        config.lock_timeout = env
+            .seconds("POSTGRES_LOCK_TIMEOUT")?
+            .filter(|d| !d.is_zero());
+        config.statement_timeout = env
+            .seconds("POSTGRES_STATEMENT_TIMEOUT")?
+            .filter(|d| !d.is_zero());
         if let Some(size) = env.parse::<u32>("POSTGRES_POOL_SIZE")? {
             if size == 0 {
                 return Err(Error::config(
@@ -266,19 +269,6 @@ impl PostgresConfig {
 /// The name `var` was found under (prefixed or not), for errors.
 fn var_name(env: &Env, var: &str) -> String {
     env.get(var).map_or_else(|| var.to_owned(), |(key, _)| key)
-}
-
-/// A number of seconds (integer or decimal, not negative).
-fn seconds(env: &Env, var: &str) -> Result<Option<Duration>> {
-    let Some(secs) = env.parse::<f64>(var)? else {
-        return Ok(None);
-    };
-    Duration::try_from_secs_f64(secs).map(Some).map_err(|_| {
-        Error::config(
-            var_name(env, var),
-            format!("{secs} is not a number of seconds (0 or more)"),
-        )
-    })
 }
 
 /// Whole milliseconds, at least 1 (0 would mean "no timeout" to PostgreSQL).

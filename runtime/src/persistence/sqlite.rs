@@ -72,8 +72,8 @@ impl SqliteConfig {
             )
         })?;
         let mut config = Self::new(dbname);
-        if let Some(seconds) = env.parse::<f64>("SQLITE_LOCK_TIMEOUT")? {
-            config.lock_timeout = seconds_setting(env, "SQLITE_LOCK_TIMEOUT", seconds)?;
+        if let Some(timeout) = env.seconds("SQLITE_LOCK_TIMEOUT")? {
+            config.lock_timeout = timeout;
         }
         if let Some((_, prefix)) = env.get("SQLITE_TABLE_PREFIX") {
             config.table_prefix = Some(prefix);
@@ -87,17 +87,6 @@ impl SqliteConfig {
     fn is_memory(&self) -> bool {
         self.dbname == ":memory:" || self.dbname.contains("mode=memory")
     }
-}
-
-/// A number of seconds from setting `var`, which must be finite and not
-/// negative.
-pub(crate) fn seconds_setting(env: &Env, var: &str, seconds: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(seconds).map_err(|_| {
-        let name = env
-            .get(var)
-            .map_or_else(|| var.to_owned(), |(name, _)| name);
-        Error::config(name, format!("{seconds} is not a number of seconds"))
-    })
 }
 
 /// Validated table names.
