@@ -176,20 +176,7 @@ impl Repository {
         let mut chain = aggregate.as_ref().and_then(|a| a.__meta().last_hash);
         for event in &stored {
             if let Some(before) = &aggregate {
-                // A gap says more than the broken hash or failed decode it
-                // would cause.
-                if event.originator_version != before.version() + 1 {
-                    return Err(Error::Corrupt {
-                        aggregate: A::NAME,
-                        id: id.to_string(),
-                        message: format!(
-                            "version {} follows version {}: version {} is missing",
-                            event.originator_version,
-                            before.version(),
-                            before.version() + 1
-                        ),
-                    });
-                }
+                domain::check_follows(before, event.originator_version)?;
             }
             let decoded = self.mapper.decode_link(event, &mut chain)?;
             aggregate = Some(domain::replay(aggregate, decoded)?);
