@@ -19,7 +19,21 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::error::Error;
 use crate::error::Result;
+
+/// `value` as a database's signed 64-bit integer (SQLite's INTEGER,
+/// PostgreSQL's bigint): versions and ids above `i64::MAX` cannot be stored.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn to_i64(what: &str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| {
+        Error::persistence(
+            format!("storing {what} {value}"),
+            "a database integer holds at most 9223372036854775807",
+        )
+    })
+}
 
 /// One stored event: the row a recorder writes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -46,7 +46,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
 use super::{
-    AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
+    to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
     ProcessRecorder, StoredEvent, Tracking,
 };
 use crate::env::Env;
@@ -1236,15 +1236,6 @@ impl AggregateRecorder for PostgresSnapshotRecorder {
             [Stmt::SelectSnapshotsAsc, Stmt::SelectSnapshotsDesc],
         )
     }
-}
-
-fn to_i64(what: &str, value: u64) -> Result<i64> {
-    i64::try_from(value).map_err(|_| {
-        Error::persistence(
-            format!("storing {what} {value}"),
-            "PostgreSQL's bigint holds at most 9223372036854775807",
-        )
-    })
 }
 
 fn to_u64(what: &str, value: i64) -> Result<u64, Fail> {

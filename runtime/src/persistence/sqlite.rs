@@ -24,7 +24,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use super::{
-    AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
+    to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
     ProcessRecorder, StoredEvent, Tracking,
 };
 use crate::env::Env;
@@ -269,15 +269,6 @@ fn sqlite_error(context: &str, config: &SqliteConfig, e: rusqlite::Error) -> Err
     }
 }
 
-fn to_i64(value: u64, what: &str) -> Result<i64> {
-    i64::try_from(value).map_err(|_| {
-        Error::persistence(
-            format!("{what} {value} is too large for SQLite"),
-            "out of range",
-        )
-    })
-}
-
 fn to_u64(value: i64) -> u64 {
     // Stored versions and ids are never negative: they are written from u64.
     value.max(0) as u64
@@ -462,10 +453,10 @@ impl Shared {
     ) -> Result<Vec<u64>> {
         let rows = events
             .iter()
-            .map(|e| Ok((e, to_i64(e.originator_version, "originator version")?)))
+            .map(|e| Ok((e, to_i64("originator version", e.originator_version)?)))
             .collect::<Result<Vec<_>>>()?;
         let tracked = tracking
-            .map(|(sql, t)| Ok((sql, t, to_i64(t.notification_id, "notification id")?)))
+            .map(|(sql, t)| Ok((sql, t, to_i64("notification id", t.notification_id)?)))
             .transpose()?;
         let err = |e| sqlite_error("inserting events", &self.config, e);
         let mut writer = self.writer();
@@ -552,8 +543,8 @@ impl Shared {
         originator_id: &str,
         query: &EventQuery,
     ) -> Result<Vec<StoredEvent>> {
-        let gt = query.gt.map(|v| to_i64(v, "version")).transpose()?;
-        let lte = query.lte.map(|v| to_i64(v, "version")).transpose()?;
+        let gt = query.gt.map(|v| to_i64("version", v)).transpose()?;
+        let lte = query.lte.map(|v| to_i64("version", v)).transpose()?;
         let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         let sql = select_events_sql(table, query);
         self.read("selecting events", |conn| {
@@ -683,10 +674,10 @@ impl AggregateRecorder for SqliteRecorder {
 
 impl ApplicationRecorder for SqliteRecorder {
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
-        let start = to_i64(query.start, "notification id")?;
+        let start = to_i64("notification id", query.start)?;
         let stop = query
             .stop
-            .map(|s| to_i64(s, "notification id"))
+            .map(|s| to_i64("notification id", s))
             .transpose()?;
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let sql = self.statements.select_notifications(query);
@@ -751,7 +742,7 @@ impl ProcessRecorder for SqliteRecorder {
     }
 
     fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {
-        let id = to_i64(notification_id, "notification id")?;
+        let id = to_i64("notification id", notification_id)?;
         self.shared.read("reading a tracking record", |conn| {
             conn.prepare_cached(&self.statements.has_tracking_id)?
                 .query_row(params![application_name, id], |row| row.get(0))

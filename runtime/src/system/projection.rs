@@ -39,12 +39,9 @@ pub trait ReadModel: Send + 'static {
     ) -> Result<()>;
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn db_error(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::persistence(context.to_owned(), e)
-}
-
-fn to_i64(id: u64) -> Result<i64> {
-    i64::try_from(id).map_err(|_| Error::persistence("tracking", "notification id out of range"))
 }
 
 #[cfg(feature = "sqlite")]
@@ -84,7 +81,11 @@ impl ReadModel for rusqlite::Connection {
             .map_err(|e| db_error("beginning a projection transaction", e))?;
         tx.execute(
             "INSERT INTO projection_tracking VALUES (?1, ?2, ?3)",
-            rusqlite::params![name, leader, to_i64(id)?],
+            rusqlite::params![
+                name,
+                leader,
+                crate::persistence::to_i64("notification id", id)?
+            ],
         )
         .map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => Error::Conflict(format!(
@@ -135,7 +136,11 @@ impl ReadModel for postgres::Client {
             .map_err(|e| db_error("beginning a projection transaction", e))?;
         tx.execute(
             "INSERT INTO projection_tracking VALUES ($1, $2, $3)",
-            &[&name, &leader, &to_i64(id)?],
+            &[
+                &name,
+                &leader,
+                &crate::persistence::to_i64("notification id", id)?,
+            ],
         )
         .map_err(|e| match e.code() {
             Some(code) if *code == postgres::error::SqlState::UNIQUE_VIOLATION => Error::Conflict(
