@@ -259,6 +259,16 @@ fn several_followers_of_one_leader_and_one_follower_of_two_leaders_in_order() {
         .expect("decode");
     assert_eq!(made.causation_id, Some(placed.event_id()));
     assert_eq!(made.correlation_id, Some(placed.event_id()));
+    // A policy that saves without decoding its upstream event (the audit)
+    // gives the same causation: read from the stored state.
+    let audit_log = audit
+        .recorder()
+        .select_notifications(&NotificationQuery::new(1, 1))
+        .expect("log");
+    let noted: annals::DomainEvent<Seen> =
+        audit.mapper().decode(&audit_log[0].event).expect("decode");
+    assert_eq!(noted.causation_id, Some(placed.event_id()));
+    assert_eq!(noted.correlation_id, Some(placed.event_id()));
 }
 
 #[test]

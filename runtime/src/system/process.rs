@@ -2,6 +2,7 @@
 //! events of the follower's own aggregates, stored with the tracking record
 //! of the upstream notification in one transaction: exactly once.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use crate::application::{Application, Save};
@@ -13,23 +14,30 @@ use crate::persistence::{Notification, StoredEvent, Tracking};
 pub struct Upstream<'a> {
     leader: &'a Application,
     notification: &'a Notification,
-    metadata: Metadata,
+    /// What caused events carry; found when first needed (from the decoded
+    /// event if the policy decoded it, else from the stored state), so an
+    /// event nobody reacts to is not decoded for it.
+    metadata: OnceCell<Metadata>,
 }
 
 impl<'a> Upstream<'a> {
     /// The upstream event of `notification` from `leader`.
-    pub(crate) fn new(leader: &'a Application, notification: &'a Notification) -> Result<Self> {
-        let stored = &notification.event;
-        let header = leader.mapper().header(stored)?;
-        let cause = domain::event_id(&stored.originator_id, stored.originator_version);
-        Ok(Self {
+    pub(crate) fn new(leader: &'a Application, notification: &'a Notification) -> Self {
+        Self {
             leader,
             notification,
-            metadata: Metadata {
-                correlation_id: Some(header.correlation_id.unwrap_or(cause)),
-                causation_id: Some(cause),
-            },
-        })
+            metadata: OnceCell::new(),
+        }
+    }
+
+    /// The metadata of events caused by one with this correlation id.
+    fn caused(&self, correlation_id: Option<uuid::Uuid>) -> Metadata {
+        let stored = &self.notification.event;
+        let cause = domain::event_id(&stored.originator_id, stored.originator_version);
+        Metadata {
+            correlation_id: Some(correlation_id.unwrap_or(cause)),
+            causation_id: Some(cause),
+        }
     }
 
     /// The leader application's name.
@@ -53,16 +61,21 @@ impl<'a> Upstream<'a> {
         if A::Event::__variant_of(self.topic()).is_none() {
             return Ok(None);
         }
-        self.leader
-            .mapper()
-            .decode(&self.notification.event)
-            .map(Some)
+        let event: DomainEvent<A> = self.leader.mapper().decode(&self.notification.event)?;
+        let _ = self.metadata.set(self.caused(event.correlation_id));
+        Ok(Some(event))
     }
 
     /// What events caused by this one carry: its id as causation id, its
     /// correlation id (or its own id) as theirs.
-    pub fn metadata(&self) -> Metadata {
-        self.metadata
+    pub fn metadata(&self) -> Result<Metadata> {
+        if let Some(metadata) = self.metadata.get() {
+            return Ok(*metadata);
+        }
+        let header = self.leader.mapper().header(&self.notification.event)?;
+        let metadata = self.caused(header.correlation_id);
+        let _ = self.metadata.set(metadata);
+        Ok(metadata)
     }
 }
 
@@ -70,7 +83,7 @@ impl<'a> Upstream<'a> {
 /// tracking record, when the policy returns.
 pub struct Processing<'a> {
     app: &'a Application,
-    metadata: Metadata,
+    upstream: &'a Upstream<'a>,
     events: Vec<StoredEvent>,
 }
 
@@ -84,7 +97,8 @@ impl Processing<'_> {
     /// notification causes, with its causation and correlation ids. They
     /// are stored (or not) together with the tracking record.
     pub fn save<S: Save>(&mut self, mut aggregates: S) -> Result<()> {
-        aggregates.encode_pending(self.app.mapper(), &self.metadata, &mut self.events)?;
+        let metadata = self.upstream.metadata()?;
+        aggregates.encode_pending(self.app.mapper(), &metadata, &mut self.events)?;
         aggregates.forget_pending();
         Ok(())
     }
@@ -153,10 +167,10 @@ impl ProcessApplication {
         leader: &Application,
         notification: &Notification,
     ) -> Result<(Vec<StoredEvent>, Tracking)> {
-        let upstream = Upstream::new(leader, notification)?;
+        let upstream = Upstream::new(leader, notification);
         let mut processing = Processing {
             app: &self.app,
-            metadata: upstream.metadata,
+            upstream: &upstream,
             events: Vec::new(),
         };
         self.policy.process(&upstream, &mut processing)?;

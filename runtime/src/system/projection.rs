@@ -222,7 +222,7 @@ impl<D: ReadModel> Projection<D> {
                 return Ok(applied);
             }
             for notification in &page {
-                let upstream = Upstream::new(&self.leader, notification)?;
+                let upstream = Upstream::new(&self.leader, notification);
                 match db.apply(&self.name, leader, notification.id, &mut |tx| {
                     (self.project)(&upstream, tx)
                 }) {
