@@ -45,10 +45,18 @@ pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
 /// `#[event("TrickAdded")]`. Read by `#[aggregate]`; alone it is an error.
 #[proc_macro_attribute]
 pub fn event(_args: TokenStream, input: TokenStream) -> TokenStream {
+    outside_aggregate("#[event] marks a method", input)
+}
+
+/// A marker read by `#[aggregate]` found outside such an impl block: the
+/// item, unchanged, and an error saying where the marker belongs.
+fn outside_aggregate(what: &str, input: TokenStream) -> TokenStream {
     let input = proc_macro2::TokenStream::from(input);
     let error = syn::Error::new(
         proc_macro2::Span::call_site(),
-        "#[event] marks a method of an impl block that has #[aggregate]; add #[aggregate] to the impl block",
+        format!(
+            "{what} of an impl block that has #[aggregate]; add #[aggregate] to the impl block"
+        ),
     )
     .to_compile_error();
     quote::quote!(#error #input).into()
@@ -60,11 +68,5 @@ pub fn event(_args: TokenStream, input: TokenStream) -> TokenStream {
 /// it is an error.
 #[proc_macro_attribute]
 pub fn upcast(_args: TokenStream, input: TokenStream) -> TokenStream {
-    let input = proc_macro2::TokenStream::from(input);
-    let error = syn::Error::new(
-        proc_macro2::Span::call_site(),
-        "#[upcast] marks a function of an impl block that has #[aggregate]; add #[aggregate] to the impl block",
-    )
-    .to_compile_error();
-    quote::quote!(#error #input).into()
+    outside_aggregate("#[upcast] marks a function", input)
 }
