@@ -11,6 +11,7 @@ mod annals_sut;
 mod cqrs;
 mod raw;
 mod reader_memory;
+mod wake;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -80,6 +81,11 @@ struct Cli {
     /// Internal: the reader of --reader-memory.
     #[arg(long, hide = true)]
     reader_memory_child: Option<String>,
+    /// Instead of the workload: how soon a subscription sees each of N
+    /// saves, in-process and from a second application (SQLite, and
+    /// PostgreSQL when POSTGRES_DBNAME is set).
+    #[arg(long, value_name = "N")]
+    wake_latency: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,6 +432,16 @@ fn run(cli: Cli) -> Res<()> {
     }
     if let Some(n) = cli.reader_memory {
         return reader_memory::run(n);
+    }
+    if let Some(n) = cli.wake_latency {
+        let postgres = pg_settings().map(|(dbname, host, port, user)| {
+            let mut c = annals::persistence::postgres::PostgresConfig::new(dbname);
+            c.host = host;
+            c.port = port;
+            c.user = user;
+            c
+        });
+        return wake::run(n.max(1), postgres);
     }
     for w in &cli.workloads {
         if !["w1", "w1x8", "w2", "w3", "w4", "w5", "zlib-aes"].contains(&w.as_str()) {
