@@ -8,28 +8,31 @@ use std::sync::Arc;
 
 use crate::cipher::{self, Cipher};
 use crate::domain::{Aggregate, AggregateId, Metadata};
-use crate::env::{self, Env};
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::mapper::{Compressor, Mapper};
 use crate::persistence::memory::MemoryRecorder;
 #[cfg(feature = "postgres")]
-use crate::persistence::postgres::{PostgresConfig, PostgresRecorder};
+use crate::persistence::postgres::PostgresConfig;
 #[cfg(feature = "sqlite")]
-use crate::persistence::sqlite::{SqliteConfig, SqliteRecorder};
+use crate::persistence::sqlite::SqliteConfig;
+use crate::persistence::wake::Notifier;
+pub use crate::persistence::Persistence;
 use crate::persistence::{
-    AggregateRecorder, EventQuery, Notification, NotificationQuery, ProcessRecorder, StoredEvent,
+    AggregateRecorder, EventQuery, Notification, NotificationQuery, ProcessRecorder, Recorders,
+    Store, StoredEvent,
 };
 use crate::repository::{Cache, Repository, Snapshots};
-use crate::system::Notifier;
+use crate::settings;
 
 /// Turns snapshots on (`yes`/`no`).
-pub const IS_SNAPSHOTTING_ENABLED: &str = "IS_SNAPSHOTTING_ENABLED";
+pub const IS_SNAPSHOTTING_ENABLED: &str = settings::IS_SNAPSHOTTING_ENABLED.name;
 /// The size of the aggregate cache (no cache when unset or 0).
-pub const AGGREGATE_CACHE_MAXSIZE: &str = "AGGREGATE_CACHE_MAXSIZE";
+pub const AGGREGATE_CACHE_MAXSIZE: &str = settings::AGGREGATE_CACHE_MAXSIZE.name;
 /// Chains each stream's events by hash (`yes`/`no`).
-pub const IS_HASH_CHAINING_ENABLED: &str = "IS_HASH_CHAINING_ENABLED";
+pub const IS_HASH_CHAINING_ENABLED: &str = settings::IS_HASH_CHAINING_ENABLED.name;
 /// The Python library's cipher setting; when set it must name AES.
-pub const CIPHER_TOPIC: &str = "CIPHER_TOPIC";
+pub const CIPHER_TOPIC: &str = settings::CIPHER_TOPIC.name;
 
 /// An event-sourced application: a named store of aggregates.
 ///
@@ -271,105 +274,6 @@ pub enum Verification {
     },
 }
 
-/// Where an application keeps its events.
-#[derive(Clone)]
-#[non_exhaustive]
-pub enum Persistence {
-    /// In memory (lost when the application is dropped).
-    Memory,
-    /// In a SQLite database.
-    #[cfg(feature = "sqlite")]
-    Sqlite(SqliteConfig),
-    /// In a PostgreSQL database.
-    #[cfg(feature = "postgres")]
-    Postgres(PostgresConfig),
-    /// A recorder the caller made.
-    Recorder(Arc<dyn ProcessRecorder>),
-    /// Recorders the caller made, for events and for snapshots (e.g. those
-    /// of another application, to share its store).
-    Recorders(Arc<dyn ProcessRecorder>, Arc<dyn AggregateRecorder>),
-}
-
-impl fmt::Debug for Persistence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Persistence::Memory => f.write_str("Memory"),
-            #[cfg(feature = "sqlite")]
-            Persistence::Sqlite(config) => f.debug_tuple("Sqlite").field(config).finish(),
-            #[cfg(feature = "postgres")]
-            Persistence::Postgres(config) => f.debug_tuple("Postgres").field(config).finish(),
-            Persistence::Recorder(_) => f.write_str("Recorder(..)"),
-            Persistence::Recorders(..) => f.write_str("Recorders(..)"),
-        }
-    }
-}
-
-impl Persistence {
-    /// The persistence that `PERSISTENCE_MODULE` names (`memory`, `sqlite`,
-    /// `postgres`, or the Python library's module names), with its
-    /// settings from `env`; `None` when the variable is not set.
-    pub fn from_env(env: &Env) -> Result<Option<Self>> {
-        let Some((var, module)) = env.get(env::PERSISTENCE_MODULE) else {
-            return Ok(None);
-        };
-        let module = module.trim().to_ascii_lowercase();
-        let module = module.strip_prefix("eventsourcing.").unwrap_or(&module);
-        Ok(Some(match module {
-            "memory" | "popo" => Persistence::Memory,
-            #[cfg(feature = "sqlite")]
-            "sqlite" => Persistence::Sqlite(SqliteConfig::from_env(env)?),
-            #[cfg(feature = "postgres")]
-            "postgres" | "postgresql" => Persistence::Postgres(PostgresConfig::from_env(env)?),
-            other => {
-                return Err(Error::config(
-                    var,
-                    format!(
-                        "unknown persistence module {other:?}; expected one of: {}",
-                        MODULES.join(", ")
-                    ),
-                ))
-            }
-        }))
-    }
-
-    /// Opens the event store and the snapshot store.
-    fn open(
-        self,
-        app_name: &str,
-    ) -> Result<(Arc<dyn ProcessRecorder>, Arc<dyn AggregateRecorder>)> {
-        let _ = app_name;
-        Ok(match self {
-            Persistence::Memory => (
-                Arc::new(MemoryRecorder::new()),
-                Arc::new(MemoryRecorder::new()),
-            ),
-            #[cfg(feature = "sqlite")]
-            Persistence::Sqlite(config) => {
-                let recorder = SqliteRecorder::open(config)?;
-                let snapshots = recorder.snapshot_recorder();
-                (Arc::new(recorder), Arc::new(snapshots))
-            }
-            #[cfg(feature = "postgres")]
-            Persistence::Postgres(config) => {
-                let recorder = PostgresRecorder::open(&config, app_name)?;
-                let snapshots = recorder.snapshot_recorder();
-                (Arc::new(recorder), Arc::new(snapshots))
-            }
-            Persistence::Recorder(recorder) => (recorder, Arc::new(MemoryRecorder::new())),
-            Persistence::Recorders(events, snapshots) => (events, snapshots),
-        })
-    }
-}
-
-/// The persistence modules this build has.
-const MODULES: &[&str] = &[
-    "memory",
-    #[cfg(feature = "sqlite")]
-    "sqlite",
-    #[cfg(feature = "postgres")]
-    "postgres",
-];
-
 /// Configures an [`Application`] in code, from the environment, or both
 /// (settings made after [`from_env`](Self::from_env) win). `Debug` never
 /// shows the cipher key.
@@ -456,6 +360,12 @@ impl ApplicationBuilder {
     #[cfg(feature = "postgres")]
     pub fn postgres(self, config: PostgresConfig) -> Self {
         self.persistence(Persistence::Postgres(config))
+    }
+
+    /// Keeps events in `store` (a store of the user's own, or any built-in
+    /// store's settings).
+    pub fn store(self, store: impl Store + 'static) -> Self {
+        self.persistence(Persistence::store(store))
     }
 
     /// Keeps events where `persistence` says.
@@ -559,7 +469,10 @@ impl ApplicationBuilder {
                 .with_cipher(cipher)
                 .with_hash_chain(self.hash_chain),
         );
-        let (recorder, snapshot_recorder) = self.persistence.open(&self.name)?;
+        let Recorders {
+            events: recorder,
+            snapshots: snapshot_recorder,
+        } = self.persistence.open(&self.name)?;
         let snapshots = self
             .snapshotting
             .then(|| Snapshots::new(snapshot_recorder, mapper.clone()));

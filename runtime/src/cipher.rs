@@ -29,7 +29,7 @@ const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
 /// The setting that holds the key.
-pub const CIPHER_KEY: &str = "CIPHER_KEY";
+pub const CIPHER_KEY: &str = crate::settings::CIPHER_KEY.name;
 
 /// A new random 32-byte key, base64-encoded, for `CIPHER_KEY`.
 pub fn create_key() -> String {

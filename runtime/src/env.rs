@@ -11,7 +11,7 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 
 /// Which store an application uses: `memory` (the default).
-pub const PERSISTENCE_MODULE: &str = "PERSISTENCE_MODULE";
+pub const PERSISTENCE_MODULE: &str = crate::settings::PERSISTENCE_MODULE.name;
 
 /// Reads settings for one application, from the process environment or
 /// from a given map. `Debug` shows the names of the settings, never their

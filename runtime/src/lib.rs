@@ -82,6 +82,8 @@ pub mod error;
 pub mod mapper;
 pub mod persistence;
 pub mod repository;
+pub mod rows;
+pub mod settings;
 pub mod system;
 
 pub use annals_macros::{aggregate, event, upcast};

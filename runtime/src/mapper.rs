@@ -26,10 +26,10 @@ use sha2::{Digest, Sha256};
 use crate::domain::{Aggregate, AggregateId, AggregateState, DomainEvent, Event, EventHash};
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::persistence::StoredEvent;
+use crate::rows::StoredEvent;
 
 /// The setting that turns compression on.
-pub const COMPRESSOR_TOPIC: &str = "COMPRESSOR_TOPIC";
+pub const COMPRESSOR_TOPIC: &str = crate::settings::COMPRESSOR_TOPIC.name;
 
 /// How stored state is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

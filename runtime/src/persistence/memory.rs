@@ -1,8 +1,9 @@
 //! The in-memory recorder: the default store, for tests and prototypes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::wake::{Notifier, Signal, Watch};
 use super::{
     AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
     ProcessRecorder, StoredEvent, Tracking,
@@ -11,9 +12,28 @@ use crate::error::{Error, Result};
 
 /// Keeps events in memory, behind a read-write lock. Cloning is not
 /// offered: share it behind an `Arc`.
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+/// use annals::persistence::{AggregateRecorder, EventQuery, StoredEvent};
+///
+/// let recorder = MemoryRecorder::new();
+/// let row = StoredEvent {
+///     originator_id: "dog-1".into(),
+///     originator_version: 1,
+///     topic: "Dog.Registered".into(),
+///     state: b"{}".to_vec(),
+/// };
+/// assert_eq!(recorder.insert_events(&[row.clone()])?, [1]);
+/// // The same (id, version) again: a conflict, nothing stored.
+/// assert!(recorder.insert_events(&[row]).unwrap_err().is_conflict());
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryRecorder {
     state: RwLock<State>,
+    /// Raised after every insert, for the watchers of this recorder.
+    committed: Notifier,
 }
 
 #[derive(Debug, Default)]
@@ -88,7 +108,10 @@ impl AggregateRecorder for MemoryRecorder {
     fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
         let mut state = self.write();
         state.check(events)?;
-        Ok(state.insert(events))
+        let ids = state.insert(events);
+        drop(state);
+        self.committed.notify();
+        Ok(ids)
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
@@ -141,6 +164,12 @@ impl ApplicationRecorder for MemoryRecorder {
     fn max_notification_id(&self) -> Result<u64> {
         Ok(self.read().log.len() as u64)
     }
+
+    fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
+        // Inserts raise it directly: no thread needed.
+        self.committed.subscribe(signal);
+        Ok(Watch::none())
+    }
 }
 
 impl ProcessRecorder for MemoryRecorder {
@@ -168,6 +197,8 @@ impl ProcessRecorder for MemoryRecorder {
             .or_default();
         tracked.ids.insert(tracking.notification_id);
         tracked.max = tracked.max.max(tracking.notification_id);
+        drop(state);
+        self.committed.notify();
         Ok(ids)
     }
 

@@ -12,16 +12,32 @@
 //!
 //! Every recorder passes the same contract test-suite (`tests/` in the
 //! repository).
+//!
+//! Which store an application uses is decided here too ([`Persistence`],
+//! from `PERSISTENCE_MODULE` or from code; see [`factory`]). Each store is
+//! a module of its own: [`memory`], [`sqlite`] (folder), [`postgres`]
+//! (folder); the SQL stores share one group-commit engine. A new store is
+//! its folder plus one entry in [`factory`]'s list; a user's own store is
+//! registered with [`register_module`].
 
+pub mod factory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod group_commit;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod wake;
+
+use std::sync::Arc;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::error::Error;
 use crate::error::Result;
+pub use crate::rows::{Notification, StoredEvent, Tracking};
+pub use factory::{register_module, Persistence, Recorders, Store};
+use wake::{Signal, Watch};
 
 /// `value` as a database's signed 64-bit integer (SQLite's INTEGER,
 /// PostgreSQL's bigint): versions and ids above `i64::MAX` cannot be stored.
@@ -33,38 +49,6 @@ pub(crate) fn to_i64(what: &str, value: u64) -> Result<i64> {
             "a database integer holds at most 9223372036854775807",
         )
     })
-}
-
-/// One stored event: the row a recorder writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEvent {
-    /// The aggregate's id in its stored form.
-    pub originator_id: String,
-    /// The aggregate's version after this event.
-    pub originator_version: u64,
-    /// What kind of event this is (`"Dog.TrickAdded"`).
-    pub topic: String,
-    /// The event's encoded state.
-    pub state: Vec<u8>,
-}
-
-/// A stored event with its position in the application's log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notification {
-    /// The position in the log: 1, 2, 3, ... in commit order.
-    pub id: u64,
-    /// The event.
-    pub event: StoredEvent,
-}
-
-/// "Notification `notification_id` of upstream application
-/// `application_name` has been processed."
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tracking {
-    /// The upstream application's name.
-    pub application_name: String,
-    /// The processed notification's id.
-    pub notification_id: u64,
 }
 
 /// Which events of one stream to select.
@@ -173,11 +157,15 @@ pub trait ApplicationRecorder: AggregateRecorder {
     /// The highest notification id (0 when the log is empty).
     fn max_notification_id(&self) -> Result<u64>;
 
-    /// A wake-up that fires when any process commits new events, if the
-    /// store has one (PostgreSQL's LISTEN/NOTIFY). `None`: followers rely
-    /// on in-process signals and polling.
-    fn listen(&self) -> Result<Option<Box<dyn crate::system::WakeUp>>> {
-        Ok(None)
+    /// Raises `signal` whenever events are committed to this store, by any
+    /// process, until the returned watcher is dropped: PostgreSQL listens
+    /// for its NOTIFY, SQLite watches the file's `data_version`. The
+    /// default, for stores without such a signal, watches nothing
+    /// ([`Watch::none`]): followers then rely on in-process notifiers and
+    /// polling.
+    fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
+        let _ = signal;
+        Ok(Watch::none())
     }
 }
 

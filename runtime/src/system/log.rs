@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::wake::{Signal, WakeUp};
+use super::{Signal, Watch};
 use crate::application::Application;
 use crate::error::Result;
 use crate::persistence::{Notification, NotificationQuery};
@@ -82,7 +82,8 @@ pub struct Subscription {
     reader: NotificationLogReader,
     next: u64,
     buffer: std::vec::IntoIter<Notification>,
-    wake: Box<dyn WakeUp>,
+    /// Raises `signal` at commits of other processes, while it lives.
+    _watch: Watch,
     poll: Duration,
     stopped: Arc<AtomicBool>,
     signal: Arc<Signal>,
@@ -93,21 +94,15 @@ impl Subscription {
     /// if `topics` is not empty).
     pub fn new(app: &Application, start: u64, topics: &[&str]) -> Result<Self> {
         let signal = Signal::new();
+        // One signal, raised by saves in this process, by the stopper and
+        // by the store's watcher (commits of any process).
         app.notifier().subscribe(&signal);
-        // The signal is raised by saves in this process and by the stopper;
-        // a LISTEN connection (PostgreSQL) by commits of any process.
-        let wake: Box<dyn WakeUp> = match app.recorder().listen()? {
-            Some(listener) => Box::new(super::runner::AnyOf(vec![
-                Box::new(signal.clone()),
-                listener,
-            ])),
-            None => Box::new(signal.clone()),
-        };
+        let watch = app.recorder().watch(&signal)?;
         Ok(Self {
             reader: NotificationLogReader::new(app).topics(topics.iter().copied()),
             next: start.max(1),
             buffer: Vec::new().into_iter(),
-            wake,
+            _watch: watch,
             poll: Duration::from_millis(500),
             stopped: Arc::new(AtomicBool::new(false)),
             signal,
@@ -160,9 +155,7 @@ impl Iterator for Subscription {
             match self.reader.page(self.next) {
                 Ok(page) if !page.is_empty() => self.buffer = page.into_iter(),
                 Ok(_) => {
-                    if let Err(e) = self.wake.wait(self.poll) {
-                        return Some(Err(e));
-                    }
+                    self.signal.wait(self.poll);
                 }
                 Err(e) => return Some(Err(e)),
             }

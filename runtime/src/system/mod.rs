@@ -16,17 +16,16 @@ mod process;
 mod projection;
 mod runner;
 mod sync;
-mod wake;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+pub use crate::persistence::wake::{Notifier, Signal, Watch};
 pub use log::{NotificationLogReader, Stopper, Subscription};
 pub use process::{Policy, ProcessApplication, Processing, Upstream};
 pub use projection::{ProjectFn, Projection, ReadModel};
 pub use runner::{MultiThreadedRunner, SingleThreadedRunner, StopHandle};
 pub use sync::{FollowerReport, SyncOptions, SyncReport};
-pub use wake::{Notifier, Signal, WakeUp};
 
 use crate::application::Application;
 use crate::error::{Error, Result};

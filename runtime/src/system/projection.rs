@@ -239,11 +239,13 @@ impl<D: ReadModel> Projection<D> {
     }
 
     /// Applies new notifications as the leader stores them, until `stop`:
-    /// woken by the leader's saves in this process, else every `poll`.
+    /// woken by the leader's saves in this process and by its store's
+    /// watcher (commits of other processes), else every `poll`.
     pub fn run(&self, stop: &StopHandle, poll: Duration) -> Result<()> {
-        // Woken by the leader's saves and by `stop` alike.
+        // Woken by the leader's saves, its store and `stop` alike.
         let signal = stop.signal();
         self.leader.notifier().subscribe(signal);
+        let _watch = self.leader.recorder().watch(signal)?;
         while !stop.is_stopped() {
             if self.pull()? == 0 && !stop.is_stopped() {
                 signal.wait(poll);

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::wake::{Signal, WakeUp};
+use super::Signal;
 use super::System;
 use crate::error::{Error, Result};
 
@@ -73,21 +73,6 @@ impl StopHandle {
     }
 }
 
-/// Waits on every source at once by taking turns.
-pub(crate) struct AnyOf(pub(crate) Vec<Box<dyn WakeUp>>);
-
-impl WakeUp for AnyOf {
-    fn wait(&mut self, timeout: Duration) -> Result<bool> {
-        let share = timeout / u32::try_from(self.0.len().max(1)).unwrap_or(u32::MAX);
-        for source in &mut self.0 {
-            if source.wait(share)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-}
-
 impl System {
     /// Runs follower `name` in this thread until `stop` is called: first
     /// its backlog, then each new event as its leaders store them (woken
@@ -96,20 +81,21 @@ impl System {
     /// PostgreSQL, to spread a system over processes and machines; a
     /// process killed at any point loses and repeats nothing.
     pub fn run_follower(&self, name: &str, stop: &StopHandle, poll: Duration) -> Result<()> {
-        let mut sources: Vec<Box<dyn WakeUp>> = vec![Box::new(stop.signal.clone())];
+        // One signal, raised by `stop`, by the leaders' saves in this
+        // process and by their stores' watchers (commits of any process).
+        let signal = &stop.signal;
+        let mut watches = Vec::new();
         for leader in self.leaders(name) {
             let leader = self.app(leader)?;
-            leader.notifier().subscribe(&stop.signal);
-            if let Some(listener) = leader.recorder().listen()? {
-                sources.push(listener);
-            }
+            leader.notifier().subscribe(signal);
+            watches.push(leader.recorder().watch(signal)?);
         }
-        let mut wake = AnyOf(sources);
         while !stop.is_stopped() {
             if self.pull(name, BATCH)? == 0 && !stop.is_stopped() {
-                wake.wait(poll)?;
+                signal.wait(poll);
             }
         }
+        drop(watches);
         Ok(())
     }
 }

@@ -1,0 +1,286 @@
+//! Choosing and opening the store, as the Python library's
+//! `InfrastructureFactory` does: what `PERSISTENCE_MODULE` names, each
+//! store's settings from the environment or from code, and the event,
+//! snapshot and tracking recorders it opens.
+//!
+//! The built-in modules are listed in [`MODULES`]'s source: adding a store
+//! is its folder plus one entry there. A user crate adds its own with
+//! [`register_module`], under a name of its choosing.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use annals::env::Env;
+//! use annals::persistence::memory::MemoryRecorder;
+//! use annals::persistence::{register_module, Persistence, Recorders, Store};
+//!
+//! /// A store of the user's: here, memory under another name.
+//! #[derive(Debug)]
+//! struct Scratch;
+//!
+//! impl Store for Scratch {
+//!     fn open(&self, _app_name: &str) -> annals::Result<Recorders> {
+//!         Ok(Recorders::new(Arc::new(MemoryRecorder::new()), Arc::new(MemoryRecorder::new())))
+//!     }
+//! }
+//!
+//! register_module("scratch", |_env: &Env| Ok(Persistence::store(Scratch)))?;
+//! let env = Env::from_map("Notes", [("PERSISTENCE_MODULE", "scratch")]);
+//! let app = annals::Application::builder("Notes").with_env(&env)?.build()?;
+//! assert_eq!(app.recorder().max_notification_id()?, 0);
+//! # Ok::<(), annals::Error>(())
+//! ```
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use super::memory::MemoryRecorder;
+#[cfg(feature = "postgres")]
+use super::postgres::PostgresConfig;
+#[cfg(feature = "sqlite")]
+use super::sqlite::SqliteConfig;
+use super::{AggregateRecorder, ProcessRecorder};
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::settings;
+
+/// A kind of store that can open the recorders of an application.
+///
+/// Implemented by each store's settings ([`SqliteConfig`],
+/// [`PostgresConfig`]) and by a user's own stores (see the module's
+/// example).
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Opens (and, where configured, creates) the stores of application
+    /// `app_name`.
+    ///
+    /// # Errors
+    ///
+    /// The store cannot be reached or prepared, or a setting is bad.
+    fn open(&self, app_name: &str) -> Result<Recorders>;
+}
+
+/// The recorders of one application: its events (with the log and
+/// tracking records) and its snapshots.
+#[derive(Clone)]
+pub struct Recorders {
+    /// Events, notifications and tracking records.
+    pub events: Arc<dyn ProcessRecorder>,
+    /// Snapshots.
+    pub snapshots: Arc<dyn AggregateRecorder>,
+}
+
+impl fmt::Debug for Recorders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorders").finish_non_exhaustive()
+    }
+}
+
+impl Recorders {
+    /// Events in `events`, snapshots in `snapshots`.
+    pub fn new(events: Arc<dyn ProcessRecorder>, snapshots: Arc<dyn AggregateRecorder>) -> Self {
+        Self { events, snapshots }
+    }
+}
+
+/// Where an application keeps its events.
+///
+/// ```
+/// use annals::Persistence;
+///
+/// let app = annals::Application::builder("Scratch")
+///     .persistence(Persistence::Memory)
+///     .build()?;
+/// assert_eq!(app.name(), "Scratch");
+/// # Ok::<(), annals::Error>(())
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Persistence {
+    /// In memory (lost when the application is dropped).
+    Memory,
+    /// In a SQLite database.
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqliteConfig),
+    /// In a PostgreSQL database.
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresConfig),
+    /// In any other [`Store`] (one of a user's own, or a newer built-in).
+    Store(Arc<dyn Store>),
+    /// A recorder the caller made (snapshots then stay in memory).
+    Recorder(Arc<dyn ProcessRecorder>),
+    /// Recorders the caller made, for events and for snapshots (e.g. those
+    /// of another application, to share its store).
+    Recorders(Arc<dyn ProcessRecorder>, Arc<dyn AggregateRecorder>),
+}
+
+impl fmt::Debug for Persistence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Persistence::Memory => f.write_str("Memory"),
+            #[cfg(feature = "sqlite")]
+            Persistence::Sqlite(config) => f.debug_tuple("Sqlite").field(config).finish(),
+            #[cfg(feature = "postgres")]
+            Persistence::Postgres(config) => f.debug_tuple("Postgres").field(config).finish(),
+            Persistence::Store(store) => f.debug_tuple("Store").field(store).finish(),
+            Persistence::Recorder(_) => f.write_str("Recorder(..)"),
+            Persistence::Recorders(..) => f.write_str("Recorders(..)"),
+        }
+    }
+}
+
+/// Reads a module's settings from the environment.
+pub type FromEnv = fn(&Env) -> Result<Persistence>;
+
+/// A module `PERSISTENCE_MODULE` can name.
+struct Module {
+    /// Its names: annals' own first, then the Python library's.
+    names: &'static [&'static str],
+    from_env: FromEnv,
+}
+
+/// The built-in modules: one entry per store.
+const MODULES: &[Module] = &[
+    Module {
+        names: &["memory", "popo"],
+        from_env: |_| Ok(Persistence::Memory),
+    },
+    #[cfg(feature = "sqlite")]
+    Module {
+        names: &["sqlite"],
+        from_env: |env| Ok(Persistence::Sqlite(SqliteConfig::from_env(env)?)),
+    },
+    #[cfg(feature = "postgres")]
+    Module {
+        names: &["postgres", "postgresql"],
+        from_env: |env| Ok(Persistence::Postgres(PostgresConfig::from_env(env)?)),
+    },
+];
+
+/// Modules registered by user crates.
+static REGISTERED: RwLock<Vec<(String, FromEnv)>> = RwLock::new(Vec::new());
+
+/// Registers a persistence module: `PERSISTENCE_MODULE=name` then selects
+/// the store that `from_env` makes from the application's settings. Names
+/// are compared without case.
+///
+/// # Errors
+///
+/// `name` is empty or already names a module (built-in or registered).
+pub fn register_module(name: &str, from_env: FromEnv) -> Result<()> {
+    let name = name.trim().to_ascii_lowercase();
+    let var = settings::PERSISTENCE_MODULE.name;
+    if name.is_empty() {
+        return Err(Error::config(var, "a persistence module needs a name"));
+    }
+    let mut registered = REGISTERED.write().unwrap_or_else(|e| e.into_inner());
+    let built_in = MODULES.iter().any(|m| m.names.contains(&name.as_str()));
+    if built_in || registered.iter().any(|(n, _)| *n == name) {
+        return Err(Error::config(
+            var,
+            format!("the persistence module {name:?} is already registered"),
+        ));
+    }
+    registered.push((name, from_env));
+    Ok(())
+}
+
+/// Every module name this process knows, annals' own first.
+fn module_names() -> Vec<String> {
+    let registered = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+    MODULES
+        .iter()
+        .map(|m| m.names[0].to_owned())
+        .chain(registered.iter().map(|(n, _)| n.clone()))
+        .collect()
+}
+
+impl Persistence {
+    /// In `store`.
+    pub fn store(store: impl Store + 'static) -> Self {
+        Persistence::Store(Arc::new(store))
+    }
+
+    /// The persistence that `PERSISTENCE_MODULE` names (`memory`, `sqlite`,
+    /// `postgres`, the Python library's module names, or a registered
+    /// module), with its settings from `env`; `None` when the variable is
+    /// not set.
+    ///
+    /// # Errors
+    ///
+    /// An unknown module, or a missing or bad setting of the module's.
+    pub fn from_env(env: &Env) -> Result<Option<Self>> {
+        let Some((var, module)) = env.get(settings::PERSISTENCE_MODULE.name) else {
+            return Ok(None);
+        };
+        let module = module.trim().to_ascii_lowercase();
+        let module = module.strip_prefix("eventsourcing.").unwrap_or(&module);
+        if let Some(m) = MODULES.iter().find(|m| m.names.contains(&module)) {
+            return (m.from_env)(env).map(Some);
+        }
+        let registered = REGISTERED
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(name, _)| name == module)
+            .map(|(_, from_env)| *from_env);
+        match registered {
+            Some(from_env) => from_env(env).map(Some),
+            None => Err(Error::config(
+                var,
+                format!(
+                    "unknown persistence module {module:?}; expected one of: {}",
+                    module_names().join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Opens the event store and the snapshot store of application
+    /// `app_name`.
+    ///
+    /// # Errors
+    ///
+    /// The store cannot be reached or prepared.
+    pub fn open(self, app_name: &str) -> Result<Recorders> {
+        match self {
+            Persistence::Memory => Ok(Recorders::new(
+                Arc::new(MemoryRecorder::new()),
+                Arc::new(MemoryRecorder::new()),
+            )),
+            #[cfg(feature = "sqlite")]
+            Persistence::Sqlite(config) => config.open(app_name),
+            #[cfg(feature = "postgres")]
+            Persistence::Postgres(config) => config.open(app_name),
+            Persistence::Store(store) => store.open(app_name),
+            Persistence::Recorder(events) => {
+                Ok(Recorders::new(events, Arc::new(MemoryRecorder::new())))
+            }
+            Persistence::Recorders(events, snapshots) => Ok(Recorders::new(events, snapshots)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_modules_name_the_variable_and_the_choices() {
+        let env = Env::from_map("App", [("APP_PERSISTENCE_MODULE", "cassandra")]);
+        let err = Persistence::from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("APP_PERSISTENCE_MODULE"), "{err}");
+        assert!(err.contains("cassandra") && err.contains("memory"), "{err}");
+    }
+
+    #[test]
+    fn registered_modules_are_selected_and_names_are_not_taken_twice() {
+        register_module("factory_test", |_| Ok(Persistence::Memory)).expect("register");
+        let env = Env::from_map("App", [("PERSISTENCE_MODULE", "Factory_Test")]);
+        assert!(matches!(
+            Persistence::from_env(&env),
+            Ok(Some(Persistence::Memory))
+        ));
+        assert!(register_module("factory_test", |_| Ok(Persistence::Memory)).is_err());
+        assert!(register_module("memory", |_| Ok(Persistence::Memory)).is_err());
+        assert!(register_module(" ", |_| Ok(Persistence::Memory)).is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! The PostgreSQL recorder.
+//!
+//! The tables are the Python eventsourcing library's (9.x), per application
+//! (`{name}` is the application's name, lower-cased):
+//!
+//! - `{name}_events`: `originator_id` (`uuid`, or `text` with
+//!   [`OriginatorIdType::Text`]), `originator_version bigint`, `topic text`,
+//!   `state bytea`, `notification_id bigserial`, primary key
+//!   `(originator_id, originator_version)` and a unique index on
+//!   `notification_id`;
+//! - `{name}_tracking`: `application_name text`, `notification_id bigint`,
+//!   primary key on both;
+//! - `{name}_snapshots`: the events' columns without `notification_id`.
+//!
+//! Writers take `LOCK TABLE {name}_events IN EXCLUSIVE MODE` for the length
+//! of their transaction and number their events from
+//! `max(notification_id) + 1` on, so notification ids are given and committed in one order, with
+//! no gaps: a reader that has seen id N never later finds a newly committed
+//! id below N. Readers take no lock that writers wait on.
+//!
+//! Every committed insert sends `NOTIFY {name}_events`; a follower can wait
+//! for it with [`PostgresRecorder::listen`].
+//!
+//! # Broken connections
+//!
+//! Reads are retried once, on another connection, when the connection broke
+//! (closed by the server, I/O error). Writes are retried once only when the
+//! connection broke before `COMMIT` was sent: the transaction then cannot
+//! have committed. When it breaks after `COMMIT` was sent, whether the
+//! events were stored is unknown, and the error says so rather than risk
+//! storing them twice or reporting a conflict for the caller's own events.
+
+//!
+//! | file | job |
+//! |---|---|
+//! | `settings.rs` | [`PostgresConfig`], from code or `POSTGRES_*` variables; name checks |
+//! | `sql.rs` | every SQL statement |
+//! | `pool.rs` | the pool, prepared statements per connection, broken connections |
+//! | `recorder.rs` | [`PostgresRecorder`], [`PostgresSnapshotRecorder`]; writes under group commit |
+//! | `listener.rs` | [`Listener`] and the watcher that wakes followers |
+
+mod listener;
+mod pool;
+mod recorder;
+mod settings;
+mod sql;
+
+pub use listener::Listener;
+pub use recorder::{PostgresRecorder, PostgresSnapshotRecorder};
+pub use settings::{OriginatorIdType, PostgresConfig};
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::persistence::{Recorders, Store};
+
+impl Store for PostgresConfig {
+    /// Connects and creates the tables of application `app_name` (its name,
+    /// lower-cased, prefixes theirs); both recorders share one pool.
+    fn open(&self, app_name: &str) -> Result<Recorders> {
+        let recorder = PostgresRecorder::open(self, app_name)?;
+        let snapshots = recorder.snapshot_recorder();
+        Ok(Recorders::new(Arc::new(recorder), Arc::new(snapshots)))
+    }
+}

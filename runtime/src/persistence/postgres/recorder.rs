@@ -1,0 +1,768 @@
+//! The PostgreSQL recorders: events (with the log and tracking records)
+//! and snapshots, on one pool, with writes under group commit.
+
+use std::fmt;
+use std::sync::Arc;
+
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{NoTls, Row};
+use r2d2::{Pool, PooledConnection};
+use r2d2_postgres::PostgresConnectionManager;
+use uuid::Uuid;
+
+use super::pool::{is_broken, Conn, Connections, Fail, Manager};
+use super::settings::{check_schema, table_prefix, OriginatorIdType, PostgresConfig};
+use super::sql::{Sql, Stmt};
+use crate::error::{Error, Result};
+use crate::persistence::group_commit::{Failure, GroupCommit, GroupTransaction, SaveError};
+use crate::persistence::wake::{Signal, Watch};
+use crate::persistence::{
+    to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
+    ProcessRecorder, StoredEvent, Tracking,
+};
+use crate::settings;
+
+/// The key of the advisory lock that serializes `create_tables` across
+/// processes (concurrent `CREATE TABLE IF NOT EXISTS` can fail otherwise).
+const DDL_LOCK_KEY: i64 = 0x616e_6e61_6c73; // "annals"
+
+/// The `originator_id` column of an insert.
+enum Ids<'a> {
+    Uuid(Vec<Uuid>),
+    Text(Vec<&'a str>),
+}
+
+/// The four columns of a batch of rows, as arrays for `unnest`.
+struct Columns<'a> {
+    ids: Ids<'a>,
+    versions: Vec<i64>,
+    topics: Vec<&'a str>,
+    states: Vec<&'a [u8]>,
+}
+
+impl Columns<'_> {
+    fn params(&self) -> [&(dyn ToSql + Sync); 4] {
+        let ids: &(dyn ToSql + Sync) = match &self.ids {
+            Ids::Uuid(ids) => ids,
+            Ids::Text(ids) => ids,
+        };
+        [ids, &self.versions, &self.topics, &self.states]
+    }
+}
+
+/// One originator id as a query parameter.
+enum IdParam<'a> {
+    Uuid(Uuid),
+    Text(&'a str),
+}
+
+impl IdParam<'_> {
+    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            IdParam::Uuid(id) => id,
+            IdParam::Text(id) => id,
+        }
+    }
+}
+
+/// Stores events in PostgreSQL, in the Python eventsourcing library's
+/// tables, through a pool of connections. `Send + Sync`: share it behind an
+/// `Arc`.
+#[derive(Clone)]
+pub struct PostgresRecorder {
+    connections: Connections,
+    pub(super) config: PostgresConfig,
+    pub(super) sql: Arc<Sql>,
+    /// Saves of this process that arrive while one is being written share
+    /// its transaction (and its table lock and WAL flush).
+    group: Arc<GroupCommit<GroupWriter>>,
+}
+
+impl fmt::Debug for PostgresRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresRecorder")
+            .field("config", &self.config)
+            .field("events", &self.sql.events)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresRecorder {
+    /// Connects to the server `config` names and creates the tables of
+    /// application `app_name` if they are missing. The application's name,
+    /// lower-cased, prefixes the tables' names: it must be ASCII letters,
+    /// digits and underscores, not start with a digit, and be at most 53
+    /// bytes long.
+    pub fn open(config: &PostgresConfig, app_name: &str) -> Result<Self> {
+        let prefix = table_prefix(app_name)?;
+        if let Some(schema) = &config.schema {
+            check_schema(schema)?;
+        }
+        if config.pool_size == 0 {
+            return Err(Error::config(
+                settings::POSTGRES_POOL_SIZE.name,
+                "must be at least 1",
+            ));
+        }
+        if config.connect_timeout.is_zero() {
+            return Err(Error::config(
+                settings::POSTGRES_CONNECT_TIMEOUT.name,
+                "must be more than 0 seconds",
+            ));
+        }
+        let manager = Manager {
+            inner: PostgresConnectionManager::new(config.connection_config(), NoTls),
+        };
+        let pool = Pool::builder()
+            .max_size(config.pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(config.connect_timeout)
+            // Broken connections are found when used, and handled there
+            // (see the module's documentation): no round trip per checkout.
+            .test_on_check_out(false)
+            .build(manager)
+            .map_err(|e| Error::persistence(format!("connecting to {}", config.server()), e))?;
+        let connections = Connections {
+            pool,
+            server: config.server(),
+            pool_size: config.pool_size,
+        };
+        let sql = Arc::new(Sql::new(
+            &prefix,
+            config.schema.as_deref(),
+            config.originator_id_type,
+        ));
+        let writer = GroupWriter {
+            connections: connections.clone(),
+            sql: sql.clone(),
+            conn: None,
+            suspect: false,
+            stored: false,
+            savepoint: false,
+        };
+        let recorder = Self {
+            connections,
+            sql,
+            config: config.clone(),
+            group: Arc::new(GroupCommit::new(writer, true)),
+        };
+        recorder.create_tables()?;
+        Ok(recorder)
+    }
+
+    /// Creates the schema (if one is configured), the events, tracking and
+    /// snapshots tables and the notification id index, where missing. Safe
+    /// to call again, and from several processes at once. An existing
+    /// events table whose `originator_id` column has not the configured
+    /// type is an error naming `POSTGRES_ORIGINATOR_ID_TYPE`.
+    pub fn create_tables(&self) -> Result<()> {
+        let context = format!("creating the tables of {}", self.sql.events);
+        let mut conn = self.checkout()?;
+        let result = (|| -> Result<Option<String>, postgres::Error> {
+            let mut tx = conn.client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK_KEY])?;
+            if let Some(schema) = &self.config.schema {
+                let exists: bool = tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                        &[schema],
+                    )?
+                    .try_get(0)?;
+                if !exists {
+                    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))?;
+                }
+            }
+            tx.batch_execute(&self.sql.create)?;
+            let column_type: Option<String> = tx
+                .query_opt(
+                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                     WHERE attrelid = $1::text::regclass AND attname = 'originator_id'",
+                    &[&self.sql.events],
+                )?
+                .map(|row| row.try_get(0))
+                .transpose()?;
+            tx.commit()?;
+            Ok(column_type)
+        })();
+        let column_type = result.map_err(|e| {
+            if is_broken(&conn.client, &e) {
+                conn.broken = true;
+            }
+            self.db_error(&context, e)
+        })?;
+        let expected = self.config.originator_id_type.sql();
+        match column_type {
+            Some(found) if found != expected => Err(Error::config(
+                settings::POSTGRES_ORIGINATOR_ID_TYPE.name,
+                format!(
+                    "the table {} has a {found} originator_id column, but the setting says \
+                     {expected}: set POSTGRES_ORIGINATOR_ID_TYPE={found} to use it",
+                    self.sql.events
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn checkout(&self) -> Result<PooledConnection<Manager>> {
+        self.connections.checkout()
+    }
+
+    fn db_error(&self, context: &str, e: postgres::Error) -> Error {
+        let table = &self.sql.events;
+        if let Some(db) = e.as_db_error() {
+            if *db.code() == SqlState::UNIQUE_VIOLATION {
+                return Error::Conflict(format!(
+                    "{}{}",
+                    db.message(),
+                    db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+                ));
+            }
+            if *db.code() == SqlState::LOCK_NOT_AVAILABLE {
+                return Error::persistence(
+                    format!(
+                        "{context} ({table}): gave up waiting for a lock (POSTGRES_LOCK_TIMEOUT)"
+                    ),
+                    e,
+                );
+            }
+            if *db.code() == SqlState::QUERY_CANCELED {
+                return Error::persistence(
+                    format!(
+                        "{context} ({table}): cancelled, possibly by POSTGRES_STATEMENT_TIMEOUT"
+                    ),
+                    e,
+                );
+            }
+        }
+        Error::persistence(format!("{context} ({table})"), e)
+    }
+
+    /// Runs `f` on a connection; once more on another if the connection
+    /// broke.
+    fn read<T>(&self, context: &str, f: impl Fn(&mut Conn) -> Result<T, Fail>) -> Result<T> {
+        let mut conn = self.checkout()?;
+        let e = match f(&mut conn) {
+            Ok(value) => return Ok(value),
+            Err(Fail::Other(e)) => return Err(e),
+            Err(Fail::Db(e)) => e,
+        };
+        if !is_broken(&conn.client, &e) {
+            return Err(self.db_error(context, e));
+        }
+        conn.broken = true;
+        drop(conn);
+        let mut conn = self.connections.checkout_checked()?;
+        f(&mut conn).map_err(|fail| match fail {
+            Fail::Other(e) => e,
+            Fail::Db(e) => {
+                if is_broken(&conn.client, &e) {
+                    conn.broken = true;
+                }
+                self.db_error(context, e)
+            }
+        })
+    }
+
+    fn id_param<'a>(&self, originator_id: &'a str) -> Result<IdParam<'a>> {
+        Ok(match self.config.originator_id_type {
+            OriginatorIdType::Uuid => IdParam::Uuid(self.parse_uuid(originator_id)?),
+            OriginatorIdType::Text => IdParam::Text(originator_id),
+        })
+    }
+
+    fn parse_uuid(&self, originator_id: &str) -> Result<Uuid> {
+        Uuid::parse_str(originator_id).map_err(|_| {
+            Error::config(
+                settings::POSTGRES_ORIGINATOR_ID_TYPE.name,
+                format!(
+                    "originator id {originator_id:?} is not a UUID, but the originator_id \
+                     column of {} is uuid: set POSTGRES_ORIGINATOR_ID_TYPE=text to store string \
+                     ids (in new tables)",
+                    self.sql.events
+                ),
+            )
+        })
+    }
+
+    fn read_id(&self, row: &Row, index: usize) -> Result<String, postgres::Error> {
+        Ok(match self.config.originator_id_type {
+            OriginatorIdType::Uuid => row.try_get::<_, Uuid>(index)?.simple().to_string(),
+            OriginatorIdType::Text => row.try_get(index)?,
+        })
+    }
+
+    fn read_event(&self, row: &Row, first: usize) -> Result<StoredEvent, Fail> {
+        Ok(StoredEvent {
+            originator_id: self.read_id(row, first)?,
+            originator_version: to_u64("originator_version", row.try_get(first + 1)?)?,
+            topic: row.try_get(first + 2)?,
+            state: row.try_get(first + 3)?,
+        })
+    }
+
+    /// The columns of `events` as query parameters.
+    fn columns<'a>(&self, events: &'a [StoredEvent]) -> Result<Columns<'a>> {
+        let ids = match self.config.originator_id_type {
+            OriginatorIdType::Uuid => Ids::Uuid(
+                events
+                    .iter()
+                    .map(|e| self.parse_uuid(&e.originator_id))
+                    .collect::<Result<_>>()?,
+            ),
+            OriginatorIdType::Text => {
+                Ids::Text(events.iter().map(|e| e.originator_id.as_str()).collect())
+            }
+        };
+        Ok(Columns {
+            ids,
+            versions: events
+                .iter()
+                .map(|e| to_i64("originator_version", e.originator_version))
+                .collect::<Result<_>>()?,
+            topics: events.iter().map(|e| e.topic.as_str()).collect(),
+            states: events.iter().map(|e| e.state.as_slice()).collect(),
+        })
+    }
+
+    /// Inserts `events` (and `tracking`) atomically, under the events
+    /// table's lock: in a group transaction shared with the saves of other
+    /// threads that arrive meanwhile (group commit), in a savepoint of its
+    /// own, so a conflict undoes this save alone. Returns once the group
+    /// has committed.
+    fn write(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+        if events.is_empty() && tracking.is_none() {
+            return Ok(Vec::new());
+        }
+        let rows = self.columns(events)?;
+        let columns = rows.params();
+        let tracking = tracking
+            .map(|t| {
+                to_i64("tracked notification id", t.notification_id)
+                    .map(|id| (t.application_name.as_str(), id))
+            })
+            .transpose()?;
+        let context = format!("inserting {} events", events.len());
+        let table = &self.sql.events;
+        let mut retried = false;
+        loop {
+            let saved = self
+                .group
+                .save(|w| w.save(&columns, !events.is_empty(), tracking));
+            return match saved {
+                Ok(mut ids) => {
+                    // Numbered max + 1 ..= max + n in the events' order.
+                    ids.sort_unstable();
+                    Ok(ids)
+                }
+                Err(SaveError::Own {
+                    error: WriteFail::Db { broken: true, .. },
+                    alone: true,
+                }) if !retried => {
+                    // Nothing was committed: the same save again, on a
+                    // connection that works.
+                    retried = true;
+                    continue;
+                }
+                Err(SaveError::Begin(e) | SaveError::Own { error: e, .. }) => Err(match e {
+                    WriteFail::Db { error, .. } => self.db_error(&context, error),
+                    WriteFail::Other(e) => e,
+                }),
+                Err(SaveError::Group(Failure::Failed(why))) => Err(Error::persistence(
+                    format!(
+                        "{context} ({table}): the transaction failed, nothing of this save was stored"
+                    ),
+                    why,
+                )),
+                Err(SaveError::Group(Failure::Unknown(why))) => Err(Error::persistence(
+                    format!(
+                        "{context} ({table}): the connection broke after COMMIT was sent, so \
+                         whether the events were stored is unknown; select them before trying again"
+                    ),
+                    why,
+                )),
+            };
+        }
+    }
+}
+
+/// Why a write failed.
+#[derive(Debug)]
+enum WriteFail {
+    /// The server said no, or the connection broke (`broken`).
+    Db {
+        error: postgres::Error,
+        broken: bool,
+    },
+    /// No connection could be had.
+    Other(Error),
+}
+
+impl fmt::Display for WriteFail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteFail::Db { error, .. } => error.fmt(f),
+            WriteFail::Other(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The connection of the open group transaction, as the group-commit
+/// engine drives it.
+struct GroupWriter {
+    connections: Connections,
+    sql: Arc<Sql>,
+    /// Taken from the pool when a group begins, given back when it ends.
+    conn: Option<PooledConnection<Manager>>,
+    /// A connection broke: check the next one before using it.
+    suspect: bool,
+    /// Whether a save of the open group stored events (then followers are
+    /// notified at its commit).
+    stored: bool,
+    /// Whether a joining save's savepoint is open (released by the next
+    /// one, or by the commit).
+    savepoint: bool,
+}
+
+impl GroupWriter {
+    fn conn(&mut self) -> Result<&mut PooledConnection<Manager>, WriteFail> {
+        self.conn.as_mut().ok_or_else(|| {
+            WriteFail::Other(Error::persistence("writing", "no connection for the group"))
+        })
+    }
+
+    /// Classifies `error`; a broken connection is dropped.
+    fn fail(&mut self, error: postgres::Error) -> WriteFail {
+        let broken = self
+            .conn
+            .as_ref()
+            .is_none_or(|conn| is_broken(&conn.client, &error));
+        if broken {
+            if let Some(conn) = &mut self.conn {
+                conn.broken = true;
+            }
+            self.conn = None;
+            self.suspect = true;
+        }
+        WriteFail::Db { error, broken }
+    }
+
+    /// One save's statements.
+    fn save(
+        &mut self,
+        columns: &[&(dyn ToSql + Sync); 4],
+        has_events: bool,
+        tracking: Option<(&str, i64)>,
+    ) -> Result<Vec<u64>, WriteFail> {
+        let sql = self.sql.clone();
+        let conn = self.conn()?;
+        let result = (|| -> Result<Vec<u64>, postgres::Error> {
+            if let Some((name, id)) = tracking {
+                let statement = conn.statement(&sql, Stmt::InsertTracking)?;
+                conn.client.execute(&statement, &[&name, &id])?;
+            }
+            let mut ids = Vec::new();
+            if has_events {
+                let statement = conn.statement(&sql, Stmt::InsertEvents)?;
+                for row in conn.client.query(&statement, columns)? {
+                    // Never negative: numbered from max + 1 >= 1.
+                    let id: i64 = row.try_get(0)?;
+                    ids.push(id.unsigned_abs());
+                }
+            }
+            Ok(ids)
+        })();
+        match result {
+            Ok(ids) => {
+                self.stored |= !ids.is_empty();
+                Ok(ids)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn begin_on_connection(&mut self) -> Result<(), WriteFail> {
+        if self.conn.is_none() {
+            let conn = if std::mem::take(&mut self.suspect) {
+                self.connections.checkout_checked()
+            } else {
+                self.connections.checkout()
+            };
+            self.conn = Some(conn.map_err(WriteFail::Other)?);
+        }
+        let sql = self.sql.clone();
+        let conn = self.conn()?;
+        match conn.client.batch_execute(&sql.begin_and_lock) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let Some(conn) = &mut self.conn {
+                    conn.rollback();
+                }
+                Err(self.fail(e))
+            }
+        }
+    }
+}
+
+impl GroupTransaction for GroupWriter {
+    type Error = WriteFail;
+
+    fn begin(&mut self) -> Result<(), WriteFail> {
+        match self.begin_on_connection() {
+            // Nothing was sent that could commit: once more, on a
+            // connection that answers.
+            Err(WriteFail::Db { broken: true, .. }) => self.begin_on_connection(),
+            other => other,
+        }
+    }
+
+    fn savepoint(&mut self) -> Result<(), WriteFail> {
+        // Releasing the previous joiner's savepoint in the same round trip.
+        let statement = if self.savepoint {
+            "RELEASE SAVEPOINT save; SAVEPOINT save"
+        } else {
+            "SAVEPOINT save"
+        };
+        let conn = self.conn()?;
+        match conn.client.batch_execute(statement) {
+            Ok(()) => {
+                self.savepoint = true;
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn release(&mut self) -> Result<(), WriteFail> {
+        // Kept open until the next savepoint or the commit.
+        Ok(())
+    }
+
+    fn rollback_to_savepoint(&mut self) -> bool {
+        self.conn.as_mut().is_some_and(|conn| {
+            conn.client
+                .batch_execute("ROLLBACK TO SAVEPOINT save")
+                .is_ok()
+        })
+    }
+
+    fn commit(&mut self) -> Result<(), Failure> {
+        let statement = if self.stored {
+            self.sql.notify_and_commit.clone()
+        } else {
+            "COMMIT".to_owned()
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Failure::Failed("the connection was lost".into()));
+        };
+        match conn.client.batch_execute(&statement) {
+            Ok(()) => Ok(()),
+            Err(e) if is_broken(&conn.client, &e) => {
+                conn.broken = true;
+                self.conn = None;
+                self.suspect = true;
+                Err(Failure::Unknown(e.to_string()))
+            }
+            Err(e) => {
+                conn.rollback();
+                Err(Failure::Failed(e.to_string()))
+            }
+        }
+    }
+
+    fn rollback(&mut self) {
+        if let Some(conn) = &mut self.conn {
+            conn.rollback();
+        }
+    }
+
+    fn ended(&mut self) {
+        self.stored = false;
+        self.savepoint = false;
+        // Back to the pool between groups (readers may need it).
+        self.conn = None;
+    }
+}
+
+impl PostgresRecorder {
+    /// The store of snapshots in the same database (the `{name}_snapshots`
+    /// table), on the same pool.
+    pub fn snapshot_recorder(&self) -> PostgresSnapshotRecorder {
+        PostgresSnapshotRecorder {
+            recorder: self.clone(),
+        }
+    }
+
+    /// One stream of the events or snapshots table (`which`: ascending and
+    /// descending statements).
+    fn select_stream(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        which: [Stmt; 2],
+    ) -> Result<Vec<StoredEvent>> {
+        let id = self.id_param(originator_id)?;
+        if query.gt.is_some_and(|gt| gt >= i64::MAX as u64) || query.limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let gt = query.gt.map_or(-1, bigint);
+        let lte = query.lte.map_or(i64::MAX, bigint);
+        let limit = query.limit.map(|l| bigint(l as u64));
+        let which = which[usize::from(query.desc)];
+        self.read("selecting events", |conn| {
+            let statement = conn.statement(&self.sql, which)?;
+            conn.client
+                .query(&statement, &[id.as_sql(), &gt, &lte, &limit])?
+                .iter()
+                .map(|row| self.read_event(row, 0))
+                .collect()
+        })
+    }
+}
+
+/// Snapshots in PostgreSQL: the `{name}_snapshots` table of a
+/// [`PostgresRecorder`], on its pool. Inserts are single statements (no
+/// table lock, no notification).
+#[derive(Debug)]
+pub struct PostgresSnapshotRecorder {
+    recorder: PostgresRecorder,
+}
+
+impl AggregateRecorder for PostgresSnapshotRecorder {
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let r = &self.recorder;
+        let rows = r.columns(events)?;
+        let columns = rows.params();
+        // One statement: atomic on its own. Retried once on a broken
+        // connection; a snapshot that was stored after all then conflicts,
+        // which its callers take as stored.
+        r.read("inserting snapshots", |conn| {
+            let statement = conn.statement(&r.sql, Stmt::InsertSnapshots)?;
+            conn.client.execute(&statement, &columns)?;
+            Ok(Vec::new())
+        })
+    }
+
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        self.recorder.select_stream(
+            originator_id,
+            query,
+            [Stmt::SelectSnapshotsAsc, Stmt::SelectSnapshotsDesc],
+        )
+    }
+}
+
+fn to_u64(what: &str, value: i64) -> Result<u64, Fail> {
+    u64::try_from(value).map_err(|_| {
+        Fail::Other(Error::persistence(
+            format!("reading {what}"),
+            format!("{value} is negative"),
+        ))
+    })
+}
+
+/// Clamps a bound to PostgreSQL's bigint.
+fn bigint(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl AggregateRecorder for PostgresRecorder {
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        self.write(events, None)
+    }
+
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        self.select_stream(
+            originator_id,
+            query,
+            [Stmt::SelectEventsAsc, Stmt::SelectEventsDesc],
+        )
+    }
+}
+
+impl ApplicationRecorder for PostgresRecorder {
+    fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
+        if query.limit == 0 || query.start > i64::MAX as u64 {
+            return Ok(Vec::new());
+        }
+        let start = bigint(query.start);
+        let stop = query.stop.map(bigint);
+        let limit = bigint(query.limit as u64);
+        let topics: Vec<&str> = query.topics.iter().map(String::as_str).collect();
+        self.read("selecting notifications", |conn| {
+            let (which, params): (Stmt, Vec<&(dyn ToSql + Sync)>) = match (&stop, topics.is_empty())
+            {
+                (None, true) => (Stmt::SelectNotifications, vec![&start, &limit]),
+                (None, false) => (
+                    Stmt::SelectNotificationsTopics,
+                    vec![&start, &limit, &topics],
+                ),
+                (Some(stop), true) => (Stmt::SelectNotificationsStop, vec![&start, &limit, stop]),
+                (Some(stop), false) => (
+                    Stmt::SelectNotificationsTopicsStop,
+                    vec![&start, &limit, stop, &topics],
+                ),
+            };
+            let statement = conn.statement(&self.sql, which)?;
+            let rows = conn.client.query(&statement, &params)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Notification {
+                        id: to_u64("notification_id", row.try_get(0)?)?,
+                        event: self.read_event(row, 1)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
+        super::listener::watch(self, signal)
+    }
+
+    fn max_notification_id(&self) -> Result<u64> {
+        self.read("selecting the highest notification id", |conn| {
+            let statement = conn.statement(&self.sql, Stmt::MaxNotificationId)?;
+            let max: Option<i64> = conn.client.query_one(&statement, &[])?.try_get(0)?;
+            to_u64("notification_id", max.unwrap_or(0))
+        })
+    }
+}
+
+impl ProcessRecorder for PostgresRecorder {
+    fn insert_events_tracked(
+        &self,
+        events: &[StoredEvent],
+        tracking: &Tracking,
+    ) -> Result<Vec<u64>> {
+        self.write(events, Some(tracking))
+    }
+
+    fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
+        self.read("selecting the highest tracked id", |conn| {
+            let statement = conn.statement(&self.sql, Stmt::MaxTrackingId)?;
+            let max: Option<i64> = conn
+                .client
+                .query_one(&statement, &[&application_name])?
+                .try_get(0)?;
+            to_u64("notification_id", max.unwrap_or(0))
+        })
+    }
+
+    fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {
+        let Ok(id) = i64::try_from(notification_id) else {
+            return Ok(false);
+        };
+        self.read("selecting a tracking record", |conn| {
+            let statement = conn.statement(&self.sql, Stmt::HasTrackingId)?;
+            Ok(conn
+                .client
+                .query_one(&statement, &[&application_name, &id])?
+                .try_get(0)?)
+        })
+    }
+}

@@ -1,0 +1,272 @@
+//! The settings of a PostgreSQL store, from code or from the Python
+//! library's `POSTGRES_*` variables, and the checks of the names they give.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::settings;
+
+/// PostgreSQL's limit on identifiers (table, index and channel names), in
+/// bytes.
+pub(super) const MAX_IDENTIFIER: usize = 63;
+
+/// The type of the `originator_id` columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OriginatorIdType {
+    /// `uuid`, as the Python library: ids must be UUIDs (any form
+    /// `Uuid::parse_str` reads); they are read back as 32 lower-case hex
+    /// digits, the form annals stores.
+    #[default]
+    Uuid,
+    /// `text`: any string id (for aggregates with `id = String`, such as
+    /// `"dog-fido"`).
+    Text,
+}
+
+impl OriginatorIdType {
+    pub(super) fn sql(self) -> &'static str {
+        match self {
+            OriginatorIdType::Uuid => "uuid",
+            OriginatorIdType::Text => "text",
+        }
+    }
+}
+
+impl fmt::Display for OriginatorIdType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.sql())
+    }
+}
+
+impl FromStr for OriginatorIdType {
+    type Err = String;
+
+    /// `uuid` or `text`, in any case.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "uuid" => Ok(OriginatorIdType::Uuid),
+            "text" => Ok(OriginatorIdType::Text),
+            _ => Err("expected `uuid` or `text`".to_owned()),
+        }
+    }
+}
+
+/// Where the PostgreSQL server is and how to use it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// The database's name (`POSTGRES_DBNAME`, required).
+    pub dbname: String,
+    /// The server's host name or address, or a Unix socket directory
+    /// (`POSTGRES_HOST`, default `127.0.0.1`).
+    pub host: String,
+    /// The server's port (`POSTGRES_PORT`, default 5432).
+    pub port: u16,
+    /// The user (`POSTGRES_USER`, default `postgres`).
+    pub user: String,
+    /// The user's password (`POSTGRES_PASSWORD`); never shown by `Debug`
+    /// or in errors.
+    pub password: Option<String>,
+    /// How long to wait for a connection, and for a free connection of the
+    /// pool (`POSTGRES_CONNECT_TIMEOUT`, seconds, default 5).
+    pub connect_timeout: Duration,
+    /// How long a statement waits for a lock, writers for the events
+    /// table's lock in particular (`POSTGRES_LOCK_TIMEOUT`, seconds; none by
+    /// default).
+    pub lock_timeout: Option<Duration>,
+    /// How long a statement may run (`POSTGRES_STATEMENT_TIMEOUT`, seconds;
+    /// none by default).
+    pub statement_timeout: Option<Duration>,
+    /// How many connections the pool keeps at most (`POSTGRES_POOL_SIZE`,
+    /// default 5).
+    pub pool_size: u32,
+    /// The schema of the tables, created if missing (`POSTGRES_SCHEMA`;
+    /// by default the first schema of the `search_path`, usually `public`).
+    pub schema: Option<String>,
+    /// The type of the `originator_id` columns
+    /// (`POSTGRES_ORIGINATOR_ID_TYPE`, `uuid` or `text`, default `uuid`).
+    pub originator_id_type: OriginatorIdType,
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("dbname", &self.dbname)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("schema", &self.schema)
+            .field("originator_id_type", &self.originator_id_type)
+            .finish()
+    }
+}
+
+impl PostgresConfig {
+    /// Database `dbname` on `127.0.0.1:5432` as user `postgres`, no
+    /// password, 5 s connect timeout, no lock or statement timeout, 5
+    /// connections, the default schema, `uuid` ids.
+    pub fn new(dbname: impl Into<String>) -> Self {
+        Self {
+            dbname: dbname.into(),
+            host: "127.0.0.1".to_owned(),
+            port: 5432,
+            user: "postgres".to_owned(),
+            password: None,
+            connect_timeout: Duration::from_secs(5),
+            lock_timeout: None,
+            statement_timeout: None,
+            pool_size: 5,
+            schema: None,
+            originator_id_type: OriginatorIdType::Uuid,
+        }
+    }
+
+    /// Reads the Python library's variables: `POSTGRES_DBNAME` (required),
+    /// `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_USER`,
+    /// `POSTGRES_PASSWORD`, `POSTGRES_CONNECT_TIMEOUT`,
+    /// `POSTGRES_LOCK_TIMEOUT` and `POSTGRES_STATEMENT_TIMEOUT` (seconds,
+    /// integer or decimal; 0 means none for the lock and statement
+    /// timeouts), `POSTGRES_POOL_SIZE`, `POSTGRES_SCHEMA` and
+    /// `POSTGRES_ORIGINATOR_ID_TYPE` (`uuid` or `text`). Names prefixed
+    /// with the application's name win. A missing database name or a bad
+    /// value is an error naming the variable.
+    pub fn from_env(env: &Env) -> Result<Self> {
+        let Some((_, dbname)) = env.get(settings::POSTGRES_DBNAME.name) else {
+            return Err(Error::config(
+                settings::POSTGRES_DBNAME.name,
+                "not set: it names the PostgreSQL database to use",
+            ));
+        };
+        let mut config = Self::new(dbname);
+        if let Some((_, host)) = env.get(settings::POSTGRES_HOST.name) {
+            config.host = host;
+        }
+        if let Some(port) = env.parse(settings::POSTGRES_PORT.name)? {
+            config.port = port;
+        }
+        if let Some((_, user)) = env.get(settings::POSTGRES_USER.name) {
+            config.user = user;
+        }
+        config.password = env.get(settings::POSTGRES_PASSWORD.name).map(|(_, p)| p);
+        if let Some(timeout) = env.seconds(settings::POSTGRES_CONNECT_TIMEOUT.name)? {
+            if timeout.is_zero() {
+                return Err(Error::config(
+                    var_name(env, settings::POSTGRES_CONNECT_TIMEOUT.name),
+                    "must be more than 0 seconds",
+                ));
+            }
+            config.connect_timeout = timeout;
+        }
+        config.lock_timeout = env
+            .seconds(settings::POSTGRES_LOCK_TIMEOUT.name)?
+            .filter(|d| !d.is_zero());
+        config.statement_timeout = env
+            .seconds(settings::POSTGRES_STATEMENT_TIMEOUT.name)?
+            .filter(|d| !d.is_zero());
+        if let Some(size) = env.parse::<u32>(settings::POSTGRES_POOL_SIZE.name)? {
+            if size == 0 {
+                return Err(Error::config(
+                    var_name(env, settings::POSTGRES_POOL_SIZE.name),
+                    "must be at least 1",
+                ));
+            }
+            config.pool_size = size;
+        }
+        config.schema = env.get(settings::POSTGRES_SCHEMA.name).map(|(_, s)| s);
+        if let Some(id_type) = env.parse(settings::POSTGRES_ORIGINATOR_ID_TYPE.name)? {
+            config.originator_id_type = id_type;
+        }
+        Ok(config)
+    }
+
+    pub(super) fn connection_config(&self) -> postgres::Config {
+        let mut config = postgres::Config::new();
+        config
+            .dbname(&self.dbname)
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .connect_timeout(self.connect_timeout)
+            .application_name("annals");
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        let mut options = Vec::new();
+        if let Some(timeout) = self.lock_timeout {
+            options.push(format!("-c lock_timeout={}", millis(timeout)));
+        }
+        if let Some(timeout) = self.statement_timeout {
+            options.push(format!("-c statement_timeout={}", millis(timeout)));
+        }
+        if !options.is_empty() {
+            config.options(&options.join(" "));
+        }
+        config
+    }
+
+    pub(super) fn server(&self) -> String {
+        format!(
+            "PostgreSQL database {:?} at {}:{} as {:?}",
+            self.dbname, self.host, self.port, self.user
+        )
+    }
+}
+
+/// The name `var` was found under (prefixed or not), for errors.
+fn var_name(env: &Env, var: &str) -> String {
+    env.get(var).map_or_else(|| var.to_owned(), |(key, _)| key)
+}
+
+/// Whole milliseconds, at least 1 (0 would mean "no timeout" to PostgreSQL).
+fn millis(d: Duration) -> u128 {
+    d.as_millis().max(1)
+}
+
+/// Checks an application name and returns its table prefix.
+pub(super) fn table_prefix(app_name: &str) -> Result<String> {
+    let name = app_name.to_ascii_lowercase();
+    let longest = MAX_IDENTIFIER - "_snapshots".len();
+    let valid_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let starts_well = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if !valid_chars || !starts_well || name.len() > longest {
+        return Err(Error::config(
+            "application name",
+            format!(
+                "{app_name:?} cannot name PostgreSQL tables: use 1 to {longest} ASCII letters, \
+                 digits and underscores, not starting with a digit"
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+/// Checks a schema name (kept as given: it is quoted).
+pub(super) fn check_schema(schema: &str) -> Result<()> {
+    let valid = !schema.is_empty()
+        && schema.len() <= MAX_IDENTIFIER
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !schema.as_bytes()[0].is_ascii_digit();
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::config(
+            settings::POSTGRES_SCHEMA.name,
+            format!(
+                "{schema:?} is not a schema name annals accepts: use 1 to {MAX_IDENTIFIER} \
+                 ASCII letters, digits and underscores, not starting with a digit"
+            ),
+        ))
+    }
+}

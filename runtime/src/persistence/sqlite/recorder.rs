@@ -1,0 +1,369 @@
+//! The SQLite recorders: events (with the log and tracking records) and
+//! snapshots, over the connections of one database.
+
+use std::fmt;
+use std::sync::Arc;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::connection::{self, open_readers, open_writer, sqlite_error, to_u64, WriteConnection};
+use super::settings::{SqliteConfig, Tables};
+use super::sql::{select_events_sql, Statements};
+use crate::error::{Error, Result};
+use crate::persistence::group_commit::{Failure, GroupCommit, SaveError};
+use crate::persistence::wake::{Signal, Watch};
+use crate::persistence::{
+    to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
+    ProcessRecorder, StoredEvent, Tracking,
+};
+
+/// The connections of one database, shared by its events and snapshot
+/// recorders.
+struct Shared {
+    /// The writer, under group commit: saves that arrive while another is
+    /// writing share its transaction and its flush.
+    writer: GroupCommit<WriteConnection>,
+    /// Read-only connections of a file database (WAL): reads never wait
+    /// for writes. `None` for `:memory:`, read through the writer.
+    readers: Option<r2d2::Pool<SqliteConnectionManager>>,
+    config: SqliteConfig,
+}
+
+/// Events in a SQLite database.
+///
+/// ```
+/// use annals::persistence::sqlite::SqliteRecorder;
+/// use annals::persistence::{AggregateRecorder, ApplicationRecorder, EventQuery, StoredEvent};
+///
+/// let recorder = SqliteRecorder::in_memory()?;
+/// let row = StoredEvent {
+///     originator_id: "dog-1".into(),
+///     originator_version: 1,
+///     topic: "Dog.Registered".into(),
+///     state: b"{}".to_vec(),
+/// };
+/// assert_eq!(recorder.insert_events(&[row])?, [1]);
+/// assert_eq!(recorder.select_events("dog-1", &EventQuery::all())?.len(), 1);
+/// assert_eq!(recorder.max_notification_id()?, 1);
+/// # Ok::<(), annals::Error>(())
+/// ```
+pub struct SqliteRecorder {
+    shared: Arc<Shared>,
+    statements: Statements,
+    snapshots_table: String,
+}
+
+impl fmt::Debug for SqliteRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteRecorder")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn open(config: SqliteConfig) -> Result<Self> {
+        let writer = open_writer(&config)?;
+        let readers = if config.is_memory() {
+            None
+        } else {
+            Some(open_readers(&writer, &config)?)
+        };
+        // Not for `:memory:`, where reads go through the writer and would
+        // see the saves of an open group before it commits.
+        let share = readers.is_some();
+        Ok(Self {
+            writer: GroupCommit::new(WriteConnection::new(writer, config.clone()), share),
+            readers,
+            config,
+        })
+    }
+
+    fn read<T>(
+        &self,
+        context: &str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let result = match &self.readers {
+            Some(pool) => {
+                let conn = pool.get().map_err(|e| {
+                    Error::persistence(
+                        format!("{context}: no read connection to {:?}", self.config.dbname),
+                        e,
+                    )
+                })?;
+                f(&conn)
+            }
+            None => self.writer.exclusive(|w| f(&w.conn)),
+        };
+        result.map_err(|e| sqlite_error(context, &self.config, e))
+    }
+
+    /// Inserts rows into a table (and a tracking record) in one
+    /// transaction; returns the rowids when `rowids` is set.
+    fn insert(
+        &self,
+        insert_sql: &str,
+        events: &[StoredEvent],
+        tracking: Option<(&str, &Tracking)>,
+        rowids: bool,
+    ) -> Result<Vec<u64>> {
+        let rows = events
+            .iter()
+            .map(|e| Ok((e, to_i64("originator version", e.originator_version)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let tracked = tracking
+            .map(|(sql, t)| Ok((sql, t, to_i64("notification id", t.notification_id)?)))
+            .transpose()?;
+        let saved = self.writer.save(|w| {
+            let conn = &w.conn;
+            if let Some((sql, t, id)) = tracked {
+                conn.prepare_cached(sql)?
+                    .execute(params![t.application_name, id])?;
+            }
+            let mut insert = conn.prepare_cached(insert_sql)?;
+            let mut ids = Vec::with_capacity(if rowids { rows.len() } else { 0 });
+            for (e, version) in rows {
+                insert.execute(params![e.originator_id, version, e.topic, e.state])?;
+                if rowids {
+                    ids.push(to_u64(conn.last_insert_rowid()));
+                }
+            }
+            Ok(ids)
+        });
+        saved.map_err(|e| match e {
+            SaveError::Begin(e) | SaveError::Own { error: e, .. } => {
+                sqlite_error("inserting events", &self.config, e)
+            }
+            SaveError::Group(Failure::Failed(why) | Failure::Unknown(why)) => Error::persistence(
+                format!(
+                    "committing events to SQLite database {:?}; nothing of this save was stored",
+                    self.config.dbname
+                ),
+                why,
+            ),
+        })
+    }
+
+    fn select_events(
+        &self,
+        table: &str,
+        originator_id: &str,
+        query: &EventQuery,
+    ) -> Result<Vec<StoredEvent>> {
+        let gt = query.gt.map(|v| to_i64("version", v)).transpose()?;
+        let lte = query.lte.map(|v| to_i64("version", v)).transpose()?;
+        let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let sql = select_events_sql(table, query);
+        self.read("selecting events", |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            stmt.raw_bind_parameter(1, originator_id)?;
+            if let Some(gt) = gt {
+                stmt.raw_bind_parameter(2, gt)?;
+            }
+            if let Some(lte) = lte {
+                stmt.raw_bind_parameter(3, lte)?;
+            }
+            if let Some(limit) = limit {
+                stmt.raw_bind_parameter(4, limit)?;
+            }
+            let mut rows = stmt.raw_query();
+            let mut events = Vec::new();
+            while let Some(row) = rows.next()? {
+                events.push(StoredEvent {
+                    originator_id: originator_id.to_owned(),
+                    originator_version: to_u64(row.get(0)?),
+                    topic: row.get(1)?,
+                    state: row.get(2)?,
+                });
+            }
+            Ok(events)
+        })
+    }
+}
+
+impl SqliteRecorder {
+    /// Opens (and, unless told not to, prepares) the store that `config`
+    /// names.
+    pub fn open(config: SqliteConfig) -> Result<Self> {
+        let tables = Tables::new(config.table_prefix.as_deref())?;
+        let create = config.create_tables;
+        let recorder = Self {
+            statements: Statements::new(&tables),
+            snapshots_table: tables.snapshots,
+            shared: Arc::new(Shared::open(config)?),
+        };
+        if create {
+            recorder.create_tables()?;
+        }
+        Ok(recorder)
+    }
+
+    /// Opens a private in-memory database.
+    pub fn in_memory() -> Result<Self> {
+        Self::open(SqliteConfig::new(":memory:"))
+    }
+
+    /// Creates the tables if they do not exist.
+    pub fn create_tables(&self) -> Result<()> {
+        let err = |e| sqlite_error("creating tables", &self.shared.config, e);
+        self.shared.writer.exclusive(|w| {
+            let tx = w
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            for sql in &self.statements.create {
+                tx.execute(sql, []).map_err(err)?;
+            }
+            tx.commit().map_err(err)
+        })
+    }
+
+    /// The settings the store was opened with.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.shared.config
+    }
+
+    /// The store of snapshots in the same database (the snapshots table).
+    pub fn snapshot_recorder(&self) -> SqliteSnapshotRecorder {
+        SqliteSnapshotRecorder {
+            shared: self.shared.clone(),
+            insert: format!(
+                "INSERT INTO {} VALUES (?1, ?2, ?3, ?4)",
+                self.snapshots_table
+            ),
+            table: self.snapshots_table.clone(),
+        }
+    }
+}
+
+/// Snapshots in a SQLite database: the snapshots table of a
+/// [`SqliteRecorder`], on the same connections.
+pub struct SqliteSnapshotRecorder {
+    shared: Arc<Shared>,
+    table: String,
+    insert: String,
+}
+
+impl fmt::Debug for SqliteSnapshotRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteSnapshotRecorder")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AggregateRecorder for SqliteSnapshotRecorder {
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.shared.insert(&self.insert, events, None, false)
+    }
+
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        self.shared.select_events(&self.table, originator_id, query)
+    }
+}
+
+impl AggregateRecorder for SqliteRecorder {
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.shared
+            .insert(&self.statements.insert_event, events, None, true)
+    }
+
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        self.shared
+            .select_events(&self.statements.events_table, originator_id, query)
+    }
+}
+
+impl ApplicationRecorder for SqliteRecorder {
+    fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
+        let start = to_i64("notification id", query.start)?;
+        let stop = query
+            .stop
+            .map(|s| to_i64("notification id", s))
+            .transpose()?;
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let sql = self.statements.select_notifications(query);
+        self.shared.read("selecting notifications", |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            stmt.raw_bind_parameter(1, start)?;
+            if let Some(stop) = stop {
+                stmt.raw_bind_parameter(2, stop)?;
+            }
+            stmt.raw_bind_parameter(3, limit)?;
+            for (i, topic) in query.topics.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 4, topic)?;
+            }
+            let mut rows = stmt.raw_query();
+            let mut notifications = Vec::new();
+            while let Some(row) = rows.next()? {
+                notifications.push(Notification {
+                    id: to_u64(row.get(0)?),
+                    event: StoredEvent {
+                        originator_id: row.get(1)?,
+                        originator_version: to_u64(row.get(2)?),
+                        topic: row.get(3)?,
+                        state: row.get(4)?,
+                    },
+                });
+            }
+            Ok(notifications)
+        })
+    }
+
+    fn max_notification_id(&self) -> Result<u64> {
+        self.shared
+            .read("reading the max notification id", |conn| {
+                conn.prepare_cached(&self.statements.max_notification_id)?
+                    .query_row([], |row| row.get::<_, Option<i64>>(0))
+            })
+            .map(|max| max.map_or(0, to_u64))
+    }
+
+    fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
+        if self.shared.readers.is_none() {
+            // `:memory:`: no other connection can write to it.
+            return Ok(Watch::none());
+        }
+        connection::watch(&self.shared.config, signal)
+    }
+}
+
+impl ProcessRecorder for SqliteRecorder {
+    fn insert_events_tracked(
+        &self,
+        events: &[StoredEvent],
+        tracking: &Tracking,
+    ) -> Result<Vec<u64>> {
+        self.shared.insert(
+            &self.statements.insert_event,
+            events,
+            Some((&self.statements.insert_tracking, tracking)),
+            true,
+        )
+    }
+
+    fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
+        self.shared
+            .read("reading the max tracking id", |conn| {
+                conn.prepare_cached(&self.statements.max_tracking_id)?
+                    .query_row([application_name], |row| row.get::<_, Option<i64>>(0))
+            })
+            .map(|max| max.map_or(0, to_u64))
+    }
+
+    fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {
+        let id = to_i64("notification id", notification_id)?;
+        self.shared.read("reading a tracking record", |conn| {
+            conn.prepare_cached(&self.statements.has_tracking_id)?
+                .query_row(params![application_name, id], |row| row.get(0))
+        })
+    }
+}

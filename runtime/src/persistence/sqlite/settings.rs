@@ -1,0 +1,104 @@
+//! The settings of a SQLite store, from code or from the environment, and
+//! the table names they give.
+
+use std::time::Duration;
+
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::settings;
+
+/// The Python library's default: 5 seconds.
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings of a SQLite store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqliteConfig {
+    /// A file path, `:memory:`, or a `file:` URI.
+    pub dbname: String,
+    /// How long a write waits for another writer's lock before it fails.
+    pub lock_timeout: Duration,
+    /// Table names `{prefix}_events`, `{prefix}_snapshots`,
+    /// `{prefix}_tracking` instead of the Python library's `stored_events`,
+    /// `stored_snapshots`, `tracking`.
+    pub table_prefix: Option<String>,
+    /// Whether to create missing tables when the store is opened.
+    pub create_tables: bool,
+    /// How many read connections a file database may open.
+    pub read_pool_size: u32,
+}
+
+impl SqliteConfig {
+    /// A store in `dbname` with default settings.
+    pub fn new(dbname: impl Into<String>) -> Self {
+        Self {
+            dbname: dbname.into(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            table_prefix: None,
+            create_tables: true,
+            read_pool_size: 4,
+        }
+    }
+
+    /// Settings from `SQLITE_DBNAME` (required), `SQLITE_LOCK_TIMEOUT`
+    /// (seconds), `SQLITE_TABLE_PREFIX` and `CREATE_TABLE` (yes/no).
+    pub fn from_env(env: &Env) -> Result<Self> {
+        let (_, dbname) = env.get(settings::SQLITE_DBNAME.name).ok_or_else(|| {
+            Error::config(
+                settings::SQLITE_DBNAME.name,
+                "not set: name the SQLite database file (or :memory:)",
+            )
+        })?;
+        let mut config = Self::new(dbname);
+        if let Some(timeout) = env.seconds(settings::SQLITE_LOCK_TIMEOUT.name)? {
+            config.lock_timeout = timeout;
+        }
+        if let Some((_, prefix)) = env.get(settings::SQLITE_TABLE_PREFIX.name) {
+            config.table_prefix = Some(prefix);
+        }
+        if let Some(create) = env.flag(settings::CREATE_TABLE.name)? {
+            config.create_tables = create;
+        }
+        Ok(config)
+    }
+
+    pub(super) fn is_memory(&self) -> bool {
+        self.dbname == ":memory:" || self.dbname.contains("mode=memory")
+    }
+}
+
+/// Validated table names.
+#[derive(Debug, Clone)]
+pub(super) struct Tables {
+    pub(super) events: String,
+    pub(super) snapshots: String,
+    pub(super) tracking: String,
+}
+
+impl Tables {
+    pub(super) fn new(prefix: Option<&str>) -> Result<Self> {
+        let Some(prefix) = prefix else {
+            return Ok(Self {
+                events: "stored_events".into(),
+                snapshots: "stored_snapshots".into(),
+                tracking: "tracking".into(),
+            });
+        };
+        let valid = prefix.len() <= 50
+            && prefix.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(Error::config(
+                settings::SQLITE_TABLE_PREFIX.name,
+                format!("{prefix:?} is not a valid table prefix: use ASCII letters, digits and '_', not starting with a digit, at most 50 characters"),
+            ));
+        }
+        let prefix = prefix.to_ascii_lowercase();
+        Ok(Self {
+            events: format!("{prefix}_events"),
+            snapshots: format!("{prefix}_snapshots"),
+            tracking: format!("{prefix}_tracking"),
+        })
+    }
+}
