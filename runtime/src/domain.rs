@@ -112,7 +112,7 @@ pub struct Header {
 }
 
 /// Correlation and causation ids for the events of one save (see
-/// [`Application::save_with`](crate::Application::save_with)).
+/// `Application::save_with`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Metadata {
     /// The correlation id to give events that have none.

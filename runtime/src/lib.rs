@@ -173,3 +173,6 @@ pub mod __private {
         }
     }
 }
+
+#[cfg(test)]
+mod layers;
