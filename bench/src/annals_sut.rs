@@ -183,7 +183,7 @@ impl Sut for AnnalsSut {
             sizes.long,
         )?;
 
-        self.app.take_snapshot::<Dog>(id, None)?;
+        self.app.take_snapshot::<Dog>(id)?;
         let start = Instant::now();
         let dog: Dog = self.app.repository().get(id)?;
         let get_snap = start.elapsed();

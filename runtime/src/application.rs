@@ -10,6 +10,7 @@ use crate::cipher::{self, Cipher};
 use crate::domain::{Aggregate, AggregateId, Metadata};
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::log::{NotificationLogReader, Subscription};
 use crate::mapper::{Compressor, Mapper};
 use crate::persistence::memory::MemoryRecorder;
 #[cfg(feature = "postgres")]
@@ -123,12 +124,15 @@ impl Application {
     /// the correlation id; processing an event sets
     /// [`Metadata::caused_by`] it).
     pub fn save_with<S: Save>(&self, mut aggregates: S, metadata: Metadata) -> Result<Vec<u64>> {
-        let mut stored = Vec::new();
+        let mut stored = Encoded::default();
         aggregates.encode_pending(self.mapper(), &metadata, &mut stored)?;
-        if stored.is_empty() {
+        if stored.events.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = self.recorder.insert_events(&stored)?;
+        let ids = self
+            .recorder
+            .insert_events(&stored.events)
+            .map_err(|e| stored.explain(e))?;
         aggregates.saved(self);
         self.notifier.notify();
         Ok(ids)
@@ -151,25 +155,155 @@ impl Application {
         self.repository.snapshots.as_ref()
     }
 
-    /// Stores a snapshot of aggregate `id` at its current version, or at
-    /// `version`. Needs snapshotting enabled and an aggregate struct that
-    /// derives `Serialize` and `Deserialize`.
-    pub fn take_snapshot<A: Aggregate>(
+    /// The current state of aggregate `id` (from the cache, the newest
+    /// snapshot and the events after it): `app.get::<Dog>(id)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when it has no events or was discarded; store
+    /// and decoding errors.
+    pub fn get<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<A> {
+        self.repository.get(id)
+    }
+
+    /// The state of aggregate `id` as it was at `version`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when it did not exist yet, or was discarded by
+    /// then; store and decoding errors.
+    pub fn get_at<A: Aggregate>(&self, id: impl Into<A::Id>, version: u64) -> Result<A> {
+        self.repository.get_at(id, version)
+    }
+
+    /// Whether aggregate `id` exists (stored and not discarded), answered
+    /// from the stream's last event alone.
+    ///
+    /// # Errors
+    ///
+    /// Store and decoding errors; a stream of another aggregate type.
+    pub fn contains<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<bool> {
+        self.repository.contains::<A>(id)
+    }
+
+    /// Loads aggregate `id`, runs `command` on it and saves what it
+    /// recorded; on a conflict (another writer saved the aggregate
+    /// meanwhile) loads it again and reruns the command, up to 3 times in
+    /// all. The command's own error is returned as
+    /// [`CommandError::Rejected`], typed; nothing is saved then.
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    /// use annals::CommandError;
+    ///
+    /// #[aggregate]
+    /// #[derive(Debug)]
+    /// pub struct Account { pub balance: i64 }
+    ///
+    /// #[aggregate]
+    /// impl Account {
+    ///     #[event("Opened")]
+    ///     pub fn open() -> Self { Account { balance: 0 } }
+    ///     #[event("Deposited")]
+    ///     fn deposited(&mut self, amount: i64) { self.balance += amount; }
+    ///     pub fn deposit(&mut self, amount: i64) -> Result<(), String> {
+    ///         if amount <= 0 {
+    ///             return Err(format!("cannot deposit {amount}"));
+    ///         }
+    ///         self.deposited(amount);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let app = Application::builder("Bank").build()?;
+    /// let mut account = Account::open();
+    /// app.save(&mut account)?;
+    /// app.execute(account.id(), |a: &mut Account| a.deposit(10))?;
+    /// let refused = app.execute(account.id(), |a: &mut Account| a.deposit(-5));
+    /// assert!(matches!(refused, Err(CommandError::Rejected(why)) if why == "cannot deposit -5"));
+    /// assert_eq!(app.get::<Account>(account.id())?.balance, 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::Rejected`] with the command's error;
+    /// [`CommandError::Failed`] when loading or saving failed (a conflict
+    /// on every try included).
+    pub fn execute<A, T, E, F>(
         &self,
         id: impl Into<A::Id>,
-        version: Option<u64>,
-    ) -> Result<()> {
-        let snapshots = self.snapshots().ok_or_else(|| {
+        command: F,
+    ) -> Result<T, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&mut A) -> Result<T, E>,
+    {
+        self.execute_with_retries(id, COMMAND_TRIES, command)
+    }
+
+    /// Like [`execute`](Self::execute), trying at most `tries` times (at
+    /// least once).
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    pub fn execute_with_retries<A, T, E, F>(
+        &self,
+        id: impl Into<A::Id>,
+        tries: u32,
+        mut command: F,
+    ) -> Result<T, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&mut A) -> Result<T, E>,
+    {
+        let id = id.into();
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            let mut aggregate: A = self.repository.get(id.clone())?;
+            let value = command(&mut aggregate).map_err(CommandError::Rejected)?;
+            match self.save(&mut aggregate) {
+                Ok(_) => return Ok(value),
+                Err(e) if e.is_conflict() && tried < tries.max(1) => {
+                    tracing::debug!(aggregate = A::NAME, id = %id, tried, "conflict; retrying the command");
+                }
+                Err(e) => return Err(CommandError::Failed(e)),
+            }
+        }
+    }
+
+    /// Stores a snapshot of aggregate `id` at its current version. Needs
+    /// snapshotting enabled and an aggregate struct that derives
+    /// `Serialize` and `Deserialize`.
+    ///
+    /// # Errors
+    ///
+    /// Snapshotting is off ([`Error::Config`]), the aggregate is not found,
+    /// or the store failed.
+    pub fn take_snapshot<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<()> {
+        let snapshots = self.snapshots_enabled()?;
+        snapshots.store(&self.repository.get::<A>(id)?)
+    }
+
+    /// Stores a snapshot of aggregate `id` as it was at `version`.
+    ///
+    /// # Errors
+    ///
+    /// As [`take_snapshot`](Self::take_snapshot).
+    pub fn take_snapshot_at<A: Aggregate>(&self, id: impl Into<A::Id>, version: u64) -> Result<()> {
+        let snapshots = self.snapshots_enabled()?;
+        snapshots.store(&self.repository.get_at::<A>(id, version)?)
+    }
+
+    fn snapshots_enabled(&self) -> Result<&Snapshots> {
+        self.snapshots().ok_or_else(|| {
             Error::config(
                 IS_SNAPSHOTTING_ENABLED,
                 "snapshotting is not enabled for this application",
             )
-        })?;
-        let aggregate: A = match version {
-            Some(version) => self.repository.get_at(id, version)?,
-            None => self.repository.get(id)?,
-        };
-        snapshots.store(&aggregate)
+        })
     }
 
     /// The application's recorder.
@@ -184,9 +318,76 @@ impl Application {
 
     /// Up to `limit` notifications of this application's log, from id
     /// `start` on.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
     pub fn notifications(&self, start: u64, limit: usize) -> Result<Vec<Notification>> {
         self.recorder
             .select_notifications(&NotificationQuery::new(start, limit))
+    }
+
+    /// The notifications `query` selects (start, limit, stop, topics), in
+    /// id order.
+    ///
+    /// ```
+    /// use annals::persistence::NotificationQuery;
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug)]
+    /// # pub struct Note { pub text: String }
+    /// # #[aggregate]
+    /// # impl Note {
+    /// #     #[event("Written")]
+    /// #     pub fn write(text: String) -> Self { Note { text } }
+    /// #     #[event("Edited")]
+    /// #     pub fn edit(&mut self, text: String) { self.text = text; }
+    /// # }
+    /// let app = Application::builder("Notes").build()?;
+    /// assert_eq!(app.last_notification_id()?, None);
+    /// let mut note = Note::write("hello".into());
+    /// note.edit("hello, world".into());
+    /// app.save(&mut note)?;
+    /// let edits = app.select_notifications(&NotificationQuery::new(1, 10).topics(["Note.Edited"]))?;
+    /// assert_eq!(edits.iter().map(|n| n.id).collect::<Vec<_>>(), [2]);
+    /// assert_eq!(app.last_notification_id()?, Some(2));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
+        self.recorder.select_notifications(query)
+    }
+
+    /// The id of the newest notification; `None` while the log is empty.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub fn last_notification_id(&self) -> Result<Option<u64>> {
+        Ok(Some(self.recorder.max_notification_id()?).filter(|&id| id > 0))
+    }
+
+    /// A reader that pages through the whole log (see
+    /// [`NotificationLogReader`]).
+    pub fn log_reader(&self) -> NotificationLogReader {
+        NotificationLogReader::new(self)
+    }
+
+    /// A catch-up subscription to the log from id `start` on (only
+    /// `topics`, unless empty): an iterator that yields what is stored,
+    /// then waits for new events (woken by saves in this process and by
+    /// the store's watcher), until its [`Stopper`](crate::log::Stopper)
+    /// stops it.
+    ///
+    /// # Errors
+    ///
+    /// The store's watcher cannot start (PostgreSQL: no `LISTEN`
+    /// connection).
+    pub fn subscribe(&self, start: u64, topics: &[&str]) -> Result<Subscription> {
+        Subscription::new(self, start, topics)
     }
 
     /// Checks the hash chain of aggregate `id`'s stream, event by event:
@@ -251,10 +452,25 @@ impl Application {
         if after / interval > before / interval && !aggregate.is_discarded() {
             if let Err(e) = snapshots.store(&*aggregate) {
                 // The events are stored; only the shortcut is missing.
-                tracing::warn!(aggregate = A::NAME, id = %aggregate.id(), error = %e, "snapshot not stored");
+                tracing::warn!(aggregate = A::NAME, id = %aggregate.id(), error = %e.report(), "snapshot not stored");
             }
         }
     }
+}
+
+/// How many times [`Application::execute`] tries a command.
+const COMMAND_TRIES: u32 = 3;
+
+/// Why [`Application::execute`] did not carry out a command: the command
+/// refused (its own error, typed), or annals failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E> {
+    /// The command returned its error: nothing was saved.
+    #[error("the command was rejected: {0}")]
+    Rejected(E),
+    /// Loading or saving failed.
+    #[error(transparent)]
+    Failed(#[from] Error),
 }
 
 /// What [`Application::verify`] found.
@@ -458,7 +674,10 @@ impl ApplicationBuilder {
             .cipher_key
             .map(|(var, key)| {
                 Cipher::from_base64(&key).map_err(|e| match e {
-                    Error::Config { message, .. } => Error::Config { var, message },
+                    Error::Config { message, .. } => Error::Config {
+                        setting: var,
+                        message,
+                    },
                     other => other,
                 })
             })
@@ -499,7 +718,7 @@ pub trait Save {
         &mut self,
         mapper: &Mapper,
         metadata: &Metadata,
-        out: &mut Vec<StoredEvent>,
+        out: &mut Encoded,
     ) -> Result<()>;
     /// The events are stored: forget them, update the cache, take due
     /// snapshots.
@@ -507,6 +726,63 @@ pub trait Save {
     /// The events were handed over to be stored in a larger transaction:
     /// forget them (no cache update, no snapshot).
     fn forget_pending(&mut self);
+}
+
+/// What a save encodes: the rows, and which aggregates they are of (to say
+/// which one a conflict was about).
+#[derive(Debug, Default)]
+pub struct Encoded {
+    pub(crate) events: Vec<StoredEvent>,
+    streams: Vec<Stream>,
+}
+
+#[derive(Debug)]
+struct Stream {
+    aggregate: &'static str,
+    stored_id: String,
+    /// As the id type displays it.
+    id: String,
+    first_version: u64,
+}
+
+impl Encoded {
+    /// The rows.
+    pub fn events(&self) -> &[StoredEvent] {
+        &self.events
+    }
+
+    /// `error`, with the aggregate it is about where that can be told: the
+    /// stream the store named, or the one stream saved.
+    pub(crate) fn explain(&self, error: Error) -> Error {
+        let Error::Conflict {
+            aggregate: None,
+            id,
+            version,
+            message,
+        } = error
+        else {
+            return error;
+        };
+        let stream = match &id {
+            Some(stored) => self.streams.iter().find(|s| s.stored_id == *stored),
+            None if self.streams.len() == 1 => self.streams.first(),
+            None => None,
+        };
+        match stream {
+            Some(s) => Error::Conflict {
+                aggregate: Some(s.aggregate),
+                id: Some(s.id.clone()),
+                version: version.or(Some(s.first_version)),
+                message,
+            },
+            None => Error::Conflict {
+                aggregate: None,
+                id,
+                version,
+                message,
+            },
+        }
+    }
 }
 
 /// Clears the pending events (they are stored); returns them.
@@ -522,14 +798,23 @@ fn encode_aggregate<A: Aggregate>(
     aggregate: &mut A,
     mapper: &Mapper,
     metadata: &Metadata,
-    out: &mut Vec<StoredEvent>,
+    out: &mut Encoded,
 ) -> Result<()> {
+    let id = aggregate.id();
     let meta = aggregate.__meta_mut();
+    if let Some(first) = meta.pending.first() {
+        out.streams.push(Stream {
+            aggregate: A::NAME,
+            stored_id: id.to_stored(),
+            id: id.to_string(),
+            first_version: first.originator_version,
+        });
+    }
     let mut chain = meta.last_hash;
     for event in &mut meta.pending {
         event.correlation_id = event.correlation_id.or(metadata.correlation_id);
         event.causation_id = event.causation_id.or(metadata.causation_id);
-        out.push(mapper.encode_link(event, &mut chain)?);
+        out.events.push(mapper.encode_link(event, &mut chain)?);
     }
     meta.pending_hash = if mapper.hash_chain() { chain } else { None };
     Ok(())
@@ -540,7 +825,7 @@ impl<A: Aggregate> Save for &mut A {
         &mut self,
         mapper: &Mapper,
         metadata: &Metadata,
-        out: &mut Vec<StoredEvent>,
+        out: &mut Encoded,
     ) -> Result<()> {
         encode_aggregate(&mut **self, mapper, metadata, out)
     }
@@ -557,7 +842,7 @@ impl<A: Aggregate> Save for &mut [A] {
         &mut self,
         mapper: &Mapper,
         metadata: &Metadata,
-        out: &mut Vec<StoredEvent>,
+        out: &mut Encoded,
     ) -> Result<()> {
         self.iter_mut()
             .try_for_each(|a| encode_aggregate(a, mapper, metadata, out))
@@ -579,7 +864,7 @@ impl<S: Save> Save for Vec<S> {
         &mut self,
         mapper: &Mapper,
         metadata: &Metadata,
-        out: &mut Vec<StoredEvent>,
+        out: &mut Encoded,
     ) -> Result<()> {
         self.iter_mut()
             .try_for_each(|s| s.encode_pending(mapper, metadata, out))
@@ -601,7 +886,7 @@ macro_rules! save_tuple {
                 &mut self,
                 mapper: &Mapper,
                 metadata: &Metadata,
-                out: &mut Vec<StoredEvent>,
+                out: &mut Encoded,
             ) -> Result<()> {
                 $(self.$i.encode_pending(mapper, metadata, out)?;)+
                 Ok(())
@@ -614,6 +899,118 @@ macro_rules! save_tuple {
             }
         }
     };
+}
+
+/// Aggregates of any types, gathered at run time, saved together:
+/// `app.save(batch)` stores all of their events in one transaction.
+///
+/// ```
+/// use annals::prelude::*;
+/// use annals::application::Batch;
+///
+/// #[aggregate]
+/// #[derive(Debug)]
+/// pub struct Cat { pub name: String }
+/// #[aggregate]
+/// impl Cat {
+///     #[event("Adopted")]
+///     pub fn adopt(name: String) -> Self { Cat { name } }
+/// }
+///
+/// #[aggregate]
+/// #[derive(Debug)]
+/// pub struct Bowl { pub size: u8 }
+/// #[aggregate]
+/// impl Bowl {
+///     #[event("Bought")]
+///     pub fn buy(size: u8) -> Self { Bowl { size } }
+/// }
+///
+/// let app = Application::builder("Home").build()?;
+/// let mut cats: Vec<Cat> = ["Tom", "Kit"].map(|n| Cat::adopt(n.into())).into();
+/// let mut bowl = Bowl::buy(2);
+/// let mut batch = Batch::new();
+/// for cat in &mut cats {
+///     batch.push(cat);
+/// }
+/// batch.push(&mut bowl);
+/// assert_eq!(app.save(batch)?.len(), 3);
+/// assert!(app.contains::<Bowl>(bowl.id())?);
+/// # Ok::<(), annals::Error>(())
+/// ```
+#[derive(Default)]
+#[must_use = "a batch stores nothing until it is saved"]
+pub struct Batch<'a> {
+    members: Vec<Box<dyn Save + 'a>>,
+}
+
+impl fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("members", &self.members.len())
+            .finish()
+    }
+}
+
+impl<'a> Batch<'a> {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an aggregate (`&mut dog`), or anything else [`Save`] takes.
+    pub fn push<A: Aggregate>(&mut self, aggregate: &'a mut A) {
+        self.members.push(Box::new(aggregate));
+    }
+
+    /// Adds anything [`Save`] takes (a slice, a tuple, another batch).
+    pub fn push_save(&mut self, save: impl Save + 'a) {
+        self.members.push(Box::new(save));
+    }
+
+    /// How many members were pushed.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}
+
+impl Save for Batch<'_> {
+    fn encode_pending(
+        &mut self,
+        mapper: &Mapper,
+        metadata: &Metadata,
+        out: &mut Encoded,
+    ) -> Result<()> {
+        self.members.encode_pending(mapper, metadata, out)
+    }
+    fn saved(&mut self, app: &Application) {
+        self.members.saved(app);
+    }
+    fn forget_pending(&mut self) {
+        self.members.forget_pending();
+    }
+}
+
+impl<S: Save + ?Sized> Save for Box<S> {
+    fn encode_pending(
+        &mut self,
+        mapper: &Mapper,
+        metadata: &Metadata,
+        out: &mut Encoded,
+    ) -> Result<()> {
+        (**self).encode_pending(mapper, metadata, out)
+    }
+    fn saved(&mut self, app: &Application) {
+        (**self).saved(app);
+    }
+    fn forget_pending(&mut self) {
+        (**self).forget_pending();
+    }
 }
 
 save_tuple!(S0 0, S1 1);

@@ -12,27 +12,41 @@ pub enum Error {
     NotFound {
         /// The aggregate type's name.
         aggregate: &'static str,
-        /// The id that was asked for.
+        /// The id that was asked for (as the id type displays it: UUIDs
+        /// hyphenated, as in every error).
         id: String,
     },
 
-    /// An optimistic-concurrency conflict: another writer stored an event at
-    /// a position this save wanted. Nothing of this save was stored; reload
-    /// the aggregate and retry the command.
-    #[error("conflict: {0}; nothing was stored, reload the aggregate and retry")]
-    Conflict(String),
+    /// An optimistic-concurrency conflict: another writer stored an event
+    /// at a position this save wanted, or a tracking record that exists.
+    /// Nothing of this save was stored; reload the aggregate and retry the
+    /// command (`Application::execute` does).
+    #[error("conflict{}: {message}; nothing was stored, reload the aggregate and retry", conflict_subject(*.aggregate, .id.as_deref(), *.version))]
+    Conflict {
+        /// The aggregate type, when the save was of one aggregate.
+        aggregate: Option<&'static str>,
+        /// The aggregate's id, when known.
+        id: Option<String>,
+        /// The first version the save wanted, when known.
+        version: Option<u64>,
+        /// What the store said.
+        message: String,
+    },
 
     /// A stored event's topic is not one this aggregate knows.
-    #[error("unknown topic {topic:?} in the events of {aggregate}: it is not one of its events (renamed or removed? declare the old name as an alias)")]
+    #[error("unknown topic {topic:?} in the events of {aggregate}: {}", unknown_topic_hint(.topic, .aggregate, .owner.as_deref()))]
     UnknownTopic {
         /// The stored topic.
         topic: String,
         /// The aggregate type that was asked to decode it.
         aggregate: &'static str,
+        /// The aggregate type the topic names, when it is not `aggregate`
+        /// (nor one of its aliases): the stream belongs to that type.
+        owner: Option<String>,
     },
 
     /// A stored event's state could not be decoded.
-    #[error("cannot decode event {topic:?} (version {version} of {aggregate} {id}): {source}")]
+    #[error("cannot decode event {topic:?} (version {version} of {aggregate} {id})")]
     Decode {
         /// The stored topic.
         topic: String,
@@ -75,7 +89,7 @@ pub enum Error {
     },
 
     /// A domain event could not be encoded.
-    #[error("cannot encode event {topic:?} of {aggregate}: {source}")]
+    #[error("cannot encode event {topic:?} of {aggregate}")]
     Encode {
         /// The event's topic.
         topic: &'static str,
@@ -99,16 +113,22 @@ pub enum Error {
     },
 
     /// A setting is missing or has a bad value.
-    #[error("configuration: {var}: {message}")]
+    #[error("configuration: {setting}: {message}")]
     Config {
-        /// The setting (environment variable or builder option) at fault.
-        var: String,
+        /// The setting at fault: an environment variable (as it was found,
+        /// prefixed or not), or a builder option or argument.
+        setting: String,
         /// What is wrong with it.
         message: String,
     },
 
+    /// The user's own code failed: a policy's or a projection's error
+    /// (wrap it with [`Error::user`]). Displayed as the user's error.
+    #[error(transparent)]
+    User(Box<dyn std::error::Error + Send + Sync>),
+
     /// The store failed (I/O, connection, SQL).
-    #[error("persistence: {context}: {source}")]
+    #[error("persistence: {context}")]
     Persistence {
         /// What annals was doing.
         context: String,
@@ -118,13 +138,86 @@ pub enum Error {
     },
 }
 
+/// " (Dog 1234... at version 3)", or less where less is known.
+fn conflict_subject(aggregate: Option<&str>, id: Option<&str>, version: Option<u64>) -> String {
+    let mut subject: Vec<String> = Vec::new();
+    subject.extend(aggregate.map(str::to_owned));
+    subject.extend(id.map(str::to_owned));
+    if let Some(version) = version {
+        subject.push(format!("at version {version}"));
+    }
+    if subject.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", subject.join(" "))
+    }
+}
+
+fn unknown_topic_hint(topic: &str, aggregate: &str, owner: Option<&str>) -> String {
+    match owner {
+        Some(owner) => format!(
+            "the stream belongs to another aggregate type ({owner}), not {aggregate}; \
+             get it as that type (or, if {aggregate} was renamed from {owner}, declare \
+             aliases = [\"{owner}\"])"
+        ),
+        None => format!(
+            "{topic:?} is not one of its events (renamed or removed? declare the old topic \
+             as an alias)"
+        ),
+    }
+}
+
 impl Error {
-    /// A configuration error naming the setting `var`.
-    pub fn config(var: impl Into<String>, message: impl fmt::Display) -> Self {
+    /// A configuration error naming `setting` (an environment variable or
+    /// a builder option).
+    pub fn config(setting: impl Into<String>, message: impl fmt::Display) -> Self {
         Error::Config {
-            var: var.into(),
+            setting: setting.into(),
             message: message.to_string(),
         }
+    }
+
+    /// The user's own error, from a policy or a projection.
+    ///
+    /// ```
+    /// let err = annals::Error::user(std::fmt::Error);
+    /// assert_eq!(err.to_string(), std::fmt::Error.to_string());
+    /// assert!(err.user_error::<std::fmt::Error>().is_some());
+    /// ```
+    pub fn user(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::User(error.into())
+    }
+
+    /// The user's error of type `E`, if this is one.
+    pub fn user_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Error::User(e) => e.downcast_ref(),
+            _ => None,
+        }
+    }
+
+    /// A conflict the store reported, knowing only what it says.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Error::Conflict {
+            aggregate: None,
+            id: None,
+            version: None,
+            message: message.into(),
+        }
+    }
+
+    /// The error and every source below it, on one line: `"a: b: c"`. The
+    /// error's own `Display` shows only its own message (its source is
+    /// [`source`](std::error::Error::source), as the Rust API guidelines
+    /// ask), so print this where no error reporter walks the chain.
+    ///
+    /// ```
+    /// let err = annals::Error::persistence("opening the store", "disk full");
+    /// assert_eq!(err.to_string(), "persistence: opening the store");
+    /// assert_eq!(err.report().to_string(), "persistence: opening the store: disk full");
+    /// ```
+    pub fn report(&self) -> Report<'_> {
+        Report(self)
     }
 
     /// A persistence error: `context` says what was being done.
@@ -140,12 +233,33 @@ impl Error {
 
     /// Whether this is an optimistic-concurrency conflict.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::Conflict(_))
+        matches!(self, Error::Conflict { .. })
     }
 
     /// Whether this says that an aggregate was not found.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+}
+
+/// An error with its chain of sources, one after another: see
+/// [`Error::report`].
+#[derive(Debug)]
+pub struct Report<'a>(&'a Error);
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        // A transparent variant's source is the user's error's own source.
+        if let Error::User(e) = self.0 {
+            source = e.source();
+        }
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
     }
 }
 

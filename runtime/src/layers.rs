@@ -8,7 +8,7 @@
 //! 2. `domain`
 //! 3. `mapper`
 //! 4. `persistence`
-//! 5. `repository`, `application`
+//! 5. `repository`, `application`, `log`
 //! 6. `system`
 
 use std::path::Path;
@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["domain"],
     &["mapper"],
     &["persistence"],
-    &["repository", "application"],
+    &["repository", "application", "log"],
     &["system"],
 ];
 

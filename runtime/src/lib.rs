@@ -79,6 +79,7 @@ pub mod clock;
 pub mod domain;
 pub mod env;
 pub mod error;
+pub mod log;
 pub mod mapper;
 pub mod persistence;
 pub mod repository;
@@ -87,7 +88,9 @@ pub mod settings;
 pub mod system;
 
 pub use annals_macros::{aggregate, event, upcast};
-pub use application::{Application, ApplicationBuilder, Persistence, Save, Verification};
+pub use application::{
+    Application, ApplicationBuilder, Batch, CommandError, Persistence, Save, Verification,
+};
 pub use clock::Timestamp;
 pub use domain::{Aggregate, AggregateId, DomainEvent, Event, Header, Metadata};
 pub use error::{Error, Result};
@@ -111,13 +114,29 @@ mod howto {
     struct Readme;
 }
 
-/// What an application module needs: `use annals::prelude::*;`.
+/// What an application module needs: `use annals::prelude::*;`. It
+/// brings no `Error` or `Result`, so the user's own keep their names: use
+/// `annals::Error` and `annals::Result`.
 pub mod prelude {
     pub use crate::application::Application;
     pub use crate::domain::{Aggregate, Event};
-    pub use crate::error::{Error, Result};
     pub use crate::{aggregate, event, upcast, Uuid};
 }
+
+/// The rusqlite that annals links (bundled SQLite): use it for projections
+/// and your own tables, so that only one `libsqlite3-sys` is linked (two
+/// versions of it cannot be, and cargo says only "links to the native
+/// library sqlite3").
+#[cfg(feature = "sqlite")]
+pub use rusqlite;
+
+/// The postgres client annals uses: use it for projections and your own
+/// tables, so that types such as `postgres::Client` match.
+#[cfg(feature = "postgres")]
+pub use postgres;
+
+/// chrono, whose `DateTime<Utc>` [`Timestamp`] is.
+pub use chrono;
 
 /// Used by the code that the macros generate; not a public API.
 #[doc(hidden)]

@@ -283,9 +283,9 @@ impl Mapper {
         stored: &StoredEvent,
         chain: Option<&mut Option<EventHash>>,
     ) -> Result<DomainEvent<A>> {
-        let variant = A::Event::__variant_of(&stored.topic).ok_or_else(|| Error::UnknownTopic {
-            topic: stored.topic.clone(),
-            aggregate: A::NAME,
+        let variant = A::Event::__variant_of(&stored.topic).ok_or_else(|| {
+            let named = stored.topic.split_once('.').map(|(name, _)| name);
+            unknown_topic::<A>(&stored.topic, named)
         })?;
         let originator_id = A::Id::from_stored(&stored.originator_id)
             .map_err(|e| decode_error::<A>(stored, e.into()))?;
@@ -372,10 +372,7 @@ impl Mapper {
     /// The aggregate that a stored snapshot holds, with its metadata.
     pub fn decode_snapshot<A: Aggregate>(&self, stored: &StoredEvent) -> Result<A> {
         if stored.topic != A::NAME && !A::ALIASES.contains(&stored.topic.as_str()) {
-            return Err(Error::UnknownTopic {
-                topic: stored.topic.clone(),
-                aggregate: A::NAME,
-            });
+            return Err(unknown_topic::<A>(&stored.topic, Some(&stored.topic)));
         }
         let id = A::Id::from_stored(&stored.originator_id)
             .map_err(|e| decode_error::<A>(stored, e.into()))?;
@@ -509,7 +506,7 @@ fn verify_link<A: Aggregate>(
 ) -> Result<EventHash> {
     let broken = |message: &str| Error::Integrity {
         aggregate: A::NAME,
-        id: stored.originator_id.clone(),
+        id: shown_id::<A>(&stored.originator_id),
         version: stored.originator_version,
         message: message.to_owned(),
     };
@@ -564,6 +561,24 @@ fn from_hex(hex: &[u8]) -> std::result::Result<EventHash, String> {
     Ok(hash)
 }
 
+/// A topic `A` does not know; `named` is the aggregate name it carries.
+fn unknown_topic<A: Aggregate>(topic: &str, named: Option<&str>) -> Error {
+    let owner = named
+        .filter(|name| !name.is_empty() && *name != A::NAME && !A::ALIASES.contains(name))
+        .map(str::to_owned);
+    Error::UnknownTopic {
+        topic: topic.to_owned(),
+        aggregate: A::NAME,
+        owner,
+    }
+}
+
+/// `stored` as `A`'s id type displays it (UUIDs hyphenated), as every
+/// error shows ids.
+fn shown_id<A: Aggregate>(stored: &str) -> String {
+    A::Id::from_stored(stored).map_or_else(|_| stored.to_owned(), |id| id.to_string())
+}
+
 fn decode_error<A: Aggregate>(
     stored: &StoredEvent,
     source: Box<dyn std::error::Error + Send + Sync>,
@@ -571,7 +586,7 @@ fn decode_error<A: Aggregate>(
     Error::Decode {
         topic: stored.topic.clone(),
         aggregate: A::NAME,
-        id: stored.originator_id.clone(),
+        id: shown_id::<A>(&stored.originator_id),
         version: stored.originator_version,
         source,
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
-use crate::domain::{self, Aggregate, AggregateId, AggregateState};
+use crate::domain::{self, Aggregate, AggregateId, AggregateState, Event};
 use crate::error::{Error, Result};
 use crate::mapper::Mapper;
 use crate::persistence::{AggregateRecorder, EventQuery, ProcessRecorder};
@@ -89,6 +89,35 @@ impl Snapshots {
         self.newest(&id.into().to_stored(), Some(version))
     }
 
+    /// Every snapshot of aggregate `id`, oldest first, as the aggregates
+    /// they hold (each has its `version()` and `modified_on()`).
+    ///
+    /// # Errors
+    ///
+    /// Store and decoding errors.
+    pub fn list<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<Vec<A>> {
+        self.recorder
+            .select_events(&id.into().to_stored(), &EventQuery::all())?
+            .iter()
+            .map(|stored| self.mapper.decode_snapshot(stored))
+            .collect()
+    }
+
+    /// The versions at which aggregate `id` has snapshots, oldest first
+    /// (nothing is decoded).
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub fn versions<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<Vec<u64>> {
+        Ok(self
+            .recorder
+            .select_events(&id.into().to_stored(), &EventQuery::all())?
+            .iter()
+            .map(|stored| stored.originator_version)
+            .collect())
+    }
+
     /// The snapshot store itself.
     pub fn recorder(&self) -> &Arc<dyn AggregateRecorder> {
         &self.recorder
@@ -146,12 +175,21 @@ impl Repository {
         self.load(&id.into(), Some(version))
     }
 
-    /// Whether aggregate `id` exists (stored and not discarded).
+    /// Whether aggregate `id` exists (stored and not discarded), from the
+    /// stream's last event alone: no replay.
+    ///
+    /// # Errors
+    ///
+    /// Store and decoding errors (a stream of another aggregate type is
+    /// one: its topic is not one of `A`'s).
     pub fn contains<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<bool> {
-        match self.get::<A>(id) {
-            Ok(_) => Ok(true),
-            Err(Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
+        let stored_id = id.into().to_stored();
+        let last = self
+            .recorder
+            .select_events(&stored_id, &EventQuery::all().descending().limit(1))?;
+        match last.first() {
+            None => Ok(false),
+            Some(stored) => Ok(!self.mapper.decode::<A>(stored)?.event.is_discarding()),
         }
     }
 

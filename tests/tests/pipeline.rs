@@ -57,7 +57,7 @@ fn zlib_compresses_every_stored_event_and_snapshot() {
         let mut dog = Dog::register("Fido".into());
         dog.add_trick("ab".repeat(500));
         app.save(&mut dog).expect(store);
-        app.take_snapshot::<Dog>(dog.id(), None).expect(store);
+        app.take_snapshot::<Dog>(dog.id()).expect(store);
         let rows = all_rows(&app);
         assert_eq!(rows.len(), 2, "{store}");
         for row in &rows {
@@ -126,7 +126,7 @@ fn decryption_error(err: Error) -> String {
         matches!(err, Error::Decode { .. }),
         "a decode error, got {err}"
     );
-    let message = err.to_string();
+    let message = err.report().to_string();
     assert!(
         message.contains("Dog.Registered") && message.contains("decrypt"),
         "{message}"
@@ -209,7 +209,7 @@ fn a_key_of_the_wrong_length_is_a_configuration_error_naming_cipher_key() {
             .build()
             .expect_err(key);
         assert!(
-            matches!(&err, Error::Config { var, .. } if var == "CIPHER_KEY"),
+            matches!(&err, Error::Config { setting, .. } if setting == "CIPHER_KEY"),
             "{err}"
         );
     }
@@ -253,7 +253,7 @@ fn settings_from_the_environment_turn_the_pipeline_on() {
         .decrypt(state)
         .expect("encrypted");
     assert_eq!(inner[0], 0x78, "compressed, then encrypted");
-    app.take_snapshot::<Dog>(dog.id(), None).expect("snapshot");
+    app.take_snapshot::<Dog>(dog.id()).expect("snapshot");
 
     for (var, value) in [
         ("COMPRESSOR_TOPIC", "lzma"),
@@ -270,7 +270,7 @@ fn settings_from_the_environment_turn_the_pipeline_on() {
     }
     let err = Application::builder("School")
         .build()
-        .and_then(|app| app.take_snapshot::<Dog>(dog.id(), None));
+        .and_then(|app| app.take_snapshot::<Dog>(dog.id()));
     assert!(err
         .expect_err("disabled")
         .to_string()
@@ -315,9 +315,9 @@ fn snapshots_every_n_events_and_on_demand() {
             "{store}"
         );
 
-        app.take_snapshot::<Dog>(dog.id(), Some(7)).expect(store);
-        app.take_snapshot::<Dog>(dog.id(), None).expect(store);
-        app.take_snapshot::<Dog>(dog.id(), None)
+        app.take_snapshot_at::<Dog>(dog.id(), 7).expect(store);
+        app.take_snapshot::<Dog>(dog.id()).expect(store);
+        app.take_snapshot::<Dog>(dog.id())
             .expect("again: already stored");
         let at8: Dog = snapshots
             .get_at(dog.id(), 8)
@@ -349,7 +349,7 @@ fn snapshots_every_n_events_and_on_demand() {
             7
         );
         let err = app
-            .take_snapshot::<Dog>(Uuid::new_v4(), None)
+            .take_snapshot::<Dog>(Uuid::new_v4())
             .expect_err("no such dog");
         assert!(err.is_not_found());
     }
@@ -573,5 +573,8 @@ fn hostile_stored_bytes_are_errors_not_panics() {
         .build()
         .expect("app");
     let err = other.repository().get::<Dog>(id).expect_err("too large");
-    assert!(err.to_string().contains("inflates beyond"), "{err}");
+    assert!(
+        err.report().to_string().contains("inflates beyond"),
+        "{err}"
+    );
 }

@@ -36,7 +36,7 @@ annals_tests::recorder_contract!(contract_recorder);
 
 fn config_error(result: Result<impl std::fmt::Debug, Error>) -> (String, String) {
     match result {
-        Err(Error::Config { var, message }) => (var, message),
+        Err(Error::Config { setting, message }) => (setting, message),
         other => panic!("expected a configuration error, got {other:?}"),
     }
 }

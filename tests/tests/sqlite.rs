@@ -144,7 +144,7 @@ fn tables_are_created_on_first_use_or_by_an_explicit_call() {
     let err = r
         .insert_events(&[event("a", 1, "T")])
         .expect_err("no table yet");
-    assert!(err.to_string().contains("no such table"), "{err}");
+    assert!(err.report().to_string().contains("no such table"), "{err}");
     r.create_tables().expect("create");
     r.create_tables().expect("create again is harmless");
     r.insert_events(&[event("a", 1, "T")]).expect("insert");

@@ -161,8 +161,7 @@ fn old_events_and_snapshots_are_upcast_through_every_store() {
         let mut snapped = v1::Dog::register("Rex".into());
         snapped.add_trick("roll".into());
         old.save(&mut snapped).expect(store);
-        old.take_snapshot::<v1::Dog>(snapped.id(), None)
-            .expect(store);
+        old.take_snapshot::<v1::Dog>(snapped.id()).expect(store);
 
         let new = secured(
             Application::builder("versioning_upcast").stores_of(&old),
@@ -230,8 +229,7 @@ fn renamed_events_and_aggregates_still_decode() {
         let mut dog = v1::Dog::register("Fido".into());
         dog.add_trick("sit".into());
         old.save(&mut dog).expect(store);
-        old.take_snapshot::<v1::Dog>(dog.id(), Some(1))
-            .expect(store);
+        old.take_snapshot_at::<v1::Dog>(dog.id(), 1).expect(store);
 
         let new = Application::builder("versioning_renamed")
             .stores_of(&old)

@@ -79,10 +79,15 @@ impl State {
                 .get(&e.originator_id)
                 .is_some_and(|s| s.contains_key(&e.originator_version));
             if taken || !batch.insert((&e.originator_id, e.originator_version)) {
-                return Err(Error::Conflict(format!(
-                    "stream {} already has version {}",
-                    e.originator_id, e.originator_version
-                )));
+                return Err(Error::Conflict {
+                    aggregate: None,
+                    id: Some(e.originator_id.clone()),
+                    version: Some(e.originator_version),
+                    message: format!(
+                        "stream {} already has version {}",
+                        e.originator_id, e.originator_version
+                    ),
+                });
             }
         }
         Ok(())
@@ -184,7 +189,7 @@ impl ProcessRecorder for MemoryRecorder {
             .get(&tracking.application_name)
             .is_some_and(|t| t.ids.contains(&tracking.notification_id))
         {
-            return Err(Error::Conflict(format!(
+            return Err(Error::conflict(format!(
                 "notification {} of {} is already tracked",
                 tracking.notification_id, tracking.application_name
             )));

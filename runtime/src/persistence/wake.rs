@@ -140,7 +140,7 @@ impl Watch {
                         Ok(true) => signal.raise(),
                         Ok(false) => backoff = Duration::from_millis(50),
                         Err(e) => {
-                            tracing::warn!(watch = %what, error = %e, "watching for commits failed; retrying");
+                            tracing::warn!(watch = %what, error = %e.report(), "watching for commits failed; retrying");
                             signal.raise();
                             drop(signal);
                             let mut slept = Duration::ZERO;

@@ -11,7 +11,6 @@
 //! [`System::run_follower`] (one follower in this process; start one
 //! process per follower to spread a system over processes and machines).
 
-mod log;
 mod process;
 mod projection;
 mod runner;
@@ -20,8 +19,8 @@ mod sync;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+pub use crate::log::{NotificationLogReader, Stopper, Subscription};
 pub use crate::persistence::wake::{Notifier, Signal, Watch};
-pub use log::{NotificationLogReader, Stopper, Subscription};
 pub use process::{Policy, ProcessApplication, Processing, Upstream};
 pub use projection::{ProjectFn, Projection, ReadModel};
 pub use runner::{MultiThreadedRunner, SingleThreadedRunner, StopHandle};

@@ -5,7 +5,7 @@
 use std::cell::OnceCell;
 use std::sync::Arc;
 
-use crate::application::{Application, Save};
+use crate::application::{Application, Encoded, Save};
 use crate::domain::{self, Aggregate, DomainEvent, Event, Metadata};
 use crate::error::{Error, Result};
 use crate::persistence::{Notification, StoredEvent, Tracking};
@@ -84,7 +84,7 @@ impl<'a> Upstream<'a> {
 pub struct Processing<'a> {
     app: &'a Application,
     upstream: &'a Upstream<'a>,
-    events: Vec<StoredEvent>,
+    events: Encoded,
 }
 
 impl Processing<'_> {
@@ -171,14 +171,14 @@ impl ProcessApplication {
         let mut processing = Processing {
             app: &self.app,
             upstream: &upstream,
-            events: Vec::new(),
+            events: Encoded::default(),
         };
         self.policy.process(&upstream, &mut processing)?;
         let tracking = Tracking {
             application_name: leader.name().to_owned(),
             notification_id: notification.id,
         };
-        Ok((processing.events, tracking))
+        Ok((processing.events.events, tracking))
     }
 
     /// Processes one notification unless it is tracked already: how many
@@ -200,7 +200,7 @@ impl ProcessApplication {
                     self.app.notifier().notify();
                     return Ok(Some(events.len()));
                 }
-                Err(Error::Conflict(_)) if attempt < 3 => attempt += 1,
+                Err(Error::Conflict { .. }) if attempt < 3 => attempt += 1,
                 Err(e) => return Err(e),
             }
         }

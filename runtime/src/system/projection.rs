@@ -88,7 +88,7 @@ impl ReadModel for rusqlite::Connection {
             ],
         )
         .map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::ConstraintViolation) => Error::Conflict(format!(
+            Some(rusqlite::ErrorCode::ConstraintViolation) => Error::conflict(format!(
                 "{name} already applied notification {id} of {leader}"
             )),
             _ => db_error("recording projection tracking", e),
@@ -143,7 +143,7 @@ impl ReadModel for postgres::Client {
             ],
         )
         .map_err(|e| match e.code() {
-            Some(code) if *code == postgres::error::SqlState::UNIQUE_VIOLATION => Error::Conflict(
+            Some(code) if *code == postgres::error::SqlState::UNIQUE_VIOLATION => Error::conflict(
                 format!("{name} already applied notification {id} of {leader}"),
             ),
             _ => db_error("recording projection tracking", e),
@@ -228,7 +228,7 @@ impl<D: ReadModel> Projection<D> {
                 }) {
                     Ok(()) => applied += 1,
                     // Another instance of this projection applied it.
-                    Err(Error::Conflict(_)) => {}
+                    Err(Error::Conflict { .. }) => {}
                     Err(e) => return Err(e),
                 }
                 let mut progress = self.progress.0.lock().unwrap_or_else(|e| e.into_inner());

@@ -137,7 +137,7 @@ impl MultiThreadedRunner {
                     .name(format!("annals-{name}"))
                     .spawn(move || {
                         if let Err(e) = system.run_follower(&name, &stop, poll) {
-                            tracing::error!(follower = %name, error = %e, "follower stopped");
+                            tracing::error!(follower = %name, error = %e.report(), "follower stopped");
                             errors.lock().unwrap_or_else(|e| e.into_inner()).push(e);
                         }
                     })

@@ -213,11 +213,17 @@ impl PostgresRecorder {
         let table = &self.sql.events;
         if let Some(db) = e.as_db_error() {
             if *db.code() == SqlState::UNIQUE_VIOLATION {
-                return Error::Conflict(format!(
-                    "{}{}",
-                    db.message(),
-                    db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
-                ));
+                let (id, version) = db.detail().and_then(conflicting_key).unzip();
+                return Error::Conflict {
+                    aggregate: None,
+                    id,
+                    version,
+                    message: format!(
+                        "{}{}",
+                        db.message(),
+                        db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+                    ),
+                };
             }
             if *db.code() == SqlState::LOCK_NOT_AVAILABLE {
                 return Error::persistence(
@@ -621,6 +627,19 @@ impl PostgresRecorder {
     }
 }
 
+/// The stream and version of a unique violation's detail, `Key
+/// (originator_id, originator_version)=(id, 3) already exists.`, with a
+/// UUID id in annals' stored form.
+fn conflicting_key(detail: &str) -> Option<(String, u64)> {
+    let values = detail
+        .strip_prefix("Key (originator_id, originator_version)=(")?
+        .split(") already exists")
+        .next()?;
+    let (id, version) = values.rsplit_once(", ")?;
+    let id = Uuid::parse_str(id).map_or_else(|_| id.to_owned(), |u| u.simple().to_string());
+    Some((id, version.parse().ok()?))
+}
+
 /// Snapshots in PostgreSQL: the `{name}_snapshots` table of a
 /// [`PostgresRecorder`], on its pool. Inserts are single statements (no
 /// table lock, no notification).
@@ -764,5 +783,29 @@ impl ProcessRecorder for PostgresRecorder {
                 .query_one(&statement, &[&application_name, &id])?
                 .try_get(0)?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn conflicting_keys_are_read_from_the_detail() {
+        let detail = "Key (originator_id, originator_version)=(3f2b1c4e-0000-4000-8000-000000000001, 3) already exists.";
+        assert_eq!(
+            super::conflicting_key(detail),
+            Some(("3f2b1c4e000040008000000000000001".to_owned(), 3))
+        );
+        assert_eq!(
+            super::conflicting_key(
+                "Key (originator_id, originator_version)=(dog-1, 12) already exists."
+            ),
+            Some(("dog-1".to_owned(), 12))
+        );
+        assert_eq!(
+            super::conflicting_key(
+                "Key (application_name, notification_id)=(a, 1) already exists."
+            ),
+            None
+        );
     }
 }

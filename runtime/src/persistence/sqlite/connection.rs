@@ -20,7 +20,7 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(10);
 
 pub(super) fn sqlite_error(context: &str, config: &SqliteConfig, e: rusqlite::Error) -> Error {
     match e.sqlite_error_code() {
-        Some(ErrorCode::ConstraintViolation) => Error::Conflict(format!("{context}: {e}")),
+        Some(ErrorCode::ConstraintViolation) => Error::conflict(format!("{context}: {e}")),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::persistence(
             format!(
                 "{context}: the database {:?} stayed locked by another writer for longer than the lock timeout ({:?}; SQLITE_LOCK_TIMEOUT)",
@@ -143,7 +143,7 @@ impl GroupTransaction for WriteConnection {
         if !self.conn.is_autocommit() {
             match open_writer(&self.config) {
                 Ok(conn) => self.conn = conn,
-                Err(e) => tracing::error!(error = %e, "reopening the SQLite writer"),
+                Err(e) => tracing::error!(error = %e.report(), "reopening the SQLite writer"),
             }
         }
     }

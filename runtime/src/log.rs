@@ -1,13 +1,14 @@
 //! Reading an application's log: pages of notifications, and a catch-up
-//! subscription that reads what is stored and then waits for more.
+//! subscription that reads what is stored and then waits for more
+//! ([`Application::subscribe`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Signal, Watch};
 use crate::application::Application;
 use crate::error::Result;
+use crate::persistence::wake::{Signal, Watch};
 use crate::persistence::{Notification, NotificationQuery};
 
 /// Pages through an application's notifications, in id order.
