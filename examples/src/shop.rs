@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use annals::prelude::*;
-use annals::system::{Processing, System, Upstream};
+use annals::system::{Policies, System};
 use serde::{Deserialize, Serialize};
 
 /// An order of items.
@@ -94,37 +94,35 @@ pub fn price(items: usize) -> u64 {
 }
 
 /// Reservations' policy: reserve stock for each order placed.
-pub fn reserve(event: &Upstream<'_>, processing: &mut Processing<'_>) -> annals::Result<()> {
-    if let Some(placed) = event.decode::<Order>()? {
-        if let OrderEvent::Placed { items } = placed.event {
+pub fn reserve() -> Policies {
+    Policies::new().on::<Order>(|placed, processing| {
+        if let OrderEvent::Placed { items } = &placed.event {
             let mut reservation = Reservation::make(placed.originator_id, items.len());
             processing.save(&mut reservation)?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Payments' policy: take payment for each reservation made.
-pub fn pay(event: &Upstream<'_>, processing: &mut Processing<'_>) -> annals::Result<()> {
-    if let Some(made) = event.decode::<Reservation>()? {
-        let ReservationEvent::Made { order_id, items } = made.event;
-        let mut payment = Payment::take(order_id, price(items));
-        processing.save(&mut payment)?;
-    }
-    Ok(())
+pub fn pay() -> Policies {
+    Policies::new().on::<Reservation>(|made, processing| {
+        let ReservationEvent::Made { order_id, items } = &made.event;
+        processing.save(&mut Payment::take(*order_id, price(*items)))
+    })
 }
 
 /// Orders' policy: mark each paid order paid.
-pub fn mark_paid(event: &Upstream<'_>, processing: &mut Processing<'_>) -> annals::Result<()> {
-    if let Some(taken) = event.decode::<Payment>()? {
-        let PaymentEvent::Taken { order_id, .. } = taken.event;
-        let mut order: Order = processing.app().repository().get(order_id)?;
+pub fn mark_paid() -> Policies {
+    Policies::new().on::<Payment>(|taken, processing| {
+        let PaymentEvent::Taken { order_id, .. } = &taken.event;
+        let mut order: Order = processing.app().get(*order_id)?;
         if !order.paid {
             order.mark_paid();
             processing.save(&mut order)?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The shop: its three applications and the system they make.
@@ -148,15 +146,10 @@ impl Shop {
         let reservations = Arc::new(make("Reservations")?);
         let payments = Arc::new(make("Payments")?);
         let system = System::builder()
-            .process(orders.clone(), mark_paid)
-            .process(reservations.clone(), reserve)
-            .process(payments.clone(), pay)
-            .pipe([
-                orders.name(),
-                reservations.name(),
-                payments.name(),
-                orders.name(),
-            ])
+            .process(orders.clone(), mark_paid())
+            .process(reservations.clone(), reserve())
+            .process(payments.clone(), pay())
+            .pipe([&orders, &reservations, &payments, &orders])
             .build()?;
         Ok(Self {
             orders,
@@ -178,7 +171,7 @@ impl Shop {
     pub fn check_settled(&self, orders: &[Uuid]) -> Result<(), String> {
         let err = |e: annals::Error| e.to_string();
         for id in orders {
-            let order: Order = self.orders.repository().get(*id).map_err(err)?;
+            let order: Order = self.orders.get(*id).map_err(err)?;
             if !order.paid || order.version() != 2 {
                 return Err(format!(
                     "order {id}: paid {}, version {}",
@@ -188,17 +181,12 @@ impl Shop {
             }
             let reservation: Reservation = self
                 .reservations
-                .repository()
                 .get(Reservation::create_id(id))
                 .map_err(err)?;
             if reservation.order_id != *id || reservation.version() != 1 {
                 return Err(format!("reservation of {id}: {reservation:?}"));
             }
-            let payment: Payment = self
-                .payments
-                .repository()
-                .get(Payment::create_id(id))
-                .map_err(err)?;
+            let payment: Payment = self.payments.get(Payment::create_id(id)).map_err(err)?;
             if payment.amount != price(order.items.len()) {
                 return Err(format!("payment of {id}: {payment:?}"));
             }

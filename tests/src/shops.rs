@@ -79,9 +79,9 @@ pub fn shop_on(
     let (orders, reservations, payments) = (orders?, reservations?, payments?);
     // The same wiring as `Shop::new`, each policy slowed down.
     let system = System::builder()
-        .process(orders.clone(), slow(shop::mark_paid, delay))
-        .process(reservations.clone(), slow(shop::reserve, delay))
-        .process(payments.clone(), slow(shop::pay, delay))
+        .process(orders.clone(), slow(shop::mark_paid(), delay))
+        .process(reservations.clone(), slow(shop::reserve(), delay))
+        .process(payments.clone(), slow(shop::pay(), delay))
         .pipe([
             orders.name(),
             reservations.name(),

@@ -326,3 +326,41 @@ fn errors_show_their_sources_once_and_report_shows_the_chain() {
     assert!(user.user_error::<std::io::Error>().is_some());
     assert!(user.user_error::<std::fmt::Error>().is_none());
 }
+
+#[test]
+fn typed_policies_get_their_types_events_decoded_and_let_others_pass() {
+    use annals::system::{Policies, SingleThreadedRunner, System};
+    use std::sync::{Arc, Mutex};
+
+    let bank = Arc::new(bank());
+    let audit = Arc::new(Application::builder("Audit").build().expect("app"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (on_account, on_card) = (seen.clone(), seen.clone());
+    let policy = Policies::new()
+        .on::<Account>(move |event, _| {
+            if let AccountEvent::Credited { amount } = &event.event {
+                on_account
+                    .lock()
+                    .expect("lock")
+                    .push(format!("credit {amount}"));
+            }
+            Ok(())
+        })
+        .on::<Card>(move |event, _| {
+            let CardEvent::Issued { number } = &event.event;
+            on_card.lock().expect("lock").push(format!("card {number}"));
+            Ok(())
+        });
+    let system = Arc::new(
+        System::builder()
+            .application(bank.clone())
+            .process(audit.clone(), policy)
+            .pipe([&bank, &audit])
+            .build()
+            .expect("system"),
+    );
+    opened(&bank, 7);
+    bank.save(&mut Card::issue("4000".into())).expect("card");
+    assert_eq!(SingleThreadedRunner::new(system).run().expect("run"), 3);
+    assert_eq!(*seen.lock().expect("lock"), ["credit 7", "card 4000"]);
+}

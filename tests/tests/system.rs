@@ -197,9 +197,9 @@ fn several_followers_of_one_leader_and_one_follower_of_two_leaders_in_order() {
     let audit = memory_app("Audit");
     let system = Arc::new(
         System::builder()
-            .process(shop.orders.clone(), annals_examples::shop::mark_paid)
-            .process(shop.reservations.clone(), annals_examples::shop::reserve)
-            .process(shop.payments.clone(), annals_examples::shop::pay)
+            .process(shop.orders.clone(), annals_examples::shop::mark_paid())
+            .process(shop.reservations.clone(), annals_examples::shop::reserve())
+            .process(shop.payments.clone(), annals_examples::shop::pay())
             .process(audit.clone(), note)
             .pipe(["Orders", "Reservations", "Payments", "Orders"])
             .pipe(["Orders", "Audit"])
@@ -382,9 +382,9 @@ fn sync_followers_brings_followers_up_to_date_with_dry_runs_and_per_follower_err
     let shop = Shop::new(|role| Application::builder(role).build()).expect("shop");
     let broken = memory_app("Broken");
     let system = System::builder()
-        .process(shop.orders.clone(), annals_examples::shop::mark_paid)
-        .process(shop.reservations.clone(), annals_examples::shop::reserve)
-        .process(shop.payments.clone(), annals_examples::shop::pay)
+        .process(shop.orders.clone(), annals_examples::shop::mark_paid())
+        .process(shop.reservations.clone(), annals_examples::shop::reserve())
+        .process(shop.payments.clone(), annals_examples::shop::pay())
         .process(
             broken.clone(),
             |_: &Upstream<'_>, _: &mut Processing<'_>| {

@@ -21,13 +21,50 @@ use std::sync::Arc;
 
 pub use crate::log::{NotificationLogReader, Stopper, Subscription};
 pub use crate::persistence::wake::{Notifier, Signal, Watch};
-pub use process::{Policy, ProcessApplication, Processing, Upstream};
+pub use process::{Policies, Policy, ProcessApplication, Processing, Upstream};
 pub use projection::{ProjectFn, Projection, ReadModel};
 pub use runner::{MultiThreadedRunner, SingleThreadedRunner, StopHandle};
 pub use sync::{FollowerReport, SyncOptions, SyncReport};
 
 use crate::application::Application;
 use crate::error::{Error, Result};
+
+/// What a pipe can name an application by: the application itself (`&app`,
+/// `&Arc<Application>`) or its name.
+pub trait AppName {
+    /// The application's name.
+    fn app_name(&self) -> &str;
+}
+
+impl AppName for &str {
+    fn app_name(&self) -> &str {
+        self
+    }
+}
+
+impl AppName for String {
+    fn app_name(&self) -> &str {
+        self
+    }
+}
+
+impl AppName for &String {
+    fn app_name(&self) -> &str {
+        self
+    }
+}
+
+impl AppName for &Application {
+    fn app_name(&self) -> &str {
+        self.name()
+    }
+}
+
+impl AppName for &Arc<Application> {
+    fn app_name(&self) -> &str {
+        self.name()
+    }
+}
 
 /// Applications and who follows whom.
 pub struct System {
@@ -71,9 +108,12 @@ impl SystemBuilder {
         self
     }
 
-    /// A pipe: each named application follows the one before it.
-    pub fn pipe<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
-        self.pipes.push(names.into_iter().map(Into::into).collect());
+    /// A pipe: each application follows the one before it. Name them by
+    /// the applications themselves (`[&orders, &payments]`) or by their
+    /// names.
+    pub fn pipe<I: IntoIterator<Item = S>, S: AppName>(mut self, apps: I) -> Self {
+        self.pipes
+            .push(apps.into_iter().map(|a| a.app_name().to_owned()).collect());
         self
     }
 

@@ -121,6 +121,98 @@ where
     }
 }
 
+/// A handler of one leader aggregate type's events.
+type Handler = Box<dyn Fn(&Upstream<'_>, &mut Processing<'_>) -> Result<()> + Send + Sync>;
+
+/// A policy made of typed handlers, one per leader aggregate type: each
+/// gets the events of its type already decoded; events of other types are
+/// not decoded, and pass.
+///
+/// ```
+/// use std::sync::Arc;
+/// use annals::prelude::*;
+/// use annals::system::{Policies, System, SingleThreadedRunner};
+///
+/// #[aggregate]
+/// #[derive(Debug)]
+/// pub struct Order { pub item: String }
+/// #[aggregate]
+/// impl Order {
+///     #[event("Placed")]
+///     pub fn place(item: String) -> Self { Order { item } }
+/// }
+///
+/// #[aggregate]
+/// #[derive(Debug)]
+/// pub struct Parcel { pub item: String }
+/// #[aggregate]
+/// impl Parcel {
+///     #[event("Packed")]
+///     pub fn pack(item: String) -> Self { Parcel { item } }
+/// }
+///
+/// let orders = Arc::new(Application::builder("Orders").build()?);
+/// let shipping = Arc::new(Application::builder("Shipping").build()?);
+/// let policy = Policies::new().on::<Order>(|placed, processing| {
+///     let OrderEvent::Placed { item } = &placed.event;
+///     processing.save(&mut Parcel::pack(item.clone()))
+/// });
+/// let system = Arc::new(
+///     System::builder()
+///         .application(orders.clone())
+///         .process(shipping.clone(), policy)
+///         .pipe([&orders, &shipping])
+///         .build()?,
+/// );
+/// orders.save(&mut Order::place("kettle".into()))?;
+/// assert_eq!(SingleThreadedRunner::new(system).run()?, 1);
+/// assert_eq!(shipping.last_notification_id()?, Some(1));
+/// # Ok::<(), annals::Error>(())
+/// ```
+#[derive(Default)]
+pub struct Policies {
+    handlers: Vec<(&'static str, Handler)>,
+}
+
+impl std::fmt::Debug for Policies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let types: Vec<&str> = self.handlers.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("Policies").field("on", &types).finish()
+    }
+}
+
+impl Policies {
+    /// A policy with no handlers yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Handles the events of leader aggregate type `A`: `handler` gets
+    /// each one decoded (match on `A::Event` in `event.event`).
+    #[must_use]
+    pub fn on<A: Aggregate>(
+        mut self,
+        handler: impl Fn(&DomainEvent<A>, &mut Processing<'_>) -> Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.handlers.push((
+            A::NAME,
+            Box::new(move |upstream, processing| match upstream.decode::<A>()? {
+                Some(event) => handler(&event, processing),
+                None => Ok(()),
+            }),
+        ));
+        self
+    }
+}
+
+impl Policy for Policies {
+    fn process(&self, event: &Upstream<'_>, processing: &mut Processing<'_>) -> Result<()> {
+        self.handlers
+            .iter()
+            .try_for_each(|(_, handler)| handler(event, processing))
+    }
+}
+
 /// A follower: an application, its policy and its leaders.
 #[derive(Clone)]
 pub struct ProcessApplication {
