@@ -166,8 +166,18 @@ fn event_attr(attr: &Attribute) -> syn::Result<EventAttr> {
     Ok(parsed)
 }
 
+/// Whether `attr` is the marker `name`: `#[event]`, `#[annals::event]`,
+/// `#[::annals::event]` or any other path ending in `name` (the macros are
+/// re-exported, so the crate may be renamed).
+fn is_marker(attr: &Attribute, name: &str) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|last| last.ident == name && last.arguments.is_none())
+}
+
 fn is_event_attr(attr: &Attribute) -> bool {
-    attr.path().is_ident("event")
+    is_marker(attr, "event")
 }
 
 /// `add_trick` -> `AddTrick`.
@@ -275,7 +285,7 @@ pub fn aggregate_impl(
         }
         let (upcasts, others): (Vec<Attribute>, Vec<Attribute>) = std::mem::take(&mut method.attrs)
             .into_iter()
-            .partition(|a| a.path().is_ident("upcast"));
+            .partition(|a| is_marker(a, "upcast"));
         method.attrs = others;
         for attr in &upcasts {
             match upcast_attr(attr, &method.sig.ident) {
