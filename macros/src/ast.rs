@@ -18,6 +18,11 @@ pub struct Options {
     pub version: Option<LitInt>,
     /// Former names of the aggregate: its events' old topic prefixes.
     pub aliases: Vec<LitStr>,
+    /// The event enum's name (`event = "DogChange"`; default `{Type}Event`).
+    pub event: Option<Ident>,
+    /// The event enum's visibility (`event_vis = "pub(crate)"`; default
+    /// `pub`).
+    pub event_vis: Option<syn::Visibility>,
 }
 
 /// Whether an event creates its aggregate or changes it.

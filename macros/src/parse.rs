@@ -67,6 +67,8 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
         derives: Vec::new(),
         version: None,
         aliases: Vec::new(),
+        event: None,
+        event_vis: None,
     };
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("crate") {
@@ -81,6 +83,28 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
             options.version = Some(meta.value()?.parse()?);
         } else if meta.path.is_ident("aliases") {
             options.aliases = string_list(meta.value()?)?;
+        } else if meta.path.is_ident("event") {
+            let lit: LitStr = meta.value()?.parse()?;
+            let ident = lit.parse::<syn::Ident>().map_err(|_| {
+                syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "{:?} is not a type name; name the event enum like a type (\"DogChange\")",
+                        lit.value()
+                    ),
+                )
+            })?;
+            options.event = Some(ident);
+        } else if meta.path.is_ident("event_vis") {
+            let lit: LitStr = meta.value()?.parse()?;
+            let vis = lit.parse::<syn::Visibility>().map_err(|_| {
+                syn::Error::new(
+                    lit.span(),
+                    format!("{:?} is not a visibility; expected e.g. \"pub\", \"pub(crate)\", \"pub(super)\" or \"\" (private)", lit.value()),
+                )
+            })?;
+            // `LitStr::parse` spans the tokens at the string.
+            options.event_vis = Some(vis);
         } else if meta.path.is_ident("derive") {
             meta.parse_nested_meta(|derive| {
                 options.derives.push(derive.path);
@@ -88,7 +112,7 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
             })?;
         } else {
             return Err(meta.error(
-                "unknown option of #[aggregate]; expected `name = \"...\"`, `id = Type`, `initial_version = N`, `version = N`, `aliases = [\"...\"]`, `derive(...)` or `crate = \"path\"`",
+                "unknown option of #[aggregate]; expected `name = \"...\"`, `id = Type`, `initial_version = N`, `version = N`, `aliases = [\"...\"]`, `event = \"Name\"`, `event_vis = \"pub(crate)\"`, `derive(...)` or `crate = \"path\"`",
             ));
         }
         Ok(())
