@@ -36,6 +36,12 @@ pub enum Kind {
 pub struct Arg {
     pub ident: Ident,
     pub ty: Type,
+    /// `#[serde(..)]` attributes on the argument, for the event's field.
+    pub serde: Vec<syn::Attribute>,
+    /// Whether those give the field its own serialization (`with`,
+    /// `serialize_with`), and deserialization (`with`, `deserialize_with`).
+    pub serialize_with: bool,
+    pub deserialize_with: bool,
 }
 
 /// One `#[event]` method.

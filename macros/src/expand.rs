@@ -38,7 +38,9 @@ impl VisitMut for FillMeta<'_> {
         let is_aggregate =
             expr.qself.is_none() && (path.is_ident("Self") || path.is_ident(self.self_ident));
         if is_aggregate && expr.rest.is_none() {
-            let field = &self.field;
+            // Spanned at the literal: an error about the field (the struct
+            // lacks #[aggregate]) points there.
+            let field = Ident::new(&self.field.to_string(), path.span());
             expr.fields
                 .push(syn::parse_quote!(#field: ::core::default::Default::default()));
         }
@@ -118,21 +120,6 @@ fn variant(event: &EventDef) -> Ident {
     Ident::new(&event.name, event.name_span)
 }
 
-/// The trait impls shared by the real expansion and the stub: metadata
-/// access.
-fn meta_access(agg: &AggregateImpl) -> TokenStream {
-    let p = private(agg);
-    let field = format_ident!("{}", META_FIELD);
-    quote! {
-        fn __meta(&self) -> &#p::Meta<Self> {
-            &self.#field
-        }
-        fn __meta_mut(&mut self) -> &mut #p::Meta<Self> {
-            &mut self.#field
-        }
-    }
-}
-
 /// What is emitted when the impl block has errors: the user's methods (so
 /// calls to them still resolve), the errors, and stubs that keep the rest
 /// of the crate from failing because of them.
@@ -151,7 +138,6 @@ fn stub(mut agg: AggregateImpl, error: syn::Error) -> TokenStream {
     let event_vis = event_vis(&agg);
     let id_type = id_type(&agg);
     let name = agg_name(&agg);
-    let meta_access = meta_access(&agg);
     let error = error.to_compile_error();
     let allow = allow_lints();
     quote! {
@@ -167,7 +153,6 @@ fn stub(mut agg: AggregateImpl, error: syn::Error) -> TokenStream {
             type Id = #id_type;
             type Event = #p::Never;
             const NAME: &'static str = #name;
-            #meta_access
             fn __create(event: #p::Never) -> ::core::result::Result<Self, #p::Never> {
                 match event {}
             }
@@ -191,7 +176,6 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         .initial_version
         .as_ref()
         .map_or_else(|| quote!(1), |v| quote!(#v));
-    let meta_access = meta_access(agg);
     let state_version = agg
         .options
         .version
@@ -222,6 +206,18 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         applies.push(rewritten.apply);
     }
     let allow = allow_lints();
+    // Holds the name `create_id` when this block defines none, so that a
+    // `create_id` in another impl block of the type, which the creation
+    // methods would not see, is an error (E0592) pointing at it rather than
+    // silently ignored.
+    let create_id_elsewhere = agg.create_id.is_none().then(|| {
+        let ident = Ident::new("create_id", proc_macro2::Span::call_site());
+        quote! {
+            #[doc(hidden)]
+            #[allow(dead_code)]
+            fn #ident(_: #p::CreateIdGoesInTheAggregateImplBlock) {}
+        }
+    });
 
     let creations = agg
         .events
@@ -255,6 +251,7 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         #allow
         impl #self_ident {
             #(#with_ids)*
+            #create_id_elsewhere
         }
         // The event bodies, the user's code: only the lints that their
         // place in generated code would cause are allowed.
@@ -278,7 +275,6 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
                     _ => false,
                 }
             }
-            #meta_access
             fn __create(event: #event_ident) -> ::core::result::Result<Self, #event_ident> {
                 #[allow(unreachable_patterns)]
                 match event {
@@ -332,7 +328,7 @@ fn event_enum(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     let enum_item = |vis: TokenStream| {
         quote! {
             #[doc = #doc]
-            #[derive(::core::fmt::Debug, ::core::clone::Clone #(, #derives)*)]
+            #(#[derive(#derives)])*
             #allow
             #vis enum #event_ident {
                 #(#variants),*
@@ -395,6 +391,9 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     let mut topic_arms = Vec::new();
     let mut deserialize_arms = Vec::new();
     let mut upcast_arms = Vec::new();
+    let mut clone_arms = Vec::new();
+    let mut debug_arms = Vec::new();
+    let formatter = hidden("__formatter");
     let self_ident = &agg.self_ident;
     let (header, serializer, deserializer, variant_param) = (
         hidden("__header"),
@@ -436,15 +435,54 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
         });
         let (class_version_field, class_version_value) = class_version.unzip();
         let fields: Vec<_> = e.args.iter().map(|a| &a.ident).collect();
+        // Each field goes through `EventField` (unless its `#[serde(..)]`
+        // says how), spanned at its type: a type that is not an event
+        // field's is then one error there.
+        let field_fn = |a: &crate::ast::Arg, function: &str| {
+            let ty = &a.ty;
+            let path = format!(
+                "<{} as {}::EventField>::{function}",
+                quote!(#ty),
+                quote!(#p)
+            );
+            syn::LitStr::new(&path, ty.span())
+        };
         let ref_fields = e.args.iter().map(|a| {
             let ident = &a.ident;
             let ty = &a.ty;
-            quote!(#ident: &'__ref #ty)
+            let serde = &a.serde;
+            let with = (!a.serialize_with).then(|| {
+                let path = field_fn(a, "__serialize_ref");
+                quote!(#[serde(serialize_with = #path)])
+            });
+            quote!(#(#serde)* #with #ident: &'__ref #ty)
         });
         let owned_fields = e.args.iter().map(|a| {
             let ident = &a.ident;
             let ty = &a.ty;
-            quote!(#ident: #ty)
+            let serde = &a.serde;
+            let with = (!a.deserialize_with).then(|| {
+                let path = field_fn(a, "__deserialize");
+                quote!(#[serde(deserialize_with = #path)])
+            });
+            quote!(#(#serde)* #with #ident: #ty)
+        });
+        let variant_name = variant.to_string();
+        let clones = e.args.iter().map(|a| {
+            let ident = &a.ident;
+            let ty = &a.ty;
+            quote_spanned!(ty.span()=> #ident: <#ty as #p::EventField>::__clone(#ident))
+        });
+        clone_arms
+            .push(quote!(Self::#variant { #(#fields),* } => Self::#variant { #(#clones),* },));
+        let debug_fields = e.args.iter().map(|a| {
+            let ident = &a.ident;
+            let name = ident.to_string();
+            let ty = &a.ty;
+            quote_spanned!(ty.span()=> .field(#name, <#ty as #p::EventField>::__debug(#ident)))
+        });
+        debug_arms.push(quote! {
+            Self::#variant { #(#fields),* } => #formatter.debug_struct(#variant_name)#(#debug_fields)*.finish(),
         });
         serialize_arms.push(quote! {
             Self::#variant { #(#fields),* } => {
@@ -506,6 +544,20 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     };
     let allow = allow_lints();
     quote! {
+        #[automatically_derived]
+        #allow
+        impl ::core::clone::Clone for #event_ident {
+            fn clone(&self) -> Self {
+                match self { #(#clone_arms)* }
+            }
+        }
+        #[automatically_derived]
+        #allow
+        impl ::core::fmt::Debug for #event_ident {
+            fn fmt(&self, #formatter: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                match self { #(#debug_arms)* }
+            }
+        }
         #[automatically_derived]
         #allow
         impl #p::Event for #event_ident {
@@ -579,6 +631,7 @@ fn is_lint_attr(attr: &syn::Attribute) -> bool {
 /// hidden method that holds the body (run again on replay).
 fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Rewritten {
     let p = private(agg);
+    let id_type = id_type(agg);
     let method = &event.method;
     let attrs = &method.attrs;
     let vis = &method.vis;
@@ -589,7 +642,8 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Rewrit
     let fields: Vec<_> = event.args.iter().map(|a| &a.ident).collect();
     let clones = event.args.iter().map(|a| {
         let ident = &a.ident;
-        quote_spanned!(a.ty.span()=> #ident: ::core::clone::Clone::clone(&#ident))
+        let ty = &a.ty;
+        quote_spanned!(a.ty.span()=> #ident: <#ty as #p::EventField>::__clone(&#ident))
     });
     let (event_var, id_var, aggregate_var) =
         (hidden("__event"), hidden("__id"), hidden("__aggregate"));
@@ -651,7 +705,7 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Rewrit
                     });
                     quote!(::core::convert::Into::into(Self::create_id(#(#args),*)))
                 }
-                None => quote!(<<Self as #p::Aggregate>::Id as #p::AggregateId>::generate()),
+                None => quote!(<#id_type as #p::AggregateId>::generate()),
             };
             let with_id_doc =
                 format!("Like [`Self::{ident}`], with the new aggregate's id given by the caller.");
@@ -659,14 +713,14 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Rewrit
                 public: quote! {
                     #(#attrs)*
                     #vis #sig {
-                        let #id_var: <Self as #p::Aggregate>::Id = #make_id;
+                        let #id_var: #id_type = #make_id;
                         Self::#with_id(#id_var, #(#fields),*)
                     }
                 },
                 with_id: Some(quote! {
                     #[doc = #with_id_doc]
                     #vis fn #with_id(
-                        #id_arg: impl ::core::convert::Into<<Self as #p::Aggregate>::Id>,
+                        #id_arg: impl ::core::convert::Into<#id_type>,
                         #inputs
                     ) -> Self {
                         let #event_var = #event_ident::#variant { #(#clones),* };

@@ -228,16 +228,66 @@ fn kind_of(sig: &syn::Signature) -> Option<Kind> {
     }
 }
 
-fn args_of(sig: &syn::Signature, errors: &mut Errors) -> Vec<Arg> {
+/// Which of `with`, `serialize_with` and `deserialize_with` a `#[serde(..)]`
+/// attribute sets: (serialization, deserialization).
+fn serde_with(attr: &Attribute) -> syn::Result<(bool, bool)> {
+    let (mut ser, mut de) = (false, false);
+    attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident("with") {
+            (ser, de) = (true, true);
+        } else if meta.path.is_ident("serialize_with") {
+            ser = true;
+        } else if meta.path.is_ident("deserialize_with") {
+            de = true;
+        }
+        // Skip the value, whatever its shape: serde checks it.
+        if meta.input.peek(syn::Token![=]) {
+            meta.value()?.parse::<syn::Expr>()?;
+        } else if meta.input.peek(syn::token::Paren) {
+            meta.parse_nested_meta(|inner| {
+                if inner.input.peek(syn::Token![=]) {
+                    inner.value()?.parse::<syn::Expr>()?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })?;
+    Ok((ser, de))
+}
+
+/// The event's fields from the method's arguments; their `#[serde(..)]`
+/// attributes move to the fields.
+fn args_of(sig: &mut syn::Signature, errors: &mut Errors) -> Vec<Arg> {
     sig.inputs
-        .iter()
+        .iter_mut()
         .filter_map(|input| match input {
             FnArg::Receiver(_) => None,
             FnArg::Typed(typed) => match &*typed.pat {
-                Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(Arg {
-                    ident: p.ident.clone(),
-                    ty: (*typed.ty).clone(),
-                }),
+                Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                    let (serde, others): (Vec<Attribute>, Vec<Attribute>) =
+                        std::mem::take(&mut typed.attrs)
+                            .into_iter()
+                            .partition(|a| a.path().is_ident("serde"));
+                    typed.attrs = others;
+                    let (mut serialize_with, mut deserialize_with) = (false, false);
+                    for attr in &serde {
+                        match serde_with(attr) {
+                            Ok((ser, de)) => {
+                                serialize_with |= ser;
+                                deserialize_with |= de;
+                            }
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                    Some(Arg {
+                        ident: p.ident.clone(),
+                        ty: (*typed.ty).clone(),
+                        serde,
+                        serialize_with,
+                        deserialize_with,
+                    })
+                }
                 other => {
                     errors.spanned(
                         other,
@@ -360,11 +410,12 @@ pub fn aggregate_impl(
         let mut aliases: Vec<String> = attr.aliases.iter().map(LitStr::value).collect();
         // A renamed aggregate: its events' topics under the old names.
         aliases.extend(options_aliases.iter().map(|old| format!("{old}.{name}")));
+        let args = args_of(&mut method.sig, errors);
         events.push((
             index,
             EventDef {
                 kind: kind_of(&method.sig),
-                args: args_of(&method.sig, errors),
+                args,
                 method: method.clone(),
                 name,
                 name_span,

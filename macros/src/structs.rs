@@ -60,8 +60,23 @@ fn state_impl(item: &ItemStruct, krate: &syn::Path) -> TokenStream {
     } else {
         quote!(::core::option::Option::None)
     };
+    let field = format_ident!("{}", META_FIELD);
     quote! {
+        #[automatically_derived]
+        #[allow(unused_qualifications, clippy::all, clippy::pedantic, clippy::nursery, clippy::restriction)]
         impl #p::AggregateState for #ident {
+            fn __meta(&self) -> &#p::Meta<Self>
+            where
+                Self: #p::Aggregate,
+            {
+                &self.#field
+            }
+            fn __meta_mut(&mut self) -> &mut #p::Meta<Self>
+            where
+                Self: #p::Aggregate,
+            {
+                &mut self.#field
+            }
             const SNAPSHOTS: bool = #serde;
             fn __serialize_state<S: #p::serde::Serializer>(
                 &self,
@@ -92,7 +107,9 @@ pub fn expand(args: TokenStream, mut item: ItemStruct) -> TokenStream {
     }
     let serde_skip = (derives(&item, "Serialize") || derives(&item, "Deserialize"))
         .then(|| quote!(#[serde(skip)]));
-    let state = state_impl(&item, &krate);
+    // Without the field, no access to it: only the error about the
+    // struct's shape shows.
+    let state = matches!(item.fields, Fields::Named(_)).then(|| state_impl(&item, &krate));
     let field = format_ident!("{}", META_FIELD);
     match &mut item.fields {
         Fields::Named(fields) => {

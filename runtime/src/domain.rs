@@ -222,10 +222,15 @@ impl<A: Aggregate> Debug for DomainEvent<A> {
     }
 }
 
-/// What snapshots and the aggregate cache need of an aggregate's struct.
-/// `#[aggregate]` on the struct implements it: snapshots work when the
-/// struct derives `Serialize` and `Deserialize`, the cache when it derives
-/// `Clone`.
+/// What `#[aggregate]` on the struct provides: access to the hidden
+/// metadata field, and what snapshots and the aggregate cache need of the
+/// struct (snapshots work when the struct derives `Serialize` and
+/// `Deserialize`, the cache when it derives `Clone`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aggregate's struct: `#[aggregate]` is missing on `struct {Self}`",
+    label = "its impl block has #[aggregate], its struct has not",
+    note = "add `#[aggregate]` on `struct {Self}` as well: it adds the hidden metadata field that the impl block's events use"
+)]
 pub trait AggregateState: Sized {
     /// Whether the state can be serialized (snapshots are possible).
     const SNAPSHOTS: bool;
@@ -241,6 +246,64 @@ pub trait AggregateState: Sized {
     /// A copy of the aggregate, if its struct derives `Clone`.
     #[doc(hidden)]
     fn __duplicate(&self) -> Option<Self>;
+    #[doc(hidden)]
+    fn __meta(&self) -> &Meta<Self>
+    where
+        Self: Aggregate;
+    #[doc(hidden)]
+    fn __meta_mut(&mut self) -> &mut Meta<Self>
+    where
+        Self: Aggregate;
+}
+
+/// What every event argument's type must be: `Serialize`, `Deserialize`,
+/// `Clone` and `Debug`. The generated code uses an argument only through
+/// this trait, so that a type that lacks any of them is one error that
+/// names them all.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the type of an event argument: it must be Serialize, Deserialize, Clone and Debug",
+    label = "an event argument: it is stored, replayed and copied",
+    note = "add `#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]` to `{Self}` (or implement the ones it lacks)"
+)]
+pub trait EventField: Sized {
+    #[doc(hidden)]
+    fn __clone(&self) -> Self;
+    #[doc(hidden)]
+    fn __debug(&self) -> &dyn Debug;
+    #[doc(hidden)]
+    fn __serialize_ref<S: Serializer>(
+        this: &&Self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error>;
+    #[doc(hidden)]
+    fn __deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T> EventField for T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone + Debug,
+{
+    fn __clone(&self) -> Self {
+        self.clone()
+    }
+    fn __debug(&self) -> &dyn Debug {
+        self
+    }
+    fn __serialize_ref<S: Serializer>(
+        this: &&Self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(*this, serializer)
+    }
+    fn __deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        T::deserialize(deserializer)
+    }
 }
 
 /// An event-sourced aggregate. `#[aggregate]` implements it; use its
@@ -268,10 +331,6 @@ pub trait Aggregate: AggregateState + Send + 'static {
         false
     }
 
-    #[doc(hidden)]
-    fn __meta(&self) -> &Meta<Self>;
-    #[doc(hidden)]
-    fn __meta_mut(&mut self) -> &mut Meta<Self>;
     /// Runs a creation event's body; gives the event back if it is not one.
     #[doc(hidden)]
     fn __create(event: Self::Event) -> std::result::Result<Self, Self::Event>;

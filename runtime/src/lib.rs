@@ -124,11 +124,20 @@ pub mod __private {
     pub use crate::clock::Timestamp;
     pub use crate::domain::Header;
     pub use crate::domain::{
-        __created, __triggered, applying, Aggregate, AggregateId, AggregateState, Event, Meta,
+        __created, __triggered, applying, Aggregate, AggregateId, AggregateState, Event,
+        EventField, Meta,
     };
     pub use serde;
     pub use serde_json as json;
     pub use uuid::Uuid;
+
+    /// The parameter of the placeholder `create_id` that `#[aggregate]`
+    /// defines when its impl block has none: a `create_id` in another impl
+    /// block of the type then clashes with it (E0592) instead of being
+    /// silently ignored. Move that `create_id` into the `#[aggregate]` impl
+    /// block.
+    #[allow(missing_debug_implementations)]
+    pub enum CreateIdGoesInTheAggregateImplBlock {}
 
     /// The event type of an aggregate whose impl block failed to expand:
     /// it has no values, so nothing can be done with it.
