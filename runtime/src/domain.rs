@@ -256,6 +256,83 @@ pub trait AggregateState: Sized {
         Self: Aggregate;
 }
 
+/// Decides, by the struct's traits, whether an aggregate can be
+/// snapshotted (`Serialize` and `Deserialize`) and cached (`Clone`),
+/// however those traits are implemented (derived, `cfg_attr`-derived or
+/// written by hand). For a concrete `T`, `Probe::<T>::ITEM` resolves to
+/// the inherent item when `T` has the traits and to the fallback trait's
+/// otherwise; the generated `AggregateState` impl names them so.
+#[doc(hidden)]
+pub mod probe {
+    use std::marker::PhantomData;
+
+    use serde::de::DeserializeOwned;
+    use serde::{Deserializer, Serialize, Serializer};
+
+    /// See the module.
+    pub struct Probe<T>(PhantomData<T>);
+
+    impl<T: Serialize + DeserializeOwned> Probe<T> {
+        /// `T` can be snapshotted.
+        pub const SNAPSHOTS: bool = true;
+
+        /// Serializes the state.
+        pub fn serialize_state<S: Serializer>(
+            state: &T,
+            serializer: S,
+            _: &str,
+        ) -> Result<S::Ok, S::Error> {
+            state.serialize(serializer)
+        }
+
+        /// Deserializes the state.
+        pub fn deserialize_state<'de, D: Deserializer<'de>>(
+            deserializer: D,
+            _: &str,
+        ) -> Result<T, D::Error> {
+            T::deserialize(deserializer)
+        }
+    }
+
+    impl<T: Clone> Probe<T> {
+        /// A copy, for the cache.
+        pub fn duplicate(state: &T) -> Option<T> {
+            Some(state.clone())
+        }
+    }
+
+    /// The fallback when `T` is not `Serialize` and `Deserialize`.
+    pub trait NoSnapshots<T> {
+        /// `T` cannot be snapshotted.
+        const SNAPSHOTS: bool = false;
+
+        /// An error: `message` says why.
+        fn serialize_state<S: Serializer>(_: &T, _: S, message: &str) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom(message))
+        }
+
+        /// An error: `message` says why.
+        fn deserialize_state<'de, D: Deserializer<'de>>(
+            _: D,
+            message: &str,
+        ) -> Result<T, D::Error> {
+            Err(serde::de::Error::custom(message))
+        }
+    }
+
+    impl<T> NoSnapshots<T> for Probe<T> {}
+
+    /// The fallback when `T` is not `Clone`.
+    pub trait NoDuplicate<T> {
+        /// No copy: the aggregate is not cached.
+        fn duplicate(_: &T) -> Option<T> {
+            None
+        }
+    }
+
+    impl<T> NoDuplicate<T> for Probe<T> {}
+}
+
 /// What every event argument's type must be: `Serialize`, `Deserialize`,
 /// `Clone` and `Debug`. The generated code uses an argument only through
 /// this trait, so that a type that lacks any of them is one error that

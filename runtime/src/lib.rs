@@ -122,6 +122,7 @@ pub mod prelude {
 pub mod __private {
     pub use crate::clock::stored as timestamp;
     pub use crate::clock::Timestamp;
+    pub use crate::domain::probe;
     pub use crate::domain::Header;
     pub use crate::domain::{
         __created, __triggered, applying, Aggregate, AggregateId, AggregateState, Event,

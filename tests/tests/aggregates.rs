@@ -282,3 +282,101 @@ fn event_bodies_that_call_event_methods_record_only_the_outer_event() {
     let mut other = Kennel::open(Uuid::new_v4(), "c".into(), "d".into());
     app.save(&mut other).expect("a second kennel saves");
 }
+
+/// Counts the copies the hand-written `Clone` below makes.
+static TALLY_CLONES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// An aggregate whose `Clone` is written by hand (it copies the hidden
+/// metadata field too).
+#[aggregate]
+#[derive(Debug)]
+pub struct Tally {
+    pub count: u32,
+}
+
+impl Clone for Tally {
+    fn clone(&self) -> Self {
+        TALLY_CLONES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self {
+            count: self.count,
+            __annals: self.__annals.clone(),
+        }
+    }
+}
+
+#[aggregate]
+impl Tally {
+    #[event("Started")]
+    pub fn start() -> Self {
+        Tally { count: 0 }
+    }
+
+    #[event("Incremented")]
+    pub fn increment(&mut self) {
+        self.count += 1;
+    }
+}
+
+#[test]
+fn an_aggregate_with_a_hand_written_clone_is_cached() {
+    let app = Application::builder("Tallies")
+        .cache(10)
+        .build()
+        .expect("app");
+    let mut tally = Tally::start();
+    tally.increment();
+    app.save(&mut tally).expect("save");
+    let before = TALLY_CLONES.load(std::sync::atomic::Ordering::SeqCst);
+    let copy: Tally = app.repository().get(tally.id()).expect("get");
+    assert_eq!(copy.count, 1);
+    assert_eq!(copy.version(), 2);
+    assert!(
+        TALLY_CLONES.load(std::sync::atomic::Ordering::SeqCst) > before,
+        "the copy came from the cache"
+    );
+}
+
+/// An aggregate whose serde derives are behind `cfg_attr`.
+#[aggregate]
+#[derive(Debug)]
+#[cfg_attr(all(), derive(Serialize, Deserialize))]
+pub struct Note {
+    pub text: String,
+}
+
+#[aggregate]
+impl Note {
+    #[event("Written")]
+    pub fn write(text: String) -> Self {
+        Note { text }
+    }
+
+    #[event("Amended")]
+    pub fn amend(&mut self, text: String) {
+        self.text = text;
+    }
+}
+
+#[test]
+fn an_aggregate_deriving_serde_through_cfg_attr_can_be_snapshotted() {
+    let app = Application::builder("Notes")
+        .snapshot_every::<Note>(2)
+        .build()
+        .expect("Note derives Serialize and Deserialize: snapshots are allowed");
+    let mut note = Note::write("a".into());
+    note.amend("b".into());
+    app.save(&mut note).expect("save");
+    let id = note.id().simple().to_string();
+    let snapshots = app
+        .snapshots()
+        .expect("enabled")
+        .recorder()
+        .select_events(&id, &annals::persistence::EventQuery::all())
+        .expect("snapshots");
+    assert_eq!(snapshots.len(), 1, "a snapshot at version 2");
+    let state: serde_json::Value = serde_json::from_slice(&snapshots[0].state).expect("json");
+    assert_eq!(state["state"]["text"], "b", "{state}");
+    let copy: Note = app.repository().get(note.id()).expect("get");
+    assert_eq!(copy.text, "b");
+    assert_eq!(copy.version(), 2);
+}
