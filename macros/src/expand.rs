@@ -306,6 +306,11 @@ fn event_enum(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
         .event_vis
         .as_ref()
         .is_some_and(|vis| !matches!(vis, syn::Visibility::Public(_)));
+    let serde_derived = derives.iter().any(|path| {
+        path.segments
+            .last()
+            .is_some_and(|last| last.ident == "Serialize" || last.ident == "Deserialize")
+    });
     let variants = agg.events.iter().map(|(_, e)| {
         let variant = variant(e);
         let method = &e.method.sig.ident;
@@ -320,7 +325,10 @@ fn event_enum(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
                 OneModuleDown.visit_type_mut(&mut ty);
             }
             let doc = format!("Argument `{ident}` of [`{self_ident}::{method}`].");
-            quote!(#[doc = #doc] #ident: #ty)
+            // The argument's `#[serde(..)]` also shapes the enum's own serde
+            // derives, when `derive(..)` adds them.
+            let serde = serde_derived.then_some(&a.serde).into_iter().flatten();
+            quote!(#[doc = #doc] #(#serde)* #ident: #ty)
         });
         quote!(#[doc = #doc] #variant { #(#fields),* })
     });

@@ -380,3 +380,71 @@ fn an_aggregate_deriving_serde_through_cfg_attr_can_be_snapshotted() {
     assert_eq!(copy.text, "b");
     assert_eq!(copy.version(), 2);
 }
+
+/// `#[serde(..)]` on event arguments shapes the stored events.
+#[aggregate]
+#[derive(Debug)]
+pub struct Performer {
+    pub tricks: Vec<String>,
+    pub rating: u8,
+}
+
+/// Stores a `u8` as a string.
+mod as_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u8, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[aggregate]
+impl Performer {
+    #[event("Debuted")]
+    pub fn debut(#[serde(rename = "trick_name")] trick: String) -> Self {
+        Performer {
+            tricks: vec![trick],
+            rating: 0,
+        }
+    }
+
+    #[event("Rated")]
+    pub fn rate(&mut self, #[serde(with = "as_string", rename = "stars")] rating: u8) {
+        self.rating = rating;
+    }
+}
+
+#[test]
+fn serde_attributes_on_event_arguments_shape_the_stored_state() {
+    let _clock = clock::set_thread_clock(FixedClock(at("2026-01-02T03:04:05Z")));
+    let app = Application::builder("Performers").build().expect("app");
+    let mut performer = Performer::debut("juggle".into());
+    performer.rate(5);
+    app.save(&mut performer).expect("save");
+    let stored = app
+        .recorder()
+        .select_events(
+            &performer.id().simple().to_string(),
+            &annals::persistence::EventQuery::all(),
+        )
+        .expect("select");
+    let states: Vec<serde_json::Value> = stored
+        .iter()
+        .map(|e| serde_json::from_slice(&e.state).expect("json"))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            serde_json::json!({"timestamp": "2026-01-02T03:04:05.000000000Z", "trick_name": "juggle"}),
+            serde_json::json!({"timestamp": "2026-01-02T03:04:05.000000000Z", "stars": "5"}),
+        ]
+    );
+    let copy: Performer = app.repository().get(performer.id()).expect("get");
+    assert_eq!(copy.tricks, ["juggle"]);
+    assert_eq!(copy.rating, 5);
+}
