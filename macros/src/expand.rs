@@ -653,8 +653,12 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Rewrit
         let ty = &a.ty;
         quote_spanned!(a.ty.span()=> #ident: <#ty as #p::EventField>::__clone(&#ident))
     });
-    let (event_var, id_var, aggregate_var) =
-        (hidden("__event"), hidden("__id"), hidden("__aggregate"));
+    let (event_var, id_var, aggregate_var, applying_var) = (
+        hidden("__event"),
+        hidden("__id"),
+        hidden("__aggregate"),
+        hidden("__applying"),
+    );
     let mut apply_sig = sig.clone();
     apply_sig.ident = apply.clone();
     // The public method only clones and forwards its arguments: `mut` on
@@ -685,11 +689,9 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Rewrit
                 #(#attrs)*
                 #vis #sig {
                     let #event_var = #event_ident::#variant { #(#clones),* };
-                    {
-                        let _applying = #p::applying();
-                        self.#apply(#(#fields),*);
-                    }
-                    #p::__triggered(self, #event_var);
+                    let #applying_var = #p::applying::<Self>();
+                    self.#apply(#(#fields),*);
+                    #p::__triggered(self, #event_var, #applying_var);
                 }
             },
             with_id: None,
@@ -732,11 +734,9 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Rewrit
                         #inputs
                     ) -> Self {
                         let #event_var = #event_ident::#variant { #(#clones),* };
-                        let mut #aggregate_var = {
-                            let _applying = #p::applying();
-                            Self::#apply(#(#fields),*)
-                        };
-                        #p::__created(&mut #aggregate_var, ::core::convert::Into::into(#id_arg), #event_var);
+                        let #applying_var = #p::applying::<Self>();
+                        let mut #aggregate_var = Self::#apply(#(#fields),*);
+                        #p::__created(&mut #aggregate_var, ::core::convert::Into::into(#id_arg), #event_var, #applying_var);
                         #aggregate_var
                     }
                 }),

@@ -522,43 +522,95 @@ impl<A: Aggregate> Debug for Meta<A> {
     }
 }
 
-thread_local! {
-    /// How many event bodies are running in this thread.
-    static APPLYING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+/// An event body running in this thread: of which aggregate type, for
+/// which event's timestamp.
+struct Frame {
+    aggregate: std::any::TypeId,
+    timestamp: Timestamp,
 }
 
-/// Marks an event body as running until dropped. An event method called
-/// while one runs (an event body that calls another event method, directly
-/// or not) records nothing: its effect is part of the outer event, and
-/// replaying the outer event repeats it.
+thread_local! {
+    /// The event bodies running in this thread, innermost last.
+    static APPLYING: std::cell::RefCell<Vec<Frame>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks an event body as running until dropped. An event method of the
+/// same aggregate type called while one runs (an event body that calls
+/// another event method, directly or not) records nothing: its effect is
+/// part of the outer event, and replaying the outer event repeats it.
+/// Event methods of other aggregate types record as usual.
 #[doc(hidden)]
 #[must_use]
-pub struct Applying(());
+pub struct Applying {
+    timestamp: Timestamp,
+    records: bool,
+}
 
 impl Drop for Applying {
     fn drop(&mut self) {
-        APPLYING.with(|depth| depth.set(depth.get().saturating_sub(1)));
+        APPLYING.with(|frames| {
+            frames.borrow_mut().pop();
+        });
     }
 }
 
-/// Starts an event body (see [`Applying`]).
-#[doc(hidden)]
-pub fn applying() -> Applying {
-    APPLYING.with(|depth| depth.set(depth.get() + 1));
-    Applying(())
+impl Applying {
+    fn push<A: Aggregate>(timestamp: Timestamp, records: bool) -> Self {
+        APPLYING.with(|frames| {
+            frames.borrow_mut().push(Frame {
+                aggregate: std::any::TypeId::of::<A>(),
+                timestamp,
+            });
+        });
+        Self { timestamp, records }
+    }
+
+    /// Replays a stored event of `A` that happened at `timestamp`.
+    fn replaying<A: Aggregate>(timestamp: Timestamp) -> Self {
+        Self::push::<A>(timestamp, false)
+    }
 }
 
-fn nested() -> bool {
-    APPLYING.with(|depth| depth.get() > 0)
+/// Starts the body of an event method of `A` (see [`Applying`]): a new
+/// event now, or, inside a body of `A`'s, part of that event.
+#[doc(hidden)]
+pub fn applying<A: Aggregate>() -> Applying {
+    let outer = APPLYING.with(|frames| {
+        frames
+            .borrow()
+            .iter()
+            .rev()
+            .find(|frame| frame.aggregate == std::any::TypeId::of::<A>())
+            .map(|frame| frame.timestamp)
+    });
+    match outer {
+        Some(timestamp) => Applying::push::<A>(timestamp, false),
+        None => Applying::push::<A>(clock::now(), true),
+    }
+}
+
+/// The timestamp of the event whose body is running: when an event method
+/// is called, the time it records (from the clock); when a stored event is
+/// replayed, the time stored with it. So a body can keep it in the state
+/// (`self.modified = annals::current_event_timestamp();`) and replay gives
+/// the same value.
+///
+/// # Panics
+///
+/// Outside an event body.
+pub fn current_event_timestamp() -> Timestamp {
+    APPLYING.with(|frames| frames.borrow().last().map(|frame| frame.timestamp))
+        .expect("annals::current_event_timestamp() is called outside an event body: call it in the body of an #[event] method")
 }
 
 /// Called by generated creation methods after the body has built `agg`.
 #[doc(hidden)]
-pub fn __created<A: Aggregate>(agg: &mut A, id: A::Id, event: A::Event) {
-    if nested() {
+pub fn __created<A: Aggregate>(agg: &mut A, id: A::Id, event: A::Event, applying: Applying) {
+    if !applying.records {
         return;
     }
-    let timestamp = clock::now();
+    let timestamp = applying.timestamp;
+    drop(applying);
     let discards = event.is_discarding();
     let meta = agg.__meta_mut();
     meta.id = id.clone();
@@ -578,11 +630,12 @@ pub fn __created<A: Aggregate>(agg: &mut A, id: A::Id, event: A::Event) {
 
 /// Called by generated command methods after the body has run.
 #[doc(hidden)]
-pub fn __triggered<A: Aggregate>(agg: &mut A, event: A::Event) {
-    if nested() {
+pub fn __triggered<A: Aggregate>(agg: &mut A, event: A::Event, applying: Applying) {
+    if !applying.records {
         return;
     }
-    let timestamp = clock::now();
+    let timestamp = applying.timestamp;
+    drop(applying);
     let meta = agg.__meta_mut();
     meta.version += 1;
     meta.modified_on = timestamp;
@@ -657,7 +710,7 @@ pub(crate) fn replay<A: Aggregate>(state: Option<A>, recorded: DomainEvent<A>) -
         None => {
             let name = event.name();
             let created = {
-                let _applying = applying();
+                let _applying = Applying::replaying::<A>(timestamp);
                 A::__create(event)
             };
             let mut agg = created.map_err(|_| {
@@ -673,7 +726,7 @@ pub(crate) fn replay<A: Aggregate>(state: Option<A>, recorded: DomainEvent<A>) -
         Some(mut agg) => {
             let name = event.name();
             let applied = {
-                let _applying = applying();
+                let _applying = Applying::replaying::<A>(timestamp);
                 agg.__apply(event)
             };
             applied.map_err(|_| {

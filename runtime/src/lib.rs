@@ -87,7 +87,9 @@ pub mod system;
 pub use annals_macros::{aggregate, event, upcast};
 pub use application::{Application, ApplicationBuilder, Persistence, Save, Verification};
 pub use clock::Timestamp;
-pub use domain::{Aggregate, AggregateId, DomainEvent, Event, Header, Metadata};
+pub use domain::{
+    current_event_timestamp, Aggregate, AggregateId, DomainEvent, Event, Header, Metadata,
+};
 pub use error::{Error, Result};
 pub use repository::{Repository, Snapshots};
 /// serde_json, for upcasters (`fn(state: &mut annals::json::Value)`).

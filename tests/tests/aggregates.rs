@@ -448,3 +448,92 @@ fn serde_attributes_on_event_arguments_shape_the_stored_state() {
     assert_eq!(copy.tricks, ["juggle"]);
     assert_eq!(copy.rating, 5);
 }
+
+/// Event bodies that read their event's timestamp, and one that creates an
+/// aggregate of another type.
+#[aggregate]
+#[derive(Debug)]
+pub struct Diary {
+    pub opened: Timestamp,
+    pub modified: Timestamp,
+    pub entries: Vec<String>,
+    pub pet: Option<Dog>,
+}
+
+#[aggregate]
+impl Diary {
+    #[event("Opened")]
+    pub fn open() -> Self {
+        let now = annals::current_event_timestamp();
+        Diary {
+            opened: now,
+            modified: now,
+            entries: Vec::new(),
+            pet: None,
+        }
+    }
+
+    #[event("Written")]
+    pub fn write(&mut self, entry: String) {
+        self.modified = annals::current_event_timestamp();
+        self.entries.push(entry);
+        // Part of this event: the same timestamp, nothing recorded.
+        self.stamp();
+    }
+
+    #[event("Stamped")]
+    pub fn stamp(&mut self) {
+        assert_eq!(annals::current_event_timestamp(), self.modified);
+    }
+
+    #[event("PetAdopted")]
+    pub fn adopt(&mut self, name: String) {
+        // Another aggregate type, created inside a body: it records its
+        // own event as usual.
+        self.pet = Some(Dog::register(name));
+    }
+}
+
+#[test]
+fn event_bodies_read_their_event_timestamp_on_trigger_and_on_replay() {
+    let app = Application::builder("Diaries").build().expect("app");
+    let mut diary = {
+        let _clock = clock::set_thread_clock(FixedClock(at("2026-01-01T00:00:00Z")));
+        Diary::open()
+    };
+    {
+        let _clock = clock::set_thread_clock(FixedClock(at("2026-02-02T00:00:00Z")));
+        diary.write("hello".into());
+    }
+    assert_eq!(diary.opened, at("2026-01-01T00:00:00Z"));
+    assert_eq!(diary.modified, at("2026-02-02T00:00:00Z"));
+    let recorded: Vec<Timestamp> = diary.pending_events().iter().map(|e| e.timestamp).collect();
+    assert_eq!(recorded, [diary.opened, diary.modified]);
+    app.save(&mut diary).expect("save");
+
+    // Replayed at another time: the stored timestamps, not the clock's.
+    let _clock = clock::set_thread_clock(FixedClock(at("2030-03-03T00:00:00Z")));
+    let copy: Diary = app.repository().get(diary.id()).expect("get");
+    assert_eq!(copy.opened, diary.opened);
+    assert_eq!(copy.modified, diary.modified);
+    assert_eq!(copy.entries, ["hello"]);
+}
+
+#[test]
+#[should_panic(expected = "outside an event body")]
+fn the_event_timestamp_outside_an_event_body_is_a_clear_panic() {
+    let _ = annals::current_event_timestamp();
+}
+
+#[test]
+fn an_aggregate_created_inside_another_types_event_body_records_its_events() {
+    let mut diary = Diary::open();
+    diary.adopt("Rex".into());
+    let topics: Vec<&str> = diary.pending_events().iter().map(|e| e.topic()).collect();
+    assert_eq!(topics, ["Diary.Opened", "Diary.PetAdopted"]);
+    let pet = diary.pet.as_ref().expect("adopted");
+    assert_eq!(pet.id(), Dog::create_id("Rex"), "the pet has its id");
+    assert_eq!(pet.version(), 1);
+    assert_eq!(pet.pending_events().len(), 1, "and its creation event");
+    assert_eq!(pet.pending_events()[0].topic(), "Dog.Registered");
+}
