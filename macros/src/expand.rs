@@ -153,6 +153,10 @@ fn stub(mut agg: AggregateImpl, error: syn::Error) -> TokenStream {
             type Id = #id_type;
             type Event = #p::Never;
             const NAME: &'static str = #name;
+        }
+        #[automatically_derived]
+        #allow
+        impl #p::AggregateInternals for #self_ident {
             fn __create(event: #p::Never) -> ::core::result::Result<Self, #p::Never> {
                 match event {}
             }
@@ -268,6 +272,10 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
             const INITIAL_VERSION: u64 = #initial_version;
             const STATE_VERSION: u32 = #state_version;
             const ALIASES: &'static [&'static str] = &[#(#aggregate_aliases),*];
+        }
+        #[automatically_derived]
+        #allow
+        impl #p::AggregateInternals for #self_ident {
             fn __upcast_state(from: u32, state: &mut #p::json::Value) -> bool {
                 let _ = &state;
                 match from {
@@ -583,6 +591,16 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
             fn is_discarding(&self) -> bool {
                 #is_discarding
             }
+            fn __variant_of(topic: &str) -> ::core::option::Option<usize> {
+                match topic {
+                    #(#topic_arms)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+        }
+        #[automatically_derived]
+        #allow
+        impl #p::EventInternals for #event_ident {
             fn __upcast(variant: usize, from: u32, state: &mut #p::json::Value) -> bool {
                 let _ = &state;
                 match (variant, from) {
@@ -596,12 +614,6 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
                 #serializer: __S,
             ) -> ::core::result::Result<__S::Ok, __S::Error> {
                 match self { #(#serialize_arms)* }
-            }
-            fn __variant_of(topic: &str) -> ::core::option::Option<usize> {
-                match topic {
-                    #(#topic_arms)*
-                    _ => ::core::option::Option::None,
-                }
             }
             fn __deserialize<'__de, __D: #p::serde::Deserializer<'__de>>(
                 #variant_param: usize,

@@ -127,8 +127,8 @@ pub mod __private {
     pub use crate::domain::probe;
     pub use crate::domain::Header;
     pub use crate::domain::{
-        __created, __triggered, applying, Aggregate, AggregateId, AggregateState, Event,
-        EventField, Meta,
+        __created, __triggered, applying, Aggregate, AggregateId, AggregateInternals,
+        AggregateState, Event, EventField, EventInternals, Meta,
     };
     pub use serde;
     pub use serde_json as json;
@@ -162,6 +162,12 @@ pub mod __private {
         fn is_discarding(&self) -> bool {
             match *self {}
         }
+        fn __variant_of(_: &str) -> Option<usize> {
+            None
+        }
+    }
+
+    impl EventInternals for Never {
         fn __serialize<S: serde::Serializer>(
             &self,
             _: &Header,
@@ -171,9 +177,6 @@ pub mod __private {
         }
         fn __upcast(_: usize, _: u32, _: &mut serde_json::Value) -> bool {
             false
-        }
-        fn __variant_of(_: &str) -> Option<usize> {
-            None
         }
         fn __deserialize<'de, D: serde::Deserializer<'de>>(
             _: usize,
