@@ -18,6 +18,11 @@ pub struct Options {
     pub version: Option<LitInt>,
     /// Former names of the aggregate: its events' old topic prefixes.
     pub aliases: Vec<LitStr>,
+    /// The event enum's name (`event = "DogChange"`; default `{Type}Event`).
+    pub event: Option<Ident>,
+    /// The event enum's visibility (`event_vis = "pub(crate)"`; default
+    /// `pub`).
+    pub event_vis: Option<syn::Visibility>,
 }
 
 /// Whether an event creates its aggregate or changes it.
@@ -31,6 +36,12 @@ pub enum Kind {
 pub struct Arg {
     pub ident: Ident,
     pub ty: Type,
+    /// `#[serde(..)]` attributes on the argument, for the event's field.
+    pub serde: Vec<syn::Attribute>,
+    /// Whether those give the field its own serialization (`with`,
+    /// `serialize_with`), and deserialization (`with`, `deserialize_with`).
+    pub serialize_with: bool,
+    pub deserialize_with: bool,
 }
 
 /// One `#[event]` method.

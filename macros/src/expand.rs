@@ -38,7 +38,9 @@ impl VisitMut for FillMeta<'_> {
         let is_aggregate =
             expr.qself.is_none() && (path.is_ident("Self") || path.is_ident(self.self_ident));
         if is_aggregate && expr.rest.is_none() {
-            let field = &self.field;
+            // Spanned at the literal: an error about the field (the struct
+            // lacks #[aggregate]) points there.
+            let field = Ident::new(&self.field.to_string(), path.span());
             expr.fields
                 .push(syn::parse_quote!(#field: ::core::default::Default::default()));
         }
@@ -65,7 +67,34 @@ fn private(agg: &AggregateImpl) -> TokenStream {
 }
 
 fn event_ident(agg: &AggregateImpl) -> Ident {
-    format_ident!("{}Event", agg.self_ident)
+    agg.options
+        .event
+        .clone()
+        .unwrap_or_else(|| format_ident!("{}Event", agg.self_ident))
+}
+
+fn event_vis(agg: &AggregateImpl) -> TokenStream {
+    agg.options
+        .event_vis
+        .as_ref()
+        .map_or_else(|| quote!(pub), |vis| quote!(#vis))
+}
+
+/// The lints that must not fire on generated items, whatever the user's
+/// crate denies (serde_derive's way).
+fn allow_lints() -> TokenStream {
+    quote! {
+        #[allow(
+            unused_qualifications,
+            non_camel_case_types,
+            non_snake_case,
+            unreachable_pub,
+            clippy::all,
+            clippy::pedantic,
+            clippy::nursery,
+            clippy::restriction,
+        )]
+    }
 }
 
 fn id_type(agg: &AggregateImpl) -> TokenStream {
@@ -91,21 +120,6 @@ fn variant(event: &EventDef) -> Ident {
     Ident::new(&event.name, event.name_span)
 }
 
-/// The trait impls shared by the real expansion and the stub: metadata
-/// access.
-fn meta_access(agg: &AggregateImpl) -> TokenStream {
-    let p = private(agg);
-    let field = format_ident!("{}", META_FIELD);
-    quote! {
-        fn __meta(&self) -> &#p::Meta<Self> {
-            &self.#field
-        }
-        fn __meta_mut(&mut self) -> &mut #p::Meta<Self> {
-            &mut self.#field
-        }
-    }
-}
-
 /// What is emitted when the impl block has errors: the user's methods (so
 /// calls to them still resolve), the errors, and stubs that keep the rest
 /// of the crate from failing because of them.
@@ -121,21 +135,28 @@ fn stub(mut agg: AggregateImpl, error: syn::Error) -> TokenStream {
     }
     let item = &agg.item;
     let event_ident = event_ident(&agg);
+    let event_vis = event_vis(&agg);
     let id_type = id_type(&agg);
     let name = agg_name(&agg);
-    let meta_access = meta_access(&agg);
     let error = error.to_compile_error();
+    let allow = allow_lints();
     quote! {
         #error
         #item
         #[doc(hidden)]
         #[allow(dead_code)]
-        pub type #event_ident = #p::Never;
+        #allow
+        #event_vis type #event_ident = #p::Never;
+        #[automatically_derived]
+        #allow
         impl #p::Aggregate for #self_ident {
             type Id = #id_type;
             type Event = #p::Never;
             const NAME: &'static str = #name;
-            #meta_access
+        }
+        #[automatically_derived]
+        #allow
+        impl #p::AggregateInternals for #self_ident {
             fn __create(event: #p::Never) -> ::core::result::Result<Self, #p::Never> {
                 match event {}
             }
@@ -159,7 +180,6 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         .initial_version
         .as_ref()
         .map_or_else(|| quote!(1), |v| quote!(#v));
-    let meta_access = meta_access(agg);
     let state_version = agg
         .options
         .version
@@ -180,14 +200,28 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         });
 
     let mut item = agg.item.clone();
-    let mut methods = Vec::new();
+    let mut with_ids = Vec::new();
+    let mut applies = Vec::new();
     for (index, event) in &agg.events {
-        methods.extend(rewrite(agg, event, &event_ident));
-        // The original slot is replaced by the rewritten methods below.
-        item.items[*index] = ImplItem::Verbatim(TokenStream::new());
+        let rewritten = rewrite(agg, event, &event_ident);
+        // The public method stays where the user wrote it.
+        item.items[*index] = ImplItem::Verbatim(rewritten.public);
+        with_ids.extend(rewritten.with_id);
+        applies.push(rewritten.apply);
     }
-    item.items
-        .extend(methods.into_iter().map(ImplItem::Verbatim));
+    let allow = allow_lints();
+    // Holds the name `create_id` when this block defines none, so that a
+    // `create_id` in another impl block of the type, which the creation
+    // methods would not see, is an error (E0592) pointing at it rather than
+    // silently ignored.
+    let create_id_elsewhere = agg.create_id.is_none().then(|| {
+        let ident = Ident::new("create_id", proc_macro2::Span::call_site());
+        quote! {
+            #[doc(hidden)]
+            #[allow(dead_code)]
+            fn #ident(_: #p::CreateIdGoesInTheAggregateImplBlock) {}
+        }
+    });
 
     let creations = agg
         .events
@@ -217,6 +251,20 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         #event_enum
         #event_impl
         #item
+        #[automatically_derived]
+        #allow
+        impl #self_ident {
+            #(#with_ids)*
+            #create_id_elsewhere
+        }
+        // The event bodies, the user's code: only the lints that their
+        // place in generated code would cause are allowed.
+        #[allow(clippy::arbitrary_source_item_ordering, clippy::multiple_inherent_impl)]
+        impl #self_ident {
+            #(#applies)*
+        }
+        #[automatically_derived]
+        #allow
         impl #p::Aggregate for #self_ident {
             type Id = #id_type;
             type Event = #event_ident;
@@ -224,6 +272,10 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
             const INITIAL_VERSION: u64 = #initial_version;
             const STATE_VERSION: u32 = #state_version;
             const ALIASES: &'static [&'static str] = &[#(#aggregate_aliases),*];
+        }
+        #[automatically_derived]
+        #allow
+        impl #p::AggregateInternals for #self_ident {
             fn __upcast_state(from: u32, state: &mut #p::json::Value) -> bool {
                 let _ = &state;
                 match from {
@@ -231,7 +283,6 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
                     _ => false,
                 }
             }
-            #meta_access
             fn __create(event: #event_ident) -> ::core::result::Result<Self, #event_ident> {
                 #[allow(unreachable_patterns)]
                 match event {
@@ -254,6 +305,20 @@ fn event_enum(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     let self_ident = &agg.self_ident;
     let derives = &agg.options.derives;
     let doc = format!("The events of [`{self_ident}`], one variant per `#[event]` method (generated by `#[aggregate]`).");
+    // A narrower visibility than `pub`: the enum is declared `pub` in a
+    // hidden module and re-exported with it. `type Event = ..` in the
+    // (public) `Aggregate` impl needs a nominally public type, and field
+    // types only as visible as the re-export raise no `private_interfaces`.
+    let in_module = agg
+        .options
+        .event_vis
+        .as_ref()
+        .is_some_and(|vis| !matches!(vis, syn::Visibility::Public(_)));
+    let serde_derived = derives.iter().any(|path| {
+        path.segments
+            .last()
+            .is_some_and(|last| last.ident == "Serialize" || last.ident == "Deserialize")
+    });
     let variants = agg.events.iter().map(|(_, e)| {
         let variant = variant(e);
         let method = &e.method.sig.ident;
@@ -263,17 +328,66 @@ fn event_enum(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
         );
         let fields = e.args.iter().map(|a| {
             let ident = &a.ident;
-            let ty = &a.ty;
+            let mut ty = a.ty.clone();
+            if in_module {
+                OneModuleDown.visit_type_mut(&mut ty);
+            }
             let doc = format!("Argument `{ident}` of [`{self_ident}::{method}`].");
-            quote!(#[doc = #doc] #ident: #ty)
+            // The argument's `#[serde(..)]` also shapes the enum's own serde
+            // derives, when `derive(..)` adds them.
+            let serde = serde_derived.then_some(&a.serde).into_iter().flatten();
+            quote!(#[doc = #doc] #(#serde)* #ident: #ty)
         });
         quote!(#[doc = #doc] #variant { #(#fields),* })
     });
-    quote! {
-        #[doc = #doc]
-        #[derive(::core::fmt::Debug, ::core::clone::Clone #(, #derives)*)]
-        pub enum #event_ident {
-            #(#variants),*
+    let allow = allow_lints();
+    let enum_item = |vis: TokenStream| {
+        quote! {
+            #[doc = #doc]
+            #(#[derive(#derives)])*
+            #allow
+            #vis enum #event_ident {
+                #(#variants),*
+            }
+        }
+    };
+    let vis = event_vis(agg);
+    if in_module {
+        let module = format_ident!("__annals_event_{}", event_ident);
+        let item = enum_item(quote!(pub));
+        quote! {
+            #[doc(hidden)]
+            #allow
+            mod #module {
+                #[allow(unused_imports)]
+                use super::*;
+                #item
+            }
+            #vis use #module::#event_ident;
+        }
+    } else {
+        enum_item(vis)
+    }
+}
+
+/// Rewrites `self::` and `super::` paths for a module one level down.
+struct OneModuleDown;
+
+impl VisitMut for OneModuleDown {
+    fn visit_path_mut(&mut self, path: &mut syn::Path) {
+        syn::visit_mut::visit_path_mut(self, path);
+        if path.leading_colon.is_some() {
+            return;
+        }
+        let Some(first) = path.segments.first_mut() else {
+            return;
+        };
+        if first.ident == "self" {
+            first.ident = Ident::new("super", first.ident.span());
+        } else if first.ident == "super" {
+            let span = first.ident.span();
+            path.segments
+                .insert(0, syn::PathSegment::from(Ident::new("super", span)));
         }
     }
 }
@@ -293,6 +407,9 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     let mut topic_arms = Vec::new();
     let mut deserialize_arms = Vec::new();
     let mut upcast_arms = Vec::new();
+    let mut clone_arms = Vec::new();
+    let mut debug_arms = Vec::new();
+    let formatter = hidden("__formatter");
     let self_ident = &agg.self_ident;
     let (header, serializer, deserializer, variant_param) = (
         hidden("__header"),
@@ -334,15 +451,54 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
         });
         let (class_version_field, class_version_value) = class_version.unzip();
         let fields: Vec<_> = e.args.iter().map(|a| &a.ident).collect();
+        // Each field goes through `EventField` (unless its `#[serde(..)]`
+        // says how), spanned at its type: a type that is not an event
+        // field's is then one error there.
+        let field_fn = |a: &crate::ast::Arg, function: &str| {
+            let ty = &a.ty;
+            let path = format!(
+                "<{} as {}::EventField>::{function}",
+                quote!(#ty),
+                quote!(#p)
+            );
+            syn::LitStr::new(&path, ty.span())
+        };
         let ref_fields = e.args.iter().map(|a| {
             let ident = &a.ident;
             let ty = &a.ty;
-            quote!(#ident: &'__ref #ty)
+            let serde = &a.serde;
+            let with = (!a.serialize_with).then(|| {
+                let path = field_fn(a, "__serialize_ref");
+                quote!(#[serde(serialize_with = #path)])
+            });
+            quote!(#(#serde)* #with #ident: &'__ref #ty)
         });
         let owned_fields = e.args.iter().map(|a| {
             let ident = &a.ident;
             let ty = &a.ty;
-            quote!(#ident: #ty)
+            let serde = &a.serde;
+            let with = (!a.deserialize_with).then(|| {
+                let path = field_fn(a, "__deserialize");
+                quote!(#[serde(deserialize_with = #path)])
+            });
+            quote!(#(#serde)* #with #ident: #ty)
+        });
+        let variant_name = variant.to_string();
+        let clones = e.args.iter().map(|a| {
+            let ident = &a.ident;
+            let ty = &a.ty;
+            quote_spanned!(ty.span()=> #ident: <#ty as #p::EventField>::__clone(#ident))
+        });
+        clone_arms
+            .push(quote!(Self::#variant { #(#fields),* } => Self::#variant { #(#clones),* },));
+        let debug_fields = e.args.iter().map(|a| {
+            let ident = &a.ident;
+            let name = ident.to_string();
+            let ty = &a.ty;
+            quote_spanned!(ty.span()=> .field(#name, <#ty as #p::EventField>::__debug(#ident)))
+        });
+        debug_arms.push(quote! {
+            Self::#variant { #(#fields),* } => #formatter.debug_struct(#variant_name)#(#debug_fields)*.finish(),
         });
         serialize_arms.push(quote! {
             Self::#variant { #(#fields),* } => {
@@ -402,7 +558,24 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     } else {
         quote!(::core::matches!(self, #(#discarding)|*))
     };
+    let allow = allow_lints();
     quote! {
+        #[automatically_derived]
+        #allow
+        impl ::core::clone::Clone for #event_ident {
+            fn clone(&self) -> Self {
+                match self { #(#clone_arms)* }
+            }
+        }
+        #[automatically_derived]
+        #allow
+        impl ::core::fmt::Debug for #event_ident {
+            fn fmt(&self, #formatter: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                match self { #(#debug_arms)* }
+            }
+        }
+        #[automatically_derived]
+        #allow
         impl #p::Event for #event_ident {
             const TOPICS: &'static [&'static str] = &[#(#topics),*];
             const VERSIONS: &'static [u32] = &[#(#versions),*];
@@ -418,6 +591,16 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
             fn is_discarding(&self) -> bool {
                 #is_discarding
             }
+            fn __variant_of(topic: &str) -> ::core::option::Option<usize> {
+                match topic {
+                    #(#topic_arms)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+        }
+        #[automatically_derived]
+        #allow
+        impl #p::EventInternals for #event_ident {
             fn __upcast(variant: usize, from: u32, state: &mut #p::json::Value) -> bool {
                 let _ = &state;
                 match (variant, from) {
@@ -431,12 +614,6 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
                 #serializer: __S,
             ) -> ::core::result::Result<__S::Ok, __S::Error> {
                 match self { #(#serialize_arms)* }
-            }
-            fn __variant_of(topic: &str) -> ::core::option::Option<usize> {
-                match topic {
-                    #(#topic_arms)*
-                    _ => ::core::option::Option::None,
-                }
             }
             fn __deserialize<'__de, __D: #p::serde::Deserializer<'__de>>(
                 #variant_param: usize,
@@ -453,10 +630,28 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     }
 }
 
+/// An event method, rewritten.
+struct Rewritten {
+    /// The method the user wrote, now recording an event.
+    public: TokenStream,
+    /// `<method>_with_id`, for creation methods.
+    with_id: Option<TokenStream>,
+    /// The hidden method that holds the body (run again on replay).
+    apply: TokenStream,
+}
+
+/// Whether `attr` sets lint levels (and so belongs on the body as well).
+fn is_lint_attr(attr: &syn::Attribute) -> bool {
+    ["allow", "warn", "deny", "forbid"]
+        .iter()
+        .any(|name| attr.path().is_ident(name))
+}
+
 /// The public method the user wrote, now recording an event, plus the
 /// hidden method that holds the body (run again on replay).
-fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<TokenStream> {
+fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Rewritten {
     let p = private(agg);
+    let id_type = id_type(agg);
     let method = &event.method;
     let attrs = &method.attrs;
     let vis = &method.vis;
@@ -467,10 +662,15 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<To
     let fields: Vec<_> = event.args.iter().map(|a| &a.ident).collect();
     let clones = event.args.iter().map(|a| {
         let ident = &a.ident;
-        quote_spanned!(a.ty.span()=> #ident: ::core::clone::Clone::clone(&#ident))
+        let ty = &a.ty;
+        quote_spanned!(a.ty.span()=> #ident: <#ty as #p::EventField>::__clone(&#ident))
     });
-    let (event_var, id_var, aggregate_var) =
-        (hidden("__event"), hidden("__id"), hidden("__aggregate"));
+    let (event_var, id_var, aggregate_var, applying_var) = (
+        hidden("__event"),
+        hidden("__id"),
+        hidden("__aggregate"),
+        hidden("__applying"),
+    );
     let mut apply_sig = sig.clone();
     apply_sig.ident = apply.clone();
     // The public method only clones and forwards its arguments: `mut` on
@@ -485,28 +685,30 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<To
     }
     let sig = &sig;
     let mut body = method.block.clone();
+    let lint_attrs = attrs.iter().filter(|a| is_lint_attr(a));
+    let apply_fn = |body: &syn::Block| {
+        quote! {
+            #[doc(hidden)]
+            #[inline]
+            #(#lint_attrs)*
+            #apply_sig #body
+        }
+    };
 
     match event.kind {
-        Some(Kind::Command) => {
-            vec![
-                quote! {
-                    #(#attrs)*
-                    #vis #sig {
-                        let #event_var = #event_ident::#variant { #(#clones),* };
-                        {
-                            let _applying = #p::applying();
-                            self.#apply(#(#fields),*);
-                        }
-                        #p::__triggered(self, #event_var);
-                    }
-                },
-                quote! {
-                    #[doc(hidden)]
-                    #[inline]
-                    #apply_sig #body
-                },
-            ]
-        }
+        Some(Kind::Command) => Rewritten {
+            public: quote! {
+                #(#attrs)*
+                #vis #sig {
+                    let #event_var = #event_ident::#variant { #(#clones),* };
+                    let #applying_var = #p::applying::<Self>();
+                    self.#apply(#(#fields),*);
+                    #p::__triggered(self, #event_var, #applying_var);
+                }
+            },
+            with_id: None,
+            apply: apply_fn(&body),
+        },
         Some(Kind::Creation) | None => {
             fill_meta(&mut body, &agg.self_ident);
             let with_id = format_ident!("{}_with_id", ident);
@@ -525,39 +727,33 @@ fn rewrite(agg: &AggregateImpl, event: &EventDef, event_ident: &Ident) -> Vec<To
                     });
                     quote!(::core::convert::Into::into(Self::create_id(#(#args),*)))
                 }
-                None => quote!(<<Self as #p::Aggregate>::Id as #p::AggregateId>::generate()),
+                None => quote!(<#id_type as #p::AggregateId>::generate()),
             };
             let with_id_doc =
                 format!("Like [`Self::{ident}`], with the new aggregate's id given by the caller.");
-            vec![
-                quote! {
+            Rewritten {
+                public: quote! {
                     #(#attrs)*
                     #vis #sig {
-                        let #id_var: <Self as #p::Aggregate>::Id = #make_id;
+                        let #id_var: #id_type = #make_id;
                         Self::#with_id(#id_var, #(#fields),*)
                     }
                 },
-                quote! {
+                with_id: Some(quote! {
                     #[doc = #with_id_doc]
                     #vis fn #with_id(
-                        #id_arg: impl ::core::convert::Into<<Self as #p::Aggregate>::Id>,
+                        #id_arg: impl ::core::convert::Into<#id_type>,
                         #inputs
                     ) -> Self {
                         let #event_var = #event_ident::#variant { #(#clones),* };
-                        let mut #aggregate_var = {
-                            let _applying = #p::applying();
-                            Self::#apply(#(#fields),*)
-                        };
-                        #p::__created(&mut #aggregate_var, ::core::convert::Into::into(#id_arg), #event_var);
+                        let #applying_var = #p::applying::<Self>();
+                        let mut #aggregate_var = Self::#apply(#(#fields),*);
+                        #p::__created(&mut #aggregate_var, ::core::convert::Into::into(#id_arg), #event_var, #applying_var);
                         #aggregate_var
                     }
-                },
-                quote! {
-                    #[doc(hidden)]
-                    #[inline]
-                    #apply_sig #body
-                },
-            ]
+                }),
+                apply: apply_fn(&body),
+            }
         }
     }
 }

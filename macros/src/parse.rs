@@ -67,6 +67,8 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
         derives: Vec::new(),
         version: None,
         aliases: Vec::new(),
+        event: None,
+        event_vis: None,
     };
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("crate") {
@@ -81,6 +83,28 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
             options.version = Some(meta.value()?.parse()?);
         } else if meta.path.is_ident("aliases") {
             options.aliases = string_list(meta.value()?)?;
+        } else if meta.path.is_ident("event") {
+            let lit: LitStr = meta.value()?.parse()?;
+            let ident = lit.parse::<syn::Ident>().map_err(|_| {
+                syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "{:?} is not a type name; name the event enum like a type (\"DogChange\")",
+                        lit.value()
+                    ),
+                )
+            })?;
+            options.event = Some(ident);
+        } else if meta.path.is_ident("event_vis") {
+            let lit: LitStr = meta.value()?.parse()?;
+            let vis = lit.parse::<syn::Visibility>().map_err(|_| {
+                syn::Error::new(
+                    lit.span(),
+                    format!("{:?} is not a visibility; expected e.g. \"pub\", \"pub(crate)\", \"pub(super)\" or \"\" (private)", lit.value()),
+                )
+            })?;
+            // `LitStr::parse` spans the tokens at the string.
+            options.event_vis = Some(vis);
         } else if meta.path.is_ident("derive") {
             meta.parse_nested_meta(|derive| {
                 options.derives.push(derive.path);
@@ -88,7 +112,7 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
             })?;
         } else {
             return Err(meta.error(
-                "unknown option of #[aggregate]; expected `name = \"...\"`, `id = Type`, `initial_version = N`, `version = N`, `aliases = [\"...\"]`, `derive(...)` or `crate = \"path\"`",
+                "unknown option of #[aggregate]; expected `name = \"...\"`, `id = Type`, `initial_version = N`, `version = N`, `aliases = [\"...\"]`, `event = \"Name\"`, `event_vis = \"pub(crate)\"`, `derive(...)` or `crate = \"path\"`",
             ));
         }
         Ok(())
@@ -166,8 +190,18 @@ fn event_attr(attr: &Attribute) -> syn::Result<EventAttr> {
     Ok(parsed)
 }
 
+/// Whether `attr` is the marker `name`: `#[event]`, `#[annals::event]`,
+/// `#[::annals::event]` or any other path ending in `name` (the macros are
+/// re-exported, so the crate may be renamed).
+fn is_marker(attr: &Attribute, name: &str) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|last| last.ident == name && last.arguments.is_none())
+}
+
 fn is_event_attr(attr: &Attribute) -> bool {
-    attr.path().is_ident("event")
+    is_marker(attr, "event")
 }
 
 /// `add_trick` -> `AddTrick`.
@@ -194,16 +228,66 @@ fn kind_of(sig: &syn::Signature) -> Option<Kind> {
     }
 }
 
-fn args_of(sig: &syn::Signature, errors: &mut Errors) -> Vec<Arg> {
+/// Which of `with`, `serialize_with` and `deserialize_with` a `#[serde(..)]`
+/// attribute sets: (serialization, deserialization).
+fn serde_with(attr: &Attribute) -> syn::Result<(bool, bool)> {
+    let (mut ser, mut de) = (false, false);
+    attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident("with") {
+            (ser, de) = (true, true);
+        } else if meta.path.is_ident("serialize_with") {
+            ser = true;
+        } else if meta.path.is_ident("deserialize_with") {
+            de = true;
+        }
+        // Skip the value, whatever its shape: serde checks it.
+        if meta.input.peek(syn::Token![=]) {
+            meta.value()?.parse::<syn::Expr>()?;
+        } else if meta.input.peek(syn::token::Paren) {
+            meta.parse_nested_meta(|inner| {
+                if inner.input.peek(syn::Token![=]) {
+                    inner.value()?.parse::<syn::Expr>()?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })?;
+    Ok((ser, de))
+}
+
+/// The event's fields from the method's arguments; their `#[serde(..)]`
+/// attributes move to the fields.
+fn args_of(sig: &mut syn::Signature, errors: &mut Errors) -> Vec<Arg> {
     sig.inputs
-        .iter()
+        .iter_mut()
         .filter_map(|input| match input {
             FnArg::Receiver(_) => None,
             FnArg::Typed(typed) => match &*typed.pat {
-                Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(Arg {
-                    ident: p.ident.clone(),
-                    ty: (*typed.ty).clone(),
-                }),
+                Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                    let (serde, others): (Vec<Attribute>, Vec<Attribute>) =
+                        std::mem::take(&mut typed.attrs)
+                            .into_iter()
+                            .partition(|a| a.path().is_ident("serde"));
+                    typed.attrs = others;
+                    let (mut serialize_with, mut deserialize_with) = (false, false);
+                    for attr in &serde {
+                        match serde_with(attr) {
+                            Ok((ser, de)) => {
+                                serialize_with |= ser;
+                                deserialize_with |= de;
+                            }
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                    Some(Arg {
+                        ident: p.ident.clone(),
+                        ty: (*typed.ty).clone(),
+                        serde,
+                        serialize_with,
+                        deserialize_with,
+                    })
+                }
                 other => {
                     errors.spanned(
                         other,
@@ -275,7 +359,7 @@ pub fn aggregate_impl(
         }
         let (upcasts, others): (Vec<Attribute>, Vec<Attribute>) = std::mem::take(&mut method.attrs)
             .into_iter()
-            .partition(|a| a.path().is_ident("upcast"));
+            .partition(|a| is_marker(a, "upcast"));
         method.attrs = others;
         for attr in &upcasts {
             match upcast_attr(attr, &method.sig.ident) {
@@ -326,11 +410,12 @@ pub fn aggregate_impl(
         let mut aliases: Vec<String> = attr.aliases.iter().map(LitStr::value).collect();
         // A renamed aggregate: its events' topics under the old names.
         aliases.extend(options_aliases.iter().map(|old| format!("{old}.{name}")));
+        let args = args_of(&mut method.sig, errors);
         events.push((
             index,
             EventDef {
                 kind: kind_of(&method.sig),
-                args: args_of(&method.sig, errors),
+                args,
                 method: method.clone(),
                 name,
                 name_span,

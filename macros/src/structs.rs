@@ -7,61 +7,105 @@ use syn::{Fields, ItemStruct};
 use crate::ast::META_FIELD;
 use crate::parse::{self, Errors};
 
-/// Whether the struct derives `name` (`Serialize`, `serde::Serialize`, ...).
-fn derives(item: &ItemStruct, name: &str) -> bool {
-    item.attrs
-        .iter()
-        .filter(|a| a.path().is_ident("derive"))
-        .any(|attr| {
-            let mut found = false;
-            let _ = attr.parse_nested_meta(|meta| {
-                found |= meta
-                    .path
-                    .segments
-                    .last()
-                    .is_some_and(|last| last.ident == name);
-                Ok(())
-            });
-            found
-        })
+/// Whether a `derive(..)` list names `Serialize` or `Deserialize` (any
+/// path ending so).
+fn derives_serde(list: &syn::MetaList) -> bool {
+    let mut found = false;
+    let _ = list.parse_nested_meta(|meta| {
+        found |= meta
+            .path
+            .segments
+            .last()
+            .is_some_and(|last| last.ident == "Serialize" || last.ident == "Deserialize");
+        Ok(())
+    });
+    found
 }
 
-/// What snapshots and the aggregate cache need of the struct: its serde
-/// state (when it derives `Serialize` and `Deserialize`) and copies (when
-/// it derives `Clone`).
+/// The conditions under which `meta` derives a serde trait: `None` for
+/// always, the `cfg_attr` predicate (nested ones joined by `all(..)`)
+/// otherwise.
+fn serde_conditions(
+    meta: &syn::Meta,
+    condition: Option<&TokenStream>,
+    out: &mut Vec<Option<TokenStream>>,
+) {
+    let syn::Meta::List(list) = meta else {
+        return;
+    };
+    if list.path.is_ident("derive") {
+        if derives_serde(list) {
+            out.push(condition.cloned());
+        }
+    } else if list.path.is_ident("cfg_attr") {
+        let parsed = list.parse_args_with(
+            syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated,
+        );
+        let Ok(parsed) = parsed else {
+            return;
+        };
+        let mut items = parsed.into_iter();
+        let Some(predicate) = items.next() else {
+            return;
+        };
+        let predicate = match condition {
+            Some(outer) => quote!(all(#outer, #predicate)),
+            None => quote!(#predicate),
+        };
+        for item in items {
+            serde_conditions(&item, Some(&predicate), out);
+        }
+    }
+}
+
+/// `#[serde(skip)]` for the hidden field when the struct derives a serde
+/// trait: as is, or under the same `cfg_attr` predicate.
+fn serde_skip(item: &ItemStruct) -> TokenStream {
+    let mut conditions = Vec::new();
+    for attr in &item.attrs {
+        serde_conditions(&attr.meta, None, &mut conditions);
+    }
+    if conditions.iter().any(Option::is_none) {
+        return quote!(#[serde(skip)]);
+    }
+    let conditions = conditions.into_iter().flatten();
+    quote!(#(#[cfg_attr(#conditions, serde(skip))])*)
+}
+
+/// What snapshots and the aggregate cache need of the struct, decided by
+/// its traits (`Serialize` and `Deserialize`; `Clone`) through
+/// `__private::probe`, however they are implemented.
 fn state_impl(item: &ItemStruct, krate: &syn::Path) -> TokenStream {
     let p = quote!(#krate::__private);
     let ident = &item.ident;
     let name = ident.to_string();
-    let serde = derives(item, "Serialize") && derives(item, "Deserialize");
-    let (serialize, deserialize) = if serde {
-        (
-            quote!(<Self as #p::serde::Serialize>::serialize(self, serializer)),
-            quote!(<Self as #p::serde::Deserialize<'de>>::deserialize(deserializer)),
-        )
-    } else {
-        let message =
-            format!("{name} cannot be snapshotted: derive Serialize and Deserialize on it");
-        (
-            quote! {
-                let _ = serializer;
-                ::core::result::Result::Err(<S::Error as #p::serde::ser::Error>::custom(#message))
-            },
-            quote! {
-                let _ = deserializer;
-                ::core::result::Result::Err(<D::Error as #p::serde::de::Error>::custom(#message))
-            },
-        )
+    let message = format!("{name} cannot be snapshotted: derive Serialize and Deserialize on it");
+    let probe = quote!(#p::probe::Probe::<Self>);
+    let fallbacks = quote! {
+        #[allow(unused_imports)]
+        use #p::probe::{NoDuplicate as _, NoSnapshots as _};
     };
-    let duplicate = if derives(item, "Clone") {
-        quote!(::core::option::Option::Some(::core::clone::Clone::clone(
-            self
-        )))
-    } else {
-        quote!(::core::option::Option::None)
-    };
+    let serde = quote!({ #fallbacks #probe::SNAPSHOTS });
+    let serialize = quote!(#fallbacks #probe::serialize_state(self, serializer, #message));
+    let deserialize = quote!(#fallbacks #probe::deserialize_state(deserializer, #message));
+    let duplicate = quote!(#fallbacks #probe::duplicate(self));
+    let field = format_ident!("{}", META_FIELD);
     quote! {
+        #[automatically_derived]
+        #[allow(unused_qualifications, clippy::all, clippy::pedantic, clippy::nursery, clippy::restriction)]
         impl #p::AggregateState for #ident {
+            fn __meta(&self) -> &#p::Meta<Self>
+            where
+                Self: #p::Aggregate,
+            {
+                &self.#field
+            }
+            fn __meta_mut(&mut self) -> &mut #p::Meta<Self>
+            where
+                Self: #p::Aggregate,
+            {
+                &mut self.#field
+            }
             const SNAPSHOTS: bool = #serde;
             fn __serialize_state<S: #p::serde::Serializer>(
                 &self,
@@ -90,9 +134,10 @@ pub fn expand(args: TokenStream, mut item: ItemStruct) -> TokenStream {
             "an aggregate cannot be generic: its events are stored under fixed topics",
         );
     }
-    let serde_skip = (derives(&item, "Serialize") || derives(&item, "Deserialize"))
-        .then(|| quote!(#[serde(skip)]));
-    let state = state_impl(&item, &krate);
+    let serde_skip = serde_skip(&item);
+    // Without the field, no access to it: only the error about the
+    // struct's shape shows.
+    let state = matches!(item.fields, Fields::Named(_)).then(|| state_impl(&item, &krate));
     let field = format_ident!("{}", META_FIELD);
     match &mut item.fields {
         Fields::Named(fields) => {

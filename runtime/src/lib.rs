@@ -42,6 +42,13 @@
 //! # Ok::<(), annals::Error>(())
 //! ```
 //!
+//! What `#[aggregate]` on the struct accepts: only `crate = "path"`. It
+//! adds a hidden metadata field (skipped by serde, also under `cfg_attr`).
+//! Snapshots are possible when the struct implements `Serialize` and
+//! `Deserialize`, and the aggregate cache keeps copies when it implements
+//! `Clone`, however the traits are implemented (a hand-written `Clone`
+//! copies the hidden field too: `__annals: self.__annals.clone()`).
+//!
 //! What `#[aggregate]` on the impl block accepts:
 //! - `name = "Dog"`: the prefix of the topics (default: the type's name);
 //! - `id = String`: string ids (stream names) instead of [`Uuid`]s;
@@ -49,23 +56,43 @@
 //! - `version = N`: the version of the snapshot state, with
 //!   `#[upcast(snapshot, from = k)]` functions for older ones;
 //! - `aliases = ["OldName"]`: former names, whose topics still decode;
-//! - `derive(PartialEq, ...)`: more derives for the event enum (it always
-//!   derives `Debug` and `Clone`);
+//! - `event = "DogChange"`: the event enum's name (default `{Type}Event`);
+//! - `event_vis = "pub(crate)"`: its visibility (default `pub`; `""` for
+//!   private). The enum stays reachable as `<Dog as Aggregate>::Event`, so
+//!   argument types need only be as visible as the struct;
+//! - `derive(PartialEq, ...)`: more derives for the event enum;
 //! - `crate = "path"`: where annals is, if renamed.
+//!
+//! The generated event enum has one variant per `#[event]` method, named
+//! after the event, with one named field per argument, in order:
+//! `#[event("TrickAdded")] fn add_trick(&mut self, trick: String)` gives
+//! `DogEvent::TrickAdded { trick: String }`. It implements [`Event`],
+//! `Debug` and `Clone`; argument types must be `Serialize`, `Deserialize`,
+//! `Clone` and `Debug` (one error says so when one is missing).
 //!
 //! What `#[event(...)]` accepts: the event's name (default: the method's
 //! name in UpperCamelCase), `topic = "..."` (default `"{name}.{Event}"`),
 //! `version = N` (with `#[upcast("Name", from = k)]` functions in the same
 //! impl block), `aliases = ["Old.Topic"]`, and `discard` (the event
-//! discards the aggregate).
+//! discards the aggregate). `#[annals::event]` and `#[annals::upcast]`
+//! (any path ending so) are read like `#[event]` and `#[upcast]`. An event
+//! method's arguments may carry `#[serde(..)]` attributes (`rename`,
+//! `with`, ...): they apply to the stored event's fields.
 //!
 //! A creation event method takes its new aggregate's id from an associated
 //! function `create_id` with parameters named like its own arguments, when
-//! the `#[aggregate]` impl block defines one (in another impl block it is
-//! not seen, and ids are random); `<method>_with_id(id, ..)` takes the id
-//! from the caller. An event method called while an event body runs (an
-//! event body calling another event method) records nothing of its own:
-//! its effect is part of the outer event, and replay repeats it.
+//! the `#[aggregate]` impl block defines one; a `create_id` in another impl
+//! block of the type is a compile error (E0592, "duplicate definitions"),
+//! since the creation methods could not see it. `<method>_with_id(id, ..)`
+//! takes the id from the caller.
+//!
+//! An event body can read its event's timestamp with
+//! [`current_event_timestamp()`]: the recorded time when the method is
+//! called, the stored time on replay. An event method of the same aggregate
+//! type called while an event body runs (an event body calling another
+//! event method) records nothing of its own: its effect is part of the
+//! outer event, and replay repeats it. Event methods of other aggregate
+//! types (creating another aggregate in a body) record as usual.
 //!
 //! Where to go next: [`Application`] (saving, getting, snapshots,
 //! verification), [`persistence`] (memory, SQLite, PostgreSQL), [`mapper`]
@@ -92,7 +119,9 @@ pub use application::{
     Application, ApplicationBuilder, Batch, CommandError, Persistence, Save, Verification,
 };
 pub use clock::Timestamp;
-pub use domain::{Aggregate, AggregateId, DomainEvent, Event, Header, Metadata};
+pub use domain::{
+    current_event_timestamp, Aggregate, AggregateId, DomainEvent, Event, Header, Metadata,
+};
 pub use error::{Error, Result};
 pub use repository::{Repository, Snapshots};
 /// serde_json, for upcasters (`fn(state: &mut annals::json::Value)`).
@@ -143,13 +172,23 @@ pub use chrono;
 pub mod __private {
     pub use crate::clock::stored as timestamp;
     pub use crate::clock::Timestamp;
+    pub use crate::domain::probe;
     pub use crate::domain::Header;
     pub use crate::domain::{
-        __created, __triggered, applying, Aggregate, AggregateId, AggregateState, Event, Meta,
+        __created, __triggered, applying, Aggregate, AggregateId, AggregateInternals,
+        AggregateState, Event, EventField, EventInternals, Meta,
     };
     pub use serde;
     pub use serde_json as json;
     pub use uuid::Uuid;
+
+    /// The parameter of the placeholder `create_id` that `#[aggregate]`
+    /// defines when its impl block has none: a `create_id` in another impl
+    /// block of the type then clashes with it (E0592) instead of being
+    /// silently ignored. Move that `create_id` into the `#[aggregate]` impl
+    /// block.
+    #[allow(missing_debug_implementations)]
+    pub enum CreateIdGoesInTheAggregateImplBlock {}
 
     /// The event type of an aggregate whose impl block failed to expand:
     /// it has no values, so nothing can be done with it.
@@ -171,6 +210,12 @@ pub mod __private {
         fn is_discarding(&self) -> bool {
             match *self {}
         }
+        fn __variant_of(_: &str) -> Option<usize> {
+            None
+        }
+    }
+
+    impl EventInternals for Never {
         fn __serialize<S: serde::Serializer>(
             &self,
             _: &Header,
@@ -180,9 +225,6 @@ pub mod __private {
         }
         fn __upcast(_: usize, _: u32, _: &mut serde_json::Value) -> bool {
             false
-        }
-        fn __variant_of(_: &str) -> Option<usize> {
-            None
         }
         fn __deserialize<'de, D: serde::Deserializer<'de>>(
             _: usize,

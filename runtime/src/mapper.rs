@@ -23,7 +23,9 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Aggregate, AggregateId, AggregateState, DomainEvent, Event, EventHash};
+use crate::domain::{
+    Aggregate, AggregateId, AggregateState, DomainEvent, Event, EventHash, EventInternals,
+};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::rows::StoredEvent;

@@ -282,3 +282,258 @@ fn event_bodies_that_call_event_methods_record_only_the_outer_event() {
     let mut other = Kennel::open(Uuid::new_v4(), "c".into(), "d".into());
     app.save(&mut other).expect("a second kennel saves");
 }
+
+/// Counts the copies the hand-written `Clone` below makes.
+static TALLY_CLONES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// An aggregate whose `Clone` is written by hand (it copies the hidden
+/// metadata field too).
+#[aggregate]
+#[derive(Debug)]
+pub struct Tally {
+    pub count: u32,
+}
+
+impl Clone for Tally {
+    fn clone(&self) -> Self {
+        TALLY_CLONES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self {
+            count: self.count,
+            __annals: self.__annals.clone(),
+        }
+    }
+}
+
+#[aggregate]
+impl Tally {
+    #[event("Started")]
+    pub fn start() -> Self {
+        Tally { count: 0 }
+    }
+
+    #[event("Incremented")]
+    pub fn increment(&mut self) {
+        self.count += 1;
+    }
+}
+
+#[test]
+fn an_aggregate_with_a_hand_written_clone_is_cached() {
+    let app = Application::builder("Tallies")
+        .cache(10)
+        .build()
+        .expect("app");
+    let mut tally = Tally::start();
+    tally.increment();
+    app.save(&mut tally).expect("save");
+    let before = TALLY_CLONES.load(std::sync::atomic::Ordering::SeqCst);
+    let copy: Tally = app.repository().get(tally.id()).expect("get");
+    assert_eq!(copy.count, 1);
+    assert_eq!(copy.version(), 2);
+    assert!(
+        TALLY_CLONES.load(std::sync::atomic::Ordering::SeqCst) > before,
+        "the copy came from the cache"
+    );
+}
+
+/// An aggregate whose serde derives are behind `cfg_attr`.
+#[aggregate]
+#[derive(Debug)]
+#[cfg_attr(all(), derive(Serialize, Deserialize))]
+pub struct Note {
+    pub text: String,
+}
+
+#[aggregate]
+impl Note {
+    #[event("Written")]
+    pub fn write(text: String) -> Self {
+        Note { text }
+    }
+
+    #[event("Amended")]
+    pub fn amend(&mut self, text: String) {
+        self.text = text;
+    }
+}
+
+#[test]
+fn an_aggregate_deriving_serde_through_cfg_attr_can_be_snapshotted() {
+    let app = Application::builder("Notes")
+        .snapshot_every::<Note>(2)
+        .build()
+        .expect("Note derives Serialize and Deserialize: snapshots are allowed");
+    let mut note = Note::write("a".into());
+    note.amend("b".into());
+    app.save(&mut note).expect("save");
+    let id = note.id().simple().to_string();
+    let snapshots = app
+        .snapshots()
+        .expect("enabled")
+        .recorder()
+        .select_events(&id, &annals::persistence::EventQuery::all())
+        .expect("snapshots");
+    assert_eq!(snapshots.len(), 1, "a snapshot at version 2");
+    let state: serde_json::Value = serde_json::from_slice(&snapshots[0].state).expect("json");
+    assert_eq!(state["state"]["text"], "b", "{state}");
+    let copy: Note = app.repository().get(note.id()).expect("get");
+    assert_eq!(copy.text, "b");
+    assert_eq!(copy.version(), 2);
+}
+
+/// `#[serde(..)]` on event arguments shapes the stored events.
+#[aggregate]
+#[derive(Debug)]
+pub struct Performer {
+    pub tricks: Vec<String>,
+    pub rating: u8,
+}
+
+/// Stores a `u8` as a string.
+mod as_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u8, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[aggregate]
+impl Performer {
+    #[event("Debuted")]
+    pub fn debut(#[serde(rename = "trick_name")] trick: String) -> Self {
+        Performer {
+            tricks: vec![trick],
+            rating: 0,
+        }
+    }
+
+    #[event("Rated")]
+    pub fn rate(&mut self, #[serde(with = "as_string", rename = "stars")] rating: u8) {
+        self.rating = rating;
+    }
+}
+
+#[test]
+fn serde_attributes_on_event_arguments_shape_the_stored_state() {
+    let _clock = clock::set_thread_clock(FixedClock(at("2026-01-02T03:04:05Z")));
+    let app = Application::builder("Performers").build().expect("app");
+    let mut performer = Performer::debut("juggle".into());
+    performer.rate(5);
+    app.save(&mut performer).expect("save");
+    let stored = app
+        .recorder()
+        .select_events(
+            &performer.id().simple().to_string(),
+            &annals::persistence::EventQuery::all(),
+        )
+        .expect("select");
+    let states: Vec<serde_json::Value> = stored
+        .iter()
+        .map(|e| serde_json::from_slice(&e.state).expect("json"))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            serde_json::json!({"timestamp": "2026-01-02T03:04:05.000000000Z", "trick_name": "juggle"}),
+            serde_json::json!({"timestamp": "2026-01-02T03:04:05.000000000Z", "stars": "5"}),
+        ]
+    );
+    let copy: Performer = app.repository().get(performer.id()).expect("get");
+    assert_eq!(copy.tricks, ["juggle"]);
+    assert_eq!(copy.rating, 5);
+}
+
+/// Event bodies that read their event's timestamp, and one that creates an
+/// aggregate of another type.
+#[aggregate]
+#[derive(Debug)]
+pub struct Diary {
+    pub opened: Timestamp,
+    pub modified: Timestamp,
+    pub entries: Vec<String>,
+    pub pet: Option<Dog>,
+}
+
+#[aggregate]
+impl Diary {
+    #[event("Opened")]
+    pub fn open() -> Self {
+        let now = annals::current_event_timestamp();
+        Diary {
+            opened: now,
+            modified: now,
+            entries: Vec::new(),
+            pet: None,
+        }
+    }
+
+    #[event("Written")]
+    pub fn write(&mut self, entry: String) {
+        self.modified = annals::current_event_timestamp();
+        self.entries.push(entry);
+        // Part of this event: the same timestamp, nothing recorded.
+        self.stamp();
+    }
+
+    #[event("Stamped")]
+    pub fn stamp(&mut self) {
+        assert_eq!(annals::current_event_timestamp(), self.modified);
+    }
+
+    #[event("PetAdopted")]
+    pub fn adopt(&mut self, name: String) {
+        // Another aggregate type, created inside a body: it records its
+        // own event as usual.
+        self.pet = Some(Dog::register(name));
+    }
+}
+
+#[test]
+fn event_bodies_read_their_event_timestamp_on_trigger_and_on_replay() {
+    let app = Application::builder("Diaries").build().expect("app");
+    let mut diary = {
+        let _clock = clock::set_thread_clock(FixedClock(at("2026-01-01T00:00:00Z")));
+        Diary::open()
+    };
+    {
+        let _clock = clock::set_thread_clock(FixedClock(at("2026-02-02T00:00:00Z")));
+        diary.write("hello".into());
+    }
+    assert_eq!(diary.opened, at("2026-01-01T00:00:00Z"));
+    assert_eq!(diary.modified, at("2026-02-02T00:00:00Z"));
+    let recorded: Vec<Timestamp> = diary.pending_events().iter().map(|e| e.timestamp).collect();
+    assert_eq!(recorded, [diary.opened, diary.modified]);
+    app.save(&mut diary).expect("save");
+
+    // Replayed at another time: the stored timestamps, not the clock's.
+    let _clock = clock::set_thread_clock(FixedClock(at("2030-03-03T00:00:00Z")));
+    let copy: Diary = app.repository().get(diary.id()).expect("get");
+    assert_eq!(copy.opened, diary.opened);
+    assert_eq!(copy.modified, diary.modified);
+    assert_eq!(copy.entries, ["hello"]);
+}
+
+#[test]
+#[should_panic(expected = "outside an event body")]
+fn the_event_timestamp_outside_an_event_body_is_a_clear_panic() {
+    let _ = annals::current_event_timestamp();
+}
+
+#[test]
+fn an_aggregate_created_inside_another_types_event_body_records_its_events() {
+    let mut diary = Diary::open();
+    diary.adopt("Rex".into());
+    let topics: Vec<&str> = diary.pending_events().iter().map(|e| e.topic()).collect();
+    assert_eq!(topics, ["Diary.Opened", "Diary.PetAdopted"]);
+    let pet = diary.pet.as_ref().expect("adopted");
+    assert_eq!(pet.id(), Dog::create_id("Rex"), "the pet has its id");
+    assert_eq!(pet.version(), 1);
+    assert_eq!(pet.pending_events().len(), 1, "and its creation event");
+    assert_eq!(pet.pending_events()[0].topic(), "Dog.Registered");
+}
