@@ -127,6 +127,16 @@ pub enum Error {
     #[error(transparent)]
     User(Box<dyn std::error::Error + Send + Sync>),
 
+    /// A follower could not run: its thread could not start, or its policy
+    /// panicked.
+    #[error("follower {follower}: {message}")]
+    Follower {
+        /// The follower application's name.
+        follower: String,
+        /// What happened.
+        message: String,
+    },
+
     /// The store failed (I/O, connection, SQL).
     #[error("persistence: {context}")]
     Persistence {
@@ -234,6 +244,13 @@ impl Error {
     /// Whether this is an optimistic-concurrency conflict.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
+    }
+
+    /// Whether the store failed ([`Error::Persistence`]): a connection
+    /// lost, a server restarting, a disk full. Followers and subscriptions
+    /// retry these with a growing pause; every other error stops them.
+    pub fn is_persistence(&self) -> bool {
+        matches!(self, Error::Persistence { .. })
     }
 
     /// Whether this says that an aggregate was not found.

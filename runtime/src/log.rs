@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::application::Application;
 use crate::error::Result;
-use crate::persistence::wake::{Signal, Watch};
+use crate::persistence::wake::{Backoff, Signal, Watch};
 use crate::persistence::{Notification, NotificationQuery};
 
 /// Pages through an application's notifications, in id order.
@@ -85,6 +85,7 @@ pub struct Subscription {
     buffer: std::vec::IntoIter<Notification>,
     /// Raises `signal` at commits of other processes, while it lives.
     _watch: Watch,
+    backoff: Backoff,
     poll: Duration,
     stopped: Arc<AtomicBool>,
     signal: Arc<Signal>,
@@ -104,6 +105,7 @@ impl Subscription {
             next: start.max(1),
             buffer: Vec::new().into_iter(),
             _watch: watch,
+            backoff: Backoff::default(),
             poll: Duration::from_millis(500),
             stopped: Arc::new(AtomicBool::new(false)),
             signal,
@@ -154,9 +156,19 @@ impl Iterator for Subscription {
                 return Some(Ok(n));
             }
             match self.reader.page(self.next) {
-                Ok(page) if !page.is_empty() => self.buffer = page.into_iter(),
-                Ok(_) => {
-                    self.signal.wait(self.poll);
+                Ok(page) => {
+                    self.backoff.reset();
+                    if page.is_empty() {
+                        self.signal.wait(self.poll);
+                    } else {
+                        self.buffer = page.into_iter();
+                    }
+                }
+                // The store failed (a server restarting): look again after
+                // a pause, from the same position.
+                Err(e) if e.is_persistence() => {
+                    tracing::warn!(error = %e.report(), "reading the log failed; retrying");
+                    self.backoff.wait(&self.signal);
                 }
                 Err(e) => return Some(Err(e)),
             }

@@ -579,3 +579,55 @@ fn a_projection_into_postgres() {
     });
     assert_eq!(count, 1);
 }
+
+#[test]
+fn a_panicking_policy_is_a_follower_error_and_stop_joins_every_worker() {
+    let leader = memory_app("Leader");
+    let calm = memory_app("Calm");
+    let wild = memory_app("Wild");
+    let system = Arc::new(
+        System::builder()
+            .application(leader.clone())
+            .process(calm.clone(), note)
+            .process(
+                wild.clone(),
+                |_: &Upstream<'_>, _: &mut Processing<'_>| -> annals::Result<()> { panic!("boom") },
+            )
+            .pipe(["Leader", "Calm"])
+            .pipe(["Leader", "Wild"])
+            .build()
+            .expect("system"),
+    );
+    let runner = MultiThreadedRunner::start(system).expect("start");
+    let mut seen = Seen::start();
+    seen.note("x".into(), 0, "x".into());
+    leader.save(&mut seen).expect("save");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        if let Err(e) = runner.check() {
+            break e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the panic was reported"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    match &err {
+        annals::Error::Follower { follower, message } => {
+            assert_eq!(follower, "Wild");
+            assert!(message.contains("panicked: boom"), "{message}");
+        }
+        other => panic!("expected a follower error, got {other}"),
+    }
+    while calm.recorder().max_tracking_id("Leader").expect("calm") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the calm follower went on"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    runner.stop().expect("the calm follower stopped cleanly");
+    // The calm follower processed both of the leader's events.
+    assert_eq!(calm.recorder().max_tracking_id("Leader").expect("calm"), 2);
+}

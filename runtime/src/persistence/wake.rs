@@ -87,6 +87,35 @@ impl Notifier {
     }
 }
 
+/// A growing pause between tries after a store failure: 50 ms, doubling,
+/// at most 5 s; waited on a signal, so a stop (or a commit) cuts it short.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: Duration::from_millis(50),
+        }
+    }
+}
+
+impl Backoff {
+    /// Waits the next pause on `signal` (or until it is raised), and makes
+    /// the one after longer.
+    pub fn wait(&mut self, signal: &Signal) {
+        signal.wait(self.next);
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+    }
+
+    /// A try succeeded: the next pause is the shortest again.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
 /// A store's watcher of commits, raising a signal from a thread of its own
 /// until dropped. [`Watch::none`] is the watcher of a store that has none
 /// (followers then rely on in-process notifiers and polling).

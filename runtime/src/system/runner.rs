@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use super::Signal;
 use super::System;
 use crate::error::{Error, Result};
+use crate::persistence::wake::Backoff;
+use std::panic::AssertUnwindSafe;
 
 /// How many notifications a follower reads per select.
 const BATCH: usize = 100;
@@ -90,13 +92,40 @@ impl System {
             leader.notifier().subscribe(signal);
             watches.push(leader.recorder().watch(signal)?);
         }
+        let mut backoff = Backoff::default();
         while !stop.is_stopped() {
-            if self.pull(name, BATCH)? == 0 && !stop.is_stopped() {
-                signal.wait(poll);
+            match self.pull(name, BATCH) {
+                Ok(pulled) => {
+                    backoff.reset();
+                    if pulled == 0 && !stop.is_stopped() {
+                        signal.wait(poll);
+                    }
+                }
+                // The store failed (a server restarting, a connection
+                // lost): nothing of the notification was stored, and its
+                // tracking record says where to resume. Try again.
+                Err(e) if e.is_persistence() => {
+                    tracing::warn!(follower = %name, error = %e.report(), "pulling failed; retrying");
+                    backoff.wait(signal);
+                }
+                Err(e) => return Err(e),
             }
         }
         drop(watches);
         Ok(())
+    }
+}
+
+/// The error of a follower whose policy panicked with `panic`.
+fn panicked(follower: &str, panic: &(dyn std::any::Any + Send)) -> Error {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_owned());
+    Error::Follower {
+        follower: follower.to_owned(),
+        message: format!("its policy panicked: {what}"),
     }
 }
 
@@ -135,13 +164,25 @@ impl MultiThreadedRunner {
                 let (system, stop, errors) = (system.clone(), stop.clone(), errors.clone());
                 std::thread::Builder::new()
                     .name(format!("annals-{name}"))
-                    .spawn(move || {
-                        if let Err(e) = system.run_follower(&name, &stop, poll) {
-                            tracing::error!(follower = %name, error = %e.report(), "follower stopped");
-                            errors.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+                    .spawn({
+                        let name = name.clone();
+                        move || {
+                            let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                system.run_follower(&name, &stop, poll)
+                            }));
+                            let error = match run {
+                                Ok(Ok(())) => return,
+                                Ok(Err(e)) => e,
+                                Err(panic) => panicked(&name, panic.as_ref()),
+                            };
+                            tracing::error!(follower = %name, error = %error.report(), "follower stopped");
+                            errors.lock().unwrap_or_else(|e| e.into_inner()).push(error);
                         }
                     })
-                    .map_err(|e| Error::persistence("starting a follower thread", e))?
+                    .map_err(|e| Error::Follower {
+                        follower: name.clone(),
+                        message: format!("its thread could not start: {e}"),
+                    })?
             };
             workers.push((stop, handle));
         }
@@ -193,13 +234,10 @@ impl MultiThreadedRunner {
         for (stop, _) in &self.workers {
             stop.stop();
         }
+        // Every worker is joined, whatever the others did. Panics are
+        // caught in the worker and reported as its error.
         for (_, handle) in self.workers {
-            if handle.join().is_err() {
-                return Err(Error::persistence(
-                    "stopping a follower thread",
-                    "the policy panicked",
-                ));
-            }
+            let _ = handle.join();
         }
         let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         if errors.is_empty() {

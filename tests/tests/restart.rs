@@ -1,0 +1,180 @@
+//! Followers and subscriptions across a PostgreSQL restart: they reconnect
+//! with a growing pause, on their own, and resume exactly once.
+//!
+//! The test stops the server this machine runs for three seconds
+//! (`pg_ctlcluster ... stop`, then `start`), while the follower and the
+//! subscription poll. It lives in its own test binary
+//! so that no other PostgreSQL test of this process runs meanwhile.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use annals::prelude::*;
+use annals::system::{MultiThreadedRunner, Policies, System};
+use annals::Persistence;
+use annals_tests::stores::{drop_postgres_tables, postgres_server};
+
+#[aggregate]
+#[derive(Debug)]
+pub struct Ticket {
+    pub seat: u32,
+}
+
+#[aggregate]
+impl Ticket {
+    #[event("Sold")]
+    pub fn sell(seat: u32) -> Self {
+        Ticket { seat }
+    }
+}
+
+#[aggregate]
+#[derive(Debug)]
+pub struct Receipt {
+    pub seat: u32,
+}
+
+#[aggregate]
+impl Receipt {
+    #[event("Printed")]
+    pub fn print(seat: u32) -> Self {
+        Receipt { seat }
+    }
+}
+
+/// Stops the local PostgreSQL cluster for `outage` (followers and the
+/// subscription poll meanwhile, and fail), then starts it again.
+fn restart_postgres(outage: Duration) {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("/etc/postgresql: the local cluster's configuration")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a PostgreSQL version directory");
+    let ctl = |action: &str| {
+        let status = Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &version, "main", action])
+            .status()
+            .expect("pg_ctlcluster");
+        assert!(status.success(), "pg_ctlcluster {action}: {status}");
+    };
+    ctl("stop");
+    std::thread::sleep(outage);
+    ctl("start");
+}
+
+/// Saves `ticket`, retrying while the server is away (at most 60 s).
+fn save_through_outage(app: &Application, ticket: &mut Ticket) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match app.save(&mut *ticket) {
+            Ok(_) => return,
+            Err(e) if Instant::now() < deadline && !e.is_conflict() => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("save: {}", e.report()),
+        }
+    }
+}
+
+#[test]
+fn followers_and_subscriptions_resume_exactly_once_after_a_server_restart() {
+    let Some(config) = postgres_server() else {
+        annals_tests::skipped(
+            "followers_and_subscriptions_resume_exactly_once_after_a_server_restart",
+        );
+        return;
+    };
+    // A short connect timeout, so that calls during the outage fail
+    // instead of waiting it out.
+    let mut config = config;
+    config.connect_timeout = Duration::from_millis(500);
+    for name in ["restart_box_office", "restart_printer"] {
+        drop_postgres_tables(&config, name);
+    }
+    let open = |name: &str| {
+        Arc::new(
+            Application::builder(name)
+                .persistence(Persistence::Postgres(config.clone()))
+                .build()
+                .expect("app"),
+        )
+    };
+    let box_office = open("restart_box_office");
+    let printer = open("restart_printer");
+    // A second application on the box office's tables, as another process:
+    // its subscription sees the first one's saves only through the store.
+    let reader = open("restart_box_office");
+    let policy = Policies::new().on::<Ticket>(|sold, processing| {
+        let TicketEvent::Sold { seat } = &sold.event;
+        processing.save(&mut Receipt::print(*seat))
+    });
+    let system = Arc::new(
+        System::builder()
+            .application(box_office.clone())
+            .process(printer.clone(), policy)
+            .pipe([&box_office, &printer])
+            .build()
+            .expect("system"),
+    );
+    let runner =
+        MultiThreadedRunner::start_with_poll(system, Duration::from_millis(200)).expect("start");
+    let subscription = reader
+        .subscribe(1, &[])
+        .expect("subscribe")
+        .poll_interval(Duration::from_millis(200));
+    let stopper = subscription.stopper();
+    let seen = std::thread::spawn(move || {
+        subscription
+            .take(40)
+            .map(|n| n.expect("a notification").id)
+            .collect::<Vec<u64>>()
+    });
+
+    for seat in 0..20 {
+        save_through_outage(&box_office, &mut Ticket::sell(seat));
+    }
+    assert!(
+        runner
+            .wait_until_caught_up(Duration::from_secs(30))
+            .expect("before the restart"),
+        "caught up before the restart"
+    );
+    restart_postgres(Duration::from_secs(3));
+    for seat in 20..40 {
+        save_through_outage(&box_office, &mut Ticket::sell(seat));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let caught_up = loop {
+        match runner.wait_until_caught_up(Duration::from_secs(1)) {
+            Ok(true) => break true,
+            Ok(false) | Err(_) if Instant::now() < deadline => {}
+            Ok(false) => break false,
+            Err(e) => panic!("the follower stopped: {}", e.report()),
+        }
+    };
+    assert!(caught_up, "the follower resumed after the restart");
+    runner.stop().expect("no follower stopped");
+
+    // Exactly once: one receipt per ticket, one tracking record each.
+    assert_eq!(printer.last_notification_id().expect("printer"), Some(40));
+    let seats: std::collections::BTreeSet<u32> = printer
+        .notifications(1, 100)
+        .expect("receipts")
+        .iter()
+        .map(|n| {
+            let id = Uuid::parse_str(&n.event.originator_id).expect("uuid");
+            printer.get::<Receipt>(id).expect("receipt").seat
+        })
+        .collect();
+    assert_eq!(seats, (0..40).collect());
+
+    let seen = seen.join().expect("subscriber");
+    stopper.stop();
+    assert_eq!(
+        seen,
+        (1..=40).collect::<Vec<u64>>(),
+        "every notification once, in order"
+    );
+}
