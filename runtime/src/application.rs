@@ -95,6 +95,7 @@ impl Application {
             persistence: Persistence::Memory,
             compressor: None,
             cipher_key: None,
+            cipher_bound: true,
             snapshotting: false,
             intervals: HashMap::new(),
             cache_size: 0,
@@ -499,6 +500,7 @@ pub struct ApplicationBuilder {
     persistence: Persistence,
     compressor: Option<Compressor>,
     cipher_key: Option<(String, String)>,
+    cipher_bound: bool,
     snapshotting: bool,
     intervals: HashMap<TypeId, u64>,
     cache_size: usize,
@@ -547,6 +549,9 @@ impl ApplicationBuilder {
         }
         if let Some(key) = env.get(cipher::CIPHER_KEY) {
             self.cipher_key = Some(key);
+        }
+        if let Some(bound) = env.flag(settings::CIPHER_ASSOCIATED_DATA.name)? {
+            self.cipher_bound = bound;
         }
         if let Some(enabled) = env.flag(IS_SNAPSHOTTING_ENABLED)? {
             self.snapshotting = enabled;
@@ -621,6 +626,15 @@ impl ApplicationBuilder {
         self
     }
 
+    /// Whether each ciphertext is bound to its event (the default: a state
+    /// moved into another event does not decrypt); `false` for the Python
+    /// library's layout and for stores annals wrote before it bound them
+    /// (`CIPHER_ASSOCIATED_DATA`).
+    pub fn cipher_associated_data(mut self, bound: bool) -> Self {
+        self.cipher_bound = bound;
+        self
+    }
+
     /// Turns the snapshot store on or off.
     pub fn snapshotting(mut self, enabled: bool) -> Self {
         self.snapshotting = enabled;
@@ -686,6 +700,7 @@ impl ApplicationBuilder {
             Mapper::new()
                 .with_compressor(self.compressor)
                 .with_cipher(cipher)
+                .with_associated_data(self.cipher_bound)
                 .with_hash_chain(self.hash_chain),
         );
         let Recorders {

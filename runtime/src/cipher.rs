@@ -68,7 +68,7 @@ pub enum DecryptError {
     #[error("cannot decrypt: {0} bytes is too short for an encrypted record (nonce and tag alone take 28)")]
     Truncated(usize),
     /// The tag did not verify.
-    #[error("cannot decrypt: authentication failed (a wrong CIPHER_KEY, or the stored bytes were changed)")]
+    #[error("cannot decrypt: authentication failed (a wrong CIPHER_KEY, stored bytes that were changed, or a state moved from another event; a store written without associated data needs CIPHER_ASSOCIATED_DATA=no)")]
     Authentication,
 }
 
@@ -101,8 +101,29 @@ impl Cipher {
         Self::new(&raw)
     }
 
-    /// `plaintext` sealed: nonce, tag, ciphertext.
+    /// `plaintext` sealed: nonce, tag, ciphertext (no associated data:
+    /// the Python library's layout).
     pub fn encrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        self.encrypt_bound(plaintext, b"")
+    }
+
+    /// `plaintext` sealed and bound to `associated`: it decrypts only with
+    /// the same associated data ([`decrypt_bound`](Self::decrypt_bound)),
+    /// so a sealed state moved to another record is an error.
+    ///
+    /// ```
+    /// use annals::cipher::{create_key, Cipher};
+    /// let cipher = Cipher::from_base64(&create_key())?;
+    /// let sealed = cipher.encrypt_bound(b"secret", b"dog-1/3")?;
+    /// assert!(cipher.decrypt_bound(&sealed, b"dog-1/3").is_ok());
+    /// assert!(cipher.decrypt_bound(&sealed, b"dog-2/3").is_err());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The plaintext is longer than AES-GCM can seal (about 64 GiB).
+    pub fn encrypt_bound(&self, plaintext: &[u8], associated: &[u8]) -> Result<Vec<u8>> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let mut out = Vec::with_capacity(NONCE_LEN + TAG_LEN + plaintext.len());
         out.extend_from_slice(&nonce);
@@ -110,17 +131,31 @@ impl Cipher {
         out.extend_from_slice(plaintext);
         let (head, body) = out.split_at_mut(NONCE_LEN + TAG_LEN);
         let tag = match &self.aes {
-            Aes::A128(c) => c.encrypt_in_place_detached(&nonce, b"", body),
-            Aes::A192(c) => c.encrypt_in_place_detached(&nonce, b"", body),
-            Aes::A256(c) => c.encrypt_in_place_detached(&nonce, b"", body),
+            Aes::A128(c) => c.encrypt_in_place_detached(&nonce, associated, body),
+            Aes::A192(c) => c.encrypt_in_place_detached(&nonce, associated, body),
+            Aes::A256(c) => c.encrypt_in_place_detached(&nonce, associated, body),
         }
         .map_err(|_| Error::persistence("encrypting", "the plaintext is too long for AES-GCM"))?;
         head[NONCE_LEN..].copy_from_slice(&tag);
         Ok(out)
     }
 
-    /// The plaintext of a sealed record.
+    /// The plaintext of a sealed record (sealed with no associated data).
     pub fn decrypt(&self, sealed: &[u8]) -> std::result::Result<Vec<u8>, DecryptError> {
+        self.decrypt_bound(sealed, b"")
+    }
+
+    /// The plaintext of a record sealed with `associated` data.
+    ///
+    /// # Errors
+    ///
+    /// Too short to be sealed, or the key, a bit of the record or the
+    /// associated data differ from the sealing ones.
+    pub fn decrypt_bound(
+        &self,
+        sealed: &[u8],
+        associated: &[u8],
+    ) -> std::result::Result<Vec<u8>, DecryptError> {
         if sealed.len() < NONCE_LEN + TAG_LEN {
             return Err(DecryptError::Truncated(sealed.len()));
         }
@@ -130,9 +165,9 @@ impl Cipher {
         let tag = Tag::from_slice(tag);
         let mut buffer = ciphertext.to_vec();
         match &self.aes {
-            Aes::A128(c) => c.decrypt_in_place_detached(nonce, b"", &mut buffer, tag),
-            Aes::A192(c) => c.decrypt_in_place_detached(nonce, b"", &mut buffer, tag),
-            Aes::A256(c) => c.decrypt_in_place_detached(nonce, b"", &mut buffer, tag),
+            Aes::A128(c) => c.decrypt_in_place_detached(nonce, associated, &mut buffer, tag),
+            Aes::A192(c) => c.decrypt_in_place_detached(nonce, associated, &mut buffer, tag),
+            Aes::A256(c) => c.decrypt_in_place_detached(nonce, associated, &mut buffer, tag),
         }
         .map_err(|_| DecryptError::Authentication)?;
         Ok(buffer)

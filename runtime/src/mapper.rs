@@ -57,7 +57,7 @@ impl Compressor {
         }
     }
 
-    fn compress(self, data: &[u8]) -> Vec<u8> {
+    fn compress(self, data: &[u8]) -> std::io::Result<Vec<u8>> {
         // A deflate state is large (hundreds of KiB) and slow to set up:
         // each thread keeps one and resets it, instead of making one per
         // record (measured: about 10 µs per event before, see
@@ -74,7 +74,7 @@ impl Compressor {
                 let consumed = usize::try_from(z.total_in()).unwrap_or(usize::MAX);
                 let input = data.get(consumed..).unwrap_or_default();
                 match z.compress_vec(input, &mut out, FlushCompress::Finish) {
-                    Ok(Status::StreamEnd) => return out,
+                    Ok(Status::StreamEnd) => return Ok(out),
                     // Out of room: grow and go on.
                     Ok(_) => out.reserve(out.capacity().max(64)),
                     // Compressing in memory has no failure mode but a
@@ -127,10 +127,10 @@ impl Compressor {
     }
 }
 
-fn fresh_compress(data: &[u8]) -> Vec<u8> {
+fn fresh_compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    let _ = encoder.write_all(data);
-    encoder.finish().unwrap_or_default()
+    encoder.write_all(data)?;
+    encoder.finish()
 }
 
 /// The largest state a compressed record may inflate to: 256 MiB.
@@ -150,7 +150,73 @@ enum OpenError {
 pub struct Mapper {
     compressor: Option<Compressor>,
     cipher: Option<Cipher>,
+    /// Ciphertexts not bound to their event (the Python library's layout).
+    unbound: bool,
     hash_chain: bool,
+}
+
+/// serde_json reads nesting up to this depth (its recursion limit, 128):
+/// a state nested deeper is refused at save, as it could never be read.
+const MAX_DEPTH: usize = 127;
+
+/// How deep `json` nests arrays and objects (strings skipped).
+fn nesting(json: &[u8]) -> usize {
+    // Most states cannot be deep: fewer openers than the limit in all.
+    if json.iter().filter(|&&b| b == b'{' || b == b'[').count() <= MAX_DEPTH {
+        return 0;
+    }
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// What binds a ciphertext to its row: the stored id, version and topic,
+/// each after its length as 8 big-endian bytes; the AES-GCM associated data
+/// of every state annals encrypts (unless told not to:
+/// [`Mapper::with_associated_data`]).
+pub fn associated_data(originator_id: &str, version: u64, topic: &str) -> Vec<u8> {
+    let mut data = Vec::with_capacity(24 + originator_id.len() + topic.len());
+    for part in [
+        originator_id.as_bytes(),
+        &version.to_be_bytes(),
+        topic.as_bytes(),
+    ] {
+        data.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        data.extend_from_slice(part);
+    }
+    data
+}
+
+/// Why a state could not be sealed.
+#[derive(Debug, thiserror::Error)]
+enum SealError {
+    #[error(
+        "its JSON nests {0} levels deep, more than the {MAX_DEPTH} it could be read back with"
+    )]
+    TooDeep(usize),
+    #[error("cannot compress it: {0}")]
+    Compress(std::io::Error),
+    #[error("cannot encrypt it: {0}")]
+    Encrypt(String),
 }
 
 /// `,"_hash":"` + 64 hex digits + `"}`: what a hash-chained state ends with.
@@ -175,6 +241,16 @@ impl Mapper {
         self
     }
 
+    /// Whether each ciphertext is bound to its event (its stored id,
+    /// version and topic as AES-GCM associated data; the default), so a
+    /// state moved into another event does not decrypt. `false` writes and
+    /// reads the Python library's unbound layout (and stores annals wrote
+    /// before it bound them).
+    pub fn with_associated_data(mut self, bound: bool) -> Self {
+        self.unbound = !bound;
+        self
+    }
+
     /// Chains each stream's events by hash: every stored event records a
     /// hash of its own content and of the previous event's hash.
     pub fn with_hash_chain(mut self, on: bool) -> Self {
@@ -187,23 +263,46 @@ impl Mapper {
         self.hash_chain
     }
 
-    /// JSON in, stored bytes out.
-    fn seal(&self, json: Vec<u8>) -> Result<Vec<u8>> {
+    /// JSON in, the stored bytes of the row (id, version, topic) out.
+    fn seal(
+        &self,
+        json: Vec<u8>,
+        originator_id: &str,
+        version: u64,
+        topic: &str,
+    ) -> std::result::Result<Vec<u8>, SealError> {
+        let depth = nesting(&json);
+        if depth > MAX_DEPTH {
+            return Err(SealError::TooDeep(depth));
+        }
         let compressed = match self.compressor {
-            Some(c) => c.compress(&json),
+            Some(c) => c.compress(&json).map_err(SealError::Compress)?,
             None => json,
         };
         match &self.cipher {
-            Some(cipher) => cipher.encrypt(&compressed),
+            Some(cipher) if self.unbound => cipher.encrypt(&compressed),
+            Some(cipher) => {
+                cipher.encrypt_bound(&compressed, &associated_data(originator_id, version, topic))
+            }
             None => Ok(compressed),
         }
+        .map_err(|e| SealError::Encrypt(e.to_string()))
     }
 
-    /// Stored bytes in, JSON out.
-    fn open<'a>(&self, state: &'a [u8]) -> std::result::Result<Cow<'a, [u8]>, OpenError> {
+    /// A stored row in, its JSON out.
+    fn open<'a>(&self, stored: &'a StoredEvent) -> std::result::Result<Cow<'a, [u8]>, OpenError> {
+        let state = &stored.state;
         let plain = match &self.cipher {
-            Some(cipher) => Cow::Owned(cipher.decrypt(state)?),
-            None => Cow::Borrowed(state),
+            Some(cipher) if self.unbound => Cow::Owned(cipher.decrypt(state)?),
+            Some(cipher) => Cow::Owned(cipher.decrypt_bound(
+                state,
+                &associated_data(
+                    &stored.originator_id,
+                    stored.originator_version,
+                    &stored.topic,
+                ),
+            )?),
+            None => Cow::Borrowed(state.as_slice()),
         };
         Ok(match self.compressor {
             Some(c) => Cow::Owned(c.decompress(&plain).map_err(OpenError::Decompress)?),
@@ -254,12 +353,33 @@ impl Mapper {
             json.extend_from_slice(b"\"}");
             *prev = Some(hash);
         }
+        let version = domain_event.originator_version;
+        let state = self
+            .seal(json, &originator_id, version, topic)
+            .map_err(|e| Error::Encode {
+                topic,
+                aggregate: A::NAME,
+                source: Box::new(e),
+            })?;
         Ok(StoredEvent {
             originator_id,
-            originator_version: domain_event.originator_version,
+            originator_version: version,
             topic: topic.to_owned(),
-            state: self.seal(json)?,
+            state,
         })
+    }
+
+    /// The hash that a hash-chained event records (not checked: see
+    /// [`decode_link`](Self::decode_link)), to check the event after it.
+    ///
+    /// # Errors
+    ///
+    /// The state does not open, or records no hash.
+    pub fn recorded_hash<A: Aggregate>(&self, stored: &StoredEvent) -> Result<EventHash> {
+        let json = self
+            .open(stored)
+            .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
+        recorded_hash::<A>(stored, &json).map(|(hash, _)| hash)
     }
 
     /// The domain event of aggregate type `A` that `stored` holds (hashes,
@@ -292,7 +412,7 @@ impl Mapper {
         let originator_id = A::Id::from_stored(&stored.originator_id)
             .map_err(|e| decode_error::<A>(stored, e.into()))?;
         let json = self
-            .open(&stored.state)
+            .open(stored)
             .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
         if let Some(prev) = chain {
             *prev = Some(verify_link::<A>(stored, &json, prev.as_ref())?);
@@ -338,7 +458,7 @@ impl Mapper {
             version: stored.originator_version,
             source,
         };
-        let json = self.open(&stored.state).map_err(|e| error(Box::new(e)))?;
+        let json = self.open(stored).map_err(|e| error(Box::new(e)))?;
         let fields: Fields = serde_json::from_slice(&json).map_err(|e| error(Box::new(e)))?;
         Ok(crate::domain::Header {
             timestamp: fields.timestamp,
@@ -363,11 +483,19 @@ impl Mapper {
             aggregate: A::NAME,
             source: Box::new(e),
         })?;
+        let originator_id = aggregate.id().to_stored();
+        let state = self
+            .seal(json, &originator_id, aggregate.version(), A::NAME)
+            .map_err(|e| Error::Encode {
+                topic: A::NAME,
+                aggregate: A::NAME,
+                source: Box::new(e),
+            })?;
         Ok(StoredEvent {
-            originator_id: aggregate.id().to_stored(),
+            originator_id,
             originator_version: aggregate.version(),
             topic: A::NAME.to_owned(),
-            state: self.seal(json)?,
+            state,
         })
     }
 
@@ -379,7 +507,7 @@ impl Mapper {
         let id = A::Id::from_stored(&stored.originator_id)
             .map_err(|e| decode_error::<A>(stored, e.into()))?;
         let json = self
-            .open(&stored.state)
+            .open(stored)
             .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
         let snapshot: SnapshotOwned<A> =
             if A::STATE_VERSION > 1 || contains(&json, b"\"class_version\"") {
@@ -501,11 +629,8 @@ fn link_hash(
 }
 
 /// Checks the hash a stored state ends with; returns it.
-fn verify_link<A: Aggregate>(
-    stored: &StoredEvent,
-    json: &[u8],
-    prev: Option<&EventHash>,
-) -> Result<EventHash> {
+/// The hash `json` records, and where its `,"_hash":..` begins.
+fn recorded_hash<A: Aggregate>(stored: &StoredEvent, json: &[u8]) -> Result<(EventHash, usize)> {
     let broken = |message: &str| Error::Integrity {
         aggregate: A::NAME,
         id: shown_id::<A>(&stored.originator_id),
@@ -523,6 +648,21 @@ fn verify_link<A: Aggregate>(
     };
     let recorded = from_hex(&json[cut + HASH_KEY.len()..json.len() - 2])
         .map_err(|_| broken("its recorded hash is not 64 hex digits"))?;
+    Ok((recorded, cut))
+}
+
+fn verify_link<A: Aggregate>(
+    stored: &StoredEvent,
+    json: &[u8],
+    prev: Option<&EventHash>,
+) -> Result<EventHash> {
+    let broken = |message: &str| Error::Integrity {
+        aggregate: A::NAME,
+        id: shown_id::<A>(&stored.originator_id),
+        version: stored.originator_version,
+        message: message.to_owned(),
+    };
+    let (recorded, cut) = recorded_hash::<A>(stored, json)?;
     let expected = link_hash(
         prev,
         &stored.originator_id,

@@ -76,6 +76,8 @@ settings! {
     COMPRESSOR_TOPIC: "zlib: compress stored state", None;
     /// Base64 AES key: encrypts stored state.
     CIPHER_KEY: "base64 AES key (16, 24 or 32 bytes): encrypt stored state", None;
+    /// Whether ciphertexts are bound to their events.
+    CIPHER_ASSOCIATED_DATA: "bind each ciphertext to its event (yes); no for the Python library's layout and stores annals wrote unbound", Some("yes");
     /// The cipher; when set it must name AES.
     CIPHER_TOPIC: "the cipher: aes (the Python library's AESCipher)", Some("aes");
     /// Whether snapshots are kept.

@@ -7,7 +7,7 @@ use base64::Engine;
 
 use annals::cipher::{self, Cipher};
 use annals::env::Env;
-use annals::mapper::Compressor;
+use annals::mapper::{associated_data, Compressor};
 use annals::persistence::memory::MemoryRecorder;
 use annals::persistence::{
     AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
@@ -100,11 +100,8 @@ fn encryption_leaves_no_plaintext_in_any_stored_bytes() {
             .expect(store);
         assert_eq!(snapshots.len(), 2, "{store}: snapshots at versions 2 and 4");
         let cipher = Cipher::from_base64(&key).expect("key");
-        for state in rows
-            .iter()
-            .map(|r| &r.event.state)
-            .chain(snapshots.iter().map(|s| &s.state))
-        {
+        for row in rows.iter().map(|r| &r.event).chain(snapshots.iter()) {
+            let state = &row.state;
             for plain in [SECRET.as_bytes(), b"Fido-the-secret-name", b"timestamp"] {
                 assert!(
                     !contains(state, plain),
@@ -112,7 +109,9 @@ fn encryption_leaves_no_plaintext_in_any_stored_bytes() {
                 );
             }
             // Compressed before encrypted: the plaintext inside is zlib.
-            let inner = cipher.decrypt(state).expect("decrypts");
+            let bound = associated_data(&row.originator_id, row.originator_version, &row.topic);
+            let inner = cipher.decrypt_bound(state, &bound).expect("decrypts");
+            assert!(cipher.decrypt(state).is_err(), "{store}: bound to its row");
             assert_eq!(inner[0], 0x78, "{store}");
         }
         let copy: Dog = app.repository().get(dog.id()).expect(store);
@@ -247,10 +246,11 @@ fn settings_from_the_environment_turn_the_pipeline_on() {
         .expect("app");
     assert!(app.snapshots().is_some());
     let dog = dog_with_tricks(&app, "Fido", 1);
-    let state = &all_rows(&app)[0].event.state;
+    let row = &all_rows(&app)[0].event;
+    let bound = associated_data(&row.originator_id, row.originator_version, &row.topic);
     let inner = Cipher::from_base64(&key)
         .expect("key")
-        .decrypt(state)
+        .decrypt_bound(&row.state, &bound)
         .expect("encrypted");
     assert_eq!(inner[0], 0x78, "compressed, then encrypted");
     app.take_snapshot::<Dog>(dog.id()).expect("snapshot");

@@ -61,9 +61,47 @@ impl<'a> Upstream<'a> {
         if A::Event::__variant_of(self.topic()).is_none() {
             return Ok(None);
         }
-        let event: DomainEvent<A> = self.leader.mapper().decode(&self.notification.event)?;
+        let stored = &self.notification.event;
+        let mapper = self.leader.mapper();
+        let event: DomainEvent<A> = if mapper.hash_chain() {
+            // The link to the event before it, as `get` checks it: a
+            // changed, moved or swapped event stops the follower here.
+            let mut prev = self.previous_hash::<A>()?;
+            mapper.decode_link(stored, &mut prev)?
+        } else {
+            mapper.decode(stored)?
+        };
         let _ = self.metadata.set(self.caused(event.correlation_id));
         Ok(Some(event))
+    }
+
+    /// The hash recorded by the event before this one in its stream (none
+    /// for a stream's first event).
+    fn previous_hash<A: Aggregate>(&self) -> Result<Option<domain::EventHash>> {
+        let stored = &self.notification.event;
+        if stored.originator_version <= A::INITIAL_VERSION {
+            return Ok(None);
+        }
+        let before = stored.originator_version - 1;
+        let query = crate::persistence::EventQuery::all()
+            .up_to(before)
+            .descending()
+            .limit(1);
+        let rows = self
+            .leader
+            .recorder()
+            .select_events(&stored.originator_id, &query)?;
+        match rows.first() {
+            Some(prev) if prev.originator_version == before => {
+                self.leader.mapper().recorded_hash::<A>(prev).map(Some)
+            }
+            _ => Err(Error::Integrity {
+                aggregate: A::NAME,
+                id: stored.originator_id.clone(),
+                version: stored.originator_version,
+                message: format!("version {before}, the event before it, is missing"),
+            }),
+        }
     }
 
     /// What events caused by this one carry: its id as causation id, its
