@@ -99,6 +99,12 @@
 //! (compression and encryption), [`system`] (followers, process
 //! applications, projections, runners). The how-tos in `docs/howto/` are
 //! run as tests.
+//!
+//! Feature-gated items are labelled on docs.rs: `sqlite` (the SQLite
+//! store and the `rusqlite` re-export) and `postgres` (the PostgreSQL store
+//! and the `postgres` re-export), both on by default.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod application;
 pub mod cipher;
