@@ -1,5 +1,8 @@
-//! The `#[aggregate]` and `#[event]` macros of annals. Use them through the
-//! `annals` crate, which documents them.
+//! The `#[aggregate]`, `#[event]` and `#[upcast]` attributes of annals. Use
+//! them through the `annals` crate (`use annals::prelude::*;`), which
+//! re-exports them and documents what each accepts, with examples that run
+//! (<https://docs.rs/annals/latest/annals/attr.aggregate.html>): they cannot
+//! run here, since this crate cannot depend on `annals`.
 //!
 //! `#[aggregate]` on the impl block does the work: it sees every method at
 //! once, reads the inert `#[event(...)]` markers and, in three phases
@@ -16,9 +19,10 @@ mod validate;
 
 use proc_macro::TokenStream;
 
-/// Makes an event-sourced aggregate of a struct (adds its metadata) and of
-/// its impl block (turns `#[event]` methods into events). See the `annals`
-/// crate documentation.
+/// `annals-macros`'s `#[aggregate]`: on a struct it adds the aggregate's
+/// metadata, on its impl block it turns `#[event]` methods into events.
+/// Defined in `annals-macros`, re-exported as `annals::aggregate`: what it
+/// accepts is documented there, with examples that run.
 #[proc_macro_attribute]
 pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
     let args = proc_macro2::TokenStream::from(args);
@@ -41,8 +45,10 @@ pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
     .into()
 }
 
-/// Marks a method of an `#[aggregate]` impl block as an event:
-/// `#[event("TrickAdded")]`. Read by `#[aggregate]`; alone it is an error.
+/// `annals-macros`'s `#[event]`: marks a method of an `#[aggregate]` impl
+/// block as an event, `#[event("TrickAdded")]`; alone it is an error.
+/// Defined in `annals-macros`, re-exported as `annals::event`: what it
+/// accepts is documented there, with examples that run.
 #[proc_macro_attribute]
 pub fn event(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_aggregate("#[event] marks a method", input)
@@ -62,10 +68,12 @@ fn outside_aggregate(what: &str, input: TokenStream) -> TokenStream {
     quote::quote!(#error #input).into()
 }
 
-/// Marks an upcaster of an `#[aggregate]` impl block:
-/// `#[upcast("TrickAdded", from = 1)]` or `#[upcast(snapshot, from = 1)]`
-/// on `fn(state: &mut annals::json::Value)`. Read by `#[aggregate]`; alone
-/// it is an error.
+/// `annals-macros`'s `#[upcast]`: marks an upcaster of an `#[aggregate]`
+/// impl block, `#[upcast("TrickAdded", from = 1)]` or
+/// `#[upcast(snapshot, from = 1)]` on `fn(state: &mut annals::json::Value)`;
+/// alone it is an error. Defined in `annals-macros`, re-exported as
+/// `annals::upcast`: what it accepts is documented there, with examples
+/// that run.
 #[proc_macro_attribute]
 pub fn upcast(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_aggregate("#[upcast] marks a function", input)

@@ -84,11 +84,17 @@ impl fmt::Debug for Application {
 impl Application {
     /// An application configured from environment variables (in memory when
     /// none is set). See [`ApplicationBuilder::from_env`].
+    ///
+    /// # Errors
+    ///
+    /// A missing or bad setting ([`Error::Config`], naming the variable),
+    /// or a store that cannot be opened: see [`ApplicationBuilder::build`].
     pub fn new(name: &str) -> Result<Self> {
         Self::builder(name).from_env()?.build()
     }
 
-    /// A builder, to configure the application in code.
+    /// A builder, to configure the application in code (see
+    /// [`ApplicationBuilder`]).
     pub fn builder(name: &str) -> ApplicationBuilder {
         ApplicationBuilder {
             name: name.to_owned(),
@@ -116,6 +122,14 @@ impl Application {
     /// snapshot is taken of each aggregate whose snapshot interval was
     /// reached; on error nothing was stored and the pending events are
     /// kept. Returns the notification ids given to the stored events.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when another writer stored an event of one of
+    /// the aggregates at a version this save wanted (reload and retry, as
+    /// [`execute`](Self::execute) does); [`Error::Encode`] when an event
+    /// does not serialize; store errors ([`Error::Persistence`]). Nothing
+    /// is stored then.
     pub fn save<S: Save>(&self, aggregates: S) -> Result<Vec<u64>> {
         self.save_with(aggregates, Metadata::default())
     }
@@ -124,6 +138,10 @@ impl Application {
     /// causation ids to the pending events that have none (a command sets
     /// the correlation id; processing an event sets
     /// [`Metadata::caused_by`] it).
+    ///
+    /// # Errors
+    ///
+    /// As [`save`](Self::save).
     pub fn save_with<S: Save>(&self, mut aggregates: S, metadata: Metadata) -> Result<Vec<u64>> {
         let mut stored = Encoded::default();
         aggregates.encode_pending(self.mapper(), &metadata, &mut stored)?;
@@ -151,7 +169,8 @@ impl Application {
         &self.repository
     }
 
-    /// The snapshot store, when snapshotting is enabled.
+    /// The snapshot store, when snapshotting is enabled (see
+    /// [`Snapshots`]).
     pub fn snapshots(&self) -> Option<&Snapshots> {
         self.repository.snapshots.as_ref()
     }
@@ -394,6 +413,14 @@ impl Application {
     /// Checks the hash chain of aggregate `id`'s stream, event by event:
     /// versions without gaps, every state readable, every recorded hash
     /// the hash of its event and of the one before. Needs hash chaining on.
+    /// A broken chain is not an error: it is [`Verification::Broken`].
+    ///
+    /// See [`Verification`] for an example.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] (naming `IS_HASH_CHAINING_ENABLED`) when hash
+    /// chaining is off; store errors.
     pub fn verify<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<Verification> {
         if !self.mapper().hash_chain() {
             return Err(Error::config(
@@ -464,6 +491,43 @@ const COMMAND_TRIES: u32 = 3;
 
 /// Why [`Application::execute`] did not carry out a command: the command
 /// refused (its own error, typed), or annals failed.
+///
+/// ```
+/// use annals::prelude::*;
+/// use annals::CommandError;
+///
+/// #[aggregate]
+/// #[derive(Debug)]
+/// pub struct Account { pub balance: i64 }
+///
+/// #[aggregate]
+/// impl Account {
+///     #[event("Opened")]
+///     pub fn open() -> Self { Account { balance: 10 } }
+///     #[event("Withdrawn")]
+///     fn withdrawn(&mut self, amount: i64) { self.balance -= amount; }
+///     pub fn withdraw(&mut self, amount: i64) -> Result<(), String> {
+///         if amount > self.balance {
+///             return Err("insufficient funds".into());
+///         }
+///         self.withdrawn(amount);
+///         Ok(())
+///     }
+/// }
+///
+/// let app = Application::builder("Bank").build()?;
+/// let mut account = Account::open();
+/// app.save(&mut account)?;
+/// match app.execute(account.id(), |a: &mut Account| a.withdraw(50)) {
+///     Ok(()) => unreachable!("the balance is 10"),
+///     Err(CommandError::Rejected(why)) => assert_eq!(why, "insufficient funds"),
+///     Err(CommandError::Failed(e)) => return Err(e.into()),
+/// }
+/// // A missing aggregate is a failure of annals, not of the command.
+/// let missing = app.execute(Uuid::new_v4(), |a: &mut Account| a.withdraw(5));
+/// assert!(matches!(missing, Err(CommandError::Failed(e)) if e.is_not_found()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError<E> {
     /// The command returned its error: nothing was saved.
@@ -475,6 +539,29 @@ pub enum CommandError<E> {
 }
 
 /// What [`Application::verify`] found.
+///
+/// ```
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+/// # #[aggregate]
+/// # impl Dog {
+/// #     #[event("Registered")]
+/// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+/// #     #[event("TrickAdded")]
+/// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+/// # }
+/// let app = Application::builder("Kennel").hash_chain(true).build()?;
+/// let mut dog = Dog::register("Fido".into());
+/// dog.add_trick("sit".into());
+/// app.save(&mut dog)?;
+/// match app.verify::<Dog>(dog.id())? {
+///     annals::Verification::Intact { events } => assert_eq!(events, 2),
+///     annals::Verification::Broken { version, reason } => panic!("broken at {version}: {reason}"),
+/// }
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
     /// Every link holds.
@@ -494,6 +581,25 @@ pub enum Verification {
 /// Configures an [`Application`] in code, from the environment, or both
 /// (settings made after [`from_env`](Self::from_env) win). `Debug` never
 /// shows the cipher key.
+///
+/// Settings are checked by [`build`](Self::build): the builder's methods
+/// never fail, and the first bad setting is `build`'s error.
+///
+/// ```
+/// use annals::prelude::*;
+/// use annals::mapper::Compressor;
+///
+/// let app = Application::builder("Kennel")
+///     .sqlite(":memory:")                      // or .memory(), .postgres(config), .store(..)
+///     .compressor(Some(Compressor::Zlib))      // zlib, then
+///     .cipher_key(annals::cipher::create_key()) // AES-GCM
+///     .hash_chain(true)
+///     .cache(1_000)
+///     .build()?;
+/// assert_eq!(app.name(), "Kennel");
+/// assert!(app.mapper().hash_chain());
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[must_use]
 pub struct ApplicationBuilder {
     name: String,
@@ -523,7 +629,12 @@ impl fmt::Debug for ApplicationBuilder {
 }
 
 impl ApplicationBuilder {
-    /// Reads the settings from the process environment (see [`crate::env`]).
+    /// Reads the settings from the process environment (see [`crate::env`]
+    /// and [`with_env`](Self::with_env)).
+    ///
+    /// # Errors
+    ///
+    /// As [`with_env`](Self::with_env).
     pub fn from_env(self) -> Result<Self> {
         let env = Env::from_process(&self.name);
         self.with_env(&env)
@@ -531,7 +642,37 @@ impl ApplicationBuilder {
 
     /// Reads the settings from `env`: `PERSISTENCE_MODULE` and the store's
     /// settings, `COMPRESSOR_TOPIC`, `CIPHER_KEY` (and `CIPHER_TOPIC`),
-    /// `IS_SNAPSHOTTING_ENABLED`, `AGGREGATE_CACHE_MAXSIZE`.
+    /// `IS_SNAPSHOTTING_ENABLED`, `AGGREGATE_CACHE_MAXSIZE`,
+    /// `IS_HASH_CHAINING_ENABLED` (the table is [`settings::ALL`]). Settings
+    /// `env` does not have keep the builder's values.
+    ///
+    /// ```
+    /// use annals::env::Env;
+    /// use annals::prelude::*;
+    ///
+    /// let env = Env::from_map("Kennel", [
+    ///     ("PERSISTENCE_MODULE", "sqlite"),
+    ///     ("KENNEL_SQLITE_DBNAME", ":memory:"), // the prefixed name wins
+    ///     ("SQLITE_DBNAME", "elsewhere.db"),
+    ///     ("IS_HASH_CHAINING_ENABLED", "yes"),
+    /// ]);
+    /// let app = Application::builder("Kennel").with_env(&env)?.build()?;
+    /// assert!(app.mapper().hash_chain());
+    ///
+    /// let bad = Env::from_map("Kennel", [("AGGREGATE_CACHE_MAXSIZE", "lots")]);
+    /// let err = Application::builder("Kennel").with_env(&bad).unwrap_err();
+    /// assert!(matches!(err, annals::Error::Config { setting, .. } if setting == "AGGREGATE_CACHE_MAXSIZE"));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the variable as it was found: an unknown
+    /// `PERSISTENCE_MODULE`, a store setting that is missing
+    /// (`SQLITE_DBNAME`, `POSTGRES_DBNAME`) or bad, an unknown
+    /// `COMPRESSOR_TOPIC` or `CIPHER_TOPIC`, a value that does not parse (a
+    /// number, a yes/no flag). A bad `CIPHER_KEY` is found by
+    /// [`build`](Self::build).
     pub fn with_env(mut self, env: &Env) -> Result<Self> {
         if let Some(persistence) = Persistence::from_env(env)? {
             self.persistence = persistence;
@@ -571,20 +712,66 @@ impl ApplicationBuilder {
     }
 
     /// Keeps events in the SQLite database `dbname` (a file path or
-    /// `:memory:`), with default settings.
+    /// `:memory:`), with default settings (for others, pass a
+    /// [`SqliteConfig`] to [`store`](Self::store)). The database is opened
+    /// by [`build`](Self::build).
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+    /// # #[aggregate]
+    /// # impl Dog {
+    /// #     #[event("Registered")]
+    /// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+    /// #     #[event("TrickAdded")]
+    /// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// # }
+    /// let app = Application::builder("Kennel").sqlite(":memory:").build()?;
+    /// let mut dog = Dog::register("Fido".into());
+    /// app.save(&mut dog)?;
+    /// assert_eq!(app.get::<Dog>(dog.id())?.name, "Fido");
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     #[cfg(feature = "sqlite")]
     pub fn sqlite(self, dbname: impl Into<String>) -> Self {
         self.persistence(Persistence::Sqlite(SqliteConfig::new(dbname)))
     }
 
-    /// Keeps events in PostgreSQL.
+    /// Keeps events in PostgreSQL, in tables named after the application
+    /// (`kennel_events`, ...). The server is connected to, and the tables
+    /// created, by [`build`](Self::build).
+    ///
+    /// ```no_run
+    /// use annals::persistence::postgres::PostgresConfig;
+    /// use annals::prelude::*;
+    ///
+    /// let mut config = PostgresConfig::new("test"); // 127.0.0.1:5432, user postgres
+    /// config.pool_size = 10;
+    /// let app = Application::builder("Kennel").postgres(config).build()?;
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     #[cfg(feature = "postgres")]
     pub fn postgres(self, config: PostgresConfig) -> Self {
         self.persistence(Persistence::Postgres(config))
     }
 
     /// Keeps events in `store` (a store of the user's own, or any built-in
-    /// store's settings).
+    /// store's settings: [`SqliteConfig`], [`PostgresConfig`]). It is
+    /// opened by [`build`](Self::build). See [`Store`] for a store of one's
+    /// own.
+    ///
+    /// ```
+    /// use annals::persistence::sqlite::SqliteConfig;
+    /// use annals::prelude::*;
+    ///
+    /// let mut config = SqliteConfig::new(":memory:");
+    /// config.table_prefix = Some("kennel".into()); // kennel_events, ...
+    /// let app = Application::builder("Kennel").store(config).build()?;
+    /// assert_eq!(app.last_notification_id()?, None);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn store(self, store: impl Store + 'static) -> Self {
         self.persistence(Persistence::store(store))
     }
@@ -612,7 +799,17 @@ impl ApplicationBuilder {
         self.persistence(Persistence::Recorders(other.recorder().clone(), snapshots))
     }
 
-    /// Compresses the state of stored events and snapshots.
+    /// Compresses the state of stored events and snapshots (`None`: no
+    /// compression). Events stored compressed are read only by an
+    /// application that compresses too.
+    ///
+    /// ```
+    /// use annals::mapper::Compressor;
+    /// use annals::prelude::*;
+    ///
+    /// let app = Application::builder("Kennel").compressor(Some(Compressor::Zlib)).build()?;
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn compressor(mut self, compressor: Option<Compressor>) -> Self {
         self.compressor = compressor;
         self
@@ -621,6 +818,17 @@ impl ApplicationBuilder {
     /// Encrypts the state of stored events and snapshots with AES-GCM under
     /// `key` (base64 of 16, 24 or 32 bytes; see [`cipher::create_key`]). A
     /// bad key makes [`build`](Self::build) fail, naming `CIPHER_KEY`.
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// let key = annals::cipher::create_key(); // keep it: without it the events are unreadable
+    /// let app = Application::builder("Kennel").cipher_key(key).build()?;
+    ///
+    /// let err = Application::builder("Kennel").cipher_key("c2hvcnQ=").build().unwrap_err();
+    /// assert!(matches!(err, annals::Error::Config { setting, .. } if setting == "CIPHER_KEY"));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn cipher_key(mut self, key: impl Into<String>) -> Self {
         self.cipher_key = Some((cipher::CIPHER_KEY.to_owned(), key.into()));
         self
@@ -644,7 +852,30 @@ impl ApplicationBuilder {
     /// Takes a snapshot of aggregates of type `A` every `interval` events
     /// (at versions 5, 10, ... for 5), when they are saved. Turns
     /// snapshotting on. `A`'s struct must derive `Serialize` and
-    /// `Deserialize`.
+    /// `Deserialize`: if it does not, or `interval` is 0,
+    /// [`build`](Self::build) fails ([`Error::Config`]).
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+    /// # #[aggregate]
+    /// # impl Dog {
+    /// #     #[event("Registered")]
+    /// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+    /// #     #[event("TrickAdded")]
+    /// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// # }
+    /// let app = Application::builder("Kennel").snapshot_every::<Dog>(2).build()?;
+    /// let mut dog = Dog::register("Fido".into());
+    /// dog.add_trick("sit".into());
+    /// dog.add_trick("roll over".into());
+    /// app.save(&mut dog)?; // versions 1 to 3: the 2nd event is due
+    /// let snapshots = app.snapshots().expect("snapshot_every turns snapshots on");
+    /// assert_eq!(snapshots.versions::<Dog>(dog.id())?, [3]);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn snapshot_every<A: Aggregate>(mut self, interval: u64) -> Self {
         if !A::SNAPSHOTS {
             self.errors.push(Error::config(
@@ -665,8 +896,16 @@ impl ApplicationBuilder {
         self
     }
 
-    /// Chains each stream's events by hash (see [`Application::verify`]).
-    /// Turn it on for new stores: events stored without it have no hash.
+    /// Chains each stream's events by hash (see [`Application::verify`],
+    /// and [`Verification`] for an example). Turn it on for new stores:
+    /// events stored without it have no hash.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// let app = Application::builder("Kennel").hash_chain(true).build()?;
+    /// assert!(app.mapper().hash_chain());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn hash_chain(mut self, on: bool) -> Self {
         self.hash_chain = on;
         self
@@ -674,12 +913,44 @@ impl ApplicationBuilder {
 
     /// Keeps up to `max_size` aggregates in an LRU cache (0: no cache).
     /// Aggregates whose struct does not derive `Clone` are not cached.
+    /// [`get`](Application::get) then replays only the events stored
+    /// after the cached copy (another process's saves are still seen).
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+    /// # #[aggregate]
+    /// # impl Dog {
+    /// #     #[event("Registered")]
+    /// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+    /// #     #[event("TrickAdded")]
+    /// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// # }
+    /// let app = Application::builder("Kennel").cache(100).build()?;
+    /// let mut dog = Dog::register("Fido".into());
+    /// app.save(&mut dog)?; // cached
+    /// let copy: Dog = app.get(dog.id())?; // from the cache: a copy
+    /// assert_eq!(copy.name, "Fido");
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn cache(mut self, max_size: usize) -> Self {
         self.cache_size = max_size;
         self
     }
 
-    /// The application.
+    /// The application: opens the store (creating its tables unless told
+    /// not to) and checks every setting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for the first bad setting: a bad cipher key
+    /// (naming `CIPHER_KEY`), a snapshot interval of 0 or for a type that
+    /// cannot be snapshotted, a bad store setting (a SQLite table prefix, a
+    /// PostgreSQL application name too long for its table names);
+    /// [`Error::Persistence`] when the store cannot be opened or prepared
+    /// (a file that cannot be opened, a server that cannot be reached).
     pub fn build(mut self) -> Result<Application> {
         if !self.errors.is_empty() {
             return Err(self.errors.swap_remove(0));

@@ -31,7 +31,16 @@ const TAG_LEN: usize = 16;
 /// The setting that holds the key.
 pub const CIPHER_KEY: &str = crate::settings::CIPHER_KEY.name;
 
-/// A new random 32-byte key, base64-encoded, for `CIPHER_KEY`.
+/// A new random 32-byte key (AES-256), base64-encoded, for `CIPHER_KEY`
+/// or `ApplicationBuilder::cipher_key`. Keep it safe: what it encrypted
+/// cannot be read without it.
+///
+/// ```
+/// let key = annals::cipher::create_key();
+/// assert_eq!(key.len(), 44); // base64 of 32 bytes
+/// let app = annals::Application::builder("Vault").cipher_key(key).build()?;
+/// # Ok::<(), annals::Error>(())
+/// ```
 pub fn create_key() -> String {
     let key = Aes256Gcm::generate_key(&mut OsRng);
     base64::engine::general_purpose::STANDARD.encode(key)
@@ -45,6 +54,18 @@ enum Aes {
 }
 
 /// Encrypts and decrypts with one key. `Debug` never shows the key.
+///
+/// ```
+/// use annals::cipher::{Cipher, DecryptError};
+///
+/// let cipher = Cipher::new(&[7; 16])?; // AES-128
+/// let sealed = cipher.encrypt(b"secret")?;
+/// assert_eq!(cipher.decrypt(&sealed).unwrap(), b"secret");
+/// let other = Cipher::new(&[8; 16])?;
+/// assert!(matches!(other.decrypt(&sealed), Err(DecryptError::Authentication)));
+/// assert!(Cipher::new(&[7; 20]).is_err()); // 16, 24 or 32 bytes
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Cipher {
     aes: Aes,
@@ -74,6 +95,10 @@ pub enum DecryptError {
 
 impl Cipher {
     /// A cipher with a raw key of 16, 24 or 32 bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] (naming `CIPHER_KEY`) for a key of another length.
     pub fn new(key: &[u8]) -> Result<Self> {
         let bad = || {
             Error::config(
@@ -94,6 +119,11 @@ impl Cipher {
     }
 
     /// A cipher with a base64-encoded key (as `CIPHER_KEY` holds it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] (naming `CIPHER_KEY`) when it is not base64, or
+    /// not of 16, 24 or 32 bytes.
     pub fn from_base64(key: &str) -> Result<Self> {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(key.trim())
@@ -103,6 +133,11 @@ impl Cipher {
 
     /// `plaintext` sealed: nonce, tag, ciphertext (no associated data:
     /// the Python library's layout).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Persistence`] for a plaintext too long for AES-GCM (about
+    /// 64 GiB).
     pub fn encrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
         self.encrypt_bound(plaintext, b"")
     }
@@ -140,7 +175,12 @@ impl Cipher {
         Ok(out)
     }
 
-    /// The plaintext of a sealed record (sealed with no associated data).
+    /// The plaintext of a record sealed with no associated data.
+    ///
+    /// # Errors
+    ///
+    /// [`DecryptError::Truncated`] when it is too short to be one;
+    /// [`DecryptError::Authentication`] for a wrong key or changed bytes.
     pub fn decrypt(&self, sealed: &[u8]) -> std::result::Result<Vec<u8>, DecryptError> {
         self.decrypt_bound(sealed, b"")
     }

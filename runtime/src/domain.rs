@@ -123,7 +123,32 @@ pub struct Header {
 }
 
 /// Correlation and causation ids for the events of one save (see
-/// `Application::save_with`).
+/// `Application::save_with`). Process applications set them by
+/// themselves; a command sets the correlation id, from a request id.
+///
+/// ```
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+/// # #[aggregate]
+/// # impl Dog {
+/// #     #[event("Registered")]
+/// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+/// #     #[event("TrickAdded")]
+/// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+/// # }
+/// use annals::Metadata;
+///
+/// let app = Application::builder("Kennel").build()?;
+/// let request = Uuid::new_v4();
+/// let mut dog = Dog::register("Fido".into());
+/// app.save_with(&mut dog, Metadata::correlated(request))?;
+///
+/// let stored = &app.notifications(1, 10)?[0];
+/// assert_eq!(app.mapper().header(&stored.event)?.correlation_id, Some(request));
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Metadata {
     /// The correlation id to give events that have none.
@@ -164,7 +189,37 @@ pub fn event_id(stored_id: &str, version: u64) -> Uuid {
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a3c_1f0e_9b57_4d2a_8e41_5c7d_0b93_e2f6);
 
 /// An event of aggregate `A` with its metadata: which aggregate it belongs
-/// to, at which version, and when it happened.
+/// to, at which version, and when it happened. An aggregate's pending
+/// events are `DomainEvent`s, and so are the events a policy decodes.
+///
+/// ```
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+/// # #[aggregate]
+/// # impl Dog {
+/// #     #[event("Registered")]
+/// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+/// #     #[event("TrickAdded")]
+/// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+/// # }
+/// use annals::{DomainEvent, Metadata};
+///
+/// let mut dog = Dog::register("Fido".into());
+/// dog.add_trick("sit".into());
+/// let added: &DomainEvent<Dog> = &dog.pending_events()[1];
+/// assert_eq!((added.originator_id, added.originator_version), (dog.id(), 2));
+/// assert_eq!(added.topic(), "Dog.TrickAdded");
+/// match &added.event {
+///     DogEvent::TrickAdded { trick } => assert_eq!(trick, "sit"),
+///     other => panic!("not this one: {other:?}"),
+/// }
+/// // Events caused by this one carry its id.
+/// let caused = Metadata::caused_by(added);
+/// assert_eq!(caused.causation_id, Some(added.event_id()));
+/// # Ok::<(), annals::Error>(())
+/// ```
 pub struct DomainEvent<A: Aggregate> {
     /// The id of the aggregate the event belongs to.
     pub originator_id: A::Id,

@@ -16,6 +16,28 @@ pub const PERSISTENCE_MODULE: &str = crate::settings::PERSISTENCE_MODULE.name;
 /// Reads settings for one application, from the process environment or
 /// from a given map. `Debug` shows the names of the settings, never their
 /// values (keys and passwords are among them).
+///
+/// ```
+/// use std::time::Duration;
+/// use annals::env::Env;
+///
+/// let env = Env::from_map("TrainingSchool", [
+///     ("SQLITE_DBNAME", "all.db"),
+///     ("TRAININGSCHOOL_SQLITE_DBNAME", "school.db"), // the prefixed name wins
+///     ("SQLITE_LOCK_TIMEOUT", "2.5"),
+///     ("IS_SNAPSHOTTING_ENABLED", "yes"),
+///     ("AGGREGATE_CACHE_MAXSIZE", "many"),
+/// ]);
+/// assert_eq!(env.get("SQLITE_DBNAME"), Some(("TRAININGSCHOOL_SQLITE_DBNAME".into(), "school.db".into())));
+/// assert_eq!(env.seconds("SQLITE_LOCK_TIMEOUT")?, Some(Duration::from_millis(2500)));
+/// assert_eq!(env.flag("IS_SNAPSHOTTING_ENABLED")?, Some(true));
+/// assert_eq!(env.parse::<u32>("POSTGRES_PORT")?, None); // unset
+/// assert!(env.parse::<usize>("AGGREGATE_CACHE_MAXSIZE").is_err()); // names the variable
+///
+/// // Applications read theirs with `ApplicationBuilder::with_env(&env)`,
+/// // or from the process environment: `Env::from_process("TrainingSchool")`.
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Env {
     prefix: String,
@@ -82,6 +104,11 @@ impl Env {
 
     /// The value of `var` parsed as `T`; a value that does not parse is an
     /// error naming the variable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the variable as found (prefixed or not),
+    /// when the value does not parse.
     pub fn parse<T>(&self, var: &str) -> Result<Option<T>>
     where
         T: FromStr,
@@ -99,6 +126,11 @@ impl Env {
 
     /// The value of `var` read as a number of seconds (integer or decimal,
     /// not negative); a bad value is an error naming the variable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the value is not a number, or is negative or
+    /// too large.
     pub fn seconds(&self, var: &str) -> Result<Option<std::time::Duration>> {
         let Some(secs) = self.parse::<f64>(var)? else {
             return Ok(None);
@@ -118,6 +150,10 @@ impl Env {
 
     /// The value of `var` read as a yes/no flag (`y`, `yes`, `t`, `true`,
     /// `on`, `1` and their opposites, as the Python library reads them).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the variable, for any other value.
     pub fn flag(&self, var: &str) -> Result<Option<bool>> {
         self.get(var)
             .map(

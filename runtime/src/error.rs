@@ -3,7 +3,42 @@
 use std::fmt;
 
 /// What went wrong. Every message says what happened and, where it helps,
-/// what to do about it.
+/// what to do about it. `#[non_exhaustive]`: a `match` needs a `_` arm.
+///
+/// ```
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Dog { pub name: String }
+/// # #[aggregate]
+/// # impl Dog {
+/// #     #[event("Registered")]
+/// #     pub fn register(name: String) -> Self { Dog { name } }
+/// #     #[event("Renamed")]
+/// #     pub fn rename(&mut self, name: String) { self.name = name; }
+/// # }
+/// use annals::Error;
+///
+/// let app = Application::builder("Kennel").build()?;
+/// let mut dog = Dog::register("Fido".into());
+/// app.save(&mut dog)?;
+/// let mut a: Dog = app.get(dog.id())?;
+/// let mut b: Dog = app.get(dog.id())?;
+/// a.rename("Rex".into());
+/// b.rename("Max".into());
+/// app.save(&mut a)?;
+/// match app.save(&mut b) {
+///     Err(Error::Conflict { aggregate, version, .. }) => {
+///         assert_eq!((aggregate, version), (Some("Dog"), Some(2))); // reload, retry
+///     }
+///     Err(Error::NotFound { aggregate, id }) => panic!("no {aggregate} {id}"),
+///     Err(Error::Config { setting, message }) => panic!("fix {setting}: {message}"),
+///     Err(other) => return Err(other),
+///     Ok(_) => panic!("b was stale"),
+/// }
+/// assert!(app.get::<Dog>(Uuid::new_v4()).unwrap_err().is_not_found());
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -42,42 +42,8 @@
 //! # Ok::<(), annals::Error>(())
 //! ```
 //!
-//! What `#[aggregate]` on the struct accepts: only `crate = "path"`. It
-//! adds a hidden metadata field (skipped by serde, also under `cfg_attr`).
-//! Snapshots are possible when the struct implements `Serialize` and
-//! `Deserialize`, and the aggregate cache keeps copies when it implements
-//! `Clone`, however the traits are implemented (a hand-written `Clone`
-//! copies the hidden field too: `__annals: self.__annals.clone()`).
-//!
-//! What `#[aggregate]` on the impl block accepts:
-//! - `name = "Dog"`: the prefix of the topics (default: the type's name);
-//! - `id = String`: string ids (stream names) instead of [`Uuid`]s;
-//! - `initial_version = 0`: the creation event's version (default 1);
-//! - `version = N`: the version of the snapshot state, with
-//!   `#[upcast(snapshot, from = k)]` functions for older ones;
-//! - `aliases = ["OldName"]`: former names, whose topics still decode;
-//! - `event = "DogChange"`: the event enum's name (default `{Type}Event`);
-//! - `event_vis = "pub(crate)"`: its visibility (default `pub`; `""` for
-//!   private). The enum stays reachable as `<Dog as Aggregate>::Event`, so
-//!   argument types need only be as visible as the struct;
-//! - `derive(PartialEq, ...)`: more derives for the event enum;
-//! - `crate = "path"`: where annals is, if renamed.
-//!
-//! The generated event enum has one variant per `#[event]` method, named
-//! after the event, with one named field per argument, in order:
-//! `#[event("TrickAdded")] fn add_trick(&mut self, trick: String)` gives
-//! `DogEvent::TrickAdded { trick: String }`. It implements [`Event`],
-//! `Debug` and `Clone`; argument types must be `Serialize`, `Deserialize`,
-//! `Clone` and `Debug` (one error says so when one is missing).
-//!
-//! What `#[event(...)]` accepts: the event's name (default: the method's
-//! name in UpperCamelCase), `topic = "..."` (default `"{name}.{Event}"`),
-//! `version = N` (with `#[upcast("Name", from = k)]` functions in the same
-//! impl block), `aliases = ["Old.Topic"]`, and `discard` (the event
-//! discards the aggregate). `#[annals::event]` and `#[annals::upcast]`
-//! (any path ending so) are read like `#[event]` and `#[upcast]`. An event
-//! method's arguments may carry `#[serde(..)]` attributes (`rename`,
-//! `with`, ...): they apply to the stored event's fields.
+//! The attributes are documented, with what each accepts and examples, on
+//! [`macro@aggregate`], [`macro@event`] and [`macro@upcast`].
 //!
 //! A creation event method takes its new aggregate's id from an associated
 //! function `create_id` with parameters named like its own arguments, when
@@ -99,6 +65,12 @@
 //! (compression and encryption), [`system`] (followers, process
 //! applications, projections, runners). The how-tos in `docs/howto/` are
 //! run as tests.
+//!
+//! Feature-gated items are labelled on docs.rs: `sqlite` (the SQLite
+//! store and the `rusqlite` re-export) and `postgres` (the PostgreSQL store
+//! and the `postgres` re-export), both on by default.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod application;
 pub mod cipher;
@@ -114,7 +86,183 @@ pub mod rows;
 pub mod settings;
 pub mod system;
 
-pub use annals_macros::{aggregate, event, upcast};
+/// Makes an event-sourced aggregate: goes on the struct and on its impl
+/// block.
+///
+/// On the **struct** it accepts only `crate = "path"` (where annals is, if
+/// renamed). It adds a hidden metadata field (id, version, timestamps,
+/// pending events; skipped by serde, also under `cfg_attr`). Snapshots are
+/// possible when the struct implements `Serialize` and `Deserialize`, and
+/// the aggregate cache keeps copies when it implements `Clone`, however the
+/// traits are implemented (a hand-written `Clone` copies the hidden field
+/// too: `__annals: self.__annals.clone()`).
+///
+/// On the **impl block** it turns every [`#[event]`](macro@event) method
+/// into an event, and accepts:
+/// - `name = "Dog"`: the prefix of the topics (default: the type's name);
+/// - `id = String`: string ids (stream names) instead of [`Uuid`]s;
+/// - `initial_version = 0`: the creation event's version (default 1);
+/// - `version = N`: the version of the snapshot state, with
+///   [`#[upcast(snapshot, from = k)]`](macro@upcast) functions for older
+///   ones;
+/// - `aliases = ["OldName"]`: former names, whose topics still decode;
+/// - `event = "DogChange"`: the event enum's name (default `{Type}Event`);
+/// - `event_vis = "pub(crate)"`: its visibility (default `pub`; `""` for
+///   private). The enum stays reachable as `<Dog as Aggregate>::Event`, so
+///   argument types need only be as visible as the struct;
+/// - `derive(PartialEq, ...)`: more derives for the event enum;
+/// - `crate = "path"`: where annals is, if renamed.
+///
+/// The generated event enum has one variant per `#[event]` method, named
+/// after the event, with one named field per argument, in order:
+/// `#[event("TrickAdded")] fn add_trick(&mut self, trick: String)` gives
+/// `DogEvent::TrickAdded { trick: String }`. It implements [`Event`],
+/// `Debug` and `Clone`; argument types must be `Serialize`, `Deserialize`,
+/// `Clone` and `Debug` (one error says so when one is missing).
+///
+/// ```
+/// use annals::prelude::*;
+///
+/// #[aggregate]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// pub struct Kennel { pub dogs: Vec<String> }
+///
+/// #[aggregate(name = "Shelter", id = String, event = "KennelChange", derive(PartialEq))]
+/// impl Kennel {
+///     /// The id of a new kennel, from its creation method's arguments (by name).
+///     fn create_id(town: &str) -> String {
+///         format!("kennel-{town}")
+///     }
+///
+///     #[event("Opened")]
+///     pub fn open(town: String) -> Self { Kennel { dogs: Vec::new() } }
+///
+///     #[event("DogAdmitted")]
+///     pub fn admit(&mut self, dog: String) { self.dogs.push(dog); }
+/// }
+///
+/// let mut kennel = Kennel::open("york".into());
+/// kennel.admit("Fido".into());
+/// assert_eq!(kennel.id(), "kennel-york");
+/// assert_eq!(KennelChange::TOPICS, ["Shelter.Opened", "Shelter.DogAdmitted"]);
+/// assert_eq!(kennel.pending_events()[1].event, KennelChange::DogAdmitted { dog: "Fido".into() });
+///
+/// let app = Application::builder("Kennels").build()?;
+/// app.save(&mut kennel)?;
+/// assert_eq!(app.get::<Kennel>("kennel-york")?.dogs, ["Fido"]);
+/// # Ok::<(), annals::Error>(())
+/// ```
+pub use annals_macros::aggregate;
+/// Marks a method of an [`#[aggregate]`](macro@aggregate) impl block as an
+/// event (read by `#[aggregate]`; alone it is an error).
+///
+/// It accepts the event's name (default: the method's name in
+/// UpperCamelCase), `topic = "..."` (default `"{name}.{Event}"`),
+/// `version = N` (with [`#[upcast("Name", from = k)]`](macro@upcast)
+/// functions in the same impl block), `aliases = ["Old.Topic"]` (former
+/// topics, which still decode), and `discard` (the event discards the
+/// aggregate: it is then not found). `#[annals::event]` (any path ending
+/// in `event`) is read the same way.
+///
+/// A creation event method takes no `self` and returns `Self`; it also gets
+/// a `<method>_with_id(id, ..)` twin that takes the id from the caller.
+/// Other event methods take `&mut self` and return nothing. Calling one
+/// records the event (pending until saved) and runs the body; replay runs
+/// the same body with the stored fields. An event method's arguments may
+/// carry `#[serde(..)]` attributes (`rename`, `with`, ...): they apply to
+/// the stored event's fields.
+///
+/// ```
+/// use annals::prelude::*;
+///
+/// #[aggregate]
+/// #[derive(Debug)]
+/// pub struct Dog { pub name: String, pub tricks: Vec<String> }
+///
+/// #[aggregate]
+/// impl Dog {
+///     #[event("Registered")]
+///     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+///
+///     #[event("TrickLearned", topic = "dogs.TrickLearned", aliases = ["Dog.TrickAdded"])]
+///     pub fn add_trick(&mut self, #[serde(rename = "what")] trick: String) {
+///         self.tricks.push(trick);
+///     }
+///
+///     #[event] // named after the method: "Retire"
+///     pub fn retire(&mut self) {}
+///
+///     #[event("Adopted", discard)]
+///     pub fn adopt(&mut self) {}
+/// }
+///
+/// let app = Application::builder("Dogs").build()?;
+/// let mut dog = Dog::register_with_id(Uuid::new_v4(), "Fido".into());
+/// dog.add_trick("sit".into());
+/// dog.retire();
+/// assert_eq!(DogEvent::TOPICS, ["Dog.Registered", "dogs.TrickLearned", "Dog.Retire", "Dog.Adopted"]);
+/// app.save(&mut dog)?;
+/// assert!(app.contains::<Dog>(dog.id())?);
+/// dog.adopt();
+/// app.save(&mut dog)?;
+/// assert!(!app.contains::<Dog>(dog.id())?);
+/// # Ok::<(), annals::Error>(())
+/// ```
+pub use annals_macros::event;
+/// Marks an upcaster of an [`#[aggregate]`](macro@aggregate) impl block: a
+/// `fn(state: &mut annals::json::Value)` that turns a stored state of
+/// version `k` into version `k + 1`, before it is decoded (read by
+/// `#[aggregate]`; alone it is an error).
+///
+/// It accepts `#[upcast("EventName", from = k)]` for an event raised to a
+/// higher [`#[event(.., version = N)]`](macro@event), and
+/// `#[upcast(snapshot, from = k)]` for the snapshot state of
+/// `#[aggregate(version = N)]`. Every version below the current one needs
+/// its upcaster (a gap is a compile error); they run in a chain. See
+/// `docs/howto/upcasting.md`.
+///
+/// ```
+/// use annals::json::Value;
+/// use annals::persistence::{AggregateRecorder, StoredEvent};
+/// use annals::prelude::*;
+///
+/// #[aggregate]
+/// #[derive(Debug)]
+/// pub struct Dog { pub tricks: Vec<(String, u8)> }
+///
+/// #[aggregate]
+/// impl Dog {
+///     #[event("Registered")]
+///     pub fn register() -> Self { Dog { tricks: Vec::new() } }
+///
+///     // Version 1 had no `difficulty`.
+///     #[event("TrickAdded", version = 2)]
+///     pub fn add_trick(&mut self, trick: String, difficulty: u8) {
+///         self.tricks.push((trick, difficulty));
+///     }
+///
+///     #[upcast("TrickAdded", from = 1)]
+///     fn trick_added_v1(state: &mut Value) {
+///         state["difficulty"] = 1.into();
+///     }
+/// }
+///
+/// let app = Application::builder("Dogs").build()?;
+/// let id = Uuid::new_v4();
+/// let row = |version, topic: &str, state: &str| StoredEvent {
+///     originator_id: id.simple().to_string(),
+///     originator_version: version,
+///     topic: topic.into(),
+///     state: state.as_bytes().to_vec(),
+/// };
+/// app.recorder().insert_events(&[
+///     row(1, "Dog.Registered", r#"{"timestamp":"2026-01-01T00:00:00Z"}"#),
+///     row(2, "Dog.TrickAdded", r#"{"timestamp":"2026-01-01T00:00:01Z","trick":"sit"}"#),
+/// ])?;
+/// assert_eq!(app.get::<Dog>(id)?.tricks, [("sit".to_owned(), 1)]);
+/// # Ok::<(), annals::Error>(())
+/// ```
+pub use annals_macros::upcast;
 pub use application::{
     Application, ApplicationBuilder, Batch, CommandError, Persistence, Save, Verification,
 };

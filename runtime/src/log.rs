@@ -11,7 +11,34 @@ use crate::error::Result;
 use crate::persistence::wake::{Backoff, Signal, Watch};
 use crate::persistence::{Notification, NotificationQuery};
 
-/// Pages through an application's notifications, in id order.
+/// Pages through an application's notifications, in id order
+/// (`app.log_reader()`): what is stored now, without waiting for more (for
+/// that, see [`Subscription`]).
+///
+/// ```
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Note { pub text: String }
+/// # #[aggregate]
+/// # impl Note {
+/// #     #[event("Written")]
+/// #     pub fn write(text: String) -> Self { Note { text } }
+/// #     #[event("Edited")]
+/// #     pub fn edit(&mut self, text: String) { self.text = text; }
+/// # }
+/// let app = Application::builder("Notes").build()?;
+/// let mut note = Note::write("a".into());
+/// note.edit("b".into());
+/// note.edit("c".into());
+/// app.save(&mut note)?;
+///
+/// let reader = app.log_reader().page_size(2).topics(["Note.Edited"]);
+/// let ids = reader.read(1).map(|n| n.map(|n| n.id)).collect::<annals::Result<Vec<_>>>()?;
+/// assert_eq!(ids, [2, 3]);
+/// assert_eq!(reader.page(3)?.len(), 1);
+/// # Ok::<(), annals::Error>(())
+/// ```
 pub struct NotificationLogReader {
     recorder: Arc<dyn crate::persistence::ProcessRecorder>,
     page_size: usize,
@@ -40,7 +67,12 @@ impl NotificationLogReader {
         self
     }
 
-    /// One page from id `start` on.
+    /// One page from id `start` on (at most `page_size` notifications; fewer
+    /// at the end of the log).
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
     pub fn page(&self, start: u64) -> Result<Vec<Notification>> {
         self.recorder.select_notifications(
             &NotificationQuery::new(start, self.page_size).topics(self.topics.iter().cloned()),
@@ -48,7 +80,8 @@ impl NotificationLogReader {
     }
 
     /// Every notification from id `start` on that is stored now, page by
-    /// page (memory stays bounded by the page size).
+    /// page (memory stays bounded by the page size). A store error is
+    /// yielded as an `Err` item, and ends the iterator.
     pub fn read(&self, start: u64) -> impl Iterator<Item = Result<Notification>> + '_ {
         let mut next = start.max(1);
         let mut page = Vec::<Notification>::new().into_iter();
@@ -78,7 +111,46 @@ impl NotificationLogReader {
 /// Reads what is stored from a position, then waits for new events: an
 /// iterator that ends only when stopped (see [`Subscription::stopper`]).
 /// Woken in-process by the application's saves, by LISTEN/NOTIFY on
-/// PostgreSQL, and otherwise by polling.
+/// PostgreSQL, and otherwise by polling. A store error is yielded as an
+/// `Err` item; the next call tries again.
+///
+/// Start it from the id after the last one the consumer has handled
+/// (kept by the consumer, with what it did): a subscription keeps no
+/// position of its own across restarts.
+///
+/// ```
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Note { pub text: String }
+/// # #[aggregate]
+/// # impl Note {
+/// #     #[event("Written")]
+/// #     pub fn write(text: String) -> Self { Note { text } }
+/// #     #[event("Edited")]
+/// #     pub fn edit(&mut self, text: String) { self.text = text; }
+/// # }
+/// let app = Application::builder("Notes").build()?;
+/// app.save(&mut Note::write("first".into()))?;
+///
+/// let subscription = app.subscribe(1, &[])?;
+/// let stopper = subscription.stopper();
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         app.save(&mut Note::write("second".into())).unwrap();
+///     });
+///     let mut seen = Vec::new();
+///     for notification in subscription {
+///         seen.push(notification?.id);
+///         if seen.len() == 2 {
+///             stopper.stop(); // the iterator ends at the next call
+///         }
+///     }
+///     assert_eq!(seen, [1, 2]);
+///     Ok::<(), annals::Error>(())
+/// })?;
+/// # Ok::<(), annals::Error>(())
+/// ```
 pub struct Subscription {
     reader: NotificationLogReader,
     next: u64,
@@ -93,7 +165,12 @@ pub struct Subscription {
 
 impl Subscription {
     /// Subscribes to `app`'s log from id `start` on (with a topic filter
-    /// if `topics` is not empty).
+    /// if `topics` is not empty); `app.subscribe(start, topics)`.
+    ///
+    /// # Errors
+    ///
+    /// The store's watcher cannot start (PostgreSQL: no `LISTEN`
+    /// connection).
     pub fn new(app: &Application, start: u64, topics: &[&str]) -> Result<Self> {
         let signal = Signal::new();
         // One signal, raised by saves in this process, by the stopper and
@@ -128,7 +205,9 @@ impl Subscription {
     }
 }
 
-/// Stops a [`Subscription`]: its iterator then ends.
+/// Stops a [`Subscription`]: its iterator then ends. Cloneable and
+/// `Send`: stop from another thread, or from the loop itself (see the
+/// example on [`Subscription`]).
 #[derive(Debug, Clone)]
 pub struct Stopper {
     stopped: Arc<AtomicBool>,

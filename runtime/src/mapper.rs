@@ -33,7 +33,18 @@ use crate::rows::StoredEvent;
 /// The setting that turns compression on.
 pub const COMPRESSOR_TOPIC: &str = crate::settings::COMPRESSOR_TOPIC.name;
 
-/// How stored state is compressed.
+/// How stored state is compressed: `builder.compressor(Some(Compressor::Zlib))`
+/// or `COMPRESSOR_TOPIC=zlib`.
+///
+/// ```
+/// use annals::env::Env;
+/// use annals::mapper::Compressor;
+///
+/// let env = Env::from_map("Kennel", [("COMPRESSOR_TOPIC", "zlib")]);
+/// assert_eq!(Compressor::from_env(&env)?, Some(Compressor::Zlib));
+/// let app = annals::Application::builder("Kennel").compressor(Some(Compressor::Zlib)).build()?;
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Compressor {
@@ -43,7 +54,12 @@ pub enum Compressor {
 
 impl Compressor {
     /// The compressor that `COMPRESSOR_TOPIC` names: `zlib`, or the Python
-    /// library's `eventsourcing.compressor:ZlibCompressor`.
+    /// library's `eventsourcing.compressor:ZlibCompressor`; `None` when it
+    /// is not set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the variable, for any other value.
     pub fn from_env(env: &Env) -> Result<Option<Self>> {
         let Some((var, topic)) = env.get(COMPRESSOR_TOPIC) else {
             return Ok(None);
@@ -145,7 +161,33 @@ enum OpenError {
     Decompress(std::io::Error),
 }
 
-/// Encodes and decodes domain events and snapshots.
+/// Encodes and decodes domain events and snapshots. An application has
+/// one (`app.mapper()`), made from its settings; make one directly to read
+/// or write rows by hand.
+///
+/// ```
+/// use annals::mapper::{Compressor, Mapper};
+/// use annals::cipher::{create_key, Cipher};
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Dog { pub name: String }
+/// # #[aggregate]
+/// # impl Dog {
+/// #     #[event("Registered")]
+/// #     pub fn register(name: String) -> Self { Dog { name } }
+/// # }
+///
+/// let mapper = Mapper::new()
+///     .with_compressor(Some(Compressor::Zlib))
+///     .with_cipher(Some(Cipher::from_base64(&create_key())?));
+/// let dog = Dog::register("Fido".into());
+/// let stored = mapper.encode(&dog.pending_events()[0])?;
+/// assert_eq!((stored.topic.as_str(), stored.originator_version), ("Dog.Registered", 1));
+/// let event = mapper.decode::<Dog>(&stored)?;
+/// assert!(matches!(event.event, DogEvent::Registered { name } if name == "Fido"));
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Mapper {
     compressor: Option<Compressor>,
@@ -312,6 +354,11 @@ impl Mapper {
 
     /// The stored form of a domain event (the first of its stream's hash
     /// chain, if chaining is on; see [`encode_link`](Self::encode_link)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] when the event does not serialize; encryption
+    /// errors.
     pub fn encode<A: Aggregate>(&self, domain_event: &DomainEvent<A>) -> Result<StoredEvent> {
         self.encode_link(domain_event, &mut None)
     }
@@ -319,6 +366,10 @@ impl Mapper {
     /// The stored form of a domain event that follows the event whose hash
     /// is `prev` in its stream; `prev` becomes this event's hash (when
     /// chaining is on).
+    ///
+    /// # Errors
+    ///
+    /// As [`encode`](Self::encode).
     pub fn encode_link<A: Aggregate>(
         &self,
         domain_event: &DomainEvent<A>,
@@ -384,6 +435,13 @@ impl Mapper {
 
     /// The domain event of aggregate type `A` that `stored` holds (hashes,
     /// if any, are not checked; see [`decode_link`](Self::decode_link)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTopic`] for a topic that is not one of `A`'s;
+    /// [`Error::Decode`] when the state does not decrypt, decompress or
+    /// deserialize; [`Error::UnknownVersion`] for a version with no
+    /// upcaster.
     pub fn decode<A: Aggregate>(&self, stored: &StoredEvent) -> Result<DomainEvent<A>> {
         self.decode_inner(stored, None)
     }
@@ -392,6 +450,10 @@ impl Mapper {
     /// the event's recorded hash is the hash of its content and of `prev`
     /// (the previous event's hash; `None` for a stream's first event), then
     /// sets `prev` to it. A broken link is an [`Error::Integrity`].
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Self::decode), and [`Error::Integrity`].
     pub fn decode_link<A: Aggregate>(
         &self,
         stored: &StoredEvent,
@@ -442,6 +504,10 @@ impl Mapper {
     }
 
     /// The metadata of a stored event, whatever its type.
+    ///
+    /// # Errors
+    ///
+    /// The state does not decrypt, decompress or parse.
     pub fn header(&self, stored: &StoredEvent) -> Result<crate::domain::Header> {
         #[derive(Deserialize)]
         struct Fields {
@@ -469,6 +535,12 @@ impl Mapper {
 
     /// The stored form of a snapshot of `aggregate`: its serde state and
     /// metadata, under the topic `"{Aggregate}"`.
+    ///
+    /// # Errors
+    ///
+    /// The aggregate cannot be snapshotted (its struct does not implement
+    /// `Serialize` and `Deserialize`) or does not serialize; encryption
+    /// errors.
     pub fn encode_snapshot<A: Aggregate>(&self, aggregate: &A) -> Result<StoredEvent> {
         let last_hash = aggregate.__meta().last_hash.as_ref().map(to_hex);
         let snapshot = SnapshotRef {
@@ -500,6 +572,11 @@ impl Mapper {
     }
 
     /// The aggregate that a stored snapshot holds, with its metadata.
+    ///
+    /// # Errors
+    ///
+    /// The state does not decrypt, decompress or deserialize; a snapshot
+    /// version with no upcaster ([`Error::UnknownVersion`]).
     pub fn decode_snapshot<A: Aggregate>(&self, stored: &StoredEvent) -> Result<A> {
         if stored.topic != A::NAME && !A::ALIASES.contains(&stored.topic.as_str()) {
             return Err(unknown_topic::<A>(&stored.topic, Some(&stored.topic)));

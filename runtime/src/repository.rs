@@ -62,7 +62,37 @@ impl Cache {
 }
 
 /// The snapshots of an application: the newest state of an aggregate at
-/// some version, stored apart from its events.
+/// some version, stored apart from its events. `app.snapshots()` has them
+/// when snapshotting is on; getting an aggregate starts from its newest
+/// snapshot by itself, so these methods are for looking at them.
+///
+/// ```
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+/// # #[aggregate]
+/// # impl Dog {
+/// #     #[event("Registered")]
+/// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+/// #     #[event("TrickAdded")]
+/// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+/// #     #[event("Retired", discard)]
+/// #     pub fn retire(&mut self) {}
+/// # }
+/// let app = Application::builder("Kennel").snapshotting(true).build()?;
+/// let mut dog = Dog::register("Fido".into());
+/// dog.add_trick("sit".into());
+/// app.save(&mut dog)?;
+/// app.take_snapshot::<Dog>(dog.id())?;
+///
+/// let snapshots = app.snapshots().expect("snapshotting is on");
+/// assert_eq!(snapshots.versions::<Dog>(dog.id())?, [2]);
+/// let newest: Dog = snapshots.get(dog.id())?.expect("one was taken");
+/// assert_eq!((newest.version(), newest.tricks.len()), (2, 1));
+/// assert!(snapshots.get_at::<Dog>(dog.id(), 1)?.is_none());
+/// # Ok::<(), annals::Error>(())
+/// ```
 pub struct Snapshots {
     recorder: Arc<dyn AggregateRecorder>,
     mapper: Arc<Mapper>,
@@ -79,12 +109,22 @@ impl Snapshots {
         Self { recorder, mapper }
     }
 
-    /// The newest snapshot of aggregate `id`, as the aggregate it holds.
+    /// The newest snapshot of aggregate `id`, as the aggregate it holds
+    /// (`None` when it has none).
+    ///
+    /// # Errors
+    ///
+    /// Store and decoding errors ([`Error::UnknownVersion`] for a snapshot
+    /// stored at a version this build has no upcaster from).
     pub fn get<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<Option<A>> {
         self.newest(&id.into().to_stored(), None)
     }
 
     /// The newest snapshot of aggregate `id` at or below `version`.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
     pub fn get_at<A: Aggregate>(&self, id: impl Into<A::Id>, version: u64) -> Result<Option<A>> {
         self.newest(&id.into().to_stored(), Some(version))
     }
@@ -144,7 +184,37 @@ impl Snapshots {
     }
 }
 
-/// Gets aggregates back from their stored events.
+/// Gets aggregates back from their stored events (starting from the
+/// cache or the newest snapshot, when the application has them).
+/// `app.repository()`; `app.get`, `app.get_at` and `app.contains` call it.
+///
+/// ```
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+/// # #[aggregate]
+/// # impl Dog {
+/// #     #[event("Registered")]
+/// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+/// #     #[event("TrickAdded")]
+/// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+/// #     #[event("Retired", discard)]
+/// #     pub fn retire(&mut self) {}
+/// # }
+/// let app = Application::builder("Kennel").build()?;
+/// let mut dog = Dog::register("Fido".into());
+/// dog.add_trick("sit".into());
+/// app.save(&mut dog)?;
+///
+/// let repository = app.repository();
+/// let now: Dog = repository.get(dog.id())?;
+/// let then: Dog = repository.get_at(dog.id(), 1)?;
+/// assert_eq!((now.tricks.len(), then.tricks.len()), (1, 0));
+/// assert!(repository.contains::<Dog>(dog.id())?);
+/// assert!(!repository.contains::<Dog>(Uuid::new_v4())?);
+/// # Ok::<(), annals::Error>(())
+/// ```
 pub struct Repository {
     pub(crate) recorder: Arc<dyn ProcessRecorder>,
     pub(crate) mapper: Arc<Mapper>,
@@ -162,21 +232,107 @@ impl fmt::Debug for Repository {
 }
 
 impl Repository {
-    /// The current state of aggregate `id`. [`Error::NotFound`] when it has
-    /// no events or was discarded.
+    /// The current state of aggregate `id`.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+    /// # #[aggregate]
+    /// # impl Dog {
+    /// #     #[event("Registered")]
+    /// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+    /// #     #[event("TrickAdded")]
+    /// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// #     #[event("Retired", discard)]
+    /// #     pub fn retire(&mut self) {}
+    /// # }
+    /// let app = Application::builder("Kennel").build()?;
+    /// let mut dog = Dog::register("Fido".into());
+    /// app.save(&mut dog)?;
+    /// let copy: Dog = app.repository().get(dog.id())?;
+    /// assert_eq!(copy.name, "Fido");
+    ///
+    /// let missing = app.repository().get::<Dog>(Uuid::new_v4()).unwrap_err();
+    /// assert!(missing.is_not_found());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when it has no events or was discarded;
+    /// [`Error::UnknownTopic`] when the stream is another aggregate type's;
+    /// decoding errors ([`Error::Decode`], [`Error::UnknownVersion`],
+    /// [`Error::Integrity`] for a broken hash chain, [`Error::Corrupt`]);
+    /// store errors.
     pub fn get<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<A> {
         self.load(&id.into(), None)
     }
 
-    /// The state of aggregate `id` as it was at `version`.
-    /// [`Error::NotFound`] when it did not exist yet, or was discarded by
-    /// then.
+    /// The state of aggregate `id` as it was at `version` (the newest
+    /// snapshot at or below `version`, and the events up to it). A
+    /// `version` beyond the last gives the current state.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+    /// # #[aggregate]
+    /// # impl Dog {
+    /// #     #[event("Registered")]
+    /// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+    /// #     #[event("TrickAdded")]
+    /// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// #     #[event("Retired", discard)]
+    /// #     pub fn retire(&mut self) {}
+    /// # }
+    /// let app = Application::builder("Kennel").build()?;
+    /// let mut dog = Dog::register("Fido".into());
+    /// dog.add_trick("sit".into());
+    /// dog.add_trick("roll over".into());
+    /// app.save(&mut dog)?;
+    /// let then: Dog = app.repository().get_at(dog.id(), 2)?;
+    /// assert_eq!(then.tricks, ["sit"]);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when it did not exist yet (a `version` below
+    /// its first), or was discarded by then; otherwise as
+    /// [`get`](Self::get).
     pub fn get_at<A: Aggregate>(&self, id: impl Into<A::Id>, version: u64) -> Result<A> {
         self.load(&id.into(), Some(version))
     }
 
     /// Whether aggregate `id` exists (stored and not discarded), from the
     /// stream's last event alone: no replay.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+    /// # #[aggregate]
+    /// # impl Dog {
+    /// #     #[event("Registered")]
+    /// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+    /// #     #[event("TrickAdded")]
+    /// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// #     #[event("Retired", discard)]
+    /// #     pub fn retire(&mut self) {}
+    /// # }
+    /// let app = Application::builder("Kennel").build()?;
+    /// let mut dog = Dog::register("Fido".into());
+    /// app.save(&mut dog)?;
+    /// assert!(app.repository().contains::<Dog>(dog.id())?);
+    /// dog.retire(); // a discarding event
+    /// app.save(&mut dog)?;
+    /// assert!(!app.repository().contains::<Dog>(dog.id())?);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -3,8 +3,8 @@
 //! store's settings from the environment or from code, and the event,
 //! snapshot and tracking recorders it opens.
 //!
-//! The built-in modules are listed in [`MODULES`]'s source: adding a store
-//! is its folder plus one entry there. A user crate adds its own with
+//! The built-in modules are listed in `MODULES` (in this module's source):
+//! adding a store is its folder plus one entry there. A user crate adds its own with
 //! [`register_module`], under a name of its choosing.
 //!
 //! ```

@@ -66,7 +66,57 @@ impl AppName for &Arc<Application> {
     }
 }
 
-/// Applications and who follows whom.
+/// Applications and who follows whom: built with [`System::builder`], run
+/// by a runner ([`SingleThreadedRunner`], [`MultiThreadedRunner`]) or one
+/// follower at a time ([`System::run_follower`], [`System::pull`]).
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Order { pub item: String }
+/// # #[aggregate]
+/// # impl Order {
+/// #     #[event("Placed")]
+/// #     pub fn place(item: String) -> Self { Order { item } }
+/// # }
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Parcel { pub item: String }
+/// # #[aggregate]
+/// # impl Parcel {
+/// #     #[event("Packed")]
+/// #     pub fn pack(item: String) -> Self { Parcel { item } }
+/// # }
+/// use annals::system::{System, SingleThreadedRunner};
+///
+/// let orders = Arc::new(Application::builder("Orders").build()?);
+/// let shipping = Arc::new(Application::builder("Shipping").build()?);
+/// // A policy: a closure (or a `Policies`, or a type implementing `Policy`).
+/// let ship = |upstream: &annals::system::Upstream<'_>, processing: &mut annals::system::Processing<'_>| {
+///     if let Some(placed) = upstream.decode::<Order>()? {
+///         let OrderEvent::Placed { item } = placed.event;
+///         processing.save(&mut Parcel::pack(item))?;
+///     }
+///     Ok(())
+/// };
+/// let system = Arc::new(
+///     System::builder()
+///         .application(orders.clone())
+///         .process(shipping.clone(), ship)
+///         .pipe([&orders, &shipping]) // Shipping follows Orders
+///         .build()?,
+/// );
+/// assert_eq!(system.followers(), ["Shipping"]);
+/// assert_eq!(system.leaders("Shipping"), ["Orders"]);
+///
+/// orders.save(&mut Order::place("kettle".into()))?;
+/// assert!(!system.is_caught_up("Shipping")?);
+/// assert_eq!(system.pull("Shipping", 100)?, 1);
+/// assert!(system.is_caught_up("Shipping")?);
+/// # Ok::<(), annals::Error>(())
+/// ```
 pub struct System {
     apps: HashMap<String, Arc<Application>>,
     followers: HashMap<String, ProcessApplication>,
@@ -85,7 +135,8 @@ impl std::fmt::Debug for System {
     }
 }
 
-/// Declares a [`System`].
+/// Declares a [`System`]: its applications, its process applications
+/// (each with its policy) and its pipes. See [`System`] for an example.
 #[derive(Default)]
 #[must_use]
 pub struct SystemBuilder {
@@ -119,6 +170,14 @@ impl SystemBuilder {
 
     /// The system, after checking the graph: every name is registered
     /// once, every follower has a policy, no application follows itself.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] (setting `"system"`) when two applications have
+    /// one name, a pipe names an application that was not registered, an
+    /// application follows itself, a follower has no policy (it was
+    /// registered with [`application`](Self::application), not
+    /// [`process`](Self::process)), or a process application is in no pipe.
     pub fn build(self) -> Result<System> {
         let graph = |message: String| Error::config("system", message);
         let mut apps: HashMap<String, Arc<Application>> = HashMap::new();
@@ -190,6 +249,10 @@ impl System {
     }
 
     /// The application named `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when no application of the system has that name.
     pub fn app(&self, name: &str) -> Result<&Arc<Application>> {
         self.apps
             .get(name)
@@ -217,6 +280,13 @@ impl System {
 
     /// Processes, for follower `name`, up to `limit` new notifications of
     /// each leader; returns how many were processed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `name` is not a follower; the policy's error
+    /// (the notification is left unprocessed: it is processed again next
+    /// time); store errors (a conflict on the follower's aggregates, after
+    /// 3 tries).
     pub fn pull(&self, name: &str, limit: usize) -> Result<usize> {
         let follower = self.follower(name)?;
         let mut processed = 0;
@@ -239,6 +309,10 @@ impl System {
 
     /// Whether follower `name` has processed everything its leaders have
     /// stored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `name` is not a follower; store errors.
     pub fn is_caught_up(&self, name: &str) -> Result<bool> {
         let follower = self.follower(name)?;
         for leader in self.leaders(name) {

@@ -10,7 +10,10 @@ use crate::domain::{self, Aggregate, DomainEvent, Event, Metadata};
 use crate::error::{Error, Result};
 use crate::persistence::{Notification, StoredEvent, Tracking};
 
-/// An upstream event handed to a policy.
+/// An upstream event handed to a policy: its leader, its notification, and
+/// the event decoded as one of an aggregate type's
+/// ([`decode`](Self::decode)). See [`System`](super::System) for an
+/// example.
 pub struct Upstream<'a> {
     leader: &'a Application,
     notification: &'a Notification,
@@ -57,6 +60,11 @@ impl<'a> Upstream<'a> {
 
     /// The event as one of aggregate `A`'s events, or `None` when its topic
     /// is not one of them: `match` on `A::Event` from here.
+    ///
+    /// # Errors
+    ///
+    /// Decoding errors (the state does not decrypt, decompress or
+    /// deserialize; a version with no upcaster).
     pub fn decode<A: Aggregate>(&self) -> Result<Option<DomainEvent<A>>> {
         if A::Event::__variant_of(self.topic()).is_none() {
             return Ok(None);
@@ -106,6 +114,10 @@ impl<'a> Upstream<'a> {
 
     /// What events caused by this one carry: its id as causation id, its
     /// correlation id (or its own id) as theirs.
+    ///
+    /// # Errors
+    ///
+    /// The stored state cannot be read (decrypted, decompressed, parsed).
     pub fn metadata(&self) -> Result<Metadata> {
         if let Some(metadata) = self.metadata.get() {
             return Ok(*metadata);
@@ -118,7 +130,9 @@ impl<'a> Upstream<'a> {
 }
 
 /// What a policy does with the events it causes: saves them, all with the
-/// tracking record, when the policy returns.
+/// tracking record, when the policy returns. [`app`](Self::app) is the
+/// follower, to get its aggregates. See [`System`](super::System) for an
+/// example.
 pub struct Processing<'a> {
     app: &'a Application,
     upstream: &'a Upstream<'a>,
@@ -133,7 +147,13 @@ impl Processing<'_> {
 
     /// Adds the pending events of one or several aggregates to what this
     /// notification causes, with its causation and correlation ids. They
-    /// are stored (or not) together with the tracking record.
+    /// are stored (or not) together with the tracking record, after the
+    /// policy returns `Ok`.
+    ///
+    /// # Errors
+    ///
+    /// An event does not encode; the upstream event's metadata cannot be
+    /// read.
     pub fn save<S: Save>(&mut self, mut aggregates: S) -> Result<()> {
         let metadata = self.upstream.metadata()?;
         aggregates.encode_pending(self.app.mapper(), &metadata, &mut self.events)?;
@@ -143,10 +163,67 @@ impl Processing<'_> {
 }
 
 /// A policy: what a process application does with each upstream event.
+/// Implemented by closures `Fn(&Upstream, &mut Processing) -> Result<()>`
+/// and by [`Policies`] (typed handlers per leader aggregate type); a type
+/// of one's own can hold state (a client, settings).
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Order { pub item: String }
+/// # #[aggregate]
+/// # impl Order {
+/// #     #[event("Placed")]
+/// #     pub fn place(item: String) -> Self { Order { item } }
+/// # }
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Parcel { pub item: String }
+/// # #[aggregate]
+/// # impl Parcel {
+/// #     #[event("Packed")]
+/// #     pub fn pack(item: String) -> Self { Parcel { item } }
+/// # }
+/// use annals::system::{Policy, Processing, Upstream};
+///
+/// /// Packs every order, unless its item is on the list.
+/// struct Shipping { refused: Vec<String> }
+///
+/// impl Policy for Shipping {
+///     fn process(&self, event: &Upstream<'_>, processing: &mut Processing<'_>) -> annals::Result<()> {
+///         let Some(placed) = event.decode::<Order>()? else { return Ok(()) };
+///         let OrderEvent::Placed { item } = placed.event;
+///         if !self.refused.contains(&item) {
+///             processing.save(&mut Parcel::pack(item))?;
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let orders = Arc::new(Application::builder("Orders").build()?);
+/// let shipping = Arc::new(Application::builder("Shipping").build()?);
+/// let system = annals::system::System::builder()
+///     .application(orders.clone())
+///     .process(shipping.clone(), Shipping { refused: vec!["gun".into()] })
+///     .pipe([&orders, &shipping])
+///     .build()?;
+/// orders.save(&mut Order::place("kettle".into()))?;
+/// orders.save(&mut Order::place("gun".into()))?;
+/// assert_eq!(system.pull("Shipping", 10)?, 2); // both processed,
+/// assert_eq!(shipping.last_notification_id()?, Some(1)); // one parcel
+/// # Ok::<(), annals::Error>(())
+/// ```
 pub trait Policy: Send + Sync {
     /// Processes one upstream event; saves what it causes through
     /// `processing`. An error stops the follower (nothing of this event is
     /// stored; it is processed again when the follower restarts).
+    ///
+    /// # Errors
+    ///
+    /// Whatever stops the follower: wrap an error of one's own with
+    /// [`Error::user`].
     fn process(&self, event: &Upstream<'_>, processing: &mut Processing<'_>) -> Result<()>;
 }
 
@@ -276,6 +353,10 @@ impl ProcessApplication {
     /// true if it was processed now. A conflict on the follower's own
     /// aggregates (another writer changed one) runs the policy again, up to
     /// 3 times.
+    ///
+    /// # Errors
+    ///
+    /// The policy's error; store errors (a conflict after 3 tries).
     pub fn process_notification(
         &self,
         leader: &Application,
@@ -287,6 +368,10 @@ impl ProcessApplication {
     /// Like [`process_notification`](Self::process_notification), but only
     /// runs the policy and encodes what it causes, storing nothing:
     /// returns how many events would be stored.
+    ///
+    /// # Errors
+    ///
+    /// The policy's error; an event that does not encode.
     pub fn dry_run(&self, leader: &Application, notification: &Notification) -> Result<usize> {
         let (events, _) = self.run_policy(leader, notification)?;
         Ok(events.len())
@@ -338,6 +423,11 @@ impl ProcessApplication {
 
     /// Processes every notification of `leader` after the last one tracked,
     /// up to `limit`; returns how many were processed.
+    ///
+    /// # Errors
+    ///
+    /// As [`process_notification`](Self::process_notification); the
+    /// notifications before the failing one stay processed.
     pub fn pull(&self, leader: &Application, limit: usize) -> Result<usize> {
         let start = self.app.recorder().max_tracking_id(leader.name())? + 1;
         let page = leader

@@ -13,7 +13,12 @@ use crate::error::{Error, Result};
 use crate::persistence::NotificationQuery;
 
 /// A database a projection writes its read model to, with a tracking
-/// table of its own (`projection_tracking`).
+/// table of its own (`projection_tracking`). Implemented for
+/// `rusqlite::Connection` (feature `sqlite`) and `postgres::Client`
+/// (feature `postgres`); see [`Projection`] for an example. Implement it
+/// for another database: [`apply`](Self::apply) must record the tracking
+/// row and the projection's writes in one transaction, and report a
+/// tracking row that exists as [`Error::Conflict`].
 pub trait ReadModel: Send + 'static {
     /// A transaction of the database, which the projection's code writes
     /// through.
@@ -22,14 +27,27 @@ pub trait ReadModel: Send + 'static {
         Self: 't;
 
     /// Creates the tracking table if it is missing.
+    ///
+    /// # Errors
+    ///
+    /// The database's errors ([`Error::Persistence`]).
     fn create_tracking_table(&mut self) -> Result<()>;
 
     /// The highest notification id of `leader` that projection `name` has
     /// applied (0 when none).
+    ///
+    /// # Errors
+    ///
+    /// The database's errors ([`Error::Persistence`]).
     fn max_tracking_id(&mut self, name: &str, leader: &str) -> Result<u64>;
 
     /// Runs `apply` in a transaction and records, in the same transaction,
     /// that projection `name` applied notification `id` of `leader`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when it was applied already; `apply`'s error;
+    /// the database's errors. Nothing is committed then.
     fn apply(
         &mut self,
         name: &str,
@@ -159,7 +177,48 @@ impl ReadModel for postgres::Client {
 pub type ProjectFn<D> =
     dyn for<'t> Fn(&Upstream<'_>, &mut <D as ReadModel>::Tx<'t>) -> Result<()> + Send + Sync;
 
-/// Keeps a read model up to date with an application's events.
+/// Keeps a read model up to date with an application's events: a table
+/// (or several) in the user's own SQLite or PostgreSQL database, written
+/// by the user's code, one transaction per notification together with its
+/// tracking record, so each event is applied exactly once, across crashes
+/// and restarts. A read model is not event-sourced: drop its tables and
+/// its `projection_tracking` rows to rebuild it from the start.
+///
+/// ```
+/// use std::sync::Arc;
+/// use annals::prelude::*;
+/// use annals::rusqlite::{self, Transaction};
+/// use annals::system::{Projection, Upstream};
+///
+/// #[aggregate]
+/// #[derive(Debug)]
+/// pub struct Order { pub item: String }
+/// #[aggregate]
+/// impl Order {
+///     #[event("Placed")]
+///     pub fn place(item: String) -> Self { Order { item } }
+/// }
+///
+/// let orders = Arc::new(Application::builder("Orders").build()?);
+/// let db = rusqlite::Connection::open_in_memory().map_err(annals::Error::user)?;
+/// db.execute_batch("CREATE TABLE items (item TEXT)").map_err(annals::Error::user)?;
+///
+/// let items = Projection::new("items", orders.clone(), db, |upstream: &Upstream<'_>, tx: &mut Transaction<'_>| {
+///     if let Some(placed) = upstream.decode::<Order>()? {
+///         let OrderEvent::Placed { item } = placed.event;
+///         tx.execute("INSERT INTO items VALUES (?1)", [item]).map_err(annals::Error::user)?;
+///     }
+///     Ok(())
+/// })?;
+///
+/// orders.save(&mut Order::place("kettle".into()))?;
+/// assert_eq!(items.pull()?, 1); // or items.run(&stop, poll) in a thread
+/// assert_eq!(items.pull()?, 0); // each notification is applied once
+/// let count: i64 = items.with_db(|db| db.query_row("SELECT COUNT(*) FROM items", [], |r| r.get(0)))
+///     .map_err(annals::Error::user)?;
+/// assert_eq!(count, 1);
+/// # Ok::<(), annals::Error>(())
+/// ```
 pub struct Projection<D: ReadModel> {
     name: String,
     leader: Arc<Application>,
@@ -179,7 +238,13 @@ impl<D: ReadModel> std::fmt::Debug for Projection<D> {
 
 impl<D: ReadModel> Projection<D> {
     /// Projection `name` of `leader`'s events into `db` (whose tracking
-    /// table is created if missing), applying each with `project`.
+    /// table is created if missing), applying each with `project`. It
+    /// resumes after the last notification `name` applied to `db`. See
+    /// [`Projection`] for an example.
+    ///
+    /// # Errors
+    ///
+    /// The tracking table cannot be created or read.
     pub fn new(
         name: &str,
         leader: Arc<Application>,
@@ -208,6 +273,12 @@ impl<D: ReadModel> Projection<D> {
 
     /// Applies every notification stored after the last one applied;
     /// returns how many.
+    ///
+    /// # Errors
+    ///
+    /// `project`'s error (that notification is not applied; the ones
+    /// before it are), the leader's store errors, the read model's
+    /// database errors.
     pub fn pull(&self) -> Result<usize> {
         let mut db = self.db();
         let leader = self.leader.name();
@@ -241,6 +312,11 @@ impl<D: ReadModel> Projection<D> {
     /// Applies new notifications as the leader stores them, until `stop`:
     /// woken by the leader's saves in this process and by its store's
     /// watcher (commits of other processes), else every `poll`.
+    ///
+    /// # Errors
+    ///
+    /// As [`pull`](Self::pull) (the loop stops at the first); the leader's
+    /// store watcher cannot start.
     pub fn run(&self, stop: &StopHandle, poll: Duration) -> Result<()> {
         // Woken by the leader's saves, its store and `stop` alike.
         let signal = stop.signal();

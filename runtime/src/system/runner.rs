@@ -15,7 +15,49 @@ use std::panic::AssertUnwindSafe;
 const BATCH: usize = 100;
 
 /// Runs the whole system in the caller's thread, deterministically:
-/// [`run`](Self::run) processes until no follower has anything left.
+/// [`run`](Self::run) processes until no follower has anything left. For
+/// tests and for systems run on demand.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Order { pub item: String }
+/// # #[aggregate]
+/// # impl Order {
+/// #     #[event("Placed")]
+/// #     pub fn place(item: String) -> Self { Order { item } }
+/// # }
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Parcel { pub item: String }
+/// # #[aggregate]
+/// # impl Parcel {
+/// #     #[event("Packed")]
+/// #     pub fn pack(item: String) -> Self { Parcel { item } }
+/// # }
+/// # let orders = Arc::new(Application::builder("Orders").build()?);
+/// # let shipping = Arc::new(Application::builder("Shipping").build()?);
+/// # let policy = annals::system::Policies::new().on::<Order>(|placed, processing| {
+/// #     let OrderEvent::Placed { item } = &placed.event;
+/// #     processing.save(&mut Parcel::pack(item.clone()))
+/// # });
+/// # let system = Arc::new(annals::system::System::builder()
+/// #     .application(orders.clone())
+/// #     .process(shipping.clone(), policy)
+/// #     .pipe([&orders, &shipping])
+/// #     .build()?);
+/// use annals::system::SingleThreadedRunner;
+///
+/// orders.save(&mut Order::place("kettle".into()))?;
+/// orders.save(&mut Order::place("teapot".into()))?;
+/// let runner = SingleThreadedRunner::new(system);
+/// assert_eq!(runner.run()?, 2);
+/// assert_eq!(runner.run()?, 0); // nothing new
+/// assert_eq!(shipping.last_notification_id()?, Some(2));
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct SingleThreadedRunner {
     system: Arc<System>,
@@ -29,6 +71,11 @@ impl SingleThreadedRunner {
 
     /// Processes every follower's new notifications, again and again until
     /// a round processes none; returns how many were processed.
+    ///
+    /// # Errors
+    ///
+    /// The first error of a follower (see [`System::pull`]); what was
+    /// processed before it stays processed.
     pub fn run(&self) -> Result<usize> {
         let mut total = 0;
         loop {
@@ -44,7 +91,56 @@ impl SingleThreadedRunner {
     }
 }
 
-/// Stops a follower loop ([`System::run_follower`]) from another thread.
+/// Stops a follower loop ([`System::run_follower`], or a projection's
+/// [`Projection::run`](super::Projection::run)) from another thread.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Order { pub item: String }
+/// # #[aggregate]
+/// # impl Order {
+/// #     #[event("Placed")]
+/// #     pub fn place(item: String) -> Self { Order { item } }
+/// # }
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Parcel { pub item: String }
+/// # #[aggregate]
+/// # impl Parcel {
+/// #     #[event("Packed")]
+/// #     pub fn pack(item: String) -> Self { Parcel { item } }
+/// # }
+/// # let orders = Arc::new(Application::builder("Orders").build()?);
+/// # let shipping = Arc::new(Application::builder("Shipping").build()?);
+/// # let policy = annals::system::Policies::new().on::<Order>(|placed, processing| {
+/// #     let OrderEvent::Placed { item } = &placed.event;
+/// #     processing.save(&mut Parcel::pack(item.clone()))
+/// # });
+/// # let system = Arc::new(annals::system::System::builder()
+/// #     .application(orders.clone())
+/// #     .process(shipping.clone(), policy)
+/// #     .pipe([&orders, &shipping])
+/// #     .build()?);
+/// use std::time::Duration;
+/// use annals::system::StopHandle;
+///
+/// let stop = StopHandle::new();
+/// std::thread::scope(|s| {
+///     let follower = s.spawn(|| system.run_follower("Shipping", &stop, Duration::from_millis(100)));
+///     orders.save(&mut Order::place("kettle".into()))?;
+///     while !system.is_caught_up("Shipping")? {
+///         std::thread::sleep(Duration::from_millis(5));
+///     }
+///     stop.stop();
+///     follower.join().expect("no panic")
+/// })?;
+/// assert!(stop.is_stopped());
+/// assert_eq!(shipping.last_notification_id()?, Some(1));
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct StopHandle {
     stopped: Arc<AtomicBool>,
@@ -81,7 +177,14 @@ impl System {
     /// by saves in this process, by LISTEN/NOTIFY on PostgreSQL, else by
     /// polling every `poll`). Start one process per follower, all on
     /// PostgreSQL, to spread a system over processes and machines; a
-    /// process killed at any point loses and repeats nothing.
+    /// process killed at any point loses and repeats nothing. See
+    /// [`StopHandle`] for an example.
+    ///
+    /// # Errors
+    ///
+    /// The follower's first error (the loop stops there; see
+    /// [`pull`](Self::pull)); [`Error::Config`] when `name` is not a
+    /// follower; a leader's store watcher cannot start.
     pub fn run_follower(&self, name: &str, stop: &StopHandle, poll: Duration) -> Result<()> {
         // One signal, raised by `stop`, by the leaders' saves in this
         // process and by their stores' watchers (commits of any process).
@@ -133,6 +236,47 @@ fn panicked(follower: &str, panic: &(dyn std::any::Any + Send)) -> Error {
 /// Errors stop the follower that had them and are returned by
 /// [`check`](Self::check) and [`stop`](Self::stop); stopping finishes the
 /// notification each worker is on, so nothing is lost or repeated.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Order { pub item: String }
+/// # #[aggregate]
+/// # impl Order {
+/// #     #[event("Placed")]
+/// #     pub fn place(item: String) -> Self { Order { item } }
+/// # }
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Parcel { pub item: String }
+/// # #[aggregate]
+/// # impl Parcel {
+/// #     #[event("Packed")]
+/// #     pub fn pack(item: String) -> Self { Parcel { item } }
+/// # }
+/// # let orders = Arc::new(Application::builder("Orders").build()?);
+/// # let shipping = Arc::new(Application::builder("Shipping").build()?);
+/// # let policy = annals::system::Policies::new().on::<Order>(|placed, processing| {
+/// #     let OrderEvent::Placed { item } = &placed.event;
+/// #     processing.save(&mut Parcel::pack(item.clone()))
+/// # });
+/// # let system = Arc::new(annals::system::System::builder()
+/// #     .application(orders.clone())
+/// #     .process(shipping.clone(), policy)
+/// #     .pipe([&orders, &shipping])
+/// #     .build()?);
+/// use std::time::Duration;
+/// use annals::system::MultiThreadedRunner;
+///
+/// let runner = MultiThreadedRunner::start(system)?;
+/// orders.save(&mut Order::place("kettle".into()))?;
+/// assert!(runner.wait_until_caught_up(Duration::from_secs(10))?);
+/// assert_eq!(shipping.last_notification_id()?, Some(1));
+/// runner.stop()?;
+/// # Ok::<(), annals::Error>(())
+/// ```
 pub struct MultiThreadedRunner {
     system: Arc<System>,
     workers: Vec<(StopHandle, JoinHandle<()>)>,
@@ -148,13 +292,22 @@ impl std::fmt::Debug for MultiThreadedRunner {
 }
 
 impl MultiThreadedRunner {
-    /// Starts a worker per follower.
+    /// Starts a worker per follower, looking for new events at least every
+    /// 200 ms.
+    ///
+    /// # Errors
+    ///
+    /// A thread cannot be spawned.
     pub fn start(system: Arc<System>) -> Result<Self> {
         Self::start_with_poll(system, Duration::from_millis(200))
     }
 
     /// Starts a worker per follower, each looking for new events at least
     /// every `poll` (for writers in other processes).
+    ///
+    /// # Errors
+    ///
+    /// A thread cannot be spawned.
     pub fn start_with_poll(system: Arc<System>, poll: Duration) -> Result<Self> {
         let errors = Arc::new(Mutex::new(Vec::new()));
         let mut workers = Vec::new();
@@ -195,6 +348,10 @@ impl MultiThreadedRunner {
 
     /// The first error a worker stopped with, if any (taken: the next call
     /// returns the next one).
+    ///
+    /// # Errors
+    ///
+    /// That error.
     pub fn check(&self) -> Result<()> {
         let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         if errors.is_empty() {
@@ -209,6 +366,10 @@ impl MultiThreadedRunner {
     /// returned as soon as it happens. "Everything" holds at one moment:
     /// no application stored anything while the followers were checked
     /// (in a cycle, a follower checked early can fall behind again).
+    ///
+    /// # Errors
+    ///
+    /// A worker's error (as [`check`](Self::check)); store errors.
     pub fn wait_until_caught_up(&self, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -230,6 +391,11 @@ impl MultiThreadedRunner {
 
     /// Stops every worker (each finishes the notification it is on) and
     /// returns the first error any had.
+    ///
+    /// # Errors
+    ///
+    /// The first error a worker stopped with; [`Error::Persistence`] when
+    /// a policy panicked.
     pub fn stop(self) -> Result<()> {
         for (stop, _) in &self.workers {
             stop.stop();

@@ -51,6 +51,12 @@ impl System {
     /// ones, writing progress to `out`. A follower's error is reported and
     /// the others still run. With `dry_run`, the policies run but nothing
     /// is stored (so followers of followers see nothing new).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) when a named follower is not
+    /// one of the system's. A follower's own error is not this function's:
+    /// it is in its [`FollowerReport`].
     pub fn sync_followers(&self, options: &SyncOptions, out: &mut dyn Write) -> Result<SyncReport> {
         for name in &options.followers {
             self.follower(name)?;

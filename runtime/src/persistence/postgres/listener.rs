@@ -81,6 +81,11 @@ impl Listener {
     /// happened since the last call, false on timeout. Every notification
     /// already received is consumed. A wake-up says "look", not what to
     /// read: select notifications after the last one seen.
+    ///
+    /// # Errors
+    ///
+    /// The connection broke (the server closed it, I/O failed): make a new
+    /// listener.
     pub fn wait(&mut self, timeout: Duration) -> Result<bool> {
         let context = || format!("waiting for notifications on {}", self.channel);
         let woke = {

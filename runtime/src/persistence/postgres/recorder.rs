@@ -68,7 +68,25 @@ impl IdParam<'_> {
 
 /// Stores events in PostgreSQL, in the Python eventsourcing library's
 /// tables, through a pool of connections. `Send + Sync`: share it behind an
-/// `Arc`.
+/// `Arc`. An application opens one itself (`ApplicationBuilder::postgres`);
+/// open one directly to read or write the rows.
+///
+/// ```no_run
+/// use annals::persistence::postgres::{PostgresConfig, PostgresRecorder};
+/// use annals::persistence::{AggregateRecorder, ApplicationRecorder, EventQuery, StoredEvent};
+///
+/// let recorder = PostgresRecorder::open(&PostgresConfig::new("test"), "kennel")?; // kennel_events, ...
+/// let row = StoredEvent {
+///     originator_id: annals::Uuid::new_v4().simple().to_string(),
+///     originator_version: 1,
+///     topic: "Dog.Registered".into(),
+///     state: b"{}".to_vec(),
+/// };
+/// let ids = recorder.insert_events(std::slice::from_ref(&row))?;
+/// assert_eq!(recorder.select_events(&row.originator_id, &EventQuery::all())?.len(), 1);
+/// assert_eq!(recorder.max_notification_id()?, ids[0]);
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct PostgresRecorder {
     connections: Connections,
@@ -94,6 +112,13 @@ impl PostgresRecorder {
     /// lower-cased, prefixes the tables' names: it must be ASCII letters,
     /// digits and underscores, not start with a digit, and be at most 53
     /// bytes long.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an application name that cannot prefix table
+    /// names, or a schema name that is not valid; [`Error::Persistence`]
+    /// when the server cannot be reached (within the connect timeout) or
+    /// the tables cannot be created (see [`create_tables`](Self::create_tables)).
     pub fn open(config: &PostgresConfig, app_name: &str) -> Result<Self> {
         let prefix = table_prefix(app_name)?;
         if let Some(schema) = &config.schema {
@@ -156,6 +181,12 @@ impl PostgresRecorder {
     /// to call again, and from several processes at once. An existing
     /// events table whose `originator_id` column has not the configured
     /// type is an error naming `POSTGRES_ORIGINATOR_ID_TYPE`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for that column type mismatch;
+    /// [`Error::Persistence`] for the server's errors (no right to create
+    /// tables, a lock timeout).
     pub fn create_tables(&self) -> Result<()> {
         let context = format!("creating the tables of {}", self.sql.events);
         let mut conn = self.checkout()?;

@@ -54,7 +54,28 @@ impl FromStr for OriginatorIdType {
     }
 }
 
-/// Where the PostgreSQL server is and how to use it.
+/// Where the PostgreSQL server is and how to use it: give it to
+/// `ApplicationBuilder::postgres`, or read it from `POSTGRES_*` variables.
+/// `Debug` never shows the password.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use annals::env::Env;
+/// use annals::persistence::postgres::{OriginatorIdType, PostgresConfig};
+/// use annals::prelude::*;
+///
+/// let mut config = PostgresConfig::new("test");
+/// config.host = "db.internal".into();
+/// config.password = Some("secret".into());
+/// config.lock_timeout = Some(Duration::from_secs(2));
+/// config.originator_id_type = OriginatorIdType::Text; // for `id = String` aggregates
+/// let app = Application::builder("Kennel").postgres(config).build()?;
+///
+/// let env = Env::from_map("Kennel", [("POSTGRES_DBNAME", "test"), ("POSTGRES_POOL_SIZE", "10")]);
+/// let config = PostgresConfig::from_env(&env)?;
+/// assert_eq!(config.pool_size, 10);
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
     /// The database's name (`POSTGRES_DBNAME`, required).
@@ -137,6 +158,12 @@ impl PostgresConfig {
     /// `POSTGRES_ORIGINATOR_ID_TYPE` (`uuid` or `text`). Names prefixed
     /// with the application's name win. A missing database name or a bad
     /// value is an error naming the variable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the variable: `POSTGRES_DBNAME` is not
+    /// set; a value does not parse; a connect timeout of 0 or a pool size
+    /// of 0.
     pub fn from_env(env: &Env) -> Result<Self> {
         let Some((_, dbname)) = env.get(settings::POSTGRES_DBNAME.name) else {
             return Err(Error::config(

@@ -186,6 +186,12 @@ impl Shared {
 impl SqliteRecorder {
     /// Opens (and, unless told not to, prepares) the store that `config`
     /// names.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) for a bad table prefix
+    /// (naming `SQLITE_TABLE_PREFIX`); [`Error::Persistence`](crate::Error::Persistence)
+    /// when the database cannot be opened or its tables created.
     pub fn open(config: SqliteConfig) -> Result<Self> {
         let tables = Tables::new(config.table_prefix.as_deref())?;
         let create = config.create_tables;
@@ -201,11 +207,19 @@ impl SqliteRecorder {
     }
 
     /// Opens a private in-memory database.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open) (in practice only when out of memory).
     pub fn in_memory() -> Result<Self> {
         Self::open(SqliteConfig::new(":memory:"))
     }
 
     /// Creates the tables if they do not exist.
+    ///
+    /// # Errors
+    ///
+    /// The database's errors (read-only, locked beyond the lock timeout).
     pub fn create_tables(&self) -> Result<()> {
         let err = |e| sqlite_error("creating tables", &self.shared.config, e);
         self.shared.writer.exclusive(|w| {

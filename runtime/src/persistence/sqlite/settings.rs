@@ -10,7 +10,25 @@ use crate::settings;
 /// The Python library's default: 5 seconds.
 const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Settings of a SQLite store.
+/// Settings of a SQLite store: give them to
+/// `ApplicationBuilder::store`, or read them from `SQLITE_*` variables.
+///
+/// ```
+/// use std::time::Duration;
+/// use annals::env::Env;
+/// use annals::persistence::sqlite::SqliteConfig;
+/// use annals::prelude::*;
+///
+/// let mut config = SqliteConfig::new(":memory:");
+/// config.lock_timeout = Duration::from_secs(1);
+/// config.table_prefix = Some("kennel".into()); // kennel_events, kennel_snapshots, kennel_tracking
+/// let app = Application::builder("Kennel").store(config).build()?;
+///
+/// let env = Env::from_map("Kennel", [("SQLITE_DBNAME", "kennel.db"), ("SQLITE_LOCK_TIMEOUT", "0.5")]);
+/// let config = SqliteConfig::from_env(&env)?;
+/// assert_eq!((config.dbname.as_str(), config.lock_timeout), ("kennel.db", Duration::from_millis(500)));
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqliteConfig {
     /// A file path, `:memory:`, or a `file:` URI.
@@ -41,6 +59,12 @@ impl SqliteConfig {
 
     /// Settings from `SQLITE_DBNAME` (required), `SQLITE_LOCK_TIMEOUT`
     /// (seconds), `SQLITE_TABLE_PREFIX` and `CREATE_TABLE` (yes/no).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the variable: `SQLITE_DBNAME` is not set,
+    /// or a value does not parse. A bad table prefix is found when the
+    /// store is opened.
     pub fn from_env(env: &Env) -> Result<Self> {
         let (_, dbname) = env.get(settings::SQLITE_DBNAME.name).ok_or_else(|| {
             Error::config(
