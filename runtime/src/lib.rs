@@ -72,6 +72,7 @@
 //! (compression and encryption), [`system`] (followers, process
 //! applications, projections, runners). The how-tos in `docs/howto/` are
 //! run as tests.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod application;
 pub mod cipher;
@@ -85,6 +86,9 @@ pub mod repository;
 pub mod rows;
 pub mod settings;
 pub mod system;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use annals_macros::{aggregate, event, upcast};
 pub use application::{Application, ApplicationBuilder, Persistence, Save, Verification};
