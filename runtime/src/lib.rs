@@ -111,6 +111,9 @@ mod howto {
     struct HashChains;
     #[doc = include_str!("../../docs/howto/correlation.md")]
     struct Correlation;
+    #[cfg(feature = "testing")]
+    #[doc = include_str!("../../docs/howto/testing.md")]
+    struct Testing;
     #[doc = include_str!("../../README.md")]
     struct Readme;
 }
