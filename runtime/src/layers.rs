@@ -10,6 +10,7 @@
 //! 4. `persistence`
 //! 5. `repository`, `application`, `log`
 //! 6. `system`
+//! 7. `testing`
 
 use std::path::Path;
 
@@ -21,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["persistence"],
     &["repository", "application", "log"],
     &["system"],
+    &["testing"],
 ];
 
 /// The layer of a top-level module, or of an item the crate root
@@ -34,6 +36,7 @@ fn layer(name: &str) -> Option<usize> {
         "Application" | "ApplicationBuilder" | "Persistence" | "Save" | "Verification" => {
             "application"
         }
+        "recorder_contract" => "testing",
         other => other,
     };
     LAYERS.iter().position(|layer| layer.contains(&module))

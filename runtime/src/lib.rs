@@ -68,7 +68,8 @@
 //!
 //! Feature-gated items are labelled on docs.rs: `sqlite` (the SQLite
 //! store and the `rusqlite` re-export) and `postgres` (the PostgreSQL store
-//! and the `postgres` re-export), both on by default.
+//! and the `postgres` re-export), both on by default, and `testing` (the
+//! test kit, [`testing`]).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -85,6 +86,9 @@ pub mod repository;
 pub mod rows;
 pub mod settings;
 pub mod system;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 /// Makes an event-sourced aggregate: goes on the struct and on its impl
 /// block.
@@ -287,6 +291,9 @@ mod howto {
     struct HashChains;
     #[doc = include_str!("../../docs/howto/correlation.md")]
     struct Correlation;
+    #[cfg(feature = "testing")]
+    #[doc = include_str!("../../docs/howto/testing.md")]
+    struct Testing;
     #[doc = include_str!("../../README.md")]
     struct Readme;
 }

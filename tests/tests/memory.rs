@@ -4,4 +4,4 @@ use std::sync::Arc;
 
 use annals::persistence::memory::MemoryRecorder;
 
-annals_tests::recorder_contract!(|_| Some(Arc::new(MemoryRecorder::new())));
+annals::recorder_contract!(|_| Some(Arc::new(MemoryRecorder::new())));

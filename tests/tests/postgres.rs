@@ -12,8 +12,8 @@ use annals::persistence::postgres::{OriginatorIdType, PostgresConfig, PostgresRe
 use annals::persistence::{
     AggregateRecorder, ApplicationRecorder, EventQuery, NotificationQuery, ProcessRecorder,
 };
+use annals::testing::contract::event;
 use annals::Error;
-use annals_tests::contract::event;
 
 use annals_tests::stores::{
     drop_postgres_tables as drop_tables, postgres_client as client, postgres_server as server,
@@ -32,7 +32,7 @@ fn contract_recorder(test: &str) -> Option<Arc<dyn ProcessRecorder>> {
     Some(Arc::new(fresh(&config, &name)))
 }
 
-annals_tests::recorder_contract!(contract_recorder);
+annals::recorder_contract!(contract_recorder);
 
 fn config_error(result: Result<impl std::fmt::Debug, Error>) -> (String, String) {
     match result {

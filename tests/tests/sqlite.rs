@@ -9,8 +9,8 @@ use std::time::Duration;
 use annals::env::Env;
 use annals::persistence::sqlite::{SqliteConfig, SqliteRecorder};
 use annals::persistence::{AggregateRecorder, ApplicationRecorder, EventQuery, NotificationQuery};
+use annals::testing::contract::event;
 use annals::Error;
-use annals_tests::contract::event;
 
 /// A fresh database file in its own temporary directory (kept for the
 /// process's life so the file outlives the recorder's tests).
@@ -21,7 +21,7 @@ fn temp_db(name: &str) -> PathBuf {
 
 mod file {
     use super::*;
-    annals_tests::recorder_contract!(|name| {
+    annals::recorder_contract!(|name| {
         let path = super::temp_db(name);
         let config = SqliteConfig::new(path.to_string_lossy());
         Some(Arc::new(SqliteRecorder::open(config).expect("open")))
@@ -30,9 +30,7 @@ mod file {
 
 mod in_memory {
     use super::*;
-    annals_tests::recorder_contract!(|_| Some(Arc::new(
-        SqliteRecorder::in_memory().expect("open")
-    )));
+    annals::recorder_contract!(|_| Some(Arc::new(SqliteRecorder::in_memory().expect("open"))));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use annals::persistence::sqlite::{SqliteConfig, SqliteRecorder};
 use annals::persistence::AggregateRecorder;
-use annals_tests::contract::event;
+use annals::testing::contract::event;
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -1,23 +1,72 @@
 //! The recorder contract: what every store must do, whatever it is.
 //!
-//! Each function takes a fresh, empty recorder. `recorder_contract!`
-//! generates one `#[test]` per function for a store.
+//! Each function takes a fresh, empty recorder and panics (with a message
+//! saying what the store got wrong) when the store breaks the contract.
+//! [`recorder_contract!`](crate::recorder_contract) generates one `#[test]`
+//! per function for a store; a store of your own (see
+//! [`Store`](crate::persistence::Store)) runs the same suite as the built-in
+//! ones.
+//!
+//! ```
+//! use annals::persistence::memory::MemoryRecorder;
+//! use annals::testing::contract;
+//!
+//! contract::inserts_and_selects_a_stream(&MemoryRecorder::new());
+//! contract::a_conflict_stores_nothing(&MemoryRecorder::new());
+//! ```
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use annals::persistence::{EventQuery, NotificationQuery, ProcessRecorder, StoredEvent, Tracking};
+use crate::persistence::{EventQuery, NotificationQuery, ProcessRecorder, StoredEvent, Tracking};
 
 /// A fresh recorder for a test named `name`, or `None` when the store is not
 /// available here (the test then says it was skipped).
+///
+/// ```
+/// use std::sync::Arc;
+/// use annals::persistence::memory::MemoryRecorder;
+/// use annals::testing::contract::MakeRecorder;
+///
+/// let make: MakeRecorder = |_name| Some(Arc::new(MemoryRecorder::new()));
+/// assert!(make("any_test").is_some());
+/// ```
 pub type MakeRecorder = fn(&str) -> Option<Arc<dyn ProcessRecorder>>;
 
-/// Generates the contract's tests for the store that `$make` (a
-/// [`MakeRecorder`]) opens.
+/// Generates the recorder contract's tests (one `#[test]` per function of
+/// [`testing::contract`](crate::testing::contract), with the same names)
+/// for the store that `$make` (a
+/// [`MakeRecorder`](crate::testing::contract::MakeRecorder)) opens.
+///
+/// When `$make` returns `None` (the store is not configured here), the
+/// test passes after calling the skip hook with the test's name: by
+/// default [`testing::skipped`](crate::testing::skipped), which prints
+/// `SKIPPED <name>: ...` past the test harness's capture, for CI to find;
+/// `recorder_contract!(make, skipped = path::to::hook)` names another
+/// `fn(&str)`.
+///
+/// Needs the `testing` feature.
+///
+/// ```
+/// use std::sync::Arc;
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// // In a test file of your store's crate (`tests/contract.rs`):
+/// annals::recorder_contract!(|_name| Some(Arc::new(MemoryRecorder::new())));
+///
+/// // A store that is not configured here: each test says it was skipped.
+/// mod not_configured {
+///     annals::recorder_contract!(|_name| None);
+/// }
+/// ```
 #[macro_export]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 macro_rules! recorder_contract {
-    ($make:expr) => {
-        $crate::recorder_contract!(@tests $make;
+    ($make:expr $(,)?) => {
+        $crate::recorder_contract!($make, skipped = $crate::testing::skipped);
+    };
+    ($make:expr, skipped = $skipped:path $(,)?) => {
+        $crate::recorder_contract!(@tests $make, $skipped;
             inserts_and_selects_a_stream,
             a_conflict_stores_nothing,
             a_conflict_within_one_batch_stores_nothing,
@@ -36,14 +85,14 @@ macro_rules! recorder_contract {
             concurrent_conflicting_batches_store_exactly_the_successful_saves,
         );
     };
-    (@tests $make:expr; $($name:ident),+ $(,)?) => {
+    (@tests $make:expr, $skipped:path; $($name:ident),+ $(,)?) => {
         $(
             #[test]
             fn $name() {
-                let make: $crate::contract::MakeRecorder = $make;
+                let make: $crate::testing::contract::MakeRecorder = $make;
                 match make(stringify!($name)) {
-                    Some(recorder) => $crate::contract::$name(&*recorder),
-                    None => $crate::skipped(stringify!($name)),
+                    Some(recorder) => $crate::testing::contract::$name(&*recorder),
+                    None => $skipped(stringify!($name)),
                 }
             }
         )+
@@ -51,6 +100,12 @@ macro_rules! recorder_contract {
 }
 
 /// A stored event with a state that names it.
+///
+/// ```
+/// let e = annals::testing::contract::event("a", 2, "T.A");
+/// assert_eq!((e.originator_id.as_str(), e.originator_version), ("a", 2));
+/// assert_eq!(e.state, br#"{"id":"a","v":2}"#);
+/// ```
 pub fn event(originator_id: &str, version: u64, topic: &str) -> StoredEvent {
     StoredEvent {
         originator_id: originator_id.to_owned(),
@@ -78,6 +133,17 @@ fn notification_ids(r: &dyn ProcessRecorder, query: &NotificationQuery) -> Vec<u
 }
 
 /// Inserted events come back, in version order, with every column intact.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::inserts_and_selects_a_stream(&MemoryRecorder::new());
+/// ```
 pub fn inserts_and_selects_a_stream(r: &dyn ProcessRecorder) {
     let events = vec![
         event("a1", 1, "T.A"),
@@ -96,6 +162,17 @@ pub fn inserts_and_selects_a_stream(r: &dyn ProcessRecorder) {
 }
 
 /// A batch that hits an existing version stores none of its events.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::a_conflict_stores_nothing(&MemoryRecorder::new());
+/// ```
 pub fn a_conflict_stores_nothing(r: &dyn ProcessRecorder) {
     r.insert_events(&[event("a", 1, "T"), event("a", 2, "T")])
         .expect("insert");
@@ -114,6 +191,17 @@ pub fn a_conflict_stores_nothing(r: &dyn ProcessRecorder) {
 }
 
 /// Two events at one position in one batch: a conflict, nothing stored.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::a_conflict_within_one_batch_stores_nothing(&MemoryRecorder::new());
+/// ```
 pub fn a_conflict_within_one_batch_stores_nothing(r: &dyn ProcessRecorder) {
     let err = r
         .insert_events(&[event("a", 1, "T"), event("c", 1, "T"), event("a", 1, "T")])
@@ -124,6 +212,17 @@ pub fn a_conflict_within_one_batch_stores_nothing(r: &dyn ProcessRecorder) {
 }
 
 /// after (gt), up to (lte), descending and limit, alone and together.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::selects_events_with_every_argument(&MemoryRecorder::new());
+/// ```
 pub fn selects_events_with_every_argument(r: &dyn ProcessRecorder) {
     let events: Vec<_> = (1..=10).map(|v| event("s", v, "T")).collect();
     r.insert_events(&events).expect("insert");
@@ -157,6 +256,17 @@ pub fn selects_events_with_every_argument(r: &dyn ProcessRecorder) {
 }
 
 /// Streams with similar ids do not mix.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::stream_ids_are_kept_apart(&MemoryRecorder::new());
+/// ```
 pub fn stream_ids_are_kept_apart(r: &dyn ProcessRecorder) {
     r.insert_events(&[event("x", 1, "T"), event("xx", 1, "T"), event("X", 1, "T")])
         .expect("insert");
@@ -168,6 +278,17 @@ pub fn stream_ids_are_kept_apart(r: &dyn ProcessRecorder) {
 }
 
 /// A fresh store numbers its notifications 1, 2, 3, ... in insert order.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::notifications_are_numbered_from_one_in_order(&MemoryRecorder::new());
+/// ```
 pub fn notifications_are_numbered_from_one_in_order(r: &dyn ProcessRecorder) {
     r.insert_events(&[event("a", 1, "T.A"), event("b", 1, "T.B")])
         .expect("insert");
@@ -194,6 +315,17 @@ pub fn notifications_are_numbered_from_one_in_order(r: &dyn ProcessRecorder) {
 }
 
 /// start, limit and stop, alone and together.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::selects_notifications_with_every_argument(&MemoryRecorder::new());
+/// ```
 pub fn selects_notifications_with_every_argument(r: &dyn ProcessRecorder) {
     for v in 1..=10 {
         r.insert_events(&[event("n", v, "T")]).expect("insert");
@@ -218,6 +350,17 @@ pub fn selects_notifications_with_every_argument(r: &dyn ProcessRecorder) {
 
 /// Only the asked topics, still in id order, with limit and stop applied
 /// to what matches.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::filters_notifications_by_topic(&MemoryRecorder::new());
+/// ```
 pub fn filters_notifications_by_topic(r: &dyn ProcessRecorder) {
     let topics = ["T.A", "T.B", "T.C", "T.A", "T.B", "T.A"];
     for (i, topic) in topics.iter().enumerate() {
@@ -248,6 +391,17 @@ pub fn filters_notifications_by_topic(r: &dyn ProcessRecorder) {
 }
 
 /// The highest notification id, 0 when empty.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::max_notification_id_follows_inserts(&MemoryRecorder::new());
+/// ```
 pub fn max_notification_id_follows_inserts(r: &dyn ProcessRecorder) {
     assert_eq!(r.max_notification_id().expect("max"), 0);
     r.insert_events(&[event("m", 1, "T"), event("m", 2, "T")])
@@ -264,6 +418,17 @@ pub fn max_notification_id_follows_inserts(r: &dyn ProcessRecorder) {
 }
 
 /// Arbitrary bytes (not UTF-8, with NULs) and odd ids come back unchanged.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::stores_bytes_exactly(&MemoryRecorder::new());
+/// ```
 pub fn stores_bytes_exactly(r: &dyn ProcessRecorder) {
     let odd = StoredEvent {
         originator_id: "dog-fïdo 'quoted' \"x\"; --".to_owned(),
@@ -280,6 +445,17 @@ pub fn stores_bytes_exactly(r: &dyn ProcessRecorder) {
 }
 
 /// Tracking records: stored with events, max and membership per upstream.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::tracks_processed_notifications(&MemoryRecorder::new());
+/// ```
 pub fn tracks_processed_notifications(r: &dyn ProcessRecorder) {
     let up = |id| Tracking {
         application_name: "upstream".to_owned(),
@@ -304,6 +480,17 @@ pub fn tracks_processed_notifications(r: &dyn ProcessRecorder) {
 
 /// The same (upstream, id) twice: a conflict; the second call's events are
 /// not stored. Conflicting events: the tracking record is not stored.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::a_second_tracking_record_is_a_conflict_and_stores_nothing(&MemoryRecorder::new());
+/// ```
 pub fn a_second_tracking_record_is_a_conflict_and_stores_nothing(r: &dyn ProcessRecorder) {
     let t = Tracking {
         application_name: "up".to_owned(),
@@ -334,6 +521,17 @@ pub fn a_second_tracking_record_is_a_conflict_and_stores_nothing(r: &dyn Process
 }
 
 /// A processed notification that caused no events is still tracked.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::tracking_without_events(&MemoryRecorder::new());
+/// ```
 pub fn tracking_without_events(r: &dyn ProcessRecorder) {
     let t = Tracking {
         application_name: "up".to_owned(),
@@ -349,10 +547,25 @@ pub fn tracking_without_events(r: &dyn ProcessRecorder) {
 }
 
 /// How many saves each of the 8 writer threads makes.
+///
+/// ```
+/// assert_eq!(annals::testing::contract::SAVES_PER_THREAD, 1_000);
+/// ```
 pub const SAVES_PER_THREAD: u64 = 1_000;
 
 /// 8 threads x 1,000 saves, each thread its own streams: every event stored
 /// once, notification ids unique and increasing.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::concurrent_writers_store_every_event_once(&MemoryRecorder::new());
+/// ```
 pub fn concurrent_writers_store_every_event_once(r: &dyn ProcessRecorder) {
     std::thread::scope(|scope| {
         for thread in 0..8 {
@@ -391,6 +604,17 @@ pub fn concurrent_writers_store_every_event_once(r: &dyn ProcessRecorder) {
 
 /// 8 threads race to append to one stream: each version is won by exactly
 /// one thread, the losers get conflicts, and the stream has no gaps.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::concurrent_writers_of_one_stream_conflict(&MemoryRecorder::new());
+/// ```
 pub fn concurrent_writers_of_one_stream_conflict(r: &dyn ProcessRecorder) {
     let wins: u64 = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
@@ -417,6 +641,17 @@ pub fn concurrent_writers_of_one_stream_conflict(r: &dyn ProcessRecorder) {
 /// 8 threads save two-event batches that overlap other threads' batches
 /// wholly or in part: every save that returned Ok is stored whole, every
 /// save that returned a conflict stored nothing.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::concurrent_conflicting_batches_store_exactly_the_successful_saves(&MemoryRecorder::new());
+/// ```
 pub fn concurrent_conflicting_batches_store_exactly_the_successful_saves(r: &dyn ProcessRecorder) {
     let outcomes: Vec<(String, u64, bool)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8u64)
