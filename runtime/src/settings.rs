@@ -70,6 +70,10 @@ settings! {
     POSTGRES_SCHEMA: "the tables' schema, created if missing", None;
     /// `uuid` or `text` originator ids in PostgreSQL.
     POSTGRES_ORIGINATOR_ID_TYPE: "uuid or text originator_id columns", Some("uuid");
+    /// Whether and how PostgreSQL connections use TLS.
+    POSTGRES_SSLMODE: "TLS to the server: disable, prefer, require, verify-ca, verify-full", Some("disable");
+    /// The root certificate that signs the PostgreSQL server's.
+    POSTGRES_SSLROOTCERT: "a PEM file: the root certificate of the server's (verify-ca, verify-full)", None;
     /// Whether to create missing tables on start.
     CREATE_TABLE: "create missing tables on start", Some("yes");
     /// `zlib` compresses stored state.

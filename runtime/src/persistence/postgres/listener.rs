@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use super::recorder::PostgresRecorder;
 use crate::error::{Error, Result};
@@ -22,13 +22,9 @@ impl PostgresRecorder {
     /// The server cannot be reached, or refuses the `LISTEN`.
     pub fn listen(&self) -> Result<Listener> {
         let context = format!("listening to {}", self.sql.channel);
-        let mut client = self
-            .config
-            .connection_config()
-            .connect(NoTls)
-            .map_err(|e| {
-                Error::persistence(format!("connecting to {}", self.config.server()), e)
-            })?;
+        let mut client = self.transport.connect().map_err(|e| {
+            Error::persistence(format!("connecting to {}", self.config.server()), e)
+        })?;
         client
             .batch_execute(&format!("LISTEN \"{}\"", self.sql.channel))
             .map_err(|e| Error::persistence(context, e))?;

@@ -44,10 +44,12 @@ mod pool;
 mod recorder;
 mod settings;
 mod sql;
+mod tls;
 
 pub use listener::Listener;
 pub use recorder::{PostgresRecorder, PostgresSnapshotRecorder};
 pub use settings::{OriginatorIdType, PostgresConfig};
+pub use tls::SslMode;
 
 use std::sync::Arc;
 

@@ -1,12 +1,12 @@
-//! Connections: the pool (r2d2 over `r2d2_postgres`), each connection with
+//! Connections: the pool (r2d2), each connection with
 //! its prepared statements, and how to tell a broken one.
 
 use postgres::error::SqlState;
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 use r2d2::ManageConnection;
-use r2d2_postgres::PostgresConnectionManager;
 
 use super::sql::{Sql, Stmt, STATEMENTS};
+use super::tls::Transport;
 use crate::error::Error;
 
 /// A pooled connection with its prepared statements.
@@ -39,10 +39,10 @@ impl Conn {
     }
 }
 
-/// Opens connections for the pool (through `r2d2_postgres`) and gives each
+/// Opens connections for the pool (plain or TLS, as the settings say) and gives each
 /// its statement cache.
 pub(super) struct Manager {
-    pub(super) inner: PostgresConnectionManager<NoTls>,
+    pub(super) transport: Transport,
 }
 
 impl ManageConnection for Manager {
@@ -51,14 +51,14 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
         Ok(Conn {
-            client: self.inner.connect()?,
+            client: self.transport.connect()?,
             statements: Default::default(),
             broken: false,
         })
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        self.inner.is_valid(&mut conn.client)
+        conn.client.simple_query("").map(drop)
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{NoTls, Row};
+use postgres::Row;
 use r2d2::{Pool, PooledConnection};
-use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
 use super::pool::{is_broken, Conn, Connections, Fail, Manager};
 use super::settings::{check_schema, table_prefix, OriginatorIdType, PostgresConfig};
 use super::sql::{Sql, Stmt};
+use super::tls::Transport;
 use crate::error::{Error, Result};
 use crate::persistence::group_commit::{Failure, GroupCommit, GroupTransaction, SaveError};
 use crate::persistence::wake::{Signal, Watch};
@@ -90,6 +90,8 @@ impl IdParam<'_> {
 #[derive(Clone)]
 pub struct PostgresRecorder {
     connections: Connections,
+    /// How to open a connection of its own (the listener's).
+    pub(super) transport: Transport,
     pub(super) config: PostgresConfig,
     pub(super) sql: Arc<Sql>,
     /// Saves of this process that arrive while one is being written share
@@ -136,8 +138,9 @@ impl PostgresRecorder {
                 "must be more than 0 seconds",
             ));
         }
+        let transport = Transport::new(config)?;
         let manager = Manager {
-            inner: PostgresConnectionManager::new(config.connection_config(), NoTls),
+            transport: transport.clone(),
         };
         let pool = Pool::builder()
             .max_size(config.pool_size)
@@ -168,6 +171,7 @@ impl PostgresRecorder {
         };
         let recorder = Self {
             connections,
+            transport,
             sql,
             config: config.clone(),
             group: Arc::new(GroupCommit::new(writer, true)),

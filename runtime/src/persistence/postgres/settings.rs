@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::tls::{self, SslMode};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::settings;
@@ -109,6 +110,11 @@ pub struct PostgresConfig {
     /// The type of the `originator_id` columns
     /// (`POSTGRES_ORIGINATOR_ID_TYPE`, `uuid` or `text`, default `uuid`).
     pub originator_id_type: OriginatorIdType,
+    /// TLS (`POSTGRES_SSLMODE`; default `disable`).
+    pub ssl_mode: SslMode,
+    /// The root certificate, PEM, that the server's must be signed by
+    /// (`POSTGRES_SSLROOTCERT`; by default the system's roots).
+    pub ssl_root_cert: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -125,6 +131,8 @@ impl fmt::Debug for PostgresConfig {
             .field("pool_size", &self.pool_size)
             .field("schema", &self.schema)
             .field("originator_id_type", &self.originator_id_type)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
             .finish()
     }
 }
@@ -146,6 +154,8 @@ impl PostgresConfig {
             pool_size: 5,
             schema: None,
             originator_id_type: OriginatorIdType::Uuid,
+            ssl_mode: SslMode::Disable,
+            ssl_root_cert: None,
         }
     }
 
@@ -210,6 +220,12 @@ impl PostgresConfig {
         if let Some(id_type) = env.parse(settings::POSTGRES_ORIGINATOR_ID_TYPE.name)? {
             config.originator_id_type = id_type;
         }
+        if let Some(mode) = env.parse(settings::POSTGRES_SSLMODE.name)? {
+            config.ssl_mode = mode;
+        }
+        config.ssl_root_cert = env
+            .get(settings::POSTGRES_SSLROOTCERT.name)
+            .map(|(_, path)| path.into());
         Ok(config)
     }
 
@@ -221,7 +237,8 @@ impl PostgresConfig {
             .port(self.port)
             .user(&self.user)
             .connect_timeout(self.connect_timeout)
-            .application_name("annals");
+            .application_name("annals")
+            .ssl_mode(tls::wire_mode(self.ssl_mode));
         if let Some(password) = &self.password {
             config.password(password);
         }
