@@ -631,3 +631,53 @@ fn a_panicking_policy_is_a_follower_error_and_stop_joins_every_worker() {
     // The calm follower processed both of the leader's events.
     assert_eq!(calm.recorder().max_tracking_id("Leader").expect("calm"), 2);
 }
+
+#[test]
+fn a_running_projection_retries_store_failures_and_stops_on_its_own_errors() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let orders = memory_app("Orders");
+    let db = annals::rusqlite::Connection::open_in_memory().expect("db");
+    let failures = Arc::new(AtomicUsize::new(0));
+    let failing = failures.clone();
+    let projection = Arc::new(
+        Projection::new(
+            "flaky",
+            orders.clone(),
+            db,
+            move |event: &Upstream<'_>, _: &mut annals::rusqlite::Transaction<'_>| {
+                if event.topic() == "Order.Paid" {
+                    return Err(annals::Error::user(std::fmt::Error));
+                }
+                // The read model's store fails twice, then works.
+                if failing.fetch_add(1, Ordering::SeqCst) < 2 {
+                    return Err(annals::Error::persistence(
+                        "projecting",
+                        "database is locked",
+                    ));
+                }
+                Ok(())
+            },
+        )
+        .expect("projection"),
+    );
+    let stop = StopHandle::new();
+    let runner = {
+        let (projection, stop) = (projection.clone(), stop.clone());
+        std::thread::spawn(move || projection.run(&stop, Duration::from_millis(20)))
+    };
+    let mut order = Order::place(vec!["x".into()]);
+    orders.save(&mut order).expect("save");
+    assert!(
+        projection.wait(1, Duration::from_secs(10)),
+        "applied after two failures"
+    );
+    assert_eq!(failures.load(Ordering::SeqCst), 3);
+    order.mark_paid();
+    orders.save(&mut order).expect("save");
+    let err = runner
+        .join()
+        .expect("thread")
+        .expect_err("its own error stops it");
+    assert!(err.user_error::<std::fmt::Error>().is_some(), "{err}");
+    stop.stop();
+}

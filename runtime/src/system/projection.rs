@@ -322,9 +322,22 @@ impl<D: ReadModel> Projection<D> {
         let signal = stop.signal();
         self.leader.notifier().subscribe(signal);
         let _watch = self.leader.recorder().watch(signal)?;
+        let mut backoff = crate::persistence::wake::Backoff::default();
         while !stop.is_stopped() {
-            if self.pull()? == 0 && !stop.is_stopped() {
-                signal.wait(poll);
+            match self.pull() {
+                Ok(pulled) => {
+                    backoff.reset();
+                    if pulled == 0 && !stop.is_stopped() {
+                        signal.wait(poll);
+                    }
+                }
+                // A store failed (the leader's or the read model's): the
+                // notification's tracking row was not written; try again.
+                Err(e) if e.is_persistence() => {
+                    tracing::warn!(projection = %self.name, error = %e.report(), "applying failed; retrying");
+                    backoff.wait(signal);
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(())
