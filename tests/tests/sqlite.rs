@@ -247,3 +247,36 @@ fn a_second_process_writes_the_same_file_at_the_same_time() {
     assert_eq!(all.len() as u64, 3 * RACE);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
 }
+
+#[test]
+fn a_lock_timeout_sqlite_cannot_take_is_a_config_error_not_a_panic() {
+    // Over i32::MAX milliseconds: rusqlite's busy_timeout panics on it.
+    let env = Env::from_map(
+        "School",
+        [
+            ("SQLITE_DBNAME", ":memory:"),
+            ("SQLITE_LOCK_TIMEOUT", "3000000"),
+        ],
+    );
+    match SqliteConfig::from_env(&env) {
+        Err(Error::Config { setting, message }) => {
+            assert_eq!(setting, "SQLITE_LOCK_TIMEOUT");
+            assert!(message.contains("2147483.647"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    // The same check for a config built in code, when it is opened.
+    let mut config = SqliteConfig::new(":memory:");
+    config.lock_timeout = Duration::from_secs(3_000_000);
+    match SqliteRecorder::open(config) {
+        Err(Error::Config { setting, message }) => {
+            assert_eq!(setting, "SQLITE_LOCK_TIMEOUT");
+            assert!(message.contains("2147483.647"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    // The largest value accepted works.
+    let mut config = SqliteConfig::new(":memory:");
+    config.lock_timeout = Duration::from_millis(i32::MAX as u64);
+    SqliteRecorder::open(config).expect("the largest lock timeout");
+}

@@ -187,6 +187,7 @@ impl SqliteRecorder {
     /// Opens (and, unless told not to, prepares) the store that `config`
     /// names.
     pub fn open(config: SqliteConfig) -> Result<Self> {
+        config.check()?;
         let tables = Tables::new(config.table_prefix.as_deref())?;
         let create = config.create_tables;
         let recorder = Self {
