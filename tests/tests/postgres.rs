@@ -451,3 +451,24 @@ fn writers_give_up_after_the_lock_timeout_while_readers_go_on() {
         .expect("insert once unlocked");
     assert_eq!(r.max_notification_id().expect("max"), 2);
 }
+
+#[test]
+fn a_pool_size_over_the_maximum_is_a_config_error() {
+    let env = Env::from_map(
+        "App",
+        [
+            ("POSTGRES_DBNAME", "d"),
+            ("POSTGRES_POOL_SIZE", "4294967295"),
+        ],
+    );
+    let (var, message) = config_error(PostgresConfig::from_env(&env));
+    assert_eq!(var, "POSTGRES_POOL_SIZE");
+    assert!(message.contains("1000"), "{message}");
+    // Built in code: refused at open, before connecting.
+    let mut config = PostgresConfig::new("nowhere");
+    config.port = 1;
+    config.pool_size = u32::MAX;
+    let (var, message) = config_error(PostgresRecorder::open(&config, "dogs"));
+    assert_eq!(var, "POSTGRES_POOL_SIZE");
+    assert!(message.contains("1000"), "{message}");
+}

@@ -99,18 +99,7 @@ impl PostgresRecorder {
         if let Some(schema) = &config.schema {
             check_schema(schema)?;
         }
-        if config.pool_size == 0 {
-            return Err(Error::config(
-                settings::POSTGRES_POOL_SIZE.name,
-                "must be at least 1",
-            ));
-        }
-        if config.connect_timeout.is_zero() {
-            return Err(Error::config(
-                settings::POSTGRES_CONNECT_TIMEOUT.name,
-                "must be more than 0 seconds",
-            ));
-        }
+        config.check_naming(str::to_owned)?;
         let manager = Manager {
             inner: PostgresConnectionManager::new(config.connection_config(), NoTls),
         };

@@ -13,6 +13,11 @@ use crate::settings;
 /// bytes.
 pub(super) const MAX_IDENTIFIER: usize = 63;
 
+/// The most connections a pool may keep (`POSTGRES_POOL_SIZE`): the pool
+/// allocates its bookkeeping for all of them up front, and a server
+/// allows 100 connections by default (`max_connections`).
+pub(super) const MAX_POOL_SIZE: u32 = 1000;
+
 /// The type of the `originator_id` columns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OriginatorIdType {
@@ -80,7 +85,7 @@ pub struct PostgresConfig {
     /// none by default).
     pub statement_timeout: Option<Duration>,
     /// How many connections the pool keeps at most (`POSTGRES_POOL_SIZE`,
-    /// default 5).
+    /// 1 to 1000, default 5).
     pub pool_size: u32,
     /// The schema of the tables, created if missing (`POSTGRES_SCHEMA`;
     /// by default the first schema of the `search_path`, usually `public`).
@@ -171,19 +176,35 @@ impl PostgresConfig {
             .seconds(settings::POSTGRES_STATEMENT_TIMEOUT.name)?
             .filter(|d| !d.is_zero());
         if let Some(size) = env.parse::<u32>(settings::POSTGRES_POOL_SIZE.name)? {
-            if size == 0 {
-                return Err(Error::config(
-                    var_name(env, settings::POSTGRES_POOL_SIZE.name),
-                    "must be at least 1",
-                ));
-            }
             config.pool_size = size;
         }
         config.schema = env.get(settings::POSTGRES_SCHEMA.name).map(|(_, s)| s);
         if let Some(id_type) = env.parse(settings::POSTGRES_ORIGINATOR_ID_TYPE.name)? {
             config.originator_id_type = id_type;
         }
+        config.check_naming(|var| var_name(env, var))?;
         Ok(config)
+    }
+
+    /// Checks the values that the server or the pool cannot take, naming
+    /// the variable (as `name` gives it) of a value at fault.
+    pub(super) fn check_naming(&self, name: impl Fn(&str) -> String) -> Result<()> {
+        if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
+            return Err(Error::config(
+                name(settings::POSTGRES_POOL_SIZE.name),
+                format!(
+                    "{} connections: must be 1 to {MAX_POOL_SIZE}",
+                    self.pool_size
+                ),
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(Error::config(
+                name(settings::POSTGRES_CONNECT_TIMEOUT.name),
+                "must be more than 0 seconds",
+            ));
+        }
+        Ok(())
     }
 
     pub(super) fn connection_config(&self) -> postgres::Config {
