@@ -472,3 +472,37 @@ fn a_pool_size_over_the_maximum_is_a_config_error() {
     assert_eq!(var, "POSTGRES_POOL_SIZE");
     assert!(message.contains("1000"), "{message}");
 }
+
+#[test]
+fn create_table_is_read_and_honoured() {
+    let with = |value: &str| {
+        PostgresConfig::from_env(&Env::from_map(
+            "App",
+            [("POSTGRES_DBNAME", "d"), ("APP_CREATE_TABLE", value)],
+        ))
+    };
+    let (var, message) = config_error(with("perhaps"));
+    assert_eq!(var, "APP_CREATE_TABLE");
+    assert!(message.contains("perhaps"), "{message}");
+    assert!(!with("no").expect("no").create_tables);
+    assert!(with("yes").expect("yes").create_tables);
+    assert!(PostgresConfig::new("d").create_tables, "default");
+
+    let Some(mut config) = server() else {
+        return annals_tests::skipped("create_table_no");
+    };
+    config.originator_id_type = OriginatorIdType::Text;
+    drop_tables(&config, "pg_no_create");
+    config.create_tables = false;
+    let r = PostgresRecorder::open(&config, "pg_no_create").expect("open without creating");
+    let exists: bool = client(&config)
+        .query_one("SELECT to_regclass('pg_no_create_events') IS NOT NULL", &[])
+        .expect("regclass")
+        .get(0);
+    assert!(!exists, "CREATE_TABLE=no created the table");
+    let err = r
+        .insert_events(&[event("a", 1, "T")])
+        .expect_err("no table");
+    let shown = err.report().to_string();
+    assert!(shown.contains("does not exist"), "{shown}");
+}

@@ -89,8 +89,10 @@ impl fmt::Debug for PostgresRecorder {
 }
 
 impl PostgresRecorder {
-    /// Connects to the server `config` names and creates the tables of
-    /// application `app_name` if they are missing. The application's name,
+    /// Connects to the server `config` names and, unless
+    /// [`create_tables`](PostgresConfig::create_tables) is off
+    /// (`CREATE_TABLE=no`), creates the tables of application `app_name`
+    /// if they are missing. The application's name,
     /// lower-cased, prefixes the tables' names: it must be ASCII letters,
     /// digits and underscores, not start with a digit, and be at most 53
     /// bytes long.
@@ -136,7 +138,9 @@ impl PostgresRecorder {
             config: config.clone(),
             group: Arc::new(GroupCommit::new(writer, true)),
         };
-        recorder.create_tables()?;
+        if config.create_tables {
+            recorder.create_tables()?;
+        }
         Ok(recorder)
     }
 

@@ -93,6 +93,9 @@ pub struct PostgresConfig {
     /// The type of the `originator_id` columns
     /// (`POSTGRES_ORIGINATOR_ID_TYPE`, `uuid` or `text`, default `uuid`).
     pub originator_id_type: OriginatorIdType,
+    /// Whether to create missing tables (and the schema) when the store is
+    /// opened (`CREATE_TABLE`, yes/no, default yes).
+    pub create_tables: bool,
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -109,6 +112,7 @@ impl fmt::Debug for PostgresConfig {
             .field("pool_size", &self.pool_size)
             .field("schema", &self.schema)
             .field("originator_id_type", &self.originator_id_type)
+            .field("create_tables", &self.create_tables)
             .finish()
     }
 }
@@ -130,6 +134,7 @@ impl PostgresConfig {
             pool_size: 5,
             schema: None,
             originator_id_type: OriginatorIdType::Uuid,
+            create_tables: true,
         }
     }
 
@@ -139,7 +144,8 @@ impl PostgresConfig {
     /// `POSTGRES_LOCK_TIMEOUT` and `POSTGRES_STATEMENT_TIMEOUT` (seconds,
     /// integer or decimal; 0 means none for the lock and statement
     /// timeouts), `POSTGRES_POOL_SIZE`, `POSTGRES_SCHEMA` and
-    /// `POSTGRES_ORIGINATOR_ID_TYPE` (`uuid` or `text`). Names prefixed
+    /// `POSTGRES_ORIGINATOR_ID_TYPE` (`uuid` or `text`) and `CREATE_TABLE`
+    /// (yes/no). Names prefixed
     /// with the application's name win. A missing database name or a bad
     /// value is an error naming the variable.
     pub fn from_env(env: &Env) -> Result<Self> {
@@ -181,6 +187,9 @@ impl PostgresConfig {
         config.schema = env.get(settings::POSTGRES_SCHEMA.name).map(|(_, s)| s);
         if let Some(id_type) = env.parse(settings::POSTGRES_ORIGINATOR_ID_TYPE.name)? {
             config.originator_id_type = id_type;
+        }
+        if let Some(create) = env.flag(settings::CREATE_TABLE.name)? {
+            config.create_tables = create;
         }
         config.check_naming(|var| var_name(env, var))?;
         Ok(config)
