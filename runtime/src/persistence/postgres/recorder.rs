@@ -11,7 +11,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
-use super::pool::{is_broken, Conn, Connections, Fail, Manager};
+use super::pool::{describe, is_broken, setting_at_fault, Conn, Connections, Fail, Manager};
 use super::settings::{check_schema, table_prefix, OriginatorIdType, PostgresConfig};
 use super::sql::{Sql, Stmt};
 use crate::error::{Error, Result};
@@ -102,8 +102,27 @@ impl PostgresRecorder {
             check_schema(schema)?;
         }
         config.check_naming(str::to_owned)?;
+        // One connection first, directly: the pool retries a connection
+        // that fails until the connect timeout, and keeps only the last
+        // error's text. A server that says no (no such database or role,
+        // a wrong password, a bad setting) is an error at once, with what
+        // the server said.
+        let connection_config = config.connection_config();
+        connection_config.connect(NoTls).map_err(|e| {
+            let look_at = setting_at_fault(&e)
+                .map(|vars| format!(" (check {vars})"))
+                .unwrap_or_default();
+            Error::persistence(
+                format!(
+                    "connecting to {}: {}{look_at}",
+                    config.server(),
+                    describe(&e)
+                ),
+                e,
+            )
+        })?;
         let manager = Manager {
-            inner: PostgresConnectionManager::new(config.connection_config(), NoTls),
+            inner: PostgresConnectionManager::new(connection_config, NoTls),
         };
         let pool = Pool::builder()
             .max_size(config.pool_size)
@@ -204,6 +223,7 @@ impl PostgresRecorder {
 
     fn db_error(&self, context: &str, e: postgres::Error) -> Error {
         let table = &self.sql.events;
+        let said = describe(&e);
         if let Some(db) = e.as_db_error() {
             if *db.code() == SqlState::UNIQUE_VIOLATION {
                 let (id, version) = db.detail().and_then(conflicting_key).unzip();
@@ -221,7 +241,7 @@ impl PostgresRecorder {
             if *db.code() == SqlState::LOCK_NOT_AVAILABLE {
                 return Error::persistence(
                     format!(
-                        "{context} ({table}): gave up waiting for a lock (POSTGRES_LOCK_TIMEOUT)"
+                        "{context} ({table}): gave up waiting for a lock (POSTGRES_LOCK_TIMEOUT): {said}"
                     ),
                     e,
                 );
@@ -229,13 +249,13 @@ impl PostgresRecorder {
             if *db.code() == SqlState::QUERY_CANCELED {
                 return Error::persistence(
                     format!(
-                        "{context} ({table}): cancelled, possibly by POSTGRES_STATEMENT_TIMEOUT"
+                        "{context} ({table}): cancelled, possibly by POSTGRES_STATEMENT_TIMEOUT: {said}"
                     ),
                     e,
                 );
             }
         }
-        Error::persistence(format!("{context} ({table})"), e)
+        Error::persistence(format!("{context} ({table}): {said}"), e)
     }
 
     /// Runs `f` on a connection; once more on another if the connection
@@ -370,14 +390,16 @@ impl PostgresRecorder {
                 }),
                 Err(SaveError::Group(Failure::Failed(why))) => Err(Error::persistence(
                     format!(
-                        "{context} ({table}): the transaction failed, nothing of this save was stored"
+                        "{context} ({table}): the transaction failed, nothing of this save was \
+                         stored: {why}"
                     ),
                     why,
                 )),
                 Err(SaveError::Group(Failure::Unknown(why))) => Err(Error::persistence(
                     format!(
                         "{context} ({table}): the connection broke after COMMIT was sent, so \
-                         whether the events were stored is unknown; select them before trying again"
+                         whether the events were stored is unknown; select them before trying \
+                         again: {why}"
                     ),
                     why,
                 )),
@@ -401,7 +423,7 @@ enum WriteFail {
 impl fmt::Display for WriteFail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WriteFail::Db { error, .. } => error.fmt(f),
+            WriteFail::Db { error, .. } => f.write_str(&describe(error)),
             WriteFail::Other(e) => e.fmt(f),
         }
     }
@@ -561,11 +583,11 @@ impl GroupTransaction for GroupWriter {
                 conn.broken = true;
                 self.conn = None;
                 self.suspect = true;
-                Err(Failure::Unknown(e.to_string()))
+                Err(Failure::Unknown(describe(&e)))
             }
             Err(e) => {
                 conn.rollback();
-                Err(Failure::Failed(e.to_string()))
+                Err(Failure::Failed(describe(&e)))
             }
         }
     }

@@ -18,6 +18,10 @@ pub(super) const MAX_IDENTIFIER: usize = 63;
 /// allows 100 connections by default (`max_connections`).
 pub(super) const MAX_POOL_SIZE: u32 = 1000;
 
+/// The longest `lock_timeout` and `statement_timeout` PostgreSQL takes:
+/// `i32::MAX` milliseconds (about 24.8 days).
+pub(super) const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// The type of the `originator_id` columns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OriginatorIdType {
@@ -212,6 +216,26 @@ impl PostgresConfig {
                 name(settings::POSTGRES_CONNECT_TIMEOUT.name),
                 "must be more than 0 seconds",
             ));
+        }
+        for (var, timeout) in [
+            (settings::POSTGRES_LOCK_TIMEOUT.name, self.lock_timeout),
+            (
+                settings::POSTGRES_STATEMENT_TIMEOUT.name,
+                self.statement_timeout,
+            ),
+        ] {
+            if timeout.is_some_and(|t| t > MAX_TIMEOUT) {
+                return Err(Error::config(
+                    name(var),
+                    format!(
+                        "{} seconds is more than PostgreSQL takes: at most {} seconds \
+                         ({} milliseconds, about 24.8 days), or 0 for none",
+                        timeout.unwrap_or_default().as_secs_f64(),
+                        MAX_TIMEOUT.as_secs_f64(),
+                        MAX_TIMEOUT.as_millis()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
