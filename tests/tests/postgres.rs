@@ -606,3 +606,57 @@ fn create_table_is_read_and_honoured() {
     assert!(shown.contains("does not exist"), "{shown}");
     assert!(shown.contains("42P01"), "{shown}");
 }
+
+#[test]
+fn negative_stored_versions_are_errors_on_every_path() {
+    use annals::prelude::*;
+    use annals_examples::dog_school::Dog;
+    let Some(config) = server() else {
+        return annals_tests::skipped("negative_versions");
+    };
+    let app = Application::builder("pg_negative")
+        .persistence(annals::Persistence::Postgres(config.clone()))
+        .build()
+        .expect("app");
+    let id = uuid::Uuid::new_v4();
+    let mut db = client(&config);
+    db.batch_execute("DELETE FROM pg_negative_events; DELETE FROM pg_negative_snapshots")
+        .expect("empty");
+    for table in ["pg_negative_events", "pg_negative_snapshots"] {
+        db.execute(
+            &format!(
+                "INSERT INTO {table} (originator_id, originator_version, topic, state) \
+                 VALUES ($1, -3, 'Dog.Registered', '\\x7b7d')"
+            ),
+            &[&id],
+        )
+        .expect("a corrupt row");
+    }
+    let simple = id.simple().to_string();
+    let check = |what: &str, err: Error, table: &str| {
+        let shown = err.to_string();
+        assert!(
+            shown.contains("-3") && shown.contains(table),
+            "{what}: {shown}"
+        );
+    };
+    let err = app.repository().get::<Dog>(id).expect_err("get");
+    check("get", err, "pg_negative_events");
+    let err = app
+        .recorder()
+        .select_events(&simple, &EventQuery::all())
+        .expect_err("select_events");
+    check("select_events", err, "pg_negative_events");
+    let err = app
+        .recorder()
+        .select_notifications(&NotificationQuery::new(1, 10))
+        .expect_err("select_notifications");
+    check("select_notifications", err, "pg_negative_events");
+    let snapshots = PostgresRecorder::open(&config, "pg_negative")
+        .expect("open")
+        .snapshot_recorder();
+    let err = snapshots
+        .select_events(&simple, &EventQuery::all())
+        .expect_err("snapshots");
+    check("snapshots", err, "pg_negative_snapshots");
+}

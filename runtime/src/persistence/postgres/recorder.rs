@@ -312,10 +312,11 @@ impl PostgresRecorder {
         })
     }
 
-    fn read_event(&self, row: &Row, first: usize) -> Result<StoredEvent, Fail> {
+    /// The event in columns `first..first + 4` of a row of `table`.
+    fn read_event(&self, table: &str, row: &Row, first: usize) -> Result<StoredEvent, Fail> {
         Ok(StoredEvent {
             originator_id: self.read_id(row, first)?,
-            originator_version: to_u64("originator_version", row.try_get(first + 1)?)?,
+            originator_version: to_u64(table, "originator_version", row.try_get(first + 1)?)?,
             topic: row.try_get(first + 2)?,
             state: row.try_get(first + 3)?,
         })
@@ -622,12 +623,15 @@ impl PostgresRecorder {
         originator_id: &str,
         query: &EventQuery,
         which: [Stmt; 2],
+        table: &str,
     ) -> Result<Vec<StoredEvent>> {
         let id = self.id_param(originator_id)?;
         if query.gt.is_some_and(|gt| gt >= i64::MAX as u64) || query.limit == Some(0) {
             return Ok(Vec::new());
         }
-        let gt = query.gt.map_or(-1, bigint);
+        // With no lower bound, from the lowest bigint: a corrupt row with a
+        // negative version is read (and is an error), not skipped.
+        let gt = query.gt.map_or(i64::MIN, bigint);
         let lte = query.lte.map_or(i64::MAX, bigint);
         let limit = query.limit.map(|l| bigint(l as u64));
         let which = which[usize::from(query.desc)];
@@ -636,7 +640,7 @@ impl PostgresRecorder {
             conn.client
                 .query(&statement, &[id.as_sql(), &gt, &lte, &limit])?
                 .iter()
-                .map(|row| self.read_event(row, 0))
+                .map(|row| self.read_event(table, row, 0))
                 .collect()
         })
     }
@@ -686,15 +690,20 @@ impl AggregateRecorder for PostgresSnapshotRecorder {
             originator_id,
             query,
             [Stmt::SelectSnapshotsAsc, Stmt::SelectSnapshotsDesc],
+            &self.recorder.sql.snapshots,
         )
     }
 }
 
-fn to_u64(what: &str, value: i64) -> Result<u64, Fail> {
+/// A stored id or version: never negative in a row annals wrote.
+fn to_u64(table: &str, column: &str, value: i64) -> Result<u64, Fail> {
     u64::try_from(value).map_err(|_| {
         Fail::Other(Error::persistence(
-            format!("reading {what}"),
-            format!("{value} is negative"),
+            format!(
+                "reading {table}: {column} is {value}, and annals never stores a negative one: \
+                 the row is corrupt"
+            ),
+            "a negative stored value",
         ))
     })
 }
@@ -714,6 +723,7 @@ impl AggregateRecorder for PostgresRecorder {
             originator_id,
             query,
             [Stmt::SelectEventsAsc, Stmt::SelectEventsDesc],
+            &self.sql.events,
         )
     }
 }
@@ -746,8 +756,8 @@ impl ApplicationRecorder for PostgresRecorder {
             rows.iter()
                 .map(|row| {
                     Ok(Notification {
-                        id: to_u64("notification_id", row.try_get(0)?)?,
-                        event: self.read_event(row, 1)?,
+                        id: to_u64(&self.sql.events, "notification_id", row.try_get(0)?)?,
+                        event: self.read_event(&self.sql.events, row, 1)?,
                     })
                 })
                 .collect()
@@ -762,7 +772,7 @@ impl ApplicationRecorder for PostgresRecorder {
         self.read("selecting the highest notification id", |conn| {
             let statement = conn.statement(&self.sql, Stmt::MaxNotificationId)?;
             let max: Option<i64> = conn.client.query_one(&statement, &[])?.try_get(0)?;
-            to_u64("notification_id", max.unwrap_or(0))
+            to_u64(&self.sql.events, "notification_id", max.unwrap_or(0))
         })
     }
 }
@@ -783,7 +793,7 @@ impl ProcessRecorder for PostgresRecorder {
                 .client
                 .query_one(&statement, &[&application_name])?
                 .try_get(0)?;
-            to_u64("notification_id", max.unwrap_or(0))
+            to_u64(&self.sql.tracking, "notification_id", max.unwrap_or(0))
         })
     }
 
