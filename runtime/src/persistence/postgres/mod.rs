@@ -46,6 +46,7 @@ mod settings;
 mod sql;
 
 pub use listener::Listener;
+pub(crate) use pool::describe;
 pub use recorder::{PostgresRecorder, PostgresSnapshotRecorder};
 pub use settings::{OriginatorIdType, PostgresConfig};
 
