@@ -20,6 +20,7 @@ use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
 use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, Nonce, Tag};
 use base64::Engine;
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
@@ -104,7 +105,7 @@ impl Cipher {
             Error::config(
                 CIPHER_KEY,
                 format!(
-                    "an AES key has 16, 24 or 32 bytes, this one has {}",
+                    "an AES key has 16, 24 or 32 bytes, this one has {} bytes",
                     key.len()
                 ),
             )
@@ -125,9 +126,32 @@ impl Cipher {
     /// [`Error::Config`] (naming `CIPHER_KEY`) when it is not base64, or
     /// not of 16, 24 or 32 bytes.
     pub fn from_base64(key: &str) -> Result<Self> {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(key.trim())
-            .map_err(|e| Error::config(CIPHER_KEY, format!("not base64: {e}")))?;
+        // The decoding error quotes a symbol of the key and its offset: say
+        // what is wrong, never what the key holds.
+        let raw = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(key.trim())
+                .map_err(|e| {
+                    let why = match e {
+                        base64::DecodeError::InvalidLength(len) => {
+                            format!("{len} base64 symbols cannot encode whole bytes")
+                        }
+                        base64::DecodeError::InvalidByte(..)
+                        | base64::DecodeError::InvalidLastSymbol(..) => {
+                            "it holds a symbol that is not one of base64's (A-Z, a-z, 0-9, + \
+                             and /, then = padding)"
+                                .to_owned()
+                        }
+                        base64::DecodeError::InvalidPadding => "its = padding is wrong".to_owned(),
+                    };
+                    Error::config(
+                        CIPHER_KEY,
+                        format!(
+                            "not valid base64: {why}; make a key with annals::cipher::create_key()"
+                        ),
+                    )
+                })?,
+        );
         Self::new(&raw)
     }
 
@@ -256,6 +280,29 @@ mod tests {
             cipher.decrypt(&sealed[..sealed.len() - 1]),
             Err(DecryptError::Authentication)
         ));
+    }
+
+    #[test]
+    fn a_malformed_key_is_described_without_echoing_key_material() {
+        use base64::Engine;
+        // A valid key with one symbol that is not base64 ('!' = 33) at
+        // offset 17.
+        let mut key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned();
+        key.replace_range(17..18, "!");
+        let short = base64::engine::general_purpose::STANDARD.encode([0xabu8; 20]);
+        for (key, says) in [
+            (key.as_str(), "not valid base64"),
+            (short.as_str(), "20 bytes"),
+        ] {
+            let err = Cipher::from_base64(key).unwrap_err();
+            let shown = format!("{} {err:?}", err.report());
+            assert!(shown.contains(says), "{shown}");
+            assert!(!shown.contains("33") && !shown.contains("17"), "{shown}");
+            for piece in key.as_bytes().windows(4) {
+                let piece = std::str::from_utf8(piece).unwrap();
+                assert!(!shown.contains(piece), "{piece:?} of the key in {shown}");
+            }
+        }
     }
 
     #[test]

@@ -17,14 +17,21 @@ type CacheKey = (TypeId, String);
 
 /// An LRU cache of aggregates, keyed by type and id. It holds copies:
 /// what goes in and what comes out are never the caller's own values.
+///
+/// The map grows with what is put in (it is unbounded to `lru`, which
+/// would allocate a bounded map's whole capacity up front: any
+/// `AGGREGATE_CACHE_MAXSIZE` is accepted), and `put` evicts the least
+/// recently used entries beyond `max_size`.
 pub(crate) struct Cache {
     entries: Mutex<LruCache<CacheKey, Box<dyn Any + Send>>>,
+    max_size: NonZeroUsize,
 }
 
 impl Cache {
     pub(crate) fn new(max_size: NonZeroUsize) -> Self {
         Self {
-            entries: Mutex::new(LruCache::new(max_size)),
+            entries: Mutex::new(LruCache::unbounded()),
+            max_size,
         }
     }
 
@@ -53,6 +60,9 @@ impl Cache {
             .is_some_and(|cached| cached.version() > aggregate.version());
         if !newer {
             entries.put(key, Box::new(copy));
+            while entries.len() > self.max_size.get() {
+                entries.pop_lru();
+            }
         }
     }
 

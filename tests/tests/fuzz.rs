@@ -1364,7 +1364,6 @@ fn hostile_settings_never_panic() {
 /// i32 holds) panics in rusqlite's `busy_timeout` ("too big") when the store
 /// opens, instead of being a configuration error (or a clamp).
 #[test]
-#[ignore = "panics: see the fuzz-12 report (SQLITE_LOCK_TIMEOUT beyond i32 milliseconds; rusqlite busy_timeout \"too big\")"]
 fn a_huge_sqlite_lock_timeout_does_not_panic() {
     for value in ["2147483.648", "1e10"] {
         let vars = [
@@ -1392,7 +1391,6 @@ fn a_huge_sqlite_lock_timeout_does_not_panic() {
 /// failed"), which no test can catch, so only the panicking values are
 /// here.
 #[test]
-#[ignore = "panics: see the fuzz-12 report (AGGREGATE_CACHE_MAXSIZE allocated up front; hashbrown \"Hash table capacity overflow\", or an abort)"]
 fn a_huge_aggregate_cache_size_does_not_panic() {
     for value in ["18446744073709551615", "4611686018427387903"] {
         let env = Env::from_map("Fuzz", [("AGGREGATE_CACHE_MAXSIZE", value)]);

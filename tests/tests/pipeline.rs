@@ -578,3 +578,56 @@ fn hostile_stored_bytes_are_errors_not_panics() {
         "{err}"
     );
 }
+
+#[test]
+fn a_huge_cache_size_allocates_only_what_is_used_and_eviction_keeps_n() {
+    // The largest sizes do not allocate their capacity up front.
+    for size in ["1000000000", "18446744073709551615"] {
+        let env = Env::from_map("Huge", [("AGGREGATE_CACHE_MAXSIZE", size)]);
+        let app = Application::builder("Huge")
+            .with_env(&env)
+            .expect("env")
+            .build()
+            .expect(size);
+        let mut dog = Dog::register("Fido".into());
+        app.save(&mut dog).expect("save");
+        let _: Dog = app.repository().get(dog.id()).expect("get");
+    }
+    let app = Application::builder("Huge")
+        .cache(usize::MAX)
+        .build()
+        .expect("usize::MAX");
+    let mut dog = Dog::register("Fido".into());
+    app.save(&mut dog).expect("save");
+
+    // At most 2 kept: the least recently used goes.
+    let counting = Arc::new(Counting {
+        inner: MemoryRecorder::new(),
+        queries: Mutex::new(Vec::new()),
+    });
+    let app = Application::builder("Small")
+        .recorder(counting.clone())
+        .cache(2)
+        .build()
+        .expect("app");
+    let mut dogs: Vec<Dog> = ["a", "b", "c"]
+        .iter()
+        .map(|name| Dog::register((*name).into()))
+        .collect();
+    for dog in &mut dogs {
+        app.save(dog).expect("save");
+    }
+    let get = |dog: &Dog| {
+        counting.queries.lock().expect("lock").clear();
+        let _: Dog = app.repository().get(dog.id()).expect("get");
+        counting.queries.lock().expect("lock").clone()
+    };
+    // c and b are cached (a hit reads only newer events: gt = 1).
+    assert_eq!(get(&dogs[2]), [Some(1)], "c cached");
+    assert_eq!(get(&dogs[1]), [Some(1)], "b cached");
+    // a was evicted: read whole; getting it puts it back, evicting c.
+    assert_eq!(get(&dogs[0]), [None], "a evicted");
+    assert_eq!(get(&dogs[0]), [Some(1)], "a cached again");
+    assert_eq!(get(&dogs[1]), [Some(1)], "b still cached");
+    assert_eq!(get(&dogs[2]), [None], "c evicted");
+}

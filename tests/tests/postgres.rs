@@ -451,3 +451,212 @@ fn writers_give_up_after_the_lock_timeout_while_readers_go_on() {
         .expect("insert once unlocked");
     assert_eq!(r.max_notification_id().expect("max"), 2);
 }
+
+#[test]
+fn a_pool_size_over_the_maximum_is_a_config_error() {
+    let env = Env::from_map(
+        "App",
+        [
+            ("POSTGRES_DBNAME", "d"),
+            ("POSTGRES_POOL_SIZE", "4294967295"),
+        ],
+    );
+    let (var, message) = config_error(PostgresConfig::from_env(&env));
+    assert_eq!(var, "POSTGRES_POOL_SIZE");
+    assert!(message.contains("1000"), "{message}");
+    // Built in code: refused at open, before connecting.
+    let mut config = PostgresConfig::new("nowhere");
+    config.port = 1;
+    config.pool_size = u32::MAX;
+    let (var, message) = config_error(PostgresRecorder::open(&config, "dogs"));
+    assert_eq!(var, "POSTGRES_POOL_SIZE");
+    assert!(message.contains("1000"), "{message}");
+}
+
+#[test]
+fn timeouts_postgres_cannot_take_are_config_errors() {
+    for var in ["POSTGRES_LOCK_TIMEOUT", "POSTGRES_STATEMENT_TIMEOUT"] {
+        let env = Env::from_map("App", [("POSTGRES_DBNAME", "d"), (var, "1e12")]);
+        let (setting, message) = config_error(PostgresConfig::from_env(&env));
+        assert_eq!(setting, var);
+        assert!(message.contains("2147483.647"), "{message}");
+    }
+    let env = Env::from_map(
+        "App",
+        [
+            ("POSTGRES_DBNAME", "d"),
+            ("POSTGRES_LOCK_TIMEOUT", "2147483.647"),
+        ],
+    );
+    PostgresConfig::from_env(&env).expect("the largest lock timeout");
+    // Built in code: refused at open, at once.
+    let mut config = PostgresConfig::new("nowhere");
+    config.lock_timeout = Some(Duration::from_secs(1_000_000_000_000));
+    let (setting, _) = config_error(PostgresRecorder::open(&config, "dogs"));
+    assert_eq!(setting, "POSTGRES_LOCK_TIMEOUT");
+    let mut config = PostgresConfig::new("nowhere");
+    config.statement_timeout = Some(Duration::from_secs(1_000_000_000_000));
+    let (setting, _) = config_error(PostgresRecorder::open(&config, "dogs"));
+    assert_eq!(setting, "POSTGRES_STATEMENT_TIMEOUT");
+}
+
+#[test]
+fn a_connection_that_cannot_succeed_fails_at_once_with_the_servers_message() {
+    let Some(server) = server() else {
+        return annals_tests::skipped("connect_fails_fast");
+    };
+    // The test server trusts 127.0.0.1, so a wrong password would be
+    // accepted: a missing database and a missing role fail as surely.
+    let mut missing_db = server.clone();
+    missing_db.dbname = "annals_no_such_database".to_owned();
+    let mut missing_role = server.clone();
+    missing_role.user = "annals_no_such_role".to_owned();
+    for (config, code, says, names) in [
+        (
+            missing_db,
+            "3D000",
+            "database \"annals_no_such_database\" does not exist",
+            "POSTGRES_DBNAME",
+        ),
+        (
+            missing_role,
+            "28000",
+            "role \"annals_no_such_role\" does not exist",
+            "POSTGRES_USER",
+        ),
+    ] {
+        let mut config = config;
+        config.connect_timeout = Duration::from_secs(10);
+        let started = std::time::Instant::now();
+        let err = PostgresRecorder::open(&config, "dogs").expect_err(says);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "failed after {:?}, not at once: {err}",
+            started.elapsed()
+        );
+        let shown = err.to_string();
+        assert!(shown.contains(says), "{shown}");
+        assert!(shown.contains(code), "{shown}");
+        assert!(shown.contains(names), "{shown}");
+    }
+}
+
+#[test]
+fn a_role_that_may_not_create_tables_gets_the_servers_permission_denied() {
+    let Some(server) = server() else {
+        return annals_tests::skipped("permission_denied");
+    };
+    let mut db = client(&server);
+    db.batch_execute(
+        "DROP SCHEMA IF EXISTS annals_locked CASCADE; \
+         CREATE SCHEMA annals_locked; \
+         DO $$ BEGIN \
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'annals_noddl') THEN \
+             CREATE ROLE annals_noddl LOGIN; \
+           END IF; \
+         END $$; \
+         GRANT USAGE ON SCHEMA annals_locked TO annals_noddl; \
+         REVOKE CREATE ON SCHEMA annals_locked FROM annals_noddl",
+    )
+    .expect("a schema annals_noddl may not create tables in");
+    let mut config = server.clone();
+    config.user = "annals_noddl".to_owned();
+    config.password = None;
+    config.schema = Some("annals_locked".to_owned());
+    let err = PostgresRecorder::open(&config, "dogs").expect_err("may not create");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("permission denied for schema annals_locked"),
+        "{shown}"
+    );
+    assert!(shown.contains("42501"), "{shown}");
+}
+
+#[test]
+fn create_table_is_read_and_honoured() {
+    let with = |value: &str| {
+        PostgresConfig::from_env(&Env::from_map(
+            "App",
+            [("POSTGRES_DBNAME", "d"), ("APP_CREATE_TABLE", value)],
+        ))
+    };
+    let (var, message) = config_error(with("perhaps"));
+    assert_eq!(var, "APP_CREATE_TABLE");
+    assert!(message.contains("perhaps"), "{message}");
+    assert!(!with("no").expect("no").create_tables);
+    assert!(with("yes").expect("yes").create_tables);
+    assert!(PostgresConfig::new("d").create_tables, "default");
+
+    let Some(mut config) = server() else {
+        return annals_tests::skipped("create_table_no");
+    };
+    config.originator_id_type = OriginatorIdType::Text;
+    drop_tables(&config, "pg_no_create");
+    config.create_tables = false;
+    let r = PostgresRecorder::open(&config, "pg_no_create").expect("open without creating");
+    let exists: bool = client(&config)
+        .query_one("SELECT to_regclass('pg_no_create_events') IS NOT NULL", &[])
+        .expect("regclass")
+        .get(0);
+    assert!(!exists, "CREATE_TABLE=no created the table");
+    let err = r
+        .insert_events(&[event("a", 1, "T")])
+        .expect_err("no table");
+    let shown = err.to_string();
+    assert!(shown.contains("does not exist"), "{shown}");
+    assert!(shown.contains("42P01"), "{shown}");
+}
+
+#[test]
+fn negative_stored_versions_are_errors_on_every_path() {
+    use annals::prelude::*;
+    use annals_examples::dog_school::Dog;
+    let Some(config) = server() else {
+        return annals_tests::skipped("negative_versions");
+    };
+    let app = Application::builder("pg_negative")
+        .persistence(annals::Persistence::Postgres(config.clone()))
+        .build()
+        .expect("app");
+    let id = uuid::Uuid::new_v4();
+    let mut db = client(&config);
+    db.batch_execute("DELETE FROM pg_negative_events; DELETE FROM pg_negative_snapshots")
+        .expect("empty");
+    for table in ["pg_negative_events", "pg_negative_snapshots"] {
+        db.execute(
+            &format!(
+                "INSERT INTO {table} (originator_id, originator_version, topic, state) \
+                 VALUES ($1, -3, 'Dog.Registered', '\\x7b7d')"
+            ),
+            &[&id],
+        )
+        .expect("a corrupt row");
+    }
+    let simple = id.simple().to_string();
+    let check = |what: &str, err: Error, table: &str| {
+        let shown = err.to_string();
+        assert!(
+            shown.contains("-3") && shown.contains(table),
+            "{what}: {shown}"
+        );
+    };
+    let err = app.repository().get::<Dog>(id).expect_err("get");
+    check("get", err, "pg_negative_events");
+    let err = app
+        .recorder()
+        .select_events(&simple, &EventQuery::all())
+        .expect_err("select_events");
+    check("select_events", err, "pg_negative_events");
+    let err = app
+        .recorder()
+        .select_notifications(&NotificationQuery::new(1, 10))
+        .expect_err("select_notifications");
+    check("select_notifications", err, "pg_negative_events");
+    let snapshots = PostgresRecorder::open(&config, "pg_negative")
+        .expect("open")
+        .snapshot_recorder();
+    let err = snapshots
+        .select_events(&simple, &EventQuery::all())
+        .expect_err("snapshots");
+    check("snapshots", err, "pg_negative_snapshots");
+}

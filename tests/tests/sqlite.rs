@@ -245,3 +245,84 @@ fn a_second_process_writes_the_same_file_at_the_same_time() {
     assert_eq!(all.len() as u64, 3 * RACE);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
 }
+
+#[test]
+fn a_lock_timeout_sqlite_cannot_take_is_a_config_error_not_a_panic() {
+    // Over i32::MAX milliseconds: rusqlite's busy_timeout panics on it.
+    let env = Env::from_map(
+        "School",
+        [
+            ("SQLITE_DBNAME", ":memory:"),
+            ("SQLITE_LOCK_TIMEOUT", "3000000"),
+        ],
+    );
+    match SqliteConfig::from_env(&env) {
+        Err(Error::Config { setting, message }) => {
+            assert_eq!(setting, "SQLITE_LOCK_TIMEOUT");
+            assert!(message.contains("2147483.647"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    // The same check for a config built in code, when it is opened.
+    let mut config = SqliteConfig::new(":memory:");
+    config.lock_timeout = Duration::from_secs(3_000_000);
+    match SqliteRecorder::open(config) {
+        Err(Error::Config { setting, message }) => {
+            assert_eq!(setting, "SQLITE_LOCK_TIMEOUT");
+            assert!(message.contains("2147483.647"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    // The largest value accepted works.
+    let mut config = SqliteConfig::new(":memory:");
+    config.lock_timeout = Duration::from_millis(i32::MAX as u64);
+    SqliteRecorder::open(config).expect("the largest lock timeout");
+}
+
+#[test]
+fn negative_stored_versions_are_errors_on_every_path() {
+    use annals::prelude::*;
+    use annals_examples::dog_school::Dog;
+    let path = temp_db("negative");
+    let dbname = path.to_str().expect("utf-8").to_owned();
+    let app = Application::builder("negative")
+        .sqlite(dbname.clone())
+        .build()
+        .expect("app");
+    let id = uuid::Uuid::new_v4();
+    let simple = id.simple().to_string();
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    for table in ["stored_events", "stored_snapshots"] {
+        raw.execute(
+            &format!(
+                "INSERT INTO {table} (originator_id, originator_version, topic, state) \
+                 VALUES (?1, -3, 'Dog.Registered', x'7b7d')"
+            ),
+            [&simple],
+        )
+        .expect("a corrupt row");
+    }
+    let check = |what: &str, err: Error, table: &str| {
+        let shown = err.to_string();
+        assert!(
+            shown.contains("-3") && shown.contains(table),
+            "{what}: {shown}"
+        );
+    };
+    let err = app.repository().get::<Dog>(id).expect_err("get");
+    check("get", err, "stored_events");
+    let recorder = SqliteRecorder::open(SqliteConfig::new(dbname)).expect("open");
+    let err = recorder
+        .select_events(&simple, &EventQuery::all())
+        .expect_err("select_events");
+    check("select_events", err, "stored_events");
+    let err = recorder
+        .select_notifications(&NotificationQuery::new(1, 10))
+        .expect_err("select_notifications");
+    check("select_notifications", err, "stored_events");
+    let err = recorder
+        .snapshot_recorder()
+        .select_events(&simple, &EventQuery::all())
+        .expect_err("snapshots");
+    check("snapshots", err, "stored_snapshots");
+}

@@ -681,3 +681,31 @@ fn a_running_projection_retries_store_failures_and_stops_on_its_own_errors() {
     assert!(err.user_error::<std::fmt::Error>().is_some(), "{err}");
     stop.stop();
 }
+
+#[test]
+fn a_projections_own_conflict_error_stops_it_with_that_error() {
+    let orders = memory_app("Orders");
+    let mut order = Order::place(vec!["x".into()]);
+    orders.save(&mut order).expect("save");
+    let db = rusqlite::Connection::open_in_memory().expect("open");
+    let projection = Projection::new(
+        "conflicted",
+        orders.clone(),
+        db,
+        |_: &Upstream<'_>, _: &mut rusqlite::Transaction<'_>| {
+            Err(annals::Error::conflict("the user's own conflict"))
+        },
+    )
+    .expect("projection");
+    let err = projection.pull().expect_err("the user's conflict stops it");
+    assert!(err.is_conflict(), "{err}");
+    assert!(err.to_string().contains("the user's own conflict"), "{err}");
+    // Nothing was recorded as applied.
+    let applied: i64 = projection.with_db(|db| {
+        db.query_row("SELECT count(*) FROM projection_tracking", [], |row| {
+            row.get(0)
+        })
+        .expect("count")
+    });
+    assert_eq!(applied, 0);
+}

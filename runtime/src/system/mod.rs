@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub use crate::log::{NotificationLogReader, Stopper, Subscription};
 pub use crate::persistence::wake::{Notifier, Signal, Watch};
 pub use process::{Policies, Policy, ProcessApplication, Processing, Upstream};
-pub use projection::{ProjectFn, Projection, ReadModel};
+pub use projection::{Applied, ProjectFn, Projection, ReadModel};
 pub use runner::{MultiThreadedRunner, SingleThreadedRunner, StopHandle};
 pub use sync::{FollowerReport, SyncOptions, SyncReport};
 

@@ -42,24 +42,39 @@ pub trait ReadModel: Send + 'static {
     fn max_tracking_id(&mut self, name: &str, leader: &str) -> Result<u64>;
 
     /// Runs `apply` in a transaction and records, in the same transaction,
-    /// that projection `name` applied notification `id` of `leader`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Conflict`] when it was applied already; `apply`'s error;
-    /// the database's errors. Nothing is committed then.
+    /// that projection `name` applied notification `id` of `leader`. When
+    /// that record exists already (another instance of the projection
+    /// applied it), nothing is done and the answer is
+    /// [`Applied::Already`]; an error of `apply` (of any kind, a conflict
+    /// too) is returned as it is, and nothing of the transaction stays.
     fn apply(
         &mut self,
         name: &str,
         leader: &str,
         id: u64,
         apply: &mut dyn FnMut(&mut Self::Tx<'_>) -> Result<()>,
-    ) -> Result<()>;
+    ) -> Result<Applied>;
 }
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// What [`ReadModel::apply`] did with a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied now, with its tracking record.
+    Now,
+    /// Applied before (its tracking record exists): nothing was done.
+    Already,
+}
+
+#[cfg(feature = "sqlite")]
 fn db_error(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::persistence(context.to_owned(), e)
+}
+
+/// A PostgreSQL error, with what the server said in its own message.
+#[cfg(feature = "postgres")]
+fn pg_error(context: &str, e: postgres::Error) -> Error {
+    let said = crate::persistence::postgres::describe(&e);
+    Error::persistence(format!("{context}: {said}"), e)
 }
 
 #[cfg(feature = "sqlite")]
@@ -93,27 +108,30 @@ impl ReadModel for rusqlite::Connection {
         leader: &str,
         id: u64,
         apply: &mut dyn FnMut(&mut Self::Tx<'_>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Applied> {
         let mut tx = self
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| db_error("beginning a projection transaction", e))?;
-        tx.execute(
+        let tracked = tx.execute(
             "INSERT INTO projection_tracking VALUES (?1, ?2, ?3)",
             rusqlite::params![
                 name,
                 leader,
                 crate::persistence::to_i64("notification id", id)?
             ],
-        )
-        .map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::ConstraintViolation) => Error::conflict(format!(
-                "{name} already applied notification {id} of {leader}"
-            )),
-            _ => db_error("recording projection tracking", e),
-        })?;
+        );
+        match tracked {
+            Ok(_) => {}
+            // Dropping `tx` rolls it back.
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                return Ok(Applied::Already)
+            }
+            Err(e) => return Err(db_error("recording projection tracking", e)),
+        }
         apply(&mut tx)?;
         tx.commit()
-            .map_err(|e| db_error("committing a projection transaction", e))
+            .map_err(|e| db_error("committing a projection transaction", e))?;
+        Ok(Applied::Now)
     }
 }
 
@@ -129,7 +147,7 @@ impl ReadModel for postgres::Client {
             "CREATE TABLE IF NOT EXISTS projection_tracking (projection text, application_name text, \
              notification_id bigint, PRIMARY KEY (projection, application_name, notification_id))",
         )
-        .map_err(|e| db_error("creating projection_tracking", e))
+        .map_err(|e| pg_error("creating projection_tracking", e))
     }
 
     fn max_tracking_id(&mut self, name: &str, leader: &str) -> Result<u64> {
@@ -139,7 +157,7 @@ impl ReadModel for postgres::Client {
         )
         .and_then(|row| row.try_get::<_, Option<i64>>(0))
         .map(|max| max.map_or(0, i64::unsigned_abs))
-        .map_err(|e| db_error("reading projection_tracking", e))
+        .map_err(|e| pg_error("reading projection_tracking", e))
     }
 
     fn apply(
@@ -148,27 +166,30 @@ impl ReadModel for postgres::Client {
         leader: &str,
         id: u64,
         apply: &mut dyn FnMut(&mut Self::Tx<'_>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Applied> {
         let mut tx = self
             .transaction()
-            .map_err(|e| db_error("beginning a projection transaction", e))?;
-        tx.execute(
+            .map_err(|e| pg_error("beginning a projection transaction", e))?;
+        let tracked = tx.execute(
             "INSERT INTO projection_tracking VALUES ($1, $2, $3)",
             &[
                 &name,
                 &leader,
                 &crate::persistence::to_i64("notification id", id)?,
             ],
-        )
-        .map_err(|e| match e.code() {
-            Some(code) if *code == postgres::error::SqlState::UNIQUE_VIOLATION => Error::conflict(
-                format!("{name} already applied notification {id} of {leader}"),
-            ),
-            _ => db_error("recording projection tracking", e),
-        })?;
+        );
+        match tracked {
+            Ok(_) => {}
+            // Dropping `tx` rolls it back.
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                return Ok(Applied::Already)
+            }
+            Err(e) => return Err(pg_error("recording projection tracking", e)),
+        }
         apply(&mut tx)?;
         tx.commit()
-            .map_err(|e| db_error("committing a projection transaction", e))
+            .map_err(|e| pg_error("committing a projection transaction", e))?;
+        Ok(Applied::Now)
     }
 }
 
@@ -296,11 +317,10 @@ impl<D: ReadModel> Projection<D> {
                 let upstream = Upstream::new(&self.leader, notification);
                 match db.apply(&self.name, leader, notification.id, &mut |tx| {
                     (self.project)(&upstream, tx)
-                }) {
-                    Ok(()) => applied += 1,
+                })? {
+                    Applied::Now => applied += 1,
                     // Another instance of this projection applied it.
-                    Err(Error::Conflict { .. }) => {}
-                    Err(e) => return Err(e),
+                    Applied::Already => {}
                 }
                 let mut progress = self.progress.0.lock().unwrap_or_else(|e| e.into_inner());
                 *progress = notification.id;

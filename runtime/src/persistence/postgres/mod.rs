@@ -47,6 +47,7 @@ mod sql;
 mod tls;
 
 pub use listener::Listener;
+pub(crate) use pool::describe;
 pub use recorder::{PostgresRecorder, PostgresSnapshotRecorder};
 pub use settings::{OriginatorIdType, PostgresConfig};
 pub use tls::SslMode;
@@ -57,7 +58,7 @@ use crate::error::Result;
 use crate::persistence::{Recorders, Store};
 
 impl Store for PostgresConfig {
-    /// Connects and creates the tables of application `app_name` (its name,
+    /// Connects and (unless `create_tables` is off) creates the tables of application `app_name` (its name,
     /// lower-cased, prefixes theirs); both recorders share one pool.
     fn open(&self, app_name: &str) -> Result<Recorders> {
         let recorder = PostgresRecorder::open(self, app_name)?;

@@ -47,23 +47,82 @@ pub(super) struct Manager {
 
 impl ManageConnection for Manager {
     type Connection = Conn;
-    type Error = postgres::Error;
+    type Error = Described;
 
-    fn connect(&self) -> Result<Conn, postgres::Error> {
+    fn connect(&self) -> Result<Conn, Described> {
         Ok(Conn {
-            client: self.transport.connect()?,
+            client: self.transport.connect().map_err(Described)?,
             statements: Default::default(),
             broken: false,
         })
     }
 
-    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        conn.client.simple_query("").map(drop)
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), Described> {
+        conn.client.simple_query("").map(drop).map_err(Described)
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
         conn.broken || conn.client.is_closed()
     }
+}
+
+/// What `e` says, in one line: for an error of the server its severity,
+/// SQLSTATE, message, detail and hint (`ERROR 42501: permission denied for
+/// schema public`), else the error and its sources (`error connecting to
+/// server: Connection refused (os error 111)`). The `postgres` crate's own
+/// `Display` shows only the kind (`db error`).
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!(" (detail: {detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!(" (hint: {hint})"));
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// A `postgres::Error` that displays as [`describe`] says (the pool's
+/// errors show their connections' errors by their `Display`).
+#[derive(Debug)]
+pub(super) struct Described(pub(super) postgres::Error);
+
+impl std::fmt::Display for Described {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe(&self.0))
+    }
+}
+
+impl std::error::Error for Described {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Which setting to look at when a connection is refused with `e`, if one
+/// is at fault.
+pub(super) fn setting_at_fault(e: &postgres::Error) -> Option<&'static str> {
+    let code = e.code()?;
+    Some(if *code == SqlState::INVALID_CATALOG_NAME {
+        "POSTGRES_DBNAME"
+    } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        || *code == SqlState::INVALID_PASSWORD
+    {
+        "POSTGRES_USER, POSTGRES_PASSWORD"
+    } else if *code == SqlState::INVALID_PARAMETER_VALUE {
+        "POSTGRES_LOCK_TIMEOUT, POSTGRES_STATEMENT_TIMEOUT"
+    } else {
+        return None;
+    })
 }
 
 /// Whether `e` means the connection is gone (so another may work).
@@ -103,7 +162,7 @@ impl Connections {
     pub(super) fn checkout(&self) -> crate::Result<r2d2::PooledConnection<Manager>> {
         self.pool
             .get()
-            .map_err(|e| Error::persistence(format!("connecting to {}", self.server), e))
+            .map_err(|e| Error::persistence(format!("connecting to {}: {e}", self.server), e))
     }
 
     /// A connection for a retry: one that answers (the pool may hold others

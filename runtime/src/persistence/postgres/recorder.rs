@@ -10,7 +10,7 @@ use postgres::Row;
 use r2d2::{Pool, PooledConnection};
 use uuid::Uuid;
 
-use super::pool::{is_broken, Conn, Connections, Fail, Manager};
+use super::pool::{describe, is_broken, setting_at_fault, Conn, Connections, Fail, Manager};
 use super::settings::{check_schema, table_prefix, OriginatorIdType, PostgresConfig};
 use super::sql::{Sql, Stmt};
 use super::tls::Transport;
@@ -109,8 +109,10 @@ impl fmt::Debug for PostgresRecorder {
 }
 
 impl PostgresRecorder {
-    /// Connects to the server `config` names and creates the tables of
-    /// application `app_name` if they are missing. The application's name,
+    /// Connects to the server `config` names and, unless
+    /// [`create_tables`](PostgresConfig::create_tables) is off
+    /// (`CREATE_TABLE=no`), creates the tables of application `app_name`
+    /// if they are missing. The application's name,
     /// lower-cased, prefixes the tables' names: it must be ASCII letters,
     /// digits and underscores, not start with a digit, and be at most 53
     /// bytes long.
@@ -126,19 +128,26 @@ impl PostgresRecorder {
         if let Some(schema) = &config.schema {
             check_schema(schema)?;
         }
-        if config.pool_size == 0 {
-            return Err(Error::config(
-                settings::POSTGRES_POOL_SIZE.name,
-                "must be at least 1",
-            ));
-        }
-        if config.connect_timeout.is_zero() {
-            return Err(Error::config(
-                settings::POSTGRES_CONNECT_TIMEOUT.name,
-                "must be more than 0 seconds",
-            ));
-        }
+        config.check_naming(str::to_owned)?;
         let transport = Transport::new(config)?;
+        // One connection first, directly: the pool retries a connection
+        // that fails until the connect timeout, and keeps only the last
+        // error's text. A server that says no (no such database or role,
+        // a wrong password, a bad setting) is an error at once, with what
+        // the server said.
+        transport.connect().map_err(|e| {
+            let look_at = setting_at_fault(&e)
+                .map(|vars| format!(" (check {vars})"))
+                .unwrap_or_default();
+            Error::persistence(
+                format!(
+                    "connecting to {}: {}{look_at}",
+                    config.server(),
+                    describe(&e)
+                ),
+                e,
+            )
+        })?;
         let manager = Manager {
             transport: transport.clone(),
         };
@@ -176,7 +185,9 @@ impl PostgresRecorder {
             config: config.clone(),
             group: Arc::new(GroupCommit::new(writer, true)),
         };
-        recorder.create_tables()?;
+        if config.create_tables {
+            recorder.create_tables()?;
+        }
         Ok(recorder)
     }
 
@@ -246,6 +257,7 @@ impl PostgresRecorder {
 
     fn db_error(&self, context: &str, e: postgres::Error) -> Error {
         let table = &self.sql.events;
+        let said = describe(&e);
         if let Some(db) = e.as_db_error() {
             if *db.code() == SqlState::UNIQUE_VIOLATION {
                 let (id, version) = db.detail().and_then(conflicting_key).unzip();
@@ -263,7 +275,7 @@ impl PostgresRecorder {
             if *db.code() == SqlState::LOCK_NOT_AVAILABLE {
                 return Error::persistence(
                     format!(
-                        "{context} ({table}): gave up waiting for a lock (POSTGRES_LOCK_TIMEOUT)"
+                        "{context} ({table}): gave up waiting for a lock (POSTGRES_LOCK_TIMEOUT): {said}"
                     ),
                     e,
                 );
@@ -271,13 +283,13 @@ impl PostgresRecorder {
             if *db.code() == SqlState::QUERY_CANCELED {
                 return Error::persistence(
                     format!(
-                        "{context} ({table}): cancelled, possibly by POSTGRES_STATEMENT_TIMEOUT"
+                        "{context} ({table}): cancelled, possibly by POSTGRES_STATEMENT_TIMEOUT: {said}"
                     ),
                     e,
                 );
             }
         }
-        Error::persistence(format!("{context} ({table})"), e)
+        Error::persistence(format!("{context} ({table}): {said}"), e)
     }
 
     /// Runs `f` on a connection; once more on another if the connection
@@ -334,10 +346,11 @@ impl PostgresRecorder {
         })
     }
 
-    fn read_event(&self, row: &Row, first: usize) -> Result<StoredEvent, Fail> {
+    /// The event in columns `first..first + 4` of a row of `table`.
+    fn read_event(&self, table: &str, row: &Row, first: usize) -> Result<StoredEvent, Fail> {
         Ok(StoredEvent {
             originator_id: self.read_id(row, first)?,
-            originator_version: to_u64("originator_version", row.try_get(first + 1)?)?,
+            originator_version: to_u64(table, "originator_version", row.try_get(first + 1)?)?,
             topic: row.try_get(first + 2)?,
             state: row.try_get(first + 3)?,
         })
@@ -412,14 +425,16 @@ impl PostgresRecorder {
                 }),
                 Err(SaveError::Group(Failure::Failed(why))) => Err(Error::persistence(
                     format!(
-                        "{context} ({table}): the transaction failed, nothing of this save was stored"
+                        "{context} ({table}): the transaction failed, nothing of this save was \
+                         stored: {why}"
                     ),
                     why,
                 )),
                 Err(SaveError::Group(Failure::Unknown(why))) => Err(Error::persistence(
                     format!(
                         "{context} ({table}): the connection broke after COMMIT was sent, so \
-                         whether the events were stored is unknown; select them before trying again"
+                         whether the events were stored is unknown; select them before trying \
+                         again: {why}"
                     ),
                     why,
                 )),
@@ -443,7 +458,7 @@ enum WriteFail {
 impl fmt::Display for WriteFail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WriteFail::Db { error, .. } => error.fmt(f),
+            WriteFail::Db { error, .. } => f.write_str(&describe(error)),
             WriteFail::Other(e) => e.fmt(f),
         }
     }
@@ -603,11 +618,11 @@ impl GroupTransaction for GroupWriter {
                 conn.broken = true;
                 self.conn = None;
                 self.suspect = true;
-                Err(Failure::Unknown(e.to_string()))
+                Err(Failure::Unknown(describe(&e)))
             }
             Err(e) => {
                 conn.rollback();
-                Err(Failure::Failed(e.to_string()))
+                Err(Failure::Failed(describe(&e)))
             }
         }
     }
@@ -642,12 +657,15 @@ impl PostgresRecorder {
         originator_id: &str,
         query: &EventQuery,
         which: [Stmt; 2],
+        table: &str,
     ) -> Result<Vec<StoredEvent>> {
         let id = self.id_param(originator_id)?;
         if query.gt.is_some_and(|gt| gt >= i64::MAX as u64) || query.limit == Some(0) {
             return Ok(Vec::new());
         }
-        let gt = query.gt.map_or(-1, bigint);
+        // With no lower bound, from the lowest bigint: a corrupt row with a
+        // negative version is read (and is an error), not skipped.
+        let gt = query.gt.map_or(i64::MIN, bigint);
         let lte = query.lte.map_or(i64::MAX, bigint);
         let limit = query.limit.map(|l| bigint(l as u64));
         let which = which[usize::from(query.desc)];
@@ -656,7 +674,7 @@ impl PostgresRecorder {
             conn.client
                 .query(&statement, &[id.as_sql(), &gt, &lte, &limit])?
                 .iter()
-                .map(|row| self.read_event(row, 0))
+                .map(|row| self.read_event(table, row, 0))
                 .collect()
         })
     }
@@ -706,15 +724,20 @@ impl AggregateRecorder for PostgresSnapshotRecorder {
             originator_id,
             query,
             [Stmt::SelectSnapshotsAsc, Stmt::SelectSnapshotsDesc],
+            &self.recorder.sql.snapshots,
         )
     }
 }
 
-fn to_u64(what: &str, value: i64) -> Result<u64, Fail> {
+/// A stored id or version: never negative in a row annals wrote.
+fn to_u64(table: &str, column: &str, value: i64) -> Result<u64, Fail> {
     u64::try_from(value).map_err(|_| {
         Fail::Other(Error::persistence(
-            format!("reading {what}"),
-            format!("{value} is negative"),
+            format!(
+                "reading {table}: {column} is {value}, and annals never stores a negative one: \
+                 the row is corrupt"
+            ),
+            "a negative stored value",
         ))
     })
 }
@@ -734,6 +757,7 @@ impl AggregateRecorder for PostgresRecorder {
             originator_id,
             query,
             [Stmt::SelectEventsAsc, Stmt::SelectEventsDesc],
+            &self.sql.events,
         )
     }
 }
@@ -766,8 +790,8 @@ impl ApplicationRecorder for PostgresRecorder {
             rows.iter()
                 .map(|row| {
                     Ok(Notification {
-                        id: to_u64("notification_id", row.try_get(0)?)?,
-                        event: self.read_event(row, 1)?,
+                        id: to_u64(&self.sql.events, "notification_id", row.try_get(0)?)?,
+                        event: self.read_event(&self.sql.events, row, 1)?,
                     })
                 })
                 .collect()
@@ -782,7 +806,7 @@ impl ApplicationRecorder for PostgresRecorder {
         self.read("selecting the highest notification id", |conn| {
             let statement = conn.statement(&self.sql, Stmt::MaxNotificationId)?;
             let max: Option<i64> = conn.client.query_one(&statement, &[])?.try_get(0)?;
-            to_u64("notification_id", max.unwrap_or(0))
+            to_u64(&self.sql.events, "notification_id", max.unwrap_or(0))
         })
     }
 }
@@ -803,7 +827,7 @@ impl ProcessRecorder for PostgresRecorder {
                 .client
                 .query_one(&statement, &[&application_name])?
                 .try_get(0)?;
-            to_u64("notification_id", max.unwrap_or(0))
+            to_u64(&self.sql.tracking, "notification_id", max.unwrap_or(0))
         })
     }
 

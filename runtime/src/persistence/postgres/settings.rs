@@ -14,6 +14,15 @@ use crate::settings;
 /// bytes.
 pub(super) const MAX_IDENTIFIER: usize = 63;
 
+/// The most connections a pool may keep (`POSTGRES_POOL_SIZE`): the pool
+/// allocates its bookkeeping for all of them up front, and a server
+/// allows 100 connections by default (`max_connections`).
+pub(super) const MAX_POOL_SIZE: u32 = 1000;
+
+/// The longest `lock_timeout` and `statement_timeout` PostgreSQL takes:
+/// `i32::MAX` milliseconds (about 24.8 days).
+pub(super) const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// The type of the `originator_id` columns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OriginatorIdType {
@@ -102,7 +111,7 @@ pub struct PostgresConfig {
     /// none by default).
     pub statement_timeout: Option<Duration>,
     /// How many connections the pool keeps at most (`POSTGRES_POOL_SIZE`,
-    /// default 5).
+    /// 1 to 1000, default 5).
     pub pool_size: u32,
     /// The schema of the tables, created if missing (`POSTGRES_SCHEMA`;
     /// by default the first schema of the `search_path`, usually `public`).
@@ -115,6 +124,9 @@ pub struct PostgresConfig {
     /// The root certificate, PEM, that the server's must be signed by
     /// (`POSTGRES_SSLROOTCERT`; by default the system's roots).
     pub ssl_root_cert: Option<std::path::PathBuf>,
+    /// Whether to create missing tables (and the schema) when the store is
+    /// opened (`CREATE_TABLE`, yes/no, default yes).
+    pub create_tables: bool,
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -133,6 +145,7 @@ impl fmt::Debug for PostgresConfig {
             .field("originator_id_type", &self.originator_id_type)
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("create_tables", &self.create_tables)
             .finish()
     }
 }
@@ -156,6 +169,7 @@ impl PostgresConfig {
             originator_id_type: OriginatorIdType::Uuid,
             ssl_mode: SslMode::Disable,
             ssl_root_cert: None,
+            create_tables: true,
         }
     }
 
@@ -165,7 +179,8 @@ impl PostgresConfig {
     /// `POSTGRES_LOCK_TIMEOUT` and `POSTGRES_STATEMENT_TIMEOUT` (seconds,
     /// integer or decimal; 0 means none for the lock and statement
     /// timeouts), `POSTGRES_POOL_SIZE`, `POSTGRES_SCHEMA` and
-    /// `POSTGRES_ORIGINATOR_ID_TYPE` (`uuid` or `text`). Names prefixed
+    /// `POSTGRES_ORIGINATOR_ID_TYPE` (`uuid` or `text`) and `CREATE_TABLE`
+    /// (yes/no). Names prefixed
     /// with the application's name win. A missing database name or a bad
     /// value is an error naming the variable.
     ///
@@ -208,12 +223,6 @@ impl PostgresConfig {
             .seconds(settings::POSTGRES_STATEMENT_TIMEOUT.name)?
             .filter(|d| !d.is_zero());
         if let Some(size) = env.parse::<u32>(settings::POSTGRES_POOL_SIZE.name)? {
-            if size == 0 {
-                return Err(Error::config(
-                    var_name(env, settings::POSTGRES_POOL_SIZE.name),
-                    "must be at least 1",
-                ));
-            }
             config.pool_size = size;
         }
         config.schema = env.get(settings::POSTGRES_SCHEMA.name).map(|(_, s)| s);
@@ -226,7 +235,52 @@ impl PostgresConfig {
         config.ssl_root_cert = env
             .get(settings::POSTGRES_SSLROOTCERT.name)
             .map(|(_, path)| path.into());
+        if let Some(create) = env.flag(settings::CREATE_TABLE.name)? {
+            config.create_tables = create;
+        }
+        config.check_naming(|var| var_name(env, var))?;
         Ok(config)
+    }
+
+    /// Checks the values that the server or the pool cannot take, naming
+    /// the variable (as `name` gives it) of a value at fault.
+    pub(super) fn check_naming(&self, name: impl Fn(&str) -> String) -> Result<()> {
+        if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
+            return Err(Error::config(
+                name(settings::POSTGRES_POOL_SIZE.name),
+                format!(
+                    "{} connections: must be 1 to {MAX_POOL_SIZE}",
+                    self.pool_size
+                ),
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(Error::config(
+                name(settings::POSTGRES_CONNECT_TIMEOUT.name),
+                "must be more than 0 seconds",
+            ));
+        }
+        for (var, timeout) in [
+            (settings::POSTGRES_LOCK_TIMEOUT.name, self.lock_timeout),
+            (
+                settings::POSTGRES_STATEMENT_TIMEOUT.name,
+                self.statement_timeout,
+            ),
+        ] {
+            if timeout.is_some_and(|t| t > MAX_TIMEOUT) {
+                return Err(Error::config(
+                    name(var),
+                    format!(
+                        "{} seconds is more than PostgreSQL takes: at most {} seconds \
+                         ({} milliseconds, about 24.8 days), or 0 for none",
+                        timeout.unwrap_or_default().as_secs_f64(),
+                        MAX_TIMEOUT.as_secs_f64(),
+                        MAX_TIMEOUT.as_millis()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn connection_config(&self) -> postgres::Config {

@@ -29,6 +29,10 @@ pub(super) const STATEMENTS: usize = 14;
 pub(super) struct Sql {
     /// The events table, qualified and quoted, as shown in errors.
     pub(super) events: String,
+    /// The snapshots table, as `events`.
+    pub(super) snapshots: String,
+    /// The tracking table, as `events`.
+    pub(super) tracking: String,
     /// `{name}_events`, the NOTIFY channel.
     pub(super) channel: String,
     pub(super) begin_and_lock: String,
@@ -126,6 +130,8 @@ impl Sql {
             begin_and_lock: format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE"),
             notify_and_commit: format!("NOTIFY \"{channel}\"; COMMIT"),
             events,
+            snapshots,
+            tracking,
             channel,
             create,
             statements,

@@ -32,9 +32,18 @@ pub(super) fn sqlite_error(context: &str, config: &SqliteConfig, e: rusqlite::Er
     }
 }
 
-pub(super) fn to_u64(value: i64) -> u64 {
-    // Stored versions and ids are never negative: they are written from u64.
-    value.max(0) as u64
+/// A stored id or version: never negative in a row annals wrote (they are
+/// written from u64), so a negative one is a corrupt row, not a 0.
+pub(super) fn to_u64(table: &str, column: &str, value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| {
+        Error::persistence(
+            format!(
+                "reading {table}: {column} is {value}, and annals never stores a negative one: \
+                 the row is corrupt"
+            ),
+            "a negative stored value",
+        )
+    })
 }
 
 fn configure(conn: &Connection, config: &SqliteConfig) -> rusqlite::Result<()> {

@@ -127,7 +127,8 @@ impl Shared {
             for (e, version) in rows {
                 insert.execute(params![e.originator_id, version, e.topic, e.state])?;
                 if rowids {
-                    ids.push(to_u64(conn.last_insert_rowid()));
+                    // Never negative: SQLite numbers rows from 1 up.
+                    ids.push(conn.last_insert_rowid().unsigned_abs());
                 }
             }
             Ok(ids)
@@ -171,15 +172,19 @@ impl Shared {
             let mut rows = stmt.raw_query();
             let mut events = Vec::new();
             while let Some(row) = rows.next()? {
+                let originator_version = match to_u64(table, "originator_version", row.get(0)?) {
+                    Ok(version) => version,
+                    Err(e) => return Ok(Err(e)),
+                };
                 events.push(StoredEvent {
                     originator_id: originator_id.to_owned(),
-                    originator_version: to_u64(row.get(0)?),
+                    originator_version,
                     topic: row.get(1)?,
                     state: row.get(2)?,
                 });
             }
-            Ok(events)
-        })
+            Ok(Ok(events))
+        })?
     }
 }
 
@@ -193,6 +198,7 @@ impl SqliteRecorder {
     /// (naming `SQLITE_TABLE_PREFIX`); [`Error::Persistence`](crate::Error::Persistence)
     /// when the database cannot be opened or its tables created.
     pub fn open(config: SqliteConfig) -> Result<Self> {
+        config.check()?;
         let tables = Tables::new(config.table_prefix.as_deref())?;
         let create = config.create_tables;
         let recorder = Self {
@@ -315,21 +321,29 @@ impl ApplicationRecorder for SqliteRecorder {
             for (i, topic) in query.topics.iter().enumerate() {
                 stmt.raw_bind_parameter(i + 4, topic)?;
             }
+            let table = &self.statements.events_table;
             let mut rows = stmt.raw_query();
             let mut notifications = Vec::new();
             while let Some(row) = rows.next()? {
+                let (id, originator_version) = match (
+                    to_u64(table, "rowid", row.get(0)?),
+                    to_u64(table, "originator_version", row.get(2)?),
+                ) {
+                    (Ok(id), Ok(version)) => (id, version),
+                    (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+                };
                 notifications.push(Notification {
-                    id: to_u64(row.get(0)?),
+                    id,
                     event: StoredEvent {
                         originator_id: row.get(1)?,
-                        originator_version: to_u64(row.get(2)?),
+                        originator_version,
                         topic: row.get(3)?,
                         state: row.get(4)?,
                     },
                 });
             }
-            Ok(notifications)
-        })
+            Ok(Ok(notifications))
+        })?
     }
 
     fn max_notification_id(&self) -> Result<u64> {
@@ -338,7 +352,7 @@ impl ApplicationRecorder for SqliteRecorder {
                 conn.prepare_cached(&self.statements.max_notification_id)?
                     .query_row([], |row| row.get::<_, Option<i64>>(0))
             })
-            .map(|max| max.map_or(0, to_u64))
+            .and_then(|max| to_u64(&self.statements.events_table, "rowid", max.unwrap_or(0)))
     }
 
     fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
@@ -370,7 +384,13 @@ impl ProcessRecorder for SqliteRecorder {
                 conn.prepare_cached(&self.statements.max_tracking_id)?
                     .query_row([application_name], |row| row.get::<_, Option<i64>>(0))
             })
-            .map(|max| max.map_or(0, to_u64))
+            .and_then(|max| {
+                to_u64(
+                    &self.statements.tracking_table,
+                    "notification_id",
+                    max.unwrap_or(0),
+                )
+            })
     }
 
     fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {

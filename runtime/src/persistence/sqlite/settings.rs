@@ -10,6 +10,10 @@ use crate::settings;
 /// The Python library's default: 5 seconds.
 const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest lock timeout SQLite takes: its busy timeout is an `int` of
+/// milliseconds (`i32::MAX` ms, about 24.8 days).
+pub(super) const MAX_LOCK_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// Settings of a SQLite store: give them to
 /// `ApplicationBuilder::store`, or read them from `SQLITE_*` variables.
 ///
@@ -74,6 +78,11 @@ impl SqliteConfig {
         })?;
         let mut config = Self::new(dbname);
         if let Some(timeout) = env.seconds(settings::SQLITE_LOCK_TIMEOUT.name)? {
+            let name = env.get(settings::SQLITE_LOCK_TIMEOUT.name).map_or_else(
+                || settings::SQLITE_LOCK_TIMEOUT.name.to_owned(),
+                |(key, _)| key,
+            );
+            check_lock_timeout(&name, timeout)?;
             config.lock_timeout = timeout;
         }
         if let Some((_, prefix)) = env.get(settings::SQLITE_TABLE_PREFIX.name) {
@@ -85,9 +94,31 @@ impl SqliteConfig {
         Ok(config)
     }
 
+    /// Checks what the environment's reader checks, for a config built in
+    /// code.
+    pub(super) fn check(&self) -> Result<()> {
+        check_lock_timeout(settings::SQLITE_LOCK_TIMEOUT.name, self.lock_timeout)
+    }
+
     pub(super) fn is_memory(&self) -> bool {
         self.dbname == ":memory:" || self.dbname.contains("mode=memory")
     }
+}
+
+fn check_lock_timeout(setting: &str, timeout: Duration) -> Result<()> {
+    if timeout > MAX_LOCK_TIMEOUT {
+        return Err(Error::config(
+            setting,
+            format!(
+                "{} seconds is longer than SQLite's busy timeout can wait: at most {} seconds \
+                 ({} milliseconds, about 24.8 days)",
+                timeout.as_secs_f64(),
+                MAX_LOCK_TIMEOUT.as_secs_f64(),
+                MAX_LOCK_TIMEOUT.as_millis()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Validated table names.

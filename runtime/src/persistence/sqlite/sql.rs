@@ -14,6 +14,7 @@ pub(super) struct Statements {
     pub(super) max_tracking_id: String,
     pub(super) has_tracking_id: String,
     pub(super) events_table: String,
+    pub(super) tracking_table: String,
 }
 
 impl Statements {
@@ -45,6 +46,7 @@ impl Statements {
                 t.tracking
             ),
             events_table: t.events.clone(),
+            tracking_table: t.tracking.clone(),
         }
     }
 
