@@ -106,8 +106,14 @@ impl Backoff {
     /// Waits the next pause on `signal` (or until it is raised), and makes
     /// the one after longer.
     pub fn wait(&mut self, signal: &Signal) {
-        signal.wait(self.next);
+        signal.wait(self.pause());
+    }
+
+    /// The next pause; the one after is longer.
+    pub fn pause(&mut self) -> Duration {
+        let pause = self.next;
         self.next = (self.next * 2).min(MAX_BACKOFF);
+        pause
     }
 
     /// A try succeeded: the next pause is the shortest again.
@@ -159,7 +165,7 @@ impl Watch {
         std::thread::Builder::new()
             .name(format!("annals-watch-{name}"))
             .spawn(move || {
-                let mut backoff = Duration::from_millis(50);
+                let mut backoff = Backoff::default();
                 while !stopped.load(Ordering::SeqCst) {
                     let outcome = wait(WATCH_SLICE);
                     let Some(signal) = signal.upgrade() else {
@@ -167,17 +173,19 @@ impl Watch {
                     };
                     match outcome {
                         Ok(true) => signal.raise(),
-                        Ok(false) => backoff = Duration::from_millis(50),
+                        Ok(false) => backoff.reset(),
                         Err(e) => {
                             tracing::warn!(watch = %what, error = %e.report(), "watching for commits failed; retrying");
                             signal.raise();
                             drop(signal);
+                            // Not on the signal: waiting on it would lower
+                            // it under the follower. In slices, to stop soon.
+                            let pause = backoff.pause();
                             let mut slept = Duration::ZERO;
-                            while slept < backoff && !stopped.load(Ordering::SeqCst) {
-                                std::thread::sleep(WATCH_SLICE.min(backoff));
-                                slept += WATCH_SLICE.min(backoff);
+                            while slept < pause && !stopped.load(Ordering::SeqCst) {
+                                std::thread::sleep(WATCH_SLICE.min(pause));
+                                slept += WATCH_SLICE.min(pause);
                             }
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
                         }
                     }
                 }

@@ -208,12 +208,7 @@ impl PostgresConfig {
         }
         config.password = env.get(settings::POSTGRES_PASSWORD.name).map(|(_, p)| p);
         if let Some(timeout) = env.seconds(settings::POSTGRES_CONNECT_TIMEOUT.name)? {
-            if timeout.is_zero() {
-                return Err(Error::config(
-                    var_name(env, settings::POSTGRES_CONNECT_TIMEOUT.name),
-                    "must be more than 0 seconds",
-                ));
-            }
+            // 0 is refused by `check_naming` below.
             config.connect_timeout = timeout;
         }
         config.lock_timeout = env
