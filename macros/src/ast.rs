@@ -23,6 +23,9 @@ pub struct Options {
     /// The event enum's visibility (`event_vis = "pub(crate)"`; default
     /// `pub`).
     pub event_vis: Option<syn::Visibility>,
+    /// The Python module of the aggregate's class (`python = "dogschool"`),
+    /// for the Python codec's topics.
+    pub python: Option<LitStr>,
 }
 
 /// Whether an event creates its aggregate or changes it.
@@ -38,6 +41,11 @@ pub struct Arg {
     pub ty: Type,
     /// `#[serde(..)]` attributes on the argument, for the event's field.
     pub serde: Vec<syn::Attribute>,
+    /// The same for the reference struct that serializes events: without
+    /// `with = "X"`, which is `with` (the reference struct calls X through
+    /// a wrapper).
+    pub ref_serde: Vec<proc_macro2::TokenStream>,
+    pub with: Option<LitStr>,
     /// Whether those give the field its own serialization (`with`,
     /// `serialize_with`), and deserialization (`with`, `deserialize_with`).
     pub serialize_with: bool,

@@ -186,6 +186,13 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         .as_ref()
         .map_or_else(|| quote!(1), |v| quote!(#v));
     let aggregate_aliases = agg.options.aliases.iter();
+    let python_topic = agg.options.python.as_ref().map_or_else(
+        || quote!(::core::option::Option::None),
+        |module| {
+            let topic = syn::LitStr::new(&format!("{}:{name}", module.value()), module.span());
+            quote!(::core::option::Option::Some(#topic))
+        },
+    );
     let state_upcasts = agg
         .upcasters
         .iter()
@@ -272,6 +279,7 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
             const INITIAL_VERSION: u64 = #initial_version;
             const STATE_VERSION: u32 = #state_version;
             const ALIASES: &'static [&'static str] = &[#(#aggregate_aliases),*];
+            const PYTHON_TOPIC: ::core::option::Option<&'static str> = #python_topic;
         }
         #[automatically_derived]
         #allow
@@ -395,10 +403,11 @@ impl VisitMut for OneModuleDown {
 fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     let p = private(agg);
     let serde_path = format!("{}::serde", quote!(#p)).replace(' ', "");
-    let timestamp_ser = format!("{}::timestamp::serialize_ref", quote!(#p)).replace(' ', "");
+    let timestamp_ser = format!("{}::header_timestamp", quote!(#p)).replace(' ', "");
     let timestamp_de = format!("{}::timestamp::deserialize", quote!(#p)).replace(' ', "");
     let events: Vec<&EventDef> = agg.events.iter().map(|(_, e)| e).collect();
     let topics = events.iter().map(|e| &e.topic);
+    let names = events.iter().map(|e| &e.name);
     let mut index_arms = Vec::new();
     let mut name_arms = Vec::new();
     let mut creation = Vec::new();
@@ -463,16 +472,40 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
             );
             syn::LitStr::new(&path, ty.span())
         };
-        let ref_fields = e.args.iter().map(|a| {
-            let ident = &a.ident;
-            let ty = &a.ty;
-            let serde = &a.serde;
-            let with = (!a.serialize_with).then(|| {
-                let path = field_fn(a, "__serialize_ref");
-                quote!(#[serde(serialize_with = #path)])
-            });
-            quote!(#(#serde)* #with #ident: &'__ref #ty)
-        });
+        let mut wrappers = Vec::new();
+        let ref_fields: Vec<TokenStream> = e
+            .args
+            .iter()
+            .map(|a| {
+                let ident = &a.ident;
+                let ty = &a.ty;
+                if let Some(module) = &a.with {
+                    // serde passes this field as `&&T`; `with = "X"` expects `&T`.
+                    let serde = &a.ref_serde;
+                    let wrapper = format_ident!("__annals_serialize_{}", ident);
+                    let module: syn::Path = match module.parse() {
+                        Ok(path) => path,
+                        Err(e) => return e.to_compile_error(),
+                    };
+                    wrappers.push(quote! {
+                        fn #wrapper<__S: #p::serde::Serializer>(
+                            value: &&#ty,
+                            serializer: __S,
+                        ) -> ::core::result::Result<__S::Ok, __S::Error> {
+                            #module::serialize(*value, serializer)
+                        }
+                    });
+                    let name = syn::LitStr::new(&wrapper.to_string(), ident.span());
+                    return quote!(#(#serde)* #[serde(serialize_with = #name)] #ident: &'__ref #ty);
+                }
+                let serde = &a.serde;
+                let with = (!a.serialize_with).then(|| {
+                    let path = field_fn(a, "__serialize_ref");
+                    quote!(#[serde(serialize_with = #path)])
+                });
+                quote!(#(#serde)* #with #ident: &'__ref #ty)
+            })
+            .collect();
         let owned_fields = e.args.iter().map(|a| {
             let ident = &a.ident;
             let ty = &a.ty;
@@ -502,6 +535,7 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
         });
         serialize_arms.push(quote! {
             Self::#variant { #(#fields),* } => {
+                #(#wrappers)*
                 #[derive(#p::serde::Serialize)]
                 #[serde(crate = #serde_path)]
                 struct __State<'__ref> {
@@ -578,6 +612,7 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
         #allow
         impl #p::Event for #event_ident {
             const TOPICS: &'static [&'static str] = &[#(#topics),*];
+            const NAMES: &'static [&'static str] = &[#(#names),*];
             const VERSIONS: &'static [u32] = &[#(#versions),*];
             fn variant_index(&self) -> usize {
                 match self { #(#index_arms)* }

@@ -69,6 +69,7 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
         aliases: Vec::new(),
         event: None,
         event_vis: None,
+        python: None,
     };
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("crate") {
@@ -105,6 +106,8 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
             })?;
             // `LitStr::parse` spans the tokens at the string.
             options.event_vis = Some(vis);
+        } else if meta.path.is_ident("python") {
+            options.python = Some(meta.value()?.parse()?);
         } else if meta.path.is_ident("derive") {
             meta.parse_nested_meta(|derive| {
                 options.derives.push(derive.path);
@@ -112,7 +115,7 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
             })?;
         } else {
             return Err(meta.error(
-                "unknown option of #[aggregate]; expected `name = \"...\"`, `id = Type`, `initial_version = N`, `version = N`, `aliases = [\"...\"]`, `event = \"Name\"`, `event_vis = \"pub(crate)\"`, `derive(...)` or `crate = \"path\"`",
+                "unknown option of #[aggregate]; expected `name = \"...\"`, `id = Type`, `initial_version = N`, `version = N`, `aliases = [\"...\"]`, `event = \"Name\"`, `event_vis = \"pub(crate)\"`, `derive(...)`, `python = \"module\"` or `crate = \"path\"`",
             ));
         }
         Ok(())
@@ -256,6 +259,41 @@ fn serde_with(attr: &Attribute) -> syn::Result<(bool, bool)> {
     Ok((ser, de))
 }
 
+/// `attr` without its `with = "X"`, and X: the reference struct that
+/// serializes an event passes `&&T`, so it calls X through a wrapper that
+/// passes `&T`, as serde would for a field of type `T`.
+fn split_with(attr: &Attribute) -> syn::Result<(Vec<TokenStream>, Option<LitStr>)> {
+    let mut kept = Vec::new();
+    let mut with = None;
+    attr.parse_nested_meta(|meta| {
+        let path = meta.path.clone();
+        if meta.input.peek(syn::Token![=]) {
+            let value: syn::Expr = meta.value()?.parse()?;
+            match (&value, path.is_ident("with")) {
+                (
+                    syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(lit),
+                        ..
+                    }),
+                    true,
+                ) => {
+                    with = Some(lit.clone());
+                }
+                _ => kept.push(quote::quote!(#path = #value)),
+            }
+        } else if meta.input.peek(syn::token::Paren) {
+            let content;
+            syn::parenthesized!(content in meta.input);
+            let inner: TokenStream = content.parse()?;
+            kept.push(quote::quote!(#path(#inner)));
+        } else {
+            kept.push(quote::quote!(#path));
+        }
+        Ok(())
+    })?;
+    Ok((kept, with))
+}
+
 /// The event's fields from the method's arguments; their `#[serde(..)]`
 /// attributes move to the fields.
 fn args_of(sig: &mut syn::Signature, errors: &mut Errors) -> Vec<Arg> {
@@ -271,7 +309,17 @@ fn args_of(sig: &mut syn::Signature, errors: &mut Errors) -> Vec<Arg> {
                             .partition(|a| a.path().is_ident("serde"));
                     typed.attrs = others;
                     let (mut serialize_with, mut deserialize_with) = (false, false);
+                    let (mut ref_serde, mut with) = (Vec::new(), None);
                     for attr in &serde {
+                        match split_with(attr) {
+                            Ok((kept, w)) => {
+                                if !kept.is_empty() {
+                                    ref_serde.push(quote::quote!(#[serde(#(#kept),*)]));
+                                }
+                                with = with.or(w);
+                            }
+                            Err(e) => errors.push(e),
+                        }
                         match serde_with(attr) {
                             Ok((ser, de)) => {
                                 serialize_with |= ser;
@@ -284,6 +332,8 @@ fn args_of(sig: &mut syn::Signature, errors: &mut Errors) -> Vec<Arg> {
                         ident: p.ident.clone(),
                         ty: (*typed.ty).clone(),
                         serde,
+                        ref_serde,
+                        with,
                         serialize_with,
                         deserialize_with,
                     })

@@ -17,9 +17,25 @@ const RESERVED: &[&str] = &[
     "causation_id",
     "class_version",
     "_hash",
+    "originator_topic",
 ];
 
 pub fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
+    if let Some(module) = &agg.options.python {
+        let value = module.value();
+        let identifier = |part: &str| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+        };
+        if !value.split('.').all(identifier) {
+            errors.spanned(
+                module,
+                format!("{value:?} is not a Python module path; expected dotted names, as in `python = \"dogschool\"` or `python = \"school.domain\"`"),
+            );
+        }
+    }
     let mut names: HashMap<&str, &syn::Ident> = HashMap::new();
     let mut topics: HashMap<&str, &syn::Ident> = HashMap::new();
     for (_, event) in &agg.events {
@@ -36,6 +52,12 @@ pub fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
             );
         }
         for topic in std::iter::once(&event.topic).chain(&event.aliases) {
+            if topic.contains(':') {
+                errors.at(
+                    event.name_span,
+                    format!("the topic {topic:?} has a `:`, which marks the Python library's topics (module:Class.Event); for those, give the aggregate `python = \"module\"`"),
+                );
+            }
             if let Some(first) = topics.insert(topic, method) {
                 errors.at(
                     event.name_span,

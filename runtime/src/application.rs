@@ -11,7 +11,7 @@ use crate::domain::{Aggregate, AggregateId, Metadata};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::log::{NotificationLogReader, Subscription};
-use crate::mapper::{Compressor, Mapper};
+use crate::mapper::{Codec, Compressor, Mapper};
 use crate::persistence::memory::MemoryRecorder;
 #[cfg(feature = "postgres")]
 use crate::persistence::postgres::PostgresConfig;
@@ -106,6 +106,7 @@ impl Application {
             intervals: HashMap::new(),
             cache_size: 0,
             hash_chain: false,
+            codec: Codec::Annals,
             errors: Vec::new(),
         }
     }
@@ -611,6 +612,7 @@ pub struct ApplicationBuilder {
     intervals: HashMap<TypeId, u64>,
     cache_size: usize,
     hash_chain: bool,
+    codec: Codec,
     errors: Vec<Error>,
 }
 
@@ -624,6 +626,7 @@ impl fmt::Debug for ApplicationBuilder {
             .field("snapshotting", &self.snapshotting)
             .field("cache_size", &self.cache_size)
             .field("hash_chain", &self.hash_chain)
+            .field("codec", &self.codec)
             .finish_non_exhaustive()
     }
 }
@@ -702,6 +705,9 @@ impl ApplicationBuilder {
         }
         if let Some(on) = env.flag(IS_HASH_CHAINING_ENABLED)? {
             self.hash_chain = on;
+        }
+        if env.get(crate::mapper::CODEC).is_some() {
+            self.codec = Codec::from_env(env)?;
         }
         Ok(self)
     }
@@ -911,6 +917,23 @@ impl ApplicationBuilder {
         self
     }
 
+    /// Writes events and snapshots in `codec`'s format: annals' own (the
+    /// default) or the Python library's, for a store shared with Python
+    /// applications (see [`Codec`] and `docs/howto/python.md`). Both are
+    /// read whichever is chosen.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// use annals::mapper::Codec;
+    /// let app = Application::builder("TrainingSchool").codec(Codec::Python).build()?;
+    /// assert_eq!(app.mapper().codec(), Codec::Python);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
     /// Keeps up to `max_size` aggregates in an LRU cache (0: no cache).
     /// Aggregates whose struct does not derive `Clone` are not cached.
     /// [`get`](Application::get) then replays only the events stored
@@ -967,8 +990,15 @@ impl ApplicationBuilder {
                 })
             })
             .transpose()?;
+        if self.codec == Codec::Python && self.hash_chain {
+            return Err(Error::config(
+                IS_HASH_CHAINING_ENABLED,
+                "the Python codec (CODEC=python) cannot chain hashes: the Python library would not read them; turn one of them off",
+            ));
+        }
         let mapper = Arc::new(
             Mapper::new()
+                .with_codec(self.codec)
                 .with_compressor(self.compressor)
                 .with_cipher(cipher)
                 .with_associated_data(self.cipher_bound)

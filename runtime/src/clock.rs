@@ -171,11 +171,31 @@ pub mod stored {
 
     struct Visitor;
 
-    impl de::Visitor<'_> for Visitor {
+    impl<'de> de::Visitor<'de> for Visitor {
         type Value = Timestamp;
 
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an RFC 3339 timestamp")
+            f.write_str("an RFC 3339 timestamp (or Python's datetime_iso)")
+        }
+
+        /// The Python library's form: `{"_type_": "datetime_iso", "_data_": "..."}`.
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Timestamp, A::Error> {
+            let (mut kind, mut data) = (None::<String>, None::<String>);
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "_type_" => kind = Some(map.next_value()?),
+                    "_data_" => data = Some(map.next_value()?),
+                    other => return Err(de::Error::custom(format!(
+                        "a timestamp object has a key {other:?}; expected only _type_ and _data_"
+                    ))),
+                }
+            }
+            match (kind.as_deref(), data) {
+                (Some("datetime_iso"), Some(data)) => parse_iso(&data).map_err(de::Error::custom),
+                (kind, _) => Err(de::Error::custom(format!(
+                    "expected {{\"_type_\": \"datetime_iso\", \"_data_\": ..}} for a timestamp, found _type_ {kind:?}"
+                ))),
+            }
         }
 
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Timestamp, E> {
@@ -190,9 +210,29 @@ pub mod stored {
         }
     }
 
-    /// Deserializes a timestamp (fast for the fixed layout).
+    /// Deserializes a timestamp (fast for the fixed layout), or the Python
+    /// library's `{"_type_": "datetime_iso", "_data_": ...}`.
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
-        deserializer.deserialize_str(Visitor)
+        deserializer.deserialize_any(Visitor)
+    }
+
+    /// A datetime as Python writes it (`isoformat()`: any offset, 0-6
+    /// fraction digits; a naive one is taken as UTC) or as RFC 3339.
+    ///
+    /// # Errors
+    ///
+    /// It is neither; the message shows it.
+    pub fn parse_iso(s: &str) -> Result<Timestamp, String> {
+        if let Some(ts) = parse_fast(s) {
+            return Ok(ts);
+        }
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .or_else(|_| {
+                chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                    .map(|t| t.and_utc())
+            })
+            .map_err(|e| format!("{s:?} is not an ISO 8601 datetime: {e}"))
     }
 
     #[cfg(test)]

@@ -56,6 +56,11 @@ pub trait Event: EventInternals + Debug + Clone + Send + Sync + 'static {
     /// The topic of each variant, in declaration order.
     const TOPICS: &'static [&'static str];
 
+    /// The name of each variant (`#[event("Name")]`), in declaration order:
+    /// with the aggregate's Python topic, its Python topic
+    /// (`dogschool:Dog.Registered`).
+    const NAMES: &'static [&'static str] = &[];
+
     /// The current version of each variant (`#[event(.., version = N)]`).
     const VERSIONS: &'static [u32];
 
@@ -465,6 +470,11 @@ pub trait Aggregate: AggregateState + AggregateInternals + Send + 'static {
     const STATE_VERSION: u32 = 1;
     /// Former names of the aggregate (`#[aggregate(aliases = [..])]`).
     const ALIASES: &'static [&'static str] = &[];
+    /// The topic of the aggregate's class in the Python library
+    /// (`#[aggregate(python = "dogschool")]` gives `"dogschool:Dog"`):
+    /// the Python codec writes its events under `"{topic}.{event name}"`
+    /// and reads them so.
+    const PYTHON_TOPIC: Option<&'static str> = None;
 
     /// The aggregate's id.
     fn id(&self) -> Self::Id {

@@ -17,7 +17,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["error"],
     &["settings", "clock", "env", "cipher", "rows"],
-    &["domain"],
+    &["domain", "transcoding"],
     &["mapper"],
     &["persistence"],
     &["repository", "application", "log"],

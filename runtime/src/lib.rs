@@ -89,6 +89,7 @@ pub mod system;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+pub mod transcoding;
 
 /// Makes an event-sourced aggregate: goes on the struct and on its impl
 /// block.
@@ -333,6 +334,7 @@ pub mod __private {
         __created, __triggered, applying, Aggregate, AggregateId, AggregateInternals,
         AggregateState, Event, EventField, EventInternals, Meta,
     };
+    pub use crate::transcoding::header_timestamp;
     pub use serde;
     pub use serde_json as json;
     pub use uuid::Uuid;
@@ -352,6 +354,7 @@ pub mod __private {
 
     impl Event for Never {
         const TOPICS: &'static [&'static str] = &[];
+        const NAMES: &'static [&'static str] = &[];
         const VERSIONS: &'static [u32] = &[];
         fn variant_index(&self) -> usize {
             match *self {}

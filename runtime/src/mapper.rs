@@ -152,6 +152,93 @@ fn fresh_compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
 /// The largest state a compressed record may inflate to: 256 MiB.
 pub const MAX_STATE: usize = 256 << 20;
 
+/// The setting that chooses the codec.
+pub const CODEC: &str = crate::settings::CODEC.name;
+
+/// The topic of every snapshot the Python library stores.
+pub const PYTHON_SNAPSHOT_TOPIC: &str = "eventsourcing.domain:Snapshot";
+
+/// The format events and snapshots are written in: annals' own (the
+/// default), or the Python `eventsourcing` library's (9.5), for stores
+/// shared with Python applications. Either codec reads both: a topic with a
+/// `:` (`dogschool:Dog.Registered`) is the Python library's.
+///
+/// The Python codec writes Python's topics (the aggregate's
+/// `#[aggregate(python = "module")]` and the event's name), the
+/// transcoder's `{"_type_", "_data_"}` forms ([`crate::transcoding`]),
+/// `originator_topic` in creation events, Python's snapshot shape, and
+/// ciphertexts without associated data; it cannot chain hashes.
+///
+/// ```
+/// use annals::env::Env;
+/// use annals::mapper::Codec;
+///
+/// let env = Env::from_map("TrainingSchool", [("CODEC", "python")]);
+/// assert_eq!(Codec::from_env(&env)?, Codec::Python);
+/// let app = annals::Application::builder("TrainingSchool").codec(Codec::Python).build()?;
+/// # Ok::<(), annals::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Codec {
+    /// annals' own format.
+    #[default]
+    Annals,
+    /// The Python `eventsourcing` library's format.
+    Python,
+}
+
+impl Codec {
+    /// The codec `CODEC` names: `annals` (the default) or `python`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the variable, for any other value.
+    pub fn from_env(env: &Env) -> Result<Self> {
+        match env.get(CODEC) {
+            None => Ok(Codec::Annals),
+            Some((var, value)) => match value.trim() {
+                "annals" => Ok(Codec::Annals),
+                "python" | "eventsourcing" => Ok(Codec::Python),
+                other => Err(Error::config(
+                    var,
+                    format!("unknown codec {other:?}; expected \"annals\" or \"python\""),
+                )),
+            },
+        }
+    }
+}
+
+/// The variant of `A`'s events stored under `topic`, in annals' format or
+/// the Python library's (`{A::PYTHON_TOPIC}.{event name}`).
+pub fn variant_of<A: Aggregate>(topic: &str) -> Option<usize> {
+    if is_python_topic(topic) {
+        A::PYTHON_TOPIC
+            .and_then(|class| topic.strip_prefix(class)?.strip_prefix('.'))
+            .and_then(|name| A::Event::NAMES.iter().position(|n| *n == name))
+    } else {
+        A::Event::__variant_of(topic)
+    }
+}
+
+/// Whether `topic` is one the Python library writes (`module:Class...`).
+pub fn is_python_topic(topic: &str) -> bool {
+    topic.contains(':')
+}
+
+/// The Python topic of `A`, or the error that says how to give it one.
+fn python_topic<A: Aggregate>(topic: &'static str) -> Result<&'static str> {
+    A::PYTHON_TOPIC.ok_or_else(|| Error::Encode {
+        topic,
+        aggregate: A::NAME,
+        source: format!(
+            "the Python codec needs the Python module of {0}: #[aggregate(python = \"module\")] on `impl {0}`",
+            A::NAME
+        )
+        .into(),
+    })
+}
+
 /// Why stored bytes could not be turned back into state.
 #[derive(Debug, thiserror::Error)]
 enum OpenError {
@@ -195,6 +282,7 @@ pub struct Mapper {
     /// Ciphertexts not bound to their event (the Python library's layout).
     unbound: bool,
     hash_chain: bool,
+    codec: Codec,
 }
 
 /// serde_json reads nesting up to this depth (its recursion limit, 128):
@@ -305,6 +393,18 @@ impl Mapper {
         self.hash_chain
     }
 
+    /// Writes events and snapshots in `codec`'s format (reading takes
+    /// both).
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The format events and snapshots are written in.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
     /// JSON in, the stored bytes of the row (id, version, topic) out.
     fn seal(
         &self,
@@ -322,7 +422,8 @@ impl Mapper {
             None => json,
         };
         match &self.cipher {
-            Some(cipher) if self.unbound => cipher.encrypt(&compressed),
+            // The Python library binds nothing.
+            Some(cipher) if self.unbound || is_python_topic(topic) => cipher.encrypt(&compressed),
             Some(cipher) => {
                 cipher.encrypt_bound(&compressed, &associated_data(originator_id, version, topic))
             }
@@ -335,7 +436,9 @@ impl Mapper {
     fn open<'a>(&self, stored: &'a StoredEvent) -> std::result::Result<Cow<'a, [u8]>, OpenError> {
         let state = &stored.state;
         let plain = match &self.cipher {
-            Some(cipher) if self.unbound => Cow::Owned(cipher.decrypt(state)?),
+            Some(cipher) if self.unbound || is_python_topic(&stored.topic) => {
+                Cow::Owned(cipher.decrypt(state)?)
+            }
             Some(cipher) => Cow::Owned(cipher.decrypt_bound(
                 state,
                 &associated_data(
@@ -376,19 +479,41 @@ impl Mapper {
         prev: &mut Option<EventHash>,
     ) -> Result<StoredEvent> {
         let topic = domain_event.topic();
+        let python = self.codec == Codec::Python;
         let mut json = Vec::with_capacity(96);
-        domain_event
-            .event
-            .__serialize(
+        crate::transcoding::with_python(python, || {
+            domain_event.event.__serialize(
                 &domain_event.header(),
                 &mut serde_json::Serializer::new(&mut json),
             )
-            .map_err(|e| Error::Encode {
-                topic,
-                aggregate: A::NAME,
-                source: Box::new(e),
-            })?;
+        })
+        .map_err(|e| Error::Encode {
+            topic,
+            aggregate: A::NAME,
+            source: Box::new(e),
+        })?;
         let originator_id = domain_event.originator_id.to_stored();
+        let stored_topic = if python {
+            if self.hash_chain {
+                return Err(Error::Encode {
+                    topic,
+                    aggregate: A::NAME,
+                    source: "the Python codec cannot chain hashes: the Python library would not read the hash".into(),
+                });
+            }
+            let class = python_topic::<A>(topic)?;
+            if domain_event.event.is_creation() {
+                // Python rebuilds the aggregate from the class this names.
+                let field = format!("\"originator_topic\":{},", serde_json::Value::from(class));
+                json.splice(1..1, field.into_bytes());
+                if json.ends_with(b",}") {
+                    json.remove(json.len() - 2);
+                }
+            }
+            Cow::Owned(format!("{class}.{}", domain_event.event.name()))
+        } else {
+            Cow::Borrowed(topic)
+        };
         if self.hash_chain {
             let hash = link_hash(
                 prev.as_ref(),
@@ -406,7 +531,7 @@ impl Mapper {
         }
         let version = domain_event.originator_version;
         let state = self
-            .seal(json, &originator_id, version, topic)
+            .seal(json, &originator_id, version, &stored_topic)
             .map_err(|e| Error::Encode {
                 topic,
                 aggregate: A::NAME,
@@ -415,7 +540,7 @@ impl Mapper {
         Ok(StoredEvent {
             originator_id,
             originator_version: version,
-            topic: topic.to_owned(),
+            topic: stored_topic.into_owned(),
             state,
         })
     }
@@ -467,8 +592,14 @@ impl Mapper {
         stored: &StoredEvent,
         chain: Option<&mut Option<EventHash>>,
     ) -> Result<DomainEvent<A>> {
-        let variant = A::Event::__variant_of(&stored.topic).ok_or_else(|| {
-            let named = stored.topic.split_once('.').map(|(name, _)| name);
+        let python = is_python_topic(&stored.topic);
+        let variant = variant_of::<A>(&stored.topic).ok_or_else(|| {
+            let named = if python {
+                stored.topic.rsplit_once('.')
+            } else {
+                stored.topic.split_once('.')
+            };
+            let named = named.map(|(name, _)| name);
             unknown_topic::<A>(&stored.topic, named)
         })?;
         let originator_id = A::Id::from_stored(&stored.originator_id)
@@ -480,7 +611,19 @@ impl Mapper {
             *prev = Some(verify_link::<A>(stored, &json, prev.as_ref())?);
         }
         let current = A::Event::VERSIONS[variant];
-        let (event, header) = if current > 1 || contains(&json, b"\"class_version\"") {
+        let _python = crate::transcoding::PythonScope::new(python);
+        let (event, header) = if python {
+            // Python's `_type_` forms of UUIDs and datetimes become what
+            // serde expects; fields that say `with = "python"` read the rest.
+            let mut value = json_object::<A>(stored, &json)?;
+            crate::transcoding::plain_builtins(&mut value)
+                .map_err(|e| decode_error::<A>(stored, e.into()))?;
+            let from = stored_version(&value);
+            upcast::<A>(&stored.topic, from, current, |v| {
+                A::Event::__upcast(variant, v, &mut value)
+            })?;
+            A::Event::__deserialize(variant, value)
+        } else if current > 1 || contains(&json, b"\"class_version\"") {
             let mut value = json_object::<A>(stored, &json)?;
             let from = stored_version(&value);
             upcast::<A>(&stored.topic, from, current, |v| {
@@ -542,6 +685,9 @@ impl Mapper {
     /// `Serialize` and `Deserialize`) or does not serialize; encryption
     /// errors.
     pub fn encode_snapshot<A: Aggregate>(&self, aggregate: &A) -> Result<StoredEvent> {
+        if self.codec == Codec::Python {
+            return self.encode_python_snapshot(aggregate);
+        }
         let last_hash = aggregate.__meta().last_hash.as_ref().map(to_hex);
         let snapshot = SnapshotRef {
             timestamp: aggregate.modified_on(),
@@ -578,6 +724,9 @@ impl Mapper {
     /// The state does not decrypt, decompress or deserialize; a snapshot
     /// version with no upcaster ([`Error::UnknownVersion`]).
     pub fn decode_snapshot<A: Aggregate>(&self, stored: &StoredEvent) -> Result<A> {
+        if is_python_topic(&stored.topic) {
+            return self.decode_python_snapshot(stored);
+        }
         if stored.topic != A::NAME && !A::ALIASES.contains(&stored.topic.as_str()) {
             return Err(unknown_topic::<A>(&stored.topic, Some(&stored.topic)));
         }
@@ -623,6 +772,120 @@ impl Mapper {
             snapshot.created_on,
             snapshot.timestamp,
             last_hash,
+        );
+        Ok(aggregate)
+    }
+}
+
+impl Mapper {
+    /// Python's snapshot: `{"timestamp", "topic": the class, "state": the
+    /// fields with "_created_on", "_modified_on" (and "class_version")}`.
+    fn encode_python_snapshot<A: Aggregate>(&self, aggregate: &A) -> Result<StoredEvent> {
+        use crate::transcoding::Transcoded;
+        let error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Encode {
+            topic: PYTHON_SNAPSHOT_TOPIC,
+            aggregate: A::NAME,
+            source,
+        };
+        let class = python_topic::<A>(PYTHON_SNAPSHOT_TOPIC)?;
+        let python_value = |ts: Timestamp| -> Result<serde_json::Value> {
+            let mut json = Vec::new();
+            ts.serialize_python(&mut serde_json::Serializer::new(&mut json))
+                .and_then(|()| serde_json::from_slice(&json))
+                .map_err(|e| error(Box::new(e)))
+        };
+        let mut state =
+            crate::transcoding::with_python(true, || serde_json::to_value(StateRef(aggregate)))
+                .map_err(|e| error(Box::new(e)))?;
+        let Some(fields) = state.as_object_mut() else {
+            return Err(error(
+                "the aggregate's state is not a JSON object, as Python's snapshot state must be"
+                    .into(),
+            ));
+        };
+        fields.insert("_created_on".into(), python_value(aggregate.created_on())?);
+        fields.insert(
+            "_modified_on".into(),
+            python_value(aggregate.modified_on())?,
+        );
+        if A::STATE_VERSION > 1 {
+            fields.insert("class_version".into(), A::STATE_VERSION.into());
+        }
+        let snapshot = serde_json::json!({
+            "timestamp": python_value(aggregate.modified_on())?,
+            "topic": class,
+            "state": state,
+        });
+        let json = serde_json::to_vec(&snapshot).map_err(|e| error(Box::new(e)))?;
+        let originator_id = aggregate.id().to_stored();
+        let state = self
+            .seal(
+                json,
+                &originator_id,
+                aggregate.version(),
+                PYTHON_SNAPSHOT_TOPIC,
+            )
+            .map_err(|e| error(Box::new(e)))?;
+        Ok(StoredEvent {
+            originator_id,
+            originator_version: aggregate.version(),
+            topic: PYTHON_SNAPSHOT_TOPIC.to_owned(),
+            state,
+        })
+    }
+
+    fn decode_python_snapshot<A: Aggregate>(&self, stored: &StoredEvent) -> Result<A> {
+        let bad = |message: String| decode_error::<A>(stored, message.into());
+        let id = A::Id::from_stored(&stored.originator_id)
+            .map_err(|e| decode_error::<A>(stored, e.into()))?;
+        let json = self
+            .open(stored)
+            .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
+        let mut snapshot = json_object::<A>(stored, &json)?;
+        let class = snapshot.get("topic").and_then(serde_json::Value::as_str);
+        if class.is_none() || class != A::PYTHON_TOPIC {
+            let class = class.unwrap_or("(none)").to_owned();
+            return Err(Error::UnknownTopic {
+                topic: format!("{} of {class}", stored.topic),
+                aggregate: A::NAME,
+                owner: Some(class),
+            });
+        }
+        let Some(serde_json::Value::Object(mut state)) =
+            snapshot.as_object_mut().and_then(|s| s.remove("state"))
+        else {
+            return Err(bad(
+                "a Python snapshot's \"state\" is not a JSON object".into()
+            ));
+        };
+        let mut timestamp = |key: &str| -> Result<Timestamp> {
+            let value = state
+                .remove(key)
+                .ok_or_else(|| bad(format!("a Python snapshot's state has no {key:?}")))?;
+            <Timestamp as crate::transcoding::Transcoded>::from_python(value)
+                .map_err(|e| bad(format!("its {key:?}: {e}")))
+        };
+        let (created_on, modified_on) = (timestamp("_created_on")?, timestamp("_modified_on")?);
+        let from = state
+            .remove("class_version")
+            .and_then(|v| v.as_u64())
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(1);
+        let mut state = serde_json::Value::Object(state);
+        crate::transcoding::plain_builtins(&mut state).map_err(bad)?;
+        upcast::<A>(&stored.topic, from, A::STATE_VERSION, |v| {
+            A::__upcast_state(v, &mut state)
+        })?;
+        let mut aggregate =
+            crate::transcoding::with_python(true, || A::__deserialize_state(state).map(|s: A| s))
+                .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
+        crate::domain::restore_meta(
+            &mut aggregate,
+            id,
+            stored.originator_version,
+            created_on,
+            modified_on,
+            None,
         );
         Ok(aggregate)
     }

@@ -88,6 +88,8 @@ settings! {
     IS_SNAPSHOTTING_ENABLED: "keep snapshots", Some("no");
     /// Size of the aggregate cache.
     AGGREGATE_CACHE_MAXSIZE: "keep up to N aggregates in an LRU cache", Some("0");
+    /// The format events and snapshots are written in.
+    CODEC: "annals, or python: write the Python eventsourcing library's format (both are read)", Some("annals");
     /// Whether each stream's events are chained by hash.
     IS_HASH_CHAINING_ENABLED: "chain each stream's events by hash", Some("no");
 }

@@ -140,17 +140,17 @@ struct Module {
 /// The built-in modules: one entry per store.
 const MODULES: &[Module] = &[
     Module {
-        names: &["memory", "popo"],
+        names: &["memory", "popo", "eventsourcing.popo"],
         from_env: |_| Ok(Persistence::Memory),
     },
     #[cfg(feature = "sqlite")]
     Module {
-        names: &["sqlite"],
+        names: &["sqlite", "eventsourcing.sqlite"],
         from_env: |env| Ok(Persistence::Sqlite(SqliteConfig::from_env(env)?)),
     },
     #[cfg(feature = "postgres")]
     Module {
-        names: &["postgres", "postgresql"],
+        names: &["postgres", "postgresql", "eventsourcing.postgres"],
         from_env: |env| Ok(Persistence::Postgres(PostgresConfig::from_env(env)?)),
     },
 ];

@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 use std::sync::Arc;
 
 use crate::application::{Application, Encoded, Save};
-use crate::domain::{self, Aggregate, DomainEvent, Event, Metadata};
+use crate::domain::{self, Aggregate, DomainEvent, Metadata};
 use crate::error::{Error, Result};
 use crate::persistence::{Notification, StoredEvent, Tracking};
 
@@ -66,7 +66,7 @@ impl<'a> Upstream<'a> {
     /// Decoding errors (the state does not decrypt, decompress or
     /// deserialize; a version with no upcaster).
     pub fn decode<A: Aggregate>(&self) -> Result<Option<DomainEvent<A>>> {
-        if A::Event::__variant_of(self.topic()).is_none() {
+        if crate::mapper::variant_of::<A>(self.topic()).is_none() {
             return Ok(None);
         }
         let stored = &self.notification.event;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{diff, list, memory_app, store_events};
 use crate::application::Application;
-use crate::domain::{Aggregate, DomainEvent, Event};
+use crate::domain::{Aggregate, DomainEvent};
 use crate::error::{Error, Result};
 use crate::persistence::Notification;
 use crate::system::{Policy, SingleThreadedRunner, System};
@@ -364,7 +364,7 @@ impl PolicyOutcome {
     pub fn events<B: Aggregate>(&self) -> Result<Vec<DomainEvent<B>>> {
         self.stored()?
             .iter()
-            .filter(|n| B::Event::__variant_of(&n.event.topic).is_some())
+            .filter(|n| crate::mapper::variant_of::<B>(&n.event.topic).is_some())
             .map(|n| self.follower.mapper().decode(&n.event))
             .collect()
     }

@@ -1,0 +1,60 @@
+"""Commands the Rust interop tests run against the real Python library.
+Settings come from the environment, as for any Python eventsourcing
+application. Every command prints one JSON document on stdout.
+
+    register NAME OWNER [TRICK...]   a new dog; prints its id
+    add-trick ID TRICK               a trick for a dog
+    get ID...                        the dogs, as the Python side sees them
+    log                              the TrainingSchool notification log
+    follow                           Counters pulls and processes the log
+    count TRICK...                   the counts Counters holds
+    register-many N PREFIX           N dogs, one save each; prints the ids
+"""
+
+import json
+import sys
+from uuid import UUID
+
+from dogschool import Counters, TrainingSchool
+
+
+def main(command: str, *args: str) -> object:
+    if command == "register":
+        school = TrainingSchool()
+        name, owner, *tricks = args
+        dog_id = school.register(name, UUID(owner))
+        for trick in tricks:
+            school.add_trick(dog_id, trick)
+        return str(dog_id)
+    if command == "add-trick":
+        TrainingSchool().add_trick(UUID(args[0]), args[1])
+        return None
+    if command == "get":
+        school = TrainingSchool()
+        return {dog_id: school.get_dog(UUID(dog_id)) for dog_id in args}
+    if command == "log":
+        school = TrainingSchool()
+        items = school.notification_log.select(start=1, limit=1000)
+        return [
+            [n.id, n.topic, str(n.originator_id), n.originator_version]
+            for n in items
+        ]
+    if command == "follow":
+        school = TrainingSchool()
+        counters = Counters()
+        counters.follow(school.name, school.notification_log)
+        counters.pull_and_process(school.name)
+        return counters.recorder.max_tracking_id(school.name)
+    if command == "count":
+        counters = Counters()
+        return {trick: counters.count(trick) for trick in args}
+    if command == "register-many":
+        school = TrainingSchool()
+        count, prefix = int(args[0]), args[1]
+        owner = UUID(int=7)
+        return [str(school.register(f"{prefix}{i}", owner)) for i in range(count)]
+    raise SystemExit(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    json.dump(main(*sys.argv[1:]), sys.stdout)

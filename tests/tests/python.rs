@@ -1,0 +1,363 @@
+//! One live store shared with the real Python `eventsourcing` library
+//! (9.5.6, in the venv `.ci/run` makes; `ANNALS_PYTHON` names its
+//! interpreter): the same TrainingSchool and Counters in both languages
+//! (`tests/python/dogschool.py`), on SQLite and PostgreSQL, plain and
+//! zlib + AES. Each side reads what the other wrote (aggregates, the log,
+//! snapshots), both write one stream, both write one table at once, and a
+//! process application on each side follows the other's events exactly
+//! once.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use annals::env::Env;
+use annals::prelude::*;
+use annals::system::{Policies, ProcessApplication};
+use annals::transcoding::Transcoding;
+use annals_tests::stores::{drop_postgres_tables, postgres_server, temp_dir};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[aggregate]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dog {
+    pub name: String,
+    #[serde(with = "annals::transcoding::python")]
+    pub owner: Uuid,
+    pub tricks: Vec<String>,
+}
+
+#[aggregate(python = "dogschool")]
+impl Dog {
+    #[event("Registered")]
+    pub fn register(
+        name: String,
+        #[serde(with = "annals::transcoding::python")] owner: Uuid,
+    ) -> Self {
+        Dog {
+            name,
+            owner,
+            tricks: Vec::new(),
+        }
+    }
+
+    #[event("TrickAdded")]
+    pub fn add_trick(&mut self, trick: String) {
+        self.tricks.push(trick);
+    }
+}
+
+#[aggregate]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Counter {
+    pub name: String,
+    pub count: u64,
+}
+
+#[aggregate(python = "dogschool")]
+impl Counter {
+    fn create_id(name: &str) -> Uuid {
+        Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("/counters/{name}").as_bytes())
+    }
+
+    #[event("Started")]
+    pub fn start(name: String) -> Self {
+        Counter { name, count: 0 }
+    }
+
+    #[event("Incremented")]
+    pub fn increment(&mut self) {
+        self.count += 1;
+    }
+}
+
+/// The venv's interpreter, or `None` (said, and a failure in CI).
+fn python() -> Option<PathBuf> {
+    match std::env::var_os("ANNALS_PYTHON") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the Python interop tests must run in CI: set ANNALS_PYTHON (.ci/run does)"
+            );
+            annals_tests::skipped("python interop (ANNALS_PYTHON is not set)");
+            None
+        }
+    }
+}
+
+/// One shared store: the settings both sides read.
+struct Shared {
+    python: PathBuf,
+    settings: Vec<(String, String)>,
+}
+
+impl Shared {
+    fn sqlite(python: PathBuf, encrypted: bool) -> Self {
+        let dir = temp_dir();
+        let path = |file: &str| dir.join(file).to_string_lossy().into_owned();
+        let mut settings = vec![
+            ("PERSISTENCE_MODULE".into(), "eventsourcing.sqlite".into()),
+            ("TRAININGSCHOOL_SQLITE_DBNAME".into(), path("school.db")),
+            ("COUNTERS_SQLITE_DBNAME".into(), path("counters.db")),
+            (
+                "RUSTCOUNTERS_SQLITE_DBNAME".into(),
+                path("rust_counters.db"),
+            ),
+        ];
+        settings.extend(common(encrypted));
+        Self { python, settings }
+    }
+
+    fn postgres(python: PathBuf, encrypted: bool) -> Option<Self> {
+        let server = postgres_server()?;
+        for app in ["TrainingSchool", "Counters", "RustCounters"] {
+            drop_postgres_tables(&server, app);
+        }
+        let mut settings = vec![
+            ("PERSISTENCE_MODULE".into(), "eventsourcing.postgres".into()),
+            ("POSTGRES_DBNAME".into(), server.dbname.clone()),
+            ("POSTGRES_HOST".into(), server.host.clone()),
+            ("POSTGRES_PORT".into(), server.port.to_string()),
+            ("POSTGRES_USER".into(), server.user.clone()),
+            (
+                "POSTGRES_PASSWORD".into(),
+                server.password.clone().unwrap_or_default(),
+            ),
+        ];
+        settings.extend(common(encrypted));
+        Some(Self { python, settings })
+    }
+
+    /// Runs `interop.py ARGS` with the shared settings; its JSON output.
+    fn py(&self, args: &[&str]) -> Value {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
+        let output = Command::new(&self.python)
+            .arg("interop.py")
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.settings.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run the venv's python");
+        assert!(
+            output.status.success(),
+            "python interop.py {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("interop.py prints JSON")
+    }
+
+    fn app(&self, name: &str) -> Application {
+        let env = Env::from_map(
+            name,
+            self.settings
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain([("CODEC", "python")]),
+        );
+        Application::builder(name)
+            .with_env(&env)
+            .and_then(|b| b.snapshot_every::<Dog>(3).build())
+            .unwrap_or_else(|e| panic!("the annals {name}: {}", e.report()))
+    }
+}
+
+/// What both sides share besides the store: snapshots and, when
+/// `encrypted`, zlib and AES with one key (Python's setting values).
+fn common(encrypted: bool) -> Vec<(String, String)> {
+    let mut settings = vec![("IS_SNAPSHOTTING_ENABLED".into(), "yes".into())];
+    if encrypted {
+        settings.extend([
+            (
+                "COMPRESSOR_TOPIC".into(),
+                "eventsourcing.compressor:ZlibCompressor".into(),
+            ),
+            (
+                "CIPHER_TOPIC".into(),
+                "eventsourcing.cipher:AESCipher".into(),
+            ),
+            ("CIPHER_KEY".into(), annals::cipher::create_key()),
+        ]);
+    }
+    settings
+}
+
+/// The annals side's Counters: counts every trick, as Python's does.
+fn rust_counters(shared: &Shared) -> ProcessApplication {
+    let app = std::sync::Arc::new(shared.app("RustCounters"));
+    let policy = Policies::new().on::<Dog>(|event, processing| {
+        let DogEvent::TrickAdded { trick } = &event.event else {
+            return Ok(());
+        };
+        let mut counter = match processing.app().get::<Counter>(Counter::create_id(trick)) {
+            Ok(counter) => counter,
+            Err(e) if e.is_not_found() => Counter::start(trick.clone()),
+            Err(e) => return Err(e),
+        };
+        counter.increment();
+        processing.save(&mut counter)
+    });
+    ProcessApplication::new(app, policy)
+}
+
+fn the_whole_story(shared: &Shared) {
+    let school = shared.app("TrainingSchool");
+    let owner = Uuid::new_v4();
+
+    // Python writes; annals reads the aggregate (from Python's snapshot at
+    // version 3, and without it), the log and the snapshot.
+    let fido = shared.py(&["register", "Fido", &owner.to_string(), "sit", "roll", "beg"]);
+    let fido = Uuid::parse_str(fido.as_str().unwrap()).unwrap();
+    let dog = school.get::<Dog>(fido).expect("annals reads Python's dog");
+    assert_eq!((dog.name.as_str(), dog.owner), ("Fido", owner));
+    assert_eq!(dog.tricks, ["sit", "roll", "beg"]);
+    assert_eq!(dog.version(), 4);
+    let snapshot = school.snapshots().unwrap().versions::<Dog>(fido).unwrap();
+    assert_eq!(snapshot, [3], "Python snapshotted Fido at version 3");
+    let at_2 = school.get_at::<Dog>(fido, 2).unwrap();
+    assert_eq!(at_2.tricks, ["sit"]);
+    let python_view = &shared.py(&["get", &fido.to_string()])[fido.to_string()];
+    assert_eq!(
+        python_view["created_on"].as_str().unwrap(),
+        dog.created_on().encode(),
+        "both see the same creation time"
+    );
+    let log = school.notifications(1, 100).unwrap();
+    let topics: Vec<&str> = log.iter().map(|n| n.event.topic.as_str()).collect();
+    assert_eq!(
+        topics,
+        [
+            "dogschool:Dog.Registered",
+            "dogschool:Dog.TrickAdded",
+            "dogschool:Dog.TrickAdded",
+            "dogschool:Dog.TrickAdded"
+        ]
+    );
+
+    // annals writes; Python reads, from annals' snapshot too.
+    let mut rex = Dog::register("Rex".into(), owner);
+    rex.add_trick("fetch".into());
+    rex.add_trick("stay".into());
+    school.save(&mut rex).unwrap();
+    school.take_snapshot::<Dog>(rex.id()).unwrap();
+    let seen = &shared.py(&["get", &rex.id().to_string()])[rex.id().to_string()];
+    assert_eq!(seen["name"], "Rex");
+    assert_eq!(seen["owner"], owner.to_string());
+    assert_eq!(
+        seen["owner_type"], "UUID",
+        "Python reads annals' UUIDs as UUIDs"
+    );
+    assert_eq!(seen["tricks"], serde_json::json!(["fetch", "stay"]));
+    assert_eq!(seen["version"], 3);
+    assert_eq!(
+        seen["modified_on"].as_str().unwrap(),
+        rex.modified_on().encode()
+    );
+
+    // Both write one stream: each reads the other's event.
+    shared.py(&["add-trick", &rex.id().to_string(), "shake"]);
+    let mut fido_here = school.get::<Dog>(fido).unwrap();
+    fido_here.add_trick("play dead".into());
+    school.save(&mut fido_here).unwrap();
+    assert_eq!(
+        school.get::<Dog>(rex.id()).unwrap().tricks,
+        ["fetch", "stay", "shake"]
+    );
+    let fido_there = &shared.py(&["get", &fido.to_string()])[fido.to_string()];
+    assert_eq!(
+        fido_there["tricks"],
+        serde_json::json!(["sit", "roll", "beg", "play dead"])
+    );
+
+    // Followers on both sides, each over events of both writers, exactly
+    // once: a second pull changes nothing.
+    let tricks = ["sit", "roll", "beg", "fetch", "stay", "shake", "play dead"];
+    let last = school.last_notification_id().unwrap().unwrap();
+    let mut count_args = vec!["count"];
+    count_args.extend(tricks);
+    for _ in 0..2 {
+        assert_eq!(
+            shared.py(&["follow"]),
+            last,
+            "Python's Counters tracked it all"
+        );
+        let counts = shared.py(&count_args);
+        for trick in tricks {
+            assert_eq!(counts[trick], 1, "Python counted {trick} once: {counts}");
+        }
+    }
+    let counters = rust_counters(shared);
+    for round in 0..2 {
+        let processed = counters.pull(&school, 1000).unwrap();
+        assert_eq!(processed, if round == 0 { 9 } else { 0 });
+        for trick in tricks {
+            let counter = counters
+                .app()
+                .get::<Counter>(Counter::create_id(trick))
+                .unwrap();
+            assert_eq!(counter.count, 1, "annals counted {trick} once");
+        }
+    }
+    // What each side's Counters wrote, the other reads.
+    let theirs = shared.py(&["count", "sit"]);
+    assert_eq!(theirs["sit"], 1);
+}
+
+/// Python and annals save into one store at the same time: every save
+/// succeeds, and the log holds each event once, in increasing order.
+fn both_write_at_once(shared: &Shared) {
+    let school = shared.app("TrainingSchool");
+    let before = school.last_notification_id().unwrap().unwrap_or(0);
+    let owner = Uuid::new_v4();
+    let rust = std::thread::scope(|scope| {
+        let python = scope.spawn(|| shared.py(&["register-many", "40", "py"]));
+        let mut ids = Vec::new();
+        for i in 0..40 {
+            let mut dog = Dog::register(format!("rs{i}"), owner);
+            school.save(&mut dog).unwrap();
+            ids.push(dog.id());
+        }
+        let python: Vec<Uuid> = serde_json::from_value(python.join().unwrap()).unwrap();
+        (ids, python)
+    });
+    let (ours, theirs) = rust;
+    let log = school.notifications(before + 1, 1000).unwrap();
+    assert_eq!(log.len(), 80, "every save of both is in the log once");
+    assert!(log.windows(2).all(|w| w[0].id < w[1].id));
+    for id in theirs {
+        assert!(school.get::<Dog>(id).unwrap().name.starts_with("py"));
+    }
+    let seen = shared.py(&["get", &ours[39].to_string()]);
+    assert_eq!(seen[ours[39].to_string()]["name"], "rs39");
+}
+
+#[test]
+fn sqlite_shared_with_python() {
+    let Some(python) = python() else { return };
+    let shared = Shared::sqlite(python, false);
+    the_whole_story(&shared);
+    both_write_at_once(&shared);
+}
+
+#[test]
+fn sqlite_shared_with_python_compressed_and_encrypted() {
+    let Some(python) = python() else { return };
+    let shared = Shared::sqlite(python, true);
+    the_whole_story(&shared);
+}
+
+#[test]
+fn postgres_shared_with_python_plain_then_compressed_and_encrypted() {
+    let Some(python) = python() else { return };
+    // One test: both configurations use the same tables, one at a time.
+    for encrypted in [false, true] {
+        let Some(shared) = Shared::postgres(python.clone(), encrypted) else {
+            annals_tests::skipped("python interop on PostgreSQL");
+            return;
+        };
+        the_whole_story(&shared);
+        both_write_at_once(&shared);
+    }
+}
