@@ -292,6 +292,8 @@ mod howto {
     struct HashChains;
     #[doc = include_str!("../../docs/howto/correlation.md")]
     struct Correlation;
+    #[doc = include_str!("../../docs/howto/python.md")]
+    struct Python;
     #[cfg(feature = "testing")]
     #[doc = include_str!("../../docs/howto/testing.md")]
     struct Testing;
