@@ -76,6 +76,10 @@ settings! {
     POSTGRES_SSLROOTCERT: "a PEM file: the root certificate of the server's (verify-ca, verify-full)", None;
     /// Whether to create missing tables on start.
     CREATE_TABLE: "create missing tables on start", Some("yes");
+    /// The layout of a tracking table annals creates: one row per upstream
+    /// application (yes, the Python library's default) or one per
+    /// notification (no). An existing table keeps its own layout.
+    SINGLE_ROW_TRACKING: "a tracking table annals creates keeps one row per upstream application (yes) or one per notification (no); an existing table's layout is used", Some("yes");
     /// `zlib` compresses stored state.
     COMPRESSOR_TOPIC: "zlib: compress stored state", None;
     /// Base64 AES key: encrypts stored state.
