@@ -68,8 +68,12 @@ settings! {
     POSTGRES_POOL_SIZE: "connections in the pool", Some("5");
     /// The PostgreSQL schema of the tables.
     POSTGRES_SCHEMA: "the tables' schema, created if missing", None;
-    /// `uuid` or `text` originator ids in PostgreSQL.
-    POSTGRES_ORIGINATOR_ID_TYPE: "uuid or text originator_id columns", Some("uuid");
+    /// `uuid` or `text` originator ids in PostgreSQL (the Python library's
+    /// name).
+    ORIGINATOR_ID_TYPE: "uuid or text originator_id columns (PostgreSQL; SQLite stores text either way)", Some("uuid");
+    /// The older name of [`ORIGINATOR_ID_TYPE`], still read; when both are
+    /// set they must agree.
+    POSTGRES_ORIGINATOR_ID_TYPE: "the older name of ORIGINATOR_ID_TYPE, still read (both set: they must agree)", None;
     /// Whether and how PostgreSQL connections use TLS.
     POSTGRES_SSLMODE: "TLS to the server: disable, prefer, require, verify-ca, verify-full", Some("disable");
     /// The root certificate that signs the PostgreSQL server's.

@@ -155,7 +155,8 @@ pub trait AggregateRecorder: Send + Sync {
 
 /// An aggregate recorder that also keeps the application's log.
 pub trait ApplicationRecorder: AggregateRecorder {
-    /// Notifications in id order, as `query` says.
+    /// Notifications in id order, as `query` says. Ids increase in commit
+    /// order but may have gaps (see [`Notification::id`]).
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>>;
 
     /// The highest notification id (0 when the log is empty).
