@@ -40,8 +40,10 @@ macro_rules! settings {
 }
 
 settings! {
-    /// Which store: `memory`, `sqlite`, `postgres` (or a registered module).
-    PERSISTENCE_MODULE: "the store: memory, sqlite, postgres, or a module registered with persistence::register_module", Some("memory");
+    /// Which store: `memory`, `sqlite`, `postgres`, the Python library's
+    /// module names (`eventsourcing.popo`, `eventsourcing.sqlite`,
+    /// `eventsourcing.postgres`), or a registered module.
+    PERSISTENCE_MODULE: "the store: memory, sqlite, postgres (or eventsourcing.popo, eventsourcing.sqlite, eventsourcing.postgres), or a module registered with persistence::register_module", Some("memory");
     /// The SQLite database.
     SQLITE_DBNAME: "a SQLite file path, :memory:, or a file: URI", None;
     /// Seconds a SQLite write waits for another writer's lock.
@@ -91,7 +93,7 @@ settings! {
     /// Whether ciphertexts are bound to their events.
     CIPHER_ASSOCIATED_DATA: "bind each ciphertext to its event (yes); no for the Python library's layout and stores annals wrote unbound", Some("yes");
     /// The cipher; when set it must name AES.
-    CIPHER_TOPIC: "the cipher: aes (the Python library's AESCipher)", Some("aes");
+    CIPHER_TOPIC: "the cipher: aes, eventsourcing.cipher:AESCipher or eventsourcing.cryptography:AESCipher (one AES-GCM layout)", Some("aes");
     /// Whether snapshots are kept.
     IS_SNAPSHOTTING_ENABLED: "keep snapshots", Some("no");
     /// Size of the aggregate cache.
