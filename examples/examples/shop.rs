@@ -34,7 +34,7 @@ use annals::persistence::sqlite::SqliteConfig;
 use annals::prelude::*;
 use annals::system::{MultiThreadedRunner, SingleThreadedRunner, StopHandle, SyncOptions};
 use annals::Persistence;
-use annals_examples::shop::{price, Order, Payment, Reservation, Shop};
+use annals_examples::shop::{price, stored_events, Order, Payment, Reservation, Shop};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
@@ -247,9 +247,9 @@ impl Summary {
             payments: 0,
             taken_cents: 0,
             events: (
-                shop.orders.recorder().max_notification_id()?,
-                shop.reservations.recorder().max_notification_id()?,
-                shop.payments.recorder().max_notification_id()?,
+                stored_events(&shop.orders)?,
+                stored_events(&shop.reservations)?,
+                stored_events(&shop.payments)?,
             ),
         };
         for id in orders {

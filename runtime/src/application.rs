@@ -684,12 +684,7 @@ impl ApplicationBuilder {
             self.compressor = Some(compressor);
         }
         if let Some((var, topic)) = env.get(CIPHER_TOPIC) {
-            if !matches!(topic.trim(), "aes" | "eventsourcing.cipher:AESCipher") {
-                return Err(Error::config(
-                    var,
-                    format!("unknown cipher {topic:?}; annals has AES-GCM (\"aes\")"),
-                ));
-            }
+            cipher::check_topic(&var, &topic)?;
         }
         if let Some(key) = env.get(cipher::CIPHER_KEY) {
             self.cipher_key = Some(key);

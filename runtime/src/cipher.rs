@@ -32,6 +32,46 @@ const TAG_LEN: usize = 16;
 /// The setting that holds the key.
 pub const CIPHER_KEY: &str = crate::settings::CIPHER_KEY.name;
 
+/// The values `CIPHER_TOPIC` may take: annals' own name and the Python
+/// library's two AES-GCM ciphers (`eventsourcing.cipher` on PyCryptodome,
+/// `eventsourcing.cryptography` on `cryptography`), which store the same
+/// layout as this module (nonce, tag, ciphertext).
+pub const TOPICS: &[&str] = &[
+    "aes",
+    "eventsourcing.cipher:AESCipher",
+    "eventsourcing.cryptography:AESCipher",
+];
+
+/// Checks a `CIPHER_TOPIC` value (found as `var`): it must name AES-GCM,
+/// the one cipher annals has.
+///
+/// ```
+/// use annals::cipher::check_topic;
+///
+/// assert!(check_topic("CIPHER_TOPIC", "eventsourcing.cipher:AESCipher").is_ok());
+/// assert!(check_topic("CIPHER_TOPIC", "rot13").is_err());
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Config`] naming `var` for any other value.
+pub fn check_topic(var: &str, topic: &str) -> Result<()> {
+    if TOPICS.contains(&topic.trim()) {
+        return Ok(());
+    }
+    Err(Error::config(
+        var,
+        format!(
+            "unknown cipher {topic:?}; annals has AES-GCM: {}",
+            TOPICS
+                .iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
+}
+
 /// A new random 32-byte key (AES-256), base64-encoded, for `CIPHER_KEY`
 /// or `ApplicationBuilder::cipher_key`. Keep it safe: what it encrypted
 /// cannot be read without it.
@@ -241,6 +281,29 @@ impl Cipher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_python_librarys_cipher_topics_are_accepted_and_others_name_the_variable() {
+        for topic in [
+            "aes",
+            " eventsourcing.cipher:AESCipher ",
+            "eventsourcing.cryptography:AESCipher",
+        ] {
+            assert!(check_topic("CIPHER_TOPIC", topic).is_ok(), "{topic}");
+        }
+        for topic in ["rot13", "eventsourcing.cipher:Cipher", "AESCipher", ""] {
+            match check_topic("APP_CIPHER_TOPIC", topic) {
+                Err(Error::Config { setting, message }) => {
+                    assert_eq!(setting, "APP_CIPHER_TOPIC");
+                    assert!(
+                        message.contains("unknown cipher") && message.contains("AESCipher"),
+                        "{message}"
+                    );
+                }
+                other => panic!("{topic:?}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn round_trips_with_every_key_size_and_a_fresh_nonce_each_time() {

@@ -30,7 +30,10 @@ pub struct StoredEvent {
 /// A stored event with its position in the application's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
-    /// The position in the log: 1, 2, 3, ... in commit order.
+    /// The position in the log: increasing in commit order, from 1. Ids
+    /// may have gaps (PostgreSQL takes them from a sequence, and a
+    /// transaction that fails wastes the ones it drew): read the log from
+    /// the last id seen + 1, never by counting.
     pub id: u64,
     /// The event.
     pub event: StoredEvent,

@@ -40,8 +40,10 @@ macro_rules! settings {
 }
 
 settings! {
-    /// Which store: `memory`, `sqlite`, `postgres` (or a registered module).
-    PERSISTENCE_MODULE: "the store: memory, sqlite, postgres, or a module registered with persistence::register_module", Some("memory");
+    /// Which store: `memory`, `sqlite`, `postgres`, the Python library's
+    /// module names (`eventsourcing.popo`, `eventsourcing.sqlite`,
+    /// `eventsourcing.postgres`), or a registered module.
+    PERSISTENCE_MODULE: "the store: memory, sqlite, postgres (or eventsourcing.popo, eventsourcing.sqlite, eventsourcing.postgres), or a module registered with persistence::register_module", Some("memory");
     /// The SQLite database.
     SQLITE_DBNAME: "a SQLite file path, :memory:, or a file: URI", None;
     /// Seconds a SQLite write waits for another writer's lock.
@@ -68,14 +70,22 @@ settings! {
     POSTGRES_POOL_SIZE: "connections in the pool", Some("5");
     /// The PostgreSQL schema of the tables.
     POSTGRES_SCHEMA: "the tables' schema, created if missing", None;
-    /// `uuid` or `text` originator ids in PostgreSQL.
-    POSTGRES_ORIGINATOR_ID_TYPE: "uuid or text originator_id columns", Some("uuid");
+    /// `uuid` or `text` originator ids in PostgreSQL (the Python library's
+    /// name).
+    ORIGINATOR_ID_TYPE: "uuid or text originator_id columns (PostgreSQL; SQLite stores text either way)", Some("uuid");
+    /// The older name of [`ORIGINATOR_ID_TYPE`], still read; when both are
+    /// set they must agree.
+    POSTGRES_ORIGINATOR_ID_TYPE: "the older name of ORIGINATOR_ID_TYPE, still read (both set: they must agree)", None;
     /// Whether and how PostgreSQL connections use TLS.
     POSTGRES_SSLMODE: "TLS to the server: disable, prefer, require, verify-ca, verify-full", Some("disable");
     /// The root certificate that signs the PostgreSQL server's.
     POSTGRES_SSLROOTCERT: "a PEM file: the root certificate of the server's (verify-ca, verify-full)", None;
     /// Whether to create missing tables on start.
     CREATE_TABLE: "create missing tables on start", Some("yes");
+    /// The layout of a tracking table annals creates: one row per upstream
+    /// application (yes, the Python library's default) or one per
+    /// notification (no). An existing table keeps its own layout.
+    SINGLE_ROW_TRACKING: "a tracking table annals creates keeps one row per upstream application (yes) or one per notification (no); an existing table's layout is used", Some("yes");
     /// `zlib` compresses stored state.
     COMPRESSOR_TOPIC: "zlib: compress stored state", None;
     /// Base64 AES key: encrypts stored state.
@@ -83,7 +93,7 @@ settings! {
     /// Whether ciphertexts are bound to their events.
     CIPHER_ASSOCIATED_DATA: "bind each ciphertext to its event (yes); no for the Python library's layout and stores annals wrote unbound", Some("yes");
     /// The cipher; when set it must name AES.
-    CIPHER_TOPIC: "the cipher: aes (the Python library's AESCipher)", Some("aes");
+    CIPHER_TOPIC: "the cipher: aes, eventsourcing.cipher:AESCipher or eventsourcing.cryptography:AESCipher (one AES-GCM layout)", Some("aes");
     /// Whether snapshots are kept.
     IS_SNAPSHOTTING_ENABLED: "keep snapshots", Some("no");
     /// Size of the aggregate cache.

@@ -97,9 +97,10 @@ pub fn shop_on(
     })
 }
 
-/// The notification ids follower `follower` has tracked of `leader`, in
-/// order, read straight from its tracking table (SQLite: a table prefix
-/// per application, as [`shop_on`] makes them).
+/// The notification ids of `leader` in follower `follower`'s tracking
+/// table, in order, read straight from it (SQLite: a table prefix per
+/// application, as [`shop_on`] makes them): every one processed in a
+/// multi-row table, only the last in a single-row one.
 pub fn tracked_ids(persistence: &Persistence, follower: &str, leader: &str) -> Vec<u64> {
     match persistence {
         Persistence::Sqlite(config) => {

@@ -11,6 +11,7 @@ use annals::env::Env;
 use annals::persistence::postgres::{OriginatorIdType, PostgresConfig, PostgresRecorder};
 use annals::persistence::{
     AggregateRecorder, ApplicationRecorder, EventQuery, NotificationQuery, ProcessRecorder,
+    Tracking, TrackingLayout,
 };
 use annals::testing::contract::event;
 use annals::Error;
@@ -25,14 +26,38 @@ fn fresh(config: &PostgresConfig, name: &str) -> PostgresRecorder {
     PostgresRecorder::open(config, name).expect("open")
 }
 
-fn contract_recorder(test: &str) -> Option<Arc<dyn ProcessRecorder>> {
+/// A recorder on fresh tables for contract test `test`, its tracking table
+/// created in `layout` (the tables' names begin with `prefix`).
+fn contract_recorder_with(
+    test: &str,
+    prefix: &str,
+    layout: TrackingLayout,
+) -> Option<Arc<dyn ProcessRecorder>> {
     let mut config = server()?;
     config.originator_id_type = OriginatorIdType::Text;
-    let name = format!("c_{}", &test[..test.len().min(45)]);
-    Some(Arc::new(fresh(&config, &name)))
+    config.tracking_layout = layout;
+    let name = format!("{prefix}_{}", &test[..test.len().min(45)]);
+    let r = fresh(&config, &name);
+    assert_eq!(r.tracking_layout(), layout);
+    Some(Arc::new(r))
+}
+
+/// The contract with the default layout: single-row tracking.
+fn contract_recorder(test: &str) -> Option<Arc<dyn ProcessRecorder>> {
+    contract_recorder_with(test, "c", TrackingLayout::SingleRow)
 }
 
 annals::recorder_contract!(contract_recorder);
+
+mod multi_row_tracking {
+    use super::*;
+
+    fn contract_recorder(test: &str) -> Option<Arc<dyn ProcessRecorder>> {
+        contract_recorder_with(test, "m", TrackingLayout::MultiRow)
+    }
+
+    annals::recorder_contract!(contract_recorder);
+}
 
 fn config_error(result: Result<impl std::fmt::Debug, Error>) -> (String, String) {
     match result {
@@ -75,9 +100,9 @@ fn uuid_ids_are_stored_in_a_uuid_column_and_read_as_32_hex() {
     assert_eq!(column, "uuid");
 
     let (var, message) = config_error(r.insert_events(&[event("dog-fido", 1, "T")]));
-    assert_eq!(var, "POSTGRES_ORIGINATOR_ID_TYPE");
+    assert_eq!(var, "ORIGINATOR_ID_TYPE");
     assert!(
-        message.contains("dog-fido") && message.contains("POSTGRES_ORIGINATOR_ID_TYPE=text"),
+        message.contains("dog-fido") && message.contains("ORIGINATOR_ID_TYPE=text"),
         "{message}"
     );
     config_error(r.select_events("dog-fido", &EventQuery::all()));
@@ -86,10 +111,13 @@ fn uuid_ids_are_stored_in_a_uuid_column_and_read_as_32_hex() {
     // The same tables opened with the other id type: a clear error.
     config.originator_id_type = OriginatorIdType::Text;
     let (var, message) = config_error(PostgresRecorder::open(&config, "pg_uuid_ids"));
-    assert_eq!(var, "POSTGRES_ORIGINATOR_ID_TYPE");
+    assert_eq!(var, "ORIGINATOR_ID_TYPE");
     assert!(message.contains("uuid"), "{message}");
 }
 
+/// Writers whose saves now and then conflict (wasting the ids they drew:
+/// gaps in the log) while readers poll from their last id + 1: every
+/// reader sees every committed id, in order, none skipped.
 #[test]
 fn readers_polling_while_writers_commit_never_skip_an_event() {
     let Some(mut config) = server() else {
@@ -137,6 +165,12 @@ fn readers_polling_while_writers_commit_never_skip_an_event() {
                         let id = format!("w{w}-{}", i / 3);
                         r.insert_events(&[event(&id, i % 3 + 1, "T")])
                             .unwrap_or_else(|e| panic!("writer {w} save {i}: {e}"));
+                        if i % 10 == 9 {
+                            let err = r
+                                .insert_events(&[event(&id, i % 3 + 1, "T")])
+                                .expect_err("stored already");
+                            assert!(err.is_conflict(), "{err}");
+                        }
                     }
                 })
             })
@@ -156,7 +190,12 @@ fn readers_polling_while_writers_commit_never_skip_an_event() {
         .iter()
         .map(|n| n.id)
         .collect();
-    assert_eq!(all, (1..=WRITERS * SAVES).collect::<Vec<_>>(), "no gaps");
+    assert_eq!(all.len() as u64, WRITERS * SAVES, "every save stored once");
+    assert!(all.windows(2).all(|w| w[0] < w[1]), "ids increase");
+    assert!(
+        *all.last().expect("ids") > WRITERS * SAVES,
+        "the conflicts left gaps, which the readers had to step over"
+    );
     for ids in seen {
         assert_eq!(ids, all, "a reader saw every notification, in order");
     }
@@ -659,4 +698,488 @@ fn negative_stored_versions_are_errors_on_every_path() {
         .select_events(&simple, &EventQuery::all())
         .expect_err("snapshots");
     check("snapshots", err, "pg_negative_snapshots");
+}
+
+/// The columns of the primary key of `table` (sorted) and its rows, read
+/// straight from the server.
+fn tracking_table(db: &mut postgres::Client, table: &str) -> (Vec<String>, Vec<(String, i64)>) {
+    let mut key: Vec<String> = db
+        .query_one(
+            "SELECT ARRAY(SELECT a.attname::text FROM pg_index i JOIN pg_attribute a \
+             ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = $1::text::regclass AND i.indisprimary)",
+            &[&table],
+        )
+        .expect("primary key")
+        .get(0);
+    key.sort();
+    let rows = db
+        .query(
+            &format!(
+                "SELECT application_name, notification_id FROM {table} \
+                 ORDER BY application_name, notification_id"
+            ),
+            &[],
+        )
+        .expect("rows")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    (key, rows)
+}
+
+fn up(notification_id: u64) -> Tracking {
+    Tracking {
+        application_name: "up".to_owned(),
+        notification_id,
+    }
+}
+
+/// Inserts `rows` (id, version) into `table` as the Python library does:
+/// in a transaction that takes the table's EXCLUSIVE lock first, the
+/// notification ids left to the column's default (its sequence), returned.
+fn python_insert(
+    db: &mut postgres::Client,
+    table: &str,
+    rows: &[(&str, i64)],
+) -> Result<Vec<i64>, postgres::Error> {
+    let mut tx = db.transaction()?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '0s'; LOCK TABLE {table} IN EXCLUSIVE MODE; NOTIFY {table}"
+    ))?;
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| format!("(${}, ${}, 'Py.Event', '\\x7b7d')", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = rows
+        .iter()
+        .flat_map(|(id, version)| {
+            [
+                id as &(dyn postgres::types::ToSql + Sync),
+                version as &(dyn postgres::types::ToSql + Sync),
+            ]
+        })
+        .collect();
+    let ids = tx
+        .query(
+            &format!(
+                "INSERT INTO {table} (originator_id, originator_version, topic, state) \
+                 VALUES {} RETURNING notification_id",
+                values.join(", ")
+            ),
+            &params,
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    tx.commit()?;
+    Ok(ids)
+}
+
+fn text_config() -> Option<PostgresConfig> {
+    let mut config = server()?;
+    config.originator_id_type = OriginatorIdType::Text;
+    Some(config)
+}
+
+#[test]
+fn annals_saves_and_python_style_inserts_interleave_with_unique_increasing_ids() {
+    let Some(config) = text_config() else {
+        return annals_tests::skipped("python_interleaved");
+    };
+    let r = fresh(&config, "pg_py_interleaved");
+    let mut db = client(&config);
+    let table = "pg_py_interleaved_events";
+    let mut ids: Vec<u64> = Vec::new();
+    for round in 0..20 {
+        let a = format!("annals-{round}");
+        ids.extend(
+            r.insert_events(&[event(&a, 1, "T"), event(&a, 2, "T")])
+                .unwrap_or_else(|e| panic!("annals save {round}: {e}")),
+        );
+        let py = format!("python-{round}");
+        let drawn = python_insert(&mut db, table, &[(&py, 1), (&py, 2)])
+            .unwrap_or_else(|e| panic!("Python's insert {round} after annals' save: {e}"));
+        ids.extend(drawn.iter().map(|&id| u64::try_from(id).expect("positive")));
+        if round % 4 == 0 {
+            // Conflicts on both sides waste ids: gaps, not collisions.
+            assert!(r
+                .insert_events(&[event(&py, 2, "T")])
+                .expect_err("Python stored it")
+                .is_conflict());
+            let err = python_insert(&mut db, table, &[(&a, 2)]).expect_err("annals stored it");
+            assert_eq!(
+                err.code(),
+                Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+            );
+        }
+    }
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids increase in the order the saves were made: {ids:?}"
+    );
+    let log: Vec<u64> = r
+        .select_notifications(&NotificationQuery::new(1, 1_000))
+        .expect("log")
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(log, ids, "the log holds every save of both, in order");
+    assert_eq!(
+        r.select_events("python-3", &EventQuery::all())
+            .expect("Python's rows read by annals")
+            .len(),
+        2
+    );
+
+    // Both at once: annals' writers (group commit) and a Python writer.
+    let python_ids = std::thread::scope(|scope| {
+        let python = scope.spawn(|| {
+            let mut db = client(&config);
+            (0..100)
+                .flat_map(|i| {
+                    let id = format!("py-thread-{i}");
+                    python_insert(&mut db, table, &[(&id, 1)]).expect("Python's insert")
+                })
+                .collect::<Vec<i64>>()
+        });
+        let annals: Vec<_> = (0..3)
+            .map(|w| {
+                let r = &r;
+                scope.spawn(move || {
+                    (0..100)
+                        .flat_map(|i| {
+                            r.insert_events(&[event(&format!("annals-thread-{w}-{i}"), 1, "T")])
+                                .expect("annals' save")
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = annals
+            .into_iter()
+            .flat_map(|h| h.join().expect("annals writer"))
+            .collect();
+        let python = python.join().expect("Python writer");
+        assert!(python.windows(2).all(|w| w[0] < w[1]), "{python:?}");
+        all.extend(
+            python
+                .iter()
+                .map(|&id| u64::try_from(id).expect("positive")),
+        );
+        all
+    });
+    let mut unique = python_ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 400, "400 ids, none given twice");
+    let log: Vec<u64> = r
+        .select_notifications(&NotificationQuery::new(ids.last().expect("ids") + 1, 1_000))
+        .expect("log")
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(log, unique, "the log holds exactly those, in id order");
+}
+
+#[test]
+fn a_table_annals_numbered_itself_gets_its_sequence_moved_past_its_ids() {
+    let Some(config) = text_config() else {
+        return annals_tests::skipped("sequence_behind");
+    };
+    let mut db = client(&config);
+    // Rows numbered without the sequence, as annals numbered them before
+    // it took its ids from it: the sequence has handed out nothing.
+    let behind = |name: &str| {
+        drop_tables(&config, name);
+        drop(PostgresRecorder::open(&config, name).expect("create"));
+        client(&config)
+            .batch_execute(&format!(
+                "INSERT INTO {name}_events \
+                 (originator_id, originator_version, topic, state, notification_id) \
+                 SELECT 'old', v, 'T', '\\x7b7d', v FROM generate_series(1, 5) AS v"
+            ))
+            .expect("rows numbered by hand");
+    };
+
+    // Opened (creating tables): the sequence is moved at once, so a
+    // Python writer is next.
+    behind("pg_seq_open");
+    PostgresRecorder::open(&config, "pg_seq_open").expect("open");
+    let drawn = python_insert(&mut db, "pg_seq_open_events", &[("py", 1)]).expect("Python");
+    assert_eq!(drawn, [6]);
+
+    // Opened without creating tables: annals' first write moves it.
+    behind("pg_seq_write");
+    let mut no_create = config.clone();
+    no_create.create_tables = false;
+    let r = PostgresRecorder::open(&no_create, "pg_seq_write").expect("open");
+    assert_eq!(
+        r.insert_events(&[event("new", 1, "T")]).expect("insert"),
+        [6]
+    );
+    let drawn = python_insert(&mut db, "pg_seq_write_events", &[("py", 1)]).expect("Python");
+    assert_eq!(drawn, [7]);
+}
+
+#[test]
+fn a_notification_id_the_sequence_gives_twice_is_no_conflict_of_the_caller() {
+    let Some(config) = text_config() else {
+        return annals_tests::skipped("sequence_set_back");
+    };
+    let r = fresh(&config, "pg_seq_back");
+    r.insert_events(&[event("a", 1, "T"), event("a", 2, "T")])
+        .expect("insert");
+    client(&config)
+        .batch_execute(
+            "SELECT setval(pg_get_serial_sequence('pg_seq_back_events', 'notification_id'), 1)",
+        )
+        .expect("set the sequence back");
+    let err = r
+        .insert_events(&[event("b", 1, "T")])
+        .expect_err("id 2 is taken");
+    assert!(!err.is_conflict(), "not the caller's conflict: {err}");
+    let shown = err.report().to_string();
+    assert!(
+        shown.contains("sequence is behind") && shown.contains("23505"),
+        "{shown}"
+    );
+    assert!(r
+        .select_events("b", &EventQuery::all())
+        .expect("select")
+        .is_empty());
+}
+
+#[test]
+fn tables_are_created_with_the_python_librarys_storage_options() {
+    let Some(config) = text_config() else {
+        return annals_tests::skipped("storage_options");
+    };
+    fresh(&config, "pg_options");
+    let mut db = client(&config);
+    for table in [
+        "pg_options_events",
+        "pg_options_snapshots",
+        "pg_options_tracking",
+    ] {
+        let options: Vec<String> = db
+            .query_one(
+                "SELECT reloptions FROM pg_class WHERE oid = $1::text::regclass",
+                &[&table],
+            )
+            .expect("reloptions")
+            .get(0);
+        assert_eq!(
+            options,
+            [
+                "autovacuum_enabled=true",
+                "autovacuum_vacuum_threshold=100000000",
+                "autovacuum_vacuum_scale_factor=0.5",
+                "autovacuum_analyze_threshold=1000",
+                "autovacuum_analyze_scale_factor=0.01"
+            ],
+            "{table}"
+        );
+    }
+}
+
+#[test]
+fn new_tracking_tables_are_single_row_with_the_python_librarys_migration_row() {
+    let Some(config) = text_config() else {
+        return annals_tests::skipped("pg_single_row");
+    };
+    let r = fresh(&config, "pg_single_row");
+    assert_eq!(r.tracking_layout(), TrackingLayout::SingleRow);
+    let mut db = client(&config);
+    let table = "pg_single_row_tracking";
+    assert_eq!(
+        tracking_table(&mut db, table),
+        (
+            vec!["application_name".to_owned()],
+            vec![("__migration__".to_owned(), 1)]
+        )
+    );
+    r.insert_events_tracked(&[event("a", 1, "T")], &up(3))
+        .expect("tracked");
+    for n in [3, 2] {
+        let err = r
+            .insert_events_tracked(&[event("b", 1, "T")], &up(n))
+            .expect_err("tracked already");
+        assert!(err.is_conflict(), "{n}: {err}");
+        assert!(err.to_string().contains("tracked already"), "{err}");
+        assert!(r
+            .select_events("b", &EventQuery::all())
+            .expect("select")
+            .is_empty());
+    }
+    r.insert_events_tracked(&[], &up(5))
+        .expect("tracking alone");
+    assert_eq!(r.max_tracking_id("up").expect("max"), 5);
+    assert!(r.has_tracking_id("up", 4).expect("has"));
+    assert!(!r.has_tracking_id("up", 6).expect("has"));
+    // Concurrent records of one upstream from two recorders (as two
+    // processes): each id is taken once.
+    let other = PostgresRecorder::open(&config, "pg_single_row").expect("second");
+    let won: usize = std::thread::scope(|scope| {
+        [&r, &other]
+            .map(|rec| {
+                scope.spawn(move || {
+                    (6..40)
+                        .filter(|&n| match rec.insert_events_tracked(&[], &up(n)) {
+                            Ok(_) => true,
+                            Err(e) if e.is_conflict() => false,
+                            Err(e) => panic!("{e}"),
+                        })
+                        .count()
+                })
+            })
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .sum()
+    });
+    assert!((34..=68).contains(&won), "{won}");
+    assert_eq!(r.max_tracking_id("up").expect("max"), 39);
+    assert_eq!(
+        tracking_table(&mut db, table).1,
+        [("__migration__".to_owned(), 1), ("up".to_owned(), 39)]
+    );
+}
+
+#[test]
+fn tracking_tables_in_the_python_librarys_layouts_are_used_as_they_are() {
+    let Some(config) = text_config() else {
+        return annals_tests::skipped("pg_python_tracking");
+    };
+    let options = "WITH (autovacuum_enabled = true, autovacuum_vacuum_threshold = 100000000, \
+                   autovacuum_vacuum_scale_factor = 0.5, autovacuum_analyze_threshold = 1000, \
+                   autovacuum_analyze_scale_factor = 0.01)";
+    // As the Python library (9.5) creates them.
+    let python = [
+        (
+            "pg_py_single",
+            "PRIMARY KEY (application_name)",
+            "('__migration__', 1), ('up', 7)",
+            TrackingLayout::SingleRow,
+        ),
+        (
+            "pg_py_multi",
+            "PRIMARY KEY (application_name, notification_id)",
+            "('up', 6), ('up', 7)",
+            TrackingLayout::MultiRow,
+        ),
+    ];
+    let mut db = client(&config);
+    for (name, key, rows, layout) in python {
+        drop_tables(&config, name);
+        db.batch_execute(&format!(
+            "DROP TABLE IF EXISTS bkup1_{name}_tracking; \
+             CREATE TABLE {name}_tracking (application_name text, notification_id bigint, \
+             {key}){options}; \
+             INSERT INTO {name}_tracking VALUES {rows}"
+        ))
+        .expect("the Python library's table");
+        let table = format!("{name}_tracking");
+        let before = tracking_table(&mut db, &table);
+        for wanted in [TrackingLayout::SingleRow, TrackingLayout::MultiRow] {
+            if layout == TrackingLayout::SingleRow && wanted == TrackingLayout::MultiRow {
+                continue; // refused: the next test
+            }
+            for create in [true, false] {
+                let mut config = config.clone();
+                config.tracking_layout = wanted;
+                config.create_tables = create;
+                let r = PostgresRecorder::open(&config, name).expect(name);
+                assert_eq!(
+                    r.tracking_layout(),
+                    layout,
+                    "{name}: the table's own layout"
+                );
+                assert_eq!(r.max_tracking_id("up").expect("max"), 7, "{name}");
+            }
+        }
+        assert_eq!(
+            tracking_table(&mut db, &table),
+            before,
+            "{name}: opening changed nothing"
+        );
+        let r = PostgresRecorder::open(&config, name).expect(name);
+        r.insert_events_tracked(&[event("a", 1, "T")], &up(9))
+            .expect("tracked");
+        assert!(r
+            .insert_events_tracked(&[event("b", 1, "T")], &up(9))
+            .expect_err("twice")
+            .is_conflict());
+        let lower = r.insert_events_tracked(&[event("c", 1, "T")], &up(8));
+        match layout {
+            TrackingLayout::SingleRow => {
+                assert!(lower.expect_err("below the row").is_conflict(), "{name}")
+            }
+            TrackingLayout::MultiRow => {
+                lower.expect("multi-row takes any untracked id");
+            }
+        }
+        assert_eq!(r.max_tracking_id("up").expect("max"), 9, "{name}");
+        let renamed: bool = db
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&format!("bkup1_{table}")],
+            )
+            .expect("regclass")
+            .get(0);
+        assert!(!renamed, "{name}");
+    }
+}
+
+#[test]
+fn a_single_row_table_with_multi_row_tracking_asked_for_is_a_config_error() {
+    let Some(config) = text_config() else {
+        return annals_tests::skipped("pg_single_asked_multi");
+    };
+    fresh(&config, "pg_single_multi");
+    for create in ["yes", "no"] {
+        let mut multi = config.clone();
+        multi.tracking_layout = PostgresConfig::from_env(&Env::from_map(
+            "App",
+            [
+                ("POSTGRES_DBNAME", "d"),
+                ("SINGLE_ROW_TRACKING", "no"),
+                ("CREATE_TABLE", create),
+            ],
+        ))
+        .expect("config")
+        .tracking_layout;
+        multi.create_tables = create == "yes";
+        let (var, message) = config_error(PostgresRecorder::open(&multi, "pg_single_multi"));
+        assert_eq!(var, "SINGLE_ROW_TRACKING");
+        assert!(message.contains("SINGLE_ROW_TRACKING=yes"), "{message}");
+    }
+    // A table of neither layout, whatever is asked.
+    drop_tables(&config, "pg_odd_tracking");
+    client(&config)
+        .batch_execute(
+            "CREATE TABLE pg_odd_tracking_tracking (application_name text, notification_id bigint)",
+        )
+        .expect("no key");
+    let (var, message) = config_error(PostgresRecorder::open(&config, "pg_odd_tracking"));
+    assert_eq!(var, "SINGLE_ROW_TRACKING");
+    assert!(message.contains("neither"), "{message}");
+}
+
+#[test]
+fn single_row_tracking_no_creates_multi_row_tables_without_the_migration_row() {
+    let Some(mut config) = text_config() else {
+        return annals_tests::skipped("pg_multi_row_env");
+    };
+    config.tracking_layout = TrackingLayout::MultiRow;
+    let r = fresh(&config, "pg_multi_row");
+    assert_eq!(r.tracking_layout(), TrackingLayout::MultiRow);
+    r.insert_events_tracked(&[], &up(2)).expect("tracked");
+    r.insert_events_tracked(&[], &up(1)).expect("any order");
+    assert!(!r.has_tracking_id("up", 3).expect("has"));
+    assert_eq!(
+        tracking_table(&mut client(&config), "pg_multi_row_tracking"),
+        (
+            vec!["application_name".to_owned(), "notification_id".to_owned()],
+            vec![("up".to_owned(), 1), ("up".to_owned(), 2)]
+        )
+    );
 }

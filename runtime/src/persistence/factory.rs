@@ -200,9 +200,10 @@ impl Persistence {
     }
 
     /// The persistence that `PERSISTENCE_MODULE` names (`memory`, `sqlite`,
-    /// `postgres`, the Python library's module names, or a registered
-    /// module), with its settings from `env`; `None` when the variable is
-    /// not set.
+    /// `postgres`, the Python library's module names `eventsourcing.popo`,
+    /// `eventsourcing.sqlite` and `eventsourcing.postgres`, or a registered
+    /// module; in any case), with its settings from `env`; `None` when the
+    /// variable is not set.
     ///
     /// # Errors
     ///
@@ -212,7 +213,7 @@ impl Persistence {
             return Ok(None);
         };
         let module = module.trim().to_ascii_lowercase();
-        let module = module.strip_prefix("eventsourcing.").unwrap_or(&module);
+        let module = module.as_str();
         if let Some(m) = MODULES.iter().find(|m| m.names.contains(&module)) {
             return (m.from_env)(env).map(Some);
         }
@@ -269,6 +270,55 @@ mod tests {
         let err = Persistence::from_env(&env).unwrap_err().to_string();
         assert!(err.contains("APP_PERSISTENCE_MODULE"), "{err}");
         assert!(err.contains("cassandra") && err.contains("memory"), "{err}");
+    }
+
+    #[test]
+    fn the_python_librarys_module_names_select_the_same_stores() {
+        let module = |name: &str| {
+            let env = Env::from_map(
+                "App",
+                [("PERSISTENCE_MODULE", name), ("SQLITE_DBNAME", ":memory:")],
+            );
+            Persistence::from_env(&env).map(|p| format!("{p:?}"))
+        };
+        for (python, ours) in [
+            ("eventsourcing.popo", "memory"),
+            ("eventsourcing.sqlite", "sqlite"),
+            (" EventSourcing.SQLite ", "sqlite"),
+        ] {
+            assert_eq!(
+                module(python).expect(python),
+                module(ours).expect(ours),
+                "{python}"
+            );
+        }
+        #[cfg(feature = "postgres")]
+        {
+            let env = Env::from_map(
+                "App",
+                [
+                    ("PERSISTENCE_MODULE", "eventsourcing.postgres"),
+                    ("POSTGRES_DBNAME", "d"),
+                ],
+            );
+            assert!(matches!(
+                Persistence::from_env(&env),
+                Ok(Some(Persistence::Postgres(_)))
+            ));
+        }
+        // Only the Python library's own module names: no other name with
+        // its package in front.
+        for other in [
+            "eventsourcing.memory",
+            "eventsourcing.postgresql",
+            "eventsourcing",
+        ] {
+            let err = module(other).expect_err(other);
+            assert!(
+                matches!(&err, Error::Config { setting, .. } if setting == "PERSISTENCE_MODULE"),
+                "{other}: {err}"
+            );
+        }
     }
 
     #[test]

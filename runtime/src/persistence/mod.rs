@@ -28,6 +28,7 @@ pub mod memory;
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+mod tracking;
 pub mod wake;
 
 use std::sync::Arc;
@@ -37,6 +38,9 @@ use crate::error::Error;
 use crate::error::Result;
 pub use crate::rows::{Notification, StoredEvent, Tracking};
 pub use factory::{register_module, Persistence, Recorders, Store};
+pub use tracking::TrackingLayout;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use tracking::MIGRATION_ROW;
 use wake::{Signal, Watch};
 
 /// `value` as a database's signed 64-bit integer (SQLite's INTEGER,
@@ -151,7 +155,8 @@ pub trait AggregateRecorder: Send + Sync {
 
 /// An aggregate recorder that also keeps the application's log.
 pub trait ApplicationRecorder: AggregateRecorder {
-    /// Notifications in id order, as `query` says.
+    /// Notifications in id order, as `query` says. Ids increase in commit
+    /// order but may have gaps (see [`Notification::id`]).
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>>;
 
     /// The highest notification id (0 when the log is empty).
@@ -173,7 +178,9 @@ pub trait ApplicationRecorder: AggregateRecorder {
 pub trait ProcessRecorder: ApplicationRecorder {
     /// Inserts `events` and, in the same transaction, `tracking`. A second
     /// tracking record for the same (application, notification id) is a
-    /// [`Conflict`](crate::Error::Conflict) and stores nothing.
+    /// [`Conflict`](crate::Error::Conflict) and stores nothing; so is, on a
+    /// store with a single-row tracking table ([`TrackingLayout::SingleRow`]),
+    /// a record at or below the application's highest tracked id.
     fn insert_events_tracked(
         &self,
         events: &[StoredEvent],
@@ -185,6 +192,10 @@ pub trait ProcessRecorder: ApplicationRecorder {
     fn max_tracking_id(&self, application_name: &str) -> Result<u64>;
 
     /// Whether notification `notification_id` of `application_name` is
-    /// tracked.
+    /// tracked. On a store with a single-row tracking table
+    /// ([`TrackingLayout::SingleRow`]), which keeps only the highest id, every
+    /// id up to that one counts as tracked (as in the Python library;
+    /// followers process notifications in order, so the two agree for
+    /// them).
     fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool>;
 }

@@ -9,14 +9,24 @@
 //!   `(originator_id, originator_version)` and a unique index on
 //!   `notification_id`;
 //! - `{name}_tracking`: `application_name text`, `notification_id bigint`,
-//!   primary key on both;
+//!   in one of the Python library's two layouts
+//!   ([`TrackingLayout`](crate::persistence::TrackingLayout)): primary key
+//!   `(application_name)`, one row per upstream application (single-row,
+//!   the default for new tables, with the row `('__migration__', 1)`), or
+//!   on both columns, one row per notification (multi-row); an existing
+//!   table is used in the layout it has;
 //! - `{name}_snapshots`: the events' columns without `notification_id`.
 //!
+//! All three are created with the Python library's storage options
+//! (autovacuum on, vacuum thresholds for append-only tables).
+//!
 //! Writers take `LOCK TABLE {name}_events IN EXCLUSIVE MODE` for the length
-//! of their transaction and number their events from
-//! `max(notification_id) + 1` on, so notification ids are given and committed in one order, with
-//! no gaps: a reader that has seen id N never later finds a newly committed
-//! id below N. Readers take no lock that writers wait on.
+//! of their transaction and take their ids from the column's sequence, as
+//! Python's writers do (under the same lock), so notification ids are given
+//! and committed in one order: a reader that has seen id N never later
+//! finds a newly committed id below N. Ids may have gaps (a failed
+//! transaction wastes the ones it drew). Readers take no lock that writers
+//! wait on.
 //!
 //! Every committed insert sends `NOTIFY {name}_events`; a follower can wait
 //! for it with [`PostgresRecorder::listen`].

@@ -12,14 +12,14 @@ use uuid::Uuid;
 
 use super::pool::{describe, is_broken, setting_at_fault, Conn, Connections, Fail, Manager};
 use super::settings::{check_schema, table_prefix, OriginatorIdType, PostgresConfig};
-use super::sql::{Sql, Stmt};
+use super::sql::{Sql, Stmt, ORIGINATOR_ID_COLUMN, TABLE_KEY};
 use super::tls::Transport;
 use crate::error::{Error, Result};
 use crate::persistence::group_commit::{Failure, GroupCommit, GroupTransaction, SaveError};
 use crate::persistence::wake::{Signal, Watch};
 use crate::persistence::{
     to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
-    ProcessRecorder, StoredEvent, Tracking,
+    ProcessRecorder, StoredEvent, Tracking, TrackingLayout,
 };
 use crate::settings;
 
@@ -115,12 +115,17 @@ impl PostgresRecorder {
     /// if they are missing. The application's name,
     /// lower-cased, prefixes the tables' names: it must be ASCII letters,
     /// digits and underscores, not start with a digit, and be at most 53
-    /// bytes long.
+    /// bytes long. An existing tracking table is used in the layout it has
+    /// ([`TrackingLayout`], from its primary key);
+    /// [`tracking_layout`](PostgresConfig::tracking_layout) decides the
+    /// layout of one that is created.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for an application name that cannot prefix table
-    /// names, or a schema name that is not valid; [`Error::Persistence`]
+    /// names, or a schema name that is not valid, or a tracking table in
+    /// the single-row layout when multi-row tracking is asked for, or in
+    /// neither layout (naming `SINGLE_ROW_TRACKING`); [`Error::Persistence`]
     /// when the server cannot be reached (within the connect timeout) or
     /// the tables cannot be created (see [`create_tables`](Self::create_tables)).
     pub fn open(config: &PostgresConfig, app_name: &str) -> Result<Self> {
@@ -165,11 +170,31 @@ impl PostgresRecorder {
             server: config.server(),
             pool_size: config.pool_size,
         };
-        let sql = Arc::new(Sql::new(
-            &prefix,
-            config.schema.as_deref(),
-            config.originator_id_type,
-        ));
+        let sql = |layout| {
+            Sql::new(
+                &prefix,
+                config.schema.as_deref(),
+                config.originator_id_type,
+                layout,
+            )
+        };
+        let wanted = config.tracking_layout;
+        let recorder = Self::with_sql(connections.clone(), transport.clone(), config, sql(wanted));
+        let layout = recorder.prepare(config.create_tables)?;
+        if layout == wanted {
+            return Ok(recorder);
+        }
+        // An existing table of the other layout: its statements.
+        Ok(Self::with_sql(connections, transport, config, sql(layout)))
+    }
+
+    fn with_sql(
+        connections: Connections,
+        transport: Transport,
+        config: &PostgresConfig,
+        sql: Sql,
+    ) -> Self {
+        let sql = Arc::new(sql);
         let writer = GroupWriter {
             connections: connections.clone(),
             sql: sql.clone(),
@@ -177,35 +202,72 @@ impl PostgresRecorder {
             suspect: false,
             stored: false,
             savepoint: false,
+            synced: false,
         };
-        let recorder = Self {
+        Self {
             connections,
             transport,
             sql,
             config: config.clone(),
             group: Arc::new(GroupCommit::new(writer, true)),
-        };
-        if config.create_tables {
-            recorder.create_tables()?;
         }
-        Ok(recorder)
+    }
+
+    /// The layout of the tracking table this recorder writes: the one the
+    /// table had when the store was opened, or the one it was created in.
+    pub fn tracking_layout(&self) -> TrackingLayout {
+        self.sql.tracking_layout
     }
 
     /// Creates the schema (if one is configured), the events, tracking and
     /// snapshots tables and the notification id index, where missing. Safe
-    /// to call again, and from several processes at once. An existing
-    /// events table whose `originator_id` column has not the configured
-    /// type is an error naming `POSTGRES_ORIGINATOR_ID_TYPE`.
+    /// to call again, and from several processes at once. A tracking table
+    /// is created in the layout this recorder uses
+    /// ([`tracking_layout`](Self::tracking_layout)), single-row ones with
+    /// the Python library's `('__migration__', 1)` row; the notification id
+    /// sequence is moved past the highest id stored if it is behind. An
+    /// existing events table whose `originator_id` column has not the
+    /// configured type is an error naming `ORIGINATOR_ID_TYPE`.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for that column type mismatch;
-    /// [`Error::Persistence`] for the server's errors (no right to create
-    /// tables, a lock timeout).
+    /// [`Error::Config`] for that column type mismatch, or when the
+    /// tracking table was replaced by one of the other layout since the
+    /// store was opened; [`Error::Persistence`] for the server's errors (no
+    /// right to create tables, a lock timeout).
     pub fn create_tables(&self) -> Result<()> {
+        let layout = self.sql.tracking_layout;
+        let found = self.prepare(true)?;
+        if found != layout {
+            return Err(Error::config(
+                settings::SINGLE_ROW_TRACKING.name,
+                format!(
+                    "the tracking table {} is now in the {found:?} layout, but this store was \
+                     opened with the {layout:?} one: open the store again",
+                    self.sql.tracking
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The layout of the tracking table (this recorder's when it does not
+    /// exist) and, with `create`, the missing tables created in it (see
+    /// [`create_tables`](Self::create_tables)).
+    fn prepare(&self, create: bool) -> Result<TrackingLayout> {
+        let wanted = self.sql.tracking_layout;
+        let tracking = &self.sql.tracking;
+        if !create {
+            let found = self.read("reading the tracking table's layout", |conn| {
+                let row = conn.client.query_one(TABLE_KEY, &[tracking])?;
+                let key: Vec<String> = row.try_get(1)?;
+                TrackingLayout::of_table(tracking, row.try_get(0)?, &key).map_err(Fail::Other)
+            })?;
+            return TrackingLayout::choose(tracking, found, wanted);
+        }
         let context = format!("creating the tables of {}", self.sql.events);
         let mut conn = self.checkout()?;
-        let result = (|| -> Result<Option<String>, postgres::Error> {
+        let result = (|| -> Result<Result<(TrackingLayout, Option<String>)>, postgres::Error> {
             let mut tx = conn.client.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK_KEY])?;
             if let Some(schema) = &self.config.schema {
@@ -219,35 +281,50 @@ impl PostgresRecorder {
                     tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))?;
                 }
             }
+            let row = tx.query_one(TABLE_KEY, &[tracking])?;
+            let key: Vec<String> = row.try_get(1)?;
+            let layout = match TrackingLayout::of_table(tracking, row.try_get(0)?, &key)
+                .and_then(|found| TrackingLayout::choose(tracking, found, wanted))
+            {
+                Ok(layout) => layout,
+                // Dropping `tx` rolls it back.
+                Err(e) => return Ok(Err(e)),
+            };
             tx.batch_execute(&self.sql.create)?;
+            if layout == wanted {
+                // Missing, or of this layout: created, or (single-row) given
+                // its migration row if it lacks it.
+                tx.batch_execute(&self.sql.create_tracking)?;
+            }
             let column_type: Option<String> = tx
-                .query_opt(
-                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
-                     WHERE attrelid = $1::text::regclass AND attname = 'originator_id'",
-                    &[&self.sql.events],
-                )?
+                .query_opt(ORIGINATOR_ID_COLUMN, &[&self.sql.events])?
                 .map(|row| row.try_get(0))
                 .transpose()?;
+            // Under the lock writers take, so no id is drawn meanwhile.
+            tx.batch_execute(&format!(
+                "LOCK TABLE {} IN EXCLUSIVE MODE; {}",
+                self.sql.events, self.sql.sync_sequence
+            ))?;
             tx.commit()?;
-            Ok(column_type)
+            Ok(Ok((layout, column_type)))
         })();
-        let column_type = result.map_err(|e| {
+        let (layout, column_type) = result.map_err(|e| {
             if is_broken(&conn.client, &e) {
                 conn.broken = true;
             }
             self.db_error(&context, e)
-        })?;
+        })??;
         let expected = self.config.originator_id_type.sql();
         match column_type {
             Some(found) if found != expected => Err(Error::config(
-                settings::POSTGRES_ORIGINATOR_ID_TYPE.name,
+                settings::ORIGINATOR_ID_TYPE.name,
                 format!(
                     "the table {} has a {found} originator_id column, but the setting says \
-                     {expected}: set POSTGRES_ORIGINATOR_ID_TYPE={found} to use it",
+                     {expected}: set ORIGINATOR_ID_TYPE={found} to use it",
                     self.sql.events
                 ),
             )),
-            _ => Ok(()),
+            _ => Ok(layout),
         }
     }
 
@@ -259,6 +336,21 @@ impl PostgresRecorder {
         let table = &self.sql.events;
         let said = describe(&e);
         if let Some(db) = e.as_db_error() {
+            if *db.code() == SqlState::UNIQUE_VIOLATION
+                && db.constraint() == Some(self.sql.index.as_str())
+            {
+                // Not the caller's conflict: the sequence handed out an id
+                // that is taken (set back by hand, or rows numbered
+                // otherwise by a writer that does not use it).
+                return Error::persistence(
+                    format!(
+                        "{context} ({table}): a notification id the sequence gave is taken; \
+                         the sequence is behind the table's ids (annals moves it forward when \
+                         it opens the store and at its first write): {said}"
+                    ),
+                    e,
+                );
+            }
             if *db.code() == SqlState::UNIQUE_VIOLATION {
                 let (id, version) = db.detail().and_then(conflicting_key).unzip();
                 return Error::Conflict {
@@ -328,11 +420,11 @@ impl PostgresRecorder {
     fn parse_uuid(&self, originator_id: &str) -> Result<Uuid> {
         Uuid::parse_str(originator_id).map_err(|_| {
             Error::config(
-                settings::POSTGRES_ORIGINATOR_ID_TYPE.name,
+                settings::ORIGINATOR_ID_TYPE.name,
                 format!(
                     "originator id {originator_id:?} is not a UUID, but the originator_id \
-                     column of {} is uuid: set POSTGRES_ORIGINATOR_ID_TYPE=text to store string \
-                     ids (in new tables)",
+                     column of {} is uuid: set ORIGINATOR_ID_TYPE=text to store string ids \
+                     (in new tables)",
                     self.sql.events
                 ),
             )
@@ -406,7 +498,8 @@ impl PostgresRecorder {
                 .save(|w| w.save(&columns, !events.is_empty(), tracking));
             return match saved {
                 Ok(mut ids) => {
-                    // Numbered max + 1 ..= max + n in the events' order.
+                    // Drawn from the sequence in the events' order (ids
+                    // increase, possibly with gaps).
                     ids.sort_unstable();
                     Ok(ids)
                 }
@@ -479,6 +572,10 @@ struct GroupWriter {
     /// Whether a joining save's savepoint is open (released by the next
     /// one, or by the commit).
     savepoint: bool,
+    /// Whether a transaction of this writer has moved the notification id
+    /// sequence past the stored ids (see [`Sql::sync_sequence`]): done
+    /// once, in the first.
+    synced: bool,
 }
 
 impl GroupWriter {
@@ -513,27 +610,43 @@ impl GroupWriter {
     ) -> Result<Vec<u64>, WriteFail> {
         let sql = self.sql.clone();
         let conn = self.conn()?;
-        let result = (|| -> Result<Vec<u64>, postgres::Error> {
+        let result = (|| -> Result<Result<Vec<u64>, Error>, postgres::Error> {
             if let Some((name, id)) = tracking {
                 let statement = conn.statement(&sql, Stmt::InsertTracking)?;
-                conn.client.execute(&statement, &[&name, &id])?;
+                match sql.tracking_layout {
+                    TrackingLayout::MultiRow => {
+                        conn.client.execute(&statement, &[&name, &id])?;
+                    }
+                    TrackingLayout::SingleRow => {
+                        if conn.client.query_opt(&statement, &[&name, &id])?.is_none() {
+                            // Not moved forward: tracked already, the
+                            // conflict a second multi-row record is.
+                            return Ok(Err(Error::conflict(format!(
+                                "{}: notification {id} of {name:?} or a later one is tracked \
+                                 already",
+                                sql.tracking
+                            ))));
+                        }
+                    }
+                }
             }
             let mut ids = Vec::new();
             if has_events {
                 let statement = conn.statement(&sql, Stmt::InsertEvents)?;
                 for row in conn.client.query(&statement, columns)? {
-                    // Never negative: numbered from max + 1 >= 1.
+                    // Never negative: a bigserial sequence starts at 1.
                     let id: i64 = row.try_get(0)?;
                     ids.push(id.unsigned_abs());
                 }
             }
-            Ok(ids)
+            Ok(Ok(ids))
         })();
         match result {
-            Ok(ids) => {
+            Ok(Ok(ids)) => {
                 self.stored |= !ids.is_empty();
                 Ok(ids)
             }
+            Ok(Err(conflict)) => Err(WriteFail::Other(conflict)),
             Err(e) => Err(self.fail(e)),
         }
     }
@@ -548,9 +661,18 @@ impl GroupWriter {
             self.conn = Some(conn.map_err(WriteFail::Other)?);
         }
         let sql = self.sql.clone();
+        let begin = if self.synced {
+            &sql.begin_and_lock
+        } else {
+            &sql.begin_lock_and_sync
+        };
         let conn = self.conn()?;
-        match conn.client.batch_execute(&sql.begin_and_lock) {
-            Ok(()) => Ok(()),
+        match conn.client.batch_execute(begin) {
+            Ok(()) => {
+                // `setval` is not undone by a rollback: done for good.
+                self.synced = true;
+                Ok(())
+            }
             Err(e) => {
                 if let Some(conn) = &mut self.conn {
                     conn.rollback();

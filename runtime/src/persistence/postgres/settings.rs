@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::tls::{self, SslMode};
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::persistence::TrackingLayout;
 use crate::settings;
 
 /// PostgreSQL's limit on identifiers (table, index and channel names), in
@@ -116,9 +117,15 @@ pub struct PostgresConfig {
     /// The schema of the tables, created if missing (`POSTGRES_SCHEMA`;
     /// by default the first schema of the `search_path`, usually `public`).
     pub schema: Option<String>,
-    /// The type of the `originator_id` columns
-    /// (`POSTGRES_ORIGINATOR_ID_TYPE`, `uuid` or `text`, default `uuid`).
+    /// The type of the `originator_id` columns (`ORIGINATOR_ID_TYPE`, or
+    /// its older name `POSTGRES_ORIGINATOR_ID_TYPE`; `uuid` or `text`,
+    /// default `uuid`).
     pub originator_id_type: OriginatorIdType,
+    /// The layout of the tracking table, when annals creates it
+    /// (`SINGLE_ROW_TRACKING`, yes/no, default yes: single-row). An existing
+    /// table is used in the layout it has, except that a single-row table
+    /// is refused when this says multi-row.
+    pub tracking_layout: TrackingLayout,
     /// TLS (`POSTGRES_SSLMODE`; default `disable`).
     pub ssl_mode: SslMode,
     /// The root certificate, PEM, that the server's must be signed by
@@ -143,6 +150,7 @@ impl fmt::Debug for PostgresConfig {
             .field("pool_size", &self.pool_size)
             .field("schema", &self.schema)
             .field("originator_id_type", &self.originator_id_type)
+            .field("tracking_layout", &self.tracking_layout)
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_root_cert", &self.ssl_root_cert)
             .field("create_tables", &self.create_tables)
@@ -153,7 +161,7 @@ impl fmt::Debug for PostgresConfig {
 impl PostgresConfig {
     /// Database `dbname` on `127.0.0.1:5432` as user `postgres`, no
     /// password, 5 s connect timeout, no lock or statement timeout, 5
-    /// connections, the default schema, `uuid` ids.
+    /// connections, the default schema, `uuid` ids, single-row tracking.
     pub fn new(dbname: impl Into<String>) -> Self {
         Self {
             dbname: dbname.into(),
@@ -167,6 +175,7 @@ impl PostgresConfig {
             pool_size: 5,
             schema: None,
             originator_id_type: OriginatorIdType::Uuid,
+            tracking_layout: TrackingLayout::SingleRow,
             ssl_mode: SslMode::Disable,
             ssl_root_cert: None,
             create_tables: true,
@@ -178,17 +187,19 @@ impl PostgresConfig {
     /// `POSTGRES_PASSWORD`, `POSTGRES_CONNECT_TIMEOUT`,
     /// `POSTGRES_LOCK_TIMEOUT` and `POSTGRES_STATEMENT_TIMEOUT` (seconds,
     /// integer or decimal; 0 means none for the lock and statement
-    /// timeouts), `POSTGRES_POOL_SIZE`, `POSTGRES_SCHEMA` and
-    /// `POSTGRES_ORIGINATOR_ID_TYPE` (`uuid` or `text`) and `CREATE_TABLE`
-    /// (yes/no). Names prefixed
-    /// with the application's name win. A missing database name or a bad
-    /// value is an error naming the variable.
+    /// timeouts), `POSTGRES_POOL_SIZE`, `POSTGRES_SCHEMA`,
+    /// `ORIGINATOR_ID_TYPE` (`uuid` or `text`; its older name
+    /// `POSTGRES_ORIGINATOR_ID_TYPE` is read too, and when both are set they
+    /// must agree), `SINGLE_ROW_TRACKING` and `CREATE_TABLE` (yes/no). Names
+    /// prefixed with the application's name win. A missing database name
+    /// or a bad value is an error naming the variable.
     ///
     /// # Errors
     ///
     /// [`Error::Config`], naming the variable: `POSTGRES_DBNAME` is not
     /// set; a value does not parse; a connect timeout of 0 or a pool size
-    /// of 0.
+    /// of 0; `ORIGINATOR_ID_TYPE` and `POSTGRES_ORIGINATOR_ID_TYPE` that
+    /// disagree.
     pub fn from_env(env: &Env) -> Result<Self> {
         let Some((_, dbname)) = env.get(settings::POSTGRES_DBNAME.name) else {
             return Err(Error::config(
@@ -221,8 +232,11 @@ impl PostgresConfig {
             config.pool_size = size;
         }
         config.schema = env.get(settings::POSTGRES_SCHEMA.name).map(|(_, s)| s);
-        if let Some(id_type) = env.parse(settings::POSTGRES_ORIGINATOR_ID_TYPE.name)? {
+        if let Some(id_type) = originator_id_type(env)? {
             config.originator_id_type = id_type;
+        }
+        if let Some(single_row) = env.flag(settings::SINGLE_ROW_TRACKING.name)? {
+            config.tracking_layout = TrackingLayout::from_flag(single_row);
         }
         if let Some(mode) = env.parse(settings::POSTGRES_SSLMODE.name)? {
             config.ssl_mode = mode;
@@ -312,6 +326,26 @@ impl PostgresConfig {
     }
 }
 
+/// `ORIGINATOR_ID_TYPE`, or its older name `POSTGRES_ORIGINATOR_ID_TYPE`
+/// (either may be prefixed); both set must say the same.
+fn originator_id_type(env: &Env) -> Result<Option<OriginatorIdType>> {
+    let name = settings::ORIGINATOR_ID_TYPE.name;
+    let older = settings::POSTGRES_ORIGINATOR_ID_TYPE.name;
+    let current = env.parse::<OriginatorIdType>(name)?;
+    let old = env.parse::<OriginatorIdType>(older)?;
+    match (current, old) {
+        (Some(current), Some(old)) if current != old => Err(Error::config(
+            var_name(env, name),
+            format!(
+                "{current}, but {} (its older name) says {old}: set only {name}, or both to \
+                 the same type",
+                var_name(env, older)
+            ),
+        )),
+        (current, old) => Ok(current.or(old)),
+    }
+}
+
 /// The name `var` was found under (prefixed or not), for errors.
 fn var_name(env: &Env, var: &str) -> String {
     env.get(var).map_or_else(|| var.to_owned(), |(key, _)| key)
@@ -361,5 +395,121 @@ pub(super) fn check_schema(schema: &str) -> Result<()> {
                  ASCII letters, digits and underscores, not starting with a digit"
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<PostgresConfig> {
+        let mut all = vec![("POSTGRES_DBNAME", "d")];
+        all.extend_from_slice(vars);
+        PostgresConfig::from_env(&Env::from_map("App", all))
+    }
+
+    fn config_error(result: Result<PostgresConfig>) -> (String, String) {
+        match result {
+            Err(Error::Config { setting, message }) => (setting, message),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn originator_id_type_has_the_python_name_and_the_older_one() {
+        let id_type = |vars: &[(&str, &str)]| from(vars).expect("config").originator_id_type;
+        assert_eq!(id_type(&[]), OriginatorIdType::Uuid);
+        assert_eq!(
+            id_type(&[("ORIGINATOR_ID_TYPE", "text")]),
+            OriginatorIdType::Text
+        );
+        assert_eq!(
+            id_type(&[("POSTGRES_ORIGINATOR_ID_TYPE", "text")]),
+            OriginatorIdType::Text
+        );
+        assert_eq!(
+            id_type(&[
+                ("ORIGINATOR_ID_TYPE", "TEXT"),
+                ("POSTGRES_ORIGINATOR_ID_TYPE", "text")
+            ]),
+            OriginatorIdType::Text,
+            "both, agreeing"
+        );
+        assert_eq!(
+            id_type(&[
+                ("ORIGINATOR_ID_TYPE", "uuid"),
+                ("APP_ORIGINATOR_ID_TYPE", "text")
+            ]),
+            OriginatorIdType::Text,
+            "the prefixed name wins"
+        );
+
+        let (var, message) = config_error(from(&[
+            ("APP_ORIGINATOR_ID_TYPE", "uuid"),
+            ("POSTGRES_ORIGINATOR_ID_TYPE", "text"),
+        ]));
+        assert_eq!(var, "APP_ORIGINATOR_ID_TYPE");
+        assert!(
+            message.contains("POSTGRES_ORIGINATOR_ID_TYPE")
+                && message.contains("uuid")
+                && message.contains("text"),
+            "{message}"
+        );
+        let (var, message) = config_error(from(&[("ORIGINATOR_ID_TYPE", "int")]));
+        assert_eq!(var, "ORIGINATOR_ID_TYPE");
+        assert!(message.contains("int"), "{message}");
+        let (var, _) = config_error(from(&[
+            ("ORIGINATOR_ID_TYPE", "text"),
+            ("POSTGRES_ORIGINATOR_ID_TYPE", "int"),
+        ]));
+        assert_eq!(var, "POSTGRES_ORIGINATOR_ID_TYPE");
+    }
+
+    #[test]
+    fn single_row_tracking_chooses_the_layout_of_new_tables() {
+        let layout = |vars: &[(&str, &str)]| from(vars).expect("config").tracking_layout;
+        assert_eq!(layout(&[]), TrackingLayout::SingleRow, "Python's default");
+        assert_eq!(
+            layout(&[("SINGLE_ROW_TRACKING", "yes")]),
+            TrackingLayout::SingleRow
+        );
+        assert_eq!(
+            layout(&[("SINGLE_ROW_TRACKING", "f")]),
+            TrackingLayout::MultiRow
+        );
+        assert_eq!(
+            layout(&[
+                ("SINGLE_ROW_TRACKING", "yes"),
+                ("APP_SINGLE_ROW_TRACKING", "no")
+            ]),
+            TrackingLayout::MultiRow
+        );
+        let (var, message) = config_error(from(&[("SINGLE_ROW_TRACKING", "sometimes")]));
+        assert_eq!(var, "SINGLE_ROW_TRACKING");
+        assert!(message.contains("sometimes"), "{message}");
+    }
+
+    #[test]
+    fn fractional_timeouts_are_read_to_the_millisecond() {
+        let config = from(&[
+            ("POSTGRES_LOCK_TIMEOUT", "0.5"),
+            ("POSTGRES_STATEMENT_TIMEOUT", "2.25"),
+            ("POSTGRES_CONNECT_TIMEOUT", "1.5"),
+        ])
+        .expect("config");
+        assert_eq!(config.lock_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(config.statement_timeout, Some(Duration::from_millis(2250)));
+        assert_eq!(config.connect_timeout, Duration::from_millis(1500));
+        let options = config.connection_config();
+        let options = options.get_options().unwrap_or_default();
+        assert!(
+            options.contains("-c lock_timeout=500") && options.contains("statement_timeout=2250"),
+            "{options}"
+        );
+        for bad in ["0,5", "-0.5", "half", "inf"] {
+            let (var, message) = config_error(from(&[("POSTGRES_LOCK_TIMEOUT", bad)]));
+            assert_eq!(var, "POSTGRES_LOCK_TIMEOUT", "{bad}");
+            assert!(!message.is_empty());
+        }
     }
 }

@@ -2,6 +2,29 @@
 //! application from validated names.
 
 use super::settings::{OriginatorIdType, MAX_IDENTIFIER};
+use crate::persistence::{TrackingLayout, MIGRATION_ROW};
+
+/// The storage options the Python library (9.5) creates its tables with:
+/// autovacuum on, vacuuming rarely (these tables are appended to), and
+/// analyzing often, so the planner's statistics follow the table's growth.
+const TABLE_OPTIONS: &str = "WITH (\
+    autovacuum_enabled = true, \
+    autovacuum_vacuum_threshold = 100000000, \
+    autovacuum_vacuum_scale_factor = 0.5, \
+    autovacuum_analyze_threshold = 1000, \
+    autovacuum_analyze_scale_factor = 0.01)";
+
+/// Whether table `$1` (a qualified, quoted name) exists, and the columns of
+/// its primary key.
+pub(super) const TABLE_KEY: &str = "SELECT to_regclass($1) IS NOT NULL, \
+    ARRAY(SELECT a.attname::text FROM pg_index i \
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+          WHERE i.indrelid = to_regclass($1) AND i.indisprimary)";
+
+/// The type of the `originator_id` column of table `$1` (a qualified,
+/// quoted name), if it has one.
+pub(super) const ORIGINATOR_ID_COLUMN: &str = "SELECT format_type(atttypid, atttypmod) \
+    FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = 'originator_id'";
 
 /// The statements a connection prepares once and keeps.
 #[derive(Debug, Clone, Copy)]
@@ -35,14 +58,34 @@ pub(super) struct Sql {
     pub(super) tracking: String,
     /// `{name}_events`, the NOTIFY channel.
     pub(super) channel: String,
+    /// The unique index on the events' notification ids.
+    pub(super) index: String,
+    /// The layout of the tracking table these statements write.
+    pub(super) tracking_layout: TrackingLayout,
     pub(super) begin_and_lock: String,
+    /// `begin_and_lock`, then [`sync_sequence`](Self::sync_sequence): for
+    /// a writer's first transaction.
+    pub(super) begin_lock_and_sync: String,
+    /// Moves the notification id sequence past the highest id stored, if it
+    /// is behind (tables that annals numbered itself, before it took ids
+    /// from the sequence); run under the events table's lock.
+    pub(super) sync_sequence: String,
     pub(super) notify_and_commit: String,
+    /// The events and snapshots tables and the index, if missing.
     pub(super) create: String,
+    /// The tracking table in this layout, if missing, with (single-row) the
+    /// row by which the Python library knows the layout.
+    pub(super) create_tracking: String,
     pub(super) statements: [String; STATEMENTS],
 }
 
 impl Sql {
-    pub(super) fn new(prefix: &str, schema: Option<&str>, id_type: OriginatorIdType) -> Self {
+    pub(super) fn new(
+        prefix: &str,
+        schema: Option<&str>,
+        id_type: OriginatorIdType,
+        tracking_layout: TrackingLayout,
+    ) -> Self {
         let qualify = |table: &str| match schema {
             Some(schema) => format!("\"{schema}\".\"{table}\""),
             None => format!("\"{table}\""),
@@ -63,18 +106,65 @@ impl Sql {
                  topic text, \
                  state bytea, \
                  notification_id bigserial, \
-                 PRIMARY KEY (originator_id, originator_version)); \
+                 PRIMARY KEY (originator_id, originator_version)) {TABLE_OPTIONS}; \
              CREATE UNIQUE INDEX IF NOT EXISTS \"{index}\" ON {events} (notification_id ASC); \
-             CREATE TABLE IF NOT EXISTS {tracking} (\
-                 application_name text, \
-                 notification_id bigint, \
-                 PRIMARY KEY (application_name, notification_id)); \
              CREATE TABLE IF NOT EXISTS {snapshots} (\
                  originator_id {id} NOT NULL, \
                  originator_version bigint NOT NULL, \
                  topic text, \
                  state bytea, \
-                 PRIMARY KEY (originator_id, originator_version))"
+                 PRIMARY KEY (originator_id, originator_version)) {TABLE_OPTIONS}"
+        );
+        let create_tracking = match tracking_layout {
+            TrackingLayout::SingleRow => format!(
+                "CREATE TABLE IF NOT EXISTS {tracking} (\
+                     application_name text, \
+                     notification_id bigint, \
+                     PRIMARY KEY (application_name)) {TABLE_OPTIONS}; \
+                 INSERT INTO {tracking} VALUES ('{MIGRATION_ROW}', 1) \
+                     ON CONFLICT (application_name) DO NOTHING"
+            ),
+            TrackingLayout::MultiRow => format!(
+                "CREATE TABLE IF NOT EXISTS {tracking} (\
+                     application_name text, \
+                     notification_id bigint, \
+                     PRIMARY KEY (application_name, notification_id)) {TABLE_OPTIONS}"
+            ),
+        };
+        let (insert_tracking, has_tracking_id) = match tracking_layout {
+            // Python's upsert: moves the row forward, or returns no row.
+            TrackingLayout::SingleRow => (
+                format!(
+                    "INSERT INTO {tracking} AS t (application_name, notification_id) \
+                     VALUES ($1, $2) ON CONFLICT (application_name) \
+                     DO UPDATE SET notification_id = EXCLUDED.notification_id \
+                     WHERE t.notification_id < EXCLUDED.notification_id \
+                     RETURNING notification_id"
+                ),
+                format!(
+                    "SELECT EXISTS (SELECT 1 FROM {tracking} \
+                     WHERE application_name = $1 AND notification_id >= $2)"
+                ),
+            ),
+            TrackingLayout::MultiRow => (
+                format!(
+                    "INSERT INTO {tracking} (application_name, notification_id) VALUES ($1, $2)"
+                ),
+                format!(
+                    "SELECT EXISTS (SELECT 1 FROM {tracking} \
+                     WHERE application_name = $1 AND notification_id = $2)"
+                ),
+            ),
+        };
+        // The name is validated ASCII, quoted: it goes into a literal as it
+        // is. `pg_sequence_last_value` is NULL until the sequence is first
+        // used; `setval(s, max)` makes the next id max + 1.
+        let sync_sequence = format!(
+            "SELECT setval(s.seq, m.max) \
+             FROM (SELECT pg_get_serial_sequence('{events}', 'notification_id') AS seq) AS s, \
+                  (SELECT MAX(notification_id) AS max FROM {events}) AS m \
+             WHERE s.seq IS NOT NULL \
+               AND m.max > COALESCE(pg_sequence_last_value(s.seq::regclass), 0)"
         );
         let select_from = |table: &str, order: &str| {
             format!(
@@ -96,17 +186,19 @@ impl Sql {
             )
         };
         let statements = [
-            // Under the table lock, so max + n is free and in commit order.
+            // Ids from the column's sequence (its default), as the Python
+            // library's inserts take them, in the rows' order; under the
+            // table lock, which Python's writers take too, so ids are drawn
+            // and committed in one order.
             format!(
-                "INSERT INTO {events} \
-                     (originator_id, originator_version, topic, state, notification_id) \
-                 SELECT u.o, u.v, u.t, u.s, m.max + u.n \
+                "INSERT INTO {events} (originator_id, originator_version, topic, state) \
+                 SELECT u.o, u.v, u.t, u.s \
                  FROM unnest($1::{id}[], $2::bigint[], $3::text[], $4::bytea[]) \
                      WITH ORDINALITY AS u(o, v, t, s, n) \
-                 CROSS JOIN (SELECT COALESCE(MAX(notification_id), 0) AS max FROM {events}) AS m \
+                 ORDER BY u.n \
                  RETURNING notification_id"
             ),
-            format!("INSERT INTO {tracking} (application_name, notification_id) VALUES ($1, $2)"),
+            insert_tracking,
             select_events("ASC"),
             select_events("DESC"),
             select_notifications(""),
@@ -115,10 +207,7 @@ impl Sql {
             select_notifications(" AND notification_id <= $3 AND topic = ANY($4)"),
             format!("SELECT MAX(notification_id) FROM {events}"),
             format!("SELECT MAX(notification_id) FROM {tracking} WHERE application_name = $1"),
-            format!(
-                "SELECT EXISTS (SELECT 1 FROM {tracking} \
-                 WHERE application_name = $1 AND notification_id = $2)"
-            ),
+            has_tracking_id,
             format!(
                 "INSERT INTO {snapshots} (originator_id, originator_version, topic, state) \
                  SELECT * FROM unnest($1::{id}[], $2::bigint[], $3::text[], $4::bytea[])"
@@ -126,14 +215,20 @@ impl Sql {
             select_from(&snapshots, "ASC"),
             select_from(&snapshots, "DESC"),
         ];
+        let begin_and_lock = format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE");
         Self {
-            begin_and_lock: format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE"),
+            begin_lock_and_sync: format!("{begin_and_lock}; {sync_sequence}"),
+            begin_and_lock,
+            sync_sequence,
             notify_and_commit: format!("NOTIFY \"{channel}\"; COMMIT"),
             events,
             snapshots,
             tracking,
             channel,
+            index,
+            tracking_layout,
             create,
+            create_tracking,
             statements,
         }
     }

@@ -11,7 +11,11 @@
 //! - The tables are the Python eventsourcing library's: `stored_events`
 //!   (notification id = rowid), `stored_snapshots` and `tracking`; with a
 //!   table prefix `p`, `p_events`, `p_snapshots` and `p_tracking`, so several
-//!   applications can share one file.
+//!   applications can share one file. The tracking table is in one of
+//!   Python's two layouts ([`TrackingLayout`](crate::persistence::TrackingLayout)):
+//!   single-row (the default for new tables, with the row
+//!   `('__migration__', 1)`) or multi-row; an existing table is used in the
+//!   layout it has.
 
 //! - Saves that arrive while another is writing share its transaction
 //!   (group commit, [`crate::persistence`]'s engine): one fsync for all.

@@ -5,17 +5,17 @@ use std::fmt;
 use std::sync::Arc;
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::connection::{self, open_readers, open_writer, sqlite_error, to_u64, WriteConnection};
 use super::settings::{SqliteConfig, Tables};
-use super::sql::{select_events_sql, Statements};
+use super::sql::{select_events_sql, Statements, TABLE_KEY};
 use crate::error::{Error, Result};
 use crate::persistence::group_commit::{Failure, GroupCommit, SaveError};
 use crate::persistence::wake::{Signal, Watch};
 use crate::persistence::{
     to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
-    ProcessRecorder, StoredEvent, Tracking,
+    ProcessRecorder, StoredEvent, Tracking, TrackingLayout,
 };
 
 /// The connections of one database, shared by its events and snapshot
@@ -51,7 +51,7 @@ struct Shared {
 pub struct SqliteRecorder {
     shared: Arc<Shared>,
     statements: Statements,
-    snapshots_table: String,
+    tables: Tables,
 }
 
 impl fmt::Debug for SqliteRecorder {
@@ -100,13 +100,14 @@ impl Shared {
         result.map_err(|e| sqlite_error(context, &self.config, e))
     }
 
-    /// Inserts rows into a table (and a tracking record) in one
-    /// transaction; returns the rowids when `rowids` is set.
+    /// Inserts rows into a table (and a tracking record, with the
+    /// statements of the tracking table's layout) in one transaction;
+    /// returns the rowids when `rowids` is set.
     fn insert(
         &self,
         insert_sql: &str,
         events: &[StoredEvent],
-        tracking: Option<(&str, &Tracking)>,
+        tracking: Option<(&Statements, &Tracking)>,
         rowids: bool,
     ) -> Result<Vec<u64>> {
         let rows = events
@@ -119,8 +120,20 @@ impl Shared {
         let saved = self.writer.save(|w| {
             let conn = &w.conn;
             if let Some((sql, t, id)) = tracked {
-                conn.prepare_cached(sql)?
-                    .execute(params![t.application_name, id])?;
+                let mut insert = conn.prepare_cached(&sql.insert_tracking)?;
+                match sql.tracking_layout {
+                    TrackingLayout::MultiRow => {
+                        insert.execute(params![t.application_name, id])?;
+                    }
+                    TrackingLayout::SingleRow => {
+                        let moved = insert
+                            .query_row(params![t.application_name, id], |_| Ok(()))
+                            .optional()?;
+                        if moved.is_none() {
+                            return Err(tracked_already(&sql.tracking_table, t));
+                        }
+                    }
+                }
             }
             let mut insert = conn.prepare_cached(insert_sql)?;
             let mut ids = Vec::with_capacity(if rowids { rows.len() } else { 0 });
@@ -188,28 +201,120 @@ impl Shared {
     }
 }
 
+/// The error of a single-row tracking record that did not move its row
+/// forward (the notification, or a later one, is tracked already): a
+/// constraint violation, as a second record of a multi-row table is, so it
+/// takes the same path (a conflict; nothing of the save is stored).
+fn tracked_already(table: &str, t: &Tracking) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY),
+        Some(format!(
+            "{table}: notification {} of {:?} or a later one is tracked already",
+            t.notification_id, t.application_name
+        )),
+    )
+}
+
+/// The layout of tracking table `table`, from its primary key; `None` when
+/// it does not exist.
+fn tracking_layout_of(conn: &Connection, table: &str) -> Result<Option<TrackingLayout>, Fail> {
+    let columns = conn
+        .prepare(TABLE_KEY)?
+        .query_map([table], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let key: Vec<String> = columns
+        .iter()
+        .filter(|(_, pk)| *pk > 0)
+        .map(|(name, _)| name.clone())
+        .collect();
+    Ok(TrackingLayout::of_table(table, !columns.is_empty(), &key)?)
+}
+
+/// Why preparing the tables failed.
+enum Fail {
+    Db(rusqlite::Error),
+    Other(Error),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Self {
+        Fail::Db(e)
+    }
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        Fail::Other(e)
+    }
+}
+
+impl Shared {
+    /// Finds the tracking table's layout (`wanted` when the table does not
+    /// exist) and, with `create`, creates the missing tables in one
+    /// transaction.
+    fn prepare(
+        &self,
+        tables: &Tables,
+        wanted: TrackingLayout,
+        create: bool,
+    ) -> Result<TrackingLayout> {
+        let context = if create {
+            "creating tables"
+        } else {
+            "reading the tracking table's layout"
+        };
+        let result = self.writer.exclusive(|w| -> Result<TrackingLayout, Fail> {
+            if !create {
+                let found = tracking_layout_of(&w.conn, &tables.tracking)?;
+                return Ok(TrackingLayout::choose(&tables.tracking, found, wanted)?);
+            }
+            let tx = w
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let found = tracking_layout_of(&tx, &tables.tracking)?;
+            let layout = TrackingLayout::choose(&tables.tracking, found, wanted)?;
+            for sql in &Statements::new(tables, layout).create {
+                tx.execute(sql, [])?;
+            }
+            tx.commit()?;
+            Ok(layout)
+        });
+        result.map_err(|fail| match fail {
+            Fail::Db(e) => sqlite_error(context, &self.config, e),
+            Fail::Other(e) => e,
+        })
+    }
+}
+
 impl SqliteRecorder {
     /// Opens (and, unless told not to, prepares) the store that `config`
-    /// names.
+    /// names. An existing tracking table is used in the layout it has
+    /// ([`TrackingLayout`], from its primary key);
+    /// [`tracking_layout`](SqliteConfig::tracking_layout) decides the
+    /// layout of one that is created.
     ///
     /// # Errors
     ///
     /// [`Error::Config`](crate::Error::Config) for a bad table prefix
-    /// (naming `SQLITE_TABLE_PREFIX`); [`Error::Persistence`](crate::Error::Persistence)
-    /// when the database cannot be opened or its tables created.
+    /// (naming `SQLITE_TABLE_PREFIX`), or a tracking table in the
+    /// single-row layout when multi-row tracking is asked for, or in
+    /// neither layout (naming `SINGLE_ROW_TRACKING`);
+    /// [`Error::Persistence`](crate::Error::Persistence) when the database
+    /// cannot be opened or its tables created.
     pub fn open(config: SqliteConfig) -> Result<Self> {
         config.check()?;
         let tables = Tables::new(config.table_prefix.as_deref())?;
         let create = config.create_tables;
-        let recorder = Self {
-            statements: Statements::new(&tables),
-            snapshots_table: tables.snapshots,
-            shared: Arc::new(Shared::open(config)?),
-        };
-        if create {
-            recorder.create_tables()?;
-        }
-        Ok(recorder)
+        let wanted = config.tracking_layout;
+        let shared = Shared::open(config)?;
+        let layout = shared.prepare(&tables, wanted, create)?;
+        Ok(Self {
+            statements: Statements::new(&tables, layout),
+            tables,
+            shared: Arc::new(shared),
+        })
     }
 
     /// Opens a private in-memory database.
@@ -221,23 +326,34 @@ impl SqliteRecorder {
         Self::open(SqliteConfig::new(":memory:"))
     }
 
-    /// Creates the tables if they do not exist.
+    /// Creates the tables if they do not exist (a tracking table in the
+    /// layout this recorder uses, [`tracking_layout`](Self::tracking_layout)).
     ///
     /// # Errors
     ///
-    /// The database's errors (read-only, locked beyond the lock timeout).
+    /// The database's errors (read-only, locked beyond the lock timeout);
+    /// [`Error::Config`](crate::Error::Config) when the tracking table was
+    /// replaced by one of the other layout since the store was opened.
     pub fn create_tables(&self) -> Result<()> {
-        let err = |e| sqlite_error("creating tables", &self.shared.config, e);
-        self.shared.writer.exclusive(|w| {
-            let tx = w
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err)?;
-            for sql in &self.statements.create {
-                tx.execute(sql, []).map_err(err)?;
-            }
-            tx.commit().map_err(err)
-        })
+        let layout = self.statements.tracking_layout;
+        let found = self.shared.prepare(&self.tables, layout, true)?;
+        if found != layout {
+            return Err(Error::config(
+                crate::settings::SINGLE_ROW_TRACKING.name,
+                format!(
+                    "the tracking table {} is now in the {found:?} layout, but this store was \
+                     opened with the {layout:?} one: open the store again",
+                    self.tables.tracking
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The layout of the tracking table this recorder writes: the one the
+    /// table had when the store was opened, or the one it was created in.
+    pub fn tracking_layout(&self) -> TrackingLayout {
+        self.statements.tracking_layout
     }
 
     /// The settings the store was opened with.
@@ -251,9 +367,9 @@ impl SqliteRecorder {
             shared: self.shared.clone(),
             insert: format!(
                 "INSERT INTO {} VALUES (?1, ?2, ?3, ?4)",
-                self.snapshots_table
+                self.tables.snapshots
             ),
-            table: self.snapshots_table.clone(),
+            table: self.tables.snapshots.clone(),
         }
     }
 }
@@ -373,7 +489,7 @@ impl ProcessRecorder for SqliteRecorder {
         self.shared.insert(
             &self.statements.insert_event,
             events,
-            Some((&self.statements.insert_tracking, tracking)),
+            Some((&self.statements, tracking)),
             true,
         )
     }

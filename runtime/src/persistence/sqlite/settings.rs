@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::persistence::TrackingLayout;
 use crate::settings;
 
 /// The Python library's default: 5 seconds.
@@ -47,6 +48,11 @@ pub struct SqliteConfig {
     pub create_tables: bool,
     /// How many read connections a file database may open.
     pub read_pool_size: u32,
+    /// The layout of the tracking table, when annals creates it
+    /// (`SINGLE_ROW_TRACKING`, yes/no, default yes: single-row). An existing
+    /// table is used in the layout it has, except that a single-row table
+    /// is refused when this says multi-row.
+    pub tracking_layout: TrackingLayout,
 }
 
 impl SqliteConfig {
@@ -58,11 +64,13 @@ impl SqliteConfig {
             table_prefix: None,
             create_tables: true,
             read_pool_size: 4,
+            tracking_layout: TrackingLayout::SingleRow,
         }
     }
 
     /// Settings from `SQLITE_DBNAME` (required), `SQLITE_LOCK_TIMEOUT`
-    /// (seconds), `SQLITE_TABLE_PREFIX` and `CREATE_TABLE` (yes/no).
+    /// (seconds, whole or fractional), `SQLITE_TABLE_PREFIX`,
+    /// `SINGLE_ROW_TRACKING` and `CREATE_TABLE` (yes/no).
     ///
     /// # Errors
     ///
@@ -90,6 +98,9 @@ impl SqliteConfig {
         }
         if let Some(create) = env.flag(settings::CREATE_TABLE.name)? {
             config.create_tables = create;
+        }
+        if let Some(single_row) = env.flag(settings::SINGLE_ROW_TRACKING.name)? {
+            config.tracking_layout = TrackingLayout::from_flag(single_row);
         }
         Ok(config)
     }
@@ -155,5 +166,53 @@ impl Tables {
             snapshots: format!("{prefix}_snapshots"),
             tracking: format!("{prefix}_tracking"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<SqliteConfig> {
+        let mut all = vec![("SQLITE_DBNAME", ":memory:")];
+        all.extend_from_slice(vars);
+        SqliteConfig::from_env(&Env::from_map("App", all))
+    }
+
+    #[test]
+    fn fractional_lock_timeouts_are_read_and_bad_ones_name_the_variable() {
+        let timeout = |value| from(&[("SQLITE_LOCK_TIMEOUT", value)]).map(|c| c.lock_timeout);
+        assert_eq!(timeout("2.5").expect("2.5"), Duration::from_millis(2500));
+        assert_eq!(timeout("0.001").expect("1 ms"), Duration::from_millis(1));
+        assert_eq!(timeout(" 7 ").expect("7"), Duration::from_secs(7));
+        for bad in ["2,5", "-1", "soon", "NaN"] {
+            match timeout(bad) {
+                Err(Error::Config { setting, .. }) => {
+                    assert_eq!(setting, "SQLITE_LOCK_TIMEOUT", "{bad}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn single_row_tracking_chooses_the_layout_of_new_tables() {
+        let layout = |vars: &[(&str, &str)]| from(vars).map(|c| c.tracking_layout);
+        assert_eq!(layout(&[]).expect("default"), TrackingLayout::SingleRow);
+        assert_eq!(
+            layout(&[("SINGLE_ROW_TRACKING", "no")]).expect("no"),
+            TrackingLayout::MultiRow
+        );
+        assert_eq!(
+            layout(&[("APP_SINGLE_ROW_TRACKING", "true")]).expect("yes"),
+            TrackingLayout::SingleRow
+        );
+        match layout(&[("APP_SINGLE_ROW_TRACKING", "2")]) {
+            Err(Error::Config { setting, message }) => {
+                assert_eq!(setting, "APP_SINGLE_ROW_TRACKING");
+                assert!(message.contains("yes/no"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

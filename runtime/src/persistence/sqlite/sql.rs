@@ -2,14 +2,23 @@
 //! names.
 
 use super::settings::Tables;
-use crate::persistence::{EventQuery, NotificationQuery};
+use crate::persistence::{EventQuery, NotificationQuery, TrackingLayout, MIGRATION_ROW};
 
-/// The SQL the recorder runs, built once from the table names.
+/// The columns of table `?1` with each one's position in the primary key
+/// (0: not in it); no rows when the table does not exist.
+pub(super) const TABLE_KEY: &str = "SELECT name, pk FROM pragma_table_info(?1)";
+
+/// The SQL the recorder runs, built once from the table names and the
+/// tracking table's layout.
 #[derive(Debug)]
 pub(super) struct Statements {
     pub(super) create: Vec<String>,
     pub(super) insert_event: String,
+    /// Multi-row: a plain insert (a duplicate is a constraint violation).
+    /// Single-row: an upsert that only moves the row forward, returning
+    /// the id when it did (no row: tracked already).
     pub(super) insert_tracking: String,
+    pub(super) tracking_layout: TrackingLayout,
     pub(super) max_notification_id: String,
     pub(super) max_tracking_id: String,
     pub(super) has_tracking_id: String,
@@ -18,9 +27,30 @@ pub(super) struct Statements {
 }
 
 impl Statements {
-    pub(super) fn new(t: &Tables) -> Self {
-        Self {
-            create: vec![
+    pub(super) fn new(t: &Tables, layout: TrackingLayout) -> Self {
+        let tracking = &t.tracking;
+        let (tracking_key, insert_tracking, has_tracking_id) = match layout {
+            TrackingLayout::SingleRow => (
+                "application_name",
+                format!(
+                    "INSERT INTO {tracking} VALUES (?1, ?2) ON CONFLICT (application_name) \
+                     DO UPDATE SET notification_id = excluded.notification_id \
+                     WHERE {tracking}.notification_id < excluded.notification_id \
+                     RETURNING notification_id"
+                ),
+                format!(
+                    "SELECT EXISTS (SELECT 1 FROM {tracking} WHERE application_name = ?1 AND notification_id >= ?2)"
+                ),
+            ),
+            TrackingLayout::MultiRow => (
+                "application_name, notification_id",
+                format!("INSERT INTO {tracking} VALUES (?1, ?2)"),
+                format!(
+                    "SELECT EXISTS (SELECT 1 FROM {tracking} WHERE application_name = ?1 AND notification_id = ?2)"
+                ),
+            ),
+        };
+        let mut create = vec![
                 format!(
                     "CREATE TABLE IF NOT EXISTS {} (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))",
                     t.events
@@ -30,21 +60,27 @@ impl Statements {
                     t.snapshots
                 ),
                 format!(
-                    "CREATE TABLE IF NOT EXISTS {} (application_name TEXT, notification_id INTEGER, PRIMARY KEY (application_name, notification_id)) WITHOUT ROWID",
-                    t.tracking
+                    "CREATE TABLE IF NOT EXISTS {tracking} (application_name TEXT, notification_id INTEGER, PRIMARY KEY ({tracking_key})) WITHOUT ROWID"
                 ),
-            ],
+            ];
+        if layout == TrackingLayout::SingleRow {
+            // The row by which the Python library knows a single-row table
+            // (one without it, it renames and replaces).
+            create.push(format!(
+                "INSERT INTO {tracking} VALUES ('{MIGRATION_ROW}', 1) ON CONFLICT (application_name) DO NOTHING"
+            ));
+        }
+        Self {
+            create,
             insert_event: format!("INSERT INTO {} VALUES (?1, ?2, ?3, ?4)", t.events),
-            insert_tracking: format!("INSERT INTO {} VALUES (?1, ?2)", t.tracking),
+            insert_tracking,
+            tracking_layout: layout,
             max_notification_id: format!("SELECT MAX(rowid) FROM {}", t.events),
             max_tracking_id: format!(
                 "SELECT MAX(notification_id) FROM {} WHERE application_name = ?1",
                 t.tracking
             ),
-            has_tracking_id: format!(
-                "SELECT EXISTS (SELECT 1 FROM {} WHERE application_name = ?1 AND notification_id = ?2)",
-                t.tracking
-            ),
+            has_tracking_id,
             events_table: t.events.clone(),
             tracking_table: t.tracking.clone(),
         }
