@@ -185,9 +185,11 @@ pub mod stored {
                 match key.as_str() {
                     "_type_" => kind = Some(map.next_value()?),
                     "_data_" => data = Some(map.next_value()?),
-                    other => return Err(de::Error::custom(format!(
+                    other => {
+                        return Err(de::Error::custom(format!(
                         "a timestamp object has a key {other:?}; expected only _type_ and _data_"
-                    ))),
+                    )))
+                    }
                 }
             }
             match (kind.as_deref(), data) {
