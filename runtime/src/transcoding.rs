@@ -4,7 +4,7 @@
 //! has no type for (UUIDs, datetimes, decimals, the user's own classes) as
 //! a small object naming the type's *transcoding* and holding its data.
 //! annals writes that form when an application uses the Python codec
-//! ([`Codec::Python`](crate::mapper::Codec)), and reads it whichever codec
+//! (`annals::mapper::Codec::Python`), and reads it whichever codec
 //! wrote it.
 //!
 //! A type takes part by implementing [`Transcoding`]; annals implements it
