@@ -7,6 +7,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use crate::cipher::{self, Cipher};
+use crate::clock::Timestamp;
 use crate::domain::{Aggregate, AggregateId, Metadata};
 use crate::env::Env;
 use crate::error::{Error, Result};
@@ -195,6 +196,58 @@ impl Application {
     /// then; store and decoding errors.
     pub fn get_at<A: Aggregate>(&self, id: impl Into<A::Id>, version: u64) -> Result<A> {
         self.repository.get_at(id, version)
+    }
+
+    /// The state of aggregate `id` as it was at `timestamp`: its events in
+    /// version order up to the first one stamped later than `timestamp`,
+    /// replayed from the first (no cache, no snapshot); see
+    /// [`Repository::get_as_of`].
+    ///
+    /// ```
+    /// use annals::clock::{set_thread_clock, FixedClock};
+    /// use annals::prelude::*;
+    /// use annals::Timestamp;
+    ///
+    /// #[aggregate]
+    /// #[derive(Debug)]
+    /// pub struct Account { pub balance: i64 }
+    ///
+    /// #[aggregate]
+    /// impl Account {
+    ///     #[event("Opened")]
+    ///     pub fn open() -> Self { Account { balance: 0 } }
+    ///     #[event("Deposited")]
+    ///     pub fn deposit(&mut self, amount: i64) { self.balance += amount; }
+    /// }
+    ///
+    /// let at = |t: &str| -> Timestamp { t.parse().unwrap() };
+    /// let app = Application::builder("Bank").build()?;
+    /// let mut account = {
+    ///     let _clock = set_thread_clock(FixedClock(at("2026-05-01T08:00:00Z")));
+    ///     Account::open()
+    /// };
+    /// for (day, amount) in [("2026-05-02", 10), ("2026-05-03", 5)] {
+    ///     let _clock = set_thread_clock(FixedClock(at(&format!("{day}T08:00:00Z"))));
+    ///     account.deposit(amount);
+    /// }
+    /// app.save(&mut account)?;
+    ///
+    /// let then: Account = app.get_as_of(account.id(), at("2026-05-02T23:59:59Z"))?;
+    /// assert_eq!((then.balance, then.version()), (10, 2));
+    /// let opened = app.get_as_of::<Account>(account.id(), at("2026-05-01T08:00:00Z"))?;
+    /// assert_eq!(opened.balance, 0);
+    /// let early = app.get_as_of::<Account>(account.id(), at("2026-04-30T08:00:00Z"));
+    /// assert!(early.unwrap_err().is_not_found());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when it did not exist yet (`timestamp` is before
+    /// its creation event's) or was discarded by then; store and decoding
+    /// errors ([`Error::Integrity`] for a broken hash chain).
+    pub fn get_as_of<A: Aggregate>(&self, id: impl Into<A::Id>, timestamp: Timestamp) -> Result<A> {
+        self.repository.get_as_of(id, timestamp)
     }
 
     /// Whether aggregate `id` exists (stored and not discarded), answered

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
+use crate::clock::Timestamp;
 use crate::domain::{self, Aggregate, AggregateId, AggregateState, Event};
 use crate::error::{Error, Result};
 use crate::mapper::Mapper;
@@ -196,7 +197,8 @@ impl Snapshots {
 
 /// Gets aggregates back from their stored events (starting from the
 /// cache or the newest snapshot, when the application has them).
-/// `app.repository()`; `app.get`, `app.get_at` and `app.contains` call it.
+/// `app.repository()`; `app.get`, `app.get_at`, `app.get_as_of` and
+/// `app.contains` call it.
 ///
 /// ```
 /// # use annals::prelude::*;
@@ -315,6 +317,105 @@ impl Repository {
     /// [`get`](Self::get).
     pub fn get_at<A: Aggregate>(&self, id: impl Into<A::Id>, version: u64) -> Result<A> {
         self.load(&id.into(), Some(version))
+    }
+
+    /// The state of aggregate `id` as it was at `timestamp`: its events
+    /// applied in version order, up to the first one stamped later than
+    /// `timestamp`. Where timestamps do not decrease along the stream (the
+    /// usual case) that is every event stamped at or before `timestamp`;
+    /// where a later version is stamped earlier (a writer whose clock was
+    /// behind), reading still stops at the first later stamp, so the answer
+    /// is always the state at one version, as [`get_at`](Self::get_at)
+    /// gives it.
+    ///
+    /// Replays from the stream's first event: neither the cache nor
+    /// snapshots are used. A snapshot's `modified_on` is only the time of
+    /// the event at its version, so it cannot tell whether an earlier event
+    /// was stamped after `timestamp`, and starting from it could disagree
+    /// with the events. With hash chaining on, every link read is checked,
+    /// the event the reading stops at included (its timestamp is part of
+    /// what the chain protects).
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+    /// # #[aggregate]
+    /// # impl Dog {
+    /// #     #[event("Registered")]
+    /// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+    /// #     #[event("TrickAdded")]
+    /// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// #     #[event("Retired", discard)]
+    /// #     pub fn retire(&mut self) {}
+    /// # }
+    /// use annals::clock::{set_thread_clock, FixedClock};
+    /// use annals::Timestamp;
+    ///
+    /// let at = |t: &str| -> Timestamp { t.parse().unwrap() };
+    /// let app = Application::builder("Kennel").build()?;
+    /// let clock = set_thread_clock(FixedClock(at("2026-03-01T09:00:00Z")));
+    /// let mut dog = Dog::register("Fido".into());
+    /// drop(clock);
+    /// let clock = set_thread_clock(FixedClock(at("2026-03-02T09:00:00Z")));
+    /// dog.add_trick("sit".into());
+    /// drop(clock);
+    /// app.save(&mut dog)?;
+    ///
+    /// let repository = app.repository();
+    /// let then: Dog = repository.get_as_of(dog.id(), at("2026-03-01T12:00:00Z"))?;
+    /// assert_eq!((then.version(), then.tricks.len()), (1, 0));
+    /// let now: Dog = repository.get_as_of(dog.id(), at("2026-03-02T09:00:00Z"))?;
+    /// assert_eq!(now.tricks, ["sit"]);
+    /// let before = repository.get_as_of::<Dog>(dog.id(), at("2026-02-28T00:00:00Z"));
+    /// assert!(before.unwrap_err().is_not_found());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when it did not exist yet (`timestamp` is before
+    /// its creation event's), or was discarded by then; otherwise as
+    /// [`get`](Self::get).
+    pub fn get_as_of<A: Aggregate>(&self, id: impl Into<A::Id>, timestamp: Timestamp) -> Result<A> {
+        /// Events selected at a time: a timestamp early in a long stream
+        /// reads little of it.
+        const PAGE: usize = 256;
+        let id = id.into();
+        let stored_id = id.to_stored();
+        let mut aggregate: Option<A> = None;
+        let mut chain = None;
+        let mut query = EventQuery::all().limit(PAGE);
+        'pages: loop {
+            let page = self.recorder.select_events(&stored_id, &query)?;
+            for event in &page {
+                if let Some(before) = &aggregate {
+                    domain::check_follows(before, event.originator_version)?;
+                }
+                let mut link = chain;
+                let decoded = self.mapper.decode_link(event, &mut link)?;
+                if decoded.timestamp > timestamp {
+                    break 'pages;
+                }
+                chain = link;
+                aggregate = Some(domain::replay(aggregate, decoded)?);
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => query.gt = Some(last.originator_version),
+                _ => break,
+            }
+        }
+        match aggregate {
+            Some(mut aggregate) if !aggregate.is_discarded() => {
+                aggregate.__meta_mut().last_hash = chain;
+                Ok(aggregate)
+            }
+            _ => Err(Error::NotFound {
+                aggregate: A::NAME,
+                id: id.to_string(),
+            }),
+        }
     }
 
     /// Whether aggregate `id` exists (stored and not discarded), from the
