@@ -22,6 +22,14 @@
 //! cargo run --example shop -- follower shop_reservations   # runs until killed
 //! ```
 //!
+//! Any runner can keep the shop on the object store instead, in the
+//! directory `shop-objects/` (removed first; the followers of `processes`
+//! poll it):
+//!
+//! ```sh
+//! cargo run --example shop -- run --runner processes --store directory
+//! ```
+//!
 //! Every runner ends in the same state, which `run` checks.
 
 use std::error::Error;
@@ -29,6 +37,7 @@ use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use annals::env::Env;
+use annals::persistence::object::ObjectConfig;
 use annals::persistence::postgres::PostgresConfig;
 use annals::persistence::sqlite::SqliteConfig;
 use annals::prelude::*;
@@ -64,11 +73,18 @@ enum Cmd {
         /// How many orders to place.
         #[arg(long, default_value_t = 10)]
         orders: usize,
+        /// Where the shop is kept (default: SQLite for single and threads,
+        /// PostgreSQL for processes).
+        #[arg(long, value_enum)]
+        store: Option<StoreKind>,
     },
-    /// Runs one follower on PostgreSQL until killed.
+    /// Runs one follower until killed.
     Follower {
         /// The follower: shop_orders, shop_reservations or shop_payments.
         name: String,
+        /// Where the shop is kept.
+        #[arg(long, value_enum, default_value_t = StoreKind::Postgres)]
+        store: StoreKind,
     },
     /// Places orders in the SQLite shop without processing them.
     Place {
@@ -99,14 +115,42 @@ enum Runner {
     Processes,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    /// The SQLite file `shop.db`.
+    Sqlite,
+    /// PostgreSQL, from the `POSTGRES_*` settings.
+    Postgres,
+    /// The object store on the directory `shop-objects/`.
+    Directory,
+}
+
+impl StoreKind {
+    fn name(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "SQLite",
+            StoreKind::Postgres => "PostgreSQL",
+            StoreKind::Directory => "directory",
+        }
+    }
+}
+
+/// The object store's directory of the shop.
+const DIRECTORY: &str = "shop-objects";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command.unwrap_or(Cmd::Run {
         runner: Runner::Single,
         orders: 10,
+        store: None,
     }) {
-        Cmd::Run { runner, orders } => run(runner, orders),
-        Cmd::Follower { name } => follower(&name),
+        Cmd::Run {
+            runner,
+            orders,
+            store,
+        } => run(runner, orders, store),
+        Cmd::Follower { name, store } => follower(&name, store),
         Cmd::Place { orders } => place(orders),
         Cmd::SyncFollowers {
             dry_run,
@@ -268,20 +312,58 @@ impl Summary {
     }
 }
 
-fn run(runner: Runner, n: usize) -> Result<ExitCode> {
+/// A new, empty shop on `store`.
+fn fresh_shop(store: StoreKind) -> Result<Shop> {
+    Ok(match store {
+        StoreKind::Sqlite => {
+            remove_sqlite_files()?;
+            sqlite_shop()?
+        }
+        StoreKind::Postgres => {
+            let config = postgres_config()?;
+            drop_postgres_tables(&config)?;
+            shop_on(&Persistence::Postgres(config))?
+        }
+        StoreKind::Directory => {
+            match std::fs::remove_dir_all(DIRECTORY) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+            shop_on(&directory())?
+        }
+    })
+}
+
+/// The shop's object store (each application in its own subdirectory).
+fn directory() -> Persistence {
+    Persistence::Store(std::sync::Arc::new(ObjectConfig::location(DIRECTORY)))
+}
+
+/// The existing shop on `store`.
+fn shop_of(store: StoreKind) -> Result<Shop> {
+    Ok(match store {
+        StoreKind::Sqlite => sqlite_shop()?,
+        StoreKind::Postgres => shop_on(&Persistence::Postgres(postgres_config()?))?,
+        StoreKind::Directory => shop_on(&directory())?,
+    })
+}
+
+fn run(runner: Runner, n: usize, store: Option<StoreKind>) -> Result<ExitCode> {
     let started = Instant::now();
+    let store = store.unwrap_or(match runner {
+        Runner::Single | Runner::Threads => StoreKind::Sqlite,
+        Runner::Processes => StoreKind::Postgres,
+    });
     let (shop, orders, label) = match runner {
         Runner::Single => {
-            remove_sqlite_files()?;
-            let shop = sqlite_shop()?;
+            let shop = fresh_shop(store)?;
             let orders = place_orders(&shop, n)?;
             let processed = SingleThreadedRunner::new(shop.system.clone()).run()?;
             println!("single-threaded runner: processed {processed} notifications");
-            (shop, orders, "single (SQLite)")
+            (shop, orders, format!("single ({})", store.name()))
         }
         Runner::Threads => {
-            remove_sqlite_files()?;
-            let shop = sqlite_shop()?;
+            let shop = fresh_shop(store)?;
             let runner = MultiThreadedRunner::start(shop.system.clone())?;
             let orders = place_orders(&shop, n)?;
             let caught_up = runner.wait_until_caught_up(DEADLINE)?;
@@ -289,11 +371,11 @@ fn run(runner: Runner, n: usize) -> Result<ExitCode> {
             if !caught_up {
                 return Err(format!("the followers did not catch up within {DEADLINE:?}").into());
             }
-            (shop, orders, "threads (SQLite)")
+            (shop, orders, format!("threads ({})", store.name()))
         }
         Runner::Processes => {
-            let (shop, orders) = run_processes(n)?;
-            (shop, orders, "processes (PostgreSQL)")
+            let (shop, orders) = run_processes(n, store)?;
+            (shop, orders, format!("processes ({})", store.name()))
         }
     };
     shop.check_settled(&orders)?;
@@ -329,15 +411,23 @@ impl Drop for Children {
     }
 }
 
-fn run_processes(n: usize) -> Result<(Shop, Vec<Uuid>)> {
-    let config = postgres_config()?;
-    drop_postgres_tables(&config)?;
+fn run_processes(n: usize, store: StoreKind) -> Result<(Shop, Vec<Uuid>)> {
     // Made before the followers start, so the tables exist.
-    let shop = shop_on(&Persistence::Postgres(config))?;
+    let shop = fresh_shop(store)?;
     let exe = std::env::current_exe()?;
+    let store_arg = match store {
+        StoreKind::Sqlite => "sqlite",
+        StoreKind::Postgres => "postgres",
+        StoreKind::Directory => "directory",
+    };
     let mut children = Children(Vec::new());
     for name in shop.system.followers() {
-        let child = Command::new(&exe).arg("follower").arg(name).spawn()?;
+        let child = Command::new(&exe)
+            .arg("follower")
+            .arg(name)
+            .arg("--store")
+            .arg(store_arg)
+            .spawn()?;
         println!("started follower {name} (pid {})", child.id());
         children.0.push((name.clone(), child));
     }
@@ -367,8 +457,8 @@ fn run_processes(n: usize) -> Result<(Shop, Vec<Uuid>)> {
     Ok((shop, orders))
 }
 
-fn follower(name: &str) -> Result<ExitCode> {
-    let shop = shop_on(&Persistence::Postgres(postgres_config()?))?;
+fn follower(name: &str, store: StoreKind) -> Result<ExitCode> {
+    let shop = shop_of(store)?;
     if !shop.system.followers().iter().any(|f| f == name) {
         return Err(format!(
             "{name:?} is not a follower; the followers are {:?}",

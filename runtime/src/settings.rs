@@ -80,6 +80,8 @@ settings! {
     POSTGRES_SSLMODE: "TLS to the server: disable, prefer, require, verify-ca, verify-full", Some("disable");
     /// The root certificate that signs the PostgreSQL server's.
     POSTGRES_SSLROOTCERT: "a PEM file: the root certificate of the server's (verify-ca, verify-full)", None;
+    /// Where the object store keeps its objects.
+    OBJECT_STORE_LOCATION: "the object store's directory, memory://, or s3://bucket/prefix (with AWS_* settings)", None;
     /// Whether to create missing tables on start.
     CREATE_TABLE: "create missing tables on start", Some("yes");
     /// The layout of a tracking table annals creates: one row per upstream

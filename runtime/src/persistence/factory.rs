@@ -153,6 +153,15 @@ const MODULES: &[Module] = &[
         names: &["postgres", "postgresql", "eventsourcing.postgres"],
         from_env: |env| Ok(Persistence::Postgres(PostgresConfig::from_env(env)?)),
     },
+    #[cfg(feature = "object-store")]
+    Module {
+        names: &["object", "object_store"],
+        from_env: |env| {
+            Ok(Persistence::Store(Arc::new(
+                super::object::ObjectConfig::from_env(env)?,
+            )))
+        },
+    },
 ];
 
 /// Modules registered by user crates.

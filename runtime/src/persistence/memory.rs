@@ -36,10 +36,12 @@ pub struct MemoryRecorder {
     committed: Notifier,
 }
 
+/// What a log holds, indexed: the memory store's whole state, and the
+/// object store's index of the log objects it has read.
 #[derive(Debug, Default)]
-struct State {
+pub(super) struct State {
     /// The log: notification id `n` is at index `n - 1`.
-    log: Vec<StoredEvent>,
+    pub(super) log: Vec<StoredEvent>,
     /// Per stream: version -> index in `log`.
     streams: HashMap<String, BTreeMap<u64, usize>>,
     /// Per upstream application: the tracked notification ids.
@@ -71,7 +73,34 @@ impl MemoryRecorder {
 }
 
 impl State {
-    fn check(&self, events: &[StoredEvent]) -> Result<()> {
+    /// A conflict if `tracking` is recorded already.
+    pub(super) fn check_tracking(&self, tracking: &Tracking) -> Result<()> {
+        if self
+            .tracking
+            .get(&tracking.application_name)
+            .is_some_and(|t| t.ids.contains(&tracking.notification_id))
+        {
+            return Err(Error::conflict(format!(
+                "notification {} of {} is already tracked",
+                tracking.notification_id, tracking.application_name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records `tracking` (checked).
+    pub(super) fn track(&mut self, tracking: &Tracking) {
+        let tracked = self
+            .tracking
+            .entry(tracking.application_name.clone())
+            .or_default();
+        tracked.ids.insert(tracking.notification_id);
+        tracked.max = tracked.max.max(tracking.notification_id);
+    }
+
+    /// A conflict if any of `events` is at a taken (id, version), or two
+    /// of them are at the same one.
+    pub(super) fn check(&self, events: &[StoredEvent]) -> Result<()> {
         let mut batch = HashSet::with_capacity(events.len());
         for e in events {
             let taken = self
@@ -93,7 +122,8 @@ impl State {
         Ok(())
     }
 
-    fn insert(&mut self, events: &[StoredEvent]) -> Vec<u64> {
+    /// Appends `events` (checked) to the log; their notification ids.
+    pub(super) fn insert(&mut self, events: &[StoredEvent]) -> Vec<u64> {
         events
             .iter()
             .map(|e| {
@@ -106,6 +136,65 @@ impl State {
                 index as u64 + 1
             })
             .collect()
+    }
+    /// The events of one stream, as `query` says.
+    pub(super) fn select_events(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+    ) -> Vec<StoredEvent> {
+        let Some(stream) = self.streams.get(originator_id) else {
+            return Vec::new();
+        };
+        let lo = query
+            .gt
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let hi = query
+            .lte
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included);
+        if matches!((lo, hi), (std::ops::Bound::Excluded(a), std::ops::Bound::Included(b)) if a >= b)
+        {
+            return Vec::new();
+        }
+        let range = stream.range((lo, hi));
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let pick = |(_, &i): (&u64, &usize)| self.log[i].clone();
+        if query.desc {
+            range.rev().take(limit).map(pick).collect()
+        } else {
+            range.take(limit).map(pick).collect()
+        }
+    }
+
+    /// Notifications in id order, as `query` says.
+    pub(super) fn select_notifications(&self, query: &NotificationQuery) -> Vec<Notification> {
+        let start = query.start.max(1);
+        let first = usize::try_from(start - 1).unwrap_or(usize::MAX);
+        self.log
+            .iter()
+            .enumerate()
+            .skip(first)
+            .map(|(i, e)| (i as u64 + 1, e))
+            .take_while(|(id, _)| query.stop.is_none_or(|stop| *id <= stop))
+            .filter(|(id, e)| query.matches(*id, &e.topic))
+            .take(query.limit)
+            .map(|(id, e)| Notification {
+                id,
+                event: e.clone(),
+            })
+            .collect()
+    }
+
+    /// The highest tracked id of `application_name` (0 when none is).
+    pub(super) fn max_tracking_id(&self, application_name: &str) -> u64 {
+        self.tracking.get(application_name).map_or(0, |t| t.max)
+    }
+
+    /// Whether notification `notification_id` of `application_name` is tracked.
+    pub(super) fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> bool {
+        self.tracking
+            .get(application_name)
+            .is_some_and(|t| t.ids.contains(&notification_id))
     }
 }
 
@@ -120,50 +209,13 @@ impl AggregateRecorder for MemoryRecorder {
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        let state = self.read();
-        let Some(stream) = state.streams.get(originator_id) else {
-            return Ok(Vec::new());
-        };
-        let lo = query
-            .gt
-            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-        let hi = query
-            .lte
-            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included);
-        if matches!((lo, hi), (std::ops::Bound::Excluded(a), std::ops::Bound::Included(b)) if a >= b)
-        {
-            return Ok(Vec::new());
-        }
-        let range = stream.range((lo, hi));
-        let limit = query.limit.unwrap_or(usize::MAX);
-        let pick = |(_, &i): (&u64, &usize)| state.log[i].clone();
-        Ok(if query.desc {
-            range.rev().take(limit).map(pick).collect()
-        } else {
-            range.take(limit).map(pick).collect()
-        })
+        Ok(self.read().select_events(originator_id, query))
     }
 }
 
 impl ApplicationRecorder for MemoryRecorder {
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
-        let state = self.read();
-        let start = query.start.max(1);
-        let first = usize::try_from(start - 1).unwrap_or(usize::MAX);
-        Ok(state
-            .log
-            .iter()
-            .enumerate()
-            .skip(first)
-            .map(|(i, e)| (i as u64 + 1, e))
-            .take_while(|(id, _)| query.stop.is_none_or(|stop| *id <= stop))
-            .filter(|(id, e)| query.matches(*id, &e.topic))
-            .take(query.limit)
-            .map(|(id, e)| Notification {
-                id,
-                event: e.clone(),
-            })
-            .collect())
+        Ok(self.read().select_notifications(query))
     }
 
     fn max_notification_id(&self) -> Result<u64> {
@@ -184,42 +236,22 @@ impl ProcessRecorder for MemoryRecorder {
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
         let mut state = self.write();
-        if state
-            .tracking
-            .get(&tracking.application_name)
-            .is_some_and(|t| t.ids.contains(&tracking.notification_id))
-        {
-            return Err(Error::conflict(format!(
-                "notification {} of {} is already tracked",
-                tracking.notification_id, tracking.application_name
-            )));
-        }
+        state.check_tracking(tracking)?;
         state.check(events)?;
         let ids = state.insert(events);
-        let tracked = state
-            .tracking
-            .entry(tracking.application_name.clone())
-            .or_default();
-        tracked.ids.insert(tracking.notification_id);
-        tracked.max = tracked.max.max(tracking.notification_id);
+        state.track(tracking);
         drop(state);
         self.committed.notify();
         Ok(ids)
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
-        Ok(self
-            .read()
-            .tracking
-            .get(application_name)
-            .map_or(0, |t| t.max))
+        Ok(self.read().max_tracking_id(application_name))
     }
 
     fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {
         Ok(self
             .read()
-            .tracking
-            .get(application_name)
-            .is_some_and(|t| t.ids.contains(&notification_id)))
+            .has_tracking_id(application_name, notification_id))
     }
 }

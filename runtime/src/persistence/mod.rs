@@ -24,6 +24,8 @@ pub mod factory;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod group_commit;
 pub mod memory;
+#[cfg(feature = "object-store")]
+pub mod object;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]

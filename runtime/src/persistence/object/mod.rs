@@ -1,0 +1,223 @@
+//! The object store: events in objects, through the `object_store` crate
+//! (a local directory, memory, Amazon S3 with the `s3` feature, or any
+//! `ObjectStore` a user builds).
+//!
+//! The store is a log of objects, one per save:
+//! `{prefix}/{application}/events/{n:020}` holds every event of save `n`
+//! and its tracking record, so a save is one object write and is wholly
+//! there or not at all. A writer creates object `n + 1` only if it does not
+//! exist (`PutMode::Create`, S3's `If-None-Match: *`): of two processes
+//! racing, one wins and the other reads what it wrote, checks its events
+//! against it, and tries the next name. Nothing is read, then written,
+//! unconditionally. Each recorder keeps an index of the log it has read
+//! and reads the objects added since before every query, so it sees other
+//! processes' saves. Snapshots are a second log under `snapshots/`.
+//!
+//! ```
+//! use annals::persistence::object::ObjectConfig;
+//! # use annals::prelude::*;
+//! # #[aggregate]
+//! # #[derive(Debug)]
+//! # pub struct Dog { pub name: String }
+//! # #[aggregate]
+//! # impl Dog {
+//! #     #[event("Registered")]
+//! #     pub fn register(name: String) -> Self { Dog { name } }
+//! # }
+//!
+//! let dir = std::env::temp_dir().join(format!("annals-doc-{}", Uuid::new_v4()));
+//! let store = ObjectConfig::location(dir.to_str().unwrap());
+//! let app = Application::builder("Kennel").store(store.clone()).build()?;
+//! let mut dog = Dog::register("Fido".into());
+//! app.save(&mut dog)?;
+//!
+//! // Another application on the same directory (as another process would be).
+//! let other = Application::builder("Kennel").store(store).build()?;
+//! assert_eq!(other.get::<Dog>(dog.id())?.name, "Fido");
+//! # std::fs::remove_dir_all(dir).ok();
+//! # Ok::<(), annals::Error>(())
+//! ```
+
+mod recorder;
+
+use std::fmt;
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+pub use recorder::ObjectRecorder;
+
+use super::factory::{Recorders, Store};
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::settings;
+
+/// The setting that says where the objects are.
+pub const OBJECT_STORE_LOCATION: &str = settings::OBJECT_STORE_LOCATION.name;
+
+/// Where the object store keeps its objects: a location
+/// ([`location`](Self::location), `OBJECT_STORE_LOCATION`) or a store the
+/// caller built ([`with_store`](Self::with_store)).
+#[derive(Clone)]
+pub struct ObjectConfig {
+    target: Target,
+    /// Whether a missing directory is created (`CREATE_TABLE`).
+    pub create: bool,
+}
+
+#[derive(Clone)]
+enum Target {
+    Location(String),
+    Store(Arc<dyn ObjectStore>, Path),
+}
+
+impl fmt::Debug for ObjectConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.target {
+            Target::Location(location) => f
+                .debug_struct("ObjectConfig")
+                .field("location", location)
+                .finish_non_exhaustive(),
+            Target::Store(store, prefix) => f
+                .debug_struct("ObjectConfig")
+                .field("store", &store.to_string())
+                .field("prefix", &prefix.as_ref())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl ObjectConfig {
+    /// Objects at `location`: a directory (`/var/lib/school` or
+    /// `file:///var/lib/school`), `memory://` (this process only), or, with
+    /// the `s3` feature, `s3://bucket/prefix` (credentials, region and
+    /// endpoint from object_store's `AWS_*` variables).
+    pub fn location(location: &str) -> Self {
+        Self {
+            target: Target::Location(location.to_owned()),
+            create: true,
+        }
+    }
+
+    /// Objects in `store` under `prefix`: any `object_store` backend that
+    /// supports `PutMode::Create`.
+    pub fn with_store(store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        Self {
+            target: Target::Store(store, Path::from(prefix)),
+            create: true,
+        }
+    }
+
+    /// `OBJECT_STORE_LOCATION` and `CREATE_TABLE`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the variable: the location is missing or
+    /// empty; `CREATE_TABLE` is not a yes/no flag.
+    pub fn from_env(env: &Env) -> Result<Self> {
+        let Some((var, location)) = env.get(OBJECT_STORE_LOCATION) else {
+            return Err(Error::config(
+                OBJECT_STORE_LOCATION,
+                "the object store needs a location: a directory, memory:// or s3://bucket/prefix",
+            ));
+        };
+        if location.trim().is_empty() {
+            return Err(Error::config(var, "the location is empty"));
+        }
+        let mut config = Self::location(location.trim());
+        if let Some(create) = env.flag(settings::CREATE_TABLE.name)? {
+            config.create = create;
+        }
+        Ok(config)
+    }
+
+    /// The store and the prefix the location names.
+    fn resolve(&self) -> Result<(Arc<dyn ObjectStore>, Path)> {
+        let location = match &self.target {
+            Target::Store(store, prefix) => return Ok((store.clone(), prefix.clone())),
+            Target::Location(location) => location.as_str(),
+        };
+        let bad = |message: String| Error::config(OBJECT_STORE_LOCATION, message);
+        if location == "memory://" || location == "memory:" {
+            return Ok((
+                Arc::new(object_store::memory::InMemory::new()),
+                Path::default(),
+            ));
+        }
+        if let Some(rest) = location.strip_prefix("s3://") {
+            return s3(location, rest);
+        }
+        if let Some((scheme, _)) = location.split_once("://") {
+            if scheme != "file" {
+                return Err(bad(format!(
+                    "{location:?}: unknown scheme {scheme:?}; expected a directory, file://, memory:// or s3://"
+                )));
+            }
+        }
+        let dir = std::path::PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
+        if !dir.is_dir() {
+            if !self.create {
+                return Err(bad(format!(
+                    "{} is not a directory (CREATE_TABLE=no: it is not created)",
+                    dir.display()
+                )));
+            }
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Error::persistence(format!("creating the directory {}", dir.display()), e)
+            })?;
+        }
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
+            Error::persistence(format!("opening the directory {}", dir.display()), e)
+        })?;
+        Ok((Arc::new(store), Path::default()))
+    }
+}
+
+#[cfg(feature = "s3")]
+fn s3(location: &str, rest: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(Error::config(
+            OBJECT_STORE_LOCATION,
+            format!("{location:?} names no bucket; expected s3://bucket/prefix"),
+        ));
+    }
+    let store = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        // Create-if-absent is what keeps racing writers apart.
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .build()
+        .map_err(|e| Error::persistence(format!("configuring S3 for {location}"), e))?;
+    Ok((Arc::new(store), Path::from(prefix)))
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3(location: &str, _: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    Err(Error::config(
+        OBJECT_STORE_LOCATION,
+        format!("{location:?}: S3 needs annals' `s3` feature"),
+    ))
+}
+
+impl Store for ObjectConfig {
+    fn open(&self, app_name: &str) -> Result<Recorders> {
+        let (store, prefix) = self.resolve()?;
+        let app = app_name.to_ascii_lowercase();
+        if app.is_empty()
+            || !app
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(Error::config(
+                OBJECT_STORE_LOCATION,
+                format!("the application name {app_name:?} cannot name objects: use letters, digits, _ and -"),
+            ));
+        }
+        let root = prefix.clone().join(app.as_str());
+        let events = ObjectRecorder::open(store.clone(), root.clone().join("events"))?;
+        let snapshots = ObjectRecorder::open(store, root.join("snapshots"))?;
+        Ok(Recorders::new(Arc::new(events), Arc::new(snapshots)))
+    }
+}

@@ -1,0 +1,308 @@
+//! The object store's recorder: a log of save objects, and the index of
+//! it that this process has read.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use base64::Engine as _;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::persistence::memory::State;
+use crate::persistence::{
+    AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
+    ProcessRecorder, StoredEvent, Tracking,
+};
+
+/// The recorder of the object store (see [the module](super)): events,
+/// the log and tracking records in one object per save.
+pub struct ObjectRecorder {
+    store: Arc<dyn ObjectStore>,
+    /// Where the save objects are: `{root}/{n:020}`.
+    root: Path,
+    /// Runs the store's futures for the blocking API.
+    runtime: tokio::runtime::Runtime,
+    index: Mutex<Index>,
+}
+
+impl std::fmt::Debug for ObjectRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectRecorder")
+            .field("store", &self.store.to_string())
+            .field("root", &self.root.as_ref())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The saves read so far.
+#[derive(Default)]
+struct Index {
+    state: State,
+    /// How many save objects are read (the next is `saves + 1`).
+    saves: u64,
+}
+
+/// One save, as stored: its events and its tracking record.
+#[derive(Serialize, Deserialize)]
+struct Save {
+    /// The notification id of the first event (the ids are consecutive).
+    first: u64,
+    events: Vec<Row>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tracking: Option<TrackingRow>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Row {
+    id: String,
+    version: u64,
+    topic: String,
+    /// The stored state, base64.
+    state: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrackingRow {
+    application: String,
+    notification: u64,
+}
+
+/// How many lost races in a row a save tolerates before it gives up: each
+/// lost race means another writer stored a save, so this bounds only a
+/// pathological churn.
+const MAX_RACES: usize = 10_000;
+
+impl ObjectRecorder {
+    /// A recorder of the saves under `root` in `store`; reads what is there.
+    ///
+    /// # Errors
+    ///
+    /// The runtime cannot start; the store cannot be read; an object under
+    /// `root` is not a save (named in the error).
+    pub fn open(store: Arc<dyn ObjectStore>, root: Path) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::persistence("starting the object store's runtime", e))?;
+        let recorder = Self {
+            store,
+            root,
+            runtime,
+            index: Mutex::new(Index::default()),
+        };
+        drop(recorder.caught_up()?);
+        Ok(recorder)
+    }
+
+    /// Runs `future` to completion; on a thread of its own when the caller
+    /// is itself inside a tokio runtime (which cannot block on another).
+    fn block_on<F: Future + Send>(&self, future: F) -> F::Output
+    where
+        F::Output: Send,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| self.runtime.block_on(future))
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+        } else {
+            self.runtime.block_on(future)
+        }
+    }
+
+    fn path(&self, save: u64) -> Path {
+        self.root.clone().join(format!("{save:020}").as_str())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        // Every change to the index is applied whole after its checks.
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The index, with every save stored so far read into it.
+    fn caught_up(&self) -> Result<MutexGuard<'_, Index>> {
+        let mut index = self.lock();
+        self.read_new(&mut index)?;
+        Ok(index)
+    }
+
+    /// Reads the saves after those in `index`, until the first missing.
+    fn read_new(&self, index: &mut Index) -> Result<()> {
+        loop {
+            let path = self.path(index.saves + 1);
+            let bytes = match self.block_on(async {
+                match self.store.get(&path).await {
+                    Ok(got) => got.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Error::persistence(format!("reading {path}"), e)),
+            };
+            let (events, tracking) = decode(&path, &bytes, index.state.log.len() as u64 + 1)?;
+            index.state.insert(&events);
+            if let Some(tracking) = &tracking {
+                index.state.track(tracking);
+            }
+            index.saves += 1;
+        }
+    }
+
+    fn save(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+        // No read first: a save this index has not read occupies the very
+        // name the write below takes, so the write fails, and the loop
+        // reads it and checks again. One request per uncontended save.
+        let mut index = self.lock();
+        for _ in 0..MAX_RACES {
+            if let Some(tracking) = tracking {
+                index.state.check_tracking(tracking)?;
+            }
+            index.state.check(events)?;
+            let first = index.state.log.len() as u64 + 1;
+            let body = encode(first, events, tracking)?;
+            let path = self.path(index.saves + 1);
+            let put = self.block_on(async {
+                let options = PutOptions::from(PutMode::Create);
+                self.store
+                    .put_opts(&path, PutPayload::from(body), options)
+                    .await
+            });
+            match put {
+                Ok(_) => {
+                    let ids = index.state.insert(events);
+                    if let Some(tracking) = tracking {
+                        index.state.track(tracking);
+                    }
+                    index.saves += 1;
+                    return Ok(ids);
+                }
+                // Another writer stored save n first: read it, check again.
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => {
+                    self.read_new(&mut index)?;
+                }
+                Err(e @ object_store::Error::NotImplemented { .. })
+                | Err(e @ object_store::Error::NotSupported { .. }) => {
+                    return Err(Error::persistence(
+                        format!("writing {path}"),
+                        format!("this object store cannot create an object only if it is absent, which keeps racing writers apart: {e}"),
+                    ));
+                }
+                // Whether it was stored is unknown: the next read finds out.
+                Err(e) => return Err(Error::persistence(format!("writing {path}"), e)),
+            }
+        }
+        Err(Error::persistence(
+            "saving to the object store",
+            format!("lost the race for the next save object {MAX_RACES} times in a row"),
+        ))
+    }
+}
+
+fn encode(first: u64, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u8>> {
+    let save = Save {
+        first,
+        events: events
+            .iter()
+            .map(|e| Row {
+                id: e.originator_id.clone(),
+                version: e.originator_version,
+                topic: e.topic.clone(),
+                state: base64::engine::general_purpose::STANDARD.encode(&e.state),
+            })
+            .collect(),
+        tracking: tracking.map(|t| TrackingRow {
+            application: t.application_name.clone(),
+            notification: t.notification_id,
+        }),
+    };
+    serde_json::to_vec(&save).map_err(|e| Error::persistence("encoding a save", e))
+}
+
+/// The events and tracking record of the save object at `path`, whose
+/// first event must have notification id `first`.
+fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<(Vec<StoredEvent>, Option<Tracking>)> {
+    let bad = |message: String| {
+        Error::persistence(
+            format!("reading {path}"),
+            format!("it is not a save annals wrote (corrupt, truncated or foreign): {message}"),
+        )
+    };
+    let save: Save = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    if save.first != first {
+        return Err(bad(format!(
+            "its first notification id is {}, where the saves before it end at {}",
+            save.first,
+            first - 1
+        )));
+    }
+    let events = save
+        .events
+        .into_iter()
+        .map(|row| {
+            let state = base64::engine::general_purpose::STANDARD
+                .decode(&row.state)
+                .map_err(|e| bad(format!("the state of {}@{}: {e}", row.id, row.version)))?;
+            Ok(StoredEvent {
+                originator_id: row.id,
+                originator_version: row.version,
+                topic: row.topic,
+                state,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let tracking = save.tracking.map(|t| Tracking {
+        application_name: t.application,
+        notification_id: t.notification,
+    });
+    Ok((events, tracking))
+}
+
+impl AggregateRecorder for ObjectRecorder {
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        self.save(events, None)
+    }
+
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        Ok(self.caught_up()?.state.select_events(originator_id, query))
+    }
+}
+
+impl ApplicationRecorder for ObjectRecorder {
+    fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
+        Ok(self.caught_up()?.state.select_notifications(query))
+    }
+
+    fn max_notification_id(&self) -> Result<u64> {
+        Ok(self.caught_up()?.state.log.len() as u64)
+    }
+}
+
+impl ProcessRecorder for ObjectRecorder {
+    fn insert_events_tracked(
+        &self,
+        events: &[StoredEvent],
+        tracking: &Tracking,
+    ) -> Result<Vec<u64>> {
+        self.save(events, Some(tracking))
+    }
+
+    fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
+        Ok(self.caught_up()?.state.max_tracking_id(application_name))
+    }
+
+    fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {
+        Ok(self
+            .caught_up()?
+            .state
+            .has_tracking_id(application_name, notification_id))
+    }
+}

@@ -1,0 +1,406 @@
+//! The object store (`persistence::object`): the recorder contract on a
+//! directory, in memory and on S3 (an S3-protocol server on 127.0.0.1,
+//! `ANNALS_S3_LOCATION`, started by `.ci/run`); faults injected at every
+//! object call of a save; bad locations and foreign objects.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use annals::env::Env;
+use annals::persistence::object::{ObjectConfig, ObjectRecorder};
+use annals::persistence::{AggregateRecorder, ApplicationRecorder, ProcessRecorder, Store};
+use annals::prelude::*;
+use annals_tests::stores::temp_dir;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+
+fn directory(name: &str) -> Arc<dyn ProcessRecorder> {
+    let dir = temp_dir().join(name);
+    let dir = dir.to_str().expect("a UTF-8 path");
+    ObjectConfig::location(dir)
+        .open("Contract")
+        .expect("open the directory store")
+        .events
+}
+
+/// The S3 location of the test server, or `None` (a failure in CI).
+fn s3_location() -> Option<String> {
+    match std::env::var("ANNALS_S3_LOCATION") {
+        Ok(location) => Some(location),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the S3 tests must run in CI: set ANNALS_S3_LOCATION (.ci/run starts a server)"
+            );
+            None
+        }
+    }
+}
+
+fn s3(name: &str) -> Option<Arc<dyn ProcessRecorder>> {
+    let location = format!("{}/{name}-{}", s3_location()?, Uuid::new_v4().simple());
+    Some(
+        ObjectConfig::location(&location)
+            .open("Contract")
+            .unwrap_or_else(|e| panic!("open {location}: {}", e.report()))
+            .events,
+    )
+}
+
+mod on_a_directory {
+    annals::recorder_contract!(|name| Some(super::directory(name)));
+}
+
+mod in_memory {
+    use annals::persistence::Store as _;
+    annals::recorder_contract!(|_| Some(
+        annals::persistence::object::ObjectConfig::location("memory://")
+            .open("Contract")
+            .map(|r| r.events)
+            .expect("open memory")
+    ));
+}
+
+mod on_s3 {
+    annals::recorder_contract!(|name| super::s3(name));
+}
+
+#[aggregate]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Dog {
+    pub name: String,
+    pub tricks: Vec<String>,
+}
+
+#[aggregate]
+impl Dog {
+    #[event("Registered")]
+    pub fn register(name: String) -> Self {
+        Dog {
+            name,
+            tricks: Vec::new(),
+        }
+    }
+
+    #[event("TrickAdded")]
+    pub fn add_trick(&mut self, trick: String) {
+        self.tricks.push(trick);
+    }
+}
+
+#[test]
+fn an_application_on_a_directory_from_the_environment() {
+    let dir = temp_dir().join("school");
+    let env = Env::from_map(
+        "School",
+        [
+            ("PERSISTENCE_MODULE", "object"),
+            ("OBJECT_STORE_LOCATION", dir.to_str().unwrap()),
+            ("IS_SNAPSHOTTING_ENABLED", "yes"),
+        ],
+    );
+    let build = || {
+        Application::builder("School")
+            .with_env(&env)
+            .and_then(|b| b.snapshot_every::<Dog>(2).build())
+            .unwrap_or_else(|e| panic!("{}", e.report()))
+    };
+    let app = build();
+    let mut dog = Dog::register("Fido".into());
+    dog.add_trick("sit".into());
+    dog.add_trick("roll".into());
+    app.save(&mut dog).unwrap();
+    let again = build();
+    let read = again.get::<Dog>(dog.id()).unwrap();
+    assert_eq!((read.tricks.len(), read.version()), (2, 3));
+    assert_eq!(
+        again
+            .snapshots()
+            .unwrap()
+            .versions::<Dog>(dog.id())
+            .unwrap(),
+        [3]
+    );
+    assert!(dir.join("school").join("events").is_dir());
+}
+
+#[test]
+fn bad_locations_are_errors_naming_them() {
+    let missing = Env::from_map("School", [("PERSISTENCE_MODULE", "object")]);
+    let err = Application::builder("School")
+        .with_env(&missing)
+        .unwrap_err();
+    assert!(err.to_string().contains("OBJECT_STORE_LOCATION"), "{err}");
+
+    let err = ObjectConfig::location("ftp://example/x")
+        .open("School")
+        .unwrap_err();
+    assert!(err.to_string().contains("ftp"), "{err}");
+
+    let dir = temp_dir().join("absent");
+    let mut config = ObjectConfig::location(dir.to_str().unwrap());
+    config.create = false;
+    let err = config.open("School").unwrap_err();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+
+    // A directory that may not be written: a file where it should be.
+    let file = temp_dir().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let err = ObjectConfig::location(file.to_str().unwrap())
+        .open("School")
+        .unwrap_err();
+    assert!(
+        err.report().to_string().contains("a-file"),
+        "{}",
+        err.report()
+    );
+}
+
+#[test]
+fn a_foreign_object_in_the_log_is_an_error_naming_it() {
+    let dir = temp_dir().join("foreign");
+    let recorder = ObjectConfig::location(dir.to_str().unwrap())
+        .open("School")
+        .unwrap()
+        .events;
+    recorder
+        .insert_events(&[annals::testing::contract::event("a", 1, "Dog.Registered")])
+        .unwrap();
+    let second = dir.join("school/events/00000000000000000002");
+    for junk in [
+        &b"{\"first\": 2, \"events\": [{\"id\": 1"[..],
+        b"\x00\xff",
+        b"{\"first\": 7, \"events\": []}",
+    ] {
+        std::fs::write(&second, junk).unwrap();
+        let err = recorder.max_notification_id().unwrap_err();
+        assert!(
+            err.report().to_string().contains("00000000000000000002"),
+            "{}",
+            err.report()
+        );
+    }
+}
+
+/// An object store that fails its `fail_at`-th call (0 = never) of the
+/// kinds that write or read objects, after doing it or before (`after`).
+#[derive(Debug)]
+struct Faulty {
+    inner: Arc<dyn ObjectStore>,
+    calls: AtomicUsize,
+    fail_at: AtomicUsize,
+    after: bool,
+}
+
+impl fmt::Display for Faulty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Faulty({})", self.inner)
+    }
+}
+
+impl Faulty {
+    fn new(inner: Arc<dyn ObjectStore>, after: bool) -> Self {
+        Self {
+            inner,
+            calls: AtomicUsize::new(0),
+            fail_at: AtomicUsize::new(0),
+            after,
+        }
+    }
+
+    fn fault(&self) -> Option<object_store::Error> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        (call == self.fail_at.load(Ordering::SeqCst)).then(|| object_store::Error::Generic {
+            store: "Faulty",
+            source: "the connection was cut".into(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Faulty {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        if !self.after {
+            if let Some(e) = self.fault() {
+                return Err(e);
+            }
+        }
+        let done = self.inner.put_opts(location, payload, opts).await?;
+        match self.after.then(|| self.fault()).flatten() {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        if let Some(e) = self.fault() {
+            return Err(e);
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// For every object call N of a save, with the fault before and after the
+/// call takes effect: the save either stored everything or nothing, every
+/// save acknowledged before is still there, and the next writer (a new
+/// recorder, as after a crash) continues the stream.
+#[test]
+fn a_save_cut_off_at_any_object_call_is_whole_or_absent() {
+    for after in [false, true] {
+        for n in 1..=4 {
+            let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+            let faulty = Arc::new(Faulty::new(inner.clone(), after));
+            let root = Path::from("school/events");
+            let recorder = ObjectRecorder::open(faulty.clone(), root.clone()).unwrap();
+            let acknowledged = recorder
+                .insert_events(&[annals::testing::contract::event("a", 1, "Dog.Registered")])
+                .unwrap();
+            assert_eq!(acknowledged, [1]);
+            faulty.calls.store(0, Ordering::SeqCst);
+            faulty.fail_at.store(n, Ordering::SeqCst);
+            let batch = [
+                annals::testing::contract::event("a", 2, "Dog.Registered"),
+                annals::testing::contract::event("b", 1, "Dog.Registered"),
+            ];
+            let outcome = recorder.insert_events(&batch);
+            faulty.fail_at.store(0, Ordering::SeqCst);
+
+            let next = ObjectRecorder::open(inner.clone(), root.clone()).unwrap();
+            let log = next
+                .select_notifications(&annals::persistence::NotificationQuery::new(1, 10))
+                .unwrap();
+            let stored: Vec<(String, u64)> = log
+                .iter()
+                .map(|n| (n.event.originator_id.clone(), n.event.originator_version))
+                .collect();
+            let whole = vec![
+                ("a".to_owned(), 1),
+                ("a".to_owned(), 2),
+                ("b".to_owned(), 1),
+            ];
+            let absent = vec![("a".to_owned(), 1)];
+            match &outcome {
+                Ok(_) => assert_eq!(stored, whole, "fault {n} (after: {after}): acknowledged"),
+                Err(_) => assert!(
+                    stored == whole || stored == absent,
+                    "fault {n} (after: {after}): partial save {stored:?}"
+                ),
+            }
+            // The next writer continues on its own: the stream's next
+            // version is free (or taken, if the cut-off save landed).
+            let next_version = if stored == whole { 3 } else { 2 };
+            next.insert_events(&[annals::testing::contract::event(
+                "a",
+                next_version,
+                "Dog.Registered",
+            )])
+            .unwrap_or_else(|e| panic!("fault {n} (after: {after}): stuck: {}", e.report()));
+            // The old recorder, too, carries on after reading what happened.
+            let err = recorder.insert_events(&[annals::testing::contract::event(
+                "a",
+                next_version,
+                "Dog.Registered",
+            )]);
+            assert!(err.unwrap_err().is_conflict());
+        }
+    }
+}
+
+/// Two OS processes race 1,000 saves into one stream of one directory:
+/// every version is stored once, and the wins add up.
+#[test]
+fn two_processes_racing_on_one_stream_store_each_version_once() {
+    let dir = temp_dir().join("race");
+    std::fs::create_dir_all(&dir).unwrap();
+    let racer = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_object_racer"))
+            .arg(&dir)
+            .arg("1000")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start object_racer")
+    };
+    let (a, b) = (racer(), racer());
+    let wins: u64 = [a, b]
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "a racer failed");
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(wins, 1000, "the racers' wins add up to the stream");
+    let recorder = ObjectConfig::location(dir.to_str().unwrap())
+        .open("Race")
+        .unwrap()
+        .events;
+    let versions: Vec<u64> = recorder
+        .select_events("shared", &annals::persistence::EventQuery::all())
+        .unwrap()
+        .iter()
+        .map(|e| e.originator_version)
+        .collect();
+    assert_eq!(versions, (1..=1000).collect::<Vec<_>>());
+    assert_eq!(recorder.max_notification_id().unwrap(), 1000);
+}
