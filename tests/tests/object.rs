@@ -404,3 +404,27 @@ fn two_processes_racing_on_one_stream_store_each_version_once() {
     assert_eq!(versions, (1..=1000).collect::<Vec<_>>());
     assert_eq!(recorder.max_notification_id().unwrap(), 1000);
 }
+
+/// A bucket that does not exist: the first save is an error naming the
+/// object it could not write, and nothing is acknowledged.
+#[test]
+fn a_missing_bucket_is_an_error_naming_the_object() {
+    let Some(location) = s3_location() else {
+        annals_tests::skipped("a_missing_bucket_is_an_error_naming_the_object");
+        return;
+    };
+    let missing = location.replacen("s3://", "s3://no-such-bucket-", 1);
+    let outcome = ObjectConfig::location(&missing)
+        .open("School")
+        .and_then(|r| {
+            r.events
+                .insert_events(&[annals::testing::contract::event("a", 1, "Dog.Registered")])
+        });
+    let err = outcome.expect_err("a save into a missing bucket");
+    let report = err.report().to_string();
+    assert!(err.is_persistence(), "{report}");
+    assert!(
+        report.contains("school/events/00000000000000000001"),
+        "{report}"
+    );
+}

@@ -184,8 +184,16 @@ fn s3(location: &str, rest: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
             format!("{location:?} names no bucket; expected s3://bucket/prefix"),
         ));
     }
+    // Give up within seconds, not object_store's default three minutes: a
+    // save that cannot be stored should say so while the caller waits.
+    let retry = object_store::RetryConfig {
+        backoff: object_store::BackoffConfig::default(),
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(15),
+    };
     let store = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
+        .with_retry(retry)
         // Create-if-absent is what keeps racing writers apart.
         .with_conditional_put(S3ConditionalPut::ETagMatch)
         .build()

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::persistence::memory::State;
+use crate::persistence::wake::{Signal, Watch};
 use crate::persistence::{
     AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
     ProcessRecorder, StoredEvent, Tracking,
@@ -68,6 +69,9 @@ struct TrackingRow {
     application: String,
     notification: u64,
 }
+
+/// How often a watcher looks for the next save object (a HEAD request).
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How many lost races in a row a save tolerates before it gives up: each
 /// lost race means another writer stored a save, so this bounds only a
@@ -283,6 +287,37 @@ impl ApplicationRecorder for ObjectRecorder {
 
     fn max_notification_id(&self) -> Result<u64> {
         Ok(self.caught_up()?.state.log.len() as u64)
+    }
+
+    /// A thread that looks for the next save object every 100 ms (one
+    /// HEAD request; an object store has no commit signal).
+    fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
+        let mut next = self.caught_up()?.saves + 1;
+        let store = self.store.clone();
+        let root = self.root.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::persistence("starting the object store's watcher", e))?;
+        Watch::spawn(&format!("objects {root}"), signal, move |timeout| {
+            let until = std::time::Instant::now() + timeout;
+            loop {
+                let path = root.clone().join(format!("{next:020}").as_str());
+                match runtime.block_on(store.head(&path)) {
+                    Ok(_) => {
+                        next += 1;
+                        return Ok(true);
+                    }
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(Error::persistence(format!("watching for {path}"), e)),
+                }
+                let now = std::time::Instant::now();
+                if now >= until {
+                    return Ok(false);
+                }
+                std::thread::sleep(WATCH_EVERY.min(until - now));
+            }
+        })
     }
 }
 
