@@ -464,6 +464,18 @@ impl Application {
         Subscription::new(self, start, topics)
     }
 
+    /// The events of aggregate `id`, its history and then each new one as
+    /// it is stored, by any process: an iterator until stopped (see
+    /// [`Changes`](crate::log::Changes) for an example). For every saved
+    /// event of every aggregate, see [`subscribe`](Self::subscribe).
+    ///
+    /// # Errors
+    ///
+    /// As [`Changes::new`](crate::log::Changes::new).
+    pub fn changes<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<crate::log::Changes<A>> {
+        crate::log::Changes::new(self, &id.into())
+    }
+
     /// Checks the hash chain of aggregate `id`'s stream, event by event:
     /// versions without gaps, every state readable, every recorded hash
     /// the hash of its event and of the one before. Needs hash chaining on.

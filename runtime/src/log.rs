@@ -254,3 +254,111 @@ impl Iterator for Subscription {
         }
     }
 }
+
+/// The changes of one aggregate, as they happen, history included
+/// (`app.changes::<Dog>(id)`): every event of its stream from version 1,
+/// decoded, then each new one as it is stored (by any process), until
+/// stopped. evsrc's aggregate change observer, as an iterator: the
+/// observer pulls at its own pace, holds no lock of the store's, and can
+/// stop, where a callback would run inside the save and could not.
+///
+/// ```
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Note { pub text: String }
+/// # #[aggregate]
+/// # impl Note {
+/// #     #[event("Written")]
+/// #     pub fn write(text: String) -> Self { Note { text } }
+/// #     #[event("Edited")]
+/// #     pub fn edit(&mut self, text: String) { self.text = text; }
+/// # }
+/// let app = Application::builder("Notes").build()?;
+/// let mut note = Note::write("first".into());
+/// app.save(&mut note)?;
+/// app.save(&mut Note::write("another note".into()))?;
+///
+/// let changes = app.changes::<Note>(note.id())?;
+/// let stopper = changes.stopper();
+/// note.edit("second".into());
+/// app.save(&mut note)?;
+/// let mut seen = Vec::new();
+/// for event in changes {
+///     let event = event?;
+///     seen.push(event.originator_version);
+///     if event.originator_version == 2 {
+///         stopper.stop();
+///     }
+/// }
+/// assert_eq!(seen, [1, 2]); // the history, then the new event; not the other note's
+/// # Ok::<(), annals::Error>(())
+/// ```
+pub struct Changes<A: crate::domain::Aggregate> {
+    history: std::vec::IntoIter<crate::domain::DomainEvent<A>>,
+    /// The last version yielded: later events of the log at or below it
+    /// were in the history.
+    version: u64,
+    stored_id: String,
+    subscription: Subscription,
+    mapper: crate::mapper::Mapper,
+}
+
+impl<A: crate::domain::Aggregate> Changes<A> {
+    /// The changes of aggregate `id` of `app` (see the type).
+    ///
+    /// # Errors
+    ///
+    /// Reading the stream or starting the subscription failed; a stored
+    /// event does not decode.
+    pub fn new(app: &Application, id: &A::Id) -> Result<Self> {
+        use crate::domain::AggregateId as _;
+        // The log position first, then the history: what is stored in
+        // between is in both, and skipped by version.
+        let start = app.recorder().max_notification_id()? + 1;
+        let stored_id = id.to_stored();
+        let mapper = app.mapper().clone();
+        let history = app
+            .recorder()
+            .select_events(&stored_id, &crate::persistence::EventQuery::all())?
+            .iter()
+            .map(|stored| mapper.decode::<A>(stored))
+            .collect::<Result<Vec<_>>>()?;
+        let topics: Vec<&str> = Vec::new();
+        Ok(Self {
+            history: history.into_iter(),
+            version: 0,
+            stored_id,
+            subscription: Subscription::new(app, start, &topics)?,
+            mapper,
+        })
+    }
+
+    /// A handle that stops the iterator from another thread (or the loop).
+    pub fn stopper(&self) -> Stopper {
+        self.subscription.stopper()
+    }
+}
+
+impl<A: crate::domain::Aggregate> Iterator for Changes<A> {
+    type Item = Result<crate::domain::DomainEvent<A>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(event) = self.history.next() {
+            self.version = event.originator_version;
+            return Some(Ok(event));
+        }
+        loop {
+            let notification = match self.subscription.next()? {
+                Ok(notification) => notification,
+                Err(e) => return Some(Err(e)),
+            };
+            let stored = &notification.event;
+            if stored.originator_id != self.stored_id || stored.originator_version <= self.version {
+                continue;
+            }
+            self.version = stored.originator_version;
+            return Some(self.mapper.decode::<A>(stored));
+        }
+    }
+}

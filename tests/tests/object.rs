@@ -428,3 +428,41 @@ fn a_missing_bucket_is_an_error_naming_the_object() {
         "{report}"
     );
 }
+
+/// An aggregate change observer on a directory sees the history, then
+/// what another application (as another process would) stores, and only
+/// that aggregate's events.
+#[test]
+fn changes_of_one_aggregate_include_history_and_other_writers() {
+    let dir = temp_dir().join("changes");
+    let store = ObjectConfig::location(dir.to_str().unwrap());
+    let watcher = Application::builder("School")
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let writer = Application::builder("School").store(store).build().unwrap();
+    let mut fido = Dog::register("Fido".into());
+    fido.add_trick("sit".into());
+    writer.save(&mut fido).unwrap();
+    let changes = watcher.changes::<Dog>(fido.id()).unwrap();
+    let stopper = changes.stopper();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            writer.save(&mut Dog::register("Rex".into())).unwrap();
+            let mut fido = writer.get::<Dog>(fido.id()).unwrap();
+            fido.add_trick("roll".into());
+            writer.save(&mut fido).unwrap();
+        });
+        let mut tricks = Vec::new();
+        for event in changes {
+            let event = event.unwrap();
+            if let DogEvent::TrickAdded { trick } = event.event {
+                tricks.push(trick);
+            }
+            if event.originator_version == 3 {
+                stopper.stop();
+            }
+        }
+        assert_eq!(tricks, ["sit", "roll"]);
+    });
+}
