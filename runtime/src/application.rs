@@ -553,7 +553,7 @@ impl Application {
 }
 
 /// How many times [`Application::execute`] tries a command.
-const COMMAND_TRIES: u32 = 3;
+pub(crate) const COMMAND_TRIES: u32 = 3;
 
 /// Why [`Application::execute`] did not carry out a command: the command
 /// refused (its own error, typed), or annals failed.

@@ -22,6 +22,8 @@ const LAYERS: &[&[&str]] = &[
     &["persistence"],
     &["repository", "application", "log"],
     &["system"],
+    &["asynchronous"],
+    &["web"],
     &["testing"],
 ];
 

@@ -74,6 +74,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod application;
+#[cfg(feature = "tokio")]
+pub mod asynchronous;
 pub mod cipher;
 pub mod clock;
 pub mod domain;
@@ -90,6 +92,8 @@ pub mod system;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod transcoding;
+#[cfg(feature = "axum")]
+pub mod web;
 
 /// Makes an event-sourced aggregate: goes on the struct and on its impl
 /// block.

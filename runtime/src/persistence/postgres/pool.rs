@@ -10,8 +10,49 @@ use super::tls::Transport;
 use crate::error::Error;
 
 /// A pooled connection with its prepared statements.
+/// A client that can be dropped on any thread. The blocking client runs
+/// a runtime of its own and its drop blocks on it, which on a tokio
+/// worker thread panics (and, during unwinding, aborts the process): an
+/// application dropped inside async code would take the service down.
+/// There it is dropped on a thread of its own.
+pub(super) struct Anywhere(Option<Client>);
+
+impl std::ops::Deref for Anywhere {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        // Some until dropped.
+        self.0.as_ref().expect("a client until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Anywhere {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().expect("a client until dropped")
+    }
+}
+
+impl Drop for Anywhere {
+    fn drop(&mut self) {
+        let Some(client) = self.0.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let handoff = std::sync::Arc::new(std::sync::Mutex::new(Some(client)));
+            let theirs = handoff.clone();
+            let spawned = std::thread::Builder::new()
+                .name("annals-pg-close".into())
+                .spawn(move || drop(theirs.lock().map(|mut c| c.take())));
+            if let Err(e) = spawned {
+                // Leak it rather than abort: its socket closes with the process.
+                tracing::warn!(error = %e, "cannot start a thread to close a PostgreSQL connection");
+                if let Ok(mut client) = handoff.lock() {
+                    std::mem::forget(client.take());
+                }
+            }
+        }
+    }
+}
+
 pub(super) struct Conn {
-    pub(super) client: Client,
+    pub(super) client: Anywhere,
     statements: [Option<Statement>; STATEMENTS],
     /// Left in an unknown state: the pool must drop it.
     pub(super) broken: bool,
@@ -51,7 +92,7 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<Conn, Described> {
         Ok(Conn {
-            client: self.transport.connect().map_err(Described)?,
+            client: Anywhere(Some(self.transport.connect().map_err(Described)?)),
             statements: Default::default(),
             broken: false,
         })

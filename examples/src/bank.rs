@@ -1,0 +1,464 @@
+//! Bank accounts as a JSON HTTP API (axum, through annals' async facade):
+//! open, deposit, withdraw (refused beyond the balance), transfer (two
+//! accounts in one save), close; balances listed through a projection into
+//! a SQLite read model.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /accounts {"owner": "Ada"}` | 201 `{"id", "owner", "balance", "closed"}` |
+//! | `GET /accounts/{id}` | the account |
+//! | `POST /accounts/{id}/deposit {"amount": 10}` | the account |
+//! | `POST /accounts/{id}/withdraw {"amount": 10}` | the account; 422 beyond the balance |
+//! | `POST /accounts/{id}/close` | the account; 422 unless the balance is 0 |
+//! | `POST /transfers {"from", "to", "amount"}` | `{"from": account, "to": account}` |
+//! | `GET /balances` | `[{"id", "owner", "balance", "closed"}]`, from the projection |
+//!
+//! Every error is JSON `{"error", "message"}`: 400 for malformed JSON or
+//! ids, 404 for unknown accounts and paths, 405 for wrong methods, 409
+//! when a conflict outlasts the retries, 413 for bodies over 16 KiB, 422
+//! when the bank refuses, 503 when the store is down.
+
+use std::sync::Arc;
+
+use annals::asynchronous::AsyncApplication;
+use annals::prelude::*;
+use annals::rusqlite::{self, Transaction};
+use annals::system::{Projection, Upstream};
+use annals::web::ApiError;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+/// A bank account.
+#[aggregate]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Account {
+    /// Who owns it.
+    pub owner: String,
+    /// In cents.
+    pub balance: i64,
+    /// Whether it is closed (nothing more goes in or out).
+    pub closed: bool,
+}
+
+/// Why the bank refuses.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refused {
+    /// Amounts are positive.
+    #[error("the amount must be positive, not {0}")]
+    NotPositive(i64),
+    /// A withdrawal beyond the balance.
+    #[error("insufficient funds: the balance is {balance}, {amount} was asked")]
+    InsufficientFunds {
+        /// The balance.
+        balance: i64,
+        /// What was asked.
+        amount: i64,
+    },
+    /// The account is closed.
+    #[error("the account is closed")]
+    Closed,
+    /// Only an empty account closes.
+    #[error("the balance is {0}; only an empty account can be closed")]
+    NotEmpty(i64),
+    /// A transfer to the same account.
+    #[error("a transfer needs two accounts")]
+    SameAccount,
+}
+
+#[aggregate]
+impl Account {
+    /// Opens an account.
+    #[event("Opened")]
+    pub fn open(owner: String) -> Self {
+        Account {
+            owner,
+            balance: 0,
+            closed: false,
+        }
+    }
+
+    #[event("Deposited")]
+    fn deposited(&mut self, amount: i64) {
+        self.balance += amount;
+    }
+
+    #[event("Withdrawn")]
+    fn withdrawn(&mut self, amount: i64) {
+        self.balance -= amount;
+    }
+
+    #[event("Closed")]
+    fn closed(&mut self) {
+        self.closed = true;
+    }
+
+    fn check(&self, amount: i64) -> Result<(), Refused> {
+        if self.closed {
+            return Err(Refused::Closed);
+        }
+        if amount <= 0 {
+            return Err(Refused::NotPositive(amount));
+        }
+        Ok(())
+    }
+
+    /// Puts `amount` in.
+    ///
+    /// # Errors
+    ///
+    /// A closed account; an amount that is not positive.
+    pub fn deposit(&mut self, amount: i64) -> Result<(), Refused> {
+        self.check(amount)?;
+        self.deposited(amount);
+        Ok(())
+    }
+
+    /// Takes `amount` out.
+    ///
+    /// # Errors
+    ///
+    /// As [`deposit`](Self::deposit), and more than the balance.
+    pub fn withdraw(&mut self, amount: i64) -> Result<(), Refused> {
+        self.check(amount)?;
+        if amount > self.balance {
+            return Err(Refused::InsufficientFunds {
+                balance: self.balance,
+                amount,
+            });
+        }
+        self.withdrawn(amount);
+        Ok(())
+    }
+
+    /// Closes the account.
+    ///
+    /// # Errors
+    ///
+    /// It is closed already, or not empty.
+    pub fn close(&mut self) -> Result<(), Refused> {
+        if self.closed {
+            return Err(Refused::Closed);
+        }
+        if self.balance != 0 {
+            return Err(Refused::NotEmpty(self.balance));
+        }
+        self.closed();
+        Ok(())
+    }
+}
+
+/// An account as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    /// Its id.
+    pub id: Uuid,
+    /// Who owns it.
+    pub owner: String,
+    /// In cents.
+    pub balance: i64,
+    /// Whether it is closed.
+    pub closed: bool,
+}
+
+impl From<&Account> for AccountView {
+    fn from(account: &Account) -> Self {
+        Self {
+            id: account.id(),
+            owner: account.owner.clone(),
+            balance: account.balance,
+            closed: account.closed,
+        }
+    }
+}
+
+/// The service's state: the bank and its balances projection.
+#[derive(Clone)]
+pub struct Bank {
+    app: AsyncApplication,
+    balances: Arc<Projection<rusqlite::Connection>>,
+}
+
+impl Bank {
+    /// The bank on `app`, its balances projected into an in-memory SQLite
+    /// database.
+    ///
+    /// # Errors
+    ///
+    /// The read model cannot be made.
+    pub fn new(app: Arc<Application>) -> annals::Result<Self> {
+        let db = rusqlite::Connection::open_in_memory().map_err(annals::Error::user)?;
+        db.execute_batch(
+            "CREATE TABLE balances (id TEXT PRIMARY KEY, owner TEXT, balance INTEGER, closed INTEGER)",
+        )
+        .map_err(annals::Error::user)?;
+        let balances = Projection::new("balances", app.clone(), db, project)?;
+        Ok(Self {
+            app: AsyncApplication::new(app),
+            balances: Arc::new(balances),
+        })
+    }
+
+    /// The bank on the application `builder` makes, built (and its store
+    /// opened) on the blocking pool, as async code must.
+    ///
+    /// # Errors
+    ///
+    /// The application cannot be built; the read model cannot be made.
+    pub async fn build(builder: annals::ApplicationBuilder) -> annals::Result<Self> {
+        let app = AsyncApplication::build(builder).await?;
+        let app = app.sync().clone();
+        tokio::task::spawn_blocking(move || Self::new(app))
+            .await
+            .map_err(annals::Error::user)?
+    }
+
+    /// The application.
+    pub fn app(&self) -> &AsyncApplication {
+        &self.app
+    }
+}
+
+fn project(upstream: &Upstream<'_>, tx: &mut Transaction<'_>) -> annals::Result<()> {
+    let Some(event) = upstream.decode::<Account>()? else {
+        return Ok(());
+    };
+    let id = event.originator_id.to_string();
+    let result = match event.event {
+        AccountEvent::Opened { owner } => tx.execute(
+            "INSERT INTO balances VALUES (?1, ?2, 0, 0)",
+            rusqlite::params![id, owner],
+        ),
+        AccountEvent::Deposited { amount } => tx.execute(
+            "UPDATE balances SET balance = balance + ?2 WHERE id = ?1",
+            rusqlite::params![id, amount],
+        ),
+        AccountEvent::Withdrawn { amount } => tx.execute(
+            "UPDATE balances SET balance = balance - ?2 WHERE id = ?1",
+            rusqlite::params![id, amount],
+        ),
+        AccountEvent::Closed {} => tx.execute("UPDATE balances SET closed = 1 WHERE id = ?1", [id]),
+    };
+    result.map(|_| ()).map_err(annals::Error::user)
+}
+
+/// The largest request body: 16 KiB.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// The API's routes.
+pub fn router(bank: Bank) -> Router {
+    Router::new()
+        .route("/accounts", post(open))
+        .route("/accounts/{id}", get(account))
+        .route("/accounts/{id}/deposit", post(deposit))
+        .route("/accounts/{id}/withdraw", post(withdraw))
+        .route("/accounts/{id}/close", post(close))
+        .route("/transfers", post(transfer))
+        .route("/balances", get(balances))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such path") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this path does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(bank)
+}
+
+/// A JSON body whose rejections are JSON errors too.
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(value)| Body(value))
+            .map_err(|e: JsonRejection| {
+                let status = match e.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                ApiError::new(status, "bad_request", e.body_text())
+            })
+    }
+}
+
+/// An account id in the path, whose rejection is a JSON error.
+pub struct Id(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<Uuid>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| Id(id))
+            .map_err(|e: PathRejection| {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+            })
+    }
+}
+
+/// `{"owner": ...}`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Open {
+    /// Who owns the account.
+    pub owner: String,
+}
+
+/// `{"amount": ...}`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Amount {
+    /// In cents.
+    pub amount: i64,
+}
+
+/// `{"from", "to", "amount"}`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Transfer {
+    /// The account the money leaves.
+    pub from: Uuid,
+    /// The account it goes to.
+    pub to: Uuid,
+    /// In cents.
+    pub amount: i64,
+}
+
+type Answer<T> = Result<Json<T>, ApiError>;
+
+async fn open(
+    State(bank): State<Bank>,
+    Body(open): Body<Open>,
+) -> Result<(StatusCode, Json<AccountView>), ApiError> {
+    let account = bank.app.save(Account::open(open.owner)).await?;
+    Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
+}
+
+async fn account(State(bank): State<Bank>, Id(id): Id) -> Answer<AccountView> {
+    Ok(Json(AccountView::from(&bank.app.get::<Account>(id).await?)))
+}
+
+/// Runs `command` on account `id` (retrying conflicts); the account after.
+async fn command(
+    bank: &Bank,
+    id: Uuid,
+    command: impl FnMut(&mut Account) -> Result<(), Refused> + Send + 'static,
+) -> Answer<AccountView> {
+    let mut command = command;
+    let view = bank
+        .app
+        .execute(id, move |account: &mut Account| {
+            command(account).map(|()| AccountView::from(&*account))
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+async fn deposit(
+    State(bank): State<Bank>,
+    Id(id): Id,
+    Body(body): Body<Amount>,
+) -> Answer<AccountView> {
+    command(&bank, id, move |a| a.deposit(body.amount)).await
+}
+
+async fn withdraw(
+    State(bank): State<Bank>,
+    Id(id): Id,
+    Body(body): Body<Amount>,
+) -> Answer<AccountView> {
+    command(&bank, id, move |a| a.withdraw(body.amount)).await
+}
+
+async fn close(State(bank): State<Bank>, Id(id): Id) -> Answer<AccountView> {
+    command(&bank, id, Account::close).await
+}
+
+/// Both accounts' views after a transfer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Transferred {
+    /// The account the money left.
+    pub from: AccountView,
+    /// The account it went to.
+    pub to: AccountView,
+}
+
+async fn transfer(State(bank): State<Bank>, Body(t): Body<Transfer>) -> Answer<Transferred> {
+    if t.from == t.to {
+        return Err(annals::application::CommandError::Rejected(Refused::SameAccount).into());
+    }
+    let done = bank
+        .app
+        .call(
+            move |app| -> Result<Transferred, annals::application::CommandError<Refused>> {
+                // Both accounts in one save; a conflict (either changed since
+                // it was read) is tried again, up to three times.
+                let mut tried = 0;
+                loop {
+                    tried += 1;
+                    let mut from: Account = app.get(t.from)?;
+                    let mut to: Account = app.get(t.to)?;
+                    from.withdraw(t.amount)
+                        .map_err(annals::application::CommandError::Rejected)?;
+                    to.deposit(t.amount)
+                        .map_err(annals::application::CommandError::Rejected)?;
+                    match app.save((&mut from, &mut to)) {
+                        Ok(_) => {
+                            return Ok(Transferred {
+                                from: AccountView::from(&from),
+                                to: AccountView::from(&to),
+                            })
+                        }
+                        Err(e) if e.is_conflict() && tried < 3 => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            },
+        )
+        .await?;
+    Ok(Json(done))
+}
+
+async fn balances(State(bank): State<Bank>) -> Answer<Vec<AccountView>> {
+    let projection = bank.balances.clone();
+    let rows = bank
+        .app
+        .call(move |_| -> annals::Result<Vec<AccountView>> {
+            projection.pull()?;
+            projection.with_db(|db| {
+                let mut statement = db
+                    .prepare("SELECT id, owner, balance, closed FROM balances ORDER BY owner, id")
+                    .map_err(annals::Error::user)?;
+                let rows = statement
+                    .query_map([], |row| {
+                        let id: String = row.get(0)?;
+                        Ok(AccountView {
+                            id: Uuid::parse_str(&id).map_err(|e| {
+                                rusqlite::Error::FromSqlConversionFailure(
+                                    0,
+                                    rusqlite::types::Type::Text,
+                                    Box::new(e),
+                                )
+                            })?,
+                            owner: row.get(1)?,
+                            balance: row.get(2)?,
+                            closed: row.get::<_, i64>(3)? != 0,
+                        })
+                    })
+                    .map_err(annals::Error::user)?;
+                rows.collect::<Result<Vec<_>, _>>()
+                    .map_err(annals::Error::user)
+            })
+        })
+        .await?;
+    Ok(Json(rows))
+}

@@ -1,0 +1,385 @@
+//! The async facade (feature `tokio`): what a request handler needs, as
+//! `async` functions that never block the runtime's worker threads.
+//!
+//! Every call runs the blocking core on tokio's blocking pool
+//! (`spawn_blocking`: up to 512 threads by default, set with the runtime
+//! builder's `max_blocking_threads`), so a worker thread only awaits.
+//! Futures are `Send`. A dropped future never leaves half a save: the
+//! blocking call it started runs to its end, and a save is one transaction
+//! (or one object) anyway, so it is stored whole or not at all; the caller
+//! just does not learn which. A stream ([`AsyncApplication::subscribe`],
+//! [`AsyncApplication::changes`]) holds one blocking thread while it lives
+//! and stops it when dropped.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use annals::asynchronous::AsyncApplication;
+//! # use annals::prelude::*;
+//! # #[aggregate]
+//! # #[derive(Debug, Clone)]
+//! # pub struct Account { pub balance: i64 }
+//! # #[aggregate]
+//! # impl Account {
+//! #     #[event("Opened")]
+//! #     pub fn open() -> Self { Account { balance: 0 } }
+//! #     #[event("Deposited")]
+//! #     fn deposited(&mut self, amount: i64) { self.balance += amount; }
+//! #     pub fn deposit(&mut self, amount: i64) -> Result<(), String> {
+//! #         if amount <= 0 { return Err(format!("cannot deposit {amount}")); }
+//! #         self.deposited(amount);
+//! #         Ok(())
+//! #     }
+//! # }
+//!
+//! # let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+//! # runtime.block_on(async {
+//! let bank = AsyncApplication::new(Arc::new(Application::builder("Bank").build()?));
+//! let account = bank.save(Account::open()).await?;
+//! bank.execute(account.id(), |a: &mut Account| a.deposit(10)).await?;
+//! assert_eq!(bank.get::<Account>(account.id()).await?.balance, 10);
+//! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+//! # }).unwrap();
+//! ```
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::application::{Application, ApplicationBuilder, CommandError, COMMAND_TRIES};
+use crate::clock::Timestamp;
+use crate::domain::{Aggregate, DomainEvent};
+use crate::error::Result;
+use crate::log::Stopper;
+use crate::persistence::Notification;
+
+/// An [`Application`] for async code (see [the module](self)). Cheap to
+/// clone: share it as a web framework's state.
+#[derive(Clone)]
+pub struct AsyncApplication {
+    app: Arc<Application>,
+}
+
+impl std::fmt::Debug for AsyncApplication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncApplication")
+            .field("name", &self.app.name())
+            .finish()
+    }
+}
+
+/// Runs `f` on the blocking pool; a panic in it goes on in the caller.
+async fn blocking<T, F>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => value,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels a blocking task.
+            Err(e) => panic!("the runtime is shutting down: {e}"),
+        },
+    }
+}
+
+impl AsyncApplication {
+    /// The facade of `app`.
+    pub fn new(app: Arc<Application>) -> Self {
+        Self { app }
+    }
+
+    /// Builds the application on the blocking pool: opening a store
+    /// blocks (PostgreSQL's client even runs a runtime of its own, which
+    /// cannot start on a runtime's worker thread), so inside async code
+    /// build it with this, not [`ApplicationBuilder::build`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ApplicationBuilder::build`].
+    pub async fn build(builder: ApplicationBuilder) -> Result<Self> {
+        blocking(move || builder.build())
+            .await
+            .map(|app| Self::new(Arc::new(app)))
+    }
+
+    /// The application itself (its blocking API).
+    pub fn sync(&self) -> &Arc<Application> {
+        &self.app
+    }
+
+    /// Runs `f` with the application on the blocking pool: for work the
+    /// facade has no method for (a transfer between two aggregates, a
+    /// projection's pull).
+    pub async fn call<T, F>(&self, f: F) -> T
+    where
+        F: FnOnce(&Application) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(f).await
+    }
+
+    async fn run<T, F>(&self, f: F) -> T
+    where
+        F: FnOnce(&Application) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let app = self.app.clone();
+        blocking(move || f(&app)).await
+    }
+
+    /// Saves `aggregate`'s pending events; gives it back saved.
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::save`] (nothing stored, the events still pending
+    /// on the aggregate the error leaves behind, which is dropped).
+    pub async fn save<A: Aggregate>(&self, mut aggregate: A) -> Result<A> {
+        self.run(move |app| app.save(&mut aggregate).map(|_| aggregate))
+            .await
+    }
+
+    /// Saves several aggregates in one transaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::save`].
+    pub async fn save_all<A: Aggregate>(&self, mut aggregates: Vec<A>) -> Result<Vec<A>> {
+        self.run(move |app| app.save(aggregates.as_mut_slice()).map(|_| aggregates))
+            .await
+    }
+
+    /// The current state of aggregate `id` ([`Application::get`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::get`].
+    pub async fn get<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<A> {
+        let id = id.into();
+        self.run(move |app| app.get::<A>(id)).await
+    }
+
+    /// Aggregate `id` at `version` ([`Application::get_at`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::get_at`].
+    pub async fn get_at<A: Aggregate>(&self, id: impl Into<A::Id>, version: u64) -> Result<A> {
+        let id = id.into();
+        self.run(move |app| app.get_at::<A>(id, version)).await
+    }
+
+    /// Aggregate `id` as it was at `timestamp` ([`Application::get_as_of`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::get_as_of`].
+    pub async fn get_as_of<A: Aggregate>(
+        &self,
+        id: impl Into<A::Id>,
+        timestamp: Timestamp,
+    ) -> Result<A> {
+        let id = id.into();
+        self.run(move |app| app.get_as_of::<A>(id, timestamp)).await
+    }
+
+    /// Runs `command` on aggregate `id` and saves what it triggered,
+    /// trying again on a conflict ([`Application::execute`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::execute`].
+    pub async fn execute<A, T, E, F>(
+        &self,
+        id: impl Into<A::Id>,
+        command: F,
+    ) -> Result<T, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&mut A) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        self.execute_with_retries(id, COMMAND_TRIES, command).await
+    }
+
+    /// Like [`execute`](Self::execute), trying at most `tries` times.
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::execute`].
+    pub async fn execute_with_retries<A, T, E, F>(
+        &self,
+        id: impl Into<A::Id>,
+        tries: u32,
+        command: F,
+    ) -> Result<T, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&mut A) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let id = id.into();
+        self.run(move |app| app.execute_with_retries(id, tries, command))
+            .await
+    }
+
+    /// Up to `limit` notifications from id `start` on.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn notifications(&self, start: u64, limit: usize) -> Result<Vec<Notification>> {
+        self.run(move |app| app.notifications(start, limit)).await
+    }
+
+    /// The id of the last notification, if any.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn last_notification_id(&self) -> Result<Option<u64>> {
+        self.run(Application::last_notification_id).await
+    }
+
+    /// The log from id `start` on (topics filtered when given), then each
+    /// new notification as it is stored: a [`Stream`](futures_core::Stream)
+    /// that ends only when dropped ([`Application::subscribe`]).
+    ///
+    /// # Errors
+    ///
+    /// The subscription cannot start.
+    pub async fn subscribe(
+        &self,
+        start: u64,
+        topics: Vec<String>,
+    ) -> Result<Streamed<Result<Notification>>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let (started, ready) = tokio::sync::oneshot::channel();
+        let app = self.app.clone();
+        std::thread::Builder::new()
+            .name(format!("annals-subscribe-{}", app.name()))
+            .spawn(move || {
+                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+                let subscription = match app.subscribe(start, &topics) {
+                    Ok(subscription) => subscription,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                if started.send(Ok(subscription.stopper())).is_err() {
+                    return;
+                }
+                for item in subscription {
+                    if tx.blocking_send(item).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| crate::Error::persistence("starting a subscription's thread", e))?;
+        let stopper = ready.await.map_err(|_| {
+            crate::Error::persistence("starting a subscription", "its thread ended")
+        })??;
+        Ok(Streamed { rx, stopper })
+    }
+
+    /// Aggregate `id`'s events, its history and then each new one, as a
+    /// [`Stream`](futures_core::Stream) ([`Application::changes`]).
+    ///
+    /// # Errors
+    ///
+    /// The stream cannot start; the history does not decode.
+    pub async fn changes<A: Aggregate>(
+        &self,
+        id: impl Into<A::Id>,
+    ) -> Result<Streamed<Result<DomainEvent<A>>>> {
+        let id = id.into();
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let (started, ready) = tokio::sync::oneshot::channel();
+        let app = self.app.clone();
+        std::thread::Builder::new()
+            .name(format!("annals-changes-{}", app.name()))
+            .spawn(move || {
+                let changes = match app.changes::<A>(id) {
+                    Ok(changes) => changes,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                if started.send(Ok(changes.stopper())).is_err() {
+                    return;
+                }
+                for item in changes {
+                    if tx.blocking_send(item).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| crate::Error::persistence("starting a change stream's thread", e))?;
+        let stopper = ready.await.map_err(|_| {
+            crate::Error::persistence("starting a change stream", "its thread ended")
+        })??;
+        Ok(Streamed { rx, stopper })
+    }
+
+    /// Waits until `follower` has processed notification `notification_id`
+    /// of this application (its tracking record says so), looking every
+    /// few milliseconds, for at most `timeout`; whether it had.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn wait_for(
+        &self,
+        follower: &AsyncApplication,
+        notification_id: u64,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let leader = self.app.name().to_owned();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let leader = leader.clone();
+            let processed = follower
+                .run(move |f| f.recorder().has_tracking_id(&leader, notification_id))
+                .await?;
+            if processed {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause.min(deadline - tokio::time::Instant::now())).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+/// How many items a stream's thread reads ahead.
+const STREAM_BUFFER: usize = 64;
+
+/// A stream fed by a blocking thread (see [`AsyncApplication::subscribe`]);
+/// dropping it stops the thread.
+#[derive(Debug)]
+pub struct Streamed<T> {
+    rx: tokio::sync::mpsc::Receiver<T>,
+    stopper: Stopper,
+}
+
+impl<T> futures_core::Stream for Streamed<T> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl<T> Drop for Streamed<T> {
+    fn drop(&mut self) {
+        self.stopper.stop();
+    }
+}

@@ -1,0 +1,157 @@
+//! axum support (feature `axum`): annals' errors as HTTP responses with
+//! the right status and a JSON body, and the [`AsyncApplication`] as a
+//! handler's shared state.
+//!
+//! | error | status |
+//! |---|---|
+//! | [`Error::NotFound`] | 404 |
+//! | [`Error::Conflict`] (after the command's retries) | 409 |
+//! | [`CommandError::Rejected`] (the domain said no) | 422 |
+//! | [`Error::Persistence`] (the store is unavailable) | 503 |
+//! | anything else (a corrupt event, a bad setting) | 500 |
+//!
+//! The body is `{"error": "<kind>", "message": "<what happened>"}`; a 500's
+//! message never carries a store's inner error chain (it is logged).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use annals::asynchronous::AsyncApplication;
+//! use annals::web::ApiError;
+//! use axum::extract::{Path, State};
+//! use axum::{routing::get, Json, Router};
+//! # use annals::prelude::*;
+//! # #[aggregate]
+//! # #[derive(Debug, Clone)]
+//! # pub struct Note { pub text: String }
+//! # #[aggregate]
+//! # impl Note {
+//! #     #[event("Written")]
+//! #     pub fn write(text: String) -> Self { Note { text } }
+//! # }
+//!
+//! async fn note(State(app): State<AsyncApplication>, Path(id): Path<Uuid>) -> Result<Json<String>, ApiError> {
+//!     Ok(Json(app.get::<Note>(id).await?.text))
+//! }
+//!
+//! let app = AsyncApplication::new(Arc::new(Application::builder("Notes").build()?));
+//! let router: Router = Router::new().route("/notes/{id}", get(note)).with_state(app);
+//! # Ok::<(), annals::Error>(())
+//! ```
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::application::CommandError;
+#[cfg(doc)]
+use crate::asynchronous::AsyncApplication;
+use crate::error::Error;
+
+/// An error a handler returns: a status, a kind and a message, sent as
+/// JSON. Made from [`Error`] and [`CommandError`] by `?`, or by hand for
+/// the handler's own checks ([`ApiError::new`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A short, stable name of the kind of error (`not_found`, ...).
+    pub kind: &'static str,
+    /// What happened, for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status, kind and message.
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match &e {
+            Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            Error::Conflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            Error::Persistence { .. } => {
+                tracing::warn!(error = %e.report(), "the store is unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the store is unavailable; try again",
+                )
+            }
+            _ => {
+                tracing::error!(error = %e.report(), "request failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the request failed; the server's log says why",
+                )
+            }
+        }
+    }
+}
+
+impl<E: std::fmt::Display> From<CommandError<E>> for ApiError {
+    fn from(e: CommandError<E>) -> Self {
+        match e {
+            CommandError::Rejected(why) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "rejected",
+                why.to_string(),
+            ),
+            CommandError::Failed(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.kind, "message": self.message});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_its_status() {
+        let not_found = Error::NotFound {
+            aggregate: "Dog",
+            id: "1".into(),
+        };
+        assert_eq!(ApiError::from(not_found).status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            ApiError::from(Error::conflict("taken")).status,
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            ApiError::from(Error::persistence("reading", "down")).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let rejected: CommandError<&str> = CommandError::Rejected("insufficient funds");
+        let api = ApiError::from(rejected);
+        assert_eq!(
+            (api.status, api.message.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "insufficient funds")
+        );
+        let internal = ApiError::from(Error::config("X", "bad"));
+        assert_eq!(internal.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            !internal.message.contains("bad"),
+            "no inner detail in a 500"
+        );
+    }
+}

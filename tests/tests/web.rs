@@ -1,0 +1,378 @@
+//! The bank service (`annals_examples::bank`) over HTTP: started on
+//! 127.0.0.1:0, talked to with reqwest, on SQLite and PostgreSQL. Every
+//! endpoint, every kind of bad request (always a JSON 4xx), and a bounded
+//! load of 1,000 concurrent requests after which every acknowledged
+//! request is stored once and the balances add up.
+
+use std::time::Duration;
+
+use annals::prelude::*;
+use annals::Persistence;
+use annals_examples::bank::{router, Account, AccountView, Bank, BODY_LIMIT};
+use annals_tests::stores::{drop_postgres_tables, postgres_server, temp_sqlite};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// A running service: its base URL and the application behind it.
+struct Service {
+    base: String,
+    app: annals::asynchronous::AsyncApplication,
+    client: reqwest::Client,
+}
+
+async fn start(persistence: Persistence) -> Service {
+    let bank = Bank::build(Application::builder("Bank").persistence(persistence))
+        .await
+        .expect("the bank");
+    let app = bank.app().clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(bank)).await });
+    Service {
+        base,
+        app,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Service {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the service answers");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!("{path}: {status} with a body that is not JSON ({e}): {text:?}")
+        });
+        (status, body)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    async fn open(&self, owner: &str) -> AccountView {
+        let (status, body) = self.post("/accounts", json!({ "owner": owner })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+}
+
+/// A JSON error body of this status and kind.
+fn assert_error(got: &(StatusCode, Value), status: StatusCode, kind: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["error"], kind, "{}", got.1);
+    assert!(
+        got.1["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        got.1
+    );
+}
+
+async fn every_endpoint(service: &Service) {
+    let ada = service.open("Ada").await;
+    let bob = service.open("Bob").await;
+    assert_eq!((ada.balance, ada.closed), (0, false));
+
+    let (status, after) = service
+        .post(
+            &format!("/accounts/{}/deposit", ada.id),
+            json!({"amount": 100}),
+        )
+        .await;
+    assert_eq!(
+        (status, after["balance"].as_i64()),
+        (StatusCode::OK, Some(100))
+    );
+    let (status, after) = service
+        .post(
+            &format!("/accounts/{}/withdraw", ada.id),
+            json!({"amount": 10}),
+        )
+        .await;
+    assert_eq!(
+        (status, after["balance"].as_i64()),
+        (StatusCode::OK, Some(90))
+    );
+    let (status, moved) = service
+        .post(
+            "/transfers",
+            json!({"from": ada.id, "to": bob.id, "amount": 40}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(
+        (
+            moved["from"]["balance"].as_i64(),
+            moved["to"]["balance"].as_i64()
+        ),
+        (Some(50), Some(40))
+    );
+    let (status, got) = service.get(&format!("/accounts/{}", bob.id)).await;
+    assert_eq!(
+        (status, got["owner"].as_str(), got["balance"].as_i64()),
+        (StatusCode::OK, Some("Bob"), Some(40))
+    );
+
+    // Refusals: 422, nothing stored.
+    let version = service.app.get::<Account>(bob.id).await.unwrap().version();
+    assert_error(
+        &service
+            .post(
+                &format!("/accounts/{}/withdraw", bob.id),
+                json!({"amount": 41}),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rejected",
+    );
+    assert_error(
+        &service
+            .post(&format!("/accounts/{}/close", bob.id), json!({}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rejected",
+    );
+    assert_error(
+        &service
+            .post(
+                "/transfers",
+                json!({"from": bob.id, "to": bob.id, "amount": 1}),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rejected",
+    );
+    assert_error(
+        &service
+            .post(
+                &format!("/accounts/{}/deposit", bob.id),
+                json!({"amount": -5}),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rejected",
+    );
+    assert_eq!(
+        service.app.get::<Account>(bob.id).await.unwrap().version(),
+        version
+    );
+
+    // Close an emptied account; then it takes nothing.
+    service
+        .post(
+            &format!("/accounts/{}/withdraw", bob.id),
+            json!({"amount": 40}),
+        )
+        .await;
+    let (status, closed) = service
+        .post(&format!("/accounts/{}/close", bob.id), json!({}))
+        .await;
+    assert_eq!(
+        (status, closed["closed"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    assert_error(
+        &service
+            .post(
+                &format!("/accounts/{}/deposit", bob.id),
+                json!({"amount": 1}),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rejected",
+    );
+
+    // The projection lists both.
+    let (status, balances) = service.get("/balances").await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: Vec<AccountView> = serde_json::from_value(balances).unwrap();
+    let find = |id| listed.iter().find(|a| a.id == id).cloned().expect("listed");
+    assert_eq!((find(ada.id).balance, find(ada.id).closed), (50, false));
+    assert_eq!((find(bob.id).balance, find(bob.id).closed), (0, true));
+
+    // Bad requests: a JSON 4xx each, never a panic or a bare 500.
+    let unknown = Uuid::new_v4();
+    assert_error(
+        &service.get(&format!("/accounts/{unknown}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &service
+            .post(
+                &format!("/accounts/{unknown}/deposit"),
+                json!({"amount": 1}),
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &service.get("/accounts/not-a-uuid").await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &service.get("/nowhere").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &service
+            .send(reqwest::Method::DELETE, "/accounts", None)
+            .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    assert_error(
+        &service.post("/accounts", json!({"name": "no owner"})).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &service.post("/accounts", json!({"owner": 7})).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    let raw = |body: Vec<u8>, content_type: &'static str| {
+        let client = service.client.clone();
+        let url = format!("{}/accounts", service.base);
+        async move {
+            let response = client
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.expect("a JSON error body");
+            (status, body)
+        }
+    };
+    assert_error(
+        &raw(b"{\"owner\": ".to_vec(), "application/json").await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &raw(b"owner=Ada".to_vec(), "text/plain").await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "bad_request",
+    );
+    let huge = format!("{{\"owner\": \"{}\"}}", "a".repeat(BODY_LIMIT * 2)).into_bytes();
+    assert_error(
+        &raw(huge, "application/json").await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "bad_request",
+    );
+}
+
+/// 1,000 concurrent deposits, half of them on one account: each answer is
+/// 200 or 409 (a conflict that outlasted the retries), and each account's
+/// balance and Deposited events are exactly the acknowledged ones.
+async fn a_thousand_at_once(service: &Service) {
+    let mut accounts = Vec::new();
+    for i in 0..10 {
+        accounts.push(service.open(&format!("load-{i}")).await.id);
+    }
+    let hot = accounts[0];
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..1000u64 {
+        let account = if i % 2 == 0 {
+            hot
+        } else {
+            accounts[(i % 9 + 1) as usize]
+        };
+        let amount = i as i64 + 1;
+        let client = service.client.clone();
+        let url = format!("{}/accounts/{account}/deposit", service.base);
+        requests.spawn(async move {
+            let response = client
+                .post(url)
+                .json(&json!({ "amount": amount }))
+                .send()
+                .await;
+            (account, amount, response.map(|r| r.status()))
+        });
+    }
+    let mut acknowledged: std::collections::HashMap<Uuid, (i64, u64)> = Default::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    while let Some(done) = tokio::time::timeout_at(deadline, requests.join_next())
+        .await
+        .expect("the load finished within its deadline")
+    {
+        let (account, amount, status) = done.unwrap();
+        match status.expect("the service answered") {
+            StatusCode::OK => {
+                let entry = acknowledged.entry(account).or_default();
+                entry.0 += amount;
+                entry.1 += 1;
+            }
+            StatusCode::CONFLICT => {}
+            other => panic!("a deposit answered {other}"),
+        }
+    }
+    assert!(
+        acknowledged[&hot].1 > 0,
+        "some deposits on the hot account were acknowledged"
+    );
+    for account in accounts {
+        let (sum, count) = acknowledged.get(&account).copied().unwrap_or_default();
+        let (balance, deposits) = service
+            .app
+            .call(move |app| {
+                let stored = app.get::<Account>(account).unwrap();
+                // Deposits are the versions that raised the balance.
+                let deposits = (1..=stored.version())
+                    .filter(|v| {
+                        let before = app.get_at::<Account>(account, v - 1);
+                        let after = app.get_at::<Account>(account, *v).unwrap();
+                        before.is_ok_and(|b| after.balance > b.balance)
+                    })
+                    .count() as u64;
+                (stored.balance, deposits)
+            })
+            .await;
+        assert_eq!(balance, sum, "the balance is the acknowledged deposits");
+        assert_eq!(deposits, count, "each acknowledged deposit is stored once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bank_over_http_on_sqlite() {
+    let service = start(Persistence::Sqlite(
+        annals::persistence::sqlite::SqliteConfig::new(temp_sqlite("bank")),
+    ))
+    .await;
+    every_endpoint(&service).await;
+    a_thousand_at_once(&service).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bank_over_http_on_postgres() {
+    let Some(server) = postgres_server() else {
+        annals_tests::skipped("the_bank_over_http_on_postgres");
+        return;
+    };
+    let config = server.clone();
+    tokio::task::spawn_blocking(move || drop_postgres_tables(&config, "Bank"))
+        .await
+        .unwrap();
+    let service = start(Persistence::Postgres(server)).await;
+    every_endpoint(&service).await;
+    a_thousand_at_once(&service).await;
+}
