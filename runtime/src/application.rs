@@ -1023,6 +1023,39 @@ impl ApplicationBuilder {
         self
     }
 
+    /// Creates (or upgrades: a single-row tracking table gets its
+    /// migration row, a sequence behind its rows is moved on) every table
+    /// the application's store uses, whatever `CREATE_TABLE` says, and
+    /// closes it: the migrate step of a deployment that runs with
+    /// `CREATE_TABLE=no`. Run it for each application of a system (its
+    /// followers included) before starting them. The SQL itself is
+    /// [`PostgresConfig::ddl`] and [`SqliteConfig::ddl`].
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// let dir = std::env::temp_dir().join(format!("annals-migrate-{}", Uuid::new_v4()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let file = dir.join("school.db").to_string_lossy().into_owned();
+    /// let env = annals::env::Env::from_map("School", [
+    ///     ("PERSISTENCE_MODULE", "sqlite"),
+    ///     ("SQLITE_DBNAME", file.as_str()),
+    ///     ("CREATE_TABLE", "no"),
+    /// ]);
+    /// Application::builder("School").with_env(&env)?.migrate()?;
+    /// let app = Application::builder("School").with_env(&env)?.build()?;
+    /// assert_eq!(app.last_notification_id()?, None); // the tables are there
+    /// # std::fs::remove_dir_all(dir).ok();
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn migrate(mut self) -> Result<()> {
+        self.persistence = self.persistence.creating_tables();
+        self.build().map(drop)
+    }
+
     /// The application: opens the store (creating its tables unless told
     /// not to) and checks every setting.
     ///

@@ -1183,3 +1183,48 @@ fn single_row_tracking_no_creates_multi_row_tables_without_the_migration_row() {
         )
     );
 }
+
+/// The published DDL makes the tables an application then opens with
+/// `CREATE_TABLE=no`; `migrate` does the same from the builder.
+#[test]
+fn the_published_ddl_and_migrate_make_the_tables() {
+    let Some(server) = server() else {
+        annals_tests::skipped("the_published_ddl_and_migrate_make_the_tables");
+        return;
+    };
+    for app in ["DdlMade", "Migrated"] {
+        drop_tables(&server, app);
+    }
+    let ddl = server.ddl("DdlMade").unwrap();
+    client(&server).batch_execute(&ddl).unwrap();
+    let mut fixed = server.clone();
+    fixed.create_tables = false;
+    let app = annals::Application::builder("DdlMade")
+        .postgres(fixed.clone())
+        .build()
+        .unwrap();
+    assert_eq!(app.last_notification_id().unwrap(), None);
+    let layout: i64 = client(&server)
+        .query_one(
+            "SELECT notification_id FROM ddlmade_tracking WHERE application_name = '__migration__'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(layout, 1, "the single-row layout's migration row");
+
+    let unmade = annals::Application::builder("Migrated")
+        .postgres(fixed.clone())
+        .build()
+        .and_then(|app| app.last_notification_id());
+    assert!(unmade.is_err(), "no tables yet: {unmade:?}");
+    annals::Application::builder("Migrated")
+        .postgres(fixed.clone())
+        .migrate()
+        .unwrap();
+    let app = annals::Application::builder("Migrated")
+        .postgres(fixed)
+        .build()
+        .unwrap();
+    assert_eq!(app.last_notification_id().unwrap(), None);
+}

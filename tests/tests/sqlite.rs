@@ -599,3 +599,42 @@ fn single_row_tracking_no_creates_multi_row_tables_without_the_migration_row() {
         )
     );
 }
+
+/// With `CREATE_TABLE=no`, a store without tables cannot be read; the
+/// migrate step creates them, and the published DDL is what it runs.
+#[test]
+fn migrate_creates_the_tables_create_table_no_leaves_out() {
+    let file = annals_tests::stores::temp_sqlite("migrate");
+    let env = annals::env::Env::from_map(
+        "School",
+        [
+            ("PERSISTENCE_MODULE", "sqlite"),
+            ("SQLITE_DBNAME", file.as_str()),
+            ("CREATE_TABLE", "no"),
+        ],
+    );
+    let builder = || {
+        annals::Application::builder("School")
+            .with_env(&env)
+            .unwrap()
+    };
+    let before = builder().build().and_then(|app| app.last_notification_id());
+    assert!(before.is_err(), "no tables yet: {before:?}");
+    builder().migrate().unwrap();
+    let app = builder().build().unwrap();
+    assert_eq!(app.last_notification_id().unwrap(), None);
+    // The DDL on a fresh file makes the same tables.
+    let ddl = annals::persistence::sqlite::SqliteConfig::new(":memory:")
+        .ddl()
+        .unwrap();
+    let db = rusqlite::Connection::open_in_memory().unwrap();
+    db.execute_batch(&ddl).unwrap();
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(tables, ["stored_events", "stored_snapshots", "tracking"]);
+}

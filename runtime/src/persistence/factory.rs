@@ -127,6 +127,30 @@ impl fmt::Debug for Persistence {
     }
 }
 
+impl Persistence {
+    /// The same store, creating its missing tables whatever
+    /// `CREATE_TABLE` says (for [`ApplicationBuilder::migrate`]); stores
+    /// that always create (memory, the object store) or that annals cannot
+    /// configure (a user's [`Store`], given recorders) are as they are.
+    ///
+    /// [`ApplicationBuilder::migrate`]: crate::application::ApplicationBuilder::migrate
+    pub fn creating_tables(self) -> Self {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Persistence::Sqlite(mut config) => {
+                config.create_tables = true;
+                Persistence::Sqlite(config)
+            }
+            #[cfg(feature = "postgres")]
+            Persistence::Postgres(mut config) => {
+                config.create_tables = true;
+                Persistence::Postgres(config)
+            }
+            other => other,
+        }
+    }
+}
+
 /// Reads a module's settings from the environment.
 pub type FromEnv = fn(&Env) -> Result<Persistence>;
 

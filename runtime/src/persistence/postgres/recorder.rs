@@ -108,6 +108,50 @@ impl fmt::Debug for PostgresRecorder {
     }
 }
 
+impl PostgresConfig {
+    /// The SQL that creates the tables of application `app_name` as
+    /// annals creates them (and Python's eventsourcing 9.5, with the same
+    /// options), for teams that keep their schema in migrations (sqlx,
+    /// refinery) and run with `CREATE_TABLE=no`.
+    ///
+    /// ```
+    /// use annals::persistence::postgres::PostgresConfig;
+    ///
+    /// let ddl = PostgresConfig::new("shop").ddl("Orders")?;
+    /// assert!(ddl.contains("CREATE TABLE IF NOT EXISTS \"orders_events\""));
+    /// assert!(ddl.contains("\"orders_tracking\""));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an application or schema name that cannot
+    /// name tables.
+    pub fn ddl(&self, app_name: &str) -> Result<String> {
+        let prefix = table_prefix(app_name)?;
+        if let Some(schema) = &self.schema {
+            check_schema(schema)?;
+        }
+        let sql = Sql::new(
+            &prefix,
+            self.schema.as_deref(),
+            self.originator_id_type,
+            self.tracking_layout,
+        );
+        let mut ddl = String::new();
+        if let Some(schema) = &self.schema {
+            ddl.push_str(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\";\n"));
+        }
+        for statement in [&sql.create, &sql.create_tracking] {
+            for part in statement.split("; ").filter(|p| !p.trim().is_empty()) {
+                ddl.push_str(part.trim());
+                ddl.push_str(";\n");
+            }
+        }
+        Ok(ddl)
+    }
+}
+
 impl PostgresRecorder {
     /// Connects to the server `config` names and, unless
     /// [`create_tables`](PostgresConfig::create_tables) is off

@@ -288,6 +288,33 @@ impl Shared {
     }
 }
 
+impl SqliteConfig {
+    /// The SQL that creates the tables this store uses, as annals (and
+    /// Python's eventsourcing 9.5) creates them, for teams that keep their
+    /// schema in migrations and run with `CREATE_TABLE=no`.
+    ///
+    /// ```
+    /// use annals::persistence::sqlite::SqliteConfig;
+    ///
+    /// let ddl = SqliteConfig::new("school.db").ddl()?;
+    /// assert!(ddl.contains("CREATE TABLE IF NOT EXISTS stored_events"));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) for a bad table prefix.
+    pub fn ddl(&self) -> Result<String> {
+        let tables = Tables::new(self.table_prefix.as_deref())?;
+        let statements = Statements::new(&tables, self.tracking_layout);
+        Ok(statements
+            .create
+            .iter()
+            .map(|statement| format!("{};\n", statement.trim_end_matches(';')))
+            .collect())
+    }
+}
+
 impl SqliteRecorder {
     /// Opens (and, unless told not to, prepares) the store that `config`
     /// names. An existing tracking table is used in the layout it has
