@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use annals::mapper::Compressor;
+use annals::persistence::object::ObjectConfig;
 use annals::persistence::postgres::PostgresConfig;
 use annals::persistence::NotificationQuery;
 use annals::prelude::*;
@@ -47,6 +48,8 @@ pub enum Store {
     Sqlite(String),
     /// PostgreSQL, tables named after the application.
     Postgres(PostgresConfig),
+    /// The object store (a directory or `s3://`).
+    Object(ObjectConfig),
 }
 
 /// An annals application for one workload group.
@@ -67,6 +70,7 @@ impl AnnalsSut {
                 config.pool_size = config.pool_size.max(Sizes::STANDARD.threads as u32);
                 builder.postgres(config)
             }
+            Store::Object(config) => builder.store(config),
         };
         if zlib_aes {
             builder = builder

@@ -1,7 +1,8 @@
 //! `annals-bench`: the standard event-store workload (W1-W5 and the
 //! zlib-aes variant, `/work/shared/bench/WORKLOAD.md`) on annals (memory,
-//! SQLite, PostgreSQL), on the raw drivers that annals uses (rusqlite,
-//! postgres) and on cqrs-es 0.5's in-memory store, in one run: rounds of
+//! SQLite, PostgreSQL, the object store on a directory and on S3), on the
+//! raw drivers that annals uses (rusqlite, postgres, object_store) and on
+//! cqrs-es 0.5's in-memory store, in one run: rounds of
 //! every configuration, each configuration in a fresh process, medians over
 //! rounds and medians of the per-round ratios annals/baseline.
 //!
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use annals::persistence::object::ObjectConfig;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
@@ -29,8 +31,15 @@ use workload::{fail, Res, Sizes, Sut};
 struct Cli {
     /// Stores to run on: memory, sqlite, postgres (postgres needs
     /// POSTGRES_DBNAME; POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER are
-    /// read too).
-    #[arg(long, value_delimiter = ',', default_value = "memory,sqlite,postgres")]
+    /// read too), object (the object store on a fresh temporary
+    /// directory), s3 (the object store on ANNALS_S3_LOCATION,
+    /// s3://bucket/prefix, a fresh prefix under it per workload group;
+    /// endpoint and credentials from the AWS_* variables).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "memory,sqlite,postgres,object,s3"
+    )]
     stores: Vec<String>,
     /// Workloads: w1, w1x8 (W1 with concurrent writers), w2, w3, w4, w5,
     /// zlib-aes (W1 and W2 with zlib + AES-256-GCM).
@@ -100,6 +109,16 @@ enum Store {
     Memory,
     Sqlite,
     Postgres,
+    /// The object store on a directory.
+    ObjectDir,
+    /// The object store on S3.
+    ObjectS3,
+}
+
+impl Store {
+    fn is_object(self) -> bool {
+        matches!(self, Store::ObjectDir | Store::ObjectS3)
+    }
 }
 
 /// One system on one store with one codec.
@@ -111,7 +130,7 @@ struct Config {
 }
 
 impl Config {
-    const ALL: [Config; 11] = [
+    const ALL: [Config; 15] = [
         Config::new(System::Annals, Store::Memory, false),
         Config::new(System::Cqrs, Store::Memory, false),
         Config::new(System::Annals, Store::Memory, true),
@@ -123,6 +142,10 @@ impl Config {
         Config::new(System::Raw, Store::Postgres, false),
         Config::new(System::Annals, Store::Postgres, true),
         Config::new(System::Raw, Store::Postgres, true),
+        Config::new(System::Annals, Store::ObjectDir, false),
+        Config::new(System::Raw, Store::ObjectDir, false),
+        Config::new(System::Annals, Store::ObjectS3, false),
+        Config::new(System::Raw, Store::ObjectS3, false),
     ];
 
     const fn new(system: System, store: Store, zlib_aes: bool) -> Self {
@@ -137,6 +160,8 @@ impl Config {
         let system = match (self.system, self.store) {
             (System::Annals, _) => "annals",
             (System::Raw, Store::Sqlite) => "raw rusqlite",
+            (System::Raw, Store::ObjectDir) => "raw object_store dir",
+            (System::Raw, Store::ObjectS3) => "raw object_store s3",
             (System::Raw, _) => "raw postgres",
             (System::Cqrs, _) => "cqrs-es MemStore",
         };
@@ -145,6 +170,8 @@ impl Config {
             (_, Store::Memory) => " memory",
             (_, Store::Sqlite) => " sqlite",
             (_, Store::Postgres) => " postgres",
+            (_, Store::ObjectDir) => " object dir",
+            (_, Store::ObjectS3) => " object s3",
         };
         let codec = if self.zlib_aes { " zlib-aes" } else { "" };
         format!("{system}{store}{codec}")
@@ -200,12 +227,29 @@ fn pg_config() -> Res<postgres::Config> {
     Ok(c)
 }
 
+/// Where the S3 rows run: ANNALS_S3_LOCATION (`s3://bucket/prefix`).
+const S3_LOCATION: &str = "ANNALS_S3_LOCATION";
+
+/// A fresh prefix under ANNALS_S3_LOCATION for one workload group.
+fn s3_location(group: &str) -> Res<String> {
+    let base = std::env::var(S3_LOCATION).map_err(|_| format!("{S3_LOCATION} is not set"))?;
+    Ok(format!(
+        "{}/{group}-{}",
+        base.trim_end_matches('/'),
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
 /// A fresh store for workload group `group` of `config`; the temporary
-/// directory (SQLite) lives as long as the returned value.
+/// directory (SQLite, the object store's directory) lives as long as the
+/// returned value.
 fn open(config: Config, group: &str) -> Res<(Box<dyn Sut>, Option<tempfile::TempDir>)> {
     let dir = match config.store {
-        Store::Sqlite => Some(tempfile::tempdir()?),
+        Store::Sqlite | Store::ObjectDir => Some(tempfile::tempdir()?),
         _ => None,
+    };
+    let dir_path = |dir: &Option<tempfile::TempDir>| -> Res<PathBuf> {
+        Ok(dir.as_ref().ok_or("no directory")?.path().to_owned())
     };
     let db = |dir: &Option<tempfile::TempDir>| -> Res<PathBuf> {
         Ok(dir.as_ref().ok_or("no directory")?.path().join("bench.db"))
@@ -231,6 +275,13 @@ fn open(config: Config, group: &str) -> Res<(Box<dyn Sut>, Option<tempfile::Temp
                     c.user = user;
                     annals_sut::Store::Postgres(c)
                 }
+                Store::ObjectDir => {
+                    let path = dir_path(&dir)?;
+                    annals_sut::Store::Object(ObjectConfig::location(path.to_str().ok_or("path")?))
+                }
+                Store::ObjectS3 => {
+                    annals_sut::Store::Object(ObjectConfig::location(&s3_location(group)?))
+                }
             };
             Box::new(annals_sut::AnnalsSut::open(
                 &name,
@@ -251,6 +302,14 @@ fn open(config: Config, group: &str) -> Res<(Box<dyn Sut>, Option<tempfile::Temp
                 }
                 Store::Postgres => Box::new(raw::RawSut::new(
                     raw::PgStore::create(pg_config()?, &format!("bench_raw_{group}"))?,
+                    codec,
+                )),
+                Store::ObjectDir => Box::new(raw::RawSut::new(
+                    raw::ObjStore::directory(&dir_path(&dir)?)?,
+                    codec,
+                )),
+                Store::ObjectS3 => Box::new(raw::RawSut::new(
+                    raw::ObjStore::s3(&s3_location(group)?)?,
                     codec,
                 )),
                 Store::Memory => return fail("no raw baseline in memory".into()),
@@ -290,7 +349,9 @@ fn run_config(config: Config, sizes: &Sizes, workloads: &[String]) -> Res<Figure
             per_second(sizes.batches * sizes.batch, sut.w5(sizes)?),
         );
     }
-    if plain_groups && want("w1x8") && config.store != Store::Memory {
+    // Not on the object store: a recorder holds its lock across each
+    // save's write, so writers in one application take turns (W1 again).
+    if plain_groups && want("w1x8") && config.store != Store::Memory && !config.store.is_object() {
         let (mut sut, _dir) = open(config, "w1x8")?;
         f.insert(
             "w1x8".into(),
@@ -486,6 +547,14 @@ fn run(cli: Cli) -> Res<()> {
                 continue;
             }
             "postgres" => Store::Postgres,
+            "object" => Store::ObjectDir,
+            "s3" if std::env::var_os(S3_LOCATION).is_none() => {
+                let msg = format!("S3 skipped: {S3_LOCATION} is not set");
+                eprintln!("{msg}");
+                notes.push(msg);
+                continue;
+            }
+            "s3" => Store::ObjectS3,
             other => return fail(format!("unknown store {other:?}")),
         });
     }
@@ -592,6 +661,9 @@ fn run(cli: Cli) -> Res<()> {
         notes.push("cqrs-es MemStore skips the version check annals keeps (its commit overwrites the stream), stores no timestamps, reloads the aggregate from the store before every command, and prints a line per load and commit (sent to /dev/null here).".into());
     }
     notes.push("Raw PostgreSQL takes the same EXCLUSIVE table lock and sends the same NOTIFY in each write transaction as annals; raw SQLite uses one BEGIN IMMEDIATE transaction per save on one connection (each concurrent writer opens its own).".into());
+    if configs.iter().any(|c| c.store.is_object()) {
+        notes.push("The object store: one object per save, created only if absent; raw object_store writes the same objects (the same JSON, base64 states) and keeps the same in-memory index, reading the next object (a miss) before every query as annals does. No W1 8 writers (a recorder's saves take turns) and no zlib-aes (the codec costs what it costs on the other stores) on it.".into());
+    }
     notes.push("Every figure was verified after its workload (outside timing): counts, versions, names, tricks, notification ids 1..n.".into());
 
     let report = Report {
