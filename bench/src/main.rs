@@ -13,6 +13,7 @@ mod cqrs;
 mod raw;
 mod reader_memory;
 mod wake;
+mod web;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -95,6 +96,10 @@ struct Cli {
     /// PostgreSQL when POSTGRES_DBNAME is set).
     #[arg(long, value_name = "N")]
     wake_latency: Option<usize>,
+    /// Instead of the workload: N commands, one at a time, through the
+    /// sync core, the async facade, and axum over HTTP (SQLite).
+    #[arg(long, value_name = "N")]
+    web: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -493,6 +498,9 @@ fn run(cli: Cli) -> Res<()> {
     }
     if let Some(n) = cli.reader_memory {
         return reader_memory::run(n);
+    }
+    if let Some(n) = cli.web {
+        return web::run(n.max(1));
     }
     if let Some(n) = cli.wake_latency {
         let postgres = pg_settings().map(|(dbname, host, port, user)| {
