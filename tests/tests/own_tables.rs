@@ -572,3 +572,26 @@ fn postgres_a_failed_statement_ignored_fails_the_save() {
         .expect("next save");
     assert_eq!(db.values("own_ignored_names"), ["Fido"]);
 }
+
+/// A panic in the writes rolls the save back before it goes on up: the
+/// writer is not left inside a transaction that a later save would commit.
+#[test]
+fn a_panicking_write_stores_nothing_and_the_writer_goes_on() {
+    for db in Db::every(&["own_panic"], "own_panic_names", false) {
+        let app = db.app("own_panic");
+        let mut fido = Dog::register("Fido".into());
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            app.save_and_write(&mut fido, |tx| {
+                insert(tx, "own_panic_names", "Fido")?;
+                panic!("the user's code panics");
+            })
+        }));
+        assert!(panicked.is_err(), "{}: the panic goes on up", db.name());
+        let mut rex = Dog::register("Rex".into());
+        app.save_and_write(&mut rex, |tx| insert(tx, "own_panic_names", "Rex"))
+            .expect("the next save");
+        assert_eq!(db.values("own_panic_names"), ["Rex"], "{}", db.name());
+        assert!(app.get::<Dog>(fido.id()).is_err(), "{}", db.name());
+        assert_eq!(app.notifications(1, 100).expect("log").len(), 1);
+    }
+}
