@@ -217,7 +217,7 @@ impl Application {
         &self,
         mut aggregates: S,
         metadata: Metadata,
-        writes: Option<&mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>>,
+        writes: Option<&mut UserWrites<'_>>,
     ) -> Result<Vec<u64>> {
         let mut stored = Encoded::default();
         aggregates.encode_pending(self.mapper(), &metadata, &mut stored)?;
@@ -626,6 +626,9 @@ impl Application {
         }
     }
 }
+
+/// The user's writes to their own tables, run in a save's transaction.
+type UserWrites<'w> = dyn FnMut(&mut StoreTx<'_>) -> Result<()> + 'w;
 
 /// How many times [`Application::execute`] tries a command.
 pub(crate) const COMMAND_TRIES: u32 = 3;
