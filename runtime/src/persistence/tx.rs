@@ -2,7 +2,9 @@
 //! that its own rows are written in the transaction that stores the events
 //! (and a process application's tracking record).
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use std::any::Any;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use crate::error::{Error, Result};
@@ -148,6 +150,7 @@ pub(crate) fn no_transaction(store: &str) -> Error {
 }
 
 /// How the user's part of a save failed.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 enum Failed {
     Error(Error),
     Panic(Box<dyn Any + Send>),
@@ -158,11 +161,13 @@ enum Failed {
 /// fails the save with an error of its own type (which rolls the save
 /// back); [`result`](Self::result) then gives the user's error back as it
 /// was (a panic resumes, after the rollback).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) struct UserWrites<'f> {
     writes: &'f mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
     failed: Option<Failed>,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl<'f> UserWrites<'f> {
     pub(crate) fn new(writes: &'f mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>) -> Self {
         Self {
