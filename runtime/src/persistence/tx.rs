@@ -7,7 +7,9 @@ use std::any::Any;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use crate::error::{Error, Result};
+use crate::error::Error;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::error::Result;
 use crate::settings;
 
 /// The transaction a save is being stored in, lent to the user's code:
