@@ -22,7 +22,7 @@ use crate::persistence::wake::Notifier;
 pub use crate::persistence::Persistence;
 use crate::persistence::{
     AggregateRecorder, EventQuery, Notification, NotificationQuery, ProcessRecorder, Recorders,
-    Store, StoredEvent,
+    Store, StoreTx, StoredEvent,
 };
 use crate::repository::{Cache, Repository, Snapshots};
 use crate::settings;
@@ -144,16 +144,91 @@ impl Application {
     /// # Errors
     ///
     /// As [`save`](Self::save).
-    pub fn save_with<S: Save>(&self, mut aggregates: S, metadata: Metadata) -> Result<Vec<u64>> {
+    pub fn save_with<S: Save>(&self, aggregates: S, metadata: Metadata) -> Result<Vec<u64>> {
+        self.store_pending(aggregates, metadata, None)
+    }
+
+    /// Like [`save`](Self::save), and runs `writes` in the same database
+    /// transaction, right after the events are inserted: the
+    /// application's own tables (a read model, an outbox, a search index)
+    /// are written through the [`StoreTx`] it is lent, and are stored with
+    /// the events or not at all. `writes` runs even when no event is
+    /// pending.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug)]
+    /// # pub struct Dog { pub name: String }
+    /// # #[aggregate]
+    /// # impl Dog {
+    /// #     #[event("Registered")]
+    /// #     pub fn register(name: String) -> Self { Dog { name } }
+    /// # }
+    /// use annals::persistence::StoreTx;
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("annals-doc-{}", Uuid::new_v4()));
+    /// # std::fs::create_dir_all(&dir).map_err(annals::Error::user)?;
+    /// # let db = dir.join("kennel.db").to_string_lossy().into_owned();
+    /// let app = Application::builder("Kennel").sqlite(db).build()?;
+    /// let register = |name: &str| {
+    ///     let mut dog = Dog::register(name.into());
+    ///     let id = dog.id().to_string();
+    ///     let name = name.to_owned();
+    ///     app.save_and_write(&mut dog, |tx: &mut StoreTx<'_>| {
+    ///         let conn = tx.sqlite()?;
+    ///         conn.execute_batch("CREATE TABLE IF NOT EXISTS names (name TEXT UNIQUE, id TEXT)")
+    ///             .map_err(annals::Error::user)?;
+    ///         conn.execute("INSERT INTO names VALUES (?1, ?2)", [&name, &id])
+    ///             .map_err(annals::Error::user)?;
+    ///         Ok(())
+    ///     })
+    ///     .map(|_| dog)
+    /// };
+    /// let fido = register("Fido")?;
+    /// // The name is taken: the second dog's events are not stored either.
+    /// let error = register("Fido").unwrap_err();
+    /// assert!(matches!(error, annals::Error::User(_)), "{error}");
+    /// assert_eq!(app.last_notification_id()?, Some(1));
+    /// # let _ = fido;
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`save`](Self::save) (a conflict is returned before `writes`
+    /// runs); the error of `writes`, as it is (nothing of the save is
+    /// stored then); [`Error::Config`] naming `PERSISTENCE_MODULE` when the
+    /// store has no transaction to lend (memory, objects: see
+    /// [`ProcessRecorder::insert_events_with`]).
+    pub fn save_and_write<S: Save>(
+        &self,
+        aggregates: S,
+        mut writes: impl FnMut(&mut StoreTx<'_>) -> Result<()>,
+    ) -> Result<Vec<u64>> {
+        self.store_pending(aggregates, Metadata::default(), Some(&mut writes))
+    }
+
+    /// Encodes and stores the pending events of `aggregates` (with
+    /// `writes` in the same transaction, if given), then does what follows
+    /// a save: clears them, updates the cache, takes due snapshots, wakes
+    /// in-process followers.
+    fn store_pending<S: Save>(
+        &self,
+        mut aggregates: S,
+        metadata: Metadata,
+        writes: Option<&mut UserWrites<'_>>,
+    ) -> Result<Vec<u64>> {
         let mut stored = Encoded::default();
         aggregates.encode_pending(self.mapper(), &metadata, &mut stored)?;
-        if stored.events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids = self
-            .recorder
-            .insert_events(&stored.events)
-            .map_err(|e| stored.explain(e))?;
+        let inserted = match writes {
+            None if stored.events.is_empty() => return Ok(Vec::new()),
+            None => self.recorder.insert_events(&stored.events),
+            Some(writes) => self
+                .recorder
+                .insert_events_with(&stored.events, None, writes),
+        };
+        let ids = inserted.map_err(|e| stored.explain(e))?;
         aggregates.saved(self);
         self.notifier.notify();
         Ok(ids)
@@ -551,6 +626,9 @@ impl Application {
         }
     }
 }
+
+/// The user's writes to their own tables, run in a save's transaction.
+type UserWrites<'w> = dyn FnMut(&mut StoreTx<'_>) -> Result<()> + 'w;
 
 /// How many times [`Application::execute`] tries a command.
 pub(crate) const COMMAND_TRIES: u32 = 3;

@@ -129,11 +129,9 @@ impl fmt::Debug for Persistence {
 
 impl Persistence {
     /// The same store, creating its missing tables whatever
-    /// `CREATE_TABLE` says (for [`ApplicationBuilder::migrate`]); stores
+    /// `CREATE_TABLE` says (for `ApplicationBuilder::migrate`); stores
     /// that always create (memory, the object store) or that annals cannot
     /// configure (a user's [`Store`], given recorders) are as they are.
-    ///
-    /// [`ApplicationBuilder::migrate`]: crate::application::ApplicationBuilder::migrate
     pub fn creating_tables(self) -> Self {
         match self {
             #[cfg(feature = "sqlite")]

@@ -245,6 +245,16 @@ impl ProcessRecorder for MemoryRecorder {
         Ok(ids)
     }
 
+    fn insert_events_with(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        writes: &mut dyn FnMut(&mut crate::persistence::StoreTx<'_>) -> Result<()>,
+    ) -> Result<Vec<u64>> {
+        let _ = (events, tracking, writes);
+        Err(crate::persistence::no_transaction("the memory store"))
+    }
+
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
         Ok(self.read().max_tracking_id(application_name))
     }

@@ -31,6 +31,7 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod tracking;
+mod tx;
 pub mod wake;
 
 use std::sync::Arc;
@@ -43,6 +44,10 @@ pub use factory::{register_module, Persistence, Recorders, Store};
 pub use tracking::TrackingLayout;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use tracking::MIGRATION_ROW;
+pub(crate) use tx::no_transaction;
+pub use tx::StoreTx;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use tx::{transaction_lost, UserWrites};
 use wake::{Signal, Watch};
 
 /// `value` as a database's signed 64-bit integer (SQLite's INTEGER,
@@ -188,6 +193,37 @@ pub trait ProcessRecorder: ApplicationRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>>;
+
+    /// Inserts `events` and `tracking` (if any) as
+    /// [`insert_events_tracked`](Self::insert_events_tracked) does, and runs
+    /// `writes` in the same transaction, right after those inserts, with
+    /// the transaction lent as a [`StoreTx`]: the user's own rows are
+    /// stored with the events or not at all. When the inserts fail (a
+    /// [`Conflict`](crate::Error::Conflict)) `writes` is not run; when
+    /// `writes` fails, nothing of the save is stored and its error is
+    /// returned as it is. `writes` may be run again when the store retries
+    /// a save whose connection broke before it could commit.
+    ///
+    /// The SQLite and PostgreSQL stores implement it. The default, for
+    /// stores with no database transaction to lend (memory, objects, a
+    /// user's own store), stores nothing and is an
+    /// [`Error::Config`](crate::Error::Config) naming `PERSISTENCE_MODULE`;
+    /// a store that wraps another should pass the call on.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert_events_tracked`](Self::insert_events_tracked); the
+    /// error of `writes`; [`Error::Persistence`](crate::Error::Persistence)
+    /// when `writes` ended the transaction or (PostgreSQL) left it failed.
+    fn insert_events_with(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        writes: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
+    ) -> Result<Vec<u64>> {
+        let _ = (events, tracking, writes);
+        Err(tx::no_transaction(std::any::type_name::<Self>()))
+    }
 
     /// The highest notification id of `application_name` that is tracked
     /// (0 when none is).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::application::{Application, Encoded, Save};
 use crate::domain::{self, Aggregate, DomainEvent, Metadata};
 use crate::error::{Error, Result};
-use crate::persistence::{Notification, StoredEvent, Tracking};
+use crate::persistence::{Notification, StoreTx, StoredEvent, Tracking};
 
 /// An upstream event handed to a policy: its leader, its notification, and
 /// the event decoded as one of an aggregate type's
@@ -129,14 +129,19 @@ impl<'a> Upstream<'a> {
     }
 }
 
+/// The writes of a policy to the follower's own tables.
+type Writes = Box<dyn FnMut(&mut StoreTx<'_>) -> Result<()>>;
+
 /// What a policy does with the events it causes: saves them, all with the
-/// tracking record, when the policy returns. [`app`](Self::app) is the
-/// follower, to get its aggregates. See [`System`](super::System) for an
-/// example.
+/// tracking record, when the policy returns; and, with
+/// [`write`](Self::write), its writes to the follower's own tables in the
+/// same transaction. [`app`](Self::app) is the follower, to get its
+/// aggregates. See [`System`](super::System) for an example.
 pub struct Processing<'a> {
     app: &'a Application,
     upstream: &'a Upstream<'a>,
     events: Encoded,
+    writes: Vec<Writes>,
 }
 
 impl Processing<'_> {
@@ -159,6 +164,64 @@ impl Processing<'_> {
         aggregates.encode_pending(self.app.mapper(), &metadata, &mut self.events)?;
         aggregates.forget_pending();
         Ok(())
+    }
+
+    /// Adds writes to the follower's own tables (a search index, a read
+    /// model, an outbox) to what this notification causes: after the
+    /// policy returns `Ok`, `writes` runs in the transaction that stores
+    /// the events it saved and the notification's tracking record, right
+    /// after them, so the rows are stored exactly once with the tracking
+    /// record, or not at all. A notification tracked already (processed by
+    /// another process meanwhile) conflicts before `writes` runs; an error
+    /// of `writes` stores nothing and stops the follower, as a policy's
+    /// error does. Calls add up, run in order. The follower's store must
+    /// be SQLite or PostgreSQL ([`StoreTx`]); a dry run
+    /// ([`ProcessApplication::dry_run`]) does not run them.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug)]
+    /// # pub struct Order { pub item: String }
+    /// # #[aggregate]
+    /// # impl Order {
+    /// #     #[event("Placed")]
+    /// #     pub fn place(item: String) -> Self { Order { item } }
+    /// # }
+    /// use annals::persistence::StoreTx;
+    /// use annals::system::{Policies, System};
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("annals-doc-{}", Uuid::new_v4()));
+    /// # std::fs::create_dir_all(&dir).map_err(annals::Error::user)?;
+    /// # let db = dir.join("search.db").to_string_lossy().into_owned();
+    /// let orders = Arc::new(Application::builder("Orders").build()?);
+    /// let search = Arc::new(Application::builder("Search").sqlite(db).build()?);
+    /// let index = Policies::new().on::<Order>(|placed, processing| {
+    ///     let OrderEvent::Placed { item } = placed.event.clone();
+    ///     let id = placed.originator_id.to_string();
+    ///     processing.write(move |tx: &mut StoreTx<'_>| {
+    ///         let conn = tx.sqlite()?;
+    ///         conn.execute_batch("CREATE TABLE IF NOT EXISTS items (item TEXT, id TEXT)")
+    ///             .map_err(annals::Error::user)?;
+    ///         conn.execute("INSERT INTO items VALUES (?1, ?2)", [&item, &id])
+    ///             .map_err(annals::Error::user)?;
+    ///         Ok(())
+    ///     });
+    ///     Ok(())
+    /// });
+    /// let system = System::builder()
+    ///     .application(orders.clone())
+    ///     .process(search.clone(), index)
+    ///     .pipe([&orders, &search])
+    ///     .build()?;
+    /// orders.save(&mut Order::place("kettle".into()))?;
+    /// assert_eq!(system.pull("Search", 10)?, 1);
+    /// assert_eq!(system.pull("Search", 10)?, 0); // once
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn write(&mut self, writes: impl FnMut(&mut StoreTx<'_>) -> Result<()> + 'static) {
+        self.writes.push(Box::new(writes));
     }
 }
 
@@ -373,7 +436,7 @@ impl ProcessApplication {
     ///
     /// The policy's error; an event that does not encode.
     pub fn dry_run(&self, leader: &Application, notification: &Notification) -> Result<usize> {
-        let (events, _) = self.run_policy(leader, notification)?;
+        let (events, _, _) = self.run_policy(leader, notification)?;
         Ok(events.len())
     }
 
@@ -381,19 +444,20 @@ impl ProcessApplication {
         &self,
         leader: &Application,
         notification: &Notification,
-    ) -> Result<(Vec<StoredEvent>, Tracking)> {
+    ) -> Result<(Vec<StoredEvent>, Tracking, Vec<Writes>)> {
         let upstream = Upstream::new(leader, notification);
         let mut processing = Processing {
             app: &self.app,
             upstream: &upstream,
             events: Encoded::default(),
+            writes: Vec::new(),
         };
         self.policy.process(&upstream, &mut processing)?;
         let tracking = Tracking {
             application_name: leader.name().to_owned(),
             notification_id: notification.id,
         };
-        Ok((processing.events.events, tracking))
+        Ok((processing.events.events, tracking, processing.writes))
     }
 
     /// Processes one notification unless it is tracked already: how many
@@ -409,8 +473,15 @@ impl ProcessApplication {
             if recorder.has_tracking_id(leader.name(), notification.id)? {
                 return Ok(None);
             }
-            let (events, tracking) = self.run_policy(leader, notification)?;
-            match recorder.insert_events_tracked(&events, &tracking) {
+            let (events, tracking, mut writes) = self.run_policy(leader, notification)?;
+            let stored = if writes.is_empty() {
+                recorder.insert_events_tracked(&events, &tracking)
+            } else {
+                recorder.insert_events_with(&events, Some(&tracking), &mut |tx| {
+                    writes.iter_mut().try_for_each(|write| write(tx))
+                })
+            };
+            match stored {
                 Ok(_) => {
                     self.app.notifier().notify();
                     return Ok(Some(events.len()));

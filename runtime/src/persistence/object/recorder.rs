@@ -330,6 +330,16 @@ impl ProcessRecorder for ObjectRecorder {
         self.save(events, Some(tracking))
     }
 
+    fn insert_events_with(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        writes: &mut dyn FnMut(&mut crate::persistence::StoreTx<'_>) -> Result<()>,
+    ) -> Result<Vec<u64>> {
+        let _ = (events, tracking, writes);
+        Err(crate::persistence::no_transaction("the object store"))
+    }
+
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
         Ok(self.caught_up()?.state.max_tracking_id(application_name))
     }

@@ -16,10 +16,11 @@ use super::sql::{Sql, Stmt, ORIGINATOR_ID_COLUMN, TABLE_KEY};
 use super::tls::Transport;
 use crate::error::{Error, Result};
 use crate::persistence::group_commit::{Failure, GroupCommit, GroupTransaction, SaveError};
+use crate::persistence::transaction_lost;
 use crate::persistence::wake::{Signal, Watch};
 use crate::persistence::{
     to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
-    ProcessRecorder, StoredEvent, Tracking, TrackingLayout,
+    ProcessRecorder, StoreTx, StoredEvent, Tracking, TrackingLayout, UserWrites,
 };
 use crate::settings;
 
@@ -521,8 +522,16 @@ impl PostgresRecorder {
     /// threads that arrive meanwhile (group commit), in a savepoint of its
     /// own, so a conflict undoes this save alone. Returns once the group
     /// has committed.
-    fn write(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
-        if events.is_empty() && tracking.is_none() {
+    ///
+    /// `writes`, the user's, run right after the inserts, in the same
+    /// transaction (and savepoint); their error is returned as it is.
+    fn write(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        mut writes: Option<&mut UserWrites<'_>>,
+    ) -> Result<Vec<u64>> {
+        if events.is_empty() && tracking.is_none() && writes.is_none() {
             return Ok(Vec::new());
         }
         let rows = self.columns(events)?;
@@ -537,9 +546,17 @@ impl PostgresRecorder {
         let table = &self.sql.events;
         let mut retried = false;
         loop {
-            let saved = self
-                .group
-                .save(|w| w.save(&columns, !events.is_empty(), tracking));
+            let saved = self.group.save(|w| {
+                w.save(
+                    &columns,
+                    !events.is_empty(),
+                    tracking,
+                    writes.as_deref_mut(),
+                )
+            });
+            if let Some(error) = writes.as_deref_mut().and_then(UserWrites::take_error) {
+                return Err(error);
+            }
             return match saved {
                 Ok(mut ids) => {
                     // Drawn from the sequence in the events' order (ids
@@ -651,6 +668,7 @@ impl GroupWriter {
         columns: &[&(dyn ToSql + Sync); 4],
         has_events: bool,
         tracking: Option<(&str, i64)>,
+        writes: Option<&mut UserWrites<'_>>,
     ) -> Result<Vec<u64>, WriteFail> {
         let sql = self.sql.clone();
         let conn = self.conn()?;
@@ -687,11 +705,40 @@ impl GroupWriter {
         })();
         match result {
             Ok(Ok(ids)) => {
+                if let Some(writes) = writes {
+                    self.user_writes(writes)?;
+                }
                 self.stored |= !ids.is_empty();
                 Ok(ids)
             }
             Ok(Err(conflict)) => Err(WriteFail::Other(conflict)),
             Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Runs the user's writes on the group's connection, then checks, in
+    /// one round trip, that they left the transaction open and not failed
+    /// (a failed statement whose error was ignored would make the group's
+    /// COMMIT a silent rollback of every save in it).
+    fn user_writes(&mut self, writes: &mut UserWrites<'_>) -> Result<(), WriteFail> {
+        let conn = self.conn()?;
+        if !writes.run(StoreTx::Postgres(&mut conn.client)) {
+            // The user's error is kept by `writes`; this one only fails
+            // the save, which rolls it back.
+            return Err(WriteFail::Other(Error::user(
+                "the writes of the user's own rows failed",
+            )));
+        }
+        match conn
+            .client
+            .batch_execute("SAVEPOINT annals_check; RELEASE SAVEPOINT annals_check")
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_broken(&conn.client, &e) => Err(self.fail(e)),
+            Err(e) => Err(WriteFail::Other(transaction_lost(
+                "PostgreSQL",
+                describe(&e),
+            ))),
         }
     }
 
@@ -915,7 +962,7 @@ fn bigint(value: u64) -> i64 {
 
 impl AggregateRecorder for PostgresRecorder {
     fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        self.write(events, None)
+        self.write(events, None, None)
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
@@ -983,7 +1030,16 @@ impl ProcessRecorder for PostgresRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        self.write(events, Some(tracking))
+        self.write(events, Some(tracking), None)
+    }
+
+    fn insert_events_with(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        writes: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
+    ) -> Result<Vec<u64>> {
+        self.write(events, tracking, Some(&mut UserWrites::new(writes)))
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {

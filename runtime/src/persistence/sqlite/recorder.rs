@@ -12,10 +12,11 @@ use super::settings::{SqliteConfig, Tables};
 use super::sql::{select_events_sql, Statements, TABLE_KEY};
 use crate::error::{Error, Result};
 use crate::persistence::group_commit::{Failure, GroupCommit, SaveError};
+use crate::persistence::transaction_lost;
 use crate::persistence::wake::{Signal, Watch};
 use crate::persistence::{
     to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
-    ProcessRecorder, StoredEvent, Tracking, TrackingLayout,
+    ProcessRecorder, StoreTx, StoredEvent, Tracking, TrackingLayout, UserWrites,
 };
 
 /// The connections of one database, shared by its events and snapshot
@@ -109,6 +110,7 @@ impl Shared {
         events: &[StoredEvent],
         tracking: Option<(&Statements, &Tracking)>,
         rowids: bool,
+        mut writes: Option<&mut UserWrites<'_>>,
     ) -> Result<Vec<u64>> {
         let rows = events
             .iter()
@@ -117,6 +119,7 @@ impl Shared {
         let tracked = tracking
             .map(|(sql, t)| Ok((sql, t, to_i64("notification id", t.notification_id)?)))
             .transpose()?;
+        let mut lost = false;
         let saved = self.writer.save(|w| {
             let conn = &w.conn;
             if let Some((sql, t, id)) = tracked {
@@ -144,8 +147,29 @@ impl Shared {
                     ids.push(conn.last_insert_rowid().unsigned_abs());
                 }
             }
+            if let Some(writes) = writes.as_deref_mut() {
+                if !writes.run(StoreTx::Sqlite(conn)) {
+                    // The user's error is kept by `writes`; this one only
+                    // fails the save, which rolls it back.
+                    return Err(user_failed());
+                }
+                if conn.is_autocommit() {
+                    lost = true;
+                    return Err(user_failed());
+                }
+            }
             Ok(ids)
         });
+        if let Some(error) = writes.and_then(UserWrites::take_error) {
+            return Err(error);
+        }
+        if lost {
+            return Err(transaction_lost(
+                "SQLite",
+                "the transaction was ended, so whether this save (and those sharing its \
+                 transaction) is stored is unknown",
+            ));
+        }
         saved.map_err(|e| match e {
             SaveError::Begin(e) | SaveError::Own { error: e, .. } => {
                 sqlite_error("inserting events", &self.config, e)
@@ -199,6 +223,12 @@ impl Shared {
             Ok(Ok(events))
         })?
     }
+}
+
+/// The error that fails a save whose user's writes failed (the user's own
+/// error is returned instead of it).
+fn user_failed() -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure("the writes of the user's own rows failed".into())
 }
 
 /// The error of a single-row tracking record that did not move its row
@@ -422,7 +452,7 @@ impl AggregateRecorder for SqliteSnapshotRecorder {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        self.shared.insert(&self.insert, events, None, false)
+        self.shared.insert(&self.insert, events, None, false, None)
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
@@ -436,7 +466,7 @@ impl AggregateRecorder for SqliteRecorder {
             return Ok(Vec::new());
         }
         self.shared
-            .insert(&self.statements.insert_event, events, None, true)
+            .insert(&self.statements.insert_event, events, None, true, None)
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
@@ -518,6 +548,22 @@ impl ProcessRecorder for SqliteRecorder {
             events,
             Some((&self.statements, tracking)),
             true,
+            None,
+        )
+    }
+
+    fn insert_events_with(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        writes: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
+    ) -> Result<Vec<u64>> {
+        self.shared.insert(
+            &self.statements.insert_event,
+            events,
+            tracking.map(|t| (&self.statements, t)),
+            true,
+            Some(&mut UserWrites::new(writes)),
         )
     }
 
