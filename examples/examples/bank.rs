@@ -10,6 +10,7 @@
 
 use annals::prelude::*;
 use annals_examples::bank::{router, AccountView, Bank};
+use axum::serve::ListenerExt;
 use serde_json::json;
 
 type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
@@ -31,6 +32,10 @@ async fn main() -> Result<()> {
             let addr = args.get(1).map_or("127.0.0.1:3000", String::as_str);
             let listener = tokio::net::TcpListener::bind(addr).await?;
             println!("the bank listens on http://{}", listener.local_addr()?);
+            // Small responses: without TCP_NODELAY each can wait for a delayed ACK.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, router(bank)).await?;
             Ok(())
         }
