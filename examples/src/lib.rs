@@ -3,5 +3,6 @@
 
 pub mod bank;
 pub mod dog_school;
+pub mod searchable_content;
 pub mod shop;
 pub mod world;
