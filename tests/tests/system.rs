@@ -709,3 +709,114 @@ fn a_projections_own_conflict_error_stops_it_with_that_error() {
     });
     assert_eq!(applied, 0);
 }
+
+mod projections_in_a_system {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use annals::prelude::*;
+    use annals::rusqlite::{self, Transaction};
+    use annals::system::{
+        MultiThreadedRunner, Projection, SingleThreadedRunner, SyncOptions, System, Upstream,
+    };
+
+    #[aggregate]
+    #[derive(Debug)]
+    pub struct Note {
+        pub text: String,
+    }
+
+    #[aggregate]
+    impl Note {
+        #[event("Written")]
+        pub fn write(text: String) -> Self {
+            Note { text }
+        }
+    }
+
+    fn texts(notes: &Arc<Application>) -> Arc<Projection<rusqlite::Connection>> {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch("CREATE TABLE texts (text TEXT)").unwrap();
+        let project = |up: &Upstream<'_>, tx: &mut Transaction<'_>| {
+            if let Some(written) = up.decode::<Note>()? {
+                let NoteEvent::Written { text } = written.event;
+                tx.execute("INSERT INTO texts VALUES (?1)", [text])
+                    .map_err(annals::Error::user)?;
+            }
+            Ok(())
+        };
+        Arc::new(Projection::new("texts", notes.clone(), db, project).unwrap())
+    }
+
+    fn count(projection: &Projection<rusqlite::Connection>) -> i64 {
+        projection.with_db(|db| {
+            db.query_row("SELECT COUNT(*) FROM texts", [], |r| r.get(0))
+                .unwrap()
+        })
+    }
+
+    #[test]
+    fn runners_and_sync_followers_run_projections_once() {
+        let notes = Arc::new(Application::builder("Notes").build().unwrap());
+        let projection = texts(&notes);
+        let system = Arc::new(
+            System::builder()
+                .application(notes.clone())
+                .projection(projection.clone())
+                .build()
+                .unwrap(),
+        );
+        assert_eq!(system.followers(), ["texts"]);
+        assert_eq!(system.leaders("texts"), ["Notes"]);
+        for i in 0..3 {
+            let mut note = Note::write(format!("note {i}"));
+            notes.save(&mut note).unwrap();
+            assert_eq!(
+                notes.get::<Note>(note.id()).unwrap().text,
+                format!("note {i}")
+            );
+        }
+        assert!(!system.is_caught_up("texts").unwrap());
+        let options = SyncOptions {
+            followers: Vec::new(),
+            dry_run: true,
+            verbosity: 0,
+        };
+        let report = system.sync_followers(&options, &mut Vec::new()).unwrap();
+        assert_eq!(report.followers[0].processed, 3, "a dry run counts");
+        assert_eq!(count(&projection), 0, "and applies nothing");
+
+        assert_eq!(SingleThreadedRunner::new(system.clone()).run().unwrap(), 3);
+        assert!(system.is_caught_up("texts").unwrap());
+        assert_eq!(count(&projection), 3);
+
+        let runner = MultiThreadedRunner::start(system.clone()).unwrap();
+        notes.save(&mut Note::write("note 3".into())).unwrap();
+        assert!(runner
+            .wait_until_caught_up(Duration::from_secs(30))
+            .unwrap());
+        runner.stop().unwrap();
+        assert_eq!(count(&projection), 4, "each note applied once");
+        assert_eq!(SingleThreadedRunner::new(system).run().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_projection_of_an_application_outside_the_system_is_an_error() {
+        let notes = Arc::new(Application::builder("Notes").build().unwrap());
+        let other = Arc::new(Application::builder("Other").build().unwrap());
+        let err = System::builder()
+            .application(other)
+            .projection(texts(&notes))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("Notes"), "{err}");
+        let clash = Arc::new(Application::builder("texts").build().unwrap());
+        let err = System::builder()
+            .application(notes.clone())
+            .application(clash)
+            .projection(texts(&notes))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+    }
+}

@@ -120,6 +120,7 @@ impl AppName for &Arc<Application> {
 pub struct System {
     apps: HashMap<String, Arc<Application>>,
     followers: HashMap<String, ProcessApplication>,
+    projections: HashMap<String, Arc<dyn projection::Projects>>,
     /// Per follower, its leaders, in declaration order.
     leaders: HashMap<String, Vec<String>>,
     /// Followers in declaration order.
@@ -142,6 +143,7 @@ impl std::fmt::Debug for System {
 pub struct SystemBuilder {
     apps: Vec<Arc<Application>>,
     followers: Vec<ProcessApplication>,
+    projections: Vec<Arc<dyn projection::Projects>>,
     pipes: Vec<Vec<String>>,
 }
 
@@ -156,6 +158,47 @@ impl SystemBuilder {
     /// A process application: `app` following its leaders with `policy`.
     pub fn process(mut self, app: Arc<Application>, policy: impl Policy + 'static) -> Self {
         self.followers.push(ProcessApplication::new(app, policy));
+        self
+    }
+
+    /// A projection, run by the system's runners like a process
+    /// application: it follows the application it was made with (which
+    /// must be one of the system's) and goes by its own name (which no
+    /// application may have). Keep a clone of the `Arc` to query it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use annals::prelude::*;
+    /// use annals::rusqlite::{self, Transaction};
+    /// use annals::system::{Projection, SingleThreadedRunner, System, Upstream};
+    ///
+    /// #[aggregate]
+    /// #[derive(Debug)]
+    /// pub struct Order { pub item: String }
+    /// #[aggregate]
+    /// impl Order {
+    ///     #[event("Placed")]
+    ///     pub fn place(item: String) -> Self { Order { item } }
+    /// }
+    ///
+    /// let orders = Arc::new(Application::builder("Orders").build()?);
+    /// let db = rusqlite::Connection::open_in_memory().map_err(annals::Error::user)?;
+    /// db.execute_batch("CREATE TABLE items (item TEXT)").map_err(annals::Error::user)?;
+    /// let items = Arc::new(Projection::new("items", orders.clone(), db, |up: &Upstream<'_>, tx: &mut Transaction<'_>| {
+    ///     if let Some(placed) = up.decode::<Order>()? {
+    ///         let OrderEvent::Placed { item } = placed.event;
+    ///         tx.execute("INSERT INTO items VALUES (?1)", [item]).map_err(annals::Error::user)?;
+    ///     }
+    ///     Ok(())
+    /// })?);
+    /// let system = Arc::new(System::builder().application(orders.clone()).projection(items.clone()).build()?);
+    /// orders.save(&mut Order::place("kettle".into()))?;
+    /// assert_eq!(SingleThreadedRunner::new(system.clone()).run()?, 1);
+    /// assert!(system.is_caught_up("items")?);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn projection<D: ReadModel>(mut self, projection: Arc<Projection<D>>) -> Self {
+        self.projections.push(projection);
         self
     }
 
@@ -224,6 +267,24 @@ impl SystemBuilder {
                 }
             }
         }
+        let mut projections = HashMap::new();
+        for projection in &self.projections {
+            let name = projection.name().to_owned();
+            let leader = projection.leader().name().to_owned();
+            if apps.contains_key(&name) || projections.contains_key(&name) {
+                return Err(graph(format!(
+                    "the name {name:?} is used twice (by a projection and another follower or application)"
+                )));
+            }
+            if !apps.contains_key(&leader) {
+                return Err(graph(format!(
+                    "the projection {name:?} follows {leader:?}, which is not an application of this system"
+                )));
+            }
+            leaders.insert(name.clone(), vec![leader]);
+            order.push(name.clone());
+            projections.insert(name, projection.clone());
+        }
         let unused: HashSet<&String> = followers
             .keys()
             .filter(|f| !leaders.contains_key(*f))
@@ -236,6 +297,7 @@ impl SystemBuilder {
         Ok(System {
             apps,
             followers,
+            projections,
             leaders,
             order,
         })
@@ -269,6 +331,10 @@ impl System {
         self.leaders.get(name).map_or(&[], Vec::as_slice)
     }
 
+    pub(crate) fn projection(&self, name: &str) -> Option<&Arc<dyn projection::Projects>> {
+        self.projections.get(name)
+    }
+
     fn follower(&self, name: &str) -> Result<&ProcessApplication> {
         self.followers.get(name).ok_or_else(|| {
             Error::config(
@@ -288,6 +354,9 @@ impl System {
     /// time); store errors (a conflict on the follower's aggregates, after
     /// 3 tries).
     pub fn pull(&self, name: &str, limit: usize) -> Result<usize> {
+        if let Some(projection) = self.projections.get(name) {
+            return projection.pull();
+        }
         let follower = self.follower(name)?;
         let mut processed = 0;
         for leader in self.leaders(name) {
@@ -314,6 +383,9 @@ impl System {
     ///
     /// [`Error::Config`] when `name` is not a follower; store errors.
     pub fn is_caught_up(&self, name: &str) -> Result<bool> {
+        if let Some(projection) = self.projections.get(name) {
+            return Ok(projection.pending()? == 0);
+        }
         let follower = self.follower(name)?;
         for leader in self.leaders(name) {
             let stored = self.app(leader)?.recorder().max_notification_id()?;

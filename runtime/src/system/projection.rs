@@ -383,3 +383,37 @@ impl<D: ReadModel> Projection<D> {
         true
     }
 }
+
+/// What [`System`](super::System) needs of a projection, whatever its read
+/// model: projections are followers of a system like process applications.
+pub(crate) trait Projects: Send + Sync {
+    /// The projection's name (its tracking rows', and the system's).
+    fn name(&self) -> &str;
+    /// The application it follows.
+    fn leader(&self) -> &Arc<Application>;
+    /// Applies what is new ([`Projection::pull`]).
+    fn pull(&self) -> Result<usize>;
+    /// The last notification of the leader it applied.
+    fn applied(&self) -> Result<u64>;
+    /// How many notifications of the leader it has still to apply.
+    fn pending(&self) -> Result<u64> {
+        let stored = self.leader().recorder().max_notification_id()?;
+        Ok(stored.saturating_sub(self.applied()?))
+    }
+}
+
+impl<D: ReadModel> Projects for Projection<D> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn leader(&self) -> &Arc<Application> {
+        &self.leader
+    }
+    fn pull(&self) -> Result<usize> {
+        Projection::pull(self)
+    }
+    fn applied(&self) -> Result<u64> {
+        let leader = self.leader.name();
+        self.db().max_tracking_id(&self.name, leader)
+    }
+}

@@ -59,7 +59,9 @@ impl System {
     /// it is in its [`FollowerReport`].
     pub fn sync_followers(&self, options: &SyncOptions, out: &mut dyn Write) -> Result<SyncReport> {
         for name in &options.followers {
-            self.follower(name)?;
+            if self.projection(name).is_none() {
+                self.follower(name)?;
+            }
         }
         let mut report = SyncReport::default();
         for name in self.followers() {
@@ -98,6 +100,17 @@ impl System {
         report: &mut FollowerReport,
         out: &mut dyn Write,
     ) -> Result<()> {
+        if let Some(projection) = self.projection(name) {
+            // A projection's writes are its read model's: a dry run can
+            // only count what it would apply.
+            let count = if options.dry_run {
+                projection.pending()?
+            } else {
+                projection.pull()? as u64
+            };
+            report.processed += usize::try_from(count).unwrap_or(usize::MAX);
+            return Ok(());
+        }
         let follower = self.follower(name)?;
         for leader_name in self.leaders(name) {
             let leader = self.app(leader_name)?;
