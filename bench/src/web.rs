@@ -72,47 +72,55 @@ pub fn run(n: usize) -> Res<()> {
         .enable_all()
         .build()?;
     let app = Arc::new(Application::builder("Web").sqlite(path).build()?);
-    let mut counter = Counter::start();
-    app.save(&mut counter)?;
-    let id = counter.id();
-
     let command = |c: &mut Counter| -> Result<u64, String> {
         c.increment();
         Ok(c.count)
     };
     let facade = AsyncApplication::new(app.clone());
-    let (url, server) = runtime.block_on(async {
+    let (base, server) = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/counters/{id}/increment", listener.local_addr()?);
+        let base = format!("http://{}/counters", listener.local_addr()?);
         let router = Router::new()
             .route("/counters/{id}/increment", post(increment))
+            .route("/counters/noop", post(|| async { Json(0u64) }))
             .with_state(facade.clone());
         // Small responses: without TCP_NODELAY each waits for a delayed ACK.
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
         let server = tokio::spawn(async move { axum::serve(listener, router).await });
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((url, server))
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((base, server))
     })?;
     let client = reqwest::Client::new();
+    // Each path runs on a counter of its own, new each round: a command
+    // replays its counter's stream, so paths sharing one counter would
+    // each find it longer than the path before did.
+    let fresh = || -> Res<Uuid> {
+        let mut counter = Counter::start();
+        app.save(&mut counter)?;
+        Ok(counter.id())
+    };
     // The three paths take turns, round after round, so that a busy
     // machine slows each of them alike; the median round counts.
     let per_round = (n / ROUNDS).max(1);
-    let mut rates: [Vec<f64>; 3] = Default::default();
-    let mut done = 0u64;
+    let mut rates: [Vec<f64>; 4] = Default::default();
+    let mut counters = Vec::new();
     for round in 0..=ROUNDS {
+        let (sync_id, facade_id, http_id) = (fresh()?, fresh()?, fresh()?);
+        counters.extend([sync_id, facade_id, http_id]);
         let started = Instant::now();
         for _ in 0..per_round {
-            app.execute(id, command)?;
+            app.execute(sync_id, command)?;
         }
         let sync = started.elapsed();
         let through_facade = runtime.block_on(async {
             let started = Instant::now();
             for _ in 0..per_round {
-                facade.execute(id, command).await?;
+                facade.execute(facade_id, command).await?;
             }
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(started.elapsed())
         })?;
+        let url = format!("{base}/{http_id}/increment");
         let through_http = runtime.block_on(async {
             let started = Instant::now();
             for _ in 0..per_round {
@@ -120,10 +128,18 @@ pub fn run(n: usize) -> Res<()> {
             }
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(started.elapsed())
         })?;
-        done += 3 * per_round as u64;
+        let noop = format!("{base}/noop");
+        let http_alone = runtime.block_on(async {
+            let started = Instant::now();
+            for _ in 0..per_round {
+                client.post(&noop).send().await?.error_for_status()?;
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(started.elapsed())
+        })?;
         // Round 0 warms up.
         if round > 0 {
-            for (rate, took) in rates.iter_mut().zip([sync, through_facade, through_http]) {
+            let took = [sync, through_facade, through_http, http_alone];
+            for (rate, took) in rates.iter_mut().zip(took) {
                 rate.push(per_second(per_round, took));
             }
         }
@@ -134,13 +150,22 @@ pub fn run(n: usize) -> Res<()> {
         rates[rates.len() / 2]
     };
     let n = per_round * ROUNDS;
-    let count = app.get::<Counter>(id)?.count;
-    if count != done {
-        return Err(format!("the counter is {count}, not {done}: a command was lost").into());
+    for id in &counters {
+        let count = app.get::<Counter>(*id)?.count;
+        if count != per_round as u64 {
+            return Err(
+                format!("counter {id} is {count}, not {per_round}: a command was lost").into(),
+            );
+        }
     }
-    let [mut s, mut f, mut h] = rates;
-    let (s, f, h) = (median(&mut s), median(&mut f), median(&mut h));
-    println!("one command at a time on SQLite, {n} each way (counter verified: {count})");
+    let [mut s, mut f, mut h, mut e] = rates;
+    let (s, f, h, e) = (
+        median(&mut s),
+        median(&mut f),
+        median(&mut h),
+        median(&mut e),
+    );
+    println!("one command at a time on SQLite, {n} each way (every counter verified)");
     println!("| path | commands/s | ÷ sync core |");
     println!("|---|---|---|");
     println!("| sync core (app.execute) | {s:.0} | 1.00 |");
@@ -151,6 +176,14 @@ pub fn run(n: usize) -> Res<()> {
     println!(
         "| axum + facade over HTTP (reqwest, loopback) | {h:.0} | {:.2} |",
         h / s
+    );
+    // What the sync core would do over the same HTTP: its time per
+    // command plus the transport's (an empty route's round trip).
+    let sync_over_http = 1.0 / (1.0 / s + 1.0 / e);
+    println!("| empty axum route over HTTP (the transport alone) | {e:.0} | – |");
+    println!(
+        "| axum + facade ÷ (sync core + the transport) | – | {:.2} |",
+        h / sync_over_http
     );
     Ok(())
 }

@@ -1,15 +1,21 @@
 //! The async facade (feature `tokio`): what a request handler needs, as
 //! `async` functions that never block the runtime's worker threads.
 //!
-//! Every call runs the blocking core on tokio's blocking pool
-//! (`spawn_blocking`: up to 512 threads by default, set with the runtime
-//! builder's `max_blocking_threads`), so a worker thread only awaits.
-//! Futures are `Send`. A dropped future never leaves half a save: the
-//! blocking call it started runs to its end, and a save is one transaction
-//! (or one object) anyway, so it is stored whole or not at all; the caller
-//! just does not learn which. A stream ([`AsyncApplication::subscribe`],
-//! [`AsyncApplication::changes`]) holds one blocking thread while it lives
-//! and stops it when dropped.
+//! On a multi-threaded runtime a call runs the blocking core on the
+//! thread that awaits it, inside `block_in_place`: tokio moves that
+//! worker's other tasks to another thread first, so no worker is ever
+//! blocked, and the call costs no hand-off (two thread wake-ups, measured
+//! by `annals-bench --web`). One caveat follows: futures that the same
+//! task polls beside the call (`join!`, `select!`) wait for it; spawn them
+//! as tasks of their own instead. On a current-thread runtime the call
+//! goes to tokio's blocking pool (`spawn_blocking`: up to 512 threads by
+//! default, set with the runtime builder's `max_blocking_threads`).
+//! Futures are `Send`. A dropped future never leaves half a save: a
+//! blocking call, once begun, runs to its end, and a save is one
+//! transaction (or one object) anyway, so it is stored whole or not at
+//! all; the caller just does not learn which. A stream
+//! ([`AsyncApplication::subscribe`], [`AsyncApplication::changes`]) holds
+//! one blocking thread while it lives and stops it when dropped.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -68,12 +74,23 @@ impl std::fmt::Debug for AsyncApplication {
     }
 }
 
-/// Runs `f` on the blocking pool; a panic in it goes on in the caller.
+/// Runs `f` where it may block (see [the module](self)); a panic in it
+/// goes on in the caller.
 async fn blocking<T, F>(f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    // On a multi-threaded runtime the call runs right here, and the
+    // worker's other tasks move to a thread of their own while it runs
+    // (`block_in_place`): a hand-off to the blocking pool costs two
+    // thread wake-ups per call (`annals-bench --web` measures it). A
+    // current-thread runtime has no other worker to take over.
+    if tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    {
+        return tokio::task::block_in_place(f);
+    }
     match tokio::task::spawn_blocking(f).await {
         Ok(value) => value,
         Err(e) => match e.try_into_panic() {

@@ -555,7 +555,7 @@ impl Mapper {
         let json = self
             .open(stored)
             .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
-        recorded_hash::<A>(stored, &json).map(|(hash, _)| hash)
+        recorded_hash(stored, &json, Subject::of::<A>()).map(|(hash, _)| hash)
     }
 
     /// The domain event of aggregate type `A` that `stored` holds (hashes,
@@ -608,7 +608,12 @@ impl Mapper {
             .open(stored)
             .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
         if let Some(prev) = chain {
-            *prev = Some(verify_link::<A>(stored, &json, prev.as_ref())?);
+            *prev = Some(verify_link(
+                stored,
+                &json,
+                prev.as_ref(),
+                Subject::of::<A>(),
+            )?);
         }
         let current = A::Event::VERSIONS[variant];
         let _python = crate::transcoding::PythonScope::new(python);
@@ -644,6 +649,77 @@ impl Mapper {
             causation_id: header.causation_id,
             event,
         })
+    }
+
+    /// The JSON that a stored event or snapshot holds, decrypted and
+    /// decompressed with this mapper's settings: for tools that know no
+    /// aggregate type (the `annals` command line). The JSON is as written,
+    /// in either codec, with its hash if the stream is chained.
+    ///
+    /// ```
+    /// use annals::mapper::{Compressor, Mapper};
+    /// use annals::StoredEvent;
+    ///
+    /// let zlib = Mapper::new().with_compressor(Some(Compressor::Zlib));
+    /// let row = StoredEvent {
+    ///     originator_id: "dog-1".into(),
+    ///     originator_version: 1,
+    ///     topic: "Dog.Registered".into(),
+    ///     state: br#"{"name":"Fido"}"#.to_vec(),
+    /// };
+    /// let sealed = StoredEvent { state: zlib.seal_state(&row)?, ..row.clone() };
+    /// assert_ne!(sealed.state, row.state);
+    /// assert_eq!(zlib.plain_state(&sealed)?, row.state);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] (naming the stream and version) when the state
+    /// does not decrypt or decompress.
+    pub fn plain_state(&self, stored: &StoredEvent) -> Result<Vec<u8>> {
+        self.open(stored)
+            .map(Cow::into_owned)
+            .map_err(|e| Subject::UNTYPED.decode_error(stored, Box::new(e)))
+    }
+
+    /// The stored bytes of `plain`, whose state is plain JSON (from
+    /// [`plain_state`](Self::plain_state)), compressed and encrypted with
+    /// this mapper's settings: the inverse of `plain_state`, so a tool can
+    /// move rows between stores whose settings differ. The JSON is not
+    /// changed, so a hash chain still holds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] when the state is nested too deeply or does not
+    /// compress or encrypt.
+    pub fn seal_state(&self, plain: &StoredEvent) -> Result<Vec<u8>> {
+        self.seal(
+            plain.state.clone(),
+            &plain.originator_id,
+            plain.originator_version,
+            &plain.topic,
+        )
+        .map_err(|e| Error::Encode {
+            topic: "stored event",
+            aggregate: "stream",
+            source: Box::new(e),
+        })
+    }
+
+    /// Checks one link of a hash-chained stream whose type is not known:
+    /// that `stored`'s recorded hash is the hash of its content and of
+    /// `prev` (the previous event's hash; `None` for the first event),
+    /// then sets `prev` to it. Errors name the stream as `stream <id>`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when the state does not open;
+    /// [`Error::Integrity`] when the link does not hold.
+    pub fn check_link(&self, stored: &StoredEvent, prev: &mut Option<EventHash>) -> Result<()> {
+        let json = self.plain_state(stored)?;
+        *prev = Some(verify_link(stored, &json, prev.as_ref(), Subject::UNTYPED)?);
+        Ok(())
     }
 
     /// The metadata of a stored event, whatever its type.
@@ -970,13 +1046,12 @@ fn link_hash(
 
 /// Checks the hash a stored state ends with; returns it.
 /// The hash `json` records, and where its `,"_hash":..` begins.
-fn recorded_hash<A: Aggregate>(stored: &StoredEvent, json: &[u8]) -> Result<(EventHash, usize)> {
-    let broken = |message: &str| Error::Integrity {
-        aggregate: A::NAME,
-        id: shown_id::<A>(&stored.originator_id),
-        version: stored.originator_version,
-        message: message.to_owned(),
-    };
+fn recorded_hash(
+    stored: &StoredEvent,
+    json: &[u8],
+    subject: Subject,
+) -> Result<(EventHash, usize)> {
+    let broken = |message: &str| subject.broken(stored, message);
     let cut = json
         .len()
         .checked_sub(HASH_SUFFIX)
@@ -991,18 +1066,14 @@ fn recorded_hash<A: Aggregate>(stored: &StoredEvent, json: &[u8]) -> Result<(Eve
     Ok((recorded, cut))
 }
 
-fn verify_link<A: Aggregate>(
+fn verify_link(
     stored: &StoredEvent,
     json: &[u8],
     prev: Option<&EventHash>,
+    subject: Subject,
 ) -> Result<EventHash> {
-    let broken = |message: &str| Error::Integrity {
-        aggregate: A::NAME,
-        id: shown_id::<A>(&stored.originator_id),
-        version: stored.originator_version,
-        message: message.to_owned(),
-    };
-    let (recorded, cut) = recorded_hash::<A>(stored, json)?;
+    let broken = |message: &str| subject.broken(stored, message);
+    let (recorded, cut) = recorded_hash(stored, json, subject)?;
     let expected = link_hash(
         prev,
         &stored.originator_id,
@@ -1061,17 +1132,56 @@ fn shown_id<A: Aggregate>(stored: &str) -> String {
     A::Id::from_stored(stored).map_or_else(|_| stored.to_owned(), |id| id.to_string())
 }
 
+/// Whose stream an error names: an aggregate type, or (for tools that
+/// know no type) just "stream".
+#[derive(Clone, Copy)]
+struct Subject {
+    aggregate: &'static str,
+    shown_id: fn(&str) -> String,
+}
+
+impl Subject {
+    fn of<A: Aggregate>() -> Self {
+        Self {
+            aggregate: A::NAME,
+            shown_id: shown_id::<A>,
+        }
+    }
+
+    const UNTYPED: Self = Self {
+        aggregate: "stream",
+        shown_id: str::to_owned,
+    };
+
+    fn broken(self, stored: &StoredEvent, message: &str) -> Error {
+        Error::Integrity {
+            aggregate: self.aggregate,
+            id: (self.shown_id)(&stored.originator_id),
+            version: stored.originator_version,
+            message: message.to_owned(),
+        }
+    }
+
+    fn decode_error(
+        self,
+        stored: &StoredEvent,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) -> Error {
+        Error::Decode {
+            topic: stored.topic.clone(),
+            aggregate: self.aggregate,
+            id: (self.shown_id)(&stored.originator_id),
+            version: stored.originator_version,
+            source,
+        }
+    }
+}
+
 fn decode_error<A: Aggregate>(
     stored: &StoredEvent,
     source: Box<dyn std::error::Error + Send + Sync>,
 ) -> Error {
-    Error::Decode {
-        topic: stored.topic.clone(),
-        aggregate: A::NAME,
-        id: shown_id::<A>(&stored.originator_id),
-        version: stored.originator_version,
-        source,
-    }
+    Subject::of::<A>().decode_error(stored, source)
 }
 
 #[derive(Serialize)]

@@ -1,4 +1,5 @@
-//! The async facade (`annals::asynchronous`): its futures are `Send`,
+//! The async facade (`annals::asynchronous`): its futures are `Send`, on
+//! both kinds of runtime,
 //! streams yield the history and then new events, `wait_for` sees a
 //! follower's progress, and a save whose future is dropped is stored
 //! whole or not at all.
@@ -44,6 +45,17 @@ async fn school() -> AsyncApplication {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn futures_are_send_and_calls_work() {
+    calls_work().await;
+}
+
+// A current-thread runtime has no worker to take over: calls go to the
+// blocking pool instead of `block_in_place` (which would panic there).
+#[tokio::test(flavor = "current_thread")]
+async fn calls_work_on_a_current_thread_runtime() {
+    calls_work().await;
+}
+
+async fn calls_work() {
     let school = school().await;
     let saving = school.save(Dog::register("Fido".into()));
     assert_send(&saving);
