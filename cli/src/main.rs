@@ -1,0 +1,3 @@
+//! `annals`: an operator's command line for annals stores.
+
+fn main() {}
