@@ -1,3 +1,113 @@
 //! `annals`: an operator's command line for annals stores.
+//!
+//! It reads an application's store without its Rust types: the streams,
+//! their events decoded to JSON, the notification log (also as it grows),
+//! hash chains, counts and settings; it creates tables, and it moves
+//! events between any two stores as JSON lines. It is configured like the
+//! library (the same environment variables), and flags override them.
+//!
+//! Exit codes: 0 done; 1 an error (the message names it); 2 a usage error;
+//! 3 `verify` found a broken hash chain.
 
-fn main() {}
+mod args;
+mod inspect;
+mod output;
+mod settings;
+mod transfer;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+/// What a command found, for the exit code.
+enum Outcome {
+    /// It did what was asked.
+    Done,
+    /// `verify` found a broken chain.
+    Broken,
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// annals failed: a setting, the store, a row.
+    #[error("{}", .0.report())]
+    Annals(#[from] annals::Error),
+    /// A file or the terminal failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The input or the arguments are wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type Result<T, E = CliError> = std::result::Result<T, E>;
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
+    let context = context.into();
+    move |source| CliError::Io { context, source }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // RUST_LOG drives the library's spans and events, on stderr; silent
+    // by default.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Broken) => ExitCode::from(3),
+        Err(e) => {
+            eprintln!("annals: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<Outcome> {
+    let out = output::Output::new(cli.global.json, cli.global.quiet);
+    // Every command but keygen works on an application's store.
+    let settings = || settings::Settings::new(&cli.global);
+    match cli.command {
+        Command::Keygen => {
+            let key = annals::cipher::create_key();
+            out.value(&serde_json::json!({ "key": key }), || key.clone());
+        }
+        Command::Migrate => {
+            let settings = settings()?;
+            settings.builder()?.migrate()?;
+            out.value(&serde_json::json!({ "migrated": settings.app() }), || {
+                format!("the tables of {} are ready", settings.app())
+            });
+        }
+        Command::Streams => inspect::streams(&settings()?, &out)?,
+        Command::Events { id, from, to } => inspect::events(&settings()?, &out, &id, from, to)?,
+        Command::Log {
+            from,
+            limit,
+            follow,
+            topics,
+        } => inspect::log(&settings()?, &out, from, limit, follow, &topics)?,
+        Command::Info => inspect::info(&settings()?, &out)?,
+        Command::Verify { id } => return verify::verify(&settings()?, &out, id.as_deref()),
+        Command::Export {
+            output,
+            plain,
+            tracking,
+        } => transfer::export(&settings()?, &out, output.as_deref(), plain, &tracking)?,
+        Command::Import { input, batch } => {
+            transfer::import(&settings()?, &out, input.as_deref(), batch)?
+        }
+    }
+    Ok(Outcome::Done)
+}

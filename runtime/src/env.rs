@@ -91,8 +91,18 @@ impl Env {
         }
     }
 
-    /// The value of `var` and the name it was found under (prefixed name
-    /// first). Empty values count as unset.
+    /// The prefix of this application's names: `SCHOOL` for "School", so
+    /// `SCHOOL_CIPHER_KEY` wins over `CIPHER_KEY`.
+    ///
+    /// ```
+    /// assert_eq!(annals::env::Env::from_map("Training-School", [("A", "1")]).prefix(), "TRAININGSCHOOL");
+    /// ```
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The name `var` was found under (the prefixed name first) and its
+    /// value. Empty values count as unset.
     pub fn get(&self, var: &str) -> Option<(String, String)> {
         let prefixed = format!("{}_{var}", self.prefix);
         [prefixed, var.to_owned()].into_iter().find_map(|key| {

@@ -658,7 +658,7 @@ impl Mapper {
     ///
     /// ```
     /// use annals::mapper::{Compressor, Mapper};
-    /// use annals::StoredEvent;
+    /// use annals::persistence::StoredEvent;
     ///
     /// let zlib = Mapper::new().with_compressor(Some(Compressor::Zlib));
     /// let row = StoredEvent {

@@ -1,0 +1,128 @@
+//! The command line's grammar (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Look into, verify, move and follow an annals store.
+///
+/// The store is an application's, chosen and configured as the library
+/// does it: PERSISTENCE_MODULE, SQLITE_DBNAME, POSTGRES_*, CIPHER_KEY and
+/// the rest, from the environment (names prefixed with the application's
+/// win), overridden by the flags below.
+#[derive(Debug, Parser)]
+#[command(name = "annals", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The application: its tables are named after it, and settings
+    /// prefixed with its name win.
+    #[arg(long, short, env = "ANNALS_APP", global = true)]
+    pub app: Option<String>,
+    /// A setting, as the environment variable NAME would give it; wins
+    /// over the environment. Repeat for more.
+    #[arg(long = "set", short, value_name = "NAME=VALUE", global = true)]
+    pub set: Vec<String>,
+    /// The store: sqlite, postgres, object, memory (PERSISTENCE_MODULE).
+    #[arg(long, value_name = "MODULE", global = true)]
+    pub store: Option<String>,
+    /// A SQLite file (PERSISTENCE_MODULE=sqlite, SQLITE_DBNAME=FILE).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub sqlite: Option<String>,
+    /// A PostgreSQL database (PERSISTENCE_MODULE=postgres,
+    /// POSTGRES_DBNAME=NAME; host, port and user from POSTGRES_*).
+    #[arg(long, value_name = "NAME", global = true)]
+    pub postgres: Option<String>,
+    /// An object store: a directory, memory:// or s3://bucket/prefix
+    /// (PERSISTENCE_MODULE=object, OBJECT_STORE_LOCATION=LOCATION).
+    #[arg(long, value_name = "LOCATION", global = true)]
+    pub object: Option<String>,
+    /// Print JSON for scripts: one object per line.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars (they are never drawn when stderr is not a
+    /// terminal).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or upgrade the application's tables.
+    Migrate,
+    /// List the streams: id, last version, events, time of the last event.
+    Streams,
+    /// A stream's events, decoded to JSON (decompressed and decrypted with
+    /// the application's settings).
+    Events {
+        /// The stream's id, as stored.
+        id: String,
+        /// The first version to show.
+        #[arg(long)]
+        from: Option<u64>,
+        /// The last version to show.
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// The notification log, from a position; with --follow, then its new
+    /// events until interrupted.
+    Log {
+        /// The first notification id to show.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Show at most this many (without --follow).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Wait for new events (LISTEN/NOTIFY on PostgreSQL, the store's
+        /// wake-up elsewhere) until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only these topics (repeat, or separate with commas).
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
+    },
+    /// Check hash chains: one stream, or every stream in the log. A broken
+    /// chain exits with 3 and names its first broken link.
+    Verify {
+        /// The stream's id; every stream when left out.
+        id: Option<String>,
+    },
+    /// Write the store's events, snapshots and tracking records as JSON
+    /// lines.
+    Export {
+        /// The file to write; standard output when left out.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Write states decoded (decrypted, decompressed) as JSON, so that
+        /// a store with other settings can import them; by default they
+        /// are written as stored, to be copied byte for byte.
+        #[arg(long)]
+        plain: bool,
+        /// Also export this upstream application's tracking position
+        /// (repeat for more).
+        #[arg(long, value_name = "UPSTREAM")]
+        tracking: Vec<String>,
+    },
+    /// Read an export into the store. Idempotent: a second import, or one
+    /// after an interruption, stores only what is missing.
+    Import {
+        /// The file to read; standard input when left out.
+        #[arg(long, short)]
+        input: Option<PathBuf>,
+        /// Events stored per transaction.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch: u64,
+    },
+    /// Make a cipher key (for CIPHER_KEY).
+    Keygen,
+    /// Counts, sizes and the settings in effect (never a secret's value).
+    Info,
+}

@@ -1,0 +1,352 @@
+//! Reading a store: `streams`, `events`, `log`, `info`.
+
+use std::collections::HashMap;
+
+use annals::persistence::{EventQuery, NotificationQuery};
+use annals::persistence::{Notification, StoredEvent};
+use annals::Application;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::output::Output;
+use crate::settings::{is_secret, Settings};
+use crate::{CliError, Result};
+
+/// The stored forms `id` may have: as given, and for a UUID both its
+/// hyphenated form and the plain hex that SQLite stores.
+pub fn id_forms(id: &str) -> Vec<String> {
+    let mut forms = vec![id.to_owned()];
+    if let Ok(uuid) = id.parse::<annals::Uuid>() {
+        for form in [uuid.simple().to_string(), uuid.hyphenated().to_string()] {
+            if !forms.contains(&form) {
+                forms.push(form);
+            }
+        }
+    }
+    forms
+}
+
+/// The events of stream `id` (in whichever of its forms is stored).
+pub fn stream_events(
+    settings: &Settings,
+    app: &Application,
+    id: &str,
+    query: &EventQuery,
+) -> Result<Vec<StoredEvent>> {
+    for form in id_forms(id) {
+        if !app
+            .recorder()
+            .select_events(&form, &EventQuery::all().limit(1))?
+            .is_empty()
+        {
+            return Ok(app.recorder().select_events(&form, query)?);
+        }
+    }
+    Err(CliError::Invalid(format!(
+        "there is no stream {id:?} in {}",
+        settings.app()
+    )))
+}
+
+/// Notifications read per query.
+pub const PAGE: usize = 1_000;
+
+/// Calls `each` with every notification from `from` (of `topics`, if
+/// any), a page at a time.
+pub fn each_notification(
+    app: &Application,
+    from: u64,
+    topics: &[String],
+    mut each: impl FnMut(Notification) -> Result<()>,
+) -> Result<()> {
+    let mut start = from.max(1);
+    loop {
+        let query = NotificationQuery::new(start, PAGE).topics(topics.iter().cloned());
+        let page = app.select_notifications(&query)?;
+        let Some(last) = page.last().map(|n| n.id) else {
+            return Ok(());
+        };
+        for notification in page {
+            each(notification)?;
+        }
+        start = last + 1;
+    }
+}
+
+/// The JSON a stored state holds, exactly as written.
+pub fn state_json(app: &Application, stored: &StoredEvent) -> Result<Box<RawValue>> {
+    let plain = app.mapper().plain_state(stored)?;
+    let text = String::from_utf8(plain).map_err(|_| not_json(stored, "it is not UTF-8"))?;
+    RawValue::from_string(text).map_err(|e| not_json(stored, &e.to_string()))
+}
+
+fn not_json(stored: &StoredEvent, why: &str) -> CliError {
+    CliError::Invalid(format!(
+        "the state of {} version {} ({}) is not JSON: {why}",
+        stored.originator_id, stored.originator_version, stored.topic
+    ))
+}
+
+/// One stream, as `streams` shows it.
+#[derive(Serialize)]
+struct Stream {
+    id: String,
+    version: u64,
+    events: u64,
+    last_notification_id: u64,
+    /// When its last event happened; `None` when the state does not open
+    /// with these settings.
+    last_time: Option<String>,
+}
+
+pub fn streams(settings: &Settings, out: &Output) -> Result<()> {
+    let app = settings.open()?;
+    let total = app.last_notification_id()?.unwrap_or(0);
+    let bar = out.progress(total, "reading the log");
+    let mut order: Vec<String> = Vec::new();
+    let mut last: HashMap<String, (u64, Notification)> = HashMap::new();
+    each_notification(&app, 1, &[], |n| {
+        bar.set_position(n.id);
+        match last.get_mut(&n.event.originator_id) {
+            Some((count, seen)) => {
+                *count += 1;
+                *seen = n;
+            }
+            None => {
+                order.push(n.event.originator_id.clone());
+                last.insert(n.event.originator_id.clone(), (1, n));
+            }
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    let mut unreadable = 0;
+    for id in order {
+        let Some((events, n)) = last.remove(&id) else {
+            continue;
+        };
+        let last_time = match app.mapper().header(&n.event) {
+            Ok(header) => Some(header.timestamp.to_rfc3339()),
+            Err(_) => {
+                unreadable += 1;
+                None
+            }
+        };
+        let stream = Stream {
+            id,
+            version: n.event.originator_version,
+            events,
+            last_notification_id: n.id,
+            last_time,
+        };
+        out.value(&stream, || {
+            format!(
+                "{}  version {}  {} events  last at {}",
+                stream.id,
+                stream.version,
+                stream.events,
+                stream
+                    .last_time
+                    .as_deref()
+                    .unwrap_or("? (the state does not open)")
+            )
+        });
+    }
+    if unreadable > 0 {
+        eprintln!(
+            "annals: the last event of {unreadable} streams does not open with these settings (CIPHER_KEY, COMPRESSOR_TOPIC?), so their times are unknown"
+        );
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Event<'a> {
+    originator_id: &'a str,
+    originator_version: u64,
+    topic: &'a str,
+    state: Box<RawValue>,
+}
+
+pub fn events(
+    settings: &Settings,
+    out: &Output,
+    id: &str,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<()> {
+    let app = settings.open()?;
+    let mut query = EventQuery::all();
+    if let Some(from) = from {
+        query = query.after(from.saturating_sub(1));
+    }
+    if let Some(to) = to {
+        query = query.up_to(to);
+    }
+    let events = stream_events(settings, &app, id, &query)?;
+    for stored in &events {
+        let event = Event {
+            originator_id: &stored.originator_id,
+            originator_version: stored.originator_version,
+            topic: &stored.topic,
+            state: state_json(&app, stored)?,
+        };
+        out.value(&event, || {
+            format!(
+                "{:>6}  {}  {}",
+                event.originator_version,
+                event.topic,
+                event.state.get()
+            )
+        });
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Logged<'a> {
+    id: u64,
+    #[serde(flatten)]
+    event: Event<'a>,
+}
+
+fn show(app: &Application, out: &Output, n: &Notification) -> Result<()> {
+    let logged = Logged {
+        id: n.id,
+        event: Event {
+            originator_id: &n.event.originator_id,
+            originator_version: n.event.originator_version,
+            topic: &n.event.topic,
+            state: state_json(app, &n.event)?,
+        },
+    };
+    out.value(&logged, || {
+        format!(
+            "{:>8}  {} v{}  {}  {}",
+            logged.id,
+            logged.event.originator_id,
+            logged.event.originator_version,
+            logged.event.topic,
+            logged.event.state.get()
+        )
+    });
+    Ok(())
+}
+
+pub fn log(
+    settings: &Settings,
+    out: &Output,
+    from: u64,
+    limit: Option<usize>,
+    follow: bool,
+    topics: &[String],
+) -> Result<()> {
+    let app = settings.open()?;
+    let limit = limit.unwrap_or(usize::MAX);
+    if limit == 0 {
+        return Ok(());
+    }
+    if follow {
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        // The subscription reads the history, then waits on the store's
+        // wake-up (LISTEN/NOTIFY on PostgreSQL) for new events.
+        for (shown, n) in app.subscribe(from.max(1), &topics)?.enumerate() {
+            show(&app, out, &n?)?;
+            if shown + 1 >= limit {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let mut shown = 0;
+    let mut start = from.max(1);
+    while shown < limit {
+        let query =
+            NotificationQuery::new(start, PAGE.min(limit - shown)).topics(topics.iter().cloned());
+        let page = app.select_notifications(&query)?;
+        let Some(last) = page.last().map(|n| n.id) else {
+            break;
+        };
+        for n in &page {
+            show(&app, out, n)?;
+        }
+        shown += page.len();
+        start = last + 1;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Info {
+    application: String,
+    events: u64,
+    streams: u64,
+    state_bytes: u64,
+    last_notification_id: Option<u64>,
+    settings: Vec<SettingInEffect>,
+}
+
+#[derive(Serialize)]
+struct SettingInEffect {
+    name: &'static str,
+    /// The value, `"(set)"` for a secret, or the default.
+    value: String,
+    /// Where it came from: the variable's name as found, or "default".
+    from: String,
+}
+
+pub fn info(settings: &Settings, out: &Output) -> Result<()> {
+    let app = settings.open()?;
+    let last_notification_id = app.last_notification_id()?;
+    let bar = out.progress(last_notification_id.unwrap_or(0), "counting");
+    let (mut events, mut state_bytes) = (0u64, 0u64);
+    let mut streams: HashMap<String, ()> = HashMap::new();
+    each_notification(&app, 1, &[], |n| {
+        bar.set_position(n.id);
+        events += 1;
+        state_bytes += n.event.state.len() as u64;
+        streams.entry(n.event.originator_id).or_insert(());
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    let env = settings.env();
+    let in_effect = annals::settings::ALL
+        .iter()
+        .filter_map(|s| {
+            let (value, from) = match env.get(s.name) {
+                Some((from, _)) if is_secret(s.name) => ("(set)".to_owned(), from),
+                Some((from, value)) => (value, from),
+                None => (s.default?.to_owned(), "default".to_owned()),
+            };
+            Some(SettingInEffect {
+                name: s.name,
+                value,
+                from,
+            })
+        })
+        .collect();
+    let info = Info {
+        application: settings.app().to_owned(),
+        events,
+        streams: streams.len() as u64,
+        state_bytes,
+        last_notification_id,
+        settings: in_effect,
+    };
+    out.value(&info, || {
+        let mut text = format!(
+            "{}: {} events in {} streams, {} bytes of state, last notification {}\nsettings in effect:",
+            info.application,
+            info.events,
+            info.streams,
+            info.state_bytes,
+            info.last_notification_id
+                .map_or("none".to_owned(), |n| n.to_string())
+        );
+        for s in &info.settings {
+            text.push_str(&format!("\n  {} = {}  ({})", s.name, s.value, s.from));
+        }
+        text
+    });
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The application's settings: the process environment, then the flags.
+
+use std::collections::HashMap;
+
+use annals::env::Env;
+use annals::{Application, ApplicationBuilder};
+
+use crate::args::Global;
+use crate::{CliError, Result};
+
+/// The application's name and every variable it is configured with.
+#[derive(Debug)]
+pub struct Settings {
+    app: String,
+    vars: HashMap<String, String>,
+}
+
+impl Settings {
+    /// The environment, overridden by `global`'s flags (`--store`,
+    /// `--sqlite`, `--postgres`, `--object`, then each `--set`).
+    pub fn new(global: &Global) -> Result<Self> {
+        let app = global.app.clone().ok_or_else(|| {
+            CliError::Invalid(
+                "which application? Name it with --app NAME (or ANNALS_APP): its tables are named after it"
+                    .into(),
+            )
+        })?;
+        let mut overrides: Vec<(String, String)> = Vec::new();
+        let mut set = |name: &str, value: &str| overrides.push((name.into(), value.into()));
+        if let Some(store) = &global.store {
+            set("PERSISTENCE_MODULE", store);
+        }
+        if let Some(file) = &global.sqlite {
+            set("PERSISTENCE_MODULE", "sqlite");
+            set("SQLITE_DBNAME", file);
+        }
+        if let Some(dbname) = &global.postgres {
+            set("PERSISTENCE_MODULE", "postgres");
+            set("POSTGRES_DBNAME", dbname);
+        }
+        if let Some(location) = &global.object {
+            set("PERSISTENCE_MODULE", "object");
+            set("OBJECT_STORE_LOCATION", location);
+        }
+        for pair in &global.set {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| CliError::Invalid(format!("--set {pair:?}: expected NAME=VALUE")))?;
+            if name.is_empty() {
+                return Err(CliError::Invalid(format!(
+                    "--set {pair:?}: the name is empty"
+                )));
+            }
+            overrides.push((name.into(), value.into()));
+        }
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        let prefix = Env::from_map(&app, [("", "")]).prefix().to_owned();
+        for (name, value) in overrides {
+            // A flag wins over the environment, prefixed names included.
+            vars.remove(&format!("{prefix}_{name}"));
+            vars.insert(name, value);
+        }
+        Ok(Self { app, vars })
+    }
+
+    /// The application's name.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The settings as the library reads them.
+    pub fn env(&self) -> Env {
+        Env::from_map(&self.app, self.vars.clone())
+    }
+
+    /// A builder with these settings.
+    pub fn builder(&self) -> Result<ApplicationBuilder> {
+        Ok(Application::builder(&self.app).with_env(&self.env())?)
+    }
+
+    /// The application (events only).
+    pub fn open(&self) -> Result<Application> {
+        Ok(self.builder()?.build()?)
+    }
+
+    /// The application with its snapshot store.
+    pub fn open_with_snapshots(&self) -> Result<Application> {
+        Ok(self.builder()?.snapshotting(true).build()?)
+    }
+}
+
+/// Whether a setting's value must never be shown.
+pub fn is_secret(name: &str) -> bool {
+    ["KEY", "PASSWORD", "SECRET", "TOKEN"]
+        .iter()
+        .any(|word| name.contains(word))
+}
