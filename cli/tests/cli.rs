@@ -633,3 +633,169 @@ fn plain_exports_are_sealed_again_for_a_store_with_other_settings() {
     let verdict = json_lines(&ok(&[&target[..], &["--json", "verify"]].concat()));
     assert_eq!(verdict[0]["intact"], true, "{}", verdict[0]);
 }
+
+/// Runs `tests/python/interop.py ARGS` with `settings`; its JSON output.
+fn python(interpreter: &std::path::Path, settings: &[(String, String)], args: &[&str]) -> Value {
+    let output = Command::new(interpreter)
+        .arg("interop.py")
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(settings.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run the venv's python");
+    assert!(
+        output.status.success(),
+        "python interop.py {args:?} failed: {}",
+        stderr(&output)
+    );
+    serde_json::from_slice(&output.stdout).expect("interop.py prints JSON")
+}
+
+#[test]
+fn a_python_written_store_moves_to_postgres_and_python_reads_it_there() {
+    let Some(interpreter) = std::env::var_os("ANNALS_PYTHON").map(std::path::PathBuf::from) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the Python tests must run in CI: set ANNALS_PYTHON (.ci/run does)"
+        );
+        annals_tests::skipped("a python-written store moves (ANNALS_PYTHON is not set)");
+        return;
+    };
+    let Some(config) = postgres_server() else {
+        annals_tests::skipped("a python-written store moves (set POSTGRES_DBNAME)");
+        return;
+    };
+    drop_postgres_tables(&config, "TrainingSchool");
+    // Python's settings: zlib and AES, snapshots every 3 events.
+    let common = [
+        ("IS_SNAPSHOTTING_ENABLED", "yes".to_owned()),
+        (
+            "COMPRESSOR_TOPIC",
+            "eventsourcing.compressor:ZlibCompressor".into(),
+        ),
+        ("CIPHER_TOPIC", "eventsourcing.cipher:AESCipher".into()),
+        ("CIPHER_KEY", annals::cipher::create_key()),
+    ];
+    let sqlite: Vec<(String, String)> = [
+        ("PERSISTENCE_MODULE", "eventsourcing.sqlite".to_owned()),
+        ("SQLITE_DBNAME", sqlite_file("python")),
+    ]
+    .into_iter()
+    .chain(common.clone())
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let postgres: Vec<(String, String)> = [
+        ("PERSISTENCE_MODULE", "eventsourcing.postgres".to_owned()),
+        ("POSTGRES_DBNAME", config.dbname.clone()),
+        ("POSTGRES_HOST", config.host.clone()),
+        ("POSTGRES_PORT", config.port.to_string()),
+        ("POSTGRES_USER", config.user.clone()),
+        // Python asks for one even with trust authentication.
+        (
+            "POSTGRES_PASSWORD",
+            config.password.clone().unwrap_or_default(),
+        ),
+    ]
+    .into_iter()
+    .chain(common)
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let owner = Uuid::new_v4().to_string();
+    let fido = python(
+        &interpreter,
+        &sqlite,
+        &["register", "Fido", &owner, "sit", "roll", "fetch"],
+    );
+    let rex = python(&interpreter, &sqlite, &["register", "Rex", &owner]);
+    let (fido, rex) = (fido.as_str().expect("an id"), rex.as_str().expect("an id"));
+
+    let export = temp_dir()
+        .join("python.jsonl")
+        .to_string_lossy()
+        .into_owned();
+    let tool = |settings: &[(String, String)], args: &[&str]| {
+        let output = annals()
+            .envs(settings.iter().map(|(k, v)| (k, v)))
+            .args(["--app", "TrainingSchool", "--json"])
+            .args(args)
+            .output()
+            .expect("run annals");
+        assert!(
+            output.status.success(),
+            "annals {args:?}: {}",
+            stderr(&output)
+        );
+        json_lines(&stdout(&output))
+    };
+    let exported = tool(&sqlite, &["export", "-o", &export]);
+    assert_eq!(exported[0]["events"], 5);
+    assert_eq!(
+        exported[0]["snapshots"], 1,
+        "Python's snapshot at Fido's third event"
+    );
+    let events = tool(&sqlite, &["events", fido]);
+    assert_eq!(events[0]["topic"], "dogschool:Dog.Registered");
+    assert_eq!(events[3]["state"]["trick"], "fetch");
+    let imported = tool(&postgres, &["import", "-i", &export]);
+    assert_eq!(imported[0]["events"], 5);
+    assert_eq!(imported[0]["snapshots"], 1);
+
+    // Python reads the moved store, from its snapshot and events.
+    let dogs = python(&interpreter, &postgres, &["get", fido, rex]);
+    assert_eq!(
+        dogs[fido]["tricks"],
+        serde_json::json!(["sit", "roll", "fetch"])
+    );
+    assert_eq!(dogs[rex]["name"], "Rex");
+    let log = tool(&postgres, &["log"]);
+    assert_eq!(log.len(), 5);
+    assert!(log.iter().all(|n| n["topic"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("dogschool:Dog."))));
+}
+
+#[test]
+fn tracking_positions_and_the_object_store_travel_too() {
+    let file = sqlite_file("tracked");
+    let (app, _) = kennel(&file, &[]);
+    let tracking = annals::persistence::Tracking {
+        application_name: "Upstream".into(),
+        notification_id: 7,
+    };
+    app.recorder()
+        .insert_events_tracked(&[], &tracking)
+        .expect("a tracking record");
+    let dir = temp_dir();
+    let export = dir.join("tracked.jsonl").to_string_lossy().into_owned();
+    let source = ["--app", "School", "--sqlite", &file, "--json"];
+    let counts = json_lines(&ok(&[
+        &source[..],
+        &["export", "--tracking", "Upstream", "-o", &export],
+    ]
+    .concat()));
+    assert_eq!(counts[0]["tracking"], 1);
+
+    let objects = dir.join("objects").to_string_lossy().into_owned();
+    let target = ["--app", "School", "--object", &objects, "--json"];
+    let imported = json_lines(&ok(&[&target[..], &["import", "-i", &export]].concat()));
+    assert_eq!(imported[0]["events"], 6);
+    assert_eq!(imported[0]["tracking"], 1);
+    let verdict = json_lines(&ok(&[&target[..], &["verify"]].concat()));
+    assert_eq!(verdict[0]["intact"], true);
+    assert_eq!(verdict[0]["events"], 6);
+    let again = dir.join("again.jsonl").to_string_lossy().into_owned();
+    ok(&[
+        &target[..],
+        &["export", "--tracking", "Upstream", "-o", &again],
+    ]
+    .concat());
+    let position = json_lines(&std::fs::read_to_string(&again).expect("the export"))
+        .into_iter()
+        .find(|line| line["kind"] == "tracking")
+        .expect("a tracking line");
+    assert_eq!(position["application_name"], "Upstream");
+    assert_eq!(position["notification_id"], 7);
+    assert!(rows_of(&export) == rows_of(&again));
+}
