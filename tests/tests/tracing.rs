@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use annals::prelude::*;
 use annals::system::{Policies, SingleThreadedRunner, System};
 use annals::Metadata;
+use annals_tests::stores::every_store;
 use serde::{Deserialize, Serialize};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -149,15 +150,12 @@ fn sqlite_file(dir: &tempfile::TempDir) -> String {
 
 #[test]
 fn a_save_has_a_span_with_the_aggregate_its_id_and_versions() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for sqlite in [false, true] {
-        let builder = Application::builder("Dogs");
-        let builder = if sqlite {
-            builder.sqlite(sqlite_file(&dir))
-        } else {
-            builder.memory()
-        };
-        let app = builder.build().expect("app");
+    // Memory, a SQLite file, and PostgreSQL when configured.
+    for (store, persistence) in every_store("TracedDogs") {
+        let app = Application::builder("TracedDogs")
+            .persistence(persistence)
+            .build()
+            .expect("app");
         let mut dog = Dog::register("Fido".into());
         dog.add_trick("sit".into());
         dog.add_trick("roll over".into());
@@ -166,11 +164,11 @@ fn a_save_has_a_span_with_the_aggregate_its_id_and_versions() {
             app.save_with(&mut dog, Metadata::correlated(correlation))
                 .expect("save")
         });
-        assert_eq!(ids, [1, 2, 3], "sqlite: {sqlite}");
+        assert_eq!(ids, [1, 2, 3], "{store}");
         let saves = capture.spans("save");
-        assert_eq!(saves.len(), 1, "sqlite: {sqlite}: {saves:?}");
+        assert_eq!(saves.len(), 1, "{store}: {saves:?}");
         let save = &saves[0];
-        assert_eq!(save.field("application"), Some("Dogs"));
+        assert_eq!(save.field("application"), Some("TracedDogs"));
         assert_eq!(save.field("aggregate"), Some("Dog"));
         assert_eq!(save.field("id"), Some(dog.id().to_string().as_str()));
         assert_eq!(save.field("first_version"), Some("1"));
@@ -184,8 +182,7 @@ fn a_save_has_a_span_with_the_aggregate_its_id_and_versions() {
         assert_eq!(save.field("last_notification_id"), Some("3"));
         // The recorder's insert, inside the save.
         let inserts = capture.spans("insert_events");
-        assert_eq!(inserts.len(), 1, "sqlite: {sqlite}: {inserts:?}");
-        let store = if sqlite { "sqlite" } else { "memory" };
+        assert_eq!(inserts.len(), 1, "{store}: {inserts:?}");
         assert_eq!(inserts[0].field("store"), Some(store));
         assert_eq!(inserts[0].field("rows"), Some("3"));
         assert_eq!(inserts[0].field("last_notification_id"), Some("3"));
