@@ -25,6 +25,7 @@ async fn bank() -> Result<Bank> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    annals_examples::init_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bank = bank().await?;
     match args.first().map(String::as_str) {

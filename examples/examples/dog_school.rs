@@ -19,6 +19,7 @@ use annals_examples::dog_school::{Dog, SchoolError, TrainingSchool, TrickError};
 const TRICKS: [&str; 5] = ["roll over", "play dead", "sit", "fetch", "shake hands"];
 
 fn main() -> Result<(), SchoolError> {
+    annals_examples::init_tracing();
     let configured = Env::from_process("TrainingSchool")
         .get(env::PERSISTENCE_MODULE)
         .is_some();

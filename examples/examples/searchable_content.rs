@@ -31,6 +31,7 @@ const INDEX: &str = "searchable_index";
 const PAGES: &str = "searchable_index_pages";
 
 fn main() -> Result<()> {
+    annals_examples::init_tracing();
     let persistence = fresh_store()?;
     let on = |name: &str| -> annals::Result<Application> {
         let persistence = match &persistence {

@@ -139,6 +139,7 @@ impl StoreKind {
 const DIRECTORY: &str = "shop-objects";
 
 fn main() -> ExitCode {
+    annals_examples::init_tracing();
     let cli = Cli::parse();
     let outcome = match cli.command.unwrap_or(Cmd::Run {
         runner: Runner::Single,

@@ -11,6 +11,7 @@ use annals_examples::world::World;
 const HISTORY: [&str; 4] = ["dinosaurs", "trucks", "internet", "annals"];
 
 fn main() -> annals::Result<()> {
+    annals_examples::init_tracing();
     let path = std::env::temp_dir().join("annals-world-example.db");
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

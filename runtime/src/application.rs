@@ -219,8 +219,24 @@ impl Application {
         metadata: Metadata,
         writes: Option<&mut UserWrites<'_>>,
     ) -> Result<Vec<u64>> {
+        let span = tracing::debug_span!(
+            "save",
+            application = self.name.as_str(),
+            aggregate = tracing::field::Empty,
+            id = tracing::field::Empty,
+            first_version = tracing::field::Empty,
+            last_version = tracing::field::Empty,
+            events = tracing::field::Empty,
+            correlation_id = tracing::field::Empty,
+            first_notification_id = tracing::field::Empty,
+            last_notification_id = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let mut stored = Encoded::default();
         aggregates.encode_pending(self.mapper(), &metadata, &mut stored)?;
+        if !span.is_disabled() {
+            stored.record(&span, metadata.correlation_id);
+        }
         let inserted = match writes {
             None if stored.events.is_empty() => return Ok(Vec::new()),
             None => self.recorder.insert_events(&stored.events),
@@ -229,6 +245,10 @@ impl Application {
                 .insert_events_with(&stored.events, None, writes),
         };
         let ids = inserted.map_err(|e| stored.explain(e))?;
+        if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
+            span.record("first_notification_id", first);
+            span.record("last_notification_id", last);
+        }
         aggregates.saved(self);
         self.notifier.notify();
         Ok(ids)
@@ -408,15 +428,24 @@ impl Application {
         F: FnMut(&mut A) -> Result<T, E>,
     {
         let id = id.into();
+        let span = tracing::debug_span!(
+            "execute",
+            application = self.name.as_str(),
+            aggregate = A::NAME,
+            id = %id,
+            attempt = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let mut tried = 0;
         loop {
             tried += 1;
+            span.record("attempt", tried);
             let mut aggregate: A = self.repository.get(id.clone())?;
             let value = command(&mut aggregate).map_err(CommandError::Rejected)?;
             match self.save(&mut aggregate) {
                 Ok(_) => return Ok(value),
                 Err(e) if e.is_conflict() && tried < tries.max(1) => {
-                    tracing::debug!(aggregate = A::NAME, id = %id, tried, "conflict; retrying the command");
+                    tracing::info!(aggregate = A::NAME, id = %id, tried, "conflict; retrying the command");
                 }
                 Err(e) => return Err(CommandError::Failed(e)),
             }
@@ -1221,6 +1250,8 @@ pub trait Save {
 pub struct Encoded {
     pub(crate) events: Vec<StoredEvent>,
     streams: Vec<Stream>,
+    /// The first correlation id given to an event, for the save's span.
+    correlation_id: Option<uuid::Uuid>,
 }
 
 #[derive(Debug)]
@@ -1236,6 +1267,30 @@ impl Encoded {
     /// The rows.
     pub fn events(&self) -> &[StoredEvent] {
         &self.events
+    }
+
+    /// Records on a `save` span what is saved: the aggregate type when
+    /// there is one, the id and versions when there is one stream, the
+    /// number of events and the correlation id (`metadata`'s, else the
+    /// first event's).
+    fn record(&self, span: &tracing::Span, metadata: Option<uuid::Uuid>) {
+        span.record("events", self.events.len());
+        if let Some(correlation_id) = metadata.or(self.correlation_id) {
+            span.record("correlation_id", tracing::field::display(correlation_id));
+        }
+        let Some(first) = self.streams.first() else {
+            return;
+        };
+        if self.streams.iter().all(|s| s.aggregate == first.aggregate) {
+            span.record("aggregate", first.aggregate);
+        }
+        if let ([stream], (Some(first), Some(last))) =
+            (&self.streams[..], (self.events.first(), self.events.last()))
+        {
+            span.record("id", stream.id.as_str());
+            span.record("first_version", first.originator_version);
+            span.record("last_version", last.originator_version);
+        }
     }
 
     /// `error`, with the aggregate it is about where that can be told: the
@@ -1301,6 +1356,7 @@ fn encode_aggregate<A: Aggregate>(
     for event in &mut meta.pending {
         event.correlation_id = event.correlation_id.or(metadata.correlation_id);
         event.causation_id = event.causation_id.or(metadata.causation_id);
+        out.correlation_id = out.correlation_id.or(event.correlation_id);
         out.events.push(mapper.encode_link(event, &mut chain)?);
     }
     meta.pending_hash = if mapper.hash_chain() { chain } else { None };

@@ -463,6 +463,17 @@ impl Repository {
     /// Starts from the cache (current state only) or the newest snapshot at
     /// or below `version`, then replays the events after it.
     fn load<A: Aggregate>(&self, id: &A::Id, version: Option<u64>) -> Result<A> {
+        let span = tracing::debug_span!(
+            "get",
+            aggregate = A::NAME,
+            id = %id,
+            at = version,
+            cached = tracing::field::Empty,
+            snapshot_version = tracing::field::Empty,
+            replayed = tracing::field::Empty,
+            version = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let stored_id = id.to_stored();
         let cache = self.cache.as_ref().filter(|_| version.is_none());
         let key = (TypeId::of::<A>(), stored_id);
@@ -471,12 +482,17 @@ impl Repository {
         if aggregate.is_none() {
             if let Some(snapshots) = &self.snapshots {
                 aggregate = snapshots.newest(&key.1, version)?;
+                if let Some(snapshot) = &aggregate {
+                    span.record("snapshot_version", snapshot.version());
+                }
             }
         }
+        span.record("cached", from_cache);
         let mut query = EventQuery::all();
         query.gt = aggregate.as_ref().map(A::version);
         query.lte = version;
         let stored = self.recorder.select_events(&key.1, &query)?;
+        span.record("replayed", stored.len());
         let changed = !stored.is_empty() || !from_cache;
         let mut chain = aggregate.as_ref().and_then(|a| a.__meta().last_hash);
         for event in &stored {
@@ -494,6 +510,7 @@ impl Repository {
             id: id.to_string(),
         };
         let aggregate = aggregate.ok_or_else(not_found)?;
+        span.record("version", aggregate.version());
         if let Some(cache) = cache {
             if aggregate.is_discarded() {
                 cache.evict(&key);

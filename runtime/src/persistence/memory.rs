@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::trace;
 use super::wake::{Notifier, Signal, Watch};
 use super::{
     AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
@@ -200,22 +201,28 @@ impl State {
 
 impl AggregateRecorder for MemoryRecorder {
     fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        let mut state = self.write();
-        state.check(events)?;
-        let ids = state.insert(events);
-        drop(state);
-        self.committed.notify();
-        Ok(ids)
+        trace::insert("memory", events, None, || {
+            let mut state = self.write();
+            state.check(events)?;
+            let ids = state.insert(events);
+            drop(state);
+            self.committed.notify();
+            Ok(ids)
+        })
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        Ok(self.read().select_events(originator_id, query))
+        trace::select_events("memory", originator_id, query, || {
+            Ok(self.read().select_events(originator_id, query))
+        })
     }
 }
 
 impl ApplicationRecorder for MemoryRecorder {
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
-        Ok(self.read().select_notifications(query))
+        trace::select_notifications("memory", query, || {
+            Ok(self.read().select_notifications(query))
+        })
     }
 
     fn max_notification_id(&self) -> Result<u64> {
@@ -235,14 +242,16 @@ impl ProcessRecorder for MemoryRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        let mut state = self.write();
-        state.check_tracking(tracking)?;
-        state.check(events)?;
-        let ids = state.insert(events);
-        state.track(tracking);
-        drop(state);
-        self.committed.notify();
-        Ok(ids)
+        trace::insert("memory", events, Some(tracking), || {
+            let mut state = self.write();
+            state.check_tracking(tracking)?;
+            state.check(events)?;
+            let ids = state.insert(events);
+            state.track(tracking);
+            drop(state);
+            self.committed.notify();
+            Ok(ids)
+        })
     }
 
     fn insert_events_with(

@@ -30,6 +30,7 @@ pub mod object;
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+mod trace;
 mod tracking;
 mod tx;
 pub mod wake;

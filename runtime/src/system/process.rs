@@ -467,10 +467,25 @@ impl ProcessApplication {
         leader: &Application,
         notification: &Notification,
     ) -> Result<Option<usize>> {
+        let span = tracing::debug_span!(
+            "process",
+            follower = self.app.name(),
+            leader = leader.name(),
+            notification_id = notification.id,
+            topic = notification.event.topic.as_str(),
+            originator_id = notification.event.originator_id.as_str(),
+            originator_version = notification.event.originator_version,
+            attempt = tracing::field::Empty,
+            events = tracing::field::Empty,
+            processed = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let recorder = self.app.recorder();
         let mut attempt = 1;
         loop {
+            span.record("attempt", attempt);
             if recorder.has_tracking_id(leader.name(), notification.id)? {
+                span.record("processed", false);
                 return Ok(None);
             }
             let (events, tracking, mut writes) = self.run_policy(leader, notification)?;
@@ -483,10 +498,20 @@ impl ProcessApplication {
             };
             match stored {
                 Ok(_) => {
+                    span.record("processed", true);
+                    span.record("events", events.len());
                     self.app.notifier().notify();
                     return Ok(Some(events.len()));
                 }
-                Err(Error::Conflict { .. }) if attempt < 3 => attempt += 1,
+                Err(Error::Conflict { .. }) if attempt < 3 => {
+                    tracing::info!(
+                        follower = self.app.name(),
+                        notification_id = notification.id,
+                        attempt,
+                        "conflict; processing the notification again"
+                    );
+                    attempt += 1;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -500,16 +525,34 @@ impl ProcessApplication {
     /// As [`process_notification`](Self::process_notification); the
     /// notifications before the failing one stay processed.
     pub fn pull(&self, leader: &Application, limit: usize) -> Result<usize> {
+        let span = tracing::debug_span!(
+            "pull",
+            follower = self.app.name(),
+            leader = leader.name(),
+            from = tracing::field::Empty,
+            selected = tracing::field::Empty,
+            processed = tracing::field::Empty,
+            first_notification_id = tracing::field::Empty,
+            last_notification_id = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let start = self.app.recorder().max_tracking_id(leader.name())? + 1;
+        span.record("from", start);
         let page = leader
             .recorder()
             .select_notifications(&crate::persistence::NotificationQuery::new(start, limit))?;
+        span.record("selected", page.len());
         let mut processed = 0;
         for notification in &page {
             if self.process_notification(leader, notification)? {
+                if processed == 0 {
+                    span.record("first_notification_id", notification.id);
+                }
+                span.record("last_notification_id", notification.id);
                 processed += 1;
             }
         }
+        span.record("processed", processed);
         Ok(processed)
     }
 }

@@ -303,22 +303,56 @@ impl<D: ReadModel> Projection<D> {
     pub fn pull(&self) -> Result<usize> {
         let mut db = self.db();
         let leader = self.leader.name();
+        let span = tracing::debug_span!(
+            "pull",
+            projection = self.name.as_str(),
+            leader,
+            from = tracing::field::Empty,
+            processed = tracing::field::Empty,
+            first_notification_id = tracing::field::Empty,
+            last_notification_id = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let mut applied = 0;
         loop {
             let start = db.max_tracking_id(&self.name, leader)? + 1;
+            if applied == 0 {
+                span.record("from", start);
+            }
             let page = self
                 .leader
                 .recorder()
                 .select_notifications(&NotificationQuery::new(start, 100))?;
             if page.is_empty() {
+                span.record("processed", applied);
                 return Ok(applied);
             }
             for notification in &page {
                 let upstream = Upstream::new(&self.leader, notification);
-                match db.apply(&self.name, leader, notification.id, &mut |tx| {
+                let apply = tracing::debug_span!(
+                    "apply",
+                    projection = self.name.as_str(),
+                    leader,
+                    notification_id = notification.id,
+                    topic = notification.event.topic.as_str(),
+                    originator_id = notification.event.originator_id.as_str(),
+                    originator_version = notification.event.originator_version,
+                    applied = tracing::field::Empty,
+                );
+                let applying = apply.enter();
+                let outcome = db.apply(&self.name, leader, notification.id, &mut |tx| {
                     (self.project)(&upstream, tx)
-                })? {
-                    Applied::Now => applied += 1,
+                })?;
+                apply.record("applied", matches!(outcome, Applied::Now));
+                drop(applying);
+                match outcome {
+                    Applied::Now => {
+                        if applied == 0 {
+                            span.record("first_notification_id", notification.id);
+                        }
+                        span.record("last_notification_id", notification.id);
+                        applied += 1;
+                    }
                     // Another instance of this projection applied it.
                     Applied::Already => {}
                 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::persistence::memory::State;
+use crate::persistence::trace;
 use crate::persistence::wake::{Signal, Watch};
 use crate::persistence::{
     AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
@@ -272,17 +273,21 @@ fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<(Vec<StoredEvent>, Op
 
 impl AggregateRecorder for ObjectRecorder {
     fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        self.save(events, None)
+        trace::insert("object", events, None, || self.save(events, None))
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        Ok(self.caught_up()?.state.select_events(originator_id, query))
+        trace::select_events("object", originator_id, query, || {
+            Ok(self.caught_up()?.state.select_events(originator_id, query))
+        })
     }
 }
 
 impl ApplicationRecorder for ObjectRecorder {
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
-        Ok(self.caught_up()?.state.select_notifications(query))
+        trace::select_notifications("object", query, || {
+            Ok(self.caught_up()?.state.select_notifications(query))
+        })
     }
 
     fn max_notification_id(&self) -> Result<u64> {
@@ -327,7 +332,9 @@ impl ProcessRecorder for ObjectRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        self.save(events, Some(tracking))
+        trace::insert("object", events, Some(tracking), || {
+            self.save(events, Some(tracking))
+        })
     }
 
     fn insert_events_with(

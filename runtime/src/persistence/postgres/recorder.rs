@@ -16,6 +16,7 @@ use super::sql::{Sql, Stmt, ORIGINATOR_ID_COLUMN, TABLE_KEY};
 use super::tls::Transport;
 use crate::error::{Error, Result};
 use crate::persistence::group_commit::{Failure, GroupCommit, GroupTransaction, SaveError};
+use crate::persistence::trace;
 use crate::persistence::transaction_lost;
 use crate::persistence::wake::{Signal, Watch};
 use crate::persistence::{
@@ -962,16 +963,18 @@ fn bigint(value: u64) -> i64 {
 
 impl AggregateRecorder for PostgresRecorder {
     fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        self.write(events, None, None)
+        trace::insert("postgres", events, None, || self.write(events, None, None))
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        self.select_stream(
-            originator_id,
-            query,
-            [Stmt::SelectEventsAsc, Stmt::SelectEventsDesc],
-            &self.sql.events,
-        )
+        trace::select_events("postgres", originator_id, query, || {
+            self.select_stream(
+                originator_id,
+                query,
+                [Stmt::SelectEventsAsc, Stmt::SelectEventsDesc],
+                &self.sql.events,
+            )
+        })
     }
 }
 
@@ -984,6 +987,8 @@ impl ApplicationRecorder for PostgresRecorder {
         let stop = query.stop.map(bigint);
         let limit = bigint(query.limit as u64);
         let topics: Vec<&str> = query.topics.iter().map(String::as_str).collect();
+        let span = trace::notifications_span("postgres", query);
+        let _entered = span.enter();
         self.read("selecting notifications", |conn| {
             let (which, params): (Stmt, Vec<&(dyn ToSql + Sync)>) = match (&stop, topics.is_empty())
             {
@@ -1009,6 +1014,7 @@ impl ApplicationRecorder for PostgresRecorder {
                 })
                 .collect()
         })
+        .inspect(|rows: &Vec<Notification>| trace::selected(&span, rows))
     }
 
     fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
@@ -1030,7 +1036,9 @@ impl ProcessRecorder for PostgresRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        self.write(events, Some(tracking), None)
+        trace::insert("postgres", events, Some(tracking), || {
+            self.write(events, Some(tracking), None)
+        })
     }
 
     fn insert_events_with(
@@ -1039,7 +1047,9 @@ impl ProcessRecorder for PostgresRecorder {
         tracking: Option<&Tracking>,
         writes: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
     ) -> Result<Vec<u64>> {
-        self.write(events, tracking, Some(&mut UserWrites::new(writes)))
+        trace::insert("postgres", events, tracking, || {
+            self.write(events, tracking, Some(&mut UserWrites::new(writes)))
+        })
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {

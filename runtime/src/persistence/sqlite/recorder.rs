@@ -12,6 +12,7 @@ use super::settings::{SqliteConfig, Tables};
 use super::sql::{select_events_sql, Statements, TABLE_KEY};
 use crate::error::{Error, Result};
 use crate::persistence::group_commit::{Failure, GroupCommit, SaveError};
+use crate::persistence::trace;
 use crate::persistence::transaction_lost;
 use crate::persistence::wake::{Signal, Watch};
 use crate::persistence::{
@@ -465,18 +466,24 @@ impl AggregateRecorder for SqliteRecorder {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        self.shared
-            .insert(&self.statements.insert_event, events, None, true, None)
+        trace::insert("sqlite", events, None, || {
+            self.shared
+                .insert(&self.statements.insert_event, events, None, true, None)
+        })
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        self.shared
-            .select_events(&self.statements.events_table, originator_id, query)
+        trace::select_events("sqlite", originator_id, query, || {
+            self.shared
+                .select_events(&self.statements.events_table, originator_id, query)
+        })
     }
 }
 
 impl ApplicationRecorder for SqliteRecorder {
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
+        let span = trace::notifications_span("sqlite", query);
+        let _entered = span.enter();
         let start = to_i64("notification id", query.start)?;
         let stop = query
             .stop
@@ -484,7 +491,7 @@ impl ApplicationRecorder for SqliteRecorder {
             .transpose()?;
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let sql = self.statements.select_notifications(query);
-        self.shared.read("selecting notifications", |conn| {
+        let selected = self.shared.read("selecting notifications", |conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             stmt.raw_bind_parameter(1, start)?;
             if let Some(stop) = stop {
@@ -516,7 +523,11 @@ impl ApplicationRecorder for SqliteRecorder {
                 });
             }
             Ok(Ok(notifications))
-        })?
+        })?;
+        if let Ok(rows) = &selected {
+            trace::selected(&span, rows);
+        }
+        selected
     }
 
     fn max_notification_id(&self) -> Result<u64> {
@@ -543,13 +554,15 @@ impl ProcessRecorder for SqliteRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        self.shared.insert(
-            &self.statements.insert_event,
-            events,
-            Some((&self.statements, tracking)),
-            true,
-            None,
-        )
+        trace::insert("sqlite", events, Some(tracking), || {
+            self.shared.insert(
+                &self.statements.insert_event,
+                events,
+                Some((&self.statements, tracking)),
+                true,
+                None,
+            )
+        })
     }
 
     fn insert_events_with(
@@ -558,13 +571,15 @@ impl ProcessRecorder for SqliteRecorder {
         tracking: Option<&Tracking>,
         writes: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
     ) -> Result<Vec<u64>> {
-        self.shared.insert(
-            &self.statements.insert_event,
-            events,
-            tracking.map(|t| (&self.statements, t)),
-            true,
-            Some(&mut UserWrites::new(writes)),
-        )
+        trace::insert("sqlite", events, tracking, || {
+            self.shared.insert(
+                &self.statements.insert_event,
+                events,
+                tracking.map(|t| (&self.statements, t)),
+                true,
+                Some(&mut UserWrites::new(writes)),
+            )
+        })
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
