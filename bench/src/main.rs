@@ -10,6 +10,7 @@
 
 mod annals_sut;
 mod cqrs;
+mod long_get;
 mod raw;
 mod reader_memory;
 mod wake;
@@ -91,6 +92,19 @@ struct Cli {
     /// Internal: the reader of --reader-memory.
     #[arg(long, hide = true)]
     reader_memory_child: Option<String>,
+    /// Instead of the workload: time and peak memory of getting one
+    /// aggregate of N (and N/10) events from SQLite.
+    #[arg(long, value_name = "N")]
+    long_get: Option<usize>,
+    /// Internal: the reader of --long-get.
+    #[arg(long, hide = true)]
+    long_get_child: Option<String>,
+    /// Internal: its stream's length.
+    #[arg(long, hide = true)]
+    long_get_size: Option<usize>,
+    /// Internal: build only the aggregate's tricks.
+    #[arg(long, hide = true)]
+    long_get_floor: bool,
     /// Instead of the workload: how soon a subscription sees each of N
     /// saves, in-process and from a second application (SQLite, and
     /// PostgreSQL when POSTGRES_DBNAME is set).
@@ -495,6 +509,13 @@ fn main() {
 fn run(cli: Cli) -> Res<()> {
     if let Some(path) = &cli.reader_memory_child {
         return reader_memory::child(path, 1_000);
+    }
+    if let Some(path) = &cli.long_get_child {
+        let size = cli.long_get_size.ok_or("--long-get-size")?;
+        return long_get::child(path, size, cli.long_get_floor);
+    }
+    if let Some(n) = cli.long_get {
+        return long_get::run(n.max(10));
     }
     if let Some(n) = cli.reader_memory {
         return reader_memory::run(n);

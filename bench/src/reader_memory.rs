@@ -11,7 +11,7 @@ use annals::Application;
 use crate::Res;
 
 /// The process's peak resident set so far, in KiB (Linux `VmHWM`).
-fn peak_rss_kib() -> Res<u64> {
+pub fn peak_rss_kib() -> Res<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let line = status
         .lines()

@@ -628,7 +628,7 @@ impl Mapper {
                 A::Event::__upcast(variant, v, &mut value)
             })?;
             A::Event::__deserialize(variant, value)
-        } else if current > 1 || contains(&json, b"\"class_version\"") {
+        } else if current > 1 || has_class_version(&json) {
             let mut value = json_object::<A>(stored, &json)?;
             let from = stored_version(&value);
             upcast::<A>(&stored.topic, from, current, |v| {
@@ -811,29 +811,28 @@ impl Mapper {
         let json = self
             .open(stored)
             .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
-        let snapshot: SnapshotOwned<A> =
-            if A::STATE_VERSION > 1 || contains(&json, b"\"class_version\"") {
-                let mut value = json_object::<A>(stored, &json)?;
-                let from = stored_version(&value);
-                let object = value.as_object_mut().ok_or_else(|| {
-                    decode_error::<A>(stored, "a snapshot's state is not a JSON object".into())
-                })?;
-                let mut state = object.remove("state").unwrap_or_default();
-                if !state.is_object() {
-                    return Err(decode_error::<A>(
-                        stored,
-                        "a snapshot's \"state\" is not a JSON object".into(),
-                    ));
-                }
-                upcast::<A>(&stored.topic, from, A::STATE_VERSION, |v| {
-                    A::__upcast_state(v, &mut state)
-                })?;
-                object.insert("state".into(), state);
-                serde_json::from_value(value)
-            } else {
-                serde_json::from_slice(&json)
+        let snapshot: SnapshotOwned<A> = if A::STATE_VERSION > 1 || has_class_version(&json) {
+            let mut value = json_object::<A>(stored, &json)?;
+            let from = stored_version(&value);
+            let object = value.as_object_mut().ok_or_else(|| {
+                decode_error::<A>(stored, "a snapshot's state is not a JSON object".into())
+            })?;
+            let mut state = object.remove("state").unwrap_or_default();
+            if !state.is_object() {
+                return Err(decode_error::<A>(
+                    stored,
+                    "a snapshot's \"state\" is not a JSON object".into(),
+                ));
             }
-            .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
+            upcast::<A>(&stored.topic, from, A::STATE_VERSION, |v| {
+                A::__upcast_state(v, &mut state)
+            })?;
+            object.insert("state".into(), state);
+            serde_json::from_value(value)
+        } else {
+            serde_json::from_slice(&json)
+        }
+        .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
         let last_hash = snapshot
             .last_hash
             .as_deref()
@@ -1017,8 +1016,14 @@ fn upcast<A: Aggregate>(
     Ok(())
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
+/// Whether a state records a `class_version` (so needs the upcasting
+/// path). The searcher is built once: building it per call cost more than
+/// the search (callgrind: ~800 instructions of a ~8,000-instruction get
+/// per event).
+fn has_class_version(json: &[u8]) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"class_version\""));
+    FINDER.find(json).is_some()
 }
 
 /// SHA-256 of the previous hash (zeros for a stream's first event), the

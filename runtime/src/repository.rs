@@ -463,6 +463,8 @@ impl Repository {
     /// Starts from the cache (current state only) or the newest snapshot at
     /// or below `version`, then replays the events after it.
     fn load<A: Aggregate>(&self, id: &A::Id, version: Option<u64>) -> Result<A> {
+        /// Events selected at a time.
+        const REPLAY_PAGE: usize = 4096;
         let span = tracing::debug_span!(
             "get",
             aggregate = A::NAME,
@@ -488,20 +490,30 @@ impl Repository {
             }
         }
         span.record("cached", from_cache);
-        let mut query = EventQuery::all();
+        let mut query = EventQuery::all().limit(REPLAY_PAGE);
         query.gt = aggregate.as_ref().map(A::version);
         query.lte = version;
-        let stored = self.recorder.select_events(&key.1, &query)?;
-        span.record("replayed", stored.len());
-        let changed = !stored.is_empty() || !from_cache;
         let mut chain = aggregate.as_ref().and_then(|a| a.__meta().last_hash);
-        for event in &stored {
-            if let Some(before) = &aggregate {
-                domain::check_follows(before, event.originator_version)?;
+        let mut replayed = 0;
+        // A page at a time, so a long stream's rows are never all in
+        // memory at once (a short one is one query, as before).
+        loop {
+            let page = self.recorder.select_events(&key.1, &query)?;
+            replayed += page.len();
+            for event in &page {
+                if let Some(before) = &aggregate {
+                    domain::check_follows(before, event.originator_version)?;
+                }
+                let decoded = self.mapper.decode_link(event, &mut chain)?;
+                aggregate = Some(domain::replay(aggregate, decoded)?);
             }
-            let decoded = self.mapper.decode_link(event, &mut chain)?;
-            aggregate = Some(domain::replay(aggregate, decoded)?);
+            match page.last() {
+                Some(last) if page.len() == REPLAY_PAGE => query.gt = Some(last.originator_version),
+                _ => break,
+            }
         }
+        span.record("replayed", replayed);
+        let changed = replayed > 0 || !from_cache;
         if let Some(aggregate) = &mut aggregate {
             aggregate.__meta_mut().last_hash = chain;
         }

@@ -325,3 +325,41 @@ fn configuration_from_the_environment() {
         "{message}"
     );
 }
+
+/// Longer than a replay page (4,096 events): read in pages, on every
+/// store, from the start, from a snapshot, at versions on either side of
+/// a page's edge, and with a hash chain running across pages.
+#[test]
+fn a_stream_longer_than_a_page_replays_whole() {
+    const EVENTS: u64 = 9_000;
+    for (store, persistence) in annals_tests::stores::every_store("long_stream") {
+        let app = Application::builder("long_stream")
+            .persistence(persistence)
+            .hash_chain(true)
+            .snapshotting(true)
+            .build()
+            .unwrap_or_else(|e| panic!("{store}: {e}"));
+        let mut account = Account::open();
+        for _ in 1..EVENTS {
+            account.credit(1);
+        }
+        app.save(&mut account).unwrap();
+        let read = app.get::<Account>(account.id()).unwrap();
+        assert_eq!(
+            (read.version(), read.balance),
+            (EVENTS, EVENTS as i64 - 1),
+            "{store}"
+        );
+        for version in [4_096, 4_097, 8_192, 8_193] {
+            let at = app.get_at::<Account>(account.id(), version).unwrap();
+            assert_eq!(at.balance, version as i64 - 1, "{store} at {version}");
+        }
+        app.take_snapshot_at::<Account>(account.id(), 100).unwrap();
+        let from_snapshot = app.get::<Account>(account.id()).unwrap();
+        assert_eq!(from_snapshot.balance, EVENTS as i64 - 1, "{store}");
+        assert!(matches!(
+            app.verify::<Account>(account.id()).unwrap(),
+            annals::Verification::Intact { events: EVENTS }
+        ));
+    }
+}
