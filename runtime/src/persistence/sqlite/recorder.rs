@@ -193,7 +193,6 @@ impl Shared {
     ) -> Result<Vec<StoredEvent>> {
         let gt = query.gt.map(|v| to_i64("version", v)).transpose()?;
         let lte = query.lte.map(|v| to_i64("version", v)).transpose()?;
-        let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         let sql = select_events_sql(table, query);
         self.read("selecting events", |conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
@@ -203,9 +202,6 @@ impl Shared {
             }
             if let Some(lte) = lte {
                 stmt.raw_bind_parameter(3, lte)?;
-            }
-            if let Some(limit) = limit {
-                stmt.raw_bind_parameter(4, limit)?;
             }
             let mut rows = stmt.raw_query();
             let mut events = Vec::new();
@@ -489,7 +485,6 @@ impl ApplicationRecorder for SqliteRecorder {
             .stop
             .map(|s| to_i64("notification id", s))
             .transpose()?;
-        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let sql = self.statements.select_notifications(query);
         let selected = self.shared.read("selecting notifications", |conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
@@ -497,7 +492,6 @@ impl ApplicationRecorder for SqliteRecorder {
             if let Some(stop) = stop {
                 stmt.raw_bind_parameter(2, stop)?;
             }
-            stmt.raw_bind_parameter(3, limit)?;
             for (i, topic) in query.topics.iter().enumerate() {
                 stmt.raw_bind_parameter(i + 4, topic)?;
             }
