@@ -92,6 +92,10 @@ struct Cli {
     /// Internal: the reader of --reader-memory.
     #[arg(long, hide = true)]
     reader_memory_child: Option<String>,
+    /// Every annals application with its snapshot store on, so each get
+    /// looks for a snapshot first (W4's application always has it).
+    #[arg(long)]
+    snapshotting: bool,
     /// Instead of the workload: time and peak memory of getting one
     /// aggregate of N (and N/10) events from SQLite.
     #[arg(long, value_name = "N")]
@@ -262,7 +266,11 @@ fn s3_location(group: &str) -> Res<String> {
 /// A fresh store for workload group `group` of `config`; the temporary
 /// directory (SQLite, the object store's directory) lives as long as the
 /// returned value.
-fn open(config: Config, group: &str) -> Res<(Box<dyn Sut>, Option<tempfile::TempDir>)> {
+fn open(
+    config: Config,
+    group: &str,
+    snapshotting: bool,
+) -> Res<(Box<dyn Sut>, Option<tempfile::TempDir>)> {
     let dir = match config.store {
         Store::Sqlite | Store::ObjectDir => Some(tempfile::tempdir()?),
         _ => None,
@@ -306,7 +314,7 @@ fn open(config: Config, group: &str) -> Res<(Box<dyn Sut>, Option<tempfile::Temp
                 &name,
                 store,
                 config.zlib_aes,
-                group == "w4",
+                group == "w4" || snapshotting,
             )?)
         }
         (System::Raw, store) => {
@@ -345,7 +353,7 @@ fn run_config(config: Config, sizes: &Sizes, workloads: &[String]) -> Res<Figure
     let plain_groups = !config.zlib_aes;
     let is_cqrs = config.system == System::Cqrs;
     if plain_groups && (want("w1") || want("w2") || want("w3")) {
-        let (mut sut, _dir) = open(config, "w123")?;
+        let (mut sut, _dir) = open(config, "w123", sizes.snapshotting)?;
         f.insert("w1".into(), per_second(sizes.w1_events(), sut.w1(sizes)?));
         if want("w2") {
             f.insert("w2".into(), per_second(sizes.aggregates, sut.w2(sizes)?));
@@ -355,14 +363,14 @@ fn run_config(config: Config, sizes: &Sizes, workloads: &[String]) -> Res<Figure
         }
     }
     if plain_groups && want("w4") && !is_cqrs {
-        let (mut sut, _dir) = open(config, "w4")?;
+        let (mut sut, _dir) = open(config, "w4", sizes.snapshotting)?;
         let w4 = sut.w4(sizes)?;
         f.insert("w4_write".into(), per_second(sizes.long, w4.write));
         f.insert("w4_nosnap".into(), ms(w4.get_nosnap));
         f.insert("w4_snap".into(), ms(w4.get_snap));
     }
     if plain_groups && want("w5") && !is_cqrs {
-        let (mut sut, _dir) = open(config, "w5")?;
+        let (mut sut, _dir) = open(config, "w5", sizes.snapshotting)?;
         f.insert(
             "w5".into(),
             per_second(sizes.batches * sizes.batch, sut.w5(sizes)?),
@@ -371,14 +379,14 @@ fn run_config(config: Config, sizes: &Sizes, workloads: &[String]) -> Res<Figure
     // Not on the object store: a recorder holds its lock across each
     // save's write, so writers in one application take turns (W1 again).
     if plain_groups && want("w1x8") && config.store != Store::Memory && !config.store.is_object() {
-        let (mut sut, _dir) = open(config, "w1x8")?;
+        let (mut sut, _dir) = open(config, "w1x8", sizes.snapshotting)?;
         f.insert(
             "w1x8".into(),
             per_second(sizes.w1_events(), sut.w1_concurrent(sizes)?),
         );
     }
     if config.zlib_aes {
-        let (mut sut, _dir) = open(config, "zw12")?;
+        let (mut sut, _dir) = open(config, "zw12", sizes.snapshotting)?;
         f.insert("w1".into(), per_second(sizes.w1_events(), sut.w1(sizes)?));
         f.insert("w2".into(), per_second(sizes.aggregates, sut.w2(sizes)?));
     }
@@ -553,6 +561,7 @@ fn run(cli: Cli) -> Res<()> {
     };
     let scale = |n: usize| ((n as f64 * cli.scale).round() as usize).max(1);
     sizes.aggregates = cli.aggregates.unwrap_or(scale(sizes.aggregates));
+    sizes.snapshotting = cli.snapshotting;
     sizes.long = cli.long.unwrap_or(scale(sizes.long));
     sizes.batches = scale(sizes.batches);
     if let Some(e) = cli.events {

@@ -34,6 +34,11 @@ pub struct Sizes {
     pub batch: usize,
     /// Concurrent W1: writer threads.
     pub threads: usize,
+    /// Every annals application with its snapshot store on (W4's always
+    /// is): each get looks for a snapshot first, as an application that
+    /// snapshots does.
+    #[serde(default)]
+    pub snapshotting: bool,
 }
 
 impl Sizes {
@@ -47,6 +52,7 @@ impl Sizes {
         batches: 20,
         batch: 100,
         threads: 8,
+        snapshotting: false,
     };
 
     /// Tiny sizes that prove the harness works.
@@ -59,6 +65,7 @@ impl Sizes {
         batches: 3,
         batch: 20,
         threads: 8,
+        snapshotting: false,
     };
 
     /// Events written by W1.
