@@ -110,6 +110,10 @@ pub enum Command {
         /// (repeat for more).
         #[arg(long, value_name = "UPSTREAM")]
         tracking: Vec<String>,
+        /// Leave snapshots out (for a store without a snapshot table,
+        /// with CREATE_TABLE=no).
+        #[arg(long)]
+        no_snapshots: bool,
     },
     /// Read an export into the store. Idempotent: a second import, or one
     /// after an interruption, stores only what is missing.

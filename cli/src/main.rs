@@ -104,7 +104,15 @@ fn run(cli: Cli) -> Result<Outcome> {
             output,
             plain,
             tracking,
-        } => transfer::export(&settings()?, &out, output.as_deref(), plain, &tracking)?,
+            no_snapshots,
+        } => {
+            let options = transfer::ExportOptions {
+                plain,
+                tracking,
+                snapshots: !no_snapshots,
+            };
+            transfer::export(&settings()?, &out, output.as_deref(), &options)?
+        }
         Command::Import { input, batch } => {
             transfer::import(&settings()?, &out, input.as_deref(), batch)?
         }

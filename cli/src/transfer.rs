@@ -109,14 +109,29 @@ struct Exported {
     tracking: u64,
 }
 
+/// What `export` writes besides the events.
+#[derive(Debug)]
+pub struct ExportOptions {
+    /// States decoded, not as stored.
+    pub plain: bool,
+    /// The upstream applications whose tracking positions to write.
+    pub tracking: Vec<String>,
+    /// Whether to write snapshots.
+    pub snapshots: bool,
+}
+
 pub fn export(
     settings: &Settings,
     out: &Output,
     output: Option<&Path>,
-    plain: bool,
-    tracking: &[String],
+    options: &ExportOptions,
 ) -> Result<()> {
-    let app = settings.open_with_snapshots()?;
+    let plain = options.plain;
+    let app = if options.snapshots {
+        settings.open_with_snapshots()?
+    } else {
+        settings.open()?
+    };
     let mut to: Box<dyn Write> = match output {
         Some(path) => Box::new(BufWriter::new(
             File::create(path).map_err(io(format!("creating {}", path.display())))?,
@@ -161,7 +176,7 @@ pub fn export(
             }
         }
     }
-    for upstream in tracking {
+    for upstream in &options.tracking {
         let position = app.recorder().max_tracking_id(upstream)?;
         if position > 0 {
             counts.tracking += 1;

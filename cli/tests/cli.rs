@@ -799,3 +799,32 @@ fn tracking_positions_and_the_object_store_travel_too() {
     assert_eq!(position["notification_id"], 7);
     assert!(rows_of(&export) == rows_of(&again));
 }
+
+#[test]
+fn a_store_without_a_snapshot_table_exports_with_no_snapshots() {
+    let file = sqlite_file("no-snapshots");
+    let (_app, _) = kennel(&file, &[]);
+    let db = rusqlite::Connection::open(&file).expect("open the file");
+    db.execute_batch("DROP TABLE IF EXISTS stored_snapshots")
+        .expect("drop the snapshot table");
+    drop(db);
+    let base = [
+        "--app",
+        "School",
+        "--sqlite",
+        &file,
+        "--set",
+        "CREATE_TABLE=no",
+    ];
+    let refused = run(&[&base[..], &["export"]].concat());
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("snapshots"),
+        "{}",
+        stderr(&refused)
+    );
+    let export = ok(&[&base[..], &["export", "--no-snapshots"]].concat());
+    let lines = json_lines(&export);
+    assert_eq!(lines.iter().filter(|l| l["kind"] == "event").count(), 6);
+    assert_eq!(lines.last().map(|l| l["snapshots"].clone()), Some(0.into()));
+}
