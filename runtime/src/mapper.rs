@@ -222,7 +222,15 @@ pub fn variant_of<A: Aggregate>(topic: &str) -> Option<usize> {
 }
 
 /// Whether `topic` is one the Python library writes (`module:Class...`).
+///
+/// ```
+/// use annals::mapper::is_python_topic;
+/// assert!(is_python_topic("dogschool:Dog.Registered"));
+/// assert!(!is_python_topic("Dog.Registered"));
+/// ```
 pub fn is_python_topic(topic: &str) -> bool {
+    // Tried: `memchr` (~114 instructions a call on a topic) and a byte
+    // loop (~92) against this (~94): not worth a change (callgrind, W4).
     topic.contains(':')
 }
 
