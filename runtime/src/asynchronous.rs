@@ -273,34 +273,19 @@ impl AsyncApplication {
         start: u64,
         topics: Vec<String>,
     ) -> Result<Streamed<Result<Notification>>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
-        let (started, ready) = tokio::sync::oneshot::channel();
         let app = self.app.clone();
-        std::thread::Builder::new()
-            .name(format!("annals-subscribe-{}", app.name()))
-            .spawn(move || {
-                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-                let subscription = match app.subscribe(start, &topics) {
-                    Ok(subscription) => subscription,
-                    Err(e) => {
-                        let _ = started.send(Err(e));
-                        return;
-                    }
-                };
-                if started.send(Ok(subscription.stopper())).is_err() {
-                    return;
-                }
-                for item in subscription {
-                    if tx.blocking_send(item).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| crate::Error::persistence("starting a subscription's thread", e))?;
-        let stopper = ready.await.map_err(|_| {
-            crate::Error::persistence("starting a subscription", "its thread ended")
-        })??;
-        Ok(Streamed { rx, stopper })
+        let thread = format!("annals-subscribe-{}", app.name());
+        let open = move || {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            app.subscribe(start, &topics)
+        };
+        spawn_stream(
+            thread,
+            "subscription",
+            open,
+            crate::log::Subscription::stopper,
+        )
+        .await
     }
 
     /// Aggregate `id`'s events, its history and then each new one, as a
@@ -314,33 +299,10 @@ impl AsyncApplication {
         id: impl Into<A::Id>,
     ) -> Result<Streamed<Result<DomainEvent<A>>>> {
         let id = id.into();
-        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
-        let (started, ready) = tokio::sync::oneshot::channel();
         let app = self.app.clone();
-        std::thread::Builder::new()
-            .name(format!("annals-changes-{}", app.name()))
-            .spawn(move || {
-                let changes = match app.changes::<A>(id) {
-                    Ok(changes) => changes,
-                    Err(e) => {
-                        let _ = started.send(Err(e));
-                        return;
-                    }
-                };
-                if started.send(Ok(changes.stopper())).is_err() {
-                    return;
-                }
-                for item in changes {
-                    if tx.blocking_send(item).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| crate::Error::persistence("starting a change stream's thread", e))?;
-        let stopper = ready.await.map_err(|_| {
-            crate::Error::persistence("starting a change stream", "its thread ended")
-        })??;
-        Ok(Streamed { rx, stopper })
+        let thread = format!("annals-changes-{}", app.name());
+        let open = move || app.changes::<A>(id);
+        spawn_stream(thread, "change stream", open, crate::log::Changes::stopper).await
     }
 
     /// Waits until `follower` has processed notification `notification_id`
@@ -378,6 +340,49 @@ impl AsyncApplication {
 
 /// How many items a stream's thread reads ahead.
 const STREAM_BUFFER: usize = 64;
+
+/// Opens a blocking iterator on a thread of its own (`thread` names it)
+/// and feeds what it yields into a [`Streamed`]; `what` names it in
+/// errors. Returns once the iterator is open, with its error if it could
+/// not be.
+async fn spawn_stream<I, T, F>(
+    thread: String,
+    what: &'static str,
+    open: F,
+    stopper: fn(&I) -> Stopper,
+) -> Result<Streamed<T>>
+where
+    F: FnOnce() -> Result<I> + Send + 'static,
+    I: Iterator<Item = T> + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+    let (started, ready) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(thread)
+        .spawn(move || {
+            let items = match open() {
+                Ok(items) => items,
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                    return;
+                }
+            };
+            if started.send(Ok(stopper(&items))).is_err() {
+                return;
+            }
+            for item in items {
+                if tx.blocking_send(item).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| crate::Error::persistence(format!("starting a {what}'s thread"), e))?;
+    let stopper = ready.await.map_err(|_| {
+        crate::Error::persistence(format!("starting a {what}"), "its thread ended")
+    })??;
+    Ok(Streamed { rx, stopper })
+}
 
 /// A stream fed by a blocking thread (see [`AsyncApplication::subscribe`]);
 /// dropping it stops the thread.
