@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use annals::persistence::{EventQuery, NotificationQuery};
+use annals::log::NotificationLogReader;
+use annals::persistence::EventQuery;
 use annals::persistence::{Notification, StoredEvent};
 use annals::Application;
 use serde::Serialize;
@@ -48,29 +49,19 @@ pub fn stream_events(
     )))
 }
 
-/// Notifications read per query.
-pub const PAGE: usize = 1_000;
-
 /// Calls `each` with every notification from `from` (of `topics`, if
-/// any), a page at a time.
+/// any), read a page at a time by the library's log reader.
 pub fn each_notification(
     app: &Application,
     from: u64,
     topics: &[String],
     mut each: impl FnMut(Notification) -> Result<()>,
 ) -> Result<()> {
-    let mut start = from.max(1);
-    loop {
-        let query = NotificationQuery::new(start, PAGE).topics(topics.iter().cloned());
-        let page = app.select_notifications(&query)?;
-        let Some(last) = page.last().map(|n| n.id) else {
-            return Ok(());
-        };
-        for notification in page {
-            each(notification)?;
-        }
-        start = last + 1;
+    let reader = NotificationLogReader::new(app).topics(topics.iter().cloned());
+    for notification in reader.read(from) {
+        each(notification?)?;
     }
+    Ok(())
 }
 
 /// The JSON a stored state holds, exactly as written.
@@ -258,20 +249,12 @@ pub fn log(
         }
         return Ok(());
     }
-    let mut shown = 0;
-    let mut start = from.max(1);
-    while shown < limit {
-        let query =
-            NotificationQuery::new(start, PAGE.min(limit - shown)).topics(topics.iter().cloned());
-        let page = app.select_notifications(&query)?;
-        let Some(last) = page.last().map(|n| n.id) else {
-            break;
-        };
-        for n in &page {
-            show(&app, out, n)?;
-        }
-        shown += page.len();
-        start = last + 1;
+    // Pages no larger than what is asked for.
+    let reader = NotificationLogReader::new(&app)
+        .page_size(limit.min(1_000))
+        .topics(topics.iter().cloned());
+    for n in reader.read(from).take(limit) {
+        show(&app, out, &n?)?;
     }
     Ok(())
 }
