@@ -950,6 +950,65 @@ fn a_notification_id_the_sequence_gives_twice_is_no_conflict_of_the_caller() {
 }
 
 #[test]
+fn a_conflict_names_the_taken_key_and_a_nul_is_refused_before_the_server() {
+    let Some(config) = text_config() else {
+        return annals_tests::skipped("conflict_key");
+    };
+    let r = fresh(&config, "pg_conflict_key");
+    r.insert_events(&[event("a", 1, "T"), event("a", 2, "T")])
+        .expect("insert");
+    // Version 3 is free, 2 is taken: the insert stores 3, then undoes it.
+    match r.insert_events(&[event("a", 3, "T"), event("a", 2, "T")]) {
+        Err(Error::Conflict { id, version, .. }) => {
+            assert_eq!((id.as_deref(), version), (Some("a"), Some(2)));
+        }
+        other => panic!("a conflict at a/2, got {other:?}"),
+    }
+    let err = r
+        .insert_events(&[event("n", 1, "T\0")])
+        .expect_err("PostgreSQL's text cannot hold a NUL");
+    assert!(!err.is_conflict());
+    assert!(err.report().to_string().contains("NUL character"), "{err}");
+    let stored: Vec<u64> = r
+        .select_events("a", &EventQuery::all())
+        .expect("select")
+        .iter()
+        .map(|e| e.originator_version)
+        .collect();
+    assert_eq!(stored, [1, 2]);
+    assert_eq!(r.max_notification_id().expect("max"), 2);
+    r.insert_events(&[event("a", 3, "T")]).expect("the store goes on");
+    // Saves that join another's transaction (group commit) take another
+    // path to the same error: 8 threads race for the same versions.
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for v in 1..=30 {
+                    match r.insert_events(&[event("race", v, "T"), event("race", v + 100, "T")]) {
+                        Ok(_) => {}
+                        Err(Error::Conflict { id, version, .. }) => {
+                            assert_eq!(id.as_deref(), Some("race"));
+                            assert!(
+                                version == Some(v) || version == Some(v + 100),
+                                "{version:?} for {v}"
+                            );
+                        }
+                        Err(e) => panic!("not a conflict: {}", e.report()),
+                    }
+                }
+            });
+        }
+    });
+    let race: Vec<u64> = r
+        .select_events("race", &EventQuery::all())
+        .expect("select")
+        .iter()
+        .map(|e| e.originator_version)
+        .collect();
+    assert_eq!(race, (1..=30).chain(101..=130).collect::<Vec<_>>());
+}
+
+#[test]
 fn tables_are_created_with_the_python_librarys_storage_options() {
     let Some(config) = text_config() else {
         return annals_tests::skipped("storage_options");

@@ -248,6 +248,8 @@ impl PostgresRecorder {
             suspect: false,
             stored: false,
             savepoint: false,
+            joining: false,
+            undo: Undo::Impossible,
             synced: false,
         };
         Self {
@@ -496,6 +498,21 @@ impl PostgresRecorder {
 
     /// The columns of `events` as query parameters.
     fn columns<'a>(&self, events: &'a [StoredEvent]) -> Result<Columns<'a>> {
+        // Refused here, not by the server: its error would abort the
+        // transaction the save shares with others (group commit).
+        if let Some(e) = events
+            .iter()
+            .find(|e| e.topic.contains('\0') || e.originator_id.contains('\0'))
+        {
+            return Err(Error::persistence(
+                format!("inserting events ({})", self.sql.events),
+                format!(
+                    "the event at version {} of stream {:?} (topic {:?}) has a NUL character \
+                     in its topic or id, which PostgreSQL's text cannot hold",
+                    e.originator_version, e.originator_id, e.topic
+                ),
+            ));
+        }
         let ids = match self.config.originator_id_type {
             OriginatorIdType::Uuid => Ids::Uuid(
                 events
@@ -550,7 +567,7 @@ impl PostgresRecorder {
             let saved = self.group.save(|w| {
                 w.save(
                     &columns,
-                    !events.is_empty(),
+                    events.len(),
                     tracking,
                     writes.as_deref_mut(),
                 )
@@ -619,6 +636,17 @@ impl fmt::Display for WriteFail {
     }
 }
 
+/// How a failed joining save is undone, leaving the group's other saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undo {
+    /// Rolling back to its savepoint.
+    Savepoint,
+    /// Nothing is left to undo: it deleted what it had stored.
+    Done,
+    /// It cannot be: its error aborted the group's transaction.
+    Impossible,
+}
+
 /// The connection of the open group transaction, as the group-commit
 /// engine drives it.
 struct GroupWriter {
@@ -634,6 +662,11 @@ struct GroupWriter {
     /// Whether a joining save's savepoint is open (released by the next
     /// one, or by the commit).
     savepoint: bool,
+    /// Whether the save about to run joins an open group (the engine asks
+    /// for its savepoint; it is sent only if the save needs one).
+    joining: bool,
+    /// How the last joining save can be undone if it fails.
+    undo: Undo,
     /// Whether a transaction of this writer has moved the notification id
     /// sequence past the stored ids (see [`Sql::sync_sequence`]): done
     /// once, in the first.
@@ -663,14 +696,26 @@ impl GroupWriter {
         WriteFail::Db { error, broken }
     }
 
-    /// One save's statements.
+    /// One save's statements. A joining save of events alone takes no
+    /// savepoint (a round trip): its insert skips taken keys rather than
+    /// failing, and a save that was stored in part deletes its rows again
+    /// (`undo_insert`).
+    /// Tracking records and the user's writes can fail in ways that abort
+    /// the transaction, so a save with them takes one.
     fn save(
         &mut self,
         columns: &[&(dyn ToSql + Sync); 4],
-        has_events: bool,
+        count: usize,
         tracking: Option<(&str, i64)>,
         writes: Option<&mut UserWrites<'_>>,
     ) -> Result<Vec<u64>, WriteFail> {
+        let joining = std::mem::take(&mut self.joining);
+        let isolate = joining && (tracking.is_some() || writes.is_some());
+        self.undo = Undo::Impossible;
+        if isolate {
+            self.open_savepoint()?;
+            self.undo = Undo::Savepoint;
+        }
         let sql = self.sql.clone();
         let conn = self.conn()?;
         let result = (|| -> Result<Result<Vec<u64>, Error>, postgres::Error> {
@@ -693,16 +738,26 @@ impl GroupWriter {
                     }
                 }
             }
-            let mut ids = Vec::new();
-            if has_events {
-                let statement = conn.statement(&sql, Stmt::InsertEvents)?;
+            let mut ids = Vec::with_capacity(count);
+            if count > 0 {
+                // The opener is alone in the transaction: its error may
+                // abort it (the plain insert is the cheaper one).
+                let insert = if joining && !isolate {
+                    Stmt::InsertEventsSkippingTaken
+                } else {
+                    Stmt::InsertEvents
+                };
+                let statement = conn.statement(&sql, insert)?;
                 for row in conn.client.query(&statement, columns)? {
-                    // Never negative: a bigserial sequence starts at 1.
                     let id: i64 = row.try_get(0)?;
-                    ids.push(id.unsigned_abs());
+                    ids.push(id);
+                }
+                if ids.len() < count {
+                    return undo_insert(conn, &sql, &ids, columns).map(Err);
                 }
             }
-            Ok(Ok(ids))
+            // Never negative: a bigserial sequence starts at 1.
+            Ok(Ok(ids.into_iter().map(i64::unsigned_abs).collect()))
         })();
         match result {
             Ok(Ok(ids)) => {
@@ -712,7 +767,31 @@ impl GroupWriter {
                 self.stored |= !ids.is_empty();
                 Ok(ids)
             }
-            Ok(Err(conflict)) => Err(WriteFail::Other(conflict)),
+            Ok(Err(conflict)) => {
+                if self.undo == Undo::Impossible {
+                    // Its rows are deleted (or were never stored).
+                    self.undo = Undo::Done;
+                }
+                Err(WriteFail::Other(conflict))
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Opens a savepoint for a joining save, releasing the previous
+    /// joiner's in the same round trip.
+    fn open_savepoint(&mut self) -> Result<(), WriteFail> {
+        let statement = if self.savepoint {
+            "RELEASE SAVEPOINT save; SAVEPOINT save"
+        } else {
+            "SAVEPOINT save"
+        };
+        let conn = self.conn()?;
+        match conn.client.batch_execute(statement) {
+            Ok(()) => {
+                self.savepoint = true;
+                Ok(())
+            }
             Err(e) => Err(self.fail(e)),
         }
     }
@@ -788,20 +867,9 @@ impl GroupTransaction for GroupWriter {
     }
 
     fn savepoint(&mut self) -> Result<(), WriteFail> {
-        // Releasing the previous joiner's savepoint in the same round trip.
-        let statement = if self.savepoint {
-            "RELEASE SAVEPOINT save; SAVEPOINT save"
-        } else {
-            "SAVEPOINT save"
-        };
-        let conn = self.conn()?;
-        match conn.client.batch_execute(statement) {
-            Ok(()) => {
-                self.savepoint = true;
-                Ok(())
-            }
-            Err(e) => Err(self.fail(e)),
-        }
+        // Sent by `save`, and only if the save needs it.
+        self.joining = true;
+        Ok(())
     }
 
     fn release(&mut self) -> Result<(), WriteFail> {
@@ -810,11 +878,15 @@ impl GroupTransaction for GroupWriter {
     }
 
     fn rollback_to_savepoint(&mut self) -> bool {
-        self.conn.as_mut().is_some_and(|conn| {
-            conn.client
-                .batch_execute("ROLLBACK TO SAVEPOINT save")
-                .is_ok()
-        })
+        match std::mem::replace(&mut self.undo, Undo::Impossible) {
+            Undo::Savepoint => self.conn.as_mut().is_some_and(|conn| {
+                conn.client
+                    .batch_execute("ROLLBACK TO SAVEPOINT save")
+                    .is_ok()
+            }),
+            Undo::Done => true,
+            Undo::Impossible => false,
+        }
     }
 
     fn commit(&mut self) -> Result<(), Failure> {
@@ -850,6 +922,7 @@ impl GroupTransaction for GroupWriter {
     fn ended(&mut self) {
         self.stored = false;
         self.savepoint = false;
+        self.joining = false;
         // Back to the pool between groups (readers may need it).
         self.conn = None;
     }
@@ -892,6 +965,41 @@ impl PostgresRecorder {
                 .collect()
         })
     }
+}
+
+/// Undoes an insert of a save that stored only `stored` (ids) of its
+/// events (`columns`), because others were at taken keys, and returns the
+/// conflict, naming one of those keys.
+fn undo_insert(
+    conn: &mut Conn,
+    sql: &Sql,
+    stored: &[i64],
+    columns: &[&(dyn ToSql + Sync); 4],
+) -> Result<Error, postgres::Error> {
+    let statement = conn.statement(sql, Stmt::UndoInsertEvents)?;
+    let taken = conn
+        .client
+        .query_opt(&statement, &[&stored, columns[0], columns[1]])?;
+    Ok(match taken {
+        Some(row) => {
+            let id: String = row.try_get(0)?;
+            let version: i64 = row.try_get(1)?;
+            let id = Uuid::parse_str(&id).map_or(id, |u| u.simple().to_string());
+            Error::Conflict {
+                aggregate: None,
+                message: format!(
+                    "{}: stream {id} already has version {version}",
+                    sql.events
+                ),
+                id: Some(id),
+                version: u64::try_from(version).ok(),
+            }
+        }
+        None => Error::conflict(format!(
+            "{}: two events of the save are at the same stream and version",
+            sql.events
+        )),
+    })
 }
 
 /// The stream and version of a unique violation's detail, `Key

@@ -30,6 +30,7 @@ pub(super) const ORIGINATOR_ID_COLUMN: &str = "SELECT format_type(atttypid, attt
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Stmt {
     InsertEvents,
+    InsertEventsSkippingTaken,
     InsertTracking,
     SelectEventsAsc,
     SelectEventsDesc,
@@ -43,9 +44,10 @@ pub(super) enum Stmt {
     InsertSnapshots,
     SelectSnapshotsAsc,
     SelectSnapshotsDesc,
+    UndoInsertEvents,
 }
 
-pub(super) const STATEMENTS: usize = 14;
+pub(super) const STATEMENTS: usize = 16;
 
 /// The SQL of one recorder, built once from validated names.
 #[derive(Debug)]
@@ -185,17 +187,25 @@ impl Sql {
                  ORDER BY notification_id LIMIT $2"
             )
         };
+        let insert_events = format!(
+            "INSERT INTO {events} (originator_id, originator_version, topic, state) \
+             SELECT u.o, u.v, u.t, u.s \
+             FROM unnest($1::{id}[], $2::bigint[], $3::text[], $4::bytea[]) \
+                 WITH ORDINALITY AS u(o, v, t, s, n) \
+             ORDER BY u.n"
+        );
         let statements = [
             // Ids from the column's sequence (its default), as the Python
             // library's inserts take them, in the rows' order; under the
             // table lock, which Python's writers take too, so ids are drawn
             // and committed in one order.
+            format!("{insert_events} RETURNING notification_id"),
+            // For a save that joins a group: a taken key is skipped, not an
+            // error. An error would abort the group's whole transaction;
+            // a save stored in part (fewer ids back) is undone alone by
+            // `UndoInsertEvents`, with no savepoint round trip.
             format!(
-                "INSERT INTO {events} (originator_id, originator_version, topic, state) \
-                 SELECT u.o, u.v, u.t, u.s \
-                 FROM unnest($1::{id}[], $2::bigint[], $3::text[], $4::bytea[]) \
-                     WITH ORDINALITY AS u(o, v, t, s, n) \
-                 ORDER BY u.n \
+                "{insert_events} ON CONFLICT (originator_id, originator_version) DO NOTHING \
                  RETURNING notification_id"
             ),
             insert_tracking,
@@ -214,6 +224,19 @@ impl Sql {
             ),
             select_from(&snapshots, "ASC"),
             select_from(&snapshots, "DESC"),
+            // Deletes the rows `InsertEvents` did store ($1, their ids) of
+            // a save it stored only part of, and names a key of the save
+            // ($2, $3) that another row has. The select sees the table as
+            // it was before the delete, so the save's own rows are left out.
+            format!(
+                "WITH undone AS (DELETE FROM {events} WHERE notification_id = ANY($1::bigint[])) \
+                 SELECT e.originator_id::text, e.originator_version \
+                 FROM {events} e \
+                 JOIN unnest($2::{id}[], $3::bigint[]) AS u(o, v) \
+                     ON e.originator_id = u.o AND e.originator_version = u.v \
+                 WHERE e.notification_id <> ALL($1::bigint[]) \
+                 LIMIT 1"
+            ),
         ];
         let begin_and_lock = format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE");
         Self {
