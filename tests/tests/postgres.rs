@@ -977,7 +977,8 @@ fn a_conflict_names_the_taken_key_and_a_nul_is_refused_before_the_server() {
         .collect();
     assert_eq!(stored, [1, 2]);
     assert_eq!(r.max_notification_id().expect("max"), 2);
-    r.insert_events(&[event("a", 3, "T")]).expect("the store goes on");
+    r.insert_events(&[event("a", 3, "T")])
+        .expect("the store goes on");
     // Saves that join another's transaction (group commit) take another
     // path to the same error: 8 threads race for the same versions.
     std::thread::scope(|scope| {
@@ -1006,6 +1007,152 @@ fn a_conflict_names_the_taken_key_and_a_nul_is_refused_before_the_server() {
         .map(|e| e.originator_version)
         .collect();
     assert_eq!(race, (1..=30).chain(101..=130).collect::<Vec<_>>());
+}
+
+#[test]
+fn concurrent_saves_get_the_notification_ids_of_their_own_events() {
+    let Some(config) = text_config() else {
+        return annals_tests::skipped("combined_ids");
+    };
+    let r = fresh(&config, "pg_combined_ids");
+    // Saves of 1 to 3 events, queued behind one another and inserted by
+    // whichever holds the writer; every fifth one at a taken key.
+    // Per acknowledged save: its ids, and the (stream, version) of its events.
+    type Saved = (Vec<u64>, Vec<(String, u64)>);
+    let saved: Vec<Saved> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|t| {
+                let r = &r;
+                scope.spawn(move || {
+                    let mut saved = Vec::new();
+                    let mut next = [1u64; 3];
+                    for i in 0..60u64 {
+                        let j = (i % 3) as usize;
+                        let stream = format!("s{t}-{j}");
+                        let taken = i % 5 == 4 && next[j] > 1;
+                        let version = if taken { 1 } else { next[j] };
+                        let n = 1 + (i / 3) % 3;
+                        let events: Vec<_> =
+                            (0..n).map(|k| event(&stream, version + k, "T")).collect();
+                        match r.insert_events(&events) {
+                            Ok(ids) => {
+                                assert!(!taken, "save {t}/{i} at a taken key was stored");
+                                next[j] += n;
+                                let keys = events
+                                    .iter()
+                                    .map(|e| (e.originator_id.clone(), e.originator_version))
+                                    .collect();
+                                saved.push((ids, keys));
+                            }
+                            Err(e) if e.is_conflict() && taken => {}
+                            Err(e) => panic!("save {t}/{i}: {}", e.report()),
+                        }
+                    }
+                    saved
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let log = r
+        .select_notifications(&NotificationQuery::new(1, 100_000))
+        .expect("log");
+    let by_id: std::collections::HashMap<u64, (String, u64)> = log
+        .iter()
+        .map(|n| {
+            (
+                n.id,
+                (n.event.originator_id.clone(), n.event.originator_version),
+            )
+        })
+        .collect();
+    let events: usize = saved.iter().map(|(ids, _)| ids.len()).sum();
+    assert_eq!(log.len(), events, "every stored event was acknowledged");
+    for (ids, keys) in &saved {
+        let found: Vec<_> = ids.iter().map(|id| by_id[id].clone()).collect();
+        assert_eq!(&found, keys, "ids {ids:?}");
+    }
+}
+
+#[test]
+fn saves_of_groups_whose_connection_is_killed_are_stored_whole_or_not_at_all() {
+    let Some(mut config) = server() else {
+        return annals_tests::skipped("killed_groups");
+    };
+    config.originator_id_type = OriginatorIdType::Text;
+    let r = fresh(&config, "pg_killed_groups");
+    let done = AtomicBool::new(false);
+    let outcomes: Vec<(String, Result<Vec<u64>, String>)> = std::thread::scope(|scope| {
+        let killer = scope.spawn(|| {
+            let mut db = client(&config);
+            let mut kills = 0;
+            for _ in 0..40 {
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                let killed: i64 = db
+                    .query_one(
+                        "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity \
+                         WHERE pid <> pg_backend_pid() AND query LIKE '%pg_killed_groups_events%'",
+                        &[],
+                    )
+                    .expect("terminate")
+                    .get(0);
+                kills += killed;
+            }
+            kills
+        });
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let r = &r;
+                scope.spawn(move || {
+                    (0..250)
+                        .map(|i| {
+                            let stream = format!("k{t}-{i}");
+                            let saved = r
+                                .insert_events(&[event(&stream, 1, "T"), event(&stream, 2, "T")])
+                                .map_err(|e| e.report().to_string());
+                            (stream, saved)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let outcomes = writers
+            .into_iter()
+            .flat_map(|h| h.join().expect("writer"))
+            .collect();
+        done.store(true, Ordering::SeqCst);
+        assert!(
+            killer.join().expect("killer") > 0,
+            "no connection was killed"
+        );
+        outcomes
+    });
+    let mut oks = 0;
+    for (stream, saved) in &outcomes {
+        let stored = r.select_events(stream, &EventQuery::all()).expect("select");
+        match saved {
+            Ok(ids) => {
+                oks += 1;
+                assert_eq!(stored.len(), 2, "{stream}: acknowledged, stored whole");
+                assert_eq!(ids.len(), 2);
+            }
+            Err(e) if e.contains("unknown") => {
+                assert!(stored.len() == 2 || stored.is_empty(), "{stream}: {e}")
+            }
+            Err(e) => assert!(stored.is_empty(), "{stream}: failed, yet stored: {e}"),
+        }
+    }
+    eprintln!(
+        "killed groups: {oks} of {} saves acknowledged",
+        outcomes.len()
+    );
+    assert!(oks > 0, "no save got through");
 }
 
 #[test]

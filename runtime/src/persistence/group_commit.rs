@@ -3,8 +3,9 @@
 //! them all.
 //!
 //! The first save of a group begins the transaction and runs alone in it
-//! (it holds the writer while it runs); each save that joins runs in a
-//! savepoint of its own, so its failure (a conflict) undoes it alone. The
+//! (it holds the writer while it runs); each save that joins is marked
+//! (a savepoint, or what the store undoes without one), so its failure (a
+//! conflict) undoes it alone. The
 //! last writer with nobody waiting behind it commits, and every save of
 //! the group returns only after that commit: a failed commit fails every
 //! save of the group, and none of them is stored. A store says how to
@@ -115,7 +116,21 @@ impl<T: GroupTransaction> GroupCommit<T> {
         &self,
         save: impl FnOnce(&mut T) -> Result<R, T::Error>,
     ) -> Result<R, SaveError<T::Error>> {
-        let mut writer = self.writer();
+        self.save_announced(|| {}, save)
+    }
+
+    /// As [`save`](Self::save), running `announce` first, once this save
+    /// counts as waiting for the writer: what `announce` leaves for the
+    /// writer's holder to do (a queued insert) is done in a group this
+    /// save then joins, since a group is not committed while a save waits
+    /// (unless by [`exclusive`](Self::exclusive) or a failure, which the
+    /// store must allow for).
+    pub(crate) fn save_announced<R>(
+        &self,
+        announce: impl FnOnce(),
+        save: impl FnOnce(&mut T) -> Result<R, T::Error>,
+    ) -> Result<R, SaveError<T::Error>> {
+        let mut writer = self.writer(announce);
         let epoch = match writer.open {
             Some(epoch) => epoch,
             None => {
@@ -176,14 +191,16 @@ impl<T: GroupTransaction> GroupCommit<T> {
     /// is committed first): for work that needs a transaction of its own,
     /// or reads through the writer.
     pub(crate) fn exclusive<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let mut writer = self.writer();
+        let mut writer = self.writer(|| {});
         self.commit(&mut writer);
         f(&mut writer.tx)
     }
 
-    /// The writer, counted as waiting while it waits.
-    fn writer(&self) -> MutexGuard<'_, Writer<T>> {
+    /// The writer, counted as waiting (from before `announce`) while it
+    /// waits.
+    fn writer(&self, announce: impl FnOnce()) -> MutexGuard<'_, Writer<T>> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        announce();
         // A panic while the lock was held left at most an open group,
         // which the next holder commits or rolls back.
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());

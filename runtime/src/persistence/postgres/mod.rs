@@ -49,6 +49,7 @@
 //! | `recorder.rs` | [`PostgresRecorder`], [`PostgresSnapshotRecorder`]; writes under group commit |
 //! | `listener.rs` | [`Listener`] and the watcher that wakes followers |
 
+mod combine;
 mod listener;
 mod pool;
 mod recorder;

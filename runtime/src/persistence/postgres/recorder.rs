@@ -10,6 +10,7 @@ use postgres::Row;
 use r2d2::{Pool, PooledConnection};
 use uuid::Uuid;
 
+use super::combine::{self, Outcome, Queue, Slot};
 use super::pool::{describe, is_broken, setting_at_fault, Conn, Connections, Fail, Manager};
 use super::settings::{check_schema, table_prefix, OriginatorIdType, PostgresConfig};
 use super::sql::{Sql, Stmt, ORIGINATOR_ID_COLUMN, TABLE_KEY};
@@ -43,7 +44,50 @@ struct Columns<'a> {
     states: Vec<&'a [u8]>,
 }
 
-impl Columns<'_> {
+impl<'a> Columns<'a> {
+    /// The columns of `events`, checked: ids of the column's type, versions
+    /// in range, no NUL in text.
+    fn new<I>(events: I, id_type: OriginatorIdType, sql: &Sql) -> Result<Self>
+    where
+        I: Iterator<Item = &'a StoredEvent> + Clone,
+    {
+        // Refused here, not by the server: its error would abort the
+        // transaction the save shares with others (group commit).
+        if let Some(e) = events
+            .clone()
+            .find(|e| e.topic.contains('\0') || e.originator_id.contains('\0'))
+        {
+            return Err(Error::persistence(
+                format!("inserting events ({})", sql.events),
+                format!(
+                    "the event at version {} of stream {:?} (topic {:?}) has a NUL character \
+                     in its topic or id, which PostgreSQL's text cannot hold",
+                    e.originator_version, e.originator_id, e.topic
+                ),
+            ));
+        }
+        let ids = match id_type {
+            OriginatorIdType::Uuid => Ids::Uuid(
+                events
+                    .clone()
+                    .map(|e| parse_uuid(&e.originator_id, sql))
+                    .collect::<Result<_>>()?,
+            ),
+            OriginatorIdType::Text => {
+                Ids::Text(events.clone().map(|e| e.originator_id.as_str()).collect())
+            }
+        };
+        Ok(Columns {
+            ids,
+            versions: events
+                .clone()
+                .map(|e| to_i64("originator_version", e.originator_version))
+                .collect::<Result<_>>()?,
+            topics: events.clone().map(|e| e.topic.as_str()).collect(),
+            states: events.map(|e| e.state.as_slice()).collect(),
+        })
+    }
+
     fn params(&self) -> [&(dyn ToSql + Sync); 4] {
         let ids: &(dyn ToSql + Sync) = match &self.ids {
             Ids::Uuid(ids) => ids,
@@ -51,6 +95,21 @@ impl Columns<'_> {
         };
         [ids, &self.versions, &self.topics, &self.states]
     }
+}
+
+/// `originator_id` as a UUID, for the uuid column of `sql`'s table.
+fn parse_uuid(originator_id: &str, sql: &Sql) -> Result<Uuid> {
+    Uuid::parse_str(originator_id).map_err(|_| {
+        Error::config(
+            settings::ORIGINATOR_ID_TYPE.name,
+            format!(
+                "originator id {originator_id:?} is not a UUID, but the originator_id \
+                 column of {} is uuid: set ORIGINATOR_ID_TYPE=text to store string ids \
+                 (in new tables)",
+                sql.events
+            ),
+        )
+    })
 }
 
 /// One originator id as a query parameter.
@@ -99,6 +158,9 @@ pub struct PostgresRecorder {
     /// Saves of this process that arrive while one is being written share
     /// its transaction (and its table lock and WAL flush).
     group: Arc<GroupCommit<GroupWriter>>,
+    /// Saves of events alone waiting for the writer, for its holder to
+    /// insert in one statement ([`combine`]).
+    queue: Queue,
 }
 
 impl fmt::Debug for PostgresRecorder {
@@ -241,9 +303,13 @@ impl PostgresRecorder {
         sql: Sql,
     ) -> Self {
         let sql = Arc::new(sql);
+        let queue = Queue::default();
         let writer = GroupWriter {
             connections: connections.clone(),
             sql: sql.clone(),
+            id_type: config.originator_id_type,
+            queue: queue.clone(),
+            in_tx: Vec::new(),
             conn: None,
             suspect: false,
             stored: false,
@@ -258,6 +324,7 @@ impl PostgresRecorder {
             sql,
             config: config.clone(),
             group: Arc::new(GroupCommit::new(writer, true)),
+            queue,
         }
     }
 
@@ -466,17 +533,7 @@ impl PostgresRecorder {
     }
 
     fn parse_uuid(&self, originator_id: &str) -> Result<Uuid> {
-        Uuid::parse_str(originator_id).map_err(|_| {
-            Error::config(
-                settings::ORIGINATOR_ID_TYPE.name,
-                format!(
-                    "originator id {originator_id:?} is not a UUID, but the originator_id \
-                     column of {} is uuid: set ORIGINATOR_ID_TYPE=text to store string ids \
-                     (in new tables)",
-                    self.sql.events
-                ),
-            )
-        })
+        parse_uuid(originator_id, &self.sql)
     }
 
     fn read_id(&self, row: &Row, index: usize) -> Result<String, postgres::Error> {
@@ -498,47 +555,34 @@ impl PostgresRecorder {
 
     /// The columns of `events` as query parameters.
     fn columns<'a>(&self, events: &'a [StoredEvent]) -> Result<Columns<'a>> {
-        // Refused here, not by the server: its error would abort the
-        // transaction the save shares with others (group commit).
-        if let Some(e) = events
-            .iter()
-            .find(|e| e.topic.contains('\0') || e.originator_id.contains('\0'))
-        {
-            return Err(Error::persistence(
-                format!("inserting events ({})", self.sql.events),
-                format!(
-                    "the event at version {} of stream {:?} (topic {:?}) has a NUL character \
-                     in its topic or id, which PostgreSQL's text cannot hold",
-                    e.originator_version, e.originator_id, e.topic
-                ),
-            ));
-        }
-        let ids = match self.config.originator_id_type {
-            OriginatorIdType::Uuid => Ids::Uuid(
-                events
-                    .iter()
-                    .map(|e| self.parse_uuid(&e.originator_id))
-                    .collect::<Result<_>>()?,
-            ),
-            OriginatorIdType::Text => {
-                Ids::Text(events.iter().map(|e| e.originator_id.as_str()).collect())
+        Columns::new(events.iter(), self.config.originator_id_type, &self.sql)
+    }
+
+    /// After its group failed to begin: takes a queued save back, unless a
+    /// save of another group (committed now) inserted it meanwhile.
+    fn withdraw(
+        &self,
+        slot: &Arc<Slot>,
+        error: WriteFail,
+    ) -> Result<Vec<u64>, SaveError<WriteFail>> {
+        self.group.exclusive(|_| {
+            self.queue.remove(slot);
+            match slot.take() {
+                Outcome::Stored(ids) => Ok(ids),
+                Outcome::Failed(Some(e)) => Err(SaveError::Own {
+                    error: WriteFail::Other(e),
+                    alone: false,
+                }),
+                Outcome::Failed(None) | Outcome::Pending => Err(SaveError::Begin(error)),
             }
-        };
-        Ok(Columns {
-            ids,
-            versions: events
-                .iter()
-                .map(|e| to_i64("originator_version", e.originator_version))
-                .collect::<Result<_>>()?,
-            topics: events.iter().map(|e| e.topic.as_str()).collect(),
-            states: events.iter().map(|e| e.state.as_slice()).collect(),
         })
     }
 
     /// Inserts `events` (and `tracking`) atomically, under the events
     /// table's lock: in a group transaction shared with the saves of other
-    /// threads that arrive meanwhile (group commit), in a savepoint of its
-    /// own, so a conflict undoes this save alone. Returns once the group
+    /// threads that arrive meanwhile (group commit), so that a conflict
+    /// undoes this save alone; events alone are queued and inserted with
+    /// the saves queued beside them ([`combine`]). Returns once the group
     /// has committed.
     ///
     /// `writes`, the user's, run right after the inserts, in the same
@@ -562,16 +606,26 @@ impl PostgresRecorder {
             .transpose()?;
         let context = format!("inserting {} events", events.len());
         let table = &self.sql.events;
+        // Events alone are queued for the writer's holder to insert with
+        // others; tracking records and the user's writes go on their own.
+        let queued = (tracking.is_none() && writes.is_none()).then(|| combine::slot(events));
         let mut retried = false;
         loop {
-            let saved = self.group.save(|w| {
-                w.save(
-                    &columns,
-                    events.len(),
-                    tracking,
-                    writes.as_deref_mut(),
-                )
-            });
+            let saved = self.group.save_announced(
+                || {
+                    if let Some(slot) = &queued {
+                        self.queue.push(slot);
+                    }
+                },
+                |w| match &queued {
+                    Some(slot) => w.save_queued(slot),
+                    None => w.save(&columns, events.len(), tracking, writes.as_deref_mut()),
+                },
+            );
+            let saved = match (saved, &queued) {
+                (Err(SaveError::Begin(e)), Some(slot)) => self.withdraw(slot, e),
+                (saved, _) => saved,
+            };
             if let Some(error) = writes.as_deref_mut().and_then(UserWrites::take_error) {
                 return Err(error);
             }
@@ -652,6 +706,12 @@ enum Undo {
 struct GroupWriter {
     connections: Connections,
     sql: Arc<Sql>,
+    id_type: OriginatorIdType,
+    /// The queued saves, shared with the recorder.
+    queue: Queue,
+    /// The queued saves inserted in the open transaction: their outcomes
+    /// hold only if it commits.
+    in_tx: Vec<Arc<Slot>>,
     /// Taken from the pool when a group begins, given back when it ends.
     conn: Option<PooledConnection<Manager>>,
     /// A connection broke: check the next one before using it.
@@ -696,12 +756,10 @@ impl GroupWriter {
         WriteFail::Db { error, broken }
     }
 
-    /// One save's statements. A joining save of events alone takes no
-    /// savepoint (a round trip): its insert skips taken keys rather than
-    /// failing, and a save that was stored in part deletes its rows again
-    /// (`undo_insert`).
-    /// Tracking records and the user's writes can fail in ways that abort
-    /// the transaction, so a save with them takes one.
+    /// The statements of a save with a tracking record or the user's
+    /// writes (events alone are queued: `save_queued`). Those can fail in
+    /// ways that abort the transaction, so a joining save of this kind
+    /// takes a savepoint.
     fn save(
         &mut self,
         columns: &[&(dyn ToSql + Sync); 4],
@@ -709,10 +767,8 @@ impl GroupWriter {
         tracking: Option<(&str, i64)>,
         writes: Option<&mut UserWrites<'_>>,
     ) -> Result<Vec<u64>, WriteFail> {
-        let joining = std::mem::take(&mut self.joining);
-        let isolate = joining && (tracking.is_some() || writes.is_some());
         self.undo = Undo::Impossible;
-        if isolate {
+        if std::mem::take(&mut self.joining) {
             self.open_savepoint()?;
             self.undo = Undo::Savepoint;
         }
@@ -740,24 +796,14 @@ impl GroupWriter {
             }
             let mut ids = Vec::with_capacity(count);
             if count > 0 {
-                // The opener is alone in the transaction: its error may
-                // abort it (the plain insert is the cheaper one).
-                let insert = if joining && !isolate {
-                    Stmt::InsertEventsSkippingTaken
-                } else {
-                    Stmt::InsertEvents
-                };
-                let statement = conn.statement(&sql, insert)?;
+                let statement = conn.statement(&sql, Stmt::InsertEvents)?;
                 for row in conn.client.query(&statement, columns)? {
+                    // Never negative: a bigserial sequence starts at 1.
                     let id: i64 = row.try_get(0)?;
-                    ids.push(id);
-                }
-                if ids.len() < count {
-                    return undo_insert(conn, &sql, &ids, columns).map(Err);
+                    ids.push(id.unsigned_abs());
                 }
             }
-            // Never negative: a bigserial sequence starts at 1.
-            Ok(Ok(ids.into_iter().map(i64::unsigned_abs).collect()))
+            Ok(Ok(ids))
         })();
         match result {
             Ok(Ok(ids)) => {
@@ -767,14 +813,48 @@ impl GroupWriter {
                 self.stored |= !ids.is_empty();
                 Ok(ids)
             }
+            // Nothing was written (a single-row tracking record that did
+            // not move): the transaction goes on.
             Ok(Err(conflict)) => {
                 if self.undo == Undo::Impossible {
-                    // Its rows are deleted (or were never stored).
                     self.undo = Undo::Done;
                 }
                 Err(WriteFail::Other(conflict))
             }
             Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// A queued save: inserted already by the holder of the writer before
+    /// this one, or now, with every save queued behind it.
+    fn save_queued(&mut self, own: &Arc<Slot>) -> Result<Vec<u64>, WriteFail> {
+        let joining = std::mem::take(&mut self.joining);
+        self.undo = Undo::Impossible;
+        if own.is_pending() {
+            let batch = self.queue.drain_with(own);
+            self.in_tx.extend(batch.iter().cloned());
+            let sql = self.sql.clone();
+            let id_type = self.id_type;
+            let conn = self.conn()?;
+            match insert_queued(conn, &sql, id_type, &batch, joining) {
+                Ok(stored) => self.stored |= stored,
+                Err(Fail::Db(e)) => return Err(self.fail(e)),
+                Err(Fail::Other(e)) => return Err(WriteFail::Other(e)),
+            }
+        }
+        match own.take() {
+            Outcome::Stored(ids) => Ok(ids),
+            Outcome::Failed(error) => {
+                // Its rows are deleted (or were never stored).
+                self.undo = Undo::Done;
+                Err(WriteFail::Other(error.unwrap_or_else(|| {
+                    Error::persistence("inserting events", "the save's outcome was taken")
+                })))
+            }
+            Outcome::Pending => Err(WriteFail::Other(Error::persistence(
+                "inserting events",
+                "the save was left uninserted",
+            ))),
         }
     }
 
@@ -854,6 +934,16 @@ impl GroupWriter {
     }
 }
 
+impl GroupWriter {
+    /// The queued saves of a transaction that did not commit are pending
+    /// again: their owners insert them anew.
+    fn requeue(&mut self) {
+        for slot in self.in_tx.drain(..) {
+            slot.set(Outcome::Pending);
+        }
+    }
+}
+
 impl GroupTransaction for GroupWriter {
     type Error = WriteFail;
 
@@ -904,10 +994,23 @@ impl GroupTransaction for GroupWriter {
                 conn.broken = true;
                 self.conn = None;
                 self.suspect = true;
-                Err(Failure::Unknown(describe(&e)))
+                let why = describe(&e);
+                for slot in self.in_tx.drain(..) {
+                    slot.set(Outcome::Failed(Some(Error::persistence(
+                        format!(
+                            "inserting events ({}): the connection broke after COMMIT was \
+                             sent, so whether they were stored is unknown; select them before \
+                             trying again",
+                            self.sql.events
+                        ),
+                        why.clone(),
+                    ))));
+                }
+                Err(Failure::Unknown(why))
             }
             Err(e) => {
                 conn.rollback();
+                self.requeue();
                 Err(Failure::Failed(describe(&e)))
             }
         }
@@ -917,12 +1020,14 @@ impl GroupTransaction for GroupWriter {
         if let Some(conn) = &mut self.conn {
             conn.rollback();
         }
+        self.requeue();
     }
 
     fn ended(&mut self) {
         self.stored = false;
         self.savepoint = false;
         self.joining = false;
+        self.in_tx.clear();
         // Back to the pool between groups (readers may need it).
         self.conn = None;
     }
@@ -967,6 +1072,58 @@ impl PostgresRecorder {
     }
 }
 
+/// Inserts the queued saves of `batch` in one statement and sets their
+/// outcomes; true if any was stored. When a key is taken, that insert is
+/// undone and each save is inserted alone, so only the saves at taken
+/// keys fail. Alone and opening its group (`joining` false), a save takes
+/// the plain insert, whose error aborts the transaction as it would be.
+fn insert_queued(
+    conn: &mut Conn,
+    sql: &Sql,
+    id_type: OriginatorIdType,
+    batch: &[Arc<Slot>],
+    joining: bool,
+) -> Result<bool, Fail> {
+    let total: usize = batch.iter().map(|slot| slot.events.len()).sum();
+    let rows = Columns::new(batch.iter().flat_map(|s| s.events.iter()), id_type, sql)
+        .map_err(Fail::Other)?;
+    let params = rows.params();
+    let insert = if batch.len() == 1 && !joining {
+        Stmt::InsertEvents
+    } else {
+        Stmt::InsertEventsSkippingTaken
+    };
+    let statement = conn.statement(sql, insert)?;
+    let mut ids = Vec::with_capacity(total);
+    for row in conn.client.query(&statement, &params)? {
+        ids.push(row.try_get::<_, i64>(0)?);
+    }
+    if ids.len() == total {
+        // Drawn from the sequence in the rows' order, so in the saves'.
+        ids.sort_unstable();
+        let mut rest = ids.as_slice();
+        for slot in batch {
+            let (own, more) = rest.split_at(slot.events.len());
+            // Never negative: a bigserial sequence starts at 1.
+            slot.set(Outcome::Stored(
+                own.iter().map(|id| id.unsigned_abs()).collect(),
+            ));
+            rest = more;
+        }
+        return Ok(total > 0);
+    }
+    let conflict = undo_insert(conn, sql, &ids, &params)?;
+    if let [slot] = batch {
+        slot.set(Outcome::Failed(Some(conflict)));
+        return Ok(false);
+    }
+    let mut stored = false;
+    for slot in batch {
+        stored |= insert_queued(conn, sql, id_type, std::slice::from_ref(slot), true)?;
+    }
+    Ok(stored)
+}
+
 /// Undoes an insert of a save that stored only `stored` (ids) of its
 /// events (`columns`), because others were at taken keys, and returns the
 /// conflict, naming one of those keys.
@@ -987,10 +1144,7 @@ fn undo_insert(
             let id = Uuid::parse_str(&id).map_or(id, |u| u.simple().to_string());
             Error::Conflict {
                 aggregate: None,
-                message: format!(
-                    "{}: stream {id} already has version {version}",
-                    sql.events
-                ),
+                message: format!("{}: stream {id} already has version {version}", sql.events),
                 id: Some(id),
                 version: u64::try_from(version).ok(),
             }
