@@ -1,6 +1,8 @@
 //! annals, used through its public API as an application would use it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::allocs::Stopwatch;
 
 use annals::mapper::Compressor;
 use annals::persistence::object::ObjectConfig;
@@ -106,9 +108,9 @@ fn write_dogs(app: &Application, sizes: &Sizes, first: usize, step: usize) -> Re
 
 impl Sut for AnnalsSut {
     fn w1(&mut self, sizes: &Sizes) -> Res<Duration> {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let ids = write_dogs(&self.app, sizes, 0, 1)?;
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         self.ids = ids;
         check_count("W1", self.stored()?, sizes.w1_events())?;
         Ok(elapsed)
@@ -116,13 +118,13 @@ impl Sut for AnnalsSut {
 
     fn w2(&mut self, sizes: &Sizes) -> Res<Duration> {
         let repository = self.app.repository();
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let dogs = self
             .ids
             .iter()
             .map(|id| repository.get::<Dog>(*id))
             .collect::<annals::Result<Vec<Dog>>>()?;
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         if dogs.len() != sizes.aggregates {
             return fail(format!(
                 "W2: read {} aggregates, expected {}",
@@ -139,7 +141,7 @@ impl Sut for AnnalsSut {
     fn w3(&mut self, sizes: &Sizes) -> Res<Duration> {
         let total = sizes.w1_events();
         let recorder = self.app.recorder();
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let mut all = Vec::with_capacity(total);
         let mut next = 1;
         let mut selects = 0;
@@ -150,7 +152,7 @@ impl Sut for AnnalsSut {
             next = last.id + 1;
             all.extend(page);
         }
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         check_ids("W3", all.iter().map(|n| n.id), total)?;
         if selects != total.div_ceil(sizes.page) {
             return fail(format!("W3: {selects} selects"));
@@ -159,7 +161,7 @@ impl Sut for AnnalsSut {
     }
 
     fn w4(&mut self, sizes: &Sizes) -> Res<W4> {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let mut dog = Dog::register(name(0));
         let mut pending = 1;
         for j in 1..sizes.long {
@@ -171,13 +173,13 @@ impl Sut for AnnalsSut {
             }
         }
         self.app.save(&mut dog)?;
-        let write = start.elapsed();
+        let write = start.stop();
         let id = dog.id();
         check_count("W4 write", self.stored()?, sizes.long)?;
 
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let dog: Dog = self.app.repository().get(id)?;
-        let get_nosnap = start.elapsed();
+        let get_nosnap = start.stop();
         check_dog(
             "W4 no snapshot",
             0,
@@ -188,9 +190,9 @@ impl Sut for AnnalsSut {
         )?;
 
         self.app.take_snapshot::<Dog>(id)?;
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let dog: Dog = self.app.repository().get(id)?;
-        let get_snap = start.elapsed();
+        let get_snap = start.stop();
         check_dog(
             "W4 snapshot",
             0,
@@ -207,21 +209,21 @@ impl Sut for AnnalsSut {
     }
 
     fn w5(&mut self, sizes: &Sizes) -> Res<Duration> {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         for b in 0..sizes.batches {
             let mut dogs: Vec<Dog> = (0..sizes.batch)
                 .map(|k| Dog::register(name(b * sizes.batch + k)))
                 .collect();
             self.app.save(&mut dogs[..])?;
         }
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         check_count("W5", self.stored()?, sizes.batches * sizes.batch)?;
         Ok(elapsed)
     }
 
     fn w1_concurrent(&mut self, sizes: &Sizes) -> Res<Duration> {
         let app = &self.app;
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let results: Vec<Res<Vec<Uuid>>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..sizes.threads)
                 .map(|t| s.spawn(move || write_dogs(app, sizes, t, sizes.threads)))
@@ -234,7 +236,7 @@ impl Sut for AnnalsSut {
                 })
                 .collect()
         });
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         for r in results {
             r?;
         }

@@ -7,7 +7,9 @@
 //! `CqrsFramework::execute` loads the aggregate from the store before each
 //! command: there is no way to keep it in memory between commands.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::allocs::Stopwatch;
 
 use cqrs_es::mem_store::MemStore;
 use cqrs_es::{Aggregate, CqrsFramework, DomainEvent, EventStore};
@@ -127,7 +129,7 @@ fn unsupported<T>(what: &str) -> Res<T> {
 
 impl Sut for CqrsSut {
     fn w1(&mut self, sizes: &Sizes) -> Res<Duration> {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let mut ids = Vec::with_capacity(sizes.aggregates);
         pollster::block_on(async {
             for i in 0..sizes.aggregates {
@@ -144,7 +146,7 @@ impl Sut for CqrsSut {
             }
             Ok::<_, cqrs_es::AggregateError<DogError>>(())
         })?;
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         let stored = pollster::block_on(async {
             let mut n = 0;
             for id in &ids {
@@ -158,7 +160,7 @@ impl Sut for CqrsSut {
     }
 
     fn w2(&mut self, sizes: &Sizes) -> Res<Duration> {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let dogs = pollster::block_on(async {
             let mut dogs = Vec::with_capacity(self.ids.len());
             for id in &self.ids {
@@ -166,7 +168,7 @@ impl Sut for CqrsSut {
             }
             Ok::<_, cqrs_es::AggregateError<DogError>>(dogs)
         })?;
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         if dogs.len() != sizes.aggregates {
             return fail(format!("W2: read {} aggregates", dogs.len()));
         }

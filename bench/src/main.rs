@@ -8,6 +8,7 @@
 //!
 //! `cargo run --release -p annals-bench -- --help`
 
+mod allocs;
 mod annals_sut;
 mod cqrs;
 mod long_get;
@@ -118,6 +119,14 @@ struct Cli {
     /// sync core, the async facade, and axum over HTTP (SQLite).
     #[arg(long, value_name = "N")]
     web: Option<usize>,
+    /// Instead of the workload: allocations per event on the save and get
+    /// paths of every system on --stores (needs --features dhat-heap).
+    #[arg(long)]
+    allocs: bool,
+    /// With --allocs: also write DHAT's profile (every allocation site with
+    /// its backtrace) to this file, for DHAT's viewer (dh_view.html).
+    #[arg(long, value_name = "FILE")]
+    allocs_profile: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -595,6 +604,9 @@ fn run(cli: Cli) -> Res<()> {
             "s3" => Store::ObjectS3,
             other => return fail(format!("unknown store {other:?}")),
         });
+    }
+    if cli.allocs {
+        return allocs::run(&stores, cli.allocs_profile.as_deref());
     }
     let zlib = cli.workloads.iter().any(|w| w == "zlib-aes");
     let plain = cli.workloads.iter().any(|w| w != "zlib-aes");

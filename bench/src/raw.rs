@@ -6,7 +6,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::allocs::Stopwatch;
 
 use aes_gcm::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -321,9 +323,9 @@ fn write_dogs<S: RawStore>(
 
 impl<S: RawStore> Sut for RawSut<S> {
     fn w1(&mut self, sizes: &Sizes) -> Res<Duration> {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let ids = write_dogs(&mut self.store, &mut self.codec, sizes, 0, 1)?;
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         self.ids = ids;
         check_count("W1", self.store.count()?, sizes.w1_events())?;
         Ok(elapsed)
@@ -331,12 +333,12 @@ impl<S: RawStore> Sut for RawSut<S> {
 
     fn w2(&mut self, sizes: &Sizes) -> Res<Duration> {
         let ids = std::mem::take(&mut self.ids);
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let dogs = ids
             .iter()
             .map(|id| self.get(*id, false))
             .collect::<Res<Vec<_>>>()?;
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         if dogs.len() != sizes.aggregates {
             return fail(format!("W2: read {} aggregates", dogs.len()));
         }
@@ -349,7 +351,7 @@ impl<S: RawStore> Sut for RawSut<S> {
 
     fn w3(&mut self, sizes: &Sizes) -> Res<Duration> {
         let total = sizes.w1_events();
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let mut all: Vec<Notif> = Vec::with_capacity(total);
         let mut next = 1;
         while all.len() < total {
@@ -358,13 +360,13 @@ impl<S: RawStore> Sut for RawSut<S> {
             next = last.0 + 1;
             all.extend(page);
         }
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         check_ids("W3", all.iter().map(|n| n.0), total)?;
         Ok(elapsed)
     }
 
     fn w4(&mut self, sizes: &Sizes) -> Res<W4> {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let (mut dog, row) = RawDog::register(&mut self.codec, name(0))?;
         let mut pending = vec![row];
         for j in 1..sizes.long {
@@ -377,13 +379,13 @@ impl<S: RawStore> Sut for RawSut<S> {
         if !pending.is_empty() {
             self.store.insert(&pending)?;
         }
-        let write = start.elapsed();
+        let write = start.stop();
         check_count("W4 write", self.store.count()?, sizes.long)?;
         let id = dog.id;
 
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let d = self.get(id, true)?;
-        let get_nosnap = start.elapsed();
+        let get_nosnap = start.stop();
         check_dog(
             "W4 no snapshot",
             0,
@@ -410,9 +412,9 @@ impl<S: RawStore> Sut for RawSut<S> {
             state,
         })?;
 
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let d = self.get(id, true)?;
-        let get_snap = start.elapsed();
+        let get_snap = start.stop();
         check_dog("W4 snapshot", 0, &d.name, &d.tricks, d.version, sizes.long)?;
         Ok(W4 {
             write,
@@ -422,14 +424,14 @@ impl<S: RawStore> Sut for RawSut<S> {
     }
 
     fn w5(&mut self, sizes: &Sizes) -> Res<Duration> {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         for b in 0..sizes.batches {
             let rows = (0..sizes.batch)
                 .map(|k| Ok(RawDog::register(&mut self.codec, name(b * sizes.batch + k))?.1))
                 .collect::<Res<Vec<_>>>()?;
             self.store.insert(&rows)?;
         }
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         check_count("W5", self.store.count()?, sizes.batches * sizes.batch)?;
         Ok(elapsed)
     }
@@ -438,7 +440,7 @@ impl<S: RawStore> Sut for RawSut<S> {
         let mut workers = (0..sizes.threads)
             .map(|_| Ok((self.store.another()?, self.codec.fork())))
             .collect::<Res<Vec<_>>>()?;
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let results: Vec<Res<Vec<Uuid>>> = std::thread::scope(|s| {
             let handles: Vec<_> = workers
                 .iter_mut()
@@ -455,7 +457,7 @@ impl<S: RawStore> Sut for RawSut<S> {
                 })
                 .collect()
         });
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         for r in results {
             r?;
         }
