@@ -1254,13 +1254,32 @@ pub struct Encoded {
     correlation_id: Option<uuid::Uuid>,
 }
 
+/// One aggregate of a save. Its ids are not kept as strings (two
+/// allocations per save): the stored one is in its first row, and the
+/// displayed one is made from that for an error or a recording span.
 #[derive(Debug)]
 struct Stream {
     aggregate: &'static str,
-    stored_id: String,
-    /// As the id type displays it.
-    id: String,
+    /// The index in `Encoded::events` of its first row.
+    first: usize,
     first_version: u64,
+    /// The id as its type displays it, from the stored form.
+    display: fn(&str) -> String,
+}
+
+impl Stream {
+    fn stored_id<'a>(&self, events: &'a [StoredEvent]) -> Option<&'a str> {
+        events.get(self.first).map(|e| e.originator_id.as_str())
+    }
+
+    fn id(&self, events: &[StoredEvent]) -> Option<String> {
+        self.stored_id(events).map(self.display)
+    }
+}
+
+/// `stored` as `A`'s id type displays it (as stored, if it does not parse).
+fn display_id<A: Aggregate>(stored: &str) -> String {
+    A::Id::from_stored(stored).map_or_else(|_| stored.to_owned(), |id| id.to_string())
 }
 
 impl Encoded {
@@ -1287,7 +1306,11 @@ impl Encoded {
         if let ([stream], (Some(first), Some(last))) =
             (&self.streams[..], (self.events.first(), self.events.last()))
         {
-            span.record("id", stream.id.as_str());
+            if !span.is_disabled() {
+                if let Some(id) = stream.id(&self.events) {
+                    span.record("id", id.as_str());
+                }
+            }
             span.record("first_version", first.originator_version);
             span.record("last_version", last.originator_version);
         }
@@ -1306,14 +1329,17 @@ impl Encoded {
             return error;
         };
         let stream = match &id {
-            Some(stored) => self.streams.iter().find(|s| s.stored_id == *stored),
+            Some(stored) => self
+                .streams
+                .iter()
+                .find(|s| s.stored_id(&self.events) == Some(stored.as_str())),
             None if self.streams.len() == 1 => self.streams.first(),
             None => None,
         };
         match stream {
             Some(s) => Error::Conflict {
                 aggregate: Some(s.aggregate),
-                id: Some(s.id.clone()),
+                id: s.id(&self.events),
                 version: version.or(Some(s.first_version)),
                 message,
             },
@@ -1342,14 +1368,13 @@ fn encode_aggregate<A: Aggregate>(
     metadata: &Metadata,
     out: &mut Encoded,
 ) -> Result<()> {
-    let id = aggregate.id();
     let meta = aggregate.__meta_mut();
     if let Some(first) = meta.pending.first() {
         out.streams.push(Stream {
             aggregate: A::NAME,
-            stored_id: id.to_stored(),
-            id: id.to_string(),
+            first: out.events.len(),
             first_version: first.originator_version,
+            display: display_id::<A>,
         });
     }
     let mut chain = meta.last_hash;

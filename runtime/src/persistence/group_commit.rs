@@ -12,7 +12,6 @@
 //! begin, take a savepoint, roll back to it and commit
 //! ([`GroupTransaction`]); this module does the bookkeeping.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -78,7 +77,34 @@ struct State {
     ended: u64,
     /// Per epoch not yet reported to all its saves: how many saves wait
     /// for it, and how it failed, if it did.
-    outcomes: BTreeMap<u64, (usize, Option<Failure>)>,
+    outcomes: Outcomes,
+}
+
+/// Per epoch: how many saves wait for it, and how it failed. A few
+/// entries at most, in a vector that keeps its capacity, so a save costs
+/// no allocation here (a map's node per epoch did).
+#[derive(Default)]
+struct Outcomes(Vec<(u64, (usize, Option<Failure>))>);
+
+impl Outcomes {
+    fn entry(&mut self, epoch: u64) -> &mut (usize, Option<Failure>) {
+        let at = match self.0.iter().position(|(e, _)| *e == epoch) {
+            Some(at) => at,
+            None => {
+                self.0.push((epoch, (0, None)));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    fn get_mut(&mut self, epoch: u64) -> Option<&mut (usize, Option<Failure>)> {
+        self.0.iter_mut().find(|(e, _)| *e == epoch).map(|(_, o)| o)
+    }
+
+    fn remove(&mut self, epoch: u64) {
+        self.0.retain(|(e, _)| *e != epoch);
+    }
 }
 
 /// The group-commit engine over one writing connection `T`.
@@ -148,7 +174,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
                 epoch
             }
         };
-        self.state().outcomes.entry(epoch).or_default().0 += 1;
+        self.state().outcomes.entry(epoch).0 += 1;
         // The opener is alone in the transaction (it holds the writer):
         // its failure rolls the whole of it back, so it needs no savepoint.
         let joining = writer.saves > 0;
@@ -173,7 +199,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
             }
             Err(error) => {
                 let undone = joining && writer.tx.rollback_to_savepoint();
-                let alone = self.state().outcomes.get(&epoch).map_or(1, |o| o.0) == 1;
+                let alone = self.state().outcomes.get_mut(epoch).map_or(1, |o| o.0) == 1;
                 if undone {
                     self.commit_unless_awaited(&mut writer);
                 } else {
@@ -233,10 +259,10 @@ impl<T: GroupTransaction> GroupCommit<T> {
         writer.saves = 0;
         writer.tx.ended();
         let mut state = self.state();
-        let outcome = state.outcomes.entry(epoch).or_default();
+        let outcome = state.outcomes.entry(epoch);
         outcome.1 = failure;
         if outcome.0 == 0 {
-            state.outcomes.remove(&epoch);
+            state.outcomes.remove(epoch);
         }
         state.ended = epoch;
         drop(state);
@@ -247,10 +273,10 @@ impl<T: GroupTransaction> GroupCommit<T> {
     fn leave(&self, epoch: u64) {
         let mut state = self.state();
         let ended = state.ended >= epoch;
-        if let Some(outcome) = state.outcomes.get_mut(&epoch) {
+        if let Some(outcome) = state.outcomes.get_mut(epoch) {
             outcome.0 = outcome.0.saturating_sub(1);
             if outcome.0 == 0 && ended {
-                state.outcomes.remove(&epoch);
+                state.outcomes.remove(epoch);
             }
         }
     }
@@ -262,11 +288,11 @@ impl<T: GroupTransaction> GroupCommit<T> {
             .ended
             .wait_while(state, |s| s.ended < epoch)
             .unwrap_or_else(|e| e.into_inner());
-        let outcome = state.outcomes.entry(epoch).or_default();
+        let outcome = state.outcomes.entry(epoch);
         let failure = outcome.1.clone();
         outcome.0 = outcome.0.saturating_sub(1);
         if outcome.0 == 0 {
-            state.outcomes.remove(&epoch);
+            state.outcomes.remove(epoch);
         }
         failure.map_or(Ok(()), Err)
     }

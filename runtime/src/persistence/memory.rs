@@ -102,13 +102,17 @@ impl State {
     /// A conflict if any of `events` is at a taken (id, version), or two
     /// of them are at the same one.
     pub(super) fn check(&self, events: &[StoredEvent]) -> Result<()> {
-        let mut batch = HashSet::with_capacity(events.len());
+        // A set of the batch's keys only for a batch (one save of one
+        // event, the usual, needs none: an allocation saved).
+        let mut batch = HashSet::with_capacity(if events.len() > 1 { events.len() } else { 0 });
         for e in events {
             let taken = self
                 .streams
                 .get(&e.originator_id)
                 .is_some_and(|s| s.contains_key(&e.originator_version));
-            if taken || !batch.insert((&e.originator_id, e.originator_version)) {
+            if taken
+                || (events.len() > 1 && !batch.insert((&e.originator_id, e.originator_version)))
+            {
                 return Err(Error::Conflict {
                     aggregate: None,
                     id: Some(e.originator_id.clone()),
@@ -130,10 +134,15 @@ impl State {
             .map(|e| {
                 self.log.push(e.clone());
                 let index = self.log.len() - 1;
-                self.streams
-                    .entry(e.originator_id.clone())
-                    .or_default()
-                    .insert(e.originator_version, index);
+                // The id is copied for a new stream only.
+                match self.streams.get_mut(&e.originator_id) {
+                    Some(stream) => stream.insert(e.originator_version, index),
+                    None => self
+                        .streams
+                        .entry(e.originator_id.clone())
+                        .or_default()
+                        .insert(e.originator_version, index),
+                };
                 index as u64 + 1
             })
             .collect()

@@ -113,10 +113,11 @@ impl Shared {
         rowids: bool,
         mut writes: Option<&mut UserWrites<'_>>,
     ) -> Result<Vec<u64>> {
-        let rows = events
-            .iter()
-            .map(|e| Ok((e, to_i64("originator version", e.originator_version)?)))
-            .collect::<Result<Vec<_>>>()?;
+        // Checked before the transaction, converted again in it (not
+        // collected: a vector of converted rows cost an allocation).
+        for e in events {
+            to_i64("originator version", e.originator_version)?;
+        }
         let tracked = tracking
             .map(|(sql, t)| Ok((sql, t, to_i64("notification id", t.notification_id)?)))
             .transpose()?;
@@ -140,8 +141,10 @@ impl Shared {
                 }
             }
             let mut insert = conn.prepare_cached(insert_sql)?;
-            let mut ids = Vec::with_capacity(if rowids { rows.len() } else { 0 });
-            for (e, version) in rows {
+            let mut ids = Vec::with_capacity(if rowids { events.len() } else { 0 });
+            for e in events {
+                let version = i64::try_from(e.originator_version)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 insert.execute(params![e.originator_id, version, e.topic, e.state])?;
                 if rowids {
                     // Never negative: SQLite numbers rows from 1 up.
