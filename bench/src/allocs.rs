@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::workload::{Res, Sizes};
-use crate::{open, Config, Store, System};
+use crate::workload::Res;
+use crate::Store;
+#[cfg(feature = "dhat-heap")]
+use crate::{open, workload::Sizes, Config, System};
 
 #[cfg(feature = "dhat-heap")]
 #[global_allocator]
@@ -58,6 +60,7 @@ impl Stopwatch {
 
 /// The sizes: DHAT records a backtrace per allocation, so smaller than the
 /// workload's, but the same shapes.
+#[cfg(feature = "dhat-heap")]
 const SIZES: Sizes = Sizes {
     aggregates: 200,
     events: 10,

@@ -13,7 +13,7 @@
 //! ([`GroupTransaction`]); this module does the bookkeeping.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
 
 /// How a group's transaction failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +222,26 @@ impl<T: GroupTransaction> GroupCommit<T> {
         f(&mut writer.tx)
     }
 
+    /// Runs `f` on the writing connection if it is idle (not held, no
+    /// group open, no save waiting), else returns None at once: for reads
+    /// that gain from the writer's cache, which holds what was just
+    /// written, and that must not keep a save waiting long.
+    pub(crate) fn try_idle<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let mut writer = match self.writer.try_lock() {
+            Ok(writer) => writer,
+            // As in `writer`: a panic left at most an open group.
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        if writer.open.is_some() {
+            return None;
+        }
+        Some(f(&mut writer.tx))
+    }
+
     /// The writer, counted as waiting (from before `announce`) while it
     /// waits.
     fn writer(&self, announce: impl FnOnce()) -> MutexGuard<'_, Writer<T>> {
@@ -417,6 +437,20 @@ mod tests {
             let commits = log.steps.iter().filter(|s| *s == "commit").count();
             assert!(commits <= stored, "{commits} commits for {stored} saves");
         });
+    }
+
+    #[test]
+    fn the_idle_writer_is_lent_only_when_nothing_holds_it() {
+        let engine = GroupCommit::new(Log::default(), true);
+        assert_eq!(engine.try_idle(|log| log.committed.len()), Some(0));
+        // Held by a save (its group open): not lent, and no wait.
+        let lent = engine.save(|log| {
+            log.open.push(1);
+            Ok::<_, String>(engine.try_idle(|_| ()))
+        });
+        assert!(matches!(lent, Ok(None)), "{lent:?}");
+        assert_eq!(engine.exclusive(|_| engine.try_idle(|_| ())), None);
+        assert_eq!(engine.try_idle(|log| log.committed.clone()), Some(vec![1]));
     }
 
     #[test]

@@ -102,6 +102,25 @@ impl Shared {
         result.map_err(|e| sqlite_error(context, &self.config, e))
     }
 
+    /// As [`read`](Self::read), on the writing connection when it is idle:
+    /// SQLite drops a reader's page cache whenever another connection
+    /// writes, while the writer's holds the rows just written (measured:
+    /// a get from a fresh 240 KB snapshot 0.80 -> 0.37 ms). For a stream's
+    /// reads, which are short; a save that arrives meanwhile waits for the
+    /// read.
+    fn read_recent<T>(
+        &self,
+        context: &str,
+        f: impl Fn(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        if self.readers.is_some() {
+            if let Some(result) = self.writer.try_idle(|w| f(&w.conn)) {
+                return result.map_err(|e| sqlite_error(context, &self.config, e));
+            }
+        }
+        self.read(context, f)
+    }
+
     /// Inserts rows into a table (and a tracking record, with the
     /// statements of the tracking table's layout) in one transaction;
     /// returns the rowids when `rowids` is set.
@@ -197,7 +216,7 @@ impl Shared {
         let gt = query.gt.map(|v| to_i64("version", v)).transpose()?;
         let lte = query.lte.map(|v| to_i64("version", v)).transpose()?;
         let sql = select_events_sql(table, query);
-        self.read("selecting events", |conn| {
+        self.read_recent("selecting events", |conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             stmt.raw_bind_parameter(1, originator_id)?;
             if let Some(gt) = gt {
