@@ -22,6 +22,7 @@ pub(crate) enum Failure {
     Failed(String),
     /// The connection broke after COMMIT was sent: whether it committed is
     /// unknown.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Unknown(String),
 }
 
@@ -56,7 +57,11 @@ pub(crate) enum SaveError<E> {
     Begin(E),
     /// This save's own statements failed: nothing of it was stored.
     /// `alone`: no other save shared its transaction.
-    Own { error: E, alone: bool },
+    Own {
+        error: E,
+        #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+        alone: bool,
+    },
     /// This save succeeded, but its group's commit failed.
     Group(Failure),
 }
@@ -138,6 +143,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
 
     /// Runs `save` inside a group transaction and returns once its group
     /// has ended: its value if the group committed.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn save<R>(
         &self,
         save: impl FnOnce(&mut T) -> Result<R, T::Error>,
@@ -226,6 +232,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
     /// group open, no save waiting), else returns None at once: for reads
     /// that gain from the writer's cache, which holds what was just
     /// written, and that must not keep a save waiting long.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn try_idle<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             return None;

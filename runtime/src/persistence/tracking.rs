@@ -17,12 +17,15 @@
 //! uses it; the setting decides only the layout of a table the store
 //! creates. Nothing here migrates a table.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::error::{Error, Result};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::settings;
 
 /// The `application_name` of the row that marks a single-row tracking
 /// table, as the Python library writes it (with notification id 1) when it
 /// creates one.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) const MIGRATION_ROW: &str = "__migration__";
 
 /// How a SQL store's tracking table keeps its records: one of the Python

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use super::process::Upstream;
 use super::runner::StopHandle;
 use crate::application::Application;
-use crate::error::{Error, Result};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::error::Error;
+use crate::error::Result;
 use crate::persistence::NotificationQuery;
 
 /// A database a projection writes its read model to, with a tracking
@@ -18,7 +20,7 @@ use crate::persistence::NotificationQuery;
 /// (feature `postgres`); see [`Projection`] for an example. Implement it
 /// for another database: [`apply`](Self::apply) must record the tracking
 /// row and the projection's writes in one transaction, and report a
-/// tracking row that exists as [`Error::Conflict`].
+/// tracking row that exists as [`Error::Conflict`](crate::Error::Conflict).
 pub trait ReadModel: Send + 'static {
     /// A transaction of the database, which the projection's code writes
     /// through.
@@ -30,7 +32,7 @@ pub trait ReadModel: Send + 'static {
     ///
     /// # Errors
     ///
-    /// The database's errors ([`Error::Persistence`]).
+    /// The database's errors ([`Error::Persistence`](crate::Error::Persistence)).
     fn create_tracking_table(&mut self) -> Result<()>;
 
     /// The highest notification id of `leader` that projection `name` has
@@ -38,7 +40,7 @@ pub trait ReadModel: Send + 'static {
     ///
     /// # Errors
     ///
-    /// The database's errors ([`Error::Persistence`]).
+    /// The database's errors ([`Error::Persistence`](crate::Error::Persistence)).
     fn max_tracking_id(&mut self, name: &str, leader: &str) -> Result<u64>;
 
     /// Runs `apply` in a transaction and records, in the same transaction,
