@@ -54,7 +54,7 @@ impl Settings {
             overrides.push((name.into(), value.into()));
         }
         let mut vars: HashMap<String, String> = std::env::vars().collect();
-        let prefix = Env::from_map(&app, [("", "")]).prefix().to_owned();
+        let prefix = Env::prefix_for(&app);
         for (name, value) in overrides {
             // A flag wins over the environment, prefixed names included.
             vars.remove(&format!("{prefix}_{name}"));

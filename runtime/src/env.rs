@@ -101,6 +101,16 @@ impl Env {
         &self.prefix
     }
 
+    /// The prefix that application `app_name`'s names take (as
+    /// [`prefix`](Self::prefix), without an environment to read).
+    ///
+    /// ```
+    /// assert_eq!(annals::env::Env::prefix_for("Dog School"), "DOGSCHOOL");
+    /// ```
+    pub fn prefix_for(app_name: &str) -> String {
+        prefix_of(app_name)
+    }
+
     /// The name `var` was found under (the prefixed name first) and its
     /// value. Empty values count as unset.
     pub fn get(&self, var: &str) -> Option<(String, String)> {
