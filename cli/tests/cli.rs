@@ -10,36 +10,9 @@ use std::time::{Duration, Instant};
 
 use annals::persistence::postgres::PostgresConfig;
 use annals::prelude::*;
+use annals_tests::dogs::Dog;
 use annals_tests::stores::{drop_postgres_tables, postgres_client, postgres_server, temp_dir};
 use serde_json::Value;
-
-/// A dog of the school.
-#[aggregate]
-#[derive(Debug, Clone)]
-pub struct Dog {
-    /// Its name.
-    pub name: String,
-    /// What it can do.
-    pub tricks: Vec<String>,
-}
-
-#[aggregate]
-impl Dog {
-    /// A new dog.
-    #[event("Registered")]
-    pub fn register(name: String) -> Self {
-        Dog {
-            name,
-            tricks: Vec::new(),
-        }
-    }
-
-    /// It learned `trick`.
-    #[event("TrickAdded")]
-    pub fn add_trick(&mut self, trick: String) {
-        self.tricks.push(trick);
-    }
-}
 
 /// The binary, with no store settings from the environment of the tests
 /// (CI exports the PostgreSQL server's).

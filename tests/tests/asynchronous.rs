@@ -10,30 +10,8 @@ use std::time::Duration;
 use annals::asynchronous::AsyncApplication;
 use annals::prelude::*;
 use annals::system::{Policies, ProcessApplication};
+use annals_tests::dogs::Dog;
 use futures::StreamExt;
-
-#[aggregate]
-#[derive(Debug, Clone)]
-pub struct Dog {
-    pub name: String,
-    pub tricks: Vec<String>,
-}
-
-#[aggregate]
-impl Dog {
-    #[event("Registered")]
-    pub fn register(name: String) -> Self {
-        Dog {
-            name,
-            tricks: Vec::new(),
-        }
-    }
-
-    #[event("TrickAdded")]
-    pub fn add_trick(&mut self, trick: String) {
-        self.tricks.push(trick);
-    }
-}
 
 fn assert_send<T: Send>(_: &T) {}
 

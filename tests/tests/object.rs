@@ -12,6 +12,7 @@ use annals::env::Env;
 use annals::persistence::object::{ObjectConfig, ObjectRecorder};
 use annals::persistence::{AggregateRecorder, ApplicationRecorder, ProcessRecorder, Store};
 use annals::prelude::*;
+use annals_tests::dogs::{Dog, DogEvent};
 use annals_tests::stores::temp_dir;
 use object_store::path::Path;
 use object_store::{
@@ -68,29 +69,6 @@ mod in_memory {
 
 mod on_s3 {
     annals::recorder_contract!(|name| super::s3(name));
-}
-
-#[aggregate]
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Dog {
-    pub name: String,
-    pub tricks: Vec<String>,
-}
-
-#[aggregate]
-impl Dog {
-    #[event("Registered")]
-    pub fn register(name: String) -> Self {
-        Dog {
-            name,
-            tricks: Vec::new(),
-        }
-    }
-
-    #[event("TrickAdded")]
-    pub fn add_trick(&mut self, trick: String) {
-        self.tricks.push(trick);
-    }
 }
 
 #[test]

@@ -8,37 +8,14 @@ use std::sync::{Arc, Mutex};
 use annals::prelude::*;
 use annals::system::{Policies, SingleThreadedRunner, System};
 use annals::Metadata;
+use annals_tests::dogs::{Dog, DogEvent};
 use annals_tests::stores::every_store;
-use serde::{Deserialize, Serialize};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, Registry};
-
-#[aggregate]
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Dog {
-    pub name: String,
-    pub tricks: Vec<String>,
-}
-
-#[aggregate]
-impl Dog {
-    #[event("Registered")]
-    pub fn register(name: String) -> Self {
-        Dog {
-            name,
-            tricks: Vec::new(),
-        }
-    }
-
-    #[event("TrickAdded")]
-    pub fn add_trick(&mut self, trick: String) {
-        self.tricks.push(trick);
-    }
-}
 
 #[aggregate]
 #[derive(Debug)]
