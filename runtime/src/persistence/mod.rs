@@ -208,7 +208,7 @@ pub trait ProcessRecorder: ApplicationRecorder {
     /// The SQLite and PostgreSQL stores implement it. The default, for
     /// stores with no database transaction to lend (memory, objects, a
     /// user's own store), stores nothing and is an
-    /// [`Error::Config`](crate::Error::Config) naming `PERSISTENCE_MODULE`;
+    /// [`Error::Config`] naming `PERSISTENCE_MODULE`;
     /// a store that wraps another should pass the call on.
     ///
     /// # Errors

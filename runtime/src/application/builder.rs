@@ -1,0 +1,519 @@
+//! [`ApplicationBuilder`]: an application's settings, in code or from the
+//! environment, and the store they open.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use super::{
+    Application, AGGREGATE_CACHE_MAXSIZE, CIPHER_TOPIC, IS_HASH_CHAINING_ENABLED,
+    IS_SNAPSHOTTING_ENABLED,
+};
+use crate::cipher::{self, Cipher};
+use crate::domain::Aggregate;
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::mapper::{Codec, Compressor, Mapper};
+use crate::persistence::memory::MemoryRecorder;
+#[cfg(feature = "postgres")]
+use crate::persistence::postgres::PostgresConfig;
+#[cfg(feature = "sqlite")]
+use crate::persistence::sqlite::SqliteConfig;
+use crate::persistence::wake::Notifier;
+use crate::persistence::{AggregateRecorder, Persistence, ProcessRecorder, Recorders, Store};
+use crate::repository::{Cache, Repository, Snapshots};
+use crate::settings;
+
+/// Configures an [`Application`] in code, from the environment, or both
+/// (settings made after [`from_env`](Self::from_env) win). `Debug` never
+/// shows the cipher key.
+///
+/// Settings are checked by [`build`](Self::build): the builder's methods
+/// never fail, and the first bad setting is `build`'s error.
+///
+/// ```
+/// use annals::prelude::*;
+/// use annals::mapper::Compressor;
+///
+/// let app = Application::builder("Kennel")
+///     .sqlite(":memory:")                      // or .memory(), .postgres(config), .store(..)
+///     .compressor(Some(Compressor::Zlib))      // zlib, then
+///     .cipher_key(annals::cipher::create_key()) // AES-GCM
+///     .hash_chain(true)
+///     .cache(1_000)
+///     .build()?;
+/// assert_eq!(app.name(), "Kennel");
+/// assert!(app.mapper().hash_chain());
+/// # Ok::<(), annals::Error>(())
+/// ```
+#[must_use]
+pub struct ApplicationBuilder {
+    name: String,
+    persistence: Persistence,
+    compressor: Option<Compressor>,
+    cipher_key: Option<(String, String)>,
+    cipher_bound: bool,
+    snapshotting: bool,
+    intervals: HashMap<TypeId, u64>,
+    cache_size: usize,
+    hash_chain: bool,
+    codec: Codec,
+    errors: Vec<Error>,
+}
+
+impl fmt::Debug for ApplicationBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApplicationBuilder")
+            .field("name", &self.name)
+            .field("persistence", &self.persistence)
+            .field("compressor", &self.compressor)
+            .field("cipher_key", &self.cipher_key.as_ref().map(|_| "***"))
+            .field("snapshotting", &self.snapshotting)
+            .field("cache_size", &self.cache_size)
+            .field("hash_chain", &self.hash_chain)
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApplicationBuilder {
+    /// The builder of [`Application::builder`]: memory, no codec options.
+    pub(super) fn new(name: &str) -> Self {
+        ApplicationBuilder {
+            name: name.to_owned(),
+            persistence: Persistence::Memory,
+            compressor: None,
+            cipher_key: None,
+            cipher_bound: true,
+            snapshotting: false,
+            intervals: HashMap::new(),
+            cache_size: 0,
+            hash_chain: false,
+            codec: Codec::Annals,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Reads the settings from the process environment (see [`crate::env`]
+    /// and [`with_env`](Self::with_env)).
+    ///
+    /// # Errors
+    ///
+    /// As [`with_env`](Self::with_env).
+    pub fn from_env(self) -> Result<Self> {
+        let env = Env::from_process(&self.name);
+        self.with_env(&env)
+    }
+
+    /// Reads the settings from `env`: `PERSISTENCE_MODULE` and the store's
+    /// settings, `COMPRESSOR_TOPIC`, `CIPHER_KEY` (and `CIPHER_TOPIC`),
+    /// `IS_SNAPSHOTTING_ENABLED`, `AGGREGATE_CACHE_MAXSIZE`,
+    /// `IS_HASH_CHAINING_ENABLED` (the table is [`settings::ALL`]). Settings
+    /// `env` does not have keep the builder's values.
+    ///
+    /// ```
+    /// use annals::env::Env;
+    /// use annals::prelude::*;
+    ///
+    /// let env = Env::from_map("Kennel", [
+    ///     ("PERSISTENCE_MODULE", "sqlite"),
+    ///     ("KENNEL_SQLITE_DBNAME", ":memory:"), // the prefixed name wins
+    ///     ("SQLITE_DBNAME", "elsewhere.db"),
+    ///     ("IS_HASH_CHAINING_ENABLED", "yes"),
+    /// ]);
+    /// let app = Application::builder("Kennel").with_env(&env)?.build()?;
+    /// assert!(app.mapper().hash_chain());
+    ///
+    /// let bad = Env::from_map("Kennel", [("AGGREGATE_CACHE_MAXSIZE", "lots")]);
+    /// let err = Application::builder("Kennel").with_env(&bad).unwrap_err();
+    /// assert!(matches!(err, annals::Error::Config { setting, .. } if setting == "AGGREGATE_CACHE_MAXSIZE"));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the variable as it was found: an unknown
+    /// `PERSISTENCE_MODULE`, a store setting that is missing
+    /// (`SQLITE_DBNAME`, `POSTGRES_DBNAME`) or bad, an unknown
+    /// `COMPRESSOR_TOPIC` or `CIPHER_TOPIC`, a value that does not parse (a
+    /// number, a yes/no flag). A bad `CIPHER_KEY` is found by
+    /// [`build`](Self::build).
+    pub fn with_env(mut self, env: &Env) -> Result<Self> {
+        if let Some(persistence) = Persistence::from_env(env)? {
+            self.persistence = persistence;
+        }
+        if let Some(compressor) = Compressor::from_env(env)? {
+            self.compressor = Some(compressor);
+        }
+        if let Some((var, topic)) = env.get(CIPHER_TOPIC) {
+            cipher::check_topic(&var, &topic)?;
+        }
+        if let Some(key) = env.get(cipher::CIPHER_KEY) {
+            self.cipher_key = Some(key);
+        }
+        if let Some(bound) = env.flag(settings::CIPHER_ASSOCIATED_DATA.name)? {
+            self.cipher_bound = bound;
+        }
+        if let Some(enabled) = env.flag(IS_SNAPSHOTTING_ENABLED)? {
+            self.snapshotting = enabled;
+        }
+        if let Some(size) = env.parse::<usize>(AGGREGATE_CACHE_MAXSIZE)? {
+            self.cache_size = size;
+        }
+        if let Some(on) = env.flag(IS_HASH_CHAINING_ENABLED)? {
+            self.hash_chain = on;
+        }
+        if env.get(crate::mapper::CODEC).is_some() {
+            self.codec = Codec::from_env(env)?;
+        }
+        Ok(self)
+    }
+
+    /// Keeps events in memory.
+    pub fn memory(self) -> Self {
+        self.persistence(Persistence::Memory)
+    }
+
+    /// Keeps events in the SQLite database `dbname` (a file path or
+    /// `:memory:`), with default settings (for others, pass a
+    /// [`SqliteConfig`] to [`store`](Self::store)). The database is opened
+    /// by [`build`](Self::build).
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+    /// # #[aggregate]
+    /// # impl Dog {
+    /// #     #[event("Registered")]
+    /// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+    /// #     #[event("TrickAdded")]
+    /// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// # }
+    /// let app = Application::builder("Kennel").sqlite(":memory:").build()?;
+    /// let mut dog = Dog::register("Fido".into());
+    /// app.save(&mut dog)?;
+    /// assert_eq!(app.get::<Dog>(dog.id())?.name, "Fido");
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(self, dbname: impl Into<String>) -> Self {
+        self.persistence(Persistence::Sqlite(SqliteConfig::new(dbname)))
+    }
+
+    /// Keeps events in PostgreSQL, in tables named after the application
+    /// (`kennel_events`, ...). The server is connected to, and the tables
+    /// created, by [`build`](Self::build).
+    ///
+    /// ```no_run
+    /// use annals::persistence::postgres::PostgresConfig;
+    /// use annals::prelude::*;
+    ///
+    /// let mut config = PostgresConfig::new("test"); // 127.0.0.1:5432, user postgres
+    /// config.pool_size = 10;
+    /// let app = Application::builder("Kennel").postgres(config).build()?;
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn postgres(self, config: PostgresConfig) -> Self {
+        self.persistence(Persistence::Postgres(config))
+    }
+
+    /// Keeps events in `store` (a store of the user's own, or any built-in
+    /// store's settings: [`SqliteConfig`], [`PostgresConfig`]). It is
+    /// opened by [`build`](Self::build). See [`Store`] for a store of one's
+    /// own.
+    ///
+    /// ```
+    /// use annals::persistence::sqlite::SqliteConfig;
+    /// use annals::prelude::*;
+    ///
+    /// let mut config = SqliteConfig::new(":memory:");
+    /// config.table_prefix = Some("kennel".into()); // kennel_events, ...
+    /// let app = Application::builder("Kennel").store(config).build()?;
+    /// assert_eq!(app.last_notification_id()?, None);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn store(self, store: impl Store + 'static) -> Self {
+        self.persistence(Persistence::store(store))
+    }
+
+    /// Keeps events where `persistence` says.
+    pub fn persistence(mut self, persistence: Persistence) -> Self {
+        self.persistence = persistence;
+        self
+    }
+
+    /// Keeps events in the given recorder (snapshots then stay in memory).
+    pub fn recorder(self, recorder: Arc<dyn ProcessRecorder>) -> Self {
+        self.persistence(Persistence::Recorder(recorder))
+    }
+
+    /// Keeps events and snapshots in the stores of `other`: a second
+    /// application on the same data. Snapshotting is on if it is on in
+    /// `other`; other settings, such as the cipher key, are not copied.
+    pub fn stores_of(mut self, other: &Application) -> Self {
+        self.snapshotting = other.snapshots().is_some();
+        let snapshots = other.snapshots().map_or_else(
+            || Arc::new(MemoryRecorder::new()) as Arc<dyn AggregateRecorder>,
+            |s| s.recorder().clone(),
+        );
+        self.persistence(Persistence::Recorders(other.recorder().clone(), snapshots))
+    }
+
+    /// Compresses the state of stored events and snapshots (`None`: no
+    /// compression). Events stored compressed are read only by an
+    /// application that compresses too.
+    ///
+    /// ```
+    /// use annals::mapper::Compressor;
+    /// use annals::prelude::*;
+    ///
+    /// let app = Application::builder("Kennel").compressor(Some(Compressor::Zlib)).build()?;
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn compressor(mut self, compressor: Option<Compressor>) -> Self {
+        self.compressor = compressor;
+        self
+    }
+
+    /// Encrypts the state of stored events and snapshots with AES-GCM under
+    /// `key` (base64 of 16, 24 or 32 bytes; see [`cipher::create_key`]). A
+    /// bad key makes [`build`](Self::build) fail, naming `CIPHER_KEY`.
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// let key = annals::cipher::create_key(); // keep it: without it the events are unreadable
+    /// let app = Application::builder("Kennel").cipher_key(key).build()?;
+    ///
+    /// let err = Application::builder("Kennel").cipher_key("c2hvcnQ=").build().unwrap_err();
+    /// assert!(matches!(err, annals::Error::Config { setting, .. } if setting == "CIPHER_KEY"));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn cipher_key(mut self, key: impl Into<String>) -> Self {
+        self.cipher_key = Some((cipher::CIPHER_KEY.to_owned(), key.into()));
+        self
+    }
+
+    /// Whether each ciphertext is bound to its event (the default: a state
+    /// moved into another event does not decrypt); `false` for the Python
+    /// library's layout and for stores annals wrote before it bound them
+    /// (`CIPHER_ASSOCIATED_DATA`).
+    pub fn cipher_associated_data(mut self, bound: bool) -> Self {
+        self.cipher_bound = bound;
+        self
+    }
+
+    /// Turns the snapshot store on or off.
+    pub fn snapshotting(mut self, enabled: bool) -> Self {
+        self.snapshotting = enabled;
+        self
+    }
+
+    /// Takes a snapshot of aggregates of type `A` every `interval` events
+    /// (at versions 5, 10, ... for 5), when they are saved. Turns
+    /// snapshotting on. `A`'s struct must derive `Serialize` and
+    /// `Deserialize`: if it does not, or `interval` is 0,
+    /// [`build`](Self::build) fails ([`Error::Config`]).
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+    /// # #[aggregate]
+    /// # impl Dog {
+    /// #     #[event("Registered")]
+    /// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+    /// #     #[event("TrickAdded")]
+    /// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// # }
+    /// let app = Application::builder("Kennel").snapshot_every::<Dog>(2).build()?;
+    /// let mut dog = Dog::register("Fido".into());
+    /// dog.add_trick("sit".into());
+    /// dog.add_trick("roll over".into());
+    /// app.save(&mut dog)?; // versions 1 to 3: the 2nd event is due
+    /// let snapshots = app.snapshots().expect("snapshot_every turns snapshots on");
+    /// assert_eq!(snapshots.versions::<Dog>(dog.id())?, [3]);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn snapshot_every<A: Aggregate>(mut self, interval: u64) -> Self {
+        if !A::SNAPSHOTS {
+            self.errors.push(Error::config(
+                "snapshot interval",
+                format!(
+                    "{} cannot be snapshotted: derive Serialize and Deserialize on it",
+                    A::NAME
+                ),
+            ));
+        } else if interval == 0 {
+            self.errors.push(Error::config(
+                "snapshot interval",
+                format!("the snapshot interval of {} must be at least 1", A::NAME),
+            ));
+        }
+        self.intervals.insert(TypeId::of::<A>(), interval);
+        self.snapshotting = true;
+        self
+    }
+
+    /// Chains each stream's events by hash (see [`Application::verify`],
+    /// and [`Verification`](super::Verification) for an example). Turn it on for new stores:
+    /// events stored without it have no hash.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// let app = Application::builder("Kennel").hash_chain(true).build()?;
+    /// assert!(app.mapper().hash_chain());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn hash_chain(mut self, on: bool) -> Self {
+        self.hash_chain = on;
+        self
+    }
+
+    /// Writes events and snapshots in `codec`'s format: annals' own (the
+    /// default) or the Python library's, for a store shared with Python
+    /// applications (see [`Codec`] and `docs/howto/python.md`). Both are
+    /// read whichever is chosen.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// use annals::mapper::Codec;
+    /// let app = Application::builder("TrainingSchool").codec(Codec::Python).build()?;
+    /// assert_eq!(app.mapper().codec(), Codec::Python);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Keeps up to `max_size` aggregates in an LRU cache (0: no cache).
+    /// Aggregates whose struct does not derive `Clone` are not cached.
+    /// [`get`](Application::get) then replays only the events stored
+    /// after the cached copy (another process's saves are still seen).
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+    /// # #[aggregate]
+    /// # impl Dog {
+    /// #     #[event("Registered")]
+    /// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+    /// #     #[event("TrickAdded")]
+    /// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// # }
+    /// let app = Application::builder("Kennel").cache(100).build()?;
+    /// let mut dog = Dog::register("Fido".into());
+    /// app.save(&mut dog)?; // cached
+    /// let copy: Dog = app.get(dog.id())?; // from the cache: a copy
+    /// assert_eq!(copy.name, "Fido");
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn cache(mut self, max_size: usize) -> Self {
+        self.cache_size = max_size;
+        self
+    }
+
+    /// Creates (or upgrades: a single-row tracking table gets its
+    /// migration row, a sequence behind its rows is moved on) every table
+    /// the application's store uses, whatever `CREATE_TABLE` says, and
+    /// closes it: the migrate step of a deployment that runs with
+    /// `CREATE_TABLE=no`. Run it for each application of a system (its
+    /// followers included) before starting them. The SQL itself is
+    /// [`PostgresConfig::ddl`] and [`SqliteConfig::ddl`].
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// let dir = std::env::temp_dir().join(format!("annals-migrate-{}", Uuid::new_v4()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let file = dir.join("school.db").to_string_lossy().into_owned();
+    /// let env = annals::env::Env::from_map("School", [
+    ///     ("PERSISTENCE_MODULE", "sqlite"),
+    ///     ("SQLITE_DBNAME", file.as_str()),
+    ///     ("CREATE_TABLE", "no"),
+    /// ]);
+    /// Application::builder("School").with_env(&env)?.migrate()?;
+    /// let app = Application::builder("School").with_env(&env)?.build()?;
+    /// assert_eq!(app.last_notification_id()?, None); // the tables are there
+    /// # std::fs::remove_dir_all(dir).ok();
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn migrate(mut self) -> Result<()> {
+        self.persistence = self.persistence.creating_tables();
+        self.build().map(drop)
+    }
+
+    /// The application: opens the store (creating its tables unless told
+    /// not to) and checks every setting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for the first bad setting: a bad cipher key
+    /// (naming `CIPHER_KEY`), a snapshot interval of 0 or for a type that
+    /// cannot be snapshotted, a bad store setting (a SQLite table prefix, a
+    /// PostgreSQL application name too long for its table names);
+    /// [`Error::Persistence`] when the store cannot be opened or prepared
+    /// (a file that cannot be opened, a server that cannot be reached).
+    pub fn build(mut self) -> Result<Application> {
+        if !self.errors.is_empty() {
+            return Err(self.errors.swap_remove(0));
+        }
+        let cipher = self
+            .cipher_key
+            .map(|(var, key)| {
+                Cipher::from_base64(&key).map_err(|e| match e {
+                    Error::Config { message, .. } => Error::Config {
+                        setting: var,
+                        message,
+                    },
+                    other => other,
+                })
+            })
+            .transpose()?;
+        if self.codec == Codec::Python && self.hash_chain {
+            return Err(Error::config(
+                IS_HASH_CHAINING_ENABLED,
+                "the Python codec (CODEC=python) cannot chain hashes: the Python library would not read them; turn one of them off",
+            ));
+        }
+        let mapper = Arc::new(
+            Mapper::new()
+                .with_codec(self.codec)
+                .with_compressor(self.compressor)
+                .with_cipher(cipher)
+                .with_associated_data(self.cipher_bound)
+                .with_hash_chain(self.hash_chain),
+        );
+        let Recorders {
+            events: recorder,
+            snapshots: snapshot_recorder,
+        } = self.persistence.open(&self.name)?;
+        let snapshots = self
+            .snapshotting
+            .then(|| Snapshots::new(snapshot_recorder, mapper.clone()));
+        Ok(Application {
+            repository: Repository {
+                recorder: recorder.clone(),
+                mapper,
+                snapshots,
+                cache: NonZeroUsize::new(self.cache_size).map(Cache::new),
+            },
+            name: self.name,
+            recorder,
+            intervals: self.intervals,
+            notifier: Notifier::default(),
+        })
+    }
+}
