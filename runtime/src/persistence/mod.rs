@@ -214,7 +214,7 @@ pub trait ProcessRecorder: ApplicationRecorder {
     /// # Errors
     ///
     /// As [`insert_events_tracked`](Self::insert_events_tracked); the
-    /// error of `writes`; [`Error::Persistence`](crate::Error::Persistence)
+    /// error of `writes`; [`Error::Persistence`]
     /// when `writes` ended the transaction or (PostgreSQL) left it failed.
     fn insert_events_with(
         &self,
