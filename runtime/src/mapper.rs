@@ -10,19 +10,11 @@
 //! name the topic and the aggregate.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::io::Write;
-
-use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cipher::Cipher;
 use crate::clock::Timestamp;
-use std::fmt::Write as _;
-
-use sha2::{Digest, Sha256};
-
 use crate::domain::{
     Aggregate, AggregateId, AggregateState, DomainEvent, Event, EventHash, EventInternals,
 };
@@ -30,124 +22,12 @@ use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::rows::StoredEvent;
 
-/// The setting that turns compression on.
-pub const COMPRESSOR_TOPIC: &str = crate::settings::COMPRESSOR_TOPIC.name;
+mod chain;
+mod compression;
+mod python;
 
-/// How stored state is compressed: `builder.compressor(Some(Compressor::Zlib))`
-/// or `COMPRESSOR_TOPIC=zlib`.
-///
-/// ```
-/// use annals::env::Env;
-/// use annals::mapper::Compressor;
-///
-/// let env = Env::from_map("Kennel", [("COMPRESSOR_TOPIC", "zlib")]);
-/// assert_eq!(Compressor::from_env(&env)?, Some(Compressor::Zlib));
-/// let app = annals::Application::builder("Kennel").compressor(Some(Compressor::Zlib)).build()?;
-/// # Ok::<(), annals::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Compressor {
-    /// zlib (deflate with a zlib header), as Python's `zlib.compress`.
-    Zlib,
-}
-
-impl Compressor {
-    /// The compressor that `COMPRESSOR_TOPIC` names: `zlib`, or the Python
-    /// library's `eventsourcing.compressor:ZlibCompressor`; `None` when it
-    /// is not set.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`], naming the variable, for any other value.
-    pub fn from_env(env: &Env) -> Result<Option<Self>> {
-        let Some((var, topic)) = env.get(COMPRESSOR_TOPIC) else {
-            return Ok(None);
-        };
-        match topic.trim() {
-            "zlib" | "eventsourcing.compressor:ZlibCompressor" => Ok(Some(Compressor::Zlib)),
-            other => Err(Error::config(
-                var,
-                format!("unknown compressor {other:?}; expected \"zlib\""),
-            )),
-        }
-    }
-
-    fn compress(self, data: &[u8]) -> std::io::Result<Vec<u8>> {
-        // A deflate state is large (hundreds of KiB) and slow to set up:
-        // each thread keeps one and resets it, instead of making one per
-        // record (measured: about 10 µs per event before, see
-        // docs/benchmarks.md).
-        thread_local! {
-            static ZLIB: RefCell<Compress> =
-                RefCell::new(Compress::new(flate2::Compression::default(), true));
-        }
-        ZLIB.with(|z| {
-            let mut z = z.borrow_mut();
-            z.reset();
-            let mut out = Vec::with_capacity(data.len() / 2 + 64);
-            loop {
-                let consumed = usize::try_from(z.total_in()).unwrap_or(usize::MAX);
-                let input = data.get(consumed..).unwrap_or_default();
-                match z.compress_vec(input, &mut out, FlushCompress::Finish) {
-                    Ok(Status::StreamEnd) => return Ok(out),
-                    // Out of room: grow and go on.
-                    Ok(_) => out.reserve(out.capacity().max(64)),
-                    // Compressing in memory has no failure mode but a
-                    // bug; fall back to a fresh encoder.
-                    Err(_) => return fresh_compress(data),
-                }
-            }
-        })
-    }
-
-    /// At most [`MAX_STATE`] bytes: a record that inflates beyond it is an
-    /// error (a corrupt or hostile record), not an allocation that takes
-    /// the process down.
-    fn decompress(self, data: &[u8]) -> std::io::Result<Vec<u8>> {
-        thread_local! {
-            static UNZLIB: RefCell<Decompress> = RefCell::new(Decompress::new(true));
-        }
-        UNZLIB.with(|z| {
-            let mut z = z.borrow_mut();
-            z.reset(true);
-            let mut out = Vec::with_capacity(data.len() * 4 + 64);
-            loop {
-                let consumed = usize::try_from(z.total_in()).unwrap_or(usize::MAX);
-                let input = data.get(consumed..).unwrap_or_default();
-                let before = (z.total_in(), z.total_out());
-                let status = z
-                    .decompress_vec(input, &mut out, FlushDecompress::None)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-                match status {
-                    Status::StreamEnd => return Ok(out),
-                    _ if out.len() >= MAX_STATE => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            format!("it inflates beyond {MAX_STATE} bytes"),
-                        ))
-                    }
-                    _ if out.len() == out.capacity() => {
-                        out.reserve(out.capacity().min(MAX_STATE - out.len()).max(64))
-                    }
-                    _ if (z.total_in(), z.total_out()) == before => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "the zlib stream ends early",
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-        })
-    }
-}
-
-fn fresh_compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data)?;
-    encoder.finish()
-}
+use chain::{from_hex, link_hash, recorded_hash, to_hex, verify_link};
+pub use compression::{Compressor, COMPRESSOR_TOPIC};
 
 /// The largest state a compressed record may inflate to: 256 MiB.
 pub const MAX_STATE: usize = 256 << 20;
@@ -860,120 +740,6 @@ impl Mapper {
     }
 }
 
-impl Mapper {
-    /// Python's snapshot: `{"timestamp", "topic": the class, "state": the
-    /// fields with "_created_on", "_modified_on" (and "class_version")}`.
-    fn encode_python_snapshot<A: Aggregate>(&self, aggregate: &A) -> Result<StoredEvent> {
-        use crate::transcoding::Transcoded;
-        let error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Encode {
-            topic: PYTHON_SNAPSHOT_TOPIC,
-            aggregate: A::NAME,
-            source,
-        };
-        let class = python_topic::<A>(PYTHON_SNAPSHOT_TOPIC)?;
-        let python_value = |ts: Timestamp| -> Result<serde_json::Value> {
-            let mut json = Vec::new();
-            ts.serialize_python(&mut serde_json::Serializer::new(&mut json))
-                .and_then(|()| serde_json::from_slice(&json))
-                .map_err(|e| error(Box::new(e)))
-        };
-        let mut state =
-            crate::transcoding::with_python(true, || serde_json::to_value(StateRef(aggregate)))
-                .map_err(|e| error(Box::new(e)))?;
-        let Some(fields) = state.as_object_mut() else {
-            return Err(error(
-                "the aggregate's state is not a JSON object, as Python's snapshot state must be"
-                    .into(),
-            ));
-        };
-        fields.insert("_created_on".into(), python_value(aggregate.created_on())?);
-        fields.insert(
-            "_modified_on".into(),
-            python_value(aggregate.modified_on())?,
-        );
-        if A::STATE_VERSION > 1 {
-            fields.insert("class_version".into(), A::STATE_VERSION.into());
-        }
-        let snapshot = serde_json::json!({
-            "timestamp": python_value(aggregate.modified_on())?,
-            "topic": class,
-            "state": state,
-        });
-        let json = serde_json::to_vec(&snapshot).map_err(|e| error(Box::new(e)))?;
-        let originator_id = aggregate.id().to_stored();
-        let state = self
-            .seal(
-                json,
-                &originator_id,
-                aggregate.version(),
-                PYTHON_SNAPSHOT_TOPIC,
-            )
-            .map_err(|e| error(Box::new(e)))?;
-        Ok(StoredEvent {
-            originator_id,
-            originator_version: aggregate.version(),
-            topic: PYTHON_SNAPSHOT_TOPIC.to_owned(),
-            state,
-        })
-    }
-
-    fn decode_python_snapshot<A: Aggregate>(&self, stored: &StoredEvent) -> Result<A> {
-        let bad = |message: String| decode_error::<A>(stored, message.into());
-        let id = A::Id::from_stored(&stored.originator_id)
-            .map_err(|e| decode_error::<A>(stored, e.into()))?;
-        let json = self
-            .open(stored)
-            .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
-        let mut snapshot = json_object::<A>(stored, &json)?;
-        let class = snapshot.get("topic").and_then(serde_json::Value::as_str);
-        if class.is_none() || class != A::PYTHON_TOPIC {
-            let class = class.unwrap_or("(none)").to_owned();
-            return Err(Error::UnknownTopic {
-                topic: format!("{} of {class}", stored.topic),
-                aggregate: A::NAME,
-                owner: Some(class),
-            });
-        }
-        let Some(serde_json::Value::Object(mut state)) =
-            snapshot.as_object_mut().and_then(|s| s.remove("state"))
-        else {
-            return Err(bad(
-                "a Python snapshot's \"state\" is not a JSON object".into()
-            ));
-        };
-        let mut timestamp = |key: &str| -> Result<Timestamp> {
-            let value = state
-                .remove(key)
-                .ok_or_else(|| bad(format!("a Python snapshot's state has no {key:?}")))?;
-            <Timestamp as crate::transcoding::Transcoded>::from_python(value)
-                .map_err(|e| bad(format!("its {key:?}: {e}")))
-        };
-        let (created_on, modified_on) = (timestamp("_created_on")?, timestamp("_modified_on")?);
-        let from = state
-            .remove("class_version")
-            .and_then(|v| v.as_u64())
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(1);
-        let mut state = serde_json::Value::Object(state);
-        crate::transcoding::plain_builtins(&mut state).map_err(bad)?;
-        upcast::<A>(&stored.topic, from, A::STATE_VERSION, |v| {
-            A::__upcast_state(v, &mut state)
-        })?;
-        let mut aggregate =
-            crate::transcoding::with_python(true, || A::__deserialize_state(state).map(|s: A| s))
-                .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
-        crate::domain::restore_meta(
-            &mut aggregate,
-            id,
-            stored.originator_version,
-            created_on,
-            modified_on,
-            None,
-        );
-        Ok(aggregate)
-    }
-}
-
 /// Stored JSON that must be an object (upcasters index into it).
 fn json_object<A: Aggregate>(stored: &StoredEvent, json: &[u8]) -> Result<serde_json::Value> {
     let value: serde_json::Value =
@@ -1032,99 +798,6 @@ fn has_class_version(json: &[u8]) -> bool {
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"class_version\""));
     FINDER.find(json).is_some()
-}
-
-/// SHA-256 of the previous hash (zeros for a stream's first event), the
-/// event's stored id, version and topic, and its JSON state (without the
-/// hash).
-fn link_hash(
-    prev: Option<&EventHash>,
-    originator_id: &str,
-    version: u64,
-    topic: &str,
-    content: &[&[u8]],
-) -> EventHash {
-    let mut hasher = Sha256::new();
-    hasher.update(prev.unwrap_or(&[0; 32]));
-    hasher.update(originator_id.as_bytes());
-    hasher.update([0]);
-    hasher.update(version.to_be_bytes());
-    hasher.update(topic.as_bytes());
-    hasher.update([0]);
-    for part in content {
-        hasher.update(part);
-    }
-    hasher.finalize().into()
-}
-
-/// Checks the hash a stored state ends with; returns it.
-/// The hash `json` records, and where its `,"_hash":..` begins.
-fn recorded_hash(
-    stored: &StoredEvent,
-    json: &[u8],
-    subject: Subject,
-) -> Result<(EventHash, usize)> {
-    let broken = |message: &str| subject.broken(stored, message);
-    let cut = json
-        .len()
-        .checked_sub(HASH_SUFFIX)
-        .filter(|cut| json[*cut..].starts_with(HASH_KEY) && json.ends_with(b"\"}"));
-    let Some(cut) = cut else {
-        return Err(broken(
-            "it records no hash (was the stream written without hash chaining?)",
-        ));
-    };
-    let recorded = from_hex(&json[cut + HASH_KEY.len()..json.len() - 2])
-        .map_err(|_| broken("its recorded hash is not 64 hex digits"))?;
-    Ok((recorded, cut))
-}
-
-fn verify_link(
-    stored: &StoredEvent,
-    json: &[u8],
-    prev: Option<&EventHash>,
-    subject: Subject,
-) -> Result<EventHash> {
-    let broken = |message: &str| subject.broken(stored, message);
-    let (recorded, cut) = recorded_hash(stored, json, subject)?;
-    let expected = link_hash(
-        prev,
-        &stored.originator_id,
-        stored.originator_version,
-        &stored.topic,
-        &[&json[..cut], b"}"],
-    );
-    if recorded != expected {
-        return Err(broken(
-            "its hash does not match: it, or an event before it, was changed, removed or reordered",
-        ));
-    }
-    Ok(recorded)
-}
-
-fn to_hex(hash: &EventHash) -> String {
-    hash.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-fn from_hex(hex: &[u8]) -> std::result::Result<EventHash, String> {
-    let bad = || {
-        format!(
-            "{:?} is not a 64-digit hex hash",
-            String::from_utf8_lossy(hex)
-        )
-    };
-    if hex.len() != 64 {
-        return Err(bad());
-    }
-    let mut hash = [0; 32];
-    for (byte, pair) in hash.iter_mut().zip(hex.chunks(2)) {
-        let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
-        *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
-    }
-    Ok(hash)
 }
 
 /// A topic `A` does not know; `named` is the aggregate name it carries.
