@@ -21,6 +21,11 @@ pub(super) enum Outcome {
     Pending,
     /// Inserted in the open transaction, with these notification ids.
     Stored(Vec<u64>),
+    /// Inserted, and committed before its owner took the outcome (a group
+    /// can commit while a save waits: `exclusive`, a withdrawn save). Kept
+    /// when taken: the owner's own group may fail after, and its rows are
+    /// stored all the same.
+    Committed(Vec<u64>),
     /// Refused (a taken key), or lost with a connection that broke after
     /// COMMIT was sent; the error is taken by the save's owner.
     Failed(Option<Error>),
@@ -43,9 +48,33 @@ impl Slot {
         *self.outcome() = outcome;
     }
 
-    /// The outcome, for the owner, leaving `Pending`.
+    /// The outcome, for the owner, leaving `Pending` (a committed one
+    /// stays).
     pub(super) fn take(&self) -> Outcome {
-        std::mem::replace(&mut *self.outcome(), Outcome::Pending)
+        let mut outcome = self.outcome();
+        match std::mem::replace(&mut *outcome, Outcome::Pending) {
+            Outcome::Committed(ids) => {
+                *outcome = Outcome::Committed(ids.clone());
+                Outcome::Committed(ids)
+            }
+            other => other,
+        }
+    }
+
+    /// Its ids, if its rows are committed.
+    pub(super) fn committed(&self) -> Option<Vec<u64>> {
+        match &*self.outcome() {
+            Outcome::Committed(ids) => Some(ids.clone()),
+            _ => None,
+        }
+    }
+
+    /// Its group committed: an outcome not yet taken is for good.
+    pub(super) fn commit(&self) {
+        let mut outcome = self.outcome();
+        if let Outcome::Stored(ids) = &mut *outcome {
+            *outcome = Outcome::Committed(std::mem::take(ids));
+        }
     }
 
     /// Whether it is yet to be inserted.
@@ -121,6 +150,19 @@ mod tests {
         let again = queue.drain_with(&first);
         assert_eq!(again.len(), 1);
         assert!(Arc::ptr_eq(&again[0], &first));
+    }
+
+    #[test]
+    fn a_committed_outcome_stays_when_taken_and_a_pending_one_is_not_committed() {
+        let stored = slot(&[event(1)]);
+        stored.set(Outcome::Stored(vec![7]));
+        stored.commit();
+        assert!(matches!(stored.take(), Outcome::Committed(ids) if ids == [7]));
+        assert_eq!(stored.committed(), Some(vec![7]));
+        let pending = slot(&[event(2)]);
+        pending.commit();
+        assert!(matches!(pending.take(), Outcome::Pending));
+        assert_eq!(pending.committed(), None);
     }
 
     #[test]

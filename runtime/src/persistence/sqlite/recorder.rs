@@ -114,7 +114,12 @@ impl Shared {
         f: impl Fn(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
         if self.readers.is_some() {
-            if let Some(result) = self.writer.try_idle(|w| f(&w.conn)) {
+            // Not a writer left in a transaction it could not end (its
+            // replacement failed to open): it would show that group's rows.
+            let idle = self
+                .writer
+                .try_idle(|w| w.conn.is_autocommit().then(|| f(&w.conn)));
+            if let Some(Some(result)) = idle {
                 return result.map_err(|e| sqlite_error(context, &self.config, e));
             }
         }
