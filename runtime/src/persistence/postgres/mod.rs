@@ -46,7 +46,9 @@
 //! | `settings.rs` | [`PostgresConfig`], from code or `POSTGRES_*` variables; name checks |
 //! | `sql.rs` | every SQL statement |
 //! | `pool.rs` | the pool, prepared statements per connection, broken connections |
-//! | `recorder.rs` | [`PostgresRecorder`], [`PostgresSnapshotRecorder`]; writes under group commit |
+//! | `recorder.rs` | [`PostgresRecorder`], [`PostgresSnapshotRecorder`]; reads, and saves handed to group commit |
+//! | `writer.rs` | the group's connection as the group-commit engine drives it; one save's statements |
+//! | `combine.rs` | saves of events alone, queued for the writer's holder to insert together |
 //! | `listener.rs` | [`Listener`] and the watcher that wakes followers |
 
 mod combine;
@@ -56,6 +58,7 @@ mod recorder;
 mod settings;
 mod sql;
 mod tls;
+mod writer;
 
 pub use listener::Listener;
 pub(crate) use pool::describe;
