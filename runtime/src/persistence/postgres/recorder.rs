@@ -45,26 +45,31 @@ pub(super) struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
-    /// The columns of `events`, checked: ids of the column's type, versions
-    /// in range, no NUL in text.
+    /// Checks `events` without building their columns (a queued save,
+    /// whose columns the writer's holder builds): no NUL in text, versions
+    /// in range, ids of the column's type.
+    pub(super) fn check(
+        events: &[StoredEvent],
+        id_type: OriginatorIdType,
+        sql: &Sql,
+    ) -> Result<()> {
+        for e in events {
+            text_fits(e, sql)?;
+            to_i64("originator_version", e.originator_version)?;
+            if id_type == OriginatorIdType::Uuid {
+                parse_uuid(&e.originator_id, sql)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The columns of `events`, checked as [`check`](Self::check) does.
     pub(super) fn new<I>(events: I, id_type: OriginatorIdType, sql: &Sql) -> Result<Self>
     where
         I: Iterator<Item = &'a StoredEvent> + Clone,
     {
-        // Refused here, not by the server: its error would abort the
-        // transaction the save shares with others (group commit).
-        if let Some(e) = events
-            .clone()
-            .find(|e| e.topic.contains('\0') || e.originator_id.contains('\0'))
-        {
-            return Err(Error::persistence(
-                format!("inserting events ({})", sql.events),
-                format!(
-                    "the event at version {} of stream {:?} (topic {:?}) has a NUL character \
-                     in its topic or id, which PostgreSQL's text cannot hold",
-                    e.originator_version, e.originator_id, e.topic
-                ),
-            ));
+        for e in events.clone() {
+            text_fits(e, sql)?;
         }
         let ids = match id_type {
             OriginatorIdType::Uuid => Ids::Uuid(
@@ -97,6 +102,23 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// An error if `e`'s topic or id holds a NUL, which PostgreSQL's text
+/// cannot: refused here, not by the server, whose error would abort the
+/// transaction the save shares with others (group commit).
+fn text_fits(e: &StoredEvent, sql: &Sql) -> Result<()> {
+    if e.topic.contains('\0') || e.originator_id.contains('\0') {
+        return Err(Error::persistence(
+            format!("inserting events ({})", sql.events),
+            format!(
+                "the event at version {} of stream {:?} (topic {:?}) has a NUL character in \
+                 its topic or id, which PostgreSQL's text cannot hold",
+                e.originator_version, e.originator_id, e.topic
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `originator_id` as a UUID, for the uuid column of `sql`'s table.
 fn parse_uuid(originator_id: &str, sql: &Sql) -> Result<Uuid> {
     Uuid::parse_str(originator_id).map_err(|_| {
@@ -110,6 +132,14 @@ fn parse_uuid(originator_id: &str, sql: &Sql) -> Result<Uuid> {
             ),
         )
     })
+}
+
+/// What a save hands the group's writer.
+enum Rows<'a> {
+    /// Events alone, queued for the writer's holder to insert.
+    Queued(Arc<Slot>),
+    /// With a tracking record or the user's writes: its own statements.
+    Own(Columns<'a>),
 }
 
 /// One originator id as a query parameter.
@@ -588,8 +618,6 @@ impl PostgresRecorder {
         if events.is_empty() && tracking.is_none() && writes.is_none() {
             return Ok(Vec::new());
         }
-        let rows = self.columns(events)?;
-        let columns = rows.params();
         let tracking = tracking
             .map(|t| {
                 to_i64("tracked notification id", t.notification_id)
@@ -599,26 +627,37 @@ impl PostgresRecorder {
         let context = format!("inserting {} events", events.len());
         let table = &self.sql.events;
         // Events alone are queued for the writer's holder to insert with
-        // others; tracking records and the user's writes go on their own.
-        let queued = (tracking.is_none() && writes.is_none()).then(|| combine::slot(events));
+        // others (it builds their columns); tracking records and the
+        // user's writes go on their own.
+        let rows = if tracking.is_none() && writes.is_none() {
+            Columns::check(events, self.config.originator_id_type, &self.sql)?;
+            Rows::Queued(combine::slot(events))
+        } else {
+            Rows::Own(self.columns(events)?)
+        };
         let mut retried = false;
         loop {
             let saved = self.group.save_announced(
                 || {
-                    if let Some(slot) = &queued {
+                    if let Rows::Queued(slot) = &rows {
                         self.queue.push(slot);
                     }
                 },
-                |w| match &queued {
-                    Some(slot) => w.save_queued(slot),
-                    None => w.save(&columns, events.len(), tracking, writes.as_deref_mut()),
+                |w| match &rows {
+                    Rows::Queued(slot) => w.save_queued(slot),
+                    Rows::Own(columns) => w.save(
+                        &columns.params(),
+                        events.len(),
+                        tracking,
+                        writes.as_deref_mut(),
+                    ),
                 },
             );
-            let saved = match (saved, &queued) {
-                (Err(SaveError::Begin(e)), Some(slot)) => self.withdraw(slot, e),
+            let saved = match (saved, &rows) {
+                (Err(SaveError::Begin(e)), Rows::Queued(slot)) => self.withdraw(slot, e),
                 // Committed in an earlier group, before this save's own
                 // (which only handed back its ids) failed.
-                (Err(SaveError::Group(failure)), Some(slot)) => {
+                (Err(SaveError::Group(failure)), Rows::Queued(slot)) => {
                     slot.committed().ok_or(SaveError::Group(failure))
                 }
                 (saved, _) => saved,

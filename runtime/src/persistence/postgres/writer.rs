@@ -193,13 +193,9 @@ impl GroupWriter {
                 Ok(ids)
             }
             // Nothing was written (a single-row tracking record that did
-            // not move): the transaction goes on.
-            Ok(Err(conflict)) => {
-                if self.undo == Undo::Impossible {
-                    self.undo = Undo::Done;
-                }
-                Err(WriteFail::Other(conflict))
-            }
+            // not move): a joiner's savepoint undoes nothing, an opener's
+            // group is rolled back.
+            Ok(Err(conflict)) => Err(WriteFail::Other(conflict)),
             Err(e) => Err(self.fail(e)),
         }
     }
@@ -318,9 +314,7 @@ impl GroupWriter {
             }
         }
     }
-}
 
-impl GroupWriter {
     /// The queued saves of a transaction that did not commit are pending
     /// again: their owners insert them anew.
     fn requeue(&mut self) {
