@@ -753,8 +753,13 @@ fn conflicting_key(detail: &str) -> Option<(String, u64)> {
         .split(") already exists")
         .next()?;
     let (id, version) = values.rsplit_once(", ")?;
-    let id = Uuid::parse_str(id).map_or_else(|_| id.to_owned(), |u| u.simple().to_string());
-    Some((id, version.parse().ok()?))
+    Some((stored_form(id), version.parse().ok()?))
+}
+
+/// An id as PostgreSQL shows it (a uuid column's hyphenated), in annals'
+/// stored form: a UUID as 32 hex digits, text as it is.
+pub(super) fn stored_form(id: &str) -> String {
+    Uuid::parse_str(id).map_or_else(|_| id.to_owned(), |u| u.simple().to_string())
 }
 
 /// Snapshots in PostgreSQL: the `{name}_snapshots` table of a

@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use postgres::types::ToSql;
 use r2d2::PooledConnection;
-use uuid::Uuid;
 
 use super::combine::{Outcome, Queue, Slot};
 use super::pool::{describe, is_broken, Conn, Connections, Fail, Manager};
-use super::recorder::Columns;
+use super::recorder::{stored_form, Columns};
 use super::settings::OriginatorIdType;
 use super::sql::{Sql, Stmt};
 use crate::error::Error;
@@ -492,9 +491,8 @@ fn undo_insert(
         .query_opt(&statement, &[&stored, columns[0], columns[1]])?;
     Ok(match taken {
         Some(row) => {
-            let id: String = row.try_get(0)?;
+            let id = stored_form(row.try_get(0)?);
             let version: i64 = row.try_get(1)?;
-            let id = Uuid::parse_str(&id).map_or(id, |u| u.simple().to_string());
             Error::Conflict {
                 aggregate: None,
                 message: format!("{}: stream {id} already has version {version}", sql.events),
