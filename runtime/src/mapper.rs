@@ -179,8 +179,9 @@ const MAX_DEPTH: usize = 127;
 
 /// How deep `json` nests arrays and objects (strings skipped).
 fn nesting(json: &[u8]) -> usize {
-    // Most states cannot be deep: fewer openers than the limit in all.
-    if json.iter().filter(|&&b| b == b'{' || b == b'[').count() <= MAX_DEPTH {
+    // Most states cannot be deep: shorter than the limit, or fewer
+    // openers than it in all.
+    if json.len() <= MAX_DEPTH || memchr::memchr2_iter(b'{', b'[', json).count() <= MAX_DEPTH {
         return 0;
     }
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
