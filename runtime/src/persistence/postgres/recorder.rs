@@ -16,6 +16,7 @@ use super::settings::{check_schema, table_prefix, OriginatorIdType, PostgresConf
 use super::sql::{Sql, Stmt, ORIGINATOR_ID_COLUMN, TABLE_KEY};
 use super::tls::Transport;
 use super::writer::{GroupWriter, WriteFail};
+use crate::domain::AggregateId;
 use crate::error::{Error, Result};
 use crate::persistence::group_commit::{Failure, GroupCommit, SaveError};
 use crate::persistence::trace;
@@ -560,7 +561,7 @@ impl PostgresRecorder {
 
     fn read_id(&self, row: &Row, index: usize) -> Result<String, postgres::Error> {
         Ok(match self.config.originator_id_type {
-            OriginatorIdType::Uuid => row.try_get::<_, Uuid>(index)?.simple().to_string(),
+            OriginatorIdType::Uuid => row.try_get::<_, Uuid>(index)?.to_stored(),
             OriginatorIdType::Text => row.try_get(index)?,
         })
     }
