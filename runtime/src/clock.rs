@@ -90,6 +90,9 @@ pub mod stored {
 
     /// `ts` in the fixed layout.
     pub fn format(ts: &Timestamp) -> Option<[u8; 30]> {
+        // Read off the naive form once: each accessor of a `DateTime`
+        // adds its (zero) offset again first.
+        let ts = ts.naive_utc();
         let year = u32::try_from(ts.year()).ok().filter(|y| *y <= 9999)?;
         let mut out = *b"0000-00-00T00:00:00.000000000Z";
         two(&mut out, 0, year / 100);
@@ -259,6 +262,23 @@ pub mod stored {
                 ("2026-11-23T13:16:20.123456Z", 123_456_000),
             ] {
                 assert_eq!(parse_fast(s).unwrap().nanosecond(), nanos, "{s}");
+            }
+        }
+
+        proptest::proptest! {
+            /// The hand-written layout, against chrono's for every
+            /// timestamp it writes (years 0 to 9999, any nanosecond).
+            #[test]
+            fn the_fixed_layout_is_chronos_rfc_3339_and_parses_back(
+                secs in -62_167_219_200i64..253_402_300_800,
+                nanos in 0u32..1_000_000_000,
+            ) {
+                let ts = chrono::DateTime::from_timestamp(secs, nanos).unwrap();
+                let written = format(&ts).unwrap();
+                let text = std::str::from_utf8(&written).unwrap();
+                let chrono = ts.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+                proptest::prop_assert_eq!(text, chrono.as_str());
+                proptest::prop_assert_eq!(parse_fast(text), Some(ts));
             }
         }
 
