@@ -213,7 +213,7 @@ fn nesting(json: &[u8]) -> usize {
 /// of every state annals encrypts (unless told not to:
 /// [`Mapper::with_associated_data`]).
 pub fn associated_data(originator_id: &str, version: u64, topic: &str) -> Vec<u8> {
-    let mut data = Vec::with_capacity(24 + originator_id.len() + topic.len());
+    let mut data = Vec::with_capacity(32 + originator_id.len() + topic.len());
     for part in [
         originator_id.as_bytes(),
         &version.to_be_bytes(),
@@ -223,6 +223,36 @@ pub fn associated_data(originator_id: &str, version: u64, topic: &str) -> Vec<u8
         data.extend_from_slice(part);
     }
     data
+}
+
+/// Calls `f` with [`associated_data`], built on the stack when it fits
+/// (the mapper's own seal and open: the allocation and its copies were a
+/// third of the cost of binding, ~700 instructions a row, callgrind W2
+/// zlib-aes).
+fn with_associated_data<R>(
+    originator_id: &str,
+    version: u64,
+    topic: &str,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    const ON_STACK: usize = 256;
+    // Three lengths and the version: 8 bytes each.
+    let len = 32 + originator_id.len() + topic.len();
+    if len > ON_STACK {
+        return f(&associated_data(originator_id, version, topic));
+    }
+    let mut buf = [0u8; ON_STACK];
+    let mut at = 0;
+    for part in [
+        originator_id.as_bytes(),
+        &version.to_be_bytes(),
+        topic.as_bytes(),
+    ] {
+        buf[at..at + 8].copy_from_slice(&(part.len() as u64).to_be_bytes());
+        buf[at + 8..at + 8 + part.len()].copy_from_slice(part);
+        at += 8 + part.len();
+    }
+    f(&buf[..at])
 }
 
 /// Why a state could not be sealed.
@@ -313,9 +343,9 @@ impl Mapper {
         match &self.cipher {
             // The Python library binds nothing.
             Some(cipher) if self.unbound || is_python_topic(topic) => cipher.encrypt(&compressed),
-            Some(cipher) => {
-                cipher.encrypt_bound(&compressed, &associated_data(originator_id, version, topic))
-            }
+            Some(cipher) => with_associated_data(originator_id, version, topic, |associated| {
+                cipher.encrypt_bound(&compressed, associated)
+            }),
             None => Ok(compressed),
         }
         .map_err(|e| SealError::Encrypt(e.to_string()))
@@ -328,13 +358,11 @@ impl Mapper {
             Some(cipher) if self.unbound || is_python_topic(&stored.topic) => {
                 Cow::Owned(cipher.decrypt(state)?)
             }
-            Some(cipher) => Cow::Owned(cipher.decrypt_bound(
-                state,
-                &associated_data(
-                    &stored.originator_id,
-                    stored.originator_version,
-                    &stored.topic,
-                ),
+            Some(cipher) => Cow::Owned(with_associated_data(
+                &stored.originator_id,
+                stored.originator_version,
+                &stored.topic,
+                |associated| cipher.decrypt_bound(state, associated),
             )?),
             None => Cow::Borrowed(state.as_slice()),
         };
@@ -906,5 +934,24 @@ struct StateOwned<A>(A);
 impl<'de, A: AggregateState> Deserialize<'de> for StateOwned<A> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         A::__deserialize_state(deserializer).map(StateOwned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// The stack-built associated data is the public one, byte for
+        /// byte, on both sides of the stack buffer's size.
+        #[test]
+        fn associated_data_built_on_the_stack_is_the_same(
+            id in ".{0,160}",
+            version: u64,
+            topic in ".{0,160}",
+        ) {
+            let on_stack = with_associated_data(&id, version, &topic, <[u8]>::to_vec);
+            proptest::prop_assert_eq!(on_stack, associated_data(&id, version, &topic));
+        }
     }
 }
