@@ -152,6 +152,7 @@ fn encode_aggregate<A: Aggregate>(
     out: &mut Encoded,
 ) -> Result<()> {
     let meta = aggregate.__meta_mut();
+    out.events.reserve(meta.pending.len());
     if let Some(first) = meta.pending.first() {
         out.streams.push(Stream {
             aggregate: A::NAME,
