@@ -73,6 +73,9 @@ struct Writer<T> {
     open: Option<u64>,
     /// How many saves ran in the open group.
     saves: usize,
+    /// How many saves the last group ended with (more than one: saves
+    /// are running concurrently).
+    last_saves: usize,
 }
 
 #[derive(Default)]
@@ -133,6 +136,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
                 tx,
                 open: None,
                 saves: 0,
+                last_saves: 0,
             }),
             waiting: AtomicUsize::new(0),
             state: Mutex::new(State::default()),
@@ -267,7 +271,17 @@ impl<T: GroupTransaction> GroupCommit<T> {
 
     /// Commits the open group unless another save waits to join it.
     fn commit_unless_awaited(&self, writer: &mut Writer<T>) {
-        if !self.share || self.waiting.load(Ordering::SeqCst) == 0 {
+        if !self.share {
+            return self.commit(writer);
+        }
+        // Saves of the last group, woken by its commit, are on their way
+        // back with their next save: one yield lets them join this group
+        // rather than each open a group (and pay a flush) of its own. A
+        // lone writer's groups have one save, so it never yields.
+        if writer.last_saves > 1 && self.waiting.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        if self.waiting.load(Ordering::SeqCst) == 0 {
             self.commit(writer);
         }
     }
@@ -283,6 +297,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
     /// Records how group `epoch` ended and wakes its saves.
     fn end(&self, writer: &mut Writer<T>, epoch: u64, failure: Option<Failure>) {
         writer.open = None;
+        writer.last_saves = writer.saves;
         writer.saves = 0;
         writer.tx.ended();
         let mut state = self.state();
