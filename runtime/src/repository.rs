@@ -498,17 +498,19 @@ impl Repository {
         // A page at a time, so a long stream's rows are never all in
         // memory at once (a short one is one query, as before).
         loop {
-            let page = self.recorder.select_events(&key.1, &query)?;
-            replayed += page.len();
-            for event in &page {
+            let mut last = None;
+            let visited = self.recorder.visit_events(&key.1, &query, &mut |event| {
                 if let Some(before) = &aggregate {
                     domain::check_follows(before, event.originator_version)?;
                 }
                 let decoded = self.mapper.decode_link(event, &mut chain)?;
-                aggregate = Some(domain::replay(aggregate, decoded)?);
-            }
-            match page.last() {
-                Some(last) if page.len() == REPLAY_PAGE => query.gt = Some(last.originator_version),
+                aggregate = Some(domain::replay(aggregate.take(), decoded)?);
+                last = Some(event.originator_version);
+                Ok(())
+            })?;
+            replayed += visited;
+            match last {
+                Some(last) if visited == REPLAY_PAGE => query.gt = Some(last),
                 _ => break,
             }
         }

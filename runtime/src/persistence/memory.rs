@@ -153,8 +153,24 @@ impl State {
         originator_id: &str,
         query: &EventQuery,
     ) -> Vec<StoredEvent> {
+        let mut events = Vec::new();
+        let visited = self.visit_events(originator_id, query, |e| {
+            events.push(e.clone());
+            Ok(())
+        });
+        debug_assert!(visited.is_ok(), "the push never fails");
+        events
+    }
+
+    /// Calls `visit` with the events of one stream, as `query` says.
+    pub(super) fn visit_events(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        mut visit: impl FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
         let Some(stream) = self.streams.get(originator_id) else {
-            return Vec::new();
+            return Ok(0);
         };
         let lo = query
             .gt
@@ -164,16 +180,21 @@ impl State {
             .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included);
         if matches!((lo, hi), (std::ops::Bound::Excluded(a), std::ops::Bound::Included(b)) if a >= b)
         {
-            return Vec::new();
+            return Ok(0);
         }
         let range = stream.range((lo, hi));
         let limit = query.limit.unwrap_or(usize::MAX);
-        let pick = |(_, &i): (&u64, &usize)| self.log[i].clone();
+        let mut visited = 0;
+        let mut pick = |(_, &i): (&u64, &usize)| {
+            visited += 1;
+            visit(&self.log[i])
+        };
         if query.desc {
-            range.rev().take(limit).map(pick).collect()
+            range.rev().take(limit).try_for_each(&mut pick)?;
         } else {
-            range.take(limit).map(pick).collect()
+            range.take(limit).try_for_each(&mut pick)?;
         }
+        Ok(visited)
     }
 
     /// Notifications in id order, as `query` says.
@@ -223,6 +244,19 @@ impl AggregateRecorder for MemoryRecorder {
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
         trace::select_events("memory", originator_id, query, || {
             Ok(self.read().select_events(originator_id, query))
+        })
+    }
+
+    /// Lends the rows it holds, under the read lock (a writer waits for
+    /// the visit).
+    fn visit_events(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
+        trace::visit_events("memory", originator_id, query, || {
+            self.read().visit_events(originator_id, query, visit)
         })
     }
 }

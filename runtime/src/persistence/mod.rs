@@ -159,6 +159,51 @@ pub trait AggregateRecorder: Send + Sync {
 
     /// The events of one stream, as `query` says.
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>>;
+
+    /// Calls `visit` with the events of one stream, as `query` says, in
+    /// its order, and returns how many it visited; the first error of
+    /// `visit` stops it and is returned. The events of
+    /// [`select_events`](Self::select_events), without a row of their own
+    /// each: the memory store lends the rows it holds, SQLite fills one
+    /// row's buffers again for each. This default collects them with
+    /// `select_events`, so a recorder that wraps another keeps its say.
+    ///
+    /// ```
+    /// use annals::persistence::memory::MemoryRecorder;
+    /// use annals::persistence::{AggregateRecorder, EventQuery, StoredEvent};
+    ///
+    /// let recorder = MemoryRecorder::new();
+    /// let rows: Vec<StoredEvent> = (1..=3)
+    ///     .map(|version| StoredEvent {
+    ///         originator_id: "dog-1".into(),
+    ///         originator_version: version,
+    ///         topic: "Dog.TrickAdded".into(),
+    ///         state: b"{}".to_vec(),
+    ///     })
+    ///     .collect();
+    /// recorder.insert_events(&rows)?;
+    /// let mut versions = Vec::new();
+    /// let visited = recorder.visit_events("dog-1", &EventQuery::all().after(1), &mut |row| {
+    ///     versions.push(row.originator_version);
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!((visited, versions), (2, vec![2, 3]));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As `select_events`, and the first error that `visit` returns.
+    fn visit_events(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
+        let rows = self.select_events(originator_id, query)?;
+        rows.iter().try_for_each(&mut *visit)?;
+        Ok(rows.len())
+    }
 }
 
 /// An aggregate recorder that also keeps the application's log.

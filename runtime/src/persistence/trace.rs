@@ -50,7 +50,14 @@ pub(crate) fn select_events(
     query: &EventQuery,
     select: impl FnOnce() -> Result<Vec<StoredEvent>>,
 ) -> Result<Vec<StoredEvent>> {
-    let span = tracing::trace_span!(
+    let span = events_span(store, originator_id, query);
+    let rows = span.in_scope(select)?;
+    span.record("rows", rows.len());
+    Ok(rows)
+}
+
+fn events_span(store: &'static str, originator_id: &str, query: &EventQuery) -> tracing::Span {
+    tracing::trace_span!(
         "select_events",
         store,
         originator_id,
@@ -59,9 +66,20 @@ pub(crate) fn select_events(
         desc = query.desc,
         limit = query.limit,
         rows = Empty,
-    );
-    let rows = span.in_scope(select)?;
-    span.record("rows", rows.len());
+    )
+}
+
+/// Runs `visit` (of stream `originator_id`, by `query`) inside a
+/// `select_events` span recording how many rows it visited.
+pub(crate) fn visit_events(
+    store: &'static str,
+    originator_id: &str,
+    query: &EventQuery,
+    visit: impl FnOnce() -> Result<usize>,
+) -> Result<usize> {
+    let span = events_span(store, originator_id, query);
+    let rows = span.in_scope(visit)?;
+    span.record("rows", rows);
     Ok(rows)
 }
 

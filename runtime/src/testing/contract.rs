@@ -71,6 +71,7 @@ macro_rules! recorder_contract {
             a_conflict_stores_nothing,
             a_conflict_within_one_batch_stores_nothing,
             selects_events_with_every_argument,
+            visits_the_events_it_selects,
             stream_ids_are_kept_apart,
             notifications_are_numbered_from_one_in_order,
             selects_notifications_with_every_argument,
@@ -253,6 +254,72 @@ pub fn selects_events_with_every_argument(r: &dyn ProcessRecorder) {
     assert_eq!(select(EventQuery::all().after(2).limit(3)), [3, 4, 5]);
     assert_eq!(select(EventQuery::all().limit(0)), Vec::<u64>::new());
     assert_eq!(select(EventQuery::all().after(10)), Vec::<u64>::new());
+}
+
+/// `visit_events` visits, in order, exactly the rows `select_events`
+/// returns, for every argument, and stops at the visitor's first error.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals::persistence::memory::MemoryRecorder;
+///
+/// annals::testing::contract::visits_the_events_it_selects(&MemoryRecorder::new());
+/// ```
+pub fn visits_the_events_it_selects(r: &dyn ProcessRecorder) {
+    let mut events: Vec<_> = (1..=10).map(|v| event("s", v, "T")).collect();
+    events[4].state = vec![0, 159, 146, 150, 255];
+    events[6].topic = "T.Other".into();
+    r.insert_events(&events).expect("insert");
+    r.insert_events(&[event("s2", 1, "T")]).expect("insert");
+    for q in [
+        EventQuery::all(),
+        EventQuery::all().after(3).up_to(8),
+        EventQuery::all().limit(4),
+        EventQuery::all().descending().up_to(9).limit(3),
+        EventQuery::all().after(10),
+        EventQuery::all().limit(0),
+    ] {
+        let selected = r.select_events("s", &q).expect("select");
+        let mut visited = Vec::new();
+        let count = r
+            .visit_events("s", &q, &mut |e| {
+                visited.push(e.clone());
+                Ok(())
+            })
+            .expect("visit");
+        assert_eq!(
+            visited, selected,
+            "visit_events visited other rows for {q:?}"
+        );
+        assert_eq!(
+            count,
+            selected.len(),
+            "visit_events counted wrong for {q:?}"
+        );
+    }
+    let mut calls = 0;
+    let stopped = r.visit_events("s", &EventQuery::all(), &mut |e| {
+        calls += 1;
+        if e.originator_version == 3 {
+            return Err(crate::Error::persistence("the third row", "stop"));
+        }
+        Ok(())
+    });
+    let error = stopped.expect_err("the visitor's error was not returned");
+    assert!(
+        error.to_string().contains("the third row"),
+        "visit_events returned another error: {error}"
+    );
+    assert_eq!(calls, 3, "visit_events went on after the visitor's error");
+    assert_eq!(
+        r.visit_events("nobody", &EventQuery::all(), &mut |_| Ok(()))
+            .expect("visit"),
+        0
+    );
 }
 
 /// Streams with similar ids do not mix.

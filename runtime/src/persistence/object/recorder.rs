@@ -281,6 +281,20 @@ impl AggregateRecorder for ObjectRecorder {
             Ok(self.caught_up()?.state.select_events(originator_id, query))
         })
     }
+
+    /// Lends the rows of its index, holding it for the visit.
+    fn visit_events(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
+        trace::visit_events("object", originator_id, query, || {
+            self.caught_up()?
+                .state
+                .visit_events(originator_id, query, visit)
+        })
+    }
 }
 
 impl ApplicationRecorder for ObjectRecorder {

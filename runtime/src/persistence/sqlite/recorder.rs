@@ -111,7 +111,7 @@ impl Shared {
     fn read_recent<T>(
         &self,
         context: &str,
-        f: impl Fn(&Connection) -> rusqlite::Result<T>,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
         if self.readers.is_some() {
             // Not a writer left in a transaction it could not end (its
@@ -218,6 +218,53 @@ impl Shared {
         originator_id: &str,
         query: &EventQuery,
     ) -> Result<Vec<StoredEvent>> {
+        let mut events = Vec::new();
+        self.each_event(table, originator_id, query, |version, topic, state| {
+            events.push(StoredEvent {
+                originator_id: originator_id.to_owned(),
+                originator_version: version,
+                topic: topic.to_owned(),
+                state: state.to_vec(),
+            });
+            Ok(())
+        })?;
+        Ok(events)
+    }
+
+    /// As `select_events`, one row's buffers filled again for each row.
+    fn visit_events(
+        &self,
+        table: &str,
+        originator_id: &str,
+        query: &EventQuery,
+        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
+        let mut row = StoredEvent {
+            originator_id: originator_id.to_owned(),
+            originator_version: 0,
+            topic: String::new(),
+            state: Vec::new(),
+        };
+        self.each_event(table, originator_id, query, |version, topic, state| {
+            row.originator_version = version;
+            row.topic.clear();
+            row.topic.push_str(topic);
+            row.state.clear();
+            row.state.extend_from_slice(state);
+            visit(&row)
+        })
+    }
+
+    /// Calls `f` with the version, topic and state of each row of one
+    /// stream of `table`, as `query` says, borrowed from the statement;
+    /// returns how many rows it read.
+    fn each_event(
+        &self,
+        table: &str,
+        originator_id: &str,
+        query: &EventQuery,
+        mut f: impl FnMut(u64, &str, &[u8]) -> Result<()>,
+    ) -> Result<usize> {
         let gt = query.gt.map(|v| to_i64("version", v)).transpose()?;
         let lte = query.lte.map(|v| to_i64("version", v)).transpose()?;
         let sql = select_events_sql(table, query);
@@ -231,20 +278,21 @@ impl Shared {
                 stmt.raw_bind_parameter(3, lte)?;
             }
             let mut rows = stmt.raw_query();
-            let mut events = Vec::new();
+            let mut read = 0;
             while let Some(row) = rows.next()? {
                 let originator_version = match to_u64(table, "originator_version", row.get(0)?) {
                     Ok(version) => version,
                     Err(e) => return Ok(Err(e)),
                 };
-                events.push(StoredEvent {
-                    originator_id: originator_id.to_owned(),
-                    originator_version,
-                    topic: row.get(1)?,
-                    state: row.get(2)?,
-                });
+                // What `get::<String>` and `get::<Vec<u8>>` take: text, and
+                // a blob.
+                let (topic, state) = (row.get_ref(1)?.as_str()?, row.get_ref(2)?.as_blob()?);
+                if let Err(e) = f(originator_version, topic, state) {
+                    return Ok(Err(e));
+                }
+                read += 1;
             }
-            Ok(Ok(events))
+            Ok(Ok(read))
         })?
     }
 }
@@ -482,6 +530,16 @@ impl AggregateRecorder for SqliteSnapshotRecorder {
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
         self.shared.select_events(&self.table, originator_id, query)
     }
+
+    fn visit_events(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
+        self.shared
+            .visit_events(&self.table, originator_id, query, visit)
+    }
 }
 
 impl AggregateRecorder for SqliteRecorder {
@@ -499,6 +557,18 @@ impl AggregateRecorder for SqliteRecorder {
         trace::select_events("sqlite", originator_id, query, || {
             self.shared
                 .select_events(&self.statements.events_table, originator_id, query)
+        })
+    }
+
+    fn visit_events(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
+        trace::visit_events("sqlite", originator_id, query, || {
+            self.shared
+                .visit_events(&self.statements.events_table, originator_id, query, visit)
         })
     }
 }
