@@ -51,6 +51,7 @@
 //! | `combine.rs` | saves of events alone, queued for the writer's holder to insert together |
 //! | `listener.rs` | [`Listener`] and the watcher that wakes followers |
 
+mod columns;
 mod combine;
 mod listener;
 mod pool;

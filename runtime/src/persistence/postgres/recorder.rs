@@ -10,10 +10,13 @@ use postgres::Row;
 use r2d2::{Pool, PooledConnection};
 use uuid::Uuid;
 
+mod schema;
+
+use super::columns::{parse_uuid, Columns, IdParam};
 use super::combine::{self, Outcome, Queue, Slot};
 use super::pool::{describe, is_broken, setting_at_fault, Conn, Connections, Fail, Manager};
 use super::settings::{check_schema, table_prefix, OriginatorIdType, PostgresConfig};
-use super::sql::{Sql, Stmt, ORIGINATOR_ID_COLUMN, TABLE_KEY};
+use super::sql::{Sql, Stmt};
 use super::tls::Transport;
 use super::writer::{GroupWriter, WriteFail};
 use crate::domain::AggregateId;
@@ -25,115 +28,6 @@ use crate::persistence::{
     to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
     ProcessRecorder, StoreTx, StoredEvent, Tracking, TrackingLayout, UserWrites,
 };
-use crate::settings;
-
-/// The key of the advisory lock that serializes `create_tables` across
-/// processes (concurrent `CREATE TABLE IF NOT EXISTS` can fail otherwise).
-const DDL_LOCK_KEY: i64 = 0x616e_6e61_6c73; // "annals"
-
-/// The `originator_id` column of an insert.
-enum Ids<'a> {
-    Uuid(Vec<Uuid>),
-    Text(Vec<&'a str>),
-}
-
-/// The four columns of a batch of rows, as arrays for `unnest`.
-pub(super) struct Columns<'a> {
-    ids: Ids<'a>,
-    versions: Vec<i64>,
-    topics: Vec<&'a str>,
-    states: Vec<&'a [u8]>,
-}
-
-impl<'a> Columns<'a> {
-    /// Checks `events` without building their columns (a queued save,
-    /// whose columns the writer's holder builds): no NUL in text, versions
-    /// in range, ids of the column's type.
-    pub(super) fn check(
-        events: &[StoredEvent],
-        id_type: OriginatorIdType,
-        sql: &Sql,
-    ) -> Result<()> {
-        for e in events {
-            text_fits(e, sql)?;
-            to_i64("originator_version", e.originator_version)?;
-            if id_type == OriginatorIdType::Uuid {
-                parse_uuid(&e.originator_id, sql)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The columns of `events`, checked as [`check`](Self::check) does.
-    pub(super) fn new<I>(events: I, id_type: OriginatorIdType, sql: &Sql) -> Result<Self>
-    where
-        I: Iterator<Item = &'a StoredEvent> + Clone,
-    {
-        for e in events.clone() {
-            text_fits(e, sql)?;
-        }
-        let ids = match id_type {
-            OriginatorIdType::Uuid => Ids::Uuid(
-                events
-                    .clone()
-                    .map(|e| parse_uuid(&e.originator_id, sql))
-                    .collect::<Result<_>>()?,
-            ),
-            OriginatorIdType::Text => {
-                Ids::Text(events.clone().map(|e| e.originator_id.as_str()).collect())
-            }
-        };
-        Ok(Columns {
-            ids,
-            versions: events
-                .clone()
-                .map(|e| to_i64("originator_version", e.originator_version))
-                .collect::<Result<_>>()?,
-            topics: events.clone().map(|e| e.topic.as_str()).collect(),
-            states: events.map(|e| e.state.as_slice()).collect(),
-        })
-    }
-
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 4] {
-        let ids: &(dyn ToSql + Sync) = match &self.ids {
-            Ids::Uuid(ids) => ids,
-            Ids::Text(ids) => ids,
-        };
-        [ids, &self.versions, &self.topics, &self.states]
-    }
-}
-
-/// An error if `e`'s topic or id holds a NUL, which PostgreSQL's text
-/// cannot: refused here, not by the server, whose error would abort the
-/// transaction the save shares with others (group commit).
-fn text_fits(e: &StoredEvent, sql: &Sql) -> Result<()> {
-    if e.topic.contains('\0') || e.originator_id.contains('\0') {
-        return Err(Error::persistence(
-            format!("inserting events ({})", sql.events),
-            format!(
-                "the event at version {} of stream {:?} (topic {:?}) has a NUL character in \
-                 its topic or id, which PostgreSQL's text cannot hold",
-                e.originator_version, e.originator_id, e.topic
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// `originator_id` as a UUID, for the uuid column of `sql`'s table.
-fn parse_uuid(originator_id: &str, sql: &Sql) -> Result<Uuid> {
-    Uuid::parse_str(originator_id).map_err(|_| {
-        Error::config(
-            settings::ORIGINATOR_ID_TYPE.name,
-            format!(
-                "originator id {originator_id:?} is not a UUID, but the originator_id \
-                 column of {} is uuid: set ORIGINATOR_ID_TYPE=text to store string ids \
-                 (in new tables)",
-                sql.events
-            ),
-        )
-    })
-}
 
 /// What a save hands the group's writer.
 enum Rows<'a> {
@@ -141,21 +35,6 @@ enum Rows<'a> {
     Queued(Arc<Slot>),
     /// With a tracking record or the user's writes: its own statements.
     Own(Columns<'a>),
-}
-
-/// One originator id as a query parameter.
-enum IdParam<'a> {
-    Uuid(Uuid),
-    Text(&'a str),
-}
-
-impl IdParam<'_> {
-    fn as_sql(&self) -> &(dyn ToSql + Sync) {
-        match self {
-            IdParam::Uuid(id) => id,
-            IdParam::Text(id) => id,
-        }
-    }
 }
 
 /// Stores events in PostgreSQL, in the Python eventsourcing library's
@@ -200,50 +79,6 @@ impl fmt::Debug for PostgresRecorder {
             .field("config", &self.config)
             .field("events", &self.sql.events)
             .finish_non_exhaustive()
-    }
-}
-
-impl PostgresConfig {
-    /// The SQL that creates the tables of application `app_name` as
-    /// annals creates them (and Python's eventsourcing 9.5, with the same
-    /// options), for teams that keep their schema in migrations (sqlx,
-    /// refinery) and run with `CREATE_TABLE=no`.
-    ///
-    /// ```
-    /// use annals::persistence::postgres::PostgresConfig;
-    ///
-    /// let ddl = PostgresConfig::new("shop").ddl("Orders")?;
-    /// assert!(ddl.contains("CREATE TABLE IF NOT EXISTS \"orders_events\""));
-    /// assert!(ddl.contains("\"orders_tracking\""));
-    /// # Ok::<(), annals::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] for an application or schema name that cannot
-    /// name tables.
-    pub fn ddl(&self, app_name: &str) -> Result<String> {
-        let prefix = table_prefix(app_name)?;
-        if let Some(schema) = &self.schema {
-            check_schema(schema)?;
-        }
-        let sql = Sql::new(
-            &prefix,
-            self.schema.as_deref(),
-            self.originator_id_type,
-            self.tracking_layout,
-        );
-        let mut ddl = String::new();
-        if let Some(schema) = &self.schema {
-            ddl.push_str(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\";\n"));
-        }
-        for statement in [&sql.create, &sql.create_tracking] {
-            for part in statement.split("; ").filter(|p| !p.trim().is_empty()) {
-                ddl.push_str(part.trim());
-                ddl.push_str(";\n");
-            }
-        }
-        Ok(ddl)
     }
 }
 
@@ -355,115 +190,6 @@ impl PostgresRecorder {
     /// table had when the store was opened, or the one it was created in.
     pub fn tracking_layout(&self) -> TrackingLayout {
         self.sql.tracking_layout
-    }
-
-    /// Creates the schema (if one is configured), the events, tracking and
-    /// snapshots tables and the notification id index, where missing. Safe
-    /// to call again, and from several processes at once. A tracking table
-    /// is created in the layout this recorder uses
-    /// ([`tracking_layout`](Self::tracking_layout)), single-row ones with
-    /// the Python library's `('__migration__', 1)` row; the notification id
-    /// sequence is moved past the highest id stored if it is behind. An
-    /// existing events table whose `originator_id` column has not the
-    /// configured type is an error naming `ORIGINATOR_ID_TYPE`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] for that column type mismatch, or when the
-    /// tracking table was replaced by one of the other layout since the
-    /// store was opened; [`Error::Persistence`] for the server's errors (no
-    /// right to create tables, a lock timeout).
-    pub fn create_tables(&self) -> Result<()> {
-        let layout = self.sql.tracking_layout;
-        let found = self.prepare(true)?;
-        if found != layout {
-            return Err(Error::config(
-                settings::SINGLE_ROW_TRACKING.name,
-                format!(
-                    "the tracking table {} is now in the {found:?} layout, but this store was \
-                     opened with the {layout:?} one: open the store again",
-                    self.sql.tracking
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The layout of the tracking table (this recorder's when it does not
-    /// exist) and, with `create`, the missing tables created in it (see
-    /// [`create_tables`](Self::create_tables)).
-    fn prepare(&self, create: bool) -> Result<TrackingLayout> {
-        let wanted = self.sql.tracking_layout;
-        let tracking = &self.sql.tracking;
-        if !create {
-            let found = self.read("reading the tracking table's layout", |conn| {
-                let row = conn.client.query_one(TABLE_KEY, &[tracking])?;
-                let key: Vec<String> = row.try_get(1)?;
-                TrackingLayout::of_table(tracking, row.try_get(0)?, &key).map_err(Fail::Other)
-            })?;
-            return TrackingLayout::choose(tracking, found, wanted);
-        }
-        let context = format!("creating the tables of {}", self.sql.events);
-        let mut conn = self.checkout()?;
-        let result = (|| -> Result<Result<(TrackingLayout, Option<String>)>, postgres::Error> {
-            let mut tx = conn.client.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK_KEY])?;
-            if let Some(schema) = &self.config.schema {
-                let exists: bool = tx
-                    .query_one(
-                        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-                        &[schema],
-                    )?
-                    .try_get(0)?;
-                if !exists {
-                    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))?;
-                }
-            }
-            let row = tx.query_one(TABLE_KEY, &[tracking])?;
-            let key: Vec<String> = row.try_get(1)?;
-            let layout = match TrackingLayout::of_table(tracking, row.try_get(0)?, &key)
-                .and_then(|found| TrackingLayout::choose(tracking, found, wanted))
-            {
-                Ok(layout) => layout,
-                // Dropping `tx` rolls it back.
-                Err(e) => return Ok(Err(e)),
-            };
-            tx.batch_execute(&self.sql.create)?;
-            if layout == wanted {
-                // Missing, or of this layout: created, or (single-row) given
-                // its migration row if it lacks it.
-                tx.batch_execute(&self.sql.create_tracking)?;
-            }
-            let column_type: Option<String> = tx
-                .query_opt(ORIGINATOR_ID_COLUMN, &[&self.sql.events])?
-                .map(|row| row.try_get(0))
-                .transpose()?;
-            // Under the lock writers take, so no id is drawn meanwhile.
-            tx.batch_execute(&format!(
-                "LOCK TABLE {} IN EXCLUSIVE MODE; {}",
-                self.sql.events, self.sql.sync_sequence
-            ))?;
-            tx.commit()?;
-            Ok(Ok((layout, column_type)))
-        })();
-        let (layout, column_type) = result.map_err(|e| {
-            if is_broken(&conn.client, &e) {
-                conn.broken = true;
-            }
-            self.db_error(&context, e)
-        })??;
-        let expected = self.config.originator_id_type.sql();
-        match column_type {
-            Some(found) if found != expected => Err(Error::config(
-                settings::ORIGINATOR_ID_TYPE.name,
-                format!(
-                    "the table {} has a {found} originator_id column, but the setting says \
-                     {expected}: set ORIGINATOR_ID_TYPE={found} to use it",
-                    self.sql.events
-                ),
-            )),
-            _ => Ok(layout),
-        }
     }
 
     fn checkout(&self) -> Result<PooledConnection<Manager>> {

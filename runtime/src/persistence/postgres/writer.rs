@@ -9,9 +9,10 @@ use std::sync::Arc;
 use postgres::types::ToSql;
 use r2d2::PooledConnection;
 
+use super::columns::Columns;
 use super::combine::{Outcome, Queue, Slot};
 use super::pool::{describe, is_broken, Conn, Connections, Fail, Manager};
-use super::recorder::{stored_form, Columns};
+use super::recorder::stored_form;
 use super::settings::OriginatorIdType;
 use super::sql::{Sql, Stmt};
 use crate::error::Error;
