@@ -11,13 +11,11 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Deserialize;
 
 use crate::cipher::Cipher;
 use crate::clock::Timestamp;
-use crate::domain::{
-    Aggregate, AggregateId, AggregateState, DomainEvent, Event, EventHash, EventInternals,
-};
+use crate::domain::{Aggregate, AggregateId, DomainEvent, Event, EventHash, EventInternals};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::rows::StoredEvent;
@@ -25,8 +23,9 @@ use crate::rows::StoredEvent;
 mod chain;
 mod compression;
 mod python;
+mod snapshot;
 
-use chain::{from_hex, link_hash, recorded_hash, to_hex, verify_link};
+use chain::{link_hash, recorded_hash, to_hex, verify_link};
 pub use compression::{Compressor, COMPRESSOR_TOPIC};
 
 /// The largest state a compressed record may inflate to: 256 MiB.
@@ -672,105 +671,6 @@ impl Mapper {
             causation_id: fields.causation_id,
         })
     }
-
-    /// The stored form of a snapshot of `aggregate`: its serde state and
-    /// metadata, under the topic `"{Aggregate}"`.
-    ///
-    /// # Errors
-    ///
-    /// The aggregate cannot be snapshotted (its struct does not implement
-    /// `Serialize` and `Deserialize`) or does not serialize; encryption
-    /// errors.
-    pub fn encode_snapshot<A: Aggregate>(&self, aggregate: &A) -> Result<StoredEvent> {
-        if self.codec == Codec::Python {
-            return self.encode_python_snapshot(aggregate);
-        }
-        let last_hash = aggregate.__meta().last_hash.as_ref().map(to_hex);
-        let snapshot = SnapshotRef {
-            timestamp: aggregate.modified_on(),
-            created_on: aggregate.created_on(),
-            class_version: (A::STATE_VERSION > 1).then_some(A::STATE_VERSION),
-            last_hash,
-            state: StateRef(aggregate),
-        };
-        let json = serde_json::to_vec(&snapshot).map_err(|e| Error::Encode {
-            topic: A::NAME,
-            aggregate: A::NAME,
-            source: Box::new(e),
-        })?;
-        let originator_id = aggregate.id().to_stored();
-        let state = self
-            .seal(json, &originator_id, aggregate.version(), A::NAME)
-            .map_err(|e| Error::Encode {
-                topic: A::NAME,
-                aggregate: A::NAME,
-                source: Box::new(e),
-            })?;
-        Ok(StoredEvent {
-            originator_id,
-            originator_version: aggregate.version(),
-            topic: A::NAME.to_owned(),
-            state,
-        })
-    }
-
-    /// The aggregate that a stored snapshot holds, with its metadata.
-    ///
-    /// # Errors
-    ///
-    /// The state does not decrypt, decompress or deserialize; a snapshot
-    /// version with no upcaster ([`Error::UnknownVersion`]).
-    pub fn decode_snapshot<A: Aggregate>(&self, stored: &StoredEvent) -> Result<A> {
-        if is_python_topic(&stored.topic) {
-            return self.decode_python_snapshot(stored);
-        }
-        if stored.topic != A::NAME && !A::ALIASES.contains(&stored.topic.as_str()) {
-            return Err(unknown_topic::<A>(&stored.topic, Some(&stored.topic)));
-        }
-        let id = A::Id::from_stored(&stored.originator_id)
-            .map_err(|e| decode_error::<A>(stored, e.into()))?;
-        let json = self
-            .open(stored)
-            .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
-        let snapshot: SnapshotOwned<A> = if A::STATE_VERSION > 1 || has_class_version(&json) {
-            let mut value = json_object::<A>(stored, &json)?;
-            let from = stored_version(&value);
-            let object = value.as_object_mut().ok_or_else(|| {
-                decode_error::<A>(stored, "a snapshot's state is not a JSON object".into())
-            })?;
-            let mut state = object.remove("state").unwrap_or_default();
-            if !state.is_object() {
-                return Err(decode_error::<A>(
-                    stored,
-                    "a snapshot's \"state\" is not a JSON object".into(),
-                ));
-            }
-            upcast::<A>(&stored.topic, from, A::STATE_VERSION, |v| {
-                A::__upcast_state(v, &mut state)
-            })?;
-            object.insert("state".into(), state);
-            serde_json::from_value(value)
-        } else {
-            serde_json::from_slice(&json)
-        }
-        .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
-        let last_hash = snapshot
-            .last_hash
-            .as_deref()
-            .map(|hex| from_hex(hex.as_bytes()))
-            .transpose()
-            .map_err(|e| decode_error::<A>(stored, e.into()))?;
-        let mut aggregate = snapshot.state.0;
-        crate::domain::restore_meta(
-            &mut aggregate,
-            id,
-            stored.originator_version,
-            snapshot.created_on,
-            snapshot.timestamp,
-            last_hash,
-        );
-        Ok(aggregate)
-    }
 }
 
 /// Stored JSON that must be an object (upcasters index into it).
@@ -901,44 +801,6 @@ fn decode_error<A: Aggregate>(
     source: Box<dyn std::error::Error + Send + Sync>,
 ) -> Error {
     Subject::of::<A>().decode_error(stored, source)
-}
-
-#[derive(Serialize)]
-#[serde(bound = "")]
-struct SnapshotRef<'a, A: AggregateState> {
-    timestamp: Timestamp,
-    created_on: Timestamp,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    class_version: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_hash: Option<String>,
-    state: StateRef<'a, A>,
-}
-
-struct StateRef<'a, A>(&'a A);
-
-impl<A: AggregateState> Serialize for StateRef<'_, A> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        self.0.__serialize_state(serializer)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(bound = "")]
-struct SnapshotOwned<A: AggregateState> {
-    timestamp: Timestamp,
-    created_on: Timestamp,
-    #[serde(default)]
-    last_hash: Option<String>,
-    state: StateOwned<A>,
-}
-
-struct StateOwned<A>(A);
-
-impl<'de, A: AggregateState> Deserialize<'de> for StateOwned<A> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        A::__deserialize_state(deserializer).map(StateOwned)
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! Snapshots in the Python library's layout (the Python codec).
 
-use super::{
-    decode_error, json_object, python_topic, upcast, Mapper, StateRef, PYTHON_SNAPSHOT_TOPIC,
-};
+use super::snapshot::StateRef;
+use super::{decode_error, json_object, python_topic, upcast, Mapper, PYTHON_SNAPSHOT_TOPIC};
 use crate::clock::Timestamp;
 use crate::domain::{Aggregate, AggregateId};
 use crate::error::{Error, Result};
