@@ -164,9 +164,10 @@ pub trait AggregateRecorder: Send + Sync {
     /// its order, and returns how many it visited; the first error of
     /// `visit` stops it and is returned. The events of
     /// [`select_events`](Self::select_events), without a row of their own
-    /// each: the memory store lends the rows it holds, SQLite fills one
-    /// row's buffers again for each. This default collects them with
-    /// `select_events`, so a recorder that wraps another keeps its say.
+    /// each: the memory store lends the rows it holds, SQLite and
+    /// PostgreSQL fill one row's buffers again for each. This default
+    /// collects them with `select_events`, so a recorder that wraps
+    /// another keeps its say.
     ///
     /// ```
     /// use annals::persistence::memory::MemoryRecorder;

@@ -450,6 +450,51 @@ impl PostgresRecorder {
         which: [Stmt; 2],
         table: &str,
     ) -> Result<Vec<StoredEvent>> {
+        self.stream_rows(originator_id, query, which)?
+            .iter()
+            .map(|row| self.read_event(table, row, 0))
+            .collect::<Result<_, Fail>>()
+            .map_err(|fail| self.read_fail(fail))
+    }
+
+    /// As [`select_stream`](Self::select_stream), one row's buffers filled
+    /// again for each row (the id, the same in every row, read once).
+    fn visit_stream(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
+        let table = &self.sql.events;
+        let which = [Stmt::SelectEventsAsc, Stmt::SelectEventsDesc];
+        let rows = self.stream_rows(originator_id, query, which)?;
+        let Some(first) = rows.first() else {
+            return Ok(0);
+        };
+        let mut event = StoredEvent {
+            originator_id: self
+                .read_id(first, 0)
+                .map_err(|e| self.read_fail(e.into()))?,
+            originator_version: 0,
+            topic: String::new(),
+            state: Vec::new(),
+        };
+        for row in &rows {
+            refill(table, row, &mut event).map_err(|fail| self.read_fail(fail))?;
+            visit(&event)?;
+        }
+        Ok(rows.len())
+    }
+
+    /// The rows of one stream as the server sent them (`which`: ascending
+    /// and descending statements); the query is retried once on another
+    /// connection if its connection broke.
+    fn stream_rows(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        which: [Stmt; 2],
+    ) -> Result<Vec<Row>> {
         let id = self.id_param(originator_id)?;
         if query.gt.is_some_and(|gt| gt >= i64::MAX as u64) || query.limit == Some(0) {
             return Ok(Vec::new());
@@ -462,12 +507,18 @@ impl PostgresRecorder {
         let which = which[usize::from(query.desc)];
         self.read("selecting events", |conn| {
             let statement = conn.statement(&self.sql, which)?;
-            conn.client
-                .query(&statement, &[id.as_sql(), &gt, &lte, &limit])?
-                .iter()
-                .map(|row| self.read_event(table, row, 0))
-                .collect()
+            Ok(conn
+                .client
+                .query(&statement, &[id.as_sql(), &gt, &lte, &limit])?)
         })
+    }
+
+    /// The error of a row that does not read (a column of another type).
+    fn read_fail(&self, fail: Fail) -> Error {
+        match fail {
+            Fail::Db(e) => self.db_error("selecting events", e),
+            Fail::Other(e) => e,
+        }
     }
 }
 
@@ -538,6 +589,17 @@ fn to_u64(table: &str, column: &str, value: i64) -> Result<u64, Fail> {
     })
 }
 
+/// `event`'s version, topic and state from a row of `table`, in the
+/// buffers it has.
+fn refill(table: &str, row: &Row, event: &mut StoredEvent) -> Result<(), Fail> {
+    event.originator_version = to_u64(table, "originator_version", row.try_get(1)?)?;
+    event.topic.clear();
+    event.topic.push_str(row.try_get(2)?);
+    event.state.clear();
+    event.state.extend_from_slice(row.try_get(3)?);
+    Ok(())
+}
+
 /// Clamps a bound to PostgreSQL's bigint.
 fn bigint(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -556,6 +618,17 @@ impl AggregateRecorder for PostgresRecorder {
                 [Stmt::SelectEventsAsc, Stmt::SelectEventsDesc],
                 &self.sql.events,
             )
+        })
+    }
+
+    fn visit_events(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
+        trace::visit_events("postgres", originator_id, query, || {
+            self.visit_stream(originator_id, query, visit)
         })
     }
 }
