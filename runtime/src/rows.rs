@@ -27,6 +27,29 @@ pub struct StoredEvent {
     pub state: Vec<u8>,
 }
 
+impl StoredEvent {
+    /// An event of stream `originator_id` with empty buffers, for
+    /// [`refill`](Self::refill) to fill row after row.
+    pub(crate) fn buffer(originator_id: String) -> Self {
+        StoredEvent {
+            originator_id,
+            originator_version: 0,
+            topic: String::new(),
+            state: Vec::new(),
+        }
+    }
+
+    /// This event's version, topic and state set to a row's, in the
+    /// buffers it has (a recorder's visit reads a stream into one event).
+    pub(crate) fn refill(&mut self, version: u64, topic: &str, state: &[u8]) {
+        self.originator_version = version;
+        self.topic.clear();
+        self.topic.push_str(topic);
+        self.state.clear();
+        self.state.extend_from_slice(state);
+    }
+}
+
 /// A stored event with its position in the application's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {

@@ -471,16 +471,17 @@ impl PostgresRecorder {
         let Some(first) = rows.first() else {
             return Ok(0);
         };
-        let mut event = StoredEvent {
-            originator_id: self
-                .read_id(first, 0)
-                .map_err(|e| self.read_fail(e.into()))?,
-            originator_version: 0,
-            topic: String::new(),
-            state: Vec::new(),
-        };
+        let id = self
+            .read_id(first, 0)
+            .map_err(|e| self.read_fail(e.into()))?;
+        let mut event = StoredEvent::buffer(id);
         for row in &rows {
-            refill(table, row, &mut event).map_err(|fail| self.read_fail(fail))?;
+            let read = || -> Result<_, Fail> {
+                let version = to_u64(table, "originator_version", row.try_get(1)?)?;
+                Ok((version, row.try_get(2)?, row.try_get(3)?))
+            };
+            let (version, topic, state) = read().map_err(|fail| self.read_fail(fail))?;
+            event.refill(version, topic, state);
             visit(&event)?;
         }
         Ok(rows.len())
@@ -587,17 +588,6 @@ fn to_u64(table: &str, column: &str, value: i64) -> Result<u64, Fail> {
             "a negative stored value",
         ))
     })
-}
-
-/// `event`'s version, topic and state from a row of `table`, in the
-/// buffers it has.
-fn refill(table: &str, row: &Row, event: &mut StoredEvent) -> Result<(), Fail> {
-    event.originator_version = to_u64(table, "originator_version", row.try_get(1)?)?;
-    event.topic.clear();
-    event.topic.push_str(row.try_get(2)?);
-    event.state.clear();
-    event.state.extend_from_slice(row.try_get(3)?);
-    Ok(())
 }
 
 /// Clamps a bound to PostgreSQL's bigint.

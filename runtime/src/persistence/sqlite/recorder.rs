@@ -239,18 +239,9 @@ impl Shared {
         query: &EventQuery,
         visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
     ) -> Result<usize> {
-        let mut row = StoredEvent {
-            originator_id: originator_id.to_owned(),
-            originator_version: 0,
-            topic: String::new(),
-            state: Vec::new(),
-        };
+        let mut row = StoredEvent::buffer(originator_id.to_owned());
         self.each_event(table, originator_id, query, |version, topic, state| {
-            row.originator_version = version;
-            row.topic.clear();
-            row.topic.push_str(topic);
-            row.state.clear();
-            row.state.extend_from_slice(state);
+            row.refill(version, topic, state);
             visit(&row)
         })
     }
@@ -529,16 +520,6 @@ impl AggregateRecorder for SqliteSnapshotRecorder {
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
         self.shared.select_events(&self.table, originator_id, query)
-    }
-
-    fn visit_events(
-        &self,
-        originator_id: &str,
-        query: &EventQuery,
-        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
-    ) -> Result<usize> {
-        self.shared
-            .visit_events(&self.table, originator_id, query, visit)
     }
 }
 
