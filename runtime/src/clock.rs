@@ -282,6 +282,29 @@ pub mod stored {
             }
         }
 
+        proptest::proptest! {
+            /// Near-layout text (out-of-range fields, leap seconds, short,
+            /// long and broken fractions): the fast path reads what chrono
+            /// reads, as chrono does, and leaves to chrono only the leap
+            /// second and fractions past nanoseconds.
+            #[test]
+            fn the_fast_path_agrees_with_chrono(
+                (y, mo, d) in (0u32..10_000, 0u32..14, 0u32..33),
+                (h, mi, sec) in (0u32..25, 0u32..61, 0u32..62),
+                fraction in "(\\.[0-9x]{0,10})?",
+            ) {
+                let s = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{sec:02}{fraction}Z");
+                let chrono = chrono::DateTime::parse_from_rfc3339(&s).ok();
+                let fast = parse_fast(&s);
+                if fast.is_some() {
+                    proptest::prop_assert_eq!(fast.map(|t| t.fixed_offset()), chrono, "{}", s);
+                } else {
+                    let left_to_chrono = sec == 60 || fraction.len() > 10;
+                    proptest::prop_assert!(chrono.is_none() || left_to_chrono, "{}", s);
+                }
+            }
+        }
+
         #[test]
         fn other_layouts_go_to_chrono_and_bad_ones_are_refused() {
             for s in [
