@@ -784,8 +784,10 @@ pub(crate) fn check_follows<A: Aggregate>(agg: &A, version: u64) -> Result<()> {
 
 /// Applies a stored event to the aggregate built so far (`None` before the
 /// first event), checking that it begins with a creation event and creates
-/// only once (versions follow without gaps: see [`check_follows`]).
-pub(crate) fn replay<A: Aggregate>(state: Option<A>, recorded: DomainEvent<A>) -> Result<A> {
+/// only once (versions follow without gaps: see [`check_follows`]). The
+/// aggregate is changed where it lies: moving it in and out per event cost
+/// ~130 instructions an event (callgrind, W2).
+pub(crate) fn replay<A: Aggregate>(state: &mut Option<A>, recorded: DomainEvent<A>) -> Result<()> {
     let DomainEvent {
         originator_id,
         originator_version,
@@ -799,25 +801,25 @@ pub(crate) fn replay<A: Aggregate>(state: Option<A>, recorded: DomainEvent<A>) -
         message,
     };
     let discards = event.is_discarding();
-    let mut agg = match state {
+    let name = event.name();
+    let agg = match state {
         None => {
-            let name = event.name();
             let created = {
                 let _applying = Applying::replaying::<A>(timestamp);
                 A::__create(event)
             };
-            let mut agg = created.map_err(|_| {
+            let created = created.map_err(|_| {
                 corrupt(format!(
                     "it begins with {name} (version {originator_version}), which is not a creation event"
                 ))
             })?;
+            let agg = state.insert(created);
             let meta = agg.__meta_mut();
             meta.id = originator_id;
             meta.created_on = timestamp;
             agg
         }
-        Some(mut agg) => {
-            let name = event.name();
+        Some(agg) => {
             let applied = {
                 let _applying = Applying::replaying::<A>(timestamp);
                 agg.__apply(event)
@@ -834,5 +836,5 @@ pub(crate) fn replay<A: Aggregate>(state: Option<A>, recorded: DomainEvent<A>) -
     meta.version = originator_version;
     meta.modified_on = timestamp;
     meta.discarded |= discards;
-    Ok(agg)
+    Ok(())
 }

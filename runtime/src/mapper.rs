@@ -488,7 +488,7 @@ impl Mapper {
     /// deserialize; [`Error::UnknownVersion`] for a version with no
     /// upcaster.
     pub fn decode<A: Aggregate>(&self, stored: &StoredEvent) -> Result<DomainEvent<A>> {
-        self.decode_inner(stored, None)
+        self.decode_inner(stored, None, None)
     }
 
     /// Like [`decode`](Self::decode), and when chaining is on, checks that
@@ -504,13 +504,25 @@ impl Mapper {
         stored: &StoredEvent,
         prev: &mut Option<EventHash>,
     ) -> Result<DomainEvent<A>> {
-        self.decode_inner(stored, self.hash_chain.then_some(prev))
+        self.decode_inner(stored, self.hash_chain.then_some(prev), None)
+    }
+
+    /// [`decode_link`](Self::decode_link) of an event of the stream `id`
+    /// (selected by it), whose stored id is then not parsed again.
+    pub(crate) fn decode_replayed<A: Aggregate>(
+        &self,
+        id: &A::Id,
+        stored: &StoredEvent,
+        prev: &mut Option<EventHash>,
+    ) -> Result<DomainEvent<A>> {
+        self.decode_inner(stored, self.hash_chain.then_some(prev), Some(id))
     }
 
     fn decode_inner<A: Aggregate>(
         &self,
         stored: &StoredEvent,
         chain: Option<&mut Option<EventHash>>,
+        id: Option<&A::Id>,
     ) -> Result<DomainEvent<A>> {
         let python = is_python_topic(&stored.topic);
         let variant = variant_of::<A>(&stored.topic).ok_or_else(|| {
@@ -522,8 +534,11 @@ impl Mapper {
             let named = named.map(|(name, _)| name);
             unknown_topic::<A>(&stored.topic, named)
         })?;
-        let originator_id = A::Id::from_stored(&stored.originator_id)
-            .map_err(|e| decode_error::<A>(stored, e.into()))?;
+        let originator_id = match id {
+            Some(id) => id.clone(),
+            None => A::Id::from_stored(&stored.originator_id)
+                .map_err(|e| decode_error::<A>(stored, e.into()))?,
+        };
         let json = self
             .open(stored)
             .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;

@@ -399,7 +399,7 @@ impl Repository {
                     break 'pages;
                 }
                 chain = link;
-                aggregate = Some(domain::replay(aggregate, decoded)?);
+                domain::replay(&mut aggregate, decoded)?;
             }
             match page.last() {
                 Some(last) if page.len() == PAGE => query.gt = Some(last.originator_version),
@@ -503,8 +503,8 @@ impl Repository {
                 if let Some(before) = &aggregate {
                     domain::check_follows(before, event.originator_version)?;
                 }
-                let decoded = self.mapper.decode_link(event, &mut chain)?;
-                aggregate = Some(domain::replay(aggregate.take(), decoded)?);
+                let decoded = self.mapper.decode_replayed(id, event, &mut chain)?;
+                domain::replay(&mut aggregate, decoded)?;
                 last = Some(event.originator_version);
                 Ok(())
             })?;
