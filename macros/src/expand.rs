@@ -571,13 +571,16 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
                     correlation_id: ::core::option::Option<#p::Uuid>,
                     #[serde(default)]
                     causation_id: ::core::option::Option<#p::Uuid>,
+                    #[serde(default)]
+                    class_version: ::core::option::Option<#p::serde::de::IgnoredAny>,
                     #(#owned_fields,)*
                 }
-                let __State { timestamp, correlation_id, causation_id, #(#fields),* } =
+                let __State { timestamp, correlation_id, causation_id, class_version, #(#fields),* } =
                     <__State as #p::serde::Deserialize>::deserialize(#deserializer)?;
                 ::core::result::Result::Ok((
                     Self::#variant { #(#fields),* },
                     #p::Header { timestamp, correlation_id, causation_id },
+                    class_version.is_some(),
                 ))
             }
         });
@@ -653,7 +656,7 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
             fn __deserialize<'__de, __D: #p::serde::Deserializer<'__de>>(
                 #variant_param: usize,
                 #deserializer: __D,
-            ) -> ::core::result::Result<(Self, #p::Header), __D::Error> {
+            ) -> ::core::result::Result<(Self, #p::Header, bool), __D::Error> {
                 match #variant_param {
                     #(#deserialize_arms)*
                     _ => ::core::result::Result::Err(

@@ -111,11 +111,14 @@ pub trait EventInternals: Sized {
     #[doc(hidden)]
     fn __upcast(variant: usize, from: u32, state: &mut serde_json::Value) -> bool;
 
+    /// The event of variant `variant` that a state holds, its header, and
+    /// whether the state records a `class_version` (so the mapper takes
+    /// the upcasting path for it).
     #[doc(hidden)]
     fn __deserialize<'de, D: Deserializer<'de>>(
         variant: usize,
         deserializer: D,
-    ) -> std::result::Result<(Self, Header), D::Error>;
+    ) -> std::result::Result<(Self, Header, bool), D::Error>;
 }
 
 /// The metadata that every stored event carries besides its fields.

@@ -393,7 +393,7 @@ pub mod __private {
         fn __deserialize<'de, D: serde::Deserializer<'de>>(
             _: usize,
             _: D,
-        ) -> std::result::Result<(Self, Header), D::Error> {
+        ) -> std::result::Result<(Self, Header, bool), D::Error> {
             Err(serde::de::Error::custom("no events"))
         }
     }

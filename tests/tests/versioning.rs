@@ -319,6 +319,41 @@ fn an_unknown_version_is_a_clear_error_naming_topic_and_version() {
         ),
         "{err}"
     );
+    // A newer event whose fields the old model would still read: its
+    // class_version alone makes it an error.
+    let fits = Uuid::new_v4();
+    let rows = [
+        (
+            1,
+            "Dog.Registered",
+            r#"{"timestamp":"2026-01-01T00:00:00Z","name":"Fido"}"#,
+        ),
+        (
+            2,
+            "Dog.TrickAdded",
+            r#"{"timestamp":"2026-01-01T00:00:00Z","trick":"x","class_version":2}"#,
+        ),
+    ]
+    .map(|(version, topic, state)| StoredEvent {
+        originator_id: fits.simple().to_string(),
+        ..row(version, topic, state)
+    });
+    app.recorder().insert_events(&rows).expect("insert");
+    let err = app
+        .repository()
+        .get::<v1::Dog>(fits)
+        .expect_err("v1 reads v2");
+    assert!(
+        matches!(
+            err,
+            Error::UnknownVersion {
+                stored: 2,
+                known: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 /// Changes what one store keeps for a stream: directly in SQLite and

@@ -6,8 +6,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::chain::{from_hex, to_hex};
 use super::{
-    decode_error, has_class_version, is_python_topic, json_object, stored_version, unknown_topic,
-    upcast, Codec, Mapper,
+    decode_error, has_class_version, is_python_topic, json_object, json_text, stored_version,
+    unknown_topic, upcast, Codec, Mapper,
 };
 use crate::clock::Timestamp;
 use crate::domain::{Aggregate, AggregateId, AggregateState};
@@ -93,7 +93,7 @@ impl Mapper {
             object.insert("state".into(), state);
             serde_json::from_value(value)
         } else {
-            serde_json::from_slice(&json)
+            json_text(&json).and_then(serde_json::from_str)
         }
         .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
         let last_hash = snapshot
