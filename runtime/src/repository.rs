@@ -394,7 +394,7 @@ impl Repository {
                     domain::check_follows(before, event.originator_version)?;
                 }
                 let mut link = chain;
-                let decoded = self.mapper.decode_link(event, &mut link)?;
+                let decoded = self.mapper.decode_replayed(&id, event, &mut link)?;
                 if decoded.timestamp > timestamp {
                     break 'pages;
                 }

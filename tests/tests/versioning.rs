@@ -266,7 +266,7 @@ fn renamed_events_and_aggregates_still_decode() {
 fn an_unknown_version_is_a_clear_error_naming_topic_and_version() {
     let app = Application::builder("Versions").build().expect("app");
     let id = Uuid::new_v4();
-    let row = |version: u64, topic: &str, state: &str| StoredEvent {
+    let row = |id: Uuid, version: u64, topic: &str, state: &str| StoredEvent {
         originator_id: id.simple().to_string(),
         originator_version: version,
         topic: topic.into(),
@@ -275,11 +275,13 @@ fn an_unknown_version_is_a_clear_error_naming_topic_and_version() {
     app.recorder()
         .insert_events(&[
             row(
+                id,
                 1,
                 "Dog.Registered",
                 r#"{"timestamp":"2026-01-01T00:00:00Z","title":"Fido","age":2,"class_version":3}"#,
             ),
             row(
+                id,
                 2,
                 "Dog.TrickAdded",
                 r#"{"timestamp":"2026-01-01T00:00:00Z","trick":"x","style":"y","class_version":9}"#,
@@ -322,23 +324,22 @@ fn an_unknown_version_is_a_clear_error_naming_topic_and_version() {
     // A newer event whose fields the old model would still read: its
     // class_version alone makes it an error.
     let fits = Uuid::new_v4();
-    let rows = [
-        (
-            1,
-            "Dog.Registered",
-            r#"{"timestamp":"2026-01-01T00:00:00Z","name":"Fido"}"#,
-        ),
-        (
-            2,
-            "Dog.TrickAdded",
-            r#"{"timestamp":"2026-01-01T00:00:00Z","trick":"x","class_version":2}"#,
-        ),
-    ]
-    .map(|(version, topic, state)| StoredEvent {
-        originator_id: fits.simple().to_string(),
-        ..row(version, topic, state)
-    });
-    app.recorder().insert_events(&rows).expect("insert");
+    app.recorder()
+        .insert_events(&[
+            row(
+                fits,
+                1,
+                "Dog.Registered",
+                r#"{"timestamp":"2026-01-01T00:00:00Z","name":"Fido"}"#,
+            ),
+            row(
+                fits,
+                2,
+                "Dog.TrickAdded",
+                r#"{"timestamp":"2026-01-01T00:00:00Z","trick":"x","class_version":2}"#,
+            ),
+        ])
+        .expect("insert");
     let err = app
         .repository()
         .get::<v1::Dog>(fits)
