@@ -357,6 +357,92 @@ fn an_unknown_version_is_a_clear_error_naming_topic_and_version() {
     );
 }
 
+#[test]
+fn a_newer_models_snapshot_is_an_unknown_version_to_the_old_model() {
+    let app = Application::builder("SnapshotVersions")
+        .snapshotting(true)
+        .build()
+        .expect("app");
+    let id = Uuid::new_v4();
+    let snapshot = |state: &str| StoredEvent {
+        originator_id: id.simple().to_string(),
+        originator_version: 1,
+        topic: "Dog".into(),
+        state: state.as_bytes().to_vec(),
+    };
+    let snapshots = app.snapshots().expect("on").recorder();
+    // One the old model could read field for field: its class_version
+    // alone makes it an error, as a newer event's does.
+    snapshots
+        .insert_events(&[snapshot(
+            r#"{"timestamp":"2026-01-01T00:00:00Z","created_on":"2026-01-01T00:00:00Z","class_version":2,"state":{"name":"Fido","tricks":[]}}"#,
+        )])
+        .expect("insert");
+    let err = app
+        .snapshots()
+        .expect("on")
+        .get::<v1::Dog>(id)
+        .expect_err("v1 reads a v2 snapshot");
+    assert!(
+        matches!(
+            err,
+            Error::UnknownVersion {
+                stored: 2,
+                known: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The model it was written by reads it.
+    let v2_app = Application::builder("SnapshotVersions")
+        .snapshotting(true)
+        .stores_of(&app)
+        .build()
+        .expect("app");
+    let mut dog = v2::Dog::register("Rex".into(), 3);
+    dog.add_trick("sit".into(), "fast".into());
+    v2_app.save(&mut dog).expect("save");
+    v2_app.take_snapshot::<v2::Dog>(dog.id()).expect("snapshot");
+    let err = app
+        .snapshots()
+        .expect("on")
+        .get::<v1::Dog>(dog.id())
+        .expect_err("v1 reads a v2 snapshot that does not fit");
+    assert!(
+        matches!(
+            err,
+            Error::UnknownVersion {
+                stored: 2,
+                known: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let rex: v2::Dog = v2_app
+        .snapshots()
+        .expect("on")
+        .get(dog.id())
+        .expect("get")
+        .expect("a snapshot");
+    assert_eq!((rex.title.as_str(), rex.age, rex.version()), ("Rex", 3, 2));
+    let other = Uuid::new_v4();
+    // A key named class_version inside the state is not the snapshot's.
+    let mut nested = snapshot(
+        r#"{"timestamp":"2026-01-01T00:00:00Z","created_on":"2026-01-01T00:00:00Z","state":{"name":"Bo","tricks":["class_version"],"class_version":7}}"#,
+    );
+    nested.originator_id = other.simple().to_string();
+    snapshots.insert_events(&[nested]).expect("insert");
+    let bo: v1::Dog = app
+        .snapshots()
+        .expect("on")
+        .get(other)
+        .expect("an old snapshot")
+        .expect("a snapshot");
+    assert_eq!((bo.name.as_str(), bo.tricks.len()), ("Bo", 1));
+}
+
 /// Changes what one store keeps for a stream: directly in SQLite and
 /// PostgreSQL, through a tampering recorder in memory.
 enum Tamper {
