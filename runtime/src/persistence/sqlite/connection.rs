@@ -101,11 +101,33 @@ pub(super) fn open_readers(
 pub(super) struct WriteConnection {
     pub(super) conn: Connection,
     config: SqliteConfig,
+    /// This save joined a group: it is undone alone if it fails.
+    joining: bool,
+    /// A savepoint was taken for this save (see [`mark`](Self::mark)).
+    savepoint: bool,
 }
 
 impl WriteConnection {
     pub(super) fn new(conn: Connection, config: SqliteConfig) -> Self {
-        Self { conn, config }
+        Self {
+            conn,
+            config,
+            joining: false,
+            savepoint: false,
+        }
+    }
+
+    /// Called by a save before its first statement: a joining save of
+    /// more than one statement takes a savepoint. One of a single
+    /// statement needs none, since SQLite undoes a failed statement's own
+    /// changes and keeps the transaction (a constraint's ABORT): SAVEPOINT
+    /// and RELEASE were two of a one-event save's four statements.
+    pub(super) fn mark(&mut self, statements: usize) -> rusqlite::Result<()> {
+        if self.joining && statements > 1 {
+            self.run("SAVEPOINT save")?;
+            self.savepoint = true;
+        }
+        Ok(())
     }
 
     /// Runs one statement of the transaction's own, prepared once and
@@ -120,27 +142,40 @@ impl GroupTransaction for WriteConnection {
     type Error = rusqlite::Error;
 
     fn begin(&mut self) -> rusqlite::Result<()> {
+        self.joining = false;
+        self.savepoint = false;
         // IMMEDIATE: the write lock up front, waited for up to the lock
         // timeout, instead of a failed upgrade half-way.
         self.run("BEGIN IMMEDIATE")
     }
 
     fn savepoint(&mut self) -> rusqlite::Result<()> {
-        self.run("SAVEPOINT save")
+        // Taken by the save's `mark`, and only if it needs one.
+        self.joining = true;
+        Ok(())
     }
 
     fn release(&mut self) -> rusqlite::Result<()> {
-        self.run("RELEASE save")
+        self.joining = false;
+        if std::mem::take(&mut self.savepoint) {
+            self.run("RELEASE save")?;
+        }
+        Ok(())
     }
 
     fn rollback_to_savepoint(&mut self) -> bool {
+        self.joining = false;
+        let savepoint = std::mem::take(&mut self.savepoint);
         // After an I/O error or a full disk SQLite may have rolled the
         // whole transaction back already: then there is nothing to keep.
+        // Without a savepoint the save was one statement, which SQLite
+        // undid itself.
         !self.conn.is_autocommit()
-            && self
-                .conn
-                .execute_batch("ROLLBACK TO save; RELEASE save")
-                .is_ok()
+            && (!savepoint
+                || self
+                    .conn
+                    .execute_batch("ROLLBACK TO save; RELEASE save")
+                    .is_ok())
     }
 
     fn commit(&mut self) -> Result<(), Failure> {
@@ -214,4 +249,65 @@ pub(super) fn watch(config: &SqliteConfig, signal: &Arc<Signal>) -> Result<Watch
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::Env;
+
+    fn writer() -> WriteConnection {
+        let config = SqliteConfig::from_env(&Env::from_map("App", [("SQLITE_DBNAME", ":memory:")]))
+            .expect("config");
+        let conn = open_writer(&config).expect("open");
+        conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+            .expect("table");
+        WriteConnection::new(conn, config)
+    }
+
+    fn insert(w: &WriteConnection, k: i64) -> rusqlite::Result<()> {
+        w.conn.execute("INSERT INTO t VALUES (?1)", [k]).map(drop)
+    }
+
+    fn keys(w: &WriteConnection) -> Vec<i64> {
+        let mut select = w
+            .conn
+            .prepare("SELECT k FROM t ORDER BY k")
+            .expect("prepare");
+        let rows = select.query_map([], |row| row.get(0)).expect("select");
+        rows.map(|k| k.expect("row")).collect()
+    }
+
+    /// A joining save is undone alone whether it took a savepoint (more
+    /// than one statement) or not (one statement, which SQLite undoes).
+    #[test]
+    fn a_failed_joining_save_is_undone_alone_with_or_without_a_savepoint() {
+        let mut w = writer();
+        w.begin().expect("begin");
+        w.mark(1).expect("opener");
+        insert(&w, 1).expect("opener's row");
+
+        // One statement, no savepoint: it fails on the opener's key.
+        w.savepoint().expect("joining");
+        w.mark(1).expect("mark");
+        assert!(!w.savepoint, "one statement takes no savepoint");
+        assert!(insert(&w, 1).is_err(), "a taken key");
+        assert!(w.rollback_to_savepoint(), "the transaction is kept");
+
+        // Two statements, a savepoint: the first is undone with the second.
+        w.savepoint().expect("joining");
+        w.mark(2).expect("mark");
+        assert!(w.savepoint, "two statements take a savepoint");
+        insert(&w, 2).expect("a new key");
+        assert!(insert(&w, 1).is_err(), "a taken key");
+        assert!(w.rollback_to_savepoint(), "the transaction is kept");
+
+        // One that succeeds, after them.
+        w.savepoint().expect("joining");
+        w.mark(1).expect("mark");
+        insert(&w, 3).expect("a new key");
+        w.release().expect("release");
+        w.commit().expect("commit");
+        assert_eq!(keys(&w), [1, 3]);
+    }
 }

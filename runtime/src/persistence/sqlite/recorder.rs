@@ -147,6 +147,9 @@ impl Shared {
             .transpose()?;
         let mut lost = false;
         let saved = self.writer.save(|w| {
+            let statements =
+                events.len() + usize::from(tracked.is_some()) + usize::from(writes.is_some());
+            w.mark(statements)?;
             let conn = &w.conn;
             if let Some((sql, t, id)) = tracked {
                 let mut insert = conn.prepare_cached(&sql.insert_tracking)?;
