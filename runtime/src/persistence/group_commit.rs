@@ -253,6 +253,21 @@ impl<T: GroupTransaction> GroupCommit<T> {
         Some(f(&mut writer.tx))
     }
 
+    /// Whether a save now is likely to be alone in its group: the writer
+    /// is free, no group is open, nobody waits for it, and the last group
+    /// held one save. Only a hint (another save may come first): for work
+    /// that pays only when saves share a group.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn likely_alone(&self) -> bool {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            return false;
+        }
+        match self.writer.try_lock() {
+            Ok(writer) => writer.open.is_none() && writer.last_saves <= 1,
+            Err(_) => false,
+        }
+    }
+
     /// The writer, counted as waiting (from before `announce`) while it
     /// waits.
     fn writer(&self, announce: impl FnOnce()) -> MutexGuard<'_, Writer<T>> {

@@ -355,8 +355,11 @@ impl PostgresRecorder {
         let table = &self.sql.events;
         // Events alone are queued for the writer's holder to insert with
         // others (it builds their columns); tracking records and the
-        // user's writes go on their own.
-        let rows = if tracking.is_none() && writes.is_none() {
+        // user's writes go on their own, and so do events that will most
+        // likely be alone: queuing copies every row (three allocations
+        // each, a quarter of W5's instructions on the client), which pays
+        // only when another save shares the insert.
+        let rows = if tracking.is_none() && writes.is_none() && !self.group.likely_alone() {
             Columns::check(events, self.config.originator_id_type, &self.sql)?;
             Rows::Queued(combine::slot(events))
         } else {
