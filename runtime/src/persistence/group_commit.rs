@@ -491,6 +491,32 @@ mod tests {
     }
 
     #[test]
+    fn a_save_is_likely_alone_only_when_the_writer_is_free_and_the_last_group_was_one() {
+        let engine = GroupCommit::new(Log::default(), true);
+        assert!(engine.likely_alone(), "a new engine");
+        // A second save arrives while the first holds the writer: both
+        // share the group.
+        std::thread::scope(|s| {
+            let first = engine.save(|log| {
+                log.open.push(1);
+                let alone = engine.likely_alone();
+                let second = s.spawn(|| engine.save(insert(2)).ok());
+                while engine.waiting.load(Ordering::SeqCst) == 0 {
+                    std::thread::yield_now();
+                }
+                Ok::<_, String>((alone, second))
+            });
+            let (alone, second) = first.expect("first");
+            assert!(!alone, "not while a save holds the writer");
+            assert_eq!(second.join().expect("second"), Some(2));
+        });
+        engine.exclusive(|log| assert_eq!(log.committed, [1, 2]));
+        assert!(!engine.likely_alone(), "the last group held two saves");
+        assert_eq!(engine.save(insert(3)).ok(), Some(3));
+        assert!(engine.likely_alone(), "the last group held one save");
+    }
+
+    #[test]
     fn a_failed_commit_fails_the_save() {
         let engine = GroupCommit::new(
             Log {
