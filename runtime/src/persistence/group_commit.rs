@@ -34,6 +34,9 @@ pub(crate) trait GroupTransaction {
     /// On error no transaction is open.
     fn begin(&mut self) -> Result<(), Self::Error>;
     /// Marks the start of a joining save, to undo it alone if it fails.
+    /// A store may leave the savepoint to the save itself, which knows
+    /// whether it needs one (SQLite's `WriteConnection::mark`,
+    /// PostgreSQL's `GroupWriter::save`): every save path must then ask.
     fn savepoint(&mut self) -> Result<(), Self::Error>;
     /// A joining save succeeded (the store may keep its savepoint until
     /// the next one, to save a round trip).
@@ -266,6 +269,13 @@ impl<T: GroupTransaction> GroupCommit<T> {
             Ok(writer) => writer.open.is_none() && writer.last_saves <= 1,
             Err(_) => false,
         }
+    }
+
+    /// How many saves wait for the writer (for tests that make a save
+    /// join a group).
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
     }
 
     /// The writer, counted as waiting (from before `announce`) while it

@@ -97,6 +97,17 @@ pub(super) fn open_readers(
         .build_unchecked(manager))
 }
 
+/// How many statements a save may run: a user's writes count as several,
+/// whatever they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StatementCount {
+    /// At most one statement: a failure undoes itself.
+    One,
+    /// More than one, or the user's writes: a joining save needs a
+    /// savepoint.
+    Several,
+}
+
 /// The writing connection, as the group-commit engine drives it.
 pub(super) struct WriteConnection {
     pub(super) conn: Connection,
@@ -117,13 +128,14 @@ impl WriteConnection {
         }
     }
 
-    /// Called by a save before its first statement: a joining save of
-    /// more than one statement takes a savepoint. One of a single
-    /// statement needs none, since SQLite undoes a failed statement's own
-    /// changes and keeps the transaction (a constraint's ABORT): SAVEPOINT
-    /// and RELEASE were two of a one-event save's four statements.
-    pub(super) fn mark(&mut self, statements: usize) -> rusqlite::Result<()> {
-        if self.joining && statements > 1 {
+    /// Called by a save before its first statement, with whether it may
+    /// run more than one: a joining save that may takes a savepoint. One
+    /// of a single statement needs none, since SQLite undoes a failed
+    /// statement's own changes and keeps the transaction (a constraint's
+    /// ABORT): SAVEPOINT and RELEASE were two of a one-event save's four
+    /// statements.
+    pub(super) fn mark(&mut self, statements: StatementCount) -> rusqlite::Result<()> {
+        if self.joining && statements == StatementCount::Several {
             self.run("SAVEPOINT save")?;
             self.savepoint = true;
         }
@@ -156,10 +168,13 @@ impl GroupTransaction for WriteConnection {
     }
 
     fn release(&mut self) -> rusqlite::Result<()> {
-        self.joining = false;
-        if std::mem::take(&mut self.savepoint) {
+        // Kept until RELEASE succeeds: if it fails, the rollback that
+        // follows must still go back to it.
+        if self.savepoint {
             self.run("RELEASE save")?;
+            self.savepoint = false;
         }
+        self.joining = false;
         Ok(())
     }
 
@@ -284,19 +299,19 @@ mod tests {
     fn a_failed_joining_save_is_undone_alone_with_or_without_a_savepoint() {
         let mut w = writer();
         w.begin().expect("begin");
-        w.mark(1).expect("opener");
+        w.mark(StatementCount::One).expect("opener");
         insert(&w, 1).expect("opener's row");
 
         // One statement, no savepoint: it fails on the opener's key.
         w.savepoint().expect("joining");
-        w.mark(1).expect("mark");
+        w.mark(StatementCount::One).expect("mark");
         assert!(!w.savepoint, "one statement takes no savepoint");
         assert!(insert(&w, 1).is_err(), "a taken key");
         assert!(w.rollback_to_savepoint(), "the transaction is kept");
 
         // Two statements, a savepoint: the first is undone with the second.
         w.savepoint().expect("joining");
-        w.mark(2).expect("mark");
+        w.mark(StatementCount::Several).expect("mark");
         assert!(w.savepoint, "two statements take a savepoint");
         insert(&w, 2).expect("a new key");
         assert!(insert(&w, 1).is_err(), "a taken key");
@@ -304,7 +319,7 @@ mod tests {
 
         // One that succeeds, after them.
         w.savepoint().expect("joining");
-        w.mark(1).expect("mark");
+        w.mark(StatementCount::One).expect("mark");
         insert(&w, 3).expect("a new key");
         w.release().expect("release");
         w.commit().expect("commit");

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::connection::{self, open_readers, open_writer, sqlite_error, to_u64, WriteConnection};
+use super::connection::{
+    self, open_readers, open_writer, sqlite_error, to_u64, StatementCount, WriteConnection,
+};
 use super::settings::{SqliteConfig, Tables};
 use super::sql::{select_events_sql, Statements, TABLE_KEY};
 use crate::error::{Error, Result};
@@ -147,9 +149,12 @@ impl Shared {
             .transpose()?;
         let mut lost = false;
         let saved = self.writer.save(|w| {
-            let statements =
-                events.len() + usize::from(tracked.is_some()) + usize::from(writes.is_some());
-            w.mark(statements)?;
+            let one = events.len() + usize::from(tracked.is_some()) <= 1 && writes.is_none();
+            w.mark(if one {
+                StatementCount::One
+            } else {
+                StatementCount::Several
+            })?;
             let conn = &w.conn;
             if let Some((sql, t, id)) = tracked {
                 let mut insert = conn.prepare_cached(&sql.insert_tracking)?;
@@ -678,5 +683,62 @@ impl ProcessRecorder for SqliteRecorder {
             conn.prepare_cached(&self.statements.has_tracking_id)?
                 .query_row(params![application_name, id], |row| row.get(0))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A joining save of no events whose writes run two statements and
+    /// fail on the second stores neither (a single-statement save needs no
+    /// savepoint; the user's writes always take one).
+    #[test]
+    fn a_joining_save_of_writes_alone_that_fails_stores_none_of_them() {
+        let path = std::env::temp_dir().join(format!("annals-join-{}.db", uuid::Uuid::new_v4()));
+        let recorder =
+            SqliteRecorder::open(SqliteConfig::new(path.to_string_lossy())).expect("open");
+        let sql = |tx: &mut StoreTx<'_>, statement: &str| -> Result<()> {
+            tx.sqlite()?
+                .execute_batch(statement)
+                .map_err(|e| Error::persistence("the test's writes", e))
+        };
+        recorder
+            .insert_events_with(&[], None, &mut |tx| {
+                sql(tx, "CREATE TABLE own (k INTEGER PRIMARY KEY)")
+            })
+            .expect("create");
+        let writer = &recorder.shared.writer;
+        std::thread::scope(|s| {
+            let opener = writer.save(|w| {
+                w.conn.execute_batch("INSERT INTO own VALUES (1)")?;
+                let joiner = s.spawn(|| {
+                    recorder.insert_events_with(&[], None, &mut |tx| {
+                        sql(tx, "INSERT INTO own VALUES (2)")?;
+                        sql(tx, "INSERT INTO own VALUES (1)")
+                    })
+                });
+                while writer.waiting() == 0 {
+                    std::thread::yield_now();
+                }
+                Ok::<_, rusqlite::Error>(joiner)
+            });
+            let joiner = opener.expect("the opener's save");
+            let err = joiner.join().expect("thread").expect_err("a taken key");
+            assert!(err.to_string().contains("the test's writes"), "{err}");
+        });
+        let keys: Vec<i64> = recorder
+            .shared
+            .read("the test's keys", |conn| {
+                let mut select = conn.prepare("SELECT k FROM own ORDER BY k")?;
+                let rows = select.query_map([], |row| row.get(0))?;
+                rows.collect()
+            })
+            .expect("select");
+        assert_eq!(keys, [1], "the opener's row alone");
+        drop(recorder);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 }
