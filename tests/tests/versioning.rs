@@ -262,6 +262,19 @@ fn renamed_events_and_aggregates_still_decode() {
     }
 }
 
+/// `err` is an [`Error::UnknownVersion`] of a state stored at `stored`
+/// that this model, at `known`, has no upcaster from.
+#[track_caller]
+fn assert_unknown_version(err: &Error, stored: u32, known: u32) {
+    assert!(
+        matches!(
+            err,
+            Error::UnknownVersion { stored: s, known: k, .. } if *s == stored && *k == known
+        ),
+        "{err}"
+    );
+}
+
 #[test]
 fn an_unknown_version_is_a_clear_error_naming_topic_and_version() {
     let app = Application::builder("Versions").build().expect("app");
@@ -289,17 +302,7 @@ fn an_unknown_version_is_a_clear_error_naming_topic_and_version() {
         ])
         .expect("insert");
     let err = app.repository().get::<v2::Dog>(id).expect_err("version 9");
-    assert!(
-        matches!(
-            err,
-            Error::UnknownVersion {
-                stored: 9,
-                known: 2,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_unknown_version(&err, 9, 2);
     let message = err.to_string();
     assert!(
         message.contains("Dog.TrickAdded") && message.contains('9'),
@@ -310,17 +313,7 @@ fn an_unknown_version_is_a_clear_error_naming_topic_and_version() {
         .repository()
         .get::<v1::Dog>(id)
         .expect_err("v1 reads v3");
-    assert!(
-        matches!(
-            err,
-            Error::UnknownVersion {
-                stored: 3,
-                known: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_unknown_version(&err, 3, 1);
     // A newer event whose fields the old model would still read: its
     // class_version alone makes it an error.
     let fits = Uuid::new_v4();
@@ -344,17 +337,7 @@ fn an_unknown_version_is_a_clear_error_naming_topic_and_version() {
         .repository()
         .get::<v1::Dog>(fits)
         .expect_err("v1 reads v2");
-    assert!(
-        matches!(
-            err,
-            Error::UnknownVersion {
-                stored: 2,
-                known: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_unknown_version(&err, 2, 1);
 }
 
 #[test]
@@ -363,37 +346,27 @@ fn a_newer_models_snapshot_is_an_unknown_version_to_the_old_model() {
         .snapshotting(true)
         .build()
         .expect("app");
-    let id = Uuid::new_v4();
-    let snapshot = |state: &str| StoredEvent {
+    let store = app.snapshots().expect("on");
+    let snapshot = |id: Uuid, state: &str| StoredEvent {
         originator_id: id.simple().to_string(),
         originator_version: 1,
         topic: "Dog".into(),
         state: state.as_bytes().to_vec(),
     };
-    let snapshots = app.snapshots().expect("on").recorder();
     // One the old model could read field for field: its class_version
     // alone makes it an error, as a newer event's does.
-    snapshots
+    let id = Uuid::new_v4();
+    store
+        .recorder()
         .insert_events(&[snapshot(
+            id,
             r#"{"timestamp":"2026-01-01T00:00:00Z","created_on":"2026-01-01T00:00:00Z","class_version":2,"state":{"name":"Fido","tricks":[]}}"#,
         )])
         .expect("insert");
-    let err = app
-        .snapshots()
-        .expect("on")
+    let err = store
         .get::<v1::Dog>(id)
         .expect_err("v1 reads a v2 snapshot");
-    assert!(
-        matches!(
-            err,
-            Error::UnknownVersion {
-                stored: 2,
-                known: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_unknown_version(&err, 2, 1);
     // The model it was written by reads it.
     let v2_app = Application::builder("SnapshotVersions")
         .snapshotting(true)
@@ -404,22 +377,10 @@ fn a_newer_models_snapshot_is_an_unknown_version_to_the_old_model() {
     dog.add_trick("sit".into(), "fast".into());
     v2_app.save(&mut dog).expect("save");
     v2_app.take_snapshot::<v2::Dog>(dog.id()).expect("snapshot");
-    let err = app
-        .snapshots()
-        .expect("on")
+    let err = store
         .get::<v1::Dog>(dog.id())
         .expect_err("v1 reads a v2 snapshot that does not fit");
-    assert!(
-        matches!(
-            err,
-            Error::UnknownVersion {
-                stored: 2,
-                known: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_unknown_version(&err, 2, 1);
     let rex: v2::Dog = v2_app
         .snapshots()
         .expect("on")
@@ -427,16 +388,16 @@ fn a_newer_models_snapshot_is_an_unknown_version_to_the_old_model() {
         .expect("get")
         .expect("a snapshot");
     assert_eq!((rex.title.as_str(), rex.age, rex.version()), ("Rex", 3, 2));
-    let other = Uuid::new_v4();
     // A key named class_version inside the state is not the snapshot's.
-    let mut nested = snapshot(
-        r#"{"timestamp":"2026-01-01T00:00:00Z","created_on":"2026-01-01T00:00:00Z","state":{"name":"Bo","tricks":["class_version"],"class_version":7}}"#,
-    );
-    nested.originator_id = other.simple().to_string();
-    snapshots.insert_events(&[nested]).expect("insert");
-    let bo: v1::Dog = app
-        .snapshots()
-        .expect("on")
+    let other = Uuid::new_v4();
+    store
+        .recorder()
+        .insert_events(&[snapshot(
+            other,
+            r#"{"timestamp":"2026-01-01T00:00:00Z","created_on":"2026-01-01T00:00:00Z","state":{"name":"Bo","tricks":["class_version"],"class_version":7}}"#,
+        )])
+        .expect("insert");
+    let bo: v1::Dog = store
         .get(other)
         .expect("an old snapshot")
         .expect("a snapshot");
