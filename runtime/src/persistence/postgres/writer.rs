@@ -326,6 +326,9 @@ impl GroupWriter {
 
 impl GroupTransaction for GroupWriter {
     type Error = WriteFail;
+    /// PostgreSQL queues its saves in [`super::combine`], to insert them
+    /// in one statement, not through the engine's queue.
+    type Queued = std::convert::Infallible;
 
     fn begin(&mut self) -> Result<(), WriteFail> {
         match self.begin_on_connection() {
@@ -422,6 +425,10 @@ impl GroupTransaction for GroupWriter {
         self.in_tx.clear();
         // Back to the pool between groups (readers may need it).
         self.conn = None;
+    }
+
+    fn insert_queued(&mut self, queued: &Self::Queued) -> Result<Vec<u64>, WriteFail> {
+        match *queued {}
     }
 }
 

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags};
 
 use super::settings::SqliteConfig;
 use crate::error::{Error, Result};
 use crate::persistence::group_commit::{Failure, GroupTransaction};
 use crate::persistence::wake::{Signal, Watch};
+use crate::persistence::StoredEvent;
 
 /// How often the watcher looks at `data_version`: the most a commit by
 /// another connection waits to be seen.
@@ -108,6 +109,37 @@ pub(super) enum StatementCount {
     Several,
 }
 
+/// A save of events alone, queued for the writer's holder to insert.
+pub(super) struct QueuedInsert {
+    pub(super) sql: Arc<str>,
+    pub(super) events: Vec<StoredEvent>,
+    /// Whether the rowids are returned (the events table's notification
+    /// ids; a snapshot has none).
+    pub(super) rowids: bool,
+}
+
+/// Inserts `events` with `sql`, one execution of the cached statement
+/// each; returns their rowids when `rowids` is set.
+pub(super) fn insert_rows(
+    conn: &Connection,
+    sql: &str,
+    events: &[StoredEvent],
+    rowids: bool,
+) -> rusqlite::Result<Vec<u64>> {
+    let mut insert = conn.prepare_cached(sql)?;
+    let mut ids = Vec::with_capacity(if rowids { events.len() } else { 0 });
+    for e in events {
+        let version = i64::try_from(e.originator_version)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        insert.execute(params![e.originator_id, version, e.topic, e.state])?;
+        if rowids {
+            // Never negative: SQLite numbers rows from 1 up.
+            ids.push(conn.last_insert_rowid().unsigned_abs());
+        }
+    }
+    Ok(ids)
+}
+
 /// The writing connection, as the group-commit engine drives it.
 pub(super) struct WriteConnection {
     pub(super) conn: Connection,
@@ -152,6 +184,7 @@ impl WriteConnection {
 
 impl GroupTransaction for WriteConnection {
     type Error = rusqlite::Error;
+    type Queued = QueuedInsert;
 
     fn begin(&mut self) -> rusqlite::Result<()> {
         self.joining = false;
@@ -202,6 +235,15 @@ impl GroupTransaction for WriteConnection {
 
     fn rollback(&mut self) {
         let _ = self.conn.execute_batch("ROLLBACK");
+    }
+
+    fn insert_queued(&mut self, queued: &QueuedInsert) -> rusqlite::Result<Vec<u64>> {
+        self.mark(if queued.events.len() <= 1 {
+            StatementCount::One
+        } else {
+            StatementCount::Several
+        })?;
+        insert_rows(&self.conn, &queued.sql, &queued.events, queued.rowids)
     }
 
     fn ended(&mut self) {

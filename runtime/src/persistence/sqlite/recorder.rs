@@ -8,7 +8,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::connection::{
-    self, open_readers, open_writer, sqlite_error, to_u64, StatementCount, WriteConnection,
+    self, open_readers, open_writer, sqlite_error, to_u64, QueuedInsert, StatementCount,
+    WriteConnection,
 };
 use super::settings::{SqliteConfig, Tables};
 use super::sql::{select_events_sql, Statements, TABLE_KEY};
@@ -133,7 +134,7 @@ impl Shared {
     /// returns the rowids when `rowids` is set.
     fn insert(
         &self,
-        insert_sql: &str,
+        insert_sql: &Arc<str>,
         events: &[StoredEvent],
         tracking: Option<(&Statements, &Tracking)>,
         rowids: bool,
@@ -147,6 +148,21 @@ impl Shared {
         let tracked = tracking
             .map(|(sql, t)| Ok((sql, t, to_i64("notification id", t.notification_id)?)))
             .transpose()?;
+        if tracked.is_none() && writes.is_none() && !self.writer.likely_alone() {
+            // Events alone, while other saves are running: queued, for the
+            // writer's holder to insert with the others. Its copy of the
+            // rows costs less than a hand-off of the writer; a save that
+            // will most likely be alone keeps its rows and the writer.
+            let queued = QueuedInsert {
+                sql: insert_sql.clone(),
+                events: events.to_vec(),
+                rowids,
+            };
+            return self
+                .writer
+                .save_queued(queued)
+                .map_err(|e| self.save_error(e));
+        }
         let mut lost = false;
         let saved = self.writer.save(|w| {
             let one = events.len() + usize::from(tracked.is_some()) <= 1 && writes.is_none();
@@ -172,17 +188,7 @@ impl Shared {
                     }
                 }
             }
-            let mut insert = conn.prepare_cached(insert_sql)?;
-            let mut ids = Vec::with_capacity(if rowids { events.len() } else { 0 });
-            for e in events {
-                let version = i64::try_from(e.originator_version)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                insert.execute(params![e.originator_id, version, e.topic, e.state])?;
-                if rowids {
-                    // Never negative: SQLite numbers rows from 1 up.
-                    ids.push(conn.last_insert_rowid().unsigned_abs());
-                }
-            }
+            let ids = connection::insert_rows(conn, insert_sql, events, rowids)?;
             if let Some(writes) = writes.as_deref_mut() {
                 if !writes.run(StoreTx::Sqlite(conn)) {
                     // The user's error is kept by `writes`; this one only
@@ -206,7 +212,11 @@ impl Shared {
                  transaction) is stored is unknown",
             ));
         }
-        saved.map_err(|e| match e {
+        saved.map_err(|e| self.save_error(e))
+    }
+
+    fn save_error(&self, e: SaveError<rusqlite::Error>) -> Error {
+        match e {
             SaveError::Begin(e) | SaveError::Own { error: e, .. } => {
                 sqlite_error("inserting events", &self.config, e)
             }
@@ -217,7 +227,7 @@ impl Shared {
                 ),
                 why,
             ),
-        })
+        }
     }
 
     fn select_events(
@@ -496,7 +506,8 @@ impl SqliteRecorder {
             insert: format!(
                 "INSERT INTO {} VALUES (?1, ?2, ?3, ?4)",
                 self.tables.snapshots
-            ),
+            )
+            .into(),
             table: self.tables.snapshots.clone(),
         }
     }
@@ -507,7 +518,7 @@ impl SqliteRecorder {
 pub struct SqliteSnapshotRecorder {
     shared: Arc<Shared>,
     table: String,
-    insert: String,
+    insert: Arc<str>,
 }
 
 impl fmt::Debug for SqliteSnapshotRecorder {

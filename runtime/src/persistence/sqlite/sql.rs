@@ -2,6 +2,7 @@
 //! names.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use super::settings::Tables;
 use crate::persistence::{EventQuery, NotificationQuery, TrackingLayout, MIGRATION_ROW};
@@ -15,7 +16,8 @@ pub(super) const TABLE_KEY: &str = "SELECT name, pk FROM pragma_table_info(?1)";
 #[derive(Debug)]
 pub(super) struct Statements {
     pub(super) create: Vec<String>,
-    pub(super) insert_event: String,
+    /// Shared with the saves queued for the writer's holder.
+    pub(super) insert_event: Arc<str>,
     /// Multi-row: a plain insert (a duplicate is a constraint violation).
     /// Single-row: an upsert that only moves the row forward, returning
     /// the id when it did (no row: tracked already).
@@ -74,7 +76,7 @@ impl Statements {
         }
         Self {
             create,
-            insert_event: format!("INSERT INTO {} VALUES (?1, ?2, ?3, ?4)", t.events),
+            insert_event: format!("INSERT INTO {} VALUES (?1, ?2, ?3, ?4)", t.events).into(),
             insert_tracking,
             tracking_layout: layout,
             max_notification_id: format!("SELECT MAX(rowid) FROM {}", t.events),
