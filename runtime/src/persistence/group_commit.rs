@@ -686,7 +686,7 @@ mod tests {
                 // holds the writer next (the first is woken for it)
                 // inserts it first, and panics.
                 let first = s.spawn(|| engine.save_queued(PANICS));
-                while engine.queue().len() < 1 {
+                while engine.queue().is_empty() {
                     std::thread::yield_now();
                 }
                 let second = s.spawn(|| engine.save_queued(1));

@@ -148,11 +148,16 @@ impl Shared {
         let tracked = tracking
             .map(|(sql, t)| Ok((sql, t, to_i64("notification id", t.notification_id)?)))
             .transpose()?;
-        if tracked.is_none() && writes.is_none() && !self.writer.likely_alone() {
+        if tracked.is_none()
+            && writes.is_none()
+            && self.readers.is_some()
+            && !self.writer.likely_alone()
+        {
             // Events alone, while other saves are running: queued, for the
             // writer's holder to insert with the others. Its copy of the
             // rows costs less than a hand-off of the writer; a save that
-            // will most likely be alone keeps its rows and the writer.
+            // will most likely be alone keeps its rows and the writer. Not
+            // for `:memory:`, whose saves do not share transactions.
             let queued = QueuedInsert {
                 sql: insert_sql.clone(),
                 events: events.to_vec(),
