@@ -260,7 +260,9 @@ impl<T: GroupTransaction> GroupCommit<T> {
     /// Queues a save of `queued` for whichever save holds the writer to
     /// insert, and returns once its group has ended: its notification ids
     /// if the group committed. A save that finds the writer free holds it
-    /// and inserts every queued save, its own among them.
+    /// and inserts every queued save, its own among them. The saves of one
+    /// batch share a transaction even when `share` is off: a store that
+    /// wants each save alone does not queue.
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn save_queued(&self, queued: T::Queued) -> Result<Vec<u64>, SaveError<T::Error>> {
         let slot = Arc::new(Slot {
@@ -425,7 +427,13 @@ impl<T: GroupTransaction> GroupCommit<T> {
             return false;
         }
         match self.writer.try_lock() {
-            Ok(writer) => writer.open.is_none() && writer.last_saves <= 1,
+            Ok(writer) => {
+                let alone = writer.open.is_none() && writer.last_saves <= 1;
+                // A save queued meanwhile found the writer taken by this
+                // look: it is woken to take it.
+                self.release(writer);
+                alone
+            }
             Err(_) => false,
         }
     }
