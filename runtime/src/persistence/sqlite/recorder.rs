@@ -706,6 +706,54 @@ impl ProcessRecorder for SqliteRecorder {
 mod tests {
     use super::*;
 
+    /// Saves that arrive together while another connection holds the
+    /// database's write lock (most of them queued behind the first, which
+    /// waits in BEGIN) each fail with the lock named, none is left
+    /// waiting, and none is stored; the store writes again once the lock
+    /// is let go.
+    #[test]
+    fn concurrent_saves_of_a_database_another_writer_holds_each_fail_and_store_nothing() {
+        let path = std::env::temp_dir().join(format!("annals-locked-{}.db", uuid::Uuid::new_v4()));
+        let mut config = SqliteConfig::new(path.to_string_lossy());
+        config.lock_timeout = std::time::Duration::from_millis(50);
+        let recorder = SqliteRecorder::open(config).expect("open");
+        let other = Connection::open(&path).expect("a second connection");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("the write lock");
+        let row = |id: &str| StoredEvent {
+            originator_id: id.into(),
+            originator_version: 1,
+            topic: "T".into(),
+            state: b"{}".to_vec(),
+        };
+        let failed: Vec<Error> = std::thread::scope(|s| {
+            let saves: Vec<_> = (0..8)
+                .map(|t| {
+                    let (recorder, row) = (&recorder, &row);
+                    s.spawn(move || recorder.insert_events(&[row(&format!("s{t}"))]))
+                })
+                .collect();
+            saves
+                .into_iter()
+                .map(|save| save.join().expect("thread").expect_err("locked"))
+                .collect()
+        });
+        for e in &failed {
+            assert!(e.to_string().contains("stayed locked"), "{e}");
+        }
+        other.execute_batch("ROLLBACK").expect("let go");
+        assert!(recorder
+            .select_notifications(&NotificationQuery::new(1, 100))
+            .expect("select")
+            .is_empty());
+        assert_eq!(recorder.insert_events(&[row("after")]).expect("save"), [1]);
+        drop((recorder, other));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
     /// A joining save of no events whose writes run two statements and
     /// fail on the second stores neither (a single-statement save needs no
     /// savepoint; the user's writes always take one).
