@@ -311,6 +311,10 @@ impl Shared {
     }
 }
 
+/// The most rows a page of notifications makes room for before its first
+/// row (more grow the page as they come).
+const PAGE_ROOM: usize = 1_000;
+
 /// The error that fails a save whose user's writes failed (the user's own
 /// error is returned instead of it).
 fn user_failed() -> rusqlite::Error {
@@ -599,7 +603,9 @@ impl ApplicationRecorder for SqliteRecorder {
             }
             let table = &self.statements.events_table;
             let mut rows = stmt.raw_query();
-            let mut notifications = Vec::new();
+            // Room for a page up front, not grown by doubling; bounded,
+            // since a limit may be far more than the rows there are.
+            let mut notifications = Vec::with_capacity(query.limit.min(PAGE_ROOM));
             while let Some(row) = rows.next()? {
                 let (id, originator_version) = match (
                     to_u64(table, "rowid", row.get(0)?),
