@@ -287,13 +287,11 @@ impl<T: GroupTransaction> GroupCommit<T> {
                 Standing::Lost => return Err(SaveError::Group(Failure::Failed(PANICKED.into()))),
             }
             drop(standing);
-            match self.writer.try_lock() {
-                Ok(writer) => self.combine(writer),
-                // As in `writer`: a panic left at most an open group.
-                Err(TryLockError::Poisoned(e)) => self.combine(e.into_inner()),
+            match self.try_writer() {
+                Some(writer) => self.combine(writer),
                 // Woken when inserted, refused, or when the writer is let
                 // go with this save still queued.
-                Err(TryLockError::WouldBlock) => thread::park_timeout(RECHECK),
+                None => thread::park_timeout(RECHECK),
             }
         }
     }
@@ -406,13 +404,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             return None;
         }
-        let writer = match self.writer.try_lock() {
-            Ok(writer) => writer,
-            // As in `writer`: a panic left at most an open group.
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
-        let mut writer = writer;
+        let mut writer = self.try_writer()?;
         let value = writer.open.is_none().then(|| f(&mut writer.tx));
         self.release(writer);
         value
@@ -455,6 +447,16 @@ impl<T: GroupTransaction> GroupCommit<T> {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         writer
+    }
+
+    /// The writer if it is free, else None at once.
+    fn try_writer(&self) -> Option<MutexGuard<'_, Writer<T>>> {
+        match self.writer.try_lock() {
+            Ok(writer) => Some(writer),
+            // As in `writer`: a panic left at most an open group.
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 
     /// Lets the writer go, and wakes a queued save to take it: one queued
