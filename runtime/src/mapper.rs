@@ -144,6 +144,21 @@ enum OpenError {
     Decrypt(#[from] crate::cipher::DecryptError),
     #[error("cannot decompress (not zlib data: corrupt, or stored without compression): {0}")]
     Decompress(std::io::Error),
+    /// No cipher is set and the bytes do not open as zlib data does: an
+    /// encrypted state (its random nonce comes first).
+    #[error("cannot decompress: the state does not begin as zlib data does, so it is probably encrypted, and no CIPHER_KEY is set")]
+    NoCipherKey,
+}
+
+/// Whether `data` begins with a zlib header (RFC 1950: deflate, a window
+/// of at most 32 KiB, and the check bits).
+fn zlib_header(data: &[u8]) -> bool {
+    match data {
+        [cmf, flg, ..] => {
+            cmf & 0x0f == 8 && cmf >> 4 <= 7 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0
+        }
+        _ => false,
+    }
 }
 
 /// Encodes and decodes domain events and snapshots. An application has
@@ -381,7 +396,13 @@ impl Mapper {
             None => Cow::Borrowed(state.as_slice()),
         };
         Ok(match self.compressor {
-            Some(c) => Cow::Owned(c.decompress(&plain).map_err(OpenError::Decompress)?),
+            Some(c) => Cow::Owned(c.decompress(&plain).map_err(|e| {
+                if self.cipher.is_none() && !zlib_header(&plain) {
+                    OpenError::NoCipherKey
+                } else {
+                    OpenError::Decompress(e)
+                }
+            })?),
             None => plain,
         })
     }
@@ -689,6 +710,8 @@ impl Mapper {
     pub fn header(&self, stored: &StoredEvent) -> Result<crate::domain::Header> {
         #[derive(Deserialize)]
         struct Fields {
+            // Either codec's form: Python's is `{"_type_": "datetime_iso", ..}`.
+            #[serde(deserialize_with = "crate::clock::stored::deserialize")]
             timestamp: Timestamp,
             #[serde(default)]
             correlation_id: Option<uuid::Uuid>,
@@ -854,6 +877,66 @@ fn decode_error<A: Aggregate>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(state: &[u8]) -> StoredEvent {
+        StoredEvent {
+            originator_id: "dog-1".into(),
+            originator_version: 1,
+            topic: "dogschool:Dog.Registered".into(),
+            state: state.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_header_reads_pythons_timestamp_form() {
+        let python = row(
+            br#"{"timestamp":{"_type_":"datetime_iso","_data_":"2024-05-06T07:08:09.123456+00:00"},"name":"Fido"}"#,
+        );
+        let header = Mapper::new().header(&python).expect("Python's header");
+        assert_eq!(
+            header.timestamp.to_rfc3339(),
+            "2024-05-06T07:08:09.123456+00:00"
+        );
+        let annals = row(br#"{"timestamp":"2024-05-06T07:08:09.123456000Z","name":"Fido"}"#);
+        assert_eq!(
+            Mapper::new()
+                .header(&annals)
+                .expect("annals' header")
+                .timestamp,
+            header.timestamp
+        );
+    }
+
+    #[test]
+    fn an_encrypted_state_read_without_a_key_says_the_key_is_missing() {
+        let key = crate::cipher::create_key();
+        let sealed_with = |mapper: &Mapper| {
+            let plain = row(br#"{"timestamp":"2024-05-06T07:08:09Z"}"#);
+            row(&mapper.seal_state(&plain).expect("seal"))
+        };
+        let zlib = Mapper::new().with_compressor(Some(Compressor::Zlib));
+        let both = zlib
+            .clone()
+            .with_cipher(Some(Cipher::from_base64(&key).expect("a key")));
+        let message = zlib
+            .plain_state(&sealed_with(&both))
+            .expect_err("no key")
+            .report()
+            .to_string();
+        assert!(
+            message.contains("encrypted") && message.contains("CIPHER_KEY"),
+            "{message}"
+        );
+        // Compressed but not encrypted, and damaged: not about a key.
+        let mut damaged = sealed_with(&zlib);
+        damaged.state.truncate(damaged.state.len() / 2);
+        let message = zlib
+            .plain_state(&damaged)
+            .expect_err("damaged")
+            .report()
+            .to_string();
+        assert!(!message.contains("CIPHER_KEY"), "{message}");
+    }
 
     proptest::proptest! {
         /// The associated data, on the stack and on the heap (both sides

@@ -82,8 +82,9 @@ settings! {
     POSTGRES_SSLROOTCERT: "a PEM file: the root certificate of the server's (verify-ca, verify-full)", None;
     /// Where the object store keeps its objects.
     OBJECT_STORE_LOCATION: "the object store's directory, memory://, or s3://bucket/prefix (with AWS_* settings)", None;
-    /// Whether to create missing tables on start.
-    CREATE_TABLE: "create missing tables on start", Some("yes");
+    /// Whether to create missing tables on start (and with SQLite, a
+    /// missing database file: with `no` a missing file is an error).
+    CREATE_TABLE: "create missing tables on start (no: a missing SQLite file is an error, not created)", Some("yes");
     /// The layout of a tracking table annals creates: one row per upstream
     /// application (yes, the Python library's default) or one per
     /// notification (no). An existing table keeps its own layout.

@@ -53,15 +53,32 @@ fn configure(conn: &Connection, config: &SqliteConfig) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The connection that writes.
+/// The connection that writes. With `CREATE_TABLE` off a missing file is
+/// an error, not a new empty database: a mistyped path must not look like
+/// an empty store.
 pub(super) fn open_writer(config: &SqliteConfig) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if config.create_tables {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
     let open_error = |e| sqlite_error("opening", config, e);
-    let writer =
-        Connection::open_with_flags(Path::new(&config.dbname), flags).map_err(open_error)?;
+    let writer = Connection::open_with_flags(Path::new(&config.dbname), flags).map_err(|e| {
+        if !config.create_tables && e.sqlite_error_code() == Some(ErrorCode::CannotOpen) {
+            Error::persistence(
+                format!(
+                    "opening SQLite database {:?}: there is no such file, and with CREATE_TABLE=no \
+                     it is not created: check SQLITE_DBNAME, or create the database and its \
+                     tables with `annals migrate` (or CREATE_TABLE=yes)",
+                    config.dbname
+                ),
+                e,
+            )
+        } else {
+            open_error(e)
+        }
+    })?;
     configure(&writer, config).map_err(open_error)?;
     Ok(writer)
 }
@@ -320,6 +337,38 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)")
             .expect("table");
         WriteConnection::new(conn, config)
+    }
+
+    #[test]
+    fn a_missing_file_is_not_created_with_create_table_no() {
+        let path = std::env::temp_dir().join(format!("annals-missing-{}.db", uuid::Uuid::new_v4()));
+        let dbname = path.to_string_lossy().into_owned();
+        let config = |create: &str| {
+            SqliteConfig::from_env(&Env::from_map(
+                "App",
+                [("SQLITE_DBNAME", dbname.as_str()), ("CREATE_TABLE", create)],
+            ))
+            .expect("config")
+        };
+        let message = open_writer(&config("no"))
+            .expect_err("no file")
+            .report()
+            .to_string();
+        assert!(!path.exists(), "the file was created");
+        assert!(
+            message.contains("annals migrate") && message.contains(&dbname),
+            "{message}"
+        );
+        // In memory there is no file to miss.
+        let memory = SqliteConfig::from_env(&Env::from_map(
+            "App",
+            [("SQLITE_DBNAME", ":memory:"), ("CREATE_TABLE", "no")],
+        ))
+        .expect("config");
+        open_writer(&memory).expect("an in-memory database");
+        open_writer(&config("yes")).expect("created");
+        assert!(path.exists());
+        std::fs::remove_file(&path).ok();
     }
 
     fn insert(w: &WriteConnection, k: i64) -> rusqlite::Result<()> {
