@@ -4,6 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// What `--help` says of exit codes.
+const EXIT_CODES: &str = "Exit codes:
+  0  done
+  1  an error (the message names it)
+  2  bad usage (an unknown flag, no --app, --set without =)
+  3  verify: a broken hash chain, or a stream that no longer matches its recorded head
+  4  verify: the store is not hash-chained (no event records a hash), nothing verified";
+
 /// Look into, verify, move and follow an annals store.
 ///
 /// The store is an application's, chosen and configured as the library
@@ -11,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 /// the rest, from the environment (names prefixed with the application's
 /// win), overridden by the flags below.
 #[derive(Debug, Parser)]
-#[command(name = "annals", version)]
+#[command(name = "annals", version, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -78,11 +86,12 @@ pub enum Command {
         /// The first notification id to show.
         #[arg(long, default_value_t = 1)]
         from: u64,
-        /// Show at most this many (without --follow).
+        /// Show at most this many, then stop (with --follow too).
         #[arg(long)]
         limit: Option<usize>,
         /// Wait for new events (LISTEN/NOTIFY on PostgreSQL, the store's
-        /// wake-up elsewhere) until interrupted.
+        /// wake-up elsewhere) until interrupted: Ctrl-C or SIGTERM stops
+        /// it cleanly, with exit code 0.
         #[arg(long, short)]
         follow: bool,
         /// Only these topics (repeat, or separate with commas).
@@ -90,10 +99,25 @@ pub enum Command {
         topics: Vec<String>,
     },
     /// Check hash chains: one stream, or every stream in the log. A broken
-    /// chain exits with 3 and names its first broken link.
+    /// chain exits with 3 and names its first broken link; a store written
+    /// without hash chaining exits with 4.
+    ///
+    /// A chain cannot show events cut from a stream's end (what is left is
+    /// a whole chain). Keep each stream's head elsewhere (--heads-out) and
+    /// check the store against it later (--heads): a stream shorter than
+    /// its recorded head, or whose hash there differs, is broken.
     Verify {
         /// The stream's id; every stream when left out.
         id: Option<String>,
+        /// Check each stream listed in FILE (as --heads-out writes it)
+        /// against its recorded head: still as long, with the same hash at
+        /// that version.
+        #[arg(long, value_name = "FILE")]
+        heads: Option<PathBuf>,
+        /// Write each stream's head (id, last version, last hash; one JSON
+        /// object a line) to FILE, when the store is intact.
+        #[arg(long, value_name = "FILE")]
+        heads_out: Option<PathBuf>,
     },
     /// Write the store's events, snapshots and tracking records as JSON
     /// lines.
@@ -116,7 +140,11 @@ pub enum Command {
         no_snapshots: bool,
     },
     /// Read an export into the store. Idempotent: a second import, or one
-    /// after an interruption, stores only what is missing.
+    /// after an interruption, stores only what is missing. Each store has
+    /// an identity (written into its exports), and where an import got to
+    /// is kept per exporting store, so exports of several stores (shards,
+    /// backups) merge. An event already here is compared: the same one is
+    /// skipped, another at its stream and version is an error naming them.
     Import {
         /// The file to read; standard input when left out.
         #[arg(long, short)]
@@ -124,6 +152,11 @@ pub enum Command {
         /// Events stored per transaction.
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         batch: u64,
+        /// Compare every event with the store's instead of resuming after
+        /// the last one imported from the export's store (for an export of
+        /// a copy of a store that has gone its own way).
+        #[arg(long)]
+        compare: bool,
     },
     /// Make a cipher key (for CIPHER_KEY).
     Keygen,

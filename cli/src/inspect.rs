@@ -1,15 +1,16 @@
 //! Reading a store: `streams`, `events`, `log`, `info`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use annals::log::NotificationLogReader;
+use annals::log::{NotificationLogReader, Stopper};
 use annals::persistence::EventQuery;
 use annals::persistence::{Notification, StoredEvent};
 use annals::Application;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::output::Output;
+use crate::output::{count, Output};
 use crate::settings::{is_secret, Settings};
 use crate::{CliError, Result};
 
@@ -111,15 +112,23 @@ pub fn streams(settings: &Settings, out: &Output) -> Result<()> {
         Ok(())
     })?;
     bar.finish_and_clear();
-    let mut unreadable = 0;
+    // Streams whose last event does not open with these settings, and
+    // those whose last event opens but holds no timestamp annals reads.
+    let (mut unreadable, mut untimed) = (0u64, 0u64);
+    let mut untimed_why = None;
     for id in order {
         let Some((events, n)) = last.remove(&id) else {
             continue;
         };
         let last_time = match app.mapper().header(&n.event) {
             Ok(header) => Some(header.timestamp.to_rfc3339()),
-            Err(_) => {
-                unreadable += 1;
+            Err(e) => {
+                if app.mapper().plain_state(&n.event).is_ok() {
+                    untimed += 1;
+                    untimed_why.get_or_insert_with(|| e.report().to_string());
+                } else {
+                    unreadable += 1;
+                }
                 None
             }
         };
@@ -132,20 +141,24 @@ pub fn streams(settings: &Settings, out: &Output) -> Result<()> {
         };
         out.value(&stream, || {
             format!(
-                "{}  version {}  {} events  last at {}",
+                "{}  version {}  {}  last at {}",
                 stream.id,
                 stream.version,
-                stream.events,
-                stream
-                    .last_time
-                    .as_deref()
-                    .unwrap_or("? (the state does not open)")
+                count(stream.events, "event"),
+                stream.last_time.as_deref().unwrap_or("?")
             )
         });
     }
     if unreadable > 0 {
         eprintln!(
-            "annals: the last event of {unreadable} streams does not open with these settings (CIPHER_KEY, COMPRESSOR_TOPIC?), so their times are unknown"
+            "annals: the last event of {} does not open with these settings (CIPHER_KEY, COMPRESSOR_TOPIC?), so their times are unknown",
+            count(unreadable, "stream")
+        );
+    }
+    if let Some(why) = untimed_why {
+        eprintln!(
+            "annals: the last event of {} opens but holds no timestamp annals reads, so their times are unknown (the first: {why})",
+            count(untimed, "stream")
         );
     }
     Ok(())
@@ -241,7 +254,9 @@ pub fn log(
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         // The subscription reads the history, then waits on the store's
         // wake-up (LISTEN/NOTIFY on PostgreSQL) for new events.
-        for (shown, n) in app.subscribe(from.max(1), &topics)?.enumerate() {
+        let subscription = app.subscribe(from.max(1), &topics)?;
+        stop_on_signal(subscription.stopper())?;
+        for (shown, n) in subscription.enumerate() {
             show(&app, out, &n?)?;
             if shown + 1 >= limit {
                 break;
@@ -257,6 +272,20 @@ pub fn log(
         show(&app, out, &n?)?;
     }
     Ok(())
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM stop `stopper`'s subscription, so the
+/// command ends as after its last event, with exit code 0; a second one
+/// exits at once (a store that does not answer).
+fn stop_on_signal(stopper: Stopper) -> Result<()> {
+    let asked = AtomicBool::new(false);
+    ctrlc::set_handler(move || {
+        if asked.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        stopper.stop();
+    })
+    .map_err(|e| CliError::Invalid(format!("cannot handle Ctrl-C and SIGTERM: {e}")))
 }
 
 #[derive(Serialize)]
@@ -318,11 +347,11 @@ pub fn info(settings: &Settings, out: &Output) -> Result<()> {
     };
     out.value(&info, || {
         let mut text = format!(
-            "{}: {} events in {} streams, {} bytes of state, last notification {}\nsettings in effect:",
+            "{}: {} in {}, {} of state, last notification {}\nsettings in effect:",
             info.application,
-            info.events,
-            info.streams,
-            info.state_bytes,
+            count(info.events, "event"),
+            count(info.streams, "stream"),
+            count(info.state_bytes, "byte"),
             info.last_notification_id
                 .map_or("none".to_owned(), |n| n.to_string())
         );

@@ -7,7 +7,8 @@
 //! library (the same environment variables), and flags override them.
 //!
 //! Exit codes: 0 done; 1 an error (the message names it); 2 a usage error;
-//! 3 `verify` found a broken hash chain.
+//! 3 `verify` found a broken hash chain; 4 `verify` found no hash chain to
+//! check (the store was written without hash chaining).
 
 mod args;
 mod inspect;
@@ -28,6 +29,8 @@ enum Outcome {
     Done,
     /// `verify` found a broken chain.
     Broken,
+    /// `verify` found no chain to check.
+    NotChained,
 }
 
 /// Why a command failed.
@@ -44,9 +47,12 @@ enum CliError {
         /// The error.
         source: std::io::Error,
     },
-    /// The input or the arguments are wrong.
+    /// The input is wrong.
     #[error("{0}")]
     Invalid(String),
+    /// The arguments are wrong (found after parsing): exit 2, as clap's.
+    #[error("{0}")]
+    Usage(String),
 }
 
 type Result<T, E = CliError> = std::result::Result<T, E>;
@@ -67,9 +73,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Broken) => ExitCode::from(3),
+        Ok(Outcome::NotChained) => ExitCode::from(4),
         Err(e) => {
             eprintln!("annals: {e}");
-            ExitCode::FAILURE
+            match e {
+                CliError::Usage(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -99,7 +109,17 @@ fn run(cli: Cli) -> Result<Outcome> {
             topics,
         } => inspect::log(&settings()?, &out, from, limit, follow, &topics)?,
         Command::Info => inspect::info(&settings()?, &out)?,
-        Command::Verify { id } => return verify::verify(&settings()?, &out, id.as_deref()),
+        Command::Verify {
+            id,
+            heads,
+            heads_out,
+        } => {
+            let heads = verify::Heads {
+                check: heads.as_deref(),
+                write: heads_out.as_deref(),
+            };
+            return verify::verify(&settings()?, &out, id.as_deref(), &heads);
+        }
         Command::Export {
             output,
             plain,
@@ -113,9 +133,11 @@ fn run(cli: Cli) -> Result<Outcome> {
             };
             transfer::export(&settings()?, &out, output.as_deref(), &options)?
         }
-        Command::Import { input, batch } => {
-            transfer::import(&settings()?, &out, input.as_deref(), batch)?
-        }
+        Command::Import {
+            input,
+            batch,
+            compare,
+        } => transfer::import(&settings()?, &out, input.as_deref(), batch, compare)?,
     }
     Ok(Outcome::Done)
 }

@@ -56,3 +56,11 @@ impl Output {
         bar
     }
 }
+
+/// `n` and the noun, singular for one: "1 event", "2 events".
+pub fn count(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}

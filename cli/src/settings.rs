@@ -20,7 +20,7 @@ impl Settings {
     /// `--sqlite`, `--postgres`, `--object`, then each `--set`).
     pub fn new(global: &Global) -> Result<Self> {
         let app = global.app.clone().ok_or_else(|| {
-            CliError::Invalid(
+            CliError::Usage(
                 "which application? Name it with --app NAME (or ANNALS_APP): its tables are named after it"
                     .into(),
             )
@@ -45,9 +45,9 @@ impl Settings {
         for pair in &global.set {
             let (name, value) = pair
                 .split_once('=')
-                .ok_or_else(|| CliError::Invalid(format!("--set {pair:?}: expected NAME=VALUE")))?;
+                .ok_or_else(|| CliError::Usage(format!("--set {pair:?}: expected NAME=VALUE")))?;
             if name.is_empty() {
-                return Err(CliError::Invalid(format!(
+                return Err(CliError::Usage(format!(
                     "--set {pair:?}: the name is empty"
                 )));
             }

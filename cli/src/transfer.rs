@@ -8,25 +8,40 @@
 //! kept exactly, so hash chains still hold. Rows of either codec are
 //! copied as they are: both codecs read both.
 //!
-//! Import is idempotent: each batch of events is stored with a tracking
-//! record (`annals import of APP`, the batch's last notification id in
-//! the export), as a follower's are, so a second run (or one after a kill)
-//! starts after the last batch stored; events already in the store with
-//! the same content are skipped, with other content refused.
+//! **Which store an export came from.** Notification ids number one
+//! store's log, so an import's position means something only for exports
+//! of the same store. Each store has an identity: a random number kept in
+//! its own tracking table (the record `annals store identity`, made by its
+//! first export), so it needs no table of its own and works on every
+//! store, Python's tables included; a copy of a store's files (a backup)
+//! keeps it, an import into another store does not. The header carries it
+//! (`store`).
+//!
+//! **Import** stores each batch of events with a tracking record (`annals
+//! import of APP from store ID`, the batch's last notification id in the
+//! export), as a follower's are, so a second run (or one after a kill) of
+//! an export of the same store starts after the last batch stored. Before
+//! it skips, it checks that the export's last event it skips is here as
+//! exported (else the export is of a copy that went its own way, and it
+//! stops: `--compare` checks every event instead). An event found already
+//! here is compared: the same topic and state is skipped, other content
+//! stops the import with an error naming the stream and version. Exports
+//! without `store` (made before it) resume nowhere: every event is
+//! compared.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use annals::persistence::EventQuery;
+use annals::persistence::{AggregateRecorder, EventQuery};
 use annals::persistence::{StoredEvent, Tracking};
 use annals::Application;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::inspect::{each_notification, state_json};
-use crate::output::Output;
+use crate::output::{count, Output};
 use crate::settings::Settings;
 use crate::{io, CliError, Result};
 
@@ -42,6 +57,10 @@ enum Line {
         format: String,
         version: u32,
         application: String,
+        /// The exporting store's identity ([`store_identity`]); absent in
+        /// exports made before it, and of stores it could not be given to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        store: Option<String>,
     },
     Event {
         notification_id: u64,
@@ -102,6 +121,41 @@ fn write_line(to: &mut impl Write, line: &Line) -> Result<()> {
     to.write_all(b"\n").map_err(io("writing the export"))
 }
 
+/// The tracking record that holds a store's identity.
+const IDENTITY: &str = "annals store identity";
+
+/// The store's identity, given to it now if it has none: a random number
+/// (below 2^63, as PostgreSQL's bigint) as the notification id of the
+/// tracking record [`IDENTITY`]. Two exports giving one at once each
+/// write theirs; the highest is the store's from then on (an import then
+/// compares instead of resuming, which is slower, never wrong). `None`
+/// when the store cannot be written (a read-only role): the export then
+/// has no identity and its import compares every event.
+fn store_identity(app: &Application) -> Result<Option<String>> {
+    let recorder = app.recorder();
+    let mut id = recorder.max_tracking_id(IDENTITY)?;
+    if id == 0 {
+        let (random, _) = annals::Uuid::new_v4().as_u64_pair();
+        let tracking = Tracking {
+            application_name: IDENTITY.into(),
+            notification_id: (random >> 1).max(1),
+        };
+        match recorder.insert_events_tracked(&[], &tracking) {
+            Ok(_) => {}
+            Err(e) if e.is_conflict() => {}
+            Err(e) => {
+                eprintln!(
+                    "annals: the store cannot be given an identity ({}): the export has none, so its import will compare every event",
+                    e.report()
+                );
+                return Ok(None);
+            }
+        }
+        id = recorder.max_tracking_id(IDENTITY)?;
+    }
+    Ok(Some(format!("{id:016x}")))
+}
+
 #[derive(Serialize)]
 struct Exported {
     events: u64,
@@ -138,12 +192,14 @@ pub fn export(
         )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
+    let store = store_identity(&app)?;
     write_line(
         &mut to,
         &Line::Header {
             format: FORMAT.into(),
             version: FORMAT_VERSION,
             application: settings.app().into(),
+            store,
         },
     )?;
     let bar = out.progress(app.last_notification_id()?.unwrap_or(0), "exporting");
@@ -177,6 +233,9 @@ pub fn export(
         }
     }
     for upstream in &options.tracking {
+        if upstream == IDENTITY {
+            continue;
+        }
         let position = app.recorder().max_tracking_id(upstream)?;
         if position > 0 {
             counts.tracking += 1;
@@ -200,8 +259,10 @@ pub fn export(
     if output.is_some() {
         out.value(&counts, || {
             format!(
-                "exported {} events, {} snapshots, {} tracking records",
-                counts.events, counts.snapshots, counts.tracking
+                "exported {}, {}, {}",
+                count(counts.events, "event"),
+                count(counts.snapshots, "snapshot"),
+                count(counts.tracking, "tracking record")
             )
         });
     }
@@ -247,8 +308,45 @@ struct Imported {
     tracking: u64,
 }
 
-/// Reads an export into the store.
-pub fn import(settings: &Settings, out: &Output, input: Option<&Path>, batch: u64) -> Result<()> {
+/// Whether `stored` is in `recorder` (events or snapshots) as given: the
+/// same topic and state. `None` when that stream has no such version.
+fn found_as(
+    app: &Application,
+    recorder: &(impl AggregateRecorder + ?Sized),
+    stored: &StoredEvent,
+) -> Result<Option<bool>> {
+    let version = stored.originator_version;
+    let mut query = EventQuery::all().up_to(version);
+    if let Some(before) = version.checked_sub(1) {
+        query = query.after(before);
+    }
+    let here = recorder.select_events(&stored.originator_id, &query)?;
+    let Some(here) = here.first() else {
+        return Ok(None);
+    };
+    Ok(Some(
+        here.topic == stored.topic
+            && app.mapper().plain_state(here)? == app.mapper().plain_state(stored)?,
+    ))
+}
+
+fn other_content(stored: &StoredEvent, what: &str) -> CliError {
+    CliError::Invalid(format!(
+        "{what} {} version {} is in this store already, with other content: the import stops here (the export's earlier events are stored; nothing was merged into the one here)",
+        stored.originator_id, stored.originator_version
+    ))
+}
+
+/// Reads an export into the store. With `compare`, every event is
+/// compared with the store's, whatever was imported from the export's
+/// store before.
+pub fn import(
+    settings: &Settings,
+    out: &Output,
+    input: Option<&Path>,
+    batch: u64,
+    compare: bool,
+) -> Result<()> {
     let app = settings.open_with_snapshots()?;
     let (reader, len): (Box<dyn Read>, u64) = match input {
         Some(path) => {
@@ -272,18 +370,19 @@ pub fn import(settings: &Settings, out: &Output, input: Option<&Path>, batch: u6
             .map(Some)
             .map_err(|e| CliError::Invalid(format!("line {number} of the export: {e}")))
     };
-    let source = match next()? {
+    let (source, store) = match next()? {
         Some(Line::Header {
             format,
             version,
             application,
+            store,
         }) if format == FORMAT => {
             if version != FORMAT_VERSION {
                 return Err(CliError::Invalid(format!(
                     "the export is of format version {version}; this annals reads version {FORMAT_VERSION}"
                 )));
             }
-            application
+            (application, store)
         }
         _ => {
             return Err(CliError::Invalid(
@@ -291,8 +390,13 @@ pub fn import(settings: &Settings, out: &Output, input: Option<&Path>, batch: u6
             ))
         }
     };
-    let marker = format!("annals import of {source}");
-    let done = app.recorder().max_tracking_id(&marker)?;
+    // Positions are kept per exporting store; an export that does not say
+    // which store it came from is compared event by event.
+    let marker = store.map(|store| format!("annals import of {source} from store {store}"));
+    let done = match (&marker, compare) {
+        (Some(marker), false) => app.recorder().max_tracking_id(marker)?,
+        _ => 0,
+    };
     let mut counts = Imported {
         events: 0,
         skipped: 0,
@@ -303,12 +407,29 @@ pub fn import(settings: &Settings, out: &Output, input: Option<&Path>, batch: u6
     let mut last_id = 0;
     let mut line_number = 1u64;
     let mut end = None;
+    // The last event skipped as imported before, until it is checked.
+    let mut last_skipped: Option<(StoredEvent, u64)> = None;
+    let check_skipped = |last_skipped: &mut Option<(StoredEvent, u64)>| -> Result<()> {
+        let Some((stored, notification_id)) = last_skipped.take() else {
+            return Ok(());
+        };
+        if found_as(&app, &**app.recorder(), &stored)? != Some(true) {
+            return Err(CliError::Invalid(format!(
+                "this export's store was imported here up to its notification {done}, but its event {notification_id} ({} version {}) is not here as exported: the export is of a copy of that store that went its own way. Nothing was imported; import it with --compare, which compares every event",
+                stored.originator_id, stored.originator_version
+            )));
+        }
+        Ok(())
+    };
     while let Some(line) = next()? {
         line_number += 1;
         if end.is_some() {
             return Err(CliError::Invalid(format!(
                 "line {line_number} of the export follows its end line"
             )));
+        }
+        if !matches!(&line, Line::Event { notification_id, .. } if *notification_id <= done) {
+            check_skipped(&mut last_skipped)?;
         }
         match line {
             Line::Header { .. } => {
@@ -328,23 +449,31 @@ pub fn import(settings: &Settings, out: &Output, input: Option<&Path>, batch: u6
                 last_id = notification_id;
                 if notification_id <= done {
                     counts.skipped += 1;
+                    last_skipped = Some((sealed(&app, row, line_number)?, notification_id));
                     continue;
                 }
                 pending.push(sealed(&app, row, line_number)?);
                 if pending.len() as u64 >= batch {
-                    store_batch(&app, &mut pending, &marker, last_id, &mut counts)?;
+                    store_batch(&app, &mut pending, marker.as_deref(), last_id, &mut counts)?;
                 }
             }
             Line::Snapshot { row } => {
-                store_batch(&app, &mut pending, &marker, last_id, &mut counts)?;
+                store_batch(&app, &mut pending, marker.as_deref(), last_id, &mut counts)?;
                 let Some(snapshots) = app.snapshots() else {
                     continue;
                 };
                 let stored = sealed(&app, row, line_number)?;
-                match snapshots.recorder().insert_events(&[stored]) {
+                match snapshots
+                    .recorder()
+                    .insert_events(std::slice::from_ref(&stored))
+                {
                     Ok(_) => counts.snapshots += 1,
-                    // Imported before.
-                    Err(e) if e.is_conflict() => {}
+                    // Imported before, or taken here: the same one is fine.
+                    Err(e) if e.is_conflict() => {
+                        if found_as(&app, &**snapshots.recorder(), &stored)? == Some(false) {
+                            return Err(other_content(&stored, "the snapshot of"));
+                        }
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -352,7 +481,11 @@ pub fn import(settings: &Settings, out: &Output, input: Option<&Path>, batch: u6
                 application_name,
                 notification_id,
             } => {
-                store_batch(&app, &mut pending, &marker, last_id, &mut counts)?;
+                store_batch(&app, &mut pending, marker.as_deref(), last_id, &mut counts)?;
+                if application_name == IDENTITY {
+                    // Another store's identity is not this store's.
+                    continue;
+                }
                 let tracking = Tracking {
                     application_name,
                     notification_id,
@@ -370,46 +503,56 @@ pub fn import(settings: &Settings, out: &Output, input: Option<&Path>, batch: u6
             } => end = Some((events, snapshots, tracking)),
         }
     }
-    store_batch(&app, &mut pending, &marker, last_id, &mut counts)?;
+    check_skipped(&mut last_skipped)?;
+    store_batch(&app, &mut pending, marker.as_deref(), last_id, &mut counts)?;
     bar.finish_and_clear();
     let Some((events, _, _)) = end else {
         return Err(CliError::Invalid(format!(
-            "the export ends at line {line_number} without its end line: it was cut short ({} events imported so far; import the whole file again to finish)",
-            counts.events
+            "the export ends at line {line_number} without its end line: it was cut short ({} imported so far; import the whole file again to finish)",
+            count(counts.events, "event")
         )));
     };
     if counts.events + counts.skipped != events {
         return Err(CliError::Invalid(format!(
-            "the export's end line counts {events} events, and it holds {}",
+            "the export's end line counts {}, and it holds {}",
+            count(events, "event"),
             counts.events + counts.skipped
         )));
     }
     out.value(&counts, || {
         format!(
-            "imported {} events ({} were already here), {} snapshots, {} tracking records",
-            counts.events, counts.skipped, counts.snapshots, counts.tracking
+            "imported {} ({} already here), {}, {}",
+            count(counts.events, "event"),
+            counts.skipped,
+            count(counts.snapshots, "snapshot"),
+            count(counts.tracking, "tracking record")
         )
     });
     Ok(())
 }
 
-/// Stores `pending` with the tracking record of `last_id`, in one
-/// transaction; on a conflict (events already here), one by one.
+/// Stores `pending`, with the tracking record of `last_id` under `marker`
+/// (if any), in one transaction; on a conflict (events already here), one
+/// by one, each found one compared.
 fn store_batch(
     app: &Application,
     pending: &mut Vec<StoredEvent>,
-    marker: &str,
+    marker: Option<&str>,
     last_id: u64,
     counts: &mut Imported,
 ) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
-    let tracking = Tracking {
+    let tracking = marker.map(|marker| Tracking {
         application_name: marker.to_owned(),
         notification_id: last_id,
+    });
+    let stored = match &tracking {
+        Some(tracking) => app.recorder().insert_events_tracked(pending, tracking),
+        None => app.recorder().insert_events(pending),
     };
-    match app.recorder().insert_events_tracked(pending, &tracking) {
+    match stored {
         Ok(_) => {
             counts.events += pending.len() as u64;
             pending.clear();
@@ -419,26 +562,9 @@ fn store_batch(
         Err(e) => return Err(e.into()),
     }
     for stored in pending.drain(..) {
-        let version = stored.originator_version;
-        let mut query = EventQuery::all().up_to(version);
-        if let Some(before) = version.checked_sub(1) {
-            query = query.after(before);
-        }
-        let here = app
-            .recorder()
-            .select_events(&stored.originator_id, &query)?;
-        match here.first() {
-            Some(here) => {
-                let same = here.topic == stored.topic
-                    && app.mapper().plain_state(here)? == app.mapper().plain_state(&stored)?;
-                if !same {
-                    return Err(CliError::Invalid(format!(
-                        "{} version {version} is in this store already, with other content: the import stops here (the export's earlier events are stored)",
-                        stored.originator_id
-                    )));
-                }
-                counts.skipped += 1;
-            }
+        match found_as(app, &**app.recorder(), &stored)? {
+            Some(true) => counts.skipped += 1,
+            Some(false) => return Err(other_content(&stored, "stream")),
             None => {
                 app.recorder()
                     .insert_events(std::slice::from_ref(&stored))?;
@@ -446,6 +572,9 @@ fn store_batch(
             }
         }
     }
+    let Some(tracking) = tracking else {
+        return Ok(());
+    };
     match app.recorder().insert_events_tracked(&[], &tracking) {
         Ok(_) => Ok(()),
         Err(e) if e.is_conflict() => Ok(()),

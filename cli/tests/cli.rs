@@ -254,11 +254,12 @@ fn keygen_makes_a_key_the_library_takes() {
 }
 
 #[test]
-fn bad_input_is_a_clear_error_with_exit_1() {
+fn bad_input_is_a_clear_error_with_exit_1_and_bad_usage_exits_2() {
     let file = sqlite_file("bad");
     let (_app, _) = kennel(&file, &[]);
+    // Usage errors found after parsing exit 2, as clap's do.
     let no_app = run(&["--sqlite", &file, "streams"]);
-    assert_eq!(no_app.status.code(), Some(1));
+    assert_eq!(no_app.status.code(), Some(2));
     assert!(stderr(&no_app).contains("--app"), "{}", stderr(&no_app));
 
     let unknown = run(&["--app", "School", "--store", "nosuchstore", "streams"]);
@@ -270,7 +271,7 @@ fn bad_input_is_a_clear_error_with_exit_1() {
     );
 
     let bad_set = run(&["--app", "School", "--set", "NOEQUALS", "streams"]);
-    assert_eq!(bad_set.status.code(), Some(1));
+    assert_eq!(bad_set.status.code(), Some(2));
     assert!(stderr(&bad_set).contains("NAME=VALUE"));
 
     let usage = run(&["--app", "School", "nosuchcommand"]);
@@ -704,6 +705,13 @@ fn a_python_written_store_moves_to_postgres_and_python_reads_it_there() {
     };
     let exported = tool(&sqlite, &["export", "-o", &export]);
     assert_eq!(exported[0]["events"], 5);
+    // Python's rows show their last times.
+    let streams = tool(&sqlite, &["streams"]);
+    assert_eq!(streams.len(), 2);
+    assert!(
+        streams.iter().all(|s| s["last_time"].is_string()),
+        "{streams:?}"
+    );
     assert_eq!(
         exported[0]["snapshots"], 1,
         "Python's snapshot at Fido's third event"
@@ -800,4 +808,406 @@ fn a_store_without_a_snapshot_table_exports_with_no_snapshots() {
     let lines = json_lines(&export);
     assert_eq!(lines.iter().filter(|l| l["kind"] == "event").count(), 6);
     assert_eq!(lines.last().map(|l| l["snapshots"].clone()), Some(0.into()));
+}
+
+/// The path of a new file in the tests' directory.
+fn temp_path(name: &str) -> String {
+    temp_dir().join(name).to_string_lossy().into_owned()
+}
+
+/// The SQLite file `from` copied to a new file: the same store, as a
+/// backup of it is.
+fn copy_of(from: &str, name: &str) -> String {
+    let to = sqlite_file(name);
+    let db = rusqlite::Connection::open(from).expect("open the file");
+    db.execute("VACUUM INTO ?1", [&to])
+        .expect("copy the database");
+    to
+}
+
+/// The School application over an existing SQLite file.
+fn school(file: &str) -> Application {
+    Application::builder("School")
+        .sqlite(file)
+        .hash_chain(true)
+        .build()
+        .expect("the school")
+}
+
+#[test]
+fn import_resumes_per_exporting_store_and_compares_what_it_finds() {
+    let x = sqlite_file("shard-x");
+    let y = sqlite_file("shard-y");
+    let (_x_app, _) = kennel(&x, &[]);
+    let (_y_app, y_dogs) = kennel(&y, &[]);
+    let export = |file: &str, name: &str| {
+        let path = temp_path(name);
+        ok(&["--app", "School", "--sqlite", file, "export", "-o", &path]);
+        path
+    };
+    let (x_export, y_export) = (export(&x, "shard-x.jsonl"), export(&y, "shard-y.jsonl"));
+    let header =
+        |path: &str| json_lines(&std::fs::read_to_string(path).expect("export"))[0].clone();
+    assert_ne!(
+        header(&x_export)["store"],
+        header(&y_export)["store"],
+        "each store has its own identity"
+    );
+    assert_eq!(
+        header(&export(&x, "shard-x-again.jsonl"))["store"],
+        header(&x_export)["store"],
+        "and keeps it"
+    );
+
+    let t = sqlite_file("shards");
+    let target = ["--app", "School", "--sqlite", t.as_str(), "--json"];
+    let import = |path: &str| json_lines(&ok(&[&target[..], &["import", "-i", path]].concat()));
+    let first = import(&x_export);
+    assert_eq!(
+        (first[0]["events"].as_u64(), first[0]["skipped"].as_u64()),
+        (Some(6), Some(0))
+    );
+    // Another store's export, whose notification ids are the same 1 to 6:
+    // all of its events arrive.
+    let second = import(&y_export);
+    assert_eq!(
+        (second[0]["events"].as_u64(), second[0]["skipped"].as_u64()),
+        (Some(6), Some(0))
+    );
+    let merged = json_lines(&ok(&[&target[..], &["streams"]].concat()));
+    assert_eq!(merged.len(), 6);
+    assert!(merged
+        .iter()
+        .any(|s| s["id"] == y_dogs[2].id().simple().to_string()));
+    // Each is idempotent, in any order.
+    for path in [&y_export, &x_export, &y_export] {
+        let again = import(path);
+        assert_eq!(
+            (again[0]["events"].as_u64(), again[0]["skipped"].as_u64()),
+            (Some(0), Some(6))
+        );
+    }
+    let verdict = json_lines(&ok(&[&target[..], &["verify"]].concat()));
+    assert_eq!(
+        (
+            verdict[0]["intact"].as_bool(),
+            verdict[0]["events"].as_u64()
+        ),
+        (Some(true), Some(12))
+    );
+
+    // An export made before stores had an identity is compared event by
+    // event: what is here is skipped, the rest stored.
+    let old = std::fs::read_to_string(&y_export)
+        .expect("export")
+        .replacen(&format!(",\"store\":{}", header(&y_export)["store"]), "", 1);
+    assert!(
+        !old.lines().next().unwrap_or_default().contains("store"),
+        "{old}"
+    );
+    let old_path = temp_path("shard-y-old.jsonl");
+    std::fs::write(&old_path, old).expect("write");
+    let compared = import(&old_path);
+    assert_eq!(
+        (
+            compared[0]["events"].as_u64(),
+            compared[0]["skipped"].as_u64()
+        ),
+        (Some(0), Some(6))
+    );
+    let fresh = sqlite_file("from-old");
+    let into_fresh = json_lines(&ok(&[
+        "--app", "School", "--sqlite", &fresh, "--json", "import", "-i", &old_path,
+    ]));
+    assert_eq!(into_fresh[0]["events"], 6);
+
+    // Two stores holding the same stream at the same version with other
+    // content: the import stops, naming it, and merges nothing into it.
+    let z = copy_of(&y, "shard-z");
+    let (y_app, z_app) = (school(&y), school(&z));
+    let mut fido = y_app.get::<Dog>(y_dogs[0].id()).expect("Fido in y");
+    fido.add_trick("sit".into());
+    y_app.save(&mut fido).expect("save");
+    let mut other = z_app.get::<Dog>(y_dogs[0].id()).expect("Fido in z");
+    other.add_trick("beg".into());
+    z_app.save(&mut other).expect("save");
+    let later = import(&export(&y, "shard-y-later.jsonl"));
+    assert_eq!(
+        (later[0]["events"].as_u64(), later[0]["skipped"].as_u64()),
+        (Some(1), Some(6))
+    );
+    // z is a copy of y: the same identity, so its position is y's; its
+    // event there is not y's, so it stops before storing anything.
+    let z_export = export(&z, "shard-z.jsonl");
+    assert_eq!(header(&z_export)["store"], header(&y_export)["store"]);
+    let fido_id = y_dogs[0].id().simple().to_string();
+    for args in [
+        vec!["import", "-i", z_export.as_str()],
+        vec!["import", "--compare", "-i", z_export.as_str()],
+    ] {
+        let refused = run(&[&target[..], &args[..]].concat());
+        assert_eq!(
+            refused.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+        let message = stderr(&refused);
+        assert!(
+            message.contains(&fido_id) && message.contains("version 2"),
+            "{message}"
+        );
+    }
+    let tricks = json_lines(&ok(&[&target[..], &["events", &fido_id]].concat()));
+    assert_eq!(tricks.len(), 2);
+    assert_eq!(tricks[1]["state"]["trick"], "sit", "y's event, not z's");
+}
+
+/// A dog as the Python library's `dogschool` module names it.
+#[aggregate]
+#[derive(Debug)]
+struct PyDog {
+    tricks: Vec<String>,
+}
+
+#[aggregate(name = "Dog", python = "dogschool")]
+impl PyDog {
+    #[event("Registered")]
+    fn register(name: String) -> Self {
+        let _ = name;
+        PyDog { tricks: Vec::new() }
+    }
+
+    #[event("TrickAdded")]
+    fn add_trick(&mut self, trick: String) {
+        self.tricks.push(trick);
+    }
+}
+
+#[test]
+fn streams_shows_the_last_times_of_python_codec_rows() {
+    let file = sqlite_file("python-codec");
+    let app = Application::builder("School")
+        .sqlite(&file)
+        .codec(annals::mapper::Codec::Python)
+        .build()
+        .expect("the school");
+    let mut dog = PyDog::register("Fido".into());
+    dog.add_trick("sit".into());
+    app.save(&mut dog).expect("save");
+    let listed = run(&["--app", "School", "--sqlite", &file, "--json", "streams"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let streams = json_lines(&stdout(&listed));
+    assert_eq!(streams.len(), 1);
+    let time = streams[0]["last_time"].as_str().expect("a last time");
+    let stored = annals::clock::stored::parse_iso(time).expect("RFC 3339");
+    assert_eq!(
+        stored.timestamp_micros(),
+        dog.modified_on().timestamp_micros()
+    );
+    assert!(
+        !stderr(&listed).contains("CIPHER_KEY"),
+        "{}",
+        stderr(&listed)
+    );
+}
+
+#[test]
+fn operators_messages_say_what_is_wrong() {
+    // --help lists the exit codes.
+    let help = ok(&["--help"]);
+    for code in ["Exit codes", "2  bad usage", "3  verify", "4  verify"] {
+        assert!(help.contains(code), "{code:?} is not in {help}");
+    }
+
+    // A store written without hash chaining: not "BROKEN", and not 3.
+    let plain = sqlite_file("unchained");
+    let (_app, _) = kennel(&plain, &[("IS_HASH_CHAINING_ENABLED", "n")]);
+    let output = run(&["--app", "School", "--sqlite", &plain, "verify"]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("not hash-chained"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!stdout(&output).contains("BROKEN"));
+
+    // zlib and AES: a wrong key says so; no key says the states are
+    // encrypted and CIPHER_KEY is missing.
+    let sealed = sqlite_file("sealed-messages");
+    let key = annals::cipher::create_key();
+    let (_app, dogs) = kennel(
+        &sealed,
+        &[("CIPHER_KEY", &key), ("COMPRESSOR_TOPIC", "zlib")],
+    );
+    let wrong = format!("CIPHER_KEY={}", annals::cipher::create_key());
+    let base = [
+        "--app",
+        "School",
+        "--sqlite",
+        sealed.as_str(),
+        "--set",
+        "COMPRESSOR_TOPIC=zlib",
+    ];
+    let output = run(&[&base[..], &["--set", &wrong, "verify"]].concat());
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("the key is wrong"),
+        "{}",
+        stderr(&output)
+    );
+    let milou = dogs[2].id().to_string();
+    let output = run(&[&base[..], &["events", &milou]].concat());
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("encrypted") && message.contains("CIPHER_KEY"),
+        "{message}"
+    );
+    assert!(!message.contains("not zlib data"), "{message}");
+
+    // CREATE_TABLE=no and a mistyped file: no file is made.
+    let missing = temp_path("no-such-store.db");
+    let output = run(&[
+        "--app",
+        "School",
+        "--sqlite",
+        &missing,
+        "--set",
+        "CREATE_TABLE=no",
+        "streams",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("annals migrate"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !std::path::Path::new(&missing).exists(),
+        "the file was created"
+    );
+
+    // One is not "1 events".
+    let one = sqlite_file("one");
+    let app = school(&one);
+    app.save(&mut Dog::register("Fido".into())).expect("save");
+    let verified = ok(&["--app", "School", "--sqlite", &one, "verify"]);
+    assert!(
+        verified.starts_with("intact: 1 event in 1 stream "),
+        "{verified}"
+    );
+    let listed = ok(&["--app", "School", "--sqlite", &one, "streams"]);
+    assert!(listed.contains("  1 event  "), "{listed}");
+}
+
+#[test]
+fn verify_checks_heads_kept_elsewhere_and_so_sees_a_deleted_last_event() {
+    let file = sqlite_file("heads");
+    let (_app, dogs) = kennel(&file, &[]);
+    let heads = temp_path("heads.jsonl");
+    let base = ["--app", "School", "--sqlite", file.as_str()];
+    let said = ok(&[&base[..], &["verify", "--heads-out", &heads]].concat());
+    assert!(said.contains("cannot show events cut"), "{said}");
+    let written = json_lines(&std::fs::read_to_string(&heads).expect("the heads"));
+    assert_eq!(written.len(), 3);
+    let milou = dogs[2].id().simple().to_string();
+    let head = written
+        .iter()
+        .find(|h| h["id"] == milou.as_str())
+        .expect("Milou's head");
+    assert_eq!(head["version"], 3);
+    assert_eq!(head["hash"].as_str().map(str::len), Some(64));
+    let checked = json_lines(&ok(
+        &[&base[..], &["--json", "verify", "--heads", &heads]].concat()
+    ));
+    assert_eq!(checked[0]["heads_checked"], 3);
+
+    // Milou's last event deleted: the chain that is left is whole...
+    let db = rusqlite::Connection::open(&file).expect("open the file");
+    let deleted = db
+        .execute(
+            "DELETE FROM stored_events WHERE originator_id = ?1 AND originator_version = 3",
+            [&milou],
+        )
+        .expect("delete");
+    assert_eq!(deleted, 1);
+    drop(db);
+    ok(&[&base[..], &["verify"]].concat());
+    // ...and the recorded head shows it, for every stream or for Milou.
+    for args in [
+        vec!["verify", "--heads", heads.as_str()],
+        vec!["verify", milou.as_str(), "--heads", heads.as_str()],
+    ] {
+        let output = run(&[&base[..], &["--json"], &args[..]].concat());
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let verdict = &json_lines(&stdout(&output))[0];
+        let broken = verdict["broken"].as_array().expect("broken");
+        assert_eq!(broken.len(), 1, "{verdict}");
+        assert_eq!(broken[0]["id"], milou.as_str());
+        assert_eq!(broken[0]["version"], 3);
+        assert!(
+            broken[0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("missing")),
+            "{verdict}"
+        );
+    }
+    // Heads of a broken store are not written.
+    let refused = run(&[
+        &base[..],
+        &[
+            "verify",
+            "--heads",
+            &heads,
+            "--heads-out",
+            &temp_path("heads-2.jsonl"),
+        ],
+    ]
+    .concat());
+    assert_eq!(refused.status.code(), Some(1));
+}
+
+#[test]
+fn log_follow_stops_cleanly_on_sigint_and_sigterm() {
+    let file = sqlite_file("follow-signal");
+    let (_app, _) = kennel(&file, &[]);
+    for signal in ["-INT", "-TERM"] {
+        let mut child = annals()
+            .args([
+                "--app", "School", "--sqlite", &file, "--json", "log", "--follow",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn annals log --follow");
+        let shown = lines_of(&mut child, 6, Duration::from_secs(30));
+        assert_eq!(shown.len(), 6, "the history");
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{signal}: stopped with exit 0"
+        );
+    }
 }

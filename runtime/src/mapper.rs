@@ -702,6 +702,20 @@ impl Mapper {
         Ok(())
     }
 
+    /// The hash a stored event records (the events of a hash-chained
+    /// stream do), not checked; `None` when it records none, as when the
+    /// stream was written without hash chaining.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when the state does not open.
+    pub fn stored_hash(&self, stored: &StoredEvent) -> Result<Option<EventHash>> {
+        let json = self.plain_state(stored)?;
+        Ok(recorded_hash(stored, &json, Subject::UNTYPED)
+            .ok()
+            .map(|(hash, _)| hash))
+    }
+
     /// The metadata of a stored event, whatever its type.
     ///
     /// # Errors
