@@ -846,19 +846,6 @@ fn import_resumes_per_exporting_store_and_compares_what_it_finds() {
         path
     };
     let (x_export, y_export) = (export(&x, "shard-x.jsonl"), export(&y, "shard-y.jsonl"));
-    let header =
-        |path: &str| json_lines(&std::fs::read_to_string(path).expect("export"))[0].clone();
-    assert_ne!(
-        header(&x_export)["store"],
-        header(&y_export)["store"],
-        "each store has its own identity"
-    );
-    assert_eq!(
-        header(&export(&x, "shard-x-again.jsonl"))["store"],
-        header(&x_export)["store"],
-        "and keeps it"
-    );
-
     let t = sqlite_file("shards");
     let target = ["--app", "School", "--sqlite", t.as_str(), "--json"];
     let import = |path: &str| json_lines(&ok(&[&target[..], &["import", "-i", path]].concat()));
@@ -874,6 +861,19 @@ fn import_resumes_per_exporting_store_and_compares_what_it_finds() {
         (second[0]["events"].as_u64(), second[0]["skipped"].as_u64()),
         (Some(6), Some(0))
     );
+    let header =
+        |path: &str| json_lines(&std::fs::read_to_string(path).expect("export"))[0].clone();
+    assert_ne!(
+        header(&x_export)["store"],
+        header(&y_export)["store"],
+        "each store has its own identity"
+    );
+    assert_eq!(
+        header(&export(&x, "shard-x-again.jsonl"))["store"],
+        header(&x_export)["store"],
+        "and keeps it"
+    );
+
     let merged = json_lines(&ok(&[&target[..], &["streams"]].concat()));
     assert_eq!(merged.len(), 6);
     assert!(merged
@@ -1013,14 +1013,15 @@ fn streams_shows_the_last_times_of_python_codec_rows() {
 }
 
 #[test]
-fn operators_messages_say_what_is_wrong() {
-    // --help lists the exit codes.
+fn help_lists_the_exit_codes() {
     let help = ok(&["--help"]);
     for code in ["Exit codes", "2  bad usage", "3  verify", "4  verify"] {
         assert!(help.contains(code), "{code:?} is not in {help}");
     }
+}
 
-    // A store written without hash chaining: not "BROKEN", and not 3.
+#[test]
+fn verify_says_a_store_is_not_hash_chained_with_exit_4() {
     let plain = sqlite_file("unchained");
     let (_app, _) = kennel(&plain, &[("IS_HASH_CHAINING_ENABLED", "n")]);
     let output = run(&["--app", "School", "--sqlite", &plain, "verify"]);
@@ -1031,9 +1032,12 @@ fn operators_messages_say_what_is_wrong() {
         stdout(&output)
     );
     assert!(!stdout(&output).contains("BROKEN"));
+}
 
-    // zlib and AES: a wrong key says so; no key says the states are
-    // encrypted and CIPHER_KEY is missing.
+/// zlib and AES: a wrong key says so; no key says the states are
+/// encrypted and CIPHER_KEY is missing.
+#[test]
+fn a_wrong_or_missing_key_is_named() {
     let sealed = sqlite_file("sealed-messages");
     let key = annals::cipher::create_key();
     let (_app, dogs) = kennel(
@@ -1065,8 +1069,10 @@ fn operators_messages_say_what_is_wrong() {
         "{message}"
     );
     assert!(!message.contains("not zlib data"), "{message}");
+}
 
-    // CREATE_TABLE=no and a mistyped file: no file is made.
+#[test]
+fn create_table_no_does_not_make_a_mistyped_sqlite_file() {
     let missing = temp_path("no-such-store.db");
     let output = run(&[
         "--app",
@@ -1087,8 +1093,10 @@ fn operators_messages_say_what_is_wrong() {
         !std::path::Path::new(&missing).exists(),
         "the file was created"
     );
+}
 
-    // One is not "1 events".
+#[test]
+fn one_is_not_1_events() {
     let one = sqlite_file("one");
     let app = school(&one);
     app.save(&mut Dog::register("Fido".into())).expect("save");

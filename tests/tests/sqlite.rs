@@ -167,6 +167,12 @@ fn tables_are_created_on_first_use_or_by_an_explicit_call() {
     let path = temp_db("explicit");
     let mut config = SqliteConfig::new(path.to_string_lossy());
     config.create_tables = false;
+    // Without create_tables a missing file is an error, and not made.
+    let err = SqliteRecorder::open(config.clone()).expect_err("no file");
+    assert!(err.to_string().contains("annals migrate"), "{err}");
+    assert!(!path.exists());
+    // An empty file is a database without tables.
+    std::fs::File::create(&path).expect("an empty file");
     let r = SqliteRecorder::open(config).expect("open");
     let err = r
         .insert_events(&[event("a", 1, "T")])
