@@ -129,12 +129,16 @@ const IDENTITY: &str = "annals store identity";
 /// tracking record [`IDENTITY`]. Two exports giving one at once each
 /// write theirs; the highest is the store's from then on (an import then
 /// compares instead of resuming, which is slower, never wrong). `None`
-/// when the store cannot be written (a read-only role): the export then
-/// has no identity and its import compares every event.
-fn store_identity(app: &Application) -> Result<Option<String>> {
+/// when the store cannot be written (a read-only role, no tracking table
+/// with `CREATE_TABLE=no`): the export then has no identity and its
+/// import compares every event.
+fn store_identity(app: &Application) -> Option<String> {
     let recorder = app.recorder();
-    let mut id = recorder.max_tracking_id(IDENTITY)?;
-    if id == 0 {
+    let given = || -> annals::Result<u64> {
+        let id = recorder.max_tracking_id(IDENTITY)?;
+        if id > 0 {
+            return Ok(id);
+        }
         let (random, _) = annals::Uuid::new_v4().as_u64_pair();
         let tracking = Tracking {
             application_name: IDENTITY.into(),
@@ -143,17 +147,20 @@ fn store_identity(app: &Application) -> Result<Option<String>> {
         match recorder.insert_events_tracked(&[], &tracking) {
             Ok(_) => {}
             Err(e) if e.is_conflict() => {}
-            Err(e) => {
-                eprintln!(
-                    "annals: the store cannot be given an identity ({}): the export has none, so its import will compare every event",
-                    e.report()
-                );
-                return Ok(None);
-            }
+            Err(e) => return Err(e),
         }
-        id = recorder.max_tracking_id(IDENTITY)?;
+        recorder.max_tracking_id(IDENTITY)
+    };
+    match given() {
+        Ok(id) => Some(format!("{id:016x}")),
+        Err(e) => {
+            eprintln!(
+                "annals: the store has no identity and cannot be given one ({}): the export has none, so its import will compare every event",
+                e.report()
+            );
+            None
+        }
     }
-    Ok(Some(format!("{id:016x}")))
 }
 
 #[derive(Serialize)]
@@ -192,7 +199,7 @@ pub fn export(
         )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
-    let store = store_identity(&app)?;
+    let store = store_identity(&app);
     write_line(
         &mut to,
         &Line::Header {

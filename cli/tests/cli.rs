@@ -786,8 +786,9 @@ fn a_store_without_a_snapshot_table_exports_with_no_snapshots() {
     let file = sqlite_file("no-snapshots");
     let (_app, _) = kennel(&file, &[]);
     let db = rusqlite::Connection::open(&file).expect("open the file");
-    db.execute_batch("DROP TABLE IF EXISTS stored_snapshots")
-        .expect("drop the snapshot table");
+    // Nor a tracking table, so no identity can be kept.
+    db.execute_batch("DROP TABLE IF EXISTS stored_snapshots; DROP TABLE IF EXISTS tracking")
+        .expect("drop the snapshot and tracking tables");
     drop(db);
     let base = [
         "--app",
@@ -806,6 +807,17 @@ fn a_store_without_a_snapshot_table_exports_with_no_snapshots() {
     );
     let export = ok(&[&base[..], &["export", "--no-snapshots"]].concat());
     let lines = json_lines(&export);
+    assert!(lines[0].get("store").is_none(), "{}", lines[0]);
+    // Its import compares every event: a second one stores nothing.
+    let path = temp_path("no-identity.jsonl");
+    std::fs::write(&path, &export).expect("write");
+    let target = sqlite_file("no-identity");
+    for expected in [6, 0] {
+        let imported = json_lines(&ok(&[
+            "--app", "School", "--sqlite", &target, "--json", "import", "-i", &path,
+        ]));
+        assert_eq!(imported[0]["events"], expected);
+    }
     assert_eq!(lines.iter().filter(|l| l["kind"] == "event").count(), 6);
     assert_eq!(lines.last().map(|l| l["snapshots"].clone()), Some(0.into()));
 }
