@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals::env::Env;
-use annals::persistence::postgres::{OriginatorIdType, PostgresConfig, PostgresRecorder};
+use annals::persistence::postgres::{OriginatorIdType, PostgresConfig, PostgresRecorder, SslMode};
 use annals::persistence::{
     AggregateRecorder, ApplicationRecorder, EventQuery, NotificationQuery, ProcessRecorder,
     Tracking, TrackingLayout,
@@ -459,6 +459,57 @@ fn the_password_never_shows_in_errors() {
     assert!(shown.contains("nowhere"), "says which database: {shown}");
 }
 
+/// Opens a recorder on a thread; its error, or a failure if it is not back
+/// within 30 s (a hang).
+fn open_error_within_30s(config: PostgresConfig) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome = PostgresRecorder::open(&config, "dogs").map(drop);
+        let _ = tx.send(outcome.map_err(|e| e.report().to_string()));
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(outcome) => outcome.expect_err("nothing there speaks PostgreSQL"),
+        Err(_) => panic!("opening hung for 30 s"),
+    }
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_fails_within_the_connect_timeout() {
+    // Accepts every connection, keeps it open, never says a byte.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    // Plain: the startup message waits; TLS: the SSLRequest's answer does.
+    for mode in [SslMode::Disable, SslMode::Require] {
+        let mut config = PostgresConfig::new("silent");
+        config.port = port;
+        config.ssl_mode = mode;
+        config.connect_timeout = Duration::from_secs(1);
+        let err = open_error_within_30s(config);
+        assert!(err.contains(&format!("127.0.0.1:{port}")), "{mode}: {err}");
+        assert!(err.contains("POSTGRES_CONNECT_TIMEOUT"), "{mode}: {err}");
+    }
+}
+
+#[test]
+fn a_refused_connection_says_why_once() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        listener.local_addr().expect("its address").port()
+    }; // closed: the port refuses
+    let mut config = PostgresConfig::new("nowhere");
+    config.port = port;
+    config.connect_timeout = Duration::from_secs(1);
+    let err = open_error_within_30s(config);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert_eq!(err.matches("refused").count(), 1, "{err}");
+}
+
 #[test]
 fn writers_give_up_after_the_lock_timeout_while_readers_go_on() {
     let Some(mut config) = server() else {
@@ -573,7 +624,7 @@ fn a_connection_that_cannot_succeed_fails_at_once_with_the_servers_message() {
             "failed after {:?}, not at once: {err}",
             started.elapsed()
         );
-        let shown = err.to_string();
+        let shown = err.report().to_string();
         assert!(shown.contains(says), "{shown}");
         assert!(shown.contains(code), "{shown}");
         assert!(shown.contains(names), "{shown}");
@@ -603,7 +654,7 @@ fn a_role_that_may_not_create_tables_gets_the_servers_permission_denied() {
     config.password = None;
     config.schema = Some("annals_locked".to_owned());
     let err = PostgresRecorder::open(&config, "dogs").expect_err("may not create");
-    let shown = err.to_string();
+    let shown = err.report().to_string();
     assert!(
         shown.contains("permission denied for schema annals_locked"),
         "{shown}"
@@ -641,7 +692,7 @@ fn create_table_is_read_and_honoured() {
     let err = r
         .insert_events(&[event("a", 1, "T")])
         .expect_err("no table");
-    let shown = err.to_string();
+    let shown = err.report().to_string();
     assert!(shown.contains("does not exist"), "{shown}");
     assert!(shown.contains("42P01"), "{shown}");
 }
