@@ -662,6 +662,80 @@ fn a_role_that_may_not_create_tables_gets_the_servers_permission_denied() {
     assert!(shown.contains("42501"), "{shown}");
 }
 
+/// Drops a schema and a role when dropped, so a failed test leaves neither.
+struct DropsSchemaAndRole(PostgresConfig, &'static str, &'static str);
+
+impl Drop for DropsSchemaAndRole {
+    fn drop(&mut self) {
+        let (schema, role) = (self.1, self.2);
+        let _ = client(&self.0).batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}"
+        ));
+    }
+}
+
+#[test]
+fn a_role_that_does_not_own_the_tables_opens_them_with_create_table_on() {
+    let Some(server) = server() else {
+        return annals_tests::skipped("not_owner");
+    };
+    let (schema, role) = ("annals_not_owner", "annals_not_owner_service");
+    let cleanup = DropsSchemaAndRole(server.clone(), schema, role);
+    let mut db = client(&server);
+    db.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}; \
+         CREATE SCHEMA {schema}; CREATE ROLE {role} LOGIN; \
+         GRANT USAGE ON SCHEMA {schema} TO {role}"
+    ))
+    .expect("a schema and a role that may not create in it");
+    // The owner creates the tables, as a migration would.
+    let mut owner = server.clone();
+    owner.schema = Some(schema.to_owned());
+    owner.originator_id_type = OriginatorIdType::Text;
+    drop(PostgresRecorder::open(&owner, "dogs").expect("the owner creates the tables"));
+    // What a service writing events needs (UPDATE: writers lock the events
+    // table in EXCLUSIVE mode, and tracking is an upsert); no ownership.
+    db.batch_execute(&format!(
+        "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {schema} TO {role}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"
+    ))
+    .expect("grants");
+    let mut service = owner.clone();
+    service.user = role.to_owned();
+    service.password = None;
+    assert!(service.create_tables, "CREATE_TABLE=yes, the default");
+    {
+        let r = PostgresRecorder::open(&service, "dogs")
+            .unwrap_or_else(|e| panic!("the service opens the owner's tables: {}", e.report()));
+        r.create_tables()
+            .unwrap_or_else(|e| panic!("nothing is missing: {}", e.report()));
+        r.insert_events(&[event("a", 1, "T")]).expect("insert");
+        assert_eq!(
+            r.select_events("a", &EventQuery::all())
+                .expect("select")
+                .len(),
+            1
+        );
+        r.snapshot_recorder()
+            .insert_events(&[event("a", 1, "Snapshot")])
+            .expect("a snapshot");
+    }
+    // A table that is missing is still created (by a role that may).
+    db.batch_execute(&format!("DROP TABLE {schema}.dogs_snapshots"))
+        .expect("drop one table");
+    drop(PostgresRecorder::open(&owner, "dogs").expect("the owner opens again"));
+    let back: bool = db
+        .query_one(
+            &format!("SELECT to_regclass('{schema}.dogs_snapshots') IS NOT NULL"),
+            &[],
+        )
+        .expect("regclass")
+        .get(0);
+    assert!(back, "the missing snapshots table was created");
+    drop(db);
+    drop(cleanup);
+}
+
 #[test]
 fn create_table_is_read_and_honoured() {
     let with = |value: &str| {
