@@ -34,7 +34,9 @@ pub const MAX_STATE: usize = 256 << 20;
 /// The setting that chooses the codec.
 pub const CODEC: &str = crate::settings::CODEC.name;
 
-/// The topic of every snapshot the Python library stores.
+/// The topic of the Python library's snapshots of aggregates with UUID ids
+/// (`Aggregate.Snapshot`); for other ids it is the aggregate's own
+/// `{module}:{Class}.Snapshot`.
 pub const PYTHON_SNAPSHOT_TOPIC: &str = "eventsourcing.domain:Snapshot";
 
 /// The format events and snapshots are written in: annals' own (the

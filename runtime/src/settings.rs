@@ -61,7 +61,7 @@ settings! {
     /// The PostgreSQL user's password (never shown).
     POSTGRES_PASSWORD: "the user's password", None;
     /// Seconds to wait for a PostgreSQL connection.
-    POSTGRES_CONNECT_TIMEOUT: "seconds to wait for a connection", Some("5");
+    POSTGRES_CONNECT_TIMEOUT: "seconds to wait for a connection (its TCP connect, TLS and startup) and for a free one of the pool", Some("5");
     /// Seconds a PostgreSQL statement waits for a lock (0: no limit).
     POSTGRES_LOCK_TIMEOUT: "seconds a statement waits for a lock", Some("0");
     /// Seconds a PostgreSQL statement may run (0: no limit).

@@ -2,11 +2,22 @@
 TrainingSchool (its tutorial's dogs), and a process application that counts
 tricks, as a Python service that an annals one shares a store with."""
 
+from datetime import datetime
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.dispatch import singledispatchmethod
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import (
+    Aggregate,
+    BaseAggregate,
+    CanCreateTimestamp,
+    CanInitAggregate,
+    CanMutateAggregate,
+    CanSnapshotAggregate,
+    MetaDomainEvent,
+    event,
+)
 from eventsourcing.system import ProcessApplication
 
 
@@ -85,3 +96,55 @@ class Counters(ProcessApplication):
             return self.repository.get(Counter.create_id(trick)).count
         except AggregateNotFoundError:
             return 0
+
+
+class StrEvent(CanCreateTimestamp, metaclass=MetaDomainEvent):
+    """The fields of every event of an aggregate with string ids (the
+    library's DomainEvent takes UUIDs only)."""
+
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+
+
+class StrAggregate(BaseAggregate[str]):
+    """A base for aggregates with string ids, as the library's Aggregate is
+    for UUIDs."""
+
+    class Event(CanMutateAggregate[str], StrEvent):
+        pass
+
+    class Created(Event, CanInitAggregate[str]):
+        originator_topic: str
+
+    class Snapshot(CanSnapshotAggregate[str], StrEvent):
+        topic: str
+        state: dict[str, Any]
+
+
+class Tag(StrAggregate):
+    """An aggregate with a string id, snapshotted as its own Snapshot."""
+
+    class Snapshot(StrAggregate.Snapshot):
+        pass
+
+    @event("Named")
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.uses = 0
+
+    @staticmethod
+    def create_id(name: str) -> str:
+        return f"tag-{name}"
+
+    @event("Used")
+    def use(self) -> None:
+        self.uses += 1
+
+
+class Tags(Application):
+    snapshotting_intervals = {Tag: 3}
+
+    def get_tag(self, tag_id: str) -> dict:
+        tag = self.repository.get(tag_id)
+        return {"name": tag.name, "uses": tag.uses, "version": tag.version}

@@ -9,13 +9,17 @@ application. Every command prints one JSON document on stdout.
     follow                           Counters pulls and processes the log
     count TRICK...                   the counts Counters holds
     register-many N PREFIX           N dogs, one save each; prints the ids
+    tag NAME USES                    a new tag (string id), used USES times
+    use-tag ID                       one more use of a tag
+    get-tag ID...                    the tags, as the Python side sees them
+    snapshot-topics ID               the topics of a stream's stored snapshots
 """
 
 import json
 import sys
 from uuid import UUID
 
-from dogschool import Counters, TrainingSchool
+from dogschool import Counters, Tag, Tags, TrainingSchool
 
 
 def main(command: str, *args: str) -> object:
@@ -53,6 +57,27 @@ def main(command: str, *args: str) -> object:
         count, prefix = int(args[0]), args[1]
         owner = UUID(int=7)
         return [str(school.register(f"{prefix}{i}", owner)) for i in range(count)]
+    if command == "tag":
+        tags = Tags()
+        tag = Tag(args[0])
+        tags.save(tag)
+        for _ in range(int(args[1])):
+            tag = tags.repository.get(tag.id)
+            tag.use()
+            tags.save(tag)
+        return tag.id
+    if command == "use-tag":
+        tags = Tags()
+        tag = tags.repository.get(args[0])
+        tag.use()
+        tags.save(tag)
+        return None
+    if command == "get-tag":
+        tags = Tags()
+        return {tag_id: tags.get_tag(tag_id) for tag_id in args}
+    if command == "snapshot-topics":
+        tags = Tags()
+        return [s.topic for s in tags.snapshots.recorder.select_events(args[0])]
     raise SystemExit(f"unknown command {command!r}")
 
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals::env::Env;
-use annals::persistence::postgres::{OriginatorIdType, PostgresConfig, PostgresRecorder};
+use annals::persistence::postgres::{OriginatorIdType, PostgresConfig, PostgresRecorder, SslMode};
 use annals::persistence::{
     AggregateRecorder, ApplicationRecorder, EventQuery, NotificationQuery, ProcessRecorder,
     Tracking, TrackingLayout,
@@ -459,6 +459,57 @@ fn the_password_never_shows_in_errors() {
     assert!(shown.contains("nowhere"), "says which database: {shown}");
 }
 
+/// Opens a recorder on a thread; its error, or a failure if it is not back
+/// within 30 s (a hang).
+fn open_error_within_30s(config: PostgresConfig) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome = PostgresRecorder::open(&config, "dogs").map(drop);
+        let _ = tx.send(outcome.map_err(|e| e.report().to_string()));
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(outcome) => outcome.expect_err("nothing there speaks PostgreSQL"),
+        Err(_) => panic!("opening hung for 30 s"),
+    }
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_fails_within_the_connect_timeout() {
+    // Accepts every connection, keeps it open, never says a byte.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    // Plain: the startup message waits; TLS: the SSLRequest's answer does.
+    for mode in [SslMode::Disable, SslMode::Require] {
+        let mut config = PostgresConfig::new("silent");
+        config.port = port;
+        config.ssl_mode = mode;
+        config.connect_timeout = Duration::from_secs(1);
+        let err = open_error_within_30s(config);
+        assert!(err.contains(&format!("127.0.0.1:{port}")), "{mode}: {err}");
+        assert!(err.contains("POSTGRES_CONNECT_TIMEOUT"), "{mode}: {err}");
+    }
+}
+
+#[test]
+fn a_refused_connection_says_why_once() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        listener.local_addr().expect("its address").port()
+    }; // closed: the port refuses
+    let mut config = PostgresConfig::new("nowhere");
+    config.port = port;
+    config.connect_timeout = Duration::from_secs(1);
+    let err = open_error_within_30s(config);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert_eq!(err.matches("refused").count(), 1, "{err}");
+}
+
 #[test]
 fn writers_give_up_after_the_lock_timeout_while_readers_go_on() {
     let Some(mut config) = server() else {
@@ -573,7 +624,7 @@ fn a_connection_that_cannot_succeed_fails_at_once_with_the_servers_message() {
             "failed after {:?}, not at once: {err}",
             started.elapsed()
         );
-        let shown = err.to_string();
+        let shown = err.report().to_string();
         assert!(shown.contains(says), "{shown}");
         assert!(shown.contains(code), "{shown}");
         assert!(shown.contains(names), "{shown}");
@@ -603,12 +654,86 @@ fn a_role_that_may_not_create_tables_gets_the_servers_permission_denied() {
     config.password = None;
     config.schema = Some("annals_locked".to_owned());
     let err = PostgresRecorder::open(&config, "dogs").expect_err("may not create");
-    let shown = err.to_string();
+    let shown = err.report().to_string();
     assert!(
         shown.contains("permission denied for schema annals_locked"),
         "{shown}"
     );
     assert!(shown.contains("42501"), "{shown}");
+}
+
+/// Drops a schema and a role when dropped, so a failed test leaves neither.
+struct DropsSchemaAndRole(PostgresConfig, &'static str, &'static str);
+
+impl Drop for DropsSchemaAndRole {
+    fn drop(&mut self) {
+        let (schema, role) = (self.1, self.2);
+        let _ = client(&self.0).batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}"
+        ));
+    }
+}
+
+#[test]
+fn a_role_that_does_not_own_the_tables_opens_them_with_create_table_on() {
+    let Some(server) = server() else {
+        return annals_tests::skipped("not_owner");
+    };
+    let (schema, role) = ("annals_not_owner", "annals_not_owner_service");
+    let cleanup = DropsSchemaAndRole(server.clone(), schema, role);
+    let mut db = client(&server);
+    db.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}; \
+         CREATE SCHEMA {schema}; CREATE ROLE {role} LOGIN; \
+         GRANT USAGE ON SCHEMA {schema} TO {role}"
+    ))
+    .expect("a schema and a role that may not create in it");
+    // The owner creates the tables, as a migration would.
+    let mut owner = server.clone();
+    owner.schema = Some(schema.to_owned());
+    owner.originator_id_type = OriginatorIdType::Text;
+    drop(PostgresRecorder::open(&owner, "dogs").expect("the owner creates the tables"));
+    // What a service writing events needs (UPDATE: writers lock the events
+    // table in EXCLUSIVE mode, and tracking is an upsert); no ownership.
+    db.batch_execute(&format!(
+        "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {schema} TO {role}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"
+    ))
+    .expect("grants");
+    let mut service = owner.clone();
+    service.user = role.to_owned();
+    service.password = None;
+    assert!(service.create_tables, "CREATE_TABLE=yes, the default");
+    {
+        let r = PostgresRecorder::open(&service, "dogs")
+            .unwrap_or_else(|e| panic!("the service opens the owner's tables: {}", e.report()));
+        r.create_tables()
+            .unwrap_or_else(|e| panic!("nothing is missing: {}", e.report()));
+        r.insert_events(&[event("a", 1, "T")]).expect("insert");
+        assert_eq!(
+            r.select_events("a", &EventQuery::all())
+                .expect("select")
+                .len(),
+            1
+        );
+        r.snapshot_recorder()
+            .insert_events(&[event("a", 1, "Snapshot")])
+            .expect("a snapshot");
+    }
+    // A table that is missing is still created (by a role that may).
+    db.batch_execute(&format!("DROP TABLE {schema}.dogs_snapshots"))
+        .expect("drop one table");
+    drop(PostgresRecorder::open(&owner, "dogs").expect("the owner opens again"));
+    let back: bool = db
+        .query_one(
+            &format!("SELECT to_regclass('{schema}.dogs_snapshots') IS NOT NULL"),
+            &[],
+        )
+        .expect("regclass")
+        .get(0);
+    assert!(back, "the missing snapshots table was created");
+    drop(db);
+    drop(cleanup);
 }
 
 #[test]
@@ -641,7 +766,7 @@ fn create_table_is_read_and_honoured() {
     let err = r
         .insert_events(&[event("a", 1, "T")])
         .expect_err("no table");
-    let shown = err.to_string();
+    let shown = err.report().to_string();
     assert!(shown.contains("does not exist"), "{shown}");
     assert!(shown.contains("42P01"), "{shown}");
 }

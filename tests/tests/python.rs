@@ -71,6 +71,32 @@ impl Counter {
     }
 }
 
+/// An aggregate with string ids: Python snapshots it as its own
+/// `dogschool:Tag.Snapshot`, not `eventsourcing.domain:Snapshot`.
+#[aggregate]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tag {
+    pub name: String,
+    pub uses: u64,
+}
+
+#[aggregate(python = "dogschool", id = String)]
+impl Tag {
+    fn create_id(name: &str) -> String {
+        format!("tag-{name}")
+    }
+
+    #[event("Named")]
+    pub fn named(name: String) -> Self {
+        Tag { name, uses: 0 }
+    }
+
+    #[event("Used")]
+    pub fn use_once(&mut self) {
+        self.uses += 1;
+    }
+}
+
 /// The venv's interpreter, or `None` (said, and a failure in CI).
 fn python() -> Option<PathBuf> {
     match std::env::var_os("ANNALS_PYTHON") {
@@ -100,6 +126,9 @@ impl Shared {
             ("PERSISTENCE_MODULE".into(), "eventsourcing.sqlite".into()),
             ("TRAININGSCHOOL_SQLITE_DBNAME".into(), path("school.db")),
             ("COUNTERS_SQLITE_DBNAME".into(), path("counters.db")),
+            ("TAGS_SQLITE_DBNAME".into(), path("tags.db")),
+            // Python reads string ids only from text columns.
+            ("TAGS_ORIGINATOR_ID_TYPE".into(), "text".into()),
             (
                 "RUSTCOUNTERS_SQLITE_DBNAME".into(),
                 path("rust_counters.db"),
@@ -161,6 +190,21 @@ impl Shared {
             .with_env(&env)
             .and_then(|b| b.snapshot_every::<Dog>(3).build())
             .unwrap_or_else(|e| panic!("the annals {name}: {}", e.report()))
+    }
+
+    /// The annals Tags: the Python Tags' store, string ids.
+    fn tags(&self) -> Application {
+        let env = Env::from_map(
+            "Tags",
+            self.settings
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain([("CODEC", "python")]),
+        );
+        Application::builder("Tags")
+            .with_env(&env)
+            .and_then(|b| b.build())
+            .unwrap_or_else(|e| panic!("the annals Tags: {}", e.report()))
     }
 }
 
@@ -333,12 +377,63 @@ fn both_write_at_once(shared: &Shared) {
     assert_eq!(seen[ours[39].to_string()]["name"], "rs39");
 }
 
+/// Aggregates with string ids: each side loads the other's snapshots.
+fn string_ids_snapshotted(shared: &Shared) {
+    let tags = shared.tags();
+
+    // Python snapshots its own tag at version 3; annals loads it.
+    let python_tag = shared.py(&["tag", "py", "3"]);
+    let python_tag = python_tag.as_str().unwrap().to_owned();
+    assert_eq!(
+        shared.py(&["snapshot-topics", &python_tag]),
+        serde_json::json!(["dogschool:Tag.Snapshot"])
+    );
+    let tag = tags.get::<Tag>(python_tag.clone()).unwrap();
+    assert_eq!((tag.name.as_str(), tag.uses, tag.version()), ("py", 3, 4));
+    let from_snapshot = tags
+        .snapshots()
+        .unwrap()
+        .get::<Tag>(python_tag.clone())
+        .unwrap()
+        .expect("annals reads Python's snapshot of a string id");
+    assert_eq!((from_snapshot.uses, from_snapshot.version()), (2, 3));
+
+    // annals snapshots its tag; Python loads it from that snapshot, adds
+    // an event, and annals reads that.
+    let mut tag = Tag::named("rs".into());
+    tag.use_once();
+    tag.use_once();
+    tags.save(&mut tag).unwrap();
+    tags.take_snapshot::<Tag>(tag.id().clone()).unwrap();
+    let id = tag.id().clone();
+    let seen = &shared.py(&["get-tag", &id])[&id];
+    assert_eq!(
+        seen,
+        &serde_json::json!({"name": "rs", "uses": 2, "version": 3})
+    );
+    assert_eq!(
+        shared.py(&["snapshot-topics", &id]),
+        serde_json::json!(["dogschool:Tag.Snapshot"]),
+        "annals writes the snapshot class Python would"
+    );
+    shared.py(&["use-tag", &id]);
+    let tag = tags.get::<Tag>(id.clone()).unwrap();
+    assert_eq!((tag.uses, tag.version()), (3, 4));
+}
+
 #[test]
 fn sqlite_shared_with_python() {
     let Some(python) = python() else { return };
     let shared = Shared::sqlite(python, false);
     the_whole_story(&shared);
     both_write_at_once(&shared);
+}
+
+#[test]
+fn sqlite_string_ids_shared_with_python() {
+    let Some(python) = python() else { return };
+    string_ids_snapshotted(&Shared::sqlite(python.clone(), false));
+    string_ids_snapshotted(&Shared::sqlite(python, true));
 }
 
 #[test]

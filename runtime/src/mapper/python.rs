@@ -1,5 +1,7 @@
 //! Snapshots in the Python library's layout (the Python codec).
 
+use std::any::TypeId;
+
 use super::snapshot::StateRef;
 use super::{decode_error, json_object, python_topic, upcast, Mapper, PYTHON_SNAPSHOT_TOPIC};
 use crate::clock::Timestamp;
@@ -10,6 +12,12 @@ use crate::rows::StoredEvent;
 impl Mapper {
     /// Python's snapshot: `{"timestamp", "topic": the class, "state": the
     /// fields with "_created_on", "_modified_on" (and "class_version")}`.
+    ///
+    /// Its topic is the class Python's `take_snapshot` would use: for UUID
+    /// ids `eventsourcing.domain:Snapshot` (`Aggregate.Snapshot`), whose
+    /// Python class takes UUIDs only; for any other id the aggregate's own
+    /// `{class}.Snapshot`, whose state (taken from an aggregate that is not
+    /// an `Aggregate`) also holds `_id`, `_version` and `_pending_events`.
     pub(super) fn encode_python_snapshot<A: Aggregate>(
         &self,
         aggregate: &A,
@@ -21,6 +29,12 @@ impl Mapper {
             source,
         };
         let class = python_topic::<A>(PYTHON_SNAPSHOT_TOPIC)?;
+        let uuid_ids = TypeId::of::<A::Id>() == TypeId::of::<uuid::Uuid>();
+        let topic = if uuid_ids {
+            PYTHON_SNAPSHOT_TOPIC.to_owned()
+        } else {
+            format!("{class}.Snapshot")
+        };
         let python_value = |ts: Timestamp| -> Result<serde_json::Value> {
             let mut json = Vec::new();
             ts.serialize_python(&mut serde_json::Serializer::new(&mut json))
@@ -41,6 +55,16 @@ impl Mapper {
             "_modified_on".into(),
             python_value(aggregate.modified_on())?,
         );
+        if !uuid_ids {
+            // What Python's snapshot of a non-`Aggregate` holds; its
+            // `mutate` sets them again, so they are written only to match.
+            fields.insert("_id".into(), aggregate.id().to_stored().into());
+            fields.insert("_version".into(), aggregate.version().into());
+            fields.insert(
+                "_pending_events".into(),
+                serde_json::Value::Array(Vec::new()),
+            );
+        }
         if A::STATE_VERSION > 1 {
             fields.insert("class_version".into(), A::STATE_VERSION.into());
         }
@@ -52,17 +76,12 @@ impl Mapper {
         let json = serde_json::to_vec(&snapshot).map_err(|e| error(Box::new(e)))?;
         let originator_id = aggregate.id().to_stored();
         let state = self
-            .seal(
-                json,
-                &originator_id,
-                aggregate.version(),
-                PYTHON_SNAPSHOT_TOPIC,
-            )
+            .seal(json, &originator_id, aggregate.version(), &topic)
             .map_err(|e| error(Box::new(e)))?;
         Ok(StoredEvent {
             originator_id,
             originator_version: aggregate.version(),
-            topic: PYTHON_SNAPSHOT_TOPIC.to_owned(),
+            topic,
             state,
         })
     }
@@ -99,6 +118,11 @@ impl Mapper {
                 .map_err(|e| bad(format!("its {key:?}: {e}")))
         };
         let (created_on, modified_on) = (timestamp("_created_on")?, timestamp("_modified_on")?);
+        // Python's snapshots of aggregates with string ids hold these too;
+        // the row's columns say the same.
+        for key in ["_id", "_version", "_pending_events"] {
+            state.remove(key);
+        }
         let from = state
             .remove("class_version")
             .and_then(|v| v.as_u64())

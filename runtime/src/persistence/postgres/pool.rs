@@ -133,7 +133,10 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
 }
 
 /// A `postgres::Error` that displays as [`describe`] says (the pool's
-/// errors show their connections' errors by their `Display`).
+/// errors show their connections' errors by their `Display`). It is the
+/// source of annals' errors about PostgreSQL, and has none of its own: its
+/// text already holds the error's causes, which a reporter would
+/// otherwise print twice.
 #[derive(Debug)]
 pub(super) struct Described(pub(super) postgres::Error);
 
@@ -145,7 +148,7 @@ impl std::fmt::Display for Described {
 
 impl std::error::Error for Described {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        None
     }
 }
 
@@ -203,7 +206,7 @@ impl Connections {
     pub(super) fn checkout(&self) -> crate::Result<r2d2::PooledConnection<Manager>> {
         self.pool
             .get()
-            .map_err(|e| Error::persistence(format!("connecting to {}: {e}", self.server), e))
+            .map_err(|e| Error::persistence(format!("connecting to {}", self.server), e))
     }
 
     /// A connection for a retry: one that answers (the pool may hold others

@@ -14,7 +14,7 @@ mod schema;
 
 use super::columns::{parse_uuid, Columns, IdParam};
 use super::combine::{self, Outcome, Queue, Slot};
-use super::pool::{describe, is_broken, setting_at_fault, Conn, Connections, Fail, Manager};
+use super::pool::{is_broken, setting_at_fault, Conn, Connections, Described, Fail, Manager};
 use super::settings::{check_schema, table_prefix, OriginatorIdType, PostgresConfig};
 use super::sql::{Sql, Stmt};
 use super::tls::Transport;
@@ -119,12 +119,8 @@ impl PostgresRecorder {
                 .map(|vars| format!(" (check {vars})"))
                 .unwrap_or_default();
             Error::persistence(
-                format!(
-                    "connecting to {}: {}{look_at}",
-                    config.server(),
-                    describe(&e)
-                ),
-                e,
+                format!("connecting to {}{look_at}", config.server()),
+                Described(e),
             )
         })?;
         let manager = Manager {
@@ -198,7 +194,6 @@ impl PostgresRecorder {
 
     fn db_error(&self, context: &str, e: postgres::Error) -> Error {
         let table = &self.sql.events;
-        let said = describe(&e);
         if let Some(db) = e.as_db_error() {
             if *db.code() == SqlState::UNIQUE_VIOLATION
                 && db.constraint() == Some(self.sql.index.as_str())
@@ -210,9 +205,9 @@ impl PostgresRecorder {
                     format!(
                         "{context} ({table}): a notification id the sequence gave is taken; \
                          the sequence is behind the table's ids (annals moves it forward when \
-                         it opens the store and at its first write): {said}"
+                         it opens the store and at its first write)"
                     ),
-                    e,
+                    Described(e),
                 );
             }
             if *db.code() == SqlState::UNIQUE_VIOLATION {
@@ -231,21 +226,21 @@ impl PostgresRecorder {
             if *db.code() == SqlState::LOCK_NOT_AVAILABLE {
                 return Error::persistence(
                     format!(
-                        "{context} ({table}): gave up waiting for a lock (POSTGRES_LOCK_TIMEOUT): {said}"
+                        "{context} ({table}): gave up waiting for a lock (POSTGRES_LOCK_TIMEOUT)"
                     ),
-                    e,
+                    Described(e),
                 );
             }
             if *db.code() == SqlState::QUERY_CANCELED {
                 return Error::persistence(
                     format!(
-                        "{context} ({table}): cancelled, possibly by POSTGRES_STATEMENT_TIMEOUT: {said}"
+                        "{context} ({table}): cancelled, possibly by POSTGRES_STATEMENT_TIMEOUT"
                     ),
-                    e,
+                    Described(e),
                 );
             }
         }
-        Error::persistence(format!("{context} ({table}): {said}"), e)
+        Error::persistence(format!("{context} ({table})"), Described(e))
     }
 
     /// Runs `f` on a connection; once more on another if the connection
@@ -418,7 +413,7 @@ impl PostgresRecorder {
                 Err(SaveError::Group(Failure::Failed(why))) => Err(Error::persistence(
                     format!(
                         "{context} ({table}): the transaction failed, nothing of this save was \
-                         stored: {why}"
+                         stored"
                     ),
                     why,
                 )),
@@ -426,7 +421,7 @@ impl PostgresRecorder {
                     format!(
                         "{context} ({table}): the connection broke after COMMIT was sent, so \
                          whether the events were stored is unknown; select them before trying \
-                         again: {why}"
+                         again"
                     ),
                     why,
                 )),

@@ -101,8 +101,10 @@ pub struct PostgresConfig {
     /// The user's password (`POSTGRES_PASSWORD`); never shown by `Debug`
     /// or in errors.
     pub password: Option<String>,
-    /// How long to wait for a connection, and for a free connection of the
-    /// pool (`POSTGRES_CONNECT_TIMEOUT`, seconds, default 5).
+    /// How long to wait for a connection (the TCP connect, TLS and the
+    /// startup handshake, whatever the server does), and for a free
+    /// connection of the pool (`POSTGRES_CONNECT_TIMEOUT`, seconds, default
+    /// 5).
     pub connect_timeout: Duration,
     /// How long a statement waits for a lock, writers for the events
     /// table's lock in particular (`POSTGRES_LOCK_TIMEOUT`, seconds; none by

@@ -73,11 +73,23 @@ pub(super) struct Sql {
     /// from the sequence); run under the events table's lock.
     pub(super) sync_sequence: String,
     pub(super) notify_and_commit: String,
-    /// The events and snapshots tables and the index, if missing.
-    pub(super) create: String,
-    /// The tracking table in this layout, if missing, with (single-row) the
-    /// row by which the Python library knows the layout.
+    /// The events table, its notification id index and the snapshots
+    /// table, each if missing: run only for what is missing, since even
+    /// `IF NOT EXISTS` needs the right to create in the schema (and, for
+    /// the index, to own the table), which a service's role may not have.
+    pub(super) create: [String; 3],
+    /// Whether each of [`create`](Self::create)'s objects is missing
+    /// (`to_regclass` of each is NULL), in its order.
+    pub(super) missing: String,
+    /// The tracking table in this layout, if missing.
     pub(super) create_tracking: String,
+    /// (Single-row layout) the row by which the Python library knows the
+    /// layout, if missing; and whether the table has it.
+    pub(super) migration_row: Option<(String, String)>,
+    /// Whether the notification id sequence is behind the ids stored
+    /// ([`sync_sequence`](Self::sync_sequence)'s condition, without the
+    /// lock that needs more than the right to read).
+    pub(super) sequence_behind: String,
     pub(super) statements: [String; STATEMENTS],
 }
 
@@ -101,30 +113,51 @@ impl Sql {
         let mut index = format!("{prefix}_events_notification_id_idx");
         index.truncate(MAX_IDENTIFIER);
         let id = id_type.sql();
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {events} (\
-                 originator_id {id} NOT NULL, \
-                 originator_version bigint NOT NULL, \
-                 topic text, \
-                 state bytea, \
-                 notification_id bigserial, \
-                 PRIMARY KEY (originator_id, originator_version)) {TABLE_OPTIONS}; \
-             CREATE UNIQUE INDEX IF NOT EXISTS \"{index}\" ON {events} (notification_id ASC); \
-             CREATE TABLE IF NOT EXISTS {snapshots} (\
-                 originator_id {id} NOT NULL, \
-                 originator_version bigint NOT NULL, \
-                 topic text, \
-                 state bytea, \
-                 PRIMARY KEY (originator_id, originator_version)) {TABLE_OPTIONS}"
+        let create = [
+            format!(
+                "CREATE TABLE IF NOT EXISTS {events} (\
+                     originator_id {id} NOT NULL, \
+                     originator_version bigint NOT NULL, \
+                     topic text, \
+                     state bytea, \
+                     notification_id bigserial, \
+                     PRIMARY KEY (originator_id, originator_version)) {TABLE_OPTIONS}"
+            ),
+            format!(
+                "CREATE UNIQUE INDEX IF NOT EXISTS \"{index}\" ON {events} (notification_id ASC)"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {snapshots} (\
+                     originator_id {id} NOT NULL, \
+                     originator_version bigint NOT NULL, \
+                     topic text, \
+                     state bytea, \
+                     PRIMARY KEY (originator_id, originator_version)) {TABLE_OPTIONS}"
+            ),
+        ];
+        let missing = format!(
+            "SELECT to_regclass('{events}') IS NULL, to_regclass('{}') IS NULL, \
+             to_regclass('{snapshots}') IS NULL",
+            qualify(&index)
         );
+        let migration_row = (tracking_layout == TrackingLayout::SingleRow).then(|| {
+            (
+                format!(
+                    "INSERT INTO {tracking} VALUES ('{MIGRATION_ROW}', 1) \
+                     ON CONFLICT (application_name) DO NOTHING"
+                ),
+                format!(
+                    "SELECT EXISTS (SELECT 1 FROM {tracking} \
+                     WHERE application_name = '{MIGRATION_ROW}')"
+                ),
+            )
+        });
         let create_tracking = match tracking_layout {
             TrackingLayout::SingleRow => format!(
                 "CREATE TABLE IF NOT EXISTS {tracking} (\
                      application_name text, \
                      notification_id bigint, \
-                     PRIMARY KEY (application_name)) {TABLE_OPTIONS}; \
-                 INSERT INTO {tracking} VALUES ('{MIGRATION_ROW}', 1) \
-                     ON CONFLICT (application_name) DO NOTHING"
+                     PRIMARY KEY (application_name)) {TABLE_OPTIONS}"
             ),
             TrackingLayout::MultiRow => format!(
                 "CREATE TABLE IF NOT EXISTS {tracking} (\
@@ -161,13 +194,14 @@ impl Sql {
         // The name is validated ASCII, quoted: it goes into a literal as it
         // is. `pg_sequence_last_value` is NULL until the sequence is first
         // used; `setval(s, max)` makes the next id max + 1.
-        let sync_sequence = format!(
-            "SELECT setval(s.seq, m.max) \
-             FROM (SELECT pg_get_serial_sequence('{events}', 'notification_id') AS seq) AS s, \
+        let behind = format!(
+            "FROM (SELECT pg_get_serial_sequence('{events}', 'notification_id') AS seq) AS s, \
                   (SELECT MAX(notification_id) AS max FROM {events}) AS m \
              WHERE s.seq IS NOT NULL \
                AND m.max > COALESCE(pg_sequence_last_value(s.seq::regclass), 0)"
         );
+        let sync_sequence = format!("SELECT setval(s.seq, m.max) {behind}");
+        let sequence_behind = format!("SELECT EXISTS (SELECT 1 {behind})");
         let select_from = |table: &str, order: &str| {
             format!(
                 "SELECT originator_id, originator_version, topic, state FROM {table} \
@@ -251,7 +285,10 @@ impl Sql {
             index,
             tracking_layout,
             create,
+            missing,
             create_tracking,
+            migration_row,
+            sequence_behind,
             statements,
         }
     }

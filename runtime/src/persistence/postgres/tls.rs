@@ -4,9 +4,14 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use postgres::config::SslMode as WireMode;
+use postgres::config::{SslMode as WireMode, SslNegotiation};
 use postgres_native_tls::MakeTlsConnector;
+
+use super::handshake::Bounded;
 
 use crate::error::{Error, Result};
 use crate::settings;
@@ -81,30 +86,63 @@ pub(super) fn wire_mode(mode: SslMode) -> WireMode {
 /// connector that checks the server as the mode says.
 #[derive(Clone)]
 pub(super) struct Transport {
-    pub(super) config: postgres::Config,
-    tls: Option<MakeTlsConnector>,
+    config: postgres::Config,
+    mode: SslMode,
+    tls: Option<native_tls::TlsConnector>,
+    timeout: Duration,
+    /// A Unix-domain socket (a host that is a path): this machine's
+    /// server, connected by the `postgres` crate alone (no TLS there, and
+    /// no bound beyond its connect timeout).
+    unix: bool,
 }
 
 impl Transport {
     pub(super) fn new(config: &super::PostgresConfig) -> Result<Self> {
+        let unix = config.host.starts_with('/');
+        let mut wire = config.connection_config();
+        if !unix {
+            // The TLS hook then gets the socket before any byte is sent,
+            // and does the negotiation itself (`handshake.rs`).
+            wire.ssl_mode(WireMode::Require)
+                .ssl_negotiation(SslNegotiation::Direct);
+        }
         Ok(Self {
-            config: config.connection_config(),
+            config: wire,
+            mode: config.ssl_mode,
             tls: connector(config.ssl_mode, config.ssl_root_cert.as_ref())?,
+            timeout: config.connect_timeout,
+            unix,
         })
     }
 
-    /// A connection of its own (not from the pool).
+    /// A connection of its own (not from the pool): connected, TLS and
+    /// startup included, within the connect timeout.
     pub(super) fn connect(&self) -> std::result::Result<postgres::Client, postgres::Error> {
-        match &self.tls {
-            None => self.config.connect(postgres::NoTls),
-            Some(tls) => self.config.connect(tls.clone()),
+        if self.unix {
+            return match &self.tls {
+                None => self.config.connect(postgres::NoTls),
+                Some(tls) => self.config.connect(MakeTlsConnector::new(tls.clone())),
+            };
         }
+        let armed = Arc::new(AtomicBool::new(true));
+        let client = self.config.connect(Bounded {
+            mode: self.mode,
+            tls: self.tls.clone(),
+            deadline: Instant::now() + self.timeout,
+            timeout: self.timeout,
+            armed: armed.clone(),
+        });
+        armed.store(false, Ordering::Relaxed);
+        client
     }
 }
 
 /// The connector that checks the server as `mode` says; none when TLS is
 /// off.
-fn connector(mode: SslMode, root_cert: Option<&PathBuf>) -> Result<Option<MakeTlsConnector>> {
+fn connector(
+    mode: SslMode,
+    root_cert: Option<&PathBuf>,
+) -> Result<Option<native_tls::TlsConnector>> {
     if mode == SslMode::Disable {
         return Ok(None);
     }
@@ -138,7 +176,7 @@ fn connector(mode: SslMode, root_cert: Option<&PathBuf>) -> Result<Option<MakeTl
             format!("cannot set up TLS ({mode}): {e}"),
         )
     })?;
-    Ok(Some(MakeTlsConnector::new(tls)))
+    Ok(Some(tls))
 }
 
 #[cfg(test)]
@@ -163,8 +201,7 @@ mod tests {
     fn an_unreadable_root_certificate_names_its_setting() {
         let missing = PathBuf::from("/nonexistent/root.pem");
         let err = connector(SslMode::VerifyFull, Some(&missing))
-            .err()
-            .expect("no such file")
+            .expect_err("no such file")
             .to_string();
         assert!(
             err.contains("POSTGRES_SSLROOTCERT") && err.contains("/nonexistent/root.pem"),

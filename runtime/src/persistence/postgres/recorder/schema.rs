@@ -47,11 +47,15 @@ impl PostgresConfig {
         if let Some(schema) = &self.schema {
             ddl.push_str(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\";\n"));
         }
-        for statement in [&sql.create, &sql.create_tracking] {
-            for part in statement.split("; ").filter(|p| !p.trim().is_empty()) {
-                ddl.push_str(part.trim());
-                ddl.push_str(";\n");
-            }
+        let migration_row = sql.migration_row.as_ref().map(|(insert, _)| insert);
+        for statement in sql
+            .create
+            .iter()
+            .chain([&sql.create_tracking])
+            .chain(migration_row)
+        {
+            ddl.push_str(statement.trim());
+            ddl.push_str(";\n");
         }
         Ok(ddl)
     }
@@ -59,8 +63,11 @@ impl PostgresConfig {
 
 impl PostgresRecorder {
     /// Creates the schema (if one is configured), the events, tracking and
-    /// snapshots tables and the notification id index, where missing. Safe
-    /// to call again, and from several processes at once. A tracking table
+    /// snapshots tables and the notification id index, where missing: it
+    /// looks them up first and runs only the statements for what is
+    /// missing, so a role that does not own existing tables (and may not
+    /// create in their schema) can call it. Safe to call again, and from
+    /// several processes at once. A tracking table
     /// is created in the layout this recorder uses
     /// ([`tracking_layout`](Self::tracking_layout)), single-row ones with
     /// the Python library's `('__migration__', 1)` row; the notification id
@@ -129,21 +136,43 @@ impl PostgresRecorder {
                 // Dropping `tx` rolls it back.
                 Err(e) => return Ok(Err(e)),
             };
-            tx.batch_execute(&self.sql.create)?;
+            // Only what is missing: `IF NOT EXISTS` alone still needs the
+            // rights to create (and to own the table, for the index).
+            let missing = tx.query_one(&self.sql.missing, &[])?;
+            for (i, create) in self.sql.create.iter().enumerate() {
+                if missing.try_get::<_, bool>(i)? {
+                    tx.batch_execute(create)?;
+                }
+            }
             if layout == wanted {
                 // Missing, or of this layout: created, or (single-row) given
                 // its migration row if it lacks it.
-                tx.batch_execute(&self.sql.create_tracking)?;
+                let tracking_exists: bool = row.try_get(0)?;
+                if !tracking_exists {
+                    tx.batch_execute(&self.sql.create_tracking)?;
+                }
+                if let Some((insert, has_it)) = &self.sql.migration_row {
+                    if !tracking_exists
+                        || !tx.query_one(has_it.as_str(), &[])?.try_get::<_, bool>(0)?
+                    {
+                        tx.batch_execute(insert)?;
+                    }
+                }
             }
             let column_type: Option<String> = tx
                 .query_opt(ORIGINATOR_ID_COLUMN, &[&self.sql.events])?
                 .map(|row| row.try_get(0))
                 .transpose()?;
-            // Under the lock writers take, so no id is drawn meanwhile.
-            tx.batch_execute(&format!(
-                "LOCK TABLE {} IN EXCLUSIVE MODE; {}",
-                self.sql.events, self.sql.sync_sequence
-            ))?;
+            // Under the lock writers take, so no id is drawn meanwhile; the
+            // lock only when there is something to do (it needs more than
+            // the right to read).
+            let behind: bool = tx.query_one(&self.sql.sequence_behind, &[])?.try_get(0)?;
+            if behind {
+                tx.batch_execute(&format!(
+                    "LOCK TABLE {} IN EXCLUSIVE MODE; {}",
+                    self.sql.events, self.sql.sync_sequence
+                ))?;
+            }
             tx.commit()?;
             Ok(Ok((layout, column_type)))
         })();
