@@ -444,3 +444,55 @@ fn changes_of_one_aggregate_include_history_and_other_writers() {
         assert_eq!(tricks, ["sit", "roll"]);
     });
 }
+
+/// Runs `work` on a thread of its own and fails the test if it takes more
+/// than `limit` (a stalled request, not a slow one).
+fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(work());
+    });
+    result
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("stalled: not done within {limit:?}"))
+}
+
+/// An S3 server that keeps connections alive (as AWS S3 and MinIO do; the
+/// CI server does): one store's recorders, a watcher and a second
+/// application share connections of one client, and each call answers in
+/// time, where a connection opened by one recorder's runtime would stall
+/// in another's until the client's 30 s timeout.
+#[test]
+fn an_s3_store_over_kept_alive_connections_opens_saves_watches_and_reads() {
+    let Some(location) = s3_location() else {
+        annals_tests::skipped(
+            "an_s3_store_over_kept_alive_connections_opens_saves_watches_and_reads",
+        );
+        return;
+    };
+    let location = format!("{location}/kept-alive-{}", Uuid::new_v4().simple());
+    within(std::time::Duration::from_secs(20), move || {
+        let store = ObjectConfig::location(&location);
+        let app = Application::builder("School")
+            .store(store.clone())
+            .build()
+            .unwrap_or_else(|e| panic!("open {location}: {}", e.report()));
+        let mut fido = Dog::register("Fido".into());
+        app.save(&mut fido).unwrap();
+        let other = Application::builder("School").store(store).build().unwrap();
+        let changes = other.changes::<Dog>(fido.id()).unwrap();
+        let stopper = changes.stopper();
+        fido.add_trick("sit".into());
+        app.save(&mut fido).unwrap();
+        for event in changes {
+            if event.unwrap().originator_version == 2 {
+                stopper.stop();
+            }
+        }
+        assert_eq!(other.get::<Dog>(fido.id()).unwrap().tricks, ["sit"]);
+        assert_eq!(app.get::<Dog>(fido.id()).unwrap().version(), 2);
+    });
+}

@@ -41,7 +41,7 @@
 mod recorder;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -52,6 +52,33 @@ use super::factory::{Recorders, Store};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::settings;
+
+/// The runtime that runs every object store call of this process, for
+/// every recorder and watcher of every store.
+///
+/// One, because a client's pooled connections belong to the runtime that
+/// opened them and make progress only while it runs: with a runtime per
+/// recorder, a connection kept alive by one recorder's runtime and taken
+/// from the shared pool by another's stalls until it times out. Its worker
+/// threads drive every connection all the time, whichever thread waits on
+/// a call (`Handle::block_on`). Never dropped, so never shut down from
+/// inside an async context.
+fn runtime() -> Result<tokio::runtime::Handle> {
+    static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
+        OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("annals-objects")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map(|runtime| runtime.handle().clone())
+        .map_err(|e| Error::persistence("starting the object store's runtime", e.clone()))
+}
 
 /// The setting that says where the objects are.
 pub const OBJECT_STORE_LOCATION: &str = settings::OBJECT_STORE_LOCATION.name;

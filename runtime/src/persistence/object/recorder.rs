@@ -24,8 +24,8 @@ pub struct ObjectRecorder {
     store: Arc<dyn ObjectStore>,
     /// Where the save objects are: `{root}/{n:020}`.
     root: Path,
-    /// Runs the store's futures for the blocking API.
-    runtime: tokio::runtime::Runtime,
+    /// The process's object store runtime (see [`super::runtime`]).
+    runtime: tokio::runtime::Handle,
     index: Mutex<Index>,
 }
 
@@ -87,22 +87,19 @@ impl ObjectRecorder {
     /// The runtime cannot start; the store cannot be read; an object under
     /// `root` is not a save (named in the error).
     pub fn open(store: Arc<dyn ObjectStore>, root: Path) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::persistence("starting the object store's runtime", e))?;
         let recorder = Self {
             store,
             root,
-            runtime,
+            runtime: super::runtime()?,
             index: Mutex::new(Index::default()),
         };
         drop(recorder.caught_up()?);
         Ok(recorder)
     }
 
-    /// Runs `future` to completion; on a thread of its own when the caller
-    /// is itself inside a tokio runtime (which cannot block on another).
+    /// Runs `future` to completion on the calling thread, its connections
+    /// driven by the shared runtime's workers; on a thread of its own when
+    /// the caller is itself inside a tokio runtime (which cannot block).
     fn block_on<F: Future + Send>(&self, future: F) -> F::Output
     where
         F::Output: Send,
@@ -314,10 +311,7 @@ impl ApplicationRecorder for ObjectRecorder {
         let mut next = self.caught_up()?.saves + 1;
         let store = self.store.clone();
         let root = self.root.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::persistence("starting the object store's watcher", e))?;
+        let runtime = self.runtime.clone();
         Watch::spawn(&format!("objects {root}"), signal, move |timeout| {
             let until = std::time::Instant::now() + timeout;
             loop {
