@@ -496,3 +496,153 @@ fn an_s3_store_over_kept_alive_connections_opens_saves_watches_and_reads() {
         assert_eq!(app.get::<Dog>(fido.id()).unwrap().version(), 2);
     });
 }
+
+/// A loopback HTTP proxy in front of the S3 server that forwards every
+/// request, but answers the first PUT of a save object with a 500 after
+/// the server stored it (as S3 may: it documents 500 as retryable).
+struct FlakyProxy {
+    runtime: tokio::runtime::Runtime,
+    endpoint: String,
+    failed_puts: Arc<AtomicUsize>,
+}
+
+impl FlakyProxy {
+    fn start(upstream: String) -> Self {
+        use axum::body::Body;
+        use axum::extract::{Request, State};
+        use axum::response::Response;
+
+        #[derive(Clone)]
+        struct Proxy {
+            upstream: String,
+            client: reqwest::Client,
+            failed_puts: Arc<AtomicUsize>,
+        }
+
+        async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let target = format!(
+                "{}{}",
+                proxy.upstream,
+                parts.uri.path_and_query().map_or("/", |p| p.as_str())
+            );
+            let mut outgoing = proxy.client.request(parts.method.clone(), target);
+            for (name, value) in &parts.headers {
+                if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+                    outgoing = outgoing.header(name, value);
+                }
+            }
+            let answer = outgoing.body(body).send().await.unwrap();
+            let status = answer.status();
+            let headers = answer.headers().clone();
+            let bytes = answer.bytes().await.unwrap();
+            let save_put =
+                parts.method == axum::http::Method::PUT && parts.uri.path().contains("/events/");
+            if save_put
+                && status.is_success()
+                && proxy.failed_puts.fetch_add(1, Ordering::SeqCst) == 0
+            {
+                return Response::builder()
+                    .status(500)
+                    .body(Body::from(
+                        "<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>",
+                    ))
+                    .unwrap();
+            }
+            let mut response = Response::builder().status(status);
+            for (name, value) in &headers {
+                if !matches!(
+                    name.as_str(),
+                    "content-length" | "connection" | "transfer-encoding"
+                ) {
+                    response = response.header(name, value);
+                }
+            }
+            response.body(Body::from(bytes)).unwrap()
+        }
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let failed_puts = Arc::new(AtomicUsize::new(0));
+        let proxy = Proxy {
+            upstream,
+            client: reqwest::Client::new(),
+            failed_puts: failed_puts.clone(),
+        };
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        runtime.spawn(async move {
+            let app = axum::Router::new().fallback(forward).with_state(proxy);
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            runtime,
+            endpoint,
+            failed_puts,
+        }
+    }
+}
+
+/// A save that S3 stored but answered with a 500: the client retries the
+/// create-if-absent write, which finds the object there (412). The save
+/// is acknowledged once and stored once, not reported as a conflict
+/// (which `execute` would answer by storing the command's events again).
+#[test]
+fn a_save_stored_but_answered_500_is_acknowledged_and_stored_once() {
+    let (Some(location), Ok(upstream)) = (s3_location(), std::env::var("AWS_ENDPOINT")) else {
+        annals_tests::skipped("a_save_stored_but_answered_500_is_acknowledged_and_stored_once");
+        return;
+    };
+    let (bucket, prefix) = location
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .expect("ANNALS_S3_LOCATION is s3://bucket/prefix");
+    let root = Path::from(format!(
+        "{prefix}/answered-500-{}/school/events",
+        Uuid::new_v4().simple()
+    ));
+    let proxy = FlakyProxy::start(upstream.clone());
+    let s3 = |endpoint: &str| -> Arc<dyn ObjectStore> {
+        Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_endpoint(endpoint)
+                .with_bucket_name(bucket)
+                .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+                .build()
+                .unwrap(),
+        )
+    };
+    let through_proxy = s3(&proxy.endpoint);
+    let recorder = ObjectRecorder::open(through_proxy, root.clone()).unwrap();
+    let ids = within(std::time::Duration::from_secs(20), move || {
+        let first = recorder
+            .insert_events(&[annals::testing::contract::event("a", 1, "Dog.Registered")])
+            .map_err(|e| e.report().to_string());
+        let second = recorder
+            .insert_events(&[annals::testing::contract::event("a", 2, "Dog.Registered")])
+            .map_err(|e| e.report().to_string());
+        (first, second)
+    });
+    assert_eq!(
+        proxy.failed_puts.load(Ordering::SeqCst),
+        2,
+        "the proxy answered the first save's stored PUT with a 500"
+    );
+    assert_eq!(ids, (Ok(vec![1]), Ok(vec![2])));
+    // What the server holds, read past the proxy.
+    let direct = ObjectRecorder::open(s3(&upstream), root).unwrap();
+    let log: Vec<(u64, String, u64)> = direct
+        .select_notifications(&annals::persistence::NotificationQuery::new(1, 10))
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.id, n.event.originator_id, n.event.originator_version))
+        .collect();
+    assert_eq!(log, [(1, "a".to_owned(), 1), (2, "a".to_owned(), 2)]);
+    drop(proxy.runtime);
+}

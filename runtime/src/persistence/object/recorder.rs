@@ -54,6 +54,11 @@ struct Save {
     events: Vec<Row>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tracking: Option<TrackingRow>,
+    /// Random, new for every write: what tells a writer's own object (a
+    /// write that was stored but answered with an error, then retried)
+    /// from another writer's save of the very same events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -132,27 +137,26 @@ impl ObjectRecorder {
         Ok(index)
     }
 
+    /// The object at `path`, or `None` if there is none.
+    fn read(&self, path: &Path) -> Result<Option<bytes::Bytes>> {
+        self.block_on(async {
+            match self.store.get(path).await {
+                Ok(got) => got.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .map_err(|e| Error::persistence(format!("reading {path}"), e))
+    }
+
     /// Reads the saves after those in `index`, until the first missing.
     fn read_new(&self, index: &mut Index) -> Result<()> {
         loop {
             let path = self.path(index.saves + 1);
-            let bytes = match self.block_on(async {
-                match self.store.get(&path).await {
-                    Ok(got) => got.bytes().await.map(Some),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }) {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(Error::persistence(format!("reading {path}"), e)),
+            let Some(bytes) = self.read(&path)? else {
+                return Ok(());
             };
-            let (events, tracking) = decode(&path, &bytes, index.state.log.len() as u64 + 1)?;
-            index.state.insert(&events);
-            if let Some(tracking) = &tracking {
-                index.state.track(tracking);
-            }
-            index.saves += 1;
+            apply(index, &path, &bytes)?;
         }
     }
 
@@ -167,30 +171,29 @@ impl ObjectRecorder {
             }
             index.state.check(events)?;
             let first = index.state.log.len() as u64 + 1;
-            let body = encode(first, events, tracking)?;
+            let body = bytes::Bytes::from(encode(first, events, tracking)?);
             let path = self.path(index.saves + 1);
             let put = self.block_on(async {
                 let options = PutOptions::from(PutMode::Create);
                 self.store
-                    .put_opts(&path, PutPayload::from(body), options)
+                    .put_opts(&path, PutPayload::from(body.clone()), options)
                     .await
             });
-            match put {
-                Ok(_) => {
-                    let ids = index.state.insert(events);
-                    if let Some(tracking) = tracking {
-                        index.state.track(tracking);
-                    }
-                    index.saves += 1;
-                    return Ok(ids);
-                }
-                // Another writer stored save n first: read it, check again.
+            let taken = match put {
+                Ok(_) => None,
+                // The name is taken: by another writer's save, or by this
+                // very write, stored but answered with an error (an S3 500)
+                // and retried by the client. The bytes tell which (each
+                // write's token is its own): the same mean this save is
+                // stored, and storing it again would apply it twice.
                 Err(
                     object_store::Error::AlreadyExists { .. }
                     | object_store::Error::Precondition { .. },
-                ) => {
-                    self.read_new(&mut index)?;
-                }
+                ) => match self.read(&path)? {
+                    Some(there) => Some(there),
+                    // Taken, then gone (deleted by hand): try it again.
+                    None => continue,
+                },
                 Err(e @ object_store::Error::NotImplemented { .. })
                 | Err(e @ object_store::Error::NotSupported { .. }) => {
                     return Err(Error::persistence(
@@ -200,6 +203,23 @@ impl ObjectRecorder {
                 }
                 // Whether it was stored is unknown: the next read finds out.
                 Err(e) => return Err(Error::persistence(format!("writing {path}"), e)),
+            };
+            match taken {
+                Some(there) if there != body => {
+                    // Another writer stored save n first: read it and the
+                    // saves after it, check again.
+                    apply(&mut index, &path, &there)?;
+                    self.read_new(&mut index)?;
+                }
+                // Stored by this write, answered at once or not.
+                _ => {
+                    let ids = index.state.insert(events);
+                    if let Some(tracking) = tracking {
+                        index.state.track(tracking);
+                    }
+                    index.saves += 1;
+                    return Ok(ids);
+                }
             }
         }
         Err(Error::persistence(
@@ -225,8 +245,20 @@ fn encode(first: u64, events: &[StoredEvent], tracking: Option<&Tracking>) -> Re
             application: t.application_name.clone(),
             notification: t.notification_id,
         }),
+        token: Some(uuid::Uuid::new_v4().simple().to_string()),
     };
     serde_json::to_vec(&save).map_err(|e| Error::persistence("encoding a save", e))
+}
+
+/// Adds the save object at `path`, the next after those in `index`.
+fn apply(index: &mut Index, path: &Path, bytes: &[u8]) -> Result<()> {
+    let (events, tracking) = decode(path, bytes, index.state.log.len() as u64 + 1)?;
+    index.state.insert(&events);
+    if let Some(tracking) = &tracking {
+        index.state.track(tracking);
+    }
+    index.saves += 1;
+    Ok(())
 }
 
 /// The events and tracking record of the save object at `path`, whose
