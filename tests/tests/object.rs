@@ -383,28 +383,34 @@ fn two_processes_racing_on_one_stream_store_each_version_once() {
     assert_eq!(recorder.max_notification_id().unwrap(), 1000);
 }
 
-/// A bucket that does not exist: the first save is an error naming the
-/// object it could not write, and nothing is acknowledged.
+/// A bucket that does not exist: opening the store is an error naming
+/// the bucket (S3 answers a GET there with a 404, as for a missing object,
+/// which must not read as an empty store), and nothing is written.
 #[test]
-fn a_missing_bucket_is_an_error_naming_the_object() {
+fn a_missing_bucket_is_an_error_at_open_naming_it() {
     let Some(location) = s3_location() else {
-        annals_tests::skipped("a_missing_bucket_is_an_error_naming_the_object");
+        annals_tests::skipped("a_missing_bucket_is_an_error_at_open_naming_it");
         return;
     };
-    let missing = location.replacen("s3://", "s3://no-such-bucket-", 1);
-    let outcome = ObjectConfig::location(&missing)
+    let bucket = format!("no-such-bucket-{}", Uuid::new_v4().simple());
+    let missing = format!("s3://{bucket}/school");
+    let err = ObjectConfig::location(&missing)
         .open("School")
-        .and_then(|r| {
-            r.events
-                .insert_events(&[annals::testing::contract::event("a", 1, "Dog.Registered")])
-        });
-    let err = outcome.expect_err("a save into a missing bucket");
+        .map(|_| ())
+        .expect_err("opening a store in a missing bucket");
     let report = err.report().to_string();
     assert!(err.is_persistence(), "{report}");
+    assert!(report.contains(&bucket), "{report}");
     assert!(
-        report.contains("school/events/00000000000000000001"),
+        report.contains(&format!("AmazonS3({bucket}): the bucket does not exist")),
         "{report}"
     );
+    // A bucket that does exist opens empty.
+    let empty = format!("{location}/empty-{}", Uuid::new_v4().simple());
+    let recorders = ObjectConfig::location(&empty)
+        .open("School")
+        .unwrap_or_else(|e| panic!("open {empty}: {}", e.report()));
+    assert_eq!(recorders.events.max_notification_id().unwrap(), 0);
 }
 
 /// An aggregate change observer on a directory sees the history, then

@@ -98,8 +98,31 @@ impl ObjectRecorder {
             runtime: super::runtime()?,
             index: Mutex::new(Index::default()),
         };
-        drop(recorder.caught_up()?);
+        if recorder.caught_up()?.saves == 0 {
+            recorder.check_exists()?;
+        }
         Ok(recorder)
+    }
+
+    /// That the store can list `root`, for an empty log: S3 answers a GET in
+    /// a missing bucket with the same 404 as a missing object, which would
+    /// make the bucket read as an empty store. One request, only when
+    /// nothing is stored (a stored save shows the bucket is there).
+    fn check_exists(&self) -> Result<()> {
+        let listed = self.block_on(async {
+            let mut list = self.store.list(Some(&self.root));
+            std::future::poll_fn(|cx| futures_core::Stream::poll_next(list.as_mut(), cx)).await
+        });
+        let context = || format!("opening {} in {}", self.root, self.store);
+        match listed {
+            None | Some(Ok(_)) => Ok(()),
+            // S3's documented error code, in the body its 404 carries.
+            Some(Err(e)) if says(&e, "NoSuchBucket") => Err(Error::persistence(
+                context(),
+                format!("the bucket does not exist: {e}"),
+            )),
+            Some(Err(e)) => Err(Error::persistence(context(), e)),
+        }
     }
 
     /// Runs `future` to completion on the calling thread, its connections
@@ -248,6 +271,11 @@ fn encode(first: u64, events: &[StoredEvent], tracking: Option<&Tracking>) -> Re
         token: Some(uuid::Uuid::new_v4().simple().to_string()),
     };
     serde_json::to_vec(&save).map_err(|e| Error::persistence("encoding a save", e))
+}
+
+/// Whether `error` or one of its causes says `code`.
+fn says(error: &(dyn std::error::Error + 'static), code: &str) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| e.to_string().contains(code))
 }
 
 /// Adds the save object at `path`, the next after those in `index`.
