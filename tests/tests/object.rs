@@ -652,3 +652,64 @@ fn a_save_stored_but_answered_500_is_acknowledged_and_stored_once() {
     assert_eq!(log, [(1, "a".to_owned(), 1), (2, "a".to_owned(), 2)]);
     drop(proxy.runtime);
 }
+
+/// A writer killed mid-save leaves its temporary file (`{save}#{n}`) in
+/// a directory store. Opening the store removes such files that no write
+/// has touched for ten minutes, and only those: a recent one (a live
+/// writer's, perhaps) and the saves stay.
+#[test]
+fn opening_a_directory_store_removes_stale_temporary_files_only() {
+    let dir = temp_dir().join("temporaries");
+    let store = ObjectConfig::location(dir.to_str().unwrap());
+    let recorder = store.open("School").unwrap().events;
+    recorder
+        .insert_events(&[annals::testing::contract::event("a", 1, "Dog.Registered")])
+        .unwrap();
+    let events = dir.join("school/events");
+    let saved = std::fs::read(events.join("00000000000000000001")).unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let stale = [
+        events.join("00000000000000000002#1"),
+        dir.join("school/snapshots/00000000000000000001#1"),
+    ];
+    for file in &stale {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, b"{\"first\": 2, \"ev").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(file)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
+    let recent = events.join("00000000000000000002#2");
+    std::fs::write(&recent, b"{\"first\": 2, \"ev").unwrap();
+    // Named like no save: not the store's to remove.
+    let foreign = events.join("notes#1");
+    std::fs::write(&foreign, b"mine").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&foreign)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+
+    let reopened = store.open("School").unwrap().events;
+    for file in &stale {
+        assert!(!file.exists(), "{} is left", file.display());
+    }
+    assert!(recent.exists(), "a recent temporary file was removed");
+    assert!(foreign.exists(), "a file named like no save was removed");
+    assert_eq!(
+        std::fs::read(events.join("00000000000000000001")).unwrap(),
+        saved
+    );
+    // The store carries on: the next save takes the next name.
+    assert_eq!(
+        reopened
+            .insert_events(&[annals::testing::contract::event("a", 2, "Dog.Registered")])
+            .unwrap(),
+        [2]
+    );
+    assert_eq!(recorder.max_notification_id().unwrap(), 2);
+}
