@@ -794,7 +794,8 @@ impl Log {
 impl ObjStore {
     /// A fresh directory `dir` (it must exist).
     pub fn directory(dir: &Path) -> Res<Self> {
-        let store = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
+        // Synced as annals syncs a directory store (synchronous=FULL).
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
         Self::open(Arc::new(store), ObjPath::default())
     }
 

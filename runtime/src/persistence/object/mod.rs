@@ -41,7 +41,7 @@
 mod recorder;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -52,6 +52,33 @@ use super::factory::{Recorders, Store};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::settings;
+
+/// The runtime that runs every object store call of this process, for
+/// every recorder and watcher of every store.
+///
+/// One, because a client's pooled connections belong to the runtime that
+/// opened them and make progress only while it runs: with a runtime per
+/// recorder, a connection kept alive by one recorder's runtime and taken
+/// from the shared pool by another's stalls until it times out. Its worker
+/// threads drive every connection all the time, whichever thread waits on
+/// a call (`Handle::block_on`). Never dropped, so never shut down from
+/// inside an async context.
+fn runtime() -> Result<tokio::runtime::Handle> {
+    static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
+        OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("annals-objects")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map(|runtime| runtime.handle().clone())
+        .map_err(|e| Error::persistence("starting the object store's runtime", e.clone()))
+}
 
 /// The setting that says where the objects are.
 pub const OBJECT_STORE_LOCATION: &str = settings::OBJECT_STORE_LOCATION.name;
@@ -132,10 +159,11 @@ impl ObjectConfig {
         Ok(config)
     }
 
-    /// The store and the prefix the location names.
-    fn resolve(&self) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    /// The store and the prefix the location names, and the directory
+    /// when it is one.
+    fn resolve(&self) -> Result<(Arc<dyn ObjectStore>, Path, Option<std::path::PathBuf>)> {
         let location = match &self.target {
-            Target::Store(store, prefix) => return Ok((store.clone(), prefix.clone())),
+            Target::Store(store, prefix) => return Ok((store.clone(), prefix.clone(), None)),
             Target::Location(location) => location.as_str(),
         };
         let bad = |message: String| Error::config(OBJECT_STORE_LOCATION, message);
@@ -143,10 +171,12 @@ impl ObjectConfig {
             return Ok((
                 Arc::new(object_store::memory::InMemory::new()),
                 Path::default(),
+                None,
             ));
         }
         if let Some(rest) = location.strip_prefix("s3://") {
-            return s3(location, rest);
+            let (store, prefix) = s3(location, rest)?;
+            return Ok((store, prefix, None));
         }
         if let Some((scheme, _)) = location.split_once("://") {
             if scheme != "file" {
@@ -163,14 +193,96 @@ impl ObjectConfig {
                     dir.display()
                 )));
             }
-            std::fs::create_dir_all(&dir).map_err(|e| {
+            create_dir_synced(&dir).map_err(|e| {
                 Error::persistence(format!("creating the directory {}", dir.display()), e)
             })?;
         }
-        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
-            Error::persistence(format!("opening the directory {}", dir.display()), e)
-        })?;
-        Ok((Arc::new(store), Path::default()))
+        // A save acknowledged is durable, as SQLite's synchronous=FULL: the
+        // file is synced before it is linked to its name, the directory
+        // after (and every directory the write creates).
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| Error::persistence(format!("opening the directory {}", dir.display()), e))?
+            .with_fsync(true);
+        Ok((Arc::new(store), Path::default(), Some(dir)))
+    }
+}
+
+/// Creates `dir` and its missing parents, each made durable by syncing
+/// the directory that holds it.
+fn create_dir_synced(dir: &std::path::Path) -> std::io::Result<()> {
+    let missing: Vec<&std::path::Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    std::fs::create_dir_all(dir)?;
+    for created in missing {
+        match created.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => sync_dir(std::path::Path::new("."))?,
+            Some(parent) => sync_dir(parent)?,
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// How long a temporary file of a save stays untouched before it is taken
+/// for a dead writer's (see [`remove_stale_temporaries`]).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Removes the temporary files (`{save}#{n}`) in `dir` that no write has
+/// touched for [`STALE_AFTER`]: a writer killed mid-save leaves its file,
+/// and nothing else ever removes it.
+///
+/// Removing one is safe whenever it happens: a save is published by
+/// hard-linking its temporary file to the save's name, so a writer whose
+/// file is removed before the link fails that save (nothing stored, an
+/// error), and after the link the save's name holds the file. The age only
+/// spares a live writer that needless failure: it holds its file for one
+/// write and one fsync, far less than ten minutes. A file that cannot be
+/// removed (a read-only store) is logged, not an error: reading needs no
+/// cleanup.
+fn remove_stale_temporaries(dir: &std::path::Path) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot look for stale temporary files");
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((save, n)) = name.to_str().and_then(|name| name.split_once('#')) else {
+            continue;
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if save.len() != 20 || !digits(save) || !digits(n) {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| {
+                now.duration_since(modified)
+                    .is_ok_and(|age| age > STALE_AFTER)
+            });
+        if stale {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed a stale temporary file")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove a stale temporary file")
+                }
+            }
+        }
     }
 }
 
@@ -211,7 +323,7 @@ fn s3(location: &str, _: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
 
 impl Store for ObjectConfig {
     fn open(&self, app_name: &str) -> Result<Recorders> {
-        let (store, prefix) = self.resolve()?;
+        let (store, prefix, dir) = self.resolve()?;
         let app = app_name.to_ascii_lowercase();
         if app.is_empty()
             || !app
@@ -224,6 +336,11 @@ impl Store for ObjectConfig {
             ));
         }
         let root = prefix.clone().join(app.as_str());
+        if let Some(dir) = dir {
+            for log in ["events", "snapshots"] {
+                remove_stale_temporaries(&dir.join(&app).join(log));
+            }
+        }
         let events = ObjectRecorder::open(store.clone(), root.clone().join("events"))?;
         let snapshots = ObjectRecorder::open(store, root.join("snapshots"))?;
         Ok(Recorders::new(Arc::new(events), Arc::new(snapshots)))

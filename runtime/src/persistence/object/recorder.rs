@@ -24,8 +24,8 @@ pub struct ObjectRecorder {
     store: Arc<dyn ObjectStore>,
     /// Where the save objects are: `{root}/{n:020}`.
     root: Path,
-    /// Runs the store's futures for the blocking API.
-    runtime: tokio::runtime::Runtime,
+    /// The process's object store runtime (see [`super::runtime`]).
+    runtime: tokio::runtime::Handle,
     index: Mutex<Index>,
 }
 
@@ -54,6 +54,11 @@ struct Save {
     events: Vec<Row>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tracking: Option<TrackingRow>,
+    /// Random, new for every write: what tells a writer's own object (a
+    /// write that was stored but answered with an error, then retried)
+    /// from another writer's save of the very same events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -87,22 +92,42 @@ impl ObjectRecorder {
     /// The runtime cannot start; the store cannot be read; an object under
     /// `root` is not a save (named in the error).
     pub fn open(store: Arc<dyn ObjectStore>, root: Path) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::persistence("starting the object store's runtime", e))?;
         let recorder = Self {
             store,
             root,
-            runtime,
+            runtime: super::runtime()?,
             index: Mutex::new(Index::default()),
         };
-        drop(recorder.caught_up()?);
+        if recorder.caught_up()?.saves == 0 {
+            recorder.check_exists()?;
+        }
         Ok(recorder)
     }
 
-    /// Runs `future` to completion; on a thread of its own when the caller
-    /// is itself inside a tokio runtime (which cannot block on another).
+    /// That the store can list `root`, for an empty log: S3 answers a GET in
+    /// a missing bucket with the same 404 as a missing object, which would
+    /// make the bucket read as an empty store. One request, only when
+    /// nothing is stored (a stored save shows the bucket is there).
+    fn check_exists(&self) -> Result<()> {
+        let listed = self.block_on(async {
+            let mut list = self.store.list(Some(&self.root));
+            std::future::poll_fn(|cx| futures_core::Stream::poll_next(list.as_mut(), cx)).await
+        });
+        let context = || format!("opening {} in {}", self.root, self.store);
+        match listed {
+            None | Some(Ok(_)) => Ok(()),
+            // S3's documented error code, in the body its 404 carries.
+            Some(Err(e)) if says(&e, "NoSuchBucket") => Err(Error::persistence(
+                context(),
+                format!("the bucket does not exist: {e}"),
+            )),
+            Some(Err(e)) => Err(Error::persistence(context(), e)),
+        }
+    }
+
+    /// Runs `future` to completion on the calling thread, its connections
+    /// driven by the shared runtime's workers; on a thread of its own when
+    /// the caller is itself inside a tokio runtime (which cannot block).
     fn block_on<F: Future + Send>(&self, future: F) -> F::Output
     where
         F::Output: Send,
@@ -135,27 +160,26 @@ impl ObjectRecorder {
         Ok(index)
     }
 
+    /// The object at `path`, or `None` if there is none.
+    fn read(&self, path: &Path) -> Result<Option<bytes::Bytes>> {
+        self.block_on(async {
+            match self.store.get(path).await {
+                Ok(got) => got.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .map_err(|e| Error::persistence(format!("reading {path}"), e))
+    }
+
     /// Reads the saves after those in `index`, until the first missing.
     fn read_new(&self, index: &mut Index) -> Result<()> {
         loop {
             let path = self.path(index.saves + 1);
-            let bytes = match self.block_on(async {
-                match self.store.get(&path).await {
-                    Ok(got) => got.bytes().await.map(Some),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }) {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(Error::persistence(format!("reading {path}"), e)),
+            let Some(bytes) = self.read(&path)? else {
+                return Ok(());
             };
-            let (events, tracking) = decode(&path, &bytes, index.state.log.len() as u64 + 1)?;
-            index.state.insert(&events);
-            if let Some(tracking) = &tracking {
-                index.state.track(tracking);
-            }
-            index.saves += 1;
+            apply(index, &path, &bytes)?;
         }
     }
 
@@ -170,30 +194,29 @@ impl ObjectRecorder {
             }
             index.state.check(events)?;
             let first = index.state.log.len() as u64 + 1;
-            let body = encode(first, events, tracking)?;
+            let body = bytes::Bytes::from(encode(first, events, tracking)?);
             let path = self.path(index.saves + 1);
             let put = self.block_on(async {
                 let options = PutOptions::from(PutMode::Create);
                 self.store
-                    .put_opts(&path, PutPayload::from(body), options)
+                    .put_opts(&path, PutPayload::from(body.clone()), options)
                     .await
             });
-            match put {
-                Ok(_) => {
-                    let ids = index.state.insert(events);
-                    if let Some(tracking) = tracking {
-                        index.state.track(tracking);
-                    }
-                    index.saves += 1;
-                    return Ok(ids);
-                }
-                // Another writer stored save n first: read it, check again.
+            let taken = match put {
+                Ok(_) => None,
+                // The name is taken: by another writer's save, or by this
+                // very write, stored but answered with an error (an S3 500)
+                // and retried by the client. The bytes tell which (each
+                // write's token is its own): the same mean this save is
+                // stored, and storing it again would apply it twice.
                 Err(
                     object_store::Error::AlreadyExists { .. }
                     | object_store::Error::Precondition { .. },
-                ) => {
-                    self.read_new(&mut index)?;
-                }
+                ) => match self.read(&path)? {
+                    Some(there) => Some(there),
+                    // Taken, then gone (deleted by hand): try it again.
+                    None => continue,
+                },
                 Err(e @ object_store::Error::NotImplemented { .. })
                 | Err(e @ object_store::Error::NotSupported { .. }) => {
                     return Err(Error::persistence(
@@ -203,6 +226,23 @@ impl ObjectRecorder {
                 }
                 // Whether it was stored is unknown: the next read finds out.
                 Err(e) => return Err(Error::persistence(format!("writing {path}"), e)),
+            };
+            match taken {
+                Some(there) if there != body => {
+                    // Another writer stored save n first: read it and the
+                    // saves after it, check again.
+                    apply(&mut index, &path, &there)?;
+                    self.read_new(&mut index)?;
+                }
+                // Stored by this write, answered at once or not.
+                _ => {
+                    let ids = index.state.insert(events);
+                    if let Some(tracking) = tracking {
+                        index.state.track(tracking);
+                    }
+                    index.saves += 1;
+                    return Ok(ids);
+                }
             }
         }
         Err(Error::persistence(
@@ -228,8 +268,25 @@ fn encode(first: u64, events: &[StoredEvent], tracking: Option<&Tracking>) -> Re
             application: t.application_name.clone(),
             notification: t.notification_id,
         }),
+        token: Some(uuid::Uuid::new_v4().simple().to_string()),
     };
     serde_json::to_vec(&save).map_err(|e| Error::persistence("encoding a save", e))
+}
+
+/// Whether `error` or one of its causes says `code`.
+fn says(error: &(dyn std::error::Error + 'static), code: &str) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| e.to_string().contains(code))
+}
+
+/// Adds the save object at `path`, the next after those in `index`.
+fn apply(index: &mut Index, path: &Path, bytes: &[u8]) -> Result<()> {
+    let (events, tracking) = decode(path, bytes, index.state.log.len() as u64 + 1)?;
+    index.state.insert(&events);
+    if let Some(tracking) = &tracking {
+        index.state.track(tracking);
+    }
+    index.saves += 1;
+    Ok(())
 }
 
 /// The events and tracking record of the save object at `path`, whose
@@ -314,10 +371,7 @@ impl ApplicationRecorder for ObjectRecorder {
         let mut next = self.caught_up()?.saves + 1;
         let store = self.store.clone();
         let root = self.root.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::persistence("starting the object store's watcher", e))?;
+        let runtime = self.runtime.clone();
         Watch::spawn(&format!("objects {root}"), signal, move |timeout| {
             let until = std::time::Instant::now() + timeout;
             loop {
