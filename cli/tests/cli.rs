@@ -330,6 +330,22 @@ fn migrate_creates_the_tables_for_create_table_no() {
     assert_eq!(ok(&[&base[..], &["streams"]].concat()), "");
 }
 
+/// How `child` exited, if it did within `timeout` (killed otherwise).
+fn exit_of(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Reads `child`'s stdout lines on a thread, giving up after `timeout`.
 fn lines_of(child: &mut Child, want: usize, timeout: Duration) -> Vec<String> {
     let out = child.stdout.take().expect("piped stdout");
@@ -370,17 +386,7 @@ fn log_follow_shows_new_events_as_they_are_stored() {
     dogs[1].add_trick("beg".into());
     app.save(&mut dogs[0]).expect("save");
     app.save(&mut dogs[1]).expect("save");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_of(&mut child, Duration::from_secs(30));
     assert!(
         status.is_some_and(|s| s.success()),
         "log --follow --limit 3 ends after the third event"
@@ -1213,17 +1219,7 @@ fn log_follow_stops_cleanly_on_sigint_and_sigterm() {
             .status()
             .expect("kill");
         assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                child.kill().ok();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = exit_of(&mut child, Duration::from_secs(30));
         assert_eq!(
             status.and_then(|s| s.code()),
             Some(0),
