@@ -505,15 +505,19 @@ fn an_s3_store_over_kept_alive_connections_opens_saves_watches_and_reads() {
 
 /// A loopback HTTP proxy in front of the S3 server that forwards every
 /// request, but answers the first PUT of a save object with a 500 after
-/// the server stored it (as S3 may: it documents 500 as retryable).
+/// the server stored it (as S3 may: it documents 500 as retryable). With
+/// `in_progress`, it then answers the client's retry of that PUT with the
+/// 409 S3 gives while a write to the name is still under way, and the
+/// GET that follows with a 404, as if the first write had not landed yet.
 struct FlakyProxy {
     runtime: tokio::runtime::Runtime,
     endpoint: String,
     failed_puts: Arc<AtomicUsize>,
+    missed_get: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FlakyProxy {
-    fn start(upstream: String) -> Self {
+    fn start(upstream: String, in_progress: bool) -> Self {
         use axum::body::Body;
         use axum::extract::{Request, State};
         use axum::response::Response;
@@ -523,11 +527,36 @@ impl FlakyProxy {
             upstream: String,
             client: reqwest::Client,
             failed_puts: Arc<AtomicUsize>,
+            in_progress: bool,
+            missed_get: Arc<std::sync::atomic::AtomicBool>,
+        }
+
+        fn s3_error(status: u16, code: &str) -> Response {
+            Response::builder()
+                .status(status)
+                .body(Body::from(format!(
+                    "<Error><Code>{code}</Code><Message>{code}</Message></Error>"
+                )))
+                .unwrap()
         }
 
         async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
             let (parts, body) = request.into_parts();
             let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let save_put =
+                parts.method == axum::http::Method::PUT && parts.uri.path().contains("/events/");
+            if proxy.in_progress && proxy.failed_puts.load(Ordering::SeqCst) == 1 && save_put {
+                proxy.failed_puts.fetch_add(1, Ordering::SeqCst);
+                return s3_error(409, "ConditionalRequestConflict");
+            }
+            if proxy.in_progress
+                && proxy.failed_puts.load(Ordering::SeqCst) == 2
+                && parts.method == axum::http::Method::GET
+                && parts.uri.path().contains("/events/")
+                && !proxy.missed_get.swap(true, Ordering::SeqCst)
+            {
+                return s3_error(404, "NoSuchKey");
+            }
             let target = format!(
                 "{}{}",
                 proxy.upstream,
@@ -543,18 +572,11 @@ impl FlakyProxy {
             let status = answer.status();
             let headers = answer.headers().clone();
             let bytes = answer.bytes().await.unwrap();
-            let save_put =
-                parts.method == axum::http::Method::PUT && parts.uri.path().contains("/events/");
             if save_put
                 && status.is_success()
                 && proxy.failed_puts.fetch_add(1, Ordering::SeqCst) == 0
             {
-                return Response::builder()
-                    .status(500)
-                    .body(Body::from(
-                        "<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>",
-                    ))
-                    .unwrap();
+                return s3_error(500, "InternalError");
             }
             let mut response = Response::builder().status(status);
             for (name, value) in &headers {
@@ -574,10 +596,13 @@ impl FlakyProxy {
             .build()
             .unwrap();
         let failed_puts = Arc::new(AtomicUsize::new(0));
+        let missed_get = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let proxy = Proxy {
             upstream,
             client: reqwest::Client::new(),
             failed_puts: failed_puts.clone(),
+            in_progress,
+            missed_get: missed_get.clone(),
         };
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -591,6 +616,7 @@ impl FlakyProxy {
             runtime,
             endpoint,
             failed_puts,
+            missed_get,
         }
     }
 }
@@ -601,8 +627,26 @@ impl FlakyProxy {
 /// (which `execute` would answer by storing the command's events again).
 #[test]
 fn a_save_stored_but_answered_500_is_acknowledged_and_stored_once() {
+    stored_but_answered_500(
+        "a_save_stored_but_answered_500_is_acknowledged_and_stored_once",
+        false,
+    );
+}
+
+/// As above, but the retry meets the write still under way (409, then a
+/// GET that finds nothing): the save writes the name again with the same
+/// token, finds its own object there, and is acknowledged once.
+#[test]
+fn a_save_whose_retry_meets_its_own_write_under_way_is_stored_once() {
+    stored_but_answered_500(
+        "a_save_whose_retry_meets_its_own_write_under_way_is_stored_once",
+        true,
+    );
+}
+
+fn stored_but_answered_500(test: &str, in_progress: bool) {
     let (Some(location), Ok(upstream)) = (s3_location(), std::env::var("AWS_ENDPOINT")) else {
-        annals_tests::skipped("a_save_stored_but_answered_500_is_acknowledged_and_stored_once");
+        annals_tests::skipped(test);
         return;
     };
     let (bucket, prefix) = location
@@ -613,7 +657,7 @@ fn a_save_stored_but_answered_500_is_acknowledged_and_stored_once() {
         "{prefix}/answered-500-{}/school/events",
         Uuid::new_v4().simple()
     ));
-    let proxy = FlakyProxy::start(upstream.clone());
+    let proxy = FlakyProxy::start(upstream.clone(), in_progress);
     let s3 = |endpoint: &str| -> Arc<dyn ObjectStore> {
         Arc::new(
             object_store::aws::AmazonS3Builder::from_env()
@@ -637,9 +681,15 @@ fn a_save_stored_but_answered_500_is_acknowledged_and_stored_once() {
     });
     assert_eq!(
         proxy.failed_puts.load(Ordering::SeqCst),
-        2,
-        "the proxy answered the first save's stored PUT with a 500"
+        if in_progress { 3 } else { 2 },
+        "the proxy answered the first save's stored PUT with a 500 (and its retry with a 409)"
     );
+    if in_progress {
+        assert!(
+            proxy.missed_get.load(Ordering::SeqCst),
+            "a GET found nothing"
+        );
+    }
     assert_eq!(ids, (Ok(vec![1]), Ok(vec![2])));
     // What the server holds, read past the proxy.
     let direct = ObjectRecorder::open(s3(&upstream), root).unwrap();
@@ -654,26 +704,28 @@ fn a_save_stored_but_answered_500_is_acknowledged_and_stored_once() {
 }
 
 /// A writer killed mid-save leaves its temporary file (`{save}#{n}`) in
-/// a directory store. Opening the store removes such files that no write
-/// has touched for ten minutes, and only those: a recent one (a live
-/// writer's, perhaps) and the saves stay.
+/// a directory store. Opening the store removes such files whose save is
+/// stored and that no write has touched for ten minutes, and only those:
+/// a recent one (a live writer's, perhaps), one of a save not stored yet
+/// (a stalled writer could still publish it) and the saves stay.
 #[test]
 fn opening_a_directory_store_removes_stale_temporary_files_only() {
+    use annals::testing::contract::event;
     let dir = temp_dir().join("temporaries");
     let store = ObjectConfig::location(dir.to_str().unwrap());
-    let recorder = store.open("School").unwrap().events;
-    recorder
-        .insert_events(&[annals::testing::contract::event("a", 1, "Dog.Registered")])
+    let opened = store.open("School").unwrap();
+    opened
+        .events
+        .insert_events(&[event("a", 1, "Dog.Registered")])
+        .unwrap();
+    opened
+        .snapshots
+        .insert_events(&[event("a", 1, "Dog.Snapshot")])
         .unwrap();
     let events = dir.join("school/events");
     let saved = std::fs::read(events.join("00000000000000000001")).unwrap();
     let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    let stale = [
-        events.join("00000000000000000002#1"),
-        dir.join("school/snapshots/00000000000000000001#1"),
-    ];
-    for file in &stale {
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let write_old = |file: &std::path::Path| {
         std::fs::write(file, b"{\"first\": 2, \"ev").unwrap();
         std::fs::File::options()
             .write(true)
@@ -681,35 +733,48 @@ fn opening_a_directory_store_removes_stale_temporary_files_only() {
             .unwrap()
             .set_modified(hour_ago)
             .unwrap();
-    }
-    let recent = events.join("00000000000000000002#2");
+    };
+    // Old, and their saves are stored: a dead writer's.
+    let stale = [
+        events.join("00000000000000000001#1"),
+        dir.join("school/snapshots/00000000000000000001#1"),
+    ];
+    stale.iter().for_each(|file| write_old(file));
+    // Old, but save 2 is not stored: a writer stalled before its link
+    // could still publish this name, so it stays until save 2 exists.
+    let unpublished = events.join("00000000000000000002#1");
+    write_old(&unpublished);
+    let recent = events.join("00000000000000000001#2");
     std::fs::write(&recent, b"{\"first\": 2, \"ev").unwrap();
     // Named like no save: not the store's to remove.
     let foreign = events.join("notes#1");
-    std::fs::write(&foreign, b"mine").unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&foreign)
-        .unwrap()
-        .set_modified(hour_ago)
-        .unwrap();
+    write_old(&foreign);
 
     let reopened = store.open("School").unwrap().events;
     for file in &stale {
         assert!(!file.exists(), "{} is left", file.display());
     }
+    assert!(
+        unpublished.exists(),
+        "a temporary file of a save not stored was removed"
+    );
     assert!(recent.exists(), "a recent temporary file was removed");
     assert!(foreign.exists(), "a file named like no save was removed");
     assert_eq!(
         std::fs::read(events.join("00000000000000000001")).unwrap(),
         saved
     );
-    // The store carries on: the next save takes the next name.
+    // The store carries on: the next save takes the next name, beside the
+    // stalled writer's file.
     assert_eq!(
         reopened
-            .insert_events(&[annals::testing::contract::event("a", 2, "Dog.Registered")])
+            .insert_events(&[event("a", 2, "Dog.Registered")])
             .unwrap(),
         [2]
     );
-    assert_eq!(recorder.max_notification_id().unwrap(), 2);
+    assert_eq!(opened.events.max_notification_id().unwrap(), 2);
+    // Save 2 is stored now: its old temporary file goes at the next open.
+    store.open("School").unwrap();
+    assert!(!unpublished.exists(), "{} is left", unpublished.display());
+    assert!(recent.exists() && foreign.exists());
 }

@@ -41,7 +41,7 @@
 mod recorder;
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -64,20 +64,25 @@ use crate::settings;
 /// a call (`Handle::block_on`). Never dropped, so never shut down from
 /// inside an async context.
 fn runtime() -> Result<tokio::runtime::Handle> {
-    static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
-        OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("annals-objects")
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map(|runtime| runtime.handle().clone())
-        .map_err(|e| Error::persistence("starting the object store's runtime", e.clone()))
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    // Started under a lock, so two opens at once start one; a failure to
+    // start (no threads to be had now) is not kept: the next open tries
+    // again.
+    static STARTING: Mutex<()> = Mutex::new(());
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime.handle().clone());
+    }
+    let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime.handle().clone());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("annals-objects")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::persistence("starting the object store's runtime", e))?;
+    Ok(RUNTIME.get_or_init(|| runtime).handle().clone())
 }
 
 /// The setting that says where the objects are.
@@ -234,18 +239,20 @@ fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
 /// for a dead writer's (see [`remove_stale_temporaries`]).
 const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
-/// Removes the temporary files (`{save}#{n}`) in `dir` that no write has
-/// touched for [`STALE_AFTER`]: a writer killed mid-save leaves its file,
-/// and nothing else ever removes it.
+/// Removes the temporary files (`{save}#{n}`) in `dir` whose save is
+/// stored already and that no write has touched for [`STALE_AFTER`]: a
+/// writer killed mid-save leaves its file, and nothing else ever removes
+/// it.
 ///
-/// Removing one is safe whenever it happens: a save is published by
-/// hard-linking its temporary file to the save's name, so a writer whose
-/// file is removed before the link fails that save (nothing stored, an
-/// error), and after the link the save's name holds the file. The age only
-/// spares a live writer that needless failure: it holds its file for one
-/// write and one fsync, far less than ten minutes. A file that cannot be
-/// removed (a read-only store) is logged, not an error: reading needs no
-/// cleanup.
+/// Only once `{save}` exists: a save is published by hard-linking its
+/// temporary file's *name* to the save's name, and temporary names are
+/// reused. Were `{save}#1` removed while `{save}` is free, a stalled writer
+/// could link a newer writer's `{save}#1` as its own save and acknowledge
+/// it, its own events lost. Once `{save}` exists every link to it fails
+/// (the writer then reads the save there), whichever file its temporary
+/// name holds, so removing them loses nothing. The age spares a live
+/// writer a needless failure. A file that cannot be removed (a read-only
+/// store) is logged, not an error: reading needs no cleanup.
 fn remove_stale_temporaries(dir: &std::path::Path) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -263,6 +270,9 @@ fn remove_stale_temporaries(dir: &std::path::Path) {
         };
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         if save.len() != 20 || !digits(save) || !digits(n) {
+            continue;
+        }
+        if std::fs::symlink_metadata(dir.join(save)).is_err() {
             continue;
         }
         let stale = entry

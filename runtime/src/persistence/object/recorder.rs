@@ -54,9 +54,9 @@ struct Save {
     events: Vec<Row>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tracking: Option<TrackingRow>,
-    /// Random, new for every write: what tells a writer's own object (a
-    /// write that was stored but answered with an error, then retried)
-    /// from another writer's save of the very same events.
+    /// Random, one for each save (all its writes): what tells a writer's
+    /// own object (a write that was stored but answered with an error,
+    /// then retried) from another writer's save of the very same events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     token: Option<String>,
 }
@@ -188,13 +188,16 @@ impl ObjectRecorder {
         // name the write below takes, so the write fails, and the loop
         // reads it and checks again. One request per uncontended save.
         let mut index = self.lock();
+        // One token for every write of this save: a retried write that finds
+        // its own earlier one stored must know it by it.
+        let token = uuid::Uuid::new_v4().simple().to_string();
         for _ in 0..MAX_RACES {
             if let Some(tracking) = tracking {
                 index.state.check_tracking(tracking)?;
             }
             index.state.check(events)?;
             let first = index.state.log.len() as u64 + 1;
-            let body = bytes::Bytes::from(encode(first, events, tracking)?);
+            let body = bytes::Bytes::from(encode(first, events, tracking, &token)?);
             let path = self.path(index.saves + 1);
             let put = self.block_on(async {
                 let options = PutOptions::from(PutMode::Create);
@@ -205,17 +208,23 @@ impl ObjectRecorder {
             let taken = match put {
                 Ok(_) => None,
                 // The name is taken: by another writer's save, or by this
-                // very write, stored but answered with an error (an S3 500)
-                // and retried by the client. The bytes tell which (each
-                // write's token is its own): the same mean this save is
-                // stored, and storing it again would apply it twice.
+                // save's own write, stored but answered with an error (an
+                // S3 500) and retried by the client. The token tells which:
+                // this save's means it is stored, and storing it again
+                // would apply it twice.
                 Err(
                     object_store::Error::AlreadyExists { .. }
                     | object_store::Error::Precondition { .. },
                 ) => match self.read(&path)? {
                     Some(there) => Some(there),
-                    // Taken, then gone (deleted by hand): try it again.
-                    None => continue,
+                    // Taken but not readable yet: S3 answers 409 while
+                    // another write to the name is still under way (this
+                    // save's own first try, perhaps). Look again shortly,
+                    // with the same token.
+                    None => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    }
                 },
                 Err(e @ object_store::Error::NotImplemented { .. })
                 | Err(e @ object_store::Error::NotSupported { .. }) => {
@@ -228,13 +237,13 @@ impl ObjectRecorder {
                 Err(e) => return Err(Error::persistence(format!("writing {path}"), e)),
             };
             match taken {
-                Some(there) if there != body => {
+                Some(there) if token_of(&there).as_deref() != Some(token.as_str()) => {
                     // Another writer stored save n first: read it and the
                     // saves after it, check again.
                     apply(&mut index, &path, &there)?;
                     self.read_new(&mut index)?;
                 }
-                // Stored by this write, answered at once or not.
+                // Stored by this save, answered at once or not.
                 _ => {
                     let ids = index.state.insert(events);
                     if let Some(tracking) = tracking {
@@ -252,7 +261,21 @@ impl ObjectRecorder {
     }
 }
 
-fn encode(first: u64, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u8>> {
+/// The token a save object was written with, if it has one (and parses).
+fn token_of(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Token {
+        token: Option<String>,
+    }
+    serde_json::from_slice::<Token>(bytes).ok()?.token
+}
+
+fn encode(
+    first: u64,
+    events: &[StoredEvent],
+    tracking: Option<&Tracking>,
+    token: &str,
+) -> Result<Vec<u8>> {
     let save = Save {
         first,
         events: events
@@ -268,7 +291,7 @@ fn encode(first: u64, events: &[StoredEvent], tracking: Option<&Tracking>) -> Re
             application: t.application_name.clone(),
             notification: t.notification_id,
         }),
-        token: Some(uuid::Uuid::new_v4().simple().to_string()),
+        token: Some(token.to_owned()),
     };
     serde_json::to_vec(&save).map_err(|e| Error::persistence("encoding a save", e))
 }
