@@ -719,10 +719,9 @@ impl Mapper {
         match recorded_hash(stored, &json, Subject::UNTYPED) {
             Ok((hash, _)) => Ok(Some(hash)),
             Err(e) => {
-                let absent = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(
-                    &json,
-                )
-                .is_ok_and(|state| !state.contains_key("_hash"));
+                let absent =
+                    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json)
+                        .is_ok_and(|state| !state.contains_key("_hash"));
                 if absent {
                     Ok(None)
                 } else {

@@ -535,7 +535,10 @@ fn the_snapshot_class_follows_the_id_type_not_its_value() {
     assert_eq!((back.id(), back.name.as_str()), (dog.id(), "Rex"));
 
     let tag = newtype::Tag::named("x".into());
-    assert!(Uuid::parse_str(&tag.id()).is_ok(), "a generated id looks like a UUID");
+    assert!(
+        Uuid::parse_str(&tag.id()).is_ok(),
+        "a generated id looks like a UUID"
+    );
     let stored = mapper.encode_snapshot(&tag).unwrap();
     assert_eq!(stored.topic, "dogschool:Tag.Snapshot");
     assert_eq!(state(&stored)["_id"], tag.id().as_str());
