@@ -105,7 +105,7 @@ pub enum Command {
     /// A chain cannot show events cut from a stream's end (what is left is
     /// a whole chain). Keep each stream's head elsewhere (--heads-out) and
     /// check the store against it later (--heads): a stream shorter than
-    /// its recorded head, or whose hash there differs, is broken.
+    /// its recorded head, gone, or whose hash there differs, is broken.
     Verify {
         /// The stream's id; every stream when left out.
         id: Option<String>,
@@ -115,7 +115,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         heads: Option<PathBuf>,
         /// Write each stream's head (id, last version, last hash; one JSON
-        /// object a line) to FILE, when the store is intact.
+        /// object a line) to FILE, when the store is intact; FILE is
+        /// replaced whole (a new file renamed over it), never half written.
         #[arg(long, value_name = "FILE")]
         heads_out: Option<PathBuf>,
     },
