@@ -144,8 +144,10 @@ pub enum Command {
     /// after an interruption, stores only what is missing. Each store has
     /// an identity (written into its exports), and where an import got to
     /// is kept per exporting store, so exports of several stores (shards,
-    /// backups) merge. An event already here is compared: the same one is
-    /// skipped, another at its stream and version is an error naming them.
+    /// backups) merge. A rerun skips the events imported before from that
+    /// store unread, checking only the last of them; past it, an event
+    /// already here is compared: the same one is skipped, another at its
+    /// stream and version is an error naming them.
     Import {
         /// The file to read; standard input when left out.
         #[arg(long, short)]
