@@ -90,8 +90,8 @@ pub enum Command {
         #[arg(long)]
         limit: Option<usize>,
         /// Wait for new events (LISTEN/NOTIFY on PostgreSQL, the store's
-        /// wake-up elsewhere) until interrupted: Ctrl-C or SIGTERM stops
-        /// it cleanly, with exit code 0.
+        /// wake-up elsewhere) until interrupted: Ctrl-C, SIGTERM or SIGHUP
+        /// stops it cleanly, with exit code 0.
         #[arg(long, short)]
         follow: bool,
         /// Only these topics (repeat, or separate with commas).

@@ -1263,10 +1263,10 @@ fn heads_out_replaces_the_file_whole_never_writing_over_it() {
 }
 
 #[test]
-fn log_follow_stops_cleanly_on_sigint_and_sigterm() {
+fn log_follow_stops_cleanly_on_sigint_sigterm_and_sighup() {
     let file = sqlite_file("follow-signal");
     let (_app, _) = kennel(&file, &[]);
-    for signal in ["-INT", "-TERM"] {
+    for signal in ["-INT", "-TERM", "-HUP"] {
         let mut child = annals()
             .args([
                 "--app", "School", "--sqlite", &file, "--json", "log", "--follow",
