@@ -309,6 +309,11 @@ impl fmt::Display for Report<'_> {
         }
         while let Some(e) = source {
             write!(f, ": {e}")?;
+            // A PostgreSQL error's text already says its causes.
+            #[cfg(feature = "postgres")]
+            if e.is::<crate::persistence::postgres::pool::Described>() {
+                break;
+            }
             source = e.source();
         }
         Ok(())

@@ -528,6 +528,20 @@ fn writers_give_up_after_the_lock_timeout_while_readers_go_on() {
         .insert_events(&[event("k", 2, "T")])
         .expect_err("the table is locked");
     assert!(err.to_string().contains("POSTGRES_LOCK_TIMEOUT"), "{err}");
+    // The server's error is reachable through source(), its SQLSTATE too,
+    // and the report says it once.
+    let code = std::iter::successors(std::error::Error::source(&err), |e| e.source())
+        .find_map(|e| e.downcast_ref::<postgres::Error>())
+        .and_then(postgres::Error::code)
+        .cloned();
+    assert_eq!(
+        code,
+        Some(postgres::error::SqlState::LOCK_NOT_AVAILABLE),
+        "{}",
+        err.report()
+    );
+    let report = err.report().to_string();
+    assert_eq!(report.matches("lock timeout").count(), 1, "{report}");
     // Readers take no lock that a writer's lock blocks.
     assert_eq!(r.max_notification_id().expect("read while locked"), 1);
     assert_eq!(

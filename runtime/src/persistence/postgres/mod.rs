@@ -57,7 +57,7 @@ mod columns;
 mod combine;
 mod handshake;
 mod listener;
-mod pool;
+pub(crate) mod pool;
 mod recorder;
 mod settings;
 mod sql;

@@ -134,11 +134,13 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
 
 /// A `postgres::Error` that displays as [`describe`] says (the pool's
 /// errors show their connections' errors by their `Display`). It is the
-/// source of annals' errors about PostgreSQL, and has none of its own: its
-/// text already holds the error's causes, which a reporter would
-/// otherwise print twice.
+/// source of annals' errors about PostgreSQL, and its source is the
+/// `postgres::Error`, so a caller can walk to it (its SQLSTATE, through
+/// `as_db_error`). Its text already holds that error's causes:
+/// [`Error::report`](crate::Error::report) stops its walk here, so they
+/// are said once.
 #[derive(Debug)]
-pub(super) struct Described(pub(super) postgres::Error);
+pub(crate) struct Described(pub(crate) postgres::Error);
 
 impl std::fmt::Display for Described {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,7 +150,7 @@ impl std::fmt::Display for Described {
 
 impl std::error::Error for Described {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        None
+        Some(&self.0)
     }
 }
 
