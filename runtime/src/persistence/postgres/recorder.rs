@@ -223,6 +223,18 @@ impl PostgresRecorder {
                     ),
                 };
             }
+            if *db.code() == SqlState::INSUFFICIENT_PRIVILEGE && db.message().contains("sequence") {
+                return Error::persistence(
+                    format!(
+                        "{context} ({table}): the role may not use the notification id sequence \
+                         as annals needs: USAGE to draw ids, and UPDATE to move it forward \
+                         (setval) when it is behind the table's ids (rows stored without it, a \
+                         restored dump), which annals does when it opens the store and at its \
+                         first write: GRANT USAGE, SELECT, UPDATE on the sequence"
+                    ),
+                    Described(e),
+                );
+            }
             if *db.code() == SqlState::LOCK_NOT_AVAILABLE {
                 return Error::persistence(
                     format!(
