@@ -57,7 +57,7 @@ mod columns;
 mod combine;
 mod handshake;
 mod listener;
-pub(crate) mod pool;
+mod pool;
 mod recorder;
 mod settings;
 mod sql;

@@ -7,7 +7,7 @@ use r2d2::ManageConnection;
 
 use super::sql::{Sql, Stmt, STATEMENTS};
 use super::tls::Transport;
-use crate::error::Error;
+use crate::error::{Error, Summary};
 
 /// A pooled connection with its prepared statements.
 /// A client that can be dropped on any thread. The blocking client runs
@@ -132,15 +132,10 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
     text
 }
 
-/// A `postgres::Error` that displays as [`describe`] says (the pool's
-/// errors show their connections' errors by their `Display`). It is the
-/// source of annals' errors about PostgreSQL, and its source is the
-/// `postgres::Error`, so a caller can walk to it (its SQLSTATE, through
-/// `as_db_error`). Its text already holds that error's causes:
-/// [`Error::report`](crate::Error::report) stops its walk here, so they
-/// are said once.
+/// A `postgres::Error` that displays as [`describe`] says: the pool's
+/// errors show their connections' errors by their `Display`.
 #[derive(Debug)]
-pub(crate) struct Described(pub(crate) postgres::Error);
+pub(super) struct Described(pub(super) postgres::Error);
 
 impl std::fmt::Display for Described {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -152,6 +147,14 @@ impl std::error::Error for Described {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.0)
     }
+}
+
+/// The source of annals' errors about PostgreSQL: `e` said as
+/// [`describe`] says, with `e` as its source, so a caller walking
+/// `source()` reaches it (its SQLSTATE, through `as_db_error`), while
+/// [`Error::report`](crate::Error::report) says its causes once.
+pub(super) fn described(e: postgres::Error) -> Summary {
+    Summary::new(describe(&e), e)
 }
 
 /// Which setting to look at when a connection is refused with `e`, if one
