@@ -782,8 +782,7 @@ fn a_role_without_update_on_a_sequence_that_is_behind_is_told_to_grant_it() {
     service.user = role.to_owned();
     service.password = None;
     let err = PostgresRecorder::open(&service, "dogs")
-        .err()
-        .expect("setval needs UPDATE on the sequence")
+        .expect_err("setval needs UPDATE on the sequence")
         .report()
         .to_string();
     assert!(
