@@ -90,8 +90,8 @@ pub enum Command {
         #[arg(long)]
         limit: Option<usize>,
         /// Wait for new events (LISTEN/NOTIFY on PostgreSQL, the store's
-        /// wake-up elsewhere) until interrupted: Ctrl-C or SIGTERM stops
-        /// it cleanly, with exit code 0.
+        /// wake-up elsewhere) until interrupted: Ctrl-C, SIGTERM or SIGHUP
+        /// stops it cleanly, with exit code 0.
         #[arg(long, short)]
         follow: bool,
         /// Only these topics (repeat, or separate with commas).
@@ -105,7 +105,7 @@ pub enum Command {
     /// A chain cannot show events cut from a stream's end (what is left is
     /// a whole chain). Keep each stream's head elsewhere (--heads-out) and
     /// check the store against it later (--heads): a stream shorter than
-    /// its recorded head, or whose hash there differs, is broken.
+    /// its recorded head, gone, or whose hash there differs, is broken.
     Verify {
         /// The stream's id; every stream when left out.
         id: Option<String>,
@@ -115,7 +115,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         heads: Option<PathBuf>,
         /// Write each stream's head (id, last version, last hash; one JSON
-        /// object a line) to FILE, when the store is intact.
+        /// object a line) to FILE, when the store is intact; FILE is
+        /// replaced whole (a new file renamed over it), never half written.
         #[arg(long, value_name = "FILE")]
         heads_out: Option<PathBuf>,
     },
@@ -143,8 +144,10 @@ pub enum Command {
     /// after an interruption, stores only what is missing. Each store has
     /// an identity (written into its exports), and where an import got to
     /// is kept per exporting store, so exports of several stores (shards,
-    /// backups) merge. An event already here is compared: the same one is
-    /// skipped, another at its stream and version is an error naming them.
+    /// backups) merge. A rerun skips the events imported before from that
+    /// store unread, checking only the last of them; past it, an event
+    /// already here is compared: the same one is skipped, another at its
+    /// stream and version is an error naming them.
     Import {
         /// The file to read; standard input when left out.
         #[arg(long, short)]

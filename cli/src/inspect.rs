@@ -274,7 +274,8 @@ pub fn log(
     Ok(())
 }
 
-/// Ctrl-C (SIGINT) and SIGTERM stop `stopper`'s subscription, so the
+/// Ctrl-C (SIGINT), SIGTERM and SIGHUP (ctrlc's `termination` feature)
+/// stop `stopper`'s subscription, so the
 /// command ends as after its last event, with exit code 0; a second one
 /// exits at once (a store that does not answer).
 fn stop_on_signal(stopper: Stopper) -> Result<()> {
@@ -285,7 +286,7 @@ fn stop_on_signal(stopper: Stopper) -> Result<()> {
         }
         stopper.stop();
     })
-    .map_err(|e| CliError::Invalid(format!("cannot handle Ctrl-C and SIGTERM: {e}")))
+    .map_err(|e| CliError::Invalid(format!("cannot handle Ctrl-C, SIGTERM and SIGHUP: {e}")))
 }
 
 #[derive(Serialize)]

@@ -20,11 +20,12 @@
 //! **Import** stores each batch of events with a tracking record (`annals
 //! import of APP from store ID`, the batch's last notification id in the
 //! export), as a follower's are, so a second run (or one after a kill) of
-//! an export of the same store starts after the last batch stored. Before
-//! it skips, it checks that the export's last event it skips is here as
-//! exported (else the export is of a copy that went its own way, and it
-//! stops: `--compare` checks every event instead). An event found already
-//! here is compared: the same topic and state is skipped, other content
+//! an export of the same store starts after the last batch stored. The
+//! events it skips are trusted as imported before, not compared; only the
+//! last of them is checked to be here as exported (else the export is of
+//! a copy that went its own way, and it stops: `--compare` checks every
+//! event instead). Past them, an event found already here is compared:
+//! the same topic and state is skipped, other content
 //! stops the import with an error naming the stream and version. Exports
 //! without `store` (made before it) resume nowhere: every event is
 //! compared.

@@ -19,7 +19,7 @@ use annals::persistence::StoredEvent;
 use annals::{Application, Error};
 use serde::{Deserialize, Serialize};
 
-use crate::inspect::{each_notification, stream_events};
+use crate::inspect::{each_notification, id_forms, stream_events};
 use crate::output::{count, Output};
 use crate::settings::Settings;
 use crate::{io, CliError, Outcome, Result};
@@ -147,9 +147,16 @@ fn read_heads(path: &Path) -> Result<HashMap<String, Head>> {
     Ok(heads)
 }
 
+/// Writes the heads to a temporary file beside `path`, synced, then
+/// renamed over it: a failure partway leaves the previous heads whole.
 fn write_heads(path: &Path, chains: &[(&String, &Chain)]) -> Result<()> {
     let context = || format!("writing {}", path.display());
-    let mut to = BufWriter::new(File::create(path).map_err(io(context()))?);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let temp = tempfile::NamedTempFile::new_in(dir).map_err(io(context()))?;
+    let mut to = BufWriter::new(temp);
     for (id, chain) in chains {
         let (Some(version), Some(hash)) = (chain.version, chain.prev) else {
             continue;
@@ -163,7 +170,13 @@ fn write_heads(path: &Path, chains: &[(&String, &Chain)]) -> Result<()> {
             .map_err(|e| CliError::Invalid(format!("cannot write a head: {e}")))?;
         writeln!(to, "{line}").map_err(io(context()))?;
     }
-    to.flush().map_err(io(context()))
+    let temp = to.into_inner().map_err(|e| io(context())(e.into_error()))?;
+    temp.as_file().sync_all().map_err(io(context()))?;
+    temp.persist(path).map_err(|e| io(context())(e.error))?;
+    // The rename itself survives a crash once the directory is synced.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(context()))
 }
 
 /// What `verify` is asked to do besides checking the chains.
@@ -187,13 +200,26 @@ pub fn verify(
         None => HashMap::new(),
     };
     let single = match id {
-        Some(id) => Some(stream_events(settings, &app, id, &EventQuery::all())?),
+        Some(id) => {
+            // A stream whose head was recorded and whose events are all
+            // gone is broken, not unknown.
+            let recorded_as = id_forms(id)
+                .into_iter()
+                .find(|form| recorded.contains_key(form));
+            let events = match stream_events(settings, &app, id, &EventQuery::all()) {
+                Err(CliError::Invalid(_)) if recorded_as.is_some() => Vec::new(),
+                found => found?,
+            };
+            // Only this stream's recorded head applies.
+            let stored_id = events
+                .first()
+                .map(|first| first.originator_id.clone())
+                .or(recorded_as);
+            recorded.retain(|stored, _| Some(stored) == stored_id.as_ref());
+            Some(events)
+        }
         None => None,
     };
-    if let Some(first) = single.as_ref().and_then(|events| events.first()) {
-        // Only this stream's recorded head applies.
-        recorded.retain(|stored, _| *stored == first.originator_id);
-    }
     let mut verdict = Verdict {
         intact: true,
         hash_chained: true,
@@ -284,13 +310,17 @@ pub fn verify(
     for head in recorded {
         verdict.heads_checked += 1;
         let reason = match chains.get(&head.id) {
-            None => Some((
-                1,
-                format!(
-                    "the stream is gone: its recorded head is version {}",
-                    head.version
-                ),
-            )),
+            None => {
+                // A stream gone is a stream checked.
+                verdict.streams += 1;
+                Some((
+                    1,
+                    format!(
+                        "the stream is gone: its recorded head is version {}",
+                        head.version
+                    ),
+                ))
+            }
             Some(chain) if chain.broken => None,
             Some(chain) => match chain.version {
                 Some(last) if last < head.version => Some((

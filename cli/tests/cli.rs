@@ -1200,10 +1200,73 @@ fn verify_checks_heads_kept_elsewhere_and_so_sees_a_deleted_last_event() {
 }
 
 #[test]
-fn log_follow_stops_cleanly_on_sigint_and_sigterm() {
+fn verify_of_one_stream_whose_events_are_all_gone_says_it_is_broken() {
+    let file = sqlite_file("heads-gone");
+    let (_app, dogs) = kennel(&file, &[]);
+    let heads = temp_path("heads-gone.jsonl");
+    let base = ["--app", "School", "--sqlite", file.as_str()];
+    ok(&[&base[..], &["verify", "--heads-out", &heads]].concat());
+    let rex = dogs[1].id().simple().to_string();
+    let db = rusqlite::Connection::open(&file).expect("open the file");
+    let deleted = db
+        .execute("DELETE FROM stored_events WHERE originator_id = ?1", [&rex])
+        .expect("delete");
+    assert!(deleted > 0);
+    drop(db);
+    // By either form of its id.
+    for id in [rex.clone(), dogs[1].id().hyphenated().to_string()] {
+        let output = run(&[&base[..], &["--json", "verify", &id, "--heads", &heads]].concat());
+        assert_eq!(output.status.code(), Some(3), "{id}: {}", stderr(&output));
+        let verdict = &json_lines(&stdout(&output))[0];
+        assert_eq!(verdict["heads_checked"], 1, "{verdict}");
+        let broken = verdict["broken"].as_array().expect("broken");
+        assert_eq!(broken.len(), 1, "{verdict}");
+        assert_eq!(broken[0]["id"], rex.as_str());
+        assert!(
+            broken[0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("gone")),
+            "{verdict}"
+        );
+    }
+    // Without a recorded head it is a stream that is not there.
+    let output = run(&[&base[..], &["verify", &rex]].concat());
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("no stream"), "{}", stderr(&output));
+}
+
+#[test]
+fn heads_out_replaces_the_file_whole_never_writing_over_it() {
+    let file = sqlite_file("heads-replace");
+    let (_app, _) = kennel(&file, &[]);
+    let heads = temp_path("heads-replace.jsonl");
+    let base = ["--app", "School", "--sqlite", file.as_str()];
+    let previous = "{\"id\":\"earlier\",\"version\":1,\"hash\":\"00\"}\n";
+    std::fs::write(&heads, previous).expect("earlier heads");
+    // A second name for the earlier file: writing in place would change
+    // it too; a new file renamed over the name leaves it as it was.
+    let kept = temp_path("heads-replace-kept.jsonl");
+    std::fs::hard_link(&heads, &kept).expect("a hard link");
+    ok(&[&base[..], &["verify", "--heads-out", &heads]].concat());
+    assert_eq!(
+        json_lines(&std::fs::read_to_string(&heads).expect("heads")).len(),
+        3
+    );
+    assert_eq!(std::fs::read_to_string(&kept).expect("kept"), previous);
+    let dir = std::path::Path::new(&heads).parent().expect("a directory");
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .expect("the directory")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+#[test]
+fn log_follow_stops_cleanly_on_sigint_sigterm_and_sighup() {
     let file = sqlite_file("follow-signal");
     let (_app, _) = kennel(&file, &[]);
-    for signal in ["-INT", "-TERM"] {
+    for signal in ["-INT", "-TERM", "-HUP"] {
         let mut child = annals()
             .args([
                 "--app", "School", "--sqlite", &file, "--json", "log", "--follow",

@@ -24,9 +24,35 @@ pub trait AggregateId:
     fn to_stored(&self) -> String;
     /// The id from its stored form.
     fn from_stored(stored: &str) -> std::result::Result<Self, String>;
+    /// Whether the id is a UUID, as a Python `Aggregate`'s is; a UUID
+    /// newtype sets it. The Python codec then writes snapshots as Python's
+    /// `eventsourcing.domain:Snapshot` (which takes UUIDs only), otherwise
+    /// as the aggregate's own `{class}.Snapshot`, as Python does for
+    /// aggregates with other ids. The type decides, not the value, as in
+    /// Python: a string that happens to look like a UUID is still a string.
+    ///
+    /// ```
+    /// use annals::domain::AggregateId;
+    /// use uuid::Uuid;
+    ///
+    /// #[derive(Clone, PartialEq, Eq, Hash, Debug, Default)]
+    /// struct DogId(Uuid);
+    /// # impl std::fmt::Display for DogId {
+    /// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { self.0.fmt(f) }
+    /// # }
+    /// impl AggregateId for DogId {
+    ///     const IS_UUID: bool = true;
+    ///     fn generate() -> Self { DogId(Uuid::generate()) }
+    ///     fn to_stored(&self) -> String { self.0.to_stored() }
+    ///     fn from_stored(stored: &str) -> Result<Self, String> { Uuid::from_stored(stored).map(DogId) }
+    /// }
+    /// assert!(DogId::IS_UUID && !String::IS_UUID);
+    /// ```
+    const IS_UUID: bool = false;
 }
 
 impl AggregateId for Uuid {
+    const IS_UUID: bool = true;
     fn generate() -> Self {
         Uuid::new_v4()
     }

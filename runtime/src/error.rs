@@ -309,9 +309,50 @@ impl fmt::Display for Report<'_> {
         }
         while let Some(e) = source {
             write!(f, ": {e}")?;
+            // Its text already says its causes.
+            if e.is::<Summary>() {
+                break;
+            }
             source = e.source();
         }
         Ok(())
+    }
+}
+
+/// A cause whose text already says its own causes (a PostgreSQL error's
+/// one-line description): [`Error::report`] says its text and stops
+/// there, while `source()` still reaches the error it describes (so a
+/// caller can downcast to it).
+#[derive(Debug)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct Summary {
+    text: String,
+    cause: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Summary {
+    /// `cause`, said as `text`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn new(
+        text: String,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Summary {
+            text,
+            cause: cause.into(),
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Summary {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.cause)
     }
 }
 

@@ -705,17 +705,30 @@ impl Mapper {
     }
 
     /// The hash a stored event records (the events of a hash-chained
-    /// stream do), not checked; `None` when it records none, as when the
-    /// stream was written without hash chaining.
+    /// stream do), not checked; `None` when its state has no `_hash`, as
+    /// when the stream was written without hash chaining.
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] when the state does not open.
+    /// [`Error::Decode`] when the state does not open;
+    /// [`Error::Integrity`] when its `_hash` is malformed (not 64 hex
+    /// digits at the state's end) or the state is not a JSON object: that
+    /// is damage, not a stream without a chain.
     pub fn stored_hash(&self, stored: &StoredEvent) -> Result<Option<EventHash>> {
         let json = self.plain_state(stored)?;
-        Ok(recorded_hash(stored, &json, Subject::UNTYPED)
-            .ok()
-            .map(|(hash, _)| hash))
+        match recorded_hash(stored, &json, Subject::UNTYPED) {
+            Ok((hash, _)) => Ok(Some(hash)),
+            Err(e) => {
+                let absent =
+                    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json)
+                        .is_ok_and(|state| !state.contains_key("_hash"));
+                if absent {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
     }
 
     /// The metadata of a stored event, whatever its type.
@@ -952,6 +965,27 @@ mod tests {
             .report()
             .to_string();
         assert!(!message.contains("CIPHER_KEY"), "{message}");
+    }
+
+    #[test]
+    fn only_an_absent_hash_is_unchained() {
+        let mapper = Mapper::new();
+        let unchained = row(br#"{"timestamp":"2024-05-06T07:08:09Z"}"#);
+        assert_eq!(mapper.stored_hash(&unchained).expect("no hash"), None);
+        for damaged in [
+            &br#"{"timestamp":"2024-05-06T07:08:09Z","_hash":"00ff"}"#[..],
+            br#"{"_hash":"zz","timestamp":"2024-05-06T07:08:09Z"}"#,
+            br#"{"timestamp":"2024-05-06T07:08:09Z","_hash":"#,
+        ] {
+            let error = mapper
+                .stored_hash(&row(damaged))
+                .expect_err("a malformed hash is damage");
+            assert!(
+                matches!(error, Error::Integrity { .. }),
+                "{}",
+                error.report()
+            );
+        }
     }
 
     proptest::proptest! {

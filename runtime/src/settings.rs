@@ -60,8 +60,10 @@ settings! {
     POSTGRES_USER: "the user", Some("postgres");
     /// The PostgreSQL user's password (never shown).
     POSTGRES_PASSWORD: "the user's password", None;
-    /// Seconds to wait for a PostgreSQL connection.
-    POSTGRES_CONNECT_TIMEOUT: "seconds to wait for a connection (its TCP connect, TLS and startup) and for a free one of the pool", Some("5");
+    /// Seconds to wait for a PostgreSQL connection. On a Unix socket
+    /// (a host that is a path) it bounds only the socket's connect, not
+    /// the startup after it.
+    POSTGRES_CONNECT_TIMEOUT: "seconds to wait for a connection (its TCP connect, TLS and startup; on a Unix socket only its connect) and for a free one of the pool", Some("5");
     /// Seconds a PostgreSQL statement waits for a lock (0: no limit).
     POSTGRES_LOCK_TIMEOUT: "seconds a statement waits for a lock", Some("0");
     /// Seconds a PostgreSQL statement may run (0: no limit).

@@ -528,6 +528,20 @@ fn writers_give_up_after_the_lock_timeout_while_readers_go_on() {
         .insert_events(&[event("k", 2, "T")])
         .expect_err("the table is locked");
     assert!(err.to_string().contains("POSTGRES_LOCK_TIMEOUT"), "{err}");
+    // The server's error is reachable through source(), its SQLSTATE too,
+    // and the report says it once.
+    let code = std::iter::successors(std::error::Error::source(&err), |e| e.source())
+        .find_map(|e| e.downcast_ref::<postgres::Error>())
+        .and_then(postgres::Error::code)
+        .cloned();
+    assert_eq!(
+        code,
+        Some(postgres::error::SqlState::LOCK_NOT_AVAILABLE),
+        "{}",
+        err.report()
+    );
+    let report = err.report().to_string();
+    assert_eq!(report.matches("lock timeout").count(), 1, "{report}");
     // Readers take no lock that a writer's lock blocks.
     assert_eq!(r.max_notification_id().expect("read while locked"), 1);
     assert_eq!(
@@ -732,6 +746,69 @@ fn a_role_that_does_not_own_the_tables_opens_them_with_create_table_on() {
         .expect("regclass")
         .get(0);
     assert!(back, "the missing snapshots table was created");
+    drop(db);
+    drop(cleanup);
+}
+
+#[test]
+fn a_role_without_update_on_a_sequence_that_is_behind_is_told_to_grant_it() {
+    let Some(server) = server() else {
+        return annals_tests::skipped("sequence_behind_role");
+    };
+    let (schema, role) = ("annals_seq_behind", "annals_seq_behind_service");
+    let cleanup = DropsSchemaAndRole(server.clone(), schema, role);
+    let mut db = client(&server);
+    db.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}; \
+         CREATE SCHEMA {schema}; CREATE ROLE {role} LOGIN; \
+         GRANT USAGE ON SCHEMA {schema} TO {role}"
+    ))
+    .expect("a schema and a role");
+    let mut owner = server.clone();
+    owner.schema = Some(schema.to_owned());
+    owner.originator_id_type = OriginatorIdType::Text;
+    let r = PostgresRecorder::open(&owner, "dogs").expect("the owner creates the tables");
+    r.insert_events(&[event("a", 1, "T"), event("a", 2, "T")])
+        .expect("insert");
+    drop(r);
+    // The sequence set back, as after rows stored without it.
+    db.batch_execute(&format!(
+        "SELECT setval(pg_get_serial_sequence('{schema}.dogs_events', 'notification_id'), 1); \
+         GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {schema} TO {role}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"
+    ))
+    .expect("the sequence behind, and grants without UPDATE on it");
+    let mut service = owner.clone();
+    service.user = role.to_owned();
+    service.password = None;
+    let err = PostgresRecorder::open(&service, "dogs")
+        .expect_err("setval needs UPDATE on the sequence")
+        .report()
+        .to_string();
+    assert!(
+        err.contains("UPDATE") && err.contains("behind") && err.contains("42501"),
+        "{err}"
+    );
+    // With CREATE_TABLE=no the first write moves it, and says the same.
+    let mut no_create = service.clone();
+    no_create.create_tables = false;
+    let r = PostgresRecorder::open(&no_create, "dogs").expect("opens without creating");
+    let err = r
+        .insert_events(&[event("b", 1, "T")])
+        .expect_err("setval needs UPDATE on the sequence")
+        .report()
+        .to_string();
+    assert!(err.contains("UPDATE") && err.contains("behind"), "{err}");
+    drop(r);
+    db.batch_execute(&format!(
+        "GRANT UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"
+    ))
+    .expect("grant UPDATE");
+    let r = PostgresRecorder::open(&service, "dogs")
+        .unwrap_or_else(|e| panic!("opens with UPDATE: {}", e.report()));
+    let ids = r.insert_events(&[event("b", 1, "T")]).expect("insert");
+    assert_eq!(ids, [3], "the sequence was moved past the table's ids");
+    drop(r);
     drop(db);
     drop(cleanup);
 }

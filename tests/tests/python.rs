@@ -456,3 +456,90 @@ fn postgres_shared_with_python_plain_then_compressed_and_encrypted() {
         both_write_at_once(&shared);
     }
 }
+
+/// A UUID newtype, as a user would write one to type their ids.
+mod newtype {
+    use annals::domain::AggregateId;
+    use annals::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Clone, PartialEq, Eq, Hash, Debug, Default)]
+    pub struct DogId(pub Uuid);
+
+    impl std::fmt::Display for DogId {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+
+    impl AggregateId for DogId {
+        const IS_UUID: bool = true;
+        fn generate() -> Self {
+            DogId(Uuid::new_v4())
+        }
+        fn to_stored(&self) -> String {
+            self.0.to_stored()
+        }
+        fn from_stored(stored: &str) -> Result<Self, String> {
+            Uuid::from_stored(stored).map(DogId)
+        }
+    }
+
+    /// Python's `dogschool:Dog`, with its ids typed.
+    #[aggregate]
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Dog {
+        pub name: String,
+    }
+
+    #[aggregate(python = "dogschool", id = DogId)]
+    impl Dog {
+        #[event("Registered")]
+        pub fn register(name: String) -> Self {
+            Dog { name }
+        }
+    }
+
+    /// String ids that look like UUIDs are strings still.
+    #[aggregate]
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Tag {
+        pub name: String,
+    }
+
+    #[aggregate(python = "dogschool", id = String)]
+    impl Tag {
+        #[event("Named")]
+        pub fn named(name: String) -> Self {
+            Tag { name }
+        }
+    }
+}
+
+#[test]
+fn the_snapshot_class_follows_the_id_type_not_its_value() {
+    use annals::mapper::{Codec, Mapper, PYTHON_SNAPSHOT_TOPIC};
+    let mapper = Mapper::new().with_codec(Codec::Python);
+    let state = |stored: &annals::persistence::StoredEvent| -> Value {
+        serde_json::from_slice::<Value>(&mapper.plain_state(stored).unwrap()).unwrap()["state"]
+            .clone()
+    };
+    let dog = newtype::Dog::register("Rex".into());
+    let stored = mapper.encode_snapshot(&dog).unwrap();
+    assert_eq!(
+        stored.topic, PYTHON_SNAPSHOT_TOPIC,
+        "a UUID newtype is a UUID to Python"
+    );
+    assert!(state(&stored).get("_id").is_none(), "{}", state(&stored));
+    let back: newtype::Dog = mapper.decode_snapshot(&stored).unwrap();
+    assert_eq!((back.id(), back.name.as_str()), (dog.id(), "Rex"));
+
+    let tag = newtype::Tag::named("x".into());
+    assert!(
+        Uuid::parse_str(&tag.id()).is_ok(),
+        "a generated id looks like a UUID"
+    );
+    let stored = mapper.encode_snapshot(&tag).unwrap();
+    assert_eq!(stored.topic, "dogschool:Tag.Snapshot");
+    assert_eq!(state(&stored)["_id"], tag.id().as_str());
+}

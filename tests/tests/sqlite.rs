@@ -171,6 +171,24 @@ fn tables_are_created_on_first_use_or_by_an_explicit_call() {
     let err = SqliteRecorder::open(config.clone()).expect_err("no file");
     assert!(err.to_string().contains("annals migrate"), "{err}");
     assert!(!path.exists());
+    // A directory, or a file in a missing directory, cannot be opened
+    // either, but not for want of `annals migrate`.
+    let dir = path.parent().expect("a directory").to_path_buf();
+    for (what, wrong) in [
+        ("a directory", dir.clone()),
+        ("a missing directory", dir.join("no/such.db")),
+    ] {
+        let mut config = config.clone();
+        config.dbname = wrong.to_string_lossy().into_owned();
+        let err = SqliteRecorder::open(config)
+            .expect_err(what)
+            .report()
+            .to_string();
+        assert!(
+            !err.contains("annals migrate") && err.contains("open"),
+            "{what}: {err}"
+        );
+    }
     // An empty file is a database without tables.
     std::fs::File::create(&path).expect("an empty file");
     let r = SqliteRecorder::open(config).expect("open");

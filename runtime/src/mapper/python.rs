@@ -1,7 +1,5 @@
 //! Snapshots in the Python library's layout (the Python codec).
 
-use std::any::TypeId;
-
 use super::snapshot::StateRef;
 use super::{decode_error, json_object, python_topic, upcast, Mapper, PYTHON_SNAPSHOT_TOPIC};
 use crate::clock::Timestamp;
@@ -14,7 +12,8 @@ impl Mapper {
     /// fields with "_created_on", "_modified_on" (and "class_version")}`.
     ///
     /// Its topic is the class Python's `take_snapshot` would use: for UUID
-    /// ids `eventsourcing.domain:Snapshot` (`Aggregate.Snapshot`), whose
+    /// ids ([`AggregateId::IS_UUID`]) `eventsourcing.domain:Snapshot`
+    /// (`Aggregate.Snapshot`), whose
     /// Python class takes UUIDs only; for any other id the aggregate's own
     /// `{class}.Snapshot`, whose state (taken from an aggregate that is not
     /// an `Aggregate`) also holds `_id`, `_version` and `_pending_events`.
@@ -29,7 +28,7 @@ impl Mapper {
             source,
         };
         let class = python_topic::<A>(PYTHON_SNAPSHOT_TOPIC)?;
-        let uuid_ids = TypeId::of::<A::Id>() == TypeId::of::<uuid::Uuid>();
+        let uuid_ids = <A::Id as AggregateId>::IS_UUID;
         let topic = if uuid_ids {
             PYTHON_SNAPSHOT_TOPIC.to_owned()
         } else {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 
-use super::pool::Described;
+use super::pool::described;
 use super::recorder::PostgresRecorder;
 use crate::error::{Error, Result};
 use crate::persistence::wake::{Signal, Watch};
@@ -26,12 +26,12 @@ impl PostgresRecorder {
         let mut client = self.transport.connect().map_err(|e| {
             Error::persistence(
                 format!("connecting to {}", self.config.server()),
-                Described(e),
+                described(e),
             )
         })?;
         client
             .batch_execute(&format!("LISTEN \"{}\"", self.sql.channel))
-            .map_err(|e| Error::persistence(context, Described(e)))?;
+            .map_err(|e| Error::persistence(context, described(e)))?;
         Ok(Listener {
             client,
             channel: self.sql.channel.clone(),
@@ -93,13 +93,13 @@ impl Listener {
             let woke = notifications
                 .timeout_iter(timeout)
                 .next()
-                .map_err(|e| Error::persistence(context(), Described(e)))?
+                .map_err(|e| Error::persistence(context(), described(e)))?
                 .is_some();
             if woke {
                 let mut pending = notifications.iter();
                 while pending
                     .next()
-                    .map_err(|e| Error::persistence(context(), Described(e)))?
+                    .map_err(|e| Error::persistence(context(), described(e)))?
                     .is_some()
                 {}
             }

@@ -7,7 +7,7 @@ use r2d2::ManageConnection;
 
 use super::sql::{Sql, Stmt, STATEMENTS};
 use super::tls::Transport;
-use crate::error::Error;
+use crate::error::{Error, Summary};
 
 /// A pooled connection with its prepared statements.
 /// A client that can be dropped on any thread. The blocking client runs
@@ -132,11 +132,8 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
     text
 }
 
-/// A `postgres::Error` that displays as [`describe`] says (the pool's
-/// errors show their connections' errors by their `Display`). It is the
-/// source of annals' errors about PostgreSQL, and has none of its own: its
-/// text already holds the error's causes, which a reporter would
-/// otherwise print twice.
+/// A `postgres::Error` that displays as [`describe`] says: the pool's
+/// errors show their connections' errors by their `Display`.
 #[derive(Debug)]
 pub(super) struct Described(pub(super) postgres::Error);
 
@@ -148,8 +145,16 @@ impl std::fmt::Display for Described {
 
 impl std::error::Error for Described {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        None
+        Some(&self.0)
     }
+}
+
+/// The source of annals' errors about PostgreSQL: `e` said as
+/// [`describe`] says, with `e` as its source, so a caller walking
+/// `source()` reaches it (its SQLSTATE, through `as_db_error`), while
+/// [`Error::report`](crate::Error::report) says its causes once.
+pub(super) fn described(e: postgres::Error) -> Summary {
+    Summary::new(describe(&e), e)
 }
 
 /// Which setting to look at when a connection is refused with `e`, if one

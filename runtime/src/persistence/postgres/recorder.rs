@@ -14,7 +14,7 @@ mod schema;
 
 use super::columns::{parse_uuid, Columns, IdParam};
 use super::combine::{self, Outcome, Queue, Slot};
-use super::pool::{is_broken, setting_at_fault, Conn, Connections, Described, Fail, Manager};
+use super::pool::{described, is_broken, setting_at_fault, Conn, Connections, Fail, Manager};
 use super::settings::{check_schema, table_prefix, OriginatorIdType, PostgresConfig};
 use super::sql::{Sql, Stmt};
 use super::tls::Transport;
@@ -120,7 +120,7 @@ impl PostgresRecorder {
                 .unwrap_or_default();
             Error::persistence(
                 format!("connecting to {}{look_at}", config.server()),
-                Described(e),
+                described(e),
             )
         })?;
         let manager = Manager {
@@ -207,7 +207,7 @@ impl PostgresRecorder {
                          the sequence is behind the table's ids (annals moves it forward when \
                          it opens the store and at its first write)"
                     ),
-                    Described(e),
+                    described(e),
                 );
             }
             if *db.code() == SqlState::UNIQUE_VIOLATION {
@@ -223,12 +223,24 @@ impl PostgresRecorder {
                     ),
                 };
             }
+            if *db.code() == SqlState::INSUFFICIENT_PRIVILEGE && db.message().contains("sequence") {
+                return Error::persistence(
+                    format!(
+                        "{context} ({table}): the role may not use the notification id sequence \
+                         as annals needs: USAGE to draw ids, and UPDATE to move it forward \
+                         (setval) when it is behind the table's ids (rows stored without it, a \
+                         restored dump), which annals does when it opens the store and at its \
+                         first write: GRANT USAGE, SELECT, UPDATE on the sequence"
+                    ),
+                    described(e),
+                );
+            }
             if *db.code() == SqlState::LOCK_NOT_AVAILABLE {
                 return Error::persistence(
                     format!(
                         "{context} ({table}): gave up waiting for a lock (POSTGRES_LOCK_TIMEOUT)"
                     ),
-                    Described(e),
+                    described(e),
                 );
             }
             if *db.code() == SqlState::QUERY_CANCELED {
@@ -236,11 +248,11 @@ impl PostgresRecorder {
                     format!(
                         "{context} ({table}): cancelled, possibly by POSTGRES_STATEMENT_TIMEOUT"
                     ),
-                    Described(e),
+                    described(e),
                 );
             }
         }
-        Error::persistence(format!("{context} ({table})"), Described(e))
+        Error::persistence(format!("{context} ({table})"), described(e))
     }
 
     /// Runs `f` on a connection; once more on another if the connection

@@ -65,7 +65,10 @@ pub(super) fn open_writer(config: &SqliteConfig) -> Result<Connection> {
     }
     let open_error = |e| sqlite_error("opening", config, e);
     let writer = Connection::open_with_flags(Path::new(&config.dbname), flags).map_err(|e| {
-        if !config.create_tables && e.sqlite_error_code() == Some(ErrorCode::CannotOpen) {
+        if !config.create_tables
+            && e.sqlite_error_code() == Some(ErrorCode::CannotOpen)
+            && is_missing_file(&config.dbname)
+        {
             Error::persistence(
                 format!(
                     "opening SQLite database {:?}: there is no such file, and with CREATE_TABLE=no \
@@ -81,6 +84,22 @@ pub(super) fn open_writer(config: &SqliteConfig) -> Result<Connection> {
     })?;
     configure(&writer, config).map_err(open_error)?;
     Ok(writer)
+}
+
+/// Whether `dbname` names a file that is not there, in a directory that
+/// is: SQLite's "cannot open" also covers a directory, a missing
+/// directory and permission denied, which its own error says better.
+fn is_missing_file(dbname: &str) -> bool {
+    if dbname == ":memory:" || dbname.starts_with("file:") {
+        return false;
+    }
+    let path = Path::new(dbname);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    dir.is_dir()
+        && matches!(path.symlink_metadata(), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 fn read_flags() -> OpenFlags {
