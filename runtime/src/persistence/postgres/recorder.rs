@@ -358,7 +358,10 @@ impl PostgresRecorder {
                     .map(|id| (t.application_name.as_str(), id))
             })
             .transpose()?;
-        let context = format!("inserting {} events", events.len());
+        let context = match events.len() {
+            1 => "inserting 1 event".to_owned(),
+            n => format!("inserting {n} events"),
+        };
         let table = &self.sql.events;
         // Events alone are queued for the writer's holder to insert with
         // others (it builds their columns); tracking records and the
