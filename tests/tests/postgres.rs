@@ -688,24 +688,36 @@ impl Drop for DropsSchemaAndRole {
     }
 }
 
-#[test]
-fn a_role_that_does_not_own_the_tables_opens_them_with_create_table_on() {
-    let Some(server) = server() else {
-        return annals_tests::skipped("not_owner");
-    };
-    let (schema, role) = ("annals_not_owner", "annals_not_owner_service");
+/// A schema of the test's own and a login role that may use it but not
+/// create in it (both dropped first, and again when the guard drops), a
+/// client of the server's owner, and the owner's settings in that schema.
+fn schema_and_role(
+    server: &PostgresConfig,
+    schema: &'static str,
+    role: &'static str,
+) -> (DropsSchemaAndRole, postgres::Client, PostgresConfig) {
     let cleanup = DropsSchemaAndRole(server.clone(), schema, role);
-    let mut db = client(&server);
+    let mut db = client(server);
     db.batch_execute(&format!(
         "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}; \
          CREATE SCHEMA {schema}; CREATE ROLE {role} LOGIN; \
          GRANT USAGE ON SCHEMA {schema} TO {role}"
     ))
     .expect("a schema and a role that may not create in it");
-    // The owner creates the tables, as a migration would.
     let mut owner = server.clone();
     owner.schema = Some(schema.to_owned());
     owner.originator_id_type = OriginatorIdType::Text;
+    (cleanup, db, owner)
+}
+
+#[test]
+fn a_role_that_does_not_own_the_tables_opens_them_with_create_table_on() {
+    let Some(server) = server() else {
+        return annals_tests::skipped("not_owner");
+    };
+    let (schema, role) = ("annals_not_owner", "annals_not_owner_service");
+    let (cleanup, mut db, owner) = schema_and_role(&server, schema, role);
+    // The owner creates the tables, as a migration would.
     drop(PostgresRecorder::open(&owner, "dogs").expect("the owner creates the tables"));
     // What a service writing events needs (UPDATE: writers lock the events
     // table in EXCLUSIVE mode, and tracking is an upsert); no ownership.
@@ -756,17 +768,7 @@ fn a_role_without_update_on_a_sequence_that_is_behind_is_told_to_grant_it() {
         return annals_tests::skipped("sequence_behind_role");
     };
     let (schema, role) = ("annals_seq_behind", "annals_seq_behind_service");
-    let cleanup = DropsSchemaAndRole(server.clone(), schema, role);
-    let mut db = client(&server);
-    db.batch_execute(&format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP ROLE IF EXISTS {role}; \
-         CREATE SCHEMA {schema}; CREATE ROLE {role} LOGIN; \
-         GRANT USAGE ON SCHEMA {schema} TO {role}"
-    ))
-    .expect("a schema and a role");
-    let mut owner = server.clone();
-    owner.schema = Some(schema.to_owned());
-    owner.originator_id_type = OriginatorIdType::Text;
+    let (cleanup, mut db, owner) = schema_and_role(&server, schema, role);
     let r = PostgresRecorder::open(&owner, "dogs").expect("the owner creates the tables");
     r.insert_events(&[event("a", 1, "T"), event("a", 2, "T")])
         .expect("insert");
