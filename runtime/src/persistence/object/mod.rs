@@ -356,3 +356,23 @@ impl Store for ObjectConfig {
         Ok(Recorders::new(Arc::new(events), Arc::new(snapshots)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory store is object_store's with `with_fsync(true)`: each
+    /// save's file synced before its link, its directory after. The flag
+    /// shows nowhere but in the store's `Debug`.
+    #[test]
+    fn a_directory_store_syncs_what_it_writes() {
+        let dir = std::env::temp_dir().join(format!("annals-fsync-{}", uuid::Uuid::new_v4()));
+        let (store, _, made) = ObjectConfig::location(dir.to_str().expect("a UTF-8 path"))
+            .resolve()
+            .expect("a directory store");
+        assert_eq!(made.as_deref(), Some(dir.as_path()));
+        let described = format!("{store:?}");
+        assert!(described.contains("fsync: true"), "{described}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
