@@ -30,6 +30,8 @@ pub struct StoredEvent {
 impl StoredEvent {
     /// An event of stream `originator_id` with empty buffers, for
     /// [`refill`](Self::refill) to fill row after row.
+    // Only the SQL recorders read rows into a buffer.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn buffer(originator_id: String) -> Self {
         StoredEvent {
             originator_id,
@@ -41,6 +43,8 @@ impl StoredEvent {
 
     /// This event's version, topic and state set to a row's, in the
     /// buffers it has (a recorder's visit reads a stream into one event).
+    // Only the SQL recorders read rows into a buffer.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn refill(&mut self, version: u64, topic: &str, state: &[u8]) {
         self.originator_version = version;
         self.topic.clear();
