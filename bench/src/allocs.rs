@@ -35,20 +35,20 @@ fn sections() -> std::sync::MutexGuard<'static, Vec<u64>> {
 
 /// Times one measured section of a workload and, under `--allocs`, counts
 /// its allocations.
-pub struct Stopwatch {
+pub(crate) struct Stopwatch {
     start: Instant,
     blocks: u64,
 }
 
 impl Stopwatch {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self {
             blocks: blocks(),
             start: Instant::now(),
         }
     }
 
-    pub fn stop(self) -> Duration {
+    pub(crate) fn stop(self) -> Duration {
         let elapsed = self.start.elapsed();
         if COUNTING.load(Ordering::Relaxed) {
             let n = blocks() - self.blocks;
@@ -74,7 +74,7 @@ const SIZES: Sizes = Sizes {
 };
 
 /// Runs every system on `stores` and prints allocations per event.
-pub fn run(stores: &[Store], profile: Option<&std::path::Path>) -> Res<()> {
+pub(crate) fn run(stores: &[Store], profile: Option<&std::path::Path>) -> Res<()> {
     #[cfg(not(feature = "dhat-heap"))]
     {
         let _ = (stores, profile);

@@ -16,7 +16,7 @@ use crate::workload::{check_count, check_dog, check_ids, fail, name, trick, Res,
 /// The workload's aggregate.
 #[aggregate]
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Dog {
+pub(crate) struct Dog {
     /// `name(i)`.
     pub name: String,
     /// Its tricks, in the order it learned them.
@@ -43,7 +43,7 @@ impl Dog {
 
 /// Where an annals application keeps its events.
 #[derive(Debug, Clone)]
-pub enum Store {
+pub(crate) enum Store {
     /// In memory.
     Memory,
     /// A SQLite file.
@@ -55,7 +55,7 @@ pub enum Store {
 }
 
 /// An annals application for one workload group.
-pub struct AnnalsSut {
+pub(crate) struct AnnalsSut {
     app: Application,
     ids: Vec<Uuid>,
 }
@@ -63,7 +63,7 @@ pub struct AnnalsSut {
 impl AnnalsSut {
     /// An application named `name` on `store`; zlib and AES-256-GCM when
     /// `zlib_aes`; snapshots when `snapshotting`.
-    pub fn open(name: &str, store: Store, zlib_aes: bool, snapshotting: bool) -> Res<Self> {
+    pub(crate) fn open(name: &str, store: Store, zlib_aes: bool, snapshotting: bool) -> Res<Self> {
         let mut builder = Application::builder(name);
         builder = match store {
             Store::Memory => builder.memory(),

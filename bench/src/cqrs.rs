@@ -19,7 +19,7 @@ use crate::workload::{check_dog, fail, name, trick, Res, Sizes, Sut, W4};
 
 /// The workload's aggregate for cqrs-es.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct CqrsDog {
+pub(crate) struct CqrsDog {
     name: String,
     tricks: Vec<String>,
     version: u64,
@@ -27,7 +27,7 @@ pub struct CqrsDog {
 
 /// Its commands.
 #[derive(Debug)]
-pub enum DogCommand {
+pub(crate) enum DogCommand {
     /// Registers the dog.
     Register(String),
     /// Adds a trick.
@@ -36,7 +36,7 @@ pub enum DogCommand {
 
 /// Its events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum DogEvent {
+pub(crate) enum DogEvent {
     /// The dog was registered.
     Registered {
         /// `name(i)`.
@@ -63,7 +63,7 @@ impl DomainEvent for DogEvent {
 
 /// Why a command is refused (never, here).
 #[derive(Debug)]
-pub struct DogError;
+pub(crate) struct DogError;
 
 impl std::fmt::Display for DogError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,7 +104,7 @@ impl Aggregate for CqrsDog {
 }
 
 /// cqrs-es on `MemStore`.
-pub struct CqrsSut {
+pub(crate) struct CqrsSut {
     store: MemStore<CqrsDog>,
     cqrs: CqrsFramework<CqrsDog, MemStore<CqrsDog>>,
     ids: Vec<String>,
@@ -112,7 +112,7 @@ pub struct CqrsSut {
 
 impl CqrsSut {
     /// A fresh store.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let store = MemStore::<CqrsDog>::default();
         let cqrs = CqrsFramework::new(store.clone(), vec![], ());
         Self {

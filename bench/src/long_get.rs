@@ -55,7 +55,7 @@ fn fill(path: &str, n: usize) -> Res<()> {
 
 /// In a child process: gets the stream (or, with `floor`, only builds
 /// the tricks it holds) and prints `before_kib after_kib millis`.
-pub fn child(path: &str, n: usize, floor: bool) -> Res<()> {
+pub(crate) fn child(path: &str, n: usize, floor: bool) -> Res<()> {
     let app = Application::builder("Dogs").sqlite(path).build()?;
     let before = peak_rss_kib()?;
     let started = Instant::now();
@@ -74,7 +74,7 @@ pub fn child(path: &str, n: usize, floor: bool) -> Res<()> {
 
 /// Fills streams of `n / 10` and `n` events and gets each in a fresh
 /// process; prints time and peak memory.
-pub fn run(n: usize) -> Res<()> {
+pub(crate) fn run(n: usize) -> Res<()> {
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     println!("| events | get ms | peak RSS before | peak RSS after | the tricks alone (floor) |");

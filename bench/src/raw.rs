@@ -29,7 +29,7 @@ const SNAPSHOT: &str = "Dog";
 
 /// How `state` is encoded: compact JSON, or JSON then zlib (level 6) then
 /// AES-256-GCM with a fresh random nonce (nonce ‖ ciphertext ‖ tag).
-pub enum Codec {
+pub(crate) enum Codec {
     /// Plain JSON.
     Json,
     /// zlib then AES-256-GCM.
@@ -45,7 +45,7 @@ pub enum Codec {
 
 impl Codec {
     /// zlib-aes with a fresh random 256-bit key.
-    pub fn zlib_aes() -> Self {
+    pub(crate) fn zlib_aes() -> Self {
         Self::zlib_aes_with(Aes256Gcm::new(&Aes256Gcm::generate_key(OsRng)))
     }
 
@@ -157,7 +157,7 @@ struct SnapshotState {
 }
 
 /// One row to insert.
-pub struct Row {
+pub(crate) struct Row {
     id: Uuid,
     version: u64,
     topic: &'static str,
@@ -165,10 +165,10 @@ pub struct Row {
 }
 
 /// One row read from a stream: version, topic, state.
-pub type Stored = (u64, String, Vec<u8>);
+pub(crate) type Stored = (u64, String, Vec<u8>);
 
 /// One notification: id, originator id, version, topic, state.
-pub type Notif = (u64, String, u64, String, Vec<u8>);
+pub(crate) type Notif = (u64, String, u64, String, Vec<u8>);
 
 /// The raw workload's aggregate: state and version, nothing else.
 struct RawDog {
@@ -247,7 +247,7 @@ impl RawDog {
 }
 
 /// What the raw workload needs of a database.
-pub trait RawStore: Send + Sized {
+pub(crate) trait RawStore: Send + Sized {
     /// Inserts `rows` into the events table in one transaction.
     fn insert(&mut self, rows: &[Row]) -> Res<()>;
     /// The events of `id` after version `gt`, in version order.
@@ -265,7 +265,7 @@ pub trait RawStore: Send + Sized {
 }
 
 /// A raw baseline on store `S`.
-pub struct RawSut<S> {
+pub(crate) struct RawSut<S> {
     store: S,
     codec: Codec,
     ids: Vec<Uuid>,
@@ -273,7 +273,7 @@ pub struct RawSut<S> {
 
 impl<S: RawStore> RawSut<S> {
     /// The workload on `store` with `codec`.
-    pub fn new(store: S, codec: Codec) -> Self {
+    pub(crate) fn new(store: S, codec: Codec) -> Self {
         Self {
             store,
             codec,
@@ -468,14 +468,14 @@ impl<S: RawStore> Sut for RawSut<S> {
 
 /// Plain rusqlite: WAL, synchronous=FULL, one IMMEDIATE transaction per
 /// save, cached prepared statements, eventsourcing's DDL.
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     conn: rusqlite::Connection,
     path: std::path::PathBuf,
 }
 
 impl SqliteStore {
     /// Opens (and creates the tables of) the database file `path`.
-    pub fn open(path: &Path) -> Res<Self> {
+    pub(crate) fn open(path: &Path) -> Res<Self> {
         let conn = rusqlite::Connection::open(path)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -581,7 +581,7 @@ impl RawStore for SqliteStore {
 
 /// Plain `postgres`: the same DDL as annals; each write transaction takes
 /// `LOCK TABLE ... IN EXCLUSIVE MODE` and sends `NOTIFY`, as annals does.
-pub struct PgStore {
+pub(crate) struct PgStore {
     client: postgres::Client,
     config: postgres::Config,
     table: String,
@@ -594,7 +594,7 @@ pub struct PgStore {
 
 impl PgStore {
     /// Drops and creates tables `{prefix}_events` and `{prefix}_snapshots`.
-    pub fn create(config: postgres::Config, prefix: &str) -> Res<Self> {
+    pub(crate) fn create(config: postgres::Config, prefix: &str) -> Res<Self> {
         let mut client = config.connect(postgres::NoTls)?;
         client.batch_execute(&format!(
             "DROP TABLE IF EXISTS {prefix}_events, {prefix}_snapshots;
@@ -719,7 +719,7 @@ impl RawStore for PgStore {
 /// in-memory index of the objects read, and a catch-up read (the next
 /// object, until one is missing) before every query, as a client must do
 /// to see other writers' saves. No mapper, no recorder.
-pub struct ObjStore {
+pub(crate) struct ObjStore {
     store: Arc<dyn ObjectStore>,
     root: ObjPath,
     runtime: tokio::runtime::Runtime,
@@ -793,14 +793,14 @@ impl Log {
 
 impl ObjStore {
     /// A fresh directory `dir` (it must exist).
-    pub fn directory(dir: &Path) -> Res<Self> {
+    pub(crate) fn directory(dir: &Path) -> Res<Self> {
         // Synced as annals syncs a directory store (synchronous=FULL).
         let store = object_store::local::LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
         Self::open(Arc::new(store), ObjPath::default())
     }
 
     /// `s3://bucket/prefix`, credentials and endpoint from `AWS_*`.
-    pub fn s3(location: &str) -> Res<Self> {
+    pub(crate) fn s3(location: &str) -> Res<Self> {
         let (store, prefix) = s3_store(location)?;
         Self::open(store, prefix)
     }
@@ -927,7 +927,7 @@ impl ObjStore {
 
 /// The store and prefix that `s3://bucket/prefix` names, with
 /// create-if-absent writes (as annals configures it).
-pub fn s3_store(location: &str) -> Res<(Arc<dyn ObjectStore>, ObjPath)> {
+pub(crate) fn s3_store(location: &str) -> Res<(Arc<dyn ObjectStore>, ObjPath)> {
     use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
     let rest = location
         .strip_prefix("s3://")

@@ -11,7 +11,7 @@ use annals::Application;
 use crate::Res;
 
 /// The process's peak resident set so far, in KiB (Linux `VmHWM`).
-pub fn peak_rss_kib() -> Res<u64> {
+pub(crate) fn peak_rss_kib() -> Res<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let line = status
         .lines()
@@ -50,7 +50,7 @@ fn fill(path: &str, n: usize) -> Res<()> {
 
 /// In a child process: reads every notification of the file through the
 /// reader (pages of `page`) and prints `count peak_kib`.
-pub fn child(path: &str, page: usize) -> Res<()> {
+pub(crate) fn child(path: &str, page: usize) -> Res<()> {
     let app = Application::builder("Dogs").sqlite(path).build()?;
     let before = peak_rss_kib()?;
     let mut count = 0u64;
@@ -69,7 +69,7 @@ pub fn child(path: &str, page: usize) -> Res<()> {
 
 /// Fills logs of `n / 10` and `n` notifications and reads each in a fresh
 /// process; prints the peak memory of both.
-pub fn run(n: usize) -> Res<()> {
+pub(crate) fn run(n: usize) -> Res<()> {
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     println!("| notifications | page size | peak RSS before reading | peak RSS after reading |");

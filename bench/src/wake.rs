@@ -20,7 +20,7 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// Measures `saves` wake-ups per case and prints the median and the 90th
 /// percentile, in milliseconds.
-pub fn run(
+pub(crate) fn run(
     saves: usize,
     postgres: Option<annals::persistence::postgres::PostgresConfig>,
 ) -> Res<()> {

@@ -22,7 +22,7 @@ use crate::Res;
 
 #[aggregate]
 #[derive(Debug, Clone)]
-pub struct Counter {
+pub(crate) struct Counter {
     pub count: u64,
 }
 
@@ -60,7 +60,7 @@ fn per_second(n: usize, took: Duration) -> f64 {
 const ROUNDS: usize = 5;
 
 /// Runs `n` commands each way and prints the table.
-pub fn run(n: usize) -> Res<()> {
+pub(crate) fn run(n: usize) -> Res<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("web.db");
     let path = path

@@ -6,18 +6,18 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Errors of the benchmark: a store failed or a check did not hold.
-pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 /// The benchmark's result type.
-pub type Res<T> = std::result::Result<T, Error>;
+pub(crate) type Res<T> = std::result::Result<T, Error>;
 
 /// A failed check, as an error.
-pub fn fail<T>(message: String) -> Res<T> {
+pub(crate) fn fail<T>(message: String) -> Res<T> {
     Err(message.into())
 }
 
 /// The workload's sizes (WORKLOAD.md's defaults at scale 1).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct Sizes {
+pub(crate) struct Sizes {
     /// W1/W2: aggregates written, then read.
     pub aggregates: usize,
     /// W1: events per aggregate (the Registered event included).
@@ -43,7 +43,7 @@ pub struct Sizes {
 
 impl Sizes {
     /// WORKLOAD.md's sizes.
-    pub const STANDARD: Sizes = Sizes {
+    pub(crate) const STANDARD: Sizes = Sizes {
         aggregates: 2000,
         events: 10,
         page: 1000,
@@ -56,7 +56,7 @@ impl Sizes {
     };
 
     /// Tiny sizes that prove the harness works.
-    pub const QUICK: Sizes = Sizes {
+    pub(crate) const QUICK: Sizes = Sizes {
         aggregates: 40,
         events: 10,
         page: 100,
@@ -69,24 +69,24 @@ impl Sizes {
     };
 
     /// Events written by W1.
-    pub fn w1_events(&self) -> usize {
+    pub(crate) fn w1_events(&self) -> usize {
         self.aggregates * self.events
     }
 }
 
 /// `name(i)`: `dog-` and `i` in 6 digits.
-pub fn name(i: usize) -> String {
+pub(crate) fn name(i: usize) -> String {
     format!("dog-{i:06}")
 }
 
 /// `trick(j)`: `trick-`, `j` in 4 digits, `-roll-over`.
-pub fn trick(j: usize) -> String {
+pub(crate) fn trick(j: usize) -> String {
     format!("trick-{j:04}-roll-over")
 }
 
 /// What one W4 run measured.
 #[derive(Debug, Clone, Copy)]
-pub struct W4 {
+pub(crate) struct W4 {
     /// Writing the long stream.
     pub write: Duration,
     /// One get without a snapshot.
@@ -98,7 +98,7 @@ pub struct W4 {
 /// One system on one store: the workloads, each on the fresh store that
 /// [`crate::open`] made for its group. Each method times its loop only and
 /// checks its result afterwards, returning an error if it is wrong.
-pub trait Sut {
+pub(crate) trait Sut {
     /// W1: aggregate by aggregate, one event per save.
     fn w1(&mut self, sizes: &Sizes) -> Res<Duration>;
     /// W2: get every aggregate W1 wrote.
@@ -114,7 +114,7 @@ pub trait Sut {
 }
 
 /// Checks one aggregate read back by W2 or W4.
-pub fn check_dog(
+pub(crate) fn check_dog(
     what: &str,
     i: usize,
     dog_name: &str,
@@ -152,7 +152,7 @@ pub fn check_dog(
 }
 
 /// Checks that notification ids are exactly 1..=n.
-pub fn check_ids(what: &str, ids: impl Iterator<Item = u64>, n: usize) -> Res<()> {
+pub(crate) fn check_ids(what: &str, ids: impl Iterator<Item = u64>, n: usize) -> Res<()> {
     let mut count = 0usize;
     for (k, id) in ids.enumerate() {
         if id != k as u64 + 1 {
@@ -170,7 +170,7 @@ pub fn check_ids(what: &str, ids: impl Iterator<Item = u64>, n: usize) -> Res<()
 }
 
 /// Checks a count of stored events.
-pub fn check_count(what: &str, found: u64, expected: usize) -> Res<()> {
+pub(crate) fn check_count(what: &str, found: u64, expected: usize) -> Res<()> {
     if found != expected as u64 {
         return fail(format!(
             "{what}: {found} events stored, expected {expected}"

@@ -20,7 +20,7 @@ const EXIT_CODES: &str = "Exit codes:
 /// win), overridden by the flags below.
 #[derive(Debug, Parser)]
 #[command(name = "annals", version, after_help = EXIT_CODES)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: Global,
     #[command(subcommand)]
@@ -29,7 +29,7 @@ pub struct Cli {
 
 /// Options every command takes.
 #[derive(Debug, Args)]
-pub struct Global {
+pub(crate) struct Global {
     /// The application: its tables are named after it, and settings
     /// prefixed with its name win.
     #[arg(long, short, env = "ANNALS_APP", global = true)]
@@ -63,7 +63,7 @@ pub struct Global {
 
 /// What to do.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create or upgrade the application's tables.
     Migrate,
     /// List the streams: id, last version, events, time of the last event.

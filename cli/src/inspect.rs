@@ -16,7 +16,7 @@ use crate::{CliError, Result};
 
 /// The stored forms `id` may have: as given, and for a UUID both its
 /// hyphenated form and the plain hex that SQLite stores.
-pub fn id_forms(id: &str) -> Vec<String> {
+pub(crate) fn id_forms(id: &str) -> Vec<String> {
     let mut forms = vec![id.to_owned()];
     if let Ok(uuid) = id.parse::<annals::Uuid>() {
         for form in [uuid.simple().to_string(), uuid.hyphenated().to_string()] {
@@ -29,7 +29,7 @@ pub fn id_forms(id: &str) -> Vec<String> {
 }
 
 /// The events of stream `id` (in whichever of its forms is stored).
-pub fn stream_events(
+pub(crate) fn stream_events(
     settings: &Settings,
     app: &Application,
     id: &str,
@@ -52,7 +52,7 @@ pub fn stream_events(
 
 /// Calls `each` with every notification from `from` (of `topics`, if
 /// any), read a page at a time by the library's log reader.
-pub fn each_notification(
+pub(crate) fn each_notification(
     app: &Application,
     from: u64,
     topics: &[String],
@@ -66,7 +66,7 @@ pub fn each_notification(
 }
 
 /// The JSON a stored state holds, exactly as written.
-pub fn state_json(app: &Application, stored: &StoredEvent) -> Result<Box<RawValue>> {
+pub(crate) fn state_json(app: &Application, stored: &StoredEvent) -> Result<Box<RawValue>> {
     let plain = app.mapper().plain_state(stored)?;
     let text = String::from_utf8(plain).map_err(|_| not_json(stored, "it is not UTF-8"))?;
     RawValue::from_string(text).map_err(|e| not_json(stored, &e.to_string()))
@@ -91,7 +91,7 @@ struct Stream {
     last_time: Option<String>,
 }
 
-pub fn streams(settings: &Settings, out: &Output) -> Result<()> {
+pub(crate) fn streams(settings: &Settings, out: &Output) -> Result<()> {
     let app = settings.open()?;
     let total = app.last_notification_id()?.unwrap_or(0);
     let bar = out.progress(total, "reading the log");
@@ -172,7 +172,7 @@ struct Event<'a> {
     state: Box<RawValue>,
 }
 
-pub fn events(
+pub(crate) fn events(
     settings: &Settings,
     out: &Output,
     id: &str,
@@ -237,7 +237,7 @@ fn show(app: &Application, out: &Output, n: &Notification) -> Result<()> {
     Ok(())
 }
 
-pub fn log(
+pub(crate) fn log(
     settings: &Settings,
     out: &Output,
     from: u64,
@@ -308,7 +308,7 @@ struct SettingInEffect {
     from: String,
 }
 
-pub fn info(settings: &Settings, out: &Output) -> Result<()> {
+pub(crate) fn info(settings: &Settings, out: &Output) -> Result<()> {
     let app = settings.open()?;
     let last_notification_id = app.last_notification_id()?;
     let bar = out.progress(last_notification_id.unwrap_or(0), "counting");

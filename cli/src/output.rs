@@ -7,18 +7,18 @@ use serde::Serialize;
 
 /// Where results go, and how.
 #[derive(Debug, Clone, Copy)]
-pub struct Output {
+pub(crate) struct Output {
     json: bool,
     quiet: bool,
 }
 
 impl Output {
-    pub fn new(json: bool, quiet: bool) -> Self {
+    pub(crate) fn new(json: bool, quiet: bool) -> Self {
         Self { json, quiet }
     }
 
     /// One result: `value` as a JSON line, or `text()` as a line.
-    pub fn value(&self, value: &impl Serialize, text: impl FnOnce() -> String) {
+    pub(crate) fn value(&self, value: &impl Serialize, text: impl FnOnce() -> String) {
         let line = if self.json {
             serde_json::to_string(value).unwrap_or_else(|e| {
                 serde_json::json!({ "error": format!("cannot show the result as JSON: {e}") })
@@ -39,7 +39,7 @@ impl Output {
 
     /// A progress bar of `len` steps on stderr, drawn only on a terminal
     /// and without `--quiet`.
-    pub fn progress(&self, len: u64, what: &'static str) -> ProgressBar {
+    pub(crate) fn progress(&self, len: u64, what: &'static str) -> ProgressBar {
         let target = if self.quiet {
             ProgressDrawTarget::hidden()
         } else {
@@ -58,7 +58,7 @@ impl Output {
 }
 
 /// `n` and the noun, singular for one: "1 event", "2 events".
-pub fn count(n: u64, noun: &str) -> String {
+pub(crate) fn count(n: u64, noun: &str) -> String {
     match n {
         1 => format!("1 {noun}"),
         _ => format!("{n} {noun}s"),

@@ -10,7 +10,7 @@ use crate::{CliError, Result};
 
 /// The application's name and every variable it is configured with.
 #[derive(Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     app: String,
     vars: HashMap<String, String>,
 }
@@ -18,7 +18,7 @@ pub struct Settings {
 impl Settings {
     /// The environment, overridden by `global`'s flags (`--store`,
     /// `--sqlite`, `--postgres`, `--object`, then each `--set`).
-    pub fn new(global: &Global) -> Result<Self> {
+    pub(crate) fn new(global: &Global) -> Result<Self> {
         let app = global.app.clone().ok_or_else(|| {
             CliError::Usage(
                 "which application? Name it with --app NAME (or ANNALS_APP): its tables are named after it"
@@ -64,33 +64,33 @@ impl Settings {
     }
 
     /// The application's name.
-    pub fn app(&self) -> &str {
+    pub(crate) fn app(&self) -> &str {
         &self.app
     }
 
     /// The settings as the library reads them.
-    pub fn env(&self) -> Env {
+    pub(crate) fn env(&self) -> Env {
         Env::from_map(&self.app, self.vars.clone())
     }
 
     /// A builder with these settings.
-    pub fn builder(&self) -> Result<ApplicationBuilder> {
+    pub(crate) fn builder(&self) -> Result<ApplicationBuilder> {
         Ok(Application::builder(&self.app).with_env(&self.env())?)
     }
 
     /// The application (events only).
-    pub fn open(&self) -> Result<Application> {
+    pub(crate) fn open(&self) -> Result<Application> {
         Ok(self.builder()?.build()?)
     }
 
     /// The application with its snapshot store.
-    pub fn open_with_snapshots(&self) -> Result<Application> {
+    pub(crate) fn open_with_snapshots(&self) -> Result<Application> {
         Ok(self.builder()?.snapshotting(true).build()?)
     }
 }
 
 /// Whether a setting's value must never be shown.
-pub fn is_secret(name: &str) -> bool {
+pub(crate) fn is_secret(name: &str) -> bool {
     ["KEY", "PASSWORD", "SECRET", "TOKEN"]
         .iter()
         .any(|word| name.contains(word))

@@ -173,7 +173,7 @@ struct Exported {
 
 /// What `export` writes besides the events.
 #[derive(Debug)]
-pub struct ExportOptions {
+pub(crate) struct ExportOptions {
     /// States decoded, not as stored.
     pub plain: bool,
     /// The upstream applications whose tracking positions to write.
@@ -182,7 +182,7 @@ pub struct ExportOptions {
     pub snapshots: bool,
 }
 
-pub fn export(
+pub(crate) fn export(
     settings: &Settings,
     out: &Output,
     output: Option<&Path>,
@@ -348,7 +348,7 @@ fn other_content(stored: &StoredEvent, what: &str) -> CliError {
 /// Reads an export into the store. With `compare`, every event is
 /// compared with the store's, whatever was imported from the export's
 /// store before.
-pub fn import(
+pub(crate) fn import(
     settings: &Settings,
     out: &Output,
     input: Option<&Path>,

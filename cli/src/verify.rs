@@ -181,14 +181,14 @@ fn write_heads(path: &Path, chains: &[(&String, &Chain)]) -> Result<()> {
 
 /// What `verify` is asked to do besides checking the chains.
 #[derive(Debug, Default)]
-pub struct Heads<'a> {
+pub(crate) struct Heads<'a> {
     /// A list of heads to check the streams against.
     pub check: Option<&'a Path>,
     /// Where to write the streams' heads, when intact.
     pub write: Option<&'a Path>,
 }
 
-pub fn verify(
+pub(crate) fn verify(
     settings: &Settings,
     out: &Output,
     id: Option<&str>,

@@ -183,6 +183,12 @@ pub struct Bank {
     balances: Arc<Projection<rusqlite::Connection>>,
 }
 
+impl std::fmt::Debug for Bank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bank").finish_non_exhaustive()
+    }
+}
+
 impl Bank {
     /// The bank on `app`, its balances projected into an in-memory SQLite
     /// database.
@@ -272,6 +278,7 @@ pub fn router(bank: Bank) -> Router {
 }
 
 /// A JSON body whose rejections are JSON errors too.
+#[derive(Debug)]
 pub struct Body<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
@@ -293,6 +300,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> 
 }
 
 /// An account id in the path, whose rejection is a JSON error.
+#[derive(Debug)]
 pub struct Id(pub Uuid);
 
 impl<S: Send + Sync> FromRequestParts<S> for Id {

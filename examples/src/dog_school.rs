@@ -82,6 +82,7 @@ pub enum SchoolError {
 }
 
 /// The application: registers dogs and teaches them tricks.
+#[derive(Debug)]
 pub struct TrainingSchool {
     app: Application,
 }

@@ -79,6 +79,15 @@ pub enum IndexDb {
     Postgres(annals::postgres::Client),
 }
 
+impl std::fmt::Debug for IndexDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IndexDb::Sqlite(_) => "IndexDb::Sqlite",
+            IndexDb::Postgres(_) => "IndexDb::Postgres",
+        })
+    }
+}
+
 impl IndexDb {
     /// Connects to the database `persistence` stores events in (SQLite or
     /// PostgreSQL; PostgreSQL without TLS).

@@ -5,10 +5,10 @@ use syn::{Ident, ImplItemFn, LitInt, LitStr, Path, Type};
 
 /// The name of the hidden metadata field that `#[aggregate]` adds to the
 /// struct.
-pub const META_FIELD: &str = "__annals";
+pub(crate) const META_FIELD: &str = "__annals";
 
 /// Options of `#[aggregate(...)]` on the impl block.
-pub struct Options {
+pub(crate) struct Options {
     pub krate: Path,
     pub name: Option<LitStr>,
     pub id: Option<Type>,
@@ -30,13 +30,13 @@ pub struct Options {
 
 /// Whether an event creates its aggregate or changes it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Creation,
     Command,
 }
 
 /// One argument of an event method: one field of the event.
-pub struct Arg {
+pub(crate) struct Arg {
     pub ident: Ident,
     pub ty: Type,
     /// `#[serde(..)]` attributes on the argument, for the event's field.
@@ -53,7 +53,7 @@ pub struct Arg {
 }
 
 /// One `#[event]` method.
-pub struct EventDef {
+pub(crate) struct EventDef {
     /// The method, without its `#[event]` attribute.
     pub method: ImplItemFn,
     /// The event's name (the enum variant).
@@ -75,7 +75,7 @@ pub struct EventDef {
 
 /// What an upcaster upgrades.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub enum UpcastTarget {
+pub(crate) enum UpcastTarget {
     /// The event with this name.
     Event(String),
     /// The aggregate's snapshot state.
@@ -84,7 +84,7 @@ pub enum UpcastTarget {
 
 /// An `#[upcast(..)]` function: turns a stored state from version `from`
 /// into version `from + 1`.
-pub struct Upcaster {
+pub(crate) struct Upcaster {
     pub target: UpcastTarget,
     pub target_span: Span,
     pub from: u32,
@@ -93,13 +93,13 @@ pub struct Upcaster {
 }
 
 /// A parameter of `create_id`.
-pub struct CreateIdParam {
+pub(crate) struct CreateIdParam {
     pub ident: Ident,
     pub by_ref: bool,
 }
 
 /// The parsed impl block.
-pub struct AggregateImpl {
+pub(crate) struct AggregateImpl {
     pub options: Options,
     pub self_ident: Ident,
     pub item: syn::ItemImpl,

@@ -11,7 +11,7 @@ use crate::ast::{AggregateImpl, EventDef, Kind, UpcastTarget, META_FIELD};
 use crate::parse::{self, Errors};
 use crate::validate;
 
-pub fn aggregate_impl(args: TokenStream, item: ItemImpl) -> TokenStream {
+pub(crate) fn aggregate_impl(args: TokenStream, item: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
     let Some(agg) = parse::aggregate_impl(args, item.clone(), &mut errors) else {
         let error = errors.into_error().map(|e| e.to_compile_error());

@@ -11,36 +11,40 @@ use crate::ast::{
 
 /// Errors gathered while reading, reported together.
 #[derive(Default)]
-pub struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
-    pub fn push(&mut self, error: syn::Error) {
+    pub(crate) fn push(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(all) => all.combine(error),
             None => self.0 = Some(error),
         }
     }
 
-    pub fn spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+    pub(crate) fn spanned(
+        &mut self,
+        tokens: impl quote::ToTokens,
+        message: impl std::fmt::Display,
+    ) {
         self.push(syn::Error::new_spanned(tokens, message));
     }
 
-    pub fn at(&mut self, span: Span, message: impl std::fmt::Display) {
+    pub(crate) fn at(&mut self, span: Span, message: impl std::fmt::Display) {
         self.push(syn::Error::new(span, message));
     }
 
-    pub fn into_error(self) -> Option<syn::Error> {
+    pub(crate) fn into_error(self) -> Option<syn::Error> {
         self.0
     }
 }
 
 /// The default path of the runtime crate.
-pub fn default_crate() -> Path {
+pub(crate) fn default_crate() -> Path {
     syn::parse_quote!(::annals)
 }
 
 /// Reads `crate = "path"`, for the struct, where nothing else is accepted.
-pub fn struct_options(args: TokenStream, errors: &mut Errors) -> Path {
+pub(crate) fn struct_options(args: TokenStream, errors: &mut Errors) -> Path {
     let mut krate = default_crate();
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("crate") {
@@ -384,7 +388,7 @@ fn self_ident(item: &ItemImpl, errors: &mut Errors) -> Option<syn::Ident> {
 
 /// Reads the impl block. Returns `None` only when the block cannot be an
 /// aggregate's at all (the errors say why).
-pub fn aggregate_impl(
+pub(crate) fn aggregate_impl(
     args: TokenStream,
     mut item: ItemImpl,
     errors: &mut Errors,

@@ -125,7 +125,7 @@ fn state_impl(item: &ItemStruct, krate: &syn::Path) -> TokenStream {
     }
 }
 
-pub fn expand(args: TokenStream, mut item: ItemStruct) -> TokenStream {
+pub(crate) fn expand(args: TokenStream, mut item: ItemStruct) -> TokenStream {
     let mut errors = Errors::default();
     let krate = parse::struct_options(args, &mut errors);
     if !item.generics.params.is_empty() {

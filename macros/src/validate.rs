@@ -20,7 +20,7 @@ const RESERVED: &[&str] = &[
     "originator_topic",
 ];
 
-pub fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
+pub(crate) fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
     if let Some(module) = &agg.options.python {
         let value = module.value();
         let identifier = |part: &str| {

@@ -63,6 +63,12 @@ pub struct ClockGuard {
     previous: Option<Rc<dyn Clock>>,
 }
 
+impl std::fmt::Debug for ClockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClockGuard").finish_non_exhaustive()
+    }
+}
+
 impl Drop for ClockGuard {
     fn drop(&mut self) {
         let previous = self.previous.take();

@@ -373,6 +373,7 @@ pub mod probe {
     use serde::{Deserializer, Serialize, Serializer};
 
     /// See the module.
+    #[derive(Debug)]
     pub struct Probe<T>(PhantomData<T>);
 
     impl<T: Serialize + DeserializeOwned> Probe<T> {
@@ -663,6 +664,7 @@ thread_local! {
 /// Event methods of other aggregate types record as usual.
 #[doc(hidden)]
 #[must_use]
+#[derive(Debug)]
 pub struct Applying {
     timestamp: Timestamp,
     records: bool,

@@ -45,6 +45,15 @@ pub struct NotificationLogReader {
     topics: Vec<String>,
 }
 
+impl std::fmt::Debug for NotificationLogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationLogReader")
+            .field("page_size", &self.page_size)
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
 impl NotificationLogReader {
     /// A reader of `app`'s log, 1,000 notifications a page.
     pub fn new(app: &Application) -> Self {
@@ -161,6 +170,15 @@ pub struct Subscription {
     poll: Duration,
     stopped: Arc<AtomicBool>,
     signal: Arc<Signal>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("next", &self.next)
+            .field("reader", &self.reader)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Subscription {
@@ -302,6 +320,15 @@ pub struct Changes<A: crate::domain::Aggregate> {
     stored_id: String,
     subscription: Subscription,
     mapper: crate::mapper::Mapper,
+}
+
+impl<A: crate::domain::Aggregate> std::fmt::Debug for Changes<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Changes")
+            .field("id", &self.stored_id)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<A: crate::domain::Aggregate> Changes<A> {

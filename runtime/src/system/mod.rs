@@ -147,6 +147,18 @@ pub struct SystemBuilder {
     pipes: Vec<Vec<String>>,
 }
 
+impl std::fmt::Debug for SystemBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let apps: Vec<&str> = self.apps.iter().map(|app| app.name()).collect();
+        let followers: Vec<&str> = self.followers.iter().map(|p| p.app.name()).collect();
+        f.debug_struct("SystemBuilder")
+            .field("applications", &apps)
+            .field("followers", &followers)
+            .field("pipes", &self.pipes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SystemBuilder {
     /// An application that only leads (or any application the pipes
     /// name that has no policy).

@@ -23,6 +23,16 @@ pub struct Upstream<'a> {
     metadata: OnceCell<Metadata>,
 }
 
+impl std::fmt::Debug for Upstream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("leader", &self.leader.name())
+            .field("notification_id", &self.notification.id)
+            .field("topic", &self.notification.event.topic)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> Upstream<'a> {
     /// The upstream event of `notification` from `leader`.
     pub(crate) fn new(leader: &'a Application, notification: &'a Notification) -> Self {
@@ -142,6 +152,16 @@ pub struct Processing<'a> {
     upstream: &'a Upstream<'a>,
     events: Encoded,
     writes: Vec<Writes>,
+}
+
+impl std::fmt::Debug for Processing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processing")
+            .field("follower", &self.app.name())
+            .field("upstream", self.upstream)
+            .field("writes", &self.writes.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Processing<'_> {
@@ -396,6 +416,14 @@ impl Policy for Policies {
 pub struct ProcessApplication {
     pub(crate) app: Arc<Application>,
     pub(crate) policy: Arc<dyn Policy>,
+}
+
+impl std::fmt::Debug for ProcessApplication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessApplication")
+            .field("name", &self.app.name())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProcessApplication {
