@@ -46,6 +46,23 @@ struct Index {
     saves: u64,
 }
 
+impl Index {
+    /// The notification id the next save's first event takes.
+    fn next_id(&self) -> u64 {
+        self.state.log.len() as u64 + 1
+    }
+
+    /// Adds the next save: its events' notification ids.
+    fn add(&mut self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Vec<u64> {
+        let ids = self.state.insert(events);
+        if let Some(tracking) = tracking {
+            self.state.track(tracking);
+        }
+        self.saves += 1;
+        ids
+    }
+}
+
 /// One save, as stored: its events and its tracking record.
 #[derive(Serialize, Deserialize)]
 struct Save {
@@ -179,7 +196,8 @@ impl ObjectRecorder {
             let Some(bytes) = self.read(&path)? else {
                 return Ok(());
             };
-            apply(index, &path, &bytes)?;
+            let save = decode(&path, &bytes, index.next_id())?;
+            index.add(&save.events, save.tracking.as_ref());
         }
     }
 
@@ -196,17 +214,17 @@ impl ObjectRecorder {
                 index.state.check_tracking(tracking)?;
             }
             index.state.check(events)?;
-            let first = index.state.log.len() as u64 + 1;
-            let body = bytes::Bytes::from(encode(first, events, tracking, &token)?);
+            let first = index.next_id();
+            let body = encode(first, events, tracking, &token)?;
             let path = self.path(index.saves + 1);
             let put = self.block_on(async {
                 let options = PutOptions::from(PutMode::Create);
                 self.store
-                    .put_opts(&path, PutPayload::from(body.clone()), options)
+                    .put_opts(&path, PutPayload::from(body), options)
                     .await
             });
-            let taken = match put {
-                Ok(_) => None,
+            let stored = match put {
+                Ok(_) => true,
                 // The name is taken: by another writer's save, or by this
                 // save's own write, stored but answered with an error (an
                 // S3 500) and retried by the client. The token tells which:
@@ -216,14 +234,24 @@ impl ObjectRecorder {
                     object_store::Error::AlreadyExists { .. }
                     | object_store::Error::Precondition { .. },
                 ) => match self.read(&path)? {
-                    Some(there) => Some(there),
+                    Some(there) => {
+                        let there = decode(&path, &there, first)?;
+                        let ours = there.token.as_deref() == Some(token.as_str());
+                        if !ours {
+                            // Another writer stored save n first: read it
+                            // and the saves after it, check again.
+                            index.add(&there.events, there.tracking.as_ref());
+                            self.read_new(&mut index)?;
+                        }
+                        ours
+                    }
                     // Taken but not readable yet: S3 answers 409 while
                     // another write to the name is still under way (this
                     // save's own first try, perhaps). Look again shortly,
                     // with the same token.
                     None => {
                         std::thread::sleep(std::time::Duration::from_millis(20));
-                        continue;
+                        false
                     }
                 },
                 Err(e @ object_store::Error::NotImplemented { .. })
@@ -236,22 +264,9 @@ impl ObjectRecorder {
                 // Whether it was stored is unknown: the next read finds out.
                 Err(e) => return Err(Error::persistence(format!("writing {path}"), e)),
             };
-            match taken {
-                Some(there) if token_of(&there).as_deref() != Some(token.as_str()) => {
-                    // Another writer stored save n first: read it and the
-                    // saves after it, check again.
-                    apply(&mut index, &path, &there)?;
-                    self.read_new(&mut index)?;
-                }
-                // Stored by this save, answered at once or not.
-                _ => {
-                    let ids = index.state.insert(events);
-                    if let Some(tracking) = tracking {
-                        index.state.track(tracking);
-                    }
-                    index.saves += 1;
-                    return Ok(ids);
-                }
+            // Stored by this save, answered at once or not.
+            if stored {
+                return Ok(index.add(events, tracking));
             }
         }
         Err(Error::persistence(
@@ -259,15 +274,6 @@ impl ObjectRecorder {
             format!("lost the race for the next save object {MAX_RACES} times in a row"),
         ))
     }
-}
-
-/// The token a save object was written with, if it has one (and parses).
-fn token_of(bytes: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Token {
-        token: Option<String>,
-    }
-    serde_json::from_slice::<Token>(bytes).ok()?.token
 }
 
 fn encode(
@@ -301,20 +307,9 @@ fn says(error: &(dyn std::error::Error + 'static), code: &str) -> bool {
     std::iter::successors(Some(error), |e| e.source()).any(|e| e.to_string().contains(code))
 }
 
-/// Adds the save object at `path`, the next after those in `index`.
-fn apply(index: &mut Index, path: &Path, bytes: &[u8]) -> Result<()> {
-    let (events, tracking) = decode(path, bytes, index.state.log.len() as u64 + 1)?;
-    index.state.insert(&events);
-    if let Some(tracking) = &tracking {
-        index.state.track(tracking);
-    }
-    index.saves += 1;
-    Ok(())
-}
-
-/// The events and tracking record of the save object at `path`, whose
+/// The events, tracking record and token of the save object at `path`, whose
 /// first event must have notification id `first`.
-fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<(Vec<StoredEvent>, Option<Tracking>)> {
+fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<Decoded> {
     let bad = |message: String| {
         Error::persistence(
             format!("reading {path}"),
@@ -348,7 +343,19 @@ fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<(Vec<StoredEvent>, Op
         application_name: t.application,
         notification_id: t.notification,
     });
-    Ok((events, tracking))
+    Ok(Decoded {
+        events,
+        tracking,
+        token: save.token,
+    })
+}
+
+/// A save object, read.
+struct Decoded {
+    events: Vec<StoredEvent>,
+    tracking: Option<Tracking>,
+    /// The token of the save that wrote it (none before tokens).
+    token: Option<String>,
 }
 
 impl AggregateRecorder for ObjectRecorder {
