@@ -277,7 +277,10 @@ pub(crate) fn verify(
     // No event opens: the settings are wrong, not the store.
     if verdict.events > 0 && unopened.len() as u64 == verdict.streams {
         let first = unopened.swap_remove(0);
-        let keyed = settings.env().get("CIPHER_KEY").is_some();
+        let keyed = settings
+            .env()
+            .get(annals::settings::CIPHER_KEY.name)
+            .is_some();
         return Err(CliError::Invalid(if keyed {
             format!(
                 "the key is wrong: no stream's first event opens with this CIPHER_KEY (or COMPRESSOR_TOPIC differs); nothing was verified ({})",

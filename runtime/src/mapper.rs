@@ -152,17 +152,6 @@ enum OpenError {
     NoCipherKey,
 }
 
-/// Whether `data` begins with a zlib header (RFC 1950: deflate, a window
-/// of at most 32 KiB, and the check bits).
-fn zlib_header(data: &[u8]) -> bool {
-    match data {
-        [cmf, flg, ..] => {
-            cmf & 0x0f == 8 && cmf >> 4 <= 7 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0
-        }
-        _ => false,
-    }
-}
-
 /// Encodes and decodes domain events and snapshots. An application has
 /// one (`app.mapper()`), made from its settings; make one directly to read
 /// or write rows by hand.
@@ -399,7 +388,7 @@ impl Mapper {
         };
         Ok(match self.compressor {
             Some(c) => Cow::Owned(c.decompress(&plain).map_err(|e| {
-                if self.cipher.is_none() && !zlib_header(&plain) {
+                if self.cipher.is_none() && !Compressor::begins_stream(&plain) {
                     OpenError::NoCipherKey
                 } else {
                     OpenError::Decompress(e)
@@ -702,33 +691,6 @@ impl Mapper {
         let json = self.plain_state(stored)?;
         *prev = Some(verify_link(stored, &json, prev.as_ref(), Subject::UNTYPED)?);
         Ok(())
-    }
-
-    /// The hash a stored event records (the events of a hash-chained
-    /// stream do), not checked; `None` when its state has no `_hash`, as
-    /// when the stream was written without hash chaining.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Decode`] when the state does not open;
-    /// [`Error::Integrity`] when its `_hash` is malformed (not 64 hex
-    /// digits at the state's end) or the state is not a JSON object: that
-    /// is damage, not a stream without a chain.
-    pub fn stored_hash(&self, stored: &StoredEvent) -> Result<Option<EventHash>> {
-        let json = self.plain_state(stored)?;
-        match recorded_hash(stored, &json, Subject::UNTYPED) {
-            Ok((hash, _)) => Ok(Some(hash)),
-            Err(e) => {
-                let absent =
-                    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json)
-                        .is_ok_and(|state| !state.contains_key("_hash"));
-                if absent {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
-        }
     }
 
     /// The metadata of a stored event, whatever its type.

@@ -5,10 +5,39 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-use super::{Subject, HASH_KEY, HASH_SUFFIX};
+use super::{Mapper, Subject, HASH_KEY, HASH_SUFFIX};
 use crate::domain::EventHash;
 use crate::error::Result;
 use crate::rows::StoredEvent;
+
+impl Mapper {
+    /// The hash a stored event records (the events of a hash-chained
+    /// stream do), not checked; `None` when its state has no `_hash`, as
+    /// when the stream was written without hash chaining.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`](crate::Error::Decode) when the state does not open;
+    /// [`Error::Integrity`](crate::Error::Integrity) when its `_hash` is malformed (not 64 hex
+    /// digits at the state's end) or the state is not a JSON object: that
+    /// is damage, not a stream without a chain.
+    pub fn stored_hash(&self, stored: &StoredEvent) -> Result<Option<EventHash>> {
+        let json = self.plain_state(stored)?;
+        match recorded_hash(stored, &json, Subject::UNTYPED) {
+            Ok((hash, _)) => Ok(Some(hash)),
+            Err(e) => {
+                let absent =
+                    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json)
+                        .is_ok_and(|state| !state.contains_key("_hash"));
+                if absent {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
 
 /// SHA-256 of the previous hash (zeros for a stream's first event), the
 /// event's stored id, version and topic, and its JSON state (without the

@@ -81,6 +81,20 @@ impl Compressor {
         })
     }
 
+    /// Whether `data` begins as this compressor's stream does (zlib, RFC
+    /// 1950: deflate, a window of at most 32 KiB, and the check bits): a
+    /// state that does not was written otherwise (encrypted, say).
+    pub(super) fn begins_stream(data: &[u8]) -> bool {
+        match data {
+            [cmf, flg, ..] => {
+                cmf & 0x0f == 8
+                    && cmf >> 4 <= 7
+                    && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0
+            }
+            _ => false,
+        }
+    }
+
     /// At most [`MAX_STATE`] bytes: a record that inflates beyond it is an
     /// error (a corrupt or hostile record), not an allocation that takes
     /// the process down.
