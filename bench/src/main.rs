@@ -1,5 +1,5 @@
 //! `annals-bench`: the standard event-store workload (W1-W5 and the
-//! zlib-aes variant, `/work/shared/bench/WORKLOAD.md`) on annals (memory,
+//! zlib-aes variant, `docs/workload.md`) on annals (memory,
 //! SQLite, PostgreSQL, the object store on a directory and on S3), on the
 //! raw drivers that annals uses (rusqlite, postgres, object_store) and on
 //! cqrs-es 0.5's in-memory store, in one run: rounds of
@@ -452,7 +452,7 @@ fn fmt_value(v: Option<f64>, lower_better: bool) -> String {
             let s = n.to_string();
             let mut out = String::new();
             for (i, c) in s.chars().enumerate() {
-                if i > 0 && (s.len() - i) % 3 == 0 {
+                if i > 0 && (s.len() - i).is_multiple_of(3) {
                     out.push(',');
                 }
                 out.push(c);

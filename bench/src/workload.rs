@@ -1,4 +1,4 @@
-//! The standard workload (`/work/shared/bench/WORKLOAD.md`): sizes, values,
+//! The standard workload (`docs/workload.md`): sizes, values,
 //! the interface every system under test implements, and the checks.
 
 use std::time::Duration;

@@ -12,8 +12,9 @@
 //!     POSTGRES_USER=postgres cargo run --example dog_school
 //! ```
 
-use annals::env::{self, Env};
+use annals::env::Env;
 use annals::prelude::*;
+use annals::settings;
 use annals_examples::dog_school::{Dog, SchoolError, TrainingSchool, TrickError};
 
 const TRICKS: [&str; 5] = ["roll over", "play dead", "sit", "fetch", "shake hands"];
@@ -21,7 +22,7 @@ const TRICKS: [&str; 5] = ["roll over", "play dead", "sit", "fetch", "shake hand
 fn main() -> Result<(), SchoolError> {
     annals_examples::init_tracing();
     let configured = Env::from_process("TrainingSchool")
-        .get(env::PERSISTENCE_MODULE)
+        .get(settings::PERSISTENCE_MODULE.name)
         .is_some();
     let school = if configured {
         TrainingSchool::new()?

@@ -66,10 +66,25 @@
 //! applications, projections, runners). The how-tos in `docs/howto/` are
 //! run as tests.
 //!
-//! Feature-gated items are labelled on docs.rs: `sqlite` (the SQLite
-//! store and the `rusqlite` re-export) and `postgres` (the PostgreSQL store
-//! and the `postgres` re-export), both on by default, and `testing` (the
-//! test kit, [`testing`]).
+//! # Features
+//!
+//! Each store is a crate of its own, re-exported behind a feature;
+//! feature-gated items are labelled on docs.rs.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `sqlite` (default) | the SQLite store (`persistence::sqlite`, crate `annals-sqlite`) and the `rusqlite` it links |
+//! | `postgres` | the PostgreSQL store (`persistence::postgres`, crate `annals-postgres`) and the `postgres` client |
+//! | `object-store` | the object store on a directory or in memory (`persistence::object`, crate `annals-object-store`) |
+//! | `s3` | the object store on Amazon S3 and S3-protocol servers |
+//! | `tokio` | `asynchronous`: the application's calls as `Send` futures, its log as streams |
+//! | `axum` | `web`: annals' errors as JSON responses |
+//! | `testing` | `testing`: given/when/then kits and the recorder contract suite |
+//!
+//! The memory store is always there. The traits a store implements, and
+//! what every store shares, are the crate `annals-core`'s, re-exported
+//! here ([`persistence`], [`error`], [`settings`], [`env`], [`rows`]); a
+//! store written outside annals depends on `annals-core` alone.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -79,18 +94,18 @@ pub mod asynchronous;
 pub mod cipher;
 pub mod clock;
 pub mod domain;
-pub mod env;
-pub mod error;
 pub mod log;
 pub mod mapper;
 pub mod persistence;
 pub mod repository;
-pub mod rows;
-pub mod settings;
 pub mod system;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+/// The recorder contract suite as `#[test]`s: annals-core's, re-exported.
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub use annals_core::recorder_contract;
 pub mod transcoding;
 #[cfg(feature = "axum")]
 pub mod web;
@@ -279,6 +294,9 @@ pub use clock::Timestamp;
 pub use domain::{
     current_event_timestamp, Aggregate, AggregateId, DomainEvent, Event, Header, Metadata,
 };
+// What every store shares is annals-core's; these modules are its, at the
+// paths an application has always used.
+pub use annals_core::{env, error, rows, settings};
 pub use error::{Error, Result};
 pub use repository::{Repository, Snapshots};
 /// serde_json, for upcasters (`fn(state: &mut annals::json::Value)`).
@@ -311,6 +329,12 @@ mod howto {
 pub mod prelude {
     pub use crate::application::Application;
     pub use crate::domain::{Aggregate, Event};
+    /// `tx.postgres()` on a save's [`StoreTx`](crate::persistence::StoreTx).
+    #[cfg(feature = "postgres")]
+    pub use crate::persistence::postgres::PostgresTx as _;
+    /// `tx.sqlite()` on a save's [`StoreTx`](crate::persistence::StoreTx).
+    #[cfg(feature = "sqlite")]
+    pub use crate::persistence::sqlite::SqliteTx as _;
     pub use crate::{aggregate, event, upcast, Uuid};
 }
 
@@ -319,85 +343,20 @@ pub mod prelude {
 /// versions of it cannot be, and cargo says only "links to the native
 /// library sqlite3").
 #[cfg(feature = "sqlite")]
-pub use rusqlite;
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use annals_sqlite::rusqlite;
 
 /// The postgres client annals uses: use it for projections and your own
 /// tables, so that types such as `postgres::Client` match.
 #[cfg(feature = "postgres")]
-pub use postgres;
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use annals_postgres::postgres;
 
 /// chrono, whose `DateTime<Utc>` [`Timestamp`] is.
 pub use chrono;
 
-/// Used by the code that the macros generate; not a public API.
+/// The contract between the macros and the runtime: what generated code
+/// calls. Not a public API; `private.rs` lists it.
 #[doc(hidden)]
-pub mod __private {
-    pub use crate::clock::stored as timestamp;
-    pub use crate::clock::Timestamp;
-    pub use crate::domain::probe;
-    pub use crate::domain::Header;
-    pub use crate::domain::{
-        __created, __triggered, applying, Aggregate, AggregateId, AggregateInternals,
-        AggregateState, Event, EventField, EventInternals, Meta,
-    };
-    pub use crate::transcoding::header_timestamp;
-    pub use serde;
-    pub use serde_json as json;
-    pub use uuid::Uuid;
-
-    /// The parameter of the placeholder `create_id` that `#[aggregate]`
-    /// defines when its impl block has none: a `create_id` in another impl
-    /// block of the type then clashes with it (E0592) instead of being
-    /// silently ignored. Move that `create_id` into the `#[aggregate]` impl
-    /// block.
-    #[allow(missing_debug_implementations)]
-    pub enum CreateIdGoesInTheAggregateImplBlock {}
-
-    /// The event type of an aggregate whose impl block failed to expand:
-    /// it has no values, so nothing can be done with it.
-    #[derive(Debug, Clone)]
-    pub enum Never {}
-
-    impl Event for Never {
-        const TOPICS: &'static [&'static str] = &[];
-        const NAMES: &'static [&'static str] = &[];
-        const VERSIONS: &'static [u32] = &[];
-        fn variant_index(&self) -> usize {
-            match *self {}
-        }
-        fn name(&self) -> &'static str {
-            match *self {}
-        }
-        fn is_creation(&self) -> bool {
-            match *self {}
-        }
-        fn is_discarding(&self) -> bool {
-            match *self {}
-        }
-        fn __variant_of(_: &str) -> Option<usize> {
-            None
-        }
-    }
-
-    impl EventInternals for Never {
-        fn __serialize<S: serde::Serializer>(
-            &self,
-            _: &Header,
-            _: S,
-        ) -> std::result::Result<S::Ok, S::Error> {
-            match *self {}
-        }
-        fn __upcast(_: usize, _: u32, _: &mut serde_json::Value) -> bool {
-            false
-        }
-        fn __deserialize<'de, D: serde::Deserializer<'de>>(
-            _: usize,
-            _: D,
-        ) -> std::result::Result<(Self, Header, bool), D::Error> {
-            Err(serde::de::Error::custom("no events"))
-        }
-    }
-}
-
-#[cfg(test)]
-mod layers;
+#[path = "private.rs"]
+pub mod __private;

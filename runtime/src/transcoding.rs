@@ -318,10 +318,13 @@ pub mod python {
     }
 }
 
-/// How the generated code writes an event's timestamp: the fixed RFC 3339
-/// layout, or Python's `datetime_iso` under the Python codec.
-#[doc(hidden)]
-pub fn header_timestamp<S: Serializer>(ts: &&Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+/// An event's timestamp as the generated code writes it
+/// (`__private::header_timestamp`): the fixed RFC 3339 layout, or Python's
+/// `datetime_iso` under the Python codec.
+pub(crate) fn write_timestamp<S: Serializer>(
+    ts: &Timestamp,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     if python_mode() {
         ts.serialize_python(serializer)
     } else {

@@ -116,12 +116,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        ApiError::from(self).into_response()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! snapshot and tracking recorders it opens.
 //!
 //! The built-in modules are listed in `MODULES` (in this module's source):
-//! adding a store is its folder plus one entry there. A user crate adds its own with
+//! adding a store is its crate plus one entry there. A user crate adds its own with
 //! [`register_module`], under a name of its choosing.
 //!
 //! ```
@@ -38,48 +38,10 @@ use super::memory::MemoryRecorder;
 use super::postgres::PostgresConfig;
 #[cfg(feature = "sqlite")]
 use super::sqlite::SqliteConfig;
-use super::{AggregateRecorder, ProcessRecorder};
+use super::{AggregateRecorder, ProcessRecorder, Recorders, Store};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::settings;
-
-/// A kind of store that can open the recorders of an application.
-///
-/// Implemented by each store's settings ([`SqliteConfig`],
-/// [`PostgresConfig`]) and by a user's own stores (see the module's
-/// example).
-pub trait Store: Send + Sync + fmt::Debug {
-    /// Opens (and, where configured, creates) the stores of application
-    /// `app_name`.
-    ///
-    /// # Errors
-    ///
-    /// The store cannot be reached or prepared, or a setting is bad.
-    fn open(&self, app_name: &str) -> Result<Recorders>;
-}
-
-/// The recorders of one application: its events (with the log and
-/// tracking records) and its snapshots.
-#[derive(Clone)]
-pub struct Recorders {
-    /// Events, notifications and tracking records.
-    pub events: Arc<dyn ProcessRecorder>,
-    /// Snapshots.
-    pub snapshots: Arc<dyn AggregateRecorder>,
-}
-
-impl fmt::Debug for Recorders {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recorders").finish_non_exhaustive()
-    }
-}
-
-impl Recorders {
-    /// Events in `events`, snapshots in `snapshots`.
-    pub fn new(events: Arc<dyn ProcessRecorder>, snapshots: Arc<dyn AggregateRecorder>) -> Self {
-        Self { events, snapshots }
-    }
-}
 
 /// Where an application keeps its events.
 ///

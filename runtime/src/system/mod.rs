@@ -13,6 +13,7 @@
 
 mod process;
 mod projection;
+mod read_model;
 mod runner;
 mod sync;
 
@@ -22,7 +23,8 @@ use std::sync::Arc;
 pub use crate::log::{NotificationLogReader, Stopper, Subscription};
 pub use crate::persistence::wake::{Notifier, Signal, Watch};
 pub use process::{Policies, Policy, ProcessApplication, Processing, Upstream};
-pub use projection::{Applied, ProjectFn, Projection, ReadModel};
+pub use projection::{ProjectFn, Projection};
+pub use read_model::{Applied, ReadModel};
 pub use runner::{MultiThreadedRunner, SingleThreadedRunner, StopHandle};
 pub use sync::{FollowerReport, SyncOptions, SyncReport};
 

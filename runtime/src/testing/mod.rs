@@ -48,11 +48,12 @@
 //! See also `docs/howto/testing.md`.
 
 mod aggregate;
-pub mod contract;
 mod policy;
 
 use std::fmt::Debug;
-use std::io::Write;
+
+/// The recorder contract suite: annals-core's, re-exported.
+pub use annals_core::testing::{contract, skipped};
 
 pub use aggregate::{AggregateTest, CommandResult, Outcome};
 pub use policy::{PolicyOutcome, PolicyTest};
@@ -62,23 +63,6 @@ use crate::clock;
 use crate::domain::{Aggregate, AggregateId, DomainEvent};
 use crate::error::Result;
 use crate::persistence::EventQuery;
-
-/// Says, past the test harness's output capture, that test `test` was
-/// skipped because its store is not configured: prints
-/// `SKIPPED <test>: its store is not configured (see the README)` to
-/// stderr. CI can fail on lines that start with `SKIPPED`. The default skip
-/// hook of [`recorder_contract!`](crate::recorder_contract).
-///
-/// ```
-/// annals::testing::skipped("uuid_column");
-/// // stderr: SKIPPED uuid_column: its store is not configured (see the README)
-/// ```
-pub fn skipped(test: &str) {
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: its store is not configured (see the README)"
-    );
-}
 
 /// A memory application for a kit.
 fn memory_app(name: &str) -> Application {

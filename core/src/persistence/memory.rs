@@ -1,0 +1,321 @@
+//! The in-memory recorder: the default store, for tests and prototypes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::trace;
+use super::wake::{Notifier, Signal, Watch};
+use super::{
+    AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
+    ProcessRecorder, StoredEvent, Tracking,
+};
+use crate::error::{Error, Result};
+
+/// Keeps events in memory, behind a read-write lock. Cloning is not
+/// offered: share it behind an `Arc`.
+///
+/// ```
+/// use annals_core::persistence::memory::MemoryRecorder;
+/// use annals_core::persistence::{AggregateRecorder, EventQuery, StoredEvent};
+///
+/// let recorder = MemoryRecorder::new();
+/// let row = StoredEvent {
+///     originator_id: "dog-1".into(),
+///     originator_version: 1,
+///     topic: "Dog.Registered".into(),
+///     state: b"{}".to_vec(),
+/// };
+/// assert_eq!(recorder.insert_events(&[row.clone()])?, [1]);
+/// // The same (id, version) again: a conflict, nothing stored.
+/// assert!(recorder.insert_events(&[row]).unwrap_err().is_conflict());
+/// # Ok::<(), annals_core::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryRecorder {
+    state: RwLock<LogIndex>,
+    /// Raised after every insert, for the watchers of this recorder.
+    committed: Notifier,
+}
+
+/// What a log holds, indexed: the memory store's whole state, and the
+/// object store's index of the log objects it has read.
+#[derive(Debug, Default)]
+pub struct LogIndex {
+    /// The log: notification id `n` is at index `n - 1`.
+    pub log: Vec<StoredEvent>,
+    /// Per stream: version -> index in `log`.
+    streams: HashMap<String, BTreeMap<u64, usize>>,
+    /// Per upstream application: the tracked notification ids.
+    tracking: HashMap<String, TrackedIds>,
+}
+
+#[derive(Debug, Default)]
+struct TrackedIds {
+    ids: HashSet<u64>,
+    max: u64,
+}
+
+impl MemoryRecorder {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, LogIndex> {
+        // A panic while holding the lock cannot leave `LogIndex` half-written:
+        // every write checks first and mutates after, so a poisoned lock
+        // still guards consistent data.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, LogIndex> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl LogIndex {
+    /// A conflict if `tracking` is recorded already.
+    pub fn check_tracking(&self, tracking: &Tracking) -> Result<()> {
+        if self
+            .tracking
+            .get(&tracking.application_name)
+            .is_some_and(|t| t.ids.contains(&tracking.notification_id))
+        {
+            return Err(Error::conflict(format!(
+                "notification {} of {} is already tracked",
+                tracking.notification_id, tracking.application_name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records `tracking` (checked).
+    pub fn track(&mut self, tracking: &Tracking) {
+        let tracked = self
+            .tracking
+            .entry(tracking.application_name.clone())
+            .or_default();
+        tracked.ids.insert(tracking.notification_id);
+        tracked.max = tracked.max.max(tracking.notification_id);
+    }
+
+    /// A conflict if any of `events` is at a taken (id, version), or two
+    /// of them are at the same one.
+    pub fn check(&self, events: &[StoredEvent]) -> Result<()> {
+        // A set of the batch's keys only for a batch (one save of one
+        // event, the usual, needs none: an allocation saved).
+        let mut batch = HashSet::with_capacity(if events.len() > 1 { events.len() } else { 0 });
+        for e in events {
+            let taken = self
+                .streams
+                .get(&e.originator_id)
+                .is_some_and(|s| s.contains_key(&e.originator_version));
+            if taken
+                || (events.len() > 1 && !batch.insert((&e.originator_id, e.originator_version)))
+            {
+                return Err(Error::Conflict {
+                    aggregate: None,
+                    id: Some(e.originator_id.clone()),
+                    version: Some(e.originator_version),
+                    message: format!(
+                        "stream {} already has version {}",
+                        e.originator_id, e.originator_version
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `events` (checked) to the log; their notification ids.
+    pub fn insert(&mut self, events: &[StoredEvent]) -> Vec<u64> {
+        events
+            .iter()
+            .map(|e| {
+                self.log.push(e.clone());
+                let index = self.log.len() - 1;
+                // The id is copied for a new stream only.
+                match self.streams.get_mut(&e.originator_id) {
+                    Some(stream) => stream.insert(e.originator_version, index),
+                    None => self
+                        .streams
+                        .entry(e.originator_id.clone())
+                        .or_default()
+                        .insert(e.originator_version, index),
+                };
+                index as u64 + 1
+            })
+            .collect()
+    }
+    /// The events of one stream, as `query` says.
+    pub fn select_events(&self, originator_id: &str, query: &EventQuery) -> Vec<StoredEvent> {
+        let mut events = Vec::new();
+        let visited = self.visit_events(originator_id, query, |e| {
+            events.push(e.clone());
+            Ok(())
+        });
+        debug_assert!(visited.is_ok(), "the push never fails");
+        events
+    }
+
+    /// Calls `visit` with the events of one stream, as `query` says.
+    pub fn visit_events(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        mut visit: impl FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
+        let Some(stream) = self.streams.get(originator_id) else {
+            return Ok(0);
+        };
+        let lo = query
+            .gt
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let hi = query
+            .lte
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included);
+        if matches!((lo, hi), (std::ops::Bound::Excluded(a), std::ops::Bound::Included(b)) if a >= b)
+        {
+            return Ok(0);
+        }
+        let range = stream.range((lo, hi));
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let mut visited = 0;
+        let mut pick = |(_, &i): (&u64, &usize)| {
+            visited += 1;
+            visit(&self.log[i])
+        };
+        if query.desc {
+            range.rev().take(limit).try_for_each(&mut pick)?;
+        } else {
+            range.take(limit).try_for_each(&mut pick)?;
+        }
+        Ok(visited)
+    }
+
+    /// Notifications in id order, as `query` says.
+    pub fn select_notifications(&self, query: &NotificationQuery) -> Vec<Notification> {
+        let start = query.start.max(1);
+        let first = usize::try_from(start - 1).unwrap_or(usize::MAX);
+        // Room for the most the page can hold, up front: the filters hide
+        // the count from `collect`, which grew the page by doubling (ten
+        // copies of a 1,000-row page).
+        let mut page = Vec::with_capacity(query.limit.min(self.log.len().saturating_sub(first)));
+        page.extend(
+            self.log
+                .iter()
+                .enumerate()
+                .skip(first)
+                .map(|(i, e)| (i as u64 + 1, e))
+                .take_while(|(id, _)| query.stop.is_none_or(|stop| *id <= stop))
+                .filter(|(id, e)| query.matches(*id, &e.topic))
+                .take(query.limit)
+                .map(|(id, e)| Notification {
+                    id,
+                    event: e.clone(),
+                }),
+        );
+        page
+    }
+
+    /// The highest tracked id of `application_name` (0 when none is).
+    pub fn max_tracking_id(&self, application_name: &str) -> u64 {
+        self.tracking.get(application_name).map_or(0, |t| t.max)
+    }
+
+    /// Whether notification `notification_id` of `application_name` is tracked.
+    pub fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> bool {
+        self.tracking
+            .get(application_name)
+            .is_some_and(|t| t.ids.contains(&notification_id))
+    }
+}
+
+impl AggregateRecorder for MemoryRecorder {
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        trace::insert("memory", events, None, || {
+            let mut state = self.write();
+            state.check(events)?;
+            let ids = state.insert(events);
+            drop(state);
+            self.committed.notify();
+            Ok(ids)
+        })
+    }
+
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        trace::select_events("memory", originator_id, query, || {
+            Ok(self.read().select_events(originator_id, query))
+        })
+    }
+
+    /// Lends the rows it holds, under the read lock (a writer waits for
+    /// the visit).
+    fn visit_events(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
+        trace::visit_events("memory", originator_id, query, || {
+            self.read().visit_events(originator_id, query, visit)
+        })
+    }
+}
+
+impl ApplicationRecorder for MemoryRecorder {
+    fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
+        trace::select_notifications("memory", query, || {
+            Ok(self.read().select_notifications(query))
+        })
+    }
+
+    fn max_notification_id(&self) -> Result<u64> {
+        Ok(self.read().log.len() as u64)
+    }
+
+    fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
+        // Inserts raise it directly: no thread needed.
+        self.committed.subscribe(signal);
+        Ok(Watch::none())
+    }
+}
+
+impl ProcessRecorder for MemoryRecorder {
+    fn insert_events_tracked(
+        &self,
+        events: &[StoredEvent],
+        tracking: &Tracking,
+    ) -> Result<Vec<u64>> {
+        trace::insert("memory", events, Some(tracking), || {
+            let mut state = self.write();
+            state.check_tracking(tracking)?;
+            state.check(events)?;
+            let ids = state.insert(events);
+            state.track(tracking);
+            drop(state);
+            self.committed.notify();
+            Ok(ids)
+        })
+    }
+
+    fn insert_events_with(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        writes: &mut dyn FnMut(&mut crate::persistence::StoreTx<'_>) -> Result<()>,
+    ) -> Result<Vec<u64>> {
+        let _ = (events, tracking, writes);
+        Err(crate::persistence::no_transaction("the memory store"))
+    }
+
+    fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
+        Ok(self.read().max_tracking_id(application_name))
+    }
+
+    fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {
+        Ok(self
+            .read()
+            .has_tracking_id(application_name, notification_id))
+    }
+}

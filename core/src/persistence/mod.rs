@@ -1,0 +1,271 @@
+//! Recorders: where stored events live.
+//!
+//! A recorder knows nothing of aggregates: it stores and selects
+//! [`StoredEvent`] rows. The traits follow the Python eventsourcing
+//! library's split:
+//!
+//! - [`AggregateRecorder`]: insert events atomically, select one stream;
+//! - [`ApplicationRecorder`]: plus notifications, every event of the
+//!   application in one total order;
+//! - [`ProcessRecorder`]: plus tracking records, stored in the same
+//!   transaction as the events they caused.
+//!
+//! Every recorder passes the same contract suite
+//! ([`testing::contract`](crate::testing), feature `testing`).
+//!
+//! A store is a crate of its own that implements these traits and
+//! [`Store`] (which opens an application's [`Recorders`]): the memory
+//! store is [`memory`]; annals-sqlite, annals-postgres and
+//! annals-object-store are the others. The SQL stores share one
+//! group-commit engine ([`group_commit`]).
+
+pub mod group_commit;
+pub mod memory;
+mod store;
+pub mod trace;
+mod tracking;
+mod tx;
+pub mod wake;
+
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::error::Result;
+pub use crate::rows::{Notification, StoredEvent, Tracking};
+pub use store::{MemoryStore, Recorders, Store};
+pub use tracking::{TrackingLayout, MIGRATION_ROW};
+pub use tx::{no_transaction, transaction_lost, StoreTx, UserWrites};
+use wake::{Signal, Watch};
+
+/// `value` as a database's signed 64-bit integer (SQLite's INTEGER,
+/// PostgreSQL's bigint): versions and ids above `i64::MAX` cannot be stored.
+pub fn to_i64(what: &str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| {
+        Error::persistence(
+            format!("storing {what} {value}"),
+            "a database integer holds at most 9223372036854775807",
+        )
+    })
+}
+
+/// Which events of one stream to select.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only versions greater than this.
+    pub gt: Option<u64>,
+    /// Only versions less than or equal to this.
+    pub lte: Option<u64>,
+    /// Newest first.
+    pub desc: bool,
+    /// At most this many.
+    pub limit: Option<usize>,
+}
+
+impl EventQuery {
+    /// Every event, oldest first.
+    pub fn all() -> Self {
+        Self::default()
+    }
+    /// Only versions greater than `version`.
+    pub fn after(mut self, version: u64) -> Self {
+        self.gt = Some(version);
+        self
+    }
+    /// Only versions up to and including `version`.
+    pub fn up_to(mut self, version: u64) -> Self {
+        self.lte = Some(version);
+        self
+    }
+    /// Newest first.
+    pub fn descending(mut self) -> Self {
+        self.desc = true;
+        self
+    }
+    /// At most `limit` events.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+    /// Whether `version` is within the bounds (limit and order aside).
+    pub fn contains(&self, version: u64) -> bool {
+        self.gt.is_none_or(|gt| version > gt) && self.lte.is_none_or(|lte| version <= lte)
+    }
+}
+
+/// Which notifications to select.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationQuery {
+    /// The first notification id wanted (inclusive).
+    pub start: u64,
+    /// At most this many.
+    pub limit: usize,
+    /// The last notification id wanted (inclusive), if any.
+    pub stop: Option<u64>,
+    /// Only these topics (all topics when empty).
+    pub topics: Vec<String>,
+}
+
+impl NotificationQuery {
+    /// Up to `limit` notifications from id `start` on.
+    pub fn new(start: u64, limit: usize) -> Self {
+        Self {
+            start,
+            limit,
+            stop: None,
+            topics: Vec::new(),
+        }
+    }
+    /// Only up to id `stop` (inclusive).
+    pub fn stop(mut self, stop: u64) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+    /// Only these topics.
+    pub fn topics<I: IntoIterator<Item = S>, S: Into<String>>(mut self, topics: I) -> Self {
+        self.topics = topics.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Whether a notification with this id and topic is selected (limit aside).
+    pub fn matches(&self, id: u64, topic: &str) -> bool {
+        id >= self.start
+            && self.stop.is_none_or(|stop| id <= stop)
+            && (self.topics.is_empty() || self.topics.iter().any(|t| t == topic))
+    }
+}
+
+/// Stores and selects the events of aggregates.
+pub trait AggregateRecorder: Send + Sync {
+    /// Inserts `events` atomically: all or none. A second event at an
+    /// existing (originator_id, originator_version) is a
+    /// [`Conflict`](crate::Error::Conflict) and stores nothing. Returns the
+    /// notification ids given to the events (empty where the recorder keeps
+    /// no log, as a snapshot store).
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>>;
+
+    /// The events of one stream, as `query` says.
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>>;
+
+    /// Calls `visit` with the events of one stream, as `query` says, in
+    /// its order, and returns how many it visited; the first error of
+    /// `visit` stops it and is returned. The events of
+    /// [`select_events`](Self::select_events), without a row of their own
+    /// each: the memory store lends the rows it holds, SQLite and
+    /// PostgreSQL fill one row's buffers again for each. This default
+    /// collects them with `select_events`, so a recorder that wraps
+    /// another keeps its say.
+    ///
+    /// ```
+    /// use annals_core::persistence::memory::MemoryRecorder;
+    /// use annals_core::persistence::{AggregateRecorder, EventQuery, StoredEvent};
+    ///
+    /// let recorder = MemoryRecorder::new();
+    /// let rows: Vec<StoredEvent> = (1..=3)
+    ///     .map(|version| StoredEvent {
+    ///         originator_id: "dog-1".into(),
+    ///         originator_version: version,
+    ///         topic: "Dog.TrickAdded".into(),
+    ///         state: b"{}".to_vec(),
+    ///     })
+    ///     .collect();
+    /// recorder.insert_events(&rows)?;
+    /// let mut versions = Vec::new();
+    /// let visited = recorder.visit_events("dog-1", &EventQuery::all().after(1), &mut |row| {
+    ///     versions.push(row.originator_version);
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!((visited, versions), (2, vec![2, 3]));
+    /// # Ok::<(), annals_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As `select_events`, and the first error that `visit` returns.
+    fn visit_events(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
+        let rows = self.select_events(originator_id, query)?;
+        rows.iter().try_for_each(&mut *visit)?;
+        Ok(rows.len())
+    }
+}
+
+/// An aggregate recorder that also keeps the application's log.
+pub trait ApplicationRecorder: AggregateRecorder {
+    /// Notifications in id order, as `query` says. Ids increase in commit
+    /// order but may have gaps (see [`Notification::id`]).
+    fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>>;
+
+    /// The highest notification id (0 when the log is empty).
+    fn max_notification_id(&self) -> Result<u64>;
+
+    /// Raises `signal` whenever events are committed to this store, by any
+    /// process, until the returned watcher is dropped: PostgreSQL listens
+    /// for its NOTIFY, SQLite watches the file's `data_version`. The
+    /// default, for stores without such a signal, watches nothing
+    /// ([`Watch::none`]): followers then rely on in-process notifiers and
+    /// polling.
+    fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
+        let _ = signal;
+        Ok(Watch::none())
+    }
+}
+
+/// An application recorder that also keeps tracking records.
+pub trait ProcessRecorder: ApplicationRecorder {
+    /// Inserts `events` and, in the same transaction, `tracking`. A second
+    /// tracking record for the same (application, notification id) is a
+    /// [`Conflict`](crate::Error::Conflict) and stores nothing; so is, on a
+    /// store with a single-row tracking table ([`TrackingLayout::SingleRow`]),
+    /// a record at or below the application's highest tracked id.
+    fn insert_events_tracked(
+        &self,
+        events: &[StoredEvent],
+        tracking: &Tracking,
+    ) -> Result<Vec<u64>>;
+
+    /// Inserts `events` and `tracking` (if any) as
+    /// [`insert_events_tracked`](Self::insert_events_tracked) does, and runs
+    /// `writes` in the same transaction, right after those inserts, with
+    /// the transaction lent as a [`StoreTx`]: the user's own rows are
+    /// stored with the events or not at all. When the inserts fail (a
+    /// [`Conflict`](crate::Error::Conflict)) `writes` is not run; when
+    /// `writes` fails, nothing of the save is stored and its error is
+    /// returned as it is. `writes` may be run again when the store retries
+    /// a save whose connection broke before it could commit.
+    ///
+    /// The SQLite and PostgreSQL stores implement it. The default, for
+    /// stores with no database transaction to lend (memory, objects, a
+    /// user's own store), stores nothing and is an
+    /// [`Error::Config`] naming `PERSISTENCE_MODULE`;
+    /// a store that wraps another should pass the call on.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert_events_tracked`](Self::insert_events_tracked); the
+    /// error of `writes`; [`Error::Persistence`]
+    /// when `writes` ended the transaction or (PostgreSQL) left it failed.
+    fn insert_events_with(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        writes: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
+    ) -> Result<Vec<u64>> {
+        let _ = (events, tracking, writes);
+        Err(tx::no_transaction(std::any::type_name::<Self>()))
+    }
+
+    /// The highest notification id of `application_name` that is tracked
+    /// (0 when none is).
+    fn max_tracking_id(&self, application_name: &str) -> Result<u64>;
+
+    /// Whether notification `notification_id` of `application_name` is
+    /// tracked. On a store with a single-row tracking table
+    /// ([`TrackingLayout::SingleRow`]), which keeps only the highest id, every
+    /// id up to that one counts as tracked (as in the Python library;
+    /// followers process notifications in order, so the two agree for
+    /// them).
+    fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool>;
+}

@@ -1,0 +1,83 @@
+//! [`Store`]: a kind of store, configured, that opens the [`Recorders`] of
+//! an application. Each store's settings implement it (the memory store's
+//! [`MemoryStore`], annals-sqlite's `SqliteConfig`, ...), and so can a
+//! store written outside annals.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use annals_core::persistence::memory::MemoryRecorder;
+//! use annals_core::persistence::{Recorders, Store};
+//!
+//! /// A store of the user's: here, memory under another name.
+//! #[derive(Debug)]
+//! struct Scratch;
+//!
+//! impl Store for Scratch {
+//!     fn open(&self, _app_name: &str) -> annals_core::Result<Recorders> {
+//!         Ok(Recorders::new(Arc::new(MemoryRecorder::new()), Arc::new(MemoryRecorder::new())))
+//!     }
+//! }
+//!
+//! let recorders = Scratch.open("Notes")?;
+//! assert_eq!(recorders.events.max_notification_id()?, 0);
+//! # Ok::<(), annals_core::Error>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::memory::MemoryRecorder;
+use super::{AggregateRecorder, ProcessRecorder};
+use crate::error::Result;
+
+/// A kind of store that can open the recorders of an application.
+///
+/// Implemented by each store's settings (annals-sqlite's `SqliteConfig`,
+/// annals-postgres' `PostgresConfig`, [`MemoryStore`]) and by a user's own
+/// stores (see the module's example).
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Opens (and, where configured, creates) the stores of application
+    /// `app_name`.
+    ///
+    /// # Errors
+    ///
+    /// The store cannot be reached or prepared, or a setting is bad.
+    fn open(&self, app_name: &str) -> Result<Recorders>;
+}
+
+/// The recorders of one application: its events (with the log and
+/// tracking records) and its snapshots.
+#[derive(Clone)]
+pub struct Recorders {
+    /// Events, notifications and tracking records.
+    pub events: Arc<dyn ProcessRecorder>,
+    /// Snapshots.
+    pub snapshots: Arc<dyn AggregateRecorder>,
+}
+
+impl fmt::Debug for Recorders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorders").finish_non_exhaustive()
+    }
+}
+
+impl Recorders {
+    /// Events in `events`, snapshots in `snapshots`.
+    pub fn new(events: Arc<dyn ProcessRecorder>, snapshots: Arc<dyn AggregateRecorder>) -> Self {
+        Self { events, snapshots }
+    }
+}
+
+/// The memory store as a [`Store`]: each application opened gets empty
+/// recorders of its own, lost when it is dropped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryStore;
+
+impl Store for MemoryStore {
+    fn open(&self, _app_name: &str) -> Result<Recorders> {
+        Ok(Recorders::new(
+            Arc::new(MemoryRecorder::new()),
+            Arc::new(MemoryRecorder::new()),
+        ))
+    }
+}

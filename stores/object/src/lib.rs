@@ -1,0 +1,375 @@
+//! The object store: events in objects, through the `object_store` crate
+//! (a local directory, memory, Amazon S3 with the `s3` feature, or any
+//! `ObjectStore` a user builds).
+//!
+//! The store is a log of objects, one per save:
+//! `{prefix}/{application}/events/{n:020}` holds every event of save `n`
+//! and its tracking record, so a save is one object write and is wholly
+//! there or not at all. A writer creates object `n + 1` only if it does not
+//! exist (`PutMode::Create`, S3's `If-None-Match: *`): of two processes
+//! racing, one wins and the other reads what it wrote, checks its events
+//! against it, and tries the next name. Nothing is read, then written,
+//! unconditionally. Each recorder keeps an index of the log it has read
+//! and reads the objects added since before every query, so it sees other
+//! processes' saves. Snapshots are a second log under `snapshots/`.
+//!
+//! ```
+//! use annals_core::persistence::{AggregateRecorder, EventQuery, Store, StoredEvent};
+//! use annals_object_store::ObjectConfig;
+//!
+//! let dir = std::env::temp_dir().join(format!("annals-doc-{}", std::process::id()));
+//! // `ApplicationBuilder::store(store)` in an application.
+//! let store = ObjectConfig::location(dir.to_str().unwrap());
+//! let row = StoredEvent {
+//!     originator_id: "dog-1".into(),
+//!     originator_version: 1,
+//!     topic: "Dog.Registered".into(),
+//!     state: br#"{"name":"Fido"}"#.to_vec(),
+//! };
+//! store.open("Kennel")?.events.insert_events(&[row.clone()])?;
+//!
+//! // Another recorder on the same directory (as another process would be).
+//! let other = store.open("Kennel")?;
+//! assert_eq!(other.events.select_events("dog-1", &EventQuery::all())?, [row]);
+//! # std::fs::remove_dir_all(dir).ok();
+//! # Ok::<(), annals_core::Error>(())
+//! ```
+
+mod recorder;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+pub use recorder::ObjectRecorder;
+
+use annals_core::env::Env;
+use annals_core::error::{Error, Result};
+use annals_core::persistence::{Recorders, Store};
+use annals_core::settings;
+
+/// The runtime that runs every object store call of this process, for
+/// every recorder and watcher of every store.
+///
+/// One, because a client's pooled connections belong to the runtime that
+/// opened them and make progress only while it runs: with a runtime per
+/// recorder, a connection kept alive by one recorder's runtime and taken
+/// from the shared pool by another's stalls until it times out. Its worker
+/// threads drive every connection all the time, whichever thread waits on
+/// a call (`Handle::block_on`). Never dropped, so never shut down from
+/// inside an async context.
+fn runtime() -> Result<tokio::runtime::Handle> {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    // Started under a lock, so two opens at once start one; a failure to
+    // start (no threads to be had now) is not kept: the next open tries
+    // again.
+    static STARTING: Mutex<()> = Mutex::new(());
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime.handle().clone());
+    }
+    let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime.handle().clone());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("annals-objects")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::persistence("starting the object store's runtime", e))?;
+    Ok(RUNTIME.get_or_init(|| runtime).handle().clone())
+}
+
+/// The setting that says where the objects are.
+pub const OBJECT_STORE_LOCATION: &str = settings::OBJECT_STORE_LOCATION.name;
+
+/// Where the object store keeps its objects: a location
+/// ([`location`](Self::location), `OBJECT_STORE_LOCATION`) or a store the
+/// caller built ([`with_store`](Self::with_store)).
+#[derive(Clone)]
+pub struct ObjectConfig {
+    target: Target,
+    /// Whether a missing directory is created (`CREATE_TABLE`).
+    pub create: bool,
+}
+
+#[derive(Clone)]
+enum Target {
+    Location(String),
+    Store(Arc<dyn ObjectStore>, Path),
+}
+
+impl fmt::Debug for ObjectConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.target {
+            Target::Location(location) => f
+                .debug_struct("ObjectConfig")
+                .field("location", location)
+                .finish_non_exhaustive(),
+            Target::Store(store, prefix) => f
+                .debug_struct("ObjectConfig")
+                .field("store", &store.to_string())
+                .field("prefix", &prefix.as_ref())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl ObjectConfig {
+    /// Objects at `location`: a directory (`/var/lib/school` or
+    /// `file:///var/lib/school`), `memory://` (this process only), or, with
+    /// the `s3` feature, `s3://bucket/prefix` (credentials, region and
+    /// endpoint from object_store's `AWS_*` variables).
+    pub fn location(location: &str) -> Self {
+        Self {
+            target: Target::Location(location.to_owned()),
+            create: true,
+        }
+    }
+
+    /// Objects in `store` under `prefix`: any `object_store` backend that
+    /// supports `PutMode::Create`.
+    pub fn with_store(store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        Self {
+            target: Target::Store(store, Path::from(prefix)),
+            create: true,
+        }
+    }
+
+    /// `OBJECT_STORE_LOCATION` and `CREATE_TABLE`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the variable: the location is missing or
+    /// empty; `CREATE_TABLE` is not a yes/no flag.
+    pub fn from_env(env: &Env) -> Result<Self> {
+        let Some((var, location)) = env.get(OBJECT_STORE_LOCATION) else {
+            return Err(Error::config(
+                OBJECT_STORE_LOCATION,
+                "the object store needs a location: a directory, memory:// or s3://bucket/prefix",
+            ));
+        };
+        if location.trim().is_empty() {
+            return Err(Error::config(var, "the location is empty"));
+        }
+        let mut config = Self::location(location.trim());
+        if let Some(create) = env.flag(settings::CREATE_TABLE.name)? {
+            config.create = create;
+        }
+        Ok(config)
+    }
+
+    /// The store and the prefix the location names, and the directory
+    /// when it is one.
+    fn resolve(&self) -> Result<(Arc<dyn ObjectStore>, Path, Option<std::path::PathBuf>)> {
+        let location = match &self.target {
+            Target::Store(store, prefix) => return Ok((store.clone(), prefix.clone(), None)),
+            Target::Location(location) => location.as_str(),
+        };
+        let bad = |message: String| Error::config(OBJECT_STORE_LOCATION, message);
+        if location == "memory://" || location == "memory:" {
+            return Ok((
+                Arc::new(object_store::memory::InMemory::new()),
+                Path::default(),
+                None,
+            ));
+        }
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (store, prefix) = s3(location, rest)?;
+            return Ok((store, prefix, None));
+        }
+        if let Some((scheme, _)) = location.split_once("://") {
+            if scheme != "file" {
+                return Err(bad(format!(
+                    "{location:?}: unknown scheme {scheme:?}; expected a directory, file://, memory:// or s3://"
+                )));
+            }
+        }
+        let dir = std::path::PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
+        if !dir.is_dir() {
+            if !self.create {
+                return Err(bad(format!(
+                    "{} is not a directory (CREATE_TABLE=no: it is not created)",
+                    dir.display()
+                )));
+            }
+            create_dir_synced(&dir).map_err(|e| {
+                Error::persistence(format!("creating the directory {}", dir.display()), e)
+            })?;
+        }
+        // A save acknowledged is durable, as SQLite's synchronous=FULL: the
+        // file is synced before it is linked to its name, the directory
+        // after (and every directory the write creates).
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| Error::persistence(format!("opening the directory {}", dir.display()), e))?
+            .with_fsync(true);
+        Ok((Arc::new(store), Path::default(), Some(dir)))
+    }
+}
+
+/// Creates `dir` and its missing parents, each made durable by syncing
+/// the directory that holds it.
+fn create_dir_synced(dir: &std::path::Path) -> std::io::Result<()> {
+    let missing: Vec<&std::path::Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    std::fs::create_dir_all(dir)?;
+    for created in missing {
+        match created.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => sync_dir(std::path::Path::new("."))?,
+            Some(parent) => sync_dir(parent)?,
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// How long a temporary file of a save stays untouched before it is taken
+/// for a dead writer's (see [`remove_stale_temporaries`]).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Removes the temporary files (`{save}#{n}`) in `dir` whose save is
+/// stored already and that no write has touched for [`STALE_AFTER`]: a
+/// writer killed mid-save leaves its file, and nothing else ever removes
+/// it.
+///
+/// Only once `{save}` exists: a save is published by hard-linking its
+/// temporary file's *name* to the save's name, and temporary names are
+/// reused. Were `{save}#1` removed while `{save}` is free, a stalled writer
+/// could link a newer writer's `{save}#1` as its own save and acknowledge
+/// it, its own events lost. Once `{save}` exists every link to it fails
+/// (the writer then reads the save there), whichever file its temporary
+/// name holds, so removing them loses nothing. The age spares a live
+/// writer a needless failure. A file that cannot be removed (a read-only
+/// store) is logged, not an error: reading needs no cleanup.
+fn remove_stale_temporaries(dir: &std::path::Path) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot look for stale temporary files");
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((save, n)) = name.to_str().and_then(|name| name.split_once('#')) else {
+            continue;
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if save.len() != 20 || !digits(save) || !digits(n) {
+            continue;
+        }
+        if std::fs::symlink_metadata(dir.join(save)).is_err() {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| {
+                now.duration_since(modified)
+                    .is_ok_and(|age| age > STALE_AFTER)
+            });
+        if stale {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed a stale temporary file")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove a stale temporary file")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "s3")]
+fn s3(location: &str, rest: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(Error::config(
+            OBJECT_STORE_LOCATION,
+            format!("{location:?} names no bucket; expected s3://bucket/prefix"),
+        ));
+    }
+    // Give up within seconds, not object_store's default three minutes: a
+    // save that cannot be stored should say so while the caller waits.
+    let retry = object_store::RetryConfig {
+        backoff: object_store::BackoffConfig::default(),
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(15),
+    };
+    let store = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(retry)
+        // Create-if-absent is what keeps racing writers apart.
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .build()
+        .map_err(|e| Error::persistence(format!("configuring S3 for {location}"), e))?;
+    Ok((Arc::new(store), Path::from(prefix)))
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3(location: &str, _: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    Err(Error::config(
+        OBJECT_STORE_LOCATION,
+        format!("{location:?}: S3 needs annals' `s3` feature"),
+    ))
+}
+
+impl Store for ObjectConfig {
+    fn open(&self, app_name: &str) -> Result<Recorders> {
+        let (store, prefix, dir) = self.resolve()?;
+        let app = app_name.to_ascii_lowercase();
+        if app.is_empty()
+            || !app
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(Error::config(
+                OBJECT_STORE_LOCATION,
+                format!("the application name {app_name:?} cannot name objects: use letters, digits, _ and -"),
+            ));
+        }
+        let root = prefix.clone().join(app.as_str());
+        if let Some(dir) = dir {
+            for log in ["events", "snapshots"] {
+                remove_stale_temporaries(&dir.join(&app).join(log));
+            }
+        }
+        let events = ObjectRecorder::open(store.clone(), root.clone().join("events"))?;
+        let snapshots = ObjectRecorder::open(store, root.join("snapshots"))?;
+        Ok(Recorders::new(Arc::new(events), Arc::new(snapshots)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory store is object_store's with `with_fsync(true)`: each
+    /// save's file synced before its link, its directory after. The flag
+    /// shows nowhere but in the store's `Debug`.
+    #[test]
+    fn a_directory_store_syncs_what_it_writes() {
+        let dir = std::env::temp_dir().join(format!("annals-fsync-{}", uuid::Uuid::new_v4()));
+        let (store, _, made) = ObjectConfig::location(dir.to_str().expect("a UTF-8 path"))
+            .resolve()
+            .expect("a directory store");
+        assert_eq!(made.as_deref(), Some(dir.as_path()));
+        let described = format!("{store:?}");
+        assert!(described.contains("fsync: true"), "{described}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,543 @@
+//! The writing side of the PostgreSQL recorder: the connection of the open
+//! group transaction as the group-commit engine drives it, and the
+//! statements of one save (queued saves inserted together, a save with a
+//! tracking record or the user's writes in a savepoint when it joins).
+
+use std::fmt;
+use std::sync::Arc;
+
+use postgres::types::ToSql;
+use r2d2::PooledConnection;
+
+use super::columns::Columns;
+use super::combine::{Outcome, Queue, Slot};
+use super::pool::{describe, is_broken, Conn, Connections, Fail, Manager};
+use super::recorder::stored_form;
+use super::settings::OriginatorIdType;
+use super::sql::{Sql, Stmt};
+use annals_core::error::Error;
+use annals_core::persistence::group_commit::{Failure, GroupTransaction};
+use annals_core::persistence::transaction_lost;
+use annals_core::persistence::{StoreTx, TrackingLayout, UserWrites};
+
+/// Why a write failed.
+#[derive(Debug)]
+pub(super) enum WriteFail {
+    /// The server said no, or the connection broke (`broken`).
+    Db {
+        error: postgres::Error,
+        broken: bool,
+    },
+    /// No connection could be had.
+    Other(Error),
+}
+
+impl fmt::Display for WriteFail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteFail::Db { error, .. } => f.write_str(&describe(error)),
+            WriteFail::Other(e) => e.fmt(f),
+        }
+    }
+}
+
+/// How a failed joining save is undone, leaving the group's other saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undo {
+    /// Rolling back to its savepoint.
+    Savepoint,
+    /// Nothing is left to undo: it deleted what it had stored.
+    Done,
+    /// It cannot be: its error aborted the group's transaction.
+    Impossible,
+}
+
+/// The connection of the open group transaction, as the group-commit
+/// engine drives it.
+pub(super) struct GroupWriter {
+    connections: Connections,
+    sql: Arc<Sql>,
+    id_type: OriginatorIdType,
+    /// The queued saves, shared with the recorder.
+    queue: Queue,
+    /// The queued saves inserted in the open transaction: their outcomes
+    /// hold only if it commits.
+    in_tx: Vec<Arc<Slot>>,
+    /// Taken from the pool when a group begins, given back when it ends.
+    conn: Option<PooledConnection<Manager>>,
+    /// A connection broke: check the next one before using it.
+    suspect: bool,
+    /// Whether a save of the open group stored events (then followers are
+    /// notified at its commit).
+    stored: bool,
+    /// Whether a joining save's savepoint is open (released by the next
+    /// one, or by the commit).
+    savepoint: bool,
+    /// Whether the save about to run joins an open group (the engine asks
+    /// for its savepoint; it is sent only if the save needs one).
+    joining: bool,
+    /// How the last joining save can be undone if it fails.
+    undo: Undo,
+    /// Whether a transaction of this writer has moved the notification id
+    /// sequence past the stored ids (see [`Sql::sync_sequence`]): done
+    /// once, in the first.
+    synced: bool,
+    /// Failures the tests make this writer suffer.
+    #[cfg(test)]
+    pub(super) faults: Faults,
+}
+
+impl GroupWriter {
+    /// The writer of a recorder: no connection until a group begins.
+    pub(super) fn new(
+        connections: Connections,
+        sql: Arc<Sql>,
+        id_type: OriginatorIdType,
+        queue: Queue,
+    ) -> Self {
+        GroupWriter {
+            connections,
+            sql,
+            id_type,
+            queue,
+            in_tx: Vec::new(),
+            conn: None,
+            suspect: false,
+            stored: false,
+            savepoint: false,
+            joining: false,
+            undo: Undo::Impossible,
+            synced: false,
+            #[cfg(test)]
+            faults: Faults::default(),
+        }
+    }
+
+    fn conn(&mut self) -> Result<&mut PooledConnection<Manager>, WriteFail> {
+        self.conn.as_mut().ok_or_else(|| {
+            WriteFail::Other(Error::persistence("writing", "no connection for the group"))
+        })
+    }
+
+    /// Classifies `error`; a broken connection is dropped.
+    fn fail(&mut self, error: postgres::Error) -> WriteFail {
+        let broken = self
+            .conn
+            .as_ref()
+            .is_none_or(|conn| is_broken(&conn.client, &error));
+        if broken {
+            if let Some(conn) = &mut self.conn {
+                conn.broken = true;
+            }
+            self.conn = None;
+            self.suspect = true;
+        }
+        WriteFail::Db { error, broken }
+    }
+
+    /// The statements of a save with a tracking record or the user's
+    /// writes (events alone are queued: `save_queued`). Those can fail in
+    /// ways that abort the transaction, so a joining save of this kind
+    /// takes a savepoint.
+    pub(super) fn save(
+        &mut self,
+        columns: &[&(dyn ToSql + Sync); 4],
+        count: usize,
+        tracking: Option<(&str, i64)>,
+        writes: Option<&mut UserWrites<'_>>,
+    ) -> Result<Vec<u64>, WriteFail> {
+        self.undo = Undo::Impossible;
+        if std::mem::take(&mut self.joining) {
+            self.open_savepoint()?;
+            self.undo = Undo::Savepoint;
+        }
+        let sql = self.sql.clone();
+        let conn = self.conn()?;
+        let result = (|| -> Result<Result<Vec<u64>, Error>, postgres::Error> {
+            if let Some((name, id)) = tracking {
+                let statement = conn.statement(&sql, Stmt::InsertTracking)?;
+                match sql.tracking_layout {
+                    TrackingLayout::MultiRow => {
+                        conn.client.execute(&statement, &[&name, &id])?;
+                    }
+                    TrackingLayout::SingleRow => {
+                        if conn.client.query_opt(&statement, &[&name, &id])?.is_none() {
+                            // Not moved forward: tracked already, the
+                            // conflict a second multi-row record is.
+                            return Ok(Err(Error::conflict(format!(
+                                "{}: notification {id} of {name:?} or a later one is tracked \
+                                 already",
+                                sql.tracking
+                            ))));
+                        }
+                    }
+                }
+            }
+            let mut ids = Vec::with_capacity(count);
+            if count > 0 {
+                let statement = conn.statement(&sql, Stmt::InsertEvents)?;
+                for row in conn.client.query(&statement, columns)? {
+                    // Never negative: a bigserial sequence starts at 1.
+                    let id: i64 = row.try_get(0)?;
+                    ids.push(id.unsigned_abs());
+                }
+            }
+            Ok(Ok(ids))
+        })();
+        match result {
+            Ok(Ok(ids)) => {
+                if let Some(writes) = writes {
+                    self.user_writes(writes)?;
+                }
+                self.stored |= !ids.is_empty();
+                Ok(ids)
+            }
+            // Nothing was written (a single-row tracking record that did
+            // not move): a joiner's savepoint undoes nothing, an opener's
+            // group is rolled back.
+            Ok(Err(conflict)) => Err(WriteFail::Other(conflict)),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// A queued save: inserted already by the holder of the writer before
+    /// this one, or now, with every save queued behind it.
+    pub(super) fn save_queued(&mut self, own: &Arc<Slot>) -> Result<Vec<u64>, WriteFail> {
+        let joining = std::mem::take(&mut self.joining);
+        self.undo = Undo::Impossible;
+        if own.is_pending() {
+            let batch = self.queue.drain_with(own);
+            self.in_tx.extend(batch.iter().cloned());
+            let sql = self.sql.clone();
+            let id_type = self.id_type;
+            let conn = self.conn()?;
+            match insert_queued(conn, &sql, id_type, &batch, joining) {
+                Ok(stored) => self.stored |= stored,
+                Err(Fail::Db(e)) => return Err(self.fail(e)),
+                Err(Fail::Other(e)) => return Err(WriteFail::Other(e)),
+            }
+        }
+        match own.take() {
+            Outcome::Stored(ids) | Outcome::Committed(ids) => Ok(ids),
+            Outcome::Failed(error) => {
+                // Its rows are deleted (or were never stored).
+                self.undo = Undo::Done;
+                Err(WriteFail::Other(error.unwrap_or_else(|| {
+                    Error::persistence("inserting events", "the save's outcome was taken")
+                })))
+            }
+            Outcome::Pending => Err(WriteFail::Other(Error::persistence(
+                "inserting events",
+                "the save was left uninserted",
+            ))),
+        }
+    }
+
+    /// Opens a savepoint for a joining save, releasing the previous
+    /// joiner's in the same round trip.
+    fn open_savepoint(&mut self) -> Result<(), WriteFail> {
+        let statement = if self.savepoint {
+            "RELEASE SAVEPOINT save; SAVEPOINT save"
+        } else {
+            "SAVEPOINT save"
+        };
+        let conn = self.conn()?;
+        match conn.client.batch_execute(statement) {
+            Ok(()) => {
+                self.savepoint = true;
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Runs the user's writes on the group's connection, then checks, in
+    /// one round trip, that they left the transaction open and not failed
+    /// (a failed statement whose error was ignored would make the group's
+    /// COMMIT a silent rollback of every save in it).
+    fn user_writes(&mut self, writes: &mut UserWrites<'_>) -> Result<(), WriteFail> {
+        let conn = self.conn()?;
+        if !writes.run(StoreTx::exclusive::<postgres::Client>(
+            "postgres",
+            &mut conn.client,
+        )) {
+            // The user's error is kept by `writes`; this one only fails
+            // the save, which rolls it back.
+            return Err(WriteFail::Other(Error::user(
+                "the writes of the user's own rows failed",
+            )));
+        }
+        match conn
+            .client
+            .batch_execute("SAVEPOINT annals_check; RELEASE SAVEPOINT annals_check")
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_broken(&conn.client, &e) => Err(self.fail(e)),
+            Err(e) => Err(WriteFail::Other(transaction_lost(
+                "PostgreSQL",
+                describe(&e),
+            ))),
+        }
+    }
+
+    fn begin_on_connection(&mut self) -> Result<(), WriteFail> {
+        #[cfg(test)]
+        if self.faults.begin() {
+            return Err(WriteFail::Other(Error::persistence(
+                "begin",
+                "a failure of the test",
+            )));
+        }
+        if self.conn.is_none() {
+            let conn = if std::mem::take(&mut self.suspect) {
+                self.connections.checkout_checked()
+            } else {
+                self.connections.checkout()
+            };
+            self.conn = Some(conn.map_err(WriteFail::Other)?);
+        }
+        let sql = self.sql.clone();
+        let begin = if self.synced {
+            &sql.begin_and_lock
+        } else {
+            &sql.begin_lock_and_sync
+        };
+        let conn = self.conn()?;
+        match conn.client.batch_execute(begin) {
+            Ok(()) => {
+                // `setval` is not undone by a rollback: done for good.
+                self.synced = true;
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(conn) = &mut self.conn {
+                    conn.rollback();
+                }
+                Err(self.fail(e))
+            }
+        }
+    }
+
+    /// The queued saves of a transaction that did not commit are pending
+    /// again: their owners insert them anew.
+    fn requeue(&mut self) {
+        for slot in self.in_tx.drain(..) {
+            slot.set(Outcome::Pending);
+        }
+    }
+}
+
+impl GroupTransaction for GroupWriter {
+    type Error = WriteFail;
+    /// PostgreSQL queues its saves in [`super::combine`], to insert them
+    /// in one statement, not through the engine's queue.
+    type Queued = std::convert::Infallible;
+
+    fn begin(&mut self) -> Result<(), WriteFail> {
+        match self.begin_on_connection() {
+            // Nothing was sent that could commit: once more, on a
+            // connection that answers.
+            Err(WriteFail::Db { broken: true, .. }) => self.begin_on_connection(),
+            other => other,
+        }
+    }
+
+    fn savepoint(&mut self) -> Result<(), WriteFail> {
+        // Sent by `save`, and only if the save needs it.
+        self.joining = true;
+        Ok(())
+    }
+
+    fn release(&mut self) -> Result<(), WriteFail> {
+        // Kept open until the next savepoint or the commit.
+        Ok(())
+    }
+
+    fn rollback_to_savepoint(&mut self) -> bool {
+        match std::mem::replace(&mut self.undo, Undo::Impossible) {
+            Undo::Savepoint => self.conn.as_mut().is_some_and(|conn| {
+                conn.client
+                    .batch_execute("ROLLBACK TO SAVEPOINT save")
+                    .is_ok()
+            }),
+            Undo::Done => true,
+            Undo::Impossible => false,
+        }
+    }
+
+    fn commit(&mut self) -> Result<(), Failure> {
+        let statement = if self.stored {
+            self.sql.notify_and_commit.clone()
+        } else {
+            "COMMIT".to_owned()
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            self.requeue();
+            return Err(Failure::Failed("the connection was lost".into()));
+        };
+        #[cfg(test)]
+        if self.faults.commit() {
+            conn.rollback();
+            self.requeue();
+            return Err(Failure::Failed("a failure of the test".into()));
+        }
+        match conn.client.batch_execute(&statement) {
+            Ok(()) => {
+                for slot in self.in_tx.drain(..) {
+                    slot.commit();
+                }
+                Ok(())
+            }
+            Err(e) if is_broken(&conn.client, &e) => {
+                conn.broken = true;
+                self.conn = None;
+                self.suspect = true;
+                let why = describe(&e);
+                for slot in self.in_tx.drain(..) {
+                    slot.set(Outcome::Failed(Some(Error::persistence(
+                        format!(
+                            "inserting events ({}): the connection broke after COMMIT was \
+                             sent, so whether they were stored is unknown; select them before \
+                             trying again",
+                            self.sql.events
+                        ),
+                        why.clone(),
+                    ))));
+                }
+                Err(Failure::Unknown(why))
+            }
+            Err(e) => {
+                conn.rollback();
+                self.requeue();
+                Err(Failure::Failed(describe(&e)))
+            }
+        }
+    }
+
+    fn rollback(&mut self) {
+        if let Some(conn) = &mut self.conn {
+            conn.rollback();
+        }
+        self.requeue();
+    }
+
+    fn ended(&mut self) {
+        self.stored = false;
+        self.savepoint = false;
+        self.joining = false;
+        self.in_tx.clear();
+        // Back to the pool between groups (readers may need it).
+        self.conn = None;
+    }
+
+    fn insert_queued(&mut self, queued: &Self::Queued) -> Result<Vec<u64>, WriteFail> {
+        match *queued {}
+    }
+}
+
+/// Inserts the queued saves of `batch` in one statement and sets their
+/// outcomes; true if any was stored. When a key is taken, that insert is
+/// undone and each save is inserted alone, so only the saves at taken
+/// keys fail. Alone and opening its group (`joining` false), a save takes
+/// the plain insert, whose error aborts the transaction as it would be.
+fn insert_queued(
+    conn: &mut Conn,
+    sql: &Sql,
+    id_type: OriginatorIdType,
+    batch: &[Arc<Slot>],
+    joining: bool,
+) -> Result<bool, Fail> {
+    let total: usize = batch.iter().map(|slot| slot.events.len()).sum();
+    let rows = Columns::new(batch.iter().flat_map(|s| s.events.iter()), id_type, sql)
+        .map_err(Fail::Other)?;
+    let params = rows.params();
+    let insert = if batch.len() == 1 && !joining {
+        Stmt::InsertEvents
+    } else {
+        Stmt::InsertEventsSkippingTaken
+    };
+    let statement = conn.statement(sql, insert)?;
+    let mut ids = Vec::with_capacity(total);
+    for row in conn.client.query(&statement, &params)? {
+        ids.push(row.try_get::<_, i64>(0)?);
+    }
+    if ids.len() == total {
+        // Drawn from the sequence in the rows' order, so in the saves'.
+        ids.sort_unstable();
+        let mut rest = ids.as_slice();
+        for slot in batch {
+            let (own, more) = rest.split_at(slot.events.len());
+            // Never negative: a bigserial sequence starts at 1.
+            slot.set(Outcome::Stored(
+                own.iter().map(|id| id.unsigned_abs()).collect(),
+            ));
+            rest = more;
+        }
+        return Ok(total > 0);
+    }
+    let conflict = undo_insert(conn, sql, &ids, &params)?;
+    if let [slot] = batch {
+        slot.set(Outcome::Failed(Some(conflict)));
+        return Ok(false);
+    }
+    let mut stored = false;
+    for slot in batch {
+        stored |= insert_queued(conn, sql, id_type, std::slice::from_ref(slot), true)?;
+    }
+    Ok(stored)
+}
+
+/// Undoes an insert of a save that stored only `stored` (ids) of its
+/// events (`columns`), because others were at taken keys, and returns the
+/// conflict, naming one of those keys.
+fn undo_insert(
+    conn: &mut Conn,
+    sql: &Sql,
+    stored: &[i64],
+    columns: &[&(dyn ToSql + Sync); 4],
+) -> Result<Error, postgres::Error> {
+    let statement = conn.statement(sql, Stmt::UndoInsertEvents)?;
+    let taken = conn
+        .client
+        .query_opt(&statement, &[&stored, columns[0], columns[1]])?;
+    Ok(match taken {
+        Some(row) => {
+            let id = stored_form(row.try_get(0)?);
+            let version: i64 = row.try_get(1)?;
+            Error::Conflict {
+                aggregate: None,
+                message: format!("{}: stream {id} already has version {version}", sql.events),
+                id: Some(id),
+                version: u64::try_from(version).ok(),
+            }
+        }
+        None => Error::conflict(format!(
+            "{}: two events of the save are at the same stream and version",
+            sql.events
+        )),
+    })
+}
+
+/// Every `begin_every`th begin and `commit_every`th commit of a writer
+/// fails (0: none), a commit after rolling back: the tests' faults.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(super) struct Faults {
+    pub(super) begin_every: usize,
+    pub(super) commit_every: usize,
+    begins: usize,
+    commits: usize,
+}
+
+#[cfg(test)]
+impl Faults {
+    fn begin(&mut self) -> bool {
+        self.begins += 1;
+        self.begin_every > 0 && self.begins.is_multiple_of(self.begin_every)
+    }
+
+    fn commit(&mut self) -> bool {
+        self.commits += 1;
+        self.commit_every > 0 && self.commits.is_multiple_of(self.commit_every)
+    }
+}
