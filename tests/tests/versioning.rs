@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// The model as it was first deployed: the tests' shared dog
 /// (`Registered` and `TrickAdded`, each at version 1), which `v2` evolves.
 mod v1 {
-    pub use annals_tests::dogs::Dog;
+    pub(crate) use annals_tests::dogs::Dog;
 }
 
 /// The model now: `Registered` at version 3 (an age added, then `name`
@@ -27,7 +27,7 @@ mod v2 {
 
     #[aggregate]
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Dog {
+    pub(crate) struct Dog {
         pub title: String,
         pub age: u32,
         pub tricks: Vec<(String, String)>,
@@ -93,7 +93,7 @@ mod renamed {
 
     #[aggregate]
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Hound {
+    pub(crate) struct Hound {
         pub name: String,
         pub tricks: Vec<String>,
     }
