@@ -1,6 +1,8 @@
 //! The dog of the tests that need an aggregate and nothing particular of
 //! it: registered with a name, taught tricks, snapshotted (it derives
-//! serde's traits) and cached (`Clone`).
+//! serde's traits) and cached (`Clone`). `tests/tests/versioning.rs`
+//! stores it as the first version of the model its `v2` upcasts: a change
+//! to its fields or events is a change to that test's `v1`.
 
 use annals::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -6,6 +6,7 @@ pub mod dogs;
 pub mod shops;
 pub mod stores;
 pub mod tamper;
+pub mod tracking;
 
 /// Says, past the test harness's output capture, that a test was skipped
 /// because its store is not configured. CI fails on such a line.

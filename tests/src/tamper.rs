@@ -17,6 +17,14 @@ pub struct Tampered {
     pub tamper: fn(&mut Vec<StoredEvent>),
 }
 
+/// Shows only that it is a tampering recorder: the store it wraps has no
+/// `Debug`.
+impl std::fmt::Debug for Tampered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tampered").finish_non_exhaustive()
+    }
+}
+
 impl AggregateRecorder for Tampered {
     fn insert_events(&self, events: &[StoredEvent]) -> annals::Result<Vec<u64>> {
         self.inner.insert_events(events)

@@ -7,15 +7,15 @@ use serde::{Deserialize, Serialize};
 
 #[aggregate]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Dog {
-    pub name: String,
-    pub tricks: Vec<String>,
+struct Dog {
+    name: String,
+    tricks: Vec<String>,
 }
 
 #[aggregate(derive(PartialEq))]
 impl Dog {
     #[event("Registered")]
-    pub fn register(name: String) -> Self {
+    fn register(name: String) -> Self {
         Dog {
             name,
             tricks: Vec::new(),
@@ -23,11 +23,11 @@ impl Dog {
     }
 
     #[event("TrickAdded")]
-    pub fn add_trick(&mut self, trick: String) {
+    fn add_trick(&mut self, trick: String) {
         self.tricks.push(trick);
     }
 
-    pub fn create_id(name: &str) -> Uuid {
+    fn create_id(name: &str) -> Uuid {
         Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("/dogs/{name}").as_bytes())
     }
 }
@@ -36,9 +36,9 @@ impl Dog {
 /// named after its method, a topic override, a discarding event.
 #[aggregate]
 #[derive(Debug)]
-pub struct Stream {
-    pub lines: Vec<String>,
-    pub closed: bool,
+struct Stream {
+    lines: Vec<String>,
+    closed: bool,
 }
 
 #[aggregate(id = String, initial_version = 0, name = "streams.Stream")]
@@ -63,7 +63,7 @@ impl Stream {
     }
 
     /// A command that validates first.
-    pub fn append_checked(&mut self, line: &str) -> Result<(), String> {
+    fn append_checked(&mut self, line: &str) -> Result<(), String> {
         if self.closed {
             return Err("closed".into());
         }
@@ -220,16 +220,16 @@ fn stored_state_holds_the_fields_and_the_timestamp() {
 /// the generated code's own variables.
 #[aggregate]
 #[derive(Debug, Clone)]
-pub struct Kennel {
-    pub owner: Uuid,
-    pub dogs: Vec<String>,
-    pub log: Vec<String>,
+struct Kennel {
+    owner: Uuid,
+    dogs: Vec<String>,
+    log: Vec<String>,
 }
 
 #[aggregate]
 impl Kennel {
     #[event("Opened")]
-    pub fn open(__id: Uuid, id: String, aggregate_id: String) -> Self {
+    fn open(__id: Uuid, id: String, aggregate_id: String) -> Self {
         let mut kennel = Kennel {
             owner: __id,
             dogs: Vec::new(),
@@ -241,12 +241,12 @@ impl Kennel {
     }
 
     #[event("Admitted")]
-    pub fn admit(&mut self, __event: String) {
+    fn admit(&mut self, __event: String) {
         self.dogs.push(__event);
     }
 
     #[event("Renovated")]
-    pub fn renovate(&mut self, __header: u8) {
+    fn renovate(&mut self, __header: u8) {
         self.admit(format!("builder{__header}"));
         self.log.push("renovated".into());
     }
@@ -290,8 +290,8 @@ static TALLY_CLONES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicU
 /// metadata field too).
 #[aggregate]
 #[derive(Debug)]
-pub struct Tally {
-    pub count: u32,
+struct Tally {
+    count: u32,
 }
 
 impl Clone for Tally {
@@ -307,12 +307,12 @@ impl Clone for Tally {
 #[aggregate]
 impl Tally {
     #[event("Started")]
-    pub fn start() -> Self {
+    fn start() -> Self {
         Tally { count: 0 }
     }
 
     #[event("Incremented")]
-    pub fn increment(&mut self) {
+    fn increment(&mut self) {
         self.count += 1;
     }
 }
@@ -340,19 +340,19 @@ fn an_aggregate_with_a_hand_written_clone_is_cached() {
 #[aggregate]
 #[derive(Debug)]
 #[cfg_attr(all(), derive(Serialize, Deserialize))]
-pub struct Note {
-    pub text: String,
+struct Note {
+    text: String,
 }
 
 #[aggregate]
 impl Note {
     #[event("Written")]
-    pub fn write(text: String) -> Self {
+    fn write(text: String) -> Self {
         Note { text }
     }
 
     #[event("Amended")]
-    pub fn amend(&mut self, text: String) {
+    fn amend(&mut self, text: String) {
         self.text = text;
     }
 }
@@ -384,20 +384,20 @@ fn an_aggregate_deriving_serde_through_cfg_attr_can_be_snapshotted() {
 /// `#[serde(..)]` on event arguments shapes the stored events.
 #[aggregate]
 #[derive(Debug)]
-pub struct Performer {
-    pub tricks: Vec<String>,
-    pub rating: u8,
+struct Performer {
+    tricks: Vec<String>,
+    rating: u8,
 }
 
 /// Stores a `u8` as a string.
 mod as_string {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(value: &u8, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(value: &u8, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&value.to_string())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
     }
@@ -406,7 +406,7 @@ mod as_string {
 #[aggregate]
 impl Performer {
     #[event("Debuted")]
-    pub fn debut(#[serde(rename = "trick_name")] trick: String) -> Self {
+    fn debut(#[serde(rename = "trick_name")] trick: String) -> Self {
         Performer {
             tricks: vec![trick],
             rating: 0,
@@ -414,7 +414,7 @@ impl Performer {
     }
 
     #[event("Rated")]
-    pub fn rate(&mut self, #[serde(with = "as_string", rename = "stars")] rating: u8) {
+    fn rate(&mut self, #[serde(with = "as_string", rename = "stars")] rating: u8) {
         self.rating = rating;
     }
 }
@@ -453,17 +453,17 @@ fn serde_attributes_on_event_arguments_shape_the_stored_state() {
 /// aggregate of another type.
 #[aggregate]
 #[derive(Debug)]
-pub struct Diary {
-    pub opened: Timestamp,
-    pub modified: Timestamp,
-    pub entries: Vec<String>,
-    pub pet: Option<Dog>,
+struct Diary {
+    opened: Timestamp,
+    modified: Timestamp,
+    entries: Vec<String>,
+    pet: Option<Dog>,
 }
 
 #[aggregate]
 impl Diary {
     #[event("Opened")]
-    pub fn open() -> Self {
+    fn open() -> Self {
         let now = annals::current_event_timestamp();
         Diary {
             opened: now,
@@ -474,7 +474,7 @@ impl Diary {
     }
 
     #[event("Written")]
-    pub fn write(&mut self, entry: String) {
+    fn write(&mut self, entry: String) {
         self.modified = annals::current_event_timestamp();
         self.entries.push(entry);
         // Part of this event: the same timestamp, nothing recorded.
@@ -482,12 +482,12 @@ impl Diary {
     }
 
     #[event("Stamped")]
-    pub fn stamp(&mut self) {
+    fn stamp(&mut self) {
         assert_eq!(annals::current_event_timestamp(), self.modified);
     }
 
     #[event("PetAdopted")]
-    pub fn adopt(&mut self, name: String) {
+    fn adopt(&mut self, name: String) {
         // Another aggregate type, created inside a body: it records its
         // own event as usual.
         self.pet = Some(Dog::register(name));

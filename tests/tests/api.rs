@@ -12,25 +12,25 @@ use serde::{Deserialize, Serialize};
 
 #[aggregate]
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Account {
-    pub balance: i64,
+struct Account {
+    balance: i64,
 }
 
 /// Why an account refuses a withdrawal: the user's own error type.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Refusal {
+enum Refusal {
     InsufficientFunds { balance: i64, asked: i64 },
 }
 
 #[aggregate]
 impl Account {
     #[event("Opened")]
-    pub fn open() -> Self {
+    fn open() -> Self {
         Account { balance: 0 }
     }
 
     #[event("Credited")]
-    pub fn credit(&mut self, amount: i64) {
+    fn credit(&mut self, amount: i64) {
         self.balance += amount;
     }
 
@@ -40,9 +40,9 @@ impl Account {
     }
 
     #[event("Closed", discard)]
-    pub fn close(&mut self) {}
+    fn close(&mut self) {}
 
-    pub fn withdraw(&mut self, amount: i64) -> Result<(), Refusal> {
+    fn withdraw(&mut self, amount: i64) -> Result<(), Refusal> {
         if amount > self.balance {
             return Err(Refusal::InsufficientFunds {
                 balance: self.balance,
@@ -56,14 +56,18 @@ impl Account {
 
 #[aggregate]
 #[derive(Debug)]
-pub struct Card {
-    pub number: String,
+struct Card {
+    #[expect(
+        dead_code,
+        reason = "state the events build; the test reads only the events"
+    )]
+    number: String,
 }
 
 #[aggregate]
 impl Card {
     #[event("Issued")]
-    pub fn issue(number: String) -> Self {
+    fn issue(number: String) -> Self {
         Card { number }
     }
 }

@@ -11,15 +11,15 @@ use serde::{Deserialize, Serialize};
 
 #[aggregate]
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Account {
-    pub balance: i64,
-    pub closed: bool,
+struct Account {
+    balance: i64,
+    closed: bool,
 }
 
 #[aggregate]
 impl Account {
     #[event("Opened")]
-    pub fn open() -> Self {
+    fn open() -> Self {
         Account {
             balance: 0,
             closed: false,
@@ -27,12 +27,12 @@ impl Account {
     }
 
     #[event("Credited")]
-    pub fn credit(&mut self, amount: i64) {
+    fn credit(&mut self, amount: i64) {
         self.balance += amount;
     }
 
     #[event("Closed", discard)]
-    pub fn close(&mut self) {
+    fn close(&mut self) {
         self.closed = true;
     }
 }

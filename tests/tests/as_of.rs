@@ -9,24 +9,24 @@ use serde::{Deserialize, Serialize};
 
 #[aggregate]
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Account {
-    pub balance: i64,
+struct Account {
+    balance: i64,
 }
 
 #[aggregate]
 impl Account {
     #[event("Opened")]
-    pub fn open() -> Self {
+    fn open() -> Self {
         Account { balance: 0 }
     }
 
     #[event("Credited")]
-    pub fn credit(&mut self, amount: i64) {
+    fn credit(&mut self, amount: i64) {
         self.balance += amount;
     }
 
     #[event("Closed", discard)]
-    pub fn close(&mut self) {}
+    fn close(&mut self) {}
 }
 
 /// 2026-06-01 at `hour`:00 UTC.

@@ -37,28 +37,35 @@ async fn calls_work() {
     let school = school().await;
     let saving = school.save(Dog::register("Fido".into()));
     assert_send(&saving);
-    let mut fido = saving.await.unwrap();
+    let mut fido = saving.await.expect("Fido saved");
     assert!(fido.pending_events().is_empty(), "saved");
     fido.add_trick("sit".into());
-    let fido = school.save(fido).await.unwrap();
+    let fido = school.save(fido).await.expect("his trick saved");
     let command = school.execute(fido.id(), |d: &mut Dog| -> Result<(), String> {
         d.add_trick("roll".into());
         Ok(())
     });
     assert_send(&command);
-    command.await.unwrap();
-    let read = school.get::<Dog>(fido.id()).await.unwrap();
+    command.await.expect("the command saved");
+    let read = school.get::<Dog>(fido.id()).await.expect("Fido read");
     assert_eq!(read.tricks, ["sit", "roll"]);
     assert_eq!(
-        school.get_at::<Dog>(fido.id(), 2).await.unwrap().tricks,
+        school
+            .get_at::<Dog>(fido.id(), 2)
+            .await
+            .expect("Fido at version 2")
+            .tricks,
         ["sit"]
     );
-    assert_eq!(school.last_notification_id().await.unwrap(), Some(3));
-    assert_eq!(school.notifications(2, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        school.last_notification_id().await.expect("the last id"),
+        Some(3)
+    );
+    assert_eq!(school.notifications(2, 10).await.expect("the log").len(), 2);
     assert!(school
         .get::<Dog>(Uuid::new_v4())
         .await
-        .unwrap_err()
+        .expect_err("no such dog")
         .is_not_found());
 }
 

@@ -38,32 +38,34 @@ const DEFAULT_SEED: u64 = 0x0a11_a15f_0022;
 
 // ---------------------------------------------------------------- model
 
+/// A nested struct in `Pet`'s state and its `Collared` event (public, as
+/// the event enum the aggregate macro declares is).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Collar {
-    pub colour: String,
-    pub size: u8,
+    colour: String,
+    size: u8,
 }
 
 /// Many field types: strings, integers of several widths, floats, options,
 /// vectors, a nested struct, a UUID, bytes.
 #[aggregate]
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Pet {
-    pub name: String,
-    pub age: u32,
-    pub tags: Vec<String>,
-    pub weight: Option<f64>,
-    pub owner: Option<Uuid>,
-    pub score: i64,
-    pub collar: Option<Collar>,
-    pub chip: Vec<u8>,
-    pub gone: bool,
+struct Pet {
+    name: String,
+    age: u32,
+    tags: Vec<String>,
+    weight: Option<f64>,
+    owner: Option<Uuid>,
+    score: i64,
+    collar: Option<Collar>,
+    chip: Vec<u8>,
+    gone: bool,
 }
 
 #[aggregate]
 impl Pet {
     #[event("Adopted")]
-    pub fn adopt(name: String, age: u32) -> Self {
+    fn adopt(name: String, age: u32) -> Self {
         Pet {
             name,
             age,
@@ -78,34 +80,34 @@ impl Pet {
     }
 
     #[event("Tagged")]
-    pub fn tag(&mut self, tag: String) {
+    fn tag(&mut self, tag: String) {
         self.tags.push(tag);
     }
 
     #[event("Weighed")]
-    pub fn weigh(&mut self, kg: f64) {
+    fn weigh(&mut self, kg: f64) {
         self.weight = Some(kg);
     }
 
     #[event("Owned")]
-    pub fn own(&mut self, owner: Uuid) {
+    fn own(&mut self, owner: Uuid) {
         self.owner = Some(owner);
     }
 
     #[event("Scored")]
-    pub fn score(&mut self, by: i64, note: Option<String>, chip: Vec<u8>) {
+    fn score(&mut self, by: i64, note: Option<String>, chip: Vec<u8>) {
         self.score = self.score.saturating_add(by);
         let _ = note;
         self.chip = chip;
     }
 
     #[event("Collared")]
-    pub fn collar(&mut self, collar: Collar) {
+    fn collar(&mut self, collar: Collar) {
         self.collar = Some(collar);
     }
 
     #[event("Left", discard)]
-    pub fn leave(&mut self) {
+    fn leave(&mut self) {
         self.gone = true;
     }
 }
@@ -114,16 +116,16 @@ impl Pet {
 /// through `serde_json::Value`.
 #[aggregate]
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Cat {
-    pub title: String,
-    pub lives: u8,
-    pub naps: Vec<(String, u16)>,
+struct Cat {
+    title: String,
+    lives: u8,
+    naps: Vec<(String, u16)>,
 }
 
 #[aggregate(id = String, version = 2, aliases = ["Kitten"])]
 impl Cat {
     #[event("Born", version = 2)]
-    pub fn born(title: String, lives: u8) -> Self {
+    fn born(title: String, lives: u8) -> Self {
         Cat {
             title,
             lives,
@@ -141,7 +143,7 @@ impl Cat {
     }
 
     #[event("Napped")]
-    pub fn nap(&mut self, place: String, minutes: u16) {
+    fn nap(&mut self, place: String, minutes: u16) {
         self.naps.push((place, minutes));
     }
 

@@ -13,16 +13,16 @@ use annals_tests::stores::temp_sqlite;
 
 #[aggregate]
 #[derive(Debug)]
-pub struct Dog {
-    pub name: String,
-    pub tricks: Vec<String>,
-    pub toy: Value,
+struct Dog {
+    name: String,
+    tricks: Vec<String>,
+    toy: Value,
 }
 
 #[aggregate]
 impl Dog {
     #[event("Registered")]
-    pub fn register(name: String) -> Self {
+    fn register(name: String) -> Self {
         Dog {
             name,
             tricks: Vec::new(),
@@ -31,12 +31,12 @@ impl Dog {
     }
 
     #[event("TrickAdded")]
-    pub fn add_trick(&mut self, trick: String) {
+    fn add_trick(&mut self, trick: String) {
         self.tricks.push(trick);
     }
 
     #[event("ToyGiven")]
-    pub fn give_toy(&mut self, toy: Value) {
+    fn give_toy(&mut self, toy: Value) {
         self.toy = toy;
     }
 }

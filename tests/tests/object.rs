@@ -537,12 +537,14 @@ impl FlakyProxy {
                 .body(Body::from(format!(
                     "<Error><Code>{code}</Code><Message>{code}</Message></Error>"
                 )))
-                .unwrap()
+                .expect("an S3 error response")
         }
 
         async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
             let (parts, body) = request.into_parts();
-            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let body = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .expect("the request's body");
             let save_put =
                 parts.method == axum::http::Method::PUT && parts.uri.path().contains("/events/");
             if proxy.in_progress && proxy.failed_puts.load(Ordering::SeqCst) == 1 && save_put {
@@ -568,10 +570,14 @@ impl FlakyProxy {
                     outgoing = outgoing.header(name, value);
                 }
             }
-            let answer = outgoing.body(body).send().await.unwrap();
+            let answer = outgoing
+                .body(body)
+                .send()
+                .await
+                .expect("the S3 server answers");
             let status = answer.status();
             let headers = answer.headers().clone();
-            let bytes = answer.bytes().await.unwrap();
+            let bytes = answer.bytes().await.expect("the answer's body");
             if save_put
                 && status.is_success()
                 && proxy.failed_puts.fetch_add(1, Ordering::SeqCst) == 0
@@ -587,14 +593,16 @@ impl FlakyProxy {
                     response = response.header(name, value);
                 }
             }
-            response.body(Body::from(bytes)).unwrap()
+            response
+                .body(Body::from(bytes))
+                .expect("the answer passed on")
         }
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
-            .unwrap();
+            .expect("the proxy's runtime");
         let failed_puts = Arc::new(AtomicUsize::new(0));
         let missed_get = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let proxy = Proxy {
@@ -606,11 +614,11 @@ impl FlakyProxy {
         };
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+            .expect("a loopback port");
+        let endpoint = format!("http://{}", listener.local_addr().expect("its address"));
         runtime.spawn(async move {
             let app = axum::Router::new().fallback(forward).with_state(proxy);
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(listener, app).await.expect("the proxy serves");
         });
         Self {
             runtime,
@@ -665,11 +673,12 @@ fn stored_but_answered_500(test: &str, in_progress: bool) {
                 .with_bucket_name(bucket)
                 .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
                 .build()
-                .unwrap(),
+                .expect("an S3 client"),
         )
     };
     let through_proxy = s3(&proxy.endpoint);
-    let recorder = ObjectRecorder::open(through_proxy, root.clone()).unwrap();
+    let recorder =
+        ObjectRecorder::open(through_proxy, root.clone()).expect("open through the proxy");
     let ids = within(std::time::Duration::from_secs(20), move || {
         let first = recorder
             .insert_events(&[annals::testing::contract::event("a", 1, "Dog.Registered")])
@@ -692,10 +701,10 @@ fn stored_but_answered_500(test: &str, in_progress: bool) {
     }
     assert_eq!(ids, (Ok(vec![1]), Ok(vec![2])));
     // What the server holds, read past the proxy.
-    let direct = ObjectRecorder::open(s3(&upstream), root).unwrap();
+    let direct = ObjectRecorder::open(s3(&upstream), root).expect("open past the proxy");
     let log: Vec<(u64, String, u64)> = direct
         .select_notifications(&annals::persistence::NotificationQuery::new(1, 10))
-        .unwrap()
+        .expect("the log")
         .into_iter()
         .map(|n| (n.id, n.event.originator_id, n.event.originator_version))
         .collect();

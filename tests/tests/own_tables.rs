@@ -19,18 +19,18 @@ use annals_tests::stores::{drop_postgres_tables, postgres_client, postgres_serve
 
 #[aggregate]
 #[derive(Debug)]
-pub struct Dog {
-    pub name: String,
+struct Dog {
+    name: String,
 }
 
 #[aggregate]
 impl Dog {
     #[event("Registered")]
-    pub fn register(name: String) -> Self {
+    fn register(name: String) -> Self {
         Dog { name }
     }
     #[event("Renamed")]
-    pub fn rename(&mut self, name: String) {
+    fn rename(&mut self, name: String) {
         self.name = name;
     }
 }

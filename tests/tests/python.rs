@@ -20,20 +20,17 @@ use serde_json::Value;
 
 #[aggregate]
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Dog {
-    pub name: String,
+struct Dog {
+    name: String,
     #[serde(with = "annals::transcoding::python")]
-    pub owner: Uuid,
-    pub tricks: Vec<String>,
+    owner: Uuid,
+    tricks: Vec<String>,
 }
 
 #[aggregate(python = "dogschool")]
 impl Dog {
     #[event("Registered")]
-    pub fn register(
-        name: String,
-        #[serde(with = "annals::transcoding::python")] owner: Uuid,
-    ) -> Self {
+    fn register(name: String, #[serde(with = "annals::transcoding::python")] owner: Uuid) -> Self {
         Dog {
             name,
             owner,
@@ -42,16 +39,16 @@ impl Dog {
     }
 
     #[event("TrickAdded")]
-    pub fn add_trick(&mut self, trick: String) {
+    fn add_trick(&mut self, trick: String) {
         self.tricks.push(trick);
     }
 }
 
 #[aggregate]
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Counter {
-    pub name: String,
-    pub count: u64,
+struct Counter {
+    name: String,
+    count: u64,
 }
 
 #[aggregate(python = "dogschool")]
@@ -61,12 +58,12 @@ impl Counter {
     }
 
     #[event("Started")]
-    pub fn start(name: String) -> Self {
+    fn start(name: String) -> Self {
         Counter { name, count: 0 }
     }
 
     #[event("Incremented")]
-    pub fn increment(&mut self) {
+    fn increment(&mut self) {
         self.count += 1;
     }
 }
@@ -75,9 +72,9 @@ impl Counter {
 /// `dogschool:Tag.Snapshot`, not `eventsourcing.domain:Snapshot`.
 #[aggregate]
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Tag {
-    pub name: String,
-    pub uses: u64,
+struct Tag {
+    name: String,
+    uses: u64,
 }
 
 #[aggregate(python = "dogschool", id = String)]
@@ -87,12 +84,12 @@ impl Tag {
     }
 
     #[event("Named")]
-    pub fn named(name: String) -> Self {
+    fn named(name: String) -> Self {
         Tag { name, uses: 0 }
     }
 
     #[event("Used")]
-    pub fn use_once(&mut self) {
+    fn use_once(&mut self) {
         self.uses += 1;
     }
 }
@@ -253,22 +250,29 @@ fn the_whole_story(shared: &Shared) {
     // Python writes; annals reads the aggregate (from Python's snapshot at
     // version 3, and without it), the log and the snapshot.
     let fido = shared.py(&["register", "Fido", &owner.to_string(), "sit", "roll", "beg"]);
-    let fido = Uuid::parse_str(fido.as_str().unwrap()).unwrap();
+    let fido =
+        Uuid::parse_str(fido.as_str().expect("Python prints the id as a string")).expect("a UUID");
     let dog = school.get::<Dog>(fido).expect("annals reads Python's dog");
     assert_eq!((dog.name.as_str(), dog.owner), ("Fido", owner));
     assert_eq!(dog.tricks, ["sit", "roll", "beg"]);
     assert_eq!(dog.version(), 4);
-    let snapshot = school.snapshots().unwrap().versions::<Dog>(fido).unwrap();
+    let snapshot = school
+        .snapshots()
+        .expect("snapshotting is on")
+        .versions::<Dog>(fido)
+        .expect("Fido's snapshot versions");
     assert_eq!(snapshot, [3], "Python snapshotted Fido at version 3");
-    let at_2 = school.get_at::<Dog>(fido, 2).unwrap();
+    let at_2 = school.get_at::<Dog>(fido, 2).expect("Fido at version 2");
     assert_eq!(at_2.tricks, ["sit"]);
     let python_view = &shared.py(&["get", &fido.to_string()])[fido.to_string()];
     assert_eq!(
-        python_view["created_on"].as_str().unwrap(),
+        python_view["created_on"]
+            .as_str()
+            .expect("a created_on string"),
         dog.created_on().encode(),
         "both see the same creation time"
     );
-    let log = school.notifications(1, 100).unwrap();
+    let log = school.notifications(1, 100).expect("the log");
     let topics: Vec<&str> = log.iter().map(|n| n.event.topic.as_str()).collect();
     assert_eq!(
         topics,
@@ -284,8 +288,10 @@ fn the_whole_story(shared: &Shared) {
     let mut rex = Dog::register("Rex".into(), owner);
     rex.add_trick("fetch".into());
     rex.add_trick("stay".into());
-    school.save(&mut rex).unwrap();
-    school.take_snapshot::<Dog>(rex.id()).unwrap();
+    school.save(&mut rex).expect("Rex saved");
+    school
+        .take_snapshot::<Dog>(rex.id())
+        .expect("Rex snapshotted");
     let seen = &shared.py(&["get", &rex.id().to_string()])[rex.id().to_string()];
     assert_eq!(seen["name"], "Rex");
     assert_eq!(seen["owner"], owner.to_string());
@@ -296,17 +302,17 @@ fn the_whole_story(shared: &Shared) {
     assert_eq!(seen["tricks"], serde_json::json!(["fetch", "stay"]));
     assert_eq!(seen["version"], 3);
     assert_eq!(
-        seen["modified_on"].as_str().unwrap(),
+        seen["modified_on"].as_str().expect("a modified_on string"),
         rex.modified_on().encode()
     );
 
     // Both write one stream: each reads the other's event.
     shared.py(&["add-trick", &rex.id().to_string(), "shake"]);
-    let mut fido_here = school.get::<Dog>(fido).unwrap();
+    let mut fido_here = school.get::<Dog>(fido).expect("Fido read");
     fido_here.add_trick("play dead".into());
-    school.save(&mut fido_here).unwrap();
+    school.save(&mut fido_here).expect("Fido's trick saved");
     assert_eq!(
-        school.get::<Dog>(rex.id()).unwrap().tricks,
+        school.get::<Dog>(rex.id()).expect("Rex read").tricks,
         ["fetch", "stay", "shake"]
     );
     let fido_there = &shared.py(&["get", &fido.to_string()])[fido.to_string()];
@@ -318,7 +324,10 @@ fn the_whole_story(shared: &Shared) {
     // Followers on both sides, each over events of both writers, exactly
     // once: a second pull changes nothing.
     let tricks = ["sit", "roll", "beg", "fetch", "stay", "shake", "play dead"];
-    let last = school.last_notification_id().unwrap().unwrap();
+    let last = school
+        .last_notification_id()
+        .expect("the last id")
+        .expect("events in the log");
     let mut count_args = vec!["count"];
     count_args.extend(tricks);
     for _ in 0..2 {
@@ -334,13 +343,13 @@ fn the_whole_story(shared: &Shared) {
     }
     let counters = rust_counters(shared);
     for round in 0..2 {
-        let processed = counters.pull(&school, 1000).unwrap();
+        let processed = counters.pull(&school, 1000).expect("the counters pull");
         assert_eq!(processed, if round == 0 { 9 } else { 0 });
         for trick in tricks {
             let counter = counters
                 .app()
                 .get::<Counter>(Counter::create_id(trick))
-                .unwrap();
+                .expect("a counter of each trick");
             assert_eq!(counter.count, 1, "annals counted {trick} once");
         }
     }
@@ -353,25 +362,33 @@ fn the_whole_story(shared: &Shared) {
 /// succeeds, and the log holds each event once, in increasing order.
 fn both_write_at_once(shared: &Shared) {
     let school = shared.app("TrainingSchool");
-    let before = school.last_notification_id().unwrap().unwrap_or(0);
+    let before = school
+        .last_notification_id()
+        .expect("the last id")
+        .unwrap_or(0);
     let owner = Uuid::new_v4();
     let rust = std::thread::scope(|scope| {
         let python = scope.spawn(|| shared.py(&["register-many", "40", "py"]));
         let mut ids = Vec::new();
         for i in 0..40 {
             let mut dog = Dog::register(format!("rs{i}"), owner);
-            school.save(&mut dog).unwrap();
+            school.save(&mut dog).expect("annals' save");
             ids.push(dog.id());
         }
-        let python: Vec<Uuid> = serde_json::from_value(python.join().unwrap()).unwrap();
+        let python: Vec<Uuid> =
+            serde_json::from_value(python.join().expect("Python's writer")).expect("its ids");
         (ids, python)
     });
     let (ours, theirs) = rust;
-    let log = school.notifications(before + 1, 1000).unwrap();
+    let log = school.notifications(before + 1, 1000).expect("the log");
     assert_eq!(log.len(), 80, "every save of both is in the log once");
     assert!(log.windows(2).all(|w| w[0].id < w[1].id));
     for id in theirs {
-        assert!(school.get::<Dog>(id).unwrap().name.starts_with("py"));
+        assert!(school
+            .get::<Dog>(id)
+            .expect("Python's dog")
+            .name
+            .starts_with("py"));
     }
     let seen = shared.py(&["get", &ours[39].to_string()]);
     assert_eq!(seen[ours[39].to_string()]["name"], "rs39");
@@ -383,18 +400,21 @@ fn string_ids_snapshotted(shared: &Shared) {
 
     // Python snapshots its own tag at version 3; annals loads it.
     let python_tag = shared.py(&["tag", "py", "3"]);
-    let python_tag = python_tag.as_str().unwrap().to_owned();
+    let python_tag = python_tag
+        .as_str()
+        .expect("Python prints the id as a string")
+        .to_owned();
     assert_eq!(
         shared.py(&["snapshot-topics", &python_tag]),
         serde_json::json!(["dogschool:Tag.Snapshot"])
     );
-    let tag = tags.get::<Tag>(python_tag.clone()).unwrap();
+    let tag = tags.get::<Tag>(python_tag.clone()).expect("Python's tag");
     assert_eq!((tag.name.as_str(), tag.uses, tag.version()), ("py", 3, 4));
     let from_snapshot = tags
         .snapshots()
-        .unwrap()
+        .expect("snapshotting is on")
         .get::<Tag>(python_tag.clone())
-        .unwrap()
+        .expect("its snapshot read")
         .expect("annals reads Python's snapshot of a string id");
     assert_eq!((from_snapshot.uses, from_snapshot.version()), (2, 3));
 
@@ -403,8 +423,9 @@ fn string_ids_snapshotted(shared: &Shared) {
     let mut tag = Tag::named("rs".into());
     tag.use_once();
     tag.use_once();
-    tags.save(&mut tag).unwrap();
-    tags.take_snapshot::<Tag>(tag.id().clone()).unwrap();
+    tags.save(&mut tag).expect("the tag saved");
+    tags.take_snapshot::<Tag>(tag.id().clone())
+        .expect("the tag snapshotted");
     let id = tag.id().clone();
     let seen = &shared.py(&["get-tag", &id])[&id];
     assert_eq!(
@@ -417,7 +438,7 @@ fn string_ids_snapshotted(shared: &Shared) {
         "annals writes the snapshot class Python would"
     );
     shared.py(&["use-tag", &id]);
-    let tag = tags.get::<Tag>(id.clone()).unwrap();
+    let tag = tags.get::<Tag>(id.clone()).expect("the tag Python used");
     assert_eq!((tag.uses, tag.version()), (3, 4));
 }
 
@@ -464,7 +485,7 @@ mod newtype {
     use serde::{Deserialize, Serialize};
 
     #[derive(Clone, PartialEq, Eq, Hash, Debug, Default)]
-    pub struct DogId(pub Uuid);
+    pub(crate) struct DogId(pub Uuid);
 
     impl std::fmt::Display for DogId {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -488,7 +509,7 @@ mod newtype {
     /// Python's `dogschool:Dog`, with its ids typed.
     #[aggregate]
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Dog {
+    pub(crate) struct Dog {
         pub name: String,
     }
 
@@ -503,7 +524,7 @@ mod newtype {
     /// String ids that look like UUIDs are strings still.
     #[aggregate]
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Tag {
+    pub(crate) struct Tag {
         pub name: String,
     }
 

@@ -17,28 +17,32 @@ use annals_tests::stores::{drop_postgres_tables, postgres_server};
 
 #[aggregate]
 #[derive(Debug)]
-pub struct Ticket {
-    pub seat: u32,
+struct Ticket {
+    #[expect(
+        dead_code,
+        reason = "state the events build; the test reads only the events"
+    )]
+    seat: u32,
 }
 
 #[aggregate]
 impl Ticket {
     #[event("Sold")]
-    pub fn sell(seat: u32) -> Self {
+    fn sell(seat: u32) -> Self {
         Ticket { seat }
     }
 }
 
 #[aggregate]
 #[derive(Debug)]
-pub struct Receipt {
-    pub seat: u32,
+struct Receipt {
+    seat: u32,
 }
 
 #[aggregate]
 impl Receipt {
     #[event("Printed")]
-    pub fn print(seat: u32) -> Self {
+    fn print(seat: u32) -> Self {
         Receipt { seat }
     }
 }

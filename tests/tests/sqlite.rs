@@ -9,11 +9,11 @@ use std::time::Duration;
 use annals::env::Env;
 use annals::persistence::sqlite::{SqliteConfig, SqliteRecorder};
 use annals::persistence::{
-    AggregateRecorder, ApplicationRecorder, EventQuery, NotificationQuery, ProcessRecorder,
-    Tracking, TrackingLayout,
+    AggregateRecorder, ApplicationRecorder, EventQuery, NotificationQuery, TrackingLayout,
 };
 use annals::testing::contract::event;
 use annals::Error;
+use annals_tests::tracking::Tables;
 
 /// A fresh database file in its own temporary directory (kept for the
 /// process's life so the file outlives the recorder's tests).
@@ -380,13 +380,6 @@ fn negative_stored_versions_are_errors_on_every_path() {
     check("snapshots", err, "stored_snapshots");
 }
 
-fn up(notification_id: u64) -> Tracking {
-    Tracking {
-        application_name: "up".to_owned(),
-        notification_id,
-    }
-}
-
 /// The primary key of `table` and its rows, read straight from the file.
 fn tracking_table(path: &std::path::Path, table: &str) -> (Vec<String>, Vec<(String, i64)>) {
     let conn = rusqlite::Connection::open(path).expect("raw open");
@@ -421,206 +414,111 @@ fn table_names(path: &std::path::Path) -> Vec<String> {
     names
 }
 
-fn rows(r: &SqliteRecorder, id: &str) -> usize {
-    r.select_events(id, &EventQuery::all())
-        .expect("select")
-        .len()
+/// A new database file (named after the test's application) for the
+/// tracking-layout tests SQLite shares with PostgreSQL.
+struct SqliteTables(PathBuf);
+
+impl SqliteTables {
+    fn new(name: &str) -> Self {
+        SqliteTables(temp_db(name))
+    }
+
+    fn config(&self) -> SqliteConfig {
+        SqliteConfig::new(self.0.to_string_lossy())
+    }
+}
+
+impl Tables for SqliteTables {
+    type Recorder = SqliteRecorder;
+
+    fn layout(recorder: &SqliteRecorder) -> TrackingLayout {
+        recorder.tracking_layout()
+    }
+
+    fn open(&self) -> Result<SqliteRecorder, Error> {
+        SqliteRecorder::open(self.config())
+    }
+
+    fn open_with(
+        &self,
+        layout: TrackingLayout,
+        create_tables: bool,
+    ) -> Result<SqliteRecorder, Error> {
+        let mut config = self.config();
+        config.tracking_layout = layout;
+        config.create_tables = create_tables;
+        SqliteRecorder::open(config)
+    }
+
+    fn open_from_env(
+        &self,
+        settings: &[(&str, &str)],
+    ) -> (TrackingLayout, Result<SqliteRecorder, Error>) {
+        let path = self.0.to_string_lossy();
+        let mut vars = vec![("SQLITE_DBNAME", path.as_ref())];
+        vars.extend_from_slice(settings);
+        let config = SqliteConfig::from_env(&Env::from_map("App", vars)).expect("config");
+        (config.tracking_layout, SqliteRecorder::open(config))
+    }
+
+    fn create_tracking_table(&self, layout: Option<TrackingLayout>, rows: &str) {
+        let table = match layout {
+            Some(TrackingLayout::SingleRow) => {
+                "CREATE TABLE tracking (application_name TEXT, notification_id INTEGER, \
+                 PRIMARY KEY (application_name)) WITHOUT ROWID"
+            }
+            Some(TrackingLayout::MultiRow) => {
+                "CREATE TABLE tracking (application_name TEXT, notification_id INTEGER, \
+                 PRIMARY KEY (application_name, notification_id)) WITHOUT ROWID"
+            }
+            None => "CREATE TABLE tracking (application_name TEXT, notification_id INTEGER)",
+        };
+        let conn = rusqlite::Connection::open(&self.0).expect("raw open");
+        conn.execute_batch(table).expect("the tracking table");
+        if !rows.is_empty() {
+            conn.execute_batch(&format!("INSERT INTO tracking VALUES {rows}"))
+                .expect("its rows");
+        }
+    }
+
+    fn tracking_table(&self) -> (Vec<String>, Vec<(String, i64)>) {
+        tracking_table(&self.0, "tracking")
+    }
+
+    fn assert_nothing_renamed(&self, name: &str) {
+        assert_eq!(
+            table_names(&self.0),
+            ["stored_events", "stored_snapshots", "tracking"],
+            "{name}: nothing renamed"
+        );
+    }
 }
 
 #[test]
 fn new_tracking_tables_are_single_row_with_the_python_librarys_migration_row() {
-    let path = temp_db("single-row");
-    let r = SqliteRecorder::open(SqliteConfig::new(path.to_string_lossy())).expect("open");
-    assert_eq!(r.tracking_layout(), TrackingLayout::SingleRow);
-    assert_eq!(
-        tracking_table(&path, "tracking"),
-        (
-            vec!["application_name".to_owned()],
-            vec![("__migration__".to_owned(), 1)]
-        )
+    annals_tests::tracking::new_tracking_tables_are_single_row_with_the_python_librarys_migration_row(
+        SqliteTables::new,
     );
-
-    r.insert_events_tracked(&[event("a", 1, "T")], &up(3))
-        .expect("tracked");
-    // Only forward: the same id or a lower one is a conflict, and nothing
-    // of its save is stored.
-    for n in [3, 2] {
-        let err = r
-            .insert_events_tracked(&[event("b", 1, "T")], &up(n))
-            .expect_err("tracked already");
-        assert!(err.is_conflict(), "{n}: {err}");
-        assert!(err.to_string().contains("tracked already"), "{err}");
-        assert_eq!(rows(&r, "b"), 0, "{n}: nothing stored");
-    }
-    r.insert_events_tracked(&[], &up(5))
-        .expect("tracking alone");
-    assert_eq!(r.max_tracking_id("up").expect("max"), 5);
-    assert!(
-        r.has_tracking_id("up", 4).expect("has"),
-        "at or below the row"
-    );
-    assert!(r.has_tracking_id("up", 5).expect("has"));
-    assert!(!r.has_tracking_id("up", 6).expect("has"));
-    assert_eq!(r.max_tracking_id("other").expect("max"), 0);
-    assert_eq!(
-        tracking_table(&path, "tracking").1,
-        [("__migration__".to_owned(), 1), ("up".to_owned(), 5)],
-        "one row per upstream application"
-    );
-
-    // Reopened: the same table, the same layout, the row not added twice.
-    let again = SqliteRecorder::open(SqliteConfig::new(path.to_string_lossy())).expect("reopen");
-    assert_eq!(again.max_tracking_id("up").expect("max"), 5);
-    assert_eq!(tracking_table(&path, "tracking").1.len(), 2);
 }
 
 #[test]
 fn tracking_tables_in_the_python_librarys_layouts_are_used_as_they_are() {
-    // As the Python library (9.5) creates them: single-row with its
-    // migration row, or multi-row (SINGLE_ROW_TRACKING=no, or before 9.5).
-    let python = [
-        (
-            "py-single-row",
-            "CREATE TABLE tracking (application_name TEXT, notification_id INTEGER, \
-             PRIMARY KEY (application_name)) WITHOUT ROWID; \
-             INSERT INTO tracking VALUES ('__migration__', 1), ('up', 7);",
-            TrackingLayout::SingleRow,
-        ),
-        (
-            "py-multi-row",
-            "CREATE TABLE tracking (application_name TEXT, notification_id INTEGER, \
-             PRIMARY KEY (application_name, notification_id)) WITHOUT ROWID; \
-             INSERT INTO tracking VALUES ('up', 6), ('up', 7);",
-            TrackingLayout::MultiRow,
-        ),
-    ];
-    for (name, ddl, layout) in python {
-        let path = temp_db(name);
-        rusqlite::Connection::open(&path)
-            .expect("raw open")
-            .execute_batch(ddl)
-            .expect("the Python library's table");
-        let before = tracking_table(&path, "tracking");
-        for wanted in [TrackingLayout::SingleRow, TrackingLayout::MultiRow] {
-            if layout == TrackingLayout::SingleRow && wanted == TrackingLayout::MultiRow {
-                continue; // refused: the next test
-            }
-            for create in [true, false] {
-                let mut config = SqliteConfig::new(path.to_string_lossy());
-                config.tracking_layout = wanted;
-                config.create_tables = create;
-                let r = SqliteRecorder::open(config).expect(name);
-                assert_eq!(
-                    r.tracking_layout(),
-                    layout,
-                    "{name}: the table's own layout"
-                );
-                assert_eq!(r.max_tracking_id("up").expect("max"), 7, "{name}");
-            }
-        }
-        assert_eq!(
-            tracking_table(&path, "tracking"),
-            before,
-            "{name}: opening changed nothing"
-        );
-        assert_eq!(
-            table_names(&path),
-            ["stored_events", "stored_snapshots", "tracking"],
-            "{name}: nothing renamed"
-        );
-        let r = SqliteRecorder::open(SqliteConfig::new(path.to_string_lossy())).expect(name);
-        r.insert_events_tracked(&[event("a", 1, "T")], &up(9))
-            .expect("tracked");
-        let err = r
-            .insert_events_tracked(&[event("b", 1, "T")], &up(9))
-            .expect_err("twice");
-        assert!(err.is_conflict(), "{name}: {err}");
-        let lower = r.insert_events_tracked(&[event("c", 1, "T")], &up(8));
-        match layout {
-            TrackingLayout::SingleRow => {
-                assert!(lower.expect_err("below the row").is_conflict(), "{name}")
-            }
-            TrackingLayout::MultiRow => {
-                lower.expect("multi-row takes any untracked id");
-            }
-        }
-        assert_eq!(r.max_tracking_id("up").expect("max"), 9, "{name}");
-        let (_, rows) = tracking_table(&path, "tracking");
-        let migration = rows
-            .iter()
-            .filter(|(app, _)| app == "__migration__")
-            .count();
-        assert_eq!(
-            migration,
-            usize::from(layout == TrackingLayout::SingleRow),
-            "{name}: the migration row only in a single-row table"
-        );
-    }
+    annals_tests::tracking::tracking_tables_in_the_python_librarys_layouts_are_used_as_they_are(
+        SqliteTables::new,
+    );
 }
 
 #[test]
 fn a_single_row_table_with_multi_row_tracking_asked_for_is_a_config_error() {
-    let path = temp_db("single-asked-multi");
-    SqliteRecorder::open(SqliteConfig::new(path.to_string_lossy())).expect("single-row");
-    for create in [true, false] {
-        let env = Env::from_map(
-            "App",
-            [
-                ("SQLITE_DBNAME", path.to_string_lossy().as_ref()),
-                ("SINGLE_ROW_TRACKING", "no"),
-                ("CREATE_TABLE", if create { "yes" } else { "no" }),
-            ],
-        );
-        let config = SqliteConfig::from_env(&env).expect("config");
-        assert_eq!(config.tracking_layout, TrackingLayout::MultiRow);
-        match SqliteRecorder::open(config) {
-            Err(Error::Config { setting, message }) => {
-                assert_eq!(setting, "SINGLE_ROW_TRACKING");
-                assert!(
-                    message.contains("tracking") && message.contains("SINGLE_ROW_TRACKING=yes"),
-                    "{message}"
-                );
-            }
-            other => panic!("expected a configuration error, got {other:?}"),
-        }
-    }
-    // A table in neither layout is refused too, whatever is asked.
-    let path = temp_db("odd-tracking");
-    rusqlite::Connection::open(&path)
-        .expect("raw open")
-        .execute_batch("CREATE TABLE tracking (application_name TEXT, notification_id INTEGER)")
-        .expect("a table without a key");
-    match SqliteRecorder::open(SqliteConfig::new(path.to_string_lossy())) {
-        Err(Error::Config { setting, message }) => {
-            assert_eq!(setting, "SINGLE_ROW_TRACKING");
-            assert!(message.contains("neither"), "{message}");
-        }
-        other => panic!("expected a configuration error, got {other:?}"),
-    }
+    annals_tests::tracking::a_single_row_table_with_multi_row_tracking_asked_for_is_a_config_error(
+        SqliteTables::new,
+    );
 }
 
 #[test]
 fn single_row_tracking_no_creates_multi_row_tables_without_the_migration_row() {
-    let path = temp_db("multi-row-env");
-    let env = Env::from_map(
-        "App",
-        [
-            ("SQLITE_DBNAME", path.to_string_lossy().as_ref()),
-            ("APP_SINGLE_ROW_TRACKING", "no"),
-        ],
-    );
-    let r = SqliteRecorder::open(SqliteConfig::from_env(&env).expect("config")).expect("open");
-    assert_eq!(r.tracking_layout(), TrackingLayout::MultiRow);
-    r.insert_events_tracked(&[], &up(2)).expect("tracked");
-    r.insert_events_tracked(&[], &up(1)).expect("any order");
-    assert!(r.has_tracking_id("up", 1).expect("has"));
-    assert!(!r.has_tracking_id("up", 3).expect("has"));
-    assert_eq!(
-        tracking_table(&path, "tracking"),
-        (
-            vec!["application_name".to_owned(), "notification_id".to_owned()],
-            vec![("up".to_owned(), 1), ("up".to_owned(), 2)]
-        )
+    annals_tests::tracking::single_row_tracking_no_creates_multi_row_tables_without_the_migration_row(
+        SqliteTables::new,
     );
 }
 

@@ -152,25 +152,25 @@ fn the_graph_is_checked() {
 /// What a follower saw: (leader, notification id, topic), in order.
 #[aggregate]
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Seen {
-    pub entries: Vec<(String, u64, String)>,
+struct Seen {
+    entries: Vec<(String, u64, String)>,
 }
 
 #[aggregate]
 impl Seen {
     #[event("Started")]
-    pub fn start() -> Self {
+    fn start() -> Self {
         Seen {
             entries: Vec::new(),
         }
     }
 
     #[event("Noted")]
-    pub fn note(&mut self, leader: String, id: u64, topic: String) {
+    fn note(&mut self, leader: String, id: u64, topic: String) {
         self.entries.push((leader, id, topic));
     }
 
-    pub fn create_id() -> Uuid {
+    fn create_id() -> Uuid {
         Uuid::nil()
     }
 }
@@ -722,7 +722,7 @@ mod projections_in_a_system {
 
     #[aggregate]
     #[derive(Debug)]
-    pub struct Note {
+    pub(crate) struct Note {
         pub text: String,
     }
 
@@ -735,8 +735,9 @@ mod projections_in_a_system {
     }
 
     fn texts(notes: &Arc<Application>) -> Arc<Projection<rusqlite::Connection>> {
-        let db = rusqlite::Connection::open_in_memory().unwrap();
-        db.execute_batch("CREATE TABLE texts (text TEXT)").unwrap();
+        let db = rusqlite::Connection::open_in_memory().expect("an in-memory database");
+        db.execute_batch("CREATE TABLE texts (text TEXT)")
+            .expect("the texts table");
         let project = |up: &Upstream<'_>, tx: &mut Transaction<'_>| {
             if let Some(written) = up.decode::<Note>()? {
                 let NoteEvent::Written { text } = written.event;
@@ -745,13 +746,13 @@ mod projections_in_a_system {
             }
             Ok(())
         };
-        Arc::new(Projection::new("texts", notes.clone(), db, project).unwrap())
+        Arc::new(Projection::new("texts", notes.clone(), db, project).expect("the projection"))
     }
 
     fn count(projection: &Projection<rusqlite::Connection>) -> i64 {
         projection.with_db(|db| {
             db.query_row("SELECT COUNT(*) FROM texts", [], |r| r.get(0))
-                .unwrap()
+                .expect("the count of texts")
         })
     }
 

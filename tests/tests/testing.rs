@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 
 #[aggregate]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Dog {
-    pub name: String,
-    pub tricks: Vec<String>,
+struct Dog {
+    name: String,
+    tricks: Vec<String>,
 }
 
 #[derive(Debug, PartialEq)]
-pub enum DogError {
+enum DogError {
     AlreadyKnown(String),
     Retired,
 }
@@ -23,7 +23,7 @@ pub enum DogError {
 #[aggregate(derive(PartialEq))]
 impl Dog {
     #[event("Registered")]
-    pub fn register(name: String) -> Self {
+    fn register(name: String) -> Self {
         Dog {
             name,
             tricks: Vec::new(),
@@ -36,9 +36,9 @@ impl Dog {
     }
 
     #[event("Retired", discard)]
-    pub fn retire(&mut self) {}
+    fn retire(&mut self) {}
 
-    pub fn add_trick(&mut self, trick: &str) -> Result<(), DogError> {
+    fn add_trick(&mut self, trick: &str) -> Result<(), DogError> {
         if self.tricks.iter().any(|t| t == trick) {
             return Err(DogError::AlreadyKnown(trick.to_owned()));
         }
@@ -233,33 +233,45 @@ fn a_failed_expectation_points_at_the_tests_line() {
 
 #[aggregate]
 #[derive(Debug, Clone)]
-pub struct Order {
-    pub items: Vec<String>,
+struct Order {
+    #[expect(
+        dead_code,
+        reason = "state the events build; the test reads only the events"
+    )]
+    items: Vec<String>,
 }
 
 #[aggregate]
 impl Order {
     #[event("Placed")]
-    pub fn place(items: Vec<String>) -> Self {
+    fn place(items: Vec<String>) -> Self {
         Order { items }
     }
 
     #[event("Cancelled")]
-    pub fn cancel(&mut self) {}
+    fn cancel(&mut self) {}
 }
 
 #[aggregate]
 #[derive(Debug, Clone)]
-pub struct Reservation {
-    pub order_id: Uuid,
-    pub items: usize,
-    pub released: bool,
+struct Reservation {
+    #[expect(
+        dead_code,
+        reason = "state the events build; the test reads only the events"
+    )]
+    order_id: Uuid,
+    #[expect(
+        dead_code,
+        reason = "state the events build; the test reads only the events"
+    )]
+    items: usize,
+    released: bool,
 }
 
 #[aggregate(derive(PartialEq))]
 impl Reservation {
     #[event("Made")]
-    pub fn make(order_id: Uuid, items: usize) -> Self {
+    fn make(order_id: Uuid, items: usize) -> Self {
         Reservation {
             order_id,
             items,
@@ -268,11 +280,11 @@ impl Reservation {
     }
 
     #[event("Released")]
-    pub fn release(&mut self) {
+    fn release(&mut self) {
         self.released = true;
     }
 
-    pub fn create_id(order_id: &Uuid) -> Uuid {
+    fn create_id(order_id: &Uuid) -> Uuid {
         Uuid::new_v5(&Uuid::NAMESPACE_OID, order_id.as_bytes())
     }
 }

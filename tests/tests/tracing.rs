@@ -19,14 +19,18 @@ use tracing_subscriber::{Layer, Registry};
 
 #[aggregate]
 #[derive(Debug)]
-pub struct Kennel {
-    pub dog: String,
+struct Kennel {
+    #[expect(
+        dead_code,
+        reason = "state the events build; the test reads only the events"
+    )]
+    dog: String,
 }
 
 #[aggregate]
 impl Kennel {
     #[event("Booked")]
-    pub fn book(dog: String) -> Self {
+    fn book(dog: String) -> Self {
         Kennel { dog }
     }
 }

@@ -13,32 +13,10 @@ use annals_tests::stores::{every_store, postgres_client};
 use annals_tests::tamper::Tampered;
 use serde::{Deserialize, Serialize};
 
-/// The model as it was first deployed.
+/// The model as it was first deployed: the tests' shared dog
+/// (`Registered` and `TrickAdded`, each at version 1), which `v2` evolves.
 mod v1 {
-    use super::*;
-
-    #[aggregate]
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Dog {
-        pub name: String,
-        pub tricks: Vec<String>,
-    }
-
-    #[aggregate(name = "Dog")]
-    impl Dog {
-        #[event("Registered")]
-        pub fn register(name: String) -> Self {
-            Dog {
-                name,
-                tricks: Vec::new(),
-            }
-        }
-
-        #[event("TrickAdded")]
-        pub fn add_trick(&mut self, trick: String) {
-            self.tricks.push(trick);
-        }
-    }
+    pub(crate) use annals_tests::dogs::Dog;
 }
 
 /// The model now: `Registered` at version 3 (an age added, then `name`
@@ -49,7 +27,7 @@ mod v2 {
 
     #[aggregate]
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Dog {
+    pub(crate) struct Dog {
         pub title: String,
         pub age: u32,
         pub tricks: Vec<(String, String)>,
@@ -115,7 +93,7 @@ mod renamed {
 
     #[aggregate]
     #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Hound {
+    pub(crate) struct Hound {
         pub name: String,
         pub tricks: Vec<String>,
     }

@@ -25,8 +25,10 @@ async fn start(persistence: Persistence) -> Service {
         .await
         .expect("the bank");
     let app = bank.app().clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let base = format!("http://{}", listener.local_addr().expect("its address"));
     tokio::spawn(async move { axum::serve(listener, router(bank)).await });
     Service {
         base,
@@ -48,7 +50,7 @@ impl Service {
         }
         let response = request.send().await.expect("the service answers");
         let status = response.status();
-        let text = response.text().await.unwrap();
+        let text = response.text().await.expect("the body");
         let body = serde_json::from_str(&text).unwrap_or_else(|e| {
             panic!("{path}: {status} with a body that is not JSON ({e}): {text:?}")
         });
@@ -66,7 +68,7 @@ impl Service {
     async fn open(&self, owner: &str) -> AccountView {
         let (status, body) = self.post("/accounts", json!({ "owner": owner })).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        serde_json::from_value(body).unwrap()
+        serde_json::from_value(body).expect("an account view")
     }
 }
 
@@ -127,7 +129,12 @@ async fn every_endpoint(service: &Service) {
     );
 
     // Refusals: 422, nothing stored.
-    let version = service.app.get::<Account>(bob.id).await.unwrap().version();
+    let version = service
+        .app
+        .get::<Account>(bob.id)
+        .await
+        .expect("Bob's account")
+        .version();
     assert_error(
         &service
             .post(
@@ -166,7 +173,12 @@ async fn every_endpoint(service: &Service) {
         "rejected",
     );
     assert_eq!(
-        service.app.get::<Account>(bob.id).await.unwrap().version(),
+        service
+            .app
+            .get::<Account>(bob.id)
+            .await
+            .expect("Bob's account")
+            .version(),
         version
     );
 
@@ -198,7 +210,8 @@ async fn every_endpoint(service: &Service) {
     // The projection lists both.
     let (status, balances) = service.get("/balances").await;
     assert_eq!(status, StatusCode::OK);
-    let listed: Vec<AccountView> = serde_json::from_value(balances).unwrap();
+    let listed: Vec<AccountView> =
+        serde_json::from_value(balances).expect("a list of account views");
     let find = |id| listed.iter().find(|a| a.id == id).cloned().expect("listed");
     assert_eq!((find(ada.id).balance, find(ada.id).closed), (50, false));
     assert_eq!((find(bob.id).balance, find(bob.id).closed), (0, true));
@@ -257,7 +270,7 @@ async fn every_endpoint(service: &Service) {
                 .body(body)
                 .send()
                 .await
-                .unwrap();
+                .expect("the service answers");
             let status = response.status();
             let body: Value = response.json().await.expect("a JSON error body");
             (status, body)
@@ -315,7 +328,7 @@ async fn a_thousand_at_once(service: &Service) {
         .await
         .expect("the load finished within its deadline")
     {
-        let (account, amount, status) = done.unwrap();
+        let (account, amount, status) = done.expect("a deposit's task");
         match status.expect("the service answered") {
             StatusCode::OK => {
                 let entry = acknowledged.entry(account).or_default();
@@ -335,12 +348,14 @@ async fn a_thousand_at_once(service: &Service) {
         let (balance, deposits) = service
             .app
             .call(move |app| {
-                let stored = app.get::<Account>(account).unwrap();
+                let stored = app.get::<Account>(account).expect("the account");
                 // Deposits are the versions that raised the balance.
                 let deposits = (1..=stored.version())
                     .filter(|v| {
                         let before = app.get_at::<Account>(account, v - 1);
-                        let after = app.get_at::<Account>(account, *v).unwrap();
+                        let after = app
+                            .get_at::<Account>(account, *v)
+                            .expect("the account at a version it has");
                         before.is_ok_and(|b| after.balance > b.balance)
                     })
                     .count() as u64;
