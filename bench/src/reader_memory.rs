@@ -3,9 +3,9 @@
 
 use std::process::Command;
 
+use annals::log::NotificationLogReader;
 use annals::persistence::sqlite::{SqliteConfig, SqliteRecorder};
 use annals::persistence::{AggregateRecorder, StoredEvent};
-use annals::system::NotificationLogReader;
 use annals::Application;
 
 use crate::Res;

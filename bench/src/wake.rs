@@ -9,7 +9,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use annals::system::Subscription;
+use annals::log::Subscription;
 use annals::Application;
 
 use crate::annals_sut::Dog;

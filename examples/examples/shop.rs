@@ -37,11 +37,12 @@ use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use annals::env::Env;
+use annals::log::Stopper;
 use annals::persistence::object::ObjectConfig;
 use annals::persistence::postgres::PostgresConfig;
 use annals::persistence::sqlite::SqliteConfig;
 use annals::prelude::*;
-use annals::system::{MultiThreadedRunner, SingleThreadedRunner, StopHandle, SyncOptions};
+use annals::system::{MultiThreadedRunner, SingleThreadedRunner, SyncOptions};
 use annals::Persistence;
 use annals_examples::shop::{price, stored_events, Order, Payment, Reservation, Shop};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
@@ -468,7 +469,7 @@ fn follower(name: &str, store: StoreKind) -> Result<ExitCode> {
         .into());
     }
     shop.system
-        .run_follower(name, &StopHandle::new(), Duration::from_millis(500))?;
+        .run_follower(name, &Stopper::new(), Duration::from_millis(500))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 use crate::log::{NotificationLogReader, Subscription};
 use crate::mapper::Mapper;
 use crate::persistence::wake::Notifier;
-pub use crate::persistence::Persistence;
 use crate::persistence::{EventQuery, Notification, NotificationQuery, ProcessRecorder, StoreTx};
 use crate::repository::{Repository, Snapshots};
 use crate::settings;

@@ -83,7 +83,7 @@
 //!
 //! The memory store is always there. The traits a store implements, and
 //! what every store shares, are the crate `annals-core`'s, re-exported
-//! here ([`persistence`], [`error`], [`settings`], [`env`], [`rows`]); a
+//! here ([`persistence`], [`error`], [`settings`], [`env`](mod@env)); a
 //! store written outside annals depends on `annals-core` alone.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -287,17 +287,18 @@ pub use annals_macros::event;
 /// # Ok::<(), annals::Error>(())
 /// ```
 pub use annals_macros::upcast;
-pub use application::{
-    Application, ApplicationBuilder, Batch, CommandError, Persistence, Save, Verification,
-};
+pub use application::{Application, ApplicationBuilder, Batch, CommandError, Save, Verification};
 pub use clock::Timestamp;
 pub use domain::{
     current_event_timestamp, Aggregate, AggregateId, DomainEvent, Event, Header, Metadata,
 };
 // What every store shares is annals-core's; these modules are its, at the
 // paths an application has always used.
-pub use annals_core::{env, error, rows, settings};
+pub use annals_core::{env, error, settings};
 pub use error::{Error, Result};
+/// Where an application keeps its events, at the root as the builder's
+/// companion (defined in [`persistence`]).
+pub use persistence::Persistence;
 pub use repository::{Repository, Snapshots};
 /// serde_json, for upcasters (`fn(state: &mut annals::json::Value)`).
 pub use serde_json as json;

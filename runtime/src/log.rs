@@ -223,20 +223,87 @@ impl Subscription {
     }
 }
 
-/// Stops a [`Subscription`]: its iterator then ends. Cloneable and
-/// `Send`: stop from another thread, or from the loop itself (see the
-/// example on [`Subscription`]).
-#[derive(Debug, Clone)]
+/// Stops a [`Subscription`] (its iterator then ends), a follower loop
+/// ([`System::run_follower`](crate::system::System::run_follower)) or a
+/// projection's [`Projection::run`](crate::system::Projection::run).
+/// Cloneable and `Send`: stop from another thread, or from the loop itself
+/// (see the example on [`Subscription`]).
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use annals::prelude::*;
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Order { pub item: String }
+/// # #[aggregate]
+/// # impl Order {
+/// #     #[event("Placed")]
+/// #     pub fn place(item: String) -> Self { Order { item } }
+/// # }
+/// # #[aggregate]
+/// # #[derive(Debug)]
+/// # pub struct Parcel { pub item: String }
+/// # #[aggregate]
+/// # impl Parcel {
+/// #     #[event("Packed")]
+/// #     pub fn pack(item: String) -> Self { Parcel { item } }
+/// # }
+/// # let orders = Arc::new(Application::builder("Orders").build()?);
+/// # let shipping = Arc::new(Application::builder("Shipping").build()?);
+/// # let policy = annals::system::Policies::new().on::<Order>(|placed, processing| {
+/// #     let OrderEvent::Placed { item } = &placed.event;
+/// #     processing.save(&mut Parcel::pack(item.clone()))
+/// # });
+/// # let system = Arc::new(annals::system::System::builder()
+/// #     .application(orders.clone())
+/// #     .process(shipping.clone(), policy)
+/// #     .pipe([&orders, &shipping])
+/// #     .build()?);
+/// use std::time::Duration;
+/// use annals::log::Stopper;
+///
+/// let stop = Stopper::new();
+/// std::thread::scope(|s| {
+///     let follower = s.spawn(|| system.run_follower("Shipping", &stop, Duration::from_millis(100)));
+///     orders.save(&mut Order::place("kettle".into()))?;
+///     while !system.is_caught_up("Shipping")? {
+///         std::thread::sleep(Duration::from_millis(5));
+///     }
+///     stop.stop();
+///     follower.join().expect("no panic")
+/// })?;
+/// assert!(stop.is_stopped());
+/// assert_eq!(shipping.last_notification_id()?, Some(1));
+/// # Ok::<(), annals::Error>(())
+/// ```
+
+#[derive(Debug, Clone, Default)]
 pub struct Stopper {
     stopped: Arc<AtomicBool>,
     signal: Arc<Signal>,
 }
 
 impl Stopper {
-    /// Stops the subscription (it ends after the notification it is on).
+    /// A stopper that has not stopped anything yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops what it was given to (after the notification it is on).
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         self.signal.raise();
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// The signal raised by [`stop`](Self::stop) (and by whatever else the
+    /// loop subscribes it to).
+    pub(crate) fn signal(&self) -> &Arc<Signal> {
+        &self.signal
     }
 }
 

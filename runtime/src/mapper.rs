@@ -18,7 +18,7 @@ use crate::clock::Timestamp;
 use crate::domain::{Aggregate, AggregateId, DomainEvent, Event, EventHash, EventInternals};
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::rows::StoredEvent;
+use crate::persistence::StoredEvent;
 
 mod chain;
 mod compression;

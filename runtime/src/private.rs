@@ -16,12 +16,12 @@
 //!   runs in, and recording the event), the timestamp codec
 //!   (`timestamp`, `Timestamp`), and serde, serde_json and uuid as annals
 //!   links them;
-//! - [`header_timestamp`]: how an event's timestamp is written, which
+//! - `header_timestamp`: how an event's timestamp is written, which
 //!   reads the thread-local codec mode (`transcoding::python_mode`) set
 //!   around a serialization by the mapper, since serde has no context
 //!   parameter;
-//! - the placeholder types [`CreateIdGoesInTheAggregateImplBlock`] and
-//!   [`Never`] (the event type of an impl block that failed to expand),
+//! - the placeholder types `CreateIdGoesInTheAggregateImplBlock` and
+//!   `Never` (the event type of an impl block that failed to expand),
 //!   with their hand-written impls;
 //! - on the user's types, the names the macros generate: the field
 //!   `__annals`, the methods `__annals_apply_<method>` and

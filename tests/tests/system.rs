@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use annals::log::{NotificationLogReader, Stopper, Subscription};
 use annals::persistence::NotificationQuery;
 use annals::prelude::*;
 use annals::system::{
-    MultiThreadedRunner, NotificationLogReader, Processing, SingleThreadedRunner, Subscription,
-    SyncOptions, System, Upstream,
+    MultiThreadedRunner, Processing, Projection, SingleThreadedRunner, SyncOptions, System,
+    Upstream,
 };
-use annals::system::{Projection, StopHandle};
 use annals::Persistence;
 use annals_examples::shop::{Order, OrderEvent, Shop};
 use annals_tests::stores::every_store_for;
@@ -502,7 +502,7 @@ fn a_projection_keeps_a_sql_read_model_exactly_once_and_lets_callers_read_their_
         Projection::new("items", orders.clone(), db, count_items).expect("projection")
     };
     let projection = Arc::new(open());
-    let stop = StopHandle::new();
+    let stop = Stopper::new();
     let worker = {
         let (projection, stop) = (projection.clone(), stop.clone());
         std::thread::spawn(move || projection.run(&stop, Duration::from_millis(50)))
@@ -660,7 +660,7 @@ fn a_running_projection_retries_store_failures_and_stops_on_its_own_errors() {
         )
         .expect("projection"),
     );
-    let stop = StopHandle::new();
+    let stop = Stopper::new();
     let runner = {
         let (projection, stop) = (projection.clone(), stop.clone());
         std::thread::spawn(move || projection.run(&stop, Duration::from_millis(20)))

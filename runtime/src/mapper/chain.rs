@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use super::{Mapper, Subject, HASH_KEY, HASH_SUFFIX};
 use crate::domain::EventHash;
 use crate::error::Result;
-use crate::rows::StoredEvent;
+use crate::persistence::StoredEvent;
 
 impl Mapper {
     /// The hash a stored event records (the events of a hash-chained

@@ -5,7 +5,7 @@ use super::{decode_error, json_object, python_topic, upcast, Mapper, PYTHON_SNAP
 use crate::clock::Timestamp;
 use crate::domain::{Aggregate, AggregateId};
 use crate::error::{Error, Result};
-use crate::rows::StoredEvent;
+use crate::persistence::StoredEvent;
 
 impl Mapper {
     /// Python's snapshot: `{"timestamp", "topic": the class, "state": the

@@ -12,7 +12,7 @@ use super::{
 use crate::clock::Timestamp;
 use crate::domain::{Aggregate, AggregateId, AggregateState};
 use crate::error::{Error, Result};
-use crate::rows::StoredEvent;
+use crate::persistence::StoredEvent;
 
 impl Mapper {
     /// The stored form of a snapshot of `aggregate`: its serde state and

@@ -20,12 +20,10 @@ mod sync;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-pub use crate::log::{NotificationLogReader, Stopper, Subscription};
-pub use crate::persistence::wake::{Notifier, Signal, Watch};
 pub use process::{Policies, Policy, ProcessApplication, Processing, Upstream};
 pub use projection::{ProjectFn, Projection};
 pub use read_model::{Applied, ReadModel};
-pub use runner::{MultiThreadedRunner, SingleThreadedRunner, StopHandle};
+pub use runner::{MultiThreadedRunner, SingleThreadedRunner};
 pub use sync::{FollowerReport, SyncOptions, SyncReport};
 
 use crate::application::Application;

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::process::Upstream;
 use super::read_model::{Applied, ReadModel};
-use super::runner::StopHandle;
 use crate::application::Application;
 use crate::error::Result;
+use crate::log::Stopper;
 use crate::persistence::NotificationQuery;
 
 /// The code of a projection: applies one upstream event to the read model
@@ -191,7 +191,7 @@ impl<D: ReadModel> Projection<D> {
     ///
     /// As [`pull`](Self::pull) (the loop stops at the first); the leader's
     /// store watcher cannot start.
-    pub fn run(&self, stop: &StopHandle, poll: Duration) -> Result<()> {
+    pub fn run(&self, stop: &Stopper, poll: Duration) -> Result<()> {
         // Woken by the leader's saves, its store and `stop` alike.
         let signal = stop.signal();
         self.leader.notifier().subscribe(signal);

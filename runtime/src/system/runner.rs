@@ -1,13 +1,12 @@
 //! Runners: who calls the followers' policies, and when.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::Signal;
 use super::System;
 use crate::error::{Error, Result};
+use crate::log::Stopper;
 use crate::persistence::wake::Backoff;
 use std::panic::AssertUnwindSafe;
 
@@ -91,86 +90,6 @@ impl SingleThreadedRunner {
     }
 }
 
-/// Stops a follower loop ([`System::run_follower`], or a projection's
-/// [`Projection::run`](super::Projection::run)) from another thread.
-///
-/// ```
-/// # use std::sync::Arc;
-/// # use annals::prelude::*;
-/// # #[aggregate]
-/// # #[derive(Debug)]
-/// # pub struct Order { pub item: String }
-/// # #[aggregate]
-/// # impl Order {
-/// #     #[event("Placed")]
-/// #     pub fn place(item: String) -> Self { Order { item } }
-/// # }
-/// # #[aggregate]
-/// # #[derive(Debug)]
-/// # pub struct Parcel { pub item: String }
-/// # #[aggregate]
-/// # impl Parcel {
-/// #     #[event("Packed")]
-/// #     pub fn pack(item: String) -> Self { Parcel { item } }
-/// # }
-/// # let orders = Arc::new(Application::builder("Orders").build()?);
-/// # let shipping = Arc::new(Application::builder("Shipping").build()?);
-/// # let policy = annals::system::Policies::new().on::<Order>(|placed, processing| {
-/// #     let OrderEvent::Placed { item } = &placed.event;
-/// #     processing.save(&mut Parcel::pack(item.clone()))
-/// # });
-/// # let system = Arc::new(annals::system::System::builder()
-/// #     .application(orders.clone())
-/// #     .process(shipping.clone(), policy)
-/// #     .pipe([&orders, &shipping])
-/// #     .build()?);
-/// use std::time::Duration;
-/// use annals::system::StopHandle;
-///
-/// let stop = StopHandle::new();
-/// std::thread::scope(|s| {
-///     let follower = s.spawn(|| system.run_follower("Shipping", &stop, Duration::from_millis(100)));
-///     orders.save(&mut Order::place("kettle".into()))?;
-///     while !system.is_caught_up("Shipping")? {
-///         std::thread::sleep(Duration::from_millis(5));
-///     }
-///     stop.stop();
-///     follower.join().expect("no panic")
-/// })?;
-/// assert!(stop.is_stopped());
-/// assert_eq!(shipping.last_notification_id()?, Some(1));
-/// # Ok::<(), annals::Error>(())
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct StopHandle {
-    stopped: Arc<AtomicBool>,
-    signal: Arc<Signal>,
-}
-
-impl StopHandle {
-    /// A handle that has not stopped anything yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Stops the loop after the notification it is processing.
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
-        self.signal.raise();
-    }
-
-    /// The signal raised by [`stop`](Self::stop) (and by whatever else the
-    /// loop subscribes it to).
-    pub(crate) fn signal(&self) -> &Arc<Signal> {
-        &self.signal
-    }
-
-    /// Whether [`stop`](Self::stop) was called.
-    pub fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::SeqCst)
-    }
-}
-
 impl System {
     /// Runs follower `name` in this thread until `stop` is called: first
     /// its backlog, then each new event as its leaders store them (woken
@@ -178,17 +97,17 @@ impl System {
     /// polling every `poll`). Start one process per follower, all on
     /// PostgreSQL, to spread a system over processes and machines; a
     /// process killed at any point loses and repeats nothing. See
-    /// [`StopHandle`] for an example.
+    /// [`Stopper`] for an example.
     ///
     /// # Errors
     ///
     /// The follower's first error (the loop stops there; see
     /// [`pull`](Self::pull)); [`Error::Config`] when `name` is not a
     /// follower; a leader's store watcher cannot start.
-    pub fn run_follower(&self, name: &str, stop: &StopHandle, poll: Duration) -> Result<()> {
+    pub fn run_follower(&self, name: &str, stop: &Stopper, poll: Duration) -> Result<()> {
         // One signal, raised by `stop`, by the leaders' saves in this
         // process and by their stores' watchers (commits of any process).
-        let signal = &stop.signal;
+        let signal = stop.signal();
         let mut watches = Vec::new();
         for leader in self.leaders(name) {
             let leader = self.app(leader)?;
@@ -279,7 +198,7 @@ fn panicked(follower: &str, panic: &(dyn std::any::Any + Send)) -> Error {
 /// ```
 pub struct MultiThreadedRunner {
     system: Arc<System>,
-    workers: Vec<(StopHandle, JoinHandle<()>)>,
+    workers: Vec<(Stopper, JoinHandle<()>)>,
     errors: Arc<Mutex<Vec<Error>>>,
 }
 
@@ -312,7 +231,7 @@ impl MultiThreadedRunner {
         let errors = Arc::new(Mutex::new(Vec::new()));
         let mut workers = Vec::new();
         for name in system.followers().to_vec() {
-            let stop = StopHandle::new();
+            let stop = Stopper::new();
             let handle = {
                 let (system, stop, errors) = (system.clone(), stop.clone(), errors.clone());
                 std::thread::Builder::new()

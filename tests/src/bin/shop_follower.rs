@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use annals::system::StopHandle;
+use annals::log::Stopper;
 use annals_tests::shops::{parse_store, shop_on};
 
 fn fail(message: &str, code: i32) -> ! {
@@ -31,7 +31,7 @@ fn main() {
         .unwrap_or_else(|e| fail(&format!("opening the shop on {store}: {e}"), 1));
     if let Err(e) = shop
         .system
-        .run_follower(&name, &StopHandle::new(), Duration::from_millis(50))
+        .run_follower(&name, &Stopper::new(), Duration::from_millis(50))
     {
         fail(&format!("follower {name} stopped: {e}"), 1);
     }
