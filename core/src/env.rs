@@ -10,6 +10,11 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
+/// The former copy of `settings::PERSISTENCE_MODULE.name`, kept (hidden)
+/// so that code written against it still compiles.
+#[doc(hidden)]
+pub const PERSISTENCE_MODULE: &str = crate::settings::PERSISTENCE_MODULE.name;
+
 /// Reads settings for one application, from the process environment or
 /// from a given map. `Debug` shows the names of the settings, never their
 /// values (keys and passwords are among them).

@@ -18,6 +18,9 @@ use crate::settings;
 mod builder;
 mod save;
 
+/// The former path of [`Persistence`](crate::Persistence), kept (hidden).
+#[doc(hidden)]
+pub use crate::persistence::Persistence;
 pub use builder::ApplicationBuilder;
 use save::forget_pending;
 pub use save::{Batch, Encoded, Save};

@@ -294,6 +294,10 @@ pub use domain::{
 };
 // What every store shares is annals-core's; these modules are its, at the
 // paths an application has always used.
+/// The former path of `persistence::{StoredEvent, Notification, Tracking}`,
+/// kept (hidden) so that code written against it still compiles.
+#[doc(hidden)]
+pub use annals_core::rows;
 pub use annals_core::{env, error, settings};
 pub use error::{Error, Result};
 /// Where an application keeps its events, at the root as the builder's

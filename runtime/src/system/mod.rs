@@ -23,6 +23,16 @@ use std::sync::Arc;
 pub use process::{Policies, Policy, ProcessApplication, Processing, Upstream};
 pub use projection::{ProjectFn, Projection};
 pub use read_model::{Applied, ReadModel};
+
+// Former paths, kept (hidden) so that code written against them still
+// compiles: each item has one documented path, given in its doc.
+#[doc(hidden)]
+pub use crate::log::{NotificationLogReader, Stopper, Subscription};
+#[doc(hidden)]
+pub use crate::persistence::wake::{Notifier, Signal, Watch};
+/// The former name of [`Stopper`](crate::log::Stopper).
+#[doc(hidden)]
+pub type StopHandle = crate::log::Stopper;
 pub use runner::{MultiThreadedRunner, SingleThreadedRunner};
 pub use sync::{FollowerReport, SyncOptions, SyncReport};
 
