@@ -26,9 +26,9 @@ use std::time::Duration;
 
 /// How a group's transaction failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub enum CommitFailure {
     /// Rolled back: nothing of it is stored.
-    Failed(String),
+    RolledBack(String),
     /// The connection broke after COMMIT was sent: whether it committed is
     /// unknown.
     Unknown(String),
@@ -56,7 +56,7 @@ pub trait GroupTransaction {
     /// transaction cannot be kept (then the whole group is rolled back).
     fn rollback_to_savepoint(&mut self) -> bool;
     /// Commits the group's transaction.
-    fn commit(&mut self) -> Result<(), Failure>;
+    fn commit(&mut self) -> Result<(), CommitFailure>;
     /// Rolls the whole group's transaction back.
     fn rollback(&mut self);
     /// The group ended, committed or not (to give back a connection, or
@@ -70,19 +70,18 @@ pub trait GroupTransaction {
 
 /// Why a save through [`GroupCommit::save`] failed.
 #[derive(Debug)]
-pub enum SaveError<E> {
+pub enum SaveFailure<E> {
     /// Beginning the transaction failed: nothing was stored.
-    Begin(E),
+    NotBegun(E),
     /// This save's own statements failed: nothing of it was stored.
-    /// `alone`: no other save shared its transaction.
-    Own {
+    Refused {
         /// The store's error.
         error: E,
         /// No other save shared its transaction.
         alone: bool,
     },
     /// This save succeeded, but its group's commit failed.
-    Group(Failure),
+    GroupFailed(CommitFailure),
 }
 
 /// Why a queued save failed when the store panicked while inserting the
@@ -117,11 +116,11 @@ struct Writer<T: GroupTransaction> {
 }
 
 /// A failed group whose saves have not all been told.
-struct Failed {
+struct FailedGroup {
     epoch: u64,
     /// How many of its saves are yet to read it.
     untold: usize,
-    failure: Failure,
+    failure: CommitFailure,
 }
 
 /// A queued save: its rows, its owner, and where it stands.
@@ -175,7 +174,7 @@ pub struct GroupCommit<T: GroupTransaction> {
     /// each took one lock back from a condition variable).
     ended: AtomicU64,
     /// The failed groups not yet reported to all their saves.
-    failures: Mutex<Vec<Failed>>,
+    failures: Mutex<Vec<FailedGroup>>,
     /// How many `failures` holds: a save of a group that committed reads
     /// this, not the lock.
     failing: AtomicUsize,
@@ -220,7 +219,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
     pub fn save<R>(
         &self,
         save: impl FnOnce(&mut T) -> Result<R, T::Error>,
-    ) -> Result<R, SaveError<T::Error>> {
+    ) -> Result<R, SaveFailure<T::Error>> {
         self.save_announced(|| {}, save)
     }
 
@@ -234,13 +233,13 @@ impl<T: GroupTransaction> GroupCommit<T> {
         &self,
         announce: impl FnOnce(),
         save: impl FnOnce(&mut T) -> Result<R, T::Error>,
-    ) -> Result<R, SaveError<T::Error>> {
+    ) -> Result<R, SaveFailure<T::Error>> {
         let mut writer = self.writer(announce);
         let epoch = match self.open(&mut writer) {
             Ok(epoch) => epoch,
             Err(e) => {
                 self.release(writer);
-                return Err(SaveError::Begin(e));
+                return Err(SaveFailure::NotBegun(e));
             }
         };
         let joining = writer.saves > 0;
@@ -253,14 +252,14 @@ impl<T: GroupTransaction> GroupCommit<T> {
                 }
                 self.commit_unless_awaited(&mut writer);
                 self.release(writer);
-                self.wait_for(epoch).map_err(SaveError::Group)?;
+                self.wait_for(epoch).map_err(SaveFailure::GroupFailed)?;
                 Ok(value)
             }
             Err(error) => {
                 let alone = self.undo(&mut writer, epoch, joining, &error);
                 self.commit_unless_awaited(&mut writer);
                 self.release(writer);
-                Err(SaveError::Own { error, alone })
+                Err(SaveFailure::Refused { error, alone })
             }
         }
     }
@@ -271,7 +270,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
     /// and inserts every queued save, its own among them. The saves of one
     /// batch share a transaction even when `share` is off: a store that
     /// wants each save alone does not queue.
-    pub fn save_queued(&self, queued: T::Queued) -> Result<Vec<u64>, SaveError<T::Error>> {
+    pub fn save_queued(&self, queued: T::Queued) -> Result<Vec<u64>, SaveFailure<T::Error>> {
         let slot = Arc::new(Slot {
             queued,
             owner: thread::current(),
@@ -287,11 +286,20 @@ impl<T: GroupTransaction> GroupCommit<T> {
                 Standing::Pending => {}
                 Standing::Inserted { epoch, ids } => {
                     drop(standing);
-                    return self.wait_for(epoch).map(|()| ids).map_err(SaveError::Group);
+                    return self
+                        .wait_for(epoch)
+                        .map(|()| ids)
+                        .map_err(SaveFailure::GroupFailed);
                 }
-                Standing::Refused { error, alone } => return Err(SaveError::Own { error, alone }),
-                Standing::NotBegun(error) => return Err(SaveError::Begin(error)),
-                Standing::Lost => return Err(SaveError::Group(Failure::Failed(PANICKED.into()))),
+                Standing::Refused { error, alone } => {
+                    return Err(SaveFailure::Refused { error, alone })
+                }
+                Standing::NotBegun(error) => return Err(SaveFailure::NotBegun(error)),
+                Standing::Lost => {
+                    return Err(SaveFailure::GroupFailed(CommitFailure::RolledBack(
+                        PANICKED.into(),
+                    )))
+                }
             }
             drop(standing);
             match self.try_writer() {
@@ -379,7 +387,11 @@ impl<T: GroupTransaction> GroupCommit<T> {
         writer.sleepers.retain(|sleeper| sleeper.id() != me);
         if let Some(epoch) = writer.open {
             writer.tx.rollback();
-            self.end(writer, epoch, Some(Failure::Failed(PANICKED.into())));
+            self.end(
+                writer,
+                epoch,
+                Some(CommitFailure::RolledBack(PANICKED.into())),
+            );
         }
         for slot in writer.batch.drain(..) {
             let mut standing = slot.standing();
@@ -480,7 +492,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn failures(&self) -> MutexGuard<'_, Vec<Failed>> {
+    fn failures(&self) -> MutexGuard<'_, Vec<FailedGroup>> {
         // Entries are pushed and changed whole: a panic leaves them whole.
         self.failures.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -526,7 +538,11 @@ impl<T: GroupTransaction> GroupCommit<T> {
         let alone = writer.sleepers.is_empty();
         if !(joining && writer.tx.rollback_to_savepoint()) {
             writer.tx.rollback();
-            self.end(writer, epoch, Some(Failure::Failed(error.to_string())));
+            self.end(
+                writer,
+                epoch,
+                Some(CommitFailure::RolledBack(error.to_string())),
+            );
         }
         alone
     }
@@ -556,7 +572,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
     }
 
     /// Records how group `epoch` ended and wakes its saves.
-    fn end(&self, writer: &mut Writer<T>, epoch: u64, failure: Option<Failure>) {
+    fn end(&self, writer: &mut Writer<T>, epoch: u64, failure: Option<CommitFailure>) {
         writer.open = None;
         writer.last_saves = writer.saves;
         writer.saves = 0;
@@ -564,7 +580,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
         if let Some(failure) = failure.filter(|_| !writer.sleepers.is_empty()) {
             // Before `ended` moves: a save that sees its group ended must
             // find its failure.
-            self.failures().push(Failed {
+            self.failures().push(FailedGroup {
                 epoch,
                 untold: writer.sleepers.len(),
                 failure,
@@ -578,7 +594,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
     }
 
     /// Waits until group `epoch` has ended: Ok if it committed.
-    fn wait_for(&self, epoch: u64) -> Result<(), Failure> {
+    fn wait_for(&self, epoch: u64) -> Result<(), CommitFailure> {
         // A wake-up may come early (a token left by an earlier unpark, or
         // a spurious one): the loop looks again.
         while self.ended.load(Ordering::SeqCst) < epoch {
@@ -641,11 +657,11 @@ mod tests {
             self.open.truncate(self.mark);
             true
         }
-        fn commit(&mut self) -> Result<(), Failure> {
+        fn commit(&mut self) -> Result<(), CommitFailure> {
             self.steps.push("commit".into());
             if self.fail_commit {
                 self.open.clear();
-                return Err(Failure::Failed("disk full".into()));
+                return Err(CommitFailure::RolledBack("disk full".into()));
             }
             self.committed.append(&mut self.open);
             Ok(())
@@ -685,7 +701,7 @@ mod tests {
         let engine = GroupCommit::new(Log::default(), true);
         engine.save(insert(1)).ok();
         match engine.save(insert(1)) {
-            Err(SaveError::Own { error, alone }) => {
+            Err(SaveFailure::Refused { error, alone }) => {
                 assert_eq!(error, "1 exists");
                 assert!(alone);
             }
@@ -706,7 +722,7 @@ mod tests {
     fn queued_in_order(
         engine: &GroupCommit<Log>,
         values: &[u32],
-    ) -> Vec<std::thread::Result<Result<Vec<u64>, SaveError<String>>>> {
+    ) -> Vec<std::thread::Result<Result<Vec<u64>, SaveFailure<String>>>> {
         std::thread::scope(|s| {
             let saves = engine.exclusive(|_| {
                 let mut saves = Vec::new();
@@ -743,7 +759,7 @@ mod tests {
     fn queued_behind_the_writer(
         engine: &GroupCommit<Log>,
         values: &[u32],
-    ) -> Vec<Result<Vec<u64>, SaveError<String>>> {
+    ) -> Vec<Result<Vec<u64>, SaveFailure<String>>> {
         queued_in_order(engine, values)
             .into_iter()
             .map(|ended| ended.expect("no save panics"))
@@ -760,7 +776,7 @@ mod tests {
         assert_eq!(panicked, 1, "the holder's thread panicked, and only it");
         for outcome in ended.into_iter().filter_map(Result::ok) {
             assert!(
-                matches!(&outcome, Err(SaveError::Group(Failure::Failed(why))) if why.contains("panicked")),
+                matches!(&outcome, Err(SaveFailure::GroupFailed(CommitFailure::RolledBack(why))) if why.contains("panicked")),
                 "every other save failed, none left waiting: {outcome:?}"
             );
         }
@@ -807,7 +823,7 @@ mod tests {
             outcomes[0]
         );
         assert!(
-            matches!(&outcomes[1], Err(SaveError::Own { error, .. }) if error == "2 exists"),
+            matches!(&outcomes[1], Err(SaveFailure::Refused { error, .. }) if error == "2 exists"),
             "{:?}",
             outcomes[1]
         );
@@ -834,7 +850,10 @@ mod tests {
         );
         for outcome in queued_behind_the_writer(&engine, &[1, 2, 3]) {
             assert!(
-                matches!(outcome, Err(SaveError::Group(Failure::Failed(_)))),
+                matches!(
+                    outcome,
+                    Err(SaveFailure::GroupFailed(CommitFailure::RolledBack(_)))
+                ),
                 "{outcome:?}"
             );
         }
@@ -857,7 +876,7 @@ mod tests {
         );
         for outcome in queued_behind_the_writer(&engine, &[1, 2, 3]) {
             assert!(
-                matches!(&outcome, Err(SaveError::Begin(e)) if e == "locked"),
+                matches!(&outcome, Err(SaveFailure::NotBegun(e)) if e == "locked"),
                 "{outcome:?}"
             );
         }
@@ -960,7 +979,7 @@ mod tests {
         );
         assert!(matches!(
             engine.save(insert(1)),
-            Err(SaveError::Group(Failure::Failed(_)))
+            Err(SaveFailure::GroupFailed(CommitFailure::RolledBack(_)))
         ));
         engine.exclusive(|log| assert!(log.committed.is_empty()));
     }

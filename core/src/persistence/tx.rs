@@ -154,7 +154,7 @@ pub fn no_transaction(store: &str) -> Error {
 }
 
 /// How the user's part of a save failed.
-enum Failed {
+enum UserFailure {
     Error(Error),
     Panic(Box<dyn Any + Send>),
 }
@@ -166,7 +166,7 @@ enum Failed {
 /// was (a panic resumes, after the rollback).
 pub struct UserWrites<'f> {
     writes: &'f mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
-    failed: Option<Failed>,
+    failed: Option<UserFailure>,
 }
 
 impl<'f> UserWrites<'f> {
@@ -185,11 +185,11 @@ impl<'f> UserWrites<'f> {
         match catch_unwind(AssertUnwindSafe(|| (writes)(&mut tx))) {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
-                self.failed = Some(Failed::Error(e));
+                self.failed = Some(UserFailure::Error(e));
                 false
             }
             Err(panic) => {
-                self.failed = Some(Failed::Panic(panic));
+                self.failed = Some(UserFailure::Panic(panic));
                 false
             }
         }
@@ -199,8 +199,8 @@ impl<'f> UserWrites<'f> {
     /// once the store has rolled the save back).
     pub fn take_error(&mut self) -> Option<Error> {
         match self.failed.take()? {
-            Failed::Error(e) => Some(e),
-            Failed::Panic(panic) => resume_unwind(panic),
+            UserFailure::Error(e) => Some(e),
+            UserFailure::Panic(panic) => resume_unwind(panic),
         }
     }
 }

@@ -187,14 +187,14 @@ pub(super) fn is_broken(client: &Client, e: &postgres::Error) -> bool {
 }
 
 /// Why a read failed.
-pub(super) enum Fail {
+pub(super) enum StepError {
     Db(postgres::Error),
     Other(Error),
 }
 
-impl From<postgres::Error> for Fail {
+impl From<postgres::Error> for StepError {
     fn from(e: postgres::Error) -> Self {
-        Fail::Db(e)
+        StepError::Db(e)
     }
 }
 

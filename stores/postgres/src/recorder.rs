@@ -14,13 +14,13 @@ mod schema;
 
 use super::columns::{parse_uuid, Columns, IdParam};
 use super::combine::{self, Outcome, Queue, Slot};
-use super::pool::{described, is_broken, setting_at_fault, Conn, Connections, Fail, Manager};
+use super::pool::{described, is_broken, setting_at_fault, Conn, Connections, Manager, StepError};
 use super::settings::{check_schema, table_prefix, OriginatorIdType, PostgresConfig};
 use super::sql::{Sql, Stmt};
 use super::tls::Transport;
-use super::writer::{GroupWriter, WriteFail};
+use super::writer::{GroupWriter, WriteError};
 use annals_core::error::{Error, Result};
-use annals_core::persistence::group_commit::{Failure, GroupCommit, SaveError};
+use annals_core::persistence::group_commit::{CommitFailure, GroupCommit, SaveFailure};
 use annals_core::persistence::trace;
 use annals_core::persistence::wake::{Signal, Watch};
 use annals_core::persistence::{
@@ -256,12 +256,12 @@ impl PostgresRecorder {
 
     /// Runs `f` on a connection; once more on another if the connection
     /// broke.
-    fn read<T>(&self, context: &str, f: impl Fn(&mut Conn) -> Result<T, Fail>) -> Result<T> {
+    fn read<T>(&self, context: &str, f: impl Fn(&mut Conn) -> Result<T, StepError>) -> Result<T> {
         let mut conn = self.checkout()?;
         let e = match f(&mut conn) {
             Ok(value) => return Ok(value),
-            Err(Fail::Other(e)) => return Err(e),
-            Err(Fail::Db(e)) => e,
+            Err(StepError::Other(e)) => return Err(e),
+            Err(StepError::Db(e)) => e,
         };
         if !is_broken(&conn.client, &e) {
             return Err(self.db_error(context, e));
@@ -270,8 +270,8 @@ impl PostgresRecorder {
         drop(conn);
         let mut conn = self.connections.checkout_checked()?;
         f(&mut conn).map_err(|fail| match fail {
-            Fail::Other(e) => e,
-            Fail::Db(e) => {
+            StepError::Other(e) => e,
+            StepError::Db(e) => {
                 if is_broken(&conn.client, &e) {
                     conn.broken = true;
                 }
@@ -299,7 +299,7 @@ impl PostgresRecorder {
     }
 
     /// The event in columns `first..first + 4` of a row of `table`.
-    fn read_event(&self, table: &str, row: &Row, first: usize) -> Result<StoredEvent, Fail> {
+    fn read_event(&self, table: &str, row: &Row, first: usize) -> Result<StoredEvent, StepError> {
         Ok(StoredEvent {
             originator_id: self.read_id(row, first)?,
             originator_version: to_u64(table, "originator_version", row.try_get(first + 1)?)?,
@@ -318,17 +318,17 @@ impl PostgresRecorder {
     fn withdraw(
         &self,
         slot: &Arc<Slot>,
-        error: WriteFail,
-    ) -> Result<Vec<u64>, SaveError<WriteFail>> {
+        error: WriteError,
+    ) -> Result<Vec<u64>, SaveFailure<WriteError>> {
         self.group.exclusive(|_| {
             self.queue.remove(slot);
             match slot.take() {
                 Outcome::Stored(ids) | Outcome::Committed(ids) => Ok(ids),
-                Outcome::Failed(Some(e)) => Err(SaveError::Own {
-                    error: WriteFail::Other(e),
+                Outcome::Failed(Some(e)) => Err(SaveFailure::Refused {
+                    error: WriteError::Other(e),
                     alone: false,
                 }),
-                Outcome::Failed(None) | Outcome::Pending => Err(SaveError::Begin(error)),
+                Outcome::Failed(None) | Outcome::Pending => Err(SaveFailure::NotBegun(error)),
             }
         })
     }
@@ -393,11 +393,11 @@ impl PostgresRecorder {
                 },
             );
             let saved = match (saved, &rows) {
-                (Err(SaveError::Begin(e)), Rows::Queued(slot)) => self.withdraw(slot, e),
+                (Err(SaveFailure::NotBegun(e)), Rows::Queued(slot)) => self.withdraw(slot, e),
                 // Committed in an earlier group, before this save's own
                 // (which only handed back its ids) failed.
-                (Err(SaveError::Group(failure)), Rows::Queued(slot)) => {
-                    slot.committed().ok_or(SaveError::Group(failure))
+                (Err(SaveFailure::GroupFailed(failure)), Rows::Queued(slot)) => {
+                    slot.committed().ok_or(SaveFailure::GroupFailed(failure))
                 }
                 (saved, _) => saved,
             };
@@ -411,8 +411,8 @@ impl PostgresRecorder {
                     ids.sort_unstable();
                     Ok(ids)
                 }
-                Err(SaveError::Own {
-                    error: WriteFail::Db { broken: true, .. },
+                Err(SaveFailure::Refused {
+                    error: WriteError::Db { broken: true, .. },
                     alone: true,
                 }) if !retried => {
                     // Nothing was committed: the same save again, on a
@@ -420,25 +420,31 @@ impl PostgresRecorder {
                     retried = true;
                     continue;
                 }
-                Err(SaveError::Begin(e) | SaveError::Own { error: e, .. }) => Err(match e {
-                    WriteFail::Db { error, .. } => self.db_error(&context, error),
-                    WriteFail::Other(e) => e,
-                }),
-                Err(SaveError::Group(Failure::Failed(why))) => Err(Error::persistence(
-                    format!(
+                Err(SaveFailure::NotBegun(e) | SaveFailure::Refused { error: e, .. }) => {
+                    Err(match e {
+                        WriteError::Db { error, .. } => self.db_error(&context, error),
+                        WriteError::Other(e) => e,
+                    })
+                }
+                Err(SaveFailure::GroupFailed(CommitFailure::RolledBack(why))) => {
+                    Err(Error::persistence(
+                        format!(
                         "{context} ({table}): the transaction failed, nothing of this save was \
                          stored"
                     ),
-                    why,
-                )),
-                Err(SaveError::Group(Failure::Unknown(why))) => Err(Error::persistence(
-                    format!(
-                        "{context} ({table}): the connection broke after COMMIT was sent, so \
+                        why,
+                    ))
+                }
+                Err(SaveFailure::GroupFailed(CommitFailure::Unknown(why))) => {
+                    Err(Error::persistence(
+                        format!(
+                            "{context} ({table}): the connection broke after COMMIT was sent, so \
                          whether the events were stored is unknown; select them before trying \
                          again"
-                    ),
-                    why,
-                )),
+                        ),
+                        why,
+                    ))
+                }
             };
         }
     }
@@ -465,7 +471,7 @@ impl PostgresRecorder {
         self.stream_rows(originator_id, query, which)?
             .iter()
             .map(|row| self.read_event(table, row, 0))
-            .collect::<Result<_, Fail>>()
+            .collect::<Result<_, StepError>>()
             .map_err(|fail| self.read_fail(fail))
     }
 
@@ -488,7 +494,7 @@ impl PostgresRecorder {
             .map_err(|e| self.read_fail(e.into()))?;
         let mut event = StoredEvent::buffer(id);
         for row in &rows {
-            let read = || -> Result<_, Fail> {
+            let read = || -> Result<_, StepError> {
                 let version = to_u64(table, "originator_version", row.try_get(1)?)?;
                 Ok((version, row.try_get(2)?, row.try_get(3)?))
             };
@@ -527,10 +533,10 @@ impl PostgresRecorder {
     }
 
     /// The error of a row that does not read (a column of another type).
-    fn read_fail(&self, fail: Fail) -> Error {
+    fn read_fail(&self, fail: StepError) -> Error {
         match fail {
-            Fail::Db(e) => self.db_error("selecting events", e),
-            Fail::Other(e) => e,
+            StepError::Db(e) => self.db_error("selecting events", e),
+            StepError::Other(e) => e,
         }
     }
 }
@@ -598,9 +604,9 @@ impl AggregateRecorder for PostgresSnapshotRecorder {
 }
 
 /// A stored id or version: never negative in a row annals wrote.
-fn to_u64(table: &str, column: &str, value: i64) -> Result<u64, Fail> {
+fn to_u64(table: &str, column: &str, value: i64) -> Result<u64, StepError> {
     u64::try_from(value).map_err(|_| {
-        Fail::Other(Error::persistence(
+        StepError::Other(Error::persistence(
             format!(
                 "reading {table}: {column} is {value}, and annals never stores a negative one: \
                  the row is corrupt"

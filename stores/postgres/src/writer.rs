@@ -11,18 +11,18 @@ use r2d2::PooledConnection;
 
 use super::columns::Columns;
 use super::combine::{Outcome, Queue, Slot};
-use super::pool::{describe, is_broken, Conn, Connections, Fail, Manager};
+use super::pool::{describe, is_broken, Conn, Connections, Manager, StepError};
 use super::recorder::stored_form;
 use super::settings::OriginatorIdType;
 use super::sql::{Sql, Stmt};
 use annals_core::error::Error;
-use annals_core::persistence::group_commit::{Failure, GroupTransaction};
+use annals_core::persistence::group_commit::{CommitFailure, GroupTransaction};
 use annals_core::persistence::transaction_lost;
 use annals_core::persistence::{StoreTx, TrackingLayout, UserWrites};
 
 /// Why a write failed.
 #[derive(Debug)]
-pub(super) enum WriteFail {
+pub(super) enum WriteError {
     /// The server said no, or the connection broke (`broken`).
     Db {
         error: postgres::Error,
@@ -32,11 +32,11 @@ pub(super) enum WriteFail {
     Other(Error),
 }
 
-impl fmt::Display for WriteFail {
+impl fmt::Display for WriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WriteFail::Db { error, .. } => f.write_str(&describe(error)),
-            WriteFail::Other(e) => e.fmt(f),
+            WriteError::Db { error, .. } => f.write_str(&describe(error)),
+            WriteError::Other(e) => e.fmt(f),
         }
     }
 }
@@ -113,14 +113,14 @@ impl GroupWriter {
         }
     }
 
-    fn conn(&mut self) -> Result<&mut PooledConnection<Manager>, WriteFail> {
+    fn conn(&mut self) -> Result<&mut PooledConnection<Manager>, WriteError> {
         self.conn.as_mut().ok_or_else(|| {
-            WriteFail::Other(Error::persistence("writing", "no connection for the group"))
+            WriteError::Other(Error::persistence("writing", "no connection for the group"))
         })
     }
 
     /// Classifies `error`; a broken connection is dropped.
-    fn fail(&mut self, error: postgres::Error) -> WriteFail {
+    fn fail(&mut self, error: postgres::Error) -> WriteError {
         let broken = self
             .conn
             .as_ref()
@@ -132,7 +132,7 @@ impl GroupWriter {
             self.conn = None;
             self.suspect = true;
         }
-        WriteFail::Db { error, broken }
+        WriteError::Db { error, broken }
     }
 
     /// The statements of a save with a tracking record or the user's
@@ -145,7 +145,7 @@ impl GroupWriter {
         count: usize,
         tracking: Option<(&str, i64)>,
         writes: Option<&mut UserWrites<'_>>,
-    ) -> Result<Vec<u64>, WriteFail> {
+    ) -> Result<Vec<u64>, WriteError> {
         self.undo = Undo::Impossible;
         if std::mem::take(&mut self.joining) {
             self.open_savepoint()?;
@@ -195,14 +195,14 @@ impl GroupWriter {
             // Nothing was written (a single-row tracking record that did
             // not move): a joiner's savepoint undoes nothing, an opener's
             // group is rolled back.
-            Ok(Err(conflict)) => Err(WriteFail::Other(conflict)),
+            Ok(Err(conflict)) => Err(WriteError::Other(conflict)),
             Err(e) => Err(self.fail(e)),
         }
     }
 
     /// A queued save: inserted already by the holder of the writer before
     /// this one, or now, with every save queued behind it.
-    pub(super) fn save_queued(&mut self, own: &Arc<Slot>) -> Result<Vec<u64>, WriteFail> {
+    pub(super) fn save_queued(&mut self, own: &Arc<Slot>) -> Result<Vec<u64>, WriteError> {
         let joining = std::mem::take(&mut self.joining);
         self.undo = Undo::Impossible;
         if own.is_pending() {
@@ -213,8 +213,8 @@ impl GroupWriter {
             let conn = self.conn()?;
             match insert_queued(conn, &sql, id_type, &batch, joining) {
                 Ok(stored) => self.stored |= stored,
-                Err(Fail::Db(e)) => return Err(self.fail(e)),
-                Err(Fail::Other(e)) => return Err(WriteFail::Other(e)),
+                Err(StepError::Db(e)) => return Err(self.fail(e)),
+                Err(StepError::Other(e)) => return Err(WriteError::Other(e)),
             }
         }
         match own.take() {
@@ -222,11 +222,11 @@ impl GroupWriter {
             Outcome::Failed(error) => {
                 // Its rows are deleted (or were never stored).
                 self.undo = Undo::Done;
-                Err(WriteFail::Other(error.unwrap_or_else(|| {
+                Err(WriteError::Other(error.unwrap_or_else(|| {
                     Error::persistence("inserting events", "the save's outcome was taken")
                 })))
             }
-            Outcome::Pending => Err(WriteFail::Other(Error::persistence(
+            Outcome::Pending => Err(WriteError::Other(Error::persistence(
                 "inserting events",
                 "the save was left uninserted",
             ))),
@@ -235,7 +235,7 @@ impl GroupWriter {
 
     /// Opens a savepoint for a joining save, releasing the previous
     /// joiner's in the same round trip.
-    fn open_savepoint(&mut self) -> Result<(), WriteFail> {
+    fn open_savepoint(&mut self) -> Result<(), WriteError> {
         let statement = if self.savepoint {
             "RELEASE SAVEPOINT save; SAVEPOINT save"
         } else {
@@ -255,7 +255,7 @@ impl GroupWriter {
     /// one round trip, that they left the transaction open and not failed
     /// (a failed statement whose error was ignored would make the group's
     /// COMMIT a silent rollback of every save in it).
-    fn user_writes(&mut self, writes: &mut UserWrites<'_>) -> Result<(), WriteFail> {
+    fn user_writes(&mut self, writes: &mut UserWrites<'_>) -> Result<(), WriteError> {
         let conn = self.conn()?;
         if !writes.run(StoreTx::exclusive::<postgres::Client>(
             "postgres",
@@ -263,7 +263,7 @@ impl GroupWriter {
         )) {
             // The user's error is kept by `writes`; this one only fails
             // the save, which rolls it back.
-            return Err(WriteFail::Other(Error::user(
+            return Err(WriteError::Other(Error::user(
                 "the writes of the user's own rows failed",
             )));
         }
@@ -273,17 +273,17 @@ impl GroupWriter {
         {
             Ok(()) => Ok(()),
             Err(e) if is_broken(&conn.client, &e) => Err(self.fail(e)),
-            Err(e) => Err(WriteFail::Other(transaction_lost(
+            Err(e) => Err(WriteError::Other(transaction_lost(
                 "PostgreSQL",
                 describe(&e),
             ))),
         }
     }
 
-    fn begin_on_connection(&mut self) -> Result<(), WriteFail> {
+    fn begin_on_connection(&mut self) -> Result<(), WriteError> {
         #[cfg(test)]
         if self.faults.begin() {
-            return Err(WriteFail::Other(Error::persistence(
+            return Err(WriteError::Other(Error::persistence(
                 "begin",
                 "a failure of the test",
             )));
@@ -294,7 +294,7 @@ impl GroupWriter {
             } else {
                 self.connections.checkout()
             };
-            self.conn = Some(conn.map_err(WriteFail::Other)?);
+            self.conn = Some(conn.map_err(WriteError::Other)?);
         }
         let sql = self.sql.clone();
         let begin = if self.synced {
@@ -328,27 +328,27 @@ impl GroupWriter {
 }
 
 impl GroupTransaction for GroupWriter {
-    type Error = WriteFail;
+    type Error = WriteError;
     /// PostgreSQL queues its saves in [`super::combine`], to insert them
     /// in one statement, not through the engine's queue.
     type Queued = std::convert::Infallible;
 
-    fn begin(&mut self) -> Result<(), WriteFail> {
+    fn begin(&mut self) -> Result<(), WriteError> {
         match self.begin_on_connection() {
             // Nothing was sent that could commit: once more, on a
             // connection that answers.
-            Err(WriteFail::Db { broken: true, .. }) => self.begin_on_connection(),
+            Err(WriteError::Db { broken: true, .. }) => self.begin_on_connection(),
             other => other,
         }
     }
 
-    fn savepoint(&mut self) -> Result<(), WriteFail> {
+    fn savepoint(&mut self) -> Result<(), WriteError> {
         // Sent by `save`, and only if the save needs it.
         self.joining = true;
         Ok(())
     }
 
-    fn release(&mut self) -> Result<(), WriteFail> {
+    fn release(&mut self) -> Result<(), WriteError> {
         // Kept open until the next savepoint or the commit.
         Ok(())
     }
@@ -365,7 +365,7 @@ impl GroupTransaction for GroupWriter {
         }
     }
 
-    fn commit(&mut self) -> Result<(), Failure> {
+    fn commit(&mut self) -> Result<(), CommitFailure> {
         let statement = if self.stored {
             self.sql.notify_and_commit.clone()
         } else {
@@ -373,13 +373,13 @@ impl GroupTransaction for GroupWriter {
         };
         let Some(conn) = self.conn.as_mut() else {
             self.requeue();
-            return Err(Failure::Failed("the connection was lost".into()));
+            return Err(CommitFailure::RolledBack("the connection was lost".into()));
         };
         #[cfg(test)]
         if self.faults.commit() {
             conn.rollback();
             self.requeue();
-            return Err(Failure::Failed("a failure of the test".into()));
+            return Err(CommitFailure::RolledBack("a failure of the test".into()));
         }
         match conn.client.batch_execute(&statement) {
             Ok(()) => {
@@ -404,12 +404,12 @@ impl GroupTransaction for GroupWriter {
                         why.clone(),
                     ))));
                 }
-                Err(Failure::Unknown(why))
+                Err(CommitFailure::Unknown(why))
             }
             Err(e) => {
                 conn.rollback();
                 self.requeue();
-                Err(Failure::Failed(describe(&e)))
+                Err(CommitFailure::RolledBack(describe(&e)))
             }
         }
     }
@@ -430,7 +430,7 @@ impl GroupTransaction for GroupWriter {
         self.conn = None;
     }
 
-    fn insert_queued(&mut self, queued: &Self::Queued) -> Result<Vec<u64>, WriteFail> {
+    fn insert_queued(&mut self, queued: &Self::Queued) -> Result<Vec<u64>, WriteError> {
         match *queued {}
     }
 }
@@ -446,10 +446,10 @@ fn insert_queued(
     id_type: OriginatorIdType,
     batch: &[Arc<Slot>],
     joining: bool,
-) -> Result<bool, Fail> {
+) -> Result<bool, StepError> {
     let total: usize = batch.iter().map(|slot| slot.events.len()).sum();
     let rows = Columns::new(batch.iter().flat_map(|s| s.events.iter()), id_type, sql)
-        .map_err(Fail::Other)?;
+        .map_err(StepError::Other)?;
     let params = rows.params();
     let insert = if batch.len() == 1 && !joining {
         Stmt::InsertEvents

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags};
 
 use super::settings::SqliteConfig;
 use annals_core::error::{Error, Result};
-use annals_core::persistence::group_commit::{Failure, GroupTransaction};
+use annals_core::persistence::group_commit::{CommitFailure, GroupTransaction};
 use annals_core::persistence::wake::{Signal, Watch};
 use annals_core::persistence::StoredEvent;
 
@@ -262,10 +262,10 @@ impl GroupTransaction for WriteConnection {
                     .is_ok())
     }
 
-    fn commit(&mut self) -> Result<(), Failure> {
+    fn commit(&mut self) -> Result<(), CommitFailure> {
         self.run("COMMIT").map_err(|e| {
             let _ = self.conn.execute_batch("ROLLBACK");
-            Failure::Failed(e.to_string())
+            CommitFailure::RolledBack(e.to_string())
         })
     }
 

@@ -14,7 +14,7 @@ use super::connection::{
 use super::settings::{SqliteConfig, Tables};
 use super::sql::{select_events_sql, Statements, TABLE_KEY};
 use annals_core::error::{Error, Result};
-use annals_core::persistence::group_commit::{Failure, GroupCommit, SaveError};
+use annals_core::persistence::group_commit::{CommitFailure, GroupCommit, SaveFailure};
 use annals_core::persistence::trace;
 use annals_core::persistence::transaction_lost;
 use annals_core::persistence::wake::{Signal, Watch};
@@ -220,12 +220,14 @@ impl Shared {
         saved.map_err(|e| self.save_error(e))
     }
 
-    fn save_error(&self, e: SaveError<rusqlite::Error>) -> Error {
+    fn save_error(&self, e: SaveFailure<rusqlite::Error>) -> Error {
         match e {
-            SaveError::Begin(e) | SaveError::Own { error: e, .. } => {
+            SaveFailure::NotBegun(e) | SaveFailure::Refused { error: e, .. } => {
                 sqlite_error("inserting events", &self.config, e)
             }
-            SaveError::Group(Failure::Failed(why) | Failure::Unknown(why)) => Error::persistence(
+            SaveFailure::GroupFailed(
+                CommitFailure::RolledBack(why) | CommitFailure::Unknown(why),
+            ) => Error::persistence(
                 format!(
                     "committing events to SQLite database {:?}; nothing of this save was stored",
                     self.config.dbname
@@ -337,7 +339,7 @@ fn tracked_already(table: &str, t: &Tracking) -> rusqlite::Error {
 
 /// The layout of tracking table `table`, from its primary key; `None` when
 /// it does not exist.
-fn tracking_layout_of(conn: &Connection, table: &str) -> Result<Option<TrackingLayout>, Fail> {
+fn tracking_layout_of(conn: &Connection, table: &str) -> Result<Option<TrackingLayout>, StepError> {
     let columns = conn
         .prepare(TABLE_KEY)?
         .query_map([table], |row| {
@@ -353,20 +355,20 @@ fn tracking_layout_of(conn: &Connection, table: &str) -> Result<Option<TrackingL
 }
 
 /// Why preparing the tables failed.
-enum Fail {
+enum StepError {
     Db(rusqlite::Error),
     Other(Error),
 }
 
-impl From<rusqlite::Error> for Fail {
+impl From<rusqlite::Error> for StepError {
     fn from(e: rusqlite::Error) -> Self {
-        Fail::Db(e)
+        StepError::Db(e)
     }
 }
 
-impl From<Error> for Fail {
+impl From<Error> for StepError {
     fn from(e: Error) -> Self {
-        Fail::Other(e)
+        StepError::Other(e)
     }
 }
 
@@ -385,25 +387,27 @@ impl Shared {
         } else {
             "reading the tracking table's layout"
         };
-        let result = self.writer.exclusive(|w| -> Result<TrackingLayout, Fail> {
-            if !create {
-                let found = tracking_layout_of(&w.conn, &tables.tracking)?;
-                return Ok(TrackingLayout::choose(&tables.tracking, found, wanted)?);
-            }
-            let tx = w
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let found = tracking_layout_of(&tx, &tables.tracking)?;
-            let layout = TrackingLayout::choose(&tables.tracking, found, wanted)?;
-            for sql in &Statements::new(tables, layout).create {
-                tx.execute(sql, [])?;
-            }
-            tx.commit()?;
-            Ok(layout)
-        });
+        let result = self
+            .writer
+            .exclusive(|w| -> Result<TrackingLayout, StepError> {
+                if !create {
+                    let found = tracking_layout_of(&w.conn, &tables.tracking)?;
+                    return Ok(TrackingLayout::choose(&tables.tracking, found, wanted)?);
+                }
+                let tx = w
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let found = tracking_layout_of(&tx, &tables.tracking)?;
+                let layout = TrackingLayout::choose(&tables.tracking, found, wanted)?;
+                for sql in &Statements::new(tables, layout).create {
+                    tx.execute(sql, [])?;
+                }
+                tx.commit()?;
+                Ok(layout)
+            });
         result.map_err(|fail| match fail {
-            Fail::Db(e) => sqlite_error(context, &self.config, e),
-            Fail::Other(e) => e,
+            StepError::Db(e) => sqlite_error(context, &self.config, e),
+            StepError::Other(e) => e,
         })
     }
 }

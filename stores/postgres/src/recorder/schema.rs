@@ -1,7 +1,7 @@
 //! The tables: the DDL annals runs (and prints, for migrations), their
 //! creation under an advisory lock, and the tracking table's layout.
 
-use super::super::pool::{is_broken, Fail};
+use super::super::pool::{is_broken, StepError};
 use super::super::settings::{check_schema, table_prefix, PostgresConfig};
 use super::super::sql::{Sql, ORIGINATOR_ID_COLUMN, TABLE_KEY};
 use super::PostgresRecorder;
@@ -107,7 +107,7 @@ impl PostgresRecorder {
             let found = self.read("reading the tracking table's layout", |conn| {
                 let row = conn.client.query_one(TABLE_KEY, &[tracking])?;
                 let key: Vec<String> = row.try_get(1)?;
-                TrackingLayout::of_table(tracking, row.try_get(0)?, &key).map_err(Fail::Other)
+                TrackingLayout::of_table(tracking, row.try_get(0)?, &key).map_err(StepError::Other)
             })?;
             return TrackingLayout::choose(tracking, found, wanted);
         }
