@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::trace;
 use super::wake::{Notifier, Signal, Watch};
 use super::{
     AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
@@ -233,20 +232,16 @@ impl LogIndex {
 
 impl AggregateRecorder for MemoryRecorder {
     fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        trace::insert("memory", events, None, || {
-            let mut state = self.write();
-            state.check(events)?;
-            let ids = state.insert(events);
-            drop(state);
-            self.committed.notify();
-            Ok(ids)
-        })
+        let mut state = self.write();
+        state.check(events)?;
+        let ids = state.insert(events);
+        drop(state);
+        self.committed.notify();
+        Ok(ids)
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        trace::select_events("memory", originator_id, query, || {
-            Ok(self.read().select_events(originator_id, query))
-        })
+        Ok(self.read().select_events(originator_id, query))
     }
 
     /// Lends the rows it holds, under the read lock (a writer waits for
@@ -257,17 +252,13 @@ impl AggregateRecorder for MemoryRecorder {
         query: &EventQuery,
         visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
     ) -> Result<usize> {
-        trace::visit_events("memory", originator_id, query, || {
-            self.read().visit_events(originator_id, query, visit)
-        })
+        self.read().visit_events(originator_id, query, visit)
     }
 }
 
 impl ApplicationRecorder for MemoryRecorder {
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
-        trace::select_notifications("memory", query, || {
-            Ok(self.read().select_notifications(query))
-        })
+        Ok(self.read().select_notifications(query))
     }
 
     fn max_notification_id(&self) -> Result<u64> {
@@ -287,16 +278,14 @@ impl ProcessRecorder for MemoryRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        trace::insert("memory", events, Some(tracking), || {
-            let mut state = self.write();
-            state.check_tracking(tracking)?;
-            state.check(events)?;
-            let ids = state.insert(events);
-            state.track(tracking);
-            drop(state);
-            self.committed.notify();
-            Ok(ids)
-        })
+        let mut state = self.write();
+        state.check_tracking(tracking)?;
+        state.check(events)?;
+        let ids = state.insert(events);
+        state.track(tracking);
+        drop(state);
+        self.committed.notify();
+        Ok(ids)
     }
 
     fn insert_events_with(

@@ -43,6 +43,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     ///
     /// The store cannot be reached or prepared, or a setting is bad.
     fn open(&self, app_name: &str) -> Result<Recorders>;
+
+    /// The store's name, as the `store` field of the recorders' `trace`
+    /// spans says it (`"sqlite"`, `"postgres"`, ...).
+    fn name(&self) -> &'static str {
+        "store"
+    }
 }
 
 /// The recorders of one application: its events (with the log and
@@ -74,6 +80,10 @@ impl Recorders {
 pub struct MemoryStore;
 
 impl Store for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
     fn open(&self, _app_name: &str) -> Result<Recorders> {
         Ok(Recorders::new(
             Arc::new(MemoryRecorder::new()),

@@ -1,14 +1,21 @@
 //! The `trace` spans of the recorders' calls, written once for every
-//! store: each store's trait methods run their body inside one of these.
+//! store: [`Traced`] wraps any store's recorder (the application wraps the
+//! one its store opens), so a store written outside annals is traced as
+//! the built-in ones are, and no store writes a span of its own.
 //!
 //! Fields are counts, ids and versions, never a state's bytes. When no
 //! subscriber wants `trace`, the macros skip the fields and the spans are
 //! disabled, so a call costs one level check.
 
+use std::sync::Arc;
+
 use tracing::field::Empty;
 use tracing::Span;
 
-use super::{EventQuery, NotificationQuery};
+use super::wake::{Signal, Watch};
+use super::{
+    AggregateRecorder, ApplicationRecorder, EventQuery, NotificationQuery, ProcessRecorder, StoreTx,
+};
 use crate::error::Result;
 use crate::rows::{Notification, StoredEvent, Tracking};
 
@@ -16,7 +23,7 @@ use crate::rows::{Notification, StoredEvent, Tracking};
 /// an `insert_events` span: the store, the number of rows, the first row's
 /// originator id and version, the tracking record, and after success the
 /// first and last notification ids given.
-pub fn insert(
+fn insert(
     store: &'static str,
     events: &[StoredEvent],
     tracking: Option<&Tracking>,
@@ -44,7 +51,7 @@ pub fn insert(
 
 /// Runs `select` (of stream `originator_id`, by `query`) inside a
 /// `select_events` span recording how many rows it returned.
-pub fn select_events(
+fn select_events(
     store: &'static str,
     originator_id: &str,
     query: &EventQuery,
@@ -71,7 +78,7 @@ fn events_span(store: &'static str, originator_id: &str, query: &EventQuery) -> 
 
 /// Runs `visit` (of stream `originator_id`, by `query`) inside a
 /// `select_events` span recording how many rows it visited.
-pub fn visit_events(
+fn visit_events(
     store: &'static str,
     originator_id: &str,
     query: &EventQuery,
@@ -85,7 +92,7 @@ pub fn visit_events(
 
 /// Runs `select` (of the log, by `query`) inside a `select_notifications`
 /// span ([`notifications_span`]).
-pub fn select_notifications(
+fn select_notifications(
     store: &'static str,
     query: &NotificationQuery,
     select: impl FnOnce() -> Result<Vec<Notification>>,
@@ -98,7 +105,7 @@ pub fn select_notifications(
 
 /// A `select_notifications` span (of the log, by `query`), for a body too
 /// long to wrap: enter it, and give the rows to [`selected`].
-pub fn notifications_span(store: &'static str, query: &NotificationQuery) -> Span {
+fn notifications_span(store: &'static str, query: &NotificationQuery) -> Span {
     tracing::trace_span!(
         "select_notifications",
         store,
@@ -113,9 +120,117 @@ pub fn notifications_span(store: &'static str, query: &NotificationQuery) -> Spa
 
 /// Records on a [`notifications_span`] how many rows the select returned
 /// and the last one's id.
-pub fn selected(span: &Span, rows: &[Notification]) {
+fn selected(span: &Span, rows: &[Notification]) {
     span.record("rows", rows.len());
     if let Some(last) = rows.last() {
         span.record("last_notification_id", last.id);
+    }
+}
+
+/// Any store's recorder, with a `trace` span around each call that reads
+/// or writes rows: `insert_events` (the store, the number of rows, the
+/// first row's id and version, the tracking record, the notification ids
+/// given), `select_events` and `select_notifications` (the query and the
+/// rows returned). Fields are counts, ids and versions, never a state.
+///
+/// ```
+/// use std::sync::Arc;
+/// use annals_core::persistence::memory::MemoryRecorder;
+/// use annals_core::persistence::trace::Traced;
+/// use annals_core::persistence::{ApplicationRecorder, ProcessRecorder};
+///
+/// let recorder: Arc<dyn ProcessRecorder> = Arc::new(Traced::new("memory", Arc::new(MemoryRecorder::new())));
+/// assert_eq!(recorder.max_notification_id()?, 0);
+/// # Ok::<(), annals_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Traced {
+    store: &'static str,
+    inner: Arc<dyn ProcessRecorder>,
+}
+
+impl std::fmt::Debug for Traced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Traced")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Traced {
+    /// `inner`, its calls traced with `store` as the spans' `store` field.
+    pub fn new(store: &'static str, inner: Arc<dyn ProcessRecorder>) -> Self {
+        Self { store, inner }
+    }
+}
+
+impl AggregateRecorder for Traced {
+    fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        insert(self.store, events, None, || {
+            self.inner.insert_events(events)
+        })
+    }
+
+    fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        select_events(self.store, originator_id, query, || {
+            self.inner.select_events(originator_id, query)
+        })
+    }
+
+    fn visit_events(
+        &self,
+        originator_id: &str,
+        query: &EventQuery,
+        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<usize> {
+        visit_events(self.store, originator_id, query, || {
+            self.inner.visit_events(originator_id, query, visit)
+        })
+    }
+}
+
+impl ApplicationRecorder for Traced {
+    fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
+        select_notifications(self.store, query, || self.inner.select_notifications(query))
+    }
+
+    fn max_notification_id(&self) -> Result<u64> {
+        self.inner.max_notification_id()
+    }
+
+    fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
+        self.inner.watch(signal)
+    }
+}
+
+impl ProcessRecorder for Traced {
+    fn insert_events_tracked(
+        &self,
+        events: &[StoredEvent],
+        tracking: &Tracking,
+    ) -> Result<Vec<u64>> {
+        insert(self.store, events, Some(tracking), || {
+            self.inner.insert_events_tracked(events, tracking)
+        })
+    }
+
+    fn insert_events_with(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        writes: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
+    ) -> Result<Vec<u64>> {
+        insert(self.store, events, tracking, || {
+            self.inner.insert_events_with(events, tracking, writes)
+        })
+    }
+
+    fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
+        self.inner.max_tracking_id(application_name)
+    }
+
+    fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {
+        self.inner
+            .has_tracking_id(application_name, notification_id)
     }
 }

@@ -83,6 +83,10 @@ impl JournalStore {
 }
 
 impl Store for JournalStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
     fn open(&self, _app_name: &str) -> Result<Recorders> {
         Ok(Recorders::new(
             self.recorder.clone(),

@@ -38,10 +38,11 @@ use super::memory::MemoryRecorder;
 use super::postgres::PostgresConfig;
 #[cfg(feature = "sqlite")]
 use super::sqlite::SqliteConfig;
-use super::{AggregateRecorder, ProcessRecorder, Recorders, Store};
+use super::{AggregateRecorder, MemoryStore, ProcessRecorder, Recorders, Store};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::settings;
+use annals_core::persistence::trace::Traced;
 
 /// Where an application keeps its events.
 ///
@@ -235,21 +236,25 @@ impl Persistence {
     ///
     /// The store cannot be reached or prepared.
     pub fn open(self, app_name: &str) -> Result<Recorders> {
-        match self {
-            Persistence::Memory => Ok(Recorders::new(
-                Arc::new(MemoryRecorder::new()),
-                Arc::new(MemoryRecorder::new()),
-            )),
+        let (store, recorders) = match self {
+            Persistence::Memory => (MemoryStore.name(), MemoryStore.open(app_name)?),
             #[cfg(feature = "sqlite")]
-            Persistence::Sqlite(config) => config.open(app_name),
+            Persistence::Sqlite(config) => (config.name(), config.open(app_name)?),
             #[cfg(feature = "postgres")]
-            Persistence::Postgres(config) => config.open(app_name),
-            Persistence::Store(store) => store.open(app_name),
+            Persistence::Postgres(config) => (config.name(), config.open(app_name)?),
+            Persistence::Store(store) => (store.name(), store.open(app_name)?),
+            // Recorders the caller made are used as they are (those of
+            // another application are traced already).
             Persistence::Recorder(events) => {
-                Ok(Recorders::new(events, Arc::new(MemoryRecorder::new())))
+                return Ok(Recorders::new(events, Arc::new(MemoryRecorder::new())))
             }
-            Persistence::Recorders(events, snapshots) => Ok(Recorders::new(events, snapshots)),
-        }
+            Persistence::Recorders(events, snapshots) => {
+                return Ok(Recorders::new(events, snapshots))
+            }
+        };
+        // One tracing decorator for every store it opens, a user's too.
+        let events = Arc::new(Traced::new(store, recorders.events));
+        Ok(Recorders::new(events, recorders.snapshots))
     }
 }
 

@@ -329,6 +329,10 @@ fn s3(location: &str, _: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
 }
 
 impl Store for ObjectConfig {
+    fn name(&self) -> &'static str {
+        "object"
+    }
+
     fn open(&self, app_name: &str) -> Result<Recorders> {
         let (store, prefix, dir) = self.resolve()?;
         let app = app_name.to_ascii_lowercase();

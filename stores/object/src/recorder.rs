@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use annals_core::error::{Error, Result};
 use annals_core::persistence::memory::LogIndex;
-use annals_core::persistence::trace;
 use annals_core::persistence::wake::{Signal, Watch};
 use annals_core::persistence::{
     AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
@@ -360,13 +359,11 @@ struct Decoded {
 
 impl AggregateRecorder for ObjectRecorder {
     fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        trace::insert("object", events, None, || self.save(events, None))
+        self.save(events, None)
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        trace::select_events("object", originator_id, query, || {
-            Ok(self.caught_up()?.state.select_events(originator_id, query))
-        })
+        Ok(self.caught_up()?.state.select_events(originator_id, query))
     }
 
     /// Lends the rows of its index, holding it for the visit.
@@ -376,19 +373,15 @@ impl AggregateRecorder for ObjectRecorder {
         query: &EventQuery,
         visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
     ) -> Result<usize> {
-        trace::visit_events("object", originator_id, query, || {
-            self.caught_up()?
-                .state
-                .visit_events(originator_id, query, visit)
-        })
+        self.caught_up()?
+            .state
+            .visit_events(originator_id, query, visit)
     }
 }
 
 impl ApplicationRecorder for ObjectRecorder {
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
-        trace::select_notifications("object", query, || {
-            Ok(self.caught_up()?.state.select_notifications(query))
-        })
+        Ok(self.caught_up()?.state.select_notifications(query))
     }
 
     fn max_notification_id(&self) -> Result<u64> {
@@ -430,9 +423,7 @@ impl ProcessRecorder for ObjectRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        trace::insert("object", events, Some(tracking), || {
-            self.save(events, Some(tracking))
-        })
+        self.save(events, Some(tracking))
     }
 
     fn insert_events_with(

@@ -115,6 +115,10 @@ impl PostgresTx for StoreTx<'_> {
 }
 
 impl Store for PostgresConfig {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
     /// Connects and (unless `create_tables` is off) creates the tables of application `app_name` (its name,
     /// lower-cased, prefixes theirs); both recorders share one pool.
     fn open(&self, app_name: &str) -> Result<Recorders> {

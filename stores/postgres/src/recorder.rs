@@ -21,7 +21,6 @@ use super::tls::Transport;
 use super::writer::{GroupWriter, WriteError};
 use annals_core::error::{Error, Result};
 use annals_core::persistence::group_commit::{CommitFailure, GroupCommit, SaveFailure};
-use annals_core::persistence::trace;
 use annals_core::persistence::wake::{Signal, Watch};
 use annals_core::persistence::{
     to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
@@ -623,18 +622,16 @@ fn bigint(value: u64) -> i64 {
 
 impl AggregateRecorder for PostgresRecorder {
     fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        trace::insert("postgres", events, None, || self.write(events, None, None))
+        self.write(events, None, None)
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        trace::select_events("postgres", originator_id, query, || {
-            self.select_stream(
-                originator_id,
-                query,
-                [Stmt::SelectEventsAsc, Stmt::SelectEventsDesc],
-                &self.sql.events,
-            )
-        })
+        self.select_stream(
+            originator_id,
+            query,
+            [Stmt::SelectEventsAsc, Stmt::SelectEventsDesc],
+            &self.sql.events,
+        )
     }
 
     fn visit_events(
@@ -643,9 +640,7 @@ impl AggregateRecorder for PostgresRecorder {
         query: &EventQuery,
         visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
     ) -> Result<usize> {
-        trace::visit_events("postgres", originator_id, query, || {
-            self.visit_stream(originator_id, query, visit)
-        })
+        self.visit_stream(originator_id, query, visit)
     }
 }
 
@@ -658,8 +653,6 @@ impl ApplicationRecorder for PostgresRecorder {
         let stop = query.stop.map(bigint);
         let limit = bigint(query.limit as u64);
         let topics: Vec<&str> = query.topics.iter().map(String::as_str).collect();
-        let span = trace::notifications_span("postgres", query);
-        let _entered = span.enter();
         self.read("selecting notifications", |conn| {
             let (which, params): (Stmt, Vec<&(dyn ToSql + Sync)>) = match (&stop, topics.is_empty())
             {
@@ -685,7 +678,6 @@ impl ApplicationRecorder for PostgresRecorder {
                 })
                 .collect()
         })
-        .inspect(|rows: &Vec<Notification>| trace::selected(&span, rows))
     }
 
     fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
@@ -707,9 +699,7 @@ impl ProcessRecorder for PostgresRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        trace::insert("postgres", events, Some(tracking), || {
-            self.write(events, Some(tracking), None)
-        })
+        self.write(events, Some(tracking), None)
     }
 
     fn insert_events_with(
@@ -718,9 +708,7 @@ impl ProcessRecorder for PostgresRecorder {
         tracking: Option<&Tracking>,
         writes: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
     ) -> Result<Vec<u64>> {
-        trace::insert("postgres", events, tracking, || {
-            self.write(events, tracking, Some(&mut UserWrites::new(writes)))
-        })
+        self.write(events, tracking, Some(&mut UserWrites::new(writes)))
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {

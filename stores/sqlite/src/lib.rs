@@ -84,6 +84,10 @@ impl SqliteTx for StoreTx<'_> {
 }
 
 impl Store for SqliteConfig {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
     /// Opens the database; both recorders share its connections. The
     /// application's name is not used: name the tables with
     /// [`SqliteConfig::table_prefix`] to share a file.

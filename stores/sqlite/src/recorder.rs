@@ -15,7 +15,6 @@ use super::settings::{SqliteConfig, Tables};
 use super::sql::{select_events_sql, Statements, TABLE_KEY};
 use annals_core::error::{Error, Result};
 use annals_core::persistence::group_commit::{CommitFailure, GroupCommit, SaveFailure};
-use annals_core::persistence::trace;
 use annals_core::persistence::transaction_lost;
 use annals_core::persistence::wake::{Signal, Watch};
 use annals_core::persistence::{
@@ -560,17 +559,13 @@ impl AggregateRecorder for SqliteRecorder {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        trace::insert("sqlite", events, None, || {
-            self.shared
-                .insert(&self.statements.insert_event, events, None, true, None)
-        })
+        self.shared
+            .insert(&self.statements.insert_event, events, None, true, None)
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        trace::select_events("sqlite", originator_id, query, || {
-            self.shared
-                .select_events(&self.statements.events_table, originator_id, query)
-        })
+        self.shared
+            .select_events(&self.statements.events_table, originator_id, query)
     }
 
     fn visit_events(
@@ -579,24 +574,20 @@ impl AggregateRecorder for SqliteRecorder {
         query: &EventQuery,
         visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
     ) -> Result<usize> {
-        trace::visit_events("sqlite", originator_id, query, || {
-            self.shared
-                .visit_events(&self.statements.events_table, originator_id, query, visit)
-        })
+        self.shared
+            .visit_events(&self.statements.events_table, originator_id, query, visit)
     }
 }
 
 impl ApplicationRecorder for SqliteRecorder {
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
-        let span = trace::notifications_span("sqlite", query);
-        let _entered = span.enter();
         let start = to_i64("notification id", query.start)?;
         let stop = query
             .stop
             .map(|s| to_i64("notification id", s))
             .transpose()?;
         let sql = self.statements.select_notifications(query);
-        let selected = self.shared.read("selecting notifications", |conn| {
+        self.shared.read("selecting notifications", |conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             stmt.raw_bind_parameter(1, start)?;
             if let Some(stop) = stop {
@@ -629,11 +620,7 @@ impl ApplicationRecorder for SqliteRecorder {
                 });
             }
             Ok(Ok(notifications))
-        })?;
-        if let Ok(rows) = &selected {
-            trace::selected(&span, rows);
-        }
-        selected
+        })?
     }
 
     fn max_notification_id(&self) -> Result<u64> {
@@ -660,15 +647,13 @@ impl ProcessRecorder for SqliteRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        trace::insert("sqlite", events, Some(tracking), || {
-            self.shared.insert(
-                &self.statements.insert_event,
-                events,
-                Some((&self.statements, tracking)),
-                true,
-                None,
-            )
-        })
+        self.shared.insert(
+            &self.statements.insert_event,
+            events,
+            Some((&self.statements, tracking)),
+            true,
+            None,
+        )
     }
 
     fn insert_events_with(
@@ -677,15 +662,13 @@ impl ProcessRecorder for SqliteRecorder {
         tracking: Option<&Tracking>,
         writes: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
     ) -> Result<Vec<u64>> {
-        trace::insert("sqlite", events, tracking, || {
-            self.shared.insert(
-                &self.statements.insert_event,
-                events,
-                tracking.map(|t| (&self.statements, t)),
-                true,
-                Some(&mut UserWrites::new(writes)),
-            )
-        })
+        self.shared.insert(
+            &self.statements.insert_event,
+            events,
+            tracking.map(|t| (&self.statements, t)),
+            true,
+            Some(&mut UserWrites::new(writes)),
+        )
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
