@@ -1,0 +1,13 @@
+//! The built `annals` binary against SQLite and PostgreSQL stores that the
+//! tests make: exit codes, what each command shows, `--json` output that
+//! parses, and export/import between stores (100,000 events, an import
+//! killed halfway).
+
+mod export_import;
+mod follow;
+mod inspect;
+mod python;
+mod settings;
+mod support;
+mod usage;
+mod verify;
