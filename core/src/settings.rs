@@ -43,7 +43,7 @@ settings! {
     /// Which store: `memory`, `sqlite`, `postgres`, the Python library's
     /// module names (`eventsourcing.popo`, `eventsourcing.sqlite`,
     /// `eventsourcing.postgres`), or a registered module.
-    PERSISTENCE_MODULE: "the store: memory, sqlite, postgres (or eventsourcing.popo, eventsourcing.sqlite, eventsourcing.postgres), or a module registered with persistence::register_module", Some("memory");
+    PERSISTENCE_MODULE: "the store: memory, sqlite, postgres (or eventsourcing.popo, eventsourcing.sqlite, eventsourcing.postgres), or a module named in the builder's persistence::Modules", Some("memory");
     /// The SQLite database.
     SQLITE_DBNAME: "a SQLite file path, :memory:, or a file: URI", None;
     /// Seconds a SQLite write waits for another writer's lock.

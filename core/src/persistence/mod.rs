@@ -21,6 +21,7 @@
 
 pub mod group_commit;
 pub mod memory;
+mod modules;
 mod store;
 pub mod trace;
 mod tracking;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::error::Result;
 pub use crate::rows::{Notification, StoredEvent, Tracking};
+pub use modules::{Modules, OpenStore};
 pub use store::{MemoryStore, Recorders, Store};
 pub use tracking::{TrackingLayout, MIGRATION_ROW};
 pub use tx::{no_transaction, transaction_lost, StoreTx, UserWrites};

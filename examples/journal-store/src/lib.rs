@@ -2,7 +2,7 @@
 //! depends on `annals-core` alone and uses only its public API, yet does
 //! everything a built-in store does. Its tests (`tests/journal.rs`) show
 //! it: the recorder contract suite, selection by `PERSISTENCE_MODULE`
-//! once registered, and its transaction lent to the user's writes in
+//! once named in the builder's `Modules`, and its transaction lent to the user's writes in
 //! `Application::save_and_write` and `Processing::write`.
 //!
 //! Events live in memory (annals-core's [`LogIndex`], the memory store's
@@ -71,7 +71,8 @@ impl JournalStore {
     ///
     /// # Errors
     ///
-    /// None here; the signature is what `register_module` expects.
+    /// None here; the signature is what a persistence module's `OpenStore`
+    /// calls (`Modules::with`).
     pub fn from_env(_env: &Env) -> Result<Self> {
         Ok(Self::new())
     }

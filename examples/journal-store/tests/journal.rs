@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use annals::env::Env;
-use annals::persistence::{register_module, Persistence, StoreTx};
+use annals::persistence::{Modules, Store, StoreTx};
 use annals::prelude::*;
 use annals::system::{Policies, ProcessApplication};
 use annals_journal_store::{Journal, JournalRecorder, JournalStore, NAME};
@@ -55,12 +55,14 @@ fn write(line: &'static str) -> impl FnMut(&mut StoreTx<'_>) -> annals::Result<(
 
 #[test]
 fn persistence_module_selects_the_registered_store() {
-    register_module(NAME, |env: &Env| {
-        Ok(Persistence::store(JournalStore::from_env(env)?))
-    })
-    .expect("register");
+    let modules = Modules::new()
+        .with(NAME, |env: &Env| {
+            Ok(Arc::new(JournalStore::from_env(env)?) as Arc<dyn Store>)
+        })
+        .expect("a free name");
     let env = Env::from_map("Kennel", [("PERSISTENCE_MODULE", NAME)]);
     let app = Application::builder("Kennel")
+        .modules(modules)
         .with_env(&env)
         .expect("settings")
         .build()

@@ -22,7 +22,9 @@ use crate::persistence::postgres::PostgresConfig;
 #[cfg(feature = "sqlite")]
 use crate::persistence::sqlite::SqliteConfig;
 use crate::persistence::wake::Notifier;
-use crate::persistence::{AggregateRecorder, Persistence, ProcessRecorder, Recorders, Store};
+use crate::persistence::{
+    AggregateRecorder, Modules, Persistence, ProcessRecorder, Recorders, Store,
+};
 use crate::repository::{Cache, Repository, Snapshots};
 use crate::settings;
 
@@ -52,6 +54,7 @@ use crate::settings;
 pub struct ApplicationBuilder {
     name: String,
     persistence: Persistence,
+    modules: Modules,
     compressor: Option<Compressor>,
     cipher_key: Option<(String, String)>,
     cipher_bound: bool,
@@ -68,6 +71,7 @@ impl fmt::Debug for ApplicationBuilder {
         f.debug_struct("ApplicationBuilder")
             .field("name", &self.name)
             .field("persistence", &self.persistence)
+            .field("modules", &self.modules)
             .field("compressor", &self.compressor)
             .field("cipher_key", &self.cipher_key.as_ref().map(|_| "***"))
             .field("snapshotting", &self.snapshotting)
@@ -84,6 +88,7 @@ impl ApplicationBuilder {
         ApplicationBuilder {
             name: name.to_owned(),
             persistence: Persistence::Memory,
+            modules: Modules::new(),
             compressor: None,
             cipher_key: None,
             cipher_bound: true,
@@ -141,7 +146,7 @@ impl ApplicationBuilder {
     /// number, a yes/no flag). A bad `CIPHER_KEY` is found by
     /// [`build`](Self::build).
     pub fn with_env(mut self, env: &Env) -> Result<Self> {
-        if let Some(persistence) = Persistence::from_env(env)? {
+        if let Some(persistence) = Persistence::from_env_with(env, &self.modules)? {
             self.persistence = persistence;
         }
         if let Some(compressor) = Compressor::from_env(env)? {
@@ -239,6 +244,45 @@ impl ApplicationBuilder {
     /// ```
     pub fn store(self, store: impl Store + 'static) -> Self {
         self.persistence(Persistence::store(store))
+    }
+
+    /// The caller's own persistence modules, which `PERSISTENCE_MODULE`
+    /// may then name beside the built-in ones (give them before
+    /// [`with_env`](Self::with_env) or [`from_env`](Self::from_env), which
+    /// read it). A name a built-in module has is an error of
+    /// [`build`](Self::build).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use annals::env::Env;
+    /// use annals::persistence::{MemoryStore, Modules, Store};
+    /// use annals::prelude::*;
+    ///
+    /// /// A store of the user's (here, memory under another name).
+    /// fn scratch(_env: &Env) -> annals::Result<Arc<dyn Store>> {
+    ///     Ok(Arc::new(MemoryStore))
+    /// }
+    ///
+    /// let modules = Modules::new().with("scratch", scratch)?;
+    /// let env = Env::from_map("Notes", [("PERSISTENCE_MODULE", "scratch")]);
+    /// let app = Application::builder("Notes").modules(modules).with_env(&env)?.build()?;
+    /// assert_eq!(app.recorder().max_notification_id()?, 0);
+    ///
+    /// let taken = Modules::new().with("memory", scratch)?;
+    /// assert!(Application::builder("Notes").modules(taken).build().is_err());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn modules(mut self, modules: Modules) -> Self {
+        for name in modules.names() {
+            if crate::persistence::factory::is_built_in(name) {
+                self.errors.push(Error::config(
+                    settings::PERSISTENCE_MODULE.name,
+                    format!("the persistence module {name:?} is annals' own: name yours otherwise"),
+                ));
+            }
+        }
+        self.modules = modules;
+        self
     }
 
     /// Keeps events where `persistence` says.

@@ -38,7 +38,7 @@ use super::memory::MemoryRecorder;
 use super::postgres::PostgresConfig;
 #[cfg(feature = "sqlite")]
 use super::sqlite::SqliteConfig;
-use super::{AggregateRecorder, MemoryStore, ProcessRecorder, Recorders, Store};
+use super::{AggregateRecorder, MemoryStore, Modules, ProcessRecorder, Recorders, Store};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::settings;
@@ -152,13 +152,18 @@ const MODULES: &[Module] = &[
 /// Modules registered by user crates.
 static REGISTERED: RwLock<Vec<(String, FromEnv)>> = RwLock::new(Vec::new());
 
-/// Registers a persistence module: `PERSISTENCE_MODULE=name` then selects
-/// the store that `from_env` makes from the application's settings. Names
-/// are compared without case.
+/// Registers a persistence module for the whole process:
+/// `PERSISTENCE_MODULE=name` then selects the store that `from_env` makes
+/// from the application's settings. Names are compared without case.
+///
+/// Prefer a [`Modules`](super::Modules) value given to the builder
+/// (`ApplicationBuilder::modules`): the caller owns it, and two tests (or
+/// two parts of a program) cannot clash over a name.
 ///
 /// # Errors
 ///
 /// `name` is empty or already names a module (built-in or registered).
+#[deprecated(note = "give the builder a `persistence::Modules` with `ApplicationBuilder::modules`")]
 pub fn register_module(name: &str, from_env: FromEnv) -> Result<()> {
     let name = name.trim().to_ascii_lowercase();
     let var = settings::PERSISTENCE_MODULE.name;
@@ -177,14 +182,22 @@ pub fn register_module(name: &str, from_env: FromEnv) -> Result<()> {
     Ok(())
 }
 
-/// Every module name this process knows, annals' own first.
-fn module_names() -> Vec<String> {
+/// Every module name known: annals' own first, then `modules`, then the
+/// process's registered ones.
+fn module_names(modules: &Modules) -> Vec<String> {
     let registered = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
     MODULES
         .iter()
         .map(|m| m.names[0].to_owned())
+        .chain(modules.names().map(str::to_owned))
         .chain(registered.iter().map(|(n, _)| n.clone()))
         .collect()
+}
+
+/// Whether `name` is a built-in module's (which a caller's cannot take).
+pub(crate) fn is_built_in(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase();
+    MODULES.iter().any(|m| m.names.contains(&name.as_str()))
 }
 
 impl Persistence {
@@ -203,6 +216,28 @@ impl Persistence {
     ///
     /// An unknown module, or a missing or bad setting of the module's.
     pub fn from_env(env: &Env) -> Result<Option<Self>> {
+        Self::from_env_with(env, &Modules::new())
+    }
+
+    /// As [`from_env`](Self::from_env), where `PERSISTENCE_MODULE` may
+    /// also name one of `modules` (the caller's own stores).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use annals::env::Env;
+    /// use annals::persistence::{MemoryStore, Modules, Persistence, Store};
+    ///
+    /// let modules = Modules::new().with("scratch", |_| Ok(Arc::new(MemoryStore) as Arc<dyn Store>))?;
+    /// let env = Env::from_map("Notes", [("PERSISTENCE_MODULE", "scratch")]);
+    /// assert!(matches!(Persistence::from_env_with(&env, &modules)?, Some(Persistence::Store(_))));
+    /// assert!(Persistence::from_env(&env).is_err()); // unknown without them
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
+    pub fn from_env_with(env: &Env, modules: &Modules) -> Result<Option<Self>> {
         let Some((var, module)) = env.get(settings::PERSISTENCE_MODULE.name) else {
             return Ok(None);
         };
@@ -210,6 +245,9 @@ impl Persistence {
         let module = module.as_str();
         if let Some(m) = MODULES.iter().find(|m| m.names.contains(&module)) {
             return (m.from_env)(env).map(Some);
+        }
+        if let Some(open) = modules.get(module) {
+            return open(env).map(|store| Some(Persistence::Store(store)));
         }
         let registered = REGISTERED
             .read()
@@ -223,7 +261,7 @@ impl Persistence {
                 var,
                 format!(
                     "unknown persistence module {module:?}; expected one of: {}",
-                    module_names().join(", ")
+                    module_names(modules).join(", ")
                 ),
             )),
         }
@@ -320,6 +358,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(deprecated)]
     fn registered_modules_are_selected_and_names_are_not_taken_twice() {
         register_module("factory_test", |_| Ok(Persistence::Memory)).expect("register");
         let env = Env::from_map("App", [("PERSISTENCE_MODULE", "Factory_Test")]);

@@ -25,16 +25,19 @@
 //! Which store an application uses is decided here too ([`Persistence`],
 //! from `PERSISTENCE_MODULE` or from code; see [`factory`]). A store
 //! written outside annals depends on `annals-core`, implements the traits
-//! and [`Store`], and is registered with [`register_module`].
+//! and [`Store`], and is named in the [`Modules`] given to the builder
+//! (`ApplicationBuilder::modules`) for `PERSISTENCE_MODULE` to select.
 
 pub use annals_core::persistence::{
-    memory, wake, AggregateRecorder, ApplicationRecorder, EventQuery, MemoryStore, Notification,
-    NotificationQuery, ProcessRecorder, Recorders, Store, StoreTx, StoredEvent, Tracking,
-    TrackingLayout,
+    memory, wake, AggregateRecorder, ApplicationRecorder, EventQuery, MemoryStore, Modules,
+    Notification, NotificationQuery, OpenStore, ProcessRecorder, Recorders, Store, StoreTx,
+    StoredEvent, Tracking, TrackingLayout,
 };
 
 pub mod factory;
-pub use factory::{register_module, FromEnv, Persistence};
+#[allow(deprecated)]
+pub use factory::register_module;
+pub use factory::{FromEnv, Persistence};
 
 /// The SQLite store: the crate `annals-sqlite`.
 #[cfg(feature = "sqlite")]
