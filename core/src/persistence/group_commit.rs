@@ -66,6 +66,30 @@ pub trait GroupTransaction {
     /// (between `savepoint` and `release` when it joins); returns its
     /// notification ids.
     fn insert_queued(&mut self, queued: &Self::Queued) -> Result<Vec<u64>, Self::Error>;
+
+    /// Whether the store implements
+    /// [`insert_queued_batch`](Self::insert_queued_batch).
+    const BATCH_INSERT: bool = false;
+
+    /// The batch insert hook: inserts the queued saves of `batch` at once
+    /// (in one statement, one round trip), in the open group (`joining`:
+    /// saves are in it already), and returns each save's result in order.
+    /// A save refused (a taken key) must leave nothing of its own in the
+    /// transaction, and the others their rows. An error for the whole
+    /// batch means none of it was inserted; the engine then undoes it as
+    /// a failed save (`rollback_to_savepoint`, else the group). The
+    /// default, `None` (and [`BATCH_INSERT`](Self::BATCH_INSERT) false):
+    /// the store has no such insert, and the engine inserts the saves one
+    /// by one with [`insert_queued`](Self::insert_queued).
+    #[allow(clippy::type_complexity)]
+    fn insert_queued_batch(
+        &mut self,
+        batch: &[&Self::Queued],
+        joining: bool,
+    ) -> Option<Result<Vec<Result<Vec<u64>, Self::Error>>, Self::Error>> {
+        let _ = (batch, joining);
+        None
+    }
 }
 
 /// Why a save through [`GroupCommit::save`] failed.
@@ -94,6 +118,16 @@ const PANICKED: &str = "the store panicked while inserting the saves queued with
 /// [`GroupCommit::kick`]); this only bounds the wait if a wake-up were
 /// missed.
 const RECHECK: Duration = Duration::from_millis(20);
+
+/// What [`GroupCommit::insert_batch`] did with a batch of queued saves.
+enum Batch {
+    /// Every save of it is settled (inserted or refused).
+    Inserted,
+    /// Its group could not begin (the saves are settled or queued again).
+    NotBegun,
+    /// The store has no batch insert: insert them one by one.
+    OneByOne,
+}
 
 /// The writing connection and the group it has open.
 struct Writer<T: GroupTransaction> {
@@ -220,21 +254,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
         &self,
         save: impl FnOnce(&mut T) -> Result<R, T::Error>,
     ) -> Result<R, SaveFailure<T::Error>> {
-        self.save_announced(|| {}, save)
-    }
-
-    /// As [`save`](Self::save), running `announce` first, once this save
-    /// counts as waiting for the writer: what `announce` leaves for the
-    /// writer's holder to do (a queued insert) is done in a group this
-    /// save then joins, since a group is not committed while a save waits
-    /// (unless by [`exclusive`](Self::exclusive) or a failure, which the
-    /// store must allow for).
-    pub fn save_announced<R>(
-        &self,
-        announce: impl FnOnce(),
-        save: impl FnOnce(&mut T) -> Result<R, T::Error>,
-    ) -> Result<R, SaveFailure<T::Error>> {
-        let mut writer = self.writer(announce);
+        let mut writer = self.writer();
         let epoch = match self.open(&mut writer) {
             Ok(epoch) => epoch,
             Err(e) => {
@@ -336,7 +356,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
         loop {
             std::mem::swap(&mut *self.queue(), &mut writer.batch);
             if writer.batch.is_empty() {
-                // As in `save_announced`: saves of the last group, on
+                // As in `save`: saves of the last group, on
                 // their way back, queue during one yield.
                 if !yielded && self.share && self.should_yield(writer) {
                     yielded = true;
@@ -346,18 +366,22 @@ impl<T: GroupTransaction> GroupCommit<T> {
                 return true;
             }
             self.waiting.fetch_sub(writer.batch.len(), Ordering::SeqCst);
+            if T::BATCH_INSERT {
+                match self.insert_batch(writer) {
+                    Batch::Inserted => {
+                        writer.batch.clear();
+                        continue;
+                    }
+                    Batch::NotBegun => return false,
+                    Batch::OneByOne => {}
+                }
+            }
             for at in 0..writer.batch.len() {
                 let slot = writer.batch[at].clone();
                 let epoch = match self.open(writer) {
                     Ok(epoch) => epoch,
                     Err(e) => {
-                        // This save fails with the error; the rest go back
-                        // to the queue, first, for their owners to try.
-                        slot.settle(Standing::NotBegun(e));
-                        let rest = writer.batch.drain(at + 1..);
-                        self.waiting.fetch_add(rest.len(), Ordering::SeqCst);
-                        self.queue().splice(0..0, rest);
-                        writer.batch.clear();
+                        self.not_begun(writer, at, e);
                         return false;
                     }
                 };
@@ -376,6 +400,62 @@ impl<T: GroupTransaction> GroupCommit<T> {
             }
             writer.batch.clear();
         }
+    }
+
+    /// Inserts `writer.batch` through the store's batch insert hook, in the
+    /// open group or a new one, and settles each save.
+    fn insert_batch(&self, writer: &mut Writer<T>) -> Batch {
+        let epoch = match self.open(writer) {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                self.not_begun(writer, 0, e);
+                return Batch::NotBegun;
+            }
+        };
+        let joining = writer.saves > 0;
+        let alone = writer.sleepers.is_empty() && writer.batch.len() == 1;
+        let Writer { tx, batch, .. } = &mut *writer;
+        let queued: Vec<&T::Queued> = batch.iter().map(|slot| &slot.queued).collect();
+        let Some(inserted) = tx.insert_queued_batch(&queued, joining) else {
+            return Batch::OneByOne;
+        };
+        match inserted {
+            Ok(results) => {
+                writer.saves += writer.batch.len();
+                for (slot, result) in writer.batch.iter().zip(results) {
+                    match result {
+                        Ok(ids) => {
+                            writer.sleepers.push(slot.owner.clone());
+                            *slot.standing() = Standing::Inserted { epoch, ids };
+                        }
+                        Err(error) => slot.settle(Standing::Refused { error, alone }),
+                    }
+                }
+            }
+            Err(error) => {
+                // None of it was inserted: undone as one failed save; the
+                // first save fails with the error, the rest go back to the
+                // queue, first, for their owners to try again.
+                writer.saves += 1;
+                let alone = self.undo(writer, epoch, joining, &error);
+                writer.batch[0].settle(Standing::Refused { error, alone });
+                let rest: Vec<_> = writer.batch.drain(1..).collect();
+                self.waiting.fetch_add(rest.len(), Ordering::SeqCst);
+                self.queue().splice(0..0, rest);
+            }
+        }
+        Batch::Inserted
+    }
+
+    /// Group `at`'s begin failed with `error`: that save fails with it; the
+    /// saves after it in the batch go back to the queue, first, for their
+    /// owners to try.
+    fn not_begun(&self, writer: &mut Writer<T>, at: usize, error: T::Error) {
+        writer.batch[at].settle(Standing::NotBegun(error));
+        let rest = writer.batch.drain(at + 1..);
+        self.waiting.fetch_add(rest.len(), Ordering::SeqCst);
+        self.queue().splice(0..0, rest);
+        writer.batch.clear();
     }
 
     /// After a panic in the store while queued saves were being inserted:
@@ -407,7 +487,7 @@ impl<T: GroupTransaction> GroupCommit<T> {
     /// is committed first): for work that needs a transaction of its own,
     /// or reads through the writer.
     pub fn exclusive<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let mut writer = self.writer(|| {});
+        let mut writer = self.writer();
         self.commit(&mut writer);
         let value = f(&mut writer.tx);
         self.release(writer);
@@ -454,11 +534,9 @@ impl<T: GroupTransaction> GroupCommit<T> {
         self.waiting.load(Ordering::SeqCst)
     }
 
-    /// The writer, counted as waiting (from before `announce`) while it
-    /// waits.
-    fn writer(&self, announce: impl FnOnce()) -> MutexGuard<'_, Writer<T>> {
+    /// The writer, counted as waiting while it waits.
+    fn writer(&self) -> MutexGuard<'_, Writer<T>> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        announce();
         // A panic while the lock was held left at most an open group,
         // which the next holder commits or rolls back.
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -719,8 +797,8 @@ mod tests {
     /// each thread ended (Err: it panicked), in the order of `values`.
     /// A save still waiting after 10 s fails the test (it would wait for
     /// ever).
-    fn queued_in_order(
-        engine: &GroupCommit<Log>,
+    fn queued_in_order<T: GroupTransaction<Queued = u32, Error = String> + Send>(
+        engine: &GroupCommit<T>,
         values: &[u32],
     ) -> Vec<std::thread::Result<Result<Vec<u64>, SaveFailure<String>>>> {
         std::thread::scope(|s| {
@@ -982,5 +1060,111 @@ mod tests {
             Err(SaveFailure::GroupFailed(CommitFailure::RolledBack(_)))
         ));
         engine.exclusive(|log| assert!(log.committed.is_empty()));
+    }
+
+    /// The value whose batch fails as a whole (a connection that broke).
+    const BREAKS: u32 = 77;
+
+    /// [`Log`] with the batch insert hook: each batch in one call.
+    #[derive(Default)]
+    struct Batches {
+        log: Log,
+        /// The size of each batch inserted.
+        sizes: Vec<usize>,
+    }
+
+    impl GroupTransaction for Batches {
+        type Error = String;
+        type Queued = u32;
+        const BATCH_INSERT: bool = true;
+        fn begin(&mut self) -> Result<(), String> {
+            self.log.begin()
+        }
+        fn savepoint(&mut self) -> Result<(), String> {
+            self.log.savepoint()
+        }
+        fn release(&mut self) -> Result<(), String> {
+            self.log.release()
+        }
+        fn rollback_to_savepoint(&mut self) -> bool {
+            // As PostgreSQL's after a failed statement: the transaction
+            // cannot be kept.
+            false
+        }
+        fn commit(&mut self) -> Result<(), CommitFailure> {
+            self.log.commit()
+        }
+        fn rollback(&mut self) {
+            self.log.rollback();
+        }
+        fn insert_queued(&mut self, _: &u32) -> Result<Vec<u64>, String> {
+            unreachable!("every queued save goes through the batch insert")
+        }
+        fn insert_queued_batch(
+            &mut self,
+            batch: &[&u32],
+            _joining: bool,
+        ) -> Option<Result<Vec<Result<Vec<u64>, String>>, String>> {
+            self.sizes.push(batch.len());
+            if batch.contains(&&BREAKS) {
+                return Some(Err("the connection broke".into()));
+            }
+            Some(Ok(batch
+                .iter()
+                .map(|value| insert(**value)(&mut self.log).map(|v| vec![u64::from(v)]))
+                .collect()))
+        }
+    }
+
+    #[test]
+    fn queued_saves_go_to_the_batch_insert_in_one_call_and_refusals_fail_alone() {
+        let engine = GroupCommit::new(Batches::default(), true);
+        assert_eq!(
+            engine.save(|b: &mut Batches| insert(2)(&mut b.log)).ok(),
+            Some(2)
+        );
+        let ended = queued_in_order(&engine, &[1, 2, 3]);
+        let ids: Vec<_> = ended
+            .into_iter()
+            .map(|save| save.expect("no panic").map_err(|e| format!("{e:?}")))
+            .collect();
+        assert_eq!(ids[0], Ok(vec![1]));
+        assert!(
+            matches!(&ids[1], Err(e) if e.contains("2 exists")),
+            "{:?}",
+            ids[1]
+        );
+        assert_eq!(ids[2], Ok(vec![3]));
+        engine.exclusive(|b| {
+            assert_eq!(b.sizes, [3], "one call for the three queued saves");
+            let mut committed = b.log.committed.clone();
+            committed.sort_unstable();
+            assert_eq!(committed, [1, 2, 3]);
+        });
+    }
+
+    #[test]
+    fn a_batch_that_fails_whole_stores_none_of_it_and_the_rest_try_again() {
+        let engine = GroupCommit::new(Batches::default(), true);
+        let ended = queued_in_order(&engine, &[BREAKS, 4, 5]);
+        let results: Vec<_> = ended
+            .into_iter()
+            .map(|save| save.expect("no panic"))
+            .collect();
+        assert!(
+            matches!(&results[0], Err(SaveFailure::Refused { error, .. }) if error.contains("broke")),
+            "{:?}",
+            results[0]
+        );
+        assert_eq!(results[1].as_ref().ok(), Some(&vec![4]));
+        assert_eq!(results[2].as_ref().ok(), Some(&vec![5]));
+        engine.exclusive(|b| {
+            assert_eq!(
+                b.sizes,
+                [3, 2],
+                "the failed batch, then the two queued again"
+            );
+            assert_eq!(b.log.committed, [4, 5]);
+        });
     }
 }

@@ -48,7 +48,6 @@
 //! | `pool.rs` | the pool, prepared statements per connection, broken connections |
 //! | `recorder.rs` | [`PostgresRecorder`], [`PostgresSnapshotRecorder`]; reads, and saves handed to group commit |
 //! | `writer.rs` | the group's connection as the group-commit engine drives it; one save's statements |
-//! | `combine.rs` | saves of events alone, queued for the writer's holder to insert together |
 //! | `listener.rs` | [`Listener`] and the watcher that wakes followers |
 //! | `tls.rs` | `POSTGRES_SSLMODE`; how a connection is made |
 //! | `handshake.rs` | a connection's TLS negotiation and startup, within the connect timeout |
@@ -57,7 +56,6 @@
 //! (feature `postgres`).
 
 mod columns;
-mod combine;
 mod handshake;
 mod listener;
 mod pool;

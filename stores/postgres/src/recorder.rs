@@ -13,7 +13,6 @@ use uuid::Uuid;
 mod schema;
 
 use super::columns::{parse_uuid, Columns, IdParam};
-use super::combine::{self, Outcome, Queue, Slot};
 use super::pool::{described, is_broken, setting_at_fault, Conn, Connections, Manager, StepError};
 use super::settings::{check_schema, table_prefix, OriginatorIdType, PostgresConfig};
 use super::sql::{Sql, Stmt};
@@ -26,14 +25,6 @@ use annals_core::persistence::{
     to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
     ProcessRecorder, StoreTx, StoredEvent, Tracking, TrackingLayout, UserWrites,
 };
-
-/// What a save hands the group's writer.
-enum Rows<'a> {
-    /// Events alone, queued for the writer's holder to insert.
-    Queued(Arc<Slot>),
-    /// With a tracking record or the user's writes: its own statements.
-    Own(Columns<'a>),
-}
 
 /// Stores events in PostgreSQL, in the Python eventsourcing library's
 /// tables, through a pool of connections. `Send + Sync`: share it behind an
@@ -66,9 +57,6 @@ pub struct PostgresRecorder {
     /// Saves of this process that arrive while one is being written share
     /// its transaction (and its table lock and WAL flush).
     group: Arc<GroupCommit<GroupWriter>>,
-    /// Saves of events alone waiting for the writer, for its holder to
-    /// insert in one statement ([`combine`]).
-    queue: Queue,
 }
 
 impl fmt::Debug for PostgresRecorder {
@@ -163,20 +151,13 @@ impl PostgresRecorder {
         sql: Sql,
     ) -> Self {
         let sql = Arc::new(sql);
-        let queue = Queue::default();
-        let writer = GroupWriter::new(
-            connections.clone(),
-            sql.clone(),
-            config.originator_id_type,
-            queue.clone(),
-        );
+        let writer = GroupWriter::new(connections.clone(), sql.clone(), config.originator_id_type);
         Self {
             connections,
             transport,
             sql,
             config: config.clone(),
             group: Arc::new(GroupCommit::new(writer, true)),
-            queue,
         }
     }
 
@@ -312,32 +293,12 @@ impl PostgresRecorder {
         Columns::new(events.iter(), self.config.originator_id_type, &self.sql)
     }
 
-    /// After its group failed to begin: takes a queued save back, unless a
-    /// save of another group (committed now) inserted it meanwhile.
-    fn withdraw(
-        &self,
-        slot: &Arc<Slot>,
-        error: WriteError,
-    ) -> Result<Vec<u64>, SaveFailure<WriteError>> {
-        self.group.exclusive(|_| {
-            self.queue.remove(slot);
-            match slot.take() {
-                Outcome::Stored(ids) | Outcome::Committed(ids) => Ok(ids),
-                Outcome::Failed(Some(e)) => Err(SaveFailure::Refused {
-                    error: WriteError::Other(e),
-                    alone: false,
-                }),
-                Outcome::Failed(None) | Outcome::Pending => Err(SaveFailure::NotBegun(error)),
-            }
-        })
-    }
-
     /// Inserts `events` (and `tracking`) atomically, under the events
     /// table's lock: in a group transaction shared with the saves of other
     /// threads that arrive meanwhile (group commit), so that a conflict
     /// undoes this save alone; events alone are queued and inserted with
-    /// the saves queued beside them ([`combine`]). Returns once the group
-    /// has committed.
+    /// the saves queued beside them, in one statement (the engine's queue,
+    /// `GroupWriter`'s batch insert). Returns once the group has committed.
     ///
     /// `writes`, the user's, run right after the inserts, in the same
     /// transaction (and savepoint); their error is returned as it is.
@@ -367,38 +328,25 @@ impl PostgresRecorder {
         // likely be alone: queuing copies every row (three allocations
         // each, a quarter of W5's instructions on the client), which pays
         // only when another save shares the insert.
-        let rows = if tracking.is_none() && writes.is_none() && !self.group.likely_alone() {
+        let queued = tracking.is_none() && writes.is_none() && !self.group.likely_alone();
+        let columns = if queued {
             Columns::check(events, self.config.originator_id_type, &self.sql)?;
-            Rows::Queued(combine::slot(events))
+            None
         } else {
-            Rows::Own(self.columns(events)?)
+            Some(self.columns(events)?)
         };
         let mut retried = false;
         loop {
-            let saved = self.group.save_announced(
-                || {
-                    if let Rows::Queued(slot) = &rows {
-                        self.queue.push(slot);
-                    }
-                },
-                |w| match &rows {
-                    Rows::Queued(slot) => w.save_queued(slot),
-                    Rows::Own(columns) => w.save(
+            let saved = match &columns {
+                None => self.group.save_queued(events.to_vec()),
+                Some(columns) => self.group.save(|w| {
+                    w.save(
                         &columns.params(),
                         events.len(),
                         tracking,
                         writes.as_deref_mut(),
-                    ),
-                },
-            );
-            let saved = match (saved, &rows) {
-                (Err(SaveFailure::NotBegun(e)), Rows::Queued(slot)) => self.withdraw(slot, e),
-                // Committed in an earlier group, before this save's own
-                // (which only handed back its ids) failed.
-                (Err(SaveFailure::GroupFailed(failure)), Rows::Queued(slot)) => {
-                    slot.committed().ok_or(SaveFailure::GroupFailed(failure))
-                }
-                (saved, _) => saved,
+                    )
+                }),
             };
             if let Some(error) = writes.as_deref_mut().and_then(UserWrites::take_error) {
                 return Err(error);

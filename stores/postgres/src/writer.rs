@@ -10,7 +10,6 @@ use postgres::types::ToSql;
 use r2d2::PooledConnection;
 
 use super::columns::Columns;
-use super::combine::{Outcome, Queue, Slot};
 use super::pool::{describe, is_broken, Conn, Connections, Manager, StepError};
 use super::recorder::stored_form;
 use super::settings::OriginatorIdType;
@@ -18,7 +17,7 @@ use super::sql::{Sql, Stmt};
 use annals_core::error::Error;
 use annals_core::persistence::group_commit::{CommitFailure, GroupTransaction};
 use annals_core::persistence::transaction_lost;
-use annals_core::persistence::{StoreTx, TrackingLayout, UserWrites};
+use annals_core::persistence::{StoreTx, StoredEvent, TrackingLayout, UserWrites};
 
 /// Why a write failed.
 #[derive(Debug)]
@@ -58,11 +57,6 @@ pub(super) struct GroupWriter {
     connections: Connections,
     sql: Arc<Sql>,
     id_type: OriginatorIdType,
-    /// The queued saves, shared with the recorder.
-    queue: Queue,
-    /// The queued saves inserted in the open transaction: their outcomes
-    /// hold only if it commits.
-    in_tx: Vec<Arc<Slot>>,
     /// Taken from the pool when a group begins, given back when it ends.
     conn: Option<PooledConnection<Manager>>,
     /// A connection broke: check the next one before using it.
@@ -89,18 +83,11 @@ pub(super) struct GroupWriter {
 
 impl GroupWriter {
     /// The writer of a recorder: no connection until a group begins.
-    pub(super) fn new(
-        connections: Connections,
-        sql: Arc<Sql>,
-        id_type: OriginatorIdType,
-        queue: Queue,
-    ) -> Self {
+    pub(super) fn new(connections: Connections, sql: Arc<Sql>, id_type: OriginatorIdType) -> Self {
         GroupWriter {
             connections,
             sql,
             id_type,
-            queue,
-            in_tx: Vec::new(),
             conn: None,
             suspect: false,
             stored: false,
@@ -200,36 +187,28 @@ impl GroupWriter {
         }
     }
 
-    /// A queued save: inserted already by the holder of the writer before
-    /// this one, or now, with every save queued behind it.
-    pub(super) fn save_queued(&mut self, own: &Arc<Slot>) -> Result<Vec<u64>, WriteError> {
-        let joining = std::mem::take(&mut self.joining);
+    /// Inserts the queued saves of `batch` in one statement (see
+    /// [`insert_queued`]); each save's ids, or its conflict.
+    #[allow(clippy::type_complexity)]
+    fn insert_batch(
+        &mut self,
+        batch: &[&Vec<StoredEvent>],
+        joining: bool,
+    ) -> Result<Vec<Result<Vec<u64>, WriteError>>, WriteError> {
         self.undo = Undo::Impossible;
-        if own.is_pending() {
-            let batch = self.queue.drain_with(own);
-            self.in_tx.extend(batch.iter().cloned());
-            let sql = self.sql.clone();
-            let id_type = self.id_type;
-            let conn = self.conn()?;
-            match insert_queued(conn, &sql, id_type, &batch, joining) {
-                Ok(stored) => self.stored |= stored,
-                Err(StepError::Db(e)) => return Err(self.fail(e)),
-                Err(StepError::Other(e)) => return Err(WriteError::Other(e)),
+        let sql = self.sql.clone();
+        let id_type = self.id_type;
+        let conn = self.conn()?;
+        match insert_queued(conn, &sql, id_type, batch, joining) {
+            Ok((results, stored)) => {
+                self.stored |= stored;
+                Ok(results
+                    .into_iter()
+                    .map(|result| result.map_err(WriteError::Other))
+                    .collect())
             }
-        }
-        match own.take() {
-            Outcome::Stored(ids) | Outcome::Committed(ids) => Ok(ids),
-            Outcome::Failed(error) => {
-                // Its rows are deleted (or were never stored).
-                self.undo = Undo::Done;
-                Err(WriteError::Other(error.unwrap_or_else(|| {
-                    Error::persistence("inserting events", "the save's outcome was taken")
-                })))
-            }
-            Outcome::Pending => Err(WriteError::Other(Error::persistence(
-                "inserting events",
-                "the save was left uninserted",
-            ))),
+            Err(StepError::Db(e)) => Err(self.fail(e)),
+            Err(StepError::Other(e)) => Err(WriteError::Other(e)),
         }
     }
 
@@ -317,21 +296,15 @@ impl GroupWriter {
             }
         }
     }
-
-    /// The queued saves of a transaction that did not commit are pending
-    /// again: their owners insert them anew.
-    fn requeue(&mut self) {
-        for slot in self.in_tx.drain(..) {
-            slot.set(Outcome::Pending);
-        }
-    }
 }
 
 impl GroupTransaction for GroupWriter {
     type Error = WriteError;
-    /// PostgreSQL queues its saves in [`super::combine`], to insert them
-    /// in one statement, not through the engine's queue.
-    type Queued = std::convert::Infallible;
+    /// A copy of a save's events (its caller's slice may not outlive the
+    /// call, and the writer's holder may be another thread).
+    type Queued = Vec<StoredEvent>;
+    /// Queued saves are inserted together, one statement for them all.
+    const BATCH_INSERT: bool = true;
 
     fn begin(&mut self) -> Result<(), WriteError> {
         match self.begin_on_connection() {
@@ -372,43 +345,24 @@ impl GroupTransaction for GroupWriter {
             "COMMIT".to_owned()
         };
         let Some(conn) = self.conn.as_mut() else {
-            self.requeue();
             return Err(CommitFailure::RolledBack("the connection was lost".into()));
         };
         #[cfg(test)]
         if self.faults.commit() {
             conn.rollback();
-            self.requeue();
             return Err(CommitFailure::RolledBack("a failure of the test".into()));
         }
         match conn.client.batch_execute(&statement) {
-            Ok(()) => {
-                for slot in self.in_tx.drain(..) {
-                    slot.commit();
-                }
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e) if is_broken(&conn.client, &e) => {
                 conn.broken = true;
                 self.conn = None;
                 self.suspect = true;
                 let why = describe(&e);
-                for slot in self.in_tx.drain(..) {
-                    slot.set(Outcome::Failed(Some(Error::persistence(
-                        format!(
-                            "inserting events ({}): the connection broke after COMMIT was \
-                             sent, so whether they were stored is unknown; select them before \
-                             trying again",
-                            self.sql.events
-                        ),
-                        why.clone(),
-                    ))));
-                }
                 Err(CommitFailure::Unknown(why))
             }
             Err(e) => {
                 conn.rollback();
-                self.requeue();
                 Err(CommitFailure::RolledBack(describe(&e)))
             }
         }
@@ -418,37 +372,54 @@ impl GroupTransaction for GroupWriter {
         if let Some(conn) = &mut self.conn {
             conn.rollback();
         }
-        self.requeue();
     }
 
     fn ended(&mut self) {
         self.stored = false;
         self.savepoint = false;
         self.joining = false;
-        self.in_tx.clear();
         // Back to the pool between groups (readers may need it).
         self.conn = None;
     }
 
-    fn insert_queued(&mut self, queued: &Self::Queued) -> Result<Vec<u64>, WriteError> {
-        match *queued {}
+    fn insert_queued(&mut self, queued: &Vec<StoredEvent>) -> Result<Vec<u64>, WriteError> {
+        let joining = std::mem::take(&mut self.joining);
+        let result = self
+            .insert_batch(&[queued], joining)?
+            .pop()
+            .unwrap_or_else(|| Ok(Vec::new()));
+        if result.is_err() {
+            // Its rows are deleted (or were never stored).
+            self.undo = Undo::Done;
+        }
+        result
+    }
+
+    fn insert_queued_batch(
+        &mut self,
+        batch: &[&Vec<StoredEvent>],
+        joining: bool,
+    ) -> Option<Result<Vec<Result<Vec<u64>, WriteError>>, WriteError>> {
+        Some(self.insert_batch(batch, joining))
     }
 }
 
-/// Inserts the queued saves of `batch` in one statement and sets their
-/// outcomes; true if any was stored. When a key is taken, that insert is
-/// undone and each save is inserted alone, so only the saves at taken
-/// keys fail. Alone and opening its group (`joining` false), a save takes
-/// the plain insert, whose error aborts the transaction as it would be.
+/// Inserts the queued saves of `batch` in one statement: each save's ids
+/// or its conflict, and whether any was stored. When a key is taken, that
+/// insert is undone and each save is inserted alone, so only the saves at
+/// taken keys fail (and leave nothing in the transaction). Alone and
+/// opening its group (`joining` false), a save takes the plain insert,
+/// whose error aborts the transaction as it would be.
+#[allow(clippy::type_complexity)]
 fn insert_queued(
     conn: &mut Conn,
     sql: &Sql,
     id_type: OriginatorIdType,
-    batch: &[Arc<Slot>],
+    batch: &[&Vec<StoredEvent>],
     joining: bool,
-) -> Result<bool, StepError> {
-    let total: usize = batch.iter().map(|slot| slot.events.len()).sum();
-    let rows = Columns::new(batch.iter().flat_map(|s| s.events.iter()), id_type, sql)
+) -> Result<(Vec<Result<Vec<u64>, Error>>, bool), StepError> {
+    let total: usize = batch.iter().map(|save| save.len()).sum();
+    let rows = Columns::new(batch.iter().flat_map(|save| save.iter()), id_type, sql)
         .map_err(StepError::Other)?;
     let params = rows.params();
     let insert = if batch.len() == 1 && !joining {
@@ -465,26 +436,27 @@ fn insert_queued(
         // Drawn from the sequence in the rows' order, so in the saves'.
         ids.sort_unstable();
         let mut rest = ids.as_slice();
-        for slot in batch {
-            let (own, more) = rest.split_at(slot.events.len());
+        let mut results = Vec::with_capacity(batch.len());
+        for save in batch {
+            let (own, more) = rest.split_at(save.len());
             // Never negative: a bigserial sequence starts at 1.
-            slot.set(Outcome::Stored(
-                own.iter().map(|id| id.unsigned_abs()).collect(),
-            ));
+            results.push(Ok(own.iter().map(|id| id.unsigned_abs()).collect()));
             rest = more;
         }
-        return Ok(total > 0);
+        return Ok((results, total > 0));
     }
     let conflict = undo_insert(conn, sql, &ids, &params)?;
-    if let [slot] = batch {
-        slot.set(Outcome::Failed(Some(conflict)));
-        return Ok(false);
+    if let [_] = batch {
+        return Ok((vec![Err(conflict)], false));
     }
     let mut stored = false;
-    for slot in batch {
-        stored |= insert_queued(conn, sql, id_type, std::slice::from_ref(slot), true)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for save in batch {
+        let (mut one, any) = insert_queued(conn, sql, id_type, std::slice::from_ref(save), true)?;
+        stored |= any;
+        results.append(&mut one);
     }
-    Ok(stored)
+    Ok((results, stored))
 }
 
 /// Undoes an insert of a save that stored only `stored` (ids) of its
