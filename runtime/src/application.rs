@@ -26,12 +26,24 @@ use save::forget_pending;
 pub use save::{Batch, Encoded, Save};
 
 /// Turns snapshots on (`yes`/`no`).
+// A copy of the setting's name, kept (hidden) for code written against it:
+// the one documented name is `settings::IS_SNAPSHOTTING_ENABLED`.
+#[doc(hidden)]
 pub const IS_SNAPSHOTTING_ENABLED: &str = settings::IS_SNAPSHOTTING_ENABLED.name;
 /// The size of the aggregate cache (no cache when unset or 0).
+// A copy of the setting's name, kept (hidden) for code written against it:
+// the one documented name is `settings::AGGREGATE_CACHE_MAXSIZE`.
+#[doc(hidden)]
 pub const AGGREGATE_CACHE_MAXSIZE: &str = settings::AGGREGATE_CACHE_MAXSIZE.name;
 /// Chains each stream's events by hash (`yes`/`no`).
+// A copy of the setting's name, kept (hidden) for code written against it:
+// the one documented name is `settings::IS_HASH_CHAINING_ENABLED`.
+#[doc(hidden)]
 pub const IS_HASH_CHAINING_ENABLED: &str = settings::IS_HASH_CHAINING_ENABLED.name;
 /// The Python library's cipher setting; when set it must name AES.
+// A copy of the setting's name, kept (hidden) for code written against it:
+// the one documented name is `settings::CIPHER_TOPIC`.
+#[doc(hidden)]
 pub const CIPHER_TOPIC: &str = settings::CIPHER_TOPIC.name;
 
 /// An event-sourced application: a named store of aggregates.

@@ -30,6 +30,9 @@ const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
 /// The setting that holds the key.
+// A copy of the setting's name, kept (hidden) for code written against it:
+// the one documented name is `settings::CIPHER_KEY`.
+#[doc(hidden)]
 pub const CIPHER_KEY: &str = crate::settings::CIPHER_KEY.name;
 
 /// The values `CIPHER_TOPIC` may take: annals' own name and the Python

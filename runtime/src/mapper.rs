@@ -32,6 +32,9 @@ pub use compression::{Compressor, COMPRESSOR_TOPIC};
 pub const MAX_STATE: usize = 256 << 20;
 
 /// The setting that chooses the codec.
+// A copy of the setting's name, kept (hidden) for code written against it:
+// the one documented name is `settings::CODEC`.
+#[doc(hidden)]
 pub const CODEC: &str = crate::settings::CODEC.name;
 
 /// The topic of the Python library's snapshots of aggregates with UUID ids

@@ -11,6 +11,9 @@ use crate::env::Env;
 use crate::error::{Error, Result};
 
 /// The setting that turns compression on.
+// A copy of the setting's name, kept (hidden) for code written against it:
+// the one documented name is `settings::COMPRESSOR_TOPIC`.
+#[doc(hidden)]
 pub const COMPRESSOR_TOPIC: &str = crate::settings::COMPRESSOR_TOPIC.name;
 
 /// How stored state is compressed: `builder.compressor(Some(Compressor::Zlib))`

@@ -156,7 +156,7 @@ static REGISTERED: RwLock<Vec<(String, FromEnv)>> = RwLock::new(Vec::new());
 /// `PERSISTENCE_MODULE=name` then selects the store that `from_env` makes
 /// from the application's settings. Names are compared without case.
 ///
-/// Prefer a [`Modules`](super::Modules) value given to the builder
+/// Prefer a [`Modules`] value given to the builder
 /// (`ApplicationBuilder::modules`): the caller owns it, and two tests (or
 /// two parts of a program) cannot clash over a name.
 ///

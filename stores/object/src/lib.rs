@@ -83,6 +83,9 @@ fn runtime() -> Result<tokio::runtime::Handle> {
 }
 
 /// The setting that says where the objects are.
+// A copy of the setting's name, kept (hidden) for code written against it:
+// the one documented name is `settings::OBJECT_STORE_LOCATION`.
+#[doc(hidden)]
 pub const OBJECT_STORE_LOCATION: &str = settings::OBJECT_STORE_LOCATION.name;
 
 /// Where the object store keeps its objects: a location
