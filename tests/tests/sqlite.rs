@@ -522,6 +522,32 @@ fn single_row_tracking_no_creates_multi_row_tables_without_the_migration_row() {
     );
 }
 
+/// The migrate step creates the tables of a store given as `.store(config)`
+/// (the canonical way to choose one in code) as it does for `.sqlite(..)`
+/// and `PERSISTENCE_MODULE`.
+#[test]
+fn migrate_creates_the_tables_of_a_store_given_to_the_builder() {
+    let mut config = SqliteConfig::new(annals_tests::stores::temp_sqlite("migrate_store"));
+    config.create_tables = false;
+    let before = annals::Application::builder("School")
+        .store(config.clone())
+        .build()
+        .and_then(|app| app.last_notification_id());
+    assert!(before.is_err(), "no tables yet: {before:?}");
+    annals::Application::builder("School")
+        .store(config.clone())
+        .migrate()
+        .expect("migrate");
+    let app = annals::Application::builder("School")
+        .store(config)
+        .build()
+        .expect("build");
+    assert_eq!(
+        app.last_notification_id().expect("the tables are there"),
+        None
+    );
+}
+
 /// With `CREATE_TABLE=no`, a store without tables cannot be read; the
 /// migrate step creates them, and the published DDL is what it runs.
 #[test]

@@ -49,6 +49,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str {
         "store"
     }
+
+    /// The same store, creating its missing tables whatever its settings
+    /// say (`ApplicationBuilder::migrate`), if it has tables and a setting
+    /// that can turn their creation off; `None` (the default) when it
+    /// always creates what it needs, or cannot be told.
+    fn creating_tables(&self) -> Option<Arc<dyn Store>> {
+        None
+    }
 }
 
 /// The recorders of one application: its events (with the log and

@@ -176,13 +176,15 @@ impl ApplicationBuilder {
         Ok(self)
     }
 
-    /// Keeps events in memory.
+    /// Keeps events in memory (the default): shorthand for
+    /// `.store(MemoryStore)`.
     pub fn memory(self) -> Self {
         self.persistence(Persistence::Memory)
     }
 
     /// Keeps events in the SQLite database `dbname` (a file path or
-    /// `:memory:`), with default settings (for others, pass a
+    /// `:memory:`), with default settings: shorthand for
+    /// `.store(SqliteConfig::new(dbname))` (for other settings, give a
     /// [`SqliteConfig`] to [`store`](Self::store)). The database is opened
     /// by [`build`](Self::build).
     ///
@@ -210,7 +212,7 @@ impl ApplicationBuilder {
     }
 
     /// Keeps events in PostgreSQL, in tables named after the application
-    /// (`kennel_events`, ...). The server is connected to, and the tables
+    /// (`kennel_events`, ...): shorthand for `.store(config)`. The server is connected to, and the tables
     /// created, by [`build`](Self::build).
     ///
     /// ```no_run
@@ -228,7 +230,10 @@ impl ApplicationBuilder {
     }
 
     /// Keeps events in `store` (a store of the user's own, or any built-in
-    /// store's settings: [`SqliteConfig`], [`PostgresConfig`]). It is
+    /// store's settings: `SqliteConfig`, `PostgresConfig`, `ObjectConfig`,
+    /// `MemoryStore`): the one way to choose a store in code, as
+    /// `PERSISTENCE_MODULE` is from the environment ([`with_env`](Self::with_env));
+    /// the methods above are shorthands for it. It is
     /// opened by [`build`](Self::build). See [`Store`] for a store of one's
     /// own.
     ///
@@ -285,13 +290,16 @@ impl ApplicationBuilder {
         self
     }
 
-    /// Keeps events where `persistence` says.
+    /// Keeps events where `persistence` says (what
+    /// [`Persistence::from_env`] read, for instance).
     pub fn persistence(mut self, persistence: Persistence) -> Self {
         self.persistence = persistence;
         self
     }
 
-    /// Keeps events in the given recorder (snapshots then stay in memory).
+    /// Keeps events in the given recorder (snapshots then stay in memory):
+    /// not a kind of store but one already open, used as it is (not
+    /// wrapped in the tracing decorator).
     pub fn recorder(self, recorder: Arc<dyn ProcessRecorder>) -> Self {
         self.persistence(Persistence::Recorder(recorder))
     }
@@ -472,7 +480,7 @@ impl ApplicationBuilder {
     /// closes it: the migrate step of a deployment that runs with
     /// `CREATE_TABLE=no`. Run it for each application of a system (its
     /// followers included) before starting them. The SQL itself is
-    /// [`PostgresConfig::ddl`] and [`SqliteConfig::ddl`].
+    /// `PostgresConfig::ddl` and `SqliteConfig::ddl`.
     ///
     /// ```
     /// # use annals::prelude::*;

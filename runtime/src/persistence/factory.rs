@@ -93,8 +93,9 @@ impl fmt::Debug for Persistence {
 impl Persistence {
     /// The same store, creating its missing tables whatever
     /// `CREATE_TABLE` says (for `ApplicationBuilder::migrate`); stores
-    /// that always create (memory, the object store) or that annals cannot
-    /// configure (a user's [`Store`], given recorders) are as they are.
+    /// that always create (memory, the object store), a [`Store`] whose
+    /// `creating_tables` says it cannot be told, and recorders the caller
+    /// made are as they are.
     pub fn creating_tables(self) -> Self {
         match self {
             #[cfg(feature = "sqlite")]
@@ -107,6 +108,10 @@ impl Persistence {
                 config.create_tables = true;
                 Persistence::Postgres(config)
             }
+            Persistence::Store(store) => match store.creating_tables() {
+                Some(creating) => Persistence::Store(creating),
+                None => Persistence::Store(store),
+            },
             other => other,
         }
     }

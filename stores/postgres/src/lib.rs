@@ -117,6 +117,12 @@ impl Store for PostgresConfig {
         "postgres"
     }
 
+    fn creating_tables(&self) -> Option<Arc<dyn Store>> {
+        let mut config = self.clone();
+        config.create_tables = true;
+        Some(Arc::new(config))
+    }
+
     /// Connects and (unless `create_tables` is off) creates the tables of application `app_name` (its name,
     /// lower-cased, prefixes theirs); both recorders share one pool.
     fn open(&self, app_name: &str) -> Result<Recorders> {

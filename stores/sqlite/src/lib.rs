@@ -88,6 +88,12 @@ impl Store for SqliteConfig {
         "sqlite"
     }
 
+    fn creating_tables(&self) -> Option<Arc<dyn Store>> {
+        let mut config = self.clone();
+        config.create_tables = true;
+        Some(Arc::new(config))
+    }
+
     /// Opens the database; both recorders share its connections. The
     /// application's name is not used: name the tables with
     /// [`SqliteConfig::table_prefix`] to share a file.
