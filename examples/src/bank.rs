@@ -68,6 +68,15 @@ pub enum Refused {
     /// A transfer to the same account.
     #[error("a transfer needs two accounts")]
     SameAccount,
+    /// A deposit the balance cannot hold (an `i64`): refused, never
+    /// wrapped.
+    #[error("the balance {balance} cannot take {amount} more")]
+    TooLarge {
+        /// The balance.
+        balance: i64,
+        /// What was asked.
+        amount: i64,
+    },
 }
 
 #[aggregate]
@@ -84,7 +93,9 @@ impl Account {
 
     #[event("Deposited")]
     fn deposited(&mut self, amount: i64) {
-        self.balance += amount;
+        // `deposit` refuses what would overflow; saturating so that a
+        // replay never panics, whatever was stored.
+        self.balance = self.balance.saturating_add(amount);
     }
 
     #[event("Withdrawn")]
@@ -111,9 +122,16 @@ impl Account {
     ///
     /// # Errors
     ///
-    /// A closed account; an amount that is not positive.
+    /// A closed account; an amount that is not positive; a balance that
+    /// would pass `i64::MAX`.
     pub fn deposit(&mut self, amount: i64) -> Result<(), Refused> {
         self.check(amount)?;
+        if self.balance.checked_add(amount).is_none() {
+            return Err(Refused::TooLarge {
+                balance: self.balance,
+                amount,
+            });
+        }
         self.deposited(amount);
         Ok(())
     }

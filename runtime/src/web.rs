@@ -5,7 +5,7 @@
 //! | error | status |
 //! |---|---|
 //! | [`Error::NotFound`] | 404 |
-//! | [`Error::Conflict`] (after the command's retries) | 409 |
+//! | [`Error::Conflict`] (after the command's retries; the message names the aggregate, id and version, not the store's words) | 409 |
 //! | [`CommandError::Rejected`] (the domain said no) | 422 |
 //! | [`Error::Persistence`] (the store is unavailable) | 503 |
 //! | anything else (a corrupt event, a bad setting) | 500 |
@@ -75,7 +75,31 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match &e {
             Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-            Error::Conflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            Error::Conflict {
+                aggregate,
+                id,
+                version,
+                ..
+            } => {
+                // What the client sees is built from the aggregate, its id
+                // and version: the store's own words (a constraint's name,
+                // a table's) go to the log only.
+                tracing::info!(error = %e.report(), "conflict");
+                let subject: Vec<String> = [
+                    aggregate.map(str::to_owned),
+                    id.clone(),
+                    version.map(|v| format!("at version {v}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let what = "another writer stored first; nothing was stored, reload and retry";
+                let message = match subject.as_slice() {
+                    [] => what.to_owned(),
+                    _ => format!("{}: {what}", subject.join(" ")),
+                };
+                Self::new(StatusCode::CONFLICT, "conflict", message)
+            }
             Error::Persistence { .. } => {
                 tracing::warn!(error = %e.report(), "the store is unavailable");
                 Self::new(
@@ -130,6 +154,26 @@ mod tests {
         assert_eq!(
             ApiError::from(Error::conflict("taken")).status,
             StatusCode::CONFLICT
+        );
+        // A 409 names the aggregate, id and version, never the store's
+        // own text.
+        let conflict = ApiError::from(Error::Conflict {
+            aggregate: Some("Account"),
+            id: Some("3f2b".into()),
+            version: Some(2),
+            message: "inserting events: UNIQUE constraint failed: stored_events.originator_id"
+                .into(),
+        });
+        assert_eq!(conflict.status, StatusCode::CONFLICT);
+        assert!(
+            conflict.message.starts_with("Account 3f2b at version 2: "),
+            "{}",
+            conflict.message
+        );
+        assert!(
+            !conflict.message.contains("UNIQUE") && !conflict.message.contains("stored_events"),
+            "{}",
+            conflict.message
         );
         assert_eq!(
             ApiError::from(Error::persistence("reading", "down")).status,

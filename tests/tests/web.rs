@@ -127,6 +127,23 @@ async fn every_endpoint(service: &Service) {
         (status, got["owner"].as_str(), got["balance"].as_i64()),
         (StatusCode::OK, Some("Bob"), Some(40))
     );
+    // A deposit the balance cannot hold is refused (422), never wrapped
+    // into a negative balance nor a panic without an answer.
+    let too_much = service
+        .post(
+            &format!("/accounts/{}/deposit", bob.id),
+            json!({"amount": i64::MAX}),
+        )
+        .await;
+    assert_error(&too_much, StatusCode::UNPROCESSABLE_ENTITY, "rejected");
+    let (_, got) = service.get(&format!("/accounts/{}", bob.id)).await;
+    assert_eq!(
+        got["balance"].as_i64(),
+        Some(40),
+        "the balance is as it was"
+    );
+    let (status, _) = service.get("/balances").await;
+    assert_eq!(status, StatusCode::OK, "the projection still answers");
 
     // Refusals: 422, nothing stored.
     let version = service
