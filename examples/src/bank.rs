@@ -426,8 +426,12 @@ async fn transfer(State(bank): State<Bank>, Body(t): Body<Transfer>) -> Answer<T
         .app
         .call(
             move |app| -> Result<Transferred, annals::application::CommandError<Refused>> {
-                // Both accounts in one save; a conflict (either changed since
-                // it was read) is tried again, up to three times.
+                // Both accounts in one save, while no other command of this
+                // process runs on either (so none conflicts with it); a
+                // conflict with another process is tried again after a
+                // jittered pause, as `execute` does.
+                let _held = app.lock_commands::<Account>(&[t.from, t.to]);
+                let policy = app.retry_policy();
                 let mut tried = 0;
                 loop {
                     tried += 1;
@@ -444,7 +448,9 @@ async fn transfer(State(bank): State<Bank>, Body(t): Body<Transfer>) -> Answer<T
                                 to: AccountView::from(&to),
                             })
                         }
-                        Err(e) if e.is_conflict() && tried < 3 => continue,
+                        Err(e) if e.is_conflict() && tried < policy.tries => {
+                            std::thread::sleep(policy.pause(tried));
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 }

@@ -16,12 +16,15 @@ use crate::repository::{Repository, Snapshots};
 use crate::settings;
 
 mod builder;
+mod commands;
 mod save;
 
 /// The former path of [`Persistence`](crate::Persistence), kept (hidden).
 #[doc(hidden)]
 pub use crate::persistence::Persistence;
 pub use builder::ApplicationBuilder;
+use commands::CommandLocks;
+pub use commands::{CommandGuard, RetryPolicy};
 use save::forget_pending;
 pub use save::{Batch, Encoded, Save};
 
@@ -81,6 +84,9 @@ pub struct Application {
     repository: Repository,
     intervals: HashMap<TypeId, u64>,
     notifier: Notifier,
+    /// The aggregates whose commands run now: one command at a time each.
+    commands: CommandLocks,
+    retry: RetryPolicy,
 }
 
 impl fmt::Debug for Application {
@@ -406,7 +412,7 @@ impl Application {
         A: Aggregate,
         F: FnMut(&mut A) -> Result<T, E>,
     {
-        self.execute_with_retries(id, COMMAND_TRIES, command)
+        self.execute_with(id, self.retry, command)
     }
 
     /// Like [`execute`](Self::execute), trying at most `tries` times (at
@@ -419,6 +425,78 @@ impl Application {
         &self,
         id: impl Into<A::Id>,
         tries: u32,
+        command: F,
+    ) -> Result<T, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&mut A) -> Result<T, E>,
+    {
+        let policy = RetryPolicy {
+            tries,
+            ..self.retry
+        };
+        self.execute_with(id, policy, command)
+    }
+
+    /// How [`execute`](Self::execute) retries a command that conflicted
+    /// with another process ([`ApplicationBuilder::retry_policy`]).
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// Runs `f` while no other command of this application runs on any of
+    /// aggregates `ids` ([`execute`](Self::execute) holds its aggregate
+    /// the same way): for a command that changes several aggregates in one
+    /// save, so that it never conflicts with this process's other
+    /// commands. Conflicts with other processes remain; retry them after
+    /// [`RetryPolicy::pause`].
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// #[aggregate]
+    /// #[derive(Debug)]
+    /// pub struct Account { pub balance: i64 }
+    ///
+    /// #[aggregate]
+    /// impl Account {
+    ///     #[event("Opened")]
+    ///     pub fn open(balance: i64) -> Self { Account { balance } }
+    ///     #[event("Moved")]
+    ///     pub fn moved(&mut self, amount: i64) { self.balance += amount; }
+    /// }
+    ///
+    /// let app = Application::builder("Bank").build()?;
+    /// let (mut a, mut b) = (Account::open(10), Account::open(0));
+    /// app.save((&mut a, &mut b))?;
+    /// app.exclusive::<Account, _>(&[a.id(), b.id()], || -> annals::Result<()> {
+    ///     let mut from: Account = app.get(a.id())?;
+    ///     let mut to: Account = app.get(b.id())?;
+    ///     from.moved(-4);
+    ///     to.moved(4);
+    ///     app.save((&mut from, &mut to)).map(drop)
+    /// })?;
+    /// assert_eq!(app.get::<Account>(b.id())?.balance, 4);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn exclusive<A: Aggregate, R>(&self, ids: &[A::Id], f: impl FnOnce() -> R) -> R {
+        let _held = self.lock_commands::<A>(ids);
+        f()
+    }
+
+    /// Holds the command locks of aggregates `ids` until the guard is
+    /// dropped (see [`exclusive`](Self::exclusive)).
+    pub fn lock_commands<A: Aggregate>(&self, ids: &[A::Id]) -> CommandGuard<'_> {
+        self.commands
+            .lock(ids.iter().map(AggregateId::to_stored).collect())
+    }
+
+    /// The body of `execute`: one command at a time on aggregate `id` in
+    /// this process, retried by `policy` when another process stored first.
+    fn execute_with<A, T, E, F>(
+        &self,
+        id: impl Into<A::Id>,
+        policy: RetryPolicy,
         mut command: F,
     ) -> Result<T, CommandError<E>>
     where
@@ -426,6 +504,8 @@ impl Application {
         F: FnMut(&mut A) -> Result<T, E>,
     {
         let id = id.into();
+        let _held = self.lock_commands::<A>(std::slice::from_ref(&id));
+        let tries = policy.tries;
         let span = tracing::debug_span!(
             "execute",
             application = self.name.as_str(),
@@ -443,7 +523,11 @@ impl Application {
             match self.save(&mut aggregate) {
                 Ok(_) => return Ok(value),
                 Err(e) if e.is_conflict() && tried < tries.max(1) => {
-                    tracing::info!(aggregate = A::NAME, id = %id, tried, "conflict; retrying the command");
+                    // Not this process's: its commands on the aggregate
+                    // wait for this one. Another's, then: pause, jittered.
+                    let pause = policy.pause(tried);
+                    tracing::info!(aggregate = A::NAME, id = %id, tried, ?pause, "conflict; retrying the command");
+                    std::thread::sleep(pause);
                 }
                 Err(e) => return Err(CommandError::Failed(e)),
             }
@@ -656,9 +740,6 @@ impl Application {
 
 /// The user's writes to their own tables, run in a save's transaction.
 type UserWrites<'w> = dyn FnMut(&mut StoreTx<'_>) -> Result<()> + 'w;
-
-/// How many times [`Application::execute`] tries a command.
-pub(crate) const COMMAND_TRIES: u32 = 3;
 
 /// Why [`Application::execute`] did not carry out a command: the command
 /// refused (its own error, typed), or annals failed.

@@ -52,7 +52,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::application::{Application, ApplicationBuilder, CommandError, COMMAND_TRIES};
+use crate::application::{Application, ApplicationBuilder, CommandError};
 use crate::clock::Timestamp;
 use crate::domain::{Aggregate, DomainEvent};
 use crate::error::Result;
@@ -218,7 +218,8 @@ impl AsyncApplication {
         T: Send + 'static,
         E: Send + 'static,
     {
-        self.execute_with_retries(id, COMMAND_TRIES, command).await
+        let id = id.into();
+        self.run(move |app| app.execute(id, command)).await
     }
 
     /// Like [`execute`](Self::execute), trying at most `tries` times.

@@ -7,6 +7,7 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use super::commands::{CommandLocks, RetryPolicy};
 use super::{
     Application, AGGREGATE_CACHE_MAXSIZE, CIPHER_TOPIC, IS_HASH_CHAINING_ENABLED,
     IS_SNAPSHOTTING_ENABLED,
@@ -55,6 +56,7 @@ pub struct ApplicationBuilder {
     name: String,
     persistence: Persistence,
     modules: Modules,
+    retry: RetryPolicy,
     compressor: Option<Compressor>,
     cipher_key: Option<(String, String)>,
     cipher_bound: bool,
@@ -89,6 +91,7 @@ impl ApplicationBuilder {
             name: name.to_owned(),
             persistence: Persistence::Memory,
             modules: Modules::new(),
+            retry: RetryPolicy::default(),
             compressor: None,
             cipher_key: None,
             cipher_bound: true,
@@ -445,6 +448,13 @@ impl ApplicationBuilder {
         self
     }
 
+    /// How [`Application::execute`] retries a command that conflicted
+    /// with another process (the default: [`RetryPolicy::default`]).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
     /// Keeps up to `max_size` aggregates in an LRU cache (0: no cache).
     /// Aggregates whose struct does not derive `Clone` are not cached.
     /// [`get`](Application::get) then replays only the events stored
@@ -566,6 +576,8 @@ impl ApplicationBuilder {
             recorder,
             intervals: self.intervals,
             notifier: Notifier::default(),
+            commands: CommandLocks::default(),
+            retry: self.retry,
         })
     }
 }
