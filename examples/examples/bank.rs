@@ -4,13 +4,12 @@
 //!
 //! ```sh
 //! cargo run --example bank                              # a short demo against itself
-//! cargo run --example bank -- serve 127.0.0.1:3000      # serve until interrupted
+//! cargo run --example bank -- serve 127.0.0.1:3000      # serve until SIGTERM or Ctrl-C
 //! curl -X POST localhost:3000/accounts -H 'content-type: application/json' -d '{"owner":"Ada"}'
 //! ```
 
 use annals::prelude::*;
-use annals_examples::bank::{router, AccountView, Bank};
-use axum::serve::ListenerExt;
+use annals_examples::bank::{router, serve, shutdown_signal, AccountView, Bank};
 use serde_json::json;
 
 type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
@@ -33,11 +32,10 @@ async fn main() -> Result<()> {
             let addr = args.get(1).map_or("127.0.0.1:3000", String::as_str);
             let listener = tokio::net::TcpListener::bind(addr).await?;
             println!("the bank listens on http://{}", listener.local_addr()?);
-            // Small responses: without TCP_NODELAY each can wait for a delayed ACK.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, router(bank)).await?;
+            // Until SIGTERM or Ctrl-C; then every request in flight is
+            // answered before the process exits 0.
+            serve(listener, bank, shutdown_signal()).await?;
+            println!("the bank stopped");
             Ok(())
         }
         None => demo(bank).await,

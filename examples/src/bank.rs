@@ -13,7 +13,12 @@
 //! | `POST /transfers {"from", "to", "amount"}` | `{"from": account, "to": account}` |
 //! | `GET /balances` | `[{"id", "owner", "balance", "closed"}]`, from the projection |
 //!
-//! Every error is JSON `{"error", "message"}`: 400 for malformed JSON or
+//! | `GET /health` | 200 `{"status": "ok"}` while the process serves |
+//! | `GET /ready` | 200 when the store answers, else 503 |
+//!
+//! Every answer carries an `x-request-id` header: the request's own, or a
+//! new UUID; [`serve`] stops gracefully, answering every request in
+//! flight. Every error is JSON `{"error", "message"}`: 400 for malformed JSON or
 //! ids, 404 for unknown accounts and paths, 405 for wrong methods, 409
 //! when a conflict outlasts the retries, 413 for bodies over 16 KiB, 422
 //! when the bank refuses, 503 when the store is down.
@@ -30,8 +35,10 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Reque
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// A bank account.
 #[aggregate]
@@ -283,6 +290,11 @@ pub fn router(bank: Bank) -> Router {
         .route("/accounts/{id}/close", post(close))
         .route("/transfers", post(transfer))
         .route("/balances", get(balances))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/ready", get(ready))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -292,7 +304,64 @@ pub fn router(bank: Bank) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // The request's id, or a new one, on the request (for the
+        // handlers' spans) and echoed on the answer.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(bank)
+}
+
+/// Serves the bank on `listener` until `shutdown` completes; then it takes
+/// no new connection, answers every request in flight, and returns.
+///
+/// # Errors
+///
+/// The listener's errors.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    bank: Bank,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Small responses: without TCP_NODELAY each can wait for a delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(bank))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes when the process is asked to stop: SIGTERM (a service
+/// manager's, a container's) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// Ready when the store answers.
+async fn ready(State(bank): State<Bank>) -> Answer<serde_json::Value> {
+    bank.app
+        .call(|app| app.recorder().max_notification_id())
+        .await?;
+    Ok(Json(serde_json::json!({"status": "ready"})))
 }
 
 /// A JSON body whose rejections are JSON errors too.

@@ -408,3 +408,115 @@ async fn the_bank_over_http_on_postgres() {
     every_endpoint(&service).await;
     a_thousand_at_once(&service).await;
 }
+
+/// Stopping the server answers the request in flight, takes no new
+/// connection, and returns: a graceful shutdown (before, the process could
+/// only be killed, and a request in flight got no answer). The request is
+/// made by hand: its head and part of its body before the stop, the rest
+/// after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_shutdown_answers_the_request_in_flight() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let bank = Bank::build(Application::builder("Bank").sqlite(temp_sqlite("shutdown")))
+        .await
+        .expect("the bank");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    let base = format!("http://{addr}");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(annals_examples::bank::serve(listener, bank, async {
+        stopped.await.ok();
+    }));
+    let client = reqwest::Client::new();
+    let account: AccountView = client
+        .post(format!("{base}/accounts"))
+        .json(&json!({"owner": "Ada"}))
+        .send()
+        .await
+        .expect("open")
+        .json()
+        .await
+        .expect("an account");
+
+    let body = json!({"amount": 7}).to_string();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /accounts/{}/deposit HTTP/1.1\r\nhost: bank\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        account.id,
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("the head");
+    tcp.write_all(&body.as_bytes()[..3])
+        .await
+        .expect("part of the body");
+    // Time for the server to read the head (not an assertion on time).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.send(()).expect("the server waits for the signal");
+    // Stopped, it still waits for the request in flight: returning now
+    // would let the process exit with it unanswered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !server.is_finished(),
+        "the server returned with a request in flight"
+    );
+    tcp.write_all(&body.as_bytes()[3..])
+        .await
+        .expect("the rest");
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.expect("the answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"balance\":7"), "{answer}");
+
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("the server returns once its request is answered")
+        .expect("its task")
+        .expect("no error");
+    assert!(
+        client.get(format!("{base}/health")).send().await.is_err(),
+        "no new connection after the shutdown"
+    );
+}
+
+/// Every answer carries the request's id (its own, or a new UUID), and
+/// `/health` and `/ready` answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_request_ids_and_health_and_readiness_answer() {
+    let service = start(Persistence::Sqlite(
+        annals::persistence::sqlite::SqliteConfig::new(temp_sqlite("request_ids")),
+    ))
+    .await;
+    let answer = service
+        .client
+        .get(format!("{}/health", service.base))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(
+        answer
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("abc-123")
+    );
+    let answer = service
+        .client
+        .get(format!("{}/ready", service.base))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let id = answer
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .expect("a request id of its own");
+    assert!(Uuid::parse_str(&id).is_ok(), "{id}");
+}
