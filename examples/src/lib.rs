@@ -18,5 +18,8 @@ pub fn init_tracing() {
         .with_env_filter(EnvFilter::from_default_env())
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: a service's log file or journal
+        // gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
