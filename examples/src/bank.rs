@@ -376,12 +376,18 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> 
             .await
             .map(|Json(value)| Body(value))
             .map_err(|e: JsonRejection| {
-                let status = match e.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    _ => StatusCode::BAD_REQUEST,
+                // Each status with a kind of its own, for clients that
+                // branch on `error`.
+                let (status, kind) = match e.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                    }
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                    }
+                    _ => (StatusCode::BAD_REQUEST, "bad_request"),
                 };
-                ApiError::new(status, "bad_request", e.body_text())
+                ApiError::new(status, kind, e.body_text())
             })
     }
 }

@@ -301,13 +301,13 @@ async fn every_endpoint(service: &Service) {
     assert_error(
         &raw(b"owner=Ada".to_vec(), "text/plain").await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "bad_request",
+        "unsupported_media_type",
     );
     let huge = format!("{{\"owner\": \"{}\"}}", "a".repeat(BODY_LIMIT * 2)).into_bytes();
     assert_error(
         &raw(huge, "application/json").await,
         StatusCode::PAYLOAD_TOO_LARGE,
-        "bad_request",
+        "payload_too_large",
     );
 }
 
