@@ -360,9 +360,11 @@ impl Application {
     }
 
     /// Loads aggregate `id`, runs `command` on it and saves what it
-    /// recorded; on a conflict (another writer saved the aggregate
-    /// meanwhile) loads it again and reruns the command, up to 3 times in
-    /// all. The command's own error is returned as
+    /// recorded. Commands on one aggregate in this application run one
+    /// after another (they never conflict with each other); on a conflict
+    /// with another process (it saved the aggregate meanwhile) the command
+    /// is loaded and run again after a jittered pause, as the application's
+    /// [`RetryPolicy`] says (10 tries by default). The command's own error is returned as
     /// [`CommandError::Rejected`], typed; nothing is saved then.
     ///
     /// ```
