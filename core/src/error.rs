@@ -173,18 +173,23 @@ pub enum Error {
     },
 }
 
-/// " (Dog 1234... at version 3)", or less where less is known.
-fn conflict_subject(aggregate: Option<&str>, id: Option<&str>, version: Option<u64>) -> String {
+/// "Dog 1234... at version 3", or less where less is known (empty when
+/// nothing is).
+fn subject(aggregate: Option<&str>, id: Option<&str>, version: Option<u64>) -> String {
     let mut subject: Vec<String> = Vec::new();
     subject.extend(aggregate.map(str::to_owned));
     subject.extend(id.map(str::to_owned));
     if let Some(version) = version {
         subject.push(format!("at version {version}"));
     }
-    if subject.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", subject.join(" "))
+    subject.join(" ")
+}
+
+/// " (Dog 1234... at version 3)", or less where less is known.
+fn conflict_subject(aggregate: Option<&str>, id: Option<&str>, version: Option<u64>) -> String {
+    match subject(aggregate, id, version) {
+        subject if subject.is_empty() => subject,
+        subject => format!(" ({subject})"),
     }
 }
 
@@ -269,6 +274,33 @@ impl Error {
     /// Whether this is an optimistic-concurrency conflict.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
+    }
+
+    /// What a conflict is about, as far as it is known (`"Dog 1234... at
+    /// version 3"`): its aggregate, id and version, none of the store's
+    /// own words. `None` for other errors, and for a conflict that knows
+    /// none of them.
+    ///
+    /// ```
+    /// let conflict = annals_core::Error::Conflict {
+    ///     aggregate: Some("Dog"),
+    ///     id: Some("1234".into()),
+    ///     version: Some(3),
+    ///     message: "UNIQUE constraint failed".into(),
+    /// };
+    /// assert_eq!(conflict.conflict_subject().as_deref(), Some("Dog 1234 at version 3"));
+    /// assert_eq!(annals_core::Error::conflict("taken").conflict_subject(), None);
+    /// ```
+    pub fn conflict_subject(&self) -> Option<String> {
+        match self {
+            Error::Conflict {
+                aggregate,
+                id,
+                version,
+                ..
+            } => Some(subject(*aggregate, id.as_deref(), *version)).filter(|s| !s.is_empty()),
+            _ => None,
+        }
     }
 
     /// Whether the store failed ([`Error::Persistence`]): a connection

@@ -75,28 +75,15 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match &e {
             Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-            Error::Conflict {
-                aggregate,
-                id,
-                version,
-                ..
-            } => {
+            Error::Conflict { .. } => {
                 // What the client sees is built from the aggregate, its id
                 // and version: the store's own words (a constraint's name,
                 // a table's) go to the log only.
                 tracing::info!(error = %e.report(), "conflict");
-                let subject: Vec<String> = [
-                    aggregate.map(str::to_owned),
-                    id.clone(),
-                    version.map(|v| format!("at version {v}")),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
                 let what = "another writer stored first; nothing was stored, reload and retry";
-                let message = match subject.as_slice() {
-                    [] => what.to_owned(),
-                    _ => format!("{}: {what}", subject.join(" ")),
+                let message = match e.conflict_subject() {
+                    Some(subject) => format!("{subject}: {what}"),
+                    None => what.to_owned(),
                 };
                 Self::new(StatusCode::CONFLICT, "conflict", message)
             }
