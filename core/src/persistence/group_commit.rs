@@ -13,8 +13,10 @@
 //! bookkeeping.
 //!
 //! A save may also be queued ([`GroupCommit::save_queued`]): whichever
-//! save holds the writer inserts every queued one, one after another,
-//! and their owners only wait for the group to end. They never take the
+//! save holds the writer inserts every queued one (one after another, or
+//! all in one statement through the store's batch insert hook,
+//! [`GroupTransaction::insert_queued_batch`]), and their owners only wait
+//! for the group to end. They never take the
 //! writer in turn, so a group of eight saves costs one hand-off of the
 //! writer instead of eight (flat combining).
 

@@ -11,7 +11,7 @@
 //!   transaction as the events they caused.
 //!
 //! Every recorder passes the same contract suite
-//! ([`testing::contract`](crate::testing), feature `testing`).
+//! (`testing::contract`, feature `testing`).
 //!
 //! A store is a crate of its own that implements these traits and
 //! [`Store`] (which opens an application's [`Recorders`]): the memory

@@ -176,8 +176,7 @@ pub fn register_module(name: &str, from_env: FromEnv) -> Result<()> {
         return Err(Error::config(var, "a persistence module needs a name"));
     }
     let mut registered = REGISTERED.write().unwrap_or_else(|e| e.into_inner());
-    let built_in = MODULES.iter().any(|m| m.names.contains(&name.as_str()));
-    if built_in || registered.iter().any(|(n, _)| *n == name) {
+    if is_built_in(&name) || registered.iter().any(|(n, _)| *n == name) {
         return Err(Error::config(
             var,
             format!("the persistence module {name:?} is already registered"),
