@@ -9,7 +9,7 @@
 //! ```
 
 use annals::prelude::*;
-use annals_examples::bank::{router, serve, shutdown_signal, AccountView, Bank};
+use annals_examples::bank::{serve, shutdown_signal, AccountView, Bank};
 use serde_json::json;
 
 type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
@@ -49,7 +49,7 @@ async fn main() -> Result<()> {
 async fn demo(bank: Bank) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(async move { axum::serve(listener, router(bank)).await });
+    let server = tokio::spawn(serve(listener, bank, std::future::pending()));
     let client = reqwest::Client::new();
     let open = |owner: &str| {
         client

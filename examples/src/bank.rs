@@ -12,16 +12,21 @@
 //! | `POST /accounts/{id}/close` | the account; 422 unless the balance is 0 |
 //! | `POST /transfers {"from", "to", "amount"}` | `{"from": account, "to": account}` |
 //! | `GET /balances` | `[{"id", "owner", "balance", "closed"}]`, from the projection |
-//!
 //! | `GET /health` | 200 `{"status": "ok"}` while the process serves |
 //! | `GET /ready` | 200 when the store answers, else 503 |
+//! | `GET /openapi.json` | the OpenAPI description of these routes ([`openapi`]) |
 //!
-//! Every answer carries an `x-request-id` header: the request's own, or a
-//! new UUID; [`serve`] stops gracefully, answering every request in
-//! flight. Every error is JSON `{"error", "message"}`: 400 for malformed JSON or
-//! ids, 404 for unknown accounts and paths, 405 for wrong methods, 409
-//! when a conflict outlasts the retries, 413 for bodies over 16 KiB, 422
-//! when the bank refuses, 503 when the store is down.
+//! It is served as a service must be ([`crate::service`]): every answer
+//! carries an `x-request-id` header (the request's own, or a new UUID),
+//! which the request's span carries too; request heads have 10 s and
+//! requests 10 s; at most 512 requests run at once; [`serve`] stops
+//! gracefully, answering every request in flight. Every error is JSON
+//! `{"error", "message"}`: 400 for malformed JSON, ids or request heads,
+//! 404 for unknown accounts and paths, 405 for wrong methods, 408 for
+//! requests too slow, 409 when a conflict outlasts the retries, 413 for
+//! bodies over 16 KiB, 415 without a JSON content type, 422 when the bank
+//! refuses, 431 for request heads over 16 KiB, 503 when the store is
+//! down.
 
 use std::sync::Arc;
 
@@ -31,14 +36,14 @@ use annals::rusqlite::{self, Transaction};
 use annals::system::{Projection, Upstream};
 use annals::web::ApiError;
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::serve::ListenerExt;
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::service::{self, Limits};
 
 /// A bank account.
 #[aggregate]
@@ -178,7 +183,7 @@ impl Account {
 }
 
 /// An account as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountView {
     /// Its id.
     pub id: Uuid,
@@ -280,21 +285,57 @@ fn project(upstream: &Upstream<'_>, tx: &mut Transaction<'_>) -> annals::Result<
 /// The largest request body: 16 KiB.
 pub const BODY_LIMIT: usize = 16 * 1024;
 
-/// The API's routes.
-pub fn router(bank: Bank) -> Router {
-    Router::new()
-        .route("/accounts", post(open))
-        .route("/accounts/{id}", get(account))
-        .route("/accounts/{id}/deposit", post(deposit))
-        .route("/accounts/{id}/withdraw", post(withdraw))
-        .route("/accounts/{id}/close", post(close))
-        .route("/transfers", post(transfer))
-        .route("/balances", get(balances))
+/// The API's description, with the routes of [`router`] (both are made
+/// from the handlers' annotations, so neither can list a route the other
+/// lacks); served at `GET /openapi.json`, and checked in as
+/// `examples/bank.openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(info(
+    title = "bank",
+    description = "Bank accounts as a JSON HTTP API, on annals.",
+    version = "0.1.0"
+))]
+struct ApiDoc;
+
+/// The routes and their description.
+fn routes() -> (Router<Bank>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi as _;
+    utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(open))
+        .routes(utoipa_axum::routes!(account))
+        .routes(utoipa_axum::routes!(deposit))
+        .routes(utoipa_axum::routes!(withdraw))
+        .routes(utoipa_axum::routes!(close))
+        .routes(utoipa_axum::routes!(transfer))
+        .routes(utoipa_axum::routes!(balances))
+        .routes(utoipa_axum::routes!(health))
+        .routes(utoipa_axum::routes!(ready))
+        .split_for_parts()
+}
+
+/// The OpenAPI description of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+/// The API's routes, in the layers of a service ([`service::layers`]
+/// with `limits`): request ids in every answer and span, the request
+/// time limit, the bound on requests in flight, the body limit.
+pub fn router_with(bank: Bank, limits: &Limits) -> Router {
+    let (routes, api) = routes();
+    let api: axum::body::Bytes = serde_json::to_vec(&api)
+        .expect("an OpenAPI description serializes")
+        .into();
+    let routes = routes
         .route(
-            "/health",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+            "/openapi.json",
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    api,
+                )
+            }),
         )
-        .route("/ready", get(ready))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -303,16 +344,19 @@ pub fn router(bank: Bank) -> Router {
                 "this path does not take that method",
             )
         })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        // The request's id, or a new one, on the request (for the
-        // handlers' spans) and echoed on the answer.
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(bank)
+        .with_state(bank);
+    service::layers(routes, limits)
 }
 
-/// Serves the bank on `listener` until `shutdown` completes; then it takes
-/// no new connection, answers every request in flight, and returns.
+/// The API's routes with the default [`Limits`] (a body of at most
+/// [`BODY_LIMIT`]).
+pub fn router(bank: Bank) -> Router {
+    router_with(bank, &Limits::default())
+}
+
+/// Serves the bank on `listener` ([`service::serve`], with the default
+/// [`Limits`]) until `shutdown` completes; then it takes no new
+/// connection, answers every request in flight, and returns.
 ///
 /// # Errors
 ///
@@ -322,13 +366,8 @@ pub async fn serve(
     bank: Bank,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Small responses: without TCP_NODELAY each can wait for a delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(bank))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = Limits::default();
+    service::serve(listener, router_with(bank, &limits), shutdown, &limits).await
 }
 
 /// Completes when the process is asked to stop: SIGTERM (a service
@@ -356,12 +395,38 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Alive while the process serves.
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "the process serves", body = Status)))]
+async fn health() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+/// `{"status": ...}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Status {
+    /// `ok` or `ready`.
+    pub status: &'static str,
+}
+
+/// An error: `{"error": kind, "message": what happened}`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A short, stable name of the kind of error (`not_found`, `conflict`, ...).
+    pub error: String,
+    /// What happened, for people.
+    pub message: String,
+}
+
 /// Ready when the store answers.
-async fn ready(State(bank): State<Bank>) -> Answer<serde_json::Value> {
+#[utoipa::path(get, path = "/ready", responses(
+    (status = 200, description = "the store answers", body = Status),
+    (status = 503, description = "the store is unavailable", body = ErrorBody),
+))]
+async fn ready(State(bank): State<Bank>) -> Answer<Status> {
     bank.app
         .call(|app| app.recorder().max_notification_id())
         .await?;
-    Ok(Json(serde_json::json!({"status": "ready"})))
+    Ok(Json(Status { status: "ready" }))
 }
 
 /// A JSON body whose rejections are JSON errors too.
@@ -410,21 +475,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
 }
 
 /// `{"owner": ...}`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Open {
     /// Who owns the account.
     pub owner: String,
 }
 
 /// `{"amount": ...}`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Amount {
     /// In cents.
     pub amount: i64,
 }
 
 /// `{"from", "to", "amount"}`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Transfer {
     /// The account the money leaves.
     pub from: Uuid,
@@ -436,6 +501,10 @@ pub struct Transfer {
 
 type Answer<T> = Result<Json<T>, ApiError>;
 
+#[utoipa::path(post, path = "/accounts", request_body = Open, responses(
+    (status = 201, description = "the account, opened", body = AccountView),
+    (status = 400, description = "malformed JSON", body = ErrorBody),
+))]
 async fn open(
     State(bank): State<Bank>,
     Body(open): Body<Open>,
@@ -444,6 +513,10 @@ async fn open(
     Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
 }
 
+#[utoipa::path(get, path = "/accounts/{id}", params(("id" = Uuid, Path, description = "the account's id")), responses(
+    (status = 200, description = "the account", body = AccountView),
+    (status = 404, description = "no such account", body = ErrorBody),
+))]
 async fn account(State(bank): State<Bank>, Id(id): Id) -> Answer<AccountView> {
     Ok(Json(AccountView::from(&bank.app.get::<Account>(id).await?)))
 }
@@ -464,6 +537,12 @@ async fn command(
     Ok(Json(view))
 }
 
+#[utoipa::path(post, path = "/accounts/{id}/deposit", params(("id" = Uuid, Path, description = "the account's id")), request_body = Amount, responses(
+    (status = 200, description = "the account after", body = AccountView),
+    (status = 404, description = "no such account", body = ErrorBody),
+    (status = 409, description = "a conflict outlasted the retries", body = ErrorBody),
+    (status = 422, description = "refused: not positive, closed, or too large", body = ErrorBody),
+))]
 async fn deposit(
     State(bank): State<Bank>,
     Id(id): Id,
@@ -472,6 +551,12 @@ async fn deposit(
     command(&bank, id, move |a| a.deposit(body.amount)).await
 }
 
+#[utoipa::path(post, path = "/accounts/{id}/withdraw", params(("id" = Uuid, Path, description = "the account's id")), request_body = Amount, responses(
+    (status = 200, description = "the account after", body = AccountView),
+    (status = 404, description = "no such account", body = ErrorBody),
+    (status = 409, description = "a conflict outlasted the retries", body = ErrorBody),
+    (status = 422, description = "refused: beyond the balance, not positive, or closed", body = ErrorBody),
+))]
 async fn withdraw(
     State(bank): State<Bank>,
     Id(id): Id,
@@ -480,12 +565,17 @@ async fn withdraw(
     command(&bank, id, move |a| a.withdraw(body.amount)).await
 }
 
+#[utoipa::path(post, path = "/accounts/{id}/close", params(("id" = Uuid, Path, description = "the account's id")), responses(
+    (status = 200, description = "the account, closed", body = AccountView),
+    (status = 404, description = "no such account", body = ErrorBody),
+    (status = 422, description = "refused: not empty, or closed already", body = ErrorBody),
+))]
 async fn close(State(bank): State<Bank>, Id(id): Id) -> Answer<AccountView> {
     command(&bank, id, Account::close).await
 }
 
 /// Both accounts' views after a transfer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transferred {
     /// The account the money left.
     pub from: AccountView,
@@ -493,6 +583,12 @@ pub struct Transferred {
     pub to: AccountView,
 }
 
+#[utoipa::path(post, path = "/transfers", request_body = Transfer, responses(
+    (status = 200, description = "both accounts after", body = Transferred),
+    (status = 404, description = "no such account", body = ErrorBody),
+    (status = 409, description = "a conflict outlasted the retries", body = ErrorBody),
+    (status = 422, description = "refused", body = ErrorBody),
+))]
 async fn transfer(State(bank): State<Bank>, Body(t): Body<Transfer>) -> Answer<Transferred> {
     if t.from == t.to {
         return Err(annals::application::CommandError::Rejected(Refused::SameAccount).into());
@@ -535,6 +631,9 @@ async fn transfer(State(bank): State<Bank>, Body(t): Body<Transfer>) -> Answer<T
     Ok(Json(done))
 }
 
+#[utoipa::path(get, path = "/balances", responses(
+    (status = 200, description = "every account, from the projection", body = Vec<AccountView>),
+))]
 async fn balances(State(bank): State<Bank>) -> Answer<Vec<AccountView>> {
     let projection = bank.balances.clone();
     let rows = bank

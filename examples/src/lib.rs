@@ -4,6 +4,7 @@
 pub mod bank;
 pub mod dog_school;
 pub mod searchable_content;
+pub mod service;
 pub mod shop;
 pub mod world;
 

@@ -91,6 +91,11 @@ where
     {
         return tokio::task::block_in_place(f);
     }
+    // The caller's span (a request's, say) and subscriber go with the
+    // call to the blocking pool, so that the store's spans nest in it.
+    let span = tracing::Span::current();
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let f = move || tracing::dispatcher::with_default(&dispatch, || span.in_scope(f));
     match tokio::task::spawn_blocking(f).await {
         Ok(value) => value,
         Err(e) => match e.try_into_panic() {

@@ -323,3 +323,81 @@ fn the_cipher_key_is_in_no_span_or_event() {
     assert!(!text.contains(&key[key.len() / 2..]), "{text}");
     assert!(!text.contains("Fido") && !text.contains("stay"), "{text}");
 }
+
+/// The request's span carries its id, and annals' spans of the command
+/// nest in it.
+#[tokio::test]
+async fn the_spans_of_a_request_carry_its_id() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let bank = annals_examples::bank::Bank::build(
+        Application::builder("Bank").sqlite(annals_tests::stores::temp_sqlite("request_spans")),
+    )
+    .await
+    .expect("the bank");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let base = format!("http://{}", listener.local_addr().expect("its address"));
+    tokio::spawn(annals_examples::bank::serve(
+        listener,
+        bank,
+        std::future::pending(),
+    ));
+    let client = reqwest::Client::new();
+    let ada: serde_json::Value = client
+        .post(format!("{base}/accounts"))
+        .json(&serde_json::json!({"owner": "Ada"}))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("JSON");
+    let answer = client
+        .post(format!(
+            "{base}/accounts/{}/deposit",
+            ada["id"].as_str().expect("an id")
+        ))
+        .header("x-request-id", "trace-me-42")
+        .json(&serde_json::json!({"amount": 5}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(answer.status(), reqwest::StatusCode::OK);
+    let log = String::from_utf8(buffer.0.lock().expect("not poisoned").clone()).expect("UTF-8");
+    let traced: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("request_id=trace-me-42") || l.contains("request_id=\"trace-me-42\"")
+        })
+        .collect();
+    assert!(
+        traced
+            .iter()
+            .any(|l| l.contains(":execute{") && l.contains(":save{")),
+        "no save span in the request's span:\n{log}"
+    );
+}

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use annals::prelude::*;
 use annals::Persistence;
-use annals_examples::bank::{router, Account, AccountView, Bank, BODY_LIMIT};
+use annals_examples::bank::{Account, AccountView, Bank, BODY_LIMIT};
+use annals_examples::service::{self, Limits};
 use annals_tests::stores::{drop_postgres_tables, postgres_server, temp_sqlite};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -29,7 +30,11 @@ async fn start(persistence: Persistence) -> Service {
         .await
         .expect("a loopback port");
     let base = format!("http://{}", listener.local_addr().expect("its address"));
-    tokio::spawn(async move { axum::serve(listener, router(bank)).await });
+    tokio::spawn(annals_examples::bank::serve(
+        listener,
+        bank,
+        std::future::pending(),
+    ));
     Service {
         base,
         app,
@@ -519,4 +524,238 @@ async fn answers_carry_request_ids_and_health_and_readiness_answer() {
         .map(str::to_owned)
         .expect("a request id of its own");
     assert!(Uuid::parse_str(&id).is_ok(), "{id}");
+}
+
+/// Serves `router` in the service's layers with `limits` on 127.0.0.1:0;
+/// its address.
+async fn serve_with(router: axum::Router, limits: Limits) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        let router = service::layers(router, &limits);
+        service::serve(listener, router, std::future::pending(), &limits).await
+    });
+    addr
+}
+
+/// Sends `bytes` on a new connection and reads until the server closes it
+/// (within 5 s): the status and the JSON body.
+async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(bytes).await.expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes the connection")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    let body = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("{status} with a body that is not JSON ({e}): {text:?}"));
+    (status, body)
+}
+
+fn health() -> axum::Router {
+    axum::Router::new().route(
+        "/health",
+        axum::routing::get(|| async { axum::Json(json!({"status": "ok"})) }),
+    )
+}
+
+/// Clients that send their request head too slowly are answered 408 and
+/// dropped, each of them, rather than holding a connection open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_heads_are_answered_408_and_dropped() {
+    let limits = Limits {
+        header_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let addr = serve_with(health(), limits).await;
+    let slow = (0..20).map(|_| raw(addr, b"GET /health HTTP/1.1\r\nHo"));
+    for (status, body) in futures::future::join_all(slow).await {
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (408, Some("request_timeout"))
+        );
+    }
+    // And the server still serves.
+    let (status, _) = raw(
+        addr,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+/// What hyper would answer with an empty body gets JSON: a request line
+/// that is not HTTP, a head too long, and a body declared too large
+/// (answered at once, not after the request's time limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_the_server_refuses_get_json_answers() {
+    let limits = Limits {
+        request_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let max_head = limits.max_head;
+    let max_body = limits.max_body;
+    let addr = serve_with(health(), limits).await;
+    for line in [
+        &b"G\xffT /health HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"GET /\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let (status, body) = raw(addr, line).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("bad_request")),
+            "{body}"
+        );
+    }
+    let mut big = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big.resize(big.len() + max_head + 1, b'a');
+    big.extend_from_slice(b"\r\n\r\n");
+    let (status, body) = raw(addr, &big).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (431, Some("headers_too_large")),
+        "{body}"
+    );
+    let declared = format!(
+        "POST /health HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        max_body * 10_000
+    );
+    let (status, body) = raw(addr, declared.as_bytes()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body}"
+    );
+}
+
+/// A request beyond its time limit is answered 408, with its request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_beyond_its_time_limit_is_answered_408() {
+    let limits = Limits {
+        request_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let slow = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "late"
+        }),
+    );
+    let addr = serve_with(slow, limits).await;
+    let answer = reqwest::Client::new()
+        .get(format!("http://{addr}/slow"))
+        .header("x-request-id", "slow-1")
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("an answer before the client's own timeout");
+    assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(
+        answer
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("slow-1")
+    );
+    let body: Value = answer.json().await.expect("JSON");
+    assert_eq!(body["error"], "request_timeout");
+}
+
+/// Beyond `max_in_flight`, requests wait for a turn: never more run at
+/// once, and every one is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_concurrency_limit_wait_for_a_turn() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (r, m) = (running.clone(), most.clone());
+    let counted = axum::Router::new().route(
+        "/work",
+        axum::routing::get(move || {
+            let (running, most) = (r.clone(), m.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                "done"
+            }
+        }),
+    );
+    let limits = Limits {
+        max_in_flight: 2,
+        ..Limits::default()
+    };
+    let addr = serve_with(counted, limits).await;
+    let client = reqwest::Client::new();
+    let requests = (0..16).map(|_| client.get(format!("http://{addr}/work")).send());
+    for answer in futures::future::join_all(requests).await {
+        assert_eq!(answer.expect("answered").status(), StatusCode::OK);
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&most), "{most} requests ran at once");
+}
+
+/// The checked-in OpenAPI description is the one the routes make (run
+/// with `UPDATE_OPENAPI=1` to write it again), `/openapi.json` serves it,
+/// and every path and method it lists is a route (not the fallback's 404
+/// or 405).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_description_is_checked_in_and_lists_the_routes() {
+    let made = serde_json::to_value(annals_examples::bank::openapi()).expect("JSON");
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/bank.openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        let text = serde_json::to_string_pretty(&made).expect("JSON") + "\n";
+        std::fs::write(file, text).expect("write the description");
+    }
+    let checked_in: Value =
+        serde_json::from_str(&std::fs::read_to_string(file).expect("the checked-in description"))
+            .expect("JSON");
+    assert_eq!(
+        made, checked_in,
+        "examples/bank.openapi.json is stale: run the test with UPDATE_OPENAPI=1"
+    );
+    let service = start(Persistence::Sqlite(
+        annals::persistence::sqlite::SqliteConfig::new(temp_sqlite("openapi")),
+    ))
+    .await;
+    let (status, served) = service.get("/openapi.json").await;
+    assert_eq!((status, &served), (StatusCode::OK, &made));
+    let paths = made["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 9, "{paths:?}");
+    let id = Uuid::new_v4().to_string();
+    for (path, methods) in paths {
+        for method in methods.as_object().expect("methods").keys() {
+            let method =
+                reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
+            let url = format!("{}{}", service.base, path.replace("{id}", &id));
+            let answer = service
+                .client
+                .request(method.clone(), &url)
+                .send()
+                .await
+                .expect("answered");
+            let status = answer.status();
+            let body: Value = answer.json().await.unwrap_or(Value::Null);
+            let fallback = matches!(body["error"].as_str(), Some("method_not_allowed"))
+                || body["message"] == "no such path";
+            assert!(
+                !fallback,
+                "{method} {path} is described but not routed: {status} {body}"
+            );
+        }
+    }
 }
