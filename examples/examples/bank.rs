@@ -19,6 +19,11 @@ async fn bank() -> Result<Bank> {
     if std::env::var_os("PERSISTENCE_MODULE").is_none() {
         builder = builder.sqlite("bank.db");
     }
+    // A service keeps the accounts it serves in memory: a get then reads
+    // only the events after the cached version, not the whole stream.
+    if std::env::var_os("AGGREGATE_CACHE_MAXSIZE").is_none() {
+        builder = builder.cache(10_000);
+    }
     Ok(Bank::build(builder).await?)
 }
 

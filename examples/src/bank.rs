@@ -593,15 +593,15 @@ async fn transfer(State(bank): State<Bank>, Body(t): Body<Transfer>) -> Answer<T
     if t.from == t.to {
         return Err(annals::application::CommandError::Rejected(Refused::SameAccount).into());
     }
+    // Both accounts in one save, while no other command of this process
+    // runs on either (so none conflicts with it): the turn is awaited
+    // without holding a thread. A conflict with another process is tried
+    // again after a jittered pause, as `execute` does.
+    let _held = bank.app.lock_commands::<Account>(&[t.from, t.to]).await;
     let done = bank
         .app
         .call(
             move |app| -> Result<Transferred, annals::application::CommandError<Refused>> {
-                // Both accounts in one save, while no other command of this
-                // process runs on either (so none conflicts with it); a
-                // conflict with another process is tried again after a
-                // jittered pause, as `execute` does.
-                let _held = app.lock_commands::<Account>(&[t.from, t.to]);
                 let policy = app.retry_policy();
                 let mut tried = 0;
                 loop {

@@ -487,10 +487,23 @@ impl Application {
     }
 
     /// Holds the command locks of aggregates `ids` until the guard is
-    /// dropped (see [`exclusive`](Self::exclusive)).
+    /// dropped (see [`exclusive`](Self::exclusive)). Commands waiting for
+    /// one aggregate take their turns in the order they came.
     pub fn lock_commands<A: Aggregate>(&self, ids: &[A::Id]) -> CommandGuard<'_> {
         self.commands
             .lock(ids.iter().map(AggregateId::to_stored).collect())
+    }
+
+    /// Like [`lock_commands`](Self::lock_commands), waiting without
+    /// blocking the thread (for async code: see
+    /// [`AsyncApplication::lock_commands`](crate::asynchronous::AsyncApplication::lock_commands)).
+    pub(crate) async fn lock_commands_async<A: Aggregate>(
+        &self,
+        ids: &[A::Id],
+    ) -> CommandGuard<'_> {
+        self.commands
+            .acquire(ids.iter().map(AggregateId::to_stored).collect())
+            .await
     }
 
     /// The body of `execute`: one command at a time on aggregate `id` in
@@ -499,7 +512,7 @@ impl Application {
         &self,
         id: impl Into<A::Id>,
         policy: RetryPolicy,
-        mut command: F,
+        command: F,
     ) -> Result<T, CommandError<E>>
     where
         A: Aggregate,
@@ -507,6 +520,21 @@ impl Application {
     {
         let id = id.into();
         let _held = self.lock_commands::<A>(std::slice::from_ref(&id));
+        self.execute_held(id, policy, command)
+    }
+
+    /// `execute`'s tries, while the caller holds aggregate `id`'s command
+    /// lock (the async facade waits for it without blocking a thread).
+    pub(crate) fn execute_held<A, T, E, F>(
+        &self,
+        id: A::Id,
+        policy: RetryPolicy,
+        mut command: F,
+    ) -> Result<T, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&mut A) -> Result<T, E>,
+    {
         let tries = policy.tries;
         let span = tracing::debug_span!(
             "execute",
