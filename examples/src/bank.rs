@@ -453,6 +453,10 @@ async fn ready(State(bank): State<Bank>) -> Answer<Status> {
 /// # Errors
 ///
 /// A recorder is installed already.
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
 pub fn prometheus() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     const BUCKETS: [f64; 11] = [
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 1.0, 10.0,

@@ -25,7 +25,7 @@
 //! | `annals_events_saved_total` | counter | `application` | events those saves stored |
 //! | `annals_conflicts_total` | counter | `application` | saves refused by a conflict ([`Error::Conflict`](crate::Error::Conflict)), those of commands and followers included |
 //! | `annals_command_retries_total` | counter | `application` | commands of [`execute`](crate::Application::execute) run again after a conflict |
-//! | `annals_save_seconds` | histogram | `application` | how long a save took, encoding and the store's transaction, failed ones included |
+//! | `annals_save_seconds` | histogram | `application` | how long each of those saves took, from encoding to the store's answer, refused and failed ones included (not one whose events did not encode; a process application's: its transaction) |
 //! | `annals_get_seconds` | histogram | `application` | how long a `get` or `get_at` (so also each try of `execute`) or `get_as_of` took, found or not |
 //! | `annals_follower_position` | gauge | `follower`, `leader` | the last notification id of `leader` that `follower` (a process application or a projection) has processed, set when it pulls |
 //! | `annals_follower_lag` | gauge | `follower`, `leader` | notifications of `leader` not processed yet by `follower` (its newest notification id minus the position), set when it pulls |
