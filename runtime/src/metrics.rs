@@ -10,8 +10,9 @@
 //! application registers its counters and histograms once, when it is
 //! built, with the recorder installed then (the global one, or
 //! [`metrics::with_local_recorder`](https://docs.rs/metrics/0.24/metrics/fn.with_local_recorder.html)'s
-//! on the building thread), so a save costs an increment of a handle, not
-//! a look-up by name. The followers' gauges are looked up when a follower
+//! on the building thread; `AsyncApplication::build` builds on tokio's
+//! blocking pool, which sees only the global one), so a save costs an
+//! increment of a handle, not a look-up by name. The followers' gauges are looked up when a follower
 //! pulls, in the recorder current then.
 //!
 //! The facade is always on, not a feature: without a recorder a handle is
