@@ -15,6 +15,7 @@
 //! | `GET /health` | 200 `{"status": "ok"}` while the process serves |
 //! | `GET /ready` | 200 when the store answers, else 503 |
 //! | `GET /openapi.json` | the OpenAPI description of these routes ([`openapi`]) |
+//! | `GET /metrics` | annals' metrics in Prometheus' text format ([`Bank::with_metrics`]); 404 when the bank exports none |
 //!
 //! It is served as a service must be ([`crate::service`]): every answer
 //! carries an `x-request-id` header (the request's own, or a new UUID),
@@ -41,6 +42,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 
 use crate::service::{self, Limits};
@@ -206,11 +208,13 @@ impl From<&Account> for AccountView {
     }
 }
 
-/// The service's state: the bank and its balances projection.
+/// The service's state: the bank, its balances projection, and where its
+/// metrics are rendered from (if it exports them).
 #[derive(Clone)]
 pub struct Bank {
     app: AsyncApplication,
     balances: Arc<Projection<rusqlite::Connection>>,
+    metrics: Option<PrometheusHandle>,
 }
 
 impl std::fmt::Debug for Bank {
@@ -236,7 +240,18 @@ impl Bank {
         Ok(Self {
             app: AsyncApplication::new(app),
             balances: Arc::new(balances),
+            metrics: None,
         })
+    }
+
+    /// The bank answering `GET /metrics` with what `handle`'s recorder
+    /// holds (see [`prometheus`]). The recorder must have been installed
+    /// before the application was built: annals registers an
+    /// application's metrics when it is built.
+    #[must_use]
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
     }
 
     /// The bank on the application `builder` makes, built (and its store
@@ -336,6 +351,7 @@ pub fn router_with(bank: Bank, limits: &Limits) -> Router {
                 )
             }),
         )
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -427,6 +443,55 @@ async fn ready(State(bank): State<Bank>) -> Answer<Status> {
         .call(|app| app.recorder().max_notification_id())
         .await?;
     Ok(Json(Status { status: "ready" }))
+}
+
+/// Installs a Prometheus recorder for the process (annals' `_seconds`
+/// histograms with buckets from 100 µs to 10 s) and keeps it tidy (its
+/// upkeep every 5 seconds, on the current tokio runtime): call it before
+/// building the bank, and give the handle to [`Bank::with_metrics`].
+///
+/// # Errors
+///
+/// A recorder is installed already.
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub fn prometheus() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    const BUCKETS: [f64; 11] = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 1.0, 10.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)?
+        .install_recorder()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// The metrics in Prometheus' text format, when the bank exports them.
+async fn metrics(
+    State(bank): State<Bank>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let Some(handle) = &bank.metrics else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this bank exports no metrics",
+        ));
+    };
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        handle.render(),
+    ))
 }
 
 /// A JSON body whose rejections are JSON errors too.

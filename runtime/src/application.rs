@@ -10,6 +10,7 @@ use crate::domain::{Aggregate, AggregateId, Metadata};
 use crate::error::{Error, Result};
 use crate::log::{NotificationLogReader, Subscription};
 use crate::mapper::Mapper;
+use crate::metrics::seconds_since;
 use crate::persistence::wake::Notifier;
 use crate::persistence::{EventQuery, Notification, NotificationQuery, ProcessRecorder, StoreTx};
 use crate::repository::{Repository, Snapshots};
@@ -223,6 +224,7 @@ impl Application {
         metadata: Metadata,
         writes: Option<&mut UserWrites<'_>>,
     ) -> Result<Vec<u64>> {
+        let start = std::time::Instant::now();
         let span = tracing::debug_span!(
             "save",
             application = self.name.as_str(),
@@ -248,6 +250,9 @@ impl Application {
                 .recorder
                 .insert_events_with(&stored.events, None, writes),
         };
+        let metrics = &self.repository.metrics;
+        metrics.save_seconds.record(seconds_since(start));
+        metrics.outcome(&inserted, stored.events.len());
         let ids = inserted.map_err(|e| stored.explain(e))?;
         if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
             span.record("first_notification_id", first);
@@ -556,6 +561,7 @@ impl Application {
                     // Not this process's: its commands on the aggregate
                     // wait for this one. Another's, then: pause, jittered.
                     let pause = policy.pause(tried);
+                    self.repository.metrics.retries.increment(1);
                     tracing::info!(aggregate = A::NAME, id = %id, tried, ?pause, "conflict; retrying the command");
                     std::thread::sleep(pause);
                 }

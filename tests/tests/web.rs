@@ -25,6 +25,10 @@ async fn start(persistence: Persistence) -> Service {
     let bank = Bank::build(Application::builder("Bank").persistence(persistence))
         .await
         .expect("the bank");
+    serve_bank(bank).await
+}
+
+async fn serve_bank(bank: Bank) -> Service {
     let app = bank.app().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -758,4 +762,56 @@ async fn the_openapi_description_is_checked_in_and_lists_the_routes() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_for_prometheus_when_the_bank_exports_them() {
+    // A recorder for this bank alone, not the process's: the tests of this
+    // binary run side by side. The application registers its metrics in
+    // the recorder current when it is built.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let app = metrics::with_local_recorder(&recorder, || Application::builder("Bank").build())
+        .expect("the application");
+    let bank = Bank::new(std::sync::Arc::new(app))
+        .expect("the bank")
+        .with_metrics(handle);
+    let service = serve_bank(bank).await;
+    let ada = service.open("Ada").await;
+    let (status, body) = service
+        .post(
+            &format!("/accounts/{}/deposit", ada.id),
+            json!({ "amount": 10 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = service
+        .client
+        .get(format!("{}/metrics", service.base))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(answer
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/plain")));
+    let text = answer.text().await.expect("the body");
+    for line in [
+        "annals_saves_total{application=\"Bank\"} 2",
+        "annals_events_saved_total{application=\"Bank\"} 2",
+        "# TYPE annals_saves_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    assert!(text.contains("annals_get_seconds"), "{text}");
+
+    // A bank given no handle exports nothing.
+    let plain = start(Persistence::Memory).await;
+    assert_error(
+        &plain.get("/metrics").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
 }
