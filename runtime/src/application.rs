@@ -279,8 +279,24 @@ impl Application {
 
     /// The outcome stored with idempotency key `key`
     /// ([`save_once`](Self::save_once), [`execute_once`](Self::execute_once)),
-    /// as a `T`; `None` when no save stored the key. See
-    /// [`save_once`](Self::save_once) for an example.
+    /// as a `T`; `None` when no save stored the key.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug)]
+    /// # pub struct Note { pub text: String }
+    /// # #[aggregate]
+    /// # impl Note {
+    /// #     #[event("Written")]
+    /// #     pub fn write(text: String) -> Self { Note { text } }
+    /// # }
+    /// let app = Application::builder("Notes").build()?;
+    /// assert_eq!(app.outcome::<String>("request-1")?, None);
+    /// app.save_once("request-1", &mut Note::write("hello".into()), "written")?;
+    /// assert_eq!(app.outcome::<String>("request-1")?.as_deref(), Some("written"));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

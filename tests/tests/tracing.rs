@@ -327,7 +327,10 @@ fn the_cipher_key_is_in_no_span_or_event() {
     });
     let text = capture.text();
     assert!(!text.contains("client-idempotency-key"), "{text}");
-    assert!(!text.contains("an outcome") && !text.contains("roll over"), "{text}");
+    assert!(
+        !text.contains("an outcome") && !text.contains("roll over"),
+        "{text}"
+    );
     assert!(!capture.spans("save").is_empty() && !capture.spans("get").is_empty());
     assert!(!capture.spans("execute").is_empty(), "{text}");
     assert!(!text.contains(&key), "the key is in {text}");

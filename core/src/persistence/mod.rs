@@ -305,6 +305,18 @@ pub trait ProcessRecorder: ApplicationRecorder {
     /// The default, for a store that keeps no keys, is an
     /// [`Error::Config`] naming `PERSISTENCE_MODULE`.
     ///
+    /// ```
+    /// use annals_core::persistence::memory::MemoryRecorder;
+    /// use annals_core::persistence::{KeyedOutcome, ProcessRecorder};
+    ///
+    /// let recorder = MemoryRecorder::new();
+    /// assert_eq!(recorder.select_outcome("request-1")?, None);
+    /// let outcome = KeyedOutcome { key: "request-1".into(), outcome: b"42".to_vec() };
+    /// recorder.insert_events_keyed(&[], None, &outcome)?;
+    /// assert_eq!(recorder.select_outcome("request-1")?, Some(b"42".to_vec()));
+    /// # Ok::<(), annals_core::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// The store's errors; the default's.
