@@ -296,6 +296,69 @@ impl AsyncApplication {
             .await
     }
 
+    /// Runs `command` on aggregate `id` once per idempotency `key`: a
+    /// retried request with the same key gets the first one's output
+    /// back, and nothing is stored twice ([`Application::execute_once`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use annals::asynchronous::AsyncApplication;
+    /// use annals::prelude::*;
+    ///
+    /// #[aggregate]
+    /// #[derive(Debug)]
+    /// pub struct Account { pub balance: i64 }
+    ///
+    /// #[aggregate]
+    /// impl Account {
+    ///     #[event("Opened")]
+    ///     pub fn open() -> Self { Account { balance: 0 } }
+    ///     #[event("Deposited")]
+    ///     pub fn deposit(&mut self, amount: i64) { self.balance += amount; }
+    /// }
+    ///
+    /// # let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    /// # runtime.block_on(async {
+    /// let bank = AsyncApplication::new(Arc::new(Application::builder("Bank").build()?));
+    /// let account = bank.save(Account::open()).await?;
+    /// for _try in 0..2 {
+    ///     let balance = bank
+    ///         .execute_once("request-1".to_owned(), account.id(), |a: &mut Account| {
+    ///             a.deposit(10);
+    ///             Ok::<_, String>(a.balance)
+    ///         })
+    ///         .await?;
+    ///     assert_eq!(balance, 10); // both tries: one deposit
+    /// }
+    /// assert_eq!(bank.get::<Account>(account.id()).await?.balance, 10);
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::execute_once`].
+    pub async fn execute_once<A, T, E, F>(
+        &self,
+        key: impl Into<String>,
+        id: impl Into<A::Id>,
+        command: F,
+    ) -> Result<T, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&mut A) -> Result<T, E> + Send + 'static,
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+    {
+        let (key, id) = (key.into(), id.into());
+        let _held = self
+            .app
+            .lock_commands_async::<A>(std::slice::from_ref(&id))
+            .await;
+        self.run(move |app| app.execute_once_held(&key, id, command))
+            .await
+    }
+
     /// Up to `limit` notifications from id `start` on.
     ///
     /// # Errors

@@ -74,6 +74,34 @@ impl Service {
         self.send(reqwest::Method::GET, path, None).await
     }
 
+    /// A POST with an `Idempotency-Key` header.
+    async fn post_keyed(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("the service answers");
+        let status = response.status();
+        let body = response.json().await.expect("a JSON body");
+        (status, body)
+    }
+
+    /// How many events of each topic the bank's store holds.
+    async fn stored(&self) -> std::collections::BTreeMap<String, usize> {
+        self.app
+            .call(|app| {
+                let mut topics = std::collections::BTreeMap::new();
+                for n in app.notifications(1, 100_000).expect("the log") {
+                    *topics.entry(n.event.topic).or_insert(0) += 1;
+                }
+                topics
+            })
+            .await
+    }
+
     async fn open(&self, owner: &str) -> AccountView {
         let (status, body) = self.post("/accounts", json!({ "owner": owner })).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -393,6 +421,110 @@ async fn a_thousand_at_once(service: &Service) {
     }
 }
 
+/// Every POST sent twice with one `Idempotency-Key` is answered the same
+/// and applied once; another key (or the same key on another path) is
+/// another request; a refused request stores no key; a bad key is a 400.
+async fn idempotency_keys(service: &Service) {
+    let before = service.stored().await;
+    let count = |stored: &std::collections::BTreeMap<String, usize>, topic: &str| {
+        stored.get(topic).copied().unwrap_or(0) - before.get(topic).copied().unwrap_or(0)
+    };
+    let twice = |path: String, key: &'static str, body: Value| async move {
+        let first = service.post_keyed(&path, key, body.clone()).await;
+        let again = service.post_keyed(&path, key, body).await;
+        assert_eq!(again, first, "{path} with key {key}: the same answer");
+        first
+    };
+    let (status, ada) = twice("/accounts".into(), "open-ada", json!({"owner": "Ada"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{ada}");
+    let (_, bob) = twice("/accounts".into(), "open-bob", json!({"owner": "Bob"})).await;
+    let id = |view: &Value| view["id"].as_str().expect("an id").to_owned();
+    let (ada, bob) = (id(&ada), id(&bob));
+
+    let deposit = format!("/accounts/{ada}/deposit");
+    let (status, after) = twice(deposit.clone(), "dep-1", json!({"amount": 100})).await;
+    assert_eq!(
+        (status, after["balance"].as_i64()),
+        (StatusCode::OK, Some(100))
+    );
+    // Another key: another deposit. The same key on another path: another
+    // request too.
+    let (_, after) = twice(deposit.clone(), "dep-2", json!({"amount": 5})).await;
+    assert_eq!(after["balance"].as_i64(), Some(105));
+    let withdraw = format!("/accounts/{ada}/withdraw");
+    let (status, after) = twice(withdraw.clone(), "dep-1", json!({"amount": 5})).await;
+    assert_eq!(
+        (status, after["balance"].as_i64()),
+        (StatusCode::OK, Some(100))
+    );
+
+    // Refused: 422, no key stored, so the retry after a deposit goes through.
+    let refused = service
+        .post_keyed(&withdraw, "big", json!({"amount": 150}))
+        .await;
+    assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "rejected");
+    twice(deposit.clone(), "dep-3", json!({"amount": 50})).await;
+    let (status, after) = twice(withdraw.clone(), "big", json!({"amount": 150})).await;
+    assert_eq!(
+        (status, after["balance"].as_i64()),
+        (StatusCode::OK, Some(0))
+    );
+    twice(deposit.clone(), "dep-4", json!({"amount": 60})).await;
+
+    let (status, moved) = twice(
+        "/transfers".into(),
+        "move-1",
+        json!({"from": ada, "to": bob, "amount": 60}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(
+        (
+            moved["from"]["balance"].as_i64(),
+            moved["to"]["balance"].as_i64()
+        ),
+        (Some(0), Some(60))
+    );
+    let close = format!("/accounts/{ada}/close");
+    let (status, closed) = twice(close, "close-ada", json!({})).await;
+    assert_eq!(
+        (status, closed["closed"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+
+    let (_, account) = service.get(&format!("/accounts/{bob}")).await;
+    assert_eq!(account["balance"].as_i64(), Some(60), "moved once");
+    let stored = service.stored().await;
+    assert_eq!(count(&stored, "Account.Opened"), 2, "{stored:?}");
+    assert_eq!(
+        count(&stored, "Account.Deposited"),
+        5,
+        "4 deposits, 1 transfer"
+    );
+    assert_eq!(
+        count(&stored, "Account.Withdrawn"),
+        3,
+        "2 withdrawals, 1 transfer"
+    );
+    assert_eq!(count(&stored, "Account.Closed"), 1);
+
+    // Keys that are not 1 to 255 visible ASCII characters.
+    for bad in [Vec::new(), vec![b'k'; 256], "café".as_bytes().to_vec()] {
+        let response = service
+            .client
+            .post(format!("{}{deposit}", service.base))
+            .header("Idempotency-Key", bad)
+            .json(&json!({"amount": 1}))
+            .send()
+            .await
+            .expect("an answer");
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_error(&(status, body), StatusCode::BAD_REQUEST, "bad_request");
+    }
+    assert_eq!(service.stored().await, stored, "nothing stored");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_bank_over_http_on_sqlite() {
     let service = start(Persistence::Sqlite(
@@ -401,6 +533,7 @@ async fn the_bank_over_http_on_sqlite() {
     .await;
     every_endpoint(&service).await;
     a_thousand_at_once(&service).await;
+    idempotency_keys(&service).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -416,6 +549,7 @@ async fn the_bank_over_http_on_postgres() {
     let service = start(Persistence::Postgres(server)).await;
     every_endpoint(&service).await;
     a_thousand_at_once(&service).await;
+    idempotency_keys(&service).await;
 }
 
 /// Stopping the server answers the request in flight, takes no new
