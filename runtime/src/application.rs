@@ -682,6 +682,7 @@ impl Application {
     /// Like [`lock_commands`](Self::lock_commands), waiting without
     /// blocking the thread (for async code: see
     /// [`AsyncApplication::lock_commands`](crate::asynchronous::AsyncApplication::lock_commands)).
+    #[cfg(feature = "tokio")]
     pub(crate) async fn lock_commands_async<A: Aggregate>(
         &self,
         ids: &[A::Id],
