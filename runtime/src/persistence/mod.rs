@@ -29,7 +29,7 @@
 //! (`ApplicationBuilder::modules`) for `PERSISTENCE_MODULE` to select.
 
 pub use annals_core::persistence::{
-    memory, wake, AggregateRecorder, ApplicationRecorder, EventQuery, MemoryStore, Modules,
+    dcb, memory, wake, AggregateRecorder, ApplicationRecorder, EventQuery, MemoryStore, Modules,
     Notification, NotificationQuery, OpenStore, ProcessRecorder, Recorders, Store, StoreTx,
     StoredEvent, Tracking, TrackingLayout,
 };
