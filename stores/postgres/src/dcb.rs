@@ -34,6 +34,11 @@ use annals_core::persistence::wake::{Notifier, Signal, Watch};
 /// `dcb_conditional_append_tt`, which lock the events table, check the
 /// condition, insert and `NOTIFY` in one statement.
 ///
+/// An append without a condition goes through `dcb_conditional_append_tt`
+/// with no query items (it never conflicts), so that it takes the table's
+/// lock and positions commit in order, which Python's
+/// `dcb_unconditional_append_tt` does not ensure.
+///
 /// Reads and appends take Python's paths: a query whose items all have
 /// tags is read through the tags table, and appended on by
 /// `dcb_conditional_append_tt`; a query of one type alone is read by type;
@@ -425,10 +430,30 @@ impl DcbRecorder for PostgresDcbRecorder {
         let mut conn = self.connections.checkout()?;
         let client = &mut conn.client;
         let last: i64 = match condition {
-            None => client
-                .query_one(&self.sql.unconditional_append, &[&pg_events])
-                .and_then(|row| row.try_get(0))
-                .map_err(|e| self.error(context, e))?,
+            // Through the conditional function with no query items: it
+            // never conflicts, and it takes the table's lock, so positions
+            // commit in order (Python's unconditional function takes none:
+            // two of its appends may commit out of order, and a reader
+            // that saw the later one could pass the earlier by).
+            None => {
+                let no_items: Vec<PgQueryItem> = Vec::new();
+                let after: Option<i64> = None;
+                let rows = client
+                    .query(
+                        &self.sql.conditional_append,
+                        &[&no_items, &after, &pg_events],
+                    )
+                    .map_err(|e| self.error(context, e))?;
+                match rows.first() {
+                    Some(row) => row.try_get(0).map_err(|e| self.error(context, e))?,
+                    None => {
+                        return Err(Error::persistence(
+                            format!("{context} ({})", self.sql.events_table),
+                            "the append function returned no position",
+                        ))
+                    }
+                }
+            }
             Some(condition) if all_items_have_tags(&condition.fail_if_events_match) => {
                 let items = query_items(&condition.fail_if_events_match);
                 let after = condition

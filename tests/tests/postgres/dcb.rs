@@ -79,3 +79,64 @@ fn the_tables_are_pythons_and_opening_again_keeps_them() {
         .ddl()
         .contains("CREATE TYPE \"dcb_layout\".\"dcb_event_tt\""));
 }
+
+/// An append without a condition waits for an append in progress (here
+/// Python's unconditional function, in a transaction not yet committed)
+/// instead of taking a later position and committing first: a follower
+/// that read after the later position would pass the earlier by.
+#[test]
+fn an_unconditional_append_commits_after_the_append_in_progress() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use annals::persistence::dcb::{DcbEvent, DcbQuery};
+
+    let Some(config) = fresh_schema("dcb_commit_order") else {
+        annals::testing::skipped("an_unconditional_append_commits_after_the_append_in_progress");
+        return;
+    };
+    let store: Arc<dyn DcbRecorder> =
+        Arc::new(PostgresDcbRecorder::open(&config, "Courses").expect("open"));
+    let mut python = client(&config);
+    let mut in_progress = python.transaction().expect("begin");
+    let first: i64 = in_progress
+        .query_one(
+            "SELECT * FROM \"dcb_commit_order\".\"dcb_unconditional_append_tt\"(\
+             ARRAY[ROW('T', '\\x01'::bytea, ARRAY['a'])::\"dcb_commit_order\".\"dcb_event_tt\"])",
+            &[],
+        )
+        .expect("Python's unconditional append")
+        .get(0);
+    assert_eq!(first, 1);
+    let (appended, has_appended) = mpsc::channel();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let position = store.append(&[DcbEvent::new("T", vec![2])], None);
+            let _ = appended.send(position);
+        })
+    };
+    assert!(
+        has_appended
+            .recv_timeout(Duration::from_millis(500))
+            .is_err(),
+        "annals' append waits for the one in progress"
+    );
+    let read = store.read(&DcbQuery::all(), None, None).expect("read");
+    assert!(read.events.is_empty(), "nothing committed yet: {read:?}");
+    in_progress.commit().expect("commit");
+    let position = has_appended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("annals' append goes on")
+        .expect("annals' append");
+    assert_eq!(position, 2);
+    writer.join().expect("the writer");
+    let positions: Vec<u64> = store
+        .read(&DcbQuery::all(), None, None)
+        .expect("read")
+        .events
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(positions, [1, 2]);
+}
