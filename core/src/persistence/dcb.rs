@@ -335,12 +335,26 @@ pub trait DcbRecorder: Send + Sync {
     }
 }
 
-/// The error of an append with no events.
+/// The error of an append with no events (Python's `ProgrammingError`),
+/// for stores to return.
+///
+/// ```
+/// let err = annals_core::persistence::dcb::no_events();
+/// assert!(!err.is_conflict());
+/// ```
 pub fn no_events() -> Error {
     Error::persistence("appending DCB events", "an append needs at least one event")
 }
 
-/// The error of an append whose condition failed.
+/// The error of an append whose condition failed (Python's
+/// `IntegrityError`): a [`Conflict`](crate::Error::Conflict), for stores to
+/// return.
+///
+/// ```
+/// use annals_core::persistence::dcb::{condition_failed, DcbAppendCondition};
+///
+/// assert!(condition_failed(&DcbAppendCondition::default().after(Some(3))).is_conflict());
+/// ```
 pub fn condition_failed(condition: &DcbAppendCondition) -> Error {
     Error::conflict(format!(
         "an event matching the append condition's query is stored after position {}",
