@@ -71,3 +71,42 @@ pub struct Tracking {
     /// The processed notification's id.
     pub notification_id: u64,
 }
+
+/// "The request with idempotency key `key` was carried out, and answered
+/// `outcome`": stored with the events of that request, in the same
+/// transaction, so that a retried request with the same key finds it and
+/// answers the same, storing nothing twice
+/// ([`ProcessRecorder::insert_events_keyed`](crate::persistence::ProcessRecorder::insert_events_keyed)).
+///
+/// ```
+/// use annals_core::persistence::memory::MemoryRecorder;
+/// use annals_core::persistence::{KeyedOutcome, ProcessRecorder, StoredEvent};
+///
+/// let recorder = MemoryRecorder::new();
+/// let deposited = StoredEvent {
+///     originator_id: "account-1".into(),
+///     originator_version: 2,
+///     topic: "Account.Deposited".into(),
+///     state: br#"{"amount":10}"#.to_vec(),
+/// };
+/// let outcome = KeyedOutcome {
+///     key: "request-7".into(),
+///     outcome: br#"{"balance":10}"#.to_vec(),
+/// };
+/// recorder.insert_events_keyed(&[deposited.clone()], None, &outcome)?;
+/// // The retried request finds the first one's answer ...
+/// assert_eq!(recorder.select_outcome("request-7")?, Some(outcome.outcome.clone()));
+/// // ... and could not store its events again.
+/// let again = StoredEvent { originator_version: 3, ..deposited };
+/// assert!(recorder.insert_events_keyed(&[again], None, &outcome).unwrap_err().is_conflict());
+/// # Ok::<(), annals_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedOutcome {
+    /// The idempotency key the client chose for its request (an HTTP
+    /// `Idempotency-Key` header): unique in the application's store.
+    pub key: String,
+    /// What the request answered, encoded (the application stores its
+    /// command's output as JSON, sealed as event states are).
+    pub outcome: Vec<u8>,
+}

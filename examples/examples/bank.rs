@@ -6,10 +6,11 @@
 //! cargo run --example bank                              # a short demo against itself
 //! cargo run --example bank -- serve 127.0.0.1:3000      # serve until SIGTERM or Ctrl-C
 //! curl -X POST localhost:3000/accounts -H 'content-type: application/json' -d '{"owner":"Ada"}'
+//! curl localhost:3000/metrics                           # annals' metrics, for Prometheus
 //! ```
 
 use annals::prelude::*;
-use annals_examples::bank::{serve, shutdown_signal, AccountView, Bank};
+use annals_examples::bank::{prometheus, serve, shutdown_signal, AccountView, Bank};
 use serde_json::json;
 
 type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
@@ -19,6 +20,11 @@ async fn bank() -> Result<Bank> {
     if std::env::var_os("PERSISTENCE_MODULE").is_none() {
         builder = builder.sqlite("bank.db");
     }
+    // A service keeps the accounts it serves in memory: a get then reads
+    // only the events after the cached version, not the whole stream.
+    if std::env::var_os("AGGREGATE_CACHE_MAXSIZE").is_none() {
+        builder = builder.cache(10_000);
+    }
     Ok(Bank::build(builder).await?)
 }
 
@@ -26,7 +32,9 @@ async fn bank() -> Result<Bank> {
 async fn main() -> Result<()> {
     annals_examples::init_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let bank = bank().await?;
+    // Before the application is built: it registers its metrics then.
+    let metrics = prometheus()?;
+    let bank = bank().await?.with_metrics(metrics);
     match args.first().map(String::as_str) {
         Some("serve") => {
             let addr = args.get(1).map_or("127.0.0.1:3000", String::as_str);
@@ -101,6 +109,18 @@ async fn demo(bank: Bank) -> Result<()> {
         .collect();
     println!("balances of Ada and Bob, from the projection: {ours:?}");
     assert_eq!(ours, [("Ada", 70), ("Bob", 30)]);
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let saves = metrics
+        .lines()
+        .find(|line| line.starts_with("annals_saves_total{"))
+        .ok_or("no annals_saves_total in /metrics")?;
+    println!("from /metrics: {saves}");
     server.abort();
     Ok(())
 }

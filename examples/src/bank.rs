@@ -15,18 +15,27 @@
 //! | `GET /health` | 200 `{"status": "ok"}` while the process serves |
 //! | `GET /ready` | 200 when the store answers, else 503 |
 //! | `GET /openapi.json` | the OpenAPI description of these routes ([`openapi`]) |
+//! | `GET /metrics` | annals' metrics in Prometheus' text format ([`Bank::with_metrics`]); 404 when the bank exports none |
+//!
+//! The `POST`s take an `Idempotency-Key` header (1 to 255 visible ASCII
+//! characters; 400 otherwise): a request sent again with the same key to
+//! the same path (a client's retry after a timeout) gets the first one's
+//! answer, and nothing is applied twice, even when the first ran in
+//! another process (`Application::execute_once`: the key is stored with
+//! the request's events, in one transaction). A refused request (422)
+//! stores no key. The first answer is kept whatever the retry's body says.
 //!
 //! It is served as a service must be ([`crate::service`]): every answer
 //! carries an `x-request-id` header (the request's own, or a new UUID),
 //! which the request's span carries too; request heads have 10 s and
 //! requests 10 s; at most 512 requests run at once; [`serve`] stops
 //! gracefully, answering every request in flight. Every error is JSON
-//! `{"error", "message"}`: 400 for malformed JSON, ids or request heads,
-//! 404 for unknown accounts and paths, 405 for wrong methods, 408 for
-//! requests too slow, 409 when a conflict outlasts the retries, 413 for
-//! bodies over 16 KiB, 415 without a JSON content type, 422 when the bank
-//! refuses, 431 for request heads over 16 KiB, 503 when the store is
-//! down.
+//! `{"error", "message"}`: 400 for malformed JSON, ids, request heads or
+//! idempotency keys, 404 for unknown accounts and paths, 405 for wrong
+//! methods, 408 for requests too slow, 409 when a conflict outlasts the
+//! retries, 413 for bodies over 16 KiB, 415 without a JSON content type,
+//! 422 when the bank refuses, 431 for request heads over 16 KiB, 503 when
+//! the store is down.
 
 use std::sync::Arc;
 
@@ -41,6 +50,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 
 use crate::service::{self, Limits};
@@ -206,11 +216,13 @@ impl From<&Account> for AccountView {
     }
 }
 
-/// The service's state: the bank and its balances projection.
+/// The service's state: the bank, its balances projection, and where its
+/// metrics are rendered from (if it exports them).
 #[derive(Clone)]
 pub struct Bank {
     app: AsyncApplication,
     balances: Arc<Projection<rusqlite::Connection>>,
+    metrics: Option<PrometheusHandle>,
 }
 
 impl std::fmt::Debug for Bank {
@@ -236,7 +248,18 @@ impl Bank {
         Ok(Self {
             app: AsyncApplication::new(app),
             balances: Arc::new(balances),
+            metrics: None,
         })
+    }
+
+    /// The bank answering `GET /metrics` with what `handle`'s recorder
+    /// holds (see [`prometheus`]). The recorder must have been installed
+    /// before the application was built: annals registers an
+    /// application's metrics when it is built.
+    #[must_use]
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
     }
 
     /// The bank on the application `builder` makes, built (and its store
@@ -336,6 +359,7 @@ pub fn router_with(bank: Bank, limits: &Limits) -> Router {
                 )
             }),
         )
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -429,6 +453,55 @@ async fn ready(State(bank): State<Bank>) -> Answer<Status> {
     Ok(Json(Status { status: "ready" }))
 }
 
+/// Installs a Prometheus recorder for the process (annals' `_seconds`
+/// histograms with buckets from 100 µs to 10 s) and keeps it tidy (its
+/// upkeep every 5 seconds, on the current tokio runtime): call it before
+/// building the bank, and give the handle to [`Bank::with_metrics`].
+///
+/// # Errors
+///
+/// A recorder is installed already.
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub fn prometheus() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    const BUCKETS: [f64; 11] = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 1.0, 10.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)?
+        .install_recorder()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// The metrics in Prometheus' text format, when the bank exports them.
+async fn metrics(
+    State(bank): State<Bank>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let Some(handle) = &bank.metrics else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this bank exports no metrics",
+        ));
+    };
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        handle.render(),
+    ))
+}
+
 /// A JSON body whose rejections are JSON errors too.
 #[derive(Debug)]
 pub struct Body<T>(pub T);
@@ -474,6 +547,41 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     }
 }
 
+/// The longest `Idempotency-Key` taken.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The request's `Idempotency-Key` header, if it has one, scoped to the
+/// request's path (`"/accounts/{id}/deposit {key}"`): the same key sent
+/// to another path names another request. A header that is empty, longer
+/// than [`MAX_IDEMPOTENCY_KEY`] or not visible ASCII is a JSON 400.
+#[derive(Debug)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|key| !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!(
+                        "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} visible \
+                         ASCII characters"
+                    ),
+                )
+            })?;
+        Ok(Self(Some(format!("{} {key}", parts.uri.path()))))
+    }
+}
+
 /// `{"owner": ...}`.
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Open {
@@ -501,16 +609,48 @@ pub struct Transfer {
 
 type Answer<T> = Result<Json<T>, ApiError>;
 
-#[utoipa::path(post, path = "/accounts", request_body = Open, responses(
+#[utoipa::path(post, path = "/accounts", params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1 to 255 visible ASCII characters: the same key again to this path gets the first answer, and nothing is applied twice")), request_body = Open, responses(
     (status = 201, description = "the account, opened", body = AccountView),
     (status = 400, description = "malformed JSON", body = ErrorBody),
 ))]
 async fn open(
     State(bank): State<Bank>,
+    IdempotencyKey(key): IdempotencyKey,
     Body(open): Body<Open>,
 ) -> Result<(StatusCode, Json<AccountView>), ApiError> {
-    let account = bank.app.save(Account::open(open.owner)).await?;
-    Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
+    let view = match key {
+        None => AccountView::from(&bank.app.save(Account::open(open.owner)).await?),
+        Some(key) => {
+            bank.app
+                .call(move |app| open_once(app, &key, open.owner))
+                .await?
+        }
+    };
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Opens an account for `owner` once per idempotency key: the view of the
+/// account the key's first request opened, or a new account's, saved with
+/// the key. A conflict (another try of the request stored the key
+/// meanwhile) is tried again after a pause, and that try finds the key.
+fn open_once(app: &Application, key: &str, owner: String) -> annals::Result<AccountView> {
+    let policy = app.retry_policy();
+    let mut tried = 0;
+    loop {
+        tried += 1;
+        if let Some(first) = app.outcome::<AccountView>(key)? {
+            return Ok(first);
+        }
+        let mut account = Account::open(owner.clone());
+        let view = AccountView::from(&account);
+        match app.save_once(key, &mut account, &view) {
+            Ok(_) => return Ok(view),
+            Err(e) if e.is_conflict() && tried < policy.tries => {
+                std::thread::sleep(policy.pause(tried));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/accounts/{id}", params(("id" = Uuid, Path, description = "the account's id")), responses(
@@ -521,23 +661,24 @@ async fn account(State(bank): State<Bank>, Id(id): Id) -> Answer<AccountView> {
     Ok(Json(AccountView::from(&bank.app.get::<Account>(id).await?)))
 }
 
-/// Runs `command` on account `id` (retrying conflicts); the account after.
+/// Runs `command` on account `id` (retrying conflicts), once per
+/// idempotency key if there is one; the account after.
 async fn command(
     bank: &Bank,
     id: Uuid,
+    key: Option<String>,
     command: impl FnMut(&mut Account) -> Result<(), Refused> + Send + 'static,
 ) -> Answer<AccountView> {
     let mut command = command;
-    let view = bank
-        .app
-        .execute(id, move |account: &mut Account| {
-            command(account).map(|()| AccountView::from(&*account))
-        })
-        .await?;
+    let run = move |account: &mut Account| command(account).map(|()| AccountView::from(&*account));
+    let view = match key {
+        Some(key) => bank.app.execute_once(key, id, run).await?,
+        None => bank.app.execute(id, run).await?,
+    };
     Ok(Json(view))
 }
 
-#[utoipa::path(post, path = "/accounts/{id}/deposit", params(("id" = Uuid, Path, description = "the account's id")), request_body = Amount, responses(
+#[utoipa::path(post, path = "/accounts/{id}/deposit", params(("id" = Uuid, Path, description = "the account's id"), ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1 to 255 visible ASCII characters: the same key again to this path gets the first answer, and nothing is applied twice")), request_body = Amount, responses(
     (status = 200, description = "the account after", body = AccountView),
     (status = 404, description = "no such account", body = ErrorBody),
     (status = 409, description = "a conflict outlasted the retries", body = ErrorBody),
@@ -546,12 +687,13 @@ async fn command(
 async fn deposit(
     State(bank): State<Bank>,
     Id(id): Id,
+    IdempotencyKey(key): IdempotencyKey,
     Body(body): Body<Amount>,
 ) -> Answer<AccountView> {
-    command(&bank, id, move |a| a.deposit(body.amount)).await
+    command(&bank, id, key, move |a| a.deposit(body.amount)).await
 }
 
-#[utoipa::path(post, path = "/accounts/{id}/withdraw", params(("id" = Uuid, Path, description = "the account's id")), request_body = Amount, responses(
+#[utoipa::path(post, path = "/accounts/{id}/withdraw", params(("id" = Uuid, Path, description = "the account's id"), ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1 to 255 visible ASCII characters: the same key again to this path gets the first answer, and nothing is applied twice")), request_body = Amount, responses(
     (status = 200, description = "the account after", body = AccountView),
     (status = 404, description = "no such account", body = ErrorBody),
     (status = 409, description = "a conflict outlasted the retries", body = ErrorBody),
@@ -560,18 +702,23 @@ async fn deposit(
 async fn withdraw(
     State(bank): State<Bank>,
     Id(id): Id,
+    IdempotencyKey(key): IdempotencyKey,
     Body(body): Body<Amount>,
 ) -> Answer<AccountView> {
-    command(&bank, id, move |a| a.withdraw(body.amount)).await
+    command(&bank, id, key, move |a| a.withdraw(body.amount)).await
 }
 
-#[utoipa::path(post, path = "/accounts/{id}/close", params(("id" = Uuid, Path, description = "the account's id")), responses(
+#[utoipa::path(post, path = "/accounts/{id}/close", params(("id" = Uuid, Path, description = "the account's id"), ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1 to 255 visible ASCII characters: the same key again to this path gets the first answer, and nothing is applied twice")), responses(
     (status = 200, description = "the account, closed", body = AccountView),
     (status = 404, description = "no such account", body = ErrorBody),
     (status = 422, description = "refused: not empty, or closed already", body = ErrorBody),
 ))]
-async fn close(State(bank): State<Bank>, Id(id): Id) -> Answer<AccountView> {
-    command(&bank, id, Account::close).await
+async fn close(
+    State(bank): State<Bank>,
+    Id(id): Id,
+    IdempotencyKey(key): IdempotencyKey,
+) -> Answer<AccountView> {
+    command(&bank, id, key, Account::close).await
 }
 
 /// Both accounts' views after a transfer.
@@ -583,42 +730,56 @@ pub struct Transferred {
     pub to: AccountView,
 }
 
-#[utoipa::path(post, path = "/transfers", request_body = Transfer, responses(
+#[utoipa::path(post, path = "/transfers", params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, description = "1 to 255 visible ASCII characters: the same key again to this path gets the first answer, and nothing is applied twice")), request_body = Transfer, responses(
     (status = 200, description = "both accounts after", body = Transferred),
     (status = 404, description = "no such account", body = ErrorBody),
     (status = 409, description = "a conflict outlasted the retries", body = ErrorBody),
     (status = 422, description = "refused", body = ErrorBody),
 ))]
-async fn transfer(State(bank): State<Bank>, Body(t): Body<Transfer>) -> Answer<Transferred> {
+async fn transfer(
+    State(bank): State<Bank>,
+    IdempotencyKey(key): IdempotencyKey,
+    Body(t): Body<Transfer>,
+) -> Answer<Transferred> {
     if t.from == t.to {
         return Err(annals::application::CommandError::Rejected(Refused::SameAccount).into());
     }
+    // Both accounts in one save, while no other command of this process
+    // runs on either (so none conflicts with it): the turn is awaited
+    // without holding a thread. A conflict with another process is tried
+    // again after a jittered pause, as `execute` does. With an idempotency
+    // key, as `execute_once` does: each try looks the key up first, and
+    // the save stores it.
+    let _held = bank.app.lock_commands::<Account>(&[t.from, t.to]).await;
     let done = bank
         .app
         .call(
             move |app| -> Result<Transferred, annals::application::CommandError<Refused>> {
-                // Both accounts in one save, while no other command of this
-                // process runs on either (so none conflicts with it); a
-                // conflict with another process is tried again after a
-                // jittered pause, as `execute` does.
-                let _held = app.lock_commands::<Account>(&[t.from, t.to]);
                 let policy = app.retry_policy();
                 let mut tried = 0;
                 loop {
                     tried += 1;
+                    if let Some(key) = &key {
+                        if let Some(first) = app.outcome::<Transferred>(key)? {
+                            return Ok(first);
+                        }
+                    }
                     let mut from: Account = app.get(t.from)?;
                     let mut to: Account = app.get(t.to)?;
                     from.withdraw(t.amount)
                         .map_err(annals::application::CommandError::Rejected)?;
                     to.deposit(t.amount)
                         .map_err(annals::application::CommandError::Rejected)?;
-                    match app.save((&mut from, &mut to)) {
-                        Ok(_) => {
-                            return Ok(Transferred {
-                                from: AccountView::from(&from),
-                                to: AccountView::from(&to),
-                            })
-                        }
+                    let done = Transferred {
+                        from: AccountView::from(&from),
+                        to: AccountView::from(&to),
+                    };
+                    let saved = match &key {
+                        Some(key) => app.save_once(key, (&mut from, &mut to), &done),
+                        None => app.save((&mut from, &mut to)),
+                    };
+                    match saved {
+                        Ok(_) => return Ok(done),
                         Err(e) if e.is_conflict() && tried < policy.tries => {
                             std::thread::sleep(policy.pause(tried));
                         }

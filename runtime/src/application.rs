@@ -10,8 +10,11 @@ use crate::domain::{Aggregate, AggregateId, Metadata};
 use crate::error::{Error, Result};
 use crate::log::{NotificationLogReader, Subscription};
 use crate::mapper::Mapper;
+use crate::metrics::seconds_since;
 use crate::persistence::wake::Notifier;
-use crate::persistence::{EventQuery, Notification, NotificationQuery, ProcessRecorder, StoreTx};
+use crate::persistence::{
+    EventQuery, KeyedOutcome, Notification, NotificationQuery, ProcessRecorder, StoreTx,
+};
 use crate::repository::{Repository, Snapshots};
 use crate::settings;
 
@@ -149,7 +152,7 @@ impl Application {
     ///
     /// As [`save`](Self::save).
     pub fn save_with<S: Save>(&self, aggregates: S, metadata: Metadata) -> Result<Vec<u64>> {
-        self.store_pending(aggregates, metadata, None)
+        self.store_pending(aggregates, metadata, None, None)
     }
 
     /// Like [`save`](Self::save), and runs `writes` in the same database
@@ -210,19 +213,117 @@ impl Application {
         aggregates: S,
         mut writes: impl FnMut(&mut StoreTx<'_>) -> Result<()>,
     ) -> Result<Vec<u64>> {
-        self.store_pending(aggregates, Metadata::default(), Some(&mut writes))
+        self.store_pending(aggregates, Metadata::default(), Some(&mut writes), None)
+    }
+
+    /// Like [`save`](Self::save), and stores in the same transaction the
+    /// idempotency key `key` with `outcome` (as JSON, compressed and
+    /// encrypted as the events are, when the application does): what the
+    /// request that made these events answered, for its retries to find
+    /// ([`outcome`](Self::outcome)) instead of doing it again. Stores the
+    /// key even when no event is pending. [`execute_once`](Self::execute_once)
+    /// does the whole dance for a command on one aggregate; this is for
+    /// what it does not cover (a new aggregate, several in one save).
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// #[aggregate]
+    /// #[derive(Debug)]
+    /// pub struct Account { pub owner: String }
+    ///
+    /// #[aggregate]
+    /// impl Account {
+    ///     #[event("Opened")]
+    ///     pub fn open(owner: String) -> Self { Account { owner } }
+    /// }
+    ///
+    /// let app = Application::builder("Bank").build()?;
+    /// // A request to open an account, with the client's idempotency key,
+    /// // and its retry: the first is carried out, the retry finds its answer.
+    /// let open = |key: &str| -> annals::Result<Uuid> {
+    ///     if let Some(id) = app.outcome::<Uuid>(key)? {
+    ///         return Ok(id); // done before: nothing more is stored
+    ///     }
+    ///     let mut account = Account::open("Ada".into());
+    ///     let id = account.id();
+    ///     app.save_once(key, &mut account, &id)?;
+    ///     Ok(id)
+    /// };
+    /// let first = open("request-1")?;
+    /// assert_eq!(open("request-1")?, first);
+    /// assert_eq!(app.last_notification_id()?, Some(1), "one account opened");
+    /// assert_ne!(open("request-2")?, first);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`save`](Self::save); [`Error::Conflict`] when `key` is stored
+    /// already (another try of the same request was first: look its
+    /// outcome up), and then nothing is stored; [`Error::Encode`] when
+    /// `outcome` does not serialize; [`Error::Config`] naming
+    /// `PERSISTENCE_MODULE` for a store that keeps no keys (see
+    /// [`ProcessRecorder::insert_events_keyed`]).
+    pub fn save_once<S: Save, T: serde::Serialize + ?Sized>(
+        &self,
+        key: &str,
+        aggregates: S,
+        outcome: &T,
+    ) -> Result<Vec<u64>> {
+        let keyed = KeyedOutcome {
+            key: key.to_owned(),
+            outcome: self.mapper().seal_outcome(key, outcome)?,
+        };
+        self.store_pending(aggregates, Metadata::default(), None, Some(&keyed))
+    }
+
+    /// The outcome stored with idempotency key `key`
+    /// ([`save_once`](Self::save_once), [`execute_once`](Self::execute_once)),
+    /// as a `T`; `None` when no save stored the key.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug)]
+    /// # pub struct Note { pub text: String }
+    /// # #[aggregate]
+    /// # impl Note {
+    /// #     #[event("Written")]
+    /// #     pub fn write(text: String) -> Self { Note { text } }
+    /// # }
+    /// let app = Application::builder("Notes").build()?;
+    /// assert_eq!(app.outcome::<String>("request-1")?, None);
+    /// app.save_once("request-1", &mut Note::write("hello".into()), "written")?;
+    /// assert_eq!(app.outcome::<String>("request-1")?.as_deref(), Some("written"));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when the stored outcome does not decrypt or is not
+    /// a `T` (the key was used by another kind of request); store errors;
+    /// [`Error::Config`] naming `PERSISTENCE_MODULE` for a store that keeps
+    /// no keys.
+    pub fn outcome<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.recorder
+            .select_outcome(key)?
+            .map(|stored| self.mapper().open_outcome(key, stored))
+            .transpose()
     }
 
     /// Encodes and stores the pending events of `aggregates` (with
-    /// `writes` in the same transaction, if given), then does what follows
-    /// a save: clears them, updates the cache, takes due snapshots, wakes
-    /// in-process followers.
+    /// `writes`, or an idempotency key and its outcome, in the same
+    /// transaction, if given), then does what follows a save: clears them,
+    /// updates the cache, takes due snapshots, wakes in-process followers.
     fn store_pending<S: Save>(
         &self,
         mut aggregates: S,
         metadata: Metadata,
         writes: Option<&mut UserWrites<'_>>,
+        keyed: Option<&KeyedOutcome>,
     ) -> Result<Vec<u64>> {
+        let start = std::time::Instant::now();
         let span = tracing::debug_span!(
             "save",
             application = self.name.as_str(),
@@ -241,13 +342,21 @@ impl Application {
         if !span.is_disabled() {
             stored.record(&span, metadata.correlation_id);
         }
-        let inserted = match writes {
-            None if stored.events.is_empty() => return Ok(Vec::new()),
-            None => self.recorder.insert_events(&stored.events),
-            Some(writes) => self
+        let inserted = match (writes, keyed) {
+            // A key is stored even with no events: the command's outcome.
+            (None, Some(keyed)) => self
+                .recorder
+                .insert_events_keyed(&stored.events, None, keyed),
+            (None, None) if stored.events.is_empty() => return Ok(Vec::new()),
+            (None, None) => self.recorder.insert_events(&stored.events),
+            // (No caller gives both.)
+            (Some(writes), _) => self
                 .recorder
                 .insert_events_with(&stored.events, None, writes),
         };
+        let metrics = &self.repository.metrics;
+        metrics.save_seconds.record(seconds_since(start));
+        metrics.outcome(&inserted, stored.events.len());
         let ids = inserted.map_err(|e| stored.explain(e))?;
         if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
             span.record("first_notification_id", first);
@@ -440,6 +549,82 @@ impl Application {
         self.execute_with(id, policy, command)
     }
 
+    /// Like [`execute`](Self::execute), once per idempotency key: the
+    /// command's events are stored with `key` and its output (as JSON) in
+    /// one transaction, and a later call with the same key (a client's
+    /// retry after a timeout or a crash, in this process or another)
+    /// returns that first output without running the command again, so
+    /// nothing is stored twice.
+    ///
+    /// Each try holds the aggregate's command lock, looks the key up and,
+    /// if it is stored, returns its output; else runs the command and
+    /// saves its events with the key. A conflict (another process saved
+    /// the aggregate, or stored the key: a concurrent retry) is tried again
+    /// after a pause, as [`execute`](Self::execute) does, and that try
+    /// finds the key if the other stored it. A command that records no
+    /// event stores its key all the same.
+    ///
+    /// A rejected command ([`CommandError::Rejected`]) stores nothing, its
+    /// key neither: it changed nothing, so a retry runs it again and may
+    /// succeed if the aggregate changed meanwhile (a deposit made the
+    /// withdrawal possible). A key names one request: used again for
+    /// another command, it answers the first command's output (or fails
+    /// to decode, if its type differs).
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// #[aggregate]
+    /// #[derive(Debug)]
+    /// pub struct Account { pub balance: i64 }
+    ///
+    /// #[aggregate]
+    /// impl Account {
+    ///     #[event("Opened")]
+    ///     pub fn open() -> Self { Account { balance: 0 } }
+    ///     #[event("Deposited")]
+    ///     pub fn deposit(&mut self, amount: i64) { self.balance += amount; }
+    /// }
+    ///
+    /// let app = Application::builder("Bank").build()?;
+    /// let mut account = Account::open();
+    /// app.save(&mut account)?;
+    /// let deposit = |key: &str| {
+    ///     app.execute_once(key, account.id(), |a: &mut Account| {
+    ///         a.deposit(10);
+    ///         Ok::<_, String>(a.balance) // the output: the new balance
+    ///     })
+    /// };
+    /// assert_eq!(deposit("request-1")?, 10);
+    /// // The client did not hear back, and sends the request again.
+    /// assert_eq!(deposit("request-1")?, 10, "the first answer, not a second deposit");
+    /// assert_eq!(app.get::<Account>(account.id())?.balance, 10);
+    /// assert_eq!(deposit("request-2")?, 20, "another request");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute); [`Error::Encode`] when the output
+    /// does not serialize; [`Error::Decode`] when the key's stored output
+    /// is not a `T`; [`Error::Config`] naming `PERSISTENCE_MODULE` for a
+    /// store that keeps no keys (see [`ProcessRecorder::insert_events_keyed`]).
+    pub fn execute_once<A, T, E, F>(
+        &self,
+        key: &str,
+        id: impl Into<A::Id>,
+        command: F,
+    ) -> Result<T, CommandError<E>>
+    where
+        A: Aggregate,
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: FnMut(&mut A) -> Result<T, E>,
+    {
+        let id = id.into();
+        let _held = self.lock_commands::<A>(std::slice::from_ref(&id));
+        self.execute_once_held(key, id, command)
+    }
+
     /// How [`execute`](Self::execute) retries a command that conflicted
     /// with another process ([`ApplicationBuilder::retry_policy`]).
     pub fn retry_policy(&self) -> RetryPolicy {
@@ -487,10 +672,23 @@ impl Application {
     }
 
     /// Holds the command locks of aggregates `ids` until the guard is
-    /// dropped (see [`exclusive`](Self::exclusive)).
+    /// dropped (see [`exclusive`](Self::exclusive)). Commands waiting for
+    /// one aggregate take their turns in the order they came.
     pub fn lock_commands<A: Aggregate>(&self, ids: &[A::Id]) -> CommandGuard<'_> {
         self.commands
             .lock(ids.iter().map(AggregateId::to_stored).collect())
+    }
+
+    /// Like [`lock_commands`](Self::lock_commands), waiting without
+    /// blocking the thread (for async code: see
+    /// [`AsyncApplication::lock_commands`](crate::asynchronous::AsyncApplication::lock_commands)).
+    pub(crate) async fn lock_commands_async<A: Aggregate>(
+        &self,
+        ids: &[A::Id],
+    ) -> CommandGuard<'_> {
+        self.commands
+            .acquire(ids.iter().map(AggregateId::to_stored).collect())
+            .await
     }
 
     /// The body of `execute`: one command at a time on aggregate `id` in
@@ -499,7 +697,7 @@ impl Application {
         &self,
         id: impl Into<A::Id>,
         policy: RetryPolicy,
-        mut command: F,
+        command: F,
     ) -> Result<T, CommandError<E>>
     where
         A: Aggregate,
@@ -507,6 +705,69 @@ impl Application {
     {
         let id = id.into();
         let _held = self.lock_commands::<A>(std::slice::from_ref(&id));
+        self.execute_held(id, policy, command)
+    }
+
+    /// `execute`'s tries, while the caller holds aggregate `id`'s command
+    /// lock (the async facade waits for it without blocking a thread).
+    pub(crate) fn execute_held<A, T, E, F>(
+        &self,
+        id: A::Id,
+        policy: RetryPolicy,
+        command: F,
+    ) -> Result<T, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&mut A) -> Result<T, E>,
+    {
+        self.run_command(
+            id,
+            policy,
+            command,
+            || Ok(None),
+            |aggregate, _| self.save(aggregate),
+        )
+    }
+
+    /// `execute_once`'s tries, while the caller holds aggregate `id`'s
+    /// command lock.
+    pub(crate) fn execute_once_held<A, T, E, F>(
+        &self,
+        key: &str,
+        id: A::Id,
+        command: F,
+    ) -> Result<T, CommandError<E>>
+    where
+        A: Aggregate,
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: FnMut(&mut A) -> Result<T, E>,
+    {
+        self.run_command(
+            id,
+            self.retry,
+            command,
+            || self.outcome::<T>(key),
+            |aggregate, output| self.save_once(key, aggregate, output),
+        )
+    }
+
+    /// The body of `execute` and `execute_once`, while the caller holds
+    /// aggregate `id`'s command lock: each try asks `done` for an output
+    /// stored before (returned as it is), else gets the aggregate, runs
+    /// `command` and `store`s what it recorded with its output; a conflict
+    /// is retried by `policy`.
+    fn run_command<A, T, E, F>(
+        &self,
+        id: A::Id,
+        policy: RetryPolicy,
+        mut command: F,
+        mut done: impl FnMut() -> Result<Option<T>>,
+        mut store: impl FnMut(&mut A, &T) -> Result<Vec<u64>>,
+    ) -> Result<T, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&mut A) -> Result<T, E>,
+    {
         let tries = policy.tries;
         let span = tracing::debug_span!(
             "execute",
@@ -520,14 +781,19 @@ impl Application {
         loop {
             tried += 1;
             span.record("attempt", tried);
+            if let Some(value) = done()? {
+                tracing::debug!(aggregate = A::NAME, id = %id, "the idempotency key is stored: its first outcome, the command not run");
+                return Ok(value);
+            }
             let mut aggregate: A = self.repository.get(id.clone())?;
             let value = command(&mut aggregate).map_err(CommandError::Rejected)?;
-            match self.save(&mut aggregate) {
+            match store(&mut aggregate, &value) {
                 Ok(_) => return Ok(value),
                 Err(e) if e.is_conflict() && tried < tries.max(1) => {
                     // Not this process's: its commands on the aggregate
                     // wait for this one. Another's, then: pause, jittered.
                     let pause = policy.pause(tried);
+                    self.repository.metrics.retries.increment(1);
                     tracing::info!(aggregate = A::NAME, id = %id, tried, ?pause, "conflict; retrying the command");
                     std::thread::sleep(pause);
                 }

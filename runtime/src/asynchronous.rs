@@ -55,7 +55,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::application::{Application, ApplicationBuilder, CommandError};
+use crate::application::{Application, ApplicationBuilder, CommandError, CommandGuard};
 use crate::clock::Timestamp;
 use crate::domain::{Aggregate, DomainEvent};
 use crate::error::Result;
@@ -227,7 +227,54 @@ impl AsyncApplication {
         E: Send + 'static,
     {
         let id = id.into();
-        self.run(move |app| app.execute(id, command)).await
+        // The turn on the aggregate is awaited here, not on a thread: a
+        // hundred requests queued for one account hold no thread each.
+        let _held = self
+            .app
+            .lock_commands_async::<A>(std::slice::from_ref(&id))
+            .await;
+        let policy = self.app.retry_policy();
+        self.run(move |app| app.execute_held(id, policy, command))
+            .await
+    }
+
+    /// Holds the command locks of aggregates `ids` until the guard is
+    /// dropped, waiting for them without blocking a thread
+    /// ([`Application::lock_commands`]): for a command on several
+    /// aggregates in one save.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use annals::asynchronous::AsyncApplication;
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug)]
+    /// # pub struct Account { pub balance: i64 }
+    /// # #[aggregate]
+    /// # impl Account {
+    /// #     #[event("Opened")]
+    /// #     pub fn open(balance: i64) -> Self { Account { balance } }
+    /// #     #[event("Moved")]
+    /// #     pub fn moved(&mut self, amount: i64) { self.balance += amount; }
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// let app = AsyncApplication::new(Arc::new(Application::builder("Bank").build()?));
+    /// let (a, b) = (app.save(Account::open(10)).await?, app.save(Account::open(0)).await?);
+    /// let (a, b) = (a.id(), b.id());
+    /// let _held = app.lock_commands::<Account>(&[a, b]).await;
+    /// app.call(move |app| -> annals::Result<()> {
+    ///     let (mut from, mut to): (Account, Account) = (app.get(a)?, app.get(b)?);
+    ///     from.moved(-4);
+    ///     to.moved(4);
+    ///     app.save((&mut from, &mut to)).map(drop)
+    /// })
+    /// .await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn lock_commands<A: Aggregate>(&self, ids: &[A::Id]) -> CommandGuard<'_> {
+        self.app.lock_commands_async::<A>(ids).await
     }
 
     /// Like [`execute`](Self::execute), trying at most `tries` times.
@@ -249,6 +296,69 @@ impl AsyncApplication {
     {
         let id = id.into();
         self.run(move |app| app.execute_with_retries(id, tries, command))
+            .await
+    }
+
+    /// Runs `command` on aggregate `id` once per idempotency `key`: a
+    /// retried request with the same key gets the first one's output
+    /// back, and nothing is stored twice ([`Application::execute_once`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use annals::asynchronous::AsyncApplication;
+    /// use annals::prelude::*;
+    ///
+    /// #[aggregate]
+    /// #[derive(Debug)]
+    /// pub struct Account { pub balance: i64 }
+    ///
+    /// #[aggregate]
+    /// impl Account {
+    ///     #[event("Opened")]
+    ///     pub fn open() -> Self { Account { balance: 0 } }
+    ///     #[event("Deposited")]
+    ///     pub fn deposit(&mut self, amount: i64) { self.balance += amount; }
+    /// }
+    ///
+    /// # let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    /// # runtime.block_on(async {
+    /// let bank = AsyncApplication::new(Arc::new(Application::builder("Bank").build()?));
+    /// let account = bank.save(Account::open()).await?;
+    /// for _try in 0..2 {
+    ///     let balance = bank
+    ///         .execute_once("request-1".to_owned(), account.id(), |a: &mut Account| {
+    ///             a.deposit(10);
+    ///             Ok::<_, String>(a.balance)
+    ///         })
+    ///         .await?;
+    ///     assert_eq!(balance, 10); // both tries: one deposit
+    /// }
+    /// assert_eq!(bank.get::<Account>(account.id()).await?.balance, 10);
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::execute_once`].
+    pub async fn execute_once<A, T, E, F>(
+        &self,
+        key: impl Into<String>,
+        id: impl Into<A::Id>,
+        command: F,
+    ) -> Result<T, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&mut A) -> Result<T, E> + Send + 'static,
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+    {
+        let (key, id) = (key.into(), id.into());
+        let _held = self
+            .app
+            .lock_commands_async::<A>(std::slice::from_ref(&id))
+            .await;
+        self.run(move |app| app.execute_once_held(&key, id, command))
             .await
     }
 

@@ -81,7 +81,10 @@
 //! | `axum` | `web`: annals' errors as JSON responses |
 //! | `testing` | `testing`: given/when/then kits and the recorder contract suite |
 //!
-//! The memory store is always there. The traits a store implements, and
+//! The memory store is always there, and so are [`metrics`] (saves,
+//! events, conflicts, retries, latencies, followers' positions and lags,
+//! through the `metrics` facade: no-ops until the application installs a
+//! recorder, such as a Prometheus exporter). The traits a store implements, and
 //! what every store shares, are the crate `annals-core`'s, re-exported
 //! here ([`persistence`], [`error`], [`settings`], [`env`](mod@env)); a
 //! store written outside annals depends on `annals-core` alone.
@@ -96,6 +99,7 @@ pub mod clock;
 pub mod domain;
 pub mod log;
 pub mod mapper;
+pub mod metrics;
 pub mod persistence;
 pub mod repository;
 pub mod system;

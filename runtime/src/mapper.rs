@@ -291,6 +291,10 @@ enum SealError {
     Encrypt(String),
 }
 
+/// The topic an idempotency key's outcome is sealed under (its associated
+/// data, with the key): no event's, which has a `.`.
+const OUTCOME_TOPIC: &str = "idempotency key outcome";
+
 /// `,"_hash":"` + 64 hex digits + `"}`: what a hash-chained state ends with.
 const HASH_KEY: &[u8] = b",\"_hash\":\"";
 const HASH_SUFFIX: usize = HASH_KEY.len() + 64 + 2;
@@ -679,6 +683,49 @@ impl Mapper {
             aggregate: "stream",
             source: Box::new(e),
         })
+    }
+
+    /// The stored form of `outcome`, the outcome of a command with
+    /// idempotency key `key` (`Application::execute_once`): its JSON,
+    /// compressed and encrypted as event states are, bound to the key
+    /// (so an outcome moved to another key does not decrypt).
+    pub(crate) fn seal_outcome<T: serde::Serialize + ?Sized>(
+        &self,
+        key: &str,
+        outcome: &T,
+    ) -> Result<Vec<u8>> {
+        let encode = |source: Box<dyn std::error::Error + Send + Sync>| Error::Encode {
+            topic: OUTCOME_TOPIC,
+            aggregate: std::any::type_name::<T>(),
+            source,
+        };
+        let json = serde_json::to_vec(outcome).map_err(|e| encode(Box::new(e)))?;
+        self.seal(json, key, 0, OUTCOME_TOPIC)
+            .map_err(|e| encode(Box::new(e)))
+    }
+
+    /// The outcome stored with idempotency key `key`, opened and
+    /// deserialized: the inverse of [`seal_outcome`](Self::seal_outcome).
+    pub(crate) fn open_outcome<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        stored: Vec<u8>,
+    ) -> Result<T> {
+        let stored = StoredEvent {
+            originator_id: key.to_owned(),
+            originator_version: 0,
+            topic: OUTCOME_TOPIC.to_owned(),
+            state: stored,
+        };
+        let decode = |source: Box<dyn std::error::Error + Send + Sync>| Error::Decode {
+            topic: OUTCOME_TOPIC.to_owned(),
+            aggregate: std::any::type_name::<T>(),
+            id: format!("{key:?}"),
+            version: 0,
+            source,
+        };
+        let json = self.open(&stored).map_err(|e| decode(Box::new(e)))?;
+        serde_json::from_slice(&json).map_err(|e| decode(Box::new(e)))
     }
 
     /// Checks one link of a hash-chained stream whose type is not known:

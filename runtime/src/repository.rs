@@ -12,6 +12,7 @@ use crate::clock::Timestamp;
 use crate::domain::{self, Aggregate, AggregateId, AggregateState, Event};
 use crate::error::{Error, Result};
 use crate::mapper::Mapper;
+use crate::metrics::{seconds_since, AppMetrics};
 use crate::persistence::{AggregateRecorder, EventQuery, ProcessRecorder};
 
 type CacheKey = (TypeId, String);
@@ -232,6 +233,7 @@ pub struct Repository {
     pub(crate) mapper: Arc<Mapper>,
     pub(crate) snapshots: Option<Snapshots>,
     pub(crate) cache: Option<Cache>,
+    pub(crate) metrics: AppMetrics,
 }
 
 impl fmt::Debug for Repository {
@@ -279,7 +281,7 @@ impl Repository {
     /// [`Error::Integrity`] for a broken hash chain, [`Error::Corrupt`]);
     /// store errors.
     pub fn get<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<A> {
-        self.load(&id.into(), None)
+        self.timed(|| self.load(&id.into(), None))
     }
 
     /// The state of aggregate `id` as it was at `version` (the newest
@@ -316,7 +318,15 @@ impl Repository {
     /// its first), or was discarded by then; otherwise as
     /// [`get`](Self::get).
     pub fn get_at<A: Aggregate>(&self, id: impl Into<A::Id>, version: u64) -> Result<A> {
-        self.load(&id.into(), Some(version))
+        self.timed(|| self.load(&id.into(), Some(version)))
+    }
+
+    /// `get`, timed by `annals_get_seconds` (found or not).
+    fn timed<A>(&self, get: impl FnOnce() -> Result<A>) -> Result<A> {
+        let start = std::time::Instant::now();
+        let got = get();
+        self.metrics.get_seconds.record(seconds_since(start));
+        got
     }
 
     /// The state of aggregate `id` as it was at `timestamp`: its events
@@ -379,10 +389,14 @@ impl Repository {
     /// its creation event's), or was discarded by then; otherwise as
     /// [`get`](Self::get).
     pub fn get_as_of<A: Aggregate>(&self, id: impl Into<A::Id>, timestamp: Timestamp) -> Result<A> {
+        self.timed(|| self.replay_as_of(id.into(), timestamp))
+    }
+
+    /// The body of [`get_as_of`](Self::get_as_of).
+    fn replay_as_of<A: Aggregate>(&self, id: A::Id, timestamp: Timestamp) -> Result<A> {
         /// Events selected at a time: a timestamp early in a long stream
         /// reads little of it.
         const PAGE: usize = 256;
-        let id = id.into();
         let stored_id = id.to_stored();
         let mut aggregate: Option<A> = None;
         let mut chain = None;

@@ -47,7 +47,7 @@ pub fn qualified(config: &PostgresConfig, table: &str) -> String {
 /// names them).
 pub fn drop_postgres_tables(config: &PostgresConfig, name: &str) {
     let name = name.to_ascii_lowercase();
-    let tables: Vec<String> = ["events", "tracking", "snapshots"]
+    let tables: Vec<String> = ["events", "tracking", "snapshots", "outcomes"]
         .iter()
         .map(|t| qualified(config, &format!("{name}_{t}")))
         .collect();

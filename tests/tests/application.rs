@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use annals::env::Env;
 use annals::persistence::memory::MemoryRecorder;
-use annals::persistence::{AggregateRecorder, StoredEvent};
+use annals::persistence::{AggregateRecorder, ProcessRecorder, StoredEvent};
 use annals::prelude::*;
 use annals::{DomainEvent, Error};
 use serde::{Deserialize, Serialize};
@@ -422,4 +422,249 @@ fn commands_on_one_aggregate_in_one_process_never_conflict() {
         let counter: Counter = app.get(id).expect("get");
         assert_eq!((counter.count, counter.version()), (200, 201));
     }
+}
+
+/// What a keyed command answers: the balance after it, and a note that
+/// shows whether an outcome's bytes are stored in the clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Credited {
+    balance: i64,
+    note: String,
+}
+
+/// Every store the keyed-command tests run on: memory, a SQLite file,
+/// PostgreSQL when configured, and the object store on a directory.
+fn keyed_stores(app: &str) -> Vec<(&'static str, annals::Persistence)> {
+    let mut stores = annals_tests::stores::every_store(app);
+    let dir = annals_tests::stores::temp_dir().join(app);
+    stores.push((
+        "object",
+        annals::Persistence::store(annals::persistence::object::ObjectConfig::location(
+            dir.to_str().expect("a UTF-8 path"),
+        )),
+    ));
+    stores
+}
+
+/// The events stored by `app`, counted (PostgreSQL's notification ids may
+/// have gaps, so the log is read, not its last id).
+fn events_stored(app: &Application) -> usize {
+    app.notifications(1, 10_000).expect("the log").len()
+}
+
+/// A command retried with the same idempotency key returns the first
+/// outcome without running again, and its events are stored once; another
+/// key runs it again; a rejected command stores no key, so its retry runs.
+#[test]
+fn a_retried_command_with_the_same_key_returns_the_first_outcome_and_stores_once() {
+    for (store, persistence) in keyed_stores("keyed_commands") {
+        let app = Application::builder("keyed_commands")
+            .persistence(persistence)
+            .build()
+            .unwrap_or_else(|e| panic!("{store}: {e}"));
+        let mut account = Account::open();
+        app.save(&mut account).expect("save");
+        let id = account.id();
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let credit = |key: &str, amount: i64| {
+            app.execute_once(key, id, |a: &mut Account| {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if amount <= 0 {
+                    return Err(format!("cannot credit {amount}"));
+                }
+                a.credit(amount);
+                Ok(Credited {
+                    balance: a.balance,
+                    note: format!("credited {amount}"),
+                })
+            })
+        };
+        let first = credit("request-1", 10).unwrap_or_else(|e| panic!("{store}: {e}"));
+        assert_eq!(first.balance, 10, "{store}");
+        // The retry (with another amount, to show it is not run).
+        let retried = credit("request-1", 99).expect("the retry");
+        assert_eq!(retried, first, "{store}: the first outcome");
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{store}: run once"
+        );
+        assert_eq!(app.get::<Account>(id).expect("get").balance, 10, "{store}");
+        assert_eq!(events_stored(&app), 2, "{store}: opened, credited once");
+        assert_eq!(
+            app.outcome::<Credited>("request-1").expect("outcome"),
+            Some(first),
+            "{store}"
+        );
+
+        // Another key: another request, carried out.
+        assert_eq!(
+            credit("request-2", 5).expect("another key").balance,
+            15,
+            "{store}"
+        );
+        assert_eq!(events_stored(&app), 3, "{store}");
+
+        // Rejected: nothing stored, no key; the retry runs the command again.
+        let rejected = credit("request-3", -1);
+        assert!(
+            matches!(&rejected, Err(annals::CommandError::Rejected(why)) if why == "cannot credit -1"),
+            "{store}: {rejected:?}"
+        );
+        assert_eq!(
+            app.outcome::<Credited>("request-3").expect("outcome"),
+            None,
+            "{store}"
+        );
+        assert_eq!(
+            credit("request-3", 1).expect("the retry runs").balance,
+            16,
+            "{store}"
+        );
+        assert_eq!(events_stored(&app), 4, "{store}");
+
+        // A key whose outcome is of another type: a decode error, not a
+        // second run.
+        let reused = app.execute_once("request-1", id, |a: &mut Account| {
+            a.credit(1);
+            Ok::<_, String>(a.balance)
+        });
+        assert!(
+            matches!(
+                &reused,
+                Err(annals::CommandError::Failed(Error::Decode { .. }))
+            ),
+            "{store}: {reused:?}"
+        );
+        assert_eq!(events_stored(&app), 4, "{store}");
+    }
+}
+
+/// A command that records no event stores its key all the same: its
+/// retry answers the first outcome.
+#[test]
+fn a_keyed_command_that_records_nothing_still_stores_its_key() {
+    let app = app();
+    let mut account = Account::open();
+    app.save(&mut account).expect("save");
+    let mut runs = 0;
+    for _ in 0..2 {
+        let balance = app
+            .execute_once("look", account.id(), |a: &mut Account| {
+                runs += 1;
+                Ok::<_, String>(a.balance)
+            })
+            .expect("a command");
+        assert_eq!(balance, 0);
+    }
+    assert_eq!(runs, 1);
+    assert_eq!(app.outcome::<i64>("look").expect("outcome"), Some(0));
+}
+
+/// Outcomes are sealed as event states are: with a cipher key set, the
+/// stored bytes do not show the output, and they open under their own key
+/// only.
+#[test]
+fn outcomes_are_encrypted_like_event_states() {
+    let recorder = Arc::new(MemoryRecorder::new());
+    let app = Application::builder("Bank")
+        .recorder(recorder.clone())
+        .cipher_key(annals::cipher::create_key())
+        .build()
+        .expect("app");
+    let mut account = Account::open();
+    app.save(&mut account).expect("save");
+    let outcome = app
+        .execute_once("secret", account.id(), |a: &mut Account| {
+            a.credit(7);
+            Ok::<_, String>(Credited {
+                balance: a.balance,
+                note: "a plain text note".into(),
+            })
+        })
+        .expect("command");
+    let stored = recorder
+        .select_outcome("secret")
+        .expect("select")
+        .expect("stored");
+    assert!(
+        !stored.windows(10).any(|w| w == b"plain text"),
+        "the outcome is stored encrypted"
+    );
+    assert_eq!(
+        app.outcome::<Credited>("secret").expect("open"),
+        Some(outcome)
+    );
+    // Moved to another key, it does not open.
+    recorder
+        .insert_events_keyed(
+            &[],
+            None,
+            &annals::persistence::KeyedOutcome {
+                key: "moved".into(),
+                outcome: stored,
+            },
+        )
+        .expect("insert");
+    let moved = app.outcome::<Credited>("moved");
+    assert!(matches!(moved, Err(Error::Decode { .. })), "{moved:?}");
+}
+
+/// Two applications on one SQLite file (as two processes would be, each
+/// with its own command locks) run the same keyed command from 4 threads
+/// each at once: it is applied once, and every call answers its outcome.
+/// Other keys in the same race are each applied once.
+#[test]
+fn concurrent_same_key_commands_from_two_applications_on_one_sqlite_file_apply_once() {
+    let db = annals_tests::stores::temp_sqlite("keyed_race");
+    let open = || {
+        Application::builder("Keyed")
+            .sqlite(db.clone())
+            .build()
+            .expect("app")
+    };
+    let (a, b) = (open(), open());
+    let mut counter = Counter::start();
+    a.save(&mut counter).expect("save");
+    let id = counter.id();
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    let barrier = std::sync::Barrier::new(8);
+    let answers: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (app, runs, barrier) = (if t % 2 == 0 { &a } else { &b }, &runs, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    (0..5)
+                        .map(|k| {
+                            app.execute_once(&format!("key-{k}"), id, |c: &mut Counter| {
+                                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                c.counted();
+                                Ok::<_, String>(c.count)
+                            })
+                            .unwrap_or_else(|e| panic!("thread {t}, key {k}: {e}"))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect()
+    });
+    let counter: Counter = b.get(id).expect("get");
+    assert_eq!(counter.count, 5, "each of the 5 keys applied once");
+    assert_eq!(events_stored(&a), 6);
+    for k in 0..5 {
+        let outcome: u64 = a
+            .outcome(&format!("key-{k}"))
+            .expect("outcome")
+            .expect("stored");
+        for (t, thread) in answers.iter().enumerate() {
+            assert_eq!(thread[k], outcome, "thread {t}, key-{k}: the first outcome");
+        }
+    }
+    // Runs that lost a race (their save conflicted) are not stored.
+    assert!(runs.into_inner() >= 5);
 }

@@ -172,3 +172,54 @@ async fn a_save_whose_future_is_dropped_is_whole_or_absent() {
         }
     }
 }
+
+/// A command waiting for its aggregate's turn holds no thread: with one
+/// blocking thread in all and a command queued on a held aggregate, a
+/// command on another aggregate still runs (it would wait forever if the
+/// queued one held the thread while it waited).
+#[test]
+fn a_command_waiting_for_its_turn_holds_no_thread() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(1)
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let school = school().await;
+        let fido = school
+            .save(Dog::register("Fido".into()))
+            .await
+            .expect("Fido");
+        let rex = school.save(Dog::register("Rex".into())).await.expect("Rex");
+        let held = school.lock_commands::<Dog>(&[fido.id()]).await;
+        let queued = tokio::spawn({
+            let school = school.clone();
+            let id = fido.id();
+            async move {
+                school
+                    .execute(id, |dog: &mut Dog| -> Result<(), String> {
+                        dog.add_trick("sit".into());
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        let other = school.execute(rex.id(), |dog: &mut Dog| -> Result<(), String> {
+            dog.add_trick("roll".into());
+            Ok(())
+        });
+        tokio::time::timeout(Duration::from_secs(10), other)
+            .await
+            .expect("the other aggregate's command is not stuck behind the queued one")
+            .expect("Rex's command");
+        assert!(!queued.is_finished(), "Fido is held");
+        drop(held);
+        queued
+            .await
+            .expect("no panic")
+            .expect("Fido's command, after its turn");
+        let fido: Dog = school.get(fido.id()).await.expect("Fido");
+        assert_eq!(fido.tricks, ["sit"]);
+    });
+}

@@ -341,6 +341,87 @@ fn a_save_cut_off_at_any_object_call_is_whole_or_absent() {
     }
 }
 
+/// Two recorders of one store, as two processes: the second, which has
+/// not read the first's keyed save, stores the same idempotency key. Its
+/// create-if-absent write finds the name taken, reads the first's save
+/// there, and its key is a conflict: nothing of its save is stored, and
+/// the key keeps the first outcome.
+#[test]
+fn a_key_stored_by_another_writer_is_a_conflict_for_the_write_that_loses() {
+    use annals::persistence::{EventQuery, KeyedOutcome};
+    let keyed = |outcome: &[u8]| KeyedOutcome {
+        key: "request-1".into(),
+        outcome: outcome.to_vec(),
+    };
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let root = Path::from("bank/events");
+    let first = ObjectRecorder::open(inner.clone(), root.clone()).unwrap();
+    let second = ObjectRecorder::open(inner.clone(), root.clone()).unwrap();
+    let event = annals::testing::contract::event;
+    first
+        .insert_events_keyed(&[event("a", 1, "Dog.Registered")], None, &keyed(b"first"))
+        .unwrap();
+    let err = second
+        .insert_events_keyed(&[event("b", 1, "Dog.Registered")], None, &keyed(b"second"))
+        .unwrap_err();
+    assert!(err.is_conflict(), "{}", err.report());
+    assert_eq!(
+        second.select_outcome("request-1").unwrap(),
+        Some(b"first".to_vec())
+    );
+    let reader = ObjectRecorder::open(inner, root).unwrap();
+    assert!(reader
+        .select_events("b", &EventQuery::all())
+        .unwrap()
+        .is_empty());
+    assert_eq!(reader.max_notification_id().unwrap(), 1);
+}
+
+/// A keyed save cut off at any object call (before or after the call
+/// takes effect) is whole or absent, its key with it: the client's retry
+/// (a new recorder, as after a crash) finds the key exactly when the
+/// events are stored.
+#[test]
+fn a_keyed_save_cut_off_at_any_object_call_stores_its_key_with_its_events_or_neither() {
+    use annals::persistence::{EventQuery, KeyedOutcome};
+    let event = annals::testing::contract::event;
+    for after in [false, true] {
+        for n in 1..=4 {
+            let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+            let faulty = Arc::new(Faulty::new(inner.clone(), after));
+            let root = Path::from("bank/events");
+            let recorder = ObjectRecorder::open(faulty.clone(), root.clone()).unwrap();
+            recorder
+                .insert_events(&[event("a", 1, "Dog.Registered")])
+                .unwrap();
+            faulty.calls.store(0, Ordering::SeqCst);
+            faulty.fail_at.store(n, Ordering::SeqCst);
+            let key = KeyedOutcome {
+                key: "request-1".into(),
+                outcome: b"done".to_vec(),
+            };
+            let saved =
+                recorder.insert_events_keyed(&[event("a", 2, "Dog.Registered")], None, &key);
+            faulty.fail_at.store(0, Ordering::SeqCst);
+
+            let retry = ObjectRecorder::open(inner.clone(), root.clone()).unwrap();
+            let stored = retry.select_events("a", &EventQuery::all()).unwrap().len() == 2;
+            let found = retry.select_outcome("request-1").unwrap();
+            assert_eq!(
+                found.is_some(),
+                stored,
+                "fault {n} (after: {after}): key and events"
+            );
+            if saved.is_ok() {
+                assert!(stored, "fault {n} (after: {after}): acknowledged");
+            }
+            if let Some(found) = found {
+                assert_eq!(found, b"done");
+            }
+        }
+    }
+}
+
 /// Two OS processes race 1,000 saves into one stream of one directory:
 /// every version is stored once, and the wins add up.
 #[test]

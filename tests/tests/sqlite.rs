@@ -102,7 +102,15 @@ fn the_tables_are_the_python_librarys() {
         .collect::<Result<_, _>>()
         .expect("rows");
     tables.sort();
-    assert_eq!(tables, ["stored_events", "stored_snapshots", "tracking"]);
+    assert_eq!(
+        tables,
+        [
+            "stored_events",
+            "stored_outcomes",
+            "stored_snapshots",
+            "tracking"
+        ]
+    );
     let row: (i64, String, i64, String, Vec<u8>) = conn
         .query_row(
             "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events",
@@ -488,7 +496,12 @@ impl Tables for SqliteTables {
     fn assert_nothing_renamed(&self, name: &str) {
         assert_eq!(
             table_names(&self.0),
-            ["stored_events", "stored_snapshots", "tracking"],
+            [
+                "stored_events",
+                "stored_outcomes",
+                "stored_snapshots",
+                "tracking"
+            ],
             "{name}: nothing renamed"
         );
     }
@@ -584,5 +597,13 @@ fn migrate_creates_the_tables_create_table_no_leaves_out() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["stored_events", "stored_snapshots", "tracking"]);
+    assert_eq!(
+        tables,
+        [
+            "stored_events",
+            "stored_outcomes",
+            "stored_snapshots",
+            "tracking"
+        ]
+    );
 }

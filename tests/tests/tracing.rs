@@ -313,8 +313,24 @@ fn the_cipher_key_is_in_no_span_or_event() {
             Ok::<_, String>(())
         })
         .expect("execute");
+        // A keyed command and its retry: neither the client's key nor
+        // the output is traced.
+        for _ in 0..2 {
+            let output = app
+                .execute_once("client-idempotency-key", dog.id(), |d: &mut Dog| {
+                    d.add_trick("roll over".into());
+                    Ok::<_, String>("an outcome the store keeps sealed".to_owned())
+                })
+                .expect("execute_once");
+            assert_eq!(output, "an outcome the store keeps sealed");
+        }
     });
     let text = capture.text();
+    assert!(!text.contains("client-idempotency-key"), "{text}");
+    assert!(
+        !text.contains("an outcome") && !text.contains("roll over"),
+        "{text}"
+    );
     assert!(!capture.spans("save").is_empty() && !capture.spans("get").is_empty());
     assert!(!capture.spans("execute").is_empty(), "{text}");
     assert!(!text.contains(&key), "the key is in {text}");

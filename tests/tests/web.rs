@@ -25,6 +25,10 @@ async fn start(persistence: Persistence) -> Service {
     let bank = Bank::build(Application::builder("Bank").persistence(persistence))
         .await
         .expect("the bank");
+    serve_bank(bank).await
+}
+
+async fn serve_bank(bank: Bank) -> Service {
     let app = bank.app().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -68,6 +72,34 @@ impl Service {
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.send(reqwest::Method::GET, path, None).await
+    }
+
+    /// A POST with an `Idempotency-Key` header.
+    async fn post_keyed(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("the service answers");
+        let status = response.status();
+        let body = response.json().await.expect("a JSON body");
+        (status, body)
+    }
+
+    /// How many events of each topic the bank's store holds.
+    async fn stored(&self) -> std::collections::BTreeMap<String, usize> {
+        self.app
+            .call(|app| {
+                let mut topics = std::collections::BTreeMap::new();
+                for n in app.notifications(1, 100_000).expect("the log") {
+                    *topics.entry(n.event.topic).or_insert(0) += 1;
+                }
+                topics
+            })
+            .await
     }
 
     async fn open(&self, owner: &str) -> AccountView {
@@ -389,6 +421,110 @@ async fn a_thousand_at_once(service: &Service) {
     }
 }
 
+/// Every POST sent twice with one `Idempotency-Key` is answered the same
+/// and applied once; another key (or the same key on another path) is
+/// another request; a refused request stores no key; a bad key is a 400.
+async fn idempotency_keys(service: &Service) {
+    let before = service.stored().await;
+    let count = |stored: &std::collections::BTreeMap<String, usize>, topic: &str| {
+        stored.get(topic).copied().unwrap_or(0) - before.get(topic).copied().unwrap_or(0)
+    };
+    let twice = |path: String, key: &'static str, body: Value| async move {
+        let first = service.post_keyed(&path, key, body.clone()).await;
+        let again = service.post_keyed(&path, key, body).await;
+        assert_eq!(again, first, "{path} with key {key}: the same answer");
+        first
+    };
+    let (status, ada) = twice("/accounts".into(), "open-ada", json!({"owner": "Ada"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{ada}");
+    let (_, bob) = twice("/accounts".into(), "open-bob", json!({"owner": "Bob"})).await;
+    let id = |view: &Value| view["id"].as_str().expect("an id").to_owned();
+    let (ada, bob) = (id(&ada), id(&bob));
+
+    let deposit = format!("/accounts/{ada}/deposit");
+    let (status, after) = twice(deposit.clone(), "dep-1", json!({"amount": 100})).await;
+    assert_eq!(
+        (status, after["balance"].as_i64()),
+        (StatusCode::OK, Some(100))
+    );
+    // Another key: another deposit. The same key on another path: another
+    // request too.
+    let (_, after) = twice(deposit.clone(), "dep-2", json!({"amount": 5})).await;
+    assert_eq!(after["balance"].as_i64(), Some(105));
+    let withdraw = format!("/accounts/{ada}/withdraw");
+    let (status, after) = twice(withdraw.clone(), "dep-1", json!({"amount": 5})).await;
+    assert_eq!(
+        (status, after["balance"].as_i64()),
+        (StatusCode::OK, Some(100))
+    );
+
+    // Refused: 422, no key stored, so the retry after a deposit goes through.
+    let refused = service
+        .post_keyed(&withdraw, "big", json!({"amount": 150}))
+        .await;
+    assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "rejected");
+    twice(deposit.clone(), "dep-3", json!({"amount": 50})).await;
+    let (status, after) = twice(withdraw.clone(), "big", json!({"amount": 150})).await;
+    assert_eq!(
+        (status, after["balance"].as_i64()),
+        (StatusCode::OK, Some(0))
+    );
+    twice(deposit.clone(), "dep-4", json!({"amount": 60})).await;
+
+    let (status, moved) = twice(
+        "/transfers".into(),
+        "move-1",
+        json!({"from": ada, "to": bob, "amount": 60}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(
+        (
+            moved["from"]["balance"].as_i64(),
+            moved["to"]["balance"].as_i64()
+        ),
+        (Some(0), Some(60))
+    );
+    let close = format!("/accounts/{ada}/close");
+    let (status, closed) = twice(close, "close-ada", json!({})).await;
+    assert_eq!(
+        (status, closed["closed"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+
+    let (_, account) = service.get(&format!("/accounts/{bob}")).await;
+    assert_eq!(account["balance"].as_i64(), Some(60), "moved once");
+    let stored = service.stored().await;
+    assert_eq!(count(&stored, "Account.Opened"), 2, "{stored:?}");
+    assert_eq!(
+        count(&stored, "Account.Deposited"),
+        5,
+        "4 deposits, 1 transfer"
+    );
+    assert_eq!(
+        count(&stored, "Account.Withdrawn"),
+        3,
+        "2 withdrawals, 1 transfer"
+    );
+    assert_eq!(count(&stored, "Account.Closed"), 1);
+
+    // Keys that are not 1 to 255 visible ASCII characters.
+    for bad in [Vec::new(), vec![b'k'; 256], "café".as_bytes().to_vec()] {
+        let response = service
+            .client
+            .post(format!("{}{deposit}", service.base))
+            .header("Idempotency-Key", bad)
+            .json(&json!({"amount": 1}))
+            .send()
+            .await
+            .expect("an answer");
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_error(&(status, body), StatusCode::BAD_REQUEST, "bad_request");
+    }
+    assert_eq!(service.stored().await, stored, "nothing stored");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_bank_over_http_on_sqlite() {
     let service = start(Persistence::Sqlite(
@@ -397,6 +533,7 @@ async fn the_bank_over_http_on_sqlite() {
     .await;
     every_endpoint(&service).await;
     a_thousand_at_once(&service).await;
+    idempotency_keys(&service).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -412,6 +549,7 @@ async fn the_bank_over_http_on_postgres() {
     let service = start(Persistence::Postgres(server)).await;
     every_endpoint(&service).await;
     a_thousand_at_once(&service).await;
+    idempotency_keys(&service).await;
 }
 
 /// Stopping the server answers the request in flight, takes no new
@@ -758,4 +896,56 @@ async fn the_openapi_description_is_checked_in_and_lists_the_routes() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_for_prometheus_when_the_bank_exports_them() {
+    // A recorder for this bank alone, not the process's: the tests of this
+    // binary run side by side. The application registers its metrics in
+    // the recorder current when it is built.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let app = metrics::with_local_recorder(&recorder, || Application::builder("Bank").build())
+        .expect("the application");
+    let bank = Bank::new(std::sync::Arc::new(app))
+        .expect("the bank")
+        .with_metrics(handle);
+    let service = serve_bank(bank).await;
+    let ada = service.open("Ada").await;
+    let (status, body) = service
+        .post(
+            &format!("/accounts/{}/deposit", ada.id),
+            json!({ "amount": 10 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = service
+        .client
+        .get(format!("{}/metrics", service.base))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(answer
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/plain")));
+    let text = answer.text().await.expect("the body");
+    for line in [
+        "annals_saves_total{application=\"Bank\"} 2",
+        "annals_events_saved_total{application=\"Bank\"} 2",
+        "# TYPE annals_saves_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    assert!(text.contains("annals_get_seconds"), "{text}");
+
+    // A bank given no handle exports nothing.
+    let plain = start(Persistence::Memory).await;
+    assert_error(
+        &plain.get("/metrics").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
 }

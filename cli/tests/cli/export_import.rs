@@ -111,6 +111,11 @@ fn export_import_round_trips_100k_events_between_sqlite_and_postgres_and_resumes
     }
     import.kill().expect("kill the import");
     import.wait().expect("reap the import");
+    // The killed import's transaction may still be ending on the server
+    // (its COMMIT sent before the kill): a SHARE lock waits for it.
+    client
+        .batch_execute("BEGIN; LOCK TABLE clitarget_events IN SHARE MODE; COMMIT")
+        .expect("wait for the killed import's last transaction");
     let at_kill = count(&mut client);
     assert!(
         (20_000..total as i64).contains(&at_kill),

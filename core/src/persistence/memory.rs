@@ -5,8 +5,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::wake::{Notifier, Signal, Watch};
 use super::{
-    AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
-    ProcessRecorder, StoredEvent, Tracking,
+    AggregateRecorder, ApplicationRecorder, EventQuery, KeyedOutcome, Notification,
+    NotificationQuery, ProcessRecorder, StoredEvent, Tracking,
 };
 use crate::error::{Error, Result};
 
@@ -46,6 +46,8 @@ pub struct LogIndex {
     streams: HashMap<String, BTreeMap<u64, usize>>,
     /// Per upstream application: the tracked notification ids.
     tracking: HashMap<String, TrackedIds>,
+    /// Idempotency keys and their outcomes.
+    outcomes: HashMap<String, Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +98,28 @@ impl LogIndex {
             .or_default();
         tracked.ids.insert(tracking.notification_id);
         tracked.max = tracked.max.max(tracking.notification_id);
+    }
+
+    /// A conflict if the key of `outcome` is stored already.
+    pub fn check_key(&self, outcome: &KeyedOutcome) -> Result<()> {
+        if self.outcomes.contains_key(&outcome.key) {
+            return Err(Error::conflict(format!(
+                "the idempotency key {:?} is stored already (its request was carried out)",
+                outcome.key
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records `outcome` (checked).
+    pub fn record_key(&mut self, outcome: &KeyedOutcome) {
+        self.outcomes
+            .insert(outcome.key.clone(), outcome.outcome.clone());
+    }
+
+    /// The outcome stored with idempotency key `key`.
+    pub fn outcome(&self, key: &str) -> Option<&[u8]> {
+        self.outcomes.get(key).map(Vec::as_slice)
     }
 
     /// A conflict if any of `events` is at a taken (id, version), or two
@@ -296,6 +320,32 @@ impl ProcessRecorder for MemoryRecorder {
     ) -> Result<Vec<u64>> {
         let _ = (events, tracking, writes);
         Err(crate::persistence::no_transaction("the memory store"))
+    }
+
+    fn insert_events_keyed(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        outcome: &KeyedOutcome,
+    ) -> Result<Vec<u64>> {
+        let mut state = self.write();
+        state.check_key(outcome)?;
+        if let Some(tracking) = tracking {
+            state.check_tracking(tracking)?;
+        }
+        state.check(events)?;
+        let ids = state.insert(events);
+        if let Some(tracking) = tracking {
+            state.track(tracking);
+        }
+        state.record_key(outcome);
+        drop(state);
+        self.committed.notify();
+        Ok(ids)
+    }
+
+    fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.read().outcome(key).map(<[u8]>::to_vec))
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {

@@ -8,7 +8,9 @@
 //! - [`ApplicationRecorder`]: plus notifications, every event of the
 //!   application in one total order;
 //! - [`ProcessRecorder`]: plus tracking records, stored in the same
-//!   transaction as the events they caused.
+//!   transaction as the events they caused, and idempotency keys with
+//!   the outcome of the request that stored the events
+//!   ([`KeyedOutcome`]).
 //!
 //! Every recorder passes the same contract suite
 //! (`testing::contract`, feature `testing`).
@@ -33,11 +35,11 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::error::Result;
-pub use crate::rows::{Notification, StoredEvent, Tracking};
+pub use crate::rows::{KeyedOutcome, Notification, StoredEvent, Tracking};
 pub use modules::{Modules, OpenStore};
 pub use store::{MemoryStore, Recorders, Store};
 pub use tracking::{TrackingLayout, MIGRATION_ROW};
-pub use tx::{no_transaction, transaction_lost, StoreTx, UserWrites};
+pub use tx::{no_idempotency_keys, no_transaction, transaction_lost, StoreTx, UserWrites};
 use wake::{Signal, Watch};
 
 /// `value` as a database's signed 64-bit integer (SQLite's INTEGER,
@@ -258,6 +260,70 @@ pub trait ProcessRecorder: ApplicationRecorder {
     ) -> Result<Vec<u64>> {
         let _ = (events, tracking, writes);
         Err(tx::no_transaction(std::any::type_name::<Self>()))
+    }
+
+    /// Inserts `events` and `tracking` (if any) as
+    /// [`insert_events_tracked`](Self::insert_events_tracked) does and, in
+    /// the same transaction, `outcome`: an idempotency key and what the
+    /// request that made these events answered. A second insert of a key
+    /// that is stored is a [`Conflict`](crate::Error::Conflict) and stores
+    /// nothing (neither its events nor its tracking record); so is a
+    /// conflict of the events, which stores no key. A retried request
+    /// finds its first outcome with [`select_outcome`](Self::select_outcome)
+    /// (`Application::execute_once` does both).
+    ///
+    /// The keys of one application are one namespace, kept as long as its
+    /// events (SQLite: the table `stored_outcomes`, or
+    /// `{prefix}_outcomes`; PostgreSQL: `{name}_outcomes`; the object
+    /// store: in the save objects).
+    ///
+    /// The built-in stores and the memory store implement it. The default,
+    /// for a store that does not (a user's own store written before it),
+    /// stores nothing and is an [`Error::Config`] naming
+    /// `PERSISTENCE_MODULE`; a store that wraps another should pass the
+    /// call on.
+    ///
+    /// See [`KeyedOutcome`] for an example.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert_events_tracked`](Self::insert_events_tracked), and a
+    /// conflict when the key is stored.
+    fn insert_events_keyed(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        outcome: &KeyedOutcome,
+    ) -> Result<Vec<u64>> {
+        let _ = (events, tracking, outcome);
+        Err(tx::no_idempotency_keys(std::any::type_name::<Self>()))
+    }
+
+    /// The outcome stored with idempotency key `key`
+    /// ([`insert_events_keyed`](Self::insert_events_keyed)); `None` when
+    /// the key is not stored.
+    ///
+    /// The default, for a store that keeps no keys, is an
+    /// [`Error::Config`] naming `PERSISTENCE_MODULE`.
+    ///
+    /// ```
+    /// use annals_core::persistence::memory::MemoryRecorder;
+    /// use annals_core::persistence::{KeyedOutcome, ProcessRecorder};
+    ///
+    /// let recorder = MemoryRecorder::new();
+    /// assert_eq!(recorder.select_outcome("request-1")?, None);
+    /// let outcome = KeyedOutcome { key: "request-1".into(), outcome: b"42".to_vec() };
+    /// recorder.insert_events_keyed(&[], None, &outcome)?;
+    /// assert_eq!(recorder.select_outcome("request-1")?, Some(b"42".to_vec()));
+    /// # Ok::<(), annals_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The store's errors; the default's.
+    fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let _ = key;
+        Err(tx::no_idempotency_keys(std::any::type_name::<Self>()))
     }
 
     /// The highest notification id of `application_name` that is tracked

@@ -14,7 +14,8 @@ use tracing::Span;
 
 use super::wake::{Signal, Watch};
 use super::{
-    AggregateRecorder, ApplicationRecorder, EventQuery, NotificationQuery, ProcessRecorder, StoreTx,
+    AggregateRecorder, ApplicationRecorder, EventQuery, KeyedOutcome, NotificationQuery,
+    ProcessRecorder, StoreTx,
 };
 use crate::error::Result;
 use crate::rows::{Notification, StoredEvent, Tracking};
@@ -223,6 +224,22 @@ impl ProcessRecorder for Traced {
         insert(self.store, events, tracking, || {
             self.inner.insert_events_with(events, tracking, writes)
         })
+    }
+
+    fn insert_events_keyed(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        outcome: &KeyedOutcome,
+    ) -> Result<Vec<u64>> {
+        // The key is the client's: not a field (it may say who asked).
+        insert(self.store, events, tracking, || {
+            self.inner.insert_events_keyed(events, tracking, outcome)
+        })
+    }
+
+    fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.select_outcome(key)
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {

@@ -153,6 +153,25 @@ pub fn no_transaction(store: &str) -> Error {
     )
 }
 
+/// The error of a store that keeps no idempotency keys (the default of
+/// [`ProcessRecorder::insert_events_keyed`](super::ProcessRecorder::insert_events_keyed)
+/// and [`select_outcome`](super::ProcessRecorder::select_outcome)).
+///
+/// ```
+/// let error = annals_core::persistence::no_idempotency_keys("my store");
+/// assert!(error.to_string().contains("PERSISTENCE_MODULE"), "{error}");
+/// ```
+pub fn no_idempotency_keys(store: &str) -> Error {
+    Error::config(
+        settings::PERSISTENCE_MODULE.name,
+        format!(
+            "{store} keeps no idempotency keys: a command with one needs a store that stores \
+             the key with the events in one transaction (memory, SQLite, PostgreSQL, objects); \
+             nothing was stored"
+        ),
+    )
+}
+
 /// How the user's part of a save failed.
 enum UserFailure {
     Error(Error),

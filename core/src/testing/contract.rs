@@ -18,7 +18,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::persistence::{EventQuery, NotificationQuery, ProcessRecorder, StoredEvent, Tracking};
+use crate::persistence::{
+    EventQuery, KeyedOutcome, NotificationQuery, ProcessRecorder, StoredEvent, Tracking,
+};
 
 /// A fresh recorder for a test named `name`, or `None` when the store is not
 /// available here (the test then says it was skipped).
@@ -84,6 +86,10 @@ macro_rules! recorder_contract {
             concurrent_writers_store_every_event_once,
             concurrent_writers_of_one_stream_conflict,
             concurrent_conflicting_batches_store_exactly_the_successful_saves,
+            stores_an_idempotency_key_with_its_events,
+            a_second_insert_of_a_key_is_a_conflict_and_stores_nothing,
+            a_failed_keyed_insert_stores_no_key,
+            concurrent_inserts_of_one_key_store_one,
         );
     };
     (@tests $make:expr, $skipped:path; $($name:ident),+ $(,)?) => {
@@ -798,4 +804,234 @@ pub fn concurrent_conflicting_batches_store_exactly_the_successful_saves(r: &dyn
         wins > 0 && wins < outcomes.len(),
         "some saves won, some conflicted"
     );
+}
+
+/// An idempotency key with outcome `outcome`.
+fn keyed(key: &str, outcome: &[u8]) -> KeyedOutcome {
+    KeyedOutcome {
+        key: key.to_owned(),
+        outcome: outcome.to_vec(),
+    }
+}
+
+/// A keyed insert stores its events, its tracking record and its key,
+/// whose outcome comes back byte for byte; an unknown key has none.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals_core::persistence::memory::MemoryRecorder;
+///
+/// annals_core::testing::contract::stores_an_idempotency_key_with_its_events(&MemoryRecorder::new());
+/// ```
+pub fn stores_an_idempotency_key_with_its_events(r: &dyn ProcessRecorder) {
+    assert_eq!(r.select_outcome("k1").expect("select_outcome"), None);
+    // Every byte value, as a sealed (encrypted) outcome may hold.
+    let bytes: Vec<u8> = (0..=255).collect();
+    let ids = r
+        .insert_events_keyed(
+            &[event("k", 1, "T"), event("k", 2, "T")],
+            None,
+            &keyed("k1", &bytes),
+        )
+        .expect("keyed insert");
+    assert_eq!(ids.len(), 2, "one notification id per event");
+    assert_eq!(versions(&all(r, "k")), [1, 2]);
+    assert_eq!(
+        r.select_outcome("k1").expect("select_outcome"),
+        Some(bytes),
+        "the outcome as stored"
+    );
+    assert_eq!(r.select_outcome("k2").expect("select_outcome"), None);
+    assert_eq!(r.select_outcome("").expect("select_outcome"), None);
+
+    // With a tracking record, and with no events at all.
+    let t = Tracking {
+        application_name: "up".to_owned(),
+        notification_id: 3,
+    };
+    let tracked = r
+        .insert_events_keyed(&[event("k", 3, "T")], Some(&t), &keyed("k2", b"{}"))
+        .expect("keyed and tracked");
+    assert!(
+        tracked[0] > ids[1],
+        "ids increase: {tracked:?} after {ids:?}"
+    );
+    assert!(r.has_tracking_id("up", 3).expect("has"), "tracked");
+    assert!(r
+        .insert_events_keyed(&[], None, &keyed("k3", b""))
+        .expect("a key alone")
+        .is_empty());
+    assert_eq!(
+        r.select_outcome("k3").expect("select_outcome"),
+        Some(Vec::new())
+    );
+    assert_eq!(r.max_notification_id().expect("max"), tracked[0]);
+}
+
+/// A second insert of a stored key is a conflict: neither its events nor
+/// its tracking record are stored, and the key keeps its first outcome.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals_core::persistence::memory::MemoryRecorder;
+///
+/// annals_core::testing::contract::a_second_insert_of_a_key_is_a_conflict_and_stores_nothing(&MemoryRecorder::new());
+/// ```
+pub fn a_second_insert_of_a_key_is_a_conflict_and_stores_nothing(r: &dyn ProcessRecorder) {
+    r.insert_events_keyed(&[event("s", 1, "T")], None, &keyed("retried", b"first"))
+        .expect("first");
+    let before = r.max_notification_id().expect("max");
+    let t = Tracking {
+        application_name: "up".to_owned(),
+        notification_id: 9,
+    };
+    let err = r
+        .insert_events_keyed(
+            &[event("s2", 1, "T"), event("s", 2, "T")],
+            Some(&t),
+            &keyed("retried", b"second"),
+        )
+        .expect_err("the key is stored");
+    assert!(err.is_conflict(), "a conflict error, got: {err}");
+    assert!(
+        all(r, "s2").is_empty(),
+        "the retried save's events are not stored"
+    );
+    assert_eq!(versions(&all(r, "s")), [1]);
+    assert!(
+        !r.has_tracking_id("up", 9).expect("has"),
+        "nor its tracking record"
+    );
+    assert_eq!(r.max_notification_id().expect("max"), before);
+    assert_eq!(
+        r.select_outcome("retried").expect("select_outcome"),
+        Some(b"first".to_vec()),
+        "the first outcome is kept"
+    );
+    // The store still works; keys are case-sensitive and exact.
+    r.insert_events_keyed(&[event("s", 2, "T")], None, &keyed("Retried", b"other"))
+        .expect("another key");
+    assert_eq!(versions(&all(r, "s")), [1, 2]);
+}
+
+/// A keyed insert whose events (or tracking record) conflict stores no
+/// key: the request was not carried out, and its retry may be.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals_core::persistence::memory::MemoryRecorder;
+///
+/// annals_core::testing::contract::a_failed_keyed_insert_stores_no_key(&MemoryRecorder::new());
+/// ```
+pub fn a_failed_keyed_insert_stores_no_key(r: &dyn ProcessRecorder) {
+    r.insert_events(&[event("f", 1, "T")]).expect("insert");
+    let err = r
+        .insert_events_keyed(
+            &[event("g", 1, "T"), event("f", 1, "T")],
+            None,
+            &keyed("lost", b"x"),
+        )
+        .expect_err("version 1 of f exists");
+    assert!(err.is_conflict(), "a conflict error, got: {err}");
+    assert_eq!(
+        r.select_outcome("lost").expect("select_outcome"),
+        None,
+        "no key"
+    );
+    assert!(all(r, "g").is_empty());
+
+    let t = Tracking {
+        application_name: "up".to_owned(),
+        notification_id: 4,
+    };
+    r.insert_events_tracked(&[], &t).expect("tracked");
+    let err = r
+        .insert_events_keyed(&[event("g", 1, "T")], Some(&t), &keyed("lost", b"x"))
+        .expect_err("tracked already");
+    assert!(err.is_conflict(), "a conflict error, got: {err}");
+    assert_eq!(
+        r.select_outcome("lost").expect("select_outcome"),
+        None,
+        "no key"
+    );
+    assert!(all(r, "g").is_empty());
+
+    // The retry, with events that fit, is carried out.
+    r.insert_events_keyed(&[event("f", 2, "T")], None, &keyed("lost", b"y"))
+        .expect("the retry");
+    assert_eq!(
+        r.select_outcome("lost").expect("select_outcome"),
+        Some(b"y".to_vec())
+    );
+    assert_eq!(versions(&all(r, "f")), [1, 2]);
+}
+
+/// 8 threads insert the same key, each with events of its own stream, 20
+/// keys in turn: each key is won by exactly one thread, whose events alone
+/// are stored, and the losers get conflicts.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals_core::persistence::memory::MemoryRecorder;
+///
+/// annals_core::testing::contract::concurrent_inserts_of_one_key_store_one(&MemoryRecorder::new());
+/// ```
+pub fn concurrent_inserts_of_one_key_store_one(r: &dyn ProcessRecorder) {
+    let wins: Vec<(u64, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|thread| {
+                scope.spawn(move || {
+                    let mut wins = Vec::new();
+                    for k in 0..20u64 {
+                        let stream = format!("key{k}-thread{thread}");
+                        let outcome = keyed(&format!("key{k}"), thread.to_string().as_bytes());
+                        match r.insert_events_keyed(&[event(&stream, 1, "T")], None, &outcome) {
+                            Ok(_) => wins.push((k, thread)),
+                            Err(e) if e.is_conflict() => {}
+                            Err(e) => panic!("not a conflict: {e}"),
+                        }
+                    }
+                    wins
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for k in 0..20u64 {
+        let winners: Vec<u64> = wins
+            .iter()
+            .filter(|(key, _)| *key == k)
+            .map(|(_, thread)| *thread)
+            .collect();
+        assert_eq!(winners.len(), 1, "key{k} won once: {winners:?}");
+        let outcome = r
+            .select_outcome(&format!("key{k}"))
+            .expect("select_outcome");
+        assert_eq!(outcome, Some(winners[0].to_string().into_bytes()));
+        for thread in 0..8u64 {
+            let stored = all(r, &format!("key{k}-thread{thread}")).len();
+            let expected = usize::from(thread == winners[0]);
+            assert_eq!(stored, expected, "key{k}: thread {thread}'s events");
+        }
+    }
+    assert!(r.max_notification_id().expect("max") > 0);
 }

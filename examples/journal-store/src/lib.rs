@@ -1,7 +1,8 @@
 //! A store written outside annals, as a third party would write one: it
 //! depends on `annals-core` alone and uses only its public API, yet does
 //! everything a built-in store does. Its tests (`tests/journal.rs`) show
-//! it: the recorder contract suite, selection by `PERSISTENCE_MODULE`
+//! it: the recorder contract suite (idempotency keys included, kept in
+//! the [`LogIndex`] as the memory store keeps them), selection by `PERSISTENCE_MODULE`
 //! once named in the builder's `Modules`, and its transaction lent to the user's writes in
 //! `Application::save_and_write` and `Processing::write`.
 //!
@@ -38,8 +39,9 @@ use annals_core::error::Result;
 use annals_core::persistence::memory::LogIndex;
 use annals_core::persistence::wake::{Notifier, Signal, Watch};
 use annals_core::persistence::{
-    AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
-    ProcessRecorder, Recorders, Store, StoreTx, StoredEvent, Tracking, UserWrites,
+    AggregateRecorder, ApplicationRecorder, EventQuery, KeyedOutcome, Notification,
+    NotificationQuery, ProcessRecorder, Recorders, Store, StoreTx, StoredEvent, Tracking,
+    UserWrites,
 };
 
 /// The user's writes, as `ProcessRecorder::insert_events_with` hands them.
@@ -149,16 +151,21 @@ impl JournalRecorder {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores `events` (with `tracking`), running `writes` on the journal
-    /// in between: all or nothing.
+    /// Stores `events` (with `tracking` and an idempotency key's
+    /// `outcome`), running `writes` on the journal in between: all or
+    /// nothing.
     fn insert(
         &self,
         events: &[StoredEvent],
         tracking: Option<&Tracking>,
+        outcome: Option<&KeyedOutcome>,
         writes: Option<&mut Writes<'_>>,
     ) -> Result<Vec<u64>> {
         let mut inner = self.lock();
         // A conflict comes first: the writes do not run.
+        if let Some(outcome) = outcome {
+            inner.index.check_key(outcome)?;
+        }
         if let Some(tracking) = tracking {
             inner.index.check_tracking(tracking)?;
         }
@@ -180,6 +187,9 @@ impl JournalRecorder {
         if let Some(tracking) = tracking {
             inner.index.track(tracking);
         }
+        if let Some(outcome) = outcome {
+            inner.index.record_key(outcome);
+        }
         drop(inner);
         self.committed.notify();
         Ok(ids)
@@ -188,7 +198,7 @@ impl JournalRecorder {
 
 impl AggregateRecorder for JournalRecorder {
     fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        self.insert(events, None, None)
+        self.insert(events, None, None, None)
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
@@ -218,7 +228,7 @@ impl ProcessRecorder for JournalRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        self.insert(events, Some(tracking), None)
+        self.insert(events, Some(tracking), None, None)
     }
 
     fn insert_events_with(
@@ -227,7 +237,20 @@ impl ProcessRecorder for JournalRecorder {
         tracking: Option<&Tracking>,
         writes: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
     ) -> Result<Vec<u64>> {
-        self.insert(events, tracking, Some(writes))
+        self.insert(events, tracking, None, Some(writes))
+    }
+
+    fn insert_events_keyed(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        outcome: &KeyedOutcome,
+    ) -> Result<Vec<u64>> {
+        self.insert(events, tracking, Some(outcome), None)
+    }
+
+    fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock().index.outcome(key).map(<[u8]>::to_vec))
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {

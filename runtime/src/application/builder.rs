@@ -17,6 +17,7 @@ use crate::domain::Aggregate;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::mapper::{Codec, Compressor, Mapper};
+use crate::metrics::AppMetrics;
 use crate::persistence::memory::MemoryRecorder;
 #[cfg(feature = "postgres")]
 use crate::persistence::postgres::PostgresConfig;
@@ -565,12 +566,15 @@ impl ApplicationBuilder {
         let snapshots = self
             .snapshotting
             .then(|| Snapshots::new(snapshot_recorder, mapper.clone()));
+        // Registered now, in the recorder installed now (see `metrics`).
+        crate::metrics::describe();
         Ok(Application {
             repository: Repository {
                 recorder: recorder.clone(),
                 mapper,
                 snapshots,
                 cache: NonZeroUsize::new(self.cache_size).map(Cache::new),
+                metrics: AppMetrics::new(&self.name),
             },
             name: self.name,
             recorder,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::application::{Application, Encoded, Save};
 use crate::domain::{self, Aggregate, DomainEvent, Metadata};
 use crate::error::{Error, Result};
+use crate::metrics::seconds_since;
 use crate::persistence::{Notification, StoreTx, StoredEvent, Tracking};
 
 /// An upstream event handed to a policy: its leader, its notification, and
@@ -517,6 +518,7 @@ impl ProcessApplication {
                 return Ok(None);
             }
             let (events, tracking, mut writes) = self.run_policy(leader, notification)?;
+            let start = std::time::Instant::now();
             let stored = if writes.is_empty() {
                 recorder.insert_events_tracked(&events, &tracking)
             } else {
@@ -524,6 +526,13 @@ impl ProcessApplication {
                     writes.iter_mut().try_for_each(|write| write(tx))
                 })
             };
+            let metrics = &self.app.repository().metrics;
+            if !events.is_empty() {
+                metrics.save_seconds.record(seconds_since(start));
+                metrics.outcome(&stored, events.len());
+            } else if stored.as_ref().is_err_and(Error::is_conflict) {
+                metrics.conflicts.increment(1);
+            }
             match stored {
                 Ok(_) => {
                     span.record("processed", true);
@@ -571,7 +580,9 @@ impl ProcessApplication {
             .select_notifications(&crate::persistence::NotificationQuery::new(start, limit))?;
         span.record("selected", page.len());
         let mut processed = 0;
-        for notification in &page {
+        // Tracked up to here: the position, for the gauges.
+        let mut position = start - 1;
+        let pulled = page.iter().try_for_each(|notification| {
             if self.process_notification(leader, notification)? {
                 if processed == 0 {
                     span.record("first_notification_id", notification.id);
@@ -579,7 +590,20 @@ impl ProcessApplication {
                 span.record("last_notification_id", notification.id);
                 processed += 1;
             }
+            position = notification.id;
+            Ok(())
+        });
+        // A short page read up to the leader's newest notification; after
+        // a full one, ask.
+        let newest = match page.last() {
+            Some(last) if page.len() < limit => Ok(last.id),
+            None if limit > 0 => Ok(position),
+            _ => leader.recorder().max_notification_id(),
+        };
+        if let Ok(newest) = newest {
+            crate::metrics::follower_at(self.app.name(), leader.name(), position, newest);
         }
+        pulled?;
         span.record("processed", processed);
         Ok(processed)
     }

@@ -144,6 +144,8 @@ impl<D: ReadModel> Projection<D> {
                 .recorder()
                 .select_notifications(&NotificationQuery::new(start, 100))?;
             if page.is_empty() {
+                // Read up to the leader's newest: no lag.
+                crate::metrics::follower_at(&self.name, leader, start - 1, start - 1);
                 span.record("processed", applied);
                 return Ok(applied);
             }

@@ -144,6 +144,10 @@ impl System {
                     }
                 }
             }
+            if !options.dry_run {
+                // Read up to the leader's newest: no lag.
+                crate::metrics::follower_at(name, leader_name, start - 1, start - 1);
+            }
             if options.verbosity >= 1 {
                 let _ = writeln!(
                     out,

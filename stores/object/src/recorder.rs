@@ -1,5 +1,11 @@
 //! The object store's recorder: a log of save objects, and the index of
 //! it that this process has read.
+//!
+//! A save's tracking record and idempotency key are in its object, so the
+//! create-if-absent write that decides the save decides them too: a
+//! writer that loses the race for a name reads the winner's save and
+//! checks its own key and tracking record against it before it tries the
+//! next name.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,8 +19,8 @@ use annals_core::error::{Error, Result};
 use annals_core::persistence::memory::LogIndex;
 use annals_core::persistence::wake::{Signal, Watch};
 use annals_core::persistence::{
-    AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
-    ProcessRecorder, StoredEvent, Tracking,
+    AggregateRecorder, ApplicationRecorder, EventQuery, KeyedOutcome, Notification,
+    NotificationQuery, ProcessRecorder, StoredEvent, Tracking,
 };
 
 /// The recorder of the object store (see [the module](super)): events,
@@ -52,13 +58,26 @@ impl Index {
     }
 
     /// Adds the next save: its events' notification ids.
-    fn add(&mut self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Vec<u64> {
+    fn add(
+        &mut self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        outcome: Option<&KeyedOutcome>,
+    ) -> Vec<u64> {
         let ids = self.state.insert(events);
         if let Some(tracking) = tracking {
             self.state.track(tracking);
         }
+        if let Some(outcome) = outcome {
+            self.state.record_key(outcome);
+        }
         self.saves += 1;
         ids
+    }
+
+    /// Adds a save another writer stored.
+    fn add_decoded(&mut self, save: &Decoded) {
+        self.add(&save.events, save.tracking.as_ref(), save.outcome.as_ref());
     }
 }
 
@@ -70,6 +89,10 @@ struct Save {
     events: Vec<Row>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tracking: Option<TrackingRow>,
+    /// The idempotency key of the request that made the save, and its
+    /// outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<KeyRow>,
     /// Random, one for each save (all its writes): what tells a writer's
     /// own object (a write that was stored but answered with an error,
     /// then retried) from another writer's save of the very same events.
@@ -90,6 +113,13 @@ struct Row {
 struct TrackingRow {
     application: String,
     notification: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyRow {
+    key: String,
+    /// The outcome, base64.
+    outcome: String,
 }
 
 /// How often a watcher looks for the next save object (a HEAD request).
@@ -196,11 +226,16 @@ impl ObjectRecorder {
                 return Ok(());
             };
             let save = decode(&path, &bytes, index.next_id())?;
-            index.add(&save.events, save.tracking.as_ref());
+            index.add_decoded(&save);
         }
     }
 
-    fn save(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+    fn save(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        outcome: Option<&KeyedOutcome>,
+    ) -> Result<Vec<u64>> {
         // No read first: a save this index has not read occupies the very
         // name the write below takes, so the write fails, and the loop
         // reads it and checks again. One request per uncontended save.
@@ -209,12 +244,15 @@ impl ObjectRecorder {
         // its own earlier one stored must know it by it.
         let token = uuid::Uuid::new_v4().simple().to_string();
         for _ in 0..MAX_RACES {
+            if let Some(outcome) = outcome {
+                index.state.check_key(outcome)?;
+            }
             if let Some(tracking) = tracking {
                 index.state.check_tracking(tracking)?;
             }
             index.state.check(events)?;
             let first = index.next_id();
-            let body = encode(first, events, tracking, &token)?;
+            let body = encode(first, events, tracking, outcome, &token)?;
             let path = self.path(index.saves + 1);
             let put = self.block_on(async {
                 let options = PutOptions::from(PutMode::Create);
@@ -239,7 +277,7 @@ impl ObjectRecorder {
                         if !ours {
                             // Another writer stored save n first: read it
                             // and the saves after it, check again.
-                            index.add(&there.events, there.tracking.as_ref());
+                            index.add_decoded(&there);
                             self.read_new(&mut index)?;
                         }
                         ours
@@ -265,7 +303,7 @@ impl ObjectRecorder {
             };
             // Stored by this save, answered at once or not.
             if stored {
-                return Ok(index.add(events, tracking));
+                return Ok(index.add(events, tracking, outcome));
             }
         }
         Err(Error::persistence(
@@ -279,6 +317,7 @@ fn encode(
     first: u64,
     events: &[StoredEvent],
     tracking: Option<&Tracking>,
+    outcome: Option<&KeyedOutcome>,
     token: &str,
 ) -> Result<Vec<u8>> {
     let save = Save {
@@ -295,6 +334,10 @@ fn encode(
         tracking: tracking.map(|t| TrackingRow {
             application: t.application_name.clone(),
             notification: t.notification_id,
+        }),
+        key: outcome.map(|o| KeyRow {
+            key: o.key.clone(),
+            outcome: base64::engine::general_purpose::STANDARD.encode(&o.outcome),
         }),
         token: Some(token.to_owned()),
     };
@@ -342,9 +385,22 @@ fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<Decoded> {
         application_name: t.application,
         notification_id: t.notification,
     });
+    let outcome = save
+        .key
+        .map(|k| {
+            let outcome = base64::engine::general_purpose::STANDARD
+                .decode(&k.outcome)
+                .map_err(|e| bad(format!("the outcome of idempotency key {:?}: {e}", k.key)))?;
+            Ok(KeyedOutcome {
+                key: k.key,
+                outcome,
+            })
+        })
+        .transpose()?;
     Ok(Decoded {
         events,
         tracking,
+        outcome,
         token: save.token,
     })
 }
@@ -353,13 +409,14 @@ fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<Decoded> {
 struct Decoded {
     events: Vec<StoredEvent>,
     tracking: Option<Tracking>,
+    outcome: Option<KeyedOutcome>,
     /// The token of the save that wrote it (none before tokens).
     token: Option<String>,
 }
 
 impl AggregateRecorder for ObjectRecorder {
     fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        self.save(events, None)
+        self.save(events, None, None)
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
@@ -423,7 +480,7 @@ impl ProcessRecorder for ObjectRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        self.save(events, Some(tracking))
+        self.save(events, Some(tracking), None)
     }
 
     fn insert_events_with(
@@ -434,6 +491,19 @@ impl ProcessRecorder for ObjectRecorder {
     ) -> Result<Vec<u64>> {
         let _ = (events, tracking, writes);
         Err(annals_core::persistence::no_transaction("the object store"))
+    }
+
+    fn insert_events_keyed(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        outcome: &KeyedOutcome,
+    ) -> Result<Vec<u64>> {
+        self.save(events, tracking, Some(outcome))
+    }
+
+    fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.caught_up()?.state.outcome(key).map(<[u8]>::to_vec))
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {

@@ -22,8 +22,8 @@ use annals_core::error::{Error, Result};
 use annals_core::persistence::group_commit::{CommitFailure, GroupCommit, SaveFailure};
 use annals_core::persistence::wake::{Signal, Watch};
 use annals_core::persistence::{
-    to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
-    ProcessRecorder, StoreTx, StoredEvent, Tracking, TrackingLayout, UserWrites,
+    to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, KeyedOutcome, Notification,
+    NotificationQuery, ProcessRecorder, StoreTx, StoredEvent, Tracking, TrackingLayout, UserWrites,
 };
 
 /// Stores events in PostgreSQL, in the Python eventsourcing library's
@@ -293,7 +293,8 @@ impl PostgresRecorder {
         Columns::new(events.iter(), self.config.originator_id_type, &self.sql)
     }
 
-    /// Inserts `events` (and `tracking`) atomically, under the events
+    /// Inserts `events` (and `tracking`, and an idempotency key with its
+    /// outcome) atomically, under the events
     /// table's lock: in a group transaction shared with the saves of other
     /// threads that arrive meanwhile (group commit), so that a conflict
     /// undoes this save alone; events alone are queued and inserted with
@@ -306,9 +307,10 @@ impl PostgresRecorder {
         &self,
         events: &[StoredEvent],
         tracking: Option<&Tracking>,
+        keyed: Option<&KeyedOutcome>,
         mut writes: Option<&mut UserWrites<'_>>,
     ) -> Result<Vec<u64>> {
-        if events.is_empty() && tracking.is_none() && writes.is_none() {
+        if events.is_empty() && tracking.is_none() && keyed.is_none() && writes.is_none() {
             return Ok(Vec::new());
         }
         let tracking = tracking
@@ -328,7 +330,19 @@ impl PostgresRecorder {
         // likely be alone: queuing copies every row (three allocations
         // each, a quarter of W5's instructions on the client), which pays
         // only when another save shares the insert.
-        let queued = tracking.is_none() && writes.is_none() && !self.group.likely_alone();
+        let queued =
+            tracking.is_none() && keyed.is_none() && writes.is_none() && !self.group.likely_alone();
+        if let Some(k) = keyed.filter(|k| k.key.contains('\0')) {
+            // Refused here, as a NUL in an event's text is (`text_fits`).
+            return Err(Error::persistence(
+                format!("inserting an idempotency key ({})", self.sql.outcomes),
+                format!(
+                    "the key {:?} has a NUL character, which PostgreSQL's text cannot hold",
+                    k.key
+                ),
+            ));
+        }
+        let keyed = keyed.map(|k| (k.key.as_str(), k.outcome.as_slice()));
         let columns = if queued {
             Columns::check(events, self.config.originator_id_type, &self.sql)?;
             None
@@ -344,6 +358,7 @@ impl PostgresRecorder {
                         &columns.params(),
                         events.len(),
                         tracking,
+                        keyed,
                         writes.as_deref_mut(),
                     )
                 }),
@@ -570,7 +585,7 @@ fn bigint(value: u64) -> i64 {
 
 impl AggregateRecorder for PostgresRecorder {
     fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        self.write(events, None, None)
+        self.write(events, None, None, None)
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
@@ -647,7 +662,7 @@ impl ProcessRecorder for PostgresRecorder {
         events: &[StoredEvent],
         tracking: &Tracking,
     ) -> Result<Vec<u64>> {
-        self.write(events, Some(tracking), None)
+        self.write(events, Some(tracking), None, None)
     }
 
     fn insert_events_with(
@@ -656,7 +671,31 @@ impl ProcessRecorder for PostgresRecorder {
         tracking: Option<&Tracking>,
         writes: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>,
     ) -> Result<Vec<u64>> {
-        self.write(events, tracking, Some(&mut UserWrites::new(writes)))
+        self.write(events, tracking, None, Some(&mut UserWrites::new(writes)))
+    }
+
+    fn insert_events_keyed(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        outcome: &KeyedOutcome,
+    ) -> Result<Vec<u64>> {
+        self.write(events, tracking, Some(outcome), None)
+    }
+
+    fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        if key.contains('\0') {
+            // Never stored (see `write`).
+            return Ok(None);
+        }
+        self.read("selecting an idempotency key", |conn| {
+            let statement = conn.statement(&self.sql, Stmt::SelectOutcome)?;
+            Ok(conn
+                .client
+                .query_opt(&statement, &[&key])?
+                .map(|row| row.try_get(0))
+                .transpose()?)
+        })
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {

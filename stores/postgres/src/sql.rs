@@ -45,9 +45,11 @@ pub(super) enum Stmt {
     SelectSnapshotsAsc,
     SelectSnapshotsDesc,
     UndoInsertEvents,
+    InsertOutcome,
+    SelectOutcome,
 }
 
-pub(super) const STATEMENTS: usize = 16;
+pub(super) const STATEMENTS: usize = 18;
 
 /// The SQL of one recorder, built once from validated names.
 #[derive(Debug)]
@@ -58,6 +60,8 @@ pub(super) struct Sql {
     pub(super) snapshots: String,
     /// The tracking table, as `events`.
     pub(super) tracking: String,
+    /// The table of idempotency keys and their outcomes, as `events`.
+    pub(super) outcomes: String,
     /// `{name}_events`, the NOTIFY channel.
     pub(super) channel: String,
     /// The unique index on the events' notification ids.
@@ -73,11 +77,12 @@ pub(super) struct Sql {
     /// from the sequence); run under the events table's lock.
     pub(super) sync_sequence: String,
     pub(super) notify_and_commit: String,
-    /// The events table, its notification id index and the snapshots
-    /// table, each if missing: run only for what is missing, since even
-    /// `IF NOT EXISTS` needs the right to create in the schema (and, for
-    /// the index, to own the table), which a service's role may not have.
-    pub(super) create: [String; 3],
+    /// The events table, its notification id index, the snapshots table
+    /// and the outcomes table, each if missing: run only for what is
+    /// missing, since even `IF NOT EXISTS` needs the right to create in the
+    /// schema (and, for the index, to own the table), which a service's
+    /// role may not have.
+    pub(super) create: [String; 4],
     /// Whether each of [`create`](Self::create)'s objects is missing
     /// (`to_regclass` of each is NULL), in its order.
     pub(super) missing: String,
@@ -108,6 +113,8 @@ impl Sql {
         let events = qualify(&channel);
         let tracking = qualify(&format!("{prefix}_tracking"));
         let snapshots = qualify(&format!("{prefix}_snapshots"));
+        // Not a Python table; as short as `_snapshots`, so it fits too.
+        let outcomes = qualify(&format!("{prefix}_outcomes"));
         // As Python names it; PostgreSQL would truncate a longer name to
         // these same 63 bytes (the name is ASCII).
         let mut index = format!("{prefix}_events_notification_id_idx");
@@ -134,10 +141,16 @@ impl Sql {
                      state bytea, \
                      PRIMARY KEY (originator_id, originator_version)) {TABLE_OPTIONS}"
             ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {outcomes} (\
+                     idempotency_key text NOT NULL, \
+                     outcome bytea NOT NULL, \
+                     PRIMARY KEY (idempotency_key)) {TABLE_OPTIONS}"
+            ),
         ];
         let missing = format!(
             "SELECT to_regclass('{events}') IS NULL, to_regclass('{}') IS NULL, \
-             to_regclass('{snapshots}') IS NULL",
+             to_regclass('{snapshots}') IS NULL, to_regclass('{outcomes}') IS NULL",
             qualify(&index)
         );
         let migration_row = (tracking_layout == TrackingLayout::SingleRow).then(|| {
@@ -271,6 +284,14 @@ impl Sql {
                  WHERE e.notification_id <> ALL($1::bigint[]) \
                  LIMIT 1"
             ),
+            // No row back: the key is stored (by another save, committed;
+            // a concurrent one is waited for). Not an error, which would
+            // abort the group's transaction.
+            format!(
+                "INSERT INTO {outcomes} (idempotency_key, outcome) VALUES ($1, $2) \
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1"
+            ),
+            format!("SELECT outcome FROM {outcomes} WHERE idempotency_key = $1"),
         ];
         let begin_and_lock = format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE");
         Self {
@@ -281,6 +302,7 @@ impl Sql {
             events,
             snapshots,
             tracking,
+            outcomes,
             channel,
             index,
             tracking_layout,

@@ -122,15 +122,16 @@ impl GroupWriter {
         WriteError::Db { error, broken }
     }
 
-    /// The statements of a save with a tracking record or the user's
-    /// writes (events alone are queued: `save_queued`). Those can fail in
-    /// ways that abort the transaction, so a joining save of this kind
-    /// takes a savepoint.
+    /// The statements of a save with a tracking record, an idempotency
+    /// key (and its outcome) or the user's writes (events alone are
+    /// queued: `save_queued`). Those can fail in ways that abort the
+    /// transaction, so a joining save of this kind takes a savepoint.
     pub(super) fn save(
         &mut self,
         columns: &[&(dyn ToSql + Sync); 4],
         count: usize,
         tracking: Option<(&str, i64)>,
+        keyed: Option<(&str, &[u8])>,
         writes: Option<&mut UserWrites<'_>>,
     ) -> Result<Vec<u64>, WriteError> {
         self.undo = Undo::Impossible;
@@ -141,6 +142,22 @@ impl GroupWriter {
         let sql = self.sql.clone();
         let conn = self.conn()?;
         let result = (|| -> Result<Result<Vec<u64>, Error>, postgres::Error> {
+            if let Some((key, outcome)) = keyed {
+                // First: a stored key fails the save before anything of
+                // it is written.
+                let statement = conn.statement(&sql, Stmt::InsertOutcome)?;
+                if conn
+                    .client
+                    .query_opt(&statement, &[&key, &outcome])?
+                    .is_none()
+                {
+                    return Ok(Err(Error::conflict(format!(
+                        "{}: the idempotency key {key:?} is stored already (its request was \
+                         carried out)",
+                        sql.outcomes
+                    ))));
+                }
+            }
             if let Some((name, id)) = tracking {
                 let statement = conn.statement(&sql, Stmt::InsertTracking)?;
                 match sql.tracking_layout {
@@ -179,9 +196,10 @@ impl GroupWriter {
                 self.stored |= !ids.is_empty();
                 Ok(ids)
             }
-            // Nothing was written (a single-row tracking record that did
-            // not move): a joiner's savepoint undoes nothing, an opener's
-            // group is rolled back.
+            // Nothing of this save was written (a stored key, or a
+            // single-row tracking record that did not move; the key, if
+            // any, is undone with it): a joiner's savepoint undoes it, an
+            // opener's group is rolled back.
             Ok(Err(conflict)) => Err(WriteError::Other(conflict)),
             Err(e) => Err(self.fail(e)),
         }

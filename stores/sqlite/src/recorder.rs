@@ -18,8 +18,8 @@ use annals_core::persistence::group_commit::{CommitFailure, GroupCommit, SaveFai
 use annals_core::persistence::transaction_lost;
 use annals_core::persistence::wake::{Signal, Watch};
 use annals_core::persistence::{
-    to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, Notification, NotificationQuery,
-    ProcessRecorder, StoreTx, StoredEvent, Tracking, TrackingLayout, UserWrites,
+    to_i64, AggregateRecorder, ApplicationRecorder, EventQuery, KeyedOutcome, Notification,
+    NotificationQuery, ProcessRecorder, StoreTx, StoredEvent, Tracking, TrackingLayout, UserWrites,
 };
 
 /// The connections of one database, shared by its events and snapshot
@@ -129,13 +129,14 @@ impl Shared {
     }
 
     /// Inserts rows into a table (and a tracking record, with the
-    /// statements of the tracking table's layout) in one transaction;
-    /// returns the rowids when `rowids` is set.
+    /// statements of the tracking table's layout, and an idempotency key)
+    /// in one transaction; returns the rowids when `rowids` is set.
     fn insert(
         &self,
         insert_sql: &Arc<str>,
         events: &[StoredEvent],
         tracking: Option<(&Statements, &Tracking)>,
+        keyed: Option<(&Statements, &KeyedOutcome)>,
         rowids: bool,
         mut writes: Option<&mut UserWrites<'_>>,
     ) -> Result<Vec<u64>> {
@@ -148,6 +149,7 @@ impl Shared {
             .map(|(sql, t)| Ok((sql, t, to_i64("notification id", t.notification_id)?)))
             .transpose()?;
         if tracked.is_none()
+            && keyed.is_none()
             && writes.is_none()
             && self.readers.is_some()
             && !self.writer.likely_alone()
@@ -169,13 +171,30 @@ impl Shared {
         }
         let mut lost = false;
         let saved = self.writer.save(|w| {
-            let one = events.len() + usize::from(tracked.is_some()) <= 1 && writes.is_none();
+            let one = events.len() + usize::from(tracked.is_some()) + usize::from(keyed.is_some())
+                <= 1
+                && writes.is_none();
             w.mark(if one {
                 StatementCount::One
             } else {
                 StatementCount::Several
             })?;
             let conn = &w.conn;
+            if let Some((sql, k)) = keyed {
+                // First: a stored key fails the save before anything of
+                // it is written.
+                let inserted = conn
+                    .prepare_cached(&sql.insert_outcome)?
+                    .execute(params![k.key, k.outcome]);
+                if let Err(e) = inserted {
+                    return Err(match e.sqlite_error_code() {
+                        Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                            key_stored(&sql.outcomes_table, k)
+                        }
+                        _ => e,
+                    });
+                }
+            }
             if let Some((sql, t, id)) = tracked {
                 let mut insert = conn.prepare_cached(&sql.insert_tracking)?;
                 match sql.tracking_layout {
@@ -332,6 +351,18 @@ fn tracked_already(table: &str, t: &Tracking) -> rusqlite::Error {
         Some(format!(
             "{table}: notification {} of {:?} or a later one is tracked already",
             t.notification_id, t.application_name
+        )),
+    )
+}
+
+/// The error of an idempotency key that is stored already: the constraint
+/// violation it is, with a message that says so.
+fn key_stored(table: &str, k: &KeyedOutcome) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY),
+        Some(format!(
+            "{table}: the idempotency key {:?} is stored already (its request was carried out)",
+            k.key
         )),
     )
 }
@@ -546,7 +577,8 @@ impl AggregateRecorder for SqliteSnapshotRecorder {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        self.shared.insert(&self.insert, events, None, false, None)
+        self.shared
+            .insert(&self.insert, events, None, None, false, None)
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
@@ -559,8 +591,14 @@ impl AggregateRecorder for SqliteRecorder {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        self.shared
-            .insert(&self.statements.insert_event, events, None, true, None)
+        self.shared.insert(
+            &self.statements.insert_event,
+            events,
+            None,
+            None,
+            true,
+            None,
+        )
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
@@ -651,6 +689,7 @@ impl ProcessRecorder for SqliteRecorder {
             &self.statements.insert_event,
             events,
             Some((&self.statements, tracking)),
+            None,
             true,
             None,
         )
@@ -666,9 +705,34 @@ impl ProcessRecorder for SqliteRecorder {
             &self.statements.insert_event,
             events,
             tracking.map(|t| (&self.statements, t)),
+            None,
             true,
             Some(&mut UserWrites::new(writes)),
         )
+    }
+
+    fn insert_events_keyed(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        outcome: &KeyedOutcome,
+    ) -> Result<Vec<u64>> {
+        self.shared.insert(
+            &self.statements.insert_event,
+            events,
+            tracking.map(|t| (&self.statements, t)),
+            Some((&self.statements, outcome)),
+            true,
+            None,
+        )
+    }
+
+    fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.shared.read("reading an idempotency key", |conn| {
+            conn.prepare_cached(&self.statements.select_outcome)?
+                .query_row([key], |row| row.get(0))
+                .optional()
+        })
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {

@@ -26,7 +26,7 @@ pub(super) const MAX_LOCK_TIMEOUT: Duration = Duration::from_millis(i32::MAX as 
 ///
 /// let mut config = SqliteConfig::new(":memory:");
 /// config.lock_timeout = Duration::from_secs(1);
-/// config.table_prefix = Some("kennel".into()); // kennel_events, kennel_snapshots, kennel_tracking
+/// config.table_prefix = Some("kennel".into()); // kennel_events, kennel_snapshots, kennel_tracking, kennel_outcomes
 /// // `ApplicationBuilder::store(config)` in an application.
 /// let recorders = config.open("Kennel")?;
 /// assert_eq!(recorders.events.max_notification_id()?, 0);
@@ -44,7 +44,8 @@ pub struct SqliteConfig {
     pub lock_timeout: Duration,
     /// Table names `{prefix}_events`, `{prefix}_snapshots`,
     /// `{prefix}_tracking` instead of the Python library's `stored_events`,
-    /// `stored_snapshots`, `tracking`.
+    /// `stored_snapshots`, `tracking` (and `{prefix}_outcomes` instead of
+    /// `stored_outcomes`, annals' table of idempotency keys).
     pub table_prefix: Option<String>,
     /// Whether to create missing tables when the store is opened.
     pub create_tables: bool,
@@ -140,6 +141,8 @@ pub(super) struct Tables {
     pub(super) events: String,
     pub(super) snapshots: String,
     pub(super) tracking: String,
+    /// Idempotency keys and their outcomes (not a Python table).
+    pub(super) outcomes: String,
 }
 
 impl Tables {
@@ -149,6 +152,7 @@ impl Tables {
                 events: "stored_events".into(),
                 snapshots: "stored_snapshots".into(),
                 tracking: "tracking".into(),
+                outcomes: "stored_outcomes".into(),
             });
         };
         let valid = prefix.len() <= 50
@@ -167,6 +171,7 @@ impl Tables {
             events: format!("{prefix}_events"),
             snapshots: format!("{prefix}_snapshots"),
             tracking: format!("{prefix}_tracking"),
+            outcomes: format!("{prefix}_outcomes"),
         })
     }
 }

@@ -26,8 +26,13 @@ pub(super) struct Statements {
     pub(super) max_notification_id: String,
     pub(super) max_tracking_id: String,
     pub(super) has_tracking_id: String,
+    /// An idempotency key and its outcome (a stored key: a constraint
+    /// violation).
+    pub(super) insert_outcome: String,
+    pub(super) select_outcome: String,
     pub(super) events_table: String,
     pub(super) tracking_table: String,
+    pub(super) outcomes_table: String,
 }
 
 impl Statements {
@@ -66,6 +71,10 @@ impl Statements {
                 format!(
                     "CREATE TABLE IF NOT EXISTS {tracking} (application_name TEXT, notification_id INTEGER, PRIMARY KEY ({tracking_key})) WITHOUT ROWID"
                 ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {} (idempotency_key TEXT PRIMARY KEY, outcome BLOB NOT NULL) WITHOUT ROWID",
+                    t.outcomes
+                ),
             ];
         if layout == TrackingLayout::SingleRow {
             // The row by which the Python library knows a single-row table
@@ -85,8 +94,14 @@ impl Statements {
                 t.tracking
             ),
             has_tracking_id,
+            insert_outcome: format!("INSERT INTO {} VALUES (?1, ?2)", t.outcomes),
+            select_outcome: format!(
+                "SELECT outcome FROM {} WHERE idempotency_key = ?1",
+                t.outcomes
+            ),
             events_table: t.events.clone(),
             tracking_table: t.tracking.clone(),
+            outcomes_table: t.outcomes.clone(),
         }
     }
 

@@ -34,6 +34,7 @@ fn tables_go_in_the_configured_schema() {
         tables,
         [
             "pg_schema_events",
+            "pg_schema_outcomes",
             "pg_schema_snapshots",
             "pg_schema_tracking"
         ]
