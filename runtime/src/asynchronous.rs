@@ -47,6 +47,9 @@
 //! # }).unwrap();
 //! ```
 
+mod dcb;
+pub use dcb::{AsyncDcbRecorder, DcbStream};
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};

@@ -106,6 +106,10 @@ pub mod system;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+/// The DCB recorder contract suite as `#[test]`s: annals-core's, re-exported.
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub use annals_core::dcb_recorder_contract;
 /// The recorder contract suite as `#[test]`s: annals-core's, re-exported.
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

@@ -21,6 +21,7 @@
 //! annals-object-store are the others. The SQL stores share one
 //! group-commit engine ([`group_commit`]).
 
+pub mod dcb;
 pub mod group_commit;
 pub mod memory;
 mod modules;

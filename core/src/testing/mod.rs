@@ -5,6 +5,7 @@
 //! written outside annals runs the same.
 
 pub mod contract;
+pub mod dcb;
 
 use std::io::Write;
 

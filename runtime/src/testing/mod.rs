@@ -8,6 +8,9 @@
 //!   processes them, then the events its follower stored, or the error.
 //! - [`contract`] and [`recorder_contract!`](crate::recorder_contract):
 //!   what every recorder must do, as one `#[test]` per rule.
+//! - [`dcb`] and [`dcb_recorder_contract!`](crate::dcb_recorder_contract):
+//!   the same for a DCB store ([`DcbRecorder`](crate::persistence::dcb::DcbRecorder)),
+//!   Python's `DCBRecorderTestCase`.
 //!
 //! Everything runs in memory, through the same code as an application's:
 //! given events are encoded by the mapper, stored, and replayed by
@@ -53,7 +56,7 @@ mod policy;
 use std::fmt::Debug;
 
 /// The recorder contract suite: annals-core's, re-exported.
-pub use annals_core::testing::{contract, skipped};
+pub use annals_core::testing::{contract, dcb, skipped};
 
 pub use aggregate::{AggregateTest, CommandResult, Outcome};
 pub use policy::{PolicyOutcome, PolicyTest};

@@ -49,6 +49,7 @@
 //! | `recorder.rs` | [`PostgresRecorder`], [`PostgresSnapshotRecorder`]; reads, and saves handed to group commit |
 //! | `writer.rs` | the group's connection as the group-commit engine drives it; one save's statements |
 //! | `listener.rs` | [`Listener`] and the watcher that wakes followers |
+//! | `dcb.rs`, `dcb_sql.rs` | [`PostgresDcbRecorder`] (dynamic consistency boundaries, Python's `postgres_tt` layout) and its SQL, Python's |
 //! | `tls.rs` | `POSTGRES_SSLMODE`; how a connection is made |
 //! | `handshake.rs` | a connection's TLS negotiation and startup, within the connect timeout |
 //!
@@ -56,6 +57,8 @@
 //! (feature `postgres`).
 
 mod columns;
+mod dcb;
+mod dcb_sql;
 mod handshake;
 mod listener;
 mod pool;
@@ -65,6 +68,7 @@ mod sql;
 mod tls;
 mod writer;
 
+pub use dcb::PostgresDcbRecorder;
 pub use listener::Listener;
 pub use pool::describe;
 pub use recorder::{PostgresRecorder, PostgresSnapshotRecorder};

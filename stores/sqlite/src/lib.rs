@@ -29,15 +29,19 @@
 //! | `sql.rs` | every SQL statement |
 //! | `connection.rs` | the writer under group commit, the read pool, errors, the watcher |
 //! | `recorder.rs` | [`SqliteRecorder`], [`SqliteSnapshotRecorder`] |
+//! | `dcb.rs`, `dcb_sql.rs` | [`SqliteDcbRecorder`] (dynamic consistency boundaries) and its SQL |
 //!
 //! Applications reach this crate as `annals::persistence::sqlite` (feature
 //! `sqlite`, on by default).
 
 mod connection;
+mod dcb;
+mod dcb_sql;
 mod recorder;
 mod settings;
 mod sql;
 
+pub use dcb::SqliteDcbRecorder;
 pub use recorder::{SqliteRecorder, SqliteSnapshotRecorder};
 pub use settings::SqliteConfig;
 

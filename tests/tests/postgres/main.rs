@@ -13,6 +13,7 @@ use annals_tests::stores::{
 mod concurrency;
 mod connections_and_timeouts;
 mod contract;
+mod dcb;
 mod ids_and_columns;
 mod python_interop;
 mod roles_and_schemas;

@@ -1,0 +1,582 @@
+//! The PostgreSQL DCB recorder, in Python eventsourcing 9.5's `postgres_tt`
+//! layout: a Python `DCBApplication` and an annals one share its tables.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{to_sql_checked, IsNull, Kind, ToSql, Type};
+use postgres::{Client, IsolationLevel, Row};
+use r2d2::Pool;
+
+use super::dcb_sql::TtSql;
+use super::pool::{described, setting_at_fault, Connections, Manager};
+use super::settings::{check_schema, table_prefix, PostgresConfig};
+use super::tls::Transport;
+use annals_core::error::{Error, Result};
+use annals_core::persistence::dcb::{
+    condition_failed, no_events, DcbAppendCondition, DcbEvent, DcbQuery, DcbQueryItem,
+    DcbReadResponse, DcbRecorder, DcbSequencedEvent,
+};
+use annals_core::persistence::to_i64;
+use annals_core::persistence::wake::{Notifier, Signal, Watch};
+
+/// A DCB event store in PostgreSQL, in the tables, types and functions of
+/// Python eventsourcing 9.5's `PostgresDCBRecorderTT` (`postgres_tt.py`),
+/// created with Python's own DDL ([`ddl`](Self::ddl) shows it): for
+/// application `courses`, the tables `courses_events_tt_main` and
+/// `courses_events_tt_tag`, the types `dcb_event_tt` and
+/// `dcb_query_item_tt`, and the functions `dcb_unconditional_append_tt` and
+/// `dcb_conditional_append_tt`, which lock the events table, check the
+/// condition, insert and `NOTIFY` in one statement.
+///
+/// An append without a condition goes through `dcb_conditional_append_tt`
+/// with no query items (it never conflicts), so that it takes the table's
+/// lock and positions commit in order, which Python's
+/// `dcb_unconditional_append_tt` does not ensure.
+///
+/// Reads and appends take Python's paths: a query whose items all have
+/// tags is read through the tags table, and appended on by
+/// `dcb_conditional_append_tt`; a query of one type alone is read by type;
+/// an empty query reads everything. For the other queries Python raises
+/// "Unsupported query"; annals reads them with a scan after the position
+/// (and appends on them as Python does for a query without tags: the
+/// table locked, checked, then `dcb_unconditional_append_tt`).
+///
+/// The schema is [`schema`](PostgresConfig::schema), by default
+/// `public` (Python's default). The types and functions carry no table
+/// name: one schema holds one DCB store.
+///
+/// ```no_run
+/// use annals_core::persistence::dcb::{DcbAppendCondition, DcbEvent, DcbQuery, DcbQueryItem, DcbRecorder};
+/// use annals_postgres::{PostgresConfig, PostgresDcbRecorder};
+///
+/// let store = PostgresDcbRecorder::open(&PostgresConfig::new("school"), "Courses")?;
+/// let course = DcbQuery::item(DcbQueryItem::new().tags(["course-1"]));
+/// let read = store.read(&course, None, None)?;
+/// let condition = DcbAppendCondition::new(course).after(read.head);
+/// store.append(&[DcbEvent::new("CourseRegistered", b"{}".to_vec()).tags(["course-1"])], Some(&condition))?;
+/// # Ok::<(), annals_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct PostgresDcbRecorder {
+    connections: Connections,
+    transport: Transport,
+    config: PostgresConfig,
+    sql: Arc<TtSql>,
+    appended: Arc<Notifier>,
+}
+
+impl fmt::Debug for PostgresDcbRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresDcbRecorder")
+            .field("config", &self.config)
+            .field("events", &self.sql.events_table)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An event as the composite `dcb_event_tt` (type, data, tags).
+#[derive(Debug)]
+struct PgEvent<'a>(&'a DcbEvent);
+
+/// A query item as the composite `dcb_query_item_tt` (types, tags).
+#[derive(Debug)]
+struct PgQueryItem(DcbQueryItem);
+
+/// Writes a record's fields in PostgreSQL's binary form: their count,
+/// then each one's type, length and value.
+fn write_record(
+    ty: &Type,
+    fields: &[&(dyn ToSql + Sync)],
+    out: &mut BytesMut,
+) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    let Kind::Composite(members) = ty.kind() else {
+        return Err(format!("{ty} is not a composite type").into());
+    };
+    if members.len() != fields.len() {
+        return Err(format!(
+            "{ty} has {} fields, not the {} of Python's",
+            members.len(),
+            fields.len()
+        )
+        .into());
+    }
+    out.put_i32(i32::try_from(fields.len())?);
+    for (member, value) in members.iter().zip(fields) {
+        out.put_u32(member.type_().oid());
+        let at = out.len();
+        out.put_i32(0);
+        let length = match value.to_sql_checked(member.type_(), out)? {
+            IsNull::Yes => -1,
+            IsNull::No => i32::try_from(out.len() - at - 4)?,
+        };
+        out[at..at + 4].copy_from_slice(&length.to_be_bytes());
+    }
+    Ok(IsNull::No)
+}
+
+fn composite_named(ty: &Type, name: &str) -> bool {
+    ty.name() == name && matches!(ty.kind(), Kind::Composite(_))
+}
+
+impl ToSql for PgEvent<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        write_record(ty, &[&self.0.type_, &self.0.data, &self.0.tags], out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        composite_named(ty, super::dcb_sql::EVENT_TYPE)
+    }
+
+    to_sql_checked!();
+}
+
+impl ToSql for PgQueryItem {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        write_record(ty, &[&self.0.types, &self.0.tags], out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        composite_named(ty, super::dcb_sql::QUERY_ITEM_TYPE)
+    }
+
+    to_sql_checked!();
+}
+
+/// The items as Python sends them, each item's tags without repeats
+/// (Python's SQL counts distinct tags against the tags asked for: a
+/// repeated tag would match nothing, where the model says it is the tag
+/// once).
+fn query_items(query: &DcbQuery) -> Vec<PgQueryItem> {
+    query
+        .items
+        .iter()
+        .map(|item| {
+            let mut tags = Vec::with_capacity(item.tags.len());
+            for tag in &item.tags {
+                if !tags.contains(tag) {
+                    tags.push(tag.clone());
+                }
+            }
+            PgQueryItem(DcbQueryItem {
+                types: item.types.clone(),
+                tags,
+            })
+        })
+        .collect()
+}
+
+/// Python's `all_query_items_have_tags`.
+fn all_items_have_tags(query: &DcbQuery) -> bool {
+    !query.items.is_empty() && query.items.iter().all(|item| !item.tags.is_empty())
+}
+
+/// Python's `has_one_query_item_one_type`.
+fn one_item_one_type(query: &DcbQuery) -> bool {
+    matches!(query.items.as_slice(), [item] if item.types.len() == 1 && item.tags.is_empty())
+}
+
+/// Whether `query` matches every event (no items, or an item with neither
+/// types nor tags).
+fn matches_all(query: &DcbQuery) -> bool {
+    query.items.is_empty()
+        || query
+            .items
+            .iter()
+            .any(|item| item.types.is_empty() && item.tags.is_empty())
+}
+
+fn event_of(row: &Row, table: &str) -> Result<DcbSequencedEvent> {
+    let bad =
+        |e: postgres::Error| Error::persistence(format!("reading a row of {table}"), described(e));
+    let id: i64 = row.try_get("id").map_err(bad)?;
+    let data: Option<Vec<u8>> = row.try_get("data").map_err(bad)?;
+    Ok(DcbSequencedEvent {
+        position: u64::try_from(id).map_err(|_| {
+            Error::persistence(
+                format!("reading {table}: id {id} is negative"),
+                "a negative position",
+            )
+        })?,
+        event: DcbEvent {
+            type_: row.try_get("type").map_err(bad)?,
+            // Python's table lets data be NULL; no event of either side
+            // stores one.
+            data: data.unwrap_or_default(),
+            tags: row.try_get("tags").map_err(bad)?,
+        },
+    })
+}
+
+/// Whether `e` is PostgreSQL's "already exists" of a `CREATE TYPE`.
+fn is_duplicate(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::DUPLICATE_OBJECT)
+}
+
+impl PostgresDcbRecorder {
+    /// Connects to the server `config` names and, unless
+    /// [`create_tables`](PostgresConfig::create_tables) is off, creates
+    /// what is missing of the DCB store of application `app_name`, as
+    /// Python's `PostgresTTDCBFactory` names it: events table name
+    /// `<app_name, lower-cased>_events` (`dcb_events` for an empty name).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an application name that cannot prefix table
+    /// names, or a bad schema name; [`Error::Persistence`] when the server
+    /// cannot be reached or the tables cannot be created.
+    pub fn open(config: &PostgresConfig, app_name: &str) -> Result<Self> {
+        let prefix = if app_name.is_empty() {
+            "dcb".to_owned()
+        } else {
+            table_prefix(app_name)?
+        };
+        if let Some(schema) = &config.schema {
+            check_schema(schema)?;
+        }
+        let transport = Transport::new(config)?;
+        transport.connect().map_err(|e| {
+            let look_at = setting_at_fault(&e)
+                .map(|vars| format!(" (check {vars})"))
+                .unwrap_or_default();
+            Error::persistence(
+                format!("connecting to {}{look_at}", config.server()),
+                described(e),
+            )
+        })?;
+        let pool = Pool::builder()
+            .max_size(config.pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(config.connect_timeout)
+            .build(Manager {
+                transport: transport.clone(),
+            })
+            .map_err(|e| Error::persistence(format!("connecting to {}", config.server()), e))?;
+        // Python's lock timeout is whole seconds, written into the
+        // conditional append's body: rounded up, so a timeout is kept.
+        let lock_timeout = config
+            .lock_timeout
+            .map_or(0, |t| t.as_secs() + u64::from(t.subsec_nanos() > 0));
+        let schema = config.schema.clone().unwrap_or_else(|| "public".to_owned());
+        let recorder = Self {
+            connections: Connections {
+                pool,
+                server: config.server(),
+                pool_size: config.pool_size,
+            },
+            transport,
+            config: config.clone(),
+            sql: Arc::new(TtSql::new(
+                &format!("{prefix}_events"),
+                &schema,
+                lock_timeout,
+            )),
+            appended: Arc::default(),
+        };
+        if config.create_tables {
+            recorder.create_tables()?;
+        }
+        Ok(recorder)
+    }
+
+    /// Creates what is missing, as Python's `create_table` does: each
+    /// composite type in a transaction of its own (PostgreSQL has no
+    /// `CREATE TYPE IF NOT EXISTS`; an existing one is kept), then the
+    /// tables, indexes and functions in one transaction (the functions
+    /// replaced: `CREATE OR REPLACE`).
+    ///
+    /// # Errors
+    ///
+    /// The server's errors (no privilege, a lock timeout).
+    pub fn create_tables(&self) -> Result<()> {
+        let context = format!("creating the DCB tables {}", self.sql.events_table);
+        let fail = |e: postgres::Error| Error::persistence(context.clone(), described(e));
+        let mut conn = self.connections.checkout()?;
+        let client = &mut conn.client;
+        for create in &self.sql.create_types {
+            match client.batch_execute(create) {
+                Ok(()) => {}
+                Err(e) if is_duplicate(&e) => {}
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        let mut tx = client.transaction().map_err(fail)?;
+        // Python's tags table refers to the events table by its name
+        // alone, found on the search path: the schema first, so it is
+        // found there.
+        tx.batch_execute(&format!(
+            "SET LOCAL search_path TO {}, public",
+            super::dcb_sql::identifier(&self.sql.schema)
+        ))
+        .map_err(fail)?;
+        for create in &self.sql.create_rest {
+            tx.batch_execute(create).map_err(fail)?;
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// The SQL that creates this store (types, tables, indexes,
+    /// functions), Python's, for migrations.
+    pub fn ddl(&self) -> String {
+        self.sql
+            .create_types
+            .iter()
+            .chain(&self.sql.create_rest)
+            .map(|statement| format!("{};\n", statement.trim().trim_end_matches(';')))
+            .collect()
+    }
+
+    /// The events table's name (`<name>_tt_main`), which is also the
+    /// channel of its NOTIFY.
+    pub fn events_table(&self) -> &str {
+        &self.sql.events_table
+    }
+
+    /// The tags table's name (`<name>_tt_tag`).
+    pub fn tags_table(&self) -> &str {
+        &self.sql.tags_table
+    }
+
+    fn error(&self, context: &str, e: postgres::Error) -> Error {
+        Error::persistence(
+            format!("{context} ({})", self.sql.events_table),
+            described(e),
+        )
+    }
+
+    fn read_rows(
+        &self,
+        client: &mut impl postgres::GenericClient,
+        query: &DcbQuery,
+        after: Option<i64>,
+        limit: Option<i64>,
+    ) -> std::result::Result<Vec<Row>, postgres::Error> {
+        if matches_all(query) {
+            client.query(&self.sql.select_all, &[&after, &limit])
+        } else if all_items_have_tags(query) {
+            let items = query_items(query);
+            client.query(&self.sql.select_by_tags, &[&items, &after, &limit])
+        } else if one_item_one_type(query) {
+            let type_ = &query.items[0].types[0];
+            client.query(&self.sql.select_by_type, &[type_, &after, &limit])
+        } else {
+            let items = query_items(query);
+            client.query(&self.sql.select_by_any_item, &[&items, &after, &limit])
+        }
+    }
+}
+
+fn limit_i64(limit: Option<usize>) -> Option<i64> {
+    limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX))
+}
+
+impl DcbRecorder for PostgresDcbRecorder {
+    fn read(
+        &self,
+        query: &DcbQuery,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<DcbReadResponse> {
+        let context = "reading DCB events";
+        let after = after.map(|a| to_i64("a position", a)).transpose()?;
+        let mut conn = self.connections.checkout()?;
+        // One snapshot for the head and the events.
+        let mut tx = conn
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|e| self.error(context, e))?;
+        let last = if limit.is_none() {
+            let max: Option<i64> = tx
+                .query_one(&self.sql.select_max_id, &[])
+                .and_then(|row| row.try_get(0))
+                .map_err(|e| self.error(context, e))?;
+            max.and_then(|m| u64::try_from(m).ok())
+        } else {
+            None
+        };
+        let rows = self
+            .read_rows(&mut tx, query, after, limit_i64(limit))
+            .map_err(|e| self.error(context, e))?;
+        tx.commit().map_err(|e| self.error(context, e))?;
+        let events = rows
+            .iter()
+            .map(|row| event_of(row, &self.sql.events_table))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DcbReadResponse::with_head(events, limit, last))
+    }
+
+    fn append(&self, events: &[DcbEvent], condition: Option<&DcbAppendCondition>) -> Result<u64> {
+        if events.is_empty() {
+            return Err(no_events());
+        }
+        let context = "appending DCB events";
+        let pg_events: Vec<PgEvent<'_>> = events.iter().map(PgEvent).collect();
+        let mut conn = self.connections.checkout()?;
+        let client = &mut conn.client;
+        let last: i64 = match condition {
+            // Through the conditional function with no query items: it
+            // never conflicts, and it takes the table's lock, so positions
+            // commit in order (Python's unconditional function takes none:
+            // two of its appends may commit out of order, and a reader
+            // that saw the later one could pass the earlier by).
+            None => {
+                let no_items: Vec<PgQueryItem> = Vec::new();
+                let after: Option<i64> = None;
+                let rows = client
+                    .query(
+                        &self.sql.conditional_append,
+                        &[&no_items, &after, &pg_events],
+                    )
+                    .map_err(|e| self.error(context, e))?;
+                match rows.first() {
+                    Some(row) => row.try_get(0).map_err(|e| self.error(context, e))?,
+                    None => {
+                        return Err(Error::persistence(
+                            format!("{context} ({})", self.sql.events_table),
+                            "the append function returned no position",
+                        ))
+                    }
+                }
+            }
+            Some(condition) if all_items_have_tags(&condition.fail_if_events_match) => {
+                let items = query_items(&condition.fail_if_events_match);
+                let after = condition
+                    .after
+                    .map(|a| to_i64("a position", a))
+                    .transpose()?;
+                let rows = client
+                    .query(&self.sql.conditional_append, &[&items, &after, &pg_events])
+                    .map_err(|e| self.error(context, e))?;
+                match rows.first() {
+                    None => return Err(condition_failed(condition)),
+                    Some(row) => row.try_get(0).map_err(|e| self.error(context, e))?,
+                }
+            }
+            Some(condition) => {
+                // Python's way for a condition without tags: lock, read,
+                // then the unconditional append, in one transaction.
+                let after = condition
+                    .after
+                    .map(|a| to_i64("a position", a))
+                    .transpose()?;
+                let mut tx = client.transaction().map_err(|e| self.error(context, e))?;
+                if let Some(set) = &self.sql.set_lock_timeout {
+                    tx.batch_execute(set).map_err(|e| self.error(context, e))?;
+                }
+                tx.batch_execute(&self.sql.lock_table)
+                    .map_err(|e| self.error(context, e))?;
+                let found = self
+                    .read_rows(&mut tx, &condition.fail_if_events_match, after, Some(1))
+                    .map_err(|e| self.error(context, e))?;
+                if !found.is_empty() {
+                    return Err(condition_failed(condition));
+                }
+                let last = tx
+                    .query_one(&self.sql.unconditional_append, &[&pg_events])
+                    .and_then(|row| row.try_get(0))
+                    .map_err(|e| self.error(context, e))?;
+                tx.commit().map_err(|e| self.error(context, e))?;
+                last
+            }
+        };
+        drop(conn);
+        self.appended.notify();
+        u64::try_from(last).map_err(|_| {
+            Error::persistence(
+                format!("{context}: the append returned position {last}"),
+                "a negative position",
+            )
+        })
+    }
+
+    /// Raises `signal` at each append through this recorder, and at each
+    /// `NOTIFY` on the store's channel (the append functions send one, an
+    /// append by Python's recorder too).
+    fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
+        self.appended.subscribe(signal);
+        let mut listener = Some(self.listen()?);
+        let recorder = self.clone();
+        Watch::spawn(
+            &format!("postgres {}", self.sql.channel),
+            signal,
+            move |timeout| match listener.as_mut() {
+                None => {
+                    listener = Some(recorder.listen()?);
+                    Ok(true)
+                }
+                Some(client) => match wait(client, timeout, &recorder.sql.channel) {
+                    Ok(woke) => Ok(woke),
+                    Err(e) => {
+                        listener = None;
+                        Err(e)
+                    }
+                },
+            },
+        )
+    }
+}
+
+impl PostgresDcbRecorder {
+    /// A connection of its own that has run `LISTEN` on the channel.
+    fn listen(&self) -> Result<Client> {
+        let mut client = self.transport.connect().map_err(|e| {
+            Error::persistence(
+                format!("connecting to {}", self.config.server()),
+                described(e),
+            )
+        })?;
+        client
+            .batch_execute(&format!(
+                "LISTEN {}",
+                super::dcb_sql::identifier(&self.sql.channel)
+            ))
+            .map_err(|e| self.error("listening for DCB appends", e))?;
+        Ok(client)
+    }
+}
+
+/// Waits up to `timeout` for a NOTIFY; true if one came (all pending
+/// ones are consumed).
+fn wait(client: &mut Client, timeout: Duration, channel: &str) -> Result<bool> {
+    let context = || format!("waiting for notifications on {channel}");
+    let woke = {
+        let mut notifications = client.notifications();
+        let woke = notifications
+            .timeout_iter(timeout)
+            .next()
+            .map_err(|e| Error::persistence(context(), described(e)))?
+            .is_some();
+        if woke {
+            let mut pending = notifications.iter();
+            while pending
+                .next()
+                .map_err(|e| Error::persistence(context(), described(e)))?
+                .is_some()
+            {}
+        }
+        woke
+    };
+    if !woke && client.is_closed() {
+        return Err(Error::persistence(
+            context(),
+            "the connection closed: listen again",
+        ));
+    }
+    Ok(woke)
+}
