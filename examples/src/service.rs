@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use annals::web::ApiError;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -125,33 +125,46 @@ pub fn layers(router: Router, limits: &Limits) -> Router {
 async fn within(limit: Duration, max_body: usize, request: Request, next: Next) -> Response {
     let declared = request
         .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max_body as u64) {
-        return ApiError::new(
+    let mut response = if declared.is_some_and(|n| n > max_body as u64) {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("the request body is larger than {max_body} bytes"),
         )
-        .into_response();
-    }
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(?limit, "request timed out");
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "no answer within {} ms; a command may or may not have been applied \
-                     (send it again with the same Idempotency-Key to find out)",
-                    limit.as_millis()
-                ),
-            )
-            .into_response()
+        .into_response()
+    } else {
+        match tokio::time::timeout(limit, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::warn!(?limit, "request timed out");
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "no answer within {} ms; a command may or may not have been applied \
+                         (send it again with the same Idempotency-Key to find out)",
+                        limit.as_millis()
+                    ),
+                )
+                .into_response()
+            }
         }
+    };
+    // The body may be unread (or half read): the connection cannot carry
+    // another request, and a client must not send one on it (it would
+    // race the close and lose the request).
+    if matches!(
+        response.status(),
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown` completes; then it

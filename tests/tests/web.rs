@@ -559,9 +559,45 @@ async fn the_bank_over_http_on_postgres() {
 /// after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_graceful_shutdown_answers_the_request_in_flight() {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    answers_in_flight_then_stops(
+        "shutdown",
+        async {
+            stopped.await.ok();
+        },
+        move || stop.send(()).expect("the server waits for the signal"),
+    )
+    .await;
+}
+
+/// SIGTERM, as a service manager sends it, with a request in flight: the
+/// request is answered, then `serve` returns (the process would exit 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_answers_the_request_in_flight() {
+    answers_in_flight_then_stops("sigterm", annals_examples::bank::shutdown_signal(), || {
+        // To this process: tokio's handler, installed when `serve`
+        // first polled `shutdown_signal`, takes it instead of the
+        // default (which would end the test binary).
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM: {sent}");
+    })
+    .await;
+}
+
+/// Serves the bank until `shutdown`; sends a deposit whose body is split
+/// around `stop()`, and checks that it is answered and that `serve` then
+/// returns and takes no new connection.
+async fn answers_in_flight_then_stops(
+    name: &str,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    stop: impl FnOnce(),
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let bank = Bank::build(Application::builder("Bank").sqlite(temp_sqlite("shutdown")))
+    let bank = Bank::build(Application::builder("Bank").sqlite(temp_sqlite(name)))
         .await
         .expect("the bank");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -569,10 +605,7 @@ async fn a_graceful_shutdown_answers_the_request_in_flight() {
         .expect("a loopback port");
     let addr = listener.local_addr().expect("its address");
     let base = format!("http://{addr}");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(annals_examples::bank::serve(listener, bank, async {
-        stopped.await.ok();
-    }));
+    let server = tokio::spawn(annals_examples::bank::serve(listener, bank, shutdown));
     let client = reqwest::Client::new();
     let account: AccountView = client
         .post(format!("{base}/accounts"))
@@ -598,7 +631,7 @@ async fn a_graceful_shutdown_answers_the_request_in_flight() {
         .expect("part of the body");
     // Time for the server to read the head (not an assertion on time).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.send(()).expect("the server waits for the signal");
+    stop();
     // Stopped, it still waits for the request in flight: returning now
     // would let the process exit with it unanswered.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -766,9 +799,11 @@ async fn heads_the_server_refuses_get_json_answers() {
         "{body}"
     );
     let declared = format!(
-        "POST /health HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /health HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         max_body * 10_000
     );
+    // Answered and closed (`raw` reads to the end) although the client
+    // asked for nothing of the kind: its body is unread.
     let (status, body) = raw(addr, declared.as_bytes()).await;
     assert_eq!(
         (status, body["error"].as_str()),
