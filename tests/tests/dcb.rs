@@ -180,3 +180,126 @@ fn sqlite_recorders_on_one_file_see_each_others_appends() {
         .expect_err("the seat was booked through the other recorder");
     assert!(err.is_conflict());
 }
+
+/// `persistence::dcb::open` opens the DCB store `PERSISTENCE_MODULE`
+/// names, with that store's settings; a module without one is a
+/// configuration error naming the variable.
+mod opener {
+    use super::*;
+    use annals::env::Env;
+    use annals::persistence::dcb::{self, DcbEvent, DcbQuery, DcbRecorder};
+
+    fn round_trip(store: &Arc<dyn DcbRecorder>) {
+        let head = store.read(&DcbQuery::all(), None, None).expect("read").head;
+        let last = store
+            .append(
+                &[DcbEvent::new("Opened", b"1".to_vec()).tags(["opener"])],
+                None,
+            )
+            .expect("append");
+        assert!(last > head.unwrap_or(0));
+        let read = store.read(&DcbQuery::all(), head, None).expect("read");
+        assert_eq!(read.events.len(), 1);
+        assert_eq!(read.head, Some(last));
+    }
+
+    #[test]
+    fn memory_by_default_and_by_name() {
+        for env in [
+            Env::from_map("Courses", [("X", "y")]),
+            Env::from_map("Courses", [("PERSISTENCE_MODULE", "eventsourcing.popo")]),
+        ] {
+            round_trip(&dcb::open("Courses", &env).expect("open"));
+        }
+    }
+
+    #[test]
+    fn sqlite_in_its_file() {
+        let path = annals_tests::stores::temp_dir().join("opener.db");
+        let path = path.to_str().expect("a UTF-8 path");
+        let env = Env::from_map(
+            "Courses",
+            [("PERSISTENCE_MODULE", "sqlite"), ("SQLITE_DBNAME", path)],
+        );
+        round_trip(&dcb::open("Courses", &env).expect("open"));
+        // Opened again, the same store.
+        let again = dcb::open("Courses", &env).expect("open again");
+        assert_eq!(
+            again.read(&DcbQuery::all(), None, None).expect("read").head,
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn the_object_store_in_a_directory() {
+        let dir = annals_tests::stores::temp_dir().join("opener");
+        let env = Env::from_map(
+            "Courses",
+            [
+                ("PERSISTENCE_MODULE", "object"),
+                ("OBJECT_STORE_LOCATION", dir.to_str().expect("a UTF-8 path")),
+            ],
+        );
+        round_trip(&dcb::open("Courses", &env).expect("open"));
+        assert!(dir.join("courses").join("dcb").is_dir());
+    }
+
+    #[test]
+    fn postgres_from_its_settings() {
+        let Some(config) = annals_tests::stores::postgres_server() else {
+            annals::testing::skipped("postgres_from_its_settings");
+            return;
+        };
+        // A schema of its own: the layout's types and functions are one
+        // per schema.
+        annals_tests::stores::postgres_client(&config)
+            .batch_execute("DROP SCHEMA IF EXISTS dcb_opener CASCADE; CREATE SCHEMA dcb_opener")
+            .expect("a fresh schema");
+        let mut vars: Vec<(&str, String)> = vec![
+            ("PERSISTENCE_MODULE", "postgres".into()),
+            ("POSTGRES_DBNAME", config.dbname.clone()),
+            ("POSTGRES_HOST", config.host.clone()),
+            ("POSTGRES_PORT", config.port.to_string()),
+            ("POSTGRES_USER", config.user.clone()),
+            ("POSTGRES_SCHEMA", "dcb_opener".into()),
+        ];
+        if let Some(password) = &config.password {
+            vars.push(("POSTGRES_PASSWORD", password.clone()));
+        }
+        let env = Env::from_map("DcbOpener", vars);
+        round_trip(&dcb::open("DcbOpener", &env).expect("open"));
+    }
+
+    #[test]
+    fn umadb_from_its_settings() {
+        let Ok(uri) = std::env::var("ANNALS_UMADB_URI") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the UmaDB tests must run in CI: set ANNALS_UMADB_URI (.ci/run starts a server)"
+            );
+            annals::testing::skipped("umadb_from_its_settings");
+            return;
+        };
+        let env = Env::from_map(
+            "Courses",
+            [("PERSISTENCE_MODULE", "umadb"), ("UMADB_URI", uri.as_str())],
+        );
+        round_trip(&dcb::open("Courses", &env).expect("open"));
+    }
+
+    #[test]
+    fn a_module_without_a_dcb_store_or_its_settings_is_a_config_error() {
+        let env = Env::from_map("Courses", [("COURSES_PERSISTENCE_MODULE", "cassandra")]);
+        let err = dcb::open("Courses", &env).expect_err("no such DCB store");
+        assert!(
+            matches!(&err, annals::Error::Config { setting, .. } if setting == "COURSES_PERSISTENCE_MODULE"),
+            "{err:?}"
+        );
+        let env = Env::from_map("Courses", [("PERSISTENCE_MODULE", "umadb")]);
+        let err = dcb::open("Courses", &env).expect_err("no server named");
+        assert!(
+            matches!(&err, annals::Error::Config { setting, .. } if setting == "UMADB_URI"),
+            "{err:?}"
+        );
+    }
+}
