@@ -79,7 +79,7 @@ fn fresh_server(test: &str) -> Option<Arc<dyn DcbRecorder>> {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let server = Command::new(&command)
+    let mut server = Command::new(&command)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--db-path")
@@ -99,7 +99,12 @@ fn fresh_server(test: &str) -> Option<Arc<dyn DcbRecorder>> {
         match attempt {
             Ok(recorder) => break recorder,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => panic!("UmaDB did not come up on port {port}: {}", e.report()),
+            Err(e) => {
+                let _ = server.kill();
+                let _ = server.wait();
+                let _ = std::fs::remove_dir_all(&dir);
+                panic!("UmaDB did not come up on port {port}: {}", e.report())
+            }
         }
     };
     Some(Arc::new(OnItsOwnServer {
