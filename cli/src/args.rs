@@ -38,7 +38,8 @@ pub(crate) struct Global {
     /// over the environment. Repeat for more.
     #[arg(long = "set", short, value_name = "NAME=VALUE", global = true)]
     pub set: Vec<String>,
-    /// The store: sqlite, postgres, object, memory (PERSISTENCE_MODULE).
+    /// The store: sqlite, postgres, object, umadb (DCB only), memory
+    /// (PERSISTENCE_MODULE).
     #[arg(long, value_name = "MODULE", global = true)]
     pub store: Option<String>,
     /// A SQLite file (PERSISTENCE_MODULE=sqlite, SQLITE_DBNAME=FILE).
@@ -52,6 +53,10 @@ pub(crate) struct Global {
     /// (PERSISTENCE_MODULE=object, OBJECT_STORE_LOCATION=LOCATION).
     #[arg(long, value_name = "LOCATION", global = true)]
     pub object: Option<String>,
+    /// An UmaDB server, for `dcb` (PERSISTENCE_MODULE=umadb,
+    /// UMADB_URI=URI: http://host:port).
+    #[arg(long, value_name = "URI", global = true)]
+    pub umadb: Option<String>,
     /// Print JSON for scripts: one object per line.
     #[arg(long, global = true)]
     pub json: bool,
@@ -165,4 +170,54 @@ pub(crate) enum Command {
     Keygen,
     /// Counts, sizes and the settings in effect (never a secret's value).
     Info,
+    /// The application's DCB store (dynamic consistency boundaries:
+    /// tagged events in one sequence), from the same settings.
+    #[command(subcommand)]
+    Dcb(DcbCommand),
+}
+
+/// What to do with a DCB store.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DcbCommand {
+    /// The events that match (every one without --type or --tag), in
+    /// position order: position, type, tags and data (UTF-8 as it is,
+    /// other bytes base64); with --json, one object per line (data
+    /// base64, and parsed as `json` when it is JSON).
+    Read {
+        #[command(flatten)]
+        query: DcbQueryArgs,
+        /// Only events after this position.
+        #[arg(long)]
+        after: Option<u64>,
+        /// Show at most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// The store's last position ("empty" when it has no events).
+    Head,
+    /// The events that match, then each new one as it is appended, until
+    /// interrupted (Ctrl-C, SIGTERM, SIGHUP: exit code 0) or --limit.
+    Follow {
+        #[command(flatten)]
+        query: DcbQueryArgs,
+        /// Only events after this position (from the first by default).
+        #[arg(long)]
+        after: Option<u64>,
+        /// Show this many, then stop.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+/// One query item: events of any of these types, with all these tags.
+#[derive(Debug, Args)]
+pub(crate) struct DcbQueryArgs {
+    /// Only events of this type (repeat, or separate with commas: any of
+    /// them).
+    #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
+    pub types: Vec<String>,
+    /// Only events with this tag (repeat, or separate with commas: all of
+    /// them).
+    #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
 }

@@ -279,12 +279,18 @@ pub(crate) fn log(
 /// command ends as after its last event, with exit code 0; a second one
 /// exits at once (a store that does not answer).
 fn stop_on_signal(stopper: Stopper) -> Result<()> {
+    on_signal(move || stopper.stop())
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP call `stop` (as [`stop_on_signal`]); a
+/// second one exits at once.
+pub(crate) fn on_signal(stop: impl Fn() + Send + 'static) -> Result<()> {
     let asked = AtomicBool::new(false);
     ctrlc::set_handler(move || {
         if asked.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        stopper.stop();
+        stop();
     })
     .map_err(|e| CliError::Invalid(format!("cannot handle Ctrl-C, SIGTERM and SIGHUP: {e}")))
 }

@@ -3,7 +3,8 @@
 //! It reads an application's store without its Rust types: the streams,
 //! their events decoded to JSON, the notification log (also as it grows),
 //! hash chains, counts and settings; it creates tables, and it moves
-//! events between any two stores as JSON lines. It is configured like the
+//! events between any two stores as JSON lines. `annals dcb` reads an
+//! application's DCB store (read by query, head, follow). It is configured like the
 //! library (the same environment variables), and flags override them.
 //!
 //! Exit codes: 0 done; 1 an error (the message names it); 2 a usage error;
@@ -11,6 +12,7 @@
 //! check (the store was written without hash chaining).
 
 mod args;
+mod dcb;
 mod inspect;
 mod output;
 mod settings;
@@ -21,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, DcbCommand};
 
 /// What a command found, for the exit code.
 enum Outcome {
@@ -84,6 +86,13 @@ fn main() -> ExitCode {
     }
 }
 
+fn selection(query: args::DcbQueryArgs) -> dcb::Selection {
+    dcb::Selection {
+        types: query.types,
+        tags: query.tags,
+    }
+}
+
 fn run(cli: Cli) -> Result<Outcome> {
     let out = output::Output::new(cli.global.json, cli.global.quiet);
     // Every command but keygen works on an application's store.
@@ -138,6 +147,19 @@ fn run(cli: Cli) -> Result<Outcome> {
             batch,
             compare,
         } => transfer::import(&settings()?, &out, input.as_deref(), batch, compare)?,
+        Command::Dcb(command) => match command {
+            DcbCommand::Read {
+                query,
+                after,
+                limit,
+            } => dcb::read(&settings()?, &out, &selection(query), after, limit)?,
+            DcbCommand::Head => dcb::head(&settings()?, &out)?,
+            DcbCommand::Follow {
+                query,
+                after,
+                limit,
+            } => dcb::follow(&settings()?, &out, &selection(query), after, limit)?,
+        },
     }
     Ok(Outcome::Done)
 }

@@ -17,7 +17,7 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// The environment, overridden by `global`'s flags (`--store`,
-    /// `--sqlite`, `--postgres`, `--object`, then each `--set`).
+    /// `--sqlite`, `--postgres`, `--object`, `--umadb`, then each `--set`).
     pub(crate) fn new(global: &Global) -> Result<Self> {
         let app = global.app.clone().ok_or_else(|| {
             CliError::Usage(
@@ -41,6 +41,10 @@ impl Settings {
         if let Some(location) = &global.object {
             set("PERSISTENCE_MODULE", "object");
             set("OBJECT_STORE_LOCATION", location);
+        }
+        if let Some(uri) = &global.umadb {
+            set("PERSISTENCE_MODULE", "umadb");
+            set("UMADB_URI", uri);
         }
         for pair in &global.set {
             let (name, value) = pair

@@ -84,6 +84,12 @@ settings! {
     POSTGRES_SSLROOTCERT: "a PEM file: the root certificate of the server's (verify-ca, verify-full)", None;
     /// Where the object store keeps its objects.
     OBJECT_STORE_LOCATION: "the object store's directory, memory://, or s3://bucket/prefix (with AWS_* settings)", None;
+    /// The UmaDB server (`PERSISTENCE_MODULE=umadb`, a DCB store).
+    UMADB_URI: "the UmaDB server: http://host:port (https:// for TLS; a bare host:port is http://)", None;
+    /// The API key the UmaDB server asks for.
+    UMADB_API_KEY: "the UmaDB server's API key, if it asks for one", None;
+    /// The CA certificate that signs the UmaDB server's (TLS).
+    UMADB_CA_PATH: "a PEM file: the CA certificate of the UmaDB server's (https://)", None;
     /// Whether to create missing tables on start (and with SQLite, a
     /// missing database file: with `no` a missing file is an error).
     CREATE_TABLE: "create missing tables on start (no: a missing SQLite file is an error, not created)", Some("yes");

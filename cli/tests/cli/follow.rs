@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::support::{annals, kennel, sqlite_file};
 
 /// How `child` exited, if it did within `timeout` (killed otherwise).
-fn exit_of(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+pub(crate) fn exit_of(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -24,7 +24,7 @@ fn exit_of(child: &mut Child, timeout: Duration) -> Option<std::process::ExitSta
 }
 
 /// Reads `child`'s stdout lines on a thread, giving up after `timeout`.
-fn lines_of(child: &mut Child, want: usize, timeout: Duration) -> Vec<String> {
+pub(crate) fn lines_of(child: &mut Child, want: usize, timeout: Duration) -> Vec<String> {
     let out = child.stdout.take().expect("piped stdout");
     let (send, receive) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -1,8 +1,9 @@
 //! The built `annals` binary against SQLite and PostgreSQL stores that the
-//! tests make: exit codes, what each command shows, `--json` output that
+//! tests make (and their DCB stores, and UmaDB when CI starts it): exit codes, what each command shows, `--json` output that
 //! parses, and export/import between stores (100,000 events, an import
 //! killed halfway).
 
+mod dcb;
 mod export_import;
 mod follow;
 mod inspect;

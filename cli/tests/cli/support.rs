@@ -20,6 +20,7 @@ pub(crate) fn annals() -> Command {
         "IS_HASH_CHAINING_ENABLED",
         "RUST_LOG",
         "ANNALS_APP",
+        "UMADB_URI",
     ] {
         command.env_remove(var);
     }

@@ -21,6 +21,7 @@
 //! | `sqlite` | `annals-sqlite` | `sqlite` (default) |
 //! | `postgres` | `annals-postgres` | `postgres` |
 //! | `object` | `annals-object-store` | `object-store` (`s3` for Amazon S3) |
+//! | `umadb` | `annals-umadb` (a DCB store only) | `umadb` |
 //!
 //! Which store an application uses is decided here too ([`Persistence`],
 //! from `PERSISTENCE_MODULE` or from code; see [`factory`]). A store
@@ -29,11 +30,12 @@
 //! (`ApplicationBuilder::modules`) for `PERSISTENCE_MODULE` to select.
 
 pub use annals_core::persistence::{
-    dcb, memory, wake, AggregateRecorder, ApplicationRecorder, EventQuery, KeyedOutcome,
-    MemoryStore, Modules, Notification, NotificationQuery, OpenStore, ProcessRecorder, Recorders,
-    Store, StoreTx, StoredEvent, Tracking, TrackingLayout,
+    memory, wake, AggregateRecorder, ApplicationRecorder, EventQuery, KeyedOutcome, MemoryStore,
+    Modules, Notification, NotificationQuery, OpenStore, ProcessRecorder, Recorders, Store,
+    StoreTx, StoredEvent, Tracking, TrackingLayout,
 };
 
+pub mod dcb;
 pub mod factory;
 #[allow(deprecated)]
 pub use factory::register_module;
@@ -54,3 +56,10 @@ pub use annals_postgres as postgres;
 #[cfg(feature = "object-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
 pub use annals_object_store as object;
+
+/// UmaDB, a DCB event store server: the crate `annals-umadb` (a
+/// [`DcbRecorder`](dcb::DcbRecorder) only; [`dcb::open`] opens it for
+/// `PERSISTENCE_MODULE=umadb`).
+#[cfg(feature = "umadb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "umadb")))]
+pub use annals_umadb as umadb;

@@ -12,6 +12,9 @@
 //! unconditionally. Each recorder keeps an index of the log it has read
 //! and reads the objects added since before every query, so it sees other
 //! processes' saves. Snapshots are a second log under `snapshots/`.
+//! DCB events ([`ObjectConfig::open_dcb`], [`ObjectDcbRecorder`]) are a
+//! third, under `dcb/`: one object per append, named by its first
+//! position and decided by the same create-if-absent write.
 //!
 //! ```
 //! use annals_core::persistence::{AggregateRecorder, EventQuery, Store, StoredEvent};
@@ -35,6 +38,7 @@
 //! # Ok::<(), annals_core::Error>(())
 //! ```
 
+mod dcb;
 mod recorder;
 
 use std::fmt;
@@ -43,6 +47,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use object_store::path::Path;
 use object_store::ObjectStore;
 
+pub use dcb::ObjectDcbRecorder;
 pub use recorder::ObjectRecorder;
 
 use annals_core::env::Env;
@@ -331,12 +336,20 @@ fn s3(location: &str, _: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
     ))
 }
 
-impl Store for ObjectConfig {
-    fn name(&self) -> &'static str {
-        "object"
-    }
+/// Where an application's objects are.
+struct Application {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    /// The directory, when the store is one.
+    dir: Option<std::path::PathBuf>,
+    /// The application's name as objects spell it.
+    app: String,
+}
 
-    fn open(&self, app_name: &str) -> Result<Recorders> {
+impl ObjectConfig {
+    /// The store, the application's root in it, the directory (when it
+    /// is one) and the application's name as objects spell it.
+    fn application(&self, app_name: &str) -> Result<Application> {
         let (store, prefix, dir) = self.resolve()?;
         let app = app_name.to_ascii_lowercase();
         if app.is_empty()
@@ -349,7 +362,59 @@ impl Store for ObjectConfig {
                 format!("the application name {app_name:?} cannot name objects: use letters, digits, _ and -"),
             ));
         }
-        let root = prefix.clone().join(app.as_str());
+        let root = prefix.join(app.as_str());
+        Ok(Application {
+            store,
+            root,
+            dir,
+            app,
+        })
+    }
+
+    /// The DCB recorder of application `app_name`: its appends under
+    /// `{prefix}/{application}/dcb` (see [`ObjectDcbRecorder`]), beside
+    /// the application's events and snapshots.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`]: a bad location or application name, or a store
+    /// that cannot be read.
+    ///
+    /// ```
+    /// use annals_core::persistence::dcb::{DcbEvent, DcbQuery, DcbRecorder};
+    /// use annals_object_store::ObjectConfig;
+    ///
+    /// let dcb = ObjectConfig::location("memory://").open_dcb("Courses")?;
+    /// dcb.append(&[DcbEvent::new("CourseRegistered", vec![]).tags(["course-1"])], None)?;
+    /// assert_eq!(dcb.read(&DcbQuery::all(), None, None)?.head, Some(1));
+    /// # Ok::<(), annals_core::Error>(())
+    /// ```
+    pub fn open_dcb(&self, app_name: &str) -> Result<ObjectDcbRecorder> {
+        let Application {
+            store,
+            root,
+            dir,
+            app,
+        } = self.application(app_name)?;
+        if let Some(dir) = dir {
+            remove_stale_temporaries(&dir.join(&app).join("dcb"));
+        }
+        ObjectDcbRecorder::open(store, root.join("dcb"))
+    }
+}
+
+impl Store for ObjectConfig {
+    fn name(&self) -> &'static str {
+        "object"
+    }
+
+    fn open(&self, app_name: &str) -> Result<Recorders> {
+        let Application {
+            store,
+            root,
+            dir,
+            app,
+        } = self.application(app_name)?;
         if let Some(dir) = dir {
             for log in ["events", "snapshots"] {
                 remove_stale_temporaries(&dir.join(&app).join(log));

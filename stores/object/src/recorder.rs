@@ -123,12 +123,31 @@ struct KeyRow {
 }
 
 /// How often a watcher looks for the next save object (a HEAD request).
-const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+pub(crate) const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Runs `future` to completion on the calling thread, its connections
+/// driven by the shared runtime's workers; on a thread of its own when
+/// the caller is itself inside a tokio runtime (which cannot block).
+pub(crate) fn block_on<F: Future + Send>(runtime: &tokio::runtime::Handle, future: F) -> F::Output
+where
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| runtime.block_on(future))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    } else {
+        runtime.block_on(future)
+    }
+}
 
 /// How many lost races in a row a save tolerates before it gives up: each
 /// lost race means another writer stored a save, so this bounds only a
 /// pathological churn.
-const MAX_RACES: usize = 10_000;
+pub(crate) const MAX_RACES: usize = 10_000;
 
 impl ObjectRecorder {
     /// A recorder of the saves under `root` in `store`; reads what is there.
@@ -171,23 +190,11 @@ impl ObjectRecorder {
         }
     }
 
-    /// Runs `future` to completion on the calling thread, its connections
-    /// driven by the shared runtime's workers; on a thread of its own when
-    /// the caller is itself inside a tokio runtime (which cannot block).
     fn block_on<F: Future + Send>(&self, future: F) -> F::Output
     where
         F::Output: Send,
     {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            std::thread::scope(|scope| {
-                scope
-                    .spawn(|| self.runtime.block_on(future))
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-        } else {
-            self.runtime.block_on(future)
-        }
+        block_on(&self.runtime, future)
     }
 
     fn path(&self, save: u64) -> Path {
