@@ -96,6 +96,7 @@ pub mod application;
 pub mod asynchronous;
 pub mod cipher;
 pub mod clock;
+pub mod dcb;
 pub mod domain;
 pub mod log;
 pub mod mapper;
