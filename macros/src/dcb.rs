@@ -11,7 +11,7 @@
 //! As in the aggregate macros, every mistake is one error spanned at the
 //! offending tokens; the derive then emits nothing else.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, LitStr};
@@ -86,7 +86,7 @@ fn tagged(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
                 }
             },
             _ => return Err(syn::Error::new(
-                Span::call_site(),
+                ident.span(),
                 "#[derive(Tagged)] goes on a struct with named fields, one struct per event type \
                  (an enum of them derives DcbEvents)",
             )),
@@ -155,7 +155,7 @@ fn events(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
     let ident = &input.ident;
     let Data::Enum(data) = &input.data else {
         return Err(syn::Error::new(
-            Span::call_site(),
+            ident.span(),
             "#[derive(DcbEvents)] goes on an enum whose variants each hold one #[derive(Tagged)] \
              struct; a struct derives Tagged",
         ));
@@ -174,8 +174,8 @@ fn events(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
         ));
     }
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("dcb")) {
-        errors.push(syn::Error::new(
-            attr.span(),
+        errors.push(syn::Error::new_spanned(
+            attr,
             "#[dcb(type = ...)] names one event type: put it on the Tagged struct, not the enum",
         ));
     }
@@ -215,11 +215,20 @@ fn events(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
             }
         }
     });
-    let news = variants
-        .iter()
-        .map(|(variant, _)| quote!(#ident::#variant(event) => #private::NewEvent::from(event)));
+    // Through `<T as Tagged>` at the variant's type: a type that is not
+    // Tagged is one error there (rustc merges the identical ones).
+    let news = variants.iter().map(|(variant, ty)| {
+        let parts = quote_spanned! {ty.span()=>
+            #private::encode_parts(
+                <#ty as #private::Tagged>::TYPE,
+                <#ty as #private::Tagged>::tags(&event),
+                &event,
+            )
+        };
+        quote!(#ident::#variant(event) => #parts)
+    });
     let duplicate = format!("two variants of {ident} hold events of the same type");
-    Ok(quote! {
+    let impls = quote! {
         impl #private::DcbEvents for #ident {
             const TYPES: &'static [&'static str] = &[#(#types),*];
             fn decode(event: &#private::DcbSequencedEvent) -> #private::Result<Self> {
@@ -235,9 +244,15 @@ fn events(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
             }
         }
         #(#froms)*
+    };
+    let distinct = quote_spanned! {ident.span()=>
         const _: () = ::std::assert!(
             #private::distinct(<#ident as #private::DcbEvents>::TYPES),
             #duplicate
         );
+    };
+    Ok(quote! {
+        #impls
+        #distinct
     })
 }

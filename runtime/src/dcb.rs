@@ -203,18 +203,28 @@ pub trait DcbEvents: Sized {
 ///
 /// [`Error::Encode`] when serde cannot serialize it.
 pub fn encode<T: Tagged>(event: &T) -> Result<DcbEvent> {
+    encode_parts(T::TYPE, event.tags(), event).0
+}
+
+/// An event of type `type_` with `tags`, its data the MessagePack map of
+/// `fields`.
+pub(crate) fn encode_parts<S: Serialize + ?Sized>(
+    type_: &'static str,
+    tags: Vec<String>,
+    fields: &S,
+) -> NewEvent {
     let mut data = Vec::new();
     let mut serializer = rmp_serde::Serializer::new(&mut data)
         .with_struct_map()
         .with_human_readable();
-    event
-        .serialize(&mut serializer)
-        .map_err(|e| Error::Encode {
-            topic: T::TYPE,
+    NewEvent(match fields.serialize(&mut serializer) {
+        Ok(()) => Ok(DcbEvent::new(type_, data).tags(tags)),
+        Err(e) => Err(Error::Encode {
+            topic: type_,
             aggregate: "DCB event",
             source: Box::new(e),
-        })?;
-    Ok(DcbEvent::new(T::TYPE, data).tags(event.tags()))
+        }),
+    })
 }
 
 /// Decodes a stored event as `T` (its type must be `T::TYPE`).
@@ -553,6 +563,15 @@ where
 #[doc(hidden)]
 pub mod private {
     pub use super::{decode, DcbEvents, NewEvent, Tagged};
+
+    /// An event of `type_` with `tags`, its data the map of `fields`.
+    pub fn encode_parts<S: serde::Serialize + ?Sized>(
+        type_: &'static str,
+        tags: Vec<String>,
+        fields: &S,
+    ) -> NewEvent {
+        super::encode_parts(type_, tags, fields)
+    }
     pub use crate::error::Result;
     pub use crate::persistence::dcb::DcbSequencedEvent;
 
