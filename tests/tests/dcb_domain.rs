@@ -525,3 +525,126 @@ fn an_enum_of_events_encodes_as_its_variants_struct() {
     assert_eq!(Cart::TYPES, ["shop.domain:ItemAdded"]);
     let _ = <ItemAdded as Tagged>::TYPE;
 }
+
+// ---- Python's MessagePackMapper reads annals' events, and the reverse. -----
+
+/// The venv's interpreter (`ANNALS_PYTHON`), or `None` (skipped; in CI a
+/// failure).
+fn python() -> Option<std::path::PathBuf> {
+    match std::env::var_os("ANNALS_PYTHON") {
+        Some(path) => Some(path.into()),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the Python interop tests must run in CI: set ANNALS_PYTHON (.ci/run does)"
+            );
+            annals::testing::skipped("python DCB mapper (ANNALS_PYTHON is not set)");
+            None
+        }
+    }
+}
+
+/// Python's side: a decision class of the same fields, its topic
+/// `__main__:Enrolled`; decodes annals' event with the mapper, and prints
+/// what it read and its own event of the same decision for other values.
+const PY_MAPPER: &str = r#"
+import json, sys, uuid
+from eventsourcing.dcb.api import DCBEvent
+from eventsourcing.dcb.domain import Tagged
+from eventsourcing.dcb.msgpack import Decision, MessagePackMapper
+
+class Enrolled(Decision):
+    student_id: uuid.UUID
+    course: str
+    seats: list[int]
+    note: str | None
+
+doc = json.loads(sys.argv[1])
+mapper = MessagePackMapper()
+read = mapper.to_domain_event(DCBEvent(type=doc["type"], data=bytes.fromhex(doc["data"]), tags=doc["tags"]))
+d = read.decision
+mine = mapper.to_dcb_event(Tagged(tags=["course-physics"], decision=Enrolled(
+    student_id=uuid.UUID(int=7), course="physics", seats=[], note="late")))
+print(json.dumps({
+    "read": {"student_id": str(d.student_id), "course": d.course, "seats": d.seats, "note": d.note, "tags": read.tags},
+    "event": {"type": mine.type, "data": mine.data.hex(), "tags": mine.tags},
+}))
+"#;
+
+#[derive(Debug, PartialEq, Serialize, Deserialize, Tagged)]
+#[dcb(type = "__main__:Enrolled")]
+struct Enrolled {
+    student_id: Uuid,
+    #[tag(prefix = "course-")]
+    course: String,
+    seats: Vec<i64>,
+    note: Option<String>,
+}
+
+#[test]
+fn pythons_message_pack_mapper_reads_annals_events_and_annals_reads_pythons() {
+    let Some(python) = python() else {
+        return;
+    };
+    let ours = dcb::encode(&Enrolled {
+        student_id: Uuid::from_u128(42),
+        course: "maths".into(),
+        seats: vec![3, -1],
+        note: None,
+    })
+    .expect("encode");
+    let hex: String = ours.data.iter().map(|b| format!("{b:02x}")).collect();
+    let doc = serde_json::json!({"type": ours.type_, "data": hex, "tags": ours.tags});
+    let output = std::process::Command::new(python)
+        .args(["-c", PY_MAPPER, &doc.to_string()])
+        .output()
+        .expect("run the venv's python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(
+        out["read"],
+        serde_json::json!({
+            "student_id": Uuid::from_u128(42).to_string(),
+            "course": "maths",
+            "seats": [3, -1],
+            "note": null,
+            "tags": ["course-maths"],
+        })
+    );
+    let event = &out["event"];
+    let data = event["data"].as_str().expect("hex");
+    let data: Vec<u8> = (0..data.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&data[i..i + 2], 16).expect("hex"))
+        .collect();
+    let theirs = DcbSequencedEvent {
+        event: DcbEvent::new(event["type"].as_str().expect("type"), data).tags(["course-physics"]),
+        position: 1,
+    };
+    assert_eq!(theirs.event.type_, Enrolled::TYPE);
+    assert_eq!(
+        dcb::decode::<Enrolled>(&theirs).expect("decode"),
+        Enrolled {
+            student_id: Uuid::from_u128(7),
+            course: "physics".into(),
+            seats: vec![],
+            note: Some("late".into()),
+        }
+    );
+    // The same fields, the same bytes.
+    assert_eq!(
+        dcb::encode(&Enrolled {
+            student_id: Uuid::from_u128(7),
+            course: "physics".into(),
+            seats: vec![],
+            note: Some("late".into()),
+        })
+        .expect("encode")
+        .data,
+        theirs.event.data
+    );
+}
