@@ -648,3 +648,42 @@ fn pythons_message_pack_mapper_reads_annals_events_and_annals_reads_pythons() {
         theirs.event.data
     );
 }
+
+// ---- The async facade. ------------------------------------------------------
+
+async fn async_racers(courses: Courses) {
+    use annals::asynchronous::AsyncDcbApplication;
+    let app = AsyncDcbApplication::new(courses.app().clone());
+    let course = courses.register_course("Art", 2).expect("course");
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let student = courses
+            .register_student(&format!("s{i}"), 1)
+            .expect("student");
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            app.run(JoinCourse { student, course }).await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => won += 1,
+            Err(CommandError::Rejected(SubscriptionError::CourseFull { .. })) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(won, 2);
+    let art = app.read(Course::new(course)).await.expect("read");
+    assert_eq!(art.state.students.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn async_decisions_race_on_a_multi_threaded_runtime() {
+    async_racers(Courses::new(sqlite("async_multi"))).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn async_decisions_race_on_a_current_thread_runtime() {
+    async_racers(Courses::new(sqlite("async_current"))).await;
+}
