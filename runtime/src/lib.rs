@@ -330,6 +330,8 @@ mod howto {
     struct Correlation;
     #[doc = include_str!("../../docs/howto/python.md")]
     struct Python;
+    #[doc = include_str!("../../docs/howto/dcb.md")]
+    struct Dcb;
     #[cfg(feature = "testing")]
     #[doc = include_str!("../../docs/howto/testing.md")]
     struct Testing;
