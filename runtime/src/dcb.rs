@@ -322,6 +322,16 @@ pub trait Boundary {
     ///
     /// [`Error::Decode`] when a matching event does not decode.
     fn fold(&mut self, event: &DcbSequencedEvent) -> Result<()>;
+
+    /// Folds in each of `events` that matches, in order (a state's tags
+    /// are taken once, before the first).
+    ///
+    /// # Errors
+    ///
+    /// As [`fold`](Self::fold).
+    fn fold_all(&mut self, events: &[DcbSequencedEvent]) -> Result<()> {
+        events.iter().try_for_each(|event| self.fold(event))
+    }
 }
 
 impl<P: Perspective> Boundary for P {
@@ -334,11 +344,17 @@ impl<P: Perspective> Boundary for P {
     }
 
     fn fold(&mut self, event: &DcbSequencedEvent) -> Result<()> {
+        self.fold_all(std::slice::from_ref(event))
+    }
+
+    fn fold_all(&mut self, events: &[DcbSequencedEvent]) -> Result<()> {
         let tags = self.tags();
-        let matches = P::Events::TYPES.contains(&event.event.type_.as_str())
-            && tags.iter().all(|t| event.event.tags.contains(t));
-        if matches {
-            self.apply(P::Events::decode(event)?);
+        for event in events {
+            let matches = P::Events::TYPES.contains(&event.event.type_.as_str())
+                && tags.iter().all(|t| event.event.tags.contains(t));
+            if matches {
+                self.apply(P::Events::decode(event)?);
+            }
         }
         Ok(())
     }
@@ -356,9 +372,15 @@ macro_rules! group {
             }
 
             fn fold(&mut self, event: &DcbSequencedEvent) -> Result<()> {
+                self.fold_all(std::slice::from_ref(event))
+            }
+
+            /// Each member folds the events in order. Members are
+            /// independent: member by member is event by event.
+            fn fold_all(&mut self, events: &[DcbSequencedEvent]) -> Result<()> {
                 #[allow(non_snake_case)]
                 let ($($name,)+) = self;
-                $($name.fold(event)?;)+
+                $($name.fold_all(events)?;)+
                 Ok(())
             }
         }
@@ -451,17 +473,22 @@ impl DcbApplication {
     /// # Errors
     ///
     /// The store failed, or an event did not decode.
-    pub fn read<B: Boundary>(&self, mut state: B) -> Result<Folded<B>> {
+    pub fn read<B: Boundary>(&self, state: B) -> Result<Folded<B>> {
+        self.read_query(state).map(|(folded, _)| folded)
+    }
+
+    /// [`read`](Self::read), and the query it read (taken before any
+    /// event is folded in: the condition of an append decided from it).
+    fn read_query<B: Boundary>(&self, mut state: B) -> Result<(Folded<B>, DcbQuery)> {
         let query = state.query();
         let read = self.recorder.read(&query, None, None)?;
-        for event in &read.events {
-            state.fold(event)?;
-        }
-        Ok(Folded {
+        state.fold_all(&read.events)?;
+        let folded = Folded {
             state,
             head: read.head,
             events: read.events.len(),
-        })
+        };
+        Ok((folded, query))
     }
 
     /// Appends `events` with no condition (facts nothing decided on, such
@@ -530,13 +557,13 @@ impl DcbApplication {
         let mut tried = 0;
         loop {
             tried += 1;
-            let folded = self.read(state())?;
+            let (folded, query) = self.read_query(state())?;
             let events = decision(&folded.state).map_err(CommandError::Rejected)?;
             if events.is_empty() {
                 return Ok(None);
             }
             let events = encode_all(events)?;
-            let condition = DcbAppendCondition::new(folded.state.query()).after(folded.head);
+            let condition = DcbAppendCondition::new(query).after(folded.head);
             match self.recorder.append(&events, Some(&condition)) {
                 Ok(position) => return Ok(Some(position)),
                 Err(e) if e.is_conflict() && tried < policy.tries.max(1) => {

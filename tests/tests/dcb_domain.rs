@@ -687,3 +687,43 @@ async fn async_decisions_race_on_a_multi_threaded_runtime() {
 async fn async_decisions_race_on_a_current_thread_runtime() {
     async_racers(Courses::new(sqlite("async_current"))).await;
 }
+
+// ---- The condition is the query read, whatever the state became. ----------
+
+#[derive(Debug, Serialize, Deserialize, Tagged)]
+struct Step {
+    #[tag(prefix = "step-")]
+    n: u32,
+}
+
+/// A state whose tags follow what it folded (`step-0`, then `step-1`...).
+#[derive(Debug, Clone, Default)]
+struct Walker {
+    at: u32,
+}
+
+impl Perspective for Walker {
+    type Events = Step;
+    fn tags(&self) -> Vec<String> {
+        vec![format!("step-{}", self.at)]
+    }
+    fn apply(&mut self, _: Step) {
+        self.at += 1;
+    }
+}
+
+#[test]
+fn the_condition_is_the_query_that_was_read_not_the_folded_states() {
+    let app = DcbApplication::new(Arc::new(MemoryDcbRecorder::new()));
+    app.append([Step { n: 0 }]).expect("append");
+    let tries = AtomicU32::new(0);
+    let outcome = app.decide(Walker::default(), |walker: &Walker| {
+        if tries.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Another step-0 event: in the boundary that was read.
+            app.append([Step { n: 0 }]).expect("append");
+        }
+        Ok::<_, ()>(vec![Step { n: walker.at }.into()])
+    });
+    assert_eq!(tries.load(Ordering::SeqCst), 2, "{outcome:?}");
+    assert_eq!(outcome.expect("decided"), Some(3));
+}
