@@ -2,6 +2,7 @@
 //! `cargo run --example dog_school` and `cargo run --example world`).
 
 pub mod bank;
+pub mod courses;
 pub mod dog_school;
 pub mod searchable_content;
 pub mod service;

@@ -12,6 +12,7 @@
 //! and emitted together with stub impls so that only the real errors show.
 
 mod ast;
+mod dcb;
 mod expand;
 mod parse;
 mod structs;
@@ -77,4 +78,29 @@ fn outside_aggregate(what: &str, input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn upcast(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_aggregate("#[upcast] marks a function", input)
+}
+
+/// `annals-macros`'s `#[derive(Tagged)]`: a struct with named fields as a
+/// DCB event, its type from `#[dcb(type = "...")]` (the struct's name by
+/// default) and its tags from the fields marked `#[tag]` or
+/// `#[tag(prefix = "course-")]`. Re-exported as `annals::dcb::Tagged`:
+/// what it accepts is documented there, with examples that run.
+#[proc_macro_derive(Tagged, attributes(dcb, tag))]
+pub fn derive_tagged(input: TokenStream) -> TokenStream {
+    match syn::parse::<syn::DeriveInput>(input) {
+        Ok(input) => dcb::derive_tagged(input).into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// `annals-macros`'s `#[derive(DcbEvents)]`: an enum of `Tagged` structs
+/// (one-field tuple variants) as the event types a perspective reads.
+/// Re-exported as `annals::dcb::DcbEvents`: what it accepts is documented
+/// there, with examples that run.
+#[proc_macro_derive(DcbEvents, attributes(dcb))]
+pub fn derive_dcb_events(input: TokenStream) -> TokenStream {
+    match syn::parse::<syn::DeriveInput>(input) {
+        Ok(input) => dcb::derive_events(input).into(),
+        Err(e) => e.to_compile_error().into(),
+    }
 }

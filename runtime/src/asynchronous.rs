@@ -48,7 +48,9 @@
 //! ```
 
 mod dcb;
+mod dcb_app;
 pub use dcb::{AsyncDcbRecorder, DcbStream};
+pub use dcb_app::AsyncDcbApplication;
 
 use std::pin::Pin;
 use std::sync::Arc;

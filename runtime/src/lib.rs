@@ -96,6 +96,7 @@ pub mod application;
 pub mod asynchronous;
 pub mod cipher;
 pub mod clock;
+pub mod dcb;
 pub mod domain;
 pub mod log;
 pub mod mapper;
@@ -329,6 +330,8 @@ mod howto {
     struct Correlation;
     #[doc = include_str!("../../docs/howto/python.md")]
     struct Python;
+    #[doc = include_str!("../../docs/howto/dcb.md")]
+    struct Dcb;
     #[cfg(feature = "testing")]
     #[doc = include_str!("../../docs/howto/testing.md")]
     struct Testing;

@@ -33,6 +33,8 @@ use crate::clock::Timestamp as Stamp;
 
 pub use crate::clock::stored as timestamp;
 pub use crate::clock::Timestamp;
+/// What `#[derive(Tagged)]` and `#[derive(DcbEvents)]` name.
+pub use crate::dcb::private as dcb;
 pub use crate::domain::probe;
 pub use crate::domain::Header;
 pub use crate::domain::{

@@ -8,6 +8,9 @@
 //!   processes them, then the events its follower stored, or the error.
 //! - [`contract`] and [`recorder_contract!`](crate::recorder_contract):
 //!   what every recorder must do, as one `#[test]` per rule.
+//! - [`DecisionTest`]: given DCB events, when a decision
+//!   ([`annals::dcb`](crate::dcb)), then the events it appended or its
+//!   refusal.
 //! - [`dcb`] and [`dcb_recorder_contract!`](crate::dcb_recorder_contract):
 //!   the same for a DCB store ([`DcbRecorder`](crate::persistence::dcb::DcbRecorder)),
 //!   Python's `DCBRecorderTestCase`.
@@ -51,6 +54,7 @@
 //! See also `docs/howto/testing.md`.
 
 mod aggregate;
+mod decision;
 mod policy;
 
 use std::fmt::Debug;
@@ -59,6 +63,7 @@ use std::fmt::Debug;
 pub use annals_core::testing::{contract, dcb, skipped};
 
 pub use aggregate::{AggregateTest, CommandResult, Outcome};
+pub use decision::{DecisionOutcome, DecisionTest};
 pub use policy::{PolicyOutcome, PolicyTest};
 
 use crate::application::Application;

@@ -1,0 +1,16 @@
+#![allow(unused_imports, dead_code)]
+use annals::dcb::{DcbEvents, Tagged};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Tagged)]
+struct Joined {
+    #[tag]
+    course: String,
+}
+
+#[derive(DcbEvents)]
+enum CourseEvent {
+    Joined(Joined),
+    Left { course: String },
+}
+fn main() {}

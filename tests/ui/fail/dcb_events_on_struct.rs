@@ -1,0 +1,15 @@
+#![allow(unused_imports, dead_code)]
+use annals::dcb::{DcbEvents, Tagged};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Tagged)]
+struct Joined {
+    #[tag]
+    course: String,
+}
+
+#[derive(DcbEvents)]
+struct CourseEvent {
+    joined: Joined,
+}
+fn main() {}

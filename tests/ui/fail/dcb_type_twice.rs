@@ -1,0 +1,11 @@
+#![allow(unused_imports, dead_code)]
+use annals::dcb::{DcbEvents, Tagged};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Tagged)]
+#[dcb(type = "A", type = "B")]
+struct Joined {
+    #[tag]
+    course: String,
+}
+fn main() {}
