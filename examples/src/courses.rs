@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use annals::dcb::{DcbApplication, DcbEvents, Folded, NewEvent, Perspective, Slice, Tagged};
 use annals::env::Env;
-use annals::persistence::dcb::{DcbRecorder, MemoryDcbRecorder};
-use annals::persistence::postgres::{PostgresConfig, PostgresDcbRecorder};
+use annals::persistence::dcb::DcbRecorder;
 use annals::persistence::sqlite::{SqliteConfig, SqliteDcbRecorder};
 use annals::{settings, CommandError, Uuid};
 use serde::{Deserialize, Serialize};
@@ -292,9 +291,9 @@ impl Courses {
     }
 
     /// Over the store the environment names (`PERSISTENCE_MODULE`, or
-    /// `COURSES_PERSISTENCE_MODULE`: `memory`, `sqlite` with
-    /// `SQLITE_DBNAME`, or `postgres` with `POSTGRES_*`), else SQLite in
-    /// the file `default_sqlite`.
+    /// `COURSES_PERSISTENCE_MODULE`, with that store's settings: see
+    /// [`annals::persistence::dcb::open`]), else SQLite in the file
+    /// `default_sqlite`.
     ///
     /// # Errors
     ///
@@ -302,22 +301,10 @@ impl Courses {
     pub fn from_env(default_sqlite: &str) -> annals::Result<Self> {
         let env = Env::from_process("Courses");
         let module = env.get(settings::PERSISTENCE_MODULE.name).map(|(_, v)| v);
-        let recorder: Arc<dyn DcbRecorder> = match module.as_deref() {
+        let recorder: Arc<dyn DcbRecorder> = match module {
             None => Arc::new(SqliteDcbRecorder::open(SqliteConfig::new(default_sqlite))?),
-            Some("memory" | "eventsourcing.popo") => Arc::new(MemoryDcbRecorder::new()),
-            Some("sqlite" | "eventsourcing.sqlite") => {
-                Arc::new(SqliteDcbRecorder::open(SqliteConfig::from_env(&env)?)?)
-            }
-            Some("postgres" | "eventsourcing.postgres") => Arc::new(PostgresDcbRecorder::open(
-                &PostgresConfig::from_env(&env)?,
-                "courses",
-            )?),
-            Some(other) => {
-                return Err(annals::Error::config(
-                    settings::PERSISTENCE_MODULE.name,
-                    format!("{other:?}: the courses run on memory, sqlite or postgres"),
-                ))
-            }
+            // Any store with a DCB recorder, as its settings say.
+            Some(_) => annals::persistence::dcb::open("Courses", &env)?,
         };
         Ok(Self::new(recorder))
     }
