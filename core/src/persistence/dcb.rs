@@ -382,6 +382,64 @@ pub struct MemoryDcbRecorder {
     appended: Notifier,
 }
 
+/// Events held in memory in position order with no gaps (position `n` at
+/// index `n - 1`), as the memory store and the object store's cache hold
+/// them: reads and condition checks by index, for stores written on top of
+/// such a list.
+///
+/// ```
+/// use annals_core::persistence::dcb::{
+///     DcbAppendCondition, DcbEvent, DcbQuery, DcbQueryItem, DcbSequencedEvent, Gapless,
+/// };
+///
+/// let events: Vec<DcbSequencedEvent> = (1..=3)
+///     .map(|position| DcbSequencedEvent { event: DcbEvent::new("Joined", vec![]).tags([format!("course-{position}")]), position })
+///     .collect();
+/// let course_2 = DcbQuery::item(DcbQueryItem::new().tags(["course-2"]));
+/// let read = Gapless(&events).read(&course_2, None, None);
+/// assert_eq!((read.events.len(), read.head), (1, Some(3)));
+/// assert!(Gapless(&events).fails(&DcbAppendCondition::new(course_2.clone()).after(Some(1))));
+/// assert!(!Gapless(&events).fails(&DcbAppendCondition::new(course_2).after(Some(2))));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Gapless<'a>(pub &'a [DcbSequencedEvent]);
+
+impl<'a> Gapless<'a> {
+    /// The events after `after` that match `query`, at most `limit`, with
+    /// the head [`DcbReadResponse::with_head`] gives.
+    pub fn read(
+        self,
+        query: &DcbQuery,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> DcbReadResponse {
+        let found = self
+            .after(after)
+            .iter()
+            .filter(|e| query.matches(&e.event))
+            .take(limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect();
+        let last = self.0.last().map(|e| e.position);
+        DcbReadResponse::with_head(found, limit, last)
+    }
+
+    /// Whether an event after `condition.after` matches its query (the
+    /// append must fail).
+    pub fn fails(self, condition: &DcbAppendCondition) -> bool {
+        self.after(condition.after)
+            .iter()
+            .any(|e| condition.fail_if_events_match.matches(&e.event))
+    }
+
+    /// The events after position `after` (position `n` is at index
+    /// `n - 1`).
+    fn after(self, after: Option<u64>) -> &'a [DcbSequencedEvent] {
+        let first = usize::try_from(after.unwrap_or(0)).unwrap_or(usize::MAX);
+        self.0.get(first..).unwrap_or(&[])
+    }
+}
+
 impl MemoryDcbRecorder {
     /// An empty store.
     pub fn new() -> Self {
@@ -397,17 +455,7 @@ impl DcbRecorder for MemoryDcbRecorder {
         limit: Option<usize>,
     ) -> Result<DcbReadResponse> {
         let events = self.events.read().unwrap_or_else(|e| e.into_inner());
-        // Position n is at index n - 1: no gaps in memory.
-        let first = usize::try_from(after.unwrap_or(0)).unwrap_or(usize::MAX);
-        let found = events
-            .iter()
-            .skip(first)
-            .filter(|e| query.matches(&e.event))
-            .take(limit.unwrap_or(usize::MAX))
-            .cloned()
-            .collect();
-        let last = events.last().map(|e| e.position);
-        Ok(DcbReadResponse::with_head(found, limit, last))
+        Ok(Gapless(&events).read(query, after, limit))
     }
 
     fn append(&self, events: &[DcbEvent], condition: Option<&DcbAppendCondition>) -> Result<u64> {
@@ -416,12 +464,7 @@ impl DcbRecorder for MemoryDcbRecorder {
         }
         let mut stored = self.events.write().unwrap_or_else(|e| e.into_inner());
         if let Some(condition) = condition {
-            let first = usize::try_from(condition.after.unwrap_or(0)).unwrap_or(usize::MAX);
-            if stored
-                .iter()
-                .skip(first)
-                .any(|e| condition.fail_if_events_match.matches(&e.event))
-            {
+            if Gapless(&stored).fails(condition) {
                 return Err(condition_failed(condition));
             }
         }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use annals_core::error::{Error, Result};
 use annals_core::persistence::dcb::{
     condition_failed, no_events, DcbAppendCondition, DcbEvent, DcbQuery, DcbReadResponse,
-    DcbRecorder, DcbSequencedEvent,
+    DcbRecorder, DcbSequencedEvent, Gapless,
 };
 use annals_core::persistence::wake::{Signal, Watch};
 
@@ -225,15 +225,6 @@ fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<(Vec<DcbSequencedEven
     Ok((events, append.token))
 }
 
-/// Whether an event of `events` after `after` matches `condition`.
-fn fails(events: &[DcbSequencedEvent], condition: &DcbAppendCondition) -> bool {
-    let first = usize::try_from(condition.after.unwrap_or(0)).unwrap_or(usize::MAX);
-    events
-        .iter()
-        .skip(first)
-        .any(|e| condition.fail_if_events_match.matches(&e.event))
-}
-
 impl DcbRecorder for ObjectDcbRecorder {
     fn read(
         &self,
@@ -242,16 +233,7 @@ impl DcbRecorder for ObjectDcbRecorder {
         limit: Option<usize>,
     ) -> Result<DcbReadResponse> {
         let events = self.caught_up()?;
-        let first = usize::try_from(after.unwrap_or(0)).unwrap_or(usize::MAX);
-        let found = events
-            .iter()
-            .skip(first)
-            .filter(|e| query.matches(&e.event))
-            .take(limit.unwrap_or(usize::MAX))
-            .cloned()
-            .collect();
-        let last = events.last().map(|e| e.position);
-        Ok(DcbReadResponse::with_head(found, limit, last))
+        Ok(Gapless(&events).read(query, after, limit))
     }
 
     fn append(&self, events: &[DcbEvent], condition: Option<&DcbAppendCondition>) -> Result<u64> {
@@ -265,7 +247,7 @@ impl DcbRecorder for ObjectDcbRecorder {
         let token = uuid::Uuid::new_v4().simple().to_string();
         for _ in 0..MAX_RACES {
             if let Some(condition) = condition {
-                if fails(&stored, condition) {
+                if Gapless(&stored).fails(condition) {
                     return Err(condition_failed(condition));
                 }
             }
