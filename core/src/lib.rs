@@ -30,6 +30,9 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod bridge;
 pub mod env;
 pub mod error;
 pub mod persistence;

@@ -42,7 +42,7 @@ mod dcb;
 mod recorder;
 
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -50,41 +50,20 @@ use object_store::ObjectStore;
 pub use dcb::ObjectDcbRecorder;
 pub use recorder::ObjectRecorder;
 
+use annals_core::bridge::SharedRuntime;
 use annals_core::env::Env;
 use annals_core::error::{Error, Result};
 use annals_core::persistence::{Recorders, Store};
 use annals_core::settings;
 
 /// The runtime that runs every object store call of this process, for
-/// every recorder and watcher of every store.
-///
-/// One, because a client's pooled connections belong to the runtime that
-/// opened them and make progress only while it runs: with a runtime per
-/// recorder, a connection kept alive by one recorder's runtime and taken
-/// from the shared pool by another's stalls until it times out. Its worker
-/// threads drive every connection all the time, whichever thread waits on
-/// a call (`Handle::block_on`). Never dropped, so never shut down from
-/// inside an async context.
+/// every recorder and watcher of every store (one: see
+/// `annals_core::bridge`).
+static RUNTIME: SharedRuntime =
+    SharedRuntime::new("annals-objects", "starting the object store's runtime");
+
 fn runtime() -> Result<tokio::runtime::Handle> {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    // Started under a lock, so two opens at once start one; a failure to
-    // start (no threads to be had now) is not kept: the next open tries
-    // again.
-    static STARTING: Mutex<()> = Mutex::new(());
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime.handle().clone());
-    }
-    let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime.handle().clone());
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("annals-objects")
-        .enable_all()
-        .build()
-        .map_err(|e| Error::persistence("starting the object store's runtime", e))?;
-    Ok(RUNTIME.get_or_init(|| runtime).handle().clone())
+    RUNTIME.handle()
 }
 
 /// The setting that says where the objects are.

@@ -125,24 +125,7 @@ struct KeyRow {
 /// How often a watcher looks for the next save object (a HEAD request).
 pub(crate) const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Runs `future` to completion on the calling thread, its connections
-/// driven by the shared runtime's workers; on a thread of its own when
-/// the caller is itself inside a tokio runtime (which cannot block).
-pub(crate) fn block_on<F: Future + Send>(runtime: &tokio::runtime::Handle, future: F) -> F::Output
-where
-    F::Output: Send,
-{
-    if tokio::runtime::Handle::try_current().is_ok() {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| runtime.block_on(future))
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    } else {
-        runtime.block_on(future)
-    }
-}
+pub(crate) use annals_core::bridge::block_on;
 
 /// How many lost races in a row a save tolerates before it gives up: each
 /// lost race means another writer stored a save, so this bounds only a

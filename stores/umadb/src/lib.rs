@@ -25,13 +25,13 @@
 //! # Ok::<(), annals_core::Error>(())
 //! ```
 
-use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use umadb_client::{AsyncUmaDbClient, UmaDbClient};
 use umadb_dcb::{DcbError, DcbEventStoreAsync};
 
+use annals_core::bridge::{block_on, SharedRuntime};
 use annals_core::env::Env;
 use annals_core::error::{Error, Result};
 use annals_core::persistence::dcb::{
@@ -134,41 +134,11 @@ impl UmaDbConfig {
 /// The runtime that runs every UmaDB call of this process: a client's
 /// connection is driven by the runtime it was made in, so one for all
 /// (as the object store's).
-fn runtime() -> Result<tokio::runtime::Handle> {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    static STARTING: Mutex<()> = Mutex::new(());
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime.handle().clone());
-    }
-    let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime.handle().clone());
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("annals-umadb")
-        .enable_all()
-        .build()
-        .map_err(|e| Error::persistence("starting the UmaDB client's runtime", e))?;
-    Ok(RUNTIME.get_or_init(|| runtime).handle().clone())
-}
+static RUNTIME: SharedRuntime =
+    SharedRuntime::new("annals-umadb", "starting the UmaDB client's runtime");
 
-/// Runs `future` on `runtime`, from the calling thread; on a thread of
-/// its own when the caller is itself inside a tokio runtime.
-fn block_on<F: Future + Send>(runtime: &tokio::runtime::Handle, future: F) -> F::Output
-where
-    F::Output: Send,
-{
-    if tokio::runtime::Handle::try_current().is_ok() {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| runtime.block_on(future))
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    } else {
-        runtime.block_on(future)
-    }
+fn runtime() -> Result<tokio::runtime::Handle> {
+    RUNTIME.handle()
 }
 
 /// A DCB event store on an UmaDB server.
