@@ -11,6 +11,8 @@
 mod allocs;
 mod annals_sut;
 mod cqrs;
+mod curve;
+mod enrolment;
 mod long_get;
 mod raw;
 mod reader_memory;
@@ -123,6 +125,38 @@ struct Cli {
     /// paths of every system on --stores (needs --features dhat-heap).
     #[arg(long)]
     allocs: bool,
+    /// Instead of the workload: the DCB enrolment speedrun (120 ops per
+    /// iteration) for SECONDS per configuration, each in a fresh process,
+    /// over --rounds: annals' aggregates and DCB on SQLite, PostgreSQL and
+    /// UmaDB, umadb-client alone, and Python eventsourcing's own DCB on
+    /// the same PostgreSQL (ANNALS_PYTHON). Servers not configured are
+    /// SKIPPED.
+    #[arg(long, value_name = "SECONDS")]
+    enrolment: Option<f64>,
+    /// With --enrolment: only these configurations (agg-sqlite,
+    /// agg-postgres, dcb-sqlite, dcb-postgres, dcb-umadb, umadb-raw,
+    /// python-postgres_tt).
+    #[arg(long, value_delimiter = ',')]
+    configs: Vec<String>,
+    /// Instead of the workload: the cost of a conditional append (a join:
+    /// read a course's and a student's boundary, append on the condition)
+    /// on DCB stores filled to each of --curve-sizes events (SQLite, and
+    /// PostgreSQL when POSTGRES_DBNAME is set).
+    #[arg(long)]
+    append_curve: bool,
+    /// With --append-curve: the store sizes, in events.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10000,100000,1000000,10000000"
+    )]
+    curve_sizes: Vec<u64>,
+    /// With --append-curve: joins timed at each size (rounded up to 100).
+    #[arg(long, default_value_t = 300)]
+    curve_joins: usize,
+    /// Internal: the enrolment configuration a child runs.
+    #[arg(long, hide = true)]
+    enrolment_child: Option<String>,
     /// With --allocs: also write DHAT's profile (every allocation site with
     /// its backtrace) to this file, for DHAT's viewer (dh_view.html).
     #[arg(long, value_name = "FILE")]
@@ -537,6 +571,19 @@ fn run(cli: Cli) -> Res<()> {
     if let Some(n) = cli.reader_memory {
         return reader_memory::run(n);
     }
+    if let Some(config) = &cli.enrolment_child {
+        let seconds = cli.enrolment.ok_or("--enrolment")?;
+        let run = enrolment::child(config, seconds)?;
+        let out = cli.child_out.as_ref().ok_or("--child-out")?;
+        std::fs::write(out, serde_json::to_vec(&run)?)?;
+        return Ok(());
+    }
+    if let Some(seconds) = cli.enrolment {
+        return enrolment::run(seconds.max(0.01), cli.rounds.max(1), &cli.configs);
+    }
+    if cli.append_curve {
+        return curve::run(&cli.curve_sizes, cli.curve_joins, pg_settings().is_some());
+    }
     if let Some(n) = cli.web {
         return web::run(n.max(1));
     }
@@ -737,6 +784,14 @@ fn run(cli: Cli) -> Res<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_tables(&report);
+    }
+    if cli.quick {
+        // The DCB modes too, briefly: every configuration that can run
+        // here, each checked (counts, boundaries, events stored).
+        println!();
+        enrolment::run(0.3, 1, &[])?;
+        println!();
+        curve::run(&[1_000, 5_000], 100, pg_settings().is_some())?;
     }
     Ok(())
 }
