@@ -10,11 +10,11 @@ use bytes::{BufMut, BytesMut};
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{to_sql_checked, IsNull, Kind, ToSql, Type};
-use postgres::{Client, IsolationLevel, Row};
+use postgres::{Client, Row, Statement};
 use r2d2::Pool;
 
-use super::dcb_sql::TtSql;
-use super::pool::{described, setting_at_fault, Connections, Manager};
+use super::dcb_sql::{DcbStmt, TtSql};
+use super::pool::{described, is_broken, setting_at_fault, Conn, Connections, Manager};
 use super::settings::{check_schema, table_prefix, PostgresConfig};
 use super::tls::Transport;
 use annals_core::error::{Error, Result};
@@ -46,6 +46,18 @@ use annals_core::persistence::wake::{Notifier, Signal, Watch};
 /// "Unsupported query"; annals reads them with a scan after the position
 /// (and appends on them as Python does for a query without tags: the
 /// table locked, checked, then `dcb_unconditional_append_tt`).
+///
+/// Each connection prepares these statements once and keeps them. A read
+/// without a limit asks for the head and the events in one statement
+/// (Python's `SELECT MAX(id)` and Python's read, joined: one snapshot,
+/// one round trip; Python sends the two one after the other), so a
+/// decision costs two round trips, its read and its append.
+///
+/// Broken connections: the pool does not ping a connection each time it
+/// hands one out. A read on a connection the server closed is tried once
+/// more on one that answers; an append first pings a connection that sat
+/// idle for a second or more, since an append that breaks midway is not
+/// repeated (whether it committed is unknown): its error is returned.
 ///
 /// The schema is [`schema`](PostgresConfig::schema), by default
 /// `public` (Python's default). The types and functions carry no table
@@ -261,6 +273,10 @@ impl PostgresDcbRecorder {
             .max_size(config.pool_size)
             .min_idle(Some(0))
             .connection_timeout(config.connect_timeout)
+            // No round trip per checkout: reads retry once on a broken
+            // connection, appends look at one that sat idle (see
+            // `append`).
+            .test_on_check_out(false)
             .build(Manager {
                 transport: transport.clone(),
             })
@@ -357,25 +373,178 @@ impl PostgresDcbRecorder {
         )
     }
 
+    /// Reads the events of `query` after `after` with `statement`, the
+    /// one [`read_statement`] chose for it.
     fn read_rows(
-        &self,
         client: &mut impl postgres::GenericClient,
+        statement: &Statement,
+        which: DcbStmt,
         query: &DcbQuery,
         after: Option<i64>,
         limit: Option<i64>,
     ) -> std::result::Result<Vec<Row>, postgres::Error> {
-        if matches_all(query) {
-            client.query(&self.sql.select_all, &[&after, &limit])
-        } else if all_items_have_tags(query) {
-            let items = query_items(query);
-            client.query(&self.sql.select_by_tags, &[&items, &after, &limit])
-        } else if one_item_one_type(query) {
-            let type_ = &query.items[0].types[0];
-            client.query(&self.sql.select_by_type, &[type_, &after, &limit])
-        } else {
-            let items = query_items(query);
-            client.query(&self.sql.select_by_any_item, &[&items, &after, &limit])
+        match which {
+            DcbStmt::SelectAll | DcbStmt::SelectAllHead => {
+                client.query(statement, &[&after, &limit])
+            }
+            DcbStmt::SelectByType | DcbStmt::SelectByTypeHead => {
+                let type_ = &query.items[0].types[0];
+                client.query(statement, &[type_, &after, &limit])
+            }
+            _ => {
+                let items = query_items(query);
+                client.query(statement, &[&items, &after, &limit])
+            }
         }
+    }
+
+    /// One read on `conn`: the events and, without a limit, the head,
+    /// in one statement (one snapshot, one round trip).
+    fn read_on(
+        &self,
+        conn: &mut Conn,
+        query: &DcbQuery,
+        after: Option<i64>,
+        limit: Option<usize>,
+    ) -> std::result::Result<(Option<u64>, Vec<Row>), postgres::Error> {
+        let which = read_statement(query);
+        let which = if limit.is_none() {
+            which.with_head()
+        } else {
+            which
+        };
+        let statement = conn.dcb_statement(&self.sql, which)?;
+        let mut rows = Self::read_rows(
+            &mut *conn.client,
+            &statement,
+            which,
+            query,
+            after,
+            limit_i64(limit),
+        )?;
+        if limit.is_some() {
+            return Ok((None, rows));
+        }
+        let last = match rows.first() {
+            Some(row) => row
+                .try_get::<_, Option<i64>>("head")?
+                .and_then(|m| u64::try_from(m).ok()),
+            None => None,
+        };
+        // No event found: the one row of the head, its events' columns
+        // NULL.
+        if rows.len() == 1 && rows[0].try_get::<_, Option<i64>>("id")?.is_none() {
+            rows.clear();
+        }
+        Ok((last, rows))
+    }
+}
+
+impl PostgresDcbRecorder {
+    /// One append on `conn`: the position of the last event, or `None`
+    /// when the condition failed (nothing was stored).
+    fn append_on(
+        &self,
+        conn: &mut Conn,
+        pg_events: &[PgEvent<'_>],
+        condition: Option<&DcbAppendCondition>,
+    ) -> std::result::Result<Option<i64>, AppendError> {
+        let position = |rows: Vec<Row>| -> std::result::Result<Option<i64>, AppendError> {
+            match rows.first() {
+                None => Ok(None),
+                Some(row) => Ok(Some(row.try_get(0)?)),
+            }
+        };
+        match condition {
+            // Through the conditional function with no query items: it
+            // never conflicts, and it takes the table's lock, so positions
+            // commit in order (Python's unconditional function takes none:
+            // two of its appends may commit out of order, and a reader
+            // that saw the later one could pass the earlier by).
+            None => {
+                let statement = conn.dcb_statement(&self.sql, DcbStmt::ConditionalAppend)?;
+                let no_items: Vec<PgQueryItem> = Vec::new();
+                let after: Option<i64> = None;
+                let rows = conn
+                    .client
+                    .query(&statement, &[&no_items, &after, &pg_events])?;
+                position(rows)
+            }
+            Some(condition) if all_items_have_tags(&condition.fail_if_events_match) => {
+                let statement = conn.dcb_statement(&self.sql, DcbStmt::ConditionalAppend)?;
+                let items = query_items(&condition.fail_if_events_match);
+                let after = condition
+                    .after
+                    .map(|a| to_i64("a position", a))
+                    .transpose()
+                    .map_err(AppendError::Other)?;
+                let rows = conn
+                    .client
+                    .query(&statement, &[&items, &after, &pg_events])?;
+                position(rows)
+            }
+            Some(condition) => {
+                // Python's way for a condition without tags: lock, read,
+                // then the unconditional append, in one transaction.
+                let after = condition
+                    .after
+                    .map(|a| to_i64("a position", a))
+                    .transpose()
+                    .map_err(AppendError::Other)?;
+                let which = read_statement(&condition.fail_if_events_match);
+                let select = conn.dcb_statement(&self.sql, which)?;
+                let append = conn.dcb_statement(&self.sql, DcbStmt::UnconditionalAppend)?;
+                let mut tx = conn.client.transaction()?;
+                if let Some(set) = &self.sql.set_lock_timeout {
+                    tx.batch_execute(set)?;
+                }
+                tx.batch_execute(&self.sql.lock_table)?;
+                let found = Self::read_rows(
+                    &mut tx,
+                    &select,
+                    which,
+                    &condition.fail_if_events_match,
+                    after,
+                    Some(1),
+                )?;
+                if !found.is_empty() {
+                    return Ok(None);
+                }
+                let last = tx.query_one(&append, &[&pg_events])?.try_get(0)?;
+                tx.commit()?;
+                Ok(Some(last))
+            }
+        }
+    }
+}
+
+/// Why an append failed, before it is said as annals' error.
+enum AppendError {
+    Db(postgres::Error),
+    Other(Error),
+}
+
+impl From<postgres::Error> for AppendError {
+    fn from(e: postgres::Error) -> Self {
+        AppendError::Db(e)
+    }
+}
+
+/// How long a pooled connection may sit unused before an append looks
+/// whether the server still holds it.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// Which statement reads `query`: Python's paths (all events, by tags, by
+/// one type), else annals' scan.
+fn read_statement(query: &DcbQuery) -> DcbStmt {
+    if matches_all(query) {
+        DcbStmt::SelectAll
+    } else if all_items_have_tags(query) {
+        DcbStmt::SelectByTags
+    } else if one_item_one_type(query) {
+        DcbStmt::SelectByType
+    } else {
+        DcbStmt::SelectByAnyItem
     }
 }
 
@@ -393,27 +562,24 @@ impl DcbRecorder for PostgresDcbRecorder {
         let context = "reading DCB events";
         let after = after.map(|a| to_i64("a position", a)).transpose()?;
         let mut conn = self.connections.checkout()?;
-        // One snapshot for the head and the events.
-        let mut tx = conn
-            .client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(|e| self.error(context, e))?;
-        let last = if limit.is_none() {
-            let max: Option<i64> = tx
-                .query_one(&self.sql.select_max_id, &[])
-                .and_then(|row| row.try_get(0))
-                .map_err(|e| self.error(context, e))?;
-            max.and_then(|m| u64::try_from(m).ok())
-        } else {
-            None
+        let (last, rows) = match self.read_on(&mut conn, query, after, limit) {
+            Ok(read) => read,
+            // A connection the server closed (a restart, an idle timeout:
+            // the pool does not ping each one it hands out): once more on
+            // one that answers. A read is safe to repeat.
+            Err(e) if is_broken(&conn.client, &e) => {
+                conn.broken = true;
+                drop(conn);
+                let mut conn = self.connections.checkout_checked()?;
+                self.read_on(&mut conn, query, after, limit).map_err(|e| {
+                    if is_broken(&conn.client, &e) {
+                        conn.broken = true;
+                    }
+                    self.error(context, e)
+                })?
+            }
+            Err(e) => return Err(self.error(context, e)),
         };
-        let rows = self
-            .read_rows(&mut tx, query, after, limit_i64(limit))
-            .map_err(|e| self.error(context, e))?;
-        tx.commit().map_err(|e| self.error(context, e))?;
         let events = rows
             .iter()
             .map(|row| event_of(row, &self.sql.events_table))
@@ -428,72 +594,35 @@ impl DcbRecorder for PostgresDcbRecorder {
         let context = "appending DCB events";
         let pg_events: Vec<PgEvent<'_>> = events.iter().map(PgEvent).collect();
         let mut conn = self.connections.checkout()?;
-        let client = &mut conn.client;
-        let last: i64 = match condition {
-            // Through the conditional function with no query items: it
-            // never conflicts, and it takes the table's lock, so positions
-            // commit in order (Python's unconditional function takes none:
-            // two of its appends may commit out of order, and a reader
-            // that saw the later one could pass the earlier by).
-            None => {
-                let no_items: Vec<PgQueryItem> = Vec::new();
-                let after: Option<i64> = None;
-                let rows = client
-                    .query(
-                        &self.sql.conditional_append,
-                        &[&no_items, &after, &pg_events],
-                    )
-                    .map_err(|e| self.error(context, e))?;
-                match rows.first() {
-                    Some(row) => row.try_get(0).map_err(|e| self.error(context, e))?,
-                    None => {
-                        return Err(Error::persistence(
-                            format!("{context} ({})", self.sql.events_table),
-                            "the append function returned no position",
-                        ))
-                    }
-                }
+        // The pool does not ping each connection it hands out (a round
+        // trip per call); one idle long enough to have been closed by the
+        // server (a restart, an idle timeout) is looked at first, since
+        // an append that breaks midway cannot be repeated: whether it
+        // committed is unknown.
+        if conn.idle_for() >= IDLE_CHECK && conn.client.check_connection().is_err() {
+            conn.broken = true;
+            drop(conn);
+            conn = self.connections.checkout_checked()?;
+        }
+        let appended = self.append_on(&mut conn, &pg_events, condition);
+        let last = match appended {
+            Ok(Some(last)) => last,
+            Ok(None) => {
+                return Err(match condition {
+                    Some(condition) => condition_failed(condition),
+                    None => Error::persistence(
+                        format!("{context} ({})", self.sql.events_table),
+                        "the append function returned no position",
+                    ),
+                })
             }
-            Some(condition) if all_items_have_tags(&condition.fail_if_events_match) => {
-                let items = query_items(&condition.fail_if_events_match);
-                let after = condition
-                    .after
-                    .map(|a| to_i64("a position", a))
-                    .transpose()?;
-                let rows = client
-                    .query(&self.sql.conditional_append, &[&items, &after, &pg_events])
-                    .map_err(|e| self.error(context, e))?;
-                match rows.first() {
-                    None => return Err(condition_failed(condition)),
-                    Some(row) => row.try_get(0).map_err(|e| self.error(context, e))?,
+            Err(AppendError::Db(e)) => {
+                if is_broken(&conn.client, &e) {
+                    conn.broken = true;
                 }
+                return Err(self.error(context, e));
             }
-            Some(condition) => {
-                // Python's way for a condition without tags: lock, read,
-                // then the unconditional append, in one transaction.
-                let after = condition
-                    .after
-                    .map(|a| to_i64("a position", a))
-                    .transpose()?;
-                let mut tx = client.transaction().map_err(|e| self.error(context, e))?;
-                if let Some(set) = &self.sql.set_lock_timeout {
-                    tx.batch_execute(set).map_err(|e| self.error(context, e))?;
-                }
-                tx.batch_execute(&self.sql.lock_table)
-                    .map_err(|e| self.error(context, e))?;
-                let found = self
-                    .read_rows(&mut tx, &condition.fail_if_events_match, after, Some(1))
-                    .map_err(|e| self.error(context, e))?;
-                if !found.is_empty() {
-                    return Err(condition_failed(condition));
-                }
-                let last = tx
-                    .query_one(&self.sql.unconditional_append, &[&pg_events])
-                    .and_then(|row| row.try_get(0))
-                    .map_err(|e| self.error(context, e))?;
-                tx.commit().map_err(|e| self.error(context, e))?;
-                last
-            }
+            Err(AppendError::Other(e)) => return Err(e),
         };
         drop(conn);
         self.appended.notify();

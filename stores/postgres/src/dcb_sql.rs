@@ -332,6 +332,52 @@ ORDER BY m.id ASC
 LIMIT COALESCE($3::bigint, 9223372036854775807)
 "#;
 
+/// The statements a connection prepares once and keeps (in
+/// [`Conn`](super::pool::Conn)): each read and append is then one round
+/// trip, not a parse and describe before it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum DcbStmt {
+    SelectAll,
+    SelectByType,
+    SelectByTags,
+    SelectByAnyItem,
+    UnconditionalAppend,
+    ConditionalAppend,
+    /// The reads above with the head: see [`with_head`].
+    SelectAllHead,
+    SelectByTypeHead,
+    SelectByTagsHead,
+    SelectByAnyItemHead,
+}
+
+impl DcbStmt {
+    /// The read that also returns the head, for a read without a limit.
+    pub(super) fn with_head(self) -> Self {
+        match self {
+            DcbStmt::SelectAll => DcbStmt::SelectAllHead,
+            DcbStmt::SelectByType => DcbStmt::SelectByTypeHead,
+            DcbStmt::SelectByTags => DcbStmt::SelectByTagsHead,
+            DcbStmt::SelectByAnyItem => DcbStmt::SelectByAnyItemHead,
+            other => other,
+        }
+    }
+}
+
+/// How many [`DcbStmt`]s there are.
+pub(super) const DCB_STATEMENTS: usize = 10;
+
+/// A read and the head in one statement (so one snapshot and one round
+/// trip): Python's `SQL_SELECT_MAX_ID`, and the read as a subquery, its
+/// rows (none, when it found none: one row of NULLs) beside the head, in
+/// column `head`. Python runs the two one after the other.
+fn with_head(select_max_id: &str, select: &str) -> String {
+    format!(
+        "SELECT h.max AS head, e.* FROM ({}) h LEFT JOIN ({}) e ON true ORDER BY e.id ASC",
+        select_max_id.trim(),
+        select.trim().trim_end_matches(';')
+    )
+}
+
 /// `name` as psycopg's `Identifier` writes it: double-quoted, inner
 /// quotes doubled.
 pub(super) fn identifier(name: &str) -> String {
@@ -349,12 +395,14 @@ pub(super) struct TtSql {
     pub(super) select_all: String,
     /// `$1` the type, `$2` after, `$3` limit.
     pub(super) select_by_type: String,
-    pub(super) select_max_id: String,
     /// `$1` the query items, `$2` after, `$3` limit (and so the next).
     pub(super) select_by_tags: String,
     pub(super) select_by_any_item: String,
     pub(super) unconditional_append: String,
     pub(super) conditional_append: String,
+    /// `select_all`, `select_by_type`, `select_by_tags`,
+    /// `select_by_any_item`, each with the head (`with_head`).
+    pub(super) with_head: [String; 4],
     pub(super) lock_table: String,
     /// `SET LOCAL lock_timeout`, when one is set.
     pub(super) set_lock_timeout: Option<String>,
@@ -366,6 +414,22 @@ pub(super) struct TtSql {
 }
 
 impl TtSql {
+    /// The SQL of `which`.
+    pub(super) fn statement(&self, which: DcbStmt) -> &str {
+        match which {
+            DcbStmt::SelectAll => &self.select_all,
+            DcbStmt::SelectByType => &self.select_by_type,
+            DcbStmt::SelectByTags => &self.select_by_tags,
+            DcbStmt::SelectByAnyItem => &self.select_by_any_item,
+            DcbStmt::UnconditionalAppend => &self.unconditional_append,
+            DcbStmt::ConditionalAppend => &self.conditional_append,
+            DcbStmt::SelectAllHead => &self.with_head[0],
+            DcbStmt::SelectByTypeHead => &self.with_head[1],
+            DcbStmt::SelectByTagsHead => &self.with_head[2],
+            DcbStmt::SelectByAnyItemHead => &self.with_head[3],
+        }
+    }
+
     /// The statements for events table name `name` (Python's
     /// `events_table_name`) in `schema`, with a lock timeout of
     /// `lock_timeout` whole seconds (0: none).
@@ -396,6 +460,19 @@ impl TtSql {
                 .replace("%(event_type)s", "$1::text")
                 .replace("%(events)s", "$3")
         };
+        let select_all = fill(SQL_SELECT_ALL)
+            .replace("%(after)s", "$1::bigint")
+            .replace("%(limit)s", "$2::bigint");
+        let select_by_type = params(fill(SQL_SELECT_EVENTS_BY_TYPE));
+        let select_by_tags = params(fill(SQL_SELECT_BY_TAGS));
+        let select_by_any_item = fill(SELECT_BY_ANY_ITEM);
+        let select_max_id = fill(SQL_SELECT_MAX_ID);
+        let with_head = [
+            with_head(&select_max_id, &select_all),
+            with_head(&select_max_id, &select_by_type),
+            with_head(&select_max_id, &select_by_tags),
+            with_head(&select_max_id, &select_by_any_item),
+        ];
         Self {
             create_types: vec![fill(DB_TYPE_DCB_EVENT), fill(DB_TYPE_DCB_QUERY_ITEM)],
             create_rest: [
@@ -410,13 +487,11 @@ impl TtSql {
             .map(fill)
             .collect(),
             // `$1` after, `$2` limit.
-            select_all: fill(SQL_SELECT_ALL)
-                .replace("%(after)s", "$1::bigint")
-                .replace("%(limit)s", "$2::bigint"),
-            select_by_type: params(fill(SQL_SELECT_EVENTS_BY_TYPE)),
-            select_max_id: fill(SQL_SELECT_MAX_ID),
-            select_by_tags: params(fill(SQL_SELECT_BY_TAGS)),
-            select_by_any_item: fill(SELECT_BY_ANY_ITEM),
+            select_all,
+            select_by_type,
+            select_by_tags,
+            select_by_any_item,
+            with_head,
             // The events alone: `$1`.
             unconditional_append: fill(SQL_UNCONDITIONAL_APPEND).replace("%(events)s", "$1"),
             conditional_append: params(fill(SQL_CONDITIONAL_APPEND)),
@@ -449,12 +524,22 @@ mod tests {
         assert!(sql
             .conditional_append
             .contains("\"public\".\"dcb_conditional_append_tt\"($1, $2::bigint, $3)"));
+        // The reads with the head: Python's max and Python's read, joined.
+        assert!(sql.with_head[2].starts_with(
+            "SELECT h.max AS head, e.* FROM (SELECT MAX(id) FROM \"public\".\"courses_events_tt_main\") h LEFT JOIN (WITH query_items AS ("
+        ));
+        for statement in &sql.with_head {
+            assert!(!statement.contains(';'), "{statement}");
+        }
         for statement in [
             &sql.select_all,
             &sql.select_by_tags,
             &sql.select_by_type,
             &sql.unconditional_append,
-        ] {
+        ]
+        .into_iter()
+        .chain(&sql.with_head)
+        {
             assert!(!statement.contains("%("), "{statement}");
             assert!(!statement.contains('{'), "{statement}");
         }

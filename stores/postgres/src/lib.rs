@@ -39,6 +39,8 @@
 //! have committed. When it breaks after `COMMIT` was sent, whether the
 //! events were stored is unknown, and the error says so rather than risk
 //! storing them twice or reporting a conflict for the caller's own events.
+//! (The DCB recorder's appends are single statements: see
+//! [`PostgresDcbRecorder`].)
 
 //!
 //! | file | job |

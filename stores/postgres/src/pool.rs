@@ -1,10 +1,13 @@
 //! Connections: the pool (r2d2), each connection with
 //! its prepared statements, and how to tell a broken one.
 
+use std::time::{Duration, Instant};
+
 use postgres::error::SqlState;
 use postgres::{Client, Statement};
 use r2d2::ManageConnection;
 
+use super::dcb_sql::{DcbStmt, TtSql, DCB_STATEMENTS};
 use super::sql::{Sql, Stmt, STATEMENTS};
 use super::tls::Transport;
 use annals_core::error::{Error, Summary};
@@ -54,6 +57,11 @@ impl Drop for Anywhere {
 pub(super) struct Conn {
     pub(super) client: Anywhere,
     statements: [Option<Statement>; STATEMENTS],
+    /// The DCB recorder's statements (a pool serves one recorder: one
+    /// kind or the other is used).
+    dcb_statements: [Option<Statement>; DCB_STATEMENTS],
+    /// When the DCB recorder last took one of its statements.
+    used: Instant,
     /// Left in an unknown state: the pool must drop it.
     pub(super) broken: bool,
 }
@@ -71,6 +79,29 @@ impl Conn {
         let statement = self.client.prepare(&sql.statements[which as usize])?;
         *slot = Some(statement.clone());
         Ok(statement)
+    }
+
+    /// The DCB statement `which`, prepared on this connection the first
+    /// time.
+    pub(super) fn dcb_statement(
+        &mut self,
+        sql: &TtSql,
+        which: DcbStmt,
+    ) -> Result<Statement, postgres::Error> {
+        self.used = Instant::now();
+        let slot = &mut self.dcb_statements[which as usize];
+        if let Some(statement) = slot {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql.statement(which))?;
+        *slot = Some(statement.clone());
+        Ok(statement)
+    }
+
+    /// How long since the DCB recorder last used it (since it connected,
+    /// if never).
+    pub(super) fn idle_for(&self) -> Duration {
+        self.used.elapsed()
     }
 
     pub(super) fn rollback(&mut self) {
@@ -94,6 +125,8 @@ impl ManageConnection for Manager {
         Ok(Conn {
             client: Anywhere(Some(self.transport.connect().map_err(Described)?)),
             statements: Default::default(),
+            dcb_statements: Default::default(),
+            used: Instant::now(),
             broken: false,
         })
     }
