@@ -352,9 +352,10 @@ impl Enrolment for Dcb {
     }
 
     fn join(&mut self, student: &Uuid, course: &Uuid) -> Res<()> {
-        self.courses
-            .join(*student, *course)
-            .map_err(|e| format!("join: {e}").into())
+        self.courses.join(*student, *course).map_err(|e| match e {
+            annals::CommandError::Failed(e) => Box::new(e) as crate::workload::Error,
+            other => format!("join: {other}").into(),
+        })
     }
 
     fn students_of(&mut self, course: &Uuid) -> Res<usize> {

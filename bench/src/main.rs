@@ -552,7 +552,13 @@ fn print_tables(report: &Report) {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("annals-bench: FAILED: {e}");
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            message.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        eprintln!("annals-bench: FAILED: {message}");
         std::process::exit(1);
     }
 }
