@@ -545,6 +545,7 @@ pub(crate) fn fresh_postgres(schema: &str) -> Res<PostgresConfig> {
     client.batch_execute(&format!(
         "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
     ))?;
+    checkpoint(&mut client);
     let (dbname, host, port, user) = crate::pg_settings().ok_or("POSTGRES_DBNAME")?;
     let mut c = PostgresConfig::new(dbname);
     c.host = host;
@@ -552,6 +553,25 @@ pub(crate) fn fresh_postgres(schema: &str) -> Res<PostgresConfig> {
     c.user = user;
     c.schema = Some(schema.to_owned());
     Ok(c)
+}
+
+/// Writes PostgreSQL's dirty pages out now, so the next run does not pay
+/// for the last one's writes (a server checkpoint during a run slowed it,
+/// and UmaDB's and SQLite's fsyncs beside it, several times over). Needs
+/// superuser or `pg_checkpoint`; without them it is skipped.
+fn checkpoint(client: &mut postgres::Client) {
+    if let Err(e) = client.batch_execute("CHECKPOINT") {
+        eprintln!("CHECKPOINT refused ({e}): runs may pay for each other's writes");
+    }
+}
+
+/// A checkpoint of the PostgreSQL server, when one is configured.
+fn checkpoint_server() {
+    if crate::pg_settings().is_some() {
+        if let Ok(mut client) = crate::pg_config().and_then(|c| Ok(c.connect(postgres::NoTls)?)) {
+            checkpoint(&mut client);
+        }
+    }
 }
 
 /// Events in Python's table in `schema`.
@@ -720,6 +740,7 @@ pub(crate) fn run(seconds: f64, rounds: usize, wanted: &[String]) -> Res<()> {
         for k in order {
             let config = rows[k].config;
             eprintln!("enrolment round {}/{rounds}: {config}", round + 1);
+            checkpoint_server();
             let out = out_dir.path().join(format!("{round}-{k}.json"));
             let status = Command::new(&exe)
                 .arg("--enrolment-child")
