@@ -14,6 +14,8 @@
 //! ```sh
 //! PERSISTENCE_MODULE=postgres POSTGRES_DBNAME=test POSTGRES_HOST=127.0.0.1 \
 //!     POSTGRES_USER=postgres cargo run --example courses
+//! PERSISTENCE_MODULE=umadb UMADB_URI=http://127.0.0.1:50051 \
+//!     cargo run --features umadb --example courses
 //! ```
 
 use std::error::Error;
