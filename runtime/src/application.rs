@@ -88,6 +88,7 @@ pub struct Application {
     recorder: Arc<dyn ProcessRecorder>,
     repository: Repository,
     intervals: HashMap<TypeId, u64>,
+    snapshot_rule: SnapshotRule,
     notifier: Notifier,
     /// The aggregates whose commands run now: one command at a time each.
     commands: CommandLocks,
@@ -665,13 +666,43 @@ impl Application {
         // are due at the 5th, 10th, ... event.
         let before = first.originator_version - A::INITIAL_VERSION;
         let after = aggregate.version() - A::INITIAL_VERSION + 1;
-        if after / interval > before / interval && !aggregate.is_discarded() {
-            if let Err(e) = snapshots.store(&*aggregate) {
-                // The events are stored; only the shortcut is missing.
-                tracing::warn!(aggregate = A::NAME, id = %aggregate.id(), error = %e.report(), "snapshot not stored");
-            }
+        if after / interval == before / interval || aggregate.is_discarded() {
+            return;
+        }
+        let stored = match self.snapshot_rule {
+            SnapshotRule::Last => snapshots.store(&*aggregate),
+            SnapshotRule::EachMultiple => (before / interval + 1..=after / interval)
+                .map(|n| n * interval + A::INITIAL_VERSION - 1)
+                .try_for_each(|version| {
+                    if version == aggregate.version() {
+                        snapshots.store(&*aggregate)
+                    } else {
+                        snapshots.store(&self.repository.get_at::<A>(aggregate.id(), version)?)
+                    }
+                }),
+        };
+        if let Err(e) = stored {
+            // The events are stored; only the shortcut is missing.
+            tracing::warn!(aggregate = A::NAME, id = %aggregate.id(), error = %e.report(), "snapshot not stored");
         }
     }
+}
+
+/// Where a save that reaches an aggregate's snapshot interval takes its
+/// snapshots ([`ApplicationBuilder::snapshot_rule`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SnapshotRule {
+    /// One snapshot, at the save's last version: the newest state, with
+    /// no replay (the default).
+    #[default]
+    Last,
+    /// One at each multiple of the interval the save reached, as Python's
+    /// `eventsourcing` takes them (at versions 5 and 10 for a save of
+    /// versions 1 to 12 with an interval of 5): an application sharing its
+    /// store with Python's finds the snapshots where Python's would be.
+    /// Each but the last is of the aggregate replayed to that version.
+    EachMultiple,
 }
 
 /// The user's writes to their own tables, run in a save's transaction.
