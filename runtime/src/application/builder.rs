@@ -120,6 +120,33 @@ impl ApplicationBuilder {
         self.with_env(&env)
     }
 
+    /// Reads the settings as Python's `DogSchool(env={...})` does: from
+    /// the process environment with `vars` over it (see
+    /// [`Env::over_process`] and [`with_env`](Self::with_env)).
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// let app = Application::builder("School")
+    ///     .env([("PERSISTENCE_MODULE", "sqlite"), ("SQLITE_DBNAME", ":memory:")])?
+    ///     .build()?;
+    /// assert_eq!(app.last_notification_id()?, None);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`with_env`](Self::with_env).
+    pub fn env<I, K, V>(self, vars: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let env = Env::over_process(&self.name, vars);
+        self.with_env(&env)
+    }
+
     /// Reads the settings from `env`: `PERSISTENCE_MODULE` and the store's
     /// settings, `COMPRESSOR_TOPIC`, `CIPHER_KEY` (and `CIPHER_TOPIC`),
     /// `IS_SNAPSHOTTING_ENABLED`, `AGGREGATE_CACHE_MAXSIZE`,
