@@ -370,6 +370,60 @@ impl Application {
         Ok(ids)
     }
 
+    /// Runs `reads` on a connection of the store, in a read-only
+    /// transaction (one snapshot for all its statements), for the
+    /// application's own tables (those [`save_and_write`](Self::save_and_write)
+    /// writes): a reader on SQLite, a pooled connection on PostgreSQL,
+    /// never the writer (but on SQLite in memory, which has one
+    /// connection), so reads do not wait for saves. Take the connection
+    /// as the writes do: `tx.sqlite()?`, `tx.postgres()?`.
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("annals-doc-{}", Uuid::new_v4()));
+    /// # std::fs::create_dir_all(&dir).map_err(annals::Error::user)?;
+    /// # let db = dir.join("kennel.db").to_string_lossy().into_owned();
+    /// let app = Application::builder("Kennel").sqlite(db).build()?;
+    /// # app.read(|tx| tx.sqlite()?.execute_batch("CREATE TABLE names (name TEXT)").map_err(annals::Error::user))
+    /// #     .unwrap_err(); // read-only: the table is made below
+    /// # annals::rusqlite::Connection::open(dir.join("kennel.db")).and_then(|c| c.execute_batch("CREATE TABLE names (name TEXT); INSERT INTO names VALUES ('Fido')")).map_err(annals::Error::user)?;
+    /// let names: i64 = app.read(|tx| {
+    ///     tx.sqlite()?
+    ///         .query_row("SELECT count(*) FROM names", [], |row| row.get(0))
+    ///         .map_err(annals::Error::user)
+    /// })?;
+    /// assert_eq!(names, 1);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The error of `reads`; [`Error::Config`] naming `PERSISTENCE_MODULE`
+    /// when the store has no connection to lend (memory, objects: see
+    /// [`ProcessRecorder::read_with`]); the store's, when no connection
+    /// could be had.
+    pub fn read<T>(&self, reads: impl FnOnce(&mut StoreTx<'_>) -> Result<T>) -> Result<T> {
+        let mut reads = Some(reads);
+        let mut value = None;
+        self.recorder.read_with(&mut |tx| {
+            let reads = reads.take().ok_or_else(|| {
+                Error::persistence(
+                    "reading the application's own tables",
+                    "the store ran the reads twice",
+                )
+            })?;
+            value = Some(reads(tx)?);
+            Ok(())
+        })?;
+        value.ok_or_else(|| {
+            Error::persistence(
+                "reading the application's own tables",
+                "the store did not run the reads",
+            )
+        })
+    }
+
     /// Raised after every save (and every processed notification of a
     /// process application) in this process: what in-process followers
     /// wait on.
