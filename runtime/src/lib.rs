@@ -91,6 +91,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod any_event;
 pub mod application;
 #[cfg(feature = "tokio")]
 pub mod asynchronous;
@@ -296,6 +297,7 @@ pub use annals_macros::event;
 /// # Ok::<(), annals::Error>(())
 /// ```
 pub use annals_macros::upcast;
+pub use any_event::AnyEvent;
 pub use application::{Application, ApplicationBuilder, Batch, CommandError, Save, Verification};
 pub use clock::Timestamp;
 pub use domain::{

@@ -31,6 +31,8 @@ use serde::Serializer;
 
 use crate::clock::Timestamp as Stamp;
 
+/// What `#[derive(AnyEvent)]` names.
+pub use crate::any_event::private as any;
 pub use crate::clock::stored as timestamp;
 pub use crate::clock::Timestamp;
 /// What `#[derive(Tagged)]` and `#[derive(DcbEvents)]` name.
