@@ -65,6 +65,85 @@ impl Application {
         self.execute_with(id, self.retry, command)
     }
 
+    /// A decider: loads aggregate `id`, asks `decide` which events a
+    /// command triggers, given the state (read-only: a decision changes
+    /// nothing), records them ([`Aggregate::record`]: each event's body
+    /// evolves the state) and saves them with the optimistic check of the
+    /// version they were decided on. As [`execute`](Self::execute), the
+    /// decisions on one aggregate take turns, and a conflict with another
+    /// process decides again on the state reloaded. Returns the
+    /// aggregate's version after the save (the same when no event was
+    /// decided: nothing is saved).
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    /// use annals::CommandError;
+    ///
+    /// #[aggregate]
+    /// #[derive(Debug)]
+    /// pub struct Account { pub balance: i64 }
+    ///
+    /// #[aggregate]
+    /// impl Account {
+    ///     #[event("Opened")]
+    ///     pub fn open() -> Self { Account { balance: 0 } }
+    ///     #[event("Deposited")]
+    ///     fn deposited(&mut self, amount: i64) { self.balance += amount; }
+    /// }
+    ///
+    /// /// The command, deciding events from the state: no `&mut self`.
+    /// fn deposit(account: &Account, amount: i64) -> Result<Vec<AccountEvent>, String> {
+    ///     if amount <= 0 {
+    ///         return Err(format!("cannot deposit {amount}"));
+    ///     }
+    ///     Ok(vec![AccountEvent::Deposited { amount }])
+    /// }
+    ///
+    /// let app = Application::builder("Bank").build()?;
+    /// let mut account = Account::open();
+    /// app.save(&mut account)?;
+    /// assert_eq!(app.decide(account.id(), |a: &Account| deposit(a, 10))?, 2);
+    /// let refused = app.decide(account.id(), |a: &Account| deposit(a, -5));
+    /// assert!(matches!(refused, Err(CommandError::Rejected(why)) if why == "cannot deposit -5"));
+    /// assert_eq!(app.get::<Account>(account.id())?.balance, 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::Rejected`] with the decision's error (nothing is
+    /// saved); [`CommandError::Failed`] when loading or saving failed (a
+    /// conflict on every try included), or with [`Error::WrongEvent`]
+    /// when a decided event creates an aggregate.
+    pub fn decide<A, E, F>(
+        &self,
+        id: impl Into<A::Id>,
+        mut decide: F,
+    ) -> Result<u64, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&A) -> Result<Vec<A::Event>, E>,
+    {
+        /// A try's failure: the decision's, or recording its events.
+        enum Failed<E> {
+            Rejected(E),
+            Recording(Error),
+        }
+        let outcome = self.execute(id, |aggregate: &mut A| {
+            let events = decide(aggregate).map_err(Failed::Rejected)?;
+            for event in events {
+                aggregate.record(event).map_err(Failed::Recording)?;
+            }
+            Ok(aggregate.version())
+        });
+        outcome.map_err(|e| match e {
+            CommandError::Rejected(Failed::Rejected(e)) => CommandError::Rejected(e),
+            CommandError::Rejected(Failed::Recording(e)) | CommandError::Failed(e) => {
+                CommandError::Failed(e)
+            }
+        })
+    }
+
     /// Like [`execute`](Self::execute), trying at most `tries` times (at
     /// least once).
     ///
