@@ -115,9 +115,21 @@ impl Application {
     /// saved); [`CommandError::Failed`] when loading or saving failed (a
     /// conflict on every try included), or with [`Error::WrongEvent`]
     /// when a decided event creates an aggregate.
-    pub fn decide<A, E, F>(
+    pub fn decide<A, E, F>(&self, id: impl Into<A::Id>, decide: F) -> Result<u64, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&A) -> Result<Vec<A::Event>, E>,
+    {
+        let id = id.into();
+        let _held = self.lock_commands::<A>(std::slice::from_ref(&id));
+        self.decide_held(id, decide)
+    }
+
+    /// `decide`'s tries, while the caller holds aggregate `id`'s command
+    /// lock.
+    pub(crate) fn decide_held<A, E, F>(
         &self,
-        id: impl Into<A::Id>,
+        id: A::Id,
         mut decide: F,
     ) -> Result<u64, CommandError<E>>
     where
@@ -129,7 +141,7 @@ impl Application {
             Rejected(E),
             Recording(Error),
         }
-        let outcome = self.execute(id, |aggregate: &mut A| {
+        let outcome = self.execute_held(id, self.retry, |aggregate: &mut A| {
             let events = decide(aggregate).map_err(Failed::Rejected)?;
             for event in events {
                 aggregate.record(event).map_err(Failed::Recording)?;
