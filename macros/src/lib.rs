@@ -15,6 +15,7 @@ mod any_event;
 mod ast;
 mod dcb;
 mod expand;
+mod explicit;
 mod parse;
 mod structs;
 mod validate;
@@ -115,6 +116,18 @@ pub fn derive_dcb_events(input: TokenStream) -> TokenStream {
 pub fn derive_any_event(input: TokenStream) -> TokenStream {
     match syn::parse::<syn::DeriveInput>(input) {
         Ok(input) => any_event::derive_any_event(input).into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// `annals-macros`'s `#[derive(Event)]`: a user's enum as an aggregate's
+/// events (the explicit style), named by `#[aggregate(events = ...)]`;
+/// options in `#[annals(..)]`. Re-exported as `annals::Event`: what it
+/// accepts is documented there, with examples that run.
+#[proc_macro_derive(Event, attributes(annals, serde))]
+pub fn derive_event(input: TokenStream) -> TokenStream {
+    match syn::parse::<syn::DeriveInput>(input) {
+        Ok(input) => explicit::derive_event(input).into(),
         Err(e) => e.to_compile_error().into(),
     }
 }

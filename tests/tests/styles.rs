@@ -1,0 +1,189 @@
+//! Python's aggregate examples ported to annals' styles
+//! (`annals_examples::styles`), each with its Python test's assertions,
+//! on memory, SQLite and PostgreSQL (skipped when not configured, outside
+//! CI).
+
+use annals::prelude::*;
+use annals_examples::styles::aggregate4;
+use annals_tests::stores::every_store;
+
+/// `eventsourcing/examples/aggregate4/test_application.py`.
+#[test]
+fn aggregate4_explicit_events_and_apply() {
+    use aggregate4::{Dog, DogSchool};
+    for (store, persistence) in every_store("DogSchool") {
+        // Construct application object.
+        let school = DogSchool::new(persistence).expect("school");
+
+        // Evolve application state.
+        let dog_id = school.register_dog("Fido").expect("register");
+        school.add_trick(dog_id, "roll over").expect("trick");
+        school.add_trick(dog_id, "play dead").expect("trick");
+
+        // Query application state.
+        let dog = school.get_dog(dog_id).expect("dog");
+        assert_eq!(dog.name, "Fido", "{store}");
+        assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
+
+        // Select notifications.
+        let notifications = school.app().notifications(1, 10).expect("log");
+        assert_eq!(notifications.len(), 3, "{store}");
+        let topics: Vec<_> = notifications
+            .iter()
+            .map(|n| n.event.topic.as_str())
+            .collect();
+        assert_eq!(
+            topics,
+            ["Dog.Registered", "Dog.TrickAdded", "Dog.TrickAdded"]
+        );
+
+        // Take snapshot.
+        school
+            .app()
+            .take_snapshot_at::<Dog>(dog_id, 3)
+            .expect("snapshot");
+        let snapshots = school.app().snapshots().expect("on");
+        assert_eq!(snapshots.versions::<Dog>(dog_id).expect("versions"), [3]);
+        let dog = school.get_dog(dog_id).expect("dog");
+        assert_eq!(dog.name, "Fido", "{store}");
+        assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
+
+        // Continue with snapshotted aggregate.
+        school.add_trick(dog_id, "fetch ball").expect("trick");
+        let dog = school.get_dog(dog_id).expect("dog");
+        assert_eq!(dog.name, "Fido", "{store}");
+        assert_eq!(
+            dog.tricks,
+            ["roll over", "play dead", "fetch ball"],
+            "{store}"
+        );
+        let dog: Dog = school.app().get(dog_id).expect("get");
+        assert_eq!(dog.version(), 4, "{store}");
+    }
+}
+
+// ---- The explicit style's options, end to end. -----------------------------
+
+mod cats {
+    use annals::prelude::*;
+    use annals::Apply;
+    use serde::{Deserialize, Serialize};
+
+    /// Version 1 of `Described` had no colour (stored as `fur`).
+    pub(crate) fn described_v1(state: &mut annals::json::Value) {
+        state["fur"] = "unknown".into();
+    }
+
+    #[derive(Debug, Clone, PartialEq, Event)]
+    #[annals(aggregate = "Cat")]
+    pub(crate) enum Change {
+        #[annals(create, aliases = ["Cat.Found"])]
+        Adopted { name: String },
+        #[annals(version = 2, upcast(from = 1, with = described_v1))]
+        Described {
+            #[serde(rename = "fur")]
+            colour: String,
+        },
+        #[annals(name = "Gone", discard)]
+        Left,
+    }
+
+    #[aggregate]
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub(crate) struct Cat {
+        pub(crate) name: String,
+        pub(crate) colour: Option<String>,
+    }
+
+    #[aggregate(events = Change, version = 2)]
+    impl Apply for Cat {
+        fn create(event: Change) -> Result<Self, Change> {
+            match event {
+                Change::Adopted { name } => Ok(Cat { name, colour: None }),
+                other => Err(other),
+            }
+        }
+
+        fn apply(&mut self, event: Change) {
+            match event {
+                Change::Adopted { .. } | Change::Left => {}
+                Change::Described { colour } => self.colour = Some(colour),
+            }
+        }
+
+        /// Moved out of the trait impl by `#[aggregate]`: snapshots of
+        /// version 1 had no colour.
+        #[upcast(snapshot, from = 1)]
+        fn state_v1(state: &mut annals::json::Value) {
+            state["colour"] = annals::json::Value::Null;
+        }
+    }
+}
+
+/// Aliases, renamed fields, event versions with their upcasters, a
+/// discarding event, and snapshots, for an enum written by hand.
+#[test]
+fn an_explicit_enum_gets_what_event_methods_get() {
+    use annals::persistence::StoredEvent;
+    use cats::{Cat, Change};
+    for (store, persistence) in every_store("Cats") {
+        let app = Application::builder("Cats")
+            .persistence(persistence)
+            .snapshot_every::<Cat>(2)
+            .build()
+            .expect("app");
+        let mut cat = Cat::from_event(Change::Adopted { name: "Tom".into() }).expect("adopted");
+        cat.record(Change::Described {
+            colour: "grey".into(),
+        })
+        .expect("described");
+        app.save(&mut cat).expect("save");
+        let stored = app.notifications(1, 10).expect("log");
+        let described: annals::json::Value =
+            annals::json::from_slice(&stored[1].event.state).expect("JSON");
+        assert_eq!(stored[1].event.topic, "Cat.Described", "{store}");
+        assert_eq!(
+            (&described["fur"], &described["class_version"]),
+            (&"grey".into(), &2.into()),
+            "{store}"
+        );
+
+        // A stream written before: an alias topic, a version 1 event.
+        let id = Uuid::new_v4();
+        let old = |version: u64, topic: &str, state: &str| StoredEvent {
+            originator_id: annals::AggregateId::to_stored(&id),
+            originator_version: version,
+            topic: topic.into(),
+            state: format!(r#"{{"timestamp":"2020-01-01T00:00:00+00:00",{state}}}"#).into_bytes(),
+        };
+        app.recorder()
+            .insert_events(&[
+                old(1, "Cat.Found", r#""name":"Felix""#),
+                old(2, "Cat.Described", r#""other":1"#),
+            ])
+            .expect("insert");
+        let felix: Cat = app.get(id).expect("get");
+        assert_eq!(
+            (felix.name.as_str(), felix.colour.as_deref()),
+            ("Felix", Some("unknown")),
+            "{store}"
+        );
+
+        // Discarded.
+        let mut tom: Cat = app.get(cat.id()).expect("get");
+        tom.record(Change::Left).expect("left");
+        app.save(&mut tom).expect("save");
+        assert!(
+            app.get::<Cat>(cat.id()).expect_err("gone").is_not_found(),
+            "{store}"
+        );
+        assert_eq!(
+            app.snapshots()
+                .expect("on")
+                .versions::<Cat>(cat.id())
+                .expect("versions"),
+            [2],
+            "{store}"
+        );
+    }
+}
