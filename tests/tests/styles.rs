@@ -7,59 +7,108 @@ use annals::prelude::*;
 use annals_examples::styles::aggregate4;
 use annals_tests::stores::every_store;
 
-/// `eventsourcing/examples/aggregate4/test_application.py`.
+/// The stores, PostgreSQL's in a fresh schema of its own: each port's
+/// school is named `DogSchool`, as Python's, and the ports' tests run at
+/// once.
+fn in_schema(
+    stores: Vec<(&'static str, annals::Persistence)>,
+    schema: &str,
+) -> Vec<(&'static str, annals::Persistence)> {
+    stores
+        .into_iter()
+        .map(|(store, persistence)| match persistence {
+            annals::Persistence::Postgres(mut config) => {
+                annals_tests::stores::postgres_client(&config)
+                    .batch_execute(&format!(
+                        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+                    ))
+                    .expect("a fresh schema");
+                config.schema = Some(schema.to_owned());
+                (store, annals::Persistence::Postgres(config))
+            }
+            other => (store, other),
+        })
+        .collect()
+}
+
+/// `eventsourcing/examples/aggregateN/test_application.py`, the same for
+/// 4, 5 and 6: each school's API is Python's.
+macro_rules! dog_school_test {
+    ($test:ident, $style:ident) => {
+        #[test]
+        fn $test() {
+            use annals_examples::styles::$style::{Dog, DogSchool};
+            for (store, persistence) in in_schema(every_store("DogSchool"), stringify!($style)) {
+                // Construct application object.
+                let school = DogSchool::new(persistence).expect("school");
+
+                // Evolve application state.
+                let dog_id = school.register_dog("Fido").expect("register");
+                school.add_trick(dog_id, "roll over").expect("trick");
+                school.add_trick(dog_id, "play dead").expect("trick");
+
+                // Query application state.
+                let dog = school.get_dog(dog_id).expect("dog");
+                assert_eq!(dog.name, "Fido", "{store}");
+                assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
+
+                // Select notifications.
+                let notifications = school.app().notifications(1, 10).expect("log");
+                assert_eq!(notifications.len(), 3, "{store}");
+
+                // Take snapshot.
+                school
+                    .app()
+                    .take_snapshot_at::<Dog>(dog_id, 3)
+                    .expect("snapshot");
+                let snapshots = school.app().snapshots().expect("on");
+                assert_eq!(snapshots.versions::<Dog>(dog_id).expect("versions"), [3]);
+                let dog = school.get_dog(dog_id).expect("dog");
+                assert_eq!(dog.name, "Fido", "{store}");
+                assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
+
+                // Continue with snapshotted aggregate.
+                school.add_trick(dog_id, "fetch ball").expect("trick");
+                let dog = school.get_dog(dog_id).expect("dog");
+                assert_eq!(dog.name, "Fido", "{store}");
+                assert_eq!(
+                    dog.tricks,
+                    ["roll over", "play dead", "fetch ball"],
+                    "{store}"
+                );
+                let dog: Dog = school.app().get(dog_id).expect("get");
+                assert_eq!(dog.version(), 4, "{store}");
+            }
+        }
+    };
+}
+
+dog_school_test!(aggregate4_explicit_events_and_apply, aggregate4);
+dog_school_test!(aggregate5_commands_return_their_events, aggregate5);
+dog_school_test!(aggregate6_functions_and_mutators, aggregate6);
+
+/// The stored events of the three styles are the same rows (but the
+/// event names that Python's classes give: `DogRegistered` in 6).
 #[test]
-fn aggregate4_explicit_events_and_apply() {
-    use aggregate4::{Dog, DogSchool};
-    for (store, persistence) in every_store("DogSchool") {
-        // Construct application object.
-        let school = DogSchool::new(persistence).expect("school");
-
-        // Evolve application state.
-        let dog_id = school.register_dog("Fido").expect("register");
-        school.add_trick(dog_id, "roll over").expect("trick");
-        school.add_trick(dog_id, "play dead").expect("trick");
-
-        // Query application state.
-        let dog = school.get_dog(dog_id).expect("dog");
-        assert_eq!(dog.name, "Fido", "{store}");
-        assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
-
-        // Select notifications.
-        let notifications = school.app().notifications(1, 10).expect("log");
-        assert_eq!(notifications.len(), 3, "{store}");
-        let topics: Vec<_> = notifications
-            .iter()
-            .map(|n| n.event.topic.as_str())
-            .collect();
-        assert_eq!(
-            topics,
-            ["Dog.Registered", "Dog.TrickAdded", "Dog.TrickAdded"]
-        );
-
-        // Take snapshot.
-        school
-            .app()
-            .take_snapshot_at::<Dog>(dog_id, 3)
-            .expect("snapshot");
-        let snapshots = school.app().snapshots().expect("on");
-        assert_eq!(snapshots.versions::<Dog>(dog_id).expect("versions"), [3]);
-        let dog = school.get_dog(dog_id).expect("dog");
-        assert_eq!(dog.name, "Fido", "{store}");
-        assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
-
-        // Continue with snapshotted aggregate.
-        school.add_trick(dog_id, "fetch ball").expect("trick");
-        let dog = school.get_dog(dog_id).expect("dog");
-        assert_eq!(dog.name, "Fido", "{store}");
-        assert_eq!(
-            dog.tricks,
-            ["roll over", "play dead", "fetch ball"],
-            "{store}"
-        );
-        let dog: Dog = school.app().get(dog_id).expect("get");
-        assert_eq!(dog.version(), 4, "{store}");
-    }
+fn the_styles_store_the_same_events() {
+    let topics = |events: Vec<annals::persistence::Notification>| -> Vec<String> {
+        events.into_iter().map(|n| n.event.topic).collect()
+    };
+    let four = aggregate4::DogSchool::new(annals::Persistence::Memory).expect("school");
+    let id = four.register_dog("Fido").expect("register");
+    four.add_trick(id, "sit").expect("trick");
+    assert_eq!(
+        topics(four.app().notifications(1, 10).expect("log")),
+        ["Dog.Registered", "Dog.TrickAdded"]
+    );
+    let five = annals_examples::styles::aggregate5::DogSchool::new(annals::Persistence::Memory)
+        .expect("school");
+    let id = five.register_dog("Fido").expect("register");
+    five.add_trick(id, "sit").expect("trick");
+    assert_eq!(
+        topics(five.app().notifications(1, 10).expect("log")),
+        ["Dog.Registered", "Dog.TrickAdded"]
+    );
 }
 
 // ---- The explicit style's options, end to end. -----------------------------

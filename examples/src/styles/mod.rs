@@ -4,3 +4,5 @@
 //! assertions, run on every store (`tests/tests/styles.rs`).
 
 pub mod aggregate4;
+pub mod aggregate5;
+pub mod aggregate6;
