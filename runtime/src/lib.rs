@@ -387,6 +387,8 @@ mod howto {
     struct Python;
     #[doc = include_str!("../../docs/howto/dcb.md")]
     struct Dcb;
+    #[doc = include_str!("../../docs/howto/styles.md")]
+    struct Styles;
     #[cfg(feature = "testing")]
     #[doc = include_str!("../../docs/howto/testing.md")]
     struct Testing;
