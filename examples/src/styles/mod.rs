@@ -6,3 +6,4 @@
 pub mod aggregate4;
 pub mod aggregate5;
 pub mod aggregate6;
+pub mod aggregate7;
