@@ -116,14 +116,13 @@ impl DogSchool {
     ///
     /// No such dog, or the store failed.
     pub fn add_trick(&self, id: Uuid, trick: &str) -> annals::Result<()> {
-        let decided = self.app.decide(id, |dog: &Dog| {
-            Ok::<_, std::convert::Infallible>(vec![dog.add_trick(trick)])
-        });
-        match decided {
-            Ok(_) => Ok(()),
-            Err(annals::CommandError::Failed(e)) => Err(e),
-            Err(annals::CommandError::Rejected(never)) => match never {},
-        }
+        // A decision that cannot refuse: only annals' errors remain.
+        self.app
+            .decide(id, |dog: &Dog| {
+                Ok::<_, std::convert::Infallible>(vec![dog.add_trick(trick)])
+            })
+            .map(drop)
+            .map_err(annals::CommandError::into_error)
     }
 
     /// Dog `id`, as the school shows it.

@@ -145,14 +145,13 @@ impl DogSchool {
         let trick = Trick {
             name: trick.to_owned(),
         };
-        let decided = self.app.decide(id, |dog: &Dog| {
-            Ok::<_, std::convert::Infallible>(vec![add_trick(dog, trick.clone())])
-        });
-        match decided {
-            Ok(_) => Ok(()),
-            Err(annals::CommandError::Failed(e)) => Err(e),
-            Err(annals::CommandError::Rejected(never)) => match never {},
-        }
+        // A decision that cannot refuse: only annals' errors remain.
+        self.app
+            .decide(id, |dog: &Dog| {
+                Ok::<_, std::convert::Infallible>(vec![add_trick(dog, trick.clone())])
+            })
+            .map(drop)
+            .map_err(annals::CommandError::into_error)
     }
 
     /// Dog `id`, as the school shows it.

@@ -482,3 +482,41 @@ pub enum CommandError<E> {
     #[error(transparent)]
     Failed(#[from] Error),
 }
+
+impl CommandError<std::convert::Infallible> {
+    /// The error of a command that cannot refuse: it can only have
+    /// failed, with annals' error.
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// #[aggregate]
+    /// #[derive(Debug)]
+    /// pub struct Counter { pub count: u32 }
+    /// #[aggregate]
+    /// impl Counter {
+    ///     #[event("Started")]
+    ///     pub fn start() -> Self { Counter { count: 0 } }
+    ///     #[event("Incremented")]
+    ///     pub fn increment(&mut self) { self.count += 1; }
+    /// }
+    ///
+    /// fn increment(app: &Application, id: Uuid) -> annals::Result<()> {
+    ///     app.execute(id, |c: &mut Counter| Ok::<_, std::convert::Infallible>(c.increment()))
+    ///         .map_err(annals::CommandError::into_error)
+    /// }
+    ///
+    /// let app = Application::builder("Counters").build()?;
+    /// let mut counter = Counter::start();
+    /// app.save(&mut counter)?;
+    /// increment(&app, counter.id())?;
+    /// assert!(increment(&app, Uuid::new_v4()).unwrap_err().is_not_found());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn into_error(self) -> Error {
+        match self {
+            CommandError::Failed(e) => e,
+            CommandError::Rejected(never) => match never {},
+        }
+    }
+}
