@@ -13,9 +13,9 @@ use annals::dcb::{Boundary, DcbEvents};
 use annals::persistence::dcb::{DcbAppendCondition, DcbEvent, DcbQuery, DcbQueryItem, DcbRecorder};
 use annals::persistence::postgres::PostgresDcbRecorder;
 use annals::persistence::sqlite::{SqliteConfig, SqliteDcbRecorder};
-use annals::Uuid;
 use annals_examples::courses::{
-    Course, CourseEvent, CourseRegistered, Student, StudentJoinedCourse, StudentRegistered,
+    Course, CourseEvent, CourseId, CourseRegistered, Student, StudentId, StudentJoinedCourse,
+    StudentRegistered, COURSE_TOPIC, STUDENT_TOPIC,
 };
 
 use crate::enrolment::head;
@@ -27,17 +27,19 @@ const BATCH: usize = 12_000;
 /// One iteration's events: 10 courses, 10 students, every student joins
 /// every course (120 events).
 fn iteration(out: &mut Vec<DcbEvent>) -> Res<()> {
-    let courses: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
-    let students: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
+    let courses: Vec<CourseId> = (0..10).map(|_| CourseId::new()).collect();
+    let students: Vec<StudentId> = (0..10).map(|_| StudentId::new()).collect();
     for (i, course_id) in courses.iter().enumerate() {
         out.push(annals::dcb::encode(&CourseRegistered {
+            originator_topic: COURSE_TOPIC.to_owned(),
             course_id: *course_id,
             name: format!("course-{i}"),
-            capacity: 10,
+            places: 10,
         })?);
     }
     for (i, student_id) in students.iter().enumerate() {
         out.push(annals::dcb::encode(&StudentRegistered {
+            originator_topic: STUDENT_TOPIC.to_owned(),
             student_id: *student_id,
             name: format!("student-{i}"),
             max_courses: 10,
@@ -93,18 +95,20 @@ fn measure(recorder: &dyn DcbRecorder, joins: usize) -> Res<(Point, u64)> {
     let mut totals = Vec::with_capacity(joins);
     let mut appended = 0u64;
     for _ in 0..joins.div_ceil(100) {
-        let courses: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
-        let students: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
+        let courses: Vec<CourseId> = (0..10).map(|_| CourseId::new()).collect();
+        let students: Vec<StudentId> = (0..10).map(|_| StudentId::new()).collect();
         let mut registrations = Vec::new();
         for c in &courses {
             registrations.push(annals::dcb::encode(&CourseRegistered {
+                originator_topic: COURSE_TOPIC.to_owned(),
                 course_id: *c,
                 name: "c".into(),
-                capacity: 10,
+                places: 10,
             })?);
         }
         for s in &students {
             registrations.push(annals::dcb::encode(&StudentRegistered {
+                originator_topic: STUDENT_TOPIC.to_owned(),
                 student_id: *s,
                 name: "s".into(),
                 max_courses: 10,
@@ -136,7 +140,7 @@ fn measure(recorder: &dyn DcbRecorder, joins: usize) -> Res<(Point, u64)> {
             let joined = DcbQuery::item(
                 DcbQueryItem::new()
                     .types(CourseEvent::TYPES.iter().copied())
-                    .tags([format!("course-{c}")]),
+                    .tags([c.to_string()]),
             );
             let n = recorder.read(&joined, None, None)?.events.len();
             if n != 11 {

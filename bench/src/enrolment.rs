@@ -33,7 +33,8 @@ use annals::persistence::sqlite::{SqliteConfig, SqliteDcbRecorder};
 use annals::persistence::umadb::{UmaDbConfig, UmaDbRecorder};
 use annals::prelude::*;
 use annals_examples::courses::{
-    CourseEvent, CourseRegistered, Courses, StudentEvent, StudentJoinedCourse, StudentRegistered,
+    CourseEvent, CourseId, CourseRegistered, Courses, StudentEvent, StudentId, StudentJoinedCourse,
+    StudentRegistered, COURSE_TOPIC, STUDENT_TOPIC,
 };
 use serde::{Deserialize, Serialize};
 use umadb_dcb::DcbEventStoreAsync;
@@ -340,29 +341,29 @@ pub(crate) fn head(recorder: &dyn DcbRecorder) -> Res<u64> {
 }
 
 impl Enrolment for Dcb {
-    type Course = Uuid;
-    type Student = Uuid;
+    type Course = CourseId;
+    type Student = StudentId;
 
-    fn register_course(&mut self, name: &str, places: u32) -> Res<Uuid> {
+    fn register_course(&mut self, name: &str, places: u32) -> Res<CourseId> {
         Ok(self.courses.register_course(name, places)?)
     }
 
-    fn register_student(&mut self, name: &str, max_courses: u32) -> Res<Uuid> {
+    fn register_student(&mut self, name: &str, max_courses: u32) -> Res<StudentId> {
         Ok(self.courses.register_student(name, max_courses)?)
     }
 
-    fn join(&mut self, student: &Uuid, course: &Uuid) -> Res<()> {
+    fn join(&mut self, student: &StudentId, course: &CourseId) -> Res<()> {
         self.courses.join(*student, *course).map_err(|e| match e {
             annals::CommandError::Failed(e) => Box::new(e) as crate::workload::Error,
             other => format!("join: {other}").into(),
         })
     }
 
-    fn students_of(&mut self, course: &Uuid) -> Res<usize> {
+    fn students_of(&mut self, course: &CourseId) -> Res<usize> {
         Ok(self.courses.course(*course)?.students.len())
     }
 
-    fn courses_of(&mut self, student: &Uuid) -> Res<usize> {
+    fn courses_of(&mut self, student: &StudentId) -> Res<usize> {
         Ok(self.courses.student(*student)?.courses.len())
     }
 
@@ -424,14 +425,6 @@ fn uma_event(event: annals::persistence::dcb::DcbEvent) -> umadb_dcb::DcbEvent {
         .tags(event.tags)
 }
 
-fn course_tag(id: &Uuid) -> String {
-    format!("course-{id}")
-}
-
-fn student_tag(id: &Uuid) -> String {
-    format!("student-{id}")
-}
-
 fn uma_item(types: &[&str], tag: String) -> umadb_dcb::DcbQueryItem {
     umadb_dcb::DcbQueryItem::new()
         .types(types.iter().map(|t| (*t).to_owned()))
@@ -454,7 +447,7 @@ fn fold(events: &[umadb_dcb::DcbSequencedEvent], tag: &str) -> Res<(Option<u32>,
         }
         match e.event.event_type.as_str() {
             CourseRegistered::TYPE => {
-                limit = Some(decode::<CourseRegistered>(&e.event.data)?.capacity)
+                limit = Some(decode::<CourseRegistered>(&e.event.data)?.places)
             }
             StudentRegistered::TYPE => {
                 limit = Some(decode::<StudentRegistered>(&e.event.data)?.max_courses)
@@ -478,23 +471,25 @@ impl RawUmaDb {
 }
 
 impl Enrolment for RawUmaDb {
-    type Course = Uuid;
-    type Student = Uuid;
+    type Course = CourseId;
+    type Student = StudentId;
 
-    fn register_course(&mut self, name: &str, places: u32) -> Res<Uuid> {
-        let course_id = Uuid::new_v4();
+    fn register_course(&mut self, name: &str, places: u32) -> Res<CourseId> {
+        let course_id = CourseId::new();
         let event = annals::dcb::encode(&CourseRegistered {
+            originator_topic: COURSE_TOPIC.to_owned(),
             course_id,
             name: name.to_owned(),
-            capacity: places,
+            places,
         })?;
         self.append(event, None)?;
         Ok(course_id)
     }
 
-    fn register_student(&mut self, name: &str, max_courses: u32) -> Res<Uuid> {
-        let student_id = Uuid::new_v4();
+    fn register_student(&mut self, name: &str, max_courses: u32) -> Res<StudentId> {
+        let student_id = StudentId::new();
         let event = annals::dcb::encode(&StudentRegistered {
+            originator_topic: STUDENT_TOPIC.to_owned(),
             student_id,
             name: name.to_owned(),
             max_courses,
@@ -503,8 +498,9 @@ impl Enrolment for RawUmaDb {
         Ok(student_id)
     }
 
-    fn join(&mut self, student: &Uuid, course: &Uuid) -> Res<()> {
-        let (ctag, stag) = (course_tag(course), student_tag(student));
+    fn join(&mut self, student: &StudentId, course: &CourseId) -> Res<()> {
+        // The tags are the ids (`course-<uuid>`, `student-<uuid>`).
+        let (ctag, stag) = (course.to_string(), student.to_string());
         let query = umadb_dcb::DcbQuery::new()
             .item(uma_item(CourseEvent::TYPES, ctag.clone()))
             .item(uma_item(StudentEvent::TYPES, stag.clone()));
@@ -524,12 +520,12 @@ impl Enrolment for RawUmaDb {
         Ok(())
     }
 
-    fn students_of(&mut self, course: &Uuid) -> Res<usize> {
-        Ok(self.boundary(course_tag(course), CourseEvent::TYPES)?.1)
+    fn students_of(&mut self, course: &CourseId) -> Res<usize> {
+        Ok(self.boundary(course.to_string(), CourseEvent::TYPES)?.1)
     }
 
-    fn courses_of(&mut self, student: &Uuid) -> Res<usize> {
-        Ok(self.boundary(student_tag(student), StudentEvent::TYPES)?.1)
+    fn courses_of(&mut self, student: &StudentId) -> Res<usize> {
+        Ok(self.boundary(student.to_string(), StudentEvent::TYPES)?.1)
     }
 
     fn stored(&mut self) -> Res<Option<u64>> {
@@ -665,7 +661,7 @@ pub(crate) fn child(config: &str, seconds: f64) -> Res<Run> {
         }
         "dcb-postgres" => {
             let c = fresh_postgres("bench_enrolment_dcb")?;
-            let recorder = Arc::new(PostgresDcbRecorder::open(&c, "Courses")?);
+            let recorder = Arc::new(PostgresDcbRecorder::open(&c, Courses::NAME)?);
             speedrun(&mut Dcb::new(recorder, true), seconds)
         }
         "dcb-umadb" => {

@@ -43,7 +43,10 @@ pub const PERSISTENCE_MODULE: &str = crate::settings::PERSISTENCE_MODULE.name;
 #[derive(Clone)]
 pub struct Env {
     prefix: String,
+    /// Given values: they win over the process environment's.
     vars: Option<HashMap<String, String>>,
+    /// Whether the process environment is read (for what `vars` lacks).
+    process: bool,
 }
 
 impl std::fmt::Debug for Env {
@@ -65,6 +68,7 @@ impl Env {
         Self {
             prefix: prefix_of(app_name),
             vars: None,
+            process: true,
         }
     }
 
@@ -77,20 +81,50 @@ impl Env {
         V: Into<String>,
     {
         Self {
+            process: false,
+            ..Self::over_process(app_name, vars)
+        }
+    }
+
+    /// Settings of application `app_name` from the process environment
+    /// with `vars` over it, as Python's `Application(env={...})` merges
+    /// them: a name in `vars` wins over the same name in the process
+    /// environment (and, as always, a prefixed name over a bare one).
+    ///
+    /// ```
+    /// use annals_core::env::Env;
+    ///
+    /// let env = Env::over_process("School", [("PERSISTENCE_MODULE", "sqlite")]);
+    /// assert_eq!(env.get("PERSISTENCE_MODULE").map(|(_, v)| v).as_deref(), Some("sqlite"));
+    /// // What is not given is the process's.
+    /// let path = std::env::var("PATH").ok().filter(|p| !p.is_empty());
+    /// assert_eq!(env.get("PATH").map(|(_, v)| v), path);
+    ///
+    /// let given = Env::over_process("School", [("PATH", "/given")]);
+    /// assert_eq!(given.get("PATH").map(|(_, v)| v).as_deref(), Some("/given"));
+    /// ```
+    pub fn over_process<I, K, V>(app_name: &str, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
             prefix: prefix_of(app_name),
             vars: Some(
                 vars.into_iter()
                     .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
             ),
+            process: true,
         }
     }
 
     fn lookup(&self, key: &str) -> Option<String> {
-        match &self.vars {
-            Some(vars) => vars.get(key).cloned(),
-            None => std::env::var(key).ok(),
-        }
+        self.vars
+            .as_ref()
+            .and_then(|vars| vars.get(key).cloned())
+            .or_else(|| self.process.then(|| std::env::var(key).ok()).flatten())
     }
 
     /// The prefix of this application's names: `SCHOOL` for "School", so

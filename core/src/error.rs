@@ -113,6 +113,19 @@ pub enum Error {
         message: String,
     },
 
+    /// An event given as a value where it cannot go: a creation event
+    /// recorded on an aggregate that exists, or another event given to
+    /// create one.
+    #[error("{aggregate}: {event} {message}")]
+    WrongEvent {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The event's name.
+        event: &'static str,
+        /// Why it cannot go there, and where it goes.
+        message: String,
+    },
+
     /// A domain event could not be encoded.
     #[error("cannot encode event {topic:?} of {aggregate}")]
     Encode {

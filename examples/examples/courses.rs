@@ -6,13 +6,16 @@
 //!
 //! `cargo run --example courses` keeps the store in the SQLite file
 //! `courses.db` (each run registers new courses and students). When
-//! `PERSISTENCE_MODULE` (or `COURSES_PERSISTENCE_MODULE`) is set, the
+//! `PERSISTENCE_MODULE` (or `ENROLMENT_PERSISTENCE_MODULE`) is set, the
 //! environment decides, e.g. PostgreSQL, in Python's `postgres_tt` tables
-//! (`courses_events_tt_main`):
+//! (`enrolment_events_tt_main`), the store of Python's `Enrolment` DCB
+//! application (`tests/python/enrolment.py`):
 //!
 //! ```sh
 //! PERSISTENCE_MODULE=postgres POSTGRES_DBNAME=test POSTGRES_HOST=127.0.0.1 \
 //!     POSTGRES_USER=postgres cargo run --example courses
+//! PERSISTENCE_MODULE=umadb UMADB_URI=http://127.0.0.1:50051 \
+//!     cargo run --features umadb --example courses
 //! ```
 
 use std::error::Error;

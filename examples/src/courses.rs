@@ -9,34 +9,129 @@
 //! one event on the condition that neither changed since: two students
 //! racing for the last seat, or one student joining two courses at once
 //! when they have one left, cannot both win.
+//!
+//! The events are those of Python's DCB application `Enrolment`
+//! (`tests/python/enrolment.py`, on eventsourcing 9.5's enduring objects
+//! and `MessagePackMapper`), and the store is that application's: on
+//! PostgreSQL the tables `enrolment_events_tt_main` and `_tt_tag`. So
+//! each reads and decides on what the other appended:
+//! - a stored type is the topic of Python's class
+//!   (`enrolment:Course.Registered`, a nested class);
+//! - an enduring object's id is `<class>-<uuid4>` ([`CourseId`]), written
+//!   as that string, and is its events' tag; an event of a group is
+//!   tagged with each member's id, in the group's order;
+//! - an initial event also names the object's class (`originator_topic`,
+//!   [`COURSE_TOPIC`]), from which Python builds the object.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use annals::dcb::{DcbApplication, DcbEvents, Folded, NewEvent, Perspective, Slice, Tagged};
 use annals::env::Env;
 use annals::persistence::dcb::DcbRecorder;
 use annals::persistence::sqlite::{SqliteConfig, SqliteDcbRecorder};
+
 use annals::{settings, CommandError, Uuid};
 use serde::{Deserialize, Serialize};
 
-/// A course was registered, with the number of students it takes.
+/// The enduring-object ids of Python's DCB applications:
+/// `<kind>-<uuid4>` ("course-…", from the class name), written as that
+/// string in events and used as the object's tag.
+macro_rules! enduring_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new, random id (a v4 UUID, as Python's `uuid4()`).
+            pub fn new() -> Self {
+                Self(Uuid::new_v4())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                s.strip_prefix($prefix)
+                    .and_then(|uuid| Uuid::parse_str(uuid).ok())
+                    .map(Self)
+                    .ok_or_else(|| format!(concat!("{:?} is not \"", $prefix, "<uuid>\""), s))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+enduring_id!(
+    /// A course's id, `course-<uuid>`: its tag, and the id Python's
+    /// `Course` enduring object gives itself.
+    CourseId,
+    "course-"
+);
+enduring_id!(
+    /// A student's id, `student-<uuid>`.
+    StudentId,
+    "student-"
+);
+
+/// The topic of Python's `Course` class, which its initial event names.
+pub const COURSE_TOPIC: &str = "enrolment:Course";
+/// The topic of Python's `Student` class.
+pub const STUDENT_TOPIC: &str = "enrolment:Student";
+
+/// A course was registered, with the number of students it takes: the
+/// initial event of Python's `Course` enduring object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tagged)]
+#[dcb(type = "enrolment:Course.Registered")]
 pub struct CourseRegistered {
-    /// The course (tag `course-<id>`).
-    #[tag(prefix = "course-")]
-    pub course_id: Uuid,
+    /// The class whose object this event creates ([`COURSE_TOPIC`]):
+    /// Python's `InitialDecision` carries it.
+    pub originator_topic: String,
+    /// The course (its tag).
+    #[tag]
+    pub course_id: CourseId,
     /// Its name.
     pub name: String,
     /// How many students it takes.
-    pub capacity: u32,
+    pub places: u32,
 }
 
 /// A student was registered, with the number of courses they may take.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tagged)]
+#[dcb(type = "enrolment:Student.Registered")]
 pub struct StudentRegistered {
-    /// The student (tag `student-<id>`).
-    #[tag(prefix = "student-")]
-    pub student_id: Uuid,
+    /// [`STUDENT_TOPIC`].
+    pub originator_topic: String,
+    /// The student (their tag).
+    #[tag]
+    pub student_id: StudentId,
     /// Their name.
     pub name: String,
     /// How many courses they may take at once.
@@ -45,24 +140,26 @@ pub struct StudentRegistered {
 
 /// A student joined a course: one fact, in both boundaries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tagged)]
+#[dcb(type = "enrolment:StudentJoinedCourse")]
 pub struct StudentJoinedCourse {
     /// The student.
-    #[tag(prefix = "student-")]
-    pub student_id: Uuid,
+    #[tag]
+    pub student_id: StudentId,
     /// The course.
-    #[tag(prefix = "course-")]
-    pub course_id: Uuid,
+    #[tag]
+    pub course_id: CourseId,
 }
 
 /// A student left a course.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tagged)]
+#[dcb(type = "enrolment:StudentLeftCourse")]
 pub struct StudentLeftCourse {
     /// The student.
-    #[tag(prefix = "student-")]
-    pub student_id: Uuid,
+    #[tag]
+    pub student_id: StudentId,
     /// The course.
-    #[tag(prefix = "course-")]
-    pub course_id: Uuid,
+    #[tag]
+    pub course_id: CourseId,
 }
 
 /// What a course's state reads.
@@ -92,16 +189,16 @@ pub enum StudentEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Course {
     /// Its id.
-    pub id: Uuid,
+    pub id: CourseId,
     /// Its name and capacity, once registered.
     pub registered: Option<(String, u32)>,
     /// Its students, in the order they joined.
-    pub students: Vec<Uuid>,
+    pub students: Vec<StudentId>,
 }
 
 impl Course {
     /// The course `id`, before its events are folded in.
-    pub fn new(id: Uuid) -> Self {
+    pub fn new(id: CourseId) -> Self {
         Self {
             id,
             registered: None,
@@ -114,12 +211,12 @@ impl Perspective for Course {
     type Events = CourseEvent;
 
     fn tags(&self) -> Vec<String> {
-        vec![format!("course-{}", self.id)]
+        vec![self.id.to_string()]
     }
 
     fn apply(&mut self, event: CourseEvent) {
         match event {
-            CourseEvent::Registered(e) => self.registered = Some((e.name, e.capacity)),
+            CourseEvent::Registered(e) => self.registered = Some((e.name, e.places)),
             CourseEvent::Joined(e) => self.students.push(e.student_id),
             CourseEvent::Left(e) => self.students.retain(|s| *s != e.student_id),
         }
@@ -130,16 +227,16 @@ impl Perspective for Course {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Student {
     /// Their id.
-    pub id: Uuid,
+    pub id: StudentId,
     /// Their name and maximum number of courses, once registered.
     pub registered: Option<(String, u32)>,
     /// Their courses.
-    pub courses: Vec<Uuid>,
+    pub courses: Vec<CourseId>,
 }
 
 impl Student {
     /// The student `id`, before their events are folded in.
-    pub fn new(id: Uuid) -> Self {
+    pub fn new(id: StudentId) -> Self {
         Self {
             id,
             registered: None,
@@ -152,7 +249,7 @@ impl Perspective for Student {
     type Events = StudentEvent;
 
     fn tags(&self) -> Vec<String> {
-        vec![format!("student-{}", self.id)]
+        vec![self.id.to_string()]
     }
 
     fn apply(&mut self, event: StudentEvent) {
@@ -169,10 +266,10 @@ impl Perspective for Student {
 pub enum SubscriptionError {
     /// No such course.
     #[error("no course {0}")]
-    NoSuchCourse(Uuid),
+    NoSuchCourse(CourseId),
     /// No such student.
     #[error("no student {0}")]
-    NoSuchStudent(Uuid),
+    NoSuchStudent(StudentId),
     /// The course has as many students as it takes.
     #[error("{course} is full ({capacity} students)")]
     CourseFull {
@@ -202,9 +299,9 @@ pub enum SubscriptionError {
 #[derive(Debug, Clone, Copy)]
 pub struct JoinCourse {
     /// Who.
-    pub student: Uuid,
+    pub student: StudentId,
     /// Which course.
-    pub course: Uuid,
+    pub course: CourseId,
 }
 
 impl Slice for JoinCourse {
@@ -251,9 +348,9 @@ impl Slice for JoinCourse {
 #[derive(Debug, Clone, Copy)]
 pub struct LeaveCourse {
     /// Who.
-    pub student: Uuid,
+    pub student: StudentId,
     /// Which course.
-    pub course: Uuid,
+    pub course: CourseId,
 }
 
 impl Slice for LeaveCourse {
@@ -283,6 +380,10 @@ pub struct Courses {
 }
 
 impl Courses {
+    /// The application's name, as Python's `Enrolment` is named: its
+    /// tables' prefix and its settings' (`ENROLMENT_PERSISTENCE_MODULE`).
+    pub const NAME: &'static str = "Enrolment";
+
     /// Over `recorder`.
     pub fn new(recorder: Arc<dyn DcbRecorder>) -> Self {
         Self {
@@ -291,7 +392,7 @@ impl Courses {
     }
 
     /// Over the store the environment names (`PERSISTENCE_MODULE`, or
-    /// `COURSES_PERSISTENCE_MODULE`, with that store's settings: see
+    /// `ENROLMENT_PERSISTENCE_MODULE`, with that store's settings: see
     /// [`annals::persistence::dcb::open`]), else SQLite in the file
     /// `default_sqlite`.
     ///
@@ -299,12 +400,12 @@ impl Courses {
     ///
     /// A bad setting, or a store that cannot be opened.
     pub fn from_env(default_sqlite: &str) -> annals::Result<Self> {
-        let env = Env::from_process("Courses");
+        let env = Env::from_process(Self::NAME);
         let module = env.get(settings::PERSISTENCE_MODULE.name).map(|(_, v)| v);
         let recorder: Arc<dyn DcbRecorder> = match module {
             None => Arc::new(SqliteDcbRecorder::open(SqliteConfig::new(default_sqlite))?),
             // Any store with a DCB recorder, as its settings say.
-            Some(_) => annals::persistence::dcb::open("Courses", &env)?,
+            Some(_) => annals::persistence::dcb::open(Self::NAME, &env)?,
         };
         Ok(Self::new(recorder))
     }
@@ -319,12 +420,13 @@ impl Courses {
     /// # Errors
     ///
     /// The store failed.
-    pub fn register_course(&self, name: &str, capacity: u32) -> annals::Result<Uuid> {
-        let course_id = Uuid::new_v4();
+    pub fn register_course(&self, name: &str, places: u32) -> annals::Result<CourseId> {
+        let course_id = CourseId::new();
         self.app.append([CourseRegistered {
+            originator_topic: COURSE_TOPIC.to_owned(),
             course_id,
             name: name.to_owned(),
-            capacity,
+            places,
         }])?;
         Ok(course_id)
     }
@@ -334,9 +436,10 @@ impl Courses {
     /// # Errors
     ///
     /// The store failed.
-    pub fn register_student(&self, name: &str, max_courses: u32) -> annals::Result<Uuid> {
-        let student_id = Uuid::new_v4();
+    pub fn register_student(&self, name: &str, max_courses: u32) -> annals::Result<StudentId> {
+        let student_id = StudentId::new();
         self.app.append([StudentRegistered {
+            originator_topic: STUDENT_TOPIC.to_owned(),
             student_id,
             name: name.to_owned(),
             max_courses,
@@ -350,7 +453,11 @@ impl Courses {
     /// # Errors
     ///
     /// The refusal, or the store's failure.
-    pub fn join(&self, student: Uuid, course: Uuid) -> Result<(), CommandError<SubscriptionError>> {
+    pub fn join(
+        &self,
+        student: StudentId,
+        course: CourseId,
+    ) -> Result<(), CommandError<SubscriptionError>> {
         self.app.run(&JoinCourse { student, course }).map(|_| ())
     }
 
@@ -361,8 +468,8 @@ impl Courses {
     /// The refusal, or the store's failure.
     pub fn leave(
         &self,
-        student: Uuid,
-        course: Uuid,
+        student: StudentId,
+        course: CourseId,
     ) -> Result<(), CommandError<SubscriptionError>> {
         self.app.run(&LeaveCourse { student, course }).map(|_| ())
     }
@@ -372,7 +479,7 @@ impl Courses {
     /// # Errors
     ///
     /// The store failed.
-    pub fn course(&self, id: Uuid) -> annals::Result<Course> {
+    pub fn course(&self, id: CourseId) -> annals::Result<Course> {
         self.app
             .read(Course::new(id))
             .map(|f: Folded<Course>| f.state)
@@ -383,7 +490,7 @@ impl Courses {
     /// # Errors
     ///
     /// The store failed.
-    pub fn student(&self, id: Uuid) -> annals::Result<Student> {
+    pub fn student(&self, id: StudentId) -> annals::Result<Student> {
         self.app.read(Student::new(id)).map(|f| f.state)
     }
 }

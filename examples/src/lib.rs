@@ -7,6 +7,7 @@ pub mod dog_school;
 pub mod searchable_content;
 pub mod service;
 pub mod shop;
+pub mod styles;
 pub mod world;
 
 use tracing_subscriber::EnvFilter;

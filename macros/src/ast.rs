@@ -26,6 +26,9 @@ pub(crate) struct Options {
     /// The Python module of the aggregate's class (`python = "dogschool"`),
     /// for the Python codec's topics.
     pub python: Option<LitStr>,
+    /// The user's event enum (`events = DogEvent`, the explicit style):
+    /// no `#[event]` methods, the events applied by `annals::Apply`.
+    pub events: Option<Type>,
 }
 
 /// Whether an event creates its aggregate or changes it.

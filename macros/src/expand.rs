@@ -133,6 +133,15 @@ fn stub(mut agg: AggregateImpl, error: syn::Error) -> TokenStream {
         }
         agg.item.items[*index] = ImplItem::Fn(method);
     }
+    if agg.options.events.is_some() {
+        // `impl Apply for Dog`: its literals as `generate` gives them, so
+        // that only the real errors show.
+        for impl_item in &mut agg.item.items {
+            if let ImplItem::Fn(method) = impl_item {
+                fill_meta(&mut method.block, &self_ident);
+            }
+        }
+    }
     let item = &agg.item;
     let event_ident = event_ident(&agg);
     let event_vis = event_vis(&agg);
@@ -140,28 +149,47 @@ fn stub(mut agg: AggregateImpl, error: syn::Error) -> TokenStream {
     let name = agg_name(&agg);
     let error = error.to_compile_error();
     let allow = allow_lints();
+    // The user's enum, with `events = ...`: only the generated one is
+    // stood in for.
+    let event_alias = agg.options.events.is_none().then(|| {
+        quote! {
+            #[doc(hidden)]
+            #[allow(dead_code)]
+            #allow
+            #event_vis type #event_ident = #p::Never;
+        }
+    });
+    let (event_type, create, apply) = match &agg.options.events {
+        Some(ty) => (
+            quote!(#ty),
+            quote!(::core::result::Result::Err(event)),
+            quote!(::core::result::Result::Err(event)),
+        ),
+        None => (
+            quote!(#p::Never),
+            quote!(match event {}),
+            quote!(match event {}),
+        ),
+    };
     quote! {
         #error
         #item
-        #[doc(hidden)]
-        #[allow(dead_code)]
-        #allow
-        #event_vis type #event_ident = #p::Never;
+        #event_alias
         #[automatically_derived]
         #allow
         impl #p::Aggregate for #self_ident {
             type Id = #id_type;
-            type Event = #p::Never;
+            type Event = #event_type;
             const NAME: &'static str = #name;
         }
         #[automatically_derived]
         #allow
         impl #p::AggregateInternals for #self_ident {
-            fn __create(event: #p::Never) -> ::core::result::Result<Self, #p::Never> {
-                match event {}
+            fn __create(event: #event_type) -> ::core::result::Result<Self, #event_type> {
+                #create
             }
-            fn __apply(&mut self, event: #p::Never) -> ::core::result::Result<(), #p::Never> {
-                match event {}
+            fn __apply(&mut self, event: #event_type) -> ::core::result::Result<(), #event_type> {
+                #apply
             }
         }
     }
@@ -171,8 +199,16 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
     let p = private(agg);
     let self_ident = &agg.self_ident;
     let event_ident = event_ident(agg);
-    let event_enum = event_enum(agg, &event_ident);
-    let event_impl = event_impl(agg, &event_ident);
+    // The explicit style: the user's enum, applied by `Apply`.
+    let explicit = agg.options.events.as_ref();
+    let (event_enum, event_impl, event_type) = match explicit {
+        Some(ty) => (quote!(), quote!(), quote!(#ty)),
+        None => (
+            event_enum(agg, &event_ident),
+            event_impl(&enum_spec(agg, &event_ident)),
+            quote!(#event_ident),
+        ),
+    };
     let id_type = id_type(agg);
     let name = agg_name(agg);
     let initial_version = agg
@@ -207,6 +243,24 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         });
 
     let mut item = agg.item.clone();
+    // `impl Apply for Dog`: its struct literals get the hidden field, as
+    // creation methods' do, and its upcasters move to an impl of their
+    // own (they are no trait methods).
+    let mut moved = Vec::new();
+    if explicit.is_some() {
+        let upcasters: Vec<&Ident> = agg.upcasters.iter().map(|u| &u.function).collect();
+        item.items.retain_mut(|impl_item| {
+            let ImplItem::Fn(method) = impl_item else {
+                return true;
+            };
+            fill_meta(&mut method.block, self_ident);
+            if upcasters.contains(&&method.sig.ident) {
+                moved.push(method.clone());
+                return false;
+            }
+            true
+        });
+    }
     let mut with_ids = Vec::new();
     let mut applies = Vec::new();
     for (index, event) in &agg.events {
@@ -221,7 +275,7 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
     // `create_id` in another impl block of the type, which the creation
     // methods would not see, is an error (E0592) pointing at it rather than
     // silently ignored.
-    let create_id_elsewhere = agg.create_id.is_none().then(|| {
+    let create_id_elsewhere = (agg.create_id.is_none() && explicit.is_none()).then(|| {
         let ident = Ident::new("create_id", proc_macro2::Span::call_site());
         quote! {
             #[doc(hidden)]
@@ -254,6 +308,40 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         })
     });
 
+    let (create, apply) = if explicit.is_some() {
+        (
+            quote! {
+                if !#p::Event::is_creation(&event) {
+                    return ::core::result::Result::Err(event);
+                }
+                <Self as #p::Apply>::create(event)
+            },
+            quote! {
+                if #p::Event::is_creation(&event) {
+                    return ::core::result::Result::Err(event);
+                }
+                <Self as #p::Apply>::apply(self, event);
+                ::core::result::Result::Ok(())
+            },
+        )
+    } else {
+        (
+            quote! {
+                #[allow(unreachable_patterns)]
+                match event {
+                    #(#create_arms)*
+                    other => ::core::result::Result::Err(other),
+                }
+            },
+            quote! {
+                #[allow(unreachable_patterns)]
+                match event {
+                    #(#apply_arms)*
+                    other => ::core::result::Result::Err(other),
+                }
+            },
+        )
+    };
     quote! {
         #event_enum
         #event_impl
@@ -263,6 +351,7 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         impl #self_ident {
             #(#with_ids)*
             #create_id_elsewhere
+            #(#moved)*
         }
         // The event bodies, the user's code: only the lints that their
         // place in generated code would cause are allowed.
@@ -274,7 +363,7 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         #allow
         impl #p::Aggregate for #self_ident {
             type Id = #id_type;
-            type Event = #event_ident;
+            type Event = #event_type;
             const NAME: &'static str = #name;
             const INITIAL_VERSION: u64 = #initial_version;
             const STATE_VERSION: u32 = #state_version;
@@ -291,19 +380,11 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
                     _ => false,
                 }
             }
-            fn __create(event: #event_ident) -> ::core::result::Result<Self, #event_ident> {
-                #[allow(unreachable_patterns)]
-                match event {
-                    #(#create_arms)*
-                    other => ::core::result::Result::Err(other),
-                }
+            fn __create(event: #event_type) -> ::core::result::Result<Self, #event_type> {
+                #create
             }
-            fn __apply(&mut self, event: #event_ident) -> ::core::result::Result<(), #event_ident> {
-                #[allow(unreachable_patterns)]
-                match event {
-                    #(#apply_arms)*
-                    other => ::core::result::Result::Err(other),
-                }
+            fn __apply(&mut self, event: #event_type) -> ::core::result::Result<(), #event_type> {
+                #apply
             }
         }
     }
@@ -400,13 +481,77 @@ impl VisitMut for OneModuleDown {
     }
 }
 
-fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
-    let p = private(agg);
+/// What an event enum's impls (`Event`, `EventInternals`, and for the
+/// enum `#[aggregate]` makes, `Clone` and `Debug`) are made from: the
+/// events of an impl block's `#[event]` methods, or the variants of a
+/// user's enum (`#[derive(Event)]`, `crate::explicit`).
+pub(crate) struct EnumSpec<'a> {
+    /// `<crate>::__private`.
+    pub p: TokenStream,
+    pub ident: &'a Ident,
+    pub events: Vec<EventSpec<'a>>,
+    /// Event upcasters: the event's index, the version upgraded from, the
+    /// function (`fn(&mut json::Value)`).
+    pub upcasts: Vec<(usize, u32, TokenStream)>,
+    /// Whether to implement `Clone` and `Debug` too (the generated enum;
+    /// a user's enum derives its own).
+    pub clone_debug: bool,
+}
+
+/// One event of an [`EnumSpec`].
+pub(crate) struct EventSpec<'a> {
+    pub variant: Ident,
+    pub name: &'a str,
+    pub topic: &'a str,
+    pub creation: bool,
+    pub discard: bool,
+    pub version: u32,
+    pub aliases: &'a [String],
+    pub args: &'a [crate::ast::Arg],
+}
+
+/// The spec of the enum that `#[aggregate]` makes from `agg`'s methods.
+fn enum_spec<'a>(agg: &'a AggregateImpl, event_ident: &'a Ident) -> EnumSpec<'a> {
+    let self_ident = &agg.self_ident;
+    let events: Vec<&EventDef> = agg.events.iter().map(|(_, e)| e).collect();
+    let mut upcasts = Vec::new();
+    for (index, e) in events.iter().enumerate() {
+        for u in &agg.upcasters {
+            if u.target == UpcastTarget::Event(e.name.clone()) {
+                let function = &u.function;
+                upcasts.push((index, u.from, quote!(#self_ident::#function)));
+            }
+        }
+    }
+    EnumSpec {
+        p: private(agg),
+        ident: event_ident,
+        events: events
+            .iter()
+            .map(|e| EventSpec {
+                variant: variant(e),
+                name: &e.name,
+                topic: &e.topic,
+                creation: e.kind == Some(Kind::Creation),
+                discard: e.discard,
+                version: e.version,
+                aliases: &e.aliases,
+                args: &e.args,
+            })
+            .collect(),
+        upcasts,
+        clone_debug: true,
+    }
+}
+
+pub(crate) fn event_impl(spec: &EnumSpec<'_>) -> TokenStream {
+    let p = &spec.p;
+    let event_ident = spec.ident;
     let serde_path = format!("{}::serde", quote!(#p)).replace(' ', "");
     let timestamp_ser = format!("{}::header_timestamp", quote!(#p)).replace(' ', "");
     let timestamp_de = format!("{}::timestamp::deserialize", quote!(#p)).replace(' ', "");
-    let events: Vec<&EventDef> = agg.events.iter().map(|(_, e)| e).collect();
-    let topics = events.iter().map(|e| &e.topic);
+    let events = &spec.events;
+    let topics = events.iter().map(|e| e.topic);
     let names = events.iter().map(|e| &e.name);
     let mut index_arms = Vec::new();
     let mut name_arms = Vec::new();
@@ -419,7 +564,6 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     let mut clone_arms = Vec::new();
     let mut debug_arms = Vec::new();
     let formatter = hidden("__formatter");
-    let self_ident = &agg.self_ident;
     let (header, serializer, deserializer, variant_param) = (
         hidden("__header"),
         hidden("__serializer"),
@@ -428,28 +572,24 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
     );
     let versions = events.iter().map(|e| e.version);
     for (index, e) in events.iter().enumerate() {
-        let variant = variant(e);
-        let name = &e.name;
-        let topic = &e.topic;
+        let variant = &e.variant;
+        let name = e.name;
+        let topic = e.topic;
         index_arms.push(quote!(Self::#variant { .. } => #index,));
         name_arms.push(quote!(Self::#variant { .. } => #name,));
-        if e.kind == Some(Kind::Creation) {
+        if e.creation {
             creation.push(quote!(Self::#variant { .. }));
         }
         if e.discard {
             discarding.push(quote!(Self::#variant { .. }));
         }
-        let aliases = &e.aliases;
+        let aliases = e.aliases;
         topic_arms.push(quote!(#topic #(| #aliases)* => ::core::option::Option::Some(#index),));
-        for u in &agg.upcasters {
-            if u.target == UpcastTarget::Event(e.name.clone()) {
-                let from = u.from;
-                let function = &u.function;
-                upcast_arms.push(quote!((#index, #from) => {
-                    #self_ident::#function(state);
-                    true
-                }));
-            }
+        for (_, from, function) in spec.upcasts.iter().filter(|(i, ..)| *i == index) {
+            upcast_arms.push(quote!((#index, #from) => {
+                #function(state);
+                true
+            }));
         }
         let class_version = (e.version > 1).then(|| {
             let version = e.version;
@@ -596,21 +736,26 @@ fn event_impl(agg: &AggregateImpl, event_ident: &Ident) -> TokenStream {
         quote!(::core::matches!(self, #(#discarding)|*))
     };
     let allow = allow_lints();
+    let clone_debug = spec.clone_debug.then(|| {
+        quote! {
+            #[automatically_derived]
+            #allow
+            impl ::core::clone::Clone for #event_ident {
+                fn clone(&self) -> Self {
+                    match self { #(#clone_arms)* }
+                }
+            }
+            #[automatically_derived]
+            #allow
+            impl ::core::fmt::Debug for #event_ident {
+                fn fmt(&self, #formatter: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    match self { #(#debug_arms)* }
+                }
+            }
+        }
+    });
     quote! {
-        #[automatically_derived]
-        #allow
-        impl ::core::clone::Clone for #event_ident {
-            fn clone(&self) -> Self {
-                match self { #(#clone_arms)* }
-            }
-        }
-        #[automatically_derived]
-        #allow
-        impl ::core::fmt::Debug for #event_ident {
-            fn fmt(&self, #formatter: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                match self { #(#debug_arms)* }
-            }
-        }
+        #clone_debug
         #[automatically_derived]
         #allow
         impl #p::Event for #event_ident {

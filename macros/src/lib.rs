@@ -11,9 +11,11 @@
 //! metadata field. Errors are accumulated, spanned at the offending tokens,
 //! and emitted together with stub impls so that only the real errors show.
 
+mod any_event;
 mod ast;
 mod dcb;
 mod expand;
+mod explicit;
 mod parse;
 mod structs;
 mod validate;
@@ -101,6 +103,31 @@ pub fn derive_tagged(input: TokenStream) -> TokenStream {
 pub fn derive_dcb_events(input: TokenStream) -> TokenStream {
     match syn::parse::<syn::DeriveInput>(input) {
         Ok(input) => dcb::derive_events(input).into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// `annals-macros`'s `#[derive(AnyEvent)]`: an enum, one variant per
+/// aggregate type (`Order(DomainEvent<Order>)`), that decodes any stored
+/// event of those types by its topic; `#[other]` marks the variant of
+/// other topics. Re-exported as `annals::AnyEvent`: what it accepts is
+/// documented there, with examples that run.
+#[proc_macro_derive(AnyEvent, attributes(other))]
+pub fn derive_any_event(input: TokenStream) -> TokenStream {
+    match syn::parse::<syn::DeriveInput>(input) {
+        Ok(input) => any_event::derive_any_event(input).into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// `annals-macros`'s `#[derive(Event)]`: a user's enum as an aggregate's
+/// events (the explicit style), named by `#[aggregate(events = ...)]`;
+/// options in `#[annals(..)]`. Re-exported as `annals::Event`: what it
+/// accepts is documented there, with examples that run.
+#[proc_macro_derive(Event, attributes(annals, serde))]
+pub fn derive_event(input: TokenStream) -> TokenStream {
+    match syn::parse::<syn::DeriveInput>(input) {
+        Ok(input) => explicit::derive_event(input).into(),
         Err(e) => e.to_compile_error().into(),
     }
 }

@@ -74,6 +74,7 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
         event: None,
         event_vis: None,
         python: None,
+        events: None,
     };
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("crate") {
@@ -112,6 +113,8 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
             options.event_vis = Some(vis);
         } else if meta.path.is_ident("python") {
             options.python = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("events") {
+            options.events = Some(meta.value()?.parse()?);
         } else if meta.path.is_ident("derive") {
             meta.parse_nested_meta(|derive| {
                 options.derives.push(derive.path);
@@ -119,7 +122,7 @@ fn options(args: TokenStream, errors: &mut Errors) -> Options {
             })?;
         } else {
             return Err(meta.error(
-                "unknown option of #[aggregate]; expected `name = \"...\"`, `id = Type`, `initial_version = N`, `version = N`, `aliases = [\"...\"]`, `event = \"Name\"`, `event_vis = \"pub(crate)\"`, `derive(...)`, `python = \"module\"` or `crate = \"path\"`",
+                "unknown option of #[aggregate]; expected `name = \"...\"`, `id = Type`, `initial_version = N`, `version = N`, `aliases = [\"...\"]`, `event = \"Name\"`, `event_vis = \"pub(crate)\"`, `derive(...)`, `python = \"module\"`, `events = EnumType` or `crate = \"path\"`",
             ));
         }
         Ok(())
@@ -139,14 +142,14 @@ struct EventAttr {
 }
 
 /// `["a", "b"]`.
-fn string_list(input: ParseStream) -> syn::Result<Vec<LitStr>> {
+pub(crate) fn string_list(input: ParseStream) -> syn::Result<Vec<LitStr>> {
     let content;
     syn::bracketed!(content in input);
     let list = content.parse_terminated(|i: ParseStream| i.parse::<LitStr>(), syn::Token![,])?;
     Ok(list.into_iter().collect())
 }
 
-fn version_of(lit: &syn::LitInt) -> syn::Result<u32> {
+pub(crate) fn version_of(lit: &syn::LitInt) -> syn::Result<u32> {
     match lit.base10_parse::<u32>()? {
         0 => Err(syn::Error::new(lit.span(), "versions start at 1")),
         v => Ok(v),
@@ -312,35 +315,7 @@ fn args_of(sig: &mut syn::Signature, errors: &mut Errors) -> Vec<Arg> {
                             .into_iter()
                             .partition(|a| a.path().is_ident("serde"));
                     typed.attrs = others;
-                    let (mut serialize_with, mut deserialize_with) = (false, false);
-                    let (mut ref_serde, mut with) = (Vec::new(), None);
-                    for attr in &serde {
-                        match split_with(attr) {
-                            Ok((kept, w)) => {
-                                if !kept.is_empty() {
-                                    ref_serde.push(quote::quote!(#[serde(#(#kept),*)]));
-                                }
-                                with = with.or(w);
-                            }
-                            Err(e) => errors.push(e),
-                        }
-                        match serde_with(attr) {
-                            Ok((ser, de)) => {
-                                serialize_with |= ser;
-                                deserialize_with |= de;
-                            }
-                            Err(e) => errors.push(e),
-                        }
-                    }
-                    Some(Arg {
-                        ident: p.ident.clone(),
-                        ty: (*typed.ty).clone(),
-                        serde,
-                        ref_serde,
-                        with,
-                        serialize_with,
-                        deserialize_with,
-                    })
+                    Some(field(p.ident.clone(), (*typed.ty).clone(), serde, errors))
                 }
                 other => {
                     errors.spanned(
@@ -354,13 +329,71 @@ fn args_of(sig: &mut syn::Signature, errors: &mut Errors) -> Vec<Arg> {
         .collect()
 }
 
-fn self_ident(item: &ItemImpl, errors: &mut Errors) -> Option<syn::Ident> {
-    if let Some((_, path, _)) = &item.trait_ {
-        errors.spanned(
-            path,
-            "#[aggregate] goes on the aggregate's own impl block (`impl Dog { ... }`), not on a trait impl",
-        );
-        return None;
+/// One field of an event: `ident: ty`, with its `#[serde(..)]` attributes
+/// (`serde`), from a method's argument or an enum variant's field.
+pub(crate) fn field(
+    ident: syn::Ident,
+    ty: Type,
+    serde: Vec<Attribute>,
+    errors: &mut Errors,
+) -> Arg {
+    let (mut serialize_with, mut deserialize_with) = (false, false);
+    let (mut ref_serde, mut with) = (Vec::new(), None);
+    for attr in &serde {
+        match split_with(attr) {
+            Ok((kept, w)) => {
+                if !kept.is_empty() {
+                    ref_serde.push(quote::quote!(#[serde(#(#kept),*)]));
+                }
+                with = with.or(w);
+            }
+            Err(e) => errors.push(e),
+        }
+        match serde_with(attr) {
+            Ok((ser, de)) => {
+                serialize_with |= ser;
+                deserialize_with |= de;
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    Arg {
+        ident,
+        ty,
+        serde,
+        ref_serde,
+        with,
+        serialize_with,
+        deserialize_with,
+    }
+}
+
+fn self_ident(item: &ItemImpl, explicit: bool, errors: &mut Errors) -> Option<syn::Ident> {
+    match &item.trait_ {
+        Some((None, path, _))
+            if explicit && path.segments.last().is_some_and(|s| s.ident == "Apply") => {}
+        Some((_, path, _)) if explicit => {
+            errors.spanned(
+                path,
+                "with `events = ...`, #[aggregate] goes on `impl Apply for Dog`, which says how the events change the aggregate",
+            );
+            return None;
+        }
+        Some((_, path, _)) => {
+            errors.spanned(
+                path,
+                "#[aggregate] goes on the aggregate's own impl block (`impl Dog { ... }`), not on a trait impl \
+                 (or, with `events = DogEvent`, on `impl Apply for Dog`)",
+            );
+            return None;
+        }
+        // Read on (its markers consumed): the errors then are this one
+        // and those of its contents.
+        None if explicit => errors.spanned(
+            &item.self_ty,
+            "with `events = ...`, #[aggregate] goes on `impl Apply for Dog`, which says how the events change the aggregate",
+        ),
+        None => {}
     }
     if !item.generics.params.is_empty() {
         errors.spanned(
@@ -394,7 +427,7 @@ pub(crate) fn aggregate_impl(
     errors: &mut Errors,
 ) -> Option<AggregateImpl> {
     let options = options(args, errors);
-    let self_ident = self_ident(&item, errors)?;
+    let self_ident = self_ident(&item, options.events.is_some(), errors)?;
     let agg_name = options
         .name
         .as_ref()

@@ -83,7 +83,9 @@ pub(crate) fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
             }
         }
     }
-    if !agg
+    if let Some(events) = &agg.options.events {
+        explicit(agg, events, errors);
+    } else if !agg
         .events
         .iter()
         .any(|(_, e)| e.kind == Some(Kind::Creation))
@@ -240,6 +242,8 @@ fn upcasters(agg: &AggregateImpl, errors: &mut Errors) {
     for upcaster in &agg.upcasters {
         let (name, current) = match &upcaster.target {
             UpcastTarget::Snapshot => ("the snapshot state".to_owned(), snapshot_version),
+            // Refused in `explicit`: the enum's variants upcast.
+            UpcastTarget::Event(_) if agg.options.events.is_some() => continue,
             UpcastTarget::Event(name) => match agg.events.iter().find(|(_, e)| &e.name == name) {
                 Some((_, e)) => (format!("event {name}"), e.version),
                 None => {
@@ -292,6 +296,49 @@ fn upcasters(agg: &AggregateImpl, errors: &mut Errors) {
             span,
             format!(
                 "the snapshot state is at version {snapshot_version} but has no upcaster from version {from}: add `#[upcast(snapshot, from = {from})] fn ...(state: &mut annals::json::Value)`"
+            ),
+        );
+    }
+}
+
+/// With `events = Enum`, the events are the enum's: no `#[event]` method,
+/// no event upcaster here, no option that shapes a generated enum.
+fn explicit(agg: &AggregateImpl, events: &syn::Type, errors: &mut Errors) {
+    let events = quote::quote!(#events).to_string().replace(' ', "");
+    for (_, event) in &agg.events {
+        errors.at(
+            event.name_span,
+            format!(
+                "with `events = {events}`, the events are {events}'s variants: record one with \
+                 `self.record({events}::...)` in a plain method, without #[event]"
+            ),
+        );
+    }
+    for upcaster in &agg.upcasters {
+        if let UpcastTarget::Event(_) = upcaster.target {
+            errors.at(
+                upcaster.target_span,
+                format!(
+                    "an event of {events} is upcast on its variant: \
+                     #[annals(upcast(from = N, with = function))]"
+                ),
+            );
+        }
+    }
+    let generated = [
+        agg.options.event.as_ref().map(syn::Ident::span),
+        agg.options
+            .event_vis
+            .as_ref()
+            .map(syn::spanned::Spanned::span),
+        agg.options.derives.first().map(syn::spanned::Spanned::span),
+    ];
+    for span in generated.into_iter().flatten() {
+        errors.at(
+            span,
+            format!(
+                "`event`, `event_vis` and `derive` shape the enum #[aggregate] makes: \
+                 with `events = {events}`, {events} is yours"
             ),
         );
     }

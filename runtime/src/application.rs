@@ -20,6 +20,7 @@ use crate::settings;
 
 mod builder;
 mod commands;
+mod execute;
 mod save;
 
 /// The former path of [`Persistence`](crate::Persistence), kept (hidden).
@@ -28,6 +29,7 @@ pub use crate::persistence::Persistence;
 pub use builder::ApplicationBuilder;
 use commands::CommandLocks;
 pub use commands::{CommandGuard, RetryPolicy};
+pub use execute::CommandError;
 use save::forget_pending;
 pub use save::{Batch, Encoded, Save};
 
@@ -86,6 +88,7 @@ pub struct Application {
     recorder: Arc<dyn ProcessRecorder>,
     repository: Repository,
     intervals: HashMap<TypeId, u64>,
+    snapshot_rule: SnapshotRule,
     notifier: Notifier,
     /// The aggregates whose commands run now: one command at a time each.
     commands: CommandLocks,
@@ -367,6 +370,60 @@ impl Application {
         Ok(ids)
     }
 
+    /// Runs `reads` on a connection of the store, in a read-only
+    /// transaction (one snapshot for all its statements), for the
+    /// application's own tables (those [`save_and_write`](Self::save_and_write)
+    /// writes): a reader on SQLite, a pooled connection on PostgreSQL,
+    /// never the writer (but on SQLite in memory, which has one
+    /// connection), so reads do not wait for saves. Take the connection
+    /// as the writes do: `tx.sqlite()?`, `tx.postgres()?`.
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("annals-doc-{}", Uuid::new_v4()));
+    /// # std::fs::create_dir_all(&dir).map_err(annals::Error::user)?;
+    /// # let db = dir.join("kennel.db").to_string_lossy().into_owned();
+    /// let app = Application::builder("Kennel").sqlite(db).build()?;
+    /// # app.read(|tx| tx.sqlite()?.execute_batch("CREATE TABLE names (name TEXT)").map_err(annals::Error::user))
+    /// #     .unwrap_err(); // read-only: the table is made below
+    /// # annals::rusqlite::Connection::open(dir.join("kennel.db")).and_then(|c| c.execute_batch("CREATE TABLE names (name TEXT); INSERT INTO names VALUES ('Fido')")).map_err(annals::Error::user)?;
+    /// let names: i64 = app.read(|tx| {
+    ///     tx.sqlite()?
+    ///         .query_row("SELECT count(*) FROM names", [], |row| row.get(0))
+    ///         .map_err(annals::Error::user)
+    /// })?;
+    /// assert_eq!(names, 1);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The error of `reads`; [`Error::Config`] naming `PERSISTENCE_MODULE`
+    /// when the store has no connection to lend (memory, objects: see
+    /// [`ProcessRecorder::read_with`]); the store's, when no connection
+    /// could be had.
+    pub fn read<T>(&self, reads: impl FnOnce(&mut StoreTx<'_>) -> Result<T>) -> Result<T> {
+        let mut reads = Some(reads);
+        let mut value = None;
+        self.recorder.read_with(&mut |tx| {
+            let reads = reads.take().ok_or_else(|| {
+                Error::persistence(
+                    "reading the application's own tables",
+                    "the store ran the reads twice",
+                )
+            })?;
+            value = Some(reads(tx)?);
+            Ok(())
+        })?;
+        value.ok_or_else(|| {
+            Error::persistence(
+                "reading the application's own tables",
+                "the store did not run the reads",
+            )
+        })
+    }
+
     /// Raised after every save (and every processed notification of a
     /// process application) in this process: what in-process followers
     /// wait on.
@@ -466,341 +523,6 @@ impl Application {
     /// Store and decoding errors; a stream of another aggregate type.
     pub fn contains<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<bool> {
         self.repository.contains::<A>(id)
-    }
-
-    /// Loads aggregate `id`, runs `command` on it and saves what it
-    /// recorded. Commands on one aggregate in this application run one
-    /// after another (they never conflict with each other); on a conflict
-    /// with another process (it saved the aggregate meanwhile) the command
-    /// is loaded and run again after a jittered pause, as the application's
-    /// [`RetryPolicy`] says (10 tries by default). The command's own error is returned as
-    /// [`CommandError::Rejected`], typed; nothing is saved then.
-    ///
-    /// ```
-    /// use annals::prelude::*;
-    /// use annals::CommandError;
-    ///
-    /// #[aggregate]
-    /// #[derive(Debug)]
-    /// pub struct Account { pub balance: i64 }
-    ///
-    /// #[aggregate]
-    /// impl Account {
-    ///     #[event("Opened")]
-    ///     pub fn open() -> Self { Account { balance: 0 } }
-    ///     #[event("Deposited")]
-    ///     fn deposited(&mut self, amount: i64) { self.balance += amount; }
-    ///     pub fn deposit(&mut self, amount: i64) -> Result<(), String> {
-    ///         if amount <= 0 {
-    ///             return Err(format!("cannot deposit {amount}"));
-    ///         }
-    ///         self.deposited(amount);
-    ///         Ok(())
-    ///     }
-    /// }
-    ///
-    /// let app = Application::builder("Bank").build()?;
-    /// let mut account = Account::open();
-    /// app.save(&mut account)?;
-    /// app.execute(account.id(), |a: &mut Account| a.deposit(10))?;
-    /// let refused = app.execute(account.id(), |a: &mut Account| a.deposit(-5));
-    /// assert!(matches!(refused, Err(CommandError::Rejected(why)) if why == "cannot deposit -5"));
-    /// assert_eq!(app.get::<Account>(account.id())?.balance, 10);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`CommandError::Rejected`] with the command's error;
-    /// [`CommandError::Failed`] when loading or saving failed (a conflict
-    /// on every try included).
-    pub fn execute<A, T, E, F>(
-        &self,
-        id: impl Into<A::Id>,
-        command: F,
-    ) -> Result<T, CommandError<E>>
-    where
-        A: Aggregate,
-        F: FnMut(&mut A) -> Result<T, E>,
-    {
-        self.execute_with(id, self.retry, command)
-    }
-
-    /// Like [`execute`](Self::execute), trying at most `tries` times (at
-    /// least once).
-    ///
-    /// # Errors
-    ///
-    /// As [`execute`](Self::execute).
-    pub fn execute_with_retries<A, T, E, F>(
-        &self,
-        id: impl Into<A::Id>,
-        tries: u32,
-        command: F,
-    ) -> Result<T, CommandError<E>>
-    where
-        A: Aggregate,
-        F: FnMut(&mut A) -> Result<T, E>,
-    {
-        let policy = RetryPolicy {
-            tries,
-            ..self.retry
-        };
-        self.execute_with(id, policy, command)
-    }
-
-    /// Like [`execute`](Self::execute), once per idempotency key: the
-    /// command's events are stored with `key` and its output (as JSON) in
-    /// one transaction, and a later call with the same key (a client's
-    /// retry after a timeout or a crash, in this process or another)
-    /// returns that first output without running the command again, so
-    /// nothing is stored twice.
-    ///
-    /// Each try holds the aggregate's command lock, looks the key up and,
-    /// if it is stored, returns its output; else runs the command and
-    /// saves its events with the key. A conflict (another process saved
-    /// the aggregate, or stored the key: a concurrent retry) is tried again
-    /// after a pause, as [`execute`](Self::execute) does, and that try
-    /// finds the key if the other stored it. A command that records no
-    /// event stores its key all the same.
-    ///
-    /// A rejected command ([`CommandError::Rejected`]) stores nothing, its
-    /// key neither: it changed nothing, so a retry runs it again and may
-    /// succeed if the aggregate changed meanwhile (a deposit made the
-    /// withdrawal possible). A key names one request: used again for
-    /// another command, it answers the first command's output (or fails
-    /// to decode, if its type differs).
-    ///
-    /// ```
-    /// use annals::prelude::*;
-    ///
-    /// #[aggregate]
-    /// #[derive(Debug)]
-    /// pub struct Account { pub balance: i64 }
-    ///
-    /// #[aggregate]
-    /// impl Account {
-    ///     #[event("Opened")]
-    ///     pub fn open() -> Self { Account { balance: 0 } }
-    ///     #[event("Deposited")]
-    ///     pub fn deposit(&mut self, amount: i64) { self.balance += amount; }
-    /// }
-    ///
-    /// let app = Application::builder("Bank").build()?;
-    /// let mut account = Account::open();
-    /// app.save(&mut account)?;
-    /// let deposit = |key: &str| {
-    ///     app.execute_once(key, account.id(), |a: &mut Account| {
-    ///         a.deposit(10);
-    ///         Ok::<_, String>(a.balance) // the output: the new balance
-    ///     })
-    /// };
-    /// assert_eq!(deposit("request-1")?, 10);
-    /// // The client did not hear back, and sends the request again.
-    /// assert_eq!(deposit("request-1")?, 10, "the first answer, not a second deposit");
-    /// assert_eq!(app.get::<Account>(account.id())?.balance, 10);
-    /// assert_eq!(deposit("request-2")?, 20, "another request");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`execute`](Self::execute); [`Error::Encode`] when the output
-    /// does not serialize; [`Error::Decode`] when the key's stored output
-    /// is not a `T`; [`Error::Config`] naming `PERSISTENCE_MODULE` for a
-    /// store that keeps no keys (see [`ProcessRecorder::insert_events_keyed`]).
-    pub fn execute_once<A, T, E, F>(
-        &self,
-        key: &str,
-        id: impl Into<A::Id>,
-        command: F,
-    ) -> Result<T, CommandError<E>>
-    where
-        A: Aggregate,
-        T: serde::Serialize + serde::de::DeserializeOwned,
-        F: FnMut(&mut A) -> Result<T, E>,
-    {
-        let id = id.into();
-        let _held = self.lock_commands::<A>(std::slice::from_ref(&id));
-        self.execute_once_held(key, id, command)
-    }
-
-    /// How [`execute`](Self::execute) retries a command that conflicted
-    /// with another process ([`ApplicationBuilder::retry_policy`]).
-    pub fn retry_policy(&self) -> RetryPolicy {
-        self.retry
-    }
-
-    /// Runs `f` while no other command of this application runs on any of
-    /// aggregates `ids` ([`execute`](Self::execute) holds its aggregate
-    /// the same way): for a command that changes several aggregates in one
-    /// save, so that it never conflicts with this process's other
-    /// commands. Conflicts with other processes remain; retry them after
-    /// [`RetryPolicy::pause`].
-    ///
-    /// ```
-    /// use annals::prelude::*;
-    ///
-    /// #[aggregate]
-    /// #[derive(Debug)]
-    /// pub struct Account { pub balance: i64 }
-    ///
-    /// #[aggregate]
-    /// impl Account {
-    ///     #[event("Opened")]
-    ///     pub fn open(balance: i64) -> Self { Account { balance } }
-    ///     #[event("Moved")]
-    ///     pub fn moved(&mut self, amount: i64) { self.balance += amount; }
-    /// }
-    ///
-    /// let app = Application::builder("Bank").build()?;
-    /// let (mut a, mut b) = (Account::open(10), Account::open(0));
-    /// app.save((&mut a, &mut b))?;
-    /// app.exclusive::<Account, _>(&[a.id(), b.id()], || -> annals::Result<()> {
-    ///     let mut from: Account = app.get(a.id())?;
-    ///     let mut to: Account = app.get(b.id())?;
-    ///     from.moved(-4);
-    ///     to.moved(4);
-    ///     app.save((&mut from, &mut to)).map(drop)
-    /// })?;
-    /// assert_eq!(app.get::<Account>(b.id())?.balance, 4);
-    /// # Ok::<(), annals::Error>(())
-    /// ```
-    pub fn exclusive<A: Aggregate, R>(&self, ids: &[A::Id], f: impl FnOnce() -> R) -> R {
-        let _held = self.lock_commands::<A>(ids);
-        f()
-    }
-
-    /// Holds the command locks of aggregates `ids` until the guard is
-    /// dropped (see [`exclusive`](Self::exclusive)). Commands waiting for
-    /// one aggregate take their turns in the order they came.
-    pub fn lock_commands<A: Aggregate>(&self, ids: &[A::Id]) -> CommandGuard<'_> {
-        self.commands
-            .lock(ids.iter().map(AggregateId::to_stored).collect())
-    }
-
-    /// Like [`lock_commands`](Self::lock_commands), waiting without
-    /// blocking the thread (for async code: see
-    /// [`AsyncApplication::lock_commands`](crate::asynchronous::AsyncApplication::lock_commands)).
-    #[cfg(feature = "tokio")]
-    pub(crate) async fn lock_commands_async<A: Aggregate>(
-        &self,
-        ids: &[A::Id],
-    ) -> CommandGuard<'_> {
-        self.commands
-            .acquire(ids.iter().map(AggregateId::to_stored).collect())
-            .await
-    }
-
-    /// The body of `execute`: one command at a time on aggregate `id` in
-    /// this process, retried by `policy` when another process stored first.
-    fn execute_with<A, T, E, F>(
-        &self,
-        id: impl Into<A::Id>,
-        policy: RetryPolicy,
-        command: F,
-    ) -> Result<T, CommandError<E>>
-    where
-        A: Aggregate,
-        F: FnMut(&mut A) -> Result<T, E>,
-    {
-        let id = id.into();
-        let _held = self.lock_commands::<A>(std::slice::from_ref(&id));
-        self.execute_held(id, policy, command)
-    }
-
-    /// `execute`'s tries, while the caller holds aggregate `id`'s command
-    /// lock (the async facade waits for it without blocking a thread).
-    pub(crate) fn execute_held<A, T, E, F>(
-        &self,
-        id: A::Id,
-        policy: RetryPolicy,
-        command: F,
-    ) -> Result<T, CommandError<E>>
-    where
-        A: Aggregate,
-        F: FnMut(&mut A) -> Result<T, E>,
-    {
-        self.run_command(
-            id,
-            policy,
-            command,
-            || Ok(None),
-            |aggregate, _| self.save(aggregate),
-        )
-    }
-
-    /// `execute_once`'s tries, while the caller holds aggregate `id`'s
-    /// command lock.
-    pub(crate) fn execute_once_held<A, T, E, F>(
-        &self,
-        key: &str,
-        id: A::Id,
-        command: F,
-    ) -> Result<T, CommandError<E>>
-    where
-        A: Aggregate,
-        T: serde::Serialize + serde::de::DeserializeOwned,
-        F: FnMut(&mut A) -> Result<T, E>,
-    {
-        self.run_command(
-            id,
-            self.retry,
-            command,
-            || self.outcome::<T>(key),
-            |aggregate, output| self.save_once(key, aggregate, output),
-        )
-    }
-
-    /// The body of `execute` and `execute_once`, while the caller holds
-    /// aggregate `id`'s command lock: each try asks `done` for an output
-    /// stored before (returned as it is), else gets the aggregate, runs
-    /// `command` and `store`s what it recorded with its output; a conflict
-    /// is retried by `policy`.
-    fn run_command<A, T, E, F>(
-        &self,
-        id: A::Id,
-        policy: RetryPolicy,
-        mut command: F,
-        mut done: impl FnMut() -> Result<Option<T>>,
-        mut store: impl FnMut(&mut A, &T) -> Result<Vec<u64>>,
-    ) -> Result<T, CommandError<E>>
-    where
-        A: Aggregate,
-        F: FnMut(&mut A) -> Result<T, E>,
-    {
-        let tries = policy.tries;
-        let span = tracing::debug_span!(
-            "execute",
-            application = self.name.as_str(),
-            aggregate = A::NAME,
-            id = %id,
-            attempt = tracing::field::Empty,
-        );
-        let _entered = span.enter();
-        let mut tried = 0;
-        loop {
-            tried += 1;
-            span.record("attempt", tried);
-            if let Some(value) = done()? {
-                tracing::debug!(aggregate = A::NAME, id = %id, "the idempotency key is stored: its first outcome, the command not run");
-                return Ok(value);
-            }
-            let mut aggregate: A = self.repository.get(id.clone())?;
-            let value = command(&mut aggregate).map_err(CommandError::Rejected)?;
-            match store(&mut aggregate, &value) {
-                Ok(_) => return Ok(value),
-                Err(e) if e.is_conflict() && tried < tries.max(1) => {
-                    // Not this process's: its commands on the aggregate
-                    // wait for this one. Another's, then: pause, jittered.
-                    let pause = policy.pause(tried);
-                    self.repository.metrics.retries.increment(1);
-                    tracing::info!(aggregate = A::NAME, id = %id, tried, ?pause, "conflict; retrying the command");
-                    std::thread::sleep(pause);
-                }
-                Err(e) => return Err(CommandError::Failed(e)),
-            }
-        }
     }
 
     /// Stores a snapshot of aggregate `id` at its current version. Needs
@@ -998,66 +720,47 @@ impl Application {
         // are due at the 5th, 10th, ... event.
         let before = first.originator_version - A::INITIAL_VERSION;
         let after = aggregate.version() - A::INITIAL_VERSION + 1;
-        if after / interval > before / interval && !aggregate.is_discarded() {
-            if let Err(e) = snapshots.store(&*aggregate) {
-                // The events are stored; only the shortcut is missing.
-                tracing::warn!(aggregate = A::NAME, id = %aggregate.id(), error = %e.report(), "snapshot not stored");
-            }
+        if after / interval == before / interval || aggregate.is_discarded() {
+            return;
+        }
+        let stored = match self.snapshot_rule {
+            SnapshotRule::Last => snapshots.store(&*aggregate),
+            SnapshotRule::EachMultiple => (before / interval + 1..=after / interval)
+                .map(|n| n * interval + A::INITIAL_VERSION - 1)
+                .try_for_each(|version| {
+                    if version == aggregate.version() {
+                        snapshots.store(&*aggregate)
+                    } else {
+                        snapshots.store(&self.repository.get_at::<A>(aggregate.id(), version)?)
+                    }
+                }),
+        };
+        if let Err(e) = stored {
+            // The events are stored; only the shortcut is missing.
+            tracing::warn!(aggregate = A::NAME, id = %aggregate.id(), error = %e.report(), "snapshot not stored");
         }
     }
 }
 
+/// Where a save that reaches an aggregate's snapshot interval takes its
+/// snapshots ([`ApplicationBuilder::snapshot_rule`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SnapshotRule {
+    /// One snapshot, at the save's last version: the newest state, with
+    /// no replay (the default).
+    #[default]
+    Last,
+    /// One at each multiple of the interval the save reached, as Python's
+    /// `eventsourcing` takes them (at versions 5 and 10 for a save of
+    /// versions 1 to 12 with an interval of 5): an application sharing its
+    /// store with Python's finds the snapshots where Python's would be.
+    /// Each but the last is of the aggregate replayed to that version.
+    EachMultiple,
+}
+
 /// The user's writes to their own tables, run in a save's transaction.
 type UserWrites<'w> = dyn FnMut(&mut StoreTx<'_>) -> Result<()> + 'w;
-
-/// Why [`Application::execute`] did not carry out a command: the command
-/// refused (its own error, typed), or annals failed.
-///
-/// ```
-/// use annals::prelude::*;
-/// use annals::CommandError;
-///
-/// #[aggregate]
-/// #[derive(Debug)]
-/// pub struct Account { pub balance: i64 }
-///
-/// #[aggregate]
-/// impl Account {
-///     #[event("Opened")]
-///     pub fn open() -> Self { Account { balance: 10 } }
-///     #[event("Withdrawn")]
-///     fn withdrawn(&mut self, amount: i64) { self.balance -= amount; }
-///     pub fn withdraw(&mut self, amount: i64) -> Result<(), String> {
-///         if amount > self.balance {
-///             return Err("insufficient funds".into());
-///         }
-///         self.withdrawn(amount);
-///         Ok(())
-///     }
-/// }
-///
-/// let app = Application::builder("Bank").build()?;
-/// let mut account = Account::open();
-/// app.save(&mut account)?;
-/// match app.execute(account.id(), |a: &mut Account| a.withdraw(50)) {
-///     Ok(()) => unreachable!("the balance is 10"),
-///     Err(CommandError::Rejected(why)) => assert_eq!(why, "insufficient funds"),
-///     Err(CommandError::Failed(e)) => return Err(e.into()),
-/// }
-/// // A missing aggregate is a failure of annals, not of the command.
-/// let missing = app.execute(Uuid::new_v4(), |a: &mut Account| a.withdraw(5));
-/// assert!(matches!(missing, Err(CommandError::Failed(e)) if e.is_not_found()));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError<E> {
-    /// The command returned its error: nothing was saved.
-    #[error("the command was rejected: {0}")]
-    Rejected(E),
-    /// Loading or saving failed.
-    #[error(transparent)]
-    Failed(#[from] Error),
-}
 
 /// What [`Application::verify`] found.
 ///

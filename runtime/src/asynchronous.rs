@@ -240,6 +240,30 @@ impl AsyncApplication {
             .await
     }
 
+    /// [`Application::decide`]: a decider, its turn on the aggregate
+    /// awaited without holding a thread, its tries on the blocking pool.
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::decide`].
+    pub async fn decide<A, E, F>(
+        &self,
+        id: impl Into<A::Id>,
+        decide: F,
+    ) -> Result<u64, CommandError<E>>
+    where
+        A: Aggregate,
+        F: FnMut(&A) -> Result<Vec<A::Event>, E> + Send + 'static,
+        E: Send + 'static,
+    {
+        let id = id.into();
+        let _held = self
+            .app
+            .lock_commands_async::<A>(std::slice::from_ref(&id))
+            .await;
+        self.run(move |app| app.decide_held(id, decide)).await
+    }
+
     /// Holds the command locks of aggregates `ids` until the guard is
     /// dropped, waiting for them without blocking a thread
     /// ([`Application::lock_commands`]): for a command on several

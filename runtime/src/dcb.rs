@@ -92,8 +92,11 @@
 //! them). Python's `type` is the topic of its decision class
 //! (`"module:Class"`): name the Rust struct's type after it,
 //! `#[dcb(type = "courses.domain:StudentJoinedCourse")]`, for both sides
-//! to read each other's events. Python's enduring objects, whose initial
-//! event carries the object's topic, are not mapped.
+//! to read each other's events. Python's enduring objects map to plain
+//! fields: their id (`<class>-<uuid4>`) is a tagged field, and their
+//! initial event has a field `originator_topic` naming the class. The
+//! courses example (`examples/src/courses.rs`) shares one store with
+//! Python's `Enrolment` application this way, tested against 9.5.6.
 
 use std::sync::Arc;
 
@@ -449,6 +452,27 @@ impl DcbApplication {
             recorder,
             retry: RetryPolicy::default(),
         }
+    }
+
+    /// An application named `name` over the DCB store its settings name
+    /// (see [`persistence::dcb::open`](crate::persistence::dcb::open): on
+    /// PostgreSQL the tables of Python's DCB application of that name).
+    ///
+    /// # Errors
+    ///
+    /// A bad setting, or a store that cannot be opened.
+    ///
+    /// ```
+    /// use annals::dcb::DcbApplication;
+    /// use annals::env::Env;
+    ///
+    /// let env = Env::from_map("Enrolment", [("PERSISTENCE_MODULE", "sqlite"), ("SQLITE_DBNAME", ":memory:")]);
+    /// let app = DcbApplication::open("Enrolment", &env)?;
+    /// assert_eq!(app.recorder().read(&annals::persistence::dcb::DcbQuery::all(), None, None)?.head, None);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn open(name: &str, env: &crate::env::Env) -> Result<Self> {
+        crate::persistence::dcb::open(name, env).map(Self::new)
     }
 
     /// The same, retrying failed conditions as `policy` says.

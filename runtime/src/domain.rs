@@ -534,6 +534,178 @@ pub trait Aggregate: AggregateState + AggregateInternals + Send + 'static {
     fn is_discarded(&self) -> bool {
         self.__meta().discarded
     }
+
+    /// Records `event`, a value of the event enum, as if its `#[event]`
+    /// method had been called: the method's body runs on the aggregate,
+    /// and the event is pending until the next save. For commands that
+    /// decide which events to trigger and return them as values (see
+    /// [`Application::decide`](crate::Application::decide)).
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// #[aggregate]
+    /// #[derive(Debug)]
+    /// pub struct Dog { pub tricks: Vec<String> }
+    ///
+    /// #[aggregate]
+    /// impl Dog {
+    ///     #[event("Registered")]
+    ///     pub fn register() -> Self { Dog { tricks: Vec::new() } }
+    ///     #[event("TrickAdded")]
+    ///     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// }
+    ///
+    /// let mut dog = Dog::from_event(DogEvent::Registered {})?;
+    /// dog.record(DogEvent::TrickAdded { trick: "sit".into() })?;
+    /// assert_eq!((dog.tricks.len(), dog.version(), dog.pending_events().len()), (1, 2, 2));
+    /// let again = dog.record(DogEvent::Registered {}).unwrap_err();
+    /// assert!(matches!(again, annals::Error::WrongEvent { event: "Registered", .. }));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongEvent`] for a creation event (nothing is recorded).
+    fn record(&mut self, event: Self::Event) -> Result<()> {
+        if event.is_creation() {
+            return Err(wrong_event::<Self>(
+                &event,
+                "creates an aggregate: give it to from_event, not record",
+            ));
+        }
+        let applying = applying::<Self>();
+        let recorded = event.clone();
+        // Not a creation event: the apply cannot give it back.
+        let _ = self.__apply(event);
+        __triggered(self, recorded, applying);
+        Ok(())
+    }
+
+    /// The aggregate that creation event `event` makes, with a new id
+    /// ([`AggregateId::generate`]), the event pending: as if its creation
+    /// method had been called. An aggregate whose id comes from its
+    /// arguments (`create_id`) takes it from
+    /// [`from_event_with_id`](Self::from_event_with_id).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongEvent`] for an event that is not a creation event.
+    fn from_event(event: Self::Event) -> Result<Self> {
+        Self::from_event_with_id(Self::Id::generate(), event)
+    }
+
+    /// [`from_event`](Self::from_event), with id `id`.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_event`](Self::from_event).
+    fn from_event_with_id(id: Self::Id, event: Self::Event) -> Result<Self> {
+        if !event.is_creation() {
+            return Err(wrong_event::<Self>(
+                &event,
+                "changes an aggregate: record it on one, it does not create one",
+            ));
+        }
+        let applying = applying::<Self>();
+        let recorded = event.clone();
+        match Self::__create(event) {
+            Ok(mut aggregate) => {
+                __created(&mut aggregate, id, recorded, applying);
+                Ok(aggregate)
+            }
+            Err(event) => Err(wrong_event::<Self>(&event, "did not create the aggregate")),
+        }
+    }
+}
+
+/// How an aggregate in the explicit style changes with its events: the
+/// projector of Python's aggregate examples 4 to 8, for an aggregate whose
+/// events are an enum you write (`#[derive(Event)]`). Implement it with
+/// `#[aggregate(events = ThatEnum)]` on the impl, which makes the
+/// aggregate (as `#[aggregate]` on an impl block of `#[event]` methods
+/// does, with the same options), gives its struct literals the hidden
+/// metadata, and takes its snapshot upcasters (`#[upcast(snapshot, from
+/// = N)]`). Called when an event is recorded ([`Aggregate::record`],
+/// [`Aggregate::from_event`]) and when the aggregate is rebuilt from its
+/// stored events.
+///
+/// ```
+/// use annals::prelude::*;
+/// use annals::Apply;
+///
+/// #[derive(Debug, Clone, PartialEq, Event)]
+/// pub enum DogEvent {
+///     #[annals(create)]
+///     Registered { name: String },
+///     TrickAdded { trick: String },
+/// }
+///
+/// #[aggregate]
+/// #[derive(Debug)]
+/// pub struct Dog { pub name: String, pub tricks: Vec<String> }
+///
+/// impl Dog {
+///     pub fn register(name: String) -> annals::Result<Self> {
+///         Self::from_event(DogEvent::Registered { name })
+///     }
+///     pub fn add_trick(&mut self, trick: String) -> annals::Result<()> {
+///         self.record(DogEvent::TrickAdded { trick })
+///     }
+/// }
+///
+/// #[aggregate(events = DogEvent)]
+/// impl Apply for Dog {
+///     fn create(event: DogEvent) -> Result<Self, DogEvent> {
+///         match event {
+///             DogEvent::Registered { name } => Ok(Dog { name, tricks: Vec::new() }),
+///             other => Err(other),
+///         }
+///     }
+///     fn apply(&mut self, event: DogEvent) {
+///         match event {
+///             DogEvent::Registered { .. } => {}
+///             DogEvent::TrickAdded { trick } => self.tricks.push(trick),
+///         }
+///     }
+/// }
+///
+/// let app = Application::builder("School").build()?;
+/// let mut dog = Dog::register("Fido".into())?;
+/// dog.add_trick("roll over".into())?;
+/// app.save(&mut dog)?;
+/// let copy: Dog = app.get(dog.id())?;
+/// assert_eq!((copy.tricks.as_slice(), copy.version()), (&["roll over".to_owned()][..], 2));
+/// let stored = app.notifications(1, 10)?;
+/// assert_eq!(stored[1].event.topic, "Dog.TrickAdded");
+/// # Ok::<(), annals::Error>(())
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` names its events with `#[aggregate(events = ...)]`, and does not say how they change it",
+    label = "needs `impl annals::Apply for {Self}`",
+    note = "implement `annals::Apply` for `{Self}`: `create` builds it from a creation event, `apply` changes it with any other"
+)]
+pub trait Apply: Aggregate {
+    /// The aggregate that creation event `event` makes; any other event
+    /// is given back (`other => Err(other)`).
+    ///
+    /// # Errors
+    ///
+    /// The event, when it is not one that creates the aggregate.
+    fn create(event: Self::Event) -> std::result::Result<Self, Self::Event>;
+
+    /// Changes the aggregate with `event`, which is never a creation
+    /// event.
+    fn apply(&mut self, event: Self::Event);
+}
+
+/// The error of `event` given where it cannot go.
+fn wrong_event<A: Aggregate>(event: &A::Event, message: &str) -> Error {
+    Error::WrongEvent {
+        aggregate: A::NAME,
+        event: event.name(),
+        message: message.to_owned(),
+    }
 }
 
 /// The hidden half of [`Aggregate`] that `#[aggregate]` on the impl block

@@ -91,6 +91,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod any_event;
 pub mod application;
 #[cfg(feature = "tokio")]
 pub mod asynchronous;
@@ -242,6 +243,7 @@ pub use annals_macros::aggregate;
 /// # Ok::<(), annals::Error>(())
 /// ```
 pub use annals_macros::event;
+
 /// Marks an upcaster of an [`#[aggregate]`](macro@aggregate) impl block: a
 /// `fn(state: &mut annals::json::Value)` that turns a stored state of
 /// version `k` into version `k + 1`, before it is decoded (read by
@@ -296,10 +298,63 @@ pub use annals_macros::event;
 /// # Ok::<(), annals::Error>(())
 /// ```
 pub use annals_macros::upcast;
+/// Derives [`trait@Event`] for an enum you write: an aggregate's events
+/// in the explicit style (Python's aggregate examples 4 to 8, and the
+/// enums cqrs-es users write), each variant one event, its fields stored
+/// as an `#[event]` method's arguments are. The aggregate names the enum,
+/// `#[aggregate(events = DogEvent)]` on its impl block, and says how each
+/// event changes it by implementing [`Apply`] (see there for a whole
+/// aggregate). It records them with [`Aggregate::record`] and
+/// [`Aggregate::from_event`], and [`Application::decide`] takes them as
+/// values from a command.
+///
+/// Options, in `#[annals(..)]`:
+///
+/// - on the enum, `aggregate = "Dog"`: the topics' prefix (`Dog.TrickAdded`);
+///   by default the enum's name without its `Event` suffix;
+/// - on a variant: `create` (it creates the aggregate; at least one does),
+///   `discard`, `name = "..."` (the event's name, by default the variant's),
+///   `topic = "..."`, `aliases = ["..."]` (former topics), `version = N`
+///   with one `upcast(from = M, with = function)` for each version `M`
+///   below it (`fn(&mut annals::json::Value)`, as `#[upcast]` takes).
+///
+/// The enum derives its own `Debug` and `Clone` (events need both), and
+/// each field's type is an event field's (`Serialize`, `Deserialize`,
+/// `Clone`, `Debug`); `#[serde(..)]` on a field shapes its stored form.
+///
+/// ```
+/// use annals::prelude::*;
+///
+/// fn v1_to_v2(state: &mut annals::json::Value) {
+///     state["breed"] = "unknown".into();
+/// }
+///
+/// #[derive(Debug, Clone, Event)]
+/// #[annals(aggregate = "Dog")]
+/// pub enum Change {
+///     #[annals(create)]
+///     Registered { name: String },
+///     #[annals(version = 2, upcast(from = 1, with = v1_to_v2))]
+///     Described { breed: String },
+///     #[annals(name = "Gone", discard)]
+///     Left,
+/// }
+///
+/// assert_eq!(Change::TOPICS, ["Dog.Registered", "Dog.Described", "Dog.Gone"]);
+/// assert_eq!(Change::VERSIONS, [1, 2, 1]);
+/// assert!(Change::Registered { name: "Fido".into() }.is_creation());
+/// ```
+///
+/// Each mistake is a compile error at the offending tokens: on a struct,
+/// a generic enum, a tuple variant, an unknown option, no creation event,
+/// two events of one name or topic, a `:` in a topic, a version with a
+/// missing upcaster or an upcaster from a version not below the event's.
+pub use annals_macros::Event;
+pub use any_event::AnyEvent;
 pub use application::{Application, ApplicationBuilder, Batch, CommandError, Save, Verification};
 pub use clock::Timestamp;
 pub use domain::{
-    current_event_timestamp, Aggregate, AggregateId, DomainEvent, Event, Header, Metadata,
+    current_event_timestamp, Aggregate, AggregateId, Apply, DomainEvent, Event, Header, Metadata,
 };
 // What every store shares is annals-core's; these modules are its, at the
 // paths an application has always used.
@@ -332,6 +387,8 @@ mod howto {
     struct Python;
     #[doc = include_str!("../../docs/howto/dcb.md")]
     struct Dcb;
+    #[doc = include_str!("../../docs/howto/styles.md")]
+    struct Styles;
     #[cfg(feature = "testing")]
     #[doc = include_str!("../../docs/howto/testing.md")]
     struct Testing;
@@ -352,6 +409,8 @@ pub mod prelude {
     #[cfg(feature = "sqlite")]
     pub use crate::persistence::sqlite::SqliteTx as _;
     pub use crate::{aggregate, event, upcast, Uuid};
+    /// `#[derive(Event)]`: an enum you write as an aggregate's events.
+    pub use annals_macros::Event;
 }
 
 /// The rusqlite that annals links (bundled SQLite): use it for projections

@@ -521,6 +521,25 @@ impl Mapper {
         self.decode_inner(stored, None, None)
     }
 
+    /// The event `stored` holds, as whichever aggregate type of `V` its
+    /// topic names (see [`AnyEvent`](macro@crate::AnyEvent)); hashes, if
+    /// any, are not checked.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTopic`] (naming `V`) for a topic of none of `V`'s
+    /// types, unless `V` has an `#[other]` variant; as
+    /// [`decode`](Self::decode).
+    pub fn decode_any<V: crate::AnyEvent>(&self, stored: &StoredEvent) -> Result<V> {
+        struct Stored<'a>(&'a Mapper, &'a StoredEvent);
+        impl crate::any_event::Decoder for Stored<'_> {
+            fn decode<A: Aggregate>(self) -> Result<DomainEvent<A>> {
+                self.0.decode(self.1)
+            }
+        }
+        V::__decode(&stored.topic, Stored(self, stored))
+    }
+
     /// Like [`decode`](Self::decode), and when chaining is on, checks that
     /// the event's recorded hash is the hash of its content and of `prev`
     /// (the previous event's hash; `None` for a stream's first event), then

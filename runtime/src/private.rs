@@ -31,6 +31,8 @@ use serde::Serializer;
 
 use crate::clock::Timestamp as Stamp;
 
+/// What `#[derive(AnyEvent)]` names.
+pub use crate::any_event::private as any;
 pub use crate::clock::stored as timestamp;
 pub use crate::clock::Timestamp;
 /// What `#[derive(Tagged)]` and `#[derive(DcbEvents)]` name.
@@ -39,7 +41,7 @@ pub use crate::domain::probe;
 pub use crate::domain::Header;
 pub use crate::domain::{
     __created, __triggered, applying, Aggregate, AggregateId, AggregateInternals, AggregateState,
-    Event, EventField, EventInternals, Meta,
+    Apply, Event, EventField, EventInternals, Meta,
 };
 pub use serde;
 pub use serde_json as json;

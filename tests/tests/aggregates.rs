@@ -381,6 +381,54 @@ fn an_aggregate_deriving_serde_through_cfg_attr_can_be_snapshotted() {
     assert_eq!(copy.version(), 2);
 }
 
+/// Python's rule: a snapshot at each multiple of the interval a save
+/// reaches, each of the note as it was then; the default takes one, at
+/// the save's last version.
+#[test]
+fn each_multiple_snapshots_where_python_would_and_last_where_the_save_ends() {
+    use annals::application::SnapshotRule;
+    let save_in_steps = |rule: SnapshotRule| {
+        let app = Application::builder("Notes")
+            .snapshot_every::<Note>(2)
+            .snapshot_rule(rule)
+            .build()
+            .expect("build");
+        let mut note = Note::write("v1".into());
+        note.amend("v2".into());
+        note.amend("v3".into());
+        app.save(&mut note).expect("versions 1 to 3");
+        note.amend("v4".into());
+        app.save(&mut note).expect("version 4");
+        for v in 5..=9 {
+            note.amend(format!("v{v}"));
+        }
+        app.save(&mut note).expect("versions 5 to 9");
+        let snapshots = app.snapshots().expect("enabled").list::<Note>(note.id());
+        snapshots
+            .expect("snapshots")
+            .into_iter()
+            .map(|n| (n.version(), n.text))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        save_in_steps(SnapshotRule::EachMultiple),
+        [
+            (2, "v2".to_owned()),
+            (4, "v4".to_owned()),
+            (6, "v6".to_owned()),
+            (8, "v8".to_owned())
+        ]
+    );
+    assert_eq!(
+        save_in_steps(SnapshotRule::Last),
+        [
+            (3, "v3".to_owned()),
+            (4, "v4".to_owned()),
+            (9, "v9".to_owned())
+        ]
+    );
+}
+
 /// `#[serde(..)]` on event arguments shapes the stored events.
 #[aggregate]
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use annals::env::Env;
 use annals::persistence::memory::MemoryRecorder;
 use annals::persistence::{AggregateRecorder, ProcessRecorder, StoredEvent};
 use annals::prelude::*;
-use annals::{DomainEvent, Error};
+use annals::{CommandError, DomainEvent, Error};
 use serde::{Deserialize, Serialize};
 
 #[aggregate]
@@ -667,4 +667,117 @@ fn concurrent_same_key_commands_from_two_applications_on_one_sqlite_file_apply_o
     }
     // Runs that lost a race (their save conflicted) are not stored.
     assert!(runs.into_inner() >= 5);
+}
+
+// ---- Events as values: record, from_event, decide. -------------------------
+
+/// Events given as values are stored as the methods store them, and the
+/// aggregate built from them replays equal.
+#[test]
+fn events_recorded_as_values_are_the_methods_events() {
+    let app = app();
+    let mut by_value = Account::from_event(AccountEvent::Opened {}).expect("create");
+    by_value
+        .record(AccountEvent::Credited { amount: 5 })
+        .expect("record");
+    let mut by_method = Account::open();
+    by_method.credit(5);
+    for account in [&mut by_value, &mut by_method] {
+        assert_eq!((account.balance, account.version()), (5, 2));
+        app.save(&mut *account).expect("save");
+    }
+    let stored = |id: Uuid| -> Vec<(String, serde_json::Value)> {
+        let events = app
+            .recorder()
+            .select_events(&id.to_string(), &annals::persistence::EventQuery::all())
+            .expect("select");
+        events
+            .iter()
+            .map(|e| {
+                let mut state: serde_json::Value = serde_json::from_slice(&e.state).expect("JSON");
+                state
+                    .as_object_mut()
+                    .expect("an object")
+                    .remove("timestamp");
+                (e.topic.clone(), state)
+            })
+            .collect()
+    };
+    assert_eq!(stored(by_value.id()), stored(by_method.id()));
+    let copy: Account = app.get(by_value.id()).expect("get");
+    assert_eq!((copy.balance, copy.version()), (5, 2));
+}
+
+#[test]
+fn an_event_given_where_it_cannot_go_is_refused_and_records_nothing() {
+    let mut account = Account::open();
+    let error = account
+        .record(AccountEvent::Opened {})
+        .expect_err("an account is opened once");
+    assert!(
+        matches!(
+            &error,
+            Error::WrongEvent {
+                aggregate: "Account",
+                event: "Opened",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!((account.version(), account.pending_events().len()), (1, 1));
+    let error = Account::from_event(AccountEvent::Credited { amount: 1 })
+        .expect_err("a credit creates no account");
+    assert!(
+        error.to_string().contains("Credited") && error.to_string().contains("record it"),
+        "{error}"
+    );
+}
+
+/// A decider on a store shared with another process: the other saves
+/// between this decision's load and its save; the save conflicts, and the
+/// decision runs again on the state reloaded.
+#[test]
+fn a_decision_that_conflicts_is_decided_again_on_the_state_reloaded() {
+    let path = annals_tests::stores::temp_sqlite("decide_conflict");
+    let open = || {
+        Application::builder("Bank")
+            .sqlite(path.clone())
+            .build()
+            .expect("app")
+    };
+    let (here, there) = (open(), open());
+    let mut account = Account::open();
+    here.save(&mut account).expect("save");
+    let mut seen = Vec::new();
+    let version = here
+        .decide(account.id(), |a: &Account| {
+            seen.push(a.balance);
+            if seen.len() == 1 {
+                there
+                    .execute(a.id(), |other: &mut Account| {
+                        other.credit(100);
+                        Ok::<_, String>(())
+                    })
+                    .expect("the other process credits first");
+            }
+            // At most one withdrawal of the whole balance.
+            Ok::<_, String>(vec![AccountEvent::Credited { amount: -a.balance }])
+        })
+        .expect("decided");
+    assert_eq!(seen, [0, 100], "decided again on the reloaded state");
+    assert_eq!(version, 3);
+    assert_eq!(here.get::<Account>(account.id()).expect("get").balance, 0);
+
+    // A decided creation event fails the decision: nothing is saved.
+    let error = here
+        .decide(account.id(), |_: &Account| {
+            Ok::<_, String>(vec![AccountEvent::Opened {}])
+        })
+        .expect_err("an account is opened once");
+    assert!(
+        matches!(error, CommandError::Failed(Error::WrongEvent { .. })),
+        "{error:?}"
+    );
+    assert_eq!(here.get::<Account>(account.id()).expect("get").version(), 3);
 }

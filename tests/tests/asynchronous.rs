@@ -47,8 +47,15 @@ async fn calls_work() {
     });
     assert_send(&command);
     command.await.expect("the command saved");
+    let deciding = school.decide(fido.id(), |d: &Dog| -> Result<_, String> {
+        Ok(vec![annals_tests::dogs::DogEvent::TrickAdded {
+            trick: format!("trick {}", d.tricks.len() + 1),
+        }])
+    });
+    assert_send(&deciding);
+    assert_eq!(deciding.await.expect("decided"), 4);
     let read = school.get::<Dog>(fido.id()).await.expect("Fido read");
-    assert_eq!(read.tricks, ["sit", "roll"]);
+    assert_eq!(read.tricks, ["sit", "roll", "trick 3"]);
     assert_eq!(
         school
             .get_at::<Dog>(fido.id(), 2)
@@ -59,9 +66,9 @@ async fn calls_work() {
     );
     assert_eq!(
         school.last_notification_id().await.expect("the last id"),
-        Some(3)
+        Some(4)
     );
-    assert_eq!(school.notifications(2, 10).await.expect("the log").len(), 2);
+    assert_eq!(school.notifications(2, 10).await.expect("the log").len(), 3);
     assert!(school
         .get::<Dog>(Uuid::new_v4())
         .await

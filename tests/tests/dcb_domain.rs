@@ -16,8 +16,8 @@ use annals::persistence::dcb::{
 use annals::testing::DecisionTest;
 use annals::{CommandError, Uuid};
 use annals_examples::courses::{
-    Course, CourseRegistered, Courses, JoinCourse, Student, StudentJoinedCourse, StudentRegistered,
-    SubscriptionError,
+    Course, CourseId, CourseRegistered, Courses, JoinCourse, Student, StudentId,
+    StudentJoinedCourse, StudentRegistered, SubscriptionError, COURSE_TOPIC, STUDENT_TOPIC,
 };
 use serde::{Deserialize, Serialize};
 
@@ -63,7 +63,8 @@ fn an_event_is_its_type_its_tags_and_a_msgpack_map_of_its_fields() {
 fn a_uuid_is_written_as_a_string_as_msgspec_writes_it() {
     let id = Uuid::from_u128(0x1234);
     let event = dcb::encode(&StudentRegistered {
-        student_id: id,
+        originator_topic: STUDENT_TOPIC.into(),
+        student_id: StudentId(id),
         name: "Ada".into(),
         max_courses: 2,
     })
@@ -101,21 +102,21 @@ fn data_that_does_not_decode_is_a_decode_error_naming_type_and_position() {
 
 #[test]
 fn a_perspectives_query_is_its_event_types_and_its_tags() {
-    let course = Course::new(Uuid::from_u128(1));
+    let course = Course::new(CourseId(Uuid::from_u128(1)));
     assert_eq!(
         course.query(),
         DcbQuery::item(
             DcbQueryItem::new()
                 .types([
-                    "CourseRegistered",
-                    "StudentJoinedCourse",
-                    "StudentLeftCourse"
+                    "enrolment:Course.Registered",
+                    "enrolment:StudentJoinedCourse",
+                    "enrolment:StudentLeftCourse"
                 ])
                 .tags([format!("course-{}", Uuid::from_u128(1))])
         )
     );
     // A group's query is its members' items, ORed.
-    let group = (course.clone(), Student::new(Uuid::from_u128(2)));
+    let group = (course.clone(), Student::new(StudentId(Uuid::from_u128(2))));
     let items = group.query().items;
     assert_eq!(items.len(), 2);
     assert_eq!(items[0], course.query().items[0]);
@@ -124,7 +125,7 @@ fn a_perspectives_query_is_its_event_types_and_its_tags() {
 
 #[test]
 fn a_group_folds_each_event_into_the_members_it_matches() {
-    let (c, s) = (Uuid::new_v4(), Uuid::new_v4());
+    let (c, s) = (CourseId::new(), StudentId::new());
     let mut group = (Course::new(c), Student::new(s));
     let joined = dcb::encode(&StudentJoinedCourse {
         student_id: s,
@@ -132,9 +133,10 @@ fn a_group_folds_each_event_into_the_members_it_matches() {
     })
     .expect("encode");
     let registered = dcb::encode(&CourseRegistered {
+        originator_topic: COURSE_TOPIC.into(),
         course_id: c,
         name: "Maths".into(),
-        capacity: 3,
+        places: 3,
     })
     .expect("encode");
     for (position, event) in [registered, joined].into_iter().enumerate() {
@@ -155,14 +157,14 @@ fn a_group_folds_each_event_into_the_members_it_matches() {
 /// its tag.
 #[derive(Debug, Clone, Default)]
 struct Registrations {
-    course: Uuid,
+    course: CourseId,
     seen: u32,
 }
 
 impl Perspective for Registrations {
     type Events = CourseRegistered;
     fn tags(&self) -> Vec<String> {
-        vec![format!("course-{}", self.course)]
+        vec![self.course.to_string()]
     }
     fn apply(&mut self, _: CourseRegistered) {
         self.seen += 1;
@@ -172,19 +174,18 @@ impl Perspective for Registrations {
 #[test]
 fn a_state_reads_only_the_types_it_decodes() {
     let app = DcbApplication::new(Arc::new(MemoryDcbRecorder::new()));
-    let course = Uuid::new_v4();
+    let course = CourseId::new();
     app.append([CourseRegistered {
+        originator_topic: COURSE_TOPIC.into(),
         course_id: course,
         name: "Maths".into(),
-        capacity: 1,
+        places: 1,
     }])
     .expect("append");
     // An event with the course's tag, of a type this state does not read
     // (and whose data no struct here decodes).
-    app.append([
-        DcbEvent::new("Unknown", b"not msgpack".to_vec()).tags([format!("course-{course}")])
-    ])
-    .expect("append");
+    app.append([DcbEvent::new("Unknown", b"not msgpack".to_vec()).tags([course.to_string()])])
+        .expect("append");
     let folded = app.read(Registrations { course, seen: 0 }).expect("read");
     assert_eq!(
         (folded.state.seen, folded.events, folded.head),
@@ -271,7 +272,7 @@ fn the_rules_hold(store: Arc<dyn DcbRecorder>) {
         }))
     ));
     assert!(matches!(
-        courses.join(ada, Uuid::new_v4()),
+        courses.join(ada, CourseId::new()),
         Err(CommandError::Rejected(SubscriptionError::NoSuchCourse(_)))
     ));
     courses.leave(ada, maths).expect("Ada leaves");
@@ -345,7 +346,7 @@ fn a_decision_outside_the_boundary_does_not_conflict(store: Arc<dyn DcbRecorder>
 fn racers_for_the_last_seats_never_overfill_a_course(store: Arc<dyn DcbRecorder>) {
     let courses = Courses::new(store);
     let course = courses.register_course("Chemistry", 3).expect("course");
-    let racers: Vec<Uuid> = (0..8)
+    let racers: Vec<StudentId> = (0..8)
         .map(|i| {
             courses
                 .register_student(&format!("r{i}"), 1)
@@ -415,16 +416,18 @@ fn a_decision_that_keeps_losing_fails_as_a_conflict(store: Arc<dyn DcbRecorder>)
 
 // ---- The given/when/then kit. ----------------------------------------------
 
-fn registered(course: Uuid, capacity: u32) -> CourseRegistered {
+fn registered(course: CourseId, places: u32) -> CourseRegistered {
     CourseRegistered {
+        originator_topic: COURSE_TOPIC.into(),
         course_id: course,
         name: "Maths".into(),
-        capacity,
+        places,
     }
 }
 
-fn student(student: Uuid, max_courses: u32) -> StudentRegistered {
+fn student(student: StudentId, max_courses: u32) -> StudentRegistered {
     StudentRegistered {
+        originator_topic: STUDENT_TOPIC.into(),
         student_id: student,
         name: "Ada".into(),
         max_courses,
@@ -433,7 +436,7 @@ fn student(student: Uuid, max_courses: u32) -> StudentRegistered {
 
 #[test]
 fn the_kit_checks_the_events_a_decision_appends() {
-    let (c, s) = (Uuid::new_v4(), Uuid::new_v4());
+    let (c, s) = (CourseId::new(), StudentId::new());
     let given: Vec<NewEvent> = vec![registered(c, 1).into(), student(s, 1).into()];
     DecisionTest::given(given)
         .when_slice(&JoinCourse {
@@ -448,7 +451,7 @@ fn the_kit_checks_the_events_a_decision_appends() {
 
 #[test]
 fn the_kit_checks_a_refusal() {
-    let (c, s, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let (c, s, other) = (CourseId::new(), StudentId::new(), StudentId::new());
     let given: Vec<NewEvent> = vec![
         registered(c, 1).into(),
         student(s, 1).into(),
@@ -472,7 +475,7 @@ fn the_kit_checks_a_refusal() {
 #[test]
 #[should_panic(expected = "expected 1 event(s), appended 1")]
 fn the_kit_fails_on_other_events() {
-    let (c, s) = (Uuid::new_v4(), Uuid::new_v4());
+    let (c, s) = (CourseId::new(), StudentId::new());
     let given: Vec<NewEvent> = vec![registered(c, 1).into(), student(s, 1).into()];
     DecisionTest::given(given)
         .when_slice(&JoinCourse {
@@ -480,7 +483,7 @@ fn the_kit_fails_on_other_events() {
             course: c,
         })
         .then([StudentJoinedCourse {
-            student_id: Uuid::nil(),
+            student_id: StudentId(Uuid::nil()),
             course_id: c,
         }]);
 }
@@ -488,7 +491,7 @@ fn the_kit_fails_on_other_events() {
 #[test]
 #[should_panic(expected = "expected the decision's refusal, it appended")]
 fn the_kit_fails_when_a_refusal_was_expected() {
-    let (c, s) = (Uuid::new_v4(), Uuid::new_v4());
+    let (c, s) = (CourseId::new(), StudentId::new());
     let given: Vec<NewEvent> = vec![registered(c, 2).into(), student(s, 1).into()];
     DecisionTest::given(given)
         .when_slice(&JoinCourse {

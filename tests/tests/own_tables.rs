@@ -169,6 +169,67 @@ fn a_save_stores_its_rows_with_its_events() {
     }
 }
 
+/// Counts `table`'s rows through `Application::read`.
+fn count(tx: &mut StoreTx<'_>, table: &str) -> annals::Result<i64> {
+    let sql = format!("SELECT count(*) FROM {table}");
+    match tx.store() {
+        "sqlite" => tx
+            .sqlite()?
+            .query_row(&sql, [], |row| row.get(0))
+            .map_err(Error::user),
+        _ => tx
+            .postgres()?
+            .query_one(&sql, &[])
+            .map(|row| row.get(0))
+            .map_err(Error::user),
+    }
+}
+
+#[test]
+fn a_read_sees_the_rows_saves_wrote_and_writes_nothing() {
+    for db in Db::every(&["own_read"], "own_read_names", false) {
+        let app = db.app("own_read");
+        let mut fido = Dog::register("Fido".into());
+        app.save_and_write(&mut fido, |tx| insert(tx, "own_read_names", "Fido"))
+            .expect("save");
+        let read = |app: &Application| app.read(|tx| count(tx, "own_read_names"));
+        assert_eq!(read(&app).expect("read"), 1, "{}", db.name());
+        // Read-only: a write is refused, and nothing of it is kept.
+        let error = app
+            .read(|tx| insert(tx, "own_read_names", "written in a read"))
+            .expect_err("a read does not write");
+        assert!(matches!(error, Error::User(_)), "{}: {error:?}", db.name());
+        // A read that panics leaves no connection in its transaction: the
+        // next reads see what is saved after it.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            app.read(|tx| -> annals::Result<()> {
+                count(tx, "own_read_names")?;
+                panic!("the user's code panicked");
+            })
+        }));
+        assert!(panicked.is_err());
+        let mut rex = Dog::register("Rex".into());
+        app.save_and_write(&mut rex, |tx| insert(tx, "own_read_names", "Rex"))
+            .expect("save");
+        for _ in 0..4 {
+            assert_eq!(read(&app).expect("read"), 2, "{}", db.name());
+        }
+        assert_eq!(
+            db.values("own_read_names"),
+            ["Fido", "Rex"],
+            "{}",
+            db.name()
+        );
+    }
+    // A store with no connection to lend says so.
+    let memory = Application::builder("own_read").build().expect("app");
+    let error = memory.read(|_| Ok(())).expect_err("memory has no tables");
+    assert!(
+        matches!(&error, Error::Config { setting, .. } if setting == "PERSISTENCE_MODULE"),
+        "{error:?}"
+    );
+}
+
 #[test]
 fn a_failing_write_stores_nothing_of_the_save() {
     for db in Db::every(&["own_fail"], "own_fail_names", true) {
@@ -593,5 +654,58 @@ fn a_panicking_write_stores_nothing_and_the_writer_goes_on() {
         assert_eq!(db.values("own_panic_names"), ["Rex"], "{}", db.name());
         assert!(app.get::<Dog>(fido.id()).is_err(), "{}", db.name());
         assert_eq!(app.notifications(1, 100).expect("log").len(), 1);
+    }
+}
+
+/// `annals::postgres` and `annals::rusqlite` take chrono and JSON values:
+/// an event's timestamp goes to PostgreSQL as a `timestamptz` and comes
+/// back equal; a JSON value as `jsonb` (SQLite: text, through rusqlite's
+/// own conversions).
+#[test]
+fn timestamps_and_json_go_to_the_users_tables_as_values() {
+    for db in Db::every(&["own_types"], "own_types", false) {
+        let columns = match db {
+            Db::Sqlite(_) => "at TEXT, doc TEXT",
+            Db::Postgres(_) => "at TIMESTAMPTZ, doc JSONB",
+        };
+        db.batch(&format!(
+            "DROP TABLE IF EXISTS own_types; CREATE TABLE own_types ({columns})"
+        ));
+        let app = db.app("own_types");
+        let mut fido = Dog::register("Fido".into());
+        let at: annals::Timestamp = fido.created_on();
+        let doc = serde_json::json!({"name": "Fido", "tricks": ["sit"]});
+        app.save_and_write(&mut fido, |tx| match tx.store() {
+            "sqlite" => tx
+                .sqlite()?
+                .execute("INSERT INTO own_types VALUES (?1, ?2)", (&at, &doc))
+                .map(drop)
+                .map_err(Error::user),
+            _ => tx
+                .postgres()?
+                .execute("INSERT INTO own_types VALUES ($1, $2)", &[&at, &doc])
+                .map(drop)
+                .map_err(Error::user),
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", db.name()));
+        let (read_at, read_doc): (annals::Timestamp, serde_json::Value) = app
+            .read(|tx| match tx.store() {
+                "sqlite" => tx
+                    .sqlite()?
+                    .query_row("SELECT at, doc FROM own_types", [], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .map_err(Error::user),
+                _ => tx
+                    .postgres()?
+                    .query_one("SELECT at, doc FROM own_types", &[])
+                    .map(|row| (row.get(0), row.get(1)))
+                    .map_err(Error::user),
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", db.name()));
+        // PostgreSQL keeps microseconds.
+        let micros = |t: annals::Timestamp| t.timestamp_micros();
+        assert_eq!(micros(read_at), micros(at), "{}", db.name());
+        assert_eq!(read_doc, doc, "{}", db.name());
     }
 }

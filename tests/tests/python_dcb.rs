@@ -6,6 +6,11 @@
 //! both sides conflict as the model says; a subscription on each side
 //! wakes on the other's appends. `tests/python/dcb_interop.py` is the
 //! Python side.
+//!
+//! And a level up, the applications: Python's `Enrolment` DCB application
+//! (enduring objects, a group, `MessagePackMapper`;
+//! `tests/python/enrolment.py`) and annals' courses example on one store,
+//! each deciding on what the other appended.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -63,9 +68,14 @@ impl Shared {
     }
 
     fn command(&self, args: &[&str]) -> Command {
+        self.script("dcb_interop.py", args)
+    }
+
+    /// `python SCRIPT ARGS` in `tests/python`, on this store.
+    fn script(&self, script: &str, args: &[&str]) -> Command {
         let mut command = Command::new(&self.python);
         command
-            .arg("dcb_interop.py")
+            .arg(script)
             .args(args)
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/python"))
             .env_clear()
@@ -85,7 +95,9 @@ impl Shared {
                 "PGOPTIONS",
                 format!("-c search_path={},public", self.schema),
             )
-            .env("DCB_EVENTS_TABLE", "courses_events");
+            .env("DCB_EVENTS_TABLE", "courses_events")
+            // The Enrolment application's settings (enrolment_cli.py).
+            .env("PERSISTENCE_MODULE", "eventsourcing.dcb.postgres_tt");
         command
     }
 
@@ -329,4 +341,198 @@ fn a_subscription_on_each_side_wakes_on_the_others_appends() {
         "Python's subscription saw both"
     );
     assert!(child.wait().expect("python ends").success());
+}
+
+// ---- The applications: Python's Enrolment and annals' Courses. -------------
+
+mod enrolment {
+    use super::*;
+
+    use annals::dcb::{self, Slice};
+    use annals::CommandError;
+    use annals_examples::courses::{
+        CourseId, CourseRegistered, Courses, JoinCourse, StudentId, SubscriptionError,
+    };
+    use std::io::Write;
+
+    impl Shared {
+        /// `python enrolment_cli.py ARGS`: its JSON output.
+        fn enrolment(&self, args: &[&str]) -> Value {
+            let output = self
+                .script("enrolment_cli.py", args)
+                .output()
+                .expect("run the venv's python");
+            assert!(
+                output.status.success(),
+                "python enrolment_cli.py {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            serde_json::from_slice(&output.stdout).expect("enrolment_cli.py prints JSON")
+        }
+
+        /// annals' courses application on the same store.
+        fn courses(&self) -> Courses {
+            Courses::new(Arc::new(
+                PostgresDcbRecorder::open(&self.config, Courses::NAME).expect("open"),
+            ))
+        }
+    }
+
+    fn id<T: std::str::FromStr>(out: &Value) -> T
+    where
+        T::Err: std::fmt::Debug,
+    {
+        out["id"]
+            .as_str()
+            .expect("an id")
+            .parse()
+            .expect("a Python id")
+    }
+
+    fn names(ids: &[impl ToString]) -> Value {
+        json!(ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn python_and_annals_enrolment_applications_share_one_store() {
+        let Some(shared) = Shared::new("dcb_enrolment") else {
+            return;
+        };
+        // Python creates the store: a course, from its enduring object.
+        let maths: CourseId = id(&shared.enrolment(&["register-course", "Maths", "2"]));
+        let courses = shared.courses();
+        // annals registers a student and joins her to Python's course.
+        let ada = courses.register_student("Ada", 2).expect("register");
+        courses.join(ada, maths).expect("Ada joins Maths");
+        // Python builds both objects: Ada from annals' initial event.
+        let course = shared.enrolment(&["course", &maths.to_string()]);
+        assert_eq!(course["name"], "Maths");
+        assert_eq!(course["student_ids"], names(&[ada]));
+        let student = shared.enrolment(&["student", &ada.to_string()]);
+        assert_eq!(
+            (&student["name"], &student["max_courses"]),
+            (&json!("Ada"), &json!(2))
+        );
+        assert_eq!(student["course_ids"], names(&[maths]));
+
+        // Python fills the course; annals sees it full, and so does Python.
+        let bob: StudentId = id(&shared.enrolment(&["register-student", "Bob", "3"]));
+        assert_eq!(
+            shared.enrolment(&["join", &bob.to_string(), &maths.to_string()]),
+            json!({"ok": true})
+        );
+        assert_eq!(courses.course(maths).expect("read").students, [ada, bob]);
+        let cy = courses.register_student("Cy", 3).expect("register");
+        assert!(matches!(
+            courses.join(cy, maths),
+            Err(CommandError::Rejected(SubscriptionError::CourseFull {
+                capacity: 2,
+                ..
+            }))
+        ));
+        assert_eq!(
+            shared.enrolment(&["join", &cy.to_string(), &maths.to_string()]),
+            json!({"error": "FullyBookedError"})
+        );
+
+        // Leaving, from each side.
+        courses.leave(ada, maths).expect("Ada leaves");
+        let course = shared.enrolment(&["course", &maths.to_string()]);
+        assert_eq!(course["student_ids"], names(&[bob]));
+        assert_eq!(
+            shared.enrolment(&["leave", &bob.to_string(), &maths.to_string()]),
+            json!({"ok": true})
+        );
+        assert!(courses.course(maths).expect("read").students.is_empty());
+        assert!(courses.student(bob).expect("read").courses.is_empty());
+
+        // annals writes Python's bytes: the course Python registered,
+        // decoded and encoded again, is the same event.
+        let stored = courses
+            .app()
+            .recorder()
+            .read(&DcbQuery::all(), None, Some(1))
+            .expect("read")
+            .events
+            .remove(0);
+        let decoded: CourseRegistered = dcb::decode(&stored).expect("decode");
+        assert_eq!(decoded.places, 2);
+        assert_eq!(dcb::encode(&decoded).expect("encode"), stored.event);
+    }
+
+    /// annals' decision reads the course and the student; Python takes
+    /// the last seat before annals appends: annals' condition fails, it
+    /// decides again and refuses. Then the reverse: Python's group is
+    /// read, annals takes the seat, and Python's save fails its condition
+    /// (an `IntegrityError`); an append outside Python's boundary does not.
+    #[test]
+    fn each_sides_condition_fails_when_the_other_appended_in_its_boundary() {
+        let Some(shared) = Shared::new("dcb_enrolment_conflicts") else {
+            return;
+        };
+        let courses = shared.courses();
+        let maths = courses.register_course("Maths", 1).expect("register");
+        let (ada, bob) = (
+            courses.register_student("Ada", 3).expect("register"),
+            courses.register_student("Bob", 3).expect("register"),
+        );
+        let join = JoinCourse {
+            student: ada,
+            course: maths,
+        };
+        let mut tries = 0;
+        let outcome = courses.app().decide(join.state(), |state| {
+            tries += 1;
+            if tries == 1 {
+                let out = shared.enrolment(&["join", &bob.to_string(), &maths.to_string()]);
+                assert_eq!(out, json!({"ok": true}));
+            }
+            join.decide(state)
+        });
+        assert_eq!(tries, 2, "annals decided again after Python's append");
+        assert!(
+            matches!(
+                outcome,
+                Err(CommandError::Rejected(SubscriptionError::CourseFull { .. }))
+            ),
+            "{outcome:?}"
+        );
+
+        // Python reads its group (Ada and Physics), annals appends in it.
+        let physics = courses.register_course("Physics", 1).expect("register");
+        let history = courses.register_course("History", 1).expect("register");
+        let stale_join = |course: CourseId, meanwhile: &dyn Fn()| -> Value {
+            let mut child = shared
+                .script(
+                    "enrolment_cli.py",
+                    &["stale-join", &ada.to_string(), &course.to_string()],
+                )
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("run the venv's python");
+            let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+            let read = lines.next().expect("a line").expect("read");
+            assert_eq!(read, r#"{"read": true}"#);
+            meanwhile();
+            let mut stdin = child.stdin.take().expect("stdin");
+            writeln!(stdin, "go").expect("write");
+            drop(stdin);
+            let out = lines.next().expect("a line").expect("read");
+            assert!(child.wait().expect("python ends").success());
+            serde_json::from_str(&out).expect("JSON")
+        };
+        let out = stale_join(physics, &|| {
+            courses.join(bob, physics).expect("Bob joins Physics");
+        });
+        assert_eq!(out, json!({"error": "IntegrityError"}));
+        assert_eq!(courses.course(physics).expect("read").students, [bob]);
+        // Outside Python's boundary (Ada, History): Bob leaves Physics
+        // meanwhile, and Python's save holds.
+        let out = stale_join(history, &|| {
+            courses.leave(bob, physics).expect("Bob leaves Physics");
+        });
+        assert_eq!(out, json!({"ok": true}));
+        assert_eq!(courses.course(history).expect("read").students, [ada]);
+    }
 }

@@ -821,3 +821,79 @@ mod projections_in_a_system {
         assert!(err.to_string().contains("used twice"), "{err}");
     }
 }
+
+/// The shop's orders and payments, as one type: what a projection over
+/// both matches on.
+#[derive(Debug, annals::AnyEvent)]
+enum ShopEvent {
+    Order(annals::DomainEvent<Order>),
+    Payment(annals::DomainEvent<annals_examples::shop::Payment>),
+}
+
+/// A projection over two aggregate types with one match (hash-chained,
+/// so each event is checked against its stream as `decode` checks it): a
+/// new event of either type is a compile error until it is handled. A
+/// third type is an unknown topic naming the view.
+#[test]
+fn a_projection_over_two_aggregate_types_matches_one_typed_view() {
+    use annals_examples::shop::{Payment, PaymentEvent, Reservation};
+    let shop = Arc::new(
+        Application::builder("OneShop")
+            .hash_chain(true)
+            .build()
+            .expect("app"),
+    );
+    let db = rusqlite::Connection::open_in_memory().expect("db");
+    db.execute_batch(
+        "CREATE TABLE orders (order_id TEXT PRIMARY KEY, items INTEGER, paid INTEGER)",
+    )
+    .expect("table");
+    let projection = Projection::new(
+        "orders",
+        shop.clone(),
+        db,
+        |upstream: &Upstream<'_>, tx: &mut rusqlite::Transaction<'_>| {
+            let done = match upstream.decode_any::<ShopEvent>()? {
+                ShopEvent::Order(placed) => match placed.event {
+                    OrderEvent::Placed { items } => tx.execute(
+                        "INSERT INTO orders VALUES (?1, ?2, 0)",
+                        rusqlite::params![placed.originator_id.to_string(), items.len() as i64],
+                    ),
+                    OrderEvent::Paid {} => Ok(0),
+                },
+                ShopEvent::Payment(taken) => match taken.event {
+                    PaymentEvent::Taken { order_id, amount } => tx.execute(
+                        "UPDATE orders SET paid = ?2 WHERE order_id = ?1",
+                        rusqlite::params![order_id.to_string(), amount as i64],
+                    ),
+                },
+            };
+            done.map(drop)
+                .map_err(|e| annals::Error::persistence("projecting", e))
+        },
+    )
+    .expect("projection");
+    let mut order = Order::place(vec!["tea".into(), "cake".into()]);
+    shop.save(&mut order).expect("save");
+    let mut payment = Payment::take(order.id(), 500);
+    shop.save(&mut payment).expect("save");
+    assert_eq!(projection.pull().expect("pull"), 2);
+    let row: (i64, i64) = projection.with_db(|db| {
+        db.query_row("SELECT items, paid FROM orders", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("row")
+    });
+    assert_eq!(row, (2, 500));
+
+    // A type the view does not name stops the projection, saying so.
+    shop.save(&mut Reservation::make(order.id(), 2))
+        .expect("save");
+    let error = projection
+        .pull()
+        .expect_err("a Reservation is not a ShopEvent");
+    assert!(
+        matches!(&error, annals::Error::UnknownTopic { topic, aggregate: "ShopEvent", .. } if topic == "Reservation.Made"),
+        "{error:?}"
+    );
+}

@@ -39,7 +39,9 @@ pub use crate::rows::{KeyedOutcome, Notification, StoredEvent, Tracking};
 pub use modules::{Modules, OpenStore};
 pub use store::{MemoryStore, Recorders, Store};
 pub use tracking::{TrackingLayout, MIGRATION_ROW};
-pub use tx::{no_idempotency_keys, no_transaction, transaction_lost, StoreTx, UserWrites};
+pub use tx::{
+    no_idempotency_keys, no_read_connection, no_transaction, transaction_lost, StoreTx, UserWrites,
+};
 use wake::{Signal, Watch};
 
 /// `value` as a database's signed 64-bit integer (SQLite's INTEGER,
@@ -324,6 +326,26 @@ pub trait ProcessRecorder: ApplicationRecorder {
     fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let _ = key;
         Err(tx::no_idempotency_keys(std::any::type_name::<Self>()))
+    }
+
+    /// Lends a connection of the store to `reads`, in a read-only
+    /// transaction (one snapshot of the database for all its statements),
+    /// for the application's own tables (`Application::read`). Never the
+    /// connection that writes, except where it is the only one (SQLite in
+    /// memory). `reads` takes it as a save's writes do ([`StoreTx`]).
+    ///
+    /// SQLite and PostgreSQL implement it. The default, for a store with
+    /// no connection to lend (memory, the object store), is an
+    /// [`Error::Config`](crate::Error::Config) naming `PERSISTENCE_MODULE`;
+    /// a store that wraps another should pass the call on.
+    ///
+    /// # Errors
+    ///
+    /// The error of `reads`; the store's, when no connection or
+    /// transaction could be had.
+    fn read_with(&self, reads: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>) -> Result<()> {
+        let _ = reads;
+        Err(tx::no_read_connection(std::any::type_name::<Self>()))
     }
 
     /// The highest notification id of `application_name` that is tracked

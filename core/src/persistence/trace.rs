@@ -242,6 +242,10 @@ impl ProcessRecorder for Traced {
         self.inner.select_outcome(key)
     }
 
+    fn read_with(&self, reads: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>) -> Result<()> {
+        self.inner.read_with(reads)
+    }
+
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
         self.inner.max_tracking_id(application_name)
     }

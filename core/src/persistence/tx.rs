@@ -12,7 +12,8 @@ use crate::settings;
 /// The transaction a save is being stored in, lent to the user's code:
 /// what it writes through it is stored with the save's events (and, for a
 /// process application, its tracking record) or not at all. Given to the
-/// closures of `Application::save_and_write` and `Processing::write`.
+/// closures of `Application::save_and_write` and `Processing::write`;
+/// and, read-only, to `Application::read`'s.
 ///
 /// A store lends its connection with [`shared`](Self::shared) or
 /// [`exclusive`](Self::exclusive); the user's code takes it back by type
@@ -149,6 +150,23 @@ pub fn no_transaction(store: &str) -> Error {
         format!(
             "{store} has no database transaction to share: writing your own rows in the \
              transaction of a save needs a store that lends one, such as SQLite or PostgreSQL; nothing was stored"
+        ),
+    )
+}
+
+/// The error of a store that has no connection to lend for reads (the
+/// default of [`ProcessRecorder::read_with`](super::ProcessRecorder::read_with)).
+///
+/// ```
+/// let error = annals_core::persistence::no_read_connection("my store");
+/// assert!(error.to_string().contains("PERSISTENCE_MODULE"), "{error}");
+/// ```
+pub fn no_read_connection(store: &str) -> Error {
+    Error::config(
+        settings::PERSISTENCE_MODULE.name,
+        format!(
+            "{store} has no database connection to lend: reading your own tables needs a \
+             store that keeps them, such as SQLite or PostgreSQL"
         ),
     )
 }

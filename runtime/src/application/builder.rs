@@ -8,6 +8,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use super::commands::{CommandLocks, RetryPolicy};
+use super::SnapshotRule;
 use super::{
     Application, AGGREGATE_CACHE_MAXSIZE, CIPHER_TOPIC, IS_HASH_CHAINING_ENABLED,
     IS_SNAPSHOTTING_ENABLED,
@@ -63,6 +64,7 @@ pub struct ApplicationBuilder {
     cipher_bound: bool,
     snapshotting: bool,
     intervals: HashMap<TypeId, u64>,
+    snapshot_rule: SnapshotRule,
     cache_size: usize,
     hash_chain: bool,
     codec: Codec,
@@ -78,6 +80,7 @@ impl fmt::Debug for ApplicationBuilder {
             .field("compressor", &self.compressor)
             .field("cipher_key", &self.cipher_key.as_ref().map(|_| "***"))
             .field("snapshotting", &self.snapshotting)
+            .field("snapshot_rule", &self.snapshot_rule)
             .field("cache_size", &self.cache_size)
             .field("hash_chain", &self.hash_chain)
             .field("codec", &self.codec)
@@ -98,6 +101,7 @@ impl ApplicationBuilder {
             cipher_bound: true,
             snapshotting: false,
             intervals: HashMap::new(),
+            snapshot_rule: SnapshotRule::Last,
             cache_size: 0,
             hash_chain: false,
             codec: Codec::Annals,
@@ -113,6 +117,33 @@ impl ApplicationBuilder {
     /// As [`with_env`](Self::with_env).
     pub fn from_env(self) -> Result<Self> {
         let env = Env::from_process(&self.name);
+        self.with_env(&env)
+    }
+
+    /// Reads the settings as Python's `DogSchool(env={...})` does: from
+    /// the process environment with `vars` over it (see
+    /// [`Env::over_process`] and [`with_env`](Self::with_env)).
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// let app = Application::builder("School")
+    ///     .env([("PERSISTENCE_MODULE", "sqlite"), ("SQLITE_DBNAME", ":memory:")])?
+    ///     .build()?;
+    /// assert_eq!(app.last_notification_id()?, None);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`with_env`](Self::with_env).
+    pub fn env<I, K, V>(self, vars: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let env = Env::over_process(&self.name, vars);
         self.with_env(&env)
     }
 
@@ -370,11 +401,17 @@ impl ApplicationBuilder {
         self
     }
 
-    /// Takes a snapshot of aggregates of type `A` every `interval` events
-    /// (at versions 5, 10, ... for 5), when they are saved. Turns
-    /// snapshotting on. `A`'s struct must derive `Serialize` and
-    /// `Deserialize`: if it does not, or `interval` is 0,
-    /// [`build`](Self::build) fails ([`Error::Config`]).
+    /// Takes a snapshot of aggregates of type `A` every `interval` events,
+    /// when they are saved: a save that brings an aggregate's count of
+    /// events to or past a multiple of `interval` (5, 10, ... for 5)
+    /// takes one, at the save's last version (so a save of versions 1 to
+    /// 12 with an interval of 5 takes one, at 12). For Python's rule, a
+    /// snapshot at each multiple reached (5 and 10), set
+    /// [`SnapshotRule::EachMultiple`] with
+    /// [`snapshot_rule`](Self::snapshot_rule). Turns snapshotting on.
+    /// `A`'s struct must derive `Serialize` and `Deserialize`: if it does
+    /// not, or `interval` is 0, [`build`](Self::build) fails
+    /// ([`Error::Config`]).
     ///
     /// ```
     /// # use annals::prelude::*;
@@ -392,7 +429,7 @@ impl ApplicationBuilder {
     /// let mut dog = Dog::register("Fido".into());
     /// dog.add_trick("sit".into());
     /// dog.add_trick("roll over".into());
-    /// app.save(&mut dog)?; // versions 1 to 3: the 2nd event is due
+    /// app.save(&mut dog)?; // versions 1 to 3: past the 2nd event
     /// let snapshots = app.snapshots().expect("snapshot_every turns snapshots on");
     /// assert_eq!(snapshots.versions::<Dog>(dog.id())?, [3]);
     /// # Ok::<(), annals::Error>(())
@@ -414,6 +451,42 @@ impl ApplicationBuilder {
         }
         self.intervals.insert(TypeId::of::<A>(), interval);
         self.snapshotting = true;
+        self
+    }
+
+    /// Where a save that reaches snapshot intervals takes its snapshots
+    /// (see [`snapshot_every`](Self::snapshot_every)):
+    /// [`SnapshotRule::Last`] by default.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// # pub struct Dog { pub name: String, pub tricks: Vec<String> }
+    /// # #[aggregate]
+    /// # impl Dog {
+    /// #     #[event("Registered")]
+    /// #     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+    /// #     #[event("TrickAdded")]
+    /// #     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// # }
+    /// use annals::application::SnapshotRule;
+    ///
+    /// let app = Application::builder("Kennel")
+    ///     .snapshot_every::<Dog>(5)
+    ///     .snapshot_rule(SnapshotRule::EachMultiple)
+    ///     .build()?;
+    /// let mut dog = Dog::register("Fido".into());
+    /// for i in 0..11 {
+    ///     dog.add_trick(format!("trick {i}"));
+    /// }
+    /// app.save(&mut dog)?; // versions 1 to 12
+    /// let snapshots = app.snapshots().expect("snapshot_every turns snapshots on");
+    /// assert_eq!(snapshots.versions::<Dog>(dog.id())?, [5, 10]);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn snapshot_rule(mut self, rule: SnapshotRule) -> Self {
+        self.snapshot_rule = rule;
         self
     }
 
@@ -579,6 +652,7 @@ impl ApplicationBuilder {
             name: self.name,
             recorder,
             intervals: self.intervals,
+            snapshot_rule: self.snapshot_rule,
             notifier: Notifier::default(),
             commands: CommandLocks::default(),
             retry: self.retry,

@@ -94,6 +94,31 @@ impl<'a> Upstream<'a> {
         Ok(Some(event))
     }
 
+    /// The event as one of the aggregate types of `V` (see
+    /// [`AnyEvent`](macro@crate::AnyEvent)): one match for a follower of a
+    /// log that holds several types. Hash chains are checked as
+    /// [`decode`](Self::decode) checks them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTopic`](crate::Error::UnknownTopic) for a topic of
+    /// none of `V`'s types, unless `V` has an `#[other]` variant; decoding
+    /// errors.
+    pub fn decode_any<V: crate::AnyEvent>(&self) -> Result<V> {
+        struct Of<'u, 'a>(&'u Upstream<'a>);
+        impl crate::any_event::Decoder for Of<'_, '_> {
+            fn decode<A: Aggregate>(self) -> Result<DomainEvent<A>> {
+                let topic = self.0.topic().to_owned();
+                self.0.decode::<A>()?.ok_or(crate::Error::UnknownTopic {
+                    topic,
+                    aggregate: A::NAME,
+                    owner: None,
+                })
+            }
+        }
+        V::__decode(self.topic(), Of(self))
+    }
+
     /// The hash recorded by the event before this one in its stream (none
     /// for a stream's first event).
     fn previous_hash<A: Aggregate>(&self) -> Result<Option<domain::EventHash>> {

@@ -196,6 +196,53 @@ impl<A: Aggregate> AggregateTest<A> {
         Outcome::new(app, aggregate, result)
     }
 
+    /// Runs `decide`, a decider's command (see
+    /// [`Application::decide`](crate::Application::decide)), on the given
+    /// aggregate, and records the events it returns, as the application
+    /// would.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # use annals::testing::AggregateTest;
+    /// # #[aggregate] #[derive(Debug)] pub struct Dog { pub tricks: Vec<String> }
+    /// # #[aggregate(derive(PartialEq))] impl Dog {
+    /// #     #[event("Registered")] pub fn register() -> Self { Dog { tricks: vec![] } }
+    /// #     #[event("TrickAdded")] fn trick_added(&mut self, trick: String) { self.tricks.push(trick); }
+    /// # }
+    /// fn add_trick(dog: &Dog, trick: &str) -> Result<Vec<DogEvent>, String> {
+    ///     if dog.tricks.iter().any(|t| t == trick) {
+    ///         return Err(format!("knows {trick} already"));
+    ///     }
+    ///     Ok(vec![DogEvent::TrickAdded { trick: trick.into() }])
+    /// }
+    ///
+    /// AggregateTest::<Dog>::given([DogEvent::Registered {}])
+    ///     .when_decided(|dog| add_trick(dog, "sit"))
+    ///     .then_events(vec![DogEvent::TrickAdded { trick: "sit".into() }]);
+    /// AggregateTest::<Dog>::given([DogEvent::Registered {}, DogEvent::TrickAdded { trick: "sit".into() }])
+    ///     .when_decided(|dog| add_trick(dog, "sit"))
+    ///     .then_error_matches(|e| e.contains("already"));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When the decision returns a creation event (it cannot be recorded
+    /// on an aggregate).
+    pub fn when_decided<E>(
+        self,
+        decide: impl FnOnce(&A) -> Result<Vec<A::Event>, E>,
+    ) -> Outcome<A, (), E> {
+        let Self { app, mut aggregate } = self;
+        let result = decide(&aggregate).map(|events| {
+            for event in events {
+                if let Err(e) = aggregate.record(event) {
+                    panic!("the decision returned an event that cannot be recorded: {e}");
+                }
+            }
+        });
+        Outcome::new(app, aggregate, result)
+    }
+
     /// Runs `create`, a creation command, from nothing: every event of the
     /// aggregate it returns is what it triggered.
     ///

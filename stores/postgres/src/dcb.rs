@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use postgres::error::SqlState;
-use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{to_sql_checked, IsNull, Kind, ToSql, Type};
-use postgres::{Client, Row, Statement};
+use postgres::{Row, Statement};
 use r2d2::Pool;
 
 use super::dcb_sql::{DcbStmt, TtSql};
+use super::listener::{watch_listening, Listener};
 use super::pool::{described, is_broken, setting_at_fault, Conn, Connections, Manager};
 use super::settings::{check_schema, table_prefix, PostgresConfig};
 use super::tls::Transport;
@@ -639,31 +639,18 @@ impl DcbRecorder for PostgresDcbRecorder {
     /// append by Python's recorder too).
     fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
         self.appended.subscribe(signal);
-        let mut listener = Some(self.listen()?);
         let recorder = self.clone();
-        Watch::spawn(
+        watch_listening(
             &format!("postgres {}", self.sql.channel),
             signal,
-            move |timeout| match listener.as_mut() {
-                None => {
-                    listener = Some(recorder.listen()?);
-                    Ok(true)
-                }
-                Some(client) => match wait(client, timeout, &recorder.sql.channel) {
-                    Ok(woke) => Ok(woke),
-                    Err(e) => {
-                        listener = None;
-                        Err(e)
-                    }
-                },
-            },
+            move || recorder.listen(),
         )
     }
 }
 
 impl PostgresDcbRecorder {
     /// A connection of its own that has run `LISTEN` on the channel.
-    fn listen(&self) -> Result<Client> {
+    fn listen(&self) -> Result<Listener> {
         let mut client = self.transport.connect().map_err(|e| {
             Error::persistence(
                 format!("connecting to {}", self.config.server()),
@@ -676,36 +663,6 @@ impl PostgresDcbRecorder {
                 super::dcb_sql::identifier(&self.sql.channel)
             ))
             .map_err(|e| self.error("listening for DCB appends", e))?;
-        Ok(client)
+        Ok(Listener::new(client, self.sql.channel.clone()))
     }
-}
-
-/// Waits up to `timeout` for a NOTIFY; true if one came (all pending
-/// ones are consumed).
-fn wait(client: &mut Client, timeout: Duration, channel: &str) -> Result<bool> {
-    let context = || format!("waiting for notifications on {channel}");
-    let woke = {
-        let mut notifications = client.notifications();
-        let woke = notifications
-            .timeout_iter(timeout)
-            .next()
-            .map_err(|e| Error::persistence(context(), described(e)))?
-            .is_some();
-        if woke {
-            let mut pending = notifications.iter();
-            while pending
-                .next()
-                .map_err(|e| Error::persistence(context(), described(e)))?
-                .is_some()
-            {}
-        }
-        woke
-    };
-    if !woke && client.is_closed() {
-        return Err(Error::persistence(
-            context(),
-            "the connection closed: listen again",
-        ));
-    }
-    Ok(woke)
 }

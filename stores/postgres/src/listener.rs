@@ -43,12 +43,24 @@ impl PostgresRecorder {
 /// when the listening connection breaks (and raises the signal then: what
 /// was missed is found by looking).
 pub(super) fn watch(recorder: &PostgresRecorder, signal: &Arc<Signal>) -> Result<Watch> {
-    let mut listener = Some(recorder.listen()?);
-    let recorder = recorder.clone();
     let name = format!("postgres {}", recorder.sql.channel);
-    Watch::spawn(&name, signal, move |timeout| match listener.as_mut() {
+    let recorder = recorder.clone();
+    watch_listening(&name, signal, move || recorder.listen())
+}
+
+/// Raises `signal` at every NOTIFY a listener from `listen` receives; on a
+/// broken connection, drops it and makes a new one (raising the signal
+/// then: what was missed is found by looking). The events' and the DCB
+/// store's watchers, which differ only in their channel.
+pub(super) fn watch_listening(
+    name: &str,
+    signal: &Arc<Signal>,
+    mut listen: impl FnMut() -> Result<Listener> + Send + 'static,
+) -> Result<Watch> {
+    let mut listener = Some(listen()?);
+    Watch::spawn(name, signal, move |timeout| match listener.as_mut() {
         None => {
-            listener = Some(recorder.listen()?);
+            listener = Some(listen()?);
             Ok(true)
         }
         Some(l) => match l.wait(timeout) {
@@ -77,6 +89,11 @@ impl fmt::Debug for Listener {
 }
 
 impl Listener {
+    /// `client`, which has run `LISTEN` on `channel`.
+    pub(super) fn new(client: Client, channel: String) -> Self {
+        Self { client, channel }
+    }
+
     /// Waits up to `timeout` for a commit of events: true if one (or more)
     /// happened since the last call, false on timeout. Every notification
     /// already received is consumed. A wake-up says "look", not what to

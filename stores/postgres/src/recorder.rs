@@ -683,6 +683,46 @@ impl ProcessRecorder for PostgresRecorder {
         self.write(events, tracking, Some(outcome), None)
     }
 
+    /// A pooled connection (never the group writer's) in a `REPEATABLE
+    /// READ READ ONLY` transaction: one snapshot for every statement of
+    /// `reads`. Rolled back after; a connection whose reads panicked is
+    /// dropped, not pooled.
+    fn read_with(&self, reads: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>) -> Result<()> {
+        let context = "reading the application's own tables";
+        let mut conn = self.checkout()?;
+        let fail = |conn: &mut Conn, e: postgres::Error| {
+            conn.broken |= is_broken(&conn.client, &e);
+            self.db_error(context, e)
+        };
+        if let Err(e) = conn
+            .client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        {
+            return Err(fail(&mut conn, e));
+        }
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reads(&mut StoreTx::exclusive::<postgres::Client>(
+                "postgres",
+                &mut conn.client,
+            ))
+        }));
+        let outcome = match ran {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                conn.broken = true;
+                std::panic::resume_unwind(panic)
+            }
+        };
+        match conn.client.batch_execute("ROLLBACK") {
+            Ok(()) => outcome,
+            Err(e) => {
+                // Not pooled in a transaction it could not end.
+                conn.broken = true;
+                outcome.and(Err(self.db_error(context, e)))
+            }
+        }
+    }
+
     fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
         if key.contains('\0') {
             // Never stored (see `write`).

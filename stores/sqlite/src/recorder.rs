@@ -735,6 +735,31 @@ impl ProcessRecorder for SqliteRecorder {
         })
     }
 
+    /// A reader (the writer, in memory) in a transaction of its own, so
+    /// that the reads see one snapshot; rolled back after, even if they
+    /// panic (a reader left in a transaction would keep its snapshot).
+    fn read_with(&self, reads: &mut dyn FnMut(&mut StoreTx<'_>) -> Result<()>) -> Result<()> {
+        let mut outcome = Ok(());
+        self.shared
+            .read("reading the application's own tables", |conn| {
+                let begun = conn.is_autocommit();
+                if begun {
+                    conn.execute_batch("BEGIN")?;
+                }
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    reads(&mut StoreTx::shared::<Connection>("sqlite", conn))
+                }));
+                let ended = if begun && !conn.is_autocommit() {
+                    conn.execute_batch("ROLLBACK")
+                } else {
+                    Ok(())
+                };
+                outcome = ran.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                ended
+            })?;
+        outcome
+    }
+
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
         self.shared
             .read("reading the max tracking id", |conn| {

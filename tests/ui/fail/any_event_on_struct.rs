@@ -1,0 +1,24 @@
+#![allow(unused_imports, dead_code)]
+use annals::prelude::*;
+use annals::{AnyEvent, DomainEvent};
+
+#[aggregate]
+#[derive(Debug)]
+struct Order {
+    item: String,
+}
+
+#[aggregate]
+impl Order {
+    #[event("Placed")]
+    fn place(item: String) -> Self {
+        Order { item }
+    }
+}
+
+#[derive(AnyEvent)]
+struct ShopEvent {
+    order: DomainEvent<Order>,
+}
+
+fn main() {}
