@@ -41,6 +41,97 @@ impl Dog {
     }
 }
 
+/// The same dog in the explicit style: an event enum written by hand
+/// (`#[derive(Event)]`) and `Apply`, stored as `Dog`'s events are (the
+/// same topics and states), so that the two styles' figures compare.
+#[aggregate]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ExplicitDog {
+    /// `name(i)`.
+    pub name: String,
+    /// Its tricks, in the order it learned them.
+    pub tricks: Vec<String>,
+}
+
+/// `ExplicitDog`'s events.
+#[derive(Debug, Clone, Event)]
+#[annals(aggregate = "Dog")]
+pub(crate) enum ExplicitDogEvent {
+    /// A dog was registered.
+    #[annals(create)]
+    Registered {
+        /// Its name.
+        name: String,
+    },
+    /// A trick was added.
+    TrickAdded {
+        /// The trick.
+        trick: String,
+    },
+}
+
+#[aggregate(events = ExplicitDogEvent, name = "Dog")]
+impl annals::Apply for ExplicitDog {
+    fn create(event: ExplicitDogEvent) -> Result<Self, ExplicitDogEvent> {
+        match event {
+            ExplicitDogEvent::Registered { name } => Ok(ExplicitDog {
+                name,
+                tricks: Vec::new(),
+            }),
+            other => Err(other),
+        }
+    }
+
+    fn apply(&mut self, event: ExplicitDogEvent) {
+        if let ExplicitDogEvent::TrickAdded { trick } = event {
+            self.tricks.push(trick);
+        }
+    }
+}
+
+/// What the workload does with a dog, in either style.
+pub(crate) trait BenchDog: Aggregate<Id = Uuid> + Sized {
+    /// Registers a dog.
+    fn register(name: String) -> Self;
+    /// Adds a trick.
+    fn add_trick(&mut self, trick: String);
+    /// Its name.
+    fn name(&self) -> &str;
+    /// Its tricks.
+    fn tricks(&self) -> &[String];
+}
+
+impl BenchDog for Dog {
+    fn register(name: String) -> Self {
+        Dog::register(name)
+    }
+    fn add_trick(&mut self, trick: String) {
+        Dog::add_trick(self, trick);
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn tricks(&self) -> &[String] {
+        &self.tricks
+    }
+}
+
+impl BenchDog for ExplicitDog {
+    fn register(name: String) -> Self {
+        Self::from_event(ExplicitDogEvent::Registered { name }).expect("a creation event")
+    }
+    fn add_trick(&mut self, trick: String) {
+        self.record(ExplicitDogEvent::TrickAdded { trick })
+            .expect("not a creation event");
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn tricks(&self) -> &[String] {
+        &self.tricks
+    }
+}
+
 /// Where an annals application keeps its events.
 #[derive(Debug, Clone)]
 pub(crate) enum Store {
@@ -54,13 +145,14 @@ pub(crate) enum Store {
     Object(ObjectConfig),
 }
 
-/// An annals application for one workload group.
-pub(crate) struct AnnalsSut {
+/// An annals application for one workload group, its aggregate a `D`.
+pub(crate) struct AnnalsSut<D = Dog> {
     app: Application,
     ids: Vec<Uuid>,
+    style: std::marker::PhantomData<D>,
 }
 
-impl AnnalsSut {
+impl<D: BenchDog> AnnalsSut<D> {
     /// An application named `name` on `store`; zlib and AES-256-GCM when
     /// `zlib_aes`; snapshots when `snapshotting`.
     pub(crate) fn open(name: &str, store: Store, zlib_aes: bool, snapshotting: bool) -> Res<Self> {
@@ -83,6 +175,7 @@ impl AnnalsSut {
         Ok(Self {
             app,
             ids: Vec::new(),
+            style: std::marker::PhantomData,
         })
     }
 
@@ -92,10 +185,15 @@ impl AnnalsSut {
 }
 
 /// W1 for aggregates `first, first + step, ...` below `sizes.aggregates`.
-fn write_dogs(app: &Application, sizes: &Sizes, first: usize, step: usize) -> Res<Vec<Uuid>> {
+fn write_dogs<D: BenchDog>(
+    app: &Application,
+    sizes: &Sizes,
+    first: usize,
+    step: usize,
+) -> Res<Vec<Uuid>> {
     let mut ids = Vec::with_capacity(sizes.aggregates / step + 1);
     for i in (first..sizes.aggregates).step_by(step) {
-        let mut dog = Dog::register(name(i));
+        let mut dog = D::register(name(i));
         app.save(&mut dog)?;
         for j in 1..sizes.events {
             dog.add_trick(trick(j));
@@ -106,10 +204,10 @@ fn write_dogs(app: &Application, sizes: &Sizes, first: usize, step: usize) -> Re
     Ok(ids)
 }
 
-impl Sut for AnnalsSut {
+impl<D: BenchDog> Sut for AnnalsSut<D> {
     fn w1(&mut self, sizes: &Sizes) -> Res<Duration> {
         let start = Stopwatch::start();
-        let ids = write_dogs(&self.app, sizes, 0, 1)?;
+        let ids = write_dogs::<D>(&self.app, sizes, 0, 1)?;
         let elapsed = start.stop();
         self.ids = ids;
         check_count("W1", self.stored()?, sizes.w1_events())?;
@@ -122,8 +220,8 @@ impl Sut for AnnalsSut {
         let dogs = self
             .ids
             .iter()
-            .map(|id| repository.get::<Dog>(*id))
-            .collect::<annals::Result<Vec<Dog>>>()?;
+            .map(|id| repository.get::<D>(*id))
+            .collect::<annals::Result<Vec<D>>>()?;
         let elapsed = start.stop();
         if dogs.len() != sizes.aggregates {
             return fail(format!(
@@ -133,7 +231,14 @@ impl Sut for AnnalsSut {
             ));
         }
         for (i, dog) in dogs.iter().enumerate() {
-            check_dog("W2", i, &dog.name, &dog.tricks, dog.version(), sizes.events)?;
+            check_dog(
+                "W2",
+                i,
+                dog.name(),
+                dog.tricks(),
+                dog.version(),
+                sizes.events,
+            )?;
         }
         Ok(elapsed)
     }
@@ -162,7 +267,7 @@ impl Sut for AnnalsSut {
 
     fn w4(&mut self, sizes: &Sizes) -> Res<W4> {
         let start = Stopwatch::start();
-        let mut dog = Dog::register(name(0));
+        let mut dog = D::register(name(0));
         let mut pending = 1;
         for j in 1..sizes.long {
             dog.add_trick(trick(j));
@@ -178,26 +283,26 @@ impl Sut for AnnalsSut {
         check_count("W4 write", self.stored()?, sizes.long)?;
 
         let start = Stopwatch::start();
-        let dog: Dog = self.app.repository().get(id)?;
+        let dog: D = self.app.repository().get(id)?;
         let get_nosnap = start.stop();
         check_dog(
             "W4 no snapshot",
             0,
-            &dog.name,
-            &dog.tricks,
+            dog.name(),
+            dog.tricks(),
             dog.version(),
             sizes.long,
         )?;
 
-        self.app.take_snapshot::<Dog>(id)?;
+        self.app.take_snapshot::<D>(id)?;
         let start = Stopwatch::start();
-        let dog: Dog = self.app.repository().get(id)?;
+        let dog: D = self.app.repository().get(id)?;
         let get_snap = start.stop();
         check_dog(
             "W4 snapshot",
             0,
-            &dog.name,
-            &dog.tricks,
+            dog.name(),
+            dog.tricks(),
             dog.version(),
             sizes.long,
         )?;
@@ -211,8 +316,8 @@ impl Sut for AnnalsSut {
     fn w5(&mut self, sizes: &Sizes) -> Res<Duration> {
         let start = Stopwatch::start();
         for b in 0..sizes.batches {
-            let mut dogs: Vec<Dog> = (0..sizes.batch)
-                .map(|k| Dog::register(name(b * sizes.batch + k)))
+            let mut dogs: Vec<D> = (0..sizes.batch)
+                .map(|k| D::register(name(b * sizes.batch + k)))
                 .collect();
             self.app.save(&mut dogs[..])?;
         }
@@ -226,7 +331,7 @@ impl Sut for AnnalsSut {
         let start = Stopwatch::start();
         let results: Vec<Res<Vec<Uuid>>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..sizes.threads)
-                .map(|t| s.spawn(move || write_dogs(app, sizes, t, sizes.threads)))
+                .map(|t| s.spawn(move || write_dogs::<D>(app, sizes, t, sizes.threads)))
                 .collect();
             handles
                 .into_iter()

@@ -166,6 +166,9 @@ struct Cli {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum System {
     Annals,
+    /// annals with the aggregate in the explicit style (`#[derive(Event)]`
+    /// and `Apply`): its cost against the event methods' (`Annals`).
+    AnnalsExplicit,
     Raw,
     Cqrs,
 }
@@ -196,12 +199,13 @@ struct Config {
 }
 
 impl Config {
-    const ALL: [Config; 15] = [
+    const ALL: [Config; 16] = [
         Config::new(System::Annals, Store::Memory, false),
         Config::new(System::Cqrs, Store::Memory, false),
         Config::new(System::Annals, Store::Memory, true),
         Config::new(System::Annals, Store::Sqlite, false),
         Config::new(System::Raw, Store::Sqlite, false),
+        Config::new(System::AnnalsExplicit, Store::Sqlite, false),
         Config::new(System::Annals, Store::Sqlite, true),
         Config::new(System::Raw, Store::Sqlite, true),
         Config::new(System::Annals, Store::Postgres, false),
@@ -225,6 +229,7 @@ impl Config {
     fn label(&self) -> String {
         let system = match (self.system, self.store) {
             (System::Annals, _) => "annals",
+            (System::AnnalsExplicit, _) => "annals explicit",
             (System::Raw, Store::Sqlite) => "raw rusqlite",
             (System::Raw, Store::ObjectDir) => "raw object_store dir",
             (System::Raw, Store::ObjectS3) => "raw object_store s3",
@@ -327,7 +332,7 @@ fn open(
     let name = format!("bench_{group}");
     let sut: Box<dyn Sut> = match (config.system, config.store) {
         (System::Cqrs, _) => Box::new(cqrs::CqrsSut::new()),
-        (System::Annals, store) => {
+        (system @ (System::Annals | System::AnnalsExplicit), store) => {
             let store = match store {
                 Store::Memory => annals_sut::Store::Memory,
                 Store::Sqlite => {
@@ -353,12 +358,22 @@ fn open(
                     annals_sut::Store::Object(ObjectConfig::location(&s3_location(group)?))
                 }
             };
-            Box::new(annals_sut::AnnalsSut::open(
-                &name,
-                store,
-                config.zlib_aes,
-                group == "w4" || snapshotting,
-            )?)
+            let snapshots = group == "w4" || snapshotting;
+            if system == System::AnnalsExplicit {
+                Box::new(annals_sut::AnnalsSut::<annals_sut::ExplicitDog>::open(
+                    &name,
+                    store,
+                    config.zlib_aes,
+                    snapshots,
+                )?)
+            } else {
+                Box::new(annals_sut::AnnalsSut::<annals_sut::Dog>::open(
+                    &name,
+                    store,
+                    config.zlib_aes,
+                    snapshots,
+                )?)
+            }
         }
         (System::Raw, store) => {
             let codec = if config.zlib_aes {
@@ -726,13 +741,15 @@ fn run(cli: Cli) -> Res<()> {
 
     let mut ratios = Vec::new();
     for (a, ca) in configs.iter().enumerate() {
-        if ca.system != System::Annals {
-            continue;
-        }
+        // annals against the raw drivers and cqrs-es; the explicit style
+        // against the event methods.
+        let baseline = |b: System| match ca.system {
+            System::Annals => matches!(b, System::Raw | System::Cqrs),
+            System::AnnalsExplicit => b == System::Annals,
+            System::Raw | System::Cqrs => false,
+        };
         for (b, cb) in configs.iter().enumerate() {
-            let pair = cb.store == ca.store
-                && cb.zlib_aes == ca.zlib_aes
-                && matches!(cb.system, System::Raw | System::Cqrs);
+            let pair = cb.store == ca.store && cb.zlib_aes == ca.zlib_aes && baseline(cb.system);
             if !pair {
                 continue;
             }

@@ -336,7 +336,7 @@ pub trait ProcessRecorder: ApplicationRecorder {
     ///
     /// SQLite and PostgreSQL implement it. The default, for a store with
     /// no connection to lend (memory, the object store), is an
-    /// [`Error::Config`](crate::Error::Config) naming `PERSISTENCE_MODULE`;
+    /// [`Error::Config`] naming `PERSISTENCE_MODULE`;
     /// a store that wraps another should pass the call on.
     ///
     /// # Errors
