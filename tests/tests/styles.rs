@@ -237,93 +237,112 @@ fn an_explicit_enum_gets_what_event_methods_get() {
     }
 }
 
-// ---- aggregate7: typed models, and the application's settings. -------------
+// ---- aggregate7 and 8: typed models, and the application's settings. -------
 
-/// `aggregate7/test_application.py` and
-/// `test_compression_and_encryption.py`: the same story, plainly and with
-/// zlib and AES; the stored states are then neither JSON nor readable.
-#[test]
-fn aggregate7_models_plain_and_compressed_and_encrypted() {
-    use annals_examples::styles::aggregate7::{Dog, DogSchool};
-    let key = annals::cipher::create_key();
-    let settings: [&[(&str, &str)]; 2] = [
-        &[],
-        &[
-            (
-                "COMPRESSOR_TOPIC",
-                "eventsourcing.compressor:ZlibCompressor",
-            ),
-            ("CIPHER_TOPIC", "eventsourcing.cipher:AESCipher"),
-            ("CIPHER_KEY", &key),
-        ],
-    ];
-    for (n, env) in settings.into_iter().enumerate() {
-        let schema = format!("aggregate7_{n}");
-        for (store, persistence) in in_schema(every_store("DogSchool"), &schema) {
-            let school = DogSchool::new(persistence, env.iter().copied()).expect("school");
-            let dog_id = school.register_dog("Fido").expect("register");
-            school.add_trick(dog_id, "roll over").expect("trick");
-            school.add_trick(dog_id, "play dead").expect("trick");
-            let dog = school.get_dog(dog_id).expect("dog");
-            assert_eq!(dog.name, "Fido", "{store}");
-            assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
-            let notifications = school.app().notifications(1, 10).expect("log");
-            assert_eq!(notifications.len(), 3, "{store}");
-            let readable = notifications
-                .iter()
-                .all(|n| String::from_utf8_lossy(&n.event.state).contains("timestamp"));
-            assert_eq!(
-                readable,
-                env.is_empty(),
-                "{store}: encrypted states are not JSON"
-            );
-            school
-                .app()
-                .take_snapshot_at::<Dog>(dog_id, 3)
-                .expect("snapshot");
-            let dog = school.get_dog(dog_id).expect("dog");
-            assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
-            school.add_trick(dog_id, "fetch ball").expect("trick");
-            let dog = school.get_dog(dog_id).expect("dog");
-            assert_eq!(dog.name, "Fido", "{store}");
-            assert_eq!(
-                dog.tricks,
-                ["roll over", "play dead", "fetch ball"],
-                "{store}"
-            );
+/// `aggregateN/test_application.py` and
+/// `test_compression_and_encryption.py` (7 and 8): the same story, plainly
+/// and with zlib and AES; the stored states are then neither JSON nor
+/// readable.
+macro_rules! models_tests {
+    ($plain:ident, $intervals:ident, $style:ident) => {
+        #[test]
+        fn $plain() {
+            use annals_examples::styles::$style::{Dog, DogSchool};
+            let key = annals::cipher::create_key();
+            let settings: [&[(&str, &str)]; 2] = [
+                &[],
+                &[
+                    (
+                        "COMPRESSOR_TOPIC",
+                        "eventsourcing.compressor:ZlibCompressor",
+                    ),
+                    ("CIPHER_TOPIC", "eventsourcing.cipher:AESCipher"),
+                    ("CIPHER_KEY", &key),
+                ],
+            ];
+            for (n, env) in settings.into_iter().enumerate() {
+                let schema = format!("{}_{n}", stringify!($style));
+                for (store, persistence) in in_schema(every_store("DogSchool"), &schema) {
+                    let school = DogSchool::new(persistence, env.iter().copied()).expect("school");
+                    let dog_id = school.register_dog("Fido").expect("register");
+                    school.add_trick(dog_id, "roll over").expect("trick");
+                    school.add_trick(dog_id, "play dead").expect("trick");
+                    let dog = school.get_dog(dog_id).expect("dog");
+                    assert_eq!(dog.name, "Fido", "{store}");
+                    assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
+                    let notifications = school.app().notifications(1, 10).expect("log");
+                    assert_eq!(notifications.len(), 3, "{store}");
+                    let readable = notifications
+                        .iter()
+                        .all(|n| String::from_utf8_lossy(&n.event.state).contains("timestamp"));
+                    assert_eq!(
+                        readable,
+                        env.is_empty(),
+                        "{store}: encrypted states are not JSON"
+                    );
+                    school
+                        .app()
+                        .take_snapshot_at::<Dog>(dog_id, 3)
+                        .expect("snapshot");
+                    let dog = school.get_dog(dog_id).expect("dog");
+                    assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
+                    school.add_trick(dog_id, "fetch ball").expect("trick");
+                    let dog = school.get_dog(dog_id).expect("dog");
+                    assert_eq!(dog.name, "Fido", "{store}");
+                    assert_eq!(
+                        dog.tricks,
+                        ["roll over", "play dead", "fetch ball"],
+                        "{store}"
+                    );
+                }
+            }
         }
-    }
+
+        /// `aggregateN/test_snapshotting_intervals.py` (7 and 8): with an interval of 1,
+        /// each save snapshots the dog. (Python's first assertion, that a school
+        /// without a snapshot projector refuses, has no counterpart: a type that
+        /// cannot be snapshotted is refused when the application is built.)
+        #[test]
+        fn $intervals() {
+            use annals_examples::styles::$style::{Dog, DogSchool};
+            for (store, persistence) in in_schema(
+                every_store("DogSchool"),
+                concat!(stringify!($style), "_intervals"),
+            ) {
+                let builder = Application::builder("DogSchool")
+                    .persistence(persistence)
+                    .snapshot_every::<Dog>(1);
+                let school = DogSchool::with(builder, []).expect("school");
+                let count = |id| {
+                    school
+                        .app()
+                        .snapshots()
+                        .expect("on")
+                        .versions::<Dog>(id)
+                        .expect("versions")
+                        .len()
+                };
+                let dog_id = school.register_dog("Fido").expect("register");
+                assert_eq!(count(dog_id), 1, "{store}");
+                school.add_trick(dog_id, "roll over").expect("trick");
+                assert_eq!(count(dog_id), 2, "{store}");
+                school.add_trick(dog_id, "play dead").expect("trick");
+                assert_eq!(count(dog_id), 3, "{store}");
+                let dog = school.get_dog(dog_id).expect("dog");
+                assert_eq!(dog.name, "Fido", "{store}");
+                assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
+            }
+        }
+    };
 }
 
-/// `aggregate7/test_snapshotting_intervals.py`: with an interval of 1,
-/// each save snapshots the dog. (Python's first assertion, that a school
-/// without a snapshot projector refuses, has no counterpart: a type that
-/// cannot be snapshotted is refused when the application is built.)
-#[test]
-fn aggregate7_snapshotting_intervals() {
-    use annals_examples::styles::aggregate7::{Dog, DogSchool};
-    for (store, persistence) in in_schema(every_store("DogSchool"), "aggregate7_intervals") {
-        let builder = Application::builder("DogSchool")
-            .persistence(persistence)
-            .snapshot_every::<Dog>(1);
-        let school = DogSchool::with(builder, []).expect("school");
-        let count = |id| {
-            school
-                .app()
-                .snapshots()
-                .expect("on")
-                .versions::<Dog>(id)
-                .expect("versions")
-                .len()
-        };
-        let dog_id = school.register_dog("Fido").expect("register");
-        assert_eq!(count(dog_id), 1, "{store}");
-        school.add_trick(dog_id, "roll over").expect("trick");
-        assert_eq!(count(dog_id), 2, "{store}");
-        school.add_trick(dog_id, "play dead").expect("trick");
-        assert_eq!(count(dog_id), 3, "{store}");
-        let dog = school.get_dog(dog_id).expect("dog");
-        assert_eq!(dog.name, "Fido", "{store}");
-        assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
-    }
-}
+models_tests!(
+    aggregate7_models_plain_and_compressed_and_encrypted,
+    aggregate7_snapshotting_intervals,
+    aggregate7
+);
+models_tests!(
+    aggregate8_declarative_models_plain_and_compressed_and_encrypted,
+    aggregate8_snapshotting_intervals,
+    aggregate8
+);

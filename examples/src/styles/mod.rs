@@ -7,3 +7,4 @@ pub mod aggregate4;
 pub mod aggregate5;
 pub mod aggregate6;
 pub mod aggregate7;
+pub mod aggregate8;
