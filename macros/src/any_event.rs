@@ -14,7 +14,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Ident, Type};
 
-use crate::dcb::Errors;
+use crate::parse::Errors;
 
 /// The fallback variant: unit, or holding the topic.
 enum Other<'a> {

@@ -275,9 +275,7 @@ fn event(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
             }
         }
     }
-    if let Some(error) = errors.into_error() {
-        return Err(error);
-    }
+    errors.finish()?;
     let spec = EnumSpec {
         p: quote!(::annals::__private),
         ident,

@@ -36,6 +36,15 @@ impl Errors {
     pub(crate) fn into_error(self) -> Option<syn::Error> {
         self.0
     }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// `Err` with every error gathered, if there is one.
+    pub(crate) fn finish(self) -> Result<(), syn::Error> {
+        self.0.map_or(Ok(()), Err)
+    }
 }
 
 /// The default path of the runtime crate.

@@ -66,6 +66,21 @@ pub(super) struct Conn {
     pub(super) broken: bool,
 }
 
+/// The statement in `slot`, prepared with `text` on `client` the first
+/// time (each connection keeps its own).
+fn prepared(
+    client: &mut Client,
+    slot: &mut Option<Statement>,
+    text: &str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(statement) = slot {
+        return Ok(statement.clone());
+    }
+    let statement = client.prepare(text)?;
+    *slot = Some(statement.clone());
+    Ok(statement)
+}
+
 impl Conn {
     pub(super) fn statement(
         &mut self,
@@ -73,12 +88,7 @@ impl Conn {
         which: Stmt,
     ) -> Result<Statement, postgres::Error> {
         let slot = &mut self.statements[which as usize];
-        if let Some(statement) = slot {
-            return Ok(statement.clone());
-        }
-        let statement = self.client.prepare(&sql.statements[which as usize])?;
-        *slot = Some(statement.clone());
-        Ok(statement)
+        prepared(&mut self.client, slot, &sql.statements[which as usize])
     }
 
     /// The DCB statement `which`, prepared on this connection the first
@@ -90,12 +100,7 @@ impl Conn {
     ) -> Result<Statement, postgres::Error> {
         self.used = Instant::now();
         let slot = &mut self.dcb_statements[which as usize];
-        if let Some(statement) = slot {
-            return Ok(statement.clone());
-        }
-        let statement = self.client.prepare(sql.statement(which))?;
-        *slot = Some(statement.clone());
-        Ok(statement)
+        prepared(&mut self.client, slot, sql.statement(which))
     }
 
     /// How long since the DCB recorder last used it (since it connected,
