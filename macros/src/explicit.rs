@@ -19,6 +19,7 @@ use syn::{Data, DeriveInput, Fields, LitStr};
 use crate::ast::Arg;
 use crate::expand::{event_impl, EnumSpec, EventSpec};
 use crate::parse::{self, Errors};
+use crate::validate::{fields, names_and_topics, Naming};
 
 /// What `#[annals(..)]` says of one variant.
 #[derive(Default)]
@@ -194,6 +195,7 @@ fn event(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
                 Vec::new()
             }
         };
+        fields(&args, &mut errors);
         let name = options
             .name
             .as_ref()
@@ -252,29 +254,17 @@ fn event(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
     if data.variants.is_empty() {
         errors.at(ident.span(), "an event enum needs at least one event");
     }
-    for (i, v) in variants.iter().enumerate() {
-        let earlier = &variants[..i];
-        if earlier.iter().any(|e| e.name == v.name) {
-            // Their topics clash too: one error says it.
-            errors.spanned(&v.ident, format!("two events are named {:?}", v.name));
-            continue;
-        }
-        let topics = std::iter::once(&v.topic).chain(&v.aliases);
-        for topic in topics {
-            if topic.contains(':') {
-                errors.spanned(
-                    &v.ident,
-                    format!("{topic:?}: a topic has no `:` (topics with one are Python's)"),
-                );
-            }
-            if earlier
-                .iter()
-                .any(|e| &e.topic == topic || e.aliases.contains(topic))
-            {
-                errors.spanned(&v.ident, format!("two events are stored as {topic:?}"));
-            }
-        }
-    }
+    let namings: Vec<Naming<'_>> = variants
+        .iter()
+        .map(|v| Naming {
+            name: &v.name,
+            topic: &v.topic,
+            aliases: &v.aliases,
+            span: v.ident.span(),
+            by: format!("`{}`", v.ident),
+        })
+        .collect();
+    names_and_topics(&namings, &mut errors);
     errors.finish()?;
     let spec = EnumSpec {
         p: quote!(::annals::__private),

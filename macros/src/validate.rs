@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use syn::visit::Visit;
 use syn::{ReturnType, Type};
 
-use crate::ast::{AggregateImpl, Kind, UpcastTarget};
+use crate::ast::{AggregateImpl, Arg, Kind, UpcastTarget};
 use crate::parse::Errors;
 
 const RESERVED: &[&str] = &[
@@ -36,52 +36,21 @@ pub(crate) fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
             );
         }
     }
-    let mut names: HashMap<&str, &syn::Ident> = HashMap::new();
-    let mut topics: HashMap<&str, &syn::Ident> = HashMap::new();
+    let namings: Vec<Naming<'_>> = agg
+        .events
+        .iter()
+        .map(|(_, e)| Naming {
+            name: &e.name,
+            topic: &e.topic,
+            aliases: &e.aliases,
+            span: e.name_span,
+            by: format!("`{}`", e.method.sig.ident),
+        })
+        .collect();
+    names_and_topics(&namings, errors);
     for (_, event) in &agg.events {
-        let method = &event.method.sig.ident;
-        if syn::parse_str::<syn::Ident>(&event.name).is_err() {
-            errors.at(
-                event.name_span,
-                format!("event name {:?} is not a Rust identifier; name events like types (\"TrickAdded\")", event.name),
-            );
-        } else if let Some(first) = names.insert(&event.name, method) {
-            errors.at(
-                event.name_span,
-                format!("two events are named `{}` (the first is `{first}`); give each event its own name", event.name),
-            );
-        }
-        for topic in std::iter::once(&event.topic).chain(&event.aliases) {
-            if topic.contains(':') {
-                errors.at(
-                    event.name_span,
-                    format!("the topic {topic:?} has a `:`, which marks the Python library's topics (module:Class.Event); for those, give the aggregate `python = \"module\"`"),
-                );
-            }
-            if let Some(first) = topics.insert(topic, method) {
-                errors.at(
-                    event.name_span,
-                    format!("two events have the topic {topic:?} (the first is `{first}`); give each event its own topic and aliases"),
-                );
-            }
-        }
         signature(&event.method.sig, event.kind, &agg.self_ident, errors);
-        for arg in &event.args {
-            if RESERVED.contains(&arg.ident.to_string().as_str()) {
-                errors.spanned(
-                    &arg.ident,
-                    format!(
-                        "`{}` is the name of a field every event has; rename this argument",
-                        arg.ident
-                    ),
-                );
-            }
-            let mut borrowed = Borrowed(None);
-            borrowed.visit_type(&arg.ty);
-            if let Some(message) = borrowed.0 {
-                errors.spanned(&arg.ty, message);
-            }
-        }
+        fields(&event.args, errors);
     }
     if let Some(events) = &agg.options.events {
         explicit(agg, events, errors);
@@ -116,6 +85,76 @@ pub(crate) fn aggregate_impl(agg: &AggregateImpl, errors: &mut Errors) {
                     );
                 }
             }
+        }
+    }
+}
+
+/// One event's name and topics, for [`names_and_topics`].
+pub(crate) struct Naming<'a> {
+    pub name: &'a str,
+    pub topic: &'a str,
+    pub aliases: &'a [String],
+    /// Where errors about the event point.
+    pub span: proc_macro2::Span,
+    /// What declares it, as errors name it (a method, a variant).
+    pub by: String,
+}
+
+/// The checks every event enum needs, generated or written: names that are
+/// Rust identifiers and unique, topics without Python's `:` and unique
+/// (aliases included). One error per mistake: a second event of one name
+/// is not reported again for the topic it then shares.
+pub(crate) fn names_and_topics(events: &[Naming<'_>], errors: &mut Errors) {
+    let mut names: HashMap<&str, &str> = HashMap::new();
+    let mut topics: HashMap<&str, &str> = HashMap::new();
+    for event in events {
+        if syn::parse_str::<syn::Ident>(event.name).is_err() {
+            errors.at(
+                event.span,
+                format!("event name {:?} is not a Rust identifier; name events like types (\"TrickAdded\")", event.name),
+            );
+        } else if let Some(first) = names.insert(event.name, &event.by) {
+            errors.at(
+                event.span,
+                format!("two events are named `{}` (the first is {first}); give each event its own name", event.name),
+            );
+            continue;
+        }
+        for topic in std::iter::once(event.topic).chain(event.aliases.iter().map(String::as_str)) {
+            if topic.contains(':') {
+                errors.at(
+                    event.span,
+                    format!("the topic {topic:?} has a `:`, which marks the Python library's topics (module:Class.Event); for those, give the aggregate `python = \"module\"`"),
+                );
+            }
+            if let Some(first) = topics.insert(topic, &event.by) {
+                errors.at(
+                    event.span,
+                    format!("two events have the topic {topic:?} (the first is {first}); give each event its own topic and aliases"),
+                );
+            }
+        }
+    }
+}
+
+/// The checks of an event's fields, from a method's arguments or a
+/// variant's fields: none named as the fields every stored event has, none
+/// borrowed (an event outlives the call that made it).
+pub(crate) fn fields(args: &[Arg], errors: &mut Errors) {
+    for arg in args {
+        if RESERVED.contains(&arg.ident.to_string().as_str()) {
+            errors.spanned(
+                &arg.ident,
+                format!(
+                    "`{}` is the name of a field every event has; rename this field",
+                    arg.ident
+                ),
+            );
+        }
+        let mut borrowed = Borrowed(None);
+        borrowed.visit_type(&arg.ty);
+        if let Some(message) = borrowed.0 {
+            errors.spanned(&arg.ty, message);
         }
     }
 }
@@ -211,19 +250,20 @@ fn is_self(ty: &Type, self_ident: &syn::Ident) -> bool {
     }
 }
 
-/// Finds a borrowed type (reference or non-static lifetime) in an argument.
+/// Finds a borrowed type (reference or non-static lifetime) in an event's
+/// field.
 struct Borrowed(Option<&'static str>);
 
 impl Visit<'_> for Borrowed {
     fn visit_type_reference(&mut self, _: &syn::TypeReference) {
         self.0.get_or_insert(
-            "an #[event] argument must own its data (the event is stored and replayed): take an owned type, e.g. `String` instead of `&str`",
+            "an event's field must own its data (the event is stored and replayed): take an owned type, e.g. `String` instead of `&str`",
         );
     }
     fn visit_lifetime(&mut self, lifetime: &syn::Lifetime) {
         if lifetime.ident != "static" {
             self.0.get_or_insert(
-                "an #[event] argument cannot borrow (the event is stored and replayed): take an owned type",
+                "an event's field cannot borrow (the event is stored and replayed): take an owned type",
             );
         }
     }
