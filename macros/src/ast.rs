@@ -27,7 +27,7 @@ pub(crate) struct Options {
     /// for the Python codec's topics.
     pub python: Option<LitStr>,
     /// The user's event enum (`events = DogEvent`, the explicit style):
-    /// no `#[event]` methods, the events applied by `annals::Apply`.
+    /// no `#[event]` methods, the events applied by `annals::Apply` (or `Evolve`).
     pub events: Option<Type>,
 }
 
@@ -110,4 +110,8 @@ pub(crate) struct AggregateImpl {
     pub events: Vec<(usize, EventDef)>,
     pub create_id: Option<Vec<CreateIdParam>>,
     pub upcasters: Vec<Upcaster>,
+    /// In the explicit style, whether the block is `impl Evolve` (the
+    /// immutable form: `evolve` returns the next state) rather than
+    /// `impl Apply`.
+    pub evolves: bool,
 }

@@ -308,19 +308,36 @@ fn generate(agg: &AggregateImpl) -> TokenStream {
         })
     });
 
+    let explicit_trait = if agg.evolves {
+        quote!(#p::Evolve)
+    } else {
+        quote!(#p::Apply)
+    };
+    let meta = format_ident!("{}", META_FIELD);
+    // `Evolve`: the next state takes this one's metadata (its literal
+    // was given a default one).
+    let apply_explicit = if agg.evolves {
+        quote! {
+            let mut next = <Self as #p::Evolve>::evolve(self, event);
+            ::core::mem::swap(&mut next.#meta, &mut self.#meta);
+            *self = next;
+        }
+    } else {
+        quote!(<Self as #p::Apply>::apply(self, event);)
+    };
     let (create, apply) = if explicit.is_some() {
         (
             quote! {
                 if !#p::Event::is_creation(&event) {
                     return ::core::result::Result::Err(event);
                 }
-                <Self as #p::Apply>::create(event)
+                <Self as #explicit_trait>::create(event)
             },
             quote! {
                 if #p::Event::is_creation(&event) {
                     return ::core::result::Result::Err(event);
                 }
-                <Self as #p::Apply>::apply(self, event);
+                #apply_explicit
                 ::core::result::Result::Ok(())
             },
         )

@@ -380,11 +380,15 @@ pub(crate) fn field(
 fn self_ident(item: &ItemImpl, explicit: bool, errors: &mut Errors) -> Option<syn::Ident> {
     match &item.trait_ {
         Some((None, path, _))
-            if explicit && path.segments.last().is_some_and(|s| s.ident == "Apply") => {}
+            if explicit
+                && path
+                    .segments
+                    .last()
+                    .is_some_and(|s| s.ident == "Apply" || s.ident == "Evolve") => {}
         Some((_, path, _)) if explicit => {
             errors.spanned(
                 path,
-                "with `events = ...`, #[aggregate] goes on `impl Apply for Dog`, which says how the events change the aggregate",
+                "with `events = ...`, #[aggregate] goes on `impl Apply for Dog` (or `impl Evolve for Dog`), which says how the events change the aggregate",
             );
             return None;
         }
@@ -400,7 +404,7 @@ fn self_ident(item: &ItemImpl, explicit: bool, errors: &mut Errors) -> Option<sy
         // and those of its contents.
         None if explicit => errors.spanned(
             &item.self_ty,
-            "with `events = ...`, #[aggregate] goes on `impl Apply for Dog`, which says how the events change the aggregate",
+            "with `events = ...`, #[aggregate] goes on `impl Apply for Dog` (or `impl Evolve for Dog`), which says how the events change the aggregate",
         ),
         None => {}
     }
@@ -437,6 +441,11 @@ pub(crate) fn aggregate_impl(
 ) -> Option<AggregateImpl> {
     let options = options(args, errors);
     let self_ident = self_ident(&item, options.events.is_some(), errors)?;
+    let evolves = item
+        .trait_
+        .as_ref()
+        .and_then(|(_, path, _)| path.segments.last())
+        .is_some_and(|s| s.ident == "Evolve");
     let agg_name = options
         .name
         .as_ref()
@@ -530,6 +539,7 @@ pub(crate) fn aggregate_impl(
         events,
         create_id,
         upcasters,
+        evolves,
     })
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
-use crate::domain::{Aggregate, AggregateId, Metadata};
+use crate::domain::{Aggregate, AggregateId, DomainEvent, Metadata};
 use crate::error::{Error, Result};
 use crate::log::{NotificationLogReader, Subscription};
 use crate::mapper::Mapper;
@@ -523,6 +523,71 @@ impl Application {
     /// Store and decoding errors; a stream of another aggregate type.
     pub fn contains<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<bool> {
         self.repository.contains::<A>(id)
+    }
+
+    /// Aggregate `id`'s stored events folded by `projector` from
+    /// `initial`: Python's `repository.get(id, projector_func=...)`, for a
+    /// state that is not the aggregate itself (a decider's state, a view
+    /// of one stream). The events are decoded (and upcast) as `A`'s; no
+    /// cache or snapshot is used, since those hold `A`'s own state.
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// #[aggregate]
+    /// #[derive(Debug)]
+    /// pub struct Dog { pub name: String, pub tricks: Vec<String> }
+    ///
+    /// #[aggregate]
+    /// impl Dog {
+    ///     #[event("Registered")]
+    ///     pub fn register(name: String) -> Self { Dog { name, tricks: Vec::new() } }
+    ///     #[event("TrickAdded")]
+    ///     pub fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
+    /// }
+    ///
+    /// let app = Application::builder("School").build()?;
+    /// let mut dog = Dog::register("Fido".into());
+    /// dog.add_trick("sit".into());
+    /// dog.add_trick("roll over".into());
+    /// app.save(&mut dog)?;
+    ///
+    /// // Only the tricks' lengths: a state of its own, not a `Dog`.
+    /// let lengths = app.project::<Dog, _>(dog.id(), Vec::new(), |mut lengths, e| {
+    ///     if let DogEvent::TrickAdded { trick } = &e.event {
+    ///         lengths.push(trick.len());
+    ///     }
+    ///     lengths
+    /// })?;
+    /// assert_eq!(lengths, [3, 9]);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when the stream has no events; store and
+    /// decoding errors.
+    pub fn project<A: Aggregate, S>(
+        &self,
+        id: impl Into<A::Id>,
+        initial: S,
+        mut projector: impl FnMut(S, &DomainEvent<A>) -> S,
+    ) -> Result<S> {
+        let id = id.into();
+        let stored = self
+            .recorder
+            .select_events(&id.to_stored(), &EventQuery::all())?;
+        if stored.is_empty() {
+            return Err(Error::NotFound {
+                aggregate: A::NAME,
+                id: id.to_string(),
+            });
+        }
+        let mut state = initial;
+        for stored in &stored {
+            state = projector(state, &self.mapper().decode::<A>(stored)?);
+        }
+        Ok(state)
     }
 
     /// Stores a snapshot of aggregate `id` at its current version. Needs

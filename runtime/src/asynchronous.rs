@@ -187,6 +187,27 @@ impl AsyncApplication {
         self.run(move |app| app.get::<A>(id)).await
     }
 
+    /// Aggregate `id`'s events folded by `projector`
+    /// ([`Application::project`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::project`].
+    pub async fn project<A, S>(
+        &self,
+        id: impl Into<A::Id>,
+        initial: S,
+        projector: impl FnMut(S, &crate::DomainEvent<A>) -> S + Send + 'static,
+    ) -> Result<S>
+    where
+        A: Aggregate,
+        S: Send + 'static,
+    {
+        let id = id.into();
+        self.run(move |app| app.project::<A, S>(id, initial, projector))
+            .await
+    }
+
     /// Aggregate `id` at `version` ([`Application::get_at`]).
     ///
     /// # Errors

@@ -1,7 +1,10 @@
 //! The domain model: aggregates, their events and their metadata.
 //!
-//! Users do not implement these traits by hand: `#[aggregate]` on a struct
-//! and on its impl block generates the implementations (see the crate docs).
+//! `#[aggregate]` on a struct and on its impl block implements
+//! [`Aggregate`], and `#[event]` methods or `#[derive(Event)]` implement
+//! [`Event`] (see the crate docs). In the explicit style the user writes
+//! how events change the aggregate: [`Apply`] (in place) or [`Evolve`]
+//! (immutable).
 
 use std::fmt::{self, Debug, Display};
 use std::hash::Hash;
@@ -9,8 +12,8 @@ use std::hash::Hash;
 use serde::{Deserializer, Serializer};
 use uuid::Uuid;
 
-use crate::clock::{self, Timestamp};
-use crate::error::{Error, Result};
+use crate::clock::Timestamp;
+use crate::error::Result;
 
 /// The type of an aggregate's id: [`Uuid`] (the default) or [`String`]
 /// (stream names like `dog-fido`).
@@ -566,7 +569,7 @@ pub trait Aggregate: AggregateState + AggregateInternals + Send + 'static {
     ///
     /// # Errors
     ///
-    /// [`Error::WrongEvent`] for a creation event (nothing is recorded).
+    /// [`Error::WrongEvent`](crate::Error::WrongEvent) for a creation event (nothing is recorded).
     fn record(&mut self, event: Self::Event) -> Result<()> {
         if event.is_creation() {
             return Err(wrong_event::<Self>(
@@ -582,6 +585,20 @@ pub trait Aggregate: AggregateState + AggregateInternals + Send + 'static {
         Ok(())
     }
 
+    /// [`record`](Self::record) for the immutable style: takes the
+    /// aggregate and returns it with `event` recorded, so a command reads
+    /// `fn add_trick(dog: Dog, trick: &str) -> Result<Dog>` (see
+    /// [`Evolve`] for an example).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongEvent`](crate::Error::WrongEvent) for a creation event (the aggregate is
+    /// dropped: nothing was recorded on it).
+    fn with_event(mut self, event: Self::Event) -> Result<Self> {
+        self.record(event)?;
+        Ok(self)
+    }
+
     /// The aggregate that creation event `event` makes, with a new id
     /// ([`AggregateId::generate`]), the event pending: as if its creation
     /// method had been called. An aggregate whose id comes from its
@@ -590,7 +607,7 @@ pub trait Aggregate: AggregateState + AggregateInternals + Send + 'static {
     ///
     /// # Errors
     ///
-    /// [`Error::WrongEvent`] for an event that is not a creation event.
+    /// [`Error::WrongEvent`](crate::Error::WrongEvent) for an event that is not a creation event.
     fn from_event(event: Self::Event) -> Result<Self> {
         Self::from_event_with_id(Self::Id::generate(), event)
     }
@@ -618,96 +635,6 @@ pub trait Aggregate: AggregateState + AggregateInternals + Send + 'static {
         }
     }
 }
-
-/// How an aggregate in the explicit style changes with its events: the
-/// projector of Python's aggregate examples 4 to 8, for an aggregate whose
-/// events are an enum you write (`#[derive(Event)]`). Implement it with
-/// `#[aggregate(events = ThatEnum)]` on the impl, which makes the
-/// aggregate (as `#[aggregate]` on an impl block of `#[event]` methods
-/// does, with the same options), gives its struct literals the hidden
-/// metadata, and takes its snapshot upcasters (`#[upcast(snapshot, from
-/// = N)]`). Called when an event is recorded ([`Aggregate::record`],
-/// [`Aggregate::from_event`]) and when the aggregate is rebuilt from its
-/// stored events.
-///
-/// ```
-/// use annals::prelude::*;
-/// use annals::Apply;
-///
-/// #[derive(Debug, Clone, PartialEq, Event)]
-/// pub enum DogEvent {
-///     #[annals(create)]
-///     Registered { name: String },
-///     TrickAdded { trick: String },
-/// }
-///
-/// #[aggregate]
-/// #[derive(Debug)]
-/// pub struct Dog { pub name: String, pub tricks: Vec<String> }
-///
-/// impl Dog {
-///     pub fn register(name: String) -> annals::Result<Self> {
-///         Self::from_event(DogEvent::Registered { name })
-///     }
-///     pub fn add_trick(&mut self, trick: String) -> annals::Result<()> {
-///         self.record(DogEvent::TrickAdded { trick })
-///     }
-/// }
-///
-/// #[aggregate(events = DogEvent)]
-/// impl Apply for Dog {
-///     fn create(event: DogEvent) -> Result<Self, DogEvent> {
-///         match event {
-///             DogEvent::Registered { name } => Ok(Dog { name, tricks: Vec::new() }),
-///             other => Err(other),
-///         }
-///     }
-///     fn apply(&mut self, event: DogEvent) {
-///         match event {
-///             DogEvent::Registered { .. } => {}
-///             DogEvent::TrickAdded { trick } => self.tricks.push(trick),
-///         }
-///     }
-/// }
-///
-/// let app = Application::builder("School").build()?;
-/// let mut dog = Dog::register("Fido".into())?;
-/// dog.add_trick("roll over".into())?;
-/// app.save(&mut dog)?;
-/// let copy: Dog = app.get(dog.id())?;
-/// assert_eq!((copy.tricks.as_slice(), copy.version()), (&["roll over".to_owned()][..], 2));
-/// let stored = app.notifications(1, 10)?;
-/// assert_eq!(stored[1].event.topic, "Dog.TrickAdded");
-/// # Ok::<(), annals::Error>(())
-/// ```
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` names its events with `#[aggregate(events = ...)]`, and does not say how they change it",
-    label = "needs `impl annals::Apply for {Self}`",
-    note = "implement `annals::Apply` for `{Self}`: `create` builds it from a creation event, `apply` changes it with any other"
-)]
-pub trait Apply: Aggregate {
-    /// The aggregate that creation event `event` makes; any other event
-    /// is given back (`other => Err(other)`).
-    ///
-    /// # Errors
-    ///
-    /// The event, when it is not one that creates the aggregate.
-    fn create(event: Self::Event) -> std::result::Result<Self, Self::Event>;
-
-    /// Changes the aggregate with `event`, which is never a creation
-    /// event.
-    fn apply(&mut self, event: Self::Event);
-}
-
-/// The error of `event` given where it cannot go.
-fn wrong_event<A: Aggregate>(event: &A::Event, message: &str) -> Error {
-    Error::WrongEvent {
-        aggregate: A::NAME,
-        event: event.name(),
-        message: message.to_owned(),
-    }
-}
-
 /// The hidden half of [`Aggregate`] that `#[aggregate]` on the impl block
 /// generates (see [`EventInternals`]).
 #[doc(hidden)]
@@ -817,227 +744,10 @@ impl<A: Aggregate> Debug for Meta<A> {
     }
 }
 
-/// An event body running in this thread: of which aggregate type, for
-/// which event's timestamp.
-struct Frame {
-    aggregate: std::any::TypeId,
-    timestamp: Timestamp,
-}
+mod applying;
+mod explicit;
 
-thread_local! {
-    /// The event bodies running in this thread, innermost last.
-    static APPLYING: std::cell::RefCell<Vec<Frame>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Marks an event body as running until dropped. An event method of the
-/// same aggregate type called while one runs (an event body that calls
-/// another event method, directly or not) records nothing: its effect is
-/// part of the outer event, and replaying the outer event repeats it.
-/// Event methods of other aggregate types record as usual.
-#[doc(hidden)]
-#[must_use]
-#[derive(Debug)]
-pub struct Applying {
-    timestamp: Timestamp,
-    records: bool,
-}
-
-impl Drop for Applying {
-    fn drop(&mut self) {
-        APPLYING.with(|frames| {
-            frames.borrow_mut().pop();
-        });
-    }
-}
-
-impl Applying {
-    fn push<A: Aggregate>(timestamp: Timestamp, records: bool) -> Self {
-        APPLYING.with(|frames| {
-            frames.borrow_mut().push(Frame {
-                aggregate: std::any::TypeId::of::<A>(),
-                timestamp,
-            });
-        });
-        Self { timestamp, records }
-    }
-
-    /// Replays a stored event of `A` that happened at `timestamp`.
-    fn replaying<A: Aggregate>(timestamp: Timestamp) -> Self {
-        Self::push::<A>(timestamp, false)
-    }
-}
-
-/// Starts the body of an event method of `A` (see [`Applying`]): a new
-/// event now, or, inside a body of `A`'s, part of that event.
-#[doc(hidden)]
-pub fn applying<A: Aggregate>() -> Applying {
-    let outer = APPLYING.with(|frames| {
-        frames
-            .borrow()
-            .iter()
-            .rev()
-            .find(|frame| frame.aggregate == std::any::TypeId::of::<A>())
-            .map(|frame| frame.timestamp)
-    });
-    match outer {
-        Some(timestamp) => Applying::push::<A>(timestamp, false),
-        None => Applying::push::<A>(clock::now(), true),
-    }
-}
-
-/// The timestamp of the event whose body is running: when an event method
-/// is called, the time it records (from the clock); when a stored event is
-/// replayed, the time stored with it. So a body can keep it in the state
-/// (`self.modified = annals::current_event_timestamp();`) and replay gives
-/// the same value.
-///
-/// # Panics
-///
-/// Outside an event body.
-pub fn current_event_timestamp() -> Timestamp {
-    APPLYING.with(|frames| frames.borrow().last().map(|frame| frame.timestamp))
-        .expect("annals::current_event_timestamp() is called outside an event body: call it in the body of an #[event] method")
-}
-
-/// Called by generated creation methods after the body has built `agg`.
-#[doc(hidden)]
-pub fn __created<A: Aggregate>(agg: &mut A, id: A::Id, event: A::Event, applying: Applying) {
-    if !applying.records {
-        return;
-    }
-    let timestamp = applying.timestamp;
-    drop(applying);
-    let discards = event.is_discarding();
-    let meta = agg.__meta_mut();
-    meta.id = id.clone();
-    meta.version = A::INITIAL_VERSION;
-    meta.created_on = timestamp;
-    meta.modified_on = timestamp;
-    meta.discarded = discards;
-    meta.pending.push(DomainEvent {
-        originator_id: id,
-        originator_version: A::INITIAL_VERSION,
-        timestamp,
-        correlation_id: None,
-        causation_id: None,
-        event,
-    });
-}
-
-/// Called by generated command methods after the body has run.
-#[doc(hidden)]
-pub fn __triggered<A: Aggregate>(agg: &mut A, event: A::Event, applying: Applying) {
-    if !applying.records {
-        return;
-    }
-    let timestamp = applying.timestamp;
-    drop(applying);
-    let meta = agg.__meta_mut();
-    meta.version += 1;
-    meta.modified_on = timestamp;
-    meta.discarded |= event.is_discarding();
-    let originator_id = meta.id.clone();
-    let originator_version = meta.version;
-    meta.pending.push(DomainEvent {
-        originator_id,
-        originator_version,
-        timestamp,
-        correlation_id: None,
-        causation_id: None,
-        event,
-    });
-}
-
-/// Sets the metadata of an aggregate rebuilt from a snapshot.
-pub(crate) fn restore_meta<A: Aggregate>(
-    agg: &mut A,
-    id: A::Id,
-    version: u64,
-    created_on: Timestamp,
-    modified_on: Timestamp,
-    last_hash: Option<EventHash>,
-) {
-    let meta = agg.__meta_mut();
-    meta.last_hash = last_hash;
-    meta.id = id;
-    meta.version = version;
-    meta.created_on = created_on;
-    meta.modified_on = modified_on;
-    meta.discarded = false;
-    meta.pending.clear();
-}
-
-/// Checks that the stored event at `version` follows `agg` without a gap.
-/// Callers check it before decoding the event: a missing version says more
-/// than the broken hash or failed decode it would cause.
-pub(crate) fn check_follows<A: Aggregate>(agg: &A, version: u64) -> Result<()> {
-    let expected = agg.version() + 1;
-    if version == expected {
-        return Ok(());
-    }
-    Err(Error::Corrupt {
-        aggregate: A::NAME,
-        id: agg.id().to_string(),
-        message: format!(
-            "version {version} follows version {}: version {expected} is missing",
-            agg.version()
-        ),
-    })
-}
-
-/// Applies a stored event to the aggregate built so far (`None` before the
-/// first event), checking that it begins with a creation event and creates
-/// only once (versions follow without gaps: see [`check_follows`]). The
-/// aggregate is changed where it lies: moving it in and out per event cost
-/// ~130 instructions an event (callgrind, W2).
-pub(crate) fn replay<A: Aggregate>(state: &mut Option<A>, recorded: DomainEvent<A>) -> Result<()> {
-    let DomainEvent {
-        originator_id,
-        originator_version,
-        timestamp,
-        event,
-        ..
-    } = recorded;
-    let corrupt = |message: String| Error::Corrupt {
-        aggregate: A::NAME,
-        id: originator_id.to_string(),
-        message,
-    };
-    let discards = event.is_discarding();
-    let name = event.name();
-    let agg = match state {
-        None => {
-            let created = {
-                let _applying = Applying::replaying::<A>(timestamp);
-                A::__create(event)
-            };
-            let created = created.map_err(|_| {
-                corrupt(format!(
-                    "it begins with {name} (version {originator_version}), which is not a creation event"
-                ))
-            })?;
-            let agg = state.insert(created);
-            let meta = agg.__meta_mut();
-            meta.id = originator_id;
-            meta.created_on = timestamp;
-            agg
-        }
-        Some(agg) => {
-            let applied = {
-                let _applying = Applying::replaying::<A>(timestamp);
-                agg.__apply(event)
-            };
-            applied.map_err(|_| {
-                corrupt(format!(
-                    "creation event {name} at version {originator_version}"
-                ))
-            })?;
-            agg
-        }
-    };
-    let meta = agg.__meta_mut();
-    meta.version = originator_version;
-    meta.modified_on = timestamp;
-    meta.discarded |= discards;
-    Ok(())
-}
+pub use applying::{__created, __triggered, applying, current_event_timestamp, Applying};
+pub(crate) use applying::{check_follows, replay, restore_meta};
+use explicit::wrong_event;
+pub use explicit::{Apply, Evolve};

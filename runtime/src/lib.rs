@@ -304,7 +304,7 @@ pub use annals_macros::upcast;
 /// as an `#[event]` method's arguments are. The aggregate names the enum,
 /// `#[aggregate(events = DogEvent)]` on its impl block, and says how each
 /// event changes it by implementing [`Apply`] (see there for a whole
-/// aggregate). It records them with [`Aggregate::record`] and
+/// aggregate), or, for an immutable aggregate, [`Evolve`]. It records them with [`Aggregate::record`] and
 /// [`Aggregate::from_event`], and [`Application::decide`] takes them as
 /// values from a command.
 ///
@@ -354,7 +354,8 @@ pub use any_event::AnyEvent;
 pub use application::{Application, ApplicationBuilder, Batch, CommandError, Save, Verification};
 pub use clock::Timestamp;
 pub use domain::{
-    current_event_timestamp, Aggregate, AggregateId, Apply, DomainEvent, Event, Header, Metadata,
+    current_event_timestamp, Aggregate, AggregateId, Apply, DomainEvent, Event, Evolve, Header,
+    Metadata,
 };
 // What every store shares is annals-core's; these modules are its, at the
 // paths an application has always used.

@@ -41,7 +41,7 @@ pub use crate::domain::probe;
 pub use crate::domain::Header;
 pub use crate::domain::{
     __created, __triggered, applying, Aggregate, AggregateId, AggregateInternals, AggregateState,
-    Apply, Event, EventField, EventInternals, Meta,
+    Apply, Event, EventField, EventInternals, Evolve, Meta,
 };
 pub use serde;
 pub use serde_json as json;

@@ -243,8 +243,8 @@ fn an_explicit_enum_gets_what_event_methods_get() {
 /// `test_compression_and_encryption.py` (7 and 8): the same story, plainly
 /// and with zlib and AES; the stored states are then neither JSON nor
 /// readable.
-macro_rules! models_tests {
-    ($plain:ident, $intervals:ident, $style:ident) => {
+macro_rules! models_test {
+    ($plain:ident, $style:ident) => {
         #[test]
         fn $plain() {
             use annals_examples::styles::$style::{Dog, DogSchool};
@@ -297,7 +297,12 @@ macro_rules! models_tests {
                 }
             }
         }
+    };
+}
 
+/// `aggregateN/test_snapshotting_intervals.py` (7 and 8).
+macro_rules! intervals_test {
+    ($intervals:ident, $style:ident) => {
         /// `aggregateN/test_snapshotting_intervals.py` (7 and 8): with an interval of 1,
         /// each save snapshots the dog. (Python's first assertion, that a school
         /// without a snapshot projector refuses, has no counterpart: a type that
@@ -336,13 +341,170 @@ macro_rules! models_tests {
     };
 }
 
-models_tests!(
+models_test!(
     aggregate7_models_plain_and_compressed_and_encrypted,
-    aggregate7_snapshotting_intervals,
     aggregate7
 );
-models_tests!(
+intervals_test!(aggregate7_snapshotting_intervals, aggregate7);
+models_test!(
     aggregate8_declarative_models_plain_and_compressed_and_encrypted,
-    aggregate8_snapshotting_intervals,
     aggregate8
 );
+intervals_test!(aggregate8_snapshotting_intervals, aggregate8);
+models_test!(
+    aggregate7a_frozen_models_plain_and_compressed_and_encrypted,
+    aggregate7a
+);
+
+// ---- aggregate6a and 7a: immutable aggregates. ------------------------------
+
+/// `aggregate6a/test_application.py` and `aggregate7a/test_application.py`:
+/// the story of 4 to 6, then a snapshot taken automatically at version 5.
+macro_rules! frozen_test {
+    ($test:ident, $style:ident, |$persistence:ident| $school:expr) => {
+        #[test]
+        fn $test() {
+            use annals_examples::styles::$style::{Dog, DogSchool};
+            for (store, $persistence) in in_schema(every_store("DogSchool"), stringify!($style)) {
+                // Construct application object.
+                let school: DogSchool = $school.expect("school");
+
+                // Evolve application state.
+                let dog_id = school.register_dog("Fido").expect("register");
+                school.add_trick(dog_id, "roll over").expect("trick");
+                school.add_trick(dog_id, "play dead").expect("trick");
+
+                // Query application state.
+                let dog = school.get_dog(dog_id).expect("dog");
+                assert_eq!(dog.name, "Fido", "{store}");
+                assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
+
+                // Select notifications.
+                let notifications = school.app().notifications(1, 10).expect("log");
+                assert_eq!(notifications.len(), 3, "{store}");
+
+                // Take snapshot.
+                let snapshots = school.app().snapshots().expect("on");
+                let count = || snapshots.versions::<Dog>(dog_id).expect("versions").len();
+                assert_eq!(count(), 0, "{store}");
+                school
+                    .app()
+                    .take_snapshot_at::<Dog>(dog_id, 3)
+                    .expect("snapshot");
+                assert_eq!(count(), 1, "{store}");
+                let dog = school.get_dog(dog_id).expect("dog");
+                assert_eq!(dog.name, "Fido", "{store}");
+                assert_eq!(dog.tricks, ["roll over", "play dead"], "{store}");
+
+                // Continue with snapshotted aggregate.
+                school.add_trick(dog_id, "fetch ball").expect("trick");
+                let dog = school.get_dog(dog_id).expect("dog");
+                assert_eq!(dog.name, "Fido", "{store}");
+                assert_eq!(
+                    dog.tricks,
+                    ["roll over", "play dead", "fetch ball"],
+                    "{store}"
+                );
+
+                // Auto-snapshotting at version 5.
+                assert_eq!(count(), 1, "{store}");
+                school.add_trick(dog_id, "jump hoop").expect("trick");
+                assert_eq!(count(), 2, "{store}");
+                assert_eq!(
+                    snapshots.versions::<Dog>(dog_id).expect("versions"),
+                    [3, 5],
+                    "{store}"
+                );
+            }
+        }
+    };
+}
+
+frozen_test!(aggregate6a_frozen_dataclasses, aggregate6a, |persistence| {
+    DogSchool::new(persistence)
+});
+frozen_test!(aggregate7a_frozen_models, aggregate7a, |persistence| {
+    DogSchool::new(persistence, [])
+});
+
+/// An immutable command leaves the dog it was given as it was: the next
+/// dog is a new value, the one before it still readable (the point of
+/// the style).
+#[test]
+fn an_evolved_aggregate_leaves_the_one_before_it_unchanged() {
+    use annals_examples::styles::aggregate6a::{add_trick, register_dog, Dog, DogEvent};
+    let fido = register_dog("Fido").expect("register");
+    let before = fido.clone();
+    let after = add_trick(fido, "sit").expect("trick");
+    assert_eq!((before.tricks.len(), before.version()), (0, 1));
+    assert_eq!(
+        (after.tricks.as_slice(), after.version()),
+        (&["sit".to_owned()][..], 2)
+    );
+    assert_eq!(
+        after.id(),
+        before.id(),
+        "the next dog is the same aggregate"
+    );
+    assert_eq!(after.pending_events().len(), 2);
+    // A creation event is not a change: refused, naming it.
+    let refused = add_trick(after.clone(), "x")
+        .and_then(|dog: Dog| dog.with_event(DogEvent::DogRegistered { name: "Rex".into() }));
+    assert!(
+        matches!(
+            &refused,
+            Err(annals::Error::WrongEvent {
+                event: "DogRegistered",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+}
+
+/// A projector function given with the id (Python's
+/// `repository.get(id, projector_func=...)`): a state of the caller's own,
+/// folded from the stream's events.
+#[test]
+fn a_projector_function_folds_a_stream_into_a_state_of_its_own() {
+    use annals_examples::styles::aggregate6a::{Dog, DogEvent, DogSchool};
+    for (store, persistence) in in_schema(every_store("DogSchool"), "projector") {
+        let school = DogSchool::new(persistence).expect("school");
+        let id = school.register_dog("Fido").expect("register");
+        school.add_trick(id, "sit").expect("trick");
+        school.add_trick(id, "roll over").expect("trick");
+        let timeline = school
+            .app()
+            .project::<Dog, Vec<(u64, String)>>(id, Vec::new(), |mut seen, e| {
+                let what = match &e.event {
+                    DogEvent::DogRegistered { name } => format!("registered {name}"),
+                    DogEvent::TrickAdded { trick } => format!("learned {trick}"),
+                };
+                seen.push((e.originator_version, what));
+                seen
+            })
+            .expect("project");
+        assert_eq!(
+            timeline,
+            [
+                (1, "registered Fido".to_owned()),
+                (2, "learned sit".to_owned()),
+                (3, "learned roll over".to_owned())
+            ],
+            "{store}"
+        );
+        let missing = school
+            .app()
+            .project::<Dog, ()>(annals::Uuid::new_v4(), (), |(), _| ());
+        assert!(
+            matches!(
+                missing,
+                Err(annals::Error::NotFound {
+                    aggregate: "Dog",
+                    ..
+                })
+            ),
+            "{store}: {missing:?}"
+        );
+    }
+}

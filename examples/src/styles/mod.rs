@@ -6,5 +6,7 @@
 pub mod aggregate4;
 pub mod aggregate5;
 pub mod aggregate6;
+pub mod aggregate6a;
 pub mod aggregate7;
+pub mod aggregate7a;
 pub mod aggregate8;

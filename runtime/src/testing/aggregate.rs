@@ -243,6 +243,56 @@ impl<A: Aggregate> AggregateTest<A> {
         Outcome::new(app, aggregate, result)
     }
 
+    /// Runs `command`, a command of the immutable style (see
+    /// [`Evolve`](crate::Evolve)): it takes the given aggregate and returns
+    /// the next one. When it fails, the outcome's aggregate is the one it
+    /// was given, unchanged.
+    ///
+    /// ```
+    /// # use annals::prelude::*;
+    /// # use annals::testing::AggregateTest;
+    /// # use annals::Evolve;
+    /// # #[derive(Debug, Clone, PartialEq, Event)]
+    /// # pub enum DogEvent { #[annals(create)] Registered {}, TrickAdded { trick: String } }
+    /// # #[aggregate] #[derive(Debug, Clone)] pub struct Dog { pub tricks: Vec<String> }
+    /// # #[aggregate(events = DogEvent)] impl Evolve for Dog {
+    /// #     fn create(e: DogEvent) -> Result<Self, DogEvent> {
+    /// #         match e { DogEvent::Registered {} => Ok(Dog { tricks: vec![] }), other => Err(other) }
+    /// #     }
+    /// #     fn evolve(&self, e: DogEvent) -> Self {
+    /// #         match e {
+    /// #             DogEvent::TrickAdded { trick } => Dog { tricks: [self.tricks.clone(), vec![trick]].concat() },
+    /// #             DogEvent::Registered {} => self.clone(),
+    /// #         }
+    /// #     }
+    /// # }
+    /// fn add_trick(dog: Dog, trick: &str) -> Result<Dog, String> {
+    ///     if dog.tricks.iter().any(|t| t == trick) {
+    ///         return Err(format!("knows {trick} already"));
+    ///     }
+    ///     dog.with_event(DogEvent::TrickAdded { trick: trick.into() }).map_err(|e| e.to_string())
+    /// }
+    ///
+    /// AggregateTest::<Dog>::given([DogEvent::Registered {}])
+    ///     .when_evolved(|dog| add_trick(dog, "sit"))
+    ///     .then_events(vec![DogEvent::TrickAdded { trick: "sit".into() }]);
+    /// AggregateTest::<Dog>::given([DogEvent::Registered {}, DogEvent::TrickAdded { trick: "sit".into() }])
+    ///     .when_evolved(|dog| add_trick(dog, "sit"))
+    ///     .then_no_events()
+    ///     .then_error_matches(|e| e.contains("already"));
+    /// ```
+    pub fn when_evolved<E>(self, command: impl FnOnce(A) -> Result<A, E>) -> Outcome<A, (), E>
+    where
+        A: Clone,
+    {
+        let Self { app, aggregate } = self;
+        let before = aggregate.clone();
+        match command(aggregate) {
+            Ok(next) => Outcome::new(app, next, Ok(())),
+            Err(e) => Outcome::new(app, before, Err(e)),
+        }
+    }
+
     /// Runs `create`, a creation command, from nothing: every event of the
     /// aggregate it returns is what it triggered.
     ///
