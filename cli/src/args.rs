@@ -49,7 +49,8 @@ pub(crate) struct Global {
     /// POSTGRES_DBNAME=NAME; host, port and user from POSTGRES_*).
     #[arg(long, value_name = "NAME", global = true)]
     pub postgres: Option<String>,
-    /// An object store: a directory, memory:// or s3://bucket/prefix
+    /// An object store: a directory, memory://, s3://bucket/prefix or
+    /// az://container/prefix
     /// (PERSISTENCE_MODULE=object, OBJECT_STORE_LOCATION=LOCATION).
     #[arg(long, value_name = "LOCATION", global = true)]
     pub object: Option<String>,

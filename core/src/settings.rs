@@ -83,7 +83,7 @@ settings! {
     /// The root certificate that signs the PostgreSQL server's.
     POSTGRES_SSLROOTCERT: "a PEM file: the root certificate of the server's (verify-ca, verify-full)", None;
     /// Where the object store keeps its objects.
-    OBJECT_STORE_LOCATION: "the object store's directory, memory://, or s3://bucket/prefix (with AWS_* settings)", None;
+    OBJECT_STORE_LOCATION: "the object store's directory, memory://, s3://bucket/prefix (with AWS_* settings) or az://container/prefix (with AZURE_* settings)", None;
     /// The UmaDB server (`PERSISTENCE_MODULE=umadb`, a DCB store).
     UMADB_URI: "the UmaDB server: http://host:port (https:// for TLS; a bare host:port is http://)", None;
     /// The API key the UmaDB server asks for.

@@ -77,6 +77,7 @@
 //! | `postgres` | the PostgreSQL store (`persistence::postgres`, crate `annals-postgres`) and the `postgres` client |
 //! | `object-store` | the object store on a directory or in memory (`persistence::object`, crate `annals-object-store`) |
 //! | `s3` | the object store on Amazon S3 and S3-protocol servers |
+//! | `azure` | the object store on Azure Blob Storage (and Azurite) |
 //! | `tokio` | `asynchronous`: the application's calls as `Send` futures, its log as streams |
 //! | `axum` | `web`: annals' errors as JSON responses |
 //! | `testing` | `testing`: given/when/then kits and the recorder contract suite |

@@ -85,6 +85,39 @@ mod object_on_s3 {
     });
 }
 
+/// The Azure location of the test server (`ANNALS_AZURE_LOCATION`, Azurite,
+/// which `.ci/run` starts), or `None` (a failure in CI).
+fn azure_location() -> Option<String> {
+    match std::env::var("ANNALS_AZURE_LOCATION") {
+        Ok(location) => Some(location),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the Azure tests must run in CI: set ANNALS_AZURE_LOCATION (.ci/run starts a server)"
+            );
+            None
+        }
+    }
+}
+
+mod object_on_azure {
+    use super::*;
+    use annals::persistence::object::ObjectConfig;
+
+    annals::dcb_recorder_contract!(|name| {
+        let location = format!(
+            "{}/dcb-{name}-{}",
+            azure_location()?,
+            uuid::Uuid::new_v4().simple()
+        );
+        Some(Arc::new(
+            ObjectConfig::location(&location)
+                .open_dcb("Courses")
+                .unwrap_or_else(|e| panic!("open {location}: {}", e.report())),
+        ))
+    });
+}
+
 /// Two object store recorders on one directory (as two processes would
 /// be): each append is decided by its create-if-absent write, so racing
 /// conditional appends through both admit one, and each sees the other's.

@@ -1,7 +1,10 @@
 //! The object store (`persistence::object`): the recorder contract on a
-//! directory, in memory and on S3 (an S3-protocol server on 127.0.0.1,
-//! `ANNALS_S3_LOCATION`, started by `.ci/run`); faults injected at every
-//! object call of a save; bad locations and foreign objects.
+//! directory, in memory, on S3 (an S3-protocol server on 127.0.0.1,
+//! `ANNALS_S3_LOCATION`, started by `.ci/run`) and on Azure Blob Storage
+//! (Azurite on 127.0.0.1, `ANNALS_AZURE_LOCATION`, started by `.ci/run`);
+//! faults injected at every object call of a save, and racing processes,
+//! on memory or a directory and on Azure; bad locations and foreign
+//! objects.
 
 use std::fmt;
 use std::ops::Range;
@@ -29,28 +32,66 @@ fn directory(name: &str) -> Arc<dyn ProcessRecorder> {
         .events
 }
 
-/// The S3 location of the test server, or `None` (a failure in CI).
-fn s3_location() -> Option<String> {
-    match std::env::var("ANNALS_S3_LOCATION") {
+/// The location the test server's variable names, or `None` (a failure
+/// in CI, where every server runs).
+fn location_from(var: &str, server: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(location) => Some(location),
         Err(_) => {
             assert!(
                 std::env::var_os("CI").is_none(),
-                "the S3 tests must run in CI: set ANNALS_S3_LOCATION (.ci/run starts a server)"
+                "the {server} tests must run in CI: set {var} (.ci/run starts a server)"
             );
             None
         }
     }
 }
 
-fn s3(name: &str) -> Option<Arc<dyn ProcessRecorder>> {
-    let location = format!("{}/{name}-{}", s3_location()?, Uuid::new_v4().simple());
+/// The S3 location of the test server, or `None` (a failure in CI).
+fn s3_location() -> Option<String> {
+    location_from("ANNALS_S3_LOCATION", "S3")
+}
+
+/// The Azure location of the test server (Azurite, `az://container/prefix`;
+/// the account and endpoint in `AZURE_*`), or `None` (a failure in CI).
+fn azure_location() -> Option<String> {
+    location_from("ANNALS_AZURE_LOCATION", "Azure")
+}
+
+/// A recorder under a fresh prefix of `location`.
+fn under(location: Option<String>, name: &str) -> Option<Arc<dyn ProcessRecorder>> {
+    let location = format!("{}/{name}-{}", location?, Uuid::new_v4().simple());
     Some(
         ObjectConfig::location(&location)
             .open("Contract")
             .unwrap_or_else(|e| panic!("open {location}: {}", e.report()))
             .events,
     )
+}
+
+/// The Azure test container as an `ObjectStore`, and a fresh prefix in it
+/// for `name`: for the tests that wrap the store (faults) or share it
+/// between recorders.
+fn azure_store(name: &str) -> Option<(Arc<dyn ObjectStore>, Path)> {
+    let location = azure_location()?;
+    let (container, prefix) = location
+        .strip_prefix("az://")
+        .and_then(|rest| rest.split_once('/'))
+        .expect("ANNALS_AZURE_LOCATION is az://container/prefix");
+    let store = object_store::azure::MicrosoftAzureBuilder::from_env()
+        .with_container_name(container)
+        .build()
+        .unwrap_or_else(|e| panic!("an Azure client for {location}: {e}"));
+    let prefix = Path::from(format!("{prefix}/{name}-{}", Uuid::new_v4().simple()));
+    Some((Arc::new(store), prefix))
+}
+
+/// A fresh in-memory store.
+fn memory_store(_: &str) -> Option<(Arc<dyn ObjectStore>, Path)> {
+    Some((
+        Arc::new(object_store::memory::InMemory::new()),
+        Path::default(),
+    ))
 }
 
 mod on_a_directory {
@@ -68,7 +109,11 @@ mod in_memory {
 }
 
 mod on_s3 {
-    annals::recorder_contract!(|name| super::s3(name));
+    annals::recorder_contract!(|name| super::under(super::s3_location(), name));
+}
+
+mod on_azure {
+    annals::recorder_contract!(|name| super::under(super::azure_location(), name));
 }
 
 #[test]
@@ -275,21 +320,41 @@ impl ObjectStore for Faulty {
     }
 }
 
+/// The stores the fault and race tests run on: a fresh one (or a fresh
+/// prefix of one) for each case, or `None` when its server is not
+/// configured (a failure in CI).
+type MakeStore = fn(&str) -> Option<(Arc<dyn ObjectStore>, Path)>;
+
 /// For every object call N of a save, with the fault before and after the
 /// call takes effect: the save either stored everything or nothing, every
 /// save acknowledged before is still there, and the next writer (a new
 /// recorder, as after a crash) continues the stream.
 #[test]
 fn a_save_cut_off_at_any_object_call_is_whole_or_absent() {
+    save_cut_off_at_any_object_call(memory_store);
+}
+
+/// As above, on Azure Blob Storage (Azurite).
+#[test]
+fn a_save_cut_off_at_any_object_call_is_whole_or_absent_on_azure() {
+    if azure_location().is_none() {
+        annals_tests::skipped("a_save_cut_off_at_any_object_call_is_whole_or_absent_on_azure");
+        return;
+    }
+    save_cut_off_at_any_object_call(azure_store);
+}
+
+fn save_cut_off_at_any_object_call(make: MakeStore) {
     for after in [false, true] {
         for n in 1..=4 {
-            let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+            let (inner, prefix) = make("cut-off").expect("the store");
             let faulty = Arc::new(Faulty::new(inner.clone(), after));
-            let root = Path::from("school/events");
-            let recorder = ObjectRecorder::open(faulty.clone(), root.clone()).unwrap();
+            let root = prefix.join("school").join("events");
+            let recorder = ObjectRecorder::open(faulty.clone(), root.clone())
+                .expect("open through the faults");
             let acknowledged = recorder
                 .insert_events(&[annals::testing::contract::event("a", 1, "Dog.Registered")])
-                .unwrap();
+                .expect("the first save");
             assert_eq!(acknowledged, [1]);
             faulty.calls.store(0, Ordering::SeqCst);
             faulty.fail_at.store(n, Ordering::SeqCst);
@@ -300,10 +365,11 @@ fn a_save_cut_off_at_any_object_call_is_whole_or_absent() {
             let outcome = recorder.insert_events(&batch);
             faulty.fail_at.store(0, Ordering::SeqCst);
 
-            let next = ObjectRecorder::open(inner.clone(), root.clone()).unwrap();
+            let next =
+                ObjectRecorder::open(inner.clone(), root.clone()).expect("open as after a crash");
             let log = next
                 .select_notifications(&annals::persistence::NotificationQuery::new(1, 10))
-                .unwrap();
+                .expect("the log");
             let stored: Vec<(String, u64)> = log
                 .iter()
                 .map(|n| (n.event.originator_id.clone(), n.event.originator_version))
@@ -336,7 +402,7 @@ fn a_save_cut_off_at_any_object_call_is_whole_or_absent() {
                 next_version,
                 "Dog.Registered",
             )]);
-            assert!(err.unwrap_err().is_conflict());
+            assert!(err.expect_err("a conflict").is_conflict());
         }
     }
 }
@@ -348,33 +414,49 @@ fn a_save_cut_off_at_any_object_call_is_whole_or_absent() {
 /// the key keeps the first outcome.
 #[test]
 fn a_key_stored_by_another_writer_is_a_conflict_for_the_write_that_loses() {
+    key_stored_by_another_writer(memory_store);
+}
+
+/// As above, on Azure Blob Storage (Azurite).
+#[test]
+fn a_key_stored_by_another_writer_is_a_conflict_for_the_write_that_loses_on_azure() {
+    if azure_location().is_none() {
+        annals_tests::skipped(
+            "a_key_stored_by_another_writer_is_a_conflict_for_the_write_that_loses_on_azure",
+        );
+        return;
+    }
+    key_stored_by_another_writer(azure_store);
+}
+
+fn key_stored_by_another_writer(make: MakeStore) {
     use annals::persistence::{EventQuery, KeyedOutcome};
     let keyed = |outcome: &[u8]| KeyedOutcome {
         key: "request-1".into(),
         outcome: outcome.to_vec(),
     };
-    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let root = Path::from("bank/events");
-    let first = ObjectRecorder::open(inner.clone(), root.clone()).unwrap();
-    let second = ObjectRecorder::open(inner.clone(), root.clone()).unwrap();
+    let (inner, prefix) = make("key").expect("the store");
+    let root = prefix.join("bank").join("events");
+    let first = ObjectRecorder::open(inner.clone(), root.clone()).expect("open the first");
+    let second = ObjectRecorder::open(inner.clone(), root.clone()).expect("open the second");
     let event = annals::testing::contract::event;
     first
         .insert_events_keyed(&[event("a", 1, "Dog.Registered")], None, &keyed(b"first"))
-        .unwrap();
+        .expect("the first keyed save");
     let err = second
         .insert_events_keyed(&[event("b", 1, "Dog.Registered")], None, &keyed(b"second"))
-        .unwrap_err();
+        .expect_err("the second keyed save");
     assert!(err.is_conflict(), "{}", err.report());
     assert_eq!(
-        second.select_outcome("request-1").unwrap(),
+        second.select_outcome("request-1").expect("the outcome"),
         Some(b"first".to_vec())
     );
-    let reader = ObjectRecorder::open(inner, root).unwrap();
+    let reader = ObjectRecorder::open(inner, root).expect("open a reader");
     assert!(reader
         .select_events("b", &EventQuery::all())
-        .unwrap()
+        .expect("the events of b")
         .is_empty());
-    assert_eq!(reader.max_notification_id().unwrap(), 1);
+    assert_eq!(reader.max_notification_id().expect("the last id"), 1);
 }
 
 /// A keyed save cut off at any object call (before or after the call
@@ -383,17 +465,34 @@ fn a_key_stored_by_another_writer_is_a_conflict_for_the_write_that_loses() {
 /// events are stored.
 #[test]
 fn a_keyed_save_cut_off_at_any_object_call_stores_its_key_with_its_events_or_neither() {
+    keyed_save_cut_off_at_any_object_call(memory_store);
+}
+
+/// As above, on Azure Blob Storage (Azurite).
+#[test]
+fn a_keyed_save_cut_off_at_any_object_call_stores_its_key_with_its_events_or_neither_on_azure() {
+    if azure_location().is_none() {
+        annals_tests::skipped(
+            "a_keyed_save_cut_off_at_any_object_call_stores_its_key_with_its_events_or_neither_on_azure",
+        );
+        return;
+    }
+    keyed_save_cut_off_at_any_object_call(azure_store);
+}
+
+fn keyed_save_cut_off_at_any_object_call(make: MakeStore) {
     use annals::persistence::{EventQuery, KeyedOutcome};
     let event = annals::testing::contract::event;
     for after in [false, true] {
         for n in 1..=4 {
-            let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+            let (inner, prefix) = make("keyed-cut-off").expect("the store");
             let faulty = Arc::new(Faulty::new(inner.clone(), after));
-            let root = Path::from("bank/events");
-            let recorder = ObjectRecorder::open(faulty.clone(), root.clone()).unwrap();
+            let root = prefix.join("bank").join("events");
+            let recorder = ObjectRecorder::open(faulty.clone(), root.clone())
+                .expect("open through the faults");
             recorder
                 .insert_events(&[event("a", 1, "Dog.Registered")])
-                .unwrap();
+                .expect("the first save");
             faulty.calls.store(0, Ordering::SeqCst);
             faulty.fail_at.store(n, Ordering::SeqCst);
             let key = KeyedOutcome {
@@ -404,9 +503,14 @@ fn a_keyed_save_cut_off_at_any_object_call_stores_its_key_with_its_events_or_nei
                 recorder.insert_events_keyed(&[event("a", 2, "Dog.Registered")], None, &key);
             faulty.fail_at.store(0, Ordering::SeqCst);
 
-            let retry = ObjectRecorder::open(inner.clone(), root.clone()).unwrap();
-            let stored = retry.select_events("a", &EventQuery::all()).unwrap().len() == 2;
-            let found = retry.select_outcome("request-1").unwrap();
+            let retry =
+                ObjectRecorder::open(inner.clone(), root.clone()).expect("open as after a crash");
+            let stored = retry
+                .select_events("a", &EventQuery::all())
+                .expect("the events of a")
+                .len()
+                == 2;
+            let found = retry.select_outcome("request-1").expect("the outcome");
             assert_eq!(
                 found.is_some(),
                 stored,
@@ -428,10 +532,32 @@ fn a_keyed_save_cut_off_at_any_object_call_stores_its_key_with_its_events_or_nei
 fn two_processes_racing_on_one_stream_store_each_version_once() {
     let dir = temp_dir().join("race");
     std::fs::create_dir_all(&dir).unwrap();
+    race(dir.to_str().expect("a UTF-8 path"), 1000);
+}
+
+/// As above, on Azure Blob Storage (Azurite), each racer a client of its
+/// own.
+#[test]
+fn two_processes_racing_on_one_stream_store_each_version_once_on_azure() {
+    let Some(location) = azure_location() else {
+        annals_tests::skipped(
+            "two_processes_racing_on_one_stream_store_each_version_once_on_azure",
+        );
+        return;
+    };
+    race(
+        &format!("{location}/race-{}", Uuid::new_v4().simple()),
+        1000,
+    );
+}
+
+/// Two `object_racer` processes on `location` until the stream "shared"
+/// holds `saves` versions.
+fn race(location: &str, saves: u64) {
     let racer = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_object_racer"))
-            .arg(&dir)
-            .arg("1000")
+            .arg(location)
+            .arg(saves.to_string())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start object_racer")
@@ -440,28 +566,28 @@ fn two_processes_racing_on_one_stream_store_each_version_once() {
     let wins: u64 = [a, b]
         .into_iter()
         .map(|child| {
-            let out = child.wait_with_output().unwrap();
+            let out = child.wait_with_output().expect("a racer's output");
             assert!(out.status.success(), "a racer failed");
             String::from_utf8(out.stdout)
-                .unwrap()
+                .expect("a UTF-8 count")
                 .trim()
                 .parse::<u64>()
-                .unwrap()
+                .expect("a count of wins")
         })
         .sum();
-    assert_eq!(wins, 1000, "the racers' wins add up to the stream");
-    let recorder = ObjectConfig::location(dir.to_str().unwrap())
+    assert_eq!(wins, saves, "the racers' wins add up to the stream");
+    let recorder = ObjectConfig::location(location)
         .open("Race")
-        .unwrap()
+        .expect("open the raced store")
         .events;
     let versions: Vec<u64> = recorder
         .select_events("shared", &annals::persistence::EventQuery::all())
-        .unwrap()
+        .expect("the stream")
         .iter()
         .map(|e| e.originator_version)
         .collect();
-    assert_eq!(versions, (1..=1000).collect::<Vec<_>>());
-    assert_eq!(recorder.max_notification_id().unwrap(), 1000);
+    assert_eq!(versions, (1..=saves).collect::<Vec<_>>());
+    assert_eq!(recorder.max_notification_id().expect("the last id"), saves);
 }
 
 /// A bucket that does not exist: opening the store is an error naming
@@ -488,6 +614,42 @@ fn a_missing_bucket_is_an_error_at_open_naming_it() {
     );
     // A bucket that does exist opens empty.
     let empty = format!("{location}/empty-{}", Uuid::new_v4().simple());
+    let recorders = ObjectConfig::location(&empty)
+        .open("School")
+        .unwrap_or_else(|e| panic!("open {empty}: {}", e.report()));
+    assert_eq!(recorders.events.max_notification_id().unwrap(), 0);
+}
+
+/// A container that does not exist: opening the store is an error naming
+/// the container (Azure, like S3, answers a GET there with a 404, which
+/// must not read as an empty store).
+#[test]
+fn a_missing_container_is_an_error_at_open_naming_it() {
+    let Some(location) = azure_location() else {
+        annals_tests::skipped("a_missing_container_is_an_error_at_open_naming_it");
+        return;
+    };
+    let container = format!("no-such-container-{}", Uuid::new_v4().simple());
+    let missing = format!("az://{container}/school");
+    let err = ObjectConfig::location(&missing)
+        .open("School")
+        .map(|_| ())
+        .expect_err("opening a store in a missing container");
+    let report = err.report().to_string();
+    assert!(err.is_persistence(), "{report}");
+    assert!(
+        report.contains(&format!(
+            "container: {container} }}: the container does not exist"
+        )),
+        "{report}"
+    );
+    // The other spelling of the scheme, and a container that does exist,
+    // which opens empty.
+    let empty = format!(
+        "{}/empty-{}",
+        location.replacen("az://", "azure://", 1),
+        Uuid::new_v4().simple()
+    );
     let recorders = ObjectConfig::location(&empty)
         .open("School")
         .unwrap_or_else(|e| panic!("open {empty}: {}", e.report()));
@@ -560,6 +722,23 @@ fn an_s3_store_over_kept_alive_connections_opens_saves_watches_and_reads() {
         );
         return;
     };
+    over_kept_alive_connections(&location);
+}
+
+/// As above, on Azure Blob Storage (Azurite, which CI starts keeping idle
+/// connections for a minute).
+#[test]
+fn an_azure_store_over_kept_alive_connections_opens_saves_watches_and_reads() {
+    let Some(location) = azure_location() else {
+        annals_tests::skipped(
+            "an_azure_store_over_kept_alive_connections_opens_saves_watches_and_reads",
+        );
+        return;
+    };
+    over_kept_alive_connections(&location);
+}
+
+fn over_kept_alive_connections(location: &str) {
     let location = format!("{location}/kept-alive-{}", Uuid::new_v4().simple());
     within(std::time::Duration::from_secs(20), move || {
         let store = ObjectConfig::location(&location);
@@ -568,19 +747,28 @@ fn an_s3_store_over_kept_alive_connections_opens_saves_watches_and_reads() {
             .build()
             .unwrap_or_else(|e| panic!("open {location}: {}", e.report()));
         let mut fido = Dog::register("Fido".into());
-        app.save(&mut fido).unwrap();
-        let other = Application::builder("School").store(store).build().unwrap();
-        let changes = other.changes::<Dog>(fido.id()).unwrap();
+        app.save(&mut fido).expect("the first save");
+        let other = Application::builder("School")
+            .store(store)
+            .build()
+            .expect("a second application");
+        let changes = other.changes::<Dog>(fido.id()).expect("the changes");
         let stopper = changes.stopper();
         fido.add_trick("sit".into());
-        app.save(&mut fido).unwrap();
+        app.save(&mut fido).expect("the second save");
         for event in changes {
-            if event.unwrap().originator_version == 2 {
+            if event.expect("a change").originator_version == 2 {
                 stopper.stop();
             }
         }
-        assert_eq!(other.get::<Dog>(fido.id()).unwrap().tricks, ["sit"]);
-        assert_eq!(app.get::<Dog>(fido.id()).unwrap().version(), 2);
+        assert_eq!(
+            other
+                .get::<Dog>(fido.id())
+                .expect("the dog, read by the other")
+                .tricks,
+            ["sit"]
+        );
+        assert_eq!(app.get::<Dog>(fido.id()).expect("the dog").version(), 2);
     });
 }
 

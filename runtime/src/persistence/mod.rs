@@ -20,7 +20,7 @@
 //! | [`memory`] | `annals-core` | always |
 //! | `sqlite` | `annals-sqlite` | `sqlite` (default) |
 //! | `postgres` | `annals-postgres` | `postgres` |
-//! | `object` | `annals-object-store` | `object-store` (`s3` for Amazon S3) |
+//! | `object` | `annals-object-store` | `object-store` (`s3` for Amazon S3, `azure` for Azure Blob Storage) |
 //! | `umadb` | `annals-umadb` (a DCB store only) | `umadb` |
 //!
 //! Which store an application uses is decided here too ([`Persistence`],
@@ -51,8 +51,8 @@ pub use annals_sqlite as sqlite;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use annals_postgres as postgres;
 
-/// The object store (a directory, memory, or S3 with feature `s3`): the
-/// crate `annals-object-store`.
+/// The object store (a directory, memory, S3 with feature `s3`, or Azure
+/// Blob Storage with feature `azure`): the crate `annals-object-store`.
 #[cfg(feature = "object-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
 pub use annals_object_store as object;

@@ -24,9 +24,9 @@ use crate::recorder::{block_on, MAX_RACES, WATCH_EVERY};
 /// positions have no gaps, and the append after the one ending at `q` is
 /// object `q + 1`. An append at position `p + 1` (`p` the last position
 /// its recorder has read) is decided by creating that object only if it
-/// is absent (`PutMode::Create`, S3's `If-None-Match: *`): the condition
-/// is checked against every event the recorder has read after the
-/// condition's `after` before the write; a writer that loses the name to
+/// is absent (`PutMode::Create`, `If-None-Match: *` on S3 and Azure): the
+/// condition is checked against every event the recorder has read after
+/// the condition's `after` before the write; a writer that loses the name to
 /// another reads what the winner stored (and any appends after it),
 /// checks its condition again, and tries the next name. No append is
 /// stored unless its condition held against every event before it.

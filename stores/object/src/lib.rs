@@ -1,14 +1,14 @@
 //! The object store: events in objects, through the `object_store` crate
-//! (a local directory, memory, Amazon S3 with the `s3` feature, or any
-//! `ObjectStore` a user builds).
+//! (a local directory, memory, Amazon S3 with the `s3` feature, Azure Blob
+//! Storage with the `azure` feature, or any `ObjectStore` a user builds).
 //!
 //! The store is a log of objects, one per save:
 //! `{prefix}/{application}/events/{n:020}` holds every event of save `n`
 //! and its tracking record, so a save is one object write and is wholly
 //! there or not at all. A writer creates object `n + 1` only if it does not
-//! exist (`PutMode::Create`, S3's `If-None-Match: *`): of two processes
-//! racing, one wins and the other reads what it wrote, checks its events
-//! against it, and tries the next name. Nothing is read, then written,
+//! exist (`PutMode::Create`, `If-None-Match: *` on S3 and Azure): of two
+//! processes racing, one wins and the other reads what it wrote, checks its
+//! events against it, and tries the next name. Nothing is read, then written,
 //! unconditionally. Each recorder keeps an index of the log it has read
 //! and reads the objects added since before every query, so it sees other
 //! processes' saves. Snapshots are a second log under `snapshots/`.
@@ -106,9 +106,14 @@ impl fmt::Debug for ObjectConfig {
 
 impl ObjectConfig {
     /// Objects at `location`: a directory (`/var/lib/school` or
-    /// `file:///var/lib/school`), `memory://` (this process only), or, with
-    /// the `s3` feature, `s3://bucket/prefix` (credentials, region and
-    /// endpoint from object_store's `AWS_*` variables).
+    /// `file:///var/lib/school`), `memory://` (this process only), with
+    /// the `s3` feature `s3://bucket/prefix` (credentials, region and
+    /// endpoint from object_store's `AWS_*` variables), or with the `azure`
+    /// feature `az://container/prefix` (or `azure://`; the account, its
+    /// credentials and endpoint from object_store's `AZURE_*` variables:
+    /// `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, or
+    /// `AZURE_STORAGE_USE_EMULATOR=true` with `AZURITE_BLOB_STORAGE_URL`
+    /// for Azurite). The bucket or container must exist.
     pub fn location(location: &str) -> Self {
         Self {
             target: Target::Location(location.to_owned()),
@@ -135,7 +140,7 @@ impl ObjectConfig {
         let Some((var, location)) = env.get(OBJECT_STORE_LOCATION) else {
             return Err(Error::config(
                 OBJECT_STORE_LOCATION,
-                "the object store needs a location: a directory, memory:// or s3://bucket/prefix",
+                "the object store needs a location: a directory, memory://, s3://bucket/prefix or az://container/prefix",
             ));
         };
         if location.trim().is_empty() {
@@ -167,10 +172,17 @@ impl ObjectConfig {
             let (store, prefix) = s3(location, rest)?;
             return Ok((store, prefix, None));
         }
+        if let Some(rest) = ["az://", "azure://"]
+            .iter()
+            .find_map(|scheme| location.strip_prefix(scheme))
+        {
+            let (store, prefix) = azure(location, rest)?;
+            return Ok((store, prefix, None));
+        }
         if let Some((scheme, _)) = location.split_once("://") {
             if scheme != "file" {
                 return Err(bad(format!(
-                    "{location:?}: unknown scheme {scheme:?}; expected a directory, file://, memory:// or s3://"
+                    "{location:?}: unknown scheme {scheme:?}; expected a directory, file://, memory://, s3:// or az://"
                 )));
             }
         }
@@ -290,16 +302,9 @@ fn s3(location: &str, rest: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
             format!("{location:?} names no bucket; expected s3://bucket/prefix"),
         ));
     }
-    // Give up within seconds, not object_store's default three minutes: a
-    // save that cannot be stored should say so while the caller waits.
-    let retry = object_store::RetryConfig {
-        backoff: object_store::BackoffConfig::default(),
-        max_retries: 3,
-        retry_timeout: std::time::Duration::from_secs(15),
-    };
     let store = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
-        .with_retry(retry)
+        .with_retry(retry())
         // Create-if-absent is what keeps racing writers apart.
         .with_conditional_put(S3ConditionalPut::ETagMatch)
         .build()
@@ -312,6 +317,49 @@ fn s3(location: &str, _: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
     Err(Error::config(
         OBJECT_STORE_LOCATION,
         format!("{location:?}: S3 needs annals' `s3` feature"),
+    ))
+}
+
+/// How a cloud store retries: give up within seconds, not object_store's
+/// default three minutes; a save that cannot be stored should say so
+/// while the caller waits.
+#[cfg(any(feature = "s3", feature = "azure"))]
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig::default(),
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(15),
+    }
+}
+
+/// Azure Blob Storage: `rest` is `container/prefix`; the account, its
+/// credentials and the endpoint (or the emulator) from `AZURE_*`.
+/// Create-if-absent needs no setting there: `PutMode::Create` is
+/// `If-None-Match: *`, and a name taken answers 409 (Azurite's
+/// `BlobAlreadyExists`) or 412, both `AlreadyExists` from object_store.
+#[cfg(feature = "azure")]
+fn azure(location: &str, rest: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    use object_store::azure::MicrosoftAzureBuilder;
+    let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if container.is_empty() {
+        return Err(Error::config(
+            OBJECT_STORE_LOCATION,
+            format!("{location:?} names no container; expected az://container/prefix"),
+        ));
+    }
+    let store = MicrosoftAzureBuilder::from_env()
+        .with_container_name(container)
+        .with_retry(retry())
+        .build()
+        .map_err(|e| Error::persistence(format!("configuring Azure for {location}"), e))?;
+    Ok((Arc::new(store), Path::from(prefix)))
+}
+
+#[cfg(not(feature = "azure"))]
+fn azure(location: &str, _: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    Err(Error::config(
+        OBJECT_STORE_LOCATION,
+        format!("{location:?}: Azure Blob Storage needs annals' `azure` feature"),
     ))
 }
 
@@ -422,5 +470,35 @@ mod tests {
         let described = format!("{store:?}");
         assert!(described.contains("fsync: true"), "{described}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Without the `azure` feature an Azure location is an error naming
+    /// the feature, in either spelling of its scheme.
+    #[cfg(not(feature = "azure"))]
+    #[test]
+    fn an_azure_location_needs_the_azure_feature() {
+        for location in ["az://annals/school", "azure://annals/school"] {
+            let err = ObjectConfig::location(location)
+                .resolve()
+                .map(|_| ())
+                .expect_err("an Azure location without the feature");
+            let message = err.to_string();
+            assert!(message.contains(OBJECT_STORE_LOCATION), "{message}");
+            assert!(message.contains("`azure` feature"), "{message}");
+            assert!(message.contains(location), "{message}");
+        }
+    }
+
+    /// An Azure location must name its container.
+    #[cfg(feature = "azure")]
+    #[test]
+    fn an_azure_location_names_a_container() {
+        for location in ["az://", "az:///school", "azure://"] {
+            let err = ObjectConfig::location(location)
+                .resolve()
+                .map(|_| ())
+                .expect_err("an Azure location without a container");
+            assert!(err.to_string().contains("names no container"), "{err}");
+        }
     }
 }

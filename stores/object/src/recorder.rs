@@ -153,9 +153,10 @@ impl ObjectRecorder {
     }
 
     /// That the store can list `root`, for an empty log: S3 answers a GET in
-    /// a missing bucket with the same 404 as a missing object, which would
-    /// make the bucket read as an empty store. One request, only when
-    /// nothing is stored (a stored save shows the bucket is there).
+    /// a missing bucket with the same 404 as a missing object (Azure in a
+    /// missing container likewise), which would make the bucket read as an
+    /// empty store. One request, only when nothing is stored (a stored
+    /// save shows the bucket is there).
     fn check_exists(&self) -> Result<()> {
         let listed = self.block_on(async {
             let mut list = self.store.list(Some(&self.root));
@@ -168,6 +169,11 @@ impl ObjectRecorder {
             Some(Err(e)) if says(&e, "NoSuchBucket") => Err(Error::persistence(
                 context(),
                 format!("the bucket does not exist: {e}"),
+            )),
+            // Azure's, in the body of its 404 (and Azurite's).
+            Some(Err(e)) if says(&e, "ContainerNotFound") => Err(Error::persistence(
+                context(),
+                format!("the container does not exist: {e}"),
             )),
             Some(Err(e)) => Err(Error::persistence(context(), e)),
         }
