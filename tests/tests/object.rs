@@ -18,6 +18,7 @@ use annals::prelude::*;
 use annals_tests::dogs::{Dog, DogEvent};
 use annals_tests::stores::temp_dir;
 use object_store::path::Path;
+use object_store::ObjectStoreExt as _;
 use object_store::{
     GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
@@ -331,7 +332,15 @@ type MakeStore = fn(&str) -> Option<(Arc<dyn ObjectStore>, Path)>;
 /// recorder, as after a crash) continues the stream.
 #[test]
 fn a_save_cut_off_at_any_object_call_is_whole_or_absent() {
-    save_cut_off_at_any_object_call(memory_store);
+    save_cut_off_at_any_object_call(memory_store, annals::persistence::object::SEGMENT_SAVES);
+}
+
+/// As above, with an index segment after every save: the segment's write
+/// is one more call to cut off, and a cut-off segment costs nothing but
+/// reading its saves.
+#[test]
+fn a_save_and_its_index_segment_cut_off_at_any_object_call_are_whole_or_absent() {
+    save_cut_off_at_any_object_call(memory_store, 1);
 }
 
 /// As above, on Azure Blob Storage (Azurite).
@@ -341,16 +350,16 @@ fn a_save_cut_off_at_any_object_call_is_whole_or_absent_on_azure() {
         annals_tests::skipped("a_save_cut_off_at_any_object_call_is_whole_or_absent_on_azure");
         return;
     }
-    save_cut_off_at_any_object_call(azure_store);
+    save_cut_off_at_any_object_call(azure_store, 1);
 }
 
-fn save_cut_off_at_any_object_call(make: MakeStore) {
+fn save_cut_off_at_any_object_call(make: MakeStore, segment_saves: u64) {
     for after in [false, true] {
-        for n in 1..=4 {
+        for n in 1..=5 {
             let (inner, prefix) = make("cut-off").expect("the store");
             let faulty = Arc::new(Faulty::new(inner.clone(), after));
             let root = prefix.join("school").join("events");
-            let recorder = ObjectRecorder::open(faulty.clone(), root.clone())
+            let recorder = ObjectRecorder::open_with(faulty.clone(), root.clone(), segment_saves)
                 .expect("open through the faults");
             let acknowledged = recorder
                 .insert_events(&[annals::testing::contract::event("a", 1, "Dog.Registered")])
@@ -365,8 +374,8 @@ fn save_cut_off_at_any_object_call(make: MakeStore) {
             let outcome = recorder.insert_events(&batch);
             faulty.fail_at.store(0, Ordering::SeqCst);
 
-            let next =
-                ObjectRecorder::open(inner.clone(), root.clone()).expect("open as after a crash");
+            let next = ObjectRecorder::open_with(inner.clone(), root.clone(), segment_saves)
+                .expect("open as after a crash");
             let log = next
                 .select_notifications(&annals::persistence::NotificationQuery::new(1, 10))
                 .expect("the log");
@@ -1055,4 +1064,276 @@ fn opening_a_directory_store_removes_stale_temporary_files_only() {
     store.open("School").unwrap();
     assert!(!unpublished.exists(), "{} is left", unpublished.display());
     assert!(recent.exists() && foreign.exists());
+}
+
+// ---- Index segments: a cold start that reads segments, not saves. -------
+
+/// An object store that counts the calls of each kind (a cold start's
+/// cost, from outside).
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn ObjectStore>,
+    gets: AtomicUsize,
+    heads: AtomicUsize,
+    lists: AtomicUsize,
+    /// The GETs of save objects (`.../events/{n}`).
+    save_gets: AtomicUsize,
+}
+
+impl fmt::Display for Counting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Counting({})", self.inner)
+    }
+}
+
+impl Counting {
+    fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            gets: AtomicUsize::new(0),
+            heads: AtomicUsize::new(0),
+            lists: AtomicUsize::new(0),
+            save_gets: AtomicUsize::new(0),
+        }
+    }
+
+    fn reset(&self) {
+        for counter in [&self.gets, &self.heads, &self.lists, &self.save_gets] {
+            counter.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Counting {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        if options.head {
+            self.heads.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            if location.as_ref().contains("/events/") {
+                self.save_gets.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// What a store of `saves` saves (one new stream each, every 7th tracked,
+/// every 11th keyed) holds, written with a segment every `segment_saves`.
+fn fill(recorder: &ObjectRecorder, saves: u64) {
+    use annals::persistence::{KeyedOutcome, Tracking};
+    for n in 1..=saves {
+        let events = [
+            annals::testing::contract::event(&format!("s{n}"), 1, "Dog.Registered"),
+            annals::testing::contract::event(&format!("s{n}"), 2, "Dog.TrickAdded"),
+        ];
+        let tracking = (n % 7 == 0).then(|| Tracking {
+            application_name: "upstream".into(),
+            notification_id: n,
+        });
+        if n % 11 == 0 {
+            let outcome = KeyedOutcome {
+                key: format!("k{n}"),
+                outcome: n.to_string().into_bytes(),
+            };
+            recorder
+                .insert_events_keyed(&events, tracking.as_ref(), &outcome)
+                .expect("a keyed save");
+        } else if let Some(tracking) = &tracking {
+            recorder
+                .insert_events_tracked(&events, tracking)
+                .expect("a tracked save");
+        } else {
+            recorder.insert_events(&events).expect("a save");
+        }
+    }
+}
+
+/// Everything a recorder answers about the store [`fill`] made.
+fn answers(recorder: &ObjectRecorder, saves: u64) -> Vec<String> {
+    let mut answers = Vec::new();
+    let log = recorder
+        .select_notifications(&annals::persistence::NotificationQuery::new(1, 10_000))
+        .expect("the log");
+    answers.extend(log.iter().map(|n| format!("{} {:?}", n.id, n.event)));
+    let topics = annals::persistence::NotificationQuery::new(5, 3).topics(["Dog.TrickAdded"]);
+    let page = recorder
+        .select_notifications(&topics)
+        .expect("a filtered page");
+    answers.push(format!(
+        "{:?}",
+        page.iter().map(|n| n.id).collect::<Vec<_>>()
+    ));
+    for n in [1, saves / 2, saves] {
+        let stream = recorder
+            .select_events(&format!("s{n}"), &annals::persistence::EventQuery::all())
+            .expect("a stream");
+        answers.push(format!("{stream:?}"));
+    }
+    answers.push(format!(
+        "{} {} {}",
+        recorder.max_tracking_id("upstream").expect("tracking"),
+        recorder.has_tracking_id("upstream", 14).expect("tracking"),
+        recorder.has_tracking_id("upstream", 15).expect("tracking"),
+    ));
+    answers.push(format!(
+        "{:?}",
+        recorder.select_outcome("k22").expect("an outcome")
+    ));
+    answers.push(format!(
+        "{:?}",
+        recorder.select_outcome("k23").expect("no outcome")
+    ));
+    answers
+}
+
+/// A recorder that opens a log of 95 saves with a segment every 10 reads
+/// nine segments and the five saves after them (finding the last by a few
+/// HEADs), not the 95 saves, and answers every query as a recorder that
+/// read them all; a stream then costs the GET of its save.
+#[test]
+fn a_cold_start_reads_index_segments_and_the_saves_after_them() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let root = Path::from("school/events");
+    let writer = ObjectRecorder::open_with(inner.clone(), root.clone(), 10).expect("open");
+    fill(&writer, 95);
+    let expected = answers(&writer, 95);
+
+    let counting = Arc::new(Counting::new(inner.clone()));
+    let cold = ObjectRecorder::open_with(counting.clone(), root.clone(), 10).expect("a cold start");
+    let (gets, save_gets, heads) = (
+        counting.gets.load(Ordering::SeqCst),
+        counting.save_gets.load(Ordering::SeqCst),
+        counting.heads.load(Ordering::SeqCst),
+    );
+    // Nine segments, then saves 91 to 95 and the probe for save 96.
+    assert_eq!(
+        (gets - save_gets, save_gets),
+        (9, 5 + 1),
+        "GETs at a cold start"
+    );
+    assert!(heads <= 10, "{heads} HEADs to find the end of five saves");
+
+    counting.reset();
+    let stream = cold
+        .select_events("s42", &annals::persistence::EventQuery::all())
+        .expect("a stream");
+    assert_eq!(stream.len(), 2);
+    // The probe for a new save, and the stream's own save.
+    assert_eq!(counting.save_gets.load(Ordering::SeqCst), 2);
+    assert_eq!(answers(&cold, 95), expected);
+
+    // A process with no segments reads every save, and then writes the
+    // segments for the next.
+    let other = Path::from("other/events");
+    let plain = ObjectRecorder::open_with(inner.clone(), other.clone(), 1_000).expect("open");
+    fill(&plain, 25);
+    let expected = answers(&plain, 25);
+    let migrating = ObjectRecorder::open_with(inner.clone(), other.clone(), 10).expect("open");
+    assert_eq!(answers(&migrating, 25), expected);
+    let counting = Arc::new(Counting::new(inner.clone()));
+    let cold = ObjectRecorder::open_with(counting.clone(), other, 10).expect("a cold start");
+    assert_eq!(
+        counting.save_gets.load(Ordering::SeqCst),
+        5 + 1,
+        "saves 21 to 25 and the probe"
+    );
+    assert_eq!(answers(&cold, 25), expected);
+}
+
+/// A segment that is corrupt, or holds other saves than its name says,
+/// is passed over: its saves are read instead, and nothing is lost.
+#[test]
+fn an_unusable_index_segment_is_passed_over_for_its_saves() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let root = Path::from("school/events");
+    let writer = ObjectRecorder::open_with(inner.clone(), root.clone(), 10).expect("open");
+    fill(&writer, 35);
+    let expected = answers(&writer, 35);
+    let put = |name: &str, body: &[u8]| {
+        let path = Path::from(format!("school/events-index/{name}"));
+        futures::executor::block_on(inner.put(&path, PutPayload::from(body.to_vec())))
+            .expect("a put");
+    };
+    put("00000000000000000011-00000000000000000020", b"{ not json");
+    let reopened = ObjectRecorder::open_with(inner.clone(), root.clone(), 10).expect("open");
+    assert_eq!(answers(&reopened, 35), expected);
+    // The open that passed it over wrote it again from the saves: the next
+    // cold start reads segments only.
+    let counting = Arc::new(Counting::new(inner.clone()));
+    let cold = ObjectRecorder::open_with(counting.clone(), root.clone(), 10).expect("open");
+    assert_eq!(
+        counting.save_gets.load(Ordering::SeqCst),
+        5 + 1,
+        "saves 31 to 35 and the probe"
+    );
+    assert_eq!(answers(&cold, 35), expected);
+    // A segment named for saves 21 to 30 that holds 1 to 10.
+    let first = futures::executor::block_on(inner.get(&Path::from(
+        "school/events-index/00000000000000000001-00000000000000000010",
+    )))
+    .expect("segment 1");
+    let first = futures::executor::block_on(first.bytes()).expect("its bytes");
+    put("00000000000000000021-00000000000000000030", &first);
+    let reopened = ObjectRecorder::open_with(inner, root, 10).expect("open");
+    assert_eq!(answers(&reopened, 35), expected);
 }

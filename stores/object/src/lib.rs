@@ -10,8 +10,13 @@
 //! processes racing, one wins and the other reads what it wrote, checks its
 //! events against it, and tries the next name. Nothing is read, then written,
 //! unconditionally. Each recorder keeps an index of the log it has read
-//! and reads the objects added since before every query, so it sees other
-//! processes' saves. Snapshots are a second log under `snapshots/`.
+//! (where each event is, not the events, which it reads from their saves
+//! when asked) and reads the objects added since before every query, so
+//! it sees other processes' saves. Every [`SEGMENT_SAVES`] saves the index
+//! of that run is written as one object beside the log
+//! (`events-index/`): a process starting cold reads those and the saves
+//! after the last, not every save. Snapshots are a second log under
+//! `snapshots/`.
 //! DCB events ([`ObjectConfig::open_dcb`], [`ObjectDcbRecorder`]) are a
 //! third, under `dcb/`: one object per append, named by its first
 //! position and decided by the same create-if-absent write.
@@ -39,6 +44,7 @@
 //! ```
 
 mod dcb;
+mod index;
 mod recorder;
 
 use std::fmt;
@@ -48,7 +54,7 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 
 pub use dcb::ObjectDcbRecorder;
-pub use recorder::ObjectRecorder;
+pub use recorder::{ObjectRecorder, SEGMENT_SAVES};
 
 use annals_core::bridge::SharedRuntime;
 use annals_core::env::Env;
@@ -265,7 +271,13 @@ fn remove_stale_temporaries(dir: &std::path::Path) {
             continue;
         };
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if save.len() != 20 || !digits(save) || !digits(n) {
+        let number = |s: &str| s.len() == 20 && digits(s);
+        // A save `{n:020}`, or an index segment `{first:020}-{last:020}`.
+        let named = number(save)
+            || save
+                .split_once('-')
+                .is_some_and(|(first, last)| number(first) && number(last));
+        if !named || !digits(n) {
             continue;
         }
         if std::fs::symlink_metadata(dir.join(save)).is_err() {
@@ -443,7 +455,7 @@ impl Store for ObjectConfig {
             app,
         } = self.application(app_name)?;
         if let Some(dir) = dir {
-            for log in ["events", "snapshots"] {
+            for log in ["events", "snapshots", "events-index", "snapshots-index"] {
                 remove_stale_temporaries(&dir.join(&app).join(log));
             }
         }

@@ -8,6 +8,7 @@
 //! next name.
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine as _;
@@ -15,13 +16,26 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::index::{Index, Positions, Segment};
 use annals_core::error::{Error, Result};
-use annals_core::persistence::memory::LogIndex;
 use annals_core::persistence::wake::{Signal, Watch};
 use annals_core::persistence::{
     AggregateRecorder, ApplicationRecorder, EventQuery, KeyedOutcome, Notification,
     NotificationQuery, ProcessRecorder, StoredEvent, Tracking,
 };
+
+/// Saves per index segment, by default: a cold start reads one segment
+/// object for each this many saves, and the saves after the last one.
+pub const SEGMENT_SAVES: u64 = 1000;
+
+/// How many decoded save objects a recorder keeps: the events it reads
+/// are read from their saves, and the saves it has just written or read
+/// are the likeliest to be read next.
+const CACHED_SAVES: usize = 4096;
+
+/// How many objects a recorder reads at once when it reads many (a cold
+/// start, a page of the log).
+const PARALLEL_READS: usize = 32;
 
 /// The recorder of the object store (see [the module](super)): events,
 /// the log and tracking records in one object per save.
@@ -29,9 +43,13 @@ pub struct ObjectRecorder {
     store: Arc<dyn ObjectStore>,
     /// Where the save objects are: `{root}/{n:020}`.
     root: Path,
+    /// Where the index segments are: `{root}-index/{first:020}-{last:020}`.
+    segments: Path,
     /// The process's object store runtime (see [`super::runtime`]).
     runtime: tokio::runtime::Handle,
     index: Mutex<Index>,
+    /// Save objects read or written, decoded, by number.
+    cache: Mutex<lru::LruCache<u64, Arc<Decoded>>>,
 }
 
 impl std::fmt::Debug for ObjectRecorder {
@@ -40,44 +58,6 @@ impl std::fmt::Debug for ObjectRecorder {
             .field("store", &self.store.to_string())
             .field("root", &self.root.as_ref())
             .finish_non_exhaustive()
-    }
-}
-
-/// The saves read so far.
-#[derive(Default)]
-struct Index {
-    state: LogIndex,
-    /// How many save objects are read (the next is `saves + 1`).
-    saves: u64,
-}
-
-impl Index {
-    /// The notification id the next save's first event takes.
-    fn next_id(&self) -> u64 {
-        self.state.log.len() as u64 + 1
-    }
-
-    /// Adds the next save: its events' notification ids.
-    fn add(
-        &mut self,
-        events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-        outcome: Option<&KeyedOutcome>,
-    ) -> Vec<u64> {
-        let ids = self.state.insert(events);
-        if let Some(tracking) = tracking {
-            self.state.track(tracking);
-        }
-        if let Some(outcome) = outcome {
-            self.state.record_key(outcome);
-        }
-        self.saves += 1;
-        ids
-    }
-
-    /// Adds a save another writer stored.
-    fn add_decoded(&mut self, save: &Decoded) {
-        self.add(&save.events, save.tracking.as_ref(), save.outcome.as_ref());
     }
 }
 
@@ -133,50 +113,43 @@ pub(crate) use annals_core::bridge::block_on;
 pub(crate) const MAX_RACES: usize = 10_000;
 
 impl ObjectRecorder {
-    /// A recorder of the saves under `root` in `store`; reads what is there.
+    /// A recorder of the saves under `root` in `store`, with an index
+    /// segment every [`SEGMENT_SAVES`] saves; reads what is there.
     ///
     /// # Errors
     ///
     /// The runtime cannot start; the store cannot be read; an object under
     /// `root` is not a save (named in the error).
     pub fn open(store: Arc<dyn ObjectStore>, root: Path) -> Result<Self> {
+        Self::open_with(store, root, SEGMENT_SAVES)
+    }
+
+    /// [`open`](Self::open), with an index segment every `segment_saves`
+    /// saves. Processes sharing a log should agree on it: a segment of
+    /// another size is still read, but each writes its own.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_with(store: Arc<dyn ObjectStore>, root: Path, segment_saves: u64) -> Result<Self> {
+        let segments = Path::from(format!("{root}-index"));
         let recorder = Self {
             store,
             root,
+            segments,
             runtime: super::runtime()?,
-            index: Mutex::new(Index::default()),
+            index: Mutex::new(Index::new(segment_saves)),
+            cache: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(CACHED_SAVES).expect("not zero"),
+            )),
         };
-        if recorder.caught_up()?.saves == 0 {
-            recorder.check_exists()?;
-        }
+        let (made, unusable) = {
+            let mut index = recorder.lock();
+            let unusable = recorder.load_segments(&mut index)?;
+            (recorder.read_tail(&mut index)?, unusable)
+        };
+        recorder.write_segments(made, unusable.as_ref());
         Ok(recorder)
-    }
-
-    /// That the store can list `root`, for an empty log: S3 answers a GET in
-    /// a missing bucket with the same 404 as a missing object (Azure in a
-    /// missing container likewise), which would make the bucket read as an
-    /// empty store. One request, only when nothing is stored (a stored
-    /// save shows the bucket is there).
-    fn check_exists(&self) -> Result<()> {
-        let listed = self.block_on(async {
-            let mut list = self.store.list(Some(&self.root));
-            std::future::poll_fn(|cx| futures_core::Stream::poll_next(list.as_mut(), cx)).await
-        });
-        let context = || format!("opening {} in {}", self.root, self.store);
-        match listed {
-            None | Some(Ok(_)) => Ok(()),
-            // S3's documented error code, in the body its 404 carries.
-            Some(Err(e)) if says(&e, "NoSuchBucket") => Err(Error::persistence(
-                context(),
-                format!("the bucket does not exist: {e}"),
-            )),
-            // Azure's, in the body of its 404 (and Azurite's).
-            Some(Err(e)) if says(&e, "ContainerNotFound") => Err(Error::persistence(
-                context(),
-                format!("the container does not exist: {e}"),
-            )),
-            Some(Err(e)) => Err(Error::persistence(context(), e)),
-        }
     }
 
     fn block_on<F: Future + Send>(&self, future: F) -> F::Output
@@ -195,11 +168,196 @@ impl ObjectRecorder {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn cache(&self) -> MutexGuard<'_, lru::LruCache<u64, Arc<Decoded>>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The index, with every save stored so far read into it.
     fn caught_up(&self) -> Result<MutexGuard<'_, Index>> {
         let mut index = self.lock();
         self.read_new(&mut index)?;
         Ok(index)
+    }
+
+    /// The error of listing `prefix` at open, naming a missing bucket or
+    /// container: S3 answers a GET in a missing bucket with the same 404
+    /// as a missing object (Azure in a missing container likewise), which
+    /// would make the bucket read as an empty store.
+    fn open_error(&self, e: &object_store::Error) -> Error {
+        let context = format!("opening {} in {}", self.root, self.store);
+        // S3's documented error code, in the body its 404 carries.
+        if says(e, "NoSuchBucket") {
+            return Error::persistence(context, format!("the bucket does not exist: {e}"));
+        }
+        // Azure's, in the body of its 404 (and Azurite's).
+        if says(e, "ContainerNotFound") {
+            return Error::persistence(context, format!("the container does not exist: {e}"));
+        }
+        Error::persistence(context, e.to_string())
+    }
+
+    /// Reads the index segments that cover the log from its first save
+    /// on, the longest first. A segment that cannot be read or does not
+    /// fit is logged and ends the run: the saves it covers are read
+    /// instead, and it is returned, to be written again from them.
+    fn load_segments(&self, index: &mut Index) -> Result<Option<Path>> {
+        let listed = self.block_on(async {
+            let mut list = self.store.list(Some(&self.segments));
+            let mut names = Vec::new();
+            while let Some(item) =
+                std::future::poll_fn(|cx| futures_core::Stream::poll_next(list.as_mut(), cx)).await
+            {
+                match item {
+                    Ok(meta) => names.push(meta.location),
+                    Err(object_store::Error::NotFound { .. }) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(names)
+        });
+        let names = listed.map_err(|e| self.open_error(&e))?;
+        let mut ranges: Vec<(u64, u64, Path)> = names
+            .into_iter()
+            .filter_map(|path| {
+                let (first, last) = path.filename()?.split_once('-')?;
+                let number = |s: &str| (s.len() == 20).then(|| s.parse::<u64>().ok()).flatten();
+                let (first, last) = (number(first)?, number(last)?);
+                (first >= 1 && last >= first).then_some((first, last, path))
+            })
+            .collect();
+        ranges.sort_by_key(|&(first, last, _)| (first, std::cmp::Reverse(last)));
+        // The chain from save 1: at each start, the longest segment.
+        let mut chain = Vec::new();
+        let mut next = 1;
+        for (first, last, path) in ranges {
+            if first == next {
+                chain.push((first, last, path));
+                next = last + 1;
+            }
+        }
+        for batch in chain.chunks(PARALLEL_READS) {
+            let paths: Vec<Path> = batch.iter().map(|(_, _, p)| p.clone()).collect();
+            for ((first, last, path), bytes) in batch.iter().zip(self.fetch(&paths)?) {
+                let segment = bytes
+                    .ok_or_else(|| Error::persistence(format!("reading {path}"), "it is gone"))
+                    .and_then(|bytes| {
+                        serde_json::from_slice::<Segment>(&bytes)
+                            .map_err(|e| Error::persistence(format!("reading {path}"), e))
+                    })
+                    .and_then(|segment| {
+                        if (segment.first_save, segment.last_save()) != (*first, *last) {
+                            return Err(Error::persistence(
+                                format!("reading {path}"),
+                                "it holds other saves than its name says",
+                            ));
+                        }
+                        index.add_segment(&segment)
+                    });
+                if let Err(e) = segment {
+                    tracing::warn!(segment = %path, error = %e, "an index segment is unusable: the saves it covers are read instead");
+                    return Ok(Some(path.clone()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads the saves after those in `index` at open: finds the last by
+    /// probing ahead (1, 2, 4, ... saves on, then halving: a few requests
+    /// for any length of log), then reads them many at once. Returns the
+    /// index segments the saves completed, for the caller to write.
+    fn read_tail(&self, index: &mut Index) -> Result<Vec<Segment>> {
+        let start = index.saves() + 1;
+        let mut made = Vec::new();
+        if self.exists(start)? {
+            let (mut present, mut absent) = (start, start + 1);
+            while self.exists(absent)? {
+                present = absent;
+                absent = start + 2 * (absent - start);
+            }
+            while absent - present > 1 {
+                let middle = present + (absent - present) / 2;
+                if self.exists(middle)? {
+                    present = middle;
+                } else {
+                    absent = middle;
+                }
+            }
+            let numbers: Vec<u64> = (start..=present).collect();
+            'batches: for batch in numbers.chunks(PARALLEL_READS) {
+                let paths: Vec<Path> = batch.iter().map(|&n| self.path(n)).collect();
+                for (path, bytes) in paths.iter().zip(self.fetch(&paths)?) {
+                    // A save removed meanwhile would end the log here; the
+                    // sequential read below says what follows.
+                    let Some(bytes) = bytes else {
+                        break 'batches;
+                    };
+                    let save = decode(path, &bytes, index.next_id())?;
+                    made.extend(self.add_read(index, save));
+                }
+            }
+        }
+        if index.saves() == 0 {
+            // Nothing stored: a listing tells a missing bucket from an
+            // empty one (see `open_error`).
+            self.check_exists()?;
+        }
+        self.read_new(index)?;
+        Ok(made)
+    }
+
+    /// That the store can list `root`, for an empty log (see
+    /// [`open_error`](Self::open_error)).
+    fn check_exists(&self) -> Result<()> {
+        let listed = self.block_on(async {
+            let mut list = self.store.list(Some(&self.root));
+            std::future::poll_fn(|cx| futures_core::Stream::poll_next(list.as_mut(), cx)).await
+        });
+        match listed {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(self.open_error(&e)),
+        }
+    }
+
+    /// Whether save `save` is stored (a HEAD request).
+    fn exists(&self, save: u64) -> Result<bool> {
+        let path = self.path(save);
+        match self.block_on(self.store.head(&path)) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::persistence(format!("reading {path}"), e)),
+        }
+    }
+
+    /// The objects at `paths`, read at once (`None` where there is none).
+    fn fetch(&self, paths: &[Path]) -> Result<Vec<Option<bytes::Bytes>>> {
+        if let [path] = paths {
+            return Ok(vec![self.read(path)?]);
+        }
+        self.block_on(async {
+            let mut reads = tokio::task::JoinSet::new();
+            for (i, path) in paths.iter().enumerate() {
+                let store = self.store.clone();
+                let path = path.clone();
+                reads.spawn(async move {
+                    let got = match store.get(&path).await {
+                        Ok(got) => got.bytes().await.map(Some),
+                        Err(object_store::Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(e),
+                    };
+                    (
+                        i,
+                        got.map_err(|e| Error::persistence(format!("reading {path}"), e)),
+                    )
+                });
+            }
+            let mut got = vec![None; paths.len()];
+            while let Some(done) = reads.join_next().await {
+                let (i, bytes) = done.map_err(|e| Error::persistence("reading objects", e))?;
+                got[i] = bytes?;
+            }
+            Ok(got)
+        })
     }
 
     /// The object at `path`, or `None` if there is none.
@@ -214,16 +372,135 @@ impl ObjectRecorder {
         .map_err(|e| Error::persistence(format!("reading {path}"), e))
     }
 
+    /// Adds the next save, read from its object, to the index and the
+    /// cache; the segment it completes, if any.
+    fn add_read(&self, index: &mut Index, save: Decoded) -> Option<Segment> {
+        let number = index.saves() + 1;
+        let (_, segment) = index.add(Positions::of(
+            &save.events,
+            save.tracking.as_ref(),
+            save.outcome.as_ref(),
+        ));
+        self.cache().put(number, Arc::new(save));
+        segment
+    }
+
     /// Reads the saves after those in `index`, until the first missing.
     fn read_new(&self, index: &mut Index) -> Result<()> {
         loop {
-            let path = self.path(index.saves + 1);
+            let path = self.path(index.saves() + 1);
             let Some(bytes) = self.read(&path)? else {
                 return Ok(());
             };
             let save = decode(&path, &bytes, index.next_id())?;
-            index.add_decoded(&save);
+            // The segment is written by the process that stored the save
+            // that completed it, or by the next to open the log.
+            let _ = self.add_read(index, save);
         }
+    }
+
+    /// Writes index segments, each only if absent (a segment's content
+    /// follows from the log, so two processes write the same), but for
+    /// `unusable`, found unreadable at open, which is replaced. A failure
+    /// is logged: the saves stay the truth, and are read instead.
+    fn write_segments(&self, segments: Vec<Segment>, unusable: Option<&Path>) {
+        for batch in segments.chunks(PARALLEL_READS) {
+            let writes = batch.iter().filter_map(|segment| {
+                let path = self.segments.clone().join(
+                    format!("{:020}-{:020}", segment.first_save, segment.last_save()).as_str(),
+                );
+                match serde_json::to_vec(segment) {
+                    Ok(body) => {
+                        let mode = if unusable == Some(&path) {
+                            PutMode::Overwrite
+                        } else {
+                            PutMode::Create
+                        };
+                        Some((path, body, mode))
+                    }
+                    Err(e) => {
+                        tracing::warn!(segment = %path, error = %e, "cannot encode an index segment");
+                        None
+                    }
+                }
+            });
+            let writes: Vec<(Path, Vec<u8>, PutMode)> = writes.collect();
+            self.block_on(async {
+                let mut puts = tokio::task::JoinSet::new();
+                for (path, body, mode) in writes {
+                    let store = self.store.clone();
+                    puts.spawn(async move {
+                        let options = PutOptions::from(mode);
+                        match store.put_opts(&path, PutPayload::from(body), options).await {
+                            Ok(_) | Err(object_store::Error::AlreadyExists { .. })
+                            | Err(object_store::Error::Precondition { .. }) => {}
+                            Err(e) => {
+                                tracing::warn!(segment = %path, error = %e, "cannot write an index segment: a cold start reads its saves instead");
+                            }
+                        }
+                    });
+                }
+                while puts.join_next().await.is_some() {}
+            });
+        }
+    }
+
+    /// The events at notification ids `ids`, read from their saves (the
+    /// cached ones first, the others at once).
+    fn events_at(&self, located: &[(u64, u64, usize)]) -> Result<Vec<StoredEvent>> {
+        let mut saves: std::collections::HashMap<u64, Arc<Decoded>> =
+            std::collections::HashMap::new();
+        let mut missing: Vec<(u64, u64)> = Vec::new();
+        {
+            let mut cache = self.cache();
+            for &(save, first, _) in located {
+                if saves.contains_key(&save) || missing.iter().any(|&(s, _)| s == save) {
+                    continue;
+                }
+                match cache.get(&save) {
+                    Some(decoded) => {
+                        saves.insert(save, decoded.clone());
+                    }
+                    None => missing.push((save, first)),
+                }
+            }
+        }
+        for batch in missing.chunks(PARALLEL_READS) {
+            let paths: Vec<Path> = batch.iter().map(|&(n, _)| self.path(n)).collect();
+            for ((&(save, first), path), bytes) in batch.iter().zip(&paths).zip(self.fetch(&paths)?)
+            {
+                let bytes = bytes.ok_or_else(|| {
+                    Error::persistence(
+                        format!("reading {path}"),
+                        "the save is gone, though it was read before (removed by hand?)",
+                    )
+                })?;
+                let decoded = Arc::new(decode(path, &bytes, first)?);
+                self.cache().put(save, decoded.clone());
+                saves.insert(save, decoded);
+            }
+        }
+        located
+            .iter()
+            .map(|&(save, _, offset)| {
+                saves[&save].events.get(offset).cloned().ok_or_else(|| {
+                    Error::persistence(
+                        format!("reading {}", self.path(save)),
+                        format!("it has no event {offset}, which the index says it has"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Where each of `ids` is: (save, its first id, the event's place).
+    fn locate(index: &Index, ids: impl IntoIterator<Item = u64>) -> Vec<(u64, u64, usize)> {
+        ids.into_iter()
+            .map(|id| {
+                let (save, offset) = index.locate(id);
+                (save, index.first_of(save), offset)
+            })
+            .collect()
     }
 
     fn save(
@@ -232,6 +509,18 @@ impl ObjectRecorder {
         tracking: Option<&Tracking>,
         outcome: Option<&KeyedOutcome>,
     ) -> Result<Vec<u64>> {
+        let (ids, segment) = self.store_save(events, tracking, outcome)?;
+        // After the index is let go: other saves go on meanwhile.
+        self.write_segments(segment.into_iter().collect(), None);
+        Ok(ids)
+    }
+
+    fn store_save(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        outcome: Option<&KeyedOutcome>,
+    ) -> Result<(Vec<u64>, Option<Segment>)> {
         // No read first: a save this index has not read occupies the very
         // name the write below takes, so the write fails, and the loop
         // reads it and checks again. One request per uncontended save.
@@ -240,16 +529,11 @@ impl ObjectRecorder {
         // its own earlier one stored must know it by it.
         let token = uuid::Uuid::new_v4().simple().to_string();
         for _ in 0..MAX_RACES {
-            if let Some(outcome) = outcome {
-                index.state.check_key(outcome)?;
-            }
-            if let Some(tracking) = tracking {
-                index.state.check_tracking(tracking)?;
-            }
-            index.state.check(events)?;
+            index.check(events, tracking, outcome)?;
             let first = index.next_id();
             let body = encode(first, events, tracking, outcome, &token)?;
-            let path = self.path(index.saves + 1);
+            let number = index.saves() + 1;
+            let path = self.path(number);
             let put = self.block_on(async {
                 let options = PutOptions::from(PutMode::Create);
                 self.store
@@ -273,7 +557,7 @@ impl ObjectRecorder {
                         if !ours {
                             // Another writer stored save n first: read it
                             // and the saves after it, check again.
-                            index.add_decoded(&there);
+                            let _ = self.add_read(&mut index, there);
                             self.read_new(&mut index)?;
                         }
                         ours
@@ -299,7 +583,17 @@ impl ObjectRecorder {
             };
             // Stored by this save, answered at once or not.
             if stored {
-                return Ok(index.add(events, tracking, outcome));
+                let (ids, segment) = index.add(Positions::of(events, tracking, outcome));
+                self.cache().put(
+                    number,
+                    Arc::new(Decoded {
+                        events: events.to_vec(),
+                        tracking: tracking.cloned(),
+                        outcome: outcome.cloned(),
+                        token: Some(token),
+                    }),
+                );
+                return Ok((ids, segment));
             }
         }
         Err(Error::persistence(
@@ -416,35 +710,45 @@ impl AggregateRecorder for ObjectRecorder {
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        Ok(self.caught_up()?.state.select_events(originator_id, query))
-    }
-
-    /// Lends the rows of its index, holding it for the visit.
-    fn visit_events(
-        &self,
-        originator_id: &str,
-        query: &EventQuery,
-        visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
-    ) -> Result<usize> {
-        self.caught_up()?
-            .state
-            .visit_events(originator_id, query, visit)
+        let located = {
+            let index = self.caught_up()?;
+            Self::locate(&index, index.stream(originator_id, query))
+        };
+        self.events_at(&located)
     }
 }
 
 impl ApplicationRecorder for ObjectRecorder {
+    /// The page's events are read from their saves, many at once; a topic
+    /// filter is applied first, from the index, so saves of other topics
+    /// are not read.
     fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
-        Ok(self.caught_up()?.state.select_notifications(query))
+        let (ids, located) = {
+            let index = self.caught_up()?;
+            let last = index.next_id() - 1;
+            let end = query.stop.map_or(last, |stop| stop.min(last));
+            let ids: Vec<u64> = (query.start.max(1)..=end)
+                .filter(|&id| query.matches(id, index.topic(id)))
+                .take(query.limit)
+                .collect();
+            let located = Self::locate(&index, ids.iter().copied());
+            (ids, located)
+        };
+        Ok(ids
+            .into_iter()
+            .zip(self.events_at(&located)?)
+            .map(|(id, event)| Notification { id, event })
+            .collect())
     }
 
     fn max_notification_id(&self) -> Result<u64> {
-        Ok(self.caught_up()?.state.log.len() as u64)
+        Ok(self.caught_up()?.next_id() - 1)
     }
 
     /// A thread that looks for the next save object every 100 ms (one
     /// HEAD request; an object store has no commit signal).
     fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
-        let mut next = self.caught_up()?.saves + 1;
+        let mut next = self.caught_up()?.saves() + 1;
         let store = self.store.clone();
         let root = self.root.clone();
         let runtime = self.runtime.clone();
@@ -499,17 +803,38 @@ impl ProcessRecorder for ObjectRecorder {
     }
 
     fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.caught_up()?.state.outcome(key).map(<[u8]>::to_vec))
+        let located = {
+            let index = self.caught_up()?;
+            match index.key(key) {
+                Some(save) => (save, index.first_of(save)),
+                None => return Ok(None),
+            }
+        };
+        let (save, first) = located;
+        let cached = self.cache().get(&save).cloned();
+        let decoded = match cached {
+            Some(decoded) => decoded,
+            None => {
+                let path = self.path(save);
+                let bytes = self.read(&path)?.ok_or_else(|| {
+                    Error::persistence(
+                        format!("reading {path}"),
+                        "the save is gone, though it was read before",
+                    )
+                })?;
+                Arc::new(decode(&path, &bytes, first)?)
+            }
+        };
+        Ok(decoded.outcome.as_ref().map(|o| o.outcome.clone()))
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
-        Ok(self.caught_up()?.state.max_tracking_id(application_name))
+        Ok(self.caught_up()?.max_tracking_id(application_name))
     }
 
     fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {
         Ok(self
             .caught_up()?
-            .state
             .has_tracking_id(application_name, notification_id))
     }
 }
