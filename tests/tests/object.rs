@@ -1337,3 +1337,199 @@ fn an_unusable_index_segment_is_passed_over_for_its_saves() {
     let reopened = ObjectRecorder::open_with(inner, root, 10).expect("open");
     assert_eq!(answers(&reopened, 35), expected);
 }
+
+// ---- Saves that arrive together share one object. --------------------------
+
+/// An object store whose save writes wait while `hold` is set: the saves
+/// that arrive meanwhile queue behind the one writing.
+#[derive(Debug)]
+struct Held {
+    inner: Arc<dyn ObjectStore>,
+    hold: std::sync::atomic::AtomicBool,
+    /// Save writes begun.
+    puts: AtomicUsize,
+}
+
+impl fmt::Display for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Held({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Held {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        if location.as_ref().contains("/events/") {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            while self.hold.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Eight saves that arrive while one is being written: the first is
+/// written alone, those queued behind it in one object together; each is
+/// checked alone (a conflict inside the group refuses that save only),
+/// each gets its own notification ids, and a fresh process reads them all
+/// once, with their tracking records and keys.
+#[test]
+fn saves_queued_behind_a_write_share_the_next_object() {
+    use annals::persistence::{KeyedOutcome, NotificationQuery, Tracking};
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let held = Arc::new(Held {
+        inner: inner.clone(),
+        hold: std::sync::atomic::AtomicBool::new(true),
+        puts: AtomicUsize::new(0),
+    });
+    let root = Path::from("school/events");
+    let recorder = Arc::new(ObjectRecorder::open(held.clone(), root.clone()).expect("open"));
+    let first = {
+        let recorder = recorder.clone();
+        std::thread::spawn(move || {
+            recorder.insert_events(&[annals::testing::contract::event(
+                "first",
+                1,
+                "Dog.Registered",
+            )])
+        })
+    };
+    while held.puts.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Seven saves queue behind it: s1 to s6, and a second s1 that
+    // conflicts with the first; s2 tracked, s3 keyed.
+    let queued: Vec<_> = (1..=7u64)
+        .map(|n| {
+            let recorder = recorder.clone();
+            std::thread::spawn(move || {
+                let stream = format!("s{}", if n == 7 { 1 } else { n });
+                let events = [annals::testing::contract::event(
+                    &stream,
+                    1,
+                    "Dog.Registered",
+                )];
+                match n {
+                    2 => recorder.insert_events_tracked(
+                        &events,
+                        &Tracking {
+                            application_name: "upstream".into(),
+                            notification_id: 9,
+                        },
+                    ),
+                    3 => recorder.insert_events_keyed(
+                        &events,
+                        None,
+                        &KeyedOutcome {
+                            key: "k".into(),
+                            outcome: b"done".to_vec(),
+                        },
+                    ),
+                    _ => recorder.insert_events(&events),
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    held.hold.store(false, Ordering::SeqCst);
+    assert_eq!(first.join().expect("no panic").expect("stored"), [1]);
+    let results: Vec<_> = queued
+        .into_iter()
+        .map(|t| t.join().expect("no panic"))
+        .collect();
+    let refused: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "one of the two s1 saves conflicts: {results:?}"
+    );
+    assert!(refused[0].as_ref().expect_err("refused").is_conflict());
+    let mut ids: Vec<u64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .flatten()
+        .copied()
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [2, 3, 4, 5, 6, 7], "one id each, none twice");
+    // Fewer objects than saves: the queued ones went together.
+    let objects = futures::executor::block_on(futures::TryStreamExt::try_collect::<Vec<_>>(
+        inner.list(Some(&root)),
+    ))
+    .expect("a listing");
+    assert!(objects.len() < 7, "{} objects for 7 saves", objects.len());
+
+    let fresh = ObjectRecorder::open(inner, root).expect("a fresh process");
+    let log = fresh
+        .select_notifications(&NotificationQuery::new(1, 100))
+        .expect("the log");
+    let mut streams: Vec<&str> = log.iter().map(|n| n.event.originator_id.as_str()).collect();
+    assert_eq!(
+        log.iter().map(|n| n.id).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7]
+    );
+    streams.sort_unstable();
+    assert_eq!(streams, ["first", "s1", "s2", "s3", "s4", "s5", "s6"]);
+    assert!(fresh.has_tracking_id("upstream", 9).expect("tracking"));
+    assert_eq!(
+        fresh.select_outcome("k").expect("an outcome"),
+        Some(b"done".to_vec())
+    );
+}

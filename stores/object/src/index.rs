@@ -12,39 +12,49 @@ use serde::{Deserialize, Serialize};
 use annals_core::error::{Error, Result};
 use annals_core::persistence::{EventQuery, KeyedOutcome, StoredEvent, Tracking};
 
-/// One save, as the index keeps it and as a segment stores it: each
-/// event's stream, version and topic, the tracking record and the
-/// idempotency key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One save object, as the index keeps it and as a segment stores it:
+/// each event's stream, version and topic, the tracking records and the
+/// idempotency keys (one of each per save it holds: a group of saves
+/// written together is one object).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Positions {
     /// (stream, version, topic) of each event, in order.
     pub(crate) events: Vec<(String, u64, String)>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) tracking: Option<(String, u64)>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) key: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) tracking: Vec<(String, u64)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) keys: Vec<String>,
 }
 
 impl Positions {
+    /// Adds a save's events, tracking record and key.
+    pub(crate) fn push(
+        &mut self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        outcome: Option<&KeyedOutcome>,
+    ) {
+        self.events.extend(events.iter().map(|e| {
+            (
+                e.originator_id.clone(),
+                e.originator_version,
+                e.topic.clone(),
+            )
+        }));
+        self.tracking
+            .extend(tracking.map(|t| (t.application_name.clone(), t.notification_id)));
+        self.keys.extend(outcome.map(|o| o.key.clone()));
+    }
+
+    /// The positions of one save.
     pub(crate) fn of(
         events: &[StoredEvent],
         tracking: Option<&Tracking>,
         outcome: Option<&KeyedOutcome>,
     ) -> Self {
-        Self {
-            events: events
-                .iter()
-                .map(|e| {
-                    (
-                        e.originator_id.clone(),
-                        e.originator_version,
-                        e.topic.clone(),
-                    )
-                })
-                .collect(),
-            tracking: tracking.map(|t| (t.application_name.clone(), t.notification_id)),
-            key: outcome.map(|o| o.key.clone()),
-        }
+        let mut positions = Self::default();
+        positions.push(events, tracking, outcome);
+        positions
     }
 }
 
@@ -277,12 +287,12 @@ impl Index {
             }
             ids.push(id);
         }
-        if let Some((application, notification)) = &save.tracking {
+        for (application, notification) in &save.tracking {
             let tracked = self.tracking.entry(application.clone()).or_default();
             tracked.ids.insert(*notification);
             tracked.max = tracked.max.max(*notification);
         }
-        if let Some(key) = &save.key {
+        for key in &save.keys {
             self.keys.insert(key.clone(), number);
         }
         ids
@@ -338,8 +348,7 @@ mod tests {
                 .iter()
                 .map(|&(s, v)| (s.to_owned(), v, format!("T{v}")))
                 .collect(),
-            tracking: None,
-            key: None,
+            ..Positions::default()
         }
     }
 

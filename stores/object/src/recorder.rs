@@ -50,6 +50,8 @@ pub struct ObjectRecorder {
     index: Mutex<Index>,
     /// Save objects read or written, decoded, by number.
     cache: Mutex<lru::LruCache<u64, Arc<Decoded>>>,
+    /// Saves waiting for the writer (the index's lock).
+    queue: Mutex<Vec<Arc<Queued>>>,
 }
 
 impl std::fmt::Debug for ObjectRecorder {
@@ -61,23 +63,73 @@ impl std::fmt::Debug for ObjectRecorder {
     }
 }
 
-/// One save, as stored: its events and its tracking record.
+/// One save object, as stored: a save's events, tracking record and key,
+/// or (`saves`) those of a group of saves written together.
 #[derive(Serialize, Deserialize)]
 struct Save {
     /// The notification id of the first event (the ids are consecutive).
     first: u64,
-    events: Vec<Row>,
+    /// A lone save's events; absent for a group, so that a reader that
+    /// knows no groups refuses the object rather than read a part of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<Row>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tracking: Option<TrackingRow>,
     /// The idempotency key of the request that made the save, and its
     /// outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key: Option<KeyRow>,
-    /// Random, one for each save (all its writes): what tells a writer's
-    /// own object (a write that was stored but answered with an error,
-    /// then retried) from another writer's save of the very same events.
+    /// Random, one for each object (all its writes): what tells a
+    /// writer's own object (a write that was stored but answered with an
+    /// error, then retried) from another writer's save of the very same
+    /// events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     token: Option<String>,
+    /// A group's saves, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    saves: Vec<Part>,
+}
+
+/// One save of a group.
+#[derive(Serialize, Deserialize)]
+struct Part {
+    events: Vec<Row>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tracking: Option<TrackingRow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<KeyRow>,
+}
+
+/// A save to write: its events, tracking record and key.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    events: &'a [StoredEvent],
+    tracking: Option<&'a Tracking>,
+    outcome: Option<&'a KeyedOutcome>,
+}
+
+/// A save that waits for the writer: whichever save holds it writes every
+/// queued one, in one object (see `ObjectRecorder::save`).
+struct Queued {
+    events: Vec<StoredEvent>,
+    tracking: Option<Tracking>,
+    outcome: Option<KeyedOutcome>,
+    /// Set by the save that wrote it, before that lets go of the writer.
+    result: Mutex<Option<Result<Vec<u64>>>>,
+}
+
+impl Queued {
+    fn request(&self) -> Request<'_> {
+        Request {
+            events: &self.events,
+            tracking: self.tracking.as_ref(),
+            outcome: self.outcome.as_ref(),
+        }
+    }
+
+    fn result(&self) -> MutexGuard<'_, Option<Result<Vec<u64>>>> {
+        self.result.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -142,6 +194,7 @@ impl ObjectRecorder {
             cache: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(CACHED_SAVES).expect("not zero"),
             )),
+            queue: Mutex::new(Vec::new()),
         };
         let (made, unusable) = {
             let mut index = recorder.lock();
@@ -376,11 +429,7 @@ impl ObjectRecorder {
     /// cache; the segment it completes, if any.
     fn add_read(&self, index: &mut Index, save: Decoded) -> Option<Segment> {
         let number = index.saves() + 1;
-        let (_, segment) = index.add(Positions::of(
-            &save.events,
-            save.tracking.as_ref(),
-            save.outcome.as_ref(),
-        ));
+        let (_, segment) = index.add(save.positions());
         self.cache().put(number, Arc::new(save));
         segment
     }
@@ -503,116 +552,280 @@ impl ObjectRecorder {
             .collect()
     }
 
+    /// Stores a save. A save that finds the writer (the index) free and
+    /// nobody waiting writes alone; otherwise it queues, and whichever
+    /// save holds the writer next writes every queued save in one object
+    /// (one create-if-absent write decides them all; each is checked
+    /// alone, so one refused does not refuse the others). So saves
+    /// arriving together cost one request, not one each in turn.
     fn save(
         &self,
         events: &[StoredEvent],
         tracking: Option<&Tracking>,
         outcome: Option<&KeyedOutcome>,
     ) -> Result<Vec<u64>> {
-        let (ids, segment) = self.store_save(events, tracking, outcome)?;
-        // After the index is let go: other saves go on meanwhile.
-        self.write_segments(segment.into_iter().collect(), None);
-        Ok(ids)
-    }
-
-    fn store_save(
-        &self,
-        events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-        outcome: Option<&KeyedOutcome>,
-    ) -> Result<(Vec<u64>, Option<Segment>)> {
-        // No read first: a save this index has not read occupies the very
-        // name the write below takes, so the write fails, and the loop
-        // reads it and checks again. One request per uncontended save.
-        let mut index = self.lock();
-        // One token for every write of this save: a retried write that finds
-        // its own earlier one stored must know it by it.
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        for _ in 0..MAX_RACES {
-            index.check(events, tracking, outcome)?;
-            let first = index.next_id();
-            let body = encode(first, events, tracking, outcome, &token)?;
-            let number = index.saves() + 1;
-            let path = self.path(number);
-            let put = self.block_on(async {
-                let options = PutOptions::from(PutMode::Create);
-                self.store
-                    .put_opts(&path, PutPayload::from(body), options)
-                    .await
-            });
-            let stored = match put {
-                Ok(_) => true,
-                // The name is taken: by another writer's save, or by this
-                // save's own write, stored but answered with an error (an
-                // S3 500) and retried by the client. The token tells which:
-                // this save's means it is stored, and storing it again
-                // would apply it twice.
-                Err(
-                    object_store::Error::AlreadyExists { .. }
-                    | object_store::Error::Precondition { .. },
-                ) => match self.read(&path)? {
-                    Some(there) => {
-                        let there = decode(&path, &there, first)?;
-                        let ours = there.token.as_deref() == Some(token.as_str());
-                        if !ours {
-                            // Another writer stored save n first: read it
-                            // and the saves after it, check again.
-                            let _ = self.add_read(&mut index, there);
-                            self.read_new(&mut index)?;
-                        }
-                        ours
-                    }
-                    // Taken but not readable yet: S3 answers 409 while
-                    // another write to the name is still under way (this
-                    // save's own first try, perhaps). Look again shortly,
-                    // with the same token.
-                    None => {
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                        false
-                    }
-                },
-                Err(e @ object_store::Error::NotImplemented { .. })
-                | Err(e @ object_store::Error::NotSupported { .. }) => {
-                    return Err(Error::persistence(
-                        format!("writing {path}"),
-                        format!("this object store cannot create an object only if it is absent, which keeps racing writers apart: {e}"),
-                    ));
-                }
-                // Whether it was stored is unknown: the next read finds out.
-                Err(e) => return Err(Error::persistence(format!("writing {path}"), e)),
-            };
-            // Stored by this save, answered at once or not.
-            if stored {
-                let (ids, segment) = index.add(Positions::of(events, tracking, outcome));
-                self.cache().put(
-                    number,
-                    Arc::new(Decoded {
-                        events: events.to_vec(),
-                        tracking: tracking.cloned(),
-                        outcome: outcome.cloned(),
-                        token: Some(token),
-                    }),
-                );
-                return Ok((ids, segment));
+        let free = match self.index.try_lock() {
+            Ok(index) => Some(index),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut index) = free {
+            if self.queue().is_empty() {
+                let request = Request {
+                    events,
+                    tracking,
+                    outcome,
+                };
+                let (mut results, segment) = self.store_group(&mut index, &[request]);
+                drop(index);
+                // After the index is let go: other saves go on meanwhile.
+                self.write_segments(segment.into_iter().collect(), None);
+                return results.pop().expect("one result for one save");
             }
         }
-        Err(Error::persistence(
-            "saving to the object store",
-            format!("lost the race for the next save object {MAX_RACES} times in a row"),
-        ))
+        let slot = Arc::new(Queued {
+            events: events.to_vec(),
+            tracking: tracking.cloned(),
+            outcome: outcome.cloned(),
+            result: Mutex::new(None),
+        });
+        self.queue().push(slot.clone());
+        let mut index = self.lock();
+        if let Some(result) = slot.result().take() {
+            return result;
+        }
+        let group = std::mem::take(&mut *self.queue());
+        if !group.iter().any(|queued| Arc::ptr_eq(queued, &slot)) {
+            // Taken by a save that panicked while it held the writer.
+            return Err(Error::persistence(
+                "saving to the object store",
+                "the save that was writing this one panicked: whether it was stored is unknown",
+            ));
+        }
+        let requests: Vec<Request<'_>> = group.iter().map(|queued| queued.request()).collect();
+        let (results, segment) = self.store_group(&mut index, &requests);
+        // Every result is set before the writer is let go: a save woken
+        // then finds its own.
+        for (queued, result) in group.iter().zip(results) {
+            *queued.result() = Some(result);
+        }
+        drop(index);
+        self.write_segments(segment.into_iter().collect(), None);
+        let result = slot.result().take();
+        result.expect("its group set its result")
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Vec<Arc<Queued>>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `requests` as the next save object: each checked against the
+    /// index and the ones before it (a refused one gets its error and is
+    /// left out), the rest written together; a lost race for the name
+    /// reads the winner's save and checks again. One result per request,
+    /// and the index segment the object completes, if any.
+    fn store_group(
+        &self,
+        index: &mut Index,
+        requests: &[Request<'_>],
+    ) -> (Vec<Result<Vec<u64>>>, Option<Segment>) {
+        let mut results: Vec<Option<Result<Vec<u64>>>> = requests.iter().map(|_| None).collect();
+        // One token for every write of this object: a retried write that
+        // finds its own earlier one stored must know it by it.
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut segment = None;
+        for _ in 0..MAX_RACES {
+            let accepted = Self::check_group(index, requests, &mut results);
+            if accepted.is_empty() {
+                break;
+            }
+            let group: Vec<Request<'_>> = accepted.iter().map(|&i| requests[i]).collect();
+            let first = index.next_id();
+            let number = index.saves() + 1;
+            let path = self.path(number);
+            let written = encode(first, &group, &token)
+                .and_then(|body| self.put(&path, body, first, &token, index));
+            match written {
+                Ok(true) => {
+                    let decoded = Decoded::of(&group, token);
+                    let (ids, completed) = index.add(decoded.positions());
+                    segment = completed;
+                    self.cache().put(number, Arc::new(decoded));
+                    let mut ids = ids.into_iter();
+                    for (&i, request) in accepted.iter().zip(&group) {
+                        results[i] = Some(Ok(ids.by_ref().take(request.events.len()).collect()));
+                    }
+                    break;
+                }
+                // Lost the race: the index has read the winner; check again.
+                Ok(false) => {}
+                Err(e) => {
+                    if let [i] = accepted[..] {
+                        results[i] = Some(Err(e));
+                    } else {
+                        // One error for each save of the group.
+                        let message = e.to_string();
+                        for &i in &accepted {
+                            results[i] = Some(Err(Error::persistence(
+                                "saving a group of saves to the object store",
+                                message.clone(),
+                            )));
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        let results = results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(Error::persistence(
+                        "saving to the object store",
+                        format!(
+                            "lost the race for the next save object {MAX_RACES} times in a row"
+                        ),
+                    ))
+                })
+            })
+            .collect();
+        (results, segment)
+    }
+
+    /// Checks the requests not yet settled, in order, against the index
+    /// and the ones accepted before them; settles the refused ones and
+    /// returns the accepted.
+    fn check_group(
+        index: &Index,
+        requests: &[Request<'_>],
+        results: &mut [Option<Result<Vec<u64>>>],
+    ) -> Vec<usize> {
+        let mut versions: std::collections::HashSet<(&str, u64)> = std::collections::HashSet::new();
+        let mut keys: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut tracked: std::collections::HashSet<(&str, u64)> = std::collections::HashSet::new();
+        let mut accepted = Vec::new();
+        for (i, request) in requests.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            let checked = index
+                .check(request.events, request.tracking, request.outcome)
+                .and_then(|()| {
+                    // Against the saves of the group before it.
+                    if let Some(e) = request.events.iter().find(|e| {
+                        versions.contains(&(e.originator_id.as_str(), e.originator_version))
+                    }) {
+                        return Err(Error::Conflict {
+                            aggregate: None,
+                            id: Some(e.originator_id.clone()),
+                            version: Some(e.originator_version),
+                            message: format!(
+                                "stream {} already has version {}",
+                                e.originator_id, e.originator_version
+                            ),
+                        });
+                    }
+                    if let Some(outcome) = request.outcome.filter(|o| keys.contains(o.key.as_str()))
+                    {
+                        return Err(Error::conflict(format!(
+                        "the idempotency key {:?} is stored already (its request was carried out)",
+                        outcome.key
+                    )));
+                    }
+                    if let Some(t) = request.tracking.filter(|t| {
+                        tracked.contains(&(t.application_name.as_str(), t.notification_id))
+                    }) {
+                        return Err(Error::conflict(format!(
+                            "notification {} of {} is already tracked",
+                            t.notification_id, t.application_name
+                        )));
+                    }
+                    Ok(())
+                });
+            match checked {
+                Ok(()) => {
+                    versions.extend(
+                        request
+                            .events
+                            .iter()
+                            .map(|e| (e.originator_id.as_str(), e.originator_version)),
+                    );
+                    keys.extend(request.outcome.map(|o| o.key.as_str()));
+                    tracked.extend(
+                        request
+                            .tracking
+                            .map(|t| (t.application_name.as_str(), t.notification_id)),
+                    );
+                    accepted.push(i);
+                }
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        accepted
+    }
+
+    /// Writes `body` as save object `path` only if it is absent: true if
+    /// it is stored (by this write, or by an earlier write of it that was
+    /// answered with an error); false if another writer's save is there,
+    /// which is then read into `index`, with those after it.
+    fn put(
+        &self,
+        path: &Path,
+        body: Vec<u8>,
+        first: u64,
+        token: &str,
+        index: &mut Index,
+    ) -> Result<bool> {
+        let put = self.block_on(async {
+            let options = PutOptions::from(PutMode::Create);
+            self.store
+                .put_opts(path, PutPayload::from(body), options)
+                .await
+        });
+        match put {
+            Ok(_) => Ok(true),
+            // The name is taken: by another writer's save, or by this
+            // object's own write, stored but answered with an error (an
+            // S3 500) and retried by the client. The token tells which:
+            // this object's means it is stored, and storing it again
+            // would apply it twice.
+            Err(
+                object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+            ) => match self.read(path)? {
+                Some(there) => {
+                    let there = decode(path, &there, first)?;
+                    if there.token.as_deref() == Some(token) {
+                        return Ok(true);
+                    }
+                    // Another writer stored save n first: read it and the
+                    // saves after it.
+                    let _ = self.add_read(index, there);
+                    self.read_new(index)?;
+                    Ok(false)
+                }
+                // Taken but not readable yet: S3 answers 409 while another
+                // write to the name is still under way (this object's own
+                // first try, perhaps). Look again shortly, with the same
+                // token.
+                None => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    Ok(false)
+                }
+            },
+            Err(e @ object_store::Error::NotImplemented { .. })
+            | Err(e @ object_store::Error::NotSupported { .. }) => Err(Error::persistence(
+                format!("writing {path}"),
+                format!("this object store cannot create an object only if it is absent, which keeps racing writers apart: {e}"),
+            )),
+            // Whether it was stored is unknown: the next read finds out.
+            Err(e) => Err(Error::persistence(format!("writing {path}"), e)),
+        }
     }
 }
 
-fn encode(
-    first: u64,
-    events: &[StoredEvent],
-    tracking: Option<&Tracking>,
-    outcome: Option<&KeyedOutcome>,
-    token: &str,
-) -> Result<Vec<u8>> {
-    let save = Save {
-        first,
-        events: events
+fn encode(first: u64, group: &[Request<'_>], token: &str) -> Result<Vec<u8>> {
+    let rows = |events: &[StoredEvent]| -> Vec<Row> {
+        events
             .iter()
             .map(|e| Row {
                 id: e.originator_id.clone(),
@@ -620,16 +833,45 @@ fn encode(
                 topic: e.topic.clone(),
                 state: base64::engine::general_purpose::STANDARD.encode(&e.state),
             })
-            .collect(),
-        tracking: tracking.map(|t| TrackingRow {
+            .collect()
+    };
+    let tracking = |t: Option<&Tracking>| {
+        t.map(|t| TrackingRow {
             application: t.application_name.clone(),
             notification: t.notification_id,
-        }),
-        key: outcome.map(|o| KeyRow {
+        })
+    };
+    let key = |o: Option<&KeyedOutcome>| {
+        o.map(|o| KeyRow {
             key: o.key.clone(),
             outcome: base64::engine::general_purpose::STANDARD.encode(&o.outcome),
-        }),
-        token: Some(token.to_owned()),
+        })
+    };
+    let save = match group {
+        // A lone save: the form every reader knows.
+        [save] => Save {
+            first,
+            events: Some(rows(save.events)),
+            tracking: tracking(save.tracking),
+            key: key(save.outcome),
+            token: Some(token.to_owned()),
+            saves: Vec::new(),
+        },
+        group => Save {
+            first,
+            events: None,
+            tracking: None,
+            key: None,
+            token: Some(token.to_owned()),
+            saves: group
+                .iter()
+                .map(|save| Part {
+                    events: rows(save.events),
+                    tracking: tracking(save.tracking),
+                    key: key(save.outcome),
+                })
+                .collect(),
+        },
     };
     serde_json::to_vec(&save).map_err(|e| Error::persistence("encoding a save", e))
 }
@@ -656,52 +898,88 @@ fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<Decoded> {
             first - 1
         )));
     }
-    let events = save
-        .events
-        .into_iter()
-        .map(|row| {
+    let parts = match (save.events, save.saves) {
+        (Some(events), saves) if saves.is_empty() => vec![Part {
+            events,
+            tracking: save.tracking,
+            key: save.key,
+        }],
+        (None, saves) if !saves.is_empty() => saves,
+        _ => {
+            return Err(bad(
+                "it holds neither one save's events nor a group's".into()
+            ))
+        }
+    };
+    let mut decoded = Decoded {
+        events: Vec::new(),
+        tracking: Vec::new(),
+        outcomes: Vec::new(),
+        token: save.token,
+    };
+    for part in parts {
+        for row in part.events {
             let state = base64::engine::general_purpose::STANDARD
                 .decode(&row.state)
                 .map_err(|e| bad(format!("the state of {}@{}: {e}", row.id, row.version)))?;
-            Ok(StoredEvent {
+            decoded.events.push(StoredEvent {
                 originator_id: row.id,
                 originator_version: row.version,
                 topic: row.topic,
                 state,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let tracking = save.tracking.map(|t| Tracking {
-        application_name: t.application,
-        notification_id: t.notification,
-    });
-    let outcome = save
-        .key
-        .map(|k| {
+            });
+        }
+        decoded.tracking.extend(part.tracking.map(|t| Tracking {
+            application_name: t.application,
+            notification_id: t.notification,
+        }));
+        if let Some(k) = part.key {
             let outcome = base64::engine::general_purpose::STANDARD
                 .decode(&k.outcome)
                 .map_err(|e| bad(format!("the outcome of idempotency key {:?}: {e}", k.key)))?;
-            Ok(KeyedOutcome {
+            decoded.outcomes.push(KeyedOutcome {
                 key: k.key,
                 outcome,
-            })
-        })
-        .transpose()?;
-    Ok(Decoded {
-        events,
-        tracking,
-        outcome,
-        token: save.token,
-    })
+            });
+        }
+    }
+    Ok(decoded)
 }
 
-/// A save object, read.
+/// A save object, read: the events of its saves, their tracking
+/// records and outcomes.
 struct Decoded {
     events: Vec<StoredEvent>,
-    tracking: Option<Tracking>,
-    outcome: Option<KeyedOutcome>,
-    /// The token of the save that wrote it (none before tokens).
+    tracking: Vec<Tracking>,
+    outcomes: Vec<KeyedOutcome>,
+    /// The token of the writes that stored it (none before tokens).
     token: Option<String>,
+}
+
+impl Decoded {
+    /// What a group of saves written as one object holds.
+    fn of(group: &[Request<'_>], token: String) -> Self {
+        Self {
+            events: group
+                .iter()
+                .flat_map(|r| r.events.iter().cloned())
+                .collect(),
+            tracking: group.iter().filter_map(|r| r.tracking.cloned()).collect(),
+            outcomes: group.iter().filter_map(|r| r.outcome.cloned()).collect(),
+            token: Some(token),
+        }
+    }
+
+    fn positions(&self) -> Positions {
+        let mut positions = Positions::of(&self.events, None, None);
+        positions.tracking = self
+            .tracking
+            .iter()
+            .map(|t| (t.application_name.clone(), t.notification_id))
+            .collect();
+        positions.keys = self.outcomes.iter().map(|o| o.key.clone()).collect();
+        positions
+    }
 }
 
 impl AggregateRecorder for ObjectRecorder {
@@ -825,7 +1103,11 @@ impl ProcessRecorder for ObjectRecorder {
                 Arc::new(decode(&path, &bytes, first)?)
             }
         };
-        Ok(decoded.outcome.as_ref().map(|o| o.outcome.clone()))
+        Ok(decoded
+            .outcomes
+            .iter()
+            .find(|o| o.key == key)
+            .map(|o| o.outcome.clone()))
     }
 
     fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
