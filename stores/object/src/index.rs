@@ -394,3 +394,40 @@ mod tests {
         assert_eq!(index.stream("a", &desc), [1, 3]);
     }
 }
+
+/// The index's memory a save, measured by hand (not a check: RSS is
+/// noisy): `cargo test --release -p annals-object-store --lib
+/// index_memory -- --ignored --nocapture`. A million saves of one new
+/// stream with two events each; docs/benchmarks.md has the result.
+#[cfg(test)]
+mod index_memory {
+    use super::*;
+
+    fn rss_kb() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .expect("this process's status")
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    #[ignore = "a measurement, run by hand"]
+    fn bytes_a_save() {
+        let before = rss_kb();
+        let mut index = Index::new(1000);
+        for _ in 0..1_000_000u64 {
+            let id = uuid::Uuid::new_v4().to_string();
+            index.add(Positions {
+                events: vec![
+                    (id.clone(), 1, "Dog.Registered".into()),
+                    (id, 2, "Dog.TrickAdded".into()),
+                ],
+                ..Positions::default()
+            });
+        }
+        eprintln!("{} bytes a save", (rss_kb() - before) * 1024 / 1_000_000);
+    }
+}
