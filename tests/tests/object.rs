@@ -1265,10 +1265,11 @@ fn a_cold_start_reads_index_segments_and_the_saves_after_them() {
         counting.save_gets.load(Ordering::SeqCst),
         counting.heads.load(Ordering::SeqCst),
     );
-    // Nine segments, then saves 91 to 95 and the probe for save 96.
+    // Nine segments; the last one's last save (save 90: the log holds
+    // what the segments say), saves 91 to 95 and the probe for save 96.
     assert_eq!(
         (gets - save_gets, save_gets),
-        (9, 5 + 1),
+        (9, 1 + 5 + 1),
         "GETs at a cold start"
     );
     assert!(heads <= 10, "{heads} HEADs to find the end of five saves");
@@ -1294,8 +1295,8 @@ fn a_cold_start_reads_index_segments_and_the_saves_after_them() {
     let cold = ObjectRecorder::open_with(counting.clone(), other, 10).expect("a cold start");
     assert_eq!(
         counting.save_gets.load(Ordering::SeqCst),
-        5 + 1,
-        "saves 21 to 25 and the probe"
+        1 + 5 + 1,
+        "save 20, saves 21 to 25 and the probe"
     );
     assert_eq!(answers(&cold, 25), expected);
 }
@@ -1323,8 +1324,8 @@ fn an_unusable_index_segment_is_passed_over_for_its_saves() {
     let cold = ObjectRecorder::open_with(counting.clone(), root.clone(), 10).expect("open");
     assert_eq!(
         counting.save_gets.load(Ordering::SeqCst),
-        5 + 1,
-        "saves 31 to 35 and the probe"
+        1 + 5 + 1,
+        "save 30, saves 31 to 35 and the probe"
     );
     assert_eq!(answers(&cold, 35), expected);
     // A segment named for saves 21 to 30 that holds 1 to 10.
@@ -1340,14 +1341,32 @@ fn an_unusable_index_segment_is_passed_over_for_its_saves() {
 
 // ---- Saves that arrive together share one object. --------------------------
 
-/// An object store whose save writes wait while `hold` is set: the saves
-/// that arrive meanwhile queue behind the one writing.
+/// An object store whose save writes wait at a gate: the k-th write waits
+/// while k is above `gate`, and the saves that arrive meanwhile queue
+/// behind it.
 #[derive(Debug)]
 struct Held {
     inner: Arc<dyn ObjectStore>,
-    hold: std::sync::atomic::AtomicBool,
+    gate: AtomicUsize,
     /// Save writes begun.
     puts: AtomicUsize,
+}
+
+impl Held {
+    fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            gate: AtomicUsize::new(0),
+            puts: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits until `n` save writes have begun.
+    fn wait_for_puts(&self, n: usize) {
+        while self.puts.load(Ordering::SeqCst) < n {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
 }
 
 impl fmt::Display for Held {
@@ -1365,8 +1384,8 @@ impl ObjectStore for Held {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         if location.as_ref().contains("/events/") {
-            self.puts.fetch_add(1, Ordering::SeqCst);
-            while self.hold.load(Ordering::SeqCst) {
+            let k = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+            while k > self.gate.load(Ordering::SeqCst) {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         }
@@ -1434,11 +1453,7 @@ impl ObjectStore for Held {
 fn saves_queued_behind_a_write_share_the_next_object() {
     use annals::persistence::{KeyedOutcome, NotificationQuery, Tracking};
     let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let held = Arc::new(Held {
-        inner: inner.clone(),
-        hold: std::sync::atomic::AtomicBool::new(true),
-        puts: AtomicUsize::new(0),
-    });
+    let held = Arc::new(Held::new(inner.clone()));
     let root = Path::from("school/events");
     let recorder = Arc::new(ObjectRecorder::open(held.clone(), root.clone()).expect("open"));
     let first = {
@@ -1451,9 +1466,7 @@ fn saves_queued_behind_a_write_share_the_next_object() {
             )])
         })
     };
-    while held.puts.load(Ordering::SeqCst) == 0 {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    held.wait_for_puts(1);
     // Seven saves queue behind it: s1 to s6, and a second s1 that
     // conflicts with the first; s2 tracked, s3 keyed.
     let queued: Vec<_> = (1..=7u64)
@@ -1488,7 +1501,7 @@ fn saves_queued_behind_a_write_share_the_next_object() {
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    held.hold.store(false, Ordering::SeqCst);
+    held.gate.store(usize::MAX, Ordering::SeqCst);
     assert_eq!(first.join().expect("no panic").expect("stored"), [1]);
     let results: Vec<_> = queued
         .into_iter()
@@ -1532,4 +1545,148 @@ fn saves_queued_behind_a_write_share_the_next_object() {
         fresh.select_outcome("k").expect("an outcome"),
         Some(b"done".to_vec())
     );
+}
+
+/// Index segments of another log (a log restored from an older copy, or
+/// removed while its index stayed): the segments do not hold what the log
+/// holds, so they are passed over for the log's own saves, and written
+/// again over as the log reaches them.
+#[test]
+fn segments_the_log_does_not_hold_are_passed_over_and_replaced() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let theirs =
+        ObjectRecorder::open_with(inner.clone(), Path::from("a/events"), 10).expect("open");
+    fill(&theirs, 25);
+    // Log b: its own 15 saves (other streams), and a's segments.
+    let plain =
+        ObjectRecorder::open_with(inner.clone(), Path::from("b/events"), 1_000).expect("open");
+    for n in 1..=15 {
+        plain
+            .insert_events(&[annals::testing::contract::event(
+                &format!("t{n}"),
+                1,
+                "Dog.Registered",
+            )])
+            .expect("a save");
+    }
+    for name in [
+        "00000000000000000001-00000000000000000010",
+        "00000000000000000011-00000000000000000020",
+    ] {
+        let from =
+            futures::executor::block_on(inner.get(&Path::from(format!("a/events-index/{name}"))))
+                .expect("a's segment");
+        let bytes = futures::executor::block_on(from.bytes()).expect("its bytes");
+        futures::executor::block_on(inner.put(
+            &Path::from(format!("b/events-index/{name}")),
+            PutPayload::from(bytes),
+        ))
+        .expect("copied");
+    }
+    let log = |recorder: &ObjectRecorder| -> Vec<String> {
+        recorder
+            .select_notifications(&annals::persistence::NotificationQuery::new(1, 100))
+            .expect("the log")
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} {}@{}",
+                    n.id, n.event.originator_id, n.event.originator_version
+                )
+            })
+            .collect()
+    };
+    let expected = log(&plain);
+    let b = ObjectRecorder::open_with(inner.clone(), Path::from("b/events"), 10).expect("open b");
+    assert_eq!(log(&b), expected, "b's own saves, not a's segments");
+    assert!(b
+        .select_events("s3", &annals::persistence::EventQuery::all())
+        .expect("a stream")
+        .is_empty());
+    // The open wrote segment 1-10 over a's from b's saves; saves 16 to 20
+    // make segment 11-20, over a's too.
+    for n in 16..=20u64 {
+        let ids = b
+            .insert_events(&[annals::testing::contract::event(
+                &format!("t{n}"),
+                1,
+                "Dog.Registered",
+            )])
+            .expect("a save");
+        assert_eq!(ids, [n], "the next id of b's log");
+    }
+    let counting = Arc::new(Counting::new(inner.clone()));
+    let cold =
+        ObjectRecorder::open_with(counting.clone(), Path::from("b/events"), 10).expect("open");
+    assert_eq!(
+        (
+            counting.gets.load(Ordering::SeqCst),
+            counting.save_gets.load(Ordering::SeqCst)
+        ),
+        (2 + 1 + 1, 1 + 1),
+        "b's two segments, save 20 to check them, and the probe for save 21"
+    );
+    assert_eq!(log(&cold).len(), 20);
+    assert_eq!(log(&cold)[..15], expected[..]);
+}
+
+/// A save of a group that takes what an earlier one takes (a version, a
+/// key) is not refused for it: it waits for the earlier one to be settled,
+/// and is then checked against the log. Here the earlier one loses to
+/// another process's save (its object's name is taken, and what it reads
+/// there conflicts with it), so the later ones are stored.
+#[test]
+fn a_save_is_refused_for_what_is_stored_not_for_its_group() {
+    use annals::persistence::KeyedOutcome;
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let held = Arc::new(Held::new(inner.clone()));
+    let root = Path::from("school/events");
+    let recorder = Arc::new(ObjectRecorder::open(held.clone(), root.clone()).expect("open"));
+    let rival = ObjectRecorder::open(inner.clone(), root.clone()).expect("another process");
+    let event = |stream: &str| annals::testing::contract::event(stream, 1, "Dog.Registered");
+    let key = || KeyedOutcome {
+        key: "K".into(),
+        outcome: b"done".to_vec(),
+    };
+    let first = {
+        let recorder = recorder.clone();
+        std::thread::spawn(move || recorder.insert_events(&[event("first")]))
+    };
+    held.wait_for_puts(1);
+    // Queued in this order: a takes Y, X and key K; b key K; c X.
+    let mut queued = Vec::new();
+    for n in 0..3 {
+        let recorder = recorder.clone();
+        queued.push(std::thread::spawn(move || match n {
+            0 => recorder.insert_events_keyed(&[event("Y"), event("X")], None, &key()),
+            1 => recorder.insert_events_keyed(&[event("Z")], None, &key()),
+            _ => recorder.insert_events(&[event("X")]),
+        }));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Save 1 is written; the group's write (a alone: b and c take what a
+    // takes) waits at the gate while another process stores Y at save 2.
+    held.gate.store(1, Ordering::SeqCst);
+    held.wait_for_puts(2);
+    rival.insert_events(&[event("Y")]).expect("the rival's Y");
+    held.gate.store(usize::MAX, Ordering::SeqCst);
+    assert_eq!(first.join().expect("no panic").expect("first"), [1]);
+    let [a, b, c]: [_; 3] = queued
+        .into_iter()
+        .map(|t| t.join().expect("no panic"))
+        .collect::<Vec<_>>()
+        .try_into()
+        .expect("three");
+    assert!(a.expect_err("Y is the rival's").is_conflict());
+    b.expect("key K was never stored: b takes it");
+    c.expect("X was never stored: c takes it");
+    let fresh = ObjectRecorder::open(inner, root).expect("a fresh process");
+    assert_eq!(
+        fresh.select_outcome("K").expect("the key"),
+        Some(b"done".to_vec())
+    );
+    let x = fresh
+        .select_events("X", &annals::persistence::EventQuery::all())
+        .expect("X");
+    assert_eq!(x.len(), 1);
 }

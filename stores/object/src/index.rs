@@ -65,12 +65,30 @@ pub(crate) struct Segment {
     pub(crate) first_save: u64,
     pub(crate) first_id: u64,
     pub(crate) saves: Vec<Positions>,
+    /// The token of the last save's object: with its first id and event
+    /// count, what tells that the log holds the saves this segment says
+    /// (not those of a log restored from an older copy, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_token: Option<String>,
 }
 
 impl Segment {
-    /// The last save it covers.
+    /// The last save it covers (its first, for a segment of no saves,
+    /// which `add_segment` refuses).
     pub(crate) fn last_save(&self) -> u64 {
-        self.first_save + self.saves.len() as u64 - 1
+        self.first_save + (self.saves.len() as u64).saturating_sub(1)
+    }
+
+    /// The notification id of its last save's first event.
+    pub(crate) fn last_first_id(&self) -> u64 {
+        let before: usize = self
+            .saves
+            .iter()
+            .rev()
+            .skip(1)
+            .map(|save| save.events.len())
+            .sum();
+        self.first_id + before as u64
     }
 }
 
@@ -195,10 +213,14 @@ impl Index {
         Ok(())
     }
 
-    /// Adds the next save, read from its object; returns its events'
-    /// notification ids and, when it completes one, the segment of the
-    /// saves before it.
-    pub(crate) fn add(&mut self, save: Positions) -> (Vec<u64>, Option<Segment>) {
+    /// Adds the next save, read from its object (whose token is `token`);
+    /// returns its events' notification ids and, when it completes one,
+    /// the segment of the saves before it.
+    pub(crate) fn add(
+        &mut self,
+        save: Positions,
+        token: Option<&str>,
+    ) -> (Vec<u64>, Option<Segment>) {
         let number = self.saves() + 1;
         if (number - 1).is_multiple_of(self.segment_saves) {
             self.recent.clear();
@@ -214,19 +236,24 @@ impl Index {
                     first_save,
                     first_id: self.first_of(first_save),
                     saves,
+                    last_token: token.map(str::to_owned),
                 }
             });
         (ids, segment)
     }
 
-    /// Adds a segment that starts at the next save.
+    /// Adds a segment that starts at the next save: all of it, or nothing.
     ///
     /// # Errors
     ///
-    /// It does not start there, or its saves take positions already taken:
-    /// the caller reads the saves instead.
+    /// It holds no saves, does not start there, or its saves take a
+    /// (stream, version) twice or one already indexed: the caller reads
+    /// the saves instead.
     pub(crate) fn add_segment(&mut self, segment: &Segment) -> Result<()> {
         let bad = |message: String| Error::persistence("reading an index segment", message);
+        if segment.saves.is_empty() {
+            return Err(bad("it holds no saves".into()));
+        }
         if segment.first_save != self.saves() + 1 || segment.first_id != self.next_id() {
             return Err(bad(format!(
                 "it starts at save {} (notification {}), where the index is at save {} (notification {})",
@@ -236,18 +263,20 @@ impl Index {
                 self.next_id()
             )));
         }
-        for save in &segment.saves {
+        let mut seen = HashSet::new();
+        for (n, save) in (segment.first_save..).zip(&segment.saves) {
             let taken = save.events.iter().any(|(stream, version, _)| {
-                self.streams
-                    .get(stream)
-                    .is_some_and(|s| s.binary_search_by_key(version, |&(v, _)| v).is_ok())
+                !seen.insert((stream.as_str(), *version))
+                    || self
+                        .streams
+                        .get(stream)
+                        .is_some_and(|s| s.binary_search_by_key(version, |&(v, _)| v).is_ok())
             });
             if taken {
-                return Err(bad(format!(
-                    "save {} repeats a stored version",
-                    self.saves() + 1
-                )));
+                return Err(bad(format!("save {n} repeats a stored version")));
             }
+        }
+        for save in &segment.saves {
             let number = self.saves() + 1;
             self.index(save, number);
         }
@@ -357,11 +386,15 @@ mod tests {
     #[test]
     fn segments_hold_what_their_saves_give() {
         let mut index = Index::new(2);
-        let (ids, segment) = index.add(save(&[("a", 1), ("b", 1)]));
+        let (ids, segment) = index.add(save(&[("a", 1), ("b", 1)]), None);
         assert_eq!((ids, segment.is_none()), (vec![1, 2], true));
-        let (ids, segment) = index.add(save(&[("a", 2)]));
+        let (ids, segment) = index.add(save(&[("a", 2)]), Some("t2"));
         assert_eq!(ids, [3]);
         let segment = segment.expect("two saves make a segment");
+        assert_eq!(
+            (segment.last_first_id(), segment.last_token.as_deref()),
+            (3, Some("t2"))
+        );
         assert_eq!(
             (segment.first_save, segment.first_id, segment.last_save()),
             (1, 1, 2)
@@ -376,15 +409,33 @@ mod tests {
         assert_eq!(other.topic(3), "T2");
         // A segment that does not start at the next save is refused.
         assert!(other.add_segment(&segment).is_err());
+        // One that repeats a version is refused whole: nothing of it is
+        // indexed.
+        let mut twice = Index::new(2);
+        let repeating = Segment {
+            saves: vec![save(&[("c", 1)]), save(&[("c", 1)])],
+            ..segment
+        };
+        assert!(twice.add_segment(&repeating).is_err());
+        assert_eq!(
+            (twice.saves(), twice.stream("c", &EventQuery::all()).len()),
+            (0, 0)
+        );
+        let empty = Segment {
+            first_save: 0,
+            saves: Vec::new(),
+            ..repeating
+        };
+        assert!(twice.add_segment(&empty).is_err());
     }
 
     /// A stream written out of version order across saves stays sorted.
     #[test]
     fn versions_stay_sorted() {
         let mut index = Index::new(100);
-        index.add(save(&[("a", 3)]));
-        index.add(save(&[("a", 1)]));
-        index.add(save(&[("a", 2)]));
+        index.add(save(&[("a", 3)]), None);
+        index.add(save(&[("a", 1)]), None);
+        index.add(save(&[("a", 2)]), None);
         assert_eq!(index.stream("a", &EventQuery::all()), [2, 3, 1]);
         let desc = EventQuery {
             desc: true,
@@ -420,13 +471,16 @@ mod index_memory {
         let mut index = Index::new(1000);
         for _ in 0..1_000_000u64 {
             let id = uuid::Uuid::new_v4().to_string();
-            index.add(Positions {
-                events: vec![
-                    (id.clone(), 1, "Dog.Registered".into()),
-                    (id, 2, "Dog.TrickAdded".into()),
-                ],
-                ..Positions::default()
-            });
+            index.add(
+                Positions {
+                    events: vec![
+                        (id.clone(), 1, "Dog.Registered".into()),
+                        (id, 2, "Dog.TrickAdded".into()),
+                    ],
+                    ..Positions::default()
+                },
+                None,
+            );
         }
         eprintln!("{} bytes a save", (rss_kb() - before) * 1024 / 1_000_000);
     }

@@ -52,6 +52,10 @@ pub struct ObjectRecorder {
     cache: Mutex<lru::LruCache<u64, Arc<Decoded>>>,
     /// Saves waiting for the writer (the index's lock).
     queue: Mutex<Vec<Arc<Queued>>>,
+    /// Index segments found at open that do not hold what the log holds
+    /// (unreadable, or of saves the log does not have): written again,
+    /// over, when this process makes their saves' segment.
+    stale: Mutex<std::collections::HashSet<Path>>,
 }
 
 impl std::fmt::Debug for ObjectRecorder {
@@ -98,6 +102,26 @@ struct Part {
     tracking: Option<TrackingRow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key: Option<KeyRow>,
+}
+
+/// Settles every queued save of a group still unsettled when dropped: a
+/// writer that panics while it writes them leaves none waiting for a
+/// result, and none is written twice (whether the object landed is
+/// unknown).
+struct SettleOnUnwind<'a>(&'a [Arc<Queued>]);
+
+impl Drop for SettleOnUnwind<'_> {
+    fn drop(&mut self) {
+        for queued in self.0 {
+            let mut result = queued.result();
+            if result.is_none() {
+                *result = Some(Err(Error::persistence(
+                    "saving to the object store",
+                    "the save writing this one's group panicked: whether it was stored is unknown",
+                )));
+            }
+        }
+    }
 }
 
 /// A save to write: its events, tracking record and key.
@@ -195,13 +219,14 @@ impl ObjectRecorder {
                 NonZeroUsize::new(CACHED_SAVES).expect("not zero"),
             )),
             queue: Mutex::new(Vec::new()),
+            stale: Mutex::new(std::collections::HashSet::new()),
         };
-        let (made, unusable) = {
+        let made = {
             let mut index = recorder.lock();
-            let unusable = recorder.load_segments(&mut index)?;
-            (recorder.read_tail(&mut index)?, unusable)
+            recorder.load_segments(&mut index)?;
+            recorder.read_tail(&mut index)?
         };
-        recorder.write_segments(made, unusable.as_ref());
+        recorder.write_segments(made);
         Ok(recorder)
     }
 
@@ -250,10 +275,15 @@ impl ObjectRecorder {
     }
 
     /// Reads the index segments that cover the log from its first save
-    /// on, the longest first. A segment that cannot be read or does not
-    /// fit is logged and ends the run: the saves it covers are read
-    /// instead, and it is returned, to be written again from them.
-    fn load_segments(&self, index: &mut Index) -> Result<Option<Path>> {
+    /// on (at each start the longest), 32 at once. The chain ends before a
+    /// segment that cannot be read or parsed, or that names other saves;
+    /// then at the last segment that holds what the log holds (its last
+    /// save is there, with the first id, event count and token the
+    /// segment says: one GET, or a few by halving when the log is not the
+    /// one the segments were made from). Each segment is added whole or
+    /// not at all. The saves after the chain are read instead, and the
+    /// segments passed over are marked stale, to be written again.
+    fn load_segments(&self, index: &mut Index) -> Result<()> {
         let listed = self.block_on(async {
             let mut list = self.store.list(Some(&self.segments));
             let mut names = Vec::new();
@@ -270,16 +300,15 @@ impl ObjectRecorder {
         });
         let names = listed.map_err(|e| self.open_error(&e))?;
         let mut ranges: Vec<(u64, u64, Path)> = names
-            .into_iter()
+            .iter()
             .filter_map(|path| {
                 let (first, last) = path.filename()?.split_once('-')?;
                 let number = |s: &str| (s.len() == 20).then(|| s.parse::<u64>().ok()).flatten();
                 let (first, last) = (number(first)?, number(last)?);
-                (first >= 1 && last >= first).then_some((first, last, path))
+                (first >= 1 && last >= first).then(|| (first, last, path.clone()))
             })
             .collect();
         ranges.sort_by_key(|&(first, last, _)| (first, std::cmp::Reverse(last)));
-        // The chain from save 1: at each start, the longest segment.
         let mut chain = Vec::new();
         let mut next = 1;
         for (first, last, path) in ranges {
@@ -288,31 +317,104 @@ impl ObjectRecorder {
                 next = last + 1;
             }
         }
-        for batch in chain.chunks(PARALLEL_READS) {
+        let mut segments: Vec<(Path, Segment)> = Vec::new();
+        'read: for batch in chain.chunks(PARALLEL_READS) {
             let paths: Vec<Path> = batch.iter().map(|(_, _, p)| p.clone()).collect();
-            for ((first, last, path), bytes) in batch.iter().zip(self.fetch(&paths)?) {
+            let fetched = match self.fetch(&paths) {
+                Ok(fetched) => fetched,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read index segments: the saves they cover are read instead");
+                    break;
+                }
+            };
+            for ((first, last, path), bytes) in batch.iter().zip(fetched) {
                 let segment = bytes
-                    .ok_or_else(|| Error::persistence(format!("reading {path}"), "it is gone"))
+                    .ok_or_else(|| "it is gone".to_owned())
                     .and_then(|bytes| {
-                        serde_json::from_slice::<Segment>(&bytes)
-                            .map_err(|e| Error::persistence(format!("reading {path}"), e))
+                        serde_json::from_slice::<Segment>(&bytes).map_err(|e| e.to_string())
                     })
                     .and_then(|segment| {
-                        if (segment.first_save, segment.last_save()) != (*first, *last) {
-                            return Err(Error::persistence(
-                                format!("reading {path}"),
-                                "it holds other saves than its name says",
-                            ));
+                        if segment.saves.is_empty()
+                            || (segment.first_save, segment.last_save()) != (*first, *last)
+                        {
+                            return Err("it holds other saves than its name says".to_owned());
                         }
-                        index.add_segment(&segment)
+                        Ok(segment)
                     });
-                if let Err(e) = segment {
-                    tracing::warn!(segment = %path, error = %e, "an index segment is unusable: the saves it covers are read instead");
-                    return Ok(Some(path.clone()));
+                match segment {
+                    Ok(segment) => segments.push((path.clone(), segment)),
+                    Err(e) => {
+                        tracing::warn!(segment = %path, error = %e, "an index segment is unusable: the saves it covers are read instead");
+                        break 'read;
+                    }
                 }
             }
         }
-        Ok(None)
+        // The longest prefix of the chain that the log holds: a segment
+        // holds only if every one before it does (saves are never
+        // rewritten), so the last is checked, then halves.
+        let mut keep = segments.len();
+        if keep > 0 && !self.holds(&segments[keep - 1].1) {
+            let (mut good, mut bad) = (0, keep - 1);
+            while bad > good {
+                let middle = good + (bad - good).div_ceil(2);
+                if self.holds(&segments[middle - 1].1) {
+                    good = middle;
+                } else {
+                    bad = middle - 1;
+                }
+            }
+            keep = good;
+        }
+        let mut used = std::collections::HashSet::new();
+        for (path, segment) in segments.iter().take(keep) {
+            if let Err(e) = index.add_segment(segment) {
+                tracing::warn!(segment = %path, error = %e, "an index segment is unusable: the saves it covers are read instead");
+                break;
+            }
+            used.insert(path);
+        }
+        let mut stale = self.stale();
+        for path in &names {
+            if !used.contains(path) {
+                stale.insert(path.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the log holds `segment`'s last save as the segment says it.
+    fn holds(&self, segment: &Segment) -> bool {
+        let last = segment.last_save();
+        let path = self.path(last);
+        let read = self.read(&path).and_then(|bytes| {
+            bytes
+                .map(|bytes| decode(&path, &bytes, segment.last_first_id()))
+                .transpose()
+        });
+        match read {
+            Ok(Some(save)) => {
+                let events = segment.saves.last().map_or(0, |s| s.events.len());
+                let holds = save.events.len() == events
+                    && (segment.last_token.is_none() || save.token == segment.last_token);
+                if !holds {
+                    tracing::warn!(save = %path, "an index segment does not match the log's save: it is passed over");
+                }
+                holds
+            }
+            Ok(None) => {
+                tracing::warn!(save = %path, "an index segment covers a save the log does not have: it is passed over");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(save = %path, error = %e, "cannot check an index segment against its last save: it is passed over");
+                false
+            }
+        }
+    }
+
+    fn stale(&self) -> MutexGuard<'_, std::collections::HashSet<Path>> {
+        self.stale.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reads the saves after those in `index` at open: finds the last by
@@ -429,7 +531,7 @@ impl ObjectRecorder {
     /// cache; the segment it completes, if any.
     fn add_read(&self, index: &mut Index, save: Decoded) -> Option<Segment> {
         let number = index.saves() + 1;
-        let (_, segment) = index.add(save.positions());
+        let (_, segment) = index.add(save.positions(), save.token.as_deref());
         self.cache().put(number, Arc::new(save));
         segment
     }
@@ -449,31 +551,30 @@ impl ObjectRecorder {
     }
 
     /// Writes index segments, each only if absent (a segment's content
-    /// follows from the log, so two processes write the same), but for
-    /// `unusable`, found unreadable at open, which is replaced. A failure
-    /// is logged: the saves stay the truth, and are read instead.
-    fn write_segments(&self, segments: Vec<Segment>, unusable: Option<&Path>) {
+    /// follows from the log, so two processes write the same), but over a
+    /// stale one (see `stale`). A failure is logged: the saves stay the
+    /// truth, and are read instead.
+    fn write_segments(&self, segments: Vec<Segment>) {
         for batch in segments.chunks(PARALLEL_READS) {
-            let writes = batch.iter().filter_map(|segment| {
+            let mut writes: Vec<(Path, Vec<u8>, PutMode)> = Vec::new();
+            for segment in batch {
                 let path = self.segments.clone().join(
                     format!("{:020}-{:020}", segment.first_save, segment.last_save()).as_str(),
                 );
                 match serde_json::to_vec(segment) {
                     Ok(body) => {
-                        let mode = if unusable == Some(&path) {
+                        let mode = if self.stale().remove(&path) {
                             PutMode::Overwrite
                         } else {
                             PutMode::Create
                         };
-                        Some((path, body, mode))
+                        writes.push((path, body, mode));
                     }
                     Err(e) => {
                         tracing::warn!(segment = %path, error = %e, "cannot encode an index segment");
-                        None
                     }
                 }
-            });
-            let writes: Vec<(Path, Vec<u8>, PutMode)> = writes.collect();
+            }
             self.block_on(async {
                 let mut puts = tokio::task::JoinSet::new();
                 for (path, body, mode) in writes {
@@ -481,7 +582,8 @@ impl ObjectRecorder {
                     puts.spawn(async move {
                         let options = PutOptions::from(mode);
                         match store.put_opts(&path, PutPayload::from(body), options).await {
-                            Ok(_) | Err(object_store::Error::AlreadyExists { .. })
+                            Ok(_)
+                            | Err(object_store::Error::AlreadyExists { .. })
                             | Err(object_store::Error::Precondition { .. }) => {}
                             Err(e) => {
                                 tracing::warn!(segment = %path, error = %e, "cannot write an index segment: a cold start reads its saves instead");
@@ -500,10 +602,11 @@ impl ObjectRecorder {
         let mut saves: std::collections::HashMap<u64, Arc<Decoded>> =
             std::collections::HashMap::new();
         let mut missing: Vec<(u64, u64)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         {
             let mut cache = self.cache();
             for &(save, first, _) in located {
-                if saves.contains_key(&save) || missing.iter().any(|&(s, _)| s == save) {
+                if !seen.insert(save) {
                     continue;
                 }
                 match cache.get(&save) {
@@ -556,8 +659,10 @@ impl ObjectRecorder {
     /// nobody waiting writes alone; otherwise it queues, and whichever
     /// save holds the writer next writes every queued save in one object
     /// (one create-if-absent write decides them all; each is checked
-    /// alone, so one refused does not refuse the others). So saves
-    /// arriving together cost one request, not one each in turn.
+    /// against the index alone, so one refused does not refuse the
+    /// others). So saves arriving together cost one request, not one each
+    /// in turn. The save that completes an index segment writes it before
+    /// it returns, having let the writer go.
     fn save(
         &self,
         events: &[StoredEvent],
@@ -576,10 +681,9 @@ impl ObjectRecorder {
                     tracking,
                     outcome,
                 };
-                let (mut results, segment) = self.store_group(&mut index, &[request]);
+                let (mut results, segments) = self.store_group(&mut index, &[request]);
                 drop(index);
-                // After the index is let go: other saves go on meanwhile.
-                self.write_segments(segment.into_iter().collect(), None);
+                self.write_segments(segments);
                 return results.pop().expect("one result for one save");
             }
         }
@@ -594,23 +698,29 @@ impl ObjectRecorder {
         if let Some(result) = slot.result().take() {
             return result;
         }
-        let group = std::mem::take(&mut *self.queue());
-        if !group.iter().any(|queued| Arc::ptr_eq(queued, &slot)) {
-            // Taken by a save that panicked while it held the writer.
-            return Err(Error::persistence(
-                "saving to the object store",
-                "the save that was writing this one panicked: whether it was stored is unknown",
-            ));
-        }
+        // The queue, if this save is still in it (a writer that panicked
+        // settled its group before it let go, so it is).
+        let group = {
+            let mut queue = self.queue();
+            if !queue.iter().any(|queued| Arc::ptr_eq(queued, &slot)) {
+                return Err(Error::persistence(
+                    "saving to the object store",
+                    "the save was taken from the queue and not written",
+                ));
+            }
+            std::mem::take(&mut *queue)
+        };
+        let mut settle = SettleOnUnwind(&group);
         let requests: Vec<Request<'_>> = group.iter().map(|queued| queued.request()).collect();
-        let (results, segment) = self.store_group(&mut index, &requests);
+        let (results, segments) = self.store_group(&mut index, &requests);
         // Every result is set before the writer is let go: a save woken
         // then finds its own.
         for (queued, result) in group.iter().zip(results) {
             *queued.result() = Some(result);
         }
+        settle.0 = &[];
         drop(index);
-        self.write_segments(segment.into_iter().collect(), None);
+        self.write_segments(segments);
         let result = slot.result().take();
         result.expect("its group set its result")
     }
@@ -619,21 +729,24 @@ impl ObjectRecorder {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes `requests` as the next save object: each checked against the
-    /// index and the ones before it (a refused one gets its error and is
-    /// left out), the rest written together; a lost race for the name
-    /// reads the winner's save and checks again. One result per request,
-    /// and the index segment the object completes, if any.
+    /// Writes `requests` as save objects: each checked against the index
+    /// (a refused one gets its error), those that pass and take nothing
+    /// from one another written together as the next object; one that
+    /// repeats what an earlier one of the group takes waits for the next
+    /// round, to be checked against the index once that one is stored or
+    /// not. A lost race for the name reads the winner's save and checks
+    /// again. One result per request, and the index segments the objects
+    /// complete.
     fn store_group(
         &self,
         index: &mut Index,
         requests: &[Request<'_>],
-    ) -> (Vec<Result<Vec<u64>>>, Option<Segment>) {
+    ) -> (Vec<Result<Vec<u64>>>, Vec<Segment>) {
         let mut results: Vec<Option<Result<Vec<u64>>>> = requests.iter().map(|_| None).collect();
-        // One token for every write of this object: a retried write that
+        let mut segments = Vec::new();
+        // One token for every write of an object: a retried write that
         // finds its own earlier one stored must know it by it.
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        let mut segment = None;
+        let mut token = uuid::Uuid::new_v4().simple().to_string();
         for _ in 0..MAX_RACES {
             let accepted = Self::check_group(index, requests, &mut results);
             if accepted.is_empty() {
@@ -648,14 +761,16 @@ impl ObjectRecorder {
             match written {
                 Ok(true) => {
                     let decoded = Decoded::of(&group, token);
-                    let (ids, completed) = index.add(decoded.positions());
-                    segment = completed;
+                    let (ids, completed) = index.add(decoded.positions(), decoded.token.as_deref());
+                    segments.extend(completed);
                     self.cache().put(number, Arc::new(decoded));
                     let mut ids = ids.into_iter();
                     for (&i, request) in accepted.iter().zip(&group) {
                         results[i] = Some(Ok(ids.by_ref().take(request.events.len()).collect()));
                     }
-                    break;
+                    // The saves left for the next round, in an object of
+                    // their own.
+                    token = uuid::Uuid::new_v4().simple().to_string();
                 }
                 // Lost the race: the index has read the winner; check again.
                 Ok(false) => {}
@@ -672,7 +787,20 @@ impl ObjectRecorder {
                             )));
                         }
                     }
-                    break;
+                    // Those left wait on what the failed write did: the
+                    // index reads it, if it landed.
+                    if results.iter().any(Option::is_none) {
+                        if let Err(e) = self.read_new(index) {
+                            let message = e.to_string();
+                            for result in results.iter_mut().filter(|r| r.is_none()) {
+                                *result = Some(Err(Error::persistence(
+                                    "saving to the object store",
+                                    message.clone(),
+                                )));
+                            }
+                        }
+                    }
+                    token = uuid::Uuid::new_v4().simple().to_string();
                 }
             }
         }
@@ -689,12 +817,13 @@ impl ObjectRecorder {
                 })
             })
             .collect();
-        (results, segment)
+        (results, segments)
     }
 
     /// Checks the requests not yet settled, in order, against the index
-    /// and the ones accepted before them; settles the refused ones and
-    /// returns the accepted.
+    /// (settling the refused ones), and returns those that pass and take
+    /// no (stream, version), key or tracking record that one before them
+    /// in the group takes: the next object's saves.
     fn check_group(
         index: &Index,
         requests: &[Request<'_>],
@@ -708,58 +837,37 @@ impl ObjectRecorder {
             if results[i].is_some() {
                 continue;
             }
-            let checked = index
-                .check(request.events, request.tracking, request.outcome)
-                .and_then(|()| {
-                    // Against the saves of the group before it.
-                    if let Some(e) = request.events.iter().find(|e| {
-                        versions.contains(&(e.originator_id.as_str(), e.originator_version))
-                    }) {
-                        return Err(Error::Conflict {
-                            aggregate: None,
-                            id: Some(e.originator_id.clone()),
-                            version: Some(e.originator_version),
-                            message: format!(
-                                "stream {} already has version {}",
-                                e.originator_id, e.originator_version
-                            ),
-                        });
-                    }
-                    if let Some(outcome) = request.outcome.filter(|o| keys.contains(o.key.as_str()))
-                    {
-                        return Err(Error::conflict(format!(
-                        "the idempotency key {:?} is stored already (its request was carried out)",
-                        outcome.key
-                    )));
-                    }
-                    if let Some(t) = request.tracking.filter(|t| {
-                        tracked.contains(&(t.application_name.as_str(), t.notification_id))
-                    }) {
-                        return Err(Error::conflict(format!(
-                            "notification {} of {} is already tracked",
-                            t.notification_id, t.application_name
-                        )));
-                    }
-                    Ok(())
-                });
-            match checked {
-                Ok(()) => {
-                    versions.extend(
-                        request
-                            .events
-                            .iter()
-                            .map(|e| (e.originator_id.as_str(), e.originator_version)),
-                    );
-                    keys.extend(request.outcome.map(|o| o.key.as_str()));
-                    tracked.extend(
-                        request
-                            .tracking
-                            .map(|t| (t.application_name.as_str(), t.notification_id)),
-                    );
-                    accepted.push(i);
-                }
-                Err(e) => results[i] = Some(Err(e)),
+            if let Err(e) = index.check(request.events, request.tracking, request.outcome) {
+                results[i] = Some(Err(e));
+                continue;
             }
+            let overlaps = request
+                .events
+                .iter()
+                .any(|e| versions.contains(&(e.originator_id.as_str(), e.originator_version)))
+                || request
+                    .outcome
+                    .is_some_and(|o| keys.contains(o.key.as_str()))
+                || request.tracking.is_some_and(|t| {
+                    tracked.contains(&(t.application_name.as_str(), t.notification_id))
+                });
+            if overlaps {
+                // Decided by the index once the earlier one is settled.
+                continue;
+            }
+            versions.extend(
+                request
+                    .events
+                    .iter()
+                    .map(|e| (e.originator_id.as_str(), e.originator_version)),
+            );
+            keys.extend(request.outcome.map(|o| o.key.as_str()));
+            tracked.extend(
+                request
+                    .tracking
+                    .map(|t| (t.application_name.as_str(), t.notification_id)),
+            );
+            accepted.push(i);
         }
         accepted
     }
@@ -1100,7 +1208,9 @@ impl ProcessRecorder for ObjectRecorder {
                         "the save is gone, though it was read before",
                     )
                 })?;
-                Arc::new(decode(&path, &bytes, first)?)
+                let decoded = Arc::new(decode(&path, &bytes, first)?);
+                self.cache().put(save, decoded.clone());
+                decoded
             }
         };
         Ok(decoded
