@@ -1350,6 +1350,8 @@ struct Held {
     gate: AtomicUsize,
     /// Save writes begun.
     puts: AtomicUsize,
+    /// The save write that panics (0: none).
+    panic_at: AtomicUsize,
 }
 
 impl Held {
@@ -1358,6 +1360,7 @@ impl Held {
             inner,
             gate: AtomicUsize::new(0),
             puts: AtomicUsize::new(0),
+            panic_at: AtomicUsize::new(0),
         }
     }
 
@@ -1388,6 +1391,7 @@ impl ObjectStore for Held {
             while k > self.gate.load(Ordering::SeqCst) {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
+            assert_ne!(k, self.panic_at.load(Ordering::SeqCst), "the store panics");
         }
         self.inner.put_opts(location, payload, opts).await
     }
@@ -1689,4 +1693,49 @@ fn a_save_is_refused_for_what_is_stored_not_for_its_group() {
         .select_events("X", &annals::persistence::EventQuery::all())
         .expect("X");
     assert_eq!(x.len(), 1);
+}
+
+/// A writer that panics while it writes a group settles every save of
+/// it with an error (none waits forever), and the store goes on.
+#[test]
+fn a_writer_that_panics_settles_its_group() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let held = Arc::new(Held::new(inner.clone()));
+    let root = Path::from("school/events");
+    let recorder = Arc::new(ObjectRecorder::open(held.clone(), root.clone()).expect("open"));
+    let event = |stream: &str| annals::testing::contract::event(stream, 1, "Dog.Registered");
+    let save = |stream: &'static str| {
+        let recorder = recorder.clone();
+        std::thread::spawn(move || recorder.insert_events(&[event(stream)]))
+    };
+    let first = save("first");
+    held.wait_for_puts(1);
+    let queued = [save("a"), save("b")];
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    held.panic_at.store(2, Ordering::SeqCst);
+    held.gate.store(usize::MAX, Ordering::SeqCst);
+    assert_eq!(first.join().expect("no panic").expect("first"), [1]);
+    let outcomes: Vec<_> = queued.into_iter().map(|t| t.join()).collect();
+    // The one that wrote the group panicked; the other was told.
+    assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 1);
+    let told = outcomes
+        .into_iter()
+        .find_map(Result::ok)
+        .expect("the other returned");
+    let message = told.expect_err("not written").report().to_string();
+    assert!(message.contains("panicked"), "{message}");
+    assert_eq!(
+        recorder
+            .insert_events(&[event("c")])
+            .expect("the store goes on"),
+        [2]
+    );
+    let fresh = ObjectRecorder::open(inner, root).expect("a fresh process");
+    let log: Vec<String> = fresh
+        .select_notifications(&annals::persistence::NotificationQuery::new(1, 10))
+        .expect("the log")
+        .into_iter()
+        .map(|n| n.event.originator_id)
+        .collect();
+    assert_eq!(log, ["first", "c"]);
 }

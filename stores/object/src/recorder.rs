@@ -779,7 +779,7 @@ impl ObjectRecorder {
                         results[i] = Some(Err(e));
                     } else {
                         // One error for each save of the group.
-                        let message = e.to_string();
+                        let message = e.report().to_string();
                         for &i in &accepted {
                             results[i] = Some(Err(Error::persistence(
                                 "saving a group of saves to the object store",
@@ -791,7 +791,7 @@ impl ObjectRecorder {
                     // index reads it, if it landed.
                     if results.iter().any(Option::is_none) {
                         if let Err(e) = self.read_new(index) {
-                            let message = e.to_string();
+                            let message = e.report().to_string();
                             for result in results.iter_mut().filter(|r| r.is_none()) {
                                 *result = Some(Err(Error::persistence(
                                     "saving to the object store",
