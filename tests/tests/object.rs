@@ -1739,3 +1739,42 @@ fn a_writer_that_panics_settles_its_group() {
         .collect();
     assert_eq!(log, ["first", "c"]);
 }
+
+/// Segments are merged ten to one as the log grows, and a cold start
+/// reads the merged ones: with a segment every 2 saves, 45 saves are read
+/// from segments 1-20, 21-40, 41-42 and 43-44 (not 22 segments), and the
+/// answers are those of a process that read every save.
+#[test]
+fn segments_are_merged_ten_to_one() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let root = Path::from("school/events");
+    let writer = ObjectRecorder::open_with(inner.clone(), root.clone(), 2).expect("open");
+    fill(&writer, 45);
+    let expected = answers(&writer, 45);
+    let listed = futures::executor::block_on(futures::TryStreamExt::try_collect::<Vec<_>>(
+        inner.list(Some(&Path::from("school/events-index"))),
+    ))
+    .expect("a listing");
+    let names: Vec<String> = listed
+        .iter()
+        .filter_map(|meta| meta.location.filename().map(str::to_owned))
+        .collect();
+    for merged in [
+        "00000000000000000001-00000000000000000020",
+        "00000000000000000021-00000000000000000040",
+    ] {
+        assert!(names.iter().any(|n| n == merged), "{merged} in {names:?}");
+    }
+    let counting = Arc::new(Counting::new(inner.clone()));
+    let cold = ObjectRecorder::open_with(counting.clone(), root, 2).expect("a cold start");
+    let (gets, save_gets) = (
+        counting.gets.load(Ordering::SeqCst),
+        counting.save_gets.load(Ordering::SeqCst),
+    );
+    assert_eq!(
+        (gets - save_gets, save_gets),
+        (4, 1 + 1 + 1),
+        "four segments; save 44 to check them, save 45 and the probe"
+    );
+    assert_eq!(answers(&cold, 45), expected);
+}

@@ -52,6 +52,8 @@ pub struct ObjectRecorder {
     cache: Mutex<lru::LruCache<u64, Arc<Decoded>>>,
     /// Saves waiting for the writer (the index's lock).
     queue: Mutex<Vec<Arc<Queued>>>,
+    /// Saves per index segment (of the first level: see `merge_segments`).
+    segment_saves: u64,
     /// Index segments found at open that do not hold what the log holds
     /// (unreadable, or of saves the log does not have): written again,
     /// over, when this process makes their saves' segment.
@@ -215,6 +217,7 @@ impl ObjectRecorder {
             segments,
             runtime: super::runtime()?,
             index: Mutex::new(Index::new(segment_saves)),
+            segment_saves: segment_saves.max(1),
             cache: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(CACHED_SAVES).expect("not zero"),
             )),
@@ -593,6 +596,102 @@ impl ObjectRecorder {
                 }
                 while puts.join_next().await.is_some() {}
             });
+        }
+        for segment in &segments {
+            self.merge_segments(segment.last_save());
+        }
+    }
+
+    fn segment_path(&self, first: u64, last: u64) -> Path {
+        self.segments
+            .clone()
+            .join(format!("{first:020}-{last:020}").as_str())
+    }
+
+    /// Merges segments into larger ones, ten to one: when save `last`
+    /// ends a run of 10 segments of a level (of `segment_saves` saves,
+    /// then ten times that, ...), the segment of the run is written (read
+    /// from the ten, create-if-absent). A cold start takes the longest
+    /// segment at each start, so it reads a few objects a level rather
+    /// than one per `segment_saves` saves. A run that cannot be read whole
+    /// is logged and left: the ten still serve.
+    fn merge_segments(&self, last: u64) {
+        let mut size = self.segment_saves;
+        while let Some(run) = size.checked_mul(10).filter(|run| last.is_multiple_of(*run)) {
+            let first = last - run + 1;
+            let paths: Vec<Path> = (0..10)
+                .map(|j| {
+                    let from = first + j * size;
+                    self.segment_path(from, from + size - 1)
+                })
+                .collect();
+            let merged = self.fetch(&paths).and_then(|parts| {
+                let mut merged: Option<Segment> = None;
+                for (path, bytes) in paths.iter().zip(parts) {
+                    let bytes = bytes.ok_or_else(|| {
+                        Error::persistence(format!("reading {path}"), "it is not there")
+                    })?;
+                    let part: Segment = serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::persistence(format!("reading {path}"), e))?;
+                    merged = Some(match merged {
+                        None => part,
+                        Some(mut merged) => {
+                            let next_id = merged.first_id
+                                + merged
+                                    .saves
+                                    .iter()
+                                    .map(|s| s.events.len() as u64)
+                                    .sum::<u64>();
+                            if part.first_save != merged.last_save() + 1 || part.first_id != next_id
+                            {
+                                return Err(Error::persistence(
+                                    format!("reading {path}"),
+                                    "it does not follow the segment before it",
+                                ));
+                            }
+                            merged.saves.extend(part.saves);
+                            merged.last_token = part.last_token;
+                            merged
+                        }
+                    });
+                }
+                Ok(merged.expect("ten parts"))
+            });
+            match merged {
+                Ok(merged) => {
+                    let path = self.segment_path(first, last);
+                    let body = match serde_json::to_vec(&merged) {
+                        Ok(body) => body,
+                        Err(e) => {
+                            tracing::warn!(segment = %path, error = %e, "cannot encode an index segment");
+                            return;
+                        }
+                    };
+                    let mode = if self.stale().remove(&path) {
+                        PutMode::Overwrite
+                    } else {
+                        PutMode::Create
+                    };
+                    let put = self.block_on(self.store.put_opts(
+                        &path,
+                        PutPayload::from(body),
+                        PutOptions::from(mode),
+                    ));
+                    match put {
+                        Ok(_)
+                        | Err(object_store::Error::AlreadyExists { .. })
+                        | Err(object_store::Error::Precondition { .. }) => {}
+                        Err(e) => {
+                            tracing::warn!(segment = %path, error = %e, "cannot write a merged index segment: the smaller ones serve");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.report(), "cannot merge index segments: the smaller ones serve");
+                    return;
+                }
+            }
+            size = run;
         }
     }
 
