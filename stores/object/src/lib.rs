@@ -237,6 +237,10 @@ fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// From this many saves, stale temporary files are looked for in the
+/// background (see [`Store::open`] for the object store).
+const CLEAN_IN_BACKGROUND_FROM: u64 = 10_000;
+
 /// How long a temporary file of a save stays untouched before it is taken
 /// for a dead writer's (see [`remove_stale_temporaries`]).
 const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 60);
@@ -454,13 +458,24 @@ impl Store for ObjectConfig {
             dir,
             app,
         } = self.application(app_name)?;
-        if let Some(dir) = dir {
-            for log in ["events", "snapshots", "events-index", "snapshots-index"] {
-                remove_stale_temporaries(&dir.join(&app).join(log));
-            }
-        }
         let events = ObjectRecorder::open(store.clone(), root.clone().join("events"))?;
         let snapshots = ObjectRecorder::open(store, root.join("snapshots"))?;
+        if let Some(dir) = dir {
+            let logs = ["events", "snapshots", "events-index", "snapshots-index"]
+                .map(|log| dir.join(&app).join(log));
+            let clean = move || logs.iter().for_each(|log| remove_stale_temporaries(log));
+            // Looking for them reads every name in the directory (0.7 s
+            // for a million saves): a large store does it on a thread of
+            // its own, so the open does not wait for it.
+            if events.saves() < CLEAN_IN_BACKGROUND_FROM {
+                clean();
+            } else if let Err(e) = std::thread::Builder::new()
+                .name("annals-objects-cleanup".into())
+                .spawn(clean)
+            {
+                tracing::warn!(error = %e, "cannot start the cleanup of stale temporary files");
+            }
+        }
         Ok(Recorders::new(Arc::new(events), Arc::new(snapshots)))
     }
 }

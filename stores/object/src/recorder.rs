@@ -233,6 +233,11 @@ impl ObjectRecorder {
         Ok(recorder)
     }
 
+    /// How many save objects the index has read.
+    pub(crate) fn saves(&self) -> u64 {
+        self.lock().saves()
+    }
+
     fn block_on<F: Future + Send>(&self, future: F) -> F::Output
     where
         F::Output: Send,
