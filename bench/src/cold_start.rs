@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use annals::persistence::object::ObjectConfig;
@@ -222,45 +222,30 @@ fn directory_store(dir: &Path, saves: usize, rebuild: bool) -> Res<Marker> {
     let app = Application::builder(APP)
         .store(ObjectConfig::with_store(Arc::new(store), ""))
         .build()?;
-    let threads = 2;
-    let next = AtomicUsize::new(0);
     let middle = saves / 2;
-    let chosen: Mutex<Option<Uuid>> = Mutex::new(None);
+    let mut chosen = None;
     let started = Instant::now();
     let step = (saves / 10).max(10_000);
     eprintln!("cold start: building {} ({saves} saves)", dir.display());
-    std::thread::scope(|s| -> Res<()> {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| -> Res<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= saves {
-                            return Ok(());
-                        }
-                        let mut dog = Dog::register(name(i));
-                        dog.add_trick(trick(1));
-                        app.save(&mut dog)?;
-                        if i == middle {
-                            *chosen.lock().map_err(|_| "poisoned")? = Some(dog.id());
-                        }
-                        if (i + 1) % step == 0 {
-                            let secs = started.elapsed().as_secs_f64();
-                            eprintln!(
-                                "  {} / {saves} saves, {secs:.0} s, {:.0} saves/s",
-                                i + 1,
-                                (i + 1) as f64 / secs
-                            );
-                        }
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().map_err(|_| "a builder thread panicked")??;
+    // One writer: one object per save, whatever the store does with
+    // concurrent saves (a store that stores queued saves as one object
+    // would build fewer, larger objects from several writers).
+    for i in 0..saves {
+        let mut dog = Dog::register(name(i));
+        dog.add_trick(trick(1));
+        app.save(&mut dog)?;
+        if i == middle {
+            chosen = Some(dog.id());
         }
-        Ok(())
-    })?;
+        if (i + 1).is_multiple_of(step) {
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "  {} / {saves} saves, {secs:.0} s, {:.0} saves/s",
+                i + 1,
+                (i + 1) as f64 / secs
+            );
+        }
+    }
     let last = app.last_notification_id()?.unwrap_or(0);
     if last != 2 * saves as u64 {
         return fail(format!(
@@ -269,10 +254,7 @@ fn directory_store(dir: &Path, saves: usize, rebuild: bool) -> Res<Marker> {
         ));
     }
     drop(app);
-    let id = chosen
-        .into_inner()
-        .map_err(|_| "poisoned")?
-        .ok_or("no middle aggregate")?;
+    let id = chosen.ok_or("no middle aggregate")?;
     let marker = Marker {
         saves,
         id: id.to_string(),
@@ -353,7 +335,10 @@ fn cloud_copy(location: &str, dir: &Path, marker: &Marker, rebuild: bool) -> Res
         Ok::<_, object_store::Error>(paths)
     })?;
     if !old.is_empty() {
-        eprintln!("cold start: removing {} objects under {location}", old.len());
+        eprintln!(
+            "cold start: removing {} objects under {location}",
+            old.len()
+        );
         let chunks: Vec<Vec<ObjPath>> = old
             .chunks(old.len().div_ceil(tasks))
             .map(<[ObjPath]>::to_vec)
@@ -404,7 +389,7 @@ fn cloud_copy(location: &str, dir: &Path, marker: &Marker, rebuild: bool) -> Res
                     }
                     store.put(&to, PutPayload::from(bytes)).await?;
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n % step == 0 {
+                    if n.is_multiple_of(step) {
                         eprintln!(
                             "  {n} / {total} objects, {:.0} s",
                             started.elapsed().as_secs_f64()
