@@ -10,6 +10,7 @@
 
 mod allocs;
 mod annals_sut;
+mod cold_start;
 mod cqrs;
 mod curve;
 mod enrolment;
@@ -157,6 +158,54 @@ struct Cli {
     /// Internal: the enrolment configuration a child runs.
     #[arg(long, hide = true)]
     enrolment_child: Option<String>,
+    /// Instead of the workload: the object store's cold start (issue #33).
+    /// A fresh process opens a store of N saves (one new aggregate of 2
+    /// events each) and gets one aggregate, another reads the last 10
+    /// events: wall time and peak RSS, medians of --cold-runs; then
+    /// --cold-writers writers against 1 on a fresh directory store. The
+    /// stores are built once and kept in --cold-cache (S3 and Azure: a
+    /// copy of the directory store under ANNALS_S3_LOCATION and
+    /// ANNALS_AZURE_LOCATION, prefix cold-start-N).
+    #[arg(long)]
+    cold_start: bool,
+    /// With --cold-start: dir, s3 (ANNALS_S3_LOCATION, AWS_*), azure
+    /// (ANNALS_AZURE_LOCATION, AZURE_*); a cloud store not configured is
+    /// SKIPPED.
+    #[arg(long, value_delimiter = ',', default_value = "dir,s3,azure")]
+    cold_stores: Vec<String>,
+    /// With --cold-start: sizes in saves, for every store (default: a
+    /// directory 1000,100000,1000000; S3 1000,100000; Azure 1000,10000).
+    #[arg(long, value_delimiter = ',')]
+    cold_sizes: Vec<usize>,
+    /// With --cold-start: runs per size (medians).
+    #[arg(long, default_value_t = 3)]
+    cold_runs: usize,
+    /// With --cold-start: where the built stores are kept (default
+    /// target/cold-start, beside the binary's profile directory).
+    #[arg(long, value_name = "DIR")]
+    cold_cache: Option<PathBuf>,
+    /// With --cold-start: build the stores again, even where a marker says
+    /// they are built (after a change to what the object store writes).
+    #[arg(long)]
+    cold_rebuild: bool,
+    /// With --cold-start: saves of the writers' comparison (0: none).
+    #[arg(long, default_value_t = 2_000)]
+    cold_writer_saves: usize,
+    /// With --cold-start: the writer threads compared with one.
+    #[arg(long, default_value_t = 8)]
+    cold_writers: usize,
+    /// Internal: a cold-start child (get, tail).
+    #[arg(long, hide = true)]
+    cold_child: Option<String>,
+    /// Internal: the saves in its store.
+    #[arg(long, hide = true)]
+    cold_child_saves: Option<usize>,
+    /// Internal: the aggregate it gets.
+    #[arg(long, hide = true)]
+    cold_child_id: Option<String>,
+    /// Internal: that aggregate's name index.
+    #[arg(long, hide = true)]
+    cold_child_index: Option<usize>,
     /// With --allocs: also write DHAT's profile (every allocation site with
     /// its backtrace) to this file, for DHAT's viewer (dh_view.html).
     #[arg(long, value_name = "FILE")]
@@ -579,6 +628,30 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Res<()> {
+    if let Some(what) = &cli.cold_child {
+        return cold_start::child(
+            what,
+            cli.cold_child_saves.ok_or("--cold-child-saves")?,
+            cli.cold_child_id.as_deref().ok_or("--cold-child-id")?,
+            cli.cold_child_index.ok_or("--cold-child-index")?,
+        );
+    }
+    if cli.cold_start {
+        let cache = match &cli.cold_cache {
+            Some(dir) => dir.clone(),
+            None => default_cold_cache()?,
+        };
+        let mut options = cold_start::Options::standard(cache);
+        options.stores = cli.cold_stores.clone();
+        if !cli.cold_sizes.is_empty() {
+            options.sizes = Some(cli.cold_sizes.clone());
+        }
+        options.runs = cli.cold_runs.max(1);
+        options.rebuild = cli.cold_rebuild;
+        options.writer_saves = cli.cold_writer_saves;
+        options.writers = cli.cold_writers.max(1);
+        return cold_start::run(&options);
+    }
     if let Some(path) = &cli.reader_memory_child {
         return reader_memory::child(path, 1_000);
     }
@@ -815,6 +888,23 @@ fn run(cli: Cli) -> Res<()> {
         enrolment::run(0.3, 1, &[])?;
         println!();
         curve::run(&[1_000, 5_000], 100, pg_settings().is_some())?;
+        println!();
+        // The object store's cold start on small directory stores, built
+        // fresh (the build is checked too), each child's answer checked.
+        let cache = tempfile::tempdir()?;
+        cold_start::run(&cold_start::Options::quick(cache.path().to_owned()))?;
     }
     Ok(())
+}
+
+/// `target/cold-start`: beside the profile directory the binary is in
+/// (`target/release/annals-bench`), or under the working directory.
+fn default_cold_cache() -> Res<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(match exe.parent().and_then(|profile| profile.parent()) {
+        Some(target) if target.file_name().is_some_and(|n| n == "target") => {
+            target.join("cold-start")
+        }
+        _ => PathBuf::from("target/cold-start"),
+    })
 }

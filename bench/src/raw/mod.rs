@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::workload::{fail, Res};
 
-pub(crate) use object::ObjStore;
+pub(crate) use object::{s3_store, ObjStore};
 pub(crate) use pg::PgStore;
 pub(crate) use sqlite::SqliteStore;
 pub(crate) use sut::RawSut;
