@@ -325,48 +325,32 @@ impl ObjectRecorder {
                 next = last + 1;
             }
         }
-        let mut segments: Vec<(Path, Segment)> = Vec::new();
-        'read: for batch in chain.chunks(PARALLEL_READS) {
-            let paths: Vec<Path> = batch.iter().map(|(_, _, p)| p.clone()).collect();
-            let fetched = match self.fetch(&paths) {
-                Ok(fetched) => fetched,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read index segments: the saves they cover are read instead");
-                    break;
-                }
-            };
-            for ((first, last, path), bytes) in batch.iter().zip(fetched) {
-                let segment = bytes
-                    .ok_or_else(|| "it is gone".to_owned())
-                    .and_then(|bytes| {
-                        serde_json::from_slice::<Segment>(&bytes).map_err(|e| e.to_string())
-                    })
-                    .and_then(|segment| {
-                        if segment.saves.is_empty()
-                            || (segment.first_save, segment.last_save()) != (*first, *last)
-                        {
-                            return Err("it holds other saves than its name says".to_owned());
-                        }
-                        Ok(segment)
-                    });
-                match segment {
-                    Ok(segment) => segments.push((path.clone(), segment)),
-                    Err(e) => {
-                        tracing::warn!(segment = %path, error = %e, "an index segment is unusable: the saves it covers are read instead");
-                        break 'read;
-                    }
-                }
-            }
-        }
         // The longest prefix of the chain that the log holds: a segment
         // holds only if every one before it does (saves are never
         // rewritten), so the last is checked, then halves.
-        let mut keep = segments.len();
-        if keep > 0 && !self.holds(&segments[keep - 1].1) {
+        let mut checked: Option<(usize, Segment)> = None;
+        let mut holds_at = |k: usize| -> bool {
+            let (first, last, path) = &chain[k - 1];
+            match self.read_segment(path, *first, *last) {
+                Ok(segment) => {
+                    let holds = self.holds(&segment);
+                    if holds {
+                        checked = Some((k - 1, segment));
+                    }
+                    holds
+                }
+                Err(e) => {
+                    tracing::warn!(segment = %path, error = %e.report(), "an index segment is unusable: the saves it covers are read instead");
+                    false
+                }
+            }
+        };
+        let mut keep = chain.len();
+        if keep > 0 && !holds_at(keep) {
             let (mut good, mut bad) = (0, keep - 1);
             while bad > good {
                 let middle = good + (bad - good).div_ceil(2);
-                if self.holds(&segments[middle - 1].1) {
+                if holds_at(middle) {
                     good = middle;
                 } else {
                     bad = middle - 1;
@@ -374,21 +358,77 @@ impl ObjectRecorder {
             }
             keep = good;
         }
+        // Then the segments, read and added a batch at a time (at most 32
+        // objects and about 50,000 saves: a cold start holds one batch of
+        // them beside the index, not all).
         let mut used = std::collections::HashSet::new();
-        for (path, segment) in segments.iter().take(keep) {
-            if let Err(e) = index.add_segment(segment) {
-                tracing::warn!(segment = %path, error = %e, "an index segment is unusable: the saves it covers are read instead");
-                break;
+        let mut at = 0;
+        'add: while at < keep {
+            let mut end = at;
+            let mut saves = 0;
+            while end < keep && end - at < PARALLEL_READS && (end == at || saves < 50_000) {
+                saves += chain[end].1 - chain[end].0 + 1;
+                end += 1;
             }
-            used.insert(path);
+            let wanted: Vec<usize> = (at..end)
+                .filter(|&k| checked.as_ref().is_none_or(|(c, _)| *c != k))
+                .collect();
+            let paths: Vec<Path> = wanted.iter().map(|&k| chain[k].2.clone()).collect();
+            let mut fetched = match self.fetch(&paths) {
+                Ok(fetched) => wanted
+                    .into_iter()
+                    .zip(fetched)
+                    .collect::<std::collections::HashMap<_, _>>(),
+                Err(e) => {
+                    tracing::warn!(error = %e.report(), "cannot read index segments: the saves they cover are read instead");
+                    break;
+                }
+            };
+            for (k, (first, last, path)) in chain.iter().enumerate().take(end).skip(at) {
+                let segment = match checked.take_if(|(c, _)| *c == k) {
+                    Some((_, segment)) => Ok(segment),
+                    None => fetched
+                        .remove(&k)
+                        .flatten()
+                        .ok_or_else(|| Error::persistence(format!("reading {path}"), "it is gone"))
+                        .and_then(|bytes| Self::parse_segment(path, &bytes, *first, *last)),
+                };
+                if let Err(e) = segment.and_then(|segment| index.add_segment(&segment)) {
+                    tracing::warn!(segment = %path, error = %e.report(), "an index segment is unusable: the saves it covers are read instead");
+                    break 'add;
+                }
+                used.insert(path.clone());
+            }
+            at = end;
         }
         let mut stale = self.stale();
-        for path in &names {
-            if !used.contains(path) {
-                stale.insert(path.clone());
+        for path in names {
+            if !used.contains(&path) {
+                stale.insert(path);
             }
         }
         Ok(())
+    }
+
+    /// The index segment at `path`, which its name says holds saves
+    /// `first` to `last`.
+    fn read_segment(&self, path: &Path, first: u64, last: u64) -> Result<Segment> {
+        let bytes = self
+            .read(path)?
+            .ok_or_else(|| Error::persistence(format!("reading {path}"), "it is gone"))?;
+        Self::parse_segment(path, &bytes, first, last)
+    }
+
+    fn parse_segment(path: &Path, bytes: &[u8], first: u64, last: u64) -> Result<Segment> {
+        let segment: Segment = serde_json::from_slice(bytes)
+            .map_err(|e| Error::persistence(format!("reading {path}"), e))?;
+        if segment.saves.is_empty() || (segment.first_save, segment.last_save()) != (first, last) {
+            return Err(Error::persistence(
+                format!("reading {path}"),
+                "it holds other saves than its name says",
+            ));
+        }
+        Ok(segment)
     }
 
     /// Whether the log holds `segment`'s last save as the segment says it.
