@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine as _;
@@ -52,6 +53,11 @@ pub struct ObjectRecorder {
     cache: Mutex<lru::LruCache<u64, Arc<Decoded>>>,
     /// Saves waiting for the writer (the index's lock).
     queue: Mutex<Vec<Arc<Queued>>>,
+    /// Wakes the queued saves (with `queue`'s lock) when the writer is let
+    /// go.
+    wake: std::sync::Condvar,
+    /// How many saves wait on `wake`: a release wakes only when some do.
+    waiting: AtomicUsize,
     /// Saves per index segment (of the first level: see `merge_segments`).
     segment_saves: u64,
     /// Index segments found at open that do not hold what the log holds
@@ -104,6 +110,63 @@ struct Part {
     tracking: Option<TrackingRow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key: Option<KeyRow>,
+}
+
+impl Queued {
+    fn of(
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        outcome: Option<&KeyedOutcome>,
+    ) -> Self {
+        Self {
+            events: events.to_vec(),
+            tracking: tracking.cloned(),
+            outcome: outcome.cloned(),
+            result: Mutex::new(None),
+        }
+    }
+}
+
+/// How a queued save's wait ended.
+enum Waited<'a> {
+    /// Another save wrote it: its result.
+    Settled(Result<Vec<u64>>),
+    /// The writer is free: this save writes the queue.
+    Leading(IndexGuard<'a>),
+}
+
+/// The index's lock, held: the writer. Letting it go wakes the queued
+/// saves, so that one written by the save that held it returns at once,
+/// and one not yet written can write the queue.
+struct IndexGuard<'a> {
+    guard: Option<MutexGuard<'a, Index>>,
+    recorder: &'a ObjectRecorder,
+}
+
+impl std::ops::Deref for IndexGuard<'_> {
+    type Target = Index;
+
+    fn deref(&self) -> &Index {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for IndexGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Index {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for IndexGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        if self.recorder.waiting.load(Ordering::SeqCst) > 0 {
+            // Under the queue's lock: a save between its look at the
+            // writer and its wait holds it, so it cannot miss this.
+            let _queue = self.recorder.queue();
+            self.recorder.wake.notify_all();
+        }
+    }
 }
 
 /// Settles every queued save of a group still unsettled when dropped: a
@@ -222,6 +285,8 @@ impl ObjectRecorder {
                 NonZeroUsize::new(CACHED_SAVES).expect("not zero"),
             )),
             queue: Mutex::new(Vec::new()),
+            wake: std::sync::Condvar::new(),
+            waiting: AtomicUsize::new(0),
             stale: Mutex::new(std::collections::HashSet::new()),
         };
         let made = {
@@ -249,9 +314,12 @@ impl ObjectRecorder {
         self.root.clone().join(format!("{save:020}").as_str())
     }
 
-    fn lock(&self) -> MutexGuard<'_, Index> {
+    fn lock(&self) -> IndexGuard<'_> {
         // Every change to the index is applied whole after its checks.
-        self.index.lock().unwrap_or_else(|e| e.into_inner())
+        IndexGuard {
+            guard: Some(self.index.lock().unwrap_or_else(|e| e.into_inner())),
+            recorder: self,
+        }
     }
 
     fn cache(&self) -> MutexGuard<'_, lru::LruCache<u64, Arc<Decoded>>> {
@@ -259,7 +327,7 @@ impl ObjectRecorder {
     }
 
     /// The index, with every save stored so far read into it.
-    fn caught_up(&self) -> Result<MutexGuard<'_, Index>> {
+    fn caught_up(&self) -> Result<IndexGuard<'_>> {
         let mut index = self.lock();
         self.read_new(&mut index)?;
         Ok(index)
@@ -813,11 +881,7 @@ impl ObjectRecorder {
         tracking: Option<&Tracking>,
         outcome: Option<&KeyedOutcome>,
     ) -> Result<Vec<u64>> {
-        let free = match self.index.try_lock() {
-            Ok(index) => Some(index),
-            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        };
+        let free = self.try_lock();
         if let Some(mut index) = free {
             if self.queue().is_empty() {
                 let request = Request {
@@ -830,23 +894,80 @@ impl ObjectRecorder {
                 self.write_segments(segments);
                 return results.pop().expect("one result for one save");
             }
+            // Saves are queued: write them with this one, now.
+            let slot = Arc::new(Queued::of(events, tracking, outcome));
+            self.queue().push(slot.clone());
+            return self.lead(index, &slot);
         }
-        let slot = Arc::new(Queued {
-            events: events.to_vec(),
-            tracking: tracking.cloned(),
-            outcome: outcome.cloned(),
-            result: Mutex::new(None),
-        });
+        let slot = Arc::new(Queued::of(events, tracking, outcome));
         self.queue().push(slot.clone());
-        let mut index = self.lock();
+        match self.wait(&slot) {
+            Waited::Settled(result) => result,
+            Waited::Leading(index) => self.lead(index, &slot),
+        }
+    }
+
+    /// The writer, if it is free.
+    fn try_lock(&self) -> Option<IndexGuard<'_>> {
+        let guard = match self.index.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(IndexGuard {
+            guard: Some(guard),
+            recorder: self,
+        })
+    }
+
+    /// Waits until queued save `slot` is written by another save (its
+    /// result), or the writer is free for it to write the queue itself.
+    /// Woken whenever the writer is let go (see [`IndexGuard`]), so a save
+    /// written by another returns at once, not after the next write.
+    fn wait(&self, slot: &Arc<Queued>) -> Waited<'_> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut queue = self.queue();
+        let waited = loop {
+            if let Some(result) = slot.result().take() {
+                break Waited::Settled(result);
+            }
+            if let Some(index) = self.try_lock() {
+                // A writer sets its group's results before it lets go.
+                match slot.result().take() {
+                    Some(result) => {
+                        drop(queue);
+                        drop(index);
+                        self.waiting.fetch_sub(1, Ordering::SeqCst);
+                        return Waited::Settled(result);
+                    }
+                    None => break Waited::Leading(index),
+                }
+            }
+            // The timeout only bounds a wake-up missed by a reader that
+            // held the index (every release wakes; this is a backstop).
+            queue = match self
+                .wake
+                .wait_timeout(queue, std::time::Duration::from_millis(50))
+            {
+                Ok((queue, _)) => queue,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        };
+        drop(queue);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        waited
+    }
+
+    /// Writes every queued save (`slot` among them, unless a writer that
+    /// panicked took it) as the writer `index`, and returns `slot`'s
+    /// result.
+    fn lead(&self, mut index: IndexGuard<'_>, slot: &Arc<Queued>) -> Result<Vec<u64>> {
         if let Some(result) = slot.result().take() {
             return result;
         }
-        // The queue, if this save is still in it (a writer that panicked
-        // settled its group before it let go, so it is).
         let group = {
             let mut queue = self.queue();
-            if !queue.iter().any(|queued| Arc::ptr_eq(queued, &slot)) {
+            if !queue.iter().any(|queued| Arc::ptr_eq(queued, slot)) {
                 return Err(Error::persistence(
                     "saving to the object store",
                     "the save was taken from the queue and not written",
