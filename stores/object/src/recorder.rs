@@ -29,6 +29,12 @@ use annals_core::persistence::{
 /// object for each this many saves, and the saves after the last one.
 pub const SEGMENT_SAVES: u64 = 1000;
 
+/// The most saves a merged index segment holds: a cold start holds one
+/// segment's parse at a time beside the index, so larger ones would cost
+/// memory (a segment of a million saves is about 300 MB parsed) for few
+/// requests saved (a million saves is a hundred segments of this size).
+const MERGED_SAVES: u64 = 10_000;
+
 /// How many decoded save objects a recorder keeps: the events it reads
 /// are read from their saves, and the saves it has just written or read
 /// are the likeliest to be read next.
@@ -723,14 +729,17 @@ impl ObjectRecorder {
 
     /// Merges segments into larger ones, ten to one: when save `last`
     /// ends a run of 10 segments of a level (of `segment_saves` saves,
-    /// then ten times that, ...), the segment of the run is written (read
-    /// from the ten, create-if-absent). A cold start takes the longest
-    /// segment at each start, so it reads a few objects a level rather
-    /// than one per `segment_saves` saves. A run that cannot be read whole
+    /// then ten times that, up to [`MERGED_SAVES`]), the segment of the
+    /// run is written (read from the ten, create-if-absent). A cold start
+    /// takes the longest segment at each start, so it reads one object
+    /// per [`MERGED_SAVES`] saves rather than one per `segment_saves`. A run that cannot be read whole
     /// is logged and left: the ten still serve.
     fn merge_segments(&self, last: u64) {
         let mut size = self.segment_saves;
-        while let Some(run) = size.checked_mul(10).filter(|run| last.is_multiple_of(*run)) {
+        while let Some(run) = size
+            .checked_mul(10)
+            .filter(|run| *run <= MERGED_SAVES && last.is_multiple_of(*run))
+        {
             let first = last - run + 1;
             let paths: Vec<Path> = (0..10)
                 .map(|j| {
