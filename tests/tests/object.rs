@@ -211,49 +211,105 @@ fn a_foreign_object_in_the_log_is_an_error_naming_it() {
     }
 }
 
-/// An object store that fails its `fail_at`-th call (0 = never) of the
-/// kinds that write or read objects, after doing it or before (`after`).
+/// An object store around another, for the tests, its probes all off
+/// unless set: it fails its `fail_at`-th call (0 = never) of the kinds
+/// that write or read objects, after doing it or before (`after`); it
+/// counts GETs, HEADs and listings (a cold start's cost, from outside);
+/// it holds save writes at a gate (the k-th waits while k is above
+/// `gate`, and the saves that arrive meanwhile queue behind it); and it
+/// panics in its `panic_at`-th save write.
 #[derive(Debug)]
-struct Faulty {
+struct Probe {
     inner: Arc<dyn ObjectStore>,
     calls: AtomicUsize,
     fail_at: AtomicUsize,
     after: bool,
+    gets: AtomicUsize,
+    heads: AtomicUsize,
+    lists: AtomicUsize,
+    /// The GETs of save objects (`.../events/{n}`).
+    save_gets: AtomicUsize,
+    gate: AtomicUsize,
+    /// Save writes begun.
+    puts: AtomicUsize,
+    panic_at: AtomicUsize,
 }
 
-impl fmt::Display for Faulty {
+impl fmt::Display for Probe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Faulty({})", self.inner)
+        write!(f, "Probe({})", self.inner)
     }
 }
 
-impl Faulty {
-    fn new(inner: Arc<dyn ObjectStore>, after: bool) -> Self {
+impl Probe {
+    fn new(inner: Arc<dyn ObjectStore>) -> Self {
         Self {
             inner,
             calls: AtomicUsize::new(0),
             fail_at: AtomicUsize::new(0),
-            after,
+            after: false,
+            gets: AtomicUsize::new(0),
+            heads: AtomicUsize::new(0),
+            lists: AtomicUsize::new(0),
+            save_gets: AtomicUsize::new(0),
+            gate: AtomicUsize::new(usize::MAX),
+            puts: AtomicUsize::new(0),
+            panic_at: AtomicUsize::new(0),
         }
+    }
+
+    /// Faults after the call takes effect, or before.
+    fn faulty(inner: Arc<dyn ObjectStore>, after: bool) -> Self {
+        Self {
+            after,
+            ..Self::new(inner)
+        }
+    }
+
+    /// Save writes held at the gate until it is opened.
+    fn held(inner: Arc<dyn ObjectStore>) -> Self {
+        let probe = Self::new(inner);
+        probe.gate.store(0, Ordering::SeqCst);
+        probe
     }
 
     fn fault(&self) -> Option<object_store::Error> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         (call == self.fail_at.load(Ordering::SeqCst)).then(|| object_store::Error::Generic {
-            store: "Faulty",
+            store: "Probe",
             source: "the connection was cut".into(),
         })
+    }
+
+    fn reset(&self) {
+        for counter in [&self.gets, &self.heads, &self.lists, &self.save_gets] {
+            counter.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits until `n` save writes have begun.
+    fn wait_for_puts(&self, n: usize) {
+        while self.puts.load(Ordering::SeqCst) < n {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }
 
 #[async_trait::async_trait]
-impl ObjectStore for Faulty {
+impl ObjectStore for Probe {
     async fn put_opts(
         &self,
         location: &Path,
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        if location.as_ref().contains("/events/") {
+            let k = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+            while k > self.gate.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert_ne!(k, self.panic_at.load(Ordering::SeqCst), "the store panics");
+        }
         if !self.after {
             if let Some(e) = self.fault() {
                 return Err(e);
@@ -282,6 +338,14 @@ impl ObjectStore for Faulty {
         if let Some(e) = self.fault() {
             return Err(e);
         }
+        if options.head {
+            self.heads.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            if location.as_ref().contains("/events/") {
+                self.save_gets.fetch_add(1, Ordering::SeqCst);
+            }
+        }
         self.inner.get_opts(location, options).await
     }
 
@@ -304,10 +368,12 @@ impl ObjectStore for Faulty {
         &self,
         prefix: Option<&Path>,
     ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list(prefix)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list_with_delimiter(prefix).await
     }
 
@@ -357,7 +423,7 @@ fn save_cut_off_at_any_object_call(make: MakeStore, segment_saves: u64) {
     for after in [false, true] {
         for n in 1..=5 {
             let (inner, prefix) = make("cut-off").expect("the store");
-            let faulty = Arc::new(Faulty::new(inner.clone(), after));
+            let faulty = Arc::new(Probe::faulty(inner.clone(), after));
             let root = prefix.join("school").join("events");
             let recorder = ObjectRecorder::open_with(faulty.clone(), root.clone(), segment_saves)
                 .expect("open through the faults");
@@ -495,7 +561,7 @@ fn keyed_save_cut_off_at_any_object_call(make: MakeStore) {
     for after in [false, true] {
         for n in 1..=4 {
             let (inner, prefix) = make("keyed-cut-off").expect("the store");
-            let faulty = Arc::new(Faulty::new(inner.clone(), after));
+            let faulty = Arc::new(Probe::faulty(inner.clone(), after));
             let root = prefix.join("bank").join("events");
             let recorder = ObjectRecorder::open(faulty.clone(), root.clone())
                 .expect("open through the faults");
@@ -1068,115 +1134,6 @@ fn opening_a_directory_store_removes_stale_temporary_files_only() {
 
 // ---- Index segments: a cold start that reads segments, not saves. -------
 
-/// An object store that counts the calls of each kind (a cold start's
-/// cost, from outside).
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn ObjectStore>,
-    gets: AtomicUsize,
-    heads: AtomicUsize,
-    lists: AtomicUsize,
-    /// The GETs of save objects (`.../events/{n}`).
-    save_gets: AtomicUsize,
-}
-
-impl fmt::Display for Counting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Counting({})", self.inner)
-    }
-}
-
-impl Counting {
-    fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        Self {
-            inner,
-            gets: AtomicUsize::new(0),
-            heads: AtomicUsize::new(0),
-            lists: AtomicUsize::new(0),
-            save_gets: AtomicUsize::new(0),
-        }
-    }
-
-    fn reset(&self) {
-        for counter in [&self.gets, &self.heads, &self.lists, &self.save_gets] {
-            counter.store(0, Ordering::SeqCst);
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for Counting {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        if options.head {
-            self.heads.fetch_add(1, Ordering::SeqCst);
-        } else {
-            self.gets.fetch_add(1, Ordering::SeqCst);
-            if location.as_ref().contains("/events/") {
-                self.save_gets.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<bytes::Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&Path>,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.lists.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.lists.fetch_add(1, Ordering::SeqCst);
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: object_store::CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
-
 /// What a store of `saves` saves (one new stream each, every 7th tracked,
 /// every 11th keyed) holds, written with a segment every `segment_saves`.
 fn fill(recorder: &ObjectRecorder, saves: u64) {
@@ -1258,7 +1215,7 @@ fn a_cold_start_reads_index_segments_and_the_saves_after_them() {
     fill(&writer, 95);
     let expected = answers(&writer, 95);
 
-    let counting = Arc::new(Counting::new(inner.clone()));
+    let counting = Arc::new(Probe::new(inner.clone()));
     let cold = ObjectRecorder::open_with(counting.clone(), root.clone(), 10).expect("a cold start");
     let (gets, save_gets, heads) = (
         counting.gets.load(Ordering::SeqCst),
@@ -1291,7 +1248,7 @@ fn a_cold_start_reads_index_segments_and_the_saves_after_them() {
     let expected = answers(&plain, 25);
     let migrating = ObjectRecorder::open_with(inner.clone(), other.clone(), 10).expect("open");
     assert_eq!(answers(&migrating, 25), expected);
-    let counting = Arc::new(Counting::new(inner.clone()));
+    let counting = Arc::new(Probe::new(inner.clone()));
     let cold = ObjectRecorder::open_with(counting.clone(), other, 10).expect("a cold start");
     assert_eq!(
         counting.save_gets.load(Ordering::SeqCst),
@@ -1320,7 +1277,7 @@ fn an_unusable_index_segment_is_passed_over_for_its_saves() {
     assert_eq!(answers(&reopened, 35), expected);
     // The open that passed it over wrote it again from the saves: the next
     // cold start reads segments only.
-    let counting = Arc::new(Counting::new(inner.clone()));
+    let counting = Arc::new(Probe::new(inner.clone()));
     let cold = ObjectRecorder::open_with(counting.clone(), root.clone(), 10).expect("open");
     assert_eq!(
         counting.save_gets.load(Ordering::SeqCst),
@@ -1341,113 +1298,6 @@ fn an_unusable_index_segment_is_passed_over_for_its_saves() {
 
 // ---- Saves that arrive together share one object. --------------------------
 
-/// An object store whose save writes wait at a gate: the k-th write waits
-/// while k is above `gate`, and the saves that arrive meanwhile queue
-/// behind it.
-#[derive(Debug)]
-struct Held {
-    inner: Arc<dyn ObjectStore>,
-    gate: AtomicUsize,
-    /// Save writes begun.
-    puts: AtomicUsize,
-    /// The save write that panics (0: none).
-    panic_at: AtomicUsize,
-}
-
-impl Held {
-    fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        Self {
-            inner,
-            gate: AtomicUsize::new(0),
-            puts: AtomicUsize::new(0),
-            panic_at: AtomicUsize::new(0),
-        }
-    }
-
-    /// Waits until `n` save writes have begun.
-    fn wait_for_puts(&self, n: usize) {
-        while self.puts.load(Ordering::SeqCst) < n {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    }
-}
-
-impl fmt::Display for Held {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Held({})", self.inner)
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for Held {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        if location.as_ref().contains("/events/") {
-            let k = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
-            while k > self.gate.load(Ordering::SeqCst) {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-            assert_ne!(k, self.panic_at.load(Ordering::SeqCst), "the store panics");
-        }
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<bytes::Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&Path>,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: object_store::CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
-
 /// Eight saves that arrive while one is being written: the first is
 /// written alone, those queued behind it in one object together; each is
 /// checked alone (a conflict inside the group refuses that save only),
@@ -1457,7 +1307,7 @@ impl ObjectStore for Held {
 fn saves_queued_behind_a_write_share_the_next_object() {
     use annals::persistence::{KeyedOutcome, NotificationQuery, Tracking};
     let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let held = Arc::new(Held::new(inner.clone()));
+    let held = Arc::new(Probe::held(inner.clone()));
     let root = Path::from("school/events");
     let recorder = Arc::new(ObjectRecorder::open(held.clone(), root.clone()).expect("open"));
     let first = {
@@ -1619,7 +1469,7 @@ fn segments_the_log_does_not_hold_are_passed_over_and_replaced() {
             .expect("a save");
         assert_eq!(ids, [n], "the next id of b's log");
     }
-    let counting = Arc::new(Counting::new(inner.clone()));
+    let counting = Arc::new(Probe::new(inner.clone()));
     let cold =
         ObjectRecorder::open_with(counting.clone(), Path::from("b/events"), 10).expect("open");
     assert_eq!(
@@ -1643,7 +1493,7 @@ fn segments_the_log_does_not_hold_are_passed_over_and_replaced() {
 fn a_save_is_refused_for_what_is_stored_not_for_its_group() {
     use annals::persistence::KeyedOutcome;
     let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let held = Arc::new(Held::new(inner.clone()));
+    let held = Arc::new(Probe::held(inner.clone()));
     let root = Path::from("school/events");
     let recorder = Arc::new(ObjectRecorder::open(held.clone(), root.clone()).expect("open"));
     let rival = ObjectRecorder::open(inner.clone(), root.clone()).expect("another process");
@@ -1700,7 +1550,7 @@ fn a_save_is_refused_for_what_is_stored_not_for_its_group() {
 #[test]
 fn a_writer_that_panics_settles_its_group() {
     let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let held = Arc::new(Held::new(inner.clone()));
+    let held = Arc::new(Probe::held(inner.clone()));
     let root = Path::from("school/events");
     let recorder = Arc::new(ObjectRecorder::open(held.clone(), root.clone()).expect("open"));
     let event = |stream: &str| annals::testing::contract::event(stream, 1, "Dog.Registered");
@@ -1765,7 +1615,7 @@ fn segments_are_merged_ten_to_one() {
     ] {
         assert!(names.iter().any(|n| n == merged), "{merged} in {names:?}");
     }
-    let counting = Arc::new(Counting::new(inner.clone()));
+    let counting = Arc::new(Probe::new(inner.clone()));
     let cold = ObjectRecorder::open_with(counting.clone(), root, 2).expect("a cold start");
     let (gets, save_gets) = (
         counting.gets.load(Ordering::SeqCst),
