@@ -1,0 +1,342 @@
+//! Index segments: the positions of a run of saves, written beside the
+//! log (and merged ten to one), read and checked at a cold start.
+
+use std::sync::MutexGuard;
+
+use object_store::path::Path;
+use object_store::{PutMode, PutOptions, PutPayload};
+
+use super::codec::decode;
+use super::{ObjectRecorder, MERGED_SAVES, PARALLEL_READS};
+use crate::index::{Index, Segment};
+use annals_core::error::{Error, Result};
+
+impl ObjectRecorder {
+    /// Reads the index segments that cover the log from its first save
+    /// on (at each start the longest), 32 at once. The chain ends before a
+    /// segment that cannot be read or parsed, or that names other saves;
+    /// then at the last segment that holds what the log holds (its last
+    /// save is there, with the first id, event count and token the
+    /// segment says: one GET, or a few by halving when the log is not the
+    /// one the segments were made from). Each segment is added whole or
+    /// not at all. The saves after the chain are read instead, and the
+    /// segments passed over are marked stale, to be written again.
+    pub(super) fn load_segments(&self, index: &mut Index) -> Result<()> {
+        let listed = self.block_on(async {
+            let mut list = self.store.list(Some(&self.segments));
+            let mut names = Vec::new();
+            while let Some(item) =
+                std::future::poll_fn(|cx| futures_core::Stream::poll_next(list.as_mut(), cx)).await
+            {
+                match item {
+                    Ok(meta) => names.push(meta.location),
+                    Err(object_store::Error::NotFound { .. }) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(names)
+        });
+        let names = listed.map_err(|e| self.open_error(&e))?;
+        let mut ranges: Vec<(u64, u64, Path)> = names
+            .iter()
+            .filter_map(|path| {
+                let (first, last) = path.filename()?.split_once('-')?;
+                let number = |s: &str| (s.len() == 20).then(|| s.parse::<u64>().ok()).flatten();
+                let (first, last) = (number(first)?, number(last)?);
+                (first >= 1 && last >= first).then(|| (first, last, path.clone()))
+            })
+            .collect();
+        ranges.sort_by_key(|&(first, last, _)| (first, std::cmp::Reverse(last)));
+        let mut chain = Vec::new();
+        let mut next = 1;
+        for (first, last, path) in ranges {
+            if first == next {
+                chain.push((first, last, path));
+                next = last + 1;
+            }
+        }
+        // The longest prefix of the chain that the log holds: a segment
+        // holds only if every one before it does (saves are never
+        // rewritten), so the last is checked, then halves.
+        let mut checked: Option<(usize, Segment)> = None;
+        let mut holds_at = |k: usize| -> bool {
+            let (first, last, path) = &chain[k - 1];
+            match self.read_segment(path, *first, *last) {
+                Ok(segment) => {
+                    let holds = self.holds(&segment);
+                    if holds {
+                        checked = Some((k - 1, segment));
+                    }
+                    holds
+                }
+                Err(e) => {
+                    tracing::warn!(segment = %path, error = %e.report(), "an index segment is unusable: the saves it covers are read instead");
+                    false
+                }
+            }
+        };
+        let mut keep = chain.len();
+        if keep > 0 && !holds_at(keep) {
+            let (mut good, mut bad) = (0, keep - 1);
+            while bad > good {
+                let middle = good + (bad - good).div_ceil(2);
+                if holds_at(middle) {
+                    good = middle;
+                } else {
+                    bad = middle - 1;
+                }
+            }
+            keep = good;
+        }
+        // Then the segments, read and added a batch at a time (at most 32
+        // objects and about 50,000 saves: a cold start holds one batch of
+        // them beside the index, not all).
+        let mut used = std::collections::HashSet::new();
+        let mut at = 0;
+        'add: while at < keep {
+            let mut end = at;
+            let mut saves = 0;
+            while end < keep && end - at < PARALLEL_READS && (end == at || saves < 50_000) {
+                saves += chain[end].1 - chain[end].0 + 1;
+                end += 1;
+            }
+            let wanted: Vec<usize> = (at..end)
+                .filter(|&k| checked.as_ref().is_none_or(|(c, _)| *c != k))
+                .collect();
+            let paths: Vec<Path> = wanted.iter().map(|&k| chain[k].2.clone()).collect();
+            let mut fetched = match self.fetch(&paths) {
+                Ok(fetched) => wanted
+                    .into_iter()
+                    .zip(fetched)
+                    .collect::<std::collections::HashMap<_, _>>(),
+                Err(e) => {
+                    tracing::warn!(error = %e.report(), "cannot read index segments: the saves they cover are read instead");
+                    break;
+                }
+            };
+            for (k, (first, last, path)) in chain.iter().enumerate().take(end).skip(at) {
+                let segment = match checked.take_if(|(c, _)| *c == k) {
+                    Some((_, segment)) => Ok(segment),
+                    None => fetched
+                        .remove(&k)
+                        .flatten()
+                        .ok_or_else(|| Error::persistence(format!("reading {path}"), "it is gone"))
+                        .and_then(|bytes| Self::parse_segment(path, &bytes, *first, *last)),
+                };
+                if let Err(e) = segment.and_then(|segment| index.add_segment(&segment)) {
+                    tracing::warn!(segment = %path, error = %e.report(), "an index segment is unusable: the saves it covers are read instead");
+                    break 'add;
+                }
+                used.insert(path.clone());
+            }
+            at = end;
+        }
+        let mut stale = self.stale();
+        for path in names {
+            if !used.contains(&path) {
+                stale.insert(path);
+            }
+        }
+        Ok(())
+    }
+
+    /// The index segment at `path`, which its name says holds saves
+    /// `first` to `last`.
+    fn read_segment(&self, path: &Path, first: u64, last: u64) -> Result<Segment> {
+        let bytes = self
+            .read(path)?
+            .ok_or_else(|| Error::persistence(format!("reading {path}"), "it is gone"))?;
+        Self::parse_segment(path, &bytes, first, last)
+    }
+
+    fn parse_segment(path: &Path, bytes: &[u8], first: u64, last: u64) -> Result<Segment> {
+        let segment: Segment = serde_json::from_slice(bytes)
+            .map_err(|e| Error::persistence(format!("reading {path}"), e))?;
+        if segment.saves.is_empty() || (segment.first_save, segment.last_save()) != (first, last) {
+            return Err(Error::persistence(
+                format!("reading {path}"),
+                "it holds other saves than its name says",
+            ));
+        }
+        Ok(segment)
+    }
+
+    /// Whether the log holds `segment`'s last save as the segment says it.
+    fn holds(&self, segment: &Segment) -> bool {
+        let last = segment.last_save();
+        let path = self.path(last);
+        let read = self.read(&path).and_then(|bytes| {
+            bytes
+                .map(|bytes| decode(&path, &bytes, segment.last_first_id()))
+                .transpose()
+        });
+        match read {
+            Ok(Some(save)) => {
+                let events = segment.saves.last().map_or(0, |s| s.events.len());
+                let holds = save.events.len() == events
+                    && (segment.last_token.is_none() || save.token == segment.last_token);
+                if !holds {
+                    tracing::warn!(save = %path, "an index segment does not match the log's save: it is passed over");
+                }
+                holds
+            }
+            Ok(None) => {
+                tracing::warn!(save = %path, "an index segment covers a save the log does not have: it is passed over");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(save = %path, error = %e, "cannot check an index segment against its last save: it is passed over");
+                false
+            }
+        }
+    }
+
+    fn stale(&self) -> MutexGuard<'_, std::collections::HashSet<Path>> {
+        self.stale.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes index segments, each only if absent (a segment's content
+    /// follows from the log, so two processes write the same), but over a
+    /// stale one (see `stale`). A failure is logged: the saves stay the
+    /// truth, and are read instead.
+    pub(super) fn write_segments(&self, segments: Vec<Segment>) {
+        for batch in segments.chunks(PARALLEL_READS) {
+            let mut writes: Vec<(Path, Vec<u8>, PutMode)> = Vec::new();
+            for segment in batch {
+                let path = self.segments.clone().join(
+                    format!("{:020}-{:020}", segment.first_save, segment.last_save()).as_str(),
+                );
+                match serde_json::to_vec(segment) {
+                    Ok(body) => {
+                        let mode = if self.stale().remove(&path) {
+                            PutMode::Overwrite
+                        } else {
+                            PutMode::Create
+                        };
+                        writes.push((path, body, mode));
+                    }
+                    Err(e) => {
+                        tracing::warn!(segment = %path, error = %e, "cannot encode an index segment");
+                    }
+                }
+            }
+            self.block_on(async {
+                let mut puts = tokio::task::JoinSet::new();
+                for (path, body, mode) in writes {
+                    let store = self.store.clone();
+                    puts.spawn(async move {
+                        let options = PutOptions::from(mode);
+                        match store.put_opts(&path, PutPayload::from(body), options).await {
+                            Ok(_)
+                            | Err(object_store::Error::AlreadyExists { .. })
+                            | Err(object_store::Error::Precondition { .. }) => {}
+                            Err(e) => {
+                                tracing::warn!(segment = %path, error = %e, "cannot write an index segment: a cold start reads its saves instead");
+                            }
+                        }
+                    });
+                }
+                while puts.join_next().await.is_some() {}
+            });
+        }
+        for segment in &segments {
+            self.merge_segments(segment.last_save());
+        }
+    }
+
+    fn segment_path(&self, first: u64, last: u64) -> Path {
+        self.segments
+            .clone()
+            .join(format!("{first:020}-{last:020}").as_str())
+    }
+
+    /// Merges segments into larger ones, ten to one: when save `last`
+    /// ends a run of 10 segments of a level (of `segment_saves` saves,
+    /// then ten times that, up to [`MERGED_SAVES`]), the segment of the
+    /// run is written (read from the ten, create-if-absent). A cold start
+    /// takes the longest segment at each start, so it reads one object
+    /// per [`MERGED_SAVES`] saves rather than one per `segment_saves`. A run that cannot be read whole
+    /// is logged and left: the ten still serve.
+    fn merge_segments(&self, last: u64) {
+        let mut size = self.segment_saves;
+        while let Some(run) = size
+            .checked_mul(10)
+            .filter(|run| *run <= MERGED_SAVES && last.is_multiple_of(*run))
+        {
+            let first = last - run + 1;
+            let paths: Vec<Path> = (0..10)
+                .map(|j| {
+                    let from = first + j * size;
+                    self.segment_path(from, from + size - 1)
+                })
+                .collect();
+            let merged = self.fetch(&paths).and_then(|parts| {
+                let mut merged: Option<Segment> = None;
+                for (path, bytes) in paths.iter().zip(parts) {
+                    let bytes = bytes.ok_or_else(|| {
+                        Error::persistence(format!("reading {path}"), "it is not there")
+                    })?;
+                    let part: Segment = serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::persistence(format!("reading {path}"), e))?;
+                    merged = Some(match merged {
+                        None => part,
+                        Some(mut merged) => {
+                            let next_id = merged.first_id
+                                + merged
+                                    .saves
+                                    .iter()
+                                    .map(|s| s.events.len() as u64)
+                                    .sum::<u64>();
+                            if part.first_save != merged.last_save() + 1 || part.first_id != next_id
+                            {
+                                return Err(Error::persistence(
+                                    format!("reading {path}"),
+                                    "it does not follow the segment before it",
+                                ));
+                            }
+                            merged.saves.extend(part.saves);
+                            merged.last_token = part.last_token;
+                            merged
+                        }
+                    });
+                }
+                Ok(merged.expect("ten parts"))
+            });
+            match merged {
+                Ok(merged) => {
+                    let path = self.segment_path(first, last);
+                    let body = match serde_json::to_vec(&merged) {
+                        Ok(body) => body,
+                        Err(e) => {
+                            tracing::warn!(segment = %path, error = %e, "cannot encode an index segment");
+                            return;
+                        }
+                    };
+                    let mode = if self.stale().remove(&path) {
+                        PutMode::Overwrite
+                    } else {
+                        PutMode::Create
+                    };
+                    let put = self.block_on(self.store.put_opts(
+                        &path,
+                        PutPayload::from(body),
+                        PutOptions::from(mode),
+                    ));
+                    match put {
+                        Ok(_)
+                        | Err(object_store::Error::AlreadyExists { .. })
+                        | Err(object_store::Error::Precondition { .. }) => {}
+                        Err(e) => {
+                            tracing::warn!(segment = %path, error = %e, "cannot write a merged index segment: the smaller ones serve");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.report(), "cannot merge index segments: the smaller ones serve");
+                    return;
+                }
+            }
+            size = run;
+        }
+    }
+}
