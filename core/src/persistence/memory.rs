@@ -82,10 +82,7 @@ impl LogIndex {
             .get(&tracking.application_name)
             .is_some_and(|t| t.ids.contains(&tracking.notification_id))
         {
-            return Err(Error::conflict(format!(
-                "notification {} of {} is already tracked",
-                tracking.notification_id, tracking.application_name
-            )));
+            return Err(tracked_already(tracking));
         }
         Ok(())
     }
@@ -103,10 +100,7 @@ impl LogIndex {
     /// A conflict if the key of `outcome` is stored already.
     pub fn check_key(&self, outcome: &KeyedOutcome) -> Result<()> {
         if self.outcomes.contains_key(&outcome.key) {
-            return Err(Error::conflict(format!(
-                "the idempotency key {:?} is stored already (its request was carried out)",
-                outcome.key
-            )));
+            return Err(key_stored_already(&outcome.key));
         }
         Ok(())
     }
@@ -125,29 +119,11 @@ impl LogIndex {
     /// A conflict if any of `events` is at a taken (id, version), or two
     /// of them are at the same one.
     pub fn check(&self, events: &[StoredEvent]) -> Result<()> {
-        // A set of the batch's keys only for a batch (one save of one
-        // event, the usual, needs none: an allocation saved).
-        let mut batch = HashSet::with_capacity(if events.len() > 1 { events.len() } else { 0 });
-        for e in events {
-            let taken = self
-                .streams
-                .get(&e.originator_id)
-                .is_some_and(|s| s.contains_key(&e.originator_version));
-            if taken
-                || (events.len() > 1 && !batch.insert((&e.originator_id, e.originator_version)))
-            {
-                return Err(Error::Conflict {
-                    aggregate: None,
-                    id: Some(e.originator_id.clone()),
-                    version: Some(e.originator_version),
-                    message: format!(
-                        "stream {} already has version {}",
-                        e.originator_id, e.originator_version
-                    ),
-                });
-            }
-        }
-        Ok(())
+        check_versions(events, |id, version| {
+            self.streams
+                .get(id)
+                .is_some_and(|s| s.contains_key(&version))
+        })
     }
 
     /// Appends `events` (checked) to the log; their notification ids.
@@ -252,6 +228,50 @@ impl LogIndex {
             .get(application_name)
             .is_some_and(|t| t.ids.contains(&notification_id))
     }
+}
+
+/// A conflict if any of `events` is at an (id, version) that `taken` says
+/// is stored, or two of them are at the same one: the check of the stores
+/// that index their streams themselves (this one, the object store).
+///
+/// # Errors
+///
+/// [`Error::Conflict`] naming the first such event's stream and version.
+pub fn check_versions(events: &[StoredEvent], taken: impl Fn(&str, u64) -> bool) -> Result<()> {
+    // A set of the batch's keys only for a batch (one save of one event,
+    // the usual, needs none: an allocation saved).
+    let mut batch = HashSet::with_capacity(if events.len() > 1 { events.len() } else { 0 });
+    for e in events {
+        if taken(&e.originator_id, e.originator_version)
+            || (events.len() > 1 && !batch.insert((&e.originator_id, e.originator_version)))
+        {
+            return Err(Error::Conflict {
+                aggregate: None,
+                id: Some(e.originator_id.clone()),
+                version: Some(e.originator_version),
+                message: format!(
+                    "stream {} already has version {}",
+                    e.originator_id, e.originator_version
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The conflict of a tracking record that is stored already.
+pub fn tracked_already(tracking: &Tracking) -> Error {
+    Error::conflict(format!(
+        "notification {} of {} is already tracked",
+        tracking.notification_id, tracking.application_name
+    ))
+}
+
+/// The conflict of an idempotency key that is stored already.
+pub fn key_stored_already(key: &str) -> Error {
+    Error::conflict(format!(
+        "the idempotency key {key:?} is stored already (its request was carried out)"
+    ))
 }
 
 impl AggregateRecorder for MemoryRecorder {

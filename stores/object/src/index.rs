@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use annals_core::error::{Error, Result};
+use annals_core::persistence::memory::{check_versions, key_stored_already, tracked_already};
 use annals_core::persistence::{EventQuery, KeyedOutcome, StoredEvent, Tracking};
 
 /// One save object, as the index keeps it and as a segment stores it:
@@ -24,38 +25,6 @@ pub(crate) struct Positions {
     pub(crate) tracking: Vec<(String, u64)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) keys: Vec<String>,
-}
-
-impl Positions {
-    /// Adds a save's events, tracking record and key.
-    pub(crate) fn push(
-        &mut self,
-        events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-        outcome: Option<&KeyedOutcome>,
-    ) {
-        self.events.extend(events.iter().map(|e| {
-            (
-                e.originator_id.clone(),
-                e.originator_version,
-                e.topic.clone(),
-            )
-        }));
-        self.tracking
-            .extend(tracking.map(|t| (t.application_name.clone(), t.notification_id)));
-        self.keys.extend(outcome.map(|o| o.key.clone()));
-    }
-
-    /// The positions of one save.
-    pub(crate) fn of(
-        events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-        outcome: Option<&KeyedOutcome>,
-    ) -> Self {
-        let mut positions = Self::default();
-        positions.push(events, tracking, outcome);
-        positions
-    }
 }
 
 /// An index segment: the positions of saves `first_save ..` (as many as
@@ -174,43 +143,19 @@ impl Index {
         tracking: Option<&Tracking>,
         outcome: Option<&KeyedOutcome>,
     ) -> Result<()> {
-        if let Some(outcome) = outcome {
-            if self.keys.contains_key(&outcome.key) {
-                return Err(Error::conflict(format!(
-                    "the idempotency key {:?} is stored already (its request was carried out)",
-                    outcome.key
-                )));
-            }
+        if let Some(outcome) = outcome.filter(|o| self.keys.contains_key(&o.key)) {
+            return Err(key_stored_already(&outcome.key));
         }
-        if let Some(tracking) = tracking {
-            if self.has_tracking_id(&tracking.application_name, tracking.notification_id) {
-                return Err(Error::conflict(format!(
-                    "notification {} of {} is already tracked",
-                    tracking.notification_id, tracking.application_name
-                )));
-            }
+        if let Some(tracking) =
+            tracking.filter(|t| self.has_tracking_id(&t.application_name, t.notification_id))
+        {
+            return Err(tracked_already(tracking));
         }
-        let mut batch = HashSet::with_capacity(if events.len() > 1 { events.len() } else { 0 });
-        for e in events {
-            let taken = self.streams.get(&e.originator_id).is_some_and(|s| {
-                s.binary_search_by_key(&e.originator_version, |&(v, _)| v)
-                    .is_ok()
-            });
-            if taken
-                || (events.len() > 1 && !batch.insert((&e.originator_id, e.originator_version)))
-            {
-                return Err(Error::Conflict {
-                    aggregate: None,
-                    id: Some(e.originator_id.clone()),
-                    version: Some(e.originator_version),
-                    message: format!(
-                        "stream {} already has version {}",
-                        e.originator_id, e.originator_version
-                    ),
-                });
-            }
-        }
-        Ok(())
+        check_versions(events, |id, version| {
+            self.streams
+                .get(id)
+                .is_some_and(|s| s.binary_search_by_key(&version, |&(v, _)| v).is_ok())
+        })
     }
 
     /// Adds the next save, read from its object (whose token is `token`);

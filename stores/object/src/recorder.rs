@@ -269,17 +269,7 @@ impl ObjectRecorder {
             for (i, path) in paths.iter().enumerate() {
                 let store = self.store.clone();
                 let path = path.clone();
-                reads.spawn(async move {
-                    let got = match store.get(&path).await {
-                        Ok(got) => got.bytes().await.map(Some),
-                        Err(object_store::Error::NotFound { .. }) => Ok(None),
-                        Err(e) => Err(e),
-                    };
-                    (
-                        i,
-                        got.map_err(|e| Error::persistence(format!("reading {path}"), e)),
-                    )
-                });
+                reads.spawn(async move { (i, get(&*store, &path).await) });
             }
             let mut got = vec![None; paths.len()];
             while let Some(done) = reads.join_next().await {
@@ -292,14 +282,7 @@ impl ObjectRecorder {
 
     /// The object at `path`, or `None` if there is none.
     fn read(&self, path: &Path) -> Result<Option<bytes::Bytes>> {
-        self.block_on(async {
-            match self.store.get(path).await {
-                Ok(got) => got.bytes().await.map(Some),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-        .map_err(|e| Error::persistence(format!("reading {path}"), e))
+        self.block_on(get(&*self.store, path))
     }
 
     /// Adds the next save, read from its object, to the index and the
@@ -383,6 +366,16 @@ impl ObjectRecorder {
             })
             .collect()
     }
+}
+
+/// The object at `path` in `store`, or `None` if there is none.
+async fn get(store: &dyn ObjectStore, path: &Path) -> Result<Option<bytes::Bytes>> {
+    let got = match store.get(path).await {
+        Ok(got) => got.bytes().await.map(Some),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    };
+    got.map_err(|e| Error::persistence(format!("reading {path}"), e))
 }
 
 impl AggregateRecorder for ObjectRecorder {

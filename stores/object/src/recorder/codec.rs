@@ -224,13 +224,24 @@ impl Decoded {
     }
 
     pub(super) fn positions(&self) -> Positions {
-        let mut positions = Positions::of(&self.events, None, None);
-        positions.tracking = self
-            .tracking
-            .iter()
-            .map(|t| (t.application_name.clone(), t.notification_id))
-            .collect();
-        positions.keys = self.outcomes.iter().map(|o| o.key.clone()).collect();
-        positions
+        Positions {
+            events: self
+                .events
+                .iter()
+                .map(|e| {
+                    (
+                        e.originator_id.clone(),
+                        e.originator_version,
+                        e.topic.clone(),
+                    )
+                })
+                .collect(),
+            tracking: self
+                .tracking
+                .iter()
+                .map(|t| (t.application_name.clone(), t.notification_id))
+                .collect(),
+            keys: self.outcomes.iter().map(|o| o.key.clone()).collect(),
+        }
     }
 }

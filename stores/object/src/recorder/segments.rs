@@ -201,47 +201,51 @@ impl ObjectRecorder {
     /// truth, and are read instead.
     pub(super) fn write_segments(&self, segments: Vec<Segment>) {
         for batch in segments.chunks(PARALLEL_READS) {
-            let mut writes: Vec<(Path, Vec<u8>, PutMode)> = Vec::new();
-            for segment in batch {
-                let path = self.segments.clone().join(
-                    format!("{:020}-{:020}", segment.first_save, segment.last_save()).as_str(),
-                );
-                match serde_json::to_vec(segment) {
-                    Ok(body) => {
-                        let mode = if self.stale().remove(&path) {
-                            PutMode::Overwrite
-                        } else {
-                            PutMode::Create
-                        };
-                        writes.push((path, body, mode));
-                    }
-                    Err(e) => {
-                        tracing::warn!(segment = %path, error = %e, "cannot encode an index segment");
-                    }
-                }
-            }
-            self.block_on(async {
-                let mut puts = tokio::task::JoinSet::new();
-                for (path, body, mode) in writes {
-                    let store = self.store.clone();
-                    puts.spawn(async move {
-                        let options = PutOptions::from(mode);
-                        match store.put_opts(&path, PutPayload::from(body), options).await {
-                            Ok(_)
-                            | Err(object_store::Error::AlreadyExists { .. })
-                            | Err(object_store::Error::Precondition { .. }) => {}
-                            Err(e) => {
-                                tracing::warn!(segment = %path, error = %e, "cannot write an index segment: a cold start reads its saves instead");
-                            }
-                        }
-                    });
-                }
-                while puts.join_next().await.is_some() {}
-            });
+            self.put_segments(batch);
         }
         for segment in &segments {
             self.merge_segments(segment.last_save());
         }
+    }
+
+    /// Writes `segments` at once, each only if absent, but over a stale
+    /// one; a failure is logged (a cold start does without the segment).
+    fn put_segments(&self, segments: &[Segment]) {
+        let mut writes: Vec<(Path, Vec<u8>, PutMode)> = Vec::new();
+        for segment in segments {
+            let path = self.segment_path(segment.first_save, segment.last_save());
+            match serde_json::to_vec(segment) {
+                Ok(body) => {
+                    let mode = if self.stale().remove(&path) {
+                        PutMode::Overwrite
+                    } else {
+                        PutMode::Create
+                    };
+                    writes.push((path, body, mode));
+                }
+                Err(e) => {
+                    tracing::warn!(segment = %path, error = %e, "cannot encode an index segment");
+                }
+            }
+        }
+        self.block_on(async {
+            let mut puts = tokio::task::JoinSet::new();
+            for (path, body, mode) in writes {
+                let store = self.store.clone();
+                puts.spawn(async move {
+                    let options = PutOptions::from(mode);
+                    match store.put_opts(&path, PutPayload::from(body), options).await {
+                        Ok(_)
+                        | Err(object_store::Error::AlreadyExists { .. })
+                        | Err(object_store::Error::Precondition { .. }) => {}
+                        Err(e) => {
+                            tracing::warn!(segment = %path, error = %e, "cannot write an index segment: a cold start reads what it covers another way");
+                        }
+                    }
+                });
+            }
+            while puts.join_next().await.is_some() {}
+        });
     }
 
     fn segment_path(&self, first: u64, last: u64) -> Path {
@@ -303,34 +307,7 @@ impl ObjectRecorder {
                 Ok(merged.expect("ten parts"))
             });
             match merged {
-                Ok(merged) => {
-                    let path = self.segment_path(first, last);
-                    let body = match serde_json::to_vec(&merged) {
-                        Ok(body) => body,
-                        Err(e) => {
-                            tracing::warn!(segment = %path, error = %e, "cannot encode an index segment");
-                            return;
-                        }
-                    };
-                    let mode = if self.stale().remove(&path) {
-                        PutMode::Overwrite
-                    } else {
-                        PutMode::Create
-                    };
-                    let put = self.block_on(self.store.put_opts(
-                        &path,
-                        PutPayload::from(body),
-                        PutOptions::from(mode),
-                    ));
-                    match put {
-                        Ok(_)
-                        | Err(object_store::Error::AlreadyExists { .. })
-                        | Err(object_store::Error::Precondition { .. }) => {}
-                        Err(e) => {
-                            tracing::warn!(segment = %path, error = %e, "cannot write a merged index segment: the smaller ones serve");
-                        }
-                    }
-                }
+                Ok(merged) => self.put_segments(std::slice::from_ref(&merged)),
                 Err(e) => {
                     tracing::warn!(error = %e.report(), "cannot merge index segments: the smaller ones serve");
                     return;
