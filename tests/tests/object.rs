@@ -1628,3 +1628,175 @@ fn segments_are_merged_ten_to_one() {
     );
     assert_eq!(answers(&cold, 45), expected);
 }
+
+/// Whether the object of save `n` under `root` is a packed save's
+/// tombstone.
+fn is_tombstone(store: &Arc<dyn ObjectStore>, root: &Path, n: u64) -> bool {
+    let path = root.clone().join(format!("{n:020}").as_str());
+    let bytes = futures::executor::block_on(async {
+        store.get(&path).await.expect("the save").bytes().await
+    })
+    .expect("its bytes");
+    String::from_utf8_lossy(&bytes).contains("\"packed\"")
+}
+
+/// Compaction folds each run of 10 saves with 10 newer after it into a
+/// pack and leaves tombstones at their names; every answer (the log, a
+/// topic page, streams, tracking, keys) stays the same, in the recorder
+/// that compacted and in fresh ones, with and without index segments;
+/// a log reader then reads a pack per 10 saves; a second compaction has
+/// nothing to do.
+#[test]
+fn compaction_packs_old_saves_and_every_answer_stays() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let root = Path::from("school/events");
+    let writer = ObjectRecorder::open_with(inner.clone(), root.clone(), 10).expect("open");
+    fill(&writer, 95);
+    let expected = answers(&writer, 95);
+
+    let done = writer.compact().expect("compaction");
+    // Saves 1 to 80: the runs from 1, 11, ... 71 (81..90 has only 5 after it).
+    assert_eq!((done.packs, done.saves), (8, 80));
+    assert!((1..=80).all(|n| is_tombstone(&inner, &root, n)));
+    assert!(!(81..=95).any(|n| is_tombstone(&inner, &root, n)));
+    assert_eq!(answers(&writer, 95), expected, "the compacting recorder");
+    assert_eq!(writer.compact().expect("again"), Default::default());
+
+    let counting = Arc::new(Probe::new(inner.clone()));
+    let cold = ObjectRecorder::open_with(counting.clone(), root.clone(), 10).expect("open");
+    counting.reset();
+    let log = cold
+        .select_notifications(&annals::persistence::NotificationQuery::new(1, 10_000))
+        .expect("the log");
+    assert_eq!(log.len(), 190);
+    let (gets, save_gets) = (
+        counting.gets.load(Ordering::SeqCst),
+        counting.save_gets.load(Ordering::SeqCst),
+    );
+    // A batch of 32 saves (tombstones until the packs are listed), then
+    // a pack per 10 saves and the 15 saves after the packs: far fewer
+    // than a GET a save.
+    assert!(
+        save_gets <= 32 + 15 + 1 && gets - save_gets <= 8,
+        "{save_gets} save GETs and {} others for 95 saves",
+        gets - save_gets
+    );
+    assert_eq!(answers(&cold, 95), expected, "a cold start with segments");
+
+    // Without segments, a cold start reads the tombstones and their packs.
+    let segments: Vec<Path> = futures::executor::block_on(async {
+        use futures::TryStreamExt as _;
+        inner
+            .list(Some(&Path::from("school/events-index")))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+    })
+    .expect("the segments");
+    assert!(!segments.is_empty());
+    for path in &segments {
+        futures::executor::block_on(inner.delete(path)).expect("delete a segment");
+    }
+    let bare = ObjectRecorder::open_with(inner.clone(), root.clone(), 1_000).expect("open");
+    assert_eq!(
+        answers(&bare, 95),
+        expected,
+        "a cold start without segments"
+    );
+}
+
+/// A compaction cut off at any object call (before or after the call
+/// takes effect) leaves a log that answers as before, in the recorder
+/// and in a fresh one; the next compaction finishes the job.
+#[test]
+fn a_compaction_cut_off_at_any_object_call_changes_no_answer() {
+    for after in [false, true] {
+        for n in (1..=46).step_by(3).chain([12, 13, 22, 23, 24]) {
+            let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+            let root = Path::from("school/events");
+            let faulty = Arc::new(Probe::faulty(inner.clone(), after));
+            let recorder = ObjectRecorder::open_with(faulty.clone(), root.clone(), 10)
+                .expect("open through the faults");
+            fill(&recorder, 35);
+            let expected = answers(&recorder, 35);
+            faulty.calls.store(0, Ordering::SeqCst);
+            faulty.fail_at.store(n, Ordering::SeqCst);
+            let outcome = recorder.compact();
+            faulty.fail_at.store(0, Ordering::SeqCst);
+            let case = format!("fault {n} (after: {after}): {outcome:?}");
+            assert_eq!(answers(&recorder, 35), expected, "{case}: the recorder");
+            let fresh = ObjectRecorder::open_with(inner.clone(), root.clone(), 10).expect("open");
+            assert_eq!(answers(&fresh, 35), expected, "{case}: a fresh recorder");
+
+            fresh.compact().expect("the next compaction");
+            assert!((1..=20).all(|n| is_tombstone(&inner, &root, n)), "{case}");
+            let last = ObjectRecorder::open_with(inner.clone(), root.clone(), 10).expect("open");
+            assert_eq!(answers(&last, 35), expected, "{case}: after the next");
+        }
+    }
+}
+
+/// Writers and readers carry on while a compaction runs: a recorder
+/// opened before it, whose index ends where the log then ended, loses
+/// the race for a name that is now a tombstone, reads the save from its
+/// pack, and stores its save after; a conflict is still one.
+#[test]
+fn writers_that_predate_a_compaction_store_after_it() {
+    use annals::testing::contract::event;
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let root = Path::from("school/events");
+    let early = ObjectRecorder::open_with(inner.clone(), root.clone(), 10).expect("open");
+    fill(&early, 5);
+    let late = ObjectRecorder::open_with(inner.clone(), root.clone(), 10).expect("open");
+    // `early` has read 5 saves; `late` stores 30 more and compacts.
+    for n in 6..=35 {
+        late.insert_events(&[event(&format!("s{n}"), 1, "Dog.Registered")])
+            .expect("a save");
+    }
+    let done = late.compact().expect("compaction");
+    assert_eq!(done.saves, 20);
+
+    // Save 6's name is a tombstone: `early` reads past it and the rest.
+    let conflict = early.insert_events(&[event("s6", 1, "Dog.Registered")]);
+    assert!(conflict.expect_err("s6@1 is stored").is_conflict());
+    let ids = early
+        .insert_events(&[event("new", 1, "Dog.Registered")])
+        .expect("a save after the packed ones");
+    // Saves 1-5 hold 2 events each, 6-35 one each.
+    assert_eq!(ids, [41]);
+    assert_eq!(
+        late.select_events("s6", &annals::persistence::EventQuery::all())
+            .expect("a packed stream")
+            .len(),
+        1
+    );
+}
+
+/// A pack that is not what its tombstones say (corrupt, or gone) is an
+/// error naming it, never another save's events.
+#[test]
+fn a_broken_pack_is_an_error_naming_it() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let root = Path::from("school/events");
+    let writer = ObjectRecorder::open_with(inner.clone(), root.clone(), 10).expect("open");
+    fill(&writer, 25);
+    assert_eq!(writer.compact().expect("compaction").packs, 1);
+    let pack = Path::from(format!("school/events-packs/{:020}-{:020}", 1, 10));
+    for broken in [Some(&b"{\"first_save\": 1"[..]), None] {
+        match broken {
+            Some(bytes) => futures::executor::block_on(inner.put(&pack, bytes.to_vec().into()))
+                .map(drop)
+                .expect("corrupt the pack"),
+            None => futures::executor::block_on(inner.delete(&pack)).expect("remove it"),
+        }
+        let fresh = ObjectRecorder::open_with(inner.clone(), root.clone(), 10).expect("open");
+        let err = fresh
+            .select_events("s3", &annals::persistence::EventQuery::all())
+            .expect_err("the pack is broken");
+        let report = err.report().to_string();
+        assert!(
+            report.contains("00000000000000000001-00000000000000000010"),
+            "{report}"
+        );
+    }
+}

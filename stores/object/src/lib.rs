@@ -54,7 +54,7 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 
 pub use dcb::ObjectDcbRecorder;
-pub use recorder::{ObjectRecorder, SEGMENT_SAVES};
+pub use recorder::{Compaction, ObjectRecorder, SEGMENT_SAVES};
 
 use annals_core::bridge::SharedRuntime;
 use annals_core::env::Env;
@@ -444,6 +444,31 @@ impl ObjectConfig {
         }
         ObjectDcbRecorder::open(store, root.join("dcb"))
     }
+
+    /// Compacts application `app_name`'s events and snapshots: see
+    /// [`ObjectRecorder::compact`]. Safe while the application runs, here
+    /// or in other processes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`], and as [`ObjectRecorder::compact`].
+    ///
+    /// ```
+    /// use annals_object_store::ObjectConfig;
+    ///
+    /// let done = ObjectConfig::location("memory://").compact("Dogs")?;
+    /// assert_eq!(done.saves, 0); // nothing old enough to pack
+    /// # Ok::<(), annals_core::Error>(())
+    /// ```
+    pub fn compact(&self, app_name: &str) -> Result<Compaction> {
+        let Application { store, root, .. } = self.application(app_name)?;
+        let events = ObjectRecorder::open(store.clone(), root.clone().join("events"))?.compact()?;
+        let snapshots = ObjectRecorder::open(store, root.join("snapshots"))?.compact()?;
+        Ok(Compaction {
+            packs: events.packs + snapshots.packs,
+            saves: events.saves + snapshots.saves,
+        })
+    }
 }
 
 impl Store for ObjectConfig {
@@ -461,8 +486,15 @@ impl Store for ObjectConfig {
         let events = ObjectRecorder::open(store.clone(), root.clone().join("events"))?;
         let snapshots = ObjectRecorder::open(store, root.join("snapshots"))?;
         if let Some(dir) = dir {
-            let logs = ["events", "snapshots", "events-index", "snapshots-index"]
-                .map(|log| dir.join(&app).join(log));
+            let logs = [
+                "events",
+                "snapshots",
+                "events-index",
+                "snapshots-index",
+                "events-packs",
+                "snapshots-packs",
+            ]
+            .map(|log| dir.join(&app).join(log));
             let clean = move || logs.iter().for_each(|log| remove_stale_temporaries(log));
             // Looking for them reads every name in the directory (0.7 s
             // for a million saves): a large store does it on a thread of

@@ -17,7 +17,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 mod codec;
 mod groups;
+mod packs;
 mod segments;
+
+pub use packs::Compaction;
 
 use crate::index::{Index, Segment};
 use annals_core::error::{Error, Result};
@@ -26,7 +29,7 @@ use annals_core::persistence::{
     AggregateRecorder, ApplicationRecorder, EventQuery, KeyedOutcome, Notification,
     NotificationQuery, ProcessRecorder, StoredEvent, Tracking,
 };
-use codec::{decode, says, Decoded};
+use codec::{says, Decoded};
 use groups::{IndexGuard, Queued};
 
 /// Saves per index segment, by default: a cold start reads one segment
@@ -56,6 +59,12 @@ pub struct ObjectRecorder {
     root: Path,
     /// Where the index segments are: `{root}-index/{first:020}-{last:020}`.
     segments: Path,
+    /// Where the packs of old saves are: `{root}-packs/{first:020}-{last:020}`
+    /// (see [`compact`](Self::compact)).
+    packs: Path,
+    /// The packs this process knows of: listed at the first tombstone
+    /// it reads, and those it writes.
+    packed: Mutex<packs::Known>,
     /// The process's object store runtime (see [`super::runtime`]).
     runtime: tokio::runtime::Handle,
     index: Mutex<Index>,
@@ -116,10 +125,13 @@ impl ObjectRecorder {
     /// As [`open`](Self::open).
     pub fn open_with(store: Arc<dyn ObjectStore>, root: Path, segment_saves: u64) -> Result<Self> {
         let segments = Path::from(format!("{root}-index"));
+        let packs = Path::from(format!("{root}-packs"));
         let recorder = Self {
             store,
             root,
             segments,
+            packs,
+            packed: Mutex::new(packs::Known::default()),
             runtime: super::runtime()?,
             index: Mutex::new(Index::new(segment_saves)),
             segment_saves: segment_saves.max(1),
@@ -216,13 +228,13 @@ impl ObjectRecorder {
             let numbers: Vec<u64> = (start..=present).collect();
             'batches: for batch in numbers.chunks(PARALLEL_READS) {
                 let paths: Vec<Path> = batch.iter().map(|&n| self.path(n)).collect();
-                for (path, bytes) in paths.iter().zip(self.fetch(&paths)?) {
+                for ((&n, path), bytes) in batch.iter().zip(&paths).zip(self.fetch(&paths)?) {
                     // A save removed meanwhile would end the log here; the
                     // sequential read below says what follows.
                     let Some(bytes) = bytes else {
                         break 'batches;
                     };
-                    let save = decode(path, &bytes, index.next_id())?;
+                    let save = self.resolve(n, path, &bytes, index.next_id())?;
                     made.extend(self.add_read(index, save));
                 }
             }
@@ -239,14 +251,28 @@ impl ObjectRecorder {
     /// That the store can list `root`, for an empty log (see
     /// [`open_error`](Self::open_error)).
     fn check_exists(&self) -> Result<()> {
-        let listed = self.block_on(async {
-            let mut list = self.store.list(Some(&self.root));
-            std::future::poll_fn(|cx| futures_core::Stream::poll_next(list.as_mut(), cx)).await
-        });
-        match listed {
-            None | Some(Ok(_)) => Ok(()),
-            Some(Err(e)) => Err(self.open_error(&e)),
-        }
+        self.list(&self.root)
+            .map(drop)
+            .map_err(|e| self.open_error(&e))
+    }
+
+    /// The names of the objects under `prefix` (none where there is no
+    /// such directory).
+    fn list(&self, prefix: &Path) -> std::result::Result<Vec<Path>, object_store::Error> {
+        self.block_on(async {
+            let mut list = self.store.list(Some(prefix));
+            let mut names = Vec::new();
+            while let Some(item) =
+                std::future::poll_fn(|cx| futures_core::Stream::poll_next(list.as_mut(), cx)).await
+            {
+                match item {
+                    Ok(meta) => names.push(meta.location),
+                    Err(object_store::Error::NotFound { .. }) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(names)
+        })
     }
 
     /// Whether save `save` is stored (a HEAD request).
@@ -287,21 +313,29 @@ impl ObjectRecorder {
 
     /// Adds the next save, read from its object, to the index and the
     /// cache; the segment it completes, if any.
-    fn add_read(&self, index: &mut Index, save: Decoded) -> Option<Segment> {
+    fn add_read(&self, index: &mut Index, save: Arc<Decoded>) -> Option<Segment> {
         let number = index.saves() + 1;
         let (_, segment) = index.add(save.positions(), save.token.as_deref());
-        self.cache().put(number, Arc::new(save));
+        self.cache().put(number, save);
         segment
     }
 
     /// Reads the saves after those in `index`, until the first missing.
     fn read_new(&self, index: &mut Index) -> Result<()> {
         loop {
-            let path = self.path(index.saves() + 1);
+            let number = index.saves() + 1;
+            // A save read with its pack is there, and is what the cache
+            // holds.
+            let cached = self.cache().get(&number).cloned();
+            if let Some(save) = cached {
+                let _ = self.add_read(index, save);
+                continue;
+            }
+            let path = self.path(number);
             let Some(bytes) = self.read(&path)? else {
                 return Ok(());
             };
-            let save = decode(&path, &bytes, index.next_id())?;
+            let save = self.resolve(number, &path, &bytes, index.next_id())?;
             // The segment is written by the process that stored the save
             // that completed it, or by the next to open the log.
             let _ = self.add_read(index, save);
@@ -330,8 +364,20 @@ impl ObjectRecorder {
             }
         }
         for batch in missing.chunks(PARALLEL_READS) {
-            let paths: Vec<Path> = batch.iter().map(|&(n, _)| self.path(n)).collect();
-            for ((&(save, first), path), bytes) in batch.iter().zip(&paths).zip(self.fetch(&paths)?)
+            // Read meanwhile with a pack, or in a pack known to hold them.
+            let mut unread = Vec::with_capacity(batch.len());
+            for &(save, first) in batch {
+                match self.cache().get(&save) {
+                    Some(decoded) => {
+                        saves.insert(save, decoded.clone());
+                    }
+                    None => unread.push((save, first)),
+                }
+            }
+            let unread = self.read_from_packs(unread, &mut saves)?;
+            let paths: Vec<Path> = unread.iter().map(|&(n, _)| self.path(n)).collect();
+            for ((&(save, first), path), bytes) in
+                unread.iter().zip(&paths).zip(self.fetch(&paths)?)
             {
                 let bytes = bytes.ok_or_else(|| {
                     Error::persistence(
@@ -339,7 +385,7 @@ impl ObjectRecorder {
                         "the save is gone, though it was read before (removed by hand?)",
                     )
                 })?;
-                let decoded = Arc::new(decode(path, &bytes, first)?);
+                let decoded = self.resolve(save, path, &bytes, first)?;
                 self.cache().put(save, decoded.clone());
                 saves.insert(save, decoded);
             }
@@ -496,7 +542,7 @@ impl ProcessRecorder for ObjectRecorder {
                         "the save is gone, though it was read before",
                     )
                 })?;
-                let decoded = Arc::new(decode(&path, &bytes, first)?);
+                let decoded = self.resolve(save, &path, &bytes, first)?;
                 self.cache().put(save, decoded.clone());
                 decoded
             }

@@ -34,6 +34,20 @@ struct Save {
     /// A group's saves, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     saves: Vec<Part>,
+    /// A packed save's tombstone: the name of the pack that holds the
+    /// save now (see `packs`), with no events here, so that a reader
+    /// that knows no packs refuses the object rather than read it as
+    /// empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    packed: Option<String>,
+    /// A tombstone's count of the save's events: what an index segment
+    /// is checked against without reading the pack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    packed_events: Option<usize>,
+    /// A tombstone's pack's first notification id: what the pack is
+    /// checked against when it is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pack_first_id: Option<u64>,
 }
 
 /// One save of a group.
@@ -109,6 +123,9 @@ pub(super) fn encode(first: u64, group: &[Request<'_>], token: &str) -> Result<V
             key: key(save.outcome),
             token: Some(token.to_owned()),
             saves: Vec::new(),
+            packed: None,
+            packed_events: None,
+            pack_first_id: None,
         },
         group => Save {
             first,
@@ -124,6 +141,9 @@ pub(super) fn encode(first: u64, group: &[Request<'_>], token: &str) -> Result<V
                     key: key(save.outcome),
                 })
                 .collect(),
+            packed: None,
+            packed_events: None,
+            pack_first_id: None,
         },
     };
     serde_json::to_vec(&save).map_err(|e| Error::persistence("encoding a save", e))
@@ -134,15 +154,76 @@ pub(super) fn says(error: &(dyn std::error::Error + 'static), code: &str) -> boo
     std::iter::successors(Some(error), |e| e.source()).any(|e| e.to_string().contains(code))
 }
 
-/// The events, tracking record and token of the save object at `path`, whose
-/// first event must have notification id `first`.
-pub(super) fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<Decoded> {
-    let bad = |message: String| {
-        Error::persistence(
-            format!("reading {path}"),
-            format!("it is not a save annals wrote (corrupt, truncated or foreign): {message}"),
-        )
+/// The tombstone that replaces a packed save: the save's first id,
+/// token and count of events, and the pack that holds it now (whose
+/// first notification id is `pack_first_id`).
+pub(super) fn encode_tombstone(
+    first: u64,
+    pack: &str,
+    pack_first_id: u64,
+    save: &Decoded,
+) -> Result<Vec<u8>> {
+    let tombstone = Save {
+        first,
+        events: None,
+        tracking: None,
+        key: None,
+        token: save.token.clone(),
+        saves: Vec::new(),
+        packed: Some(pack.to_owned()),
+        packed_events: Some(save.events.len()),
+        pack_first_id: Some(pack_first_id),
     };
+    serde_json::to_vec(&tombstone).map_err(|e| Error::persistence("encoding a tombstone", e))
+}
+
+/// A save object, read: a save, or the tombstone of a packed one.
+pub(super) enum Object {
+    Save(Decoded),
+    Packed(Tombstone),
+}
+
+/// What a packed save's object still says of it.
+pub(super) struct Tombstone {
+    /// The pack's name (see `packs`).
+    pub(super) pack: String,
+    /// The pack's first notification id.
+    pub(super) pack_first_id: u64,
+    pub(super) events: usize,
+    pub(super) token: Option<String>,
+}
+
+impl Object {
+    /// The save's count of events and its token: what an index segment
+    /// is checked against.
+    pub(super) fn events_and_token(&self) -> (usize, Option<&str>) {
+        match self {
+            Self::Save(save) => (save.events.len(), save.token.as_deref()),
+            Self::Packed(tombstone) => (tombstone.events, tombstone.token.as_deref()),
+        }
+    }
+}
+
+fn not_a_save(path: &Path, message: &str) -> Error {
+    Error::persistence(
+        format!("reading {path}"),
+        format!("it is not a save annals wrote (corrupt, truncated or foreign): {message}"),
+    )
+}
+
+/// The events, tracking record and token of the save object at `path`, whose
+/// first event must have notification id `first`; a tombstone is refused.
+pub(super) fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<Decoded> {
+    match decode_object(path, bytes, first)? {
+        Object::Save(save) => Ok(save),
+        Object::Packed(_) => Err(not_a_save(path, "it is a packed save's tombstone")),
+    }
+}
+
+/// The save object at `path`, whose first event must have notification
+/// id `first`: a save, or the tombstone of a packed one.
+pub(super) fn decode_object(path: &Path, bytes: &[u8], first: u64) -> Result<Object> {
+    let bad = |message: String| not_a_save(path, &message);
     let save: Save = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
     if save.first != first {
         return Err(bad(format!(
@@ -150,6 +231,22 @@ pub(super) fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<Decoded> {
             save.first,
             first - 1
         )));
+    }
+    if let Some(pack) = save.packed {
+        let (Some(events), Some(pack_first_id)) = (save.packed_events, save.pack_first_id) else {
+            return Err(bad(
+                "a tombstone without its count of events or its pack's first id".into(),
+            ));
+        };
+        if save.events.is_some() || !save.saves.is_empty() {
+            return Err(bad("a tombstone that holds events".into()));
+        }
+        return Ok(Object::Packed(Tombstone {
+            pack,
+            pack_first_id,
+            events,
+            token: save.token,
+        }));
     }
     let parts = match (save.events, save.saves) {
         (Some(events), saves) if saves.is_empty() => vec![Part {
@@ -196,7 +293,71 @@ pub(super) fn decode(path: &Path, bytes: &[u8], first: u64) -> Result<Decoded> {
             });
         }
     }
-    Ok(decoded)
+    Ok(Object::Save(decoded))
+}
+
+/// A pack: the save objects of saves `first_save ..`, as they were
+/// stored, whose first event has notification id `first_id`.
+#[derive(Serialize, Deserialize)]
+struct Pack<'a> {
+    first_save: u64,
+    first_id: u64,
+    #[serde(borrow)]
+    saves: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// A pack of the save objects `saves` (as stored) of saves `first_save
+/// ..`, the first of which has notification id `first_id`.
+///
+/// # Errors
+///
+/// A save object is not JSON (it was decoded before: it is).
+pub(super) fn encode_pack(
+    first_save: u64,
+    first_id: u64,
+    saves: &[bytes::Bytes],
+) -> Result<Vec<u8>> {
+    let bad = |e: serde_json::Error| Error::persistence("encoding a pack", e);
+    let saves = saves
+        .iter()
+        .map(|bytes| serde_json::from_slice::<&serde_json::value::RawValue>(bytes))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    serde_json::to_vec(&Pack {
+        first_save,
+        first_id,
+        saves,
+    })
+    .map_err(bad)
+}
+
+/// The saves of the pack at `path`, which must hold save `first_save`
+/// and those after it, the first with notification id `first_id`.
+pub(super) fn decode_pack(
+    path: &Path,
+    bytes: &[u8],
+    first_save: u64,
+    first_id: u64,
+) -> Result<Vec<Decoded>> {
+    let pack: Pack<'_> =
+        serde_json::from_slice(bytes).map_err(|e| not_a_save(path, &e.to_string()))?;
+    if (pack.first_save, pack.first_id) != (first_save, first_id) {
+        return Err(Error::persistence(
+            format!("reading {path}"),
+            format!(
+                "it holds saves from {} (notification {}), where save {first_save} (notification {first_id}) was expected",
+                pack.first_save, pack.first_id
+            ),
+        ));
+    }
+    let mut first = first_id;
+    let mut saves = Vec::with_capacity(pack.saves.len());
+    for raw in pack.saves {
+        let save = decode(path, raw.get().as_bytes(), first)?;
+        first += save.events.len() as u64;
+        saves.push(save);
+    }
+    Ok(saves)
 }
 
 /// A save object, read: the events of its saves, their tracking

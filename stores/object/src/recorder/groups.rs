@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use object_store::path::Path;
 use object_store::{PutMode, PutOptions, PutPayload};
 
-use super::codec::{decode, encode, Decoded, Request};
+use super::codec::{encode, Decoded, Request};
 use super::{ObjectRecorder, MAX_RACES};
 use crate::index::{Index, Segment};
 use annals_core::error::{Error, Result};
@@ -415,7 +415,7 @@ impl ObjectRecorder {
                 object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
             ) => match self.read(path)? {
                 Some(there) => {
-                    let there = decode(path, &there, first)?;
+                    let there = self.resolve(index.saves() + 1, path, &there, first)?;
                     if there.token.as_deref() == Some(token) {
                         return Ok(true);
                     }

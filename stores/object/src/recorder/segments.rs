@@ -6,7 +6,7 @@ use std::sync::MutexGuard;
 use object_store::path::Path;
 use object_store::{PutMode, PutOptions, PutPayload};
 
-use super::codec::decode;
+use super::codec::decode_object;
 use super::{ObjectRecorder, MERGED_SAVES, PARALLEL_READS};
 use crate::index::{Index, Segment};
 use annals_core::error::{Error, Result};
@@ -22,21 +22,7 @@ impl ObjectRecorder {
     /// not at all. The saves after the chain are read instead, and the
     /// segments passed over are marked stale, to be written again.
     pub(super) fn load_segments(&self, index: &mut Index) -> Result<()> {
-        let listed = self.block_on(async {
-            let mut list = self.store.list(Some(&self.segments));
-            let mut names = Vec::new();
-            while let Some(item) =
-                std::future::poll_fn(|cx| futures_core::Stream::poll_next(list.as_mut(), cx)).await
-            {
-                match item {
-                    Ok(meta) => names.push(meta.location),
-                    Err(object_store::Error::NotFound { .. }) => break,
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(names)
-        });
-        let names = listed.map_err(|e| self.open_error(&e))?;
+        let names = self.list(&self.segments).map_err(|e| self.open_error(&e))?;
         let mut ranges: Vec<(u64, u64, Path)> = names
             .iter()
             .filter_map(|path| {
@@ -167,14 +153,15 @@ impl ObjectRecorder {
         let path = self.path(last);
         let read = self.read(&path).and_then(|bytes| {
             bytes
-                .map(|bytes| decode(&path, &bytes, segment.last_first_id()))
+                .map(|bytes| decode_object(&path, &bytes, segment.last_first_id()))
                 .transpose()
         });
         match read {
             Ok(Some(save)) => {
                 let events = segment.saves.last().map_or(0, |s| s.events.len());
-                let holds = save.events.len() == events
-                    && (segment.last_token.is_none() || save.token == segment.last_token);
+                let (there, token) = save.events_and_token();
+                let holds = there == events
+                    && (segment.last_token.is_none() || token == segment.last_token.as_deref());
                 if !holds {
                     tracing::warn!(save = %path, "an index segment does not match the log's save: it is passed over");
                 }
