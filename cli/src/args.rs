@@ -74,6 +74,13 @@ pub(crate) enum Command {
     Migrate,
     /// List the streams: id, last version, events, time of the last event.
     Streams,
+    /// Fold the object store's old saves into packs (PERSISTENCE_MODULE=
+    /// object only): each run of 1,000 saves with 1,000 newer after it
+    /// becomes one object, so a log reader reads one object per 1,000
+    /// saves. Events and snapshots; safe while the application runs, here
+    /// or elsewhere. (Snapshots at the packing need the application's
+    /// aggregate types: `ObjectConfig::compact_with` in code.)
+    Compact,
     /// A stream's events, decoded to JSON (decompressed and decrypted with
     /// the application's settings).
     Events {

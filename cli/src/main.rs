@@ -110,6 +110,25 @@ fn run(cli: Cli) -> Result<Outcome> {
             });
         }
         Command::Streams => inspect::streams(&settings()?, &out)?,
+        Command::Compact => {
+            let settings = settings()?;
+            let env = settings.env();
+            let store = env.get("PERSISTENCE_MODULE").map(|(_, v)| v);
+            if store.as_deref() != Some("object") {
+                return Err(CliError::Usage(format!(
+                    "compact packs an object store's saves; this application's store is {}",
+                    store
+                        .as_deref()
+                        .unwrap_or("memory (PERSISTENCE_MODULE is unset)")
+                )));
+            }
+            let done = annals::persistence::object::ObjectConfig::from_env(&env)?
+                .compact(settings.app())?;
+            out.value(
+                &serde_json::json!({ "packs": done.packs, "saves": done.saves }),
+                || format!("{} saves packed into {} packs", done.saves, done.packs),
+            );
+        }
         Command::Events { id, from, to } => inspect::events(&settings()?, &out, &id, from, to)?,
         Command::Log {
             from,

@@ -1800,3 +1800,51 @@ fn a_broken_pack_is_an_error_naming_it() {
         );
     }
 }
+
+/// A snapshot at the packing: `compact_with` names each stream with
+/// events in a packed run, and the application snapshots it there, so a
+/// get reads the snapshot, not the pack.
+#[test]
+fn an_application_snapshots_the_streams_it_packs() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let config = ObjectConfig::with_store(inner, "kennel");
+    let app = Application::builder("School")
+        .store(config.clone())
+        .snapshotting(true)
+        .build()
+        .expect("the application");
+    let saves = 2 * annals::persistence::object::SEGMENT_SAVES + 1;
+    let mut ids = Vec::new();
+    for n in 0..saves {
+        let mut dog = Dog::register(format!("dog {n}"));
+        dog.add_trick("sit".into());
+        app.save(&mut dog).expect("a save");
+        ids.push(dog.id());
+    }
+    let mut named = 0;
+    let done = config
+        .compact_with("School", &mut |stream, version| {
+            named += 1;
+            assert_eq!(version, 2);
+            let id: uuid::Uuid = stream.parse().expect("a dog's id");
+            app.take_snapshot::<Dog>(id)
+        })
+        .expect("compaction");
+    assert_eq!((done.packs, done.saves, named), (1, 1000, 1000));
+    let snapshots = app.snapshots().expect("snapshotting");
+    assert_eq!(snapshots.versions::<Dog>(ids[0]).expect("versions"), [2]);
+    assert_eq!(snapshots.versions::<Dog>(ids[999]).expect("versions"), [2]);
+    assert!(snapshots
+        .versions::<Dog>(ids[1000])
+        .expect("versions")
+        .is_empty());
+    let fresh = Application::builder("School")
+        .store(config)
+        .snapshotting(true)
+        .build()
+        .expect("the application");
+    assert_eq!(
+        fresh.get::<Dog>(ids[0]).expect("a packed dog").name,
+        "dog 0"
+    );
+}

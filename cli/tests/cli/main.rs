@@ -3,6 +3,7 @@
 //! parses, and export/import between stores (100,000 events, an import
 //! killed halfway).
 
+mod compact;
 mod dcb;
 mod export_import;
 mod follow;

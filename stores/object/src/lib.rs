@@ -461,8 +461,39 @@ impl ObjectConfig {
     /// # Ok::<(), annals_core::Error>(())
     /// ```
     pub fn compact(&self, app_name: &str) -> Result<Compaction> {
+        self.compact_with(app_name, &mut |_, _| Ok(()))
+    }
+
+    /// [`compact`](Self::compact), calling `packed` with each stream that
+    /// has events in a packed run and its last version there (see
+    /// [`ObjectRecorder::compact_with`]): where the application takes a
+    /// snapshot of the aggregate.
+    ///
+    /// # Errors
+    ///
+    /// As [`compact`](Self::compact), and the first error `packed`
+    /// returns.
+    ///
+    /// ```
+    /// use annals_object_store::ObjectConfig;
+    ///
+    /// let config = ObjectConfig::location("memory://");
+    /// let mut streams = 0;
+    /// config.compact_with("Dogs", &mut |_stream, _version| {
+    ///     streams += 1; // app.take_snapshot::<Dog>(stream.parse()?) in an application
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(streams, 0);
+    /// # Ok::<(), annals_core::Error>(())
+    /// ```
+    pub fn compact_with(
+        &self,
+        app_name: &str,
+        packed: &mut dyn FnMut(&str, u64) -> Result<()>,
+    ) -> Result<Compaction> {
         let Application { store, root, .. } = self.application(app_name)?;
-        let events = ObjectRecorder::open(store.clone(), root.clone().join("events"))?.compact()?;
+        let events = ObjectRecorder::open(store.clone(), root.clone().join("events"))?
+            .compact_with(packed)?;
         let snapshots = ObjectRecorder::open(store, root.join("snapshots"))?.compact()?;
         Ok(Compaction {
             packs: events.packs + snapshots.packs,

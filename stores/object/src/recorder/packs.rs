@@ -99,8 +99,50 @@ impl ObjectRecorder {
     /// # Ok::<(), annals_core::Error>(())
     /// ```
     pub fn compact(&self) -> Result<Compaction> {
+        self.compact_with(&mut |_, _| Ok(()))
+    }
+
+    /// [`compact`](Self::compact), calling `packed` with each stream that
+    /// has events in a run once the run is packed, and the stream's last
+    /// version in it: where an application takes a snapshot, so that
+    /// getting the aggregate reads the snapshot rather than the pack. (The
+    /// store cannot take it: it does not know which aggregate a stream
+    /// is.)
+    ///
+    /// # Errors
+    ///
+    /// As [`compact`](Self::compact), and the first error `packed`
+    /// returns, which stops the compaction there.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use annals_core::persistence::{AggregateRecorder, StoredEvent};
+    /// use annals_object_store::ObjectRecorder;
+    ///
+    /// let store = Arc::new(object_store::memory::InMemory::new());
+    /// let log = ObjectRecorder::open_with(store, "app/events".into(), 10)?;
+    /// for version in 1..=20 {
+    ///     log.insert_events(&[StoredEvent {
+    ///         originator_id: "dog-1".into(),
+    ///         originator_version: version,
+    ///         topic: "TrickAdded".into(),
+    ///         state: vec![1],
+    ///     }])?;
+    /// }
+    /// let mut snapshots = Vec::new();
+    /// log.compact_with(&mut |stream, version| {
+    ///     snapshots.push((stream.to_owned(), version));
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(snapshots, [("dog-1".to_owned(), 10)]);
+    /// # Ok::<(), annals_core::Error>(())
+    /// ```
+    pub fn compact_with(
+        &self,
+        packed: &mut dyn FnMut(&str, u64) -> Result<()>,
+    ) -> Result<Compaction> {
         let end = self.caught_up()?.saves();
-        let packed: std::collections::HashSet<Path> = self
+        let listed: std::collections::HashSet<Path> = self
             .list(&self.packs)
             .map_err(|e| self.open_error(&e))?
             .into_iter()
@@ -110,14 +152,22 @@ impl ObjectRecorder {
         let mut first = 1;
         while first + 2 * size - 1 <= end {
             let path = self.pack_path(first);
-            let saves = if packed.contains(&path) {
+            let saves = if listed.contains(&path) {
                 self.finish_pack(first)?
             } else {
                 self.write_pack(first)?
             };
             if let Some(saves) = saves {
                 done.packs += 1;
-                done.saves += saves;
+                done.saves += saves.len() as u64;
+                let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+                for event in saves.iter().flat_map(|save| &save.events) {
+                    let version = last.entry(&event.originator_id).or_default();
+                    *version = (*version).max(event.originator_version);
+                }
+                for (stream, version) in last {
+                    packed(stream, version)?;
+                }
             }
             first += size;
         }
@@ -143,9 +193,10 @@ impl ObjectRecorder {
     }
 
     /// Packs the run from save `first`: reads its saves, writes the pack,
-    /// then the tombstones. `None` if the run turns out to be packed by
-    /// another compaction meanwhile (its tombstones are then finished).
-    fn write_pack(&self, first: u64) -> Result<Option<u64>> {
+    /// then the tombstones; the saves packed. `None` if the run turns out
+    /// to be packed by another compaction meanwhile (its tombstones are
+    /// then finished).
+    fn write_pack(&self, first: u64) -> Result<Option<Vec<Decoded>>> {
         let firsts = self.firsts(first);
         let mut stored = Vec::with_capacity(firsts.len());
         let mut saves = Vec::with_capacity(firsts.len());
@@ -181,12 +232,13 @@ impl ObjectRecorder {
             .ranges
             .insert(first, first + self.segment_saves - 1);
         self.write_tombstones(first, &firsts, &saves)?;
-        Ok(Some(self.segment_saves))
+        Ok(Some(saves))
     }
 
     /// Finishes the run from save `first`, whose pack is written: its
-    /// tombstones, unless the last is one already (it is written last).
-    fn finish_pack(&self, first: u64) -> Result<Option<u64>> {
+    /// tombstones, unless the last is one already (it is written last);
+    /// the saves packed.
+    fn finish_pack(&self, first: u64) -> Result<Option<Vec<Decoded>>> {
         let firsts = self.firsts(first);
         let path = self.path(first + self.segment_saves - 1);
         let bytes = self.read(&path)?.ok_or_else(|| gone(&path))?;
@@ -197,7 +249,7 @@ impl ObjectRecorder {
         let last = first + self.segment_saves - 1;
         let saves = self.read_pack_saves(first, last, firsts[0])?;
         self.write_tombstones(first, &firsts, &saves)?;
-        Ok(Some(self.segment_saves))
+        Ok(Some(saves))
     }
 
     /// Replaces the objects of saves `first ..` by tombstones naming
