@@ -35,12 +35,12 @@ use crate::workload::{fail, name, trick, Res};
 use crate::{median, S3_LOCATION};
 
 /// The application every cold-start store holds.
-const APP: &str = "ColdStart";
+pub(crate) const APP: &str = "ColdStart";
 /// Where the Azure rows run: `az://container/prefix`.
-const AZURE_LOCATION: &str = "ANNALS_AZURE_LOCATION";
+pub(crate) const AZURE_LOCATION: &str = "ANNALS_AZURE_LOCATION";
 /// The marker of a built store: a file in a directory store, an object
 /// beside the application's on S3 and Azure.
-const MARKER: &str = "cold-start.json";
+pub(crate) const MARKER: &str = "cold-start.json";
 
 /// What `--cold-start` runs.
 #[derive(Debug, Clone)]
@@ -92,8 +92,8 @@ impl Options {
 
 /// A built store: how many saves, and the aggregate a child gets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Marker {
-    saves: usize,
+pub(crate) struct Marker {
+    pub(crate) saves: usize,
     /// The aggregate registered by the save numbered `index` (from 0),
     /// named `name(index)`.
     id: String,
@@ -141,7 +141,7 @@ struct Run {
 
 /// What a child prints.
 #[derive(Debug, Serialize, Deserialize)]
-struct ChildOut {
+pub(crate) struct ChildOut {
     /// From before the application is built to the answer, in seconds.
     seconds: f64,
     /// VmHWM at the end, KiB.
@@ -184,6 +184,28 @@ pub(crate) fn child(what: &str, saves: usize, id: &str, index: usize) -> Res<()>
                 return fail(format!("cold start: the last 10 events are {ids:?}"));
             }
         }
+        "log" => {
+            // The whole log, a page of 1,000 at a time, as a follower
+            // that starts from nothing reads it.
+            let mut next = 1;
+            loop {
+                let page = app.notifications(next, 1_000)?;
+                let Some(last) = page.last() else { break };
+                if page.first().map(|n| n.id) != Some(next)
+                    || last.id != next + page.len() as u64 - 1
+                {
+                    return fail(format!("cold start: a page from {next} skips ids"));
+                }
+                next = last.id + 1;
+            }
+            if next != 2 * saves as u64 + 1 {
+                return fail(format!(
+                    "cold start: read {} events, expected {}",
+                    next - 1,
+                    2 * saves
+                ));
+            }
+        }
         other => return fail(format!("unknown cold-start child {other:?}")),
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -196,7 +218,7 @@ pub(crate) fn child(what: &str, saves: usize, id: &str, index: usize) -> Res<()>
 }
 
 /// The store of `saves` in `dir`, built unless its marker says it is.
-fn directory_store(dir: &Path, saves: usize, rebuild: bool) -> Res<Marker> {
+pub(crate) fn directory_store(dir: &Path, saves: usize, rebuild: bool) -> Res<Marker> {
     let marker_path = dir.join(MARKER);
     if !rebuild {
         if let Ok(bytes) = std::fs::read(&marker_path) {
@@ -270,7 +292,7 @@ fn directory_store(dir: &Path, saves: usize, rebuild: bool) -> Res<Marker> {
 }
 
 /// Every file under `dir` but the marker, as paths relative to it.
-fn files(dir: &Path) -> Res<Vec<PathBuf>> {
+pub(crate) fn files(dir: &Path) -> Res<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut todo = vec![PathBuf::new()];
     while let Some(rel) = todo.pop() {
@@ -288,7 +310,7 @@ fn files(dir: &Path) -> Res<Vec<PathBuf>> {
 }
 
 /// The object store and prefix of an `s3://` or `az://` location.
-fn cloud_store(location: &str) -> Res<(Arc<dyn ObjectStore>, ObjPath)> {
+pub(crate) fn cloud_store(location: &str) -> Res<(Arc<dyn ObjectStore>, ObjPath)> {
     if location.starts_with("s3://") {
         return crate::raw::s3_store(location);
     }
@@ -306,7 +328,7 @@ fn cloud_store(location: &str) -> Res<(Arc<dyn ObjectStore>, ObjPath)> {
 /// The cloud store of `saves` at `location`: the directory store's
 /// objects copied there (everything under the prefix removed first),
 /// unless its marker says it is there.
-fn cloud_copy(location: &str, dir: &Path, marker: &Marker, rebuild: bool) -> Res<()> {
+pub(crate) fn cloud_copy(location: &str, dir: &Path, marker: &Marker, rebuild: bool) -> Res<()> {
     let (store, prefix) = cloud_store(location)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -421,7 +443,7 @@ fn cloud_copy(location: &str, dir: &Path, marker: &Marker, rebuild: bool) -> Res
 }
 
 /// One child: wall seconds, and what it printed.
-fn run_child(what: &str, location: &str, marker: &Marker) -> Res<(f64, ChildOut)> {
+pub(crate) fn run_child(what: &str, location: &str, marker: &Marker) -> Res<(f64, ChildOut)> {
     let exe = std::env::current_exe()?;
     let started = Instant::now();
     let output = Command::new(exe)
@@ -503,7 +525,7 @@ fn measure(kind: Kind, location: &str, marker: &Marker, runs: usize) -> Res<Row>
     })
 }
 
-fn thousands(n: usize) -> String {
+pub(crate) fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -515,7 +537,7 @@ fn thousands(n: usize) -> String {
     out
 }
 
-fn secs(s: f64) -> String {
+pub(crate) fn secs(s: f64) -> String {
     if s < 10.0 {
         format!("{s:.2} s")
     } else {

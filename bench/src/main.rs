@@ -11,6 +11,7 @@
 mod allocs;
 mod annals_sut;
 mod cold_start;
+mod compaction;
 mod cqrs;
 mod curve;
 mod enrolment;
@@ -194,7 +195,13 @@ struct Cli {
     /// With --cold-start: the writer threads compared with one.
     #[arg(long, default_value_t = 8)]
     cold_writers: usize,
-    /// Internal: a cold-start child (get, tail).
+    /// Instead of the workload: what compacting the object store buys a
+    /// reader: a fresh process reads the whole log of N saves as written
+    /// and packed (the cold start's stores and flags: --cold-stores,
+    /// --cold-sizes, default 10,000 and 100,000; --cold-runs).
+    #[arg(long)]
+    compaction: bool,
+    /// Internal: a cold-start child (get, tail, log).
     #[arg(long, hide = true)]
     cold_child: Option<String>,
     /// Internal: the saves in its store.
@@ -636,7 +643,7 @@ fn run(cli: Cli) -> Res<()> {
             cli.cold_child_index.ok_or("--cold-child-index")?,
         );
     }
-    if cli.cold_start {
+    if cli.cold_start || cli.compaction {
         let cache = match &cli.cold_cache {
             Some(dir) => dir.clone(),
             None => default_cold_cache()?,
@@ -650,6 +657,9 @@ fn run(cli: Cli) -> Res<()> {
         options.rebuild = cli.cold_rebuild;
         options.writer_saves = cli.cold_writer_saves;
         options.writers = cli.cold_writers.max(1);
+        if cli.compaction {
+            return compaction::run(&options);
+        }
         return cold_start::run(&options);
     }
     if let Some(path) = &cli.reader_memory_child {
