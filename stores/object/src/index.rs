@@ -774,6 +774,450 @@ mod tests {
     }
 }
 
+/// The compact index against a model of what it keeps (maps of strings
+/// and sets), over random saves; and its edges (long runs, versions
+/// beyond 48 bits, many topics, wide blocks, tracking ranges).
+#[cfg(test)]
+mod compact {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What the index answers, kept plainly.
+    #[derive(Default)]
+    struct Model {
+        events: BTreeMap<(String, u64), u64>,
+        topics: Vec<String>,
+        firsts: Vec<u64>,
+        tracking: HashMap<String, BTreeSet<u64>>,
+        keys: HashMap<String, u64>,
+    }
+
+    impl Model {
+        fn conflicts(&self, save: &Positions) -> bool {
+            let mut seen = HashSet::new();
+            save.events
+                .iter()
+                .any(|(s, v, _)| !seen.insert((s, v)) || self.events.contains_key(&(s.clone(), *v)))
+                || save
+                    .tracking
+                    .iter()
+                    .any(|(a, id)| self.tracking.get(a).is_some_and(|ids| ids.contains(id)))
+                || save.keys.iter().any(|k| self.keys.contains_key(k))
+        }
+
+        fn add(&mut self, save: &Positions) {
+            let first = self.topics.len() as u64 + 1;
+            self.firsts.push(first);
+            for (stream, version, topic) in &save.events {
+                let id = self.topics.len() as u64 + 1;
+                self.topics.push(topic.clone());
+                self.events.insert((stream.clone(), *version), id);
+            }
+            for (app, id) in &save.tracking {
+                self.tracking.entry(app.clone()).or_default().insert(*id);
+            }
+            for key in &save.keys {
+                self.keys.insert(key.clone(), self.firsts.len() as u64);
+            }
+        }
+
+        fn stream(&self, stream: &str, query: &EventQuery) -> Vec<u64> {
+            let selected = self
+                .events
+                .range((stream.to_owned(), 0)..=(stream.to_owned(), u64::MAX))
+                .filter(|((_, v), _)| query.gt.is_none_or(|gt| *v > gt))
+                .filter(|((_, v), _)| query.lte.is_none_or(|lte| *v <= lte))
+                .map(|(_, &id)| id);
+            let limit = query.limit.unwrap_or(usize::MAX);
+            if query.desc {
+                selected.rev().take(limit).collect()
+            } else {
+                selected.take(limit).collect()
+            }
+        }
+
+        /// Checks that `index` answers as the model does.
+        fn agrees(&self, index: &Index, queries: &[(usize, EventQuery)]) {
+            assert_eq!(index.saves(), self.firsts.len() as u64);
+            assert_eq!(index.next_id(), self.topics.len() as u64 + 1);
+            for (n, &first) in (1..).zip(&self.firsts) {
+                assert_eq!(index.first_of(n), first);
+            }
+            for id in 1..=self.topics.len() as u64 {
+                let save = self.firsts.partition_point(|&f| f <= id);
+                let offset = (id - self.firsts[save - 1]) as usize;
+                assert_eq!(index.locate(id), (save as u64, offset), "locate {id}");
+                assert_eq!(index.topic(id), self.topics[id as usize - 1]);
+            }
+            for (stream, query) in queries {
+                let stream = STREAMS[*stream];
+                assert_eq!(
+                    index.stream(stream, query),
+                    self.stream(stream, query),
+                    "{stream} {query:?}"
+                );
+            }
+            for stream in STREAMS {
+                assert_eq!(
+                    index.stream(stream, &EventQuery::all()),
+                    self.stream(stream, &EventQuery::all())
+                );
+            }
+            // Every stored version is taken; a few unstored ones are not.
+            for (stream, version) in self.events.keys() {
+                let event = [stored(stream, *version)];
+                assert!(
+                    index.check(&event, None, None).is_err(),
+                    "{stream} {version}"
+                );
+                for near in [version.wrapping_sub(1), version.wrapping_add(1)] {
+                    if !self.events.contains_key(&(stream.clone(), near)) {
+                        let event = [stored(stream, near)];
+                        assert!(index.check(&event, None, None).is_ok(), "{stream} {near}");
+                    }
+                }
+            }
+            for app in APPS {
+                let ids = self.tracking.get(app);
+                assert_eq!(
+                    index.max_tracking_id(app),
+                    ids.and_then(|ids| ids.last().copied()).unwrap_or(0)
+                );
+                for id in 0..=TRACKED + 1 {
+                    assert_eq!(
+                        index.has_tracking_id(app, id),
+                        ids.is_some_and(|ids| ids.contains(&id)),
+                        "{app} {id}"
+                    );
+                }
+            }
+            for k in 0..KEYS {
+                let key = format!("k{k}");
+                assert_eq!(index.key(&key), self.keys.get(&key).copied(), "{key}");
+            }
+        }
+    }
+
+    const STREAMS: [&str; 6] = ["a", "b", "c", "d", "e", "never"];
+    const APPS: [&str; 2] = ["up", "other"];
+    const TRACKED: u64 = 60;
+    const KEYS: u64 = 20;
+
+    fn stored(stream: &str, version: u64) -> StoredEvent {
+        StoredEvent {
+            originator_id: stream.to_owned(),
+            originator_version: version,
+            topic: "T".into(),
+            state: Vec::new(),
+        }
+    }
+
+    fn version() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            6 => 0u64..40,
+            1 => (VERSION_MASK - 3)..(VERSION_MASK + 3),
+            1 => (u64::MAX - 8)..(u64::MAX - 4),
+        ]
+    }
+
+    /// A save: runs of consecutive versions of streams "a".."e", maybe a
+    /// tracking record and a key.
+    fn positions() -> impl Strategy<Value = Positions> {
+        (
+            prop::collection::vec((0..5usize, version(), 1..5u64, 0..3u8), 0..4),
+            prop::option::weighted(0.3, (0..APPS.len(), 0..=TRACKED)),
+            prop::option::weighted(0.2, 0..KEYS),
+        )
+            .prop_map(|(runs, tracking, key)| Positions {
+                events: runs
+                    .into_iter()
+                    .flat_map(|(stream, first, len, topic)| {
+                        (first..first + len)
+                            .map(move |v| (STREAMS[stream].to_owned(), v, format!("T{topic}")))
+                    })
+                    .collect(),
+                tracking: tracking
+                    .map(|(app, id)| (APPS[app].to_owned(), id))
+                    .into_iter()
+                    .collect(),
+                keys: key.map(|k| format!("k{k}")).into_iter().collect(),
+            })
+    }
+
+    fn query() -> impl Strategy<Value = (usize, EventQuery)> {
+        let bound = || prop::option::of(version());
+        (
+            0..STREAMS.len(),
+            bound(),
+            bound(),
+            any::<bool>(),
+            prop::option::of(0..8usize),
+        )
+            .prop_map(|(stream, gt, lte, desc, limit)| {
+                (
+                    stream,
+                    EventQuery {
+                        gt,
+                        lte,
+                        desc,
+                        limit,
+                    },
+                )
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Saves added one by one, and the same through segments, give
+        /// what the model gives; a save that conflicts is refused by
+        /// `check`, one that does not is let through.
+        #[test]
+        fn answers_as_the_model(
+            saves in prop::collection::vec(positions(), 1..150),
+            queries in prop::collection::vec(query(), 0..40),
+            flush_runs in 1..6usize,
+            max_level in prop::sample::select(vec![1usize, 2, 8, 16, 1_000]),
+        ) {
+            let mut model = Model::default();
+            let mut index = Index::with_levels(3, flush_runs, max_level);
+            let mut by_segments = Index::with_levels(3, flush_runs, max_level);
+            let mut added = Vec::new();
+            for save in saves {
+                let events: Vec<StoredEvent> =
+                    save.events.iter().map(|(s, v, _)| stored(s, *v)).collect();
+                let tracking = save.tracking.first().map(|(a, id)| Tracking {
+                    application_name: a.clone(),
+                    notification_id: *id,
+                });
+                let outcome = save.keys.first().map(|k| KeyedOutcome {
+                    key: k.clone(),
+                    outcome: Vec::new(),
+                });
+                let checked = index.check(&events, tracking.as_ref(), outcome.as_ref());
+                prop_assert_eq!(checked.is_err(), model.conflicts(&save), "{:?}", save);
+                if checked.is_err() {
+                    continue;
+                }
+                model.add(&save);
+                let (ids, segment) = index.add(save.clone(), None);
+                let first = model.firsts.last().copied().unwrap_or(1);
+                prop_assert_eq!(ids, (first..first + save.events.len() as u64).collect::<Vec<_>>());
+                added.push(save);
+                if let Some(segment) = segment {
+                    by_segments.add_segment(&segment).expect("a segment of checked saves");
+                }
+            }
+            for save in &added[by_segments.saves() as usize..] {
+                by_segments.add(save.clone(), None);
+            }
+            // A segment that repeats a stored version is refused whole.
+            if let Some(((stream, version), _)) = model.events.iter().next() {
+                let saves = by_segments.saves();
+                let repeating = Segment {
+                    first_save: saves + 1,
+                    first_id: by_segments.next_id(),
+                    saves: vec![
+                        Positions {
+                            events: vec![("fresh".into(), 1, "T".into())],
+                            ..Positions::default()
+                        },
+                        Positions {
+                            events: vec![(stream.clone(), *version, "T".into())],
+                            ..Positions::default()
+                        },
+                    ],
+                    last_token: None,
+                };
+                prop_assert!(by_segments.add_segment(&repeating).is_err());
+                prop_assert_eq!(by_segments.saves(), saves);
+                prop_assert!(by_segments.stream("fresh", &EventQuery::all()).is_empty());
+            }
+            // Merges keep levels within their bound (a flush may make
+            // one larger than a small bound).
+            for levels in [&index.streams.levels, &by_segments.streams.levels] {
+                prop_assert!(levels.iter().all(|l| l.len() <= max_level.max(flush_runs)));
+            }
+            model.agrees(&index, &queries);
+            model.agrees(&by_segments, &queries);
+        }
+    }
+
+    /// Versions beyond 48 bits, runs across that edge and runs longer
+    /// than 65,536 are kept, and the long run is split, not refused.
+    #[test]
+    fn big_versions_and_long_runs() {
+        let mut index = Index::new(1_000_000);
+        let edge: Vec<u64> = (VERSION_MASK - 2..=VERSION_MASK + 2).collect();
+        let save = |stream: &str, versions: &[u64]| Positions {
+            events: versions
+                .iter()
+                .map(|&v| (stream.to_owned(), v, "T".to_owned()))
+                .collect(),
+            ..Positions::default()
+        };
+        index.add(save("edge", &edge), None);
+        index.add(save("edge", &[u64::MAX]), None);
+        assert_eq!(index.stream("edge", &EventQuery::all()), [1, 2, 3, 4, 5, 6]);
+        let query = EventQuery {
+            gt: Some(VERSION_MASK - 1),
+            lte: Some(VERSION_MASK + 1),
+            desc: true,
+            limit: None,
+        };
+        assert_eq!(index.stream("edge", &query), [4, 3]);
+        assert_eq!(
+            index.stream("edge", &EventQuery::all().after(VERSION_MASK + 2)),
+            [6]
+        );
+        for &v in edge.iter().chain([&u64::MAX]) {
+            assert!(index.check(&[stored("edge", v)], None, None).is_err());
+        }
+        assert!(index
+            .check(&[stored("edge", u64::MAX - 1)], None, None)
+            .is_ok());
+
+        let long: Vec<u64> = (1..=70_000).collect();
+        index.add(save("long", &long), None);
+        let ids: Vec<u64> = (7..7 + 70_000).collect();
+        assert_eq!(index.stream("long", &EventQuery::all()), ids);
+        let across = EventQuery {
+            gt: Some(65_530),
+            lte: Some(65_540),
+            ..EventQuery::all()
+        };
+        assert_eq!(index.stream("long", &across), ids[65_530..65_540]);
+        for v in [1, 65_536, 65_537, 70_000] {
+            assert!(index.check(&[stored("long", v)], None, None).is_err());
+        }
+        assert!(index.check(&[stored("long", 70_001)], None, None).is_ok());
+        // Two runs: 65,536 and the rest.
+        let key = index.hasher.key("long");
+        assert_eq!(index.streams.fresh[&key].len(), 2);
+    }
+
+    /// Tracked ids in any order make disjoint ranges, merged when they
+    /// touch: a thousand contiguous ids are one range.
+    #[test]
+    fn tracking_ranges_merge() {
+        let mut index = Index::new(100);
+        let track = |index: &mut Index, id: u64| {
+            index.add(
+                Positions {
+                    tracking: vec![("up".into(), id)],
+                    ..Positions::default()
+                },
+                None,
+            );
+        };
+        // 1..=1000, shuffled (337 and 1000 share no factor).
+        for i in 0..1000u64 {
+            track(&mut index, i * 337 % 1000 + 1);
+        }
+        let tracked = &index.tracking["up"];
+        assert_eq!(
+            tracked
+                .ranges
+                .iter()
+                .map(|(&f, &l)| (f, l))
+                .collect::<Vec<_>>(),
+            [(1, 1000)]
+        );
+        assert_eq!(index.max_tracking_id("up"), 1000);
+        assert!(index.has_tracking_id("up", 1) && index.has_tracking_id("up", 1000));
+        assert!(!index.has_tracking_id("up", 0) && !index.has_tracking_id("up", 1001));
+        // Gaps stay gaps until filled; the ends of u64 are ids like others.
+        for id in [1005, 1003, u64::MAX, 0] {
+            track(&mut index, id);
+        }
+        let ranges = |index: &Index| {
+            index.tracking["up"]
+                .ranges
+                .iter()
+                .map(|(&f, &l)| (f, l))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ranges(&index),
+            [(0, 1000), (1003, 1003), (1005, 1005), (u64::MAX, u64::MAX)]
+        );
+        assert!(!index.has_tracking_id("up", 1004));
+        track(&mut index, 1004);
+        track(&mut index, 1001);
+        assert_eq!(
+            ranges(&index),
+            [(0, 1001), (1003, 1005), (u64::MAX, u64::MAX)]
+        );
+        assert_eq!(index.max_tracking_id("up"), u64::MAX);
+    }
+
+    /// More than 65,536 topics widen the topics to u32, keeping each.
+    #[test]
+    fn many_topics() {
+        let mut index = Index::new(1_000_000);
+        let n = 70_000u64;
+        index.add(
+            Positions {
+                events: (1..=n).map(|v| ("s".into(), v, format!("T{v}"))).collect(),
+                ..Positions::default()
+            },
+            None,
+        );
+        assert!(matches!(index.topics, Topics::Many(_)));
+        for id in [1, 65_536, 65_537, n] {
+            assert_eq!(index.topic(id), format!("T{id}"));
+        }
+    }
+
+    /// Saves' first ids: in blocks of offsets, across blocks and empty
+    /// saves, and plain once a block would span more than u32.
+    #[test]
+    fn firsts_in_blocks() {
+        let mut index = Index::new(1_000_000);
+        let mut firsts = Vec::new();
+        for n in 0..3 * BLOCK as u64 + 5 {
+            let events = (0..n % 4).map(|v| (format!("s{n}"), v, "T".to_owned()));
+            firsts.push(index.next_id());
+            index.add(
+                Positions {
+                    events: events.collect(),
+                    ..Positions::default()
+                },
+                None,
+            );
+        }
+        for (n, &first) in (1..).zip(&firsts) {
+            assert_eq!(index.first_of(n), first);
+        }
+        for id in 1..index.next_id() {
+            let save = firsts.partition_point(|&f| f <= id);
+            assert_eq!(
+                index.locate(id),
+                (save as u64, (id - firsts[save - 1]) as usize)
+            );
+        }
+
+        let mut wide = Firsts::Blocks {
+            bases: Vec::new(),
+            offsets: Vec::new(),
+        };
+        let ids = [1, 5, 5, 1 << 33, (1 << 33) + 2];
+        for id in ids {
+            wide.push(id);
+        }
+        assert!(matches!(wide, Firsts::Plain(_)));
+        assert_eq!(
+            (0..ids.len()).map(|at| wide.get(at)).collect::<Vec<_>>(),
+            ids
+        );
+        assert_eq!(wide.at_or_before(1 << 33), 4);
+        assert_eq!(wide.at_or_before(6), 3);
+    }
+}
+
 /// The index's memory a save, measured by hand (not a check: RSS is
 /// noisy): `cargo test --release -p annals-object-store --lib
 /// index_memory -- --ignored --nocapture`. A million saves of one new
