@@ -283,8 +283,8 @@ impl Streams {
         if gt.zip(lte).is_some_and(|(gt, lte)| gt >= lte) {
             return Vec::new();
         }
-        // (first version, length, first id) of each run that may hold a
-        // selected version.
+        // (first version, length, first id) of the selected part of each
+        // run that holds a selected version.
         let mut runs: Vec<(u64, u64, u64)> = Vec::new();
         let fresh = self.fresh.get(&key).map_or(&[][..], Vec::as_slice);
         for run in self
@@ -293,7 +293,15 @@ impl Streams {
             .flat_map(|level| overlapping(of_key(level, key), gt, lte))
             .chain(overlapping(fresh, gt, lte))
         {
-            runs.push((run.version(), run.len(), run.first_id));
+            let first = gt.map_or(run.version(), |gt| run.version().max(gt.saturating_add(1)));
+            let last = lte.map_or(run.last_version(), |lte| run.last_version().min(lte));
+            if first <= last {
+                runs.push((
+                    first,
+                    last - first + 1,
+                    run.first_id + (first - run.version()),
+                ));
+            }
         }
         let lo = gt.map_or(VERSION_MASK + 1, |gt| {
             gt.saturating_add(1).max(VERSION_MASK + 1)
@@ -307,9 +315,6 @@ impl Streams {
             );
         }
         runs.sort_unstable();
-        let in_range = |&(version, _): &(u64, u64)| {
-            gt.is_none_or(|gt| version > gt) && lte.is_none_or(|lte| version <= lte)
-        };
         let limit = query.limit.unwrap_or(usize::MAX);
         let events = |&(version, len, first_id): &(u64, u64, u64)| {
             (0..len).map(move |i| (version + i, first_id + i))
@@ -318,14 +323,12 @@ impl Streams {
             runs.iter()
                 .rev()
                 .flat_map(|run| events(run).rev())
-                .filter(in_range)
                 .take(limit)
                 .map(|(_, id)| id)
                 .collect()
         } else {
             runs.iter()
                 .flat_map(events)
-                .filter(in_range)
                 .take(limit)
                 .map(|(_, id)| id)
                 .collect()
