@@ -97,6 +97,11 @@ settings! {
     /// application (yes, the Python library's default) or one per
     /// notification (no). An existing table keeps its own layout.
     SINGLE_ROW_TRACKING: "a tracking table annals creates keeps one row per upstream application (yes) or one per notification (no); an existing table's layout is used", Some("yes");
+    /// Whether the SQL stores read and write `eventsourcing_django`'s
+    /// tables (`stored_events`, `snapshots`, `notification_tracking`, made
+    /// by Django's migrations, shared by a Django project's applications)
+    /// rather than the application's own.
+    DJANGO_TABLES: "read and write eventsourcing_django's tables (stored_events, snapshots, notification_tracking), which Django's migrations own, rather than the application's own (PostgreSQL, SQLite, MySQL)", Some("no");
     /// `zlib` compresses stored state.
     COMPRESSOR_TOPIC: "zlib: compress stored state", None;
     /// Base64 AES key: encrypts stored state.

@@ -22,6 +22,7 @@
 //! group-commit engine ([`group_commit`]).
 
 pub mod dcb;
+pub mod django;
 pub mod group_commit;
 pub mod memory;
 mod modules;

@@ -104,6 +104,10 @@ impl Persistence {
                 Persistence::Sqlite(config)
             }
             #[cfg(feature = "postgres")]
+            Persistence::Postgres(config) if config.django_tables => {
+                Persistence::Store(Arc::new(annals_core::persistence::django::Migrations))
+            }
+            #[cfg(feature = "postgres")]
             Persistence::Postgres(mut config) => {
                 config.create_tables = true;
                 Persistence::Postgres(config)

@@ -131,3 +131,34 @@ impl Listener {
         Ok(woke)
     }
 }
+
+/// How often a watcher of eventsourcing_django's tables looks for new
+/// rows.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl PostgresRecorder {
+    /// Raises `signal` when the application's highest notification id
+    /// moves, looked up every 100 ms: the watcher of eventsourcing_django's
+    /// tables, whose Django writers send no NOTIFY.
+    pub(super) fn poll_for_new_rows(&self, signal: &Arc<Signal>) -> Result<Watch> {
+        use annals_core::persistence::ApplicationRecorder as _;
+        let name = format!("postgres {} (polled)", self.sql.events);
+        let recorder = self.clone();
+        let mut last = recorder.max_notification_id()?;
+        Watch::spawn(&name, signal, move |timeout| {
+            let until = std::time::Instant::now() + timeout;
+            loop {
+                let max = recorder.max_notification_id()?;
+                if max != last {
+                    last = max;
+                    return Ok(true);
+                }
+                let now = std::time::Instant::now();
+                if now >= until {
+                    return Ok(false);
+                }
+                std::thread::sleep(POLL_EVERY.min(until - now));
+            }
+        })
+    }
+}

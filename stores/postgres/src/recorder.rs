@@ -89,7 +89,11 @@ impl PostgresRecorder {
     /// when the server cannot be reached (within the connect timeout) or
     /// the tables cannot be created (see [`create_tables`](Self::create_tables)).
     pub fn open(config: &PostgresConfig, app_name: &str) -> Result<Self> {
-        let prefix = table_prefix(app_name)?;
+        let prefix = if config.django_tables {
+            annals_core::persistence::django::application_name(app_name)?.to_owned()
+        } else {
+            table_prefix(app_name)?
+        };
         if let Some(schema) = &config.schema {
             check_schema(schema)?;
         }
@@ -126,6 +130,17 @@ impl PostgresRecorder {
             server: config.server(),
             pool_size: config.pool_size,
         };
+        if config.django_tables {
+            let sql = Sql::django(&prefix, config.schema.as_deref());
+            // Django makes a UUIDField a uuid column on PostgreSQL.
+            let config = PostgresConfig {
+                originator_id_type: super::settings::OriginatorIdType::Uuid,
+                ..config.clone()
+            };
+            let recorder = Self::with_sql(connections, transport, &config, sql);
+            recorder.check_django_tables()?;
+            return Ok(recorder);
+        }
         let sql = |layout| {
             Sql::new(
                 &prefix,
@@ -312,6 +327,9 @@ impl PostgresRecorder {
     ) -> Result<Vec<u64>> {
         if events.is_empty() && tracking.is_none() && keyed.is_none() && writes.is_none() {
             return Ok(Vec::new());
+        }
+        if keyed.is_some() && self.sql.django {
+            return Err(annals_core::persistence::django::no_keys());
         }
         let tracking = tracking
             .map(|t| {
@@ -507,11 +525,19 @@ impl PostgresRecorder {
 /// (originator_id, originator_version)=(id, 3) already exists.`, with a
 /// UUID id in annals' stored form.
 fn conflicting_key(detail: &str) -> Option<(String, u64)> {
-    let values = detail
-        .strip_prefix("Key (originator_id, originator_version)=(")?
-        .split(") already exists")
-        .next()?;
-    let (id, version) = values.rsplit_once(", ")?;
+    // eventsourcing_django's key has the application's name first.
+    let (values, django) = match detail.strip_prefix("Key (originator_id, originator_version)=(") {
+        Some(values) => (values, false),
+        None => (
+            detail.strip_prefix(
+                "Key (application_name, originator_id, originator_version)=(",
+            )?,
+            true,
+        ),
+    };
+    let values = values.split(") already exists").next()?;
+    let (rest, version) = values.rsplit_once(", ")?;
+    let id = if django { rest.rsplit_once(", ")?.1 } else { rest };
     Some((stored_form(id), version.parse().ok()?))
 }
 
@@ -644,6 +670,10 @@ impl ApplicationRecorder for PostgresRecorder {
     }
 
     fn watch(&self, signal: &Arc<Signal>) -> Result<Watch> {
+        if self.sql.django {
+            // Django's writers send no NOTIFY: look for new rows instead.
+            return self.poll_for_new_rows(signal);
+        }
         super::listener::watch(self, signal)
     }
 
@@ -724,7 +754,9 @@ impl ProcessRecorder for PostgresRecorder {
     }
 
     fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        if key.contains('\0') {
+        // Never stored: neither a NUL (see `write`) nor under Django's
+        // tables, which have no place for keys.
+        if key.contains('\0') || self.sql.django {
             // Never stored (see `write`).
             return Ok(None);
         }

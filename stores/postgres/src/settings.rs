@@ -137,6 +137,13 @@ pub struct PostgresConfig {
     /// Whether to create missing tables (and the schema) when the store is
     /// opened (`CREATE_TABLE`, yes/no, default yes).
     pub create_tables: bool,
+    /// Whether to read and write eventsourcing_django's tables
+    /// (`stored_events`, `snapshots`, `notification_tracking`, made by
+    /// Django's migrations) rather than the application's own
+    /// (`DJANGO_TABLES`, yes/no, default no). The application's name is
+    /// then its rows' `application_name`, as given (`TrainingSchool`);
+    /// the tables are never created, and must be there.
+    pub django_tables: bool,
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -154,6 +161,7 @@ impl fmt::Debug for PostgresConfig {
             .field("schema", &self.schema)
             .field("originator_id_type", &self.originator_id_type)
             .field("tracking_layout", &self.tracking_layout)
+            .field("django_tables", &self.django_tables)
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_root_cert", &self.ssl_root_cert)
             .field("create_tables", &self.create_tables)
@@ -179,6 +187,7 @@ impl PostgresConfig {
             schema: None,
             originator_id_type: OriginatorIdType::Uuid,
             tracking_layout: TrackingLayout::SingleRow,
+            django_tables: false,
             ssl_mode: SslMode::Disable,
             ssl_root_cert: None,
             create_tables: true,
@@ -240,6 +249,9 @@ impl PostgresConfig {
         }
         if let Some(single_row) = env.flag(settings::SINGLE_ROW_TRACKING.name)? {
             config.tracking_layout = TrackingLayout::from_flag(single_row);
+        }
+        if let Some(django) = env.flag(settings::DJANGO_TABLES.name)? {
+            config.django_tables = django;
         }
         if let Some(mode) = env.parse(settings::POSTGRES_SSLMODE.name)? {
             config.ssl_mode = mode;

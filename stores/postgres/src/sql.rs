@@ -96,6 +96,9 @@ pub(super) struct Sql {
     /// lock that needs more than the right to read).
     pub(super) sequence_behind: String,
     pub(super) statements: [String; STATEMENTS],
+    /// Whether these are the statements of eventsourcing_django's tables
+    /// (see [`Sql::django`]).
+    pub(super) django: bool,
 }
 
 impl Sql {
@@ -312,6 +315,123 @@ impl Sql {
             migration_row,
             sequence_behind,
             statements,
+            django: false,
+        }
+    }
+
+    /// The statements of eventsourcing_django's tables for application
+    /// `app` (checked by `django::application_name`: it goes into the SQL
+    /// as a literal), in the same order and with the same parameters and
+    /// columns as [`new`](Self::new)'s, so that the recorder runs them
+    /// alike. The rows are the application's (`application_name`); the ids
+    /// are the table's `id` column; tracking is a row per notification
+    /// (the package's `notification_tracking`); writers take the lock the
+    /// package takes (`LOCK TABLE stored_events IN EXCLUSIVE MODE`). No
+    /// statement creates anything: Django's migrations do.
+    pub(super) fn django(app: &str, schema: Option<&str>) -> Self {
+        use annals_core::persistence::django::{EVENTS, SNAPSHOTS, TRACKING};
+        let qualify = |table: &str| match schema {
+            Some(schema) => format!("\"{schema}\".\"{table}\""),
+            None => format!("\"{table}\""),
+        };
+        let (events, snapshots, tracking) = (qualify(EVENTS), qualify(SNAPSHOTS), qualify(TRACKING));
+        let app = format!("'{app}'");
+        let select_from = |table: &str, order: &str| {
+            format!(
+                "SELECT originator_id, originator_version, topic, state FROM {table} \
+                 WHERE application_name = {app} AND originator_id = $1 \
+                 AND originator_version > $2 AND originator_version <= $3 \
+                 ORDER BY originator_version {order} LIMIT $4"
+            )
+        };
+        let select_notifications = |filter: &str| {
+            format!(
+                "SELECT id, originator_id, originator_version, topic, state \
+                 FROM {events} WHERE application_name = {app} AND id >= $1{filter} \
+                 ORDER BY id LIMIT $2"
+            )
+        };
+        let insert_events = format!(
+            "INSERT INTO {events} (application_name, originator_id, originator_version, topic, state) \
+             SELECT {app}, u.o, u.v, u.t, u.s \
+             FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bytea[]) \
+                 WITH ORDINALITY AS u(o, v, t, s, n) \
+             ORDER BY u.n"
+        );
+        let none = "SELECT NULL WHERE false".to_owned();
+        let statements = [
+            format!("{insert_events} RETURNING id"),
+            format!(
+                "{insert_events} ON CONFLICT (application_name, originator_id, originator_version) \
+                 DO NOTHING RETURNING id"
+            ),
+            format!(
+                "INSERT INTO {tracking} (application_name, upstream_application_name, notification_id) \
+                 VALUES ({app}, $1, $2)"
+            ),
+            select_from(&events, "ASC"),
+            select_from(&events, "DESC"),
+            select_notifications(""),
+            select_notifications(" AND topic = ANY($3)"),
+            select_notifications(" AND id <= $3"),
+            select_notifications(" AND id <= $3 AND topic = ANY($4)"),
+            format!("SELECT MAX(id) FROM {events} WHERE application_name = {app}"),
+            format!(
+                "SELECT MAX(notification_id) FROM {tracking} \
+                 WHERE application_name = {app} AND upstream_application_name = $1"
+            ),
+            format!(
+                "SELECT EXISTS (SELECT 1 FROM {tracking} WHERE application_name = {app} \
+                 AND upstream_application_name = $1 AND notification_id = $2)"
+            ),
+            format!(
+                "INSERT INTO {snapshots} (application_name, originator_id, originator_version, topic, state) \
+                 SELECT {app}, u.o, u.v, u.t, u.s \
+                 FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bytea[]) AS u(o, v, t, s)"
+            ),
+            select_from(&snapshots, "ASC"),
+            select_from(&snapshots, "DESC"),
+            format!(
+                "WITH undone AS (DELETE FROM {events} WHERE id = ANY($1::bigint[])) \
+                 SELECT e.originator_id::text, e.originator_version \
+                 FROM {events} e \
+                 JOIN unnest($2::uuid[], $3::bigint[]) AS u(o, v) \
+                     ON e.originator_id = u.o AND e.originator_version = u.v \
+                 WHERE e.application_name = {app} AND e.id <> ALL($1::bigint[]) \
+                 LIMIT 1"
+            ),
+            // Idempotency keys have no table here: refused before these
+            // would run (`django::no_keys`).
+            none.clone(),
+            none.clone(),
+        ];
+        let begin_and_lock = format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE");
+        Self {
+            begin_lock_and_sync: begin_and_lock.clone(),
+            begin_and_lock,
+            sync_sequence: none.clone(),
+            notify_and_commit: format!("NOTIFY \"{EVENTS}\"; COMMIT"),
+            channel: EVENTS.to_owned(),
+            // A taken id would break the primary key.
+            index: format!("{EVENTS}_pkey"),
+            outcomes: events.clone(),
+            events,
+            snapshots,
+            tracking,
+            tracking_layout: TrackingLayout::MultiRow,
+            create: [none.clone(), none.clone(), none.clone(), none.clone()],
+            missing: format!(
+                "SELECT to_regclass('{}') IS NULL, to_regclass('{}') IS NULL, \
+                 to_regclass('{}') IS NULL",
+                qualify(EVENTS),
+                qualify(SNAPSHOTS),
+                qualify(TRACKING)
+            ),
+            create_tracking: none.clone(),
+            migration_row: None,
+            sequence_behind: "SELECT false".to_owned(),
+            statements,
+            django: true,
         }
     }
 }

@@ -33,6 +33,9 @@ impl PostgresConfig {
     /// [`Error::Config`] for an application or schema name that cannot
     /// name tables.
     pub fn ddl(&self, app_name: &str) -> Result<String> {
+        if self.django_tables {
+            return Err(annals_core::persistence::django::not_ours());
+        }
         let prefix = table_prefix(app_name)?;
         if let Some(schema) = &self.schema {
             check_schema(schema)?;
@@ -82,6 +85,9 @@ impl PostgresRecorder {
     /// store was opened; [`Error::Persistence`] for the server's errors (no
     /// right to create tables, a lock timeout).
     pub fn create_tables(&self) -> Result<()> {
+        if self.sql.django {
+            return Err(annals_core::persistence::django::not_ours());
+        }
         let layout = self.sql.tracking_layout;
         let found = self.prepare(true)?;
         if found != layout {
@@ -95,6 +101,40 @@ impl PostgresRecorder {
             ));
         }
         Ok(())
+    }
+
+    /// That eventsourcing_django's three tables are there (annals never
+    /// makes them) and its `originator_id` is a `uuid` column, as Django
+    /// makes a `UUIDField` on PostgreSQL.
+    pub(super) fn check_django_tables(&self) -> Result<()> {
+        use annals_core::persistence::django::{missing, EVENTS, SNAPSHOTS, TRACKING};
+        let (found, column) = self.read("looking for eventsourcing_django's tables", |conn| {
+            let row = conn.client.query_one(self.sql.missing.as_str(), &[])?;
+            let found: Vec<bool> = (0..3).map(|i| row.try_get(i)).collect::<Result<_, _>>()?;
+            let column: Option<String> = conn
+                .client
+                .query_opt(ORIGINATOR_ID_COLUMN, &[&self.sql.events])?
+                .map(|row| row.try_get(0))
+                .transpose()?;
+            Ok((found, column))
+        })?;
+        for (gone, table) in found.iter().zip([EVENTS, SNAPSHOTS, TRACKING]) {
+            if *gone {
+                return Err(missing(table));
+            }
+        }
+        match column.as_deref() {
+            Some("uuid") => Ok(()),
+            other => Err(Error::config(
+                settings::DJANGO_TABLES.name,
+                format!(
+                    "{} has an originator_id column of type {}, where eventsourcing_django \
+                     makes a uuid one on PostgreSQL: is it that package's table?",
+                    self.sql.events,
+                    other.unwrap_or("none")
+                ),
+            )),
+        }
     }
 
     /// The layout of the tracking table (this recorder's when it does not
