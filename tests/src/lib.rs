@@ -3,6 +3,7 @@
 //! `annals::recorder_contract!`, the `testing` feature).
 
 pub mod dogs;
+pub mod dogschool;
 pub mod shops;
 pub mod stores;
 pub mod tamper;

@@ -12,61 +12,12 @@ use std::process::Command;
 
 use annals::env::Env;
 use annals::prelude::*;
-use annals::system::{Policies, ProcessApplication};
+use annals::system::ProcessApplication;
 use annals::transcoding::Transcoding;
+use annals_tests::dogschool::{counting_tricks, Counter, Dog};
 use annals_tests::stores::{drop_postgres_tables, postgres_server, temp_dir};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-#[aggregate]
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Dog {
-    name: String,
-    #[serde(with = "annals::transcoding::python")]
-    owner: Uuid,
-    tricks: Vec<String>,
-}
-
-#[aggregate(python = "dogschool")]
-impl Dog {
-    #[event("Registered")]
-    fn register(name: String, #[serde(with = "annals::transcoding::python")] owner: Uuid) -> Self {
-        Dog {
-            name,
-            owner,
-            tricks: Vec::new(),
-        }
-    }
-
-    #[event("TrickAdded")]
-    fn add_trick(&mut self, trick: String) {
-        self.tricks.push(trick);
-    }
-}
-
-#[aggregate]
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Counter {
-    name: String,
-    count: u64,
-}
-
-#[aggregate(python = "dogschool")]
-impl Counter {
-    fn create_id(name: &str) -> Uuid {
-        Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("/counters/{name}").as_bytes())
-    }
-
-    #[event("Started")]
-    fn start(name: String) -> Self {
-        Counter { name, count: 0 }
-    }
-
-    #[event("Incremented")]
-    fn increment(&mut self) {
-        self.count += 1;
-    }
-}
 
 /// An aggregate with string ids: Python snapshots it as its own
 /// `dogschool:Tag.Snapshot`, not `eventsourcing.domain:Snapshot`.
@@ -228,19 +179,7 @@ fn common(encrypted: bool) -> Vec<(String, String)> {
 /// The annals side's Counters: counts every trick, as Python's does.
 fn rust_counters(shared: &Shared) -> ProcessApplication {
     let app = std::sync::Arc::new(shared.app("RustCounters"));
-    let policy = Policies::new().on::<Dog>(|event, processing| {
-        let DogEvent::TrickAdded { trick } = &event.event else {
-            return Ok(());
-        };
-        let mut counter = match processing.app().get::<Counter>(Counter::create_id(trick)) {
-            Ok(counter) => counter,
-            Err(e) if e.is_not_found() => Counter::start(trick.clone()),
-            Err(e) => return Err(e),
-        };
-        counter.increment();
-        processing.save(&mut counter)
-    });
-    ProcessApplication::new(app, policy)
+    ProcessApplication::new(app, counting_tricks())
 }
 
 fn the_whole_story(shared: &Shared) {

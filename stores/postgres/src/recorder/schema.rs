@@ -108,21 +108,22 @@ impl PostgresRecorder {
     /// makes a `UUIDField` on PostgreSQL.
     pub(super) fn check_django_tables(&self) -> Result<()> {
         use annals_core::persistence::django::{missing, EVENTS, SNAPSHOTS, TRACKING};
-        let (found, column) = self.read("looking for eventsourcing_django's tables", |conn| {
+        let found = self.read("looking for eventsourcing_django's tables", |conn| {
             let row = conn.client.query_one(self.sql.missing.as_str(), &[])?;
-            let found: Vec<bool> = (0..3).map(|i| row.try_get(i)).collect::<Result<_, _>>()?;
-            let column: Option<String> = conn
-                .client
-                .query_opt(ORIGINATOR_ID_COLUMN, &[&self.sql.events])?
-                .map(|row| row.try_get(0))
-                .transpose()?;
-            Ok((found, column))
+            Ok((0..3).map(|i| row.try_get(i)).collect::<Result<Vec<bool>, _>>()?)
         })?;
         for (gone, table) in found.iter().zip([EVENTS, SNAPSHOTS, TRACKING]) {
             if *gone {
                 return Err(missing(table));
             }
         }
+        let column = self.read("reading the type of stored_events.originator_id", |conn| {
+            Ok(conn
+                .client
+                .query_opt(ORIGINATOR_ID_COLUMN, &[&self.sql.events])?
+                .map(|row| row.try_get::<_, String>(0))
+                .transpose()?)
+        })?;
         match column.as_deref() {
             Some("uuid") => Ok(()),
             other => Err(Error::config(
