@@ -95,6 +95,27 @@ impl Project {
         Some(Self::migrated(python, django, annals))
     }
 
+    /// On SQLite, in a new file.
+    fn sqlite() -> Option<Self> {
+        let python = python()?;
+        let file = annals_tests::stores::temp_dir()
+            .join("django.sqlite3")
+            .to_string_lossy()
+            .into_owned();
+        let mut django = vec![
+            ("ANNALS_DJANGO_DB".into(), "sqlite".into()),
+            ("DJANGO_DB_NAME".into(), file.clone()),
+            ("PERSISTENCE_MODULE".into(), "eventsourcing_django".into()),
+        ];
+        django.extend(common());
+        let mut annals = vec![
+            ("PERSISTENCE_MODULE".into(), "sqlite".into()),
+            ("SQLITE_DBNAME".into(), file),
+        ];
+        annals.extend(common());
+        Some(Self::migrated(python, django, annals))
+    }
+
     fn migrated(
         python: PathBuf,
         django: Vec<(String, String)>,
@@ -283,6 +304,13 @@ fn the_story(project: &Project) {
 }
 
 #[test]
+fn sqlite_shared_with_a_django_project() {
+    if let Some(project) = Project::sqlite() {
+        the_story(&project);
+    }
+}
+
+#[test]
 fn postgres_shared_with_a_django_project() {
     if let Some(project) = Project::postgres("annals_django") {
         the_story(&project);
@@ -300,7 +328,9 @@ fn postgres_without_the_django_tables_is_an_error_naming_them() {
     };
     let mut client = postgres_client(&server);
     client
-        .batch_execute("DROP SCHEMA IF EXISTS annals_no_django CASCADE; CREATE SCHEMA annals_no_django")
+        .batch_execute(
+            "DROP SCHEMA IF EXISTS annals_no_django CASCADE; CREATE SCHEMA annals_no_django",
+        )
         .expect("an empty schema");
     let env = Env::from_map(
         "TrainingSchool",
@@ -320,7 +350,10 @@ fn postgres_without_the_django_tables_is_an_error_naming_them() {
         .expect_err("no tables");
     let message = err.to_string();
     assert!(message.contains("stored_events"), "{message}");
-    assert!(message.contains("manage.py migrate eventsourcing_django"), "{message}");
+    assert!(
+        message.contains("manage.py migrate eventsourcing_django"),
+        "{message}"
+    );
     let tables: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'annals_no_django'",

@@ -99,6 +99,10 @@ impl Persistence {
     pub fn creating_tables(self) -> Self {
         match self {
             #[cfg(feature = "sqlite")]
+            Persistence::Sqlite(config) if config.django_tables => {
+                Persistence::Store(Arc::new(annals_core::persistence::django::Migrations))
+            }
+            #[cfg(feature = "sqlite")]
             Persistence::Sqlite(mut config) => {
                 config.create_tables = true;
                 Persistence::Sqlite(config)

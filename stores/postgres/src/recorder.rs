@@ -529,15 +529,17 @@ fn conflicting_key(detail: &str) -> Option<(String, u64)> {
     let (values, django) = match detail.strip_prefix("Key (originator_id, originator_version)=(") {
         Some(values) => (values, false),
         None => (
-            detail.strip_prefix(
-                "Key (application_name, originator_id, originator_version)=(",
-            )?,
+            detail.strip_prefix("Key (application_name, originator_id, originator_version)=(")?,
             true,
         ),
     };
     let values = values.split(") already exists").next()?;
     let (rest, version) = values.rsplit_once(", ")?;
-    let id = if django { rest.rsplit_once(", ")?.1 } else { rest };
+    let id = if django {
+        rest.rsplit_once(", ")?.1
+    } else {
+        rest
+    };
     Some((stored_form(id), version.parse().ok()?))
 }
 

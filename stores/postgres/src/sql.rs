@@ -334,7 +334,8 @@ impl Sql {
             Some(schema) => format!("\"{schema}\".\"{table}\""),
             None => format!("\"{table}\""),
         };
-        let (events, snapshots, tracking) = (qualify(EVENTS), qualify(SNAPSHOTS), qualify(TRACKING));
+        let (events, snapshots, tracking) =
+            (qualify(EVENTS), qualify(SNAPSHOTS), qualify(TRACKING));
         let app = format!("'{app}'");
         let select_from = |table: &str, order: &str| {
             format!(

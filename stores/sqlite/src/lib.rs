@@ -93,16 +93,21 @@ impl Store for SqliteConfig {
     }
 
     fn creating_tables(&self) -> Option<Arc<dyn Store>> {
+        if self.django_tables {
+            return Some(Arc::new(annals_core::persistence::django::Migrations));
+        }
         let mut config = self.clone();
         config.create_tables = true;
         Some(Arc::new(config))
     }
 
     /// Opens the database; both recorders share its connections. The
-    /// application's name is not used: name the tables with
-    /// [`SqliteConfig::table_prefix`] to share a file.
-    fn open(&self, _app_name: &str) -> Result<Recorders> {
-        let recorder = SqliteRecorder::open(self.clone())?;
+    /// application's name is not used (name the tables with
+    /// [`SqliteConfig::table_prefix`] to share a file), but under
+    /// eventsourcing_django's tables ([`SqliteConfig::django_tables`]),
+    /// where it picks the application's rows.
+    fn open(&self, app_name: &str) -> Result<Recorders> {
+        let recorder = SqliteRecorder::open_application(self.clone(), app_name)?;
         let snapshots = recorder.snapshot_recorder();
         Ok(Recorders::new(Arc::new(recorder), Arc::new(snapshots)))
     }

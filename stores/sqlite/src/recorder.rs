@@ -257,7 +257,7 @@ impl Shared {
 
     fn select_events(
         &self,
-        table: &str,
+        table: (&str, &str),
         originator_id: &str,
         query: &EventQuery,
     ) -> Result<Vec<StoredEvent>> {
@@ -277,7 +277,7 @@ impl Shared {
     /// As `select_events`, one row's buffers filled again for each row.
     fn visit_events(
         &self,
-        table: &str,
+        table: (&str, &str),
         originator_id: &str,
         query: &EventQuery,
         visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
@@ -290,18 +290,19 @@ impl Shared {
     }
 
     /// Calls `f` with the version, topic and state of each row of one
-    /// stream of `table`, as `query` says, borrowed from the statement;
-    /// returns how many rows it read.
+    /// stream of `table` (a table, and the condition that picks the
+    /// application's rows in it: [`Tables::rows`]), as `query` says,
+    /// borrowed from the statement; returns how many rows it read.
     fn each_event(
         &self,
-        table: &str,
+        (table, rows): (&str, &str),
         originator_id: &str,
         query: &EventQuery,
         mut f: impl FnMut(u64, &str, &[u8]) -> Result<()>,
     ) -> Result<usize> {
         let gt = query.gt.map(|v| to_i64("version", v)).transpose()?;
         let lte = query.lte.map(|v| to_i64("version", v)).transpose()?;
-        let sql = select_events_sql(table, query);
+        let sql = select_events_sql(table, rows, query);
         self.read_recent("selecting events", |conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             stmt.raw_bind_parameter(1, originator_id)?;
@@ -403,6 +404,31 @@ impl From<Error> for StepError {
 }
 
 impl Shared {
+    /// That eventsourcing_django's three tables are there: annals never
+    /// makes them.
+    fn check_django_tables(&self, tables: &Tables) -> Result<()> {
+        for table in [&tables.events, &tables.snapshots, &tables.tracking] {
+            let there = self
+                .writer
+                .exclusive(|w| {
+                    w.conn
+                        .prepare(TABLE_KEY)?
+                        .exists([table])
+                        .map_err(StepError::Db)
+                })
+                .map_err(|fail| match fail {
+                    StepError::Db(e) => {
+                        sqlite_error("looking for eventsourcing_django's tables", &self.config, e)
+                    }
+                    StepError::Other(e) => e,
+                })?;
+            if !there {
+                return Err(annals_core::persistence::django::missing(table));
+            }
+        }
+        Ok(())
+    }
+
     /// Finds the tracking table's layout (`wanted` when the table does not
     /// exist) and, with `create`, creates the missing tables in one
     /// transaction.
@@ -485,7 +511,46 @@ impl SqliteRecorder {
     /// [`Error::Persistence`](annals_core::Error::Persistence) when the database
     /// cannot be opened or its tables created.
     pub fn open(config: SqliteConfig) -> Result<Self> {
+        if config.django_tables {
+            return Err(Error::config(
+                annals_core::settings::DJANGO_TABLES.name,
+                "eventsourcing_django's tables hold every application's rows: open the store \
+                 with the application's name (SqliteRecorder::open_application, or through \
+                 the application builder)",
+            ));
+        }
+        Self::open_tables(config, None)
+    }
+
+    /// [`open`](Self::open), for application `app_name`: under
+    /// eventsourcing_django's tables ([`SqliteConfig::django_tables`]) its
+    /// rows, otherwise the tables [`open`](Self::open) opens (the name is
+    /// not used).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open); under eventsourcing_django's tables, a
+    /// missing table (named, with the migration that makes it), or an
+    /// application name the tables cannot hold.
+    pub fn open_application(config: SqliteConfig, app_name: &str) -> Result<Self> {
+        let django = config
+            .django_tables
+            .then(|| Tables::django(app_name))
+            .transpose()?;
+        Self::open_tables(config, django)
+    }
+
+    fn open_tables(config: SqliteConfig, django: Option<Tables>) -> Result<Self> {
         config.check()?;
+        if let Some(tables) = django {
+            let shared = Shared::open(config)?;
+            shared.check_django_tables(&tables)?;
+            return Ok(Self {
+                statements: Statements::new(&tables, TrackingLayout::MultiRow),
+                tables,
+                shared: Arc::new(shared),
+            });
+        }
         let tables = Tables::new(config.table_prefix.as_deref())?;
         let create = config.create_tables;
         let wanted = config.tracking_layout;
@@ -516,6 +581,9 @@ impl SqliteRecorder {
     /// [`Error::Config`](annals_core::Error::Config) when the tracking table was
     /// replaced by one of the other layout since the store was opened.
     pub fn create_tables(&self) -> Result<()> {
+        if self.tables.django_app.is_some() {
+            return Err(annals_core::persistence::django::not_ours());
+        }
         let layout = self.statements.tracking_layout;
         let found = self.shared.prepare(&self.tables, layout, true)?;
         if found != layout {
@@ -544,14 +612,19 @@ impl SqliteRecorder {
 
     /// The store of snapshots in the same database (the snapshots table).
     pub fn snapshot_recorder(&self) -> SqliteSnapshotRecorder {
+        let snapshots = &self.tables.snapshots;
+        let insert = match &self.tables.django_app {
+            Some(app) => format!(
+                "INSERT INTO {snapshots} (application_name, originator_id, originator_version, topic, state) \
+                 VALUES ({app}, ?1, ?2, ?3, ?4)"
+            ),
+            None => format!("INSERT INTO {snapshots} VALUES (?1, ?2, ?3, ?4)"),
+        };
         SqliteSnapshotRecorder {
             shared: self.shared.clone(),
-            insert: format!(
-                "INSERT INTO {} VALUES (?1, ?2, ?3, ?4)",
-                self.tables.snapshots
-            )
-            .into(),
-            table: self.tables.snapshots.clone(),
+            insert: insert.into(),
+            table: snapshots.clone(),
+            rows: self.tables.rows(),
         }
     }
 }
@@ -561,6 +634,8 @@ impl SqliteRecorder {
 pub struct SqliteSnapshotRecorder {
     shared: Arc<Shared>,
     table: String,
+    /// The condition that picks the application's rows ([`Tables::rows`]).
+    rows: String,
     insert: Arc<str>,
 }
 
@@ -582,7 +657,8 @@ impl AggregateRecorder for SqliteSnapshotRecorder {
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        self.shared.select_events(&self.table, originator_id, query)
+        let table = (self.table.as_str(), self.rows.as_str());
+        self.shared.select_events(table, originator_id, query)
     }
 }
 
@@ -602,8 +678,11 @@ impl AggregateRecorder for SqliteRecorder {
     }
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        self.shared
-            .select_events(&self.statements.events_table, originator_id, query)
+        let table = (
+            self.statements.events_table.as_str(),
+            self.statements.rows.as_str(),
+        );
+        self.shared.select_events(table, originator_id, query)
     }
 
     fn visit_events(
@@ -612,8 +691,11 @@ impl AggregateRecorder for SqliteRecorder {
         query: &EventQuery,
         visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
     ) -> Result<usize> {
-        self.shared
-            .visit_events(&self.statements.events_table, originator_id, query, visit)
+        let table = (
+            self.statements.events_table.as_str(),
+            self.statements.rows.as_str(),
+        );
+        self.shared.visit_events(table, originator_id, query, visit)
     }
 }
 
@@ -717,6 +799,9 @@ impl ProcessRecorder for SqliteRecorder {
         tracking: Option<&Tracking>,
         outcome: &KeyedOutcome,
     ) -> Result<Vec<u64>> {
+        if self.tables.django_app.is_some() {
+            return Err(annals_core::persistence::django::no_keys());
+        }
         self.shared.insert(
             &self.statements.insert_event,
             events,
@@ -728,6 +813,10 @@ impl ProcessRecorder for SqliteRecorder {
     }
 
     fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        if self.tables.django_app.is_some() {
+            // Never stored: eventsourcing_django's tables have no place.
+            return Ok(None);
+        }
         self.shared.read("reading an idempotency key", |conn| {
             conn.prepare_cached(&self.statements.select_outcome)?
                 .query_row([key], |row| row.get(0))

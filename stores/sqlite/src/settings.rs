@@ -56,6 +56,13 @@ pub struct SqliteConfig {
     /// table is used in the layout it has, except that a single-row table
     /// is refused when this says multi-row.
     pub tracking_layout: TrackingLayout,
+    /// Whether to read and write eventsourcing_django's tables
+    /// (`stored_events`, `snapshots`, `notification_tracking`, made by
+    /// Django's migrations) rather than the application's own
+    /// (`DJANGO_TABLES`, yes/no, default no): the rows of the application
+    /// opened ([`Store::open`](annals_core::persistence::Store::open)'s
+    /// name, as given), in tables annals never creates.
+    pub django_tables: bool,
 }
 
 impl SqliteConfig {
@@ -68,6 +75,7 @@ impl SqliteConfig {
             create_tables: true,
             read_pool_size: 4,
             tracking_layout: TrackingLayout::SingleRow,
+            django_tables: false,
         }
     }
 
@@ -104,6 +112,9 @@ impl SqliteConfig {
         }
         if let Some(single_row) = env.flag(settings::SINGLE_ROW_TRACKING.name)? {
             config.tracking_layout = TrackingLayout::from_flag(single_row);
+        }
+        if let Some(django) = env.flag(settings::DJANGO_TABLES.name)? {
+            config.django_tables = django;
         }
         Ok(config)
     }
@@ -143,6 +154,9 @@ pub(super) struct Tables {
     pub(super) tracking: String,
     /// Idempotency keys and their outcomes (not a Python table).
     pub(super) outcomes: String,
+    /// Under eventsourcing_django's tables, the application's rows: its
+    /// name as an SQL literal (`'TrainingSchool'`).
+    pub(super) django_app: Option<String>,
 }
 
 impl Tables {
@@ -153,6 +167,7 @@ impl Tables {
                 snapshots: "stored_snapshots".into(),
                 tracking: "tracking".into(),
                 outcomes: "stored_outcomes".into(),
+                django_app: None,
             });
         };
         let valid = prefix.len() <= 50
@@ -172,7 +187,29 @@ impl Tables {
             snapshots: format!("{prefix}_snapshots"),
             tracking: format!("{prefix}_tracking"),
             outcomes: format!("{prefix}_outcomes"),
+            django_app: None,
         })
+    }
+
+    /// eventsourcing_django's tables, application `app`'s rows.
+    pub(super) fn django(app: &str) -> Result<Self> {
+        use annals_core::persistence::django::{application_name, EVENTS, SNAPSHOTS, TRACKING};
+        let app = application_name(app)?;
+        Ok(Self {
+            events: EVENTS.into(),
+            snapshots: SNAPSHOTS.into(),
+            tracking: TRACKING.into(),
+            outcomes: String::new(),
+            django_app: Some(format!("'{app}'")),
+        })
+    }
+
+    /// The condition that picks the application's rows, with its `AND`
+    /// (empty for the application's own tables).
+    pub(super) fn rows(&self) -> String {
+        self.django_app
+            .as_ref()
+            .map_or_else(String::new, |app| format!("application_name = {app} AND "))
     }
 }
 

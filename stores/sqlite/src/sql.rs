@@ -33,10 +33,16 @@ pub(super) struct Statements {
     pub(super) events_table: String,
     pub(super) tracking_table: String,
     pub(super) outcomes_table: String,
+    /// The condition that picks the application's rows, with its `AND`
+    /// ([`Tables::rows`]).
+    pub(super) rows: String,
 }
 
 impl Statements {
     pub(super) fn new(t: &Tables, layout: TrackingLayout) -> Self {
+        if let Some(app) = &t.django_app {
+            return Self::django(t, app);
+        }
         let tracking = &t.tracking;
         let (tracking_key, insert_tracking, has_tracking_id) = match layout {
             TrackingLayout::SingleRow => (
@@ -102,13 +108,53 @@ impl Statements {
             events_table: t.events.clone(),
             tracking_table: t.tracking.clone(),
             outcomes_table: t.outcomes.clone(),
+            rows: String::new(),
+        }
+    }
+
+    /// eventsourcing_django's statements, application `app`'s rows (`app`
+    /// an SQL literal): ids from `stored_events.id` (the rowid), tracking
+    /// a row per notification, nothing created, no idempotency keys (the
+    /// recorder refuses them first).
+    fn django(t: &Tables, app: &str) -> Self {
+        let (events, tracking) = (&t.events, &t.tracking);
+        let none = "SELECT NULL WHERE 0".to_owned();
+        Self {
+            create: Vec::new(),
+            insert_event: format!(
+                "INSERT INTO {events} (application_name, originator_id, originator_version, topic, state) \
+                 VALUES ({app}, ?1, ?2, ?3, ?4)"
+            )
+            .into(),
+            insert_tracking: format!(
+                "INSERT INTO {tracking} (application_name, upstream_application_name, notification_id) \
+                 VALUES ({app}, ?1, ?2)"
+            ),
+            tracking_layout: TrackingLayout::MultiRow,
+            max_notification_id: format!(
+                "SELECT MAX(id) FROM {events} WHERE application_name = {app}"
+            ),
+            max_tracking_id: format!(
+                "SELECT MAX(notification_id) FROM {tracking} \
+                 WHERE application_name = {app} AND upstream_application_name = ?1"
+            ),
+            has_tracking_id: format!(
+                "SELECT EXISTS (SELECT 1 FROM {tracking} WHERE application_name = {app} \
+                 AND upstream_application_name = ?1 AND notification_id = ?2)"
+            ),
+            insert_outcome: none.clone(),
+            select_outcome: none,
+            events_table: events.clone(),
+            tracking_table: tracking.clone(),
+            outcomes_table: t.outcomes.clone(),
+            rows: t.rows(),
         }
     }
 
     pub(super) fn select_notifications(&self, query: &NotificationQuery) -> String {
         let mut sql = format!(
-            "SELECT rowid, originator_id, originator_version, topic, state FROM {} WHERE rowid >= ?1",
-            self.events_table
+            "SELECT rowid, originator_id, originator_version, topic, state FROM {} WHERE {}rowid >= ?1",
+            self.events_table, self.rows
         );
         if query.stop.is_some() {
             sql.push_str(" AND rowid <= ?2");
@@ -126,10 +172,12 @@ impl Statements {
     }
 }
 
-/// `SELECT` of one stream of `table`, as `query` says.
-pub(super) fn select_events_sql(table: &str, query: &EventQuery) -> String {
-    let mut sql =
-        format!("SELECT originator_version, topic, state FROM {table} WHERE originator_id = ?1");
+/// `SELECT` of one stream of `table` (of the rows `rows` picks: see
+/// [`Tables::rows`]), as `query` says.
+pub(super) fn select_events_sql(table: &str, rows: &str, query: &EventQuery) -> String {
+    let mut sql = format!(
+        "SELECT originator_version, topic, state FROM {table} WHERE {rows}originator_id = ?1"
+    );
     if query.gt.is_some() {
         sql.push_str(" AND originator_version > ?2");
     }

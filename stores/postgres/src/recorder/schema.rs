@@ -110,7 +110,9 @@ impl PostgresRecorder {
         use annals_core::persistence::django::{missing, EVENTS, SNAPSHOTS, TRACKING};
         let found = self.read("looking for eventsourcing_django's tables", |conn| {
             let row = conn.client.query_one(self.sql.missing.as_str(), &[])?;
-            Ok((0..3).map(|i| row.try_get(i)).collect::<Result<Vec<bool>, _>>()?)
+            Ok((0..3)
+                .map(|i| row.try_get(i))
+                .collect::<Result<Vec<bool>, _>>()?)
         })?;
         for (gone, table) in found.iter().zip([EVENTS, SNAPSHOTS, TRACKING]) {
             if *gone {
