@@ -387,6 +387,9 @@ mod howto {
     struct Correlation;
     #[doc = include_str!("../../docs/howto/python.md")]
     struct Python;
+    #[cfg(feature = "sqlite")]
+    #[doc = include_str!("../../docs/howto/django.md")]
+    struct Django;
     #[doc = include_str!("../../docs/howto/dcb.md")]
     struct Dcb;
     #[doc = include_str!("../../docs/howto/styles.md")]
