@@ -191,10 +191,68 @@ fn merge(a: Vec<Run>, b: Vec<Run>) -> Vec<Run> {
     into
 }
 
+/// Which streams may have runs: a Bloom filter of their keys, so that a
+/// stream that has none (a new aggregate: the most common save) is known
+/// to have none without a binary search of every level, each a few cache
+/// misses (a million streams are eight levels; a cold start checks every
+/// event of every segment: 9.7 s at a million saves without it). The keys
+/// are random (keyed hashes), so their halves serve as the filter's two
+/// hashes; about 16 bits a key, 4 probes: under 1% false positives.
+#[derive(Debug, Default)]
+struct Bloom {
+    bits: Vec<u64>,
+    keys: usize,
+}
+
+impl Bloom {
+    const PROBES: u64 = 4;
+    const BITS_A_KEY: usize = 16;
+
+    fn probes(&self, key: Key) -> impl Iterator<Item = (usize, u64)> {
+        let mask = (self.bits.len() as u64 * 64).wrapping_sub(1);
+        (0..Self::PROBES).map(move |i| {
+            let bit = key[0].wrapping_add(i.wrapping_mul(key[1] | 1)) & mask;
+            ((bit / 64) as usize, 1 << (bit % 64))
+        })
+    }
+
+    fn may_hold(&self, key: Key) -> bool {
+        !self.bits.is_empty()
+            && self
+                .probes(key)
+                .all(|(word, bit)| self.bits[word] & bit != 0)
+    }
+
+    /// Sets `key`'s bits; false when the filter is full and must be made
+    /// again, larger, from every key (see `Streams::grow_bloom`).
+    fn insert(&mut self, key: Key) -> bool {
+        if self.bits.is_empty() || self.keys * Self::BITS_A_KEY >= self.bits.len() * 64 {
+            return false;
+        }
+        let probes: Vec<(usize, u64)> = self.probes(key).collect();
+        for (word, bit) in probes {
+            self.bits[word] |= bit;
+        }
+        self.keys += 1;
+        true
+    }
+
+    /// An empty filter with room for `keys` keys (a power of two of bits).
+    fn with_room(keys: usize) -> Self {
+        let bits = (keys.max(1024) * Self::BITS_A_KEY).next_power_of_two();
+        Self {
+            bits: vec![0; bits / 64],
+            keys: 0,
+        }
+    }
+}
+
 /// Each stream's (version, notification id), as runs: the recent ones in
 /// a small map, the others in sorted levels of bounded size.
 #[derive(Debug)]
 struct Streams {
+    /// The keys of the streams that have runs (or may: see [`Bloom`]).
+    bloom: Bloom,
     /// The runs since the last flush, by stream, each stream's sorted by
     /// version.
     fresh: HashMap<Key, Vec<Run>>,
@@ -211,6 +269,7 @@ struct Streams {
 impl Streams {
     fn new(flush_runs: usize, max_level: usize) -> Self {
         Self {
+            bloom: Bloom::default(),
             fresh: HashMap::new(),
             fresh_runs: 0,
             levels: Vec::new(),
@@ -221,6 +280,9 @@ impl Streams {
     }
 
     fn holds(&self, key: Key, version: u64) -> bool {
+        if !self.bloom.may_hold(key) {
+            return false;
+        }
         if version > VERSION_MASK {
             return self.overflow.contains_key(&(key, version));
         }
@@ -234,6 +296,9 @@ impl Streams {
     }
 
     fn add(&mut self, key: Key, version: u64, id: u64) {
+        if !self.bloom.may_hold(key) && !self.bloom.insert(key) {
+            self.grow_bloom(key);
+        }
         if version > VERSION_MASK {
             self.overflow.insert((key, version), id);
             return;
@@ -254,6 +319,27 @@ impl Streams {
         if self.fresh_runs >= self.flush_runs {
             self.flush();
         }
+    }
+
+    /// Makes the Bloom filter again with room for twice the streams, from
+    /// every stream's key and `new`'s.
+    fn grow_bloom(&mut self, new: Key) {
+        let mut bloom = Bloom::with_room(2 * self.bloom.keys);
+        let keys = self
+            .levels
+            .iter()
+            .flat_map(|level| level.iter().map(|run| run.key))
+            .chain(self.fresh.keys().copied())
+            .chain(self.overflow.keys().map(|&(key, _)| key))
+            .chain([new]);
+        for key in keys {
+            // Each stream once, though its runs may be many.
+            if !bloom.may_hold(key) {
+                let inserted = bloom.insert(key);
+                debug_assert!(inserted, "room for every key");
+            }
+        }
+        self.bloom = bloom;
     }
 
     /// Moves `fresh` into a new level, and merges levels of like size
@@ -279,6 +365,9 @@ impl Streams {
 
     /// The ids of stream `key`'s events that `query` selects, in its order.
     fn select(&self, key: Key, query: &EventQuery) -> Vec<u64> {
+        if !self.bloom.may_hold(key) {
+            return Vec::new();
+        }
         let (gt, lte) = (query.gt, query.lte);
         if gt.zip(lte).is_some_and(|(gt, lte)| gt >= lte) {
             return Vec::new();
@@ -758,6 +847,33 @@ mod tests {
             ..repeating
         };
         assert!(twice.add_segment(&empty).is_err());
+    }
+
+    /// The filter of streams grows as streams come (from room for 1,024
+    /// to 8,192 and more), and never forgets one: every stream of a few
+    /// thousand is found, in levels and in the recent map, by its events
+    /// and by the check of a version it has.
+    #[test]
+    fn every_stream_is_found_as_the_filter_grows() {
+        // Small levels, so that most streams are in them when it grows.
+        let mut index = Index::with_levels(1000, 64, 1024);
+        let streams: Vec<String> = (0..5_000).map(|n| format!("s{n}")).collect();
+        for stream in &streams {
+            index.add(save(&[(stream, 1), (stream, 2)]), None);
+        }
+        assert!(index.streams.bloom.bits.len() * 64 >= 5_000 * Bloom::BITS_A_KEY);
+        for (n, stream) in streams.iter().enumerate() {
+            let first = 2 * n as u64 + 1;
+            assert_eq!(index.stream(stream, &EventQuery::all()), [first, first + 1]);
+            let again = [annals_core::testing::contract::event(stream, 2, "T")];
+            assert!(
+                index.check(&again, None, None).is_err(),
+                "{stream}@2 is stored"
+            );
+        }
+        assert!(index.stream("never", &EventQuery::all()).is_empty());
+        let new = [annals_core::testing::contract::event("never", 1, "T")];
+        assert!(index.check(&new, None, None).is_ok());
     }
 
     /// A stream written out of version order across saves stays sorted.
