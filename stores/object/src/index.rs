@@ -18,23 +18,41 @@ use annals_core::persistence::{EventQuery, KeyedOutcome, StoredEvent, Tracking};
 /// each event's stream, version and topic, the tracking records and the
 /// idempotency keys (one of each per save it holds: a group of saves
 /// written together is one object).
+///
+/// The strings are `S`: owned (`String`) where the index keeps them
+/// (the saves of the next segment), borrowed from the bytes ([`Str`])
+/// where a cold start parses a segment only to index it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Positions {
+#[serde(bound(deserialize = "S: Deserialize<'de>"))]
+pub(crate) struct Positions<S = String> {
     /// (stream, version, topic) of each event, in order.
-    pub(crate) events: Vec<(String, u64, String)>,
+    pub(crate) events: Vec<(S, u64, S)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) tracking: Vec<(String, u64)>,
+    pub(crate) tracking: Vec<(S, u64)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) keys: Vec<String>,
+    pub(crate) keys: Vec<S>,
+}
+
+/// A string of a segment's JSON, borrowed from its bytes unless it has
+/// escapes: a cold start parses ten thousand saves' ids and topics a
+/// segment, and copying each would be most of the parse's memory.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Str<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+
+impl AsRef<str> for Str<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
 }
 
 /// An index segment: the positions of saves `first_save ..` (as many as
 /// it holds), whose first event has notification id `first_id`.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Segment {
+#[serde(bound(deserialize = "S: Deserialize<'de>"))]
+pub(crate) struct Segment<S = String> {
     pub(crate) first_save: u64,
     pub(crate) first_id: u64,
-    pub(crate) saves: Vec<Positions>,
+    pub(crate) saves: Vec<Positions<S>>,
     /// The token of the last save's object: with its first id and event
     /// count, what tells that the log holds the saves this segment says
     /// (not those of a log restored from an older copy, say).
@@ -42,7 +60,7 @@ pub(crate) struct Segment {
     pub(crate) last_token: Option<String>,
 }
 
-impl Segment {
+impl<S> Segment<S> {
     /// The last save it covers (its first, for a segment of no saves,
     /// which `add_segment` refuses).
     pub(crate) fn last_save(&self) -> u64 {
@@ -701,7 +719,7 @@ impl Index {
     /// It holds no saves, does not start there, or its saves take a
     /// (stream, version) twice or one already indexed: the caller reads
     /// the saves instead.
-    pub(crate) fn add_segment(&mut self, segment: &Segment) -> Result<()> {
+    pub(crate) fn add_segment<S: AsRef<str>>(&mut self, segment: &Segment<S>) -> Result<()> {
         let bad = |message: String| Error::persistence("reading an index segment", message);
         if segment.saves.is_empty() {
             return Err(bad("it holds no saves".into()));
@@ -718,7 +736,7 @@ impl Index {
         let mut seen = HashSet::new();
         for (n, save) in (segment.first_save..).zip(&segment.saves) {
             let taken = save.events.iter().any(|(stream, version, _)| {
-                let key = self.hasher.key(stream);
+                let key = self.hasher.key(stream.as_ref());
                 !seen.insert((key, *version)) || self.streams.holds(key, *version)
             });
             if taken {
@@ -733,34 +751,37 @@ impl Index {
         Ok(())
     }
 
-    fn index(&mut self, save: &Positions, number: u64) -> Vec<u64> {
+    fn index<S: AsRef<str>>(&mut self, save: &Positions<S>, number: u64) -> Vec<u64> {
         let first = self.next_id();
         self.firsts.push(first);
         let mut ids = Vec::with_capacity(save.events.len());
         for (stream, version, topic) in &save.events {
             let id = self.next_id();
+            let topic = topic.as_ref();
             let topic = match self.topic_ids.get(topic) {
                 Some(&t) => t,
                 None => {
                     let t = u32::try_from(self.topic_names.len()).expect("fewer topics than u32");
-                    self.topic_names.push(topic.clone());
-                    self.topic_ids.insert(topic.clone(), t);
+                    self.topic_names.push(topic.to_owned());
+                    self.topic_ids.insert(topic.to_owned(), t);
                     t
                 }
             };
             self.topics.push(topic);
-            self.streams.add(self.hasher.key(stream), *version, id);
+            self.streams
+                .add(self.hasher.key(stream.as_ref()), *version, id);
             ids.push(id);
         }
         for (application, notification) in &save.tracking {
+            let application = application.as_ref();
             let tracked = match self.tracking.get_mut(application) {
                 Some(tracked) => tracked,
-                None => self.tracking.entry(application.clone()).or_default(),
+                None => self.tracking.entry(application.to_owned()).or_default(),
             };
             tracked.insert(*notification);
         }
         for key in &save.keys {
-            self.keys.insert(self.hasher.key(key), number);
+            self.keys.insert(self.hasher.key(key.as_ref()), number);
         }
         ids
     }

@@ -8,8 +8,15 @@ use object_store::{PutMode, PutOptions, PutPayload};
 
 use super::codec::decode_object;
 use super::{ObjectRecorder, MERGED_SAVES, PARALLEL_READS};
-use crate::index::{Index, Segment};
+use crate::index::{Index, Segment, Str};
 use annals_core::error::{Error, Result};
+
+/// The saves whose segments a cold start reads at once: one merged
+/// segment (or ten of the first level). Larger batches read a store in
+/// fewer rounds, but their segments' bytes and parses are held together
+/// beside the index: at a million saves, batches of 50,000 peaked at
+/// 88 MB, of 10,000 at about 70 MB.
+const BATCH_SAVES: u64 = 10_000;
 
 impl ObjectRecorder {
     /// Reads the index segments that cover the log from its first save
@@ -44,17 +51,23 @@ impl ObjectRecorder {
         // The longest prefix of the chain that the log holds: a segment
         // holds only if every one before it does (saves are never
         // rewritten), so the last is checked, then halves.
-        let mut checked: Option<(usize, Segment)> = None;
+        // The segment checked last is kept as read, not parsed: a parse
+        // is a few times its bytes, held all through the cold start.
+        let mut checked: Option<(usize, bytes::Bytes)> = None;
         let mut holds_at = |k: usize| -> bool {
             let (first, last, path) = &chain[k - 1];
-            match self.read_segment(path, *first, *last) {
-                Ok(segment) => {
-                    let holds = self.holds(&segment);
-                    if holds {
-                        checked = Some((k - 1, segment));
-                    }
-                    holds
+            let read = self.read(path).and_then(|bytes| {
+                bytes.ok_or_else(|| Error::persistence(format!("reading {path}"), "it is gone"))
+            });
+            let holds = read.and_then(|bytes| {
+                let holds = self.holds(&Self::parse_segment(path, &bytes, *first, *last)?);
+                if holds {
+                    checked = Some((k - 1, bytes));
                 }
+                Ok(holds)
+            });
+            match holds {
+                Ok(holds) => holds,
                 Err(e) => {
                     tracing::warn!(segment = %path, error = %e.report(), "an index segment is unusable: the saves it covers are read instead");
                     false
@@ -75,14 +88,14 @@ impl ObjectRecorder {
             keep = good;
         }
         // Then the segments, read and added a batch at a time (at most 32
-        // objects and about 50,000 saves: a cold start holds one batch of
-        // them beside the index, not all).
+        // objects and `BATCH_SAVES`: a cold start holds one batch of them
+        // beside the index, not all).
         let mut used = std::collections::HashSet::new();
         let mut at = 0;
         'add: while at < keep {
             let mut end = at;
             let mut saves = 0;
-            while end < keep && end - at < PARALLEL_READS && (end == at || saves < 50_000) {
+            while end < keep && end - at < PARALLEL_READS && (end == at || saves < BATCH_SAVES) {
                 saves += chain[end].1 - chain[end].0 + 1;
                 end += 1;
             }
@@ -101,15 +114,16 @@ impl ObjectRecorder {
                 }
             };
             for (k, (first, last, path)) in chain.iter().enumerate().take(end).skip(at) {
-                let segment = match checked.take_if(|(c, _)| *c == k) {
-                    Some((_, segment)) => Ok(segment),
-                    None => fetched
-                        .remove(&k)
-                        .flatten()
-                        .ok_or_else(|| Error::persistence(format!("reading {path}"), "it is gone"))
-                        .and_then(|bytes| Self::parse_segment(path, &bytes, *first, *last)),
+                let bytes = match checked.take_if(|(c, _)| *c == k) {
+                    Some((_, bytes)) => Some(bytes),
+                    None => fetched.remove(&k).flatten(),
                 };
-                if let Err(e) = segment.and_then(|segment| index.add_segment(&segment)) {
+                let added = bytes
+                    .ok_or_else(|| Error::persistence(format!("reading {path}"), "it is gone"))
+                    .and_then(|bytes| {
+                        index.add_segment(&Self::parse_segment(path, &bytes, *first, *last)?)
+                    });
+                if let Err(e) = added {
                     tracing::warn!(segment = %path, error = %e.report(), "an index segment is unusable: the saves it covers are read instead");
                     break 'add;
                 }
@@ -126,17 +140,15 @@ impl ObjectRecorder {
         Ok(())
     }
 
-    /// The index segment at `path`, which its name says holds saves
-    /// `first` to `last`.
-    fn read_segment(&self, path: &Path, first: u64, last: u64) -> Result<Segment> {
-        let bytes = self
-            .read(path)?
-            .ok_or_else(|| Error::persistence(format!("reading {path}"), "it is gone"))?;
-        Self::parse_segment(path, &bytes, first, last)
-    }
-
-    fn parse_segment(path: &Path, bytes: &[u8], first: u64, last: u64) -> Result<Segment> {
-        let segment: Segment = serde_json::from_slice(bytes)
+    /// The index segment in `bytes` (read at `path`), which its name says
+    /// holds saves `first` to `last`, its strings borrowed from `bytes`.
+    fn parse_segment<'a>(
+        path: &Path,
+        bytes: &'a [u8],
+        first: u64,
+        last: u64,
+    ) -> Result<Segment<Str<'a>>> {
+        let segment: Segment<Str<'a>> = serde_json::from_slice(bytes)
             .map_err(|e| Error::persistence(format!("reading {path}"), e))?;
         if segment.saves.is_empty() || (segment.first_save, segment.last_save()) != (first, last) {
             return Err(Error::persistence(
@@ -148,7 +160,7 @@ impl ObjectRecorder {
     }
 
     /// Whether the log holds `segment`'s last save as the segment says it.
-    fn holds(&self, segment: &Segment) -> bool {
+    fn holds<S>(&self, segment: &Segment<S>) -> bool {
         let last = segment.last_save();
         let path = self.path(last);
         let read = self.read(&path).and_then(|bytes| {
