@@ -4,6 +4,7 @@
 
 pub mod dogs;
 pub mod dogschool;
+pub mod python;
 pub mod shops;
 pub mod stores;
 pub mod tamper;

@@ -10,7 +10,6 @@
 //! `System::sync_followers`.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use annals::env::Env;
@@ -22,18 +21,11 @@ use serde_json::Value;
 
 /// The Django venv's interpreter, or `None` (said, and a failure in CI).
 fn python() -> Option<PathBuf> {
-    match std::env::var_os("ANNALS_DJANGO_PYTHON") {
-        Some(path) => Some(PathBuf::from(path)),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "the Django tests must run in CI: set ANNALS_DJANGO_PYTHON (.ci/run does)"
-            );
-            annals_tests::skipped("Django (ANNALS_DJANGO_PYTHON is not set)");
-            None
-        }
-    }
+    annals_tests::python::interpreter("ANNALS_DJANGO_PYTHON", "the Django tests")
 }
+
+/// The Django project.
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/django");
 
 /// One database that a Django project and annals share: the settings of
 /// each side.
@@ -135,22 +127,9 @@ impl Project {
         project
     }
 
-    fn run(&self, script: &str, args: &[&str]) -> std::process::Output {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/django");
-        Command::new(&self.python)
-            .arg(script)
-            .args(args)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(self.django.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("run the Django venv's python")
-    }
-
     /// `python manage.py ARGS`: its standard output.
     fn manage(&self, args: &[&str]) -> String {
-        let output = self.run("manage.py", args);
+        let output = annals_tests::python::run(&self.python, DIR, "manage.py", args, &self.django);
         assert!(
             output.status.success(),
             "manage.py {args:?} failed: {}",
@@ -161,13 +140,7 @@ impl Project {
 
     /// `python django_interop.py ARGS`: the JSON it prints.
     fn py(&self, args: &[&str]) -> Value {
-        let output = self.run("django_interop.py", args);
-        assert!(
-            output.status.success(),
-            "django_interop.py {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).expect("django_interop.py prints JSON")
+        annals_tests::python::json(&self.python, DIR, "django_interop.py", args, &self.django)
     }
 
     fn env(&self, name: &str) -> Env {

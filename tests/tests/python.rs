@@ -8,7 +8,6 @@
 //! once.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use annals::env::Env;
 use annals::prelude::*;
@@ -47,17 +46,7 @@ impl Tag {
 
 /// The venv's interpreter, or `None` (said, and a failure in CI).
 fn python() -> Option<PathBuf> {
-    match std::env::var_os("ANNALS_PYTHON") {
-        Some(path) => Some(PathBuf::from(path)),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "the Python interop tests must run in CI: set ANNALS_PYTHON (.ci/run does)"
-            );
-            annals_tests::skipped("python interop (ANNALS_PYTHON is not set)");
-            None
-        }
-    }
+    annals_tests::python::interpreter("ANNALS_PYTHON", "the Python interop tests")
 }
 
 /// One shared store: the settings both sides read.
@@ -109,21 +98,7 @@ impl Shared {
     /// Runs `interop.py ARGS` with the shared settings; its JSON output.
     fn py(&self, args: &[&str]) -> Value {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
-        let output = Command::new(&self.python)
-            .arg("interop.py")
-            .args(args)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(self.settings.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("run the venv's python");
-        assert!(
-            output.status.success(),
-            "python interop.py {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).expect("interop.py prints JSON")
+        annals_tests::python::json(&self.python, dir, "interop.py", args, &self.settings)
     }
 
     fn app(&self, name: &str) -> Application {

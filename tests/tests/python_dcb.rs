@@ -26,17 +26,7 @@ use annals_tests::stores::{postgres_client, postgres_server};
 use serde_json::{json, Value};
 
 fn python() -> Option<PathBuf> {
-    match std::env::var_os("ANNALS_PYTHON") {
-        Some(path) => Some(PathBuf::from(path)),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "the Python interop tests must run in CI: set ANNALS_PYTHON (.ci/run does)"
-            );
-            annals_tests::skipped("python DCB interop (ANNALS_PYTHON is not set)");
-            None
-        }
-    }
+    annals_tests::python::interpreter("ANNALS_PYTHON", "the Python DCB interop tests")
 }
 
 /// One database, one schema, one DCB store, both languages.
