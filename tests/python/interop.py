@@ -8,6 +8,7 @@ application. Every command prints one JSON document on stdout.
     log                              the TrainingSchool notification log
     follow                           Counters pulls and processes the log
     count TRICK...                   the counts Counters holds
+    tracked                          Counters' position in TrainingSchool's log
     register-many N PREFIX           N dogs, one save each; prints the ids
     tag NAME USES                    a new tag (string id), used USES times
     use-tag ID                       one more use of a tag
@@ -38,7 +39,9 @@ def main(command: str, *args: str) -> object:
         return {dog_id: school.get_dog(UUID(dog_id)) for dog_id in args}
     if command == "log":
         school = TrainingSchool()
-        items = school.notification_log.select(start=1, limit=1000)
+        # The recorder, not the notification log: its pages are at most a
+        # section (10) long before eventsourcing 9.5.
+        items = school.recorder.select_notifications(start=1, limit=10_000)
         return [
             [n.id, n.topic, str(n.originator_id), n.originator_version]
             for n in items
@@ -52,6 +55,8 @@ def main(command: str, *args: str) -> object:
     if command == "count":
         counters = Counters()
         return {trick: counters.count(trick) for trick in args}
+    if command == "tracked":
+        return Counters().recorder.max_tracking_id(TrainingSchool.name)
     if command == "register-many":
         school = TrainingSchool()
         count, prefix = int(args[0]), args[1]
