@@ -107,12 +107,16 @@ impl ObjectRecorder {
     /// version in it: where an application takes a snapshot, so that
     /// getting the aggregate reads the snapshot rather than the pack. (The
     /// store cannot take it: it does not know which aggregate a stream
-    /// is.)
+    /// is.) It is called once the run's pack is written and before its
+    /// saves' objects become tombstones: a compaction stopped by an error
+    /// or a crash leaves the run to the next, which calls it again for
+    /// the run's streams (at least once each, then).
     ///
     /// # Errors
     ///
     /// As [`compact`](Self::compact), and the first error `packed`
-    /// returns, which stops the compaction there.
+    /// returns, which stops the compaction there, before the run's
+    /// tombstones.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -153,21 +157,13 @@ impl ObjectRecorder {
         while first + 2 * size - 1 <= end {
             let path = self.pack_path(first);
             let saves = if listed.contains(&path) {
-                self.finish_pack(first)?
+                self.finish_pack(first, packed)?
             } else {
-                self.write_pack(first)?
+                self.write_pack(first, packed)?
             };
             if let Some(saves) = saves {
                 done.packs += 1;
-                done.saves += saves.len() as u64;
-                let mut last: BTreeMap<&str, u64> = BTreeMap::new();
-                for event in saves.iter().flat_map(|save| &save.events) {
-                    let version = last.entry(&event.originator_id).or_default();
-                    *version = (*version).max(event.originator_version);
-                }
-                for (stream, version) in last {
-                    packed(stream, version)?;
-                }
+                done.saves += saves as u64;
             }
             first += size;
         }
@@ -196,7 +192,11 @@ impl ObjectRecorder {
     /// then the tombstones; the saves packed. `None` if the run turns out
     /// to be packed by another compaction meanwhile (its tombstones are
     /// then finished).
-    fn write_pack(&self, first: u64) -> Result<Option<Vec<Decoded>>> {
+    fn write_pack(
+        &self,
+        first: u64,
+        packed: &mut dyn FnMut(&str, u64) -> Result<()>,
+    ) -> Result<Option<usize>> {
         let firsts = self.firsts(first);
         let mut stored = Vec::with_capacity(firsts.len());
         let mut saves = Vec::with_capacity(firsts.len());
@@ -208,7 +208,7 @@ impl ObjectRecorder {
                 match decode_object(path, &bytes, firsts[(n - first) as usize])? {
                     Object::Save(save) => saves.push(save),
                     // Another compaction got here first.
-                    Object::Packed(_) => return self.finish_pack(first),
+                    Object::Packed(_) => return self.finish_pack(first, packed),
                 }
                 stored.push(bytes);
             }
@@ -231,14 +231,19 @@ impl ObjectRecorder {
         self.known()
             .ranges
             .insert(first, first + self.segment_saves - 1);
+        name_streams(&saves, packed)?;
         self.write_tombstones(first, &firsts, &saves)?;
-        Ok(Some(saves))
+        Ok(Some(saves.len()))
     }
 
     /// Finishes the run from save `first`, whose pack is written: its
     /// tombstones, unless the last is one already (it is written last);
     /// the saves packed.
-    fn finish_pack(&self, first: u64) -> Result<Option<Vec<Decoded>>> {
+    fn finish_pack(
+        &self,
+        first: u64,
+        packed: &mut dyn FnMut(&str, u64) -> Result<()>,
+    ) -> Result<Option<usize>> {
         let firsts = self.firsts(first);
         let path = self.path(first + self.segment_saves - 1);
         let bytes = self.read(&path)?.ok_or_else(|| gone(&path))?;
@@ -248,8 +253,9 @@ impl ObjectRecorder {
         }
         let last = first + self.segment_saves - 1;
         let saves = self.read_pack_saves(first, last, firsts[0])?;
+        name_streams(&saves, packed)?;
         self.write_tombstones(first, &firsts, &saves)?;
-        Ok(Some(saves))
+        Ok(Some(saves.len()))
     }
 
     /// Replaces the objects of saves `first ..` by tombstones naming
@@ -436,6 +442,22 @@ impl ObjectRecorder {
     }
 }
 
+/// Calls `packed` with each stream that has events in `saves` and its
+/// last version there: before the saves' tombstones are written, so that
+/// a compaction stopped by its error (or a crash) names the run's streams
+/// again when the next compaction finishes the run.
+fn name_streams(saves: &[Decoded], packed: &mut dyn FnMut(&str, u64) -> Result<()>) -> Result<()> {
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for event in saves.iter().flat_map(|save| &save.events) {
+        let version = last.entry(&event.originator_id).or_default();
+        *version = (*version).max(event.originator_version);
+    }
+    for (stream, version) in last {
+        packed(stream, version)?;
+    }
+    Ok(())
+}
+
 /// The name of the pack of saves `first ..= last`.
 fn pack_name(first: u64, last: u64) -> String {
     format!("{first:020}-{last:020}")
@@ -468,4 +490,67 @@ fn gone(path: &Path) -> Error {
         format!("reading {path}"),
         "the save is gone, though it was read before (removed by hand?)",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use annals_core::persistence::StoredEvent;
+
+    fn log_of(store: &Arc<object_store::memory::InMemory>, saves: u64) -> ObjectRecorder {
+        let log = ObjectRecorder::open_with(store.clone(), "app/events".into(), 10).expect("open");
+        for n in 0..saves {
+            annals_core::persistence::AggregateRecorder::insert_events(
+                &log,
+                &[StoredEvent {
+                    originator_id: format!("dog-{n}"),
+                    originator_version: 1,
+                    topic: "Registered".into(),
+                    state: vec![1],
+                }],
+            )
+            .expect("a save");
+        }
+        log
+    }
+
+    /// A compaction whose callback fails (the application could not
+    /// take a snapshot) leaves the run to the next compaction, which
+    /// names its streams again: no stream of a packed run goes unnamed.
+    #[test]
+    fn a_failed_callback_names_the_run_again_next_time() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let log = log_of(&store, 20);
+        let failed = log.compact_with(&mut |_, _| Err(Error::persistence("a snapshot", "down")));
+        assert!(failed.is_err());
+        let mut named = Vec::new();
+        let done = log
+            .compact_with(&mut |stream, version| {
+                named.push((stream.to_owned(), version));
+                Ok(())
+            })
+            .expect("the next compaction");
+        assert_eq!((done.packs, done.saves), (1, 10));
+        assert_eq!(named.len(), 10, "{named:?}");
+        // Done now: nothing more to name.
+        let mut again = 0;
+        log.compact_with(&mut |_, _| {
+            again += 1;
+            Ok(())
+        })
+        .expect("a third compaction");
+        assert_eq!(again, 0);
+        // The log reads as before, from a fresh process too.
+        let fresh = ObjectRecorder::open_with(store, "app/events".into(), 10).expect("open");
+        for n in 0..20 {
+            let stream = format!("dog-{n}");
+            let events = annals_core::persistence::AggregateRecorder::select_events(
+                &fresh,
+                &stream,
+                &annals_core::persistence::EventQuery::all(),
+            )
+            .expect("a stream");
+            assert_eq!(events.len(), 1, "{stream}");
+        }
+    }
 }
