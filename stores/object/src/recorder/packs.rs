@@ -320,11 +320,12 @@ impl ObjectRecorder {
         self.packed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Learns of pack `first ..= last`, and of the others, listed, the
-    /// first time.
-    fn learn_pack(&self, first: u64, last: u64) {
+    /// Learns of the packs, listed, the first time a tombstone is read
+    /// (the tombstone's own pack is learnt once it is read whole: see
+    /// `read_pack_saves`).
+    fn learn_packs(&self) {
         let listed = self.known().listed;
-        let mut found = vec![(first, last)];
+        let mut found = Vec::new();
         if !listed {
             match self.list(&self.packs) {
                 Ok(names) => {
@@ -346,13 +347,13 @@ impl ObjectRecorder {
         wanted: Vec<(u64, u64)>,
         saves: &mut HashMap<u64, Arc<Decoded>>,
     ) -> Result<Vec<(u64, u64)>> {
-        let mut packs: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+        let mut packs: BTreeMap<(u64, u64), Vec<(u64, u64)>> = BTreeMap::new();
         let mut rest = Vec::new();
         {
             let known = self.known();
             for (save, first) in wanted {
                 match known.of(save) {
-                    Some(pack) => packs.entry(pack).or_default().push(save),
+                    Some(pack) => packs.entry(pack).or_default().push((save, first)),
                     None => rest.push((save, first)),
                 }
             }
@@ -375,13 +376,31 @@ impl ObjectRecorder {
         for (((&(first, last), numbers), (path, bytes)), first_id) in
             packs.iter().zip(paths.iter().zip(read)).zip(firsts)
         {
-            let bytes = bytes.ok_or_else(|| gone(path))?;
-            let pack = decode_pack(path, &bytes, first, first_id)?;
-            check_count(path, pack.len(), first, last)?;
+            let pack = bytes.ok_or_else(|| gone(path)).and_then(|bytes| {
+                let pack = decode_pack(path, &bytes, first, first_id)?;
+                check_count(path, pack.len(), first, last)?;
+                Ok(pack)
+            });
+            let pack = match pack {
+                Ok(pack) => pack,
+                // Listed, but not a pack that holds these saves (foreign,
+                // corrupt, or gone): forgotten, and the saves read from
+                // their own objects. A tombstone there that names it is
+                // then the error.
+                Err(e) => {
+                    tracing::warn!(pack = %path, error = %e.report(), "a listed pack is unusable: its saves are read from their objects");
+                    let mut known = self.known();
+                    if known.ranges.get(&first) == Some(&last) {
+                        known.ranges.remove(&first);
+                    }
+                    rest.extend(numbers);
+                    continue;
+                }
+            };
             let mut cache = self.cache();
             for (n, save) in (first..).zip(pack) {
                 let save = Arc::new(save);
-                if numbers.contains(&n) {
+                if numbers.iter().any(|&(wanted, _)| wanted == n) {
                     saves.insert(n, save.clone());
                 }
                 cache.put(n, save);
@@ -420,7 +439,7 @@ impl ObjectRecorder {
         if let Some(save) = self.cache().get(&number) {
             return Ok(save.clone());
         }
-        self.learn_pack(pack_first, pack_last);
+        self.learn_packs();
         let saves = self.read_pack_saves(pack_first, pack_last, tombstone.pack_first_id)?;
         let mut found = None;
         let mut first_id = tombstone.pack_first_id;
@@ -552,5 +571,35 @@ mod tests {
             .expect("a stream");
             assert_eq!(events.len(), 1, "{stream}");
         }
+    }
+
+    /// A pack no tombstone names (a foreign or corrupt object where a
+    /// pack would be, before its compaction) does not stand in for the
+    /// saves it would hold: they are read from their own objects, which
+    /// are there.
+    #[test]
+    fn a_pack_no_tombstone_names_is_not_read_for_its_saves() {
+        use annals_core::persistence::{AggregateRecorder, EventQuery};
+        use object_store::ObjectStoreExt as _;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let log = log_of(&store, 25);
+        assert_eq!(log.compact().expect("compaction").packs, 1);
+        // Saves 11 to 20 are not packed; something else is at their
+        // pack's name.
+        let bogus = Path::from(format!("app/events-packs/{:020}-{:020}", 11, 20));
+        log.block_on(store.put(&bogus, b"{\"first_save\": 11".to_vec().into()))
+            .expect("a bogus pack");
+        // A fresh process: the index from segments, no save cached but
+        // the tail's.
+        let fresh = ObjectRecorder::open_with(store, "app/events".into(), 10).expect("open");
+        // A packed save: its tombstone lists the packs.
+        let dog = fresh
+            .select_events("dog-2", &EventQuery::all())
+            .expect("a packed save");
+        assert_eq!(dog.len(), 1);
+        let dog = fresh
+            .select_events("dog-13", &EventQuery::all())
+            .expect("a save not packed, read from its object");
+        assert_eq!(dog.len(), 1);
     }
 }
