@@ -221,11 +221,26 @@ impl ObjectRecorder {
             PutOptions::from(PutMode::Create),
         ));
         match put {
-            // Another compaction wrote the same pack: it holds the same
-            // saves, which are never rewritten.
-            Ok(_)
-            | Err(object_store::Error::AlreadyExists { .. })
-            | Err(object_store::Error::Precondition { .. }) => {}
+            Ok(_) => {}
+            // Another compaction wrote the same pack (after this one
+            // listed the packs): it holds the same saves, which are never
+            // rewritten. Checked to be that pack before any tombstone
+            // names it: a tombstone naming anything else would lose its
+            // save.
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => {
+                let last = first + self.segment_saves - 1;
+                let there = self.read_pack_saves(first, last, firsts[0])?;
+                let same = there.iter().zip(&saves).all(|(there, save)| {
+                    there.events.len() == save.events.len() && there.token == save.token
+                });
+                if !same {
+                    return Err(Error::persistence(
+                        format!("reading {path}"),
+                        "it is not the pack of the saves it is named after: no tombstone names it",
+                    ));
+                }
+            }
             Err(e) => return Err(Error::persistence(format!("writing {path}"), e)),
         }
         self.known()
@@ -601,5 +616,37 @@ mod tests {
             .select_events("dog-13", &EventQuery::all())
             .expect("a save not packed, read from its object");
         assert_eq!(dog.len(), 1);
+    }
+
+    /// A compaction that finds its pack's name taken (by another
+    /// compaction, after it listed the packs) writes the tombstones only
+    /// if what is there is the pack of the run's saves: tombstones naming
+    /// anything else would lose the saves they replace.
+    #[test]
+    fn a_taken_pack_name_is_checked_before_the_tombstones() {
+        use annals_core::persistence::{AggregateRecorder, EventQuery};
+        use object_store::ObjectStoreExt as _;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let log = log_of(&store, 30);
+        let bogus = Path::from(format!("app/events-packs/{:020}-{:020}", 11, 20));
+        // Taken once the packs are listed: while the first run is named.
+        let mut taken = false;
+        let done = log.compact_with(&mut |_, _| {
+            if !taken {
+                taken = true;
+                log.block_on(store.put(&bogus, b"{\"first_save\": 11".to_vec().into()))
+                    .expect("a bogus pack");
+            }
+            Ok(())
+        });
+        assert!(done.is_err(), "{done:?}");
+        let fresh = ObjectRecorder::open_with(store, "app/events".into(), 10).expect("open");
+        for n in 0..30 {
+            let stream = format!("dog-{n}");
+            let events = fresh
+                .select_events(&stream, &EventQuery::all())
+                .unwrap_or_else(|e| panic!("{stream}: {}", e.report()));
+            assert_eq!(events.len(), 1, "{stream}");
+        }
     }
 }
