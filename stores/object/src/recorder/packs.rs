@@ -458,13 +458,24 @@ impl ObjectRecorder {
         let saves = self.read_pack_saves(pack_first, pack_last, tombstone.pack_first_id)?;
         let mut found = None;
         let mut first_id = tombstone.pack_first_id;
-        let mut cache = self.cache();
+        let mut read = Vec::with_capacity(saves.len());
         for (n, save) in (pack_first..).zip(saves) {
             let save = Arc::new(save);
             if n == number && first_id == first {
                 found = Some(save.clone());
             }
             first_id += save.events.len() as u64;
+            read.push((n, save));
+        }
+        // Cached the saves before `number` first, then from the last down
+        // to `number`: a pack larger than the cache leaves the saves from
+        // `number` on, which a reader in order reads next (cached in
+        // order, it left the pack's last ones, and each save after them
+        // read the pack again).
+        let at = usize::try_from(number - pack_first).map_or(read.len(), |at| at.min(read.len()));
+        let later = read.split_off(at);
+        let mut cache = self.cache();
+        for (n, save) in read.into_iter().chain(later.into_iter().rev()) {
             cache.put(n, save);
         }
         found.ok_or_else(|| {
