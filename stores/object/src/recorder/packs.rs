@@ -208,7 +208,14 @@ impl ObjectRecorder {
                 match decode_object(path, &bytes, firsts[(n - first) as usize])? {
                     Object::Save(save) => saves.push(save),
                     // Another compaction got here first.
-                    Object::Packed(_) => return self.finish_pack(first, packed),
+                    Object::Packed(tombstone) => {
+                        // One of another pack size: the run is its, to
+                        // finish (this size's pack would overlap it).
+                        if tombstone.pack != pack_name(first, first + self.segment_saves - 1) {
+                            return Ok(None);
+                        }
+                        return self.finish_pack(first, packed);
+                    }
                 }
                 stored.push(bytes);
             }
@@ -659,5 +666,27 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{stream}: {}", e.report()));
             assert_eq!(events.len(), 1, "{stream}");
         }
+    }
+
+    /// A run whose saves another compaction, of another pack size, has
+    /// begun to pack (cut off part way) is left to it: not an error that
+    /// says a save is gone.
+    #[test]
+    fn a_run_packed_in_part_at_another_size_is_left_to_it() {
+        use object_store::ObjectStoreExt as _;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let log = log_of(&store, 40);
+        let tenth = Path::from(format!("app/events/{:020}", 10));
+        let save = log.read(&tenth).expect("read").expect("save 10");
+        let twenty =
+            ObjectRecorder::open_with(store.clone(), "app/events".into(), 20).expect("open");
+        assert_eq!(twenty.compact().expect("packs of 20").packs, 1);
+        // As if that compaction were cut off before save 10's tombstone.
+        log.block_on(store.put(&tenth, save.into()))
+            .expect("save 10 again");
+        let ten = ObjectRecorder::open_with(store, "app/events".into(), 10).expect("open");
+        let done = ten.compact().unwrap_or_else(|e| panic!("{}", e.report()));
+        // Only saves 21 to 30, which no pack of 20 holds yet.
+        assert_eq!((done.packs, done.saves), (1, 10));
     }
 }
