@@ -114,7 +114,10 @@ fn run(cli: Cli) -> Result<Outcome> {
             let settings = settings()?;
             let env = settings.env();
             let store = env.get("PERSISTENCE_MODULE").map(|(_, v)| v);
-            if store.as_deref() != Some("object") {
+            // The object store's names, compared as the application
+            // compares them (without case).
+            let module = store.as_deref().map(|m| m.trim().to_ascii_lowercase());
+            if !matches!(module.as_deref(), Some("object" | "object_store")) {
                 return Err(CliError::Usage(format!(
                     "compact packs an object store's saves; this application's store is {}",
                     store

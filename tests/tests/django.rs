@@ -336,3 +336,129 @@ fn postgres_without_the_django_tables_is_an_error_naming_them() {
         .get(0);
     assert_eq!(tables, 0);
 }
+
+/// The recorders on the project's tables, as eventsourcing_django's
+/// refuse: a taken version and a tracked notification are conflicts (the
+/// save's events not stored), saves racing for one version store it once,
+/// snapshots are the application's rows, keys are refused.
+fn the_recorders_refuse_as_the_package_does(project: &Project) {
+    use annals::persistence::{EventQuery, Persistence, StoredEvent, Tracking};
+    use annals::Error;
+    let env = project.env("Racers");
+    let recorders = Persistence::from_env(&env)
+        .expect("the settings")
+        .expect("a store")
+        .open("Racers")
+        .expect("the recorders");
+    let events = recorders.events.clone();
+    let event = |id: Uuid, version: u64| StoredEvent {
+        originator_id: id.to_string(),
+        originator_version: version,
+        topic: "Racer.Moved".into(),
+        state: vec![b'{', b'}'],
+    };
+    let racer = Uuid::new_v4();
+    events.insert_events(&[event(racer, 1)]).expect("stored");
+    let taken = events
+        .insert_events(&[event(racer, 2), event(racer, 1)])
+        .expect_err("version 1 is taken");
+    assert!(matches!(taken, Error::Conflict { .. }), "{taken:?}");
+    let stored = events
+        .select_events(&racer.to_string(), &EventQuery::all())
+        .expect("the stream");
+    assert_eq!(stored.len(), 1, "the save stored nothing");
+
+    // Tracking: a notification once.
+    let tracking = Tracking {
+        application_name: "Upstream".into(),
+        notification_id: 5,
+    };
+    let follower = Uuid::new_v4();
+    events
+        .insert_events_tracked(&[event(follower, 1)], &tracking)
+        .expect("tracked");
+    let again = events
+        .insert_events_tracked(&[event(follower, 2)], &tracking)
+        .expect_err("tracked already");
+    assert!(matches!(again, Error::Conflict { .. }), "{again:?}");
+    assert_eq!(events.max_tracking_id("Upstream").expect("max"), 5);
+    assert!(events.has_tracking_id("Upstream", 5).expect("has"));
+    assert_eq!(
+        events
+            .select_events(&follower.to_string(), &EventQuery::all())
+            .expect("the stream")
+            .len(),
+        1
+    );
+
+    // Racing saves: each version once, whoever wins.
+    let shared = Uuid::new_v4();
+    let won: usize = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let events = events.clone();
+                s.spawn(move || {
+                    (1..=20)
+                        .filter(|&v| {
+                            let mine = Uuid::new_v4();
+                            match events.insert_events(&[event(mine, 1), event(shared, v)]) {
+                                Ok(_) => true,
+                                Err(Error::Conflict { .. }) => false,
+                                Err(e) => panic!("{e:?}"),
+                            }
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("a thread")).sum()
+    });
+    assert_eq!(won, 20);
+    let stream = events
+        .select_events(&shared.to_string(), &EventQuery::all())
+        .expect("the stream");
+    assert_eq!(stream.len(), 20);
+
+    // Snapshots are the application's.
+    recorders
+        .snapshots
+        .insert_events(&[event(racer, 1)])
+        .expect("a snapshot");
+    let other = Persistence::from_env(&project.env("Other"))
+        .expect("the settings")
+        .expect("a store")
+        .open("Other")
+        .expect("the recorders");
+    assert!(other
+        .snapshots
+        .select_events(&racer.to_string(), &EventQuery::all())
+        .expect("none")
+        .is_empty());
+    assert!(other
+        .events
+        .select_events(&racer.to_string(), &EventQuery::all())
+        .expect("none")
+        .is_empty());
+    assert_eq!(
+        recorders
+            .snapshots
+            .select_events(&racer.to_string(), &EventQuery::all())
+            .expect("one")
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn sqlite_recorders_refuse_as_the_package_does() {
+    if let Some(project) = Project::sqlite() {
+        the_recorders_refuse_as_the_package_does(&project);
+    }
+}
+
+#[test]
+fn postgres_recorders_refuse_as_the_package_does() {
+    if let Some(project) = Project::postgres("annals_django_refusals") {
+        the_recorders_refuse_as_the_package_does(&project);
+    }
+}

@@ -1705,6 +1705,60 @@ fn compaction_packs_old_saves_and_every_answer_stays() {
     );
 }
 
+/// Packs larger than the recorder's cache of saves (4,096): a cold start
+/// without segments, reading the tombstones in order, reads each pack a
+/// few times, not once for every save that the pack's own caching pushed
+/// out of the cache.
+#[test]
+fn a_pack_larger_than_the_cache_is_read_a_few_times() {
+    use annals::persistence::StoredEvent;
+    let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let root = Path::from("school/events");
+    // No segments: a size beyond the log's.
+    let size = 4_500;
+    let writer = ObjectRecorder::open_with(inner.clone(), root.clone(), size).expect("open");
+    for n in 0..2 * size {
+        writer
+            .insert_events(&[StoredEvent {
+                originator_id: format!("dog-{n}"),
+                originator_version: 1,
+                topic: "Registered".into(),
+                state: vec![1],
+            }])
+            .expect("a save");
+    }
+    assert_eq!(writer.compact().expect("compaction").packs, 1);
+    let segments: Vec<Path> = futures::executor::block_on(async {
+        use futures::TryStreamExt as _;
+        inner
+            .list(Some(&Path::from("school/events-index")))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+    })
+    .expect("the segments");
+    for path in &segments {
+        futures::executor::block_on(inner.delete(path)).expect("delete a segment");
+    }
+    let counting = Arc::new(Probe::new(inner.clone()));
+    let cold = ObjectRecorder::open_with(counting.clone(), root, size).expect("open");
+    let (gets, save_gets) = (
+        counting.gets.load(Ordering::SeqCst),
+        counting.save_gets.load(Ordering::SeqCst),
+    );
+    assert!(
+        gets - save_gets <= 4,
+        "{} pack reads for one pack",
+        gets - save_gets
+    );
+    assert_eq!(
+        cold.select_events("dog-7", &annals::persistence::EventQuery::all())
+            .expect("a packed save")
+            .len(),
+        1
+    );
+}
+
 /// A compaction cut off at any object call (before or after the call
 /// takes effect) leaves a log that answers as before, in the recorder
 /// and in a fresh one; the next compaction finishes the job.

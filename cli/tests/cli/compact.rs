@@ -39,6 +39,11 @@ fn compact_packs_an_object_stores_old_saves() {
     assert_eq!(ok(&[&flags[..], &["log", "--json"]].concat()), before);
     let again = ok(&[&flags[..], &["compact"]].concat());
     assert!(again.contains("0 saves packed"), "{again}");
+    // The store's other name, in any case, as the application takes it.
+    let module = "--set=PERSISTENCE_MODULE=Object_Store";
+    let place = format!("--set=OBJECT_STORE_LOCATION={location}");
+    let named = ok(&["--app", "School", module, &place, "compact"]);
+    assert!(named.contains("0 saves packed"), "{named}");
 
     let file = sqlite_file("not-compacted");
     let refused = run(&["--app", "School", "--sqlite", &file, "compact"]);

@@ -109,6 +109,22 @@ pub fn no_keys() -> Error {
     )
 }
 
+/// The error of a DCB store under the Django layout: eventsourcing_django
+/// has no DCB tables, and annals makes none of its own in the Django
+/// project's database.
+///
+/// ```
+/// let e = annals_core::persistence::django::no_dcb();
+/// assert!(e.to_string().contains("DCB"));
+/// ```
+pub fn no_dcb() -> Error {
+    Error::config(
+        settings::DJANGO_TABLES.name,
+        "eventsourcing_django's tables have no place for a DCB store (and annals makes no \
+         tables of its own in them): open the DCB store without DJANGO_TABLES",
+    )
+}
+
 /// What a store reading Django's tables is when asked to create its tables
 /// (`annals migrate`, `ApplicationBuilder::migrate`): a store that refuses
 /// to open, with [`not_ours`].

@@ -248,9 +248,14 @@ impl PostgresDcbRecorder {
     /// # Errors
     ///
     /// [`Error::Config`] for an application name that cannot prefix table
-    /// names, or a bad schema name; [`Error::Persistence`] when the server
+    /// names, or a bad schema name, or under eventsourcing_django's tables
+    /// ([`django_tables`](PostgresConfig::django_tables)), which have no
+    /// DCB store; [`Error::Persistence`] when the server
     /// cannot be reached or the tables cannot be created.
     pub fn open(config: &PostgresConfig, app_name: &str) -> Result<Self> {
+        if config.django_tables {
+            return Err(annals_core::persistence::django::no_dcb());
+        }
         let prefix = if app_name.is_empty() {
             "dcb".to_owned()
         } else {

@@ -804,6 +804,21 @@ mod tests {
     use super::*;
     use annals_core::env::Env;
 
+    /// eventsourcing_django has no DCB tables: under `DJANGO_TABLES` the
+    /// DCB store is refused before it connects, rather than make tables
+    /// of annals' own in the Django project's database.
+    #[test]
+    fn django_tables_have_no_dcb_store() {
+        let mut config = PostgresConfig::new("test");
+        config.django_tables = true;
+        // No server there: the refusal comes first.
+        config.port = 1;
+        let Err(err) = crate::PostgresDcbRecorder::open(&config, "TrainingSchool") else {
+            panic!("refused");
+        };
+        assert!(err.to_string().contains("DJANGO_TABLES"), "{err}");
+    }
+
     /// 8 threads save two events each to streams of their own while the
     /// writer fails begins and commits: an acknowledged save is stored with
     /// the ids it was given, a failed one (outcome not unknown) not at all.

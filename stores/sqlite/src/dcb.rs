@@ -74,10 +74,16 @@ impl SqliteDcbRecorder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a bad table prefix or lock timeout;
+    /// [`Error::Config`] for a bad table prefix or lock timeout, or
+    /// under eventsourcing_django's tables
+    /// ([`django_tables`](SqliteConfig::django_tables)), which have no DCB
+    /// store;
     /// [`Error::Persistence`] when the database cannot be opened or the
     /// tables created.
     pub fn open(config: SqliteConfig) -> Result<Self> {
+        if config.django_tables {
+            return Err(annals_core::persistence::django::no_dcb());
+        }
         config.check()?;
         // The prefix is checked as the application tables' prefix is.
         Tables::new(config.table_prefix.as_deref())?;
@@ -334,6 +340,28 @@ impl DcbRecorder for SqliteDcbRecorder {
 mod tests {
     use super::*;
     use annals_core::persistence::dcb::DcbQueryItem;
+
+    /// eventsourcing_django has no DCB tables: under `DJANGO_TABLES` the
+    /// DCB store is refused, and makes no table of annals' own in the
+    /// Django project's database.
+    #[test]
+    fn django_tables_have_no_dcb_store() {
+        let dir = std::env::temp_dir().join(format!("annals-dcb-django-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let path = dir.join("django.sqlite3");
+        let mut config = SqliteConfig::new(path.to_str().expect("a path"));
+        config.django_tables = true;
+        let Err(err) = SqliteDcbRecorder::open(config) else {
+            panic!("refused");
+        };
+        assert!(err.to_string().contains("DJANGO_TABLES"), "{err}");
+        let tables: i64 = rusqlite::Connection::open(&path)
+            .expect("the file")
+            .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+            .expect("a count");
+        assert_eq!(tables, 0);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     /// The plan of each query shape, as SQLite reports it.
     fn plan(

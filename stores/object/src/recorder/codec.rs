@@ -227,9 +227,8 @@ pub(super) fn decode_object(path: &Path, bytes: &[u8], first: u64) -> Result<Obj
     let save: Save = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
     if save.first != first {
         return Err(bad(format!(
-            "its first notification id is {}, where the saves before it end at {}",
+            "its first notification id is {}, where {first} was expected",
             save.first,
-            first - 1
         )));
     }
     if let Some(pack) = save.packed {
@@ -350,11 +349,16 @@ pub(super) fn decode_pack(
             ),
         ));
     }
+    if first_id == 0 {
+        return Err(not_a_save(path, "its first notification id is 0"));
+    }
     let mut first = first_id;
     let mut saves = Vec::with_capacity(pack.saves.len());
     for raw in pack.saves {
         let save = decode(path, raw.get().as_bytes(), first)?;
-        first += save.events.len() as u64;
+        first = first
+            .checked_add(save.events.len() as u64)
+            .ok_or_else(|| not_a_save(path, "its notification ids run past the greatest"))?;
         saves.push(save);
     }
     Ok(saves)
@@ -404,5 +408,43 @@ impl Decoded {
                 .collect(),
             keys: self.outcomes.iter().map(|o| o.key.clone()).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn save(first: u64) -> String {
+        format!(
+            r#"{{"first":{first},"events":[{{"id":"dog","version":1,"topic":"T","state":""}}]}}"#
+        )
+    }
+
+    /// A corrupt or hostile pack (and the tombstone that names it) is an
+    /// error naming it, never a panic: ids that start at 0 or run past
+    /// the greatest.
+    #[test]
+    fn a_pack_of_impossible_ids_is_an_error() {
+        let path = Path::from("app/events-packs/x");
+        let zero = format!(r#"{{"first_save":1,"first_id":0,"saves":[{}]}}"#, save(1));
+        let err = decode_pack(&path, zero.as_bytes(), 1, 0)
+            .err()
+            .expect("an error");
+        assert!(err.to_string().contains("app/events-packs/x"), "{err}");
+        let max = u64::MAX;
+        let past = format!(
+            r#"{{"first_save":1,"first_id":{max},"saves":[{},{}]}}"#,
+            save(max),
+            save(0)
+        );
+        let err = decode_pack(&path, past.as_bytes(), 1, max)
+            .err()
+            .expect("an error");
+        assert!(err.to_string().contains("app/events-packs/x"), "{err}");
+        let err = decode_object(&path, save(1).as_bytes(), 0)
+            .err()
+            .expect("an error");
+        assert!(err.to_string().contains("app/events-packs/x"), "{err}");
     }
 }

@@ -107,12 +107,16 @@ impl ObjectRecorder {
     /// version in it: where an application takes a snapshot, so that
     /// getting the aggregate reads the snapshot rather than the pack. (The
     /// store cannot take it: it does not know which aggregate a stream
-    /// is.)
+    /// is.) It is called once the run's pack is written and before its
+    /// saves' objects become tombstones: a compaction stopped by an error
+    /// or a crash leaves the run to the next, which calls it again for
+    /// the run's streams (at least once each, then).
     ///
     /// # Errors
     ///
     /// As [`compact`](Self::compact), and the first error `packed`
-    /// returns, which stops the compaction there.
+    /// returns, which stops the compaction there, before the run's
+    /// tombstones.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -153,21 +157,13 @@ impl ObjectRecorder {
         while first + 2 * size - 1 <= end {
             let path = self.pack_path(first);
             let saves = if listed.contains(&path) {
-                self.finish_pack(first)?
+                self.finish_pack(first, packed)?
             } else {
-                self.write_pack(first)?
+                self.write_pack(first, packed)?
             };
             if let Some(saves) = saves {
                 done.packs += 1;
-                done.saves += saves.len() as u64;
-                let mut last: BTreeMap<&str, u64> = BTreeMap::new();
-                for event in saves.iter().flat_map(|save| &save.events) {
-                    let version = last.entry(&event.originator_id).or_default();
-                    *version = (*version).max(event.originator_version);
-                }
-                for (stream, version) in last {
-                    packed(stream, version)?;
-                }
+                done.saves += saves as u64;
             }
             first += size;
         }
@@ -196,7 +192,11 @@ impl ObjectRecorder {
     /// then the tombstones; the saves packed. `None` if the run turns out
     /// to be packed by another compaction meanwhile (its tombstones are
     /// then finished).
-    fn write_pack(&self, first: u64) -> Result<Option<Vec<Decoded>>> {
+    fn write_pack(
+        &self,
+        first: u64,
+        packed: &mut dyn FnMut(&str, u64) -> Result<()>,
+    ) -> Result<Option<usize>> {
         let firsts = self.firsts(first);
         let mut stored = Vec::with_capacity(firsts.len());
         let mut saves = Vec::with_capacity(firsts.len());
@@ -208,7 +208,14 @@ impl ObjectRecorder {
                 match decode_object(path, &bytes, firsts[(n - first) as usize])? {
                     Object::Save(save) => saves.push(save),
                     // Another compaction got here first.
-                    Object::Packed(_) => return self.finish_pack(first),
+                    Object::Packed(tombstone) => {
+                        // One of another pack size: the run is its, to
+                        // finish (this size's pack would overlap it).
+                        if tombstone.pack != pack_name(first, first + self.segment_saves - 1) {
+                            return Ok(None);
+                        }
+                        return self.finish_pack(first, packed);
+                    }
                 }
                 stored.push(bytes);
             }
@@ -221,24 +228,44 @@ impl ObjectRecorder {
             PutOptions::from(PutMode::Create),
         ));
         match put {
-            // Another compaction wrote the same pack: it holds the same
-            // saves, which are never rewritten.
-            Ok(_)
-            | Err(object_store::Error::AlreadyExists { .. })
-            | Err(object_store::Error::Precondition { .. }) => {}
+            Ok(_) => {}
+            // Another compaction wrote the same pack (after this one
+            // listed the packs): it holds the same saves, which are never
+            // rewritten. Checked to be that pack before any tombstone
+            // names it: a tombstone naming anything else would lose its
+            // save.
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => {
+                let last = first + self.segment_saves - 1;
+                let there = self.read_pack_saves(first, last, firsts[0])?;
+                let same = there.iter().zip(&saves).all(|(there, save)| {
+                    there.events.len() == save.events.len() && there.token == save.token
+                });
+                if !same {
+                    return Err(Error::persistence(
+                        format!("reading {path}"),
+                        "it is not the pack of the saves it is named after: no tombstone names it",
+                    ));
+                }
+            }
             Err(e) => return Err(Error::persistence(format!("writing {path}"), e)),
         }
         self.known()
             .ranges
             .insert(first, first + self.segment_saves - 1);
+        name_streams(&saves, packed)?;
         self.write_tombstones(first, &firsts, &saves)?;
-        Ok(Some(saves))
+        Ok(Some(saves.len()))
     }
 
     /// Finishes the run from save `first`, whose pack is written: its
     /// tombstones, unless the last is one already (it is written last);
     /// the saves packed.
-    fn finish_pack(&self, first: u64) -> Result<Option<Vec<Decoded>>> {
+    fn finish_pack(
+        &self,
+        first: u64,
+        packed: &mut dyn FnMut(&str, u64) -> Result<()>,
+    ) -> Result<Option<usize>> {
         let firsts = self.firsts(first);
         let path = self.path(first + self.segment_saves - 1);
         let bytes = self.read(&path)?.ok_or_else(|| gone(&path))?;
@@ -248,8 +275,9 @@ impl ObjectRecorder {
         }
         let last = first + self.segment_saves - 1;
         let saves = self.read_pack_saves(first, last, firsts[0])?;
+        name_streams(&saves, packed)?;
         self.write_tombstones(first, &firsts, &saves)?;
-        Ok(Some(saves))
+        Ok(Some(saves.len()))
     }
 
     /// Replaces the objects of saves `first ..` by tombstones naming
@@ -314,11 +342,12 @@ impl ObjectRecorder {
         self.packed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Learns of pack `first ..= last`, and of the others, listed, the
-    /// first time.
-    fn learn_pack(&self, first: u64, last: u64) {
+    /// Learns of the packs, listed, the first time a tombstone is read
+    /// (the tombstone's own pack is learnt once it is read whole: see
+    /// `read_pack_saves`).
+    fn learn_packs(&self) {
         let listed = self.known().listed;
-        let mut found = vec![(first, last)];
+        let mut found = Vec::new();
         if !listed {
             match self.list(&self.packs) {
                 Ok(names) => {
@@ -340,13 +369,13 @@ impl ObjectRecorder {
         wanted: Vec<(u64, u64)>,
         saves: &mut HashMap<u64, Arc<Decoded>>,
     ) -> Result<Vec<(u64, u64)>> {
-        let mut packs: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+        let mut packs: BTreeMap<(u64, u64), Vec<(u64, u64)>> = BTreeMap::new();
         let mut rest = Vec::new();
         {
             let known = self.known();
             for (save, first) in wanted {
                 match known.of(save) {
-                    Some(pack) => packs.entry(pack).or_default().push(save),
+                    Some(pack) => packs.entry(pack).or_default().push((save, first)),
                     None => rest.push((save, first)),
                 }
             }
@@ -369,13 +398,31 @@ impl ObjectRecorder {
         for (((&(first, last), numbers), (path, bytes)), first_id) in
             packs.iter().zip(paths.iter().zip(read)).zip(firsts)
         {
-            let bytes = bytes.ok_or_else(|| gone(path))?;
-            let pack = decode_pack(path, &bytes, first, first_id)?;
-            check_count(path, pack.len(), first, last)?;
+            let pack = bytes.ok_or_else(|| gone(path)).and_then(|bytes| {
+                let pack = decode_pack(path, &bytes, first, first_id)?;
+                check_count(path, pack.len(), first, last)?;
+                Ok(pack)
+            });
+            let pack = match pack {
+                Ok(pack) => pack,
+                // Listed, but not a pack that holds these saves (foreign,
+                // corrupt, or gone): forgotten, and the saves read from
+                // their own objects. A tombstone there that names it is
+                // then the error.
+                Err(e) => {
+                    tracing::warn!(pack = %path, error = %e.report(), "a listed pack is unusable: its saves are read from their objects");
+                    let mut known = self.known();
+                    if known.ranges.get(&first) == Some(&last) {
+                        known.ranges.remove(&first);
+                    }
+                    rest.extend(numbers);
+                    continue;
+                }
+            };
             let mut cache = self.cache();
             for (n, save) in (first..).zip(pack) {
                 let save = Arc::new(save);
-                if numbers.contains(&n) {
+                if numbers.iter().any(|&(wanted, _)| wanted == n) {
                     saves.insert(n, save.clone());
                 }
                 cache.put(n, save);
@@ -414,17 +461,28 @@ impl ObjectRecorder {
         if let Some(save) = self.cache().get(&number) {
             return Ok(save.clone());
         }
-        self.learn_pack(pack_first, pack_last);
+        self.learn_packs();
         let saves = self.read_pack_saves(pack_first, pack_last, tombstone.pack_first_id)?;
         let mut found = None;
         let mut first_id = tombstone.pack_first_id;
-        let mut cache = self.cache();
+        let mut read = Vec::with_capacity(saves.len());
         for (n, save) in (pack_first..).zip(saves) {
             let save = Arc::new(save);
             if n == number && first_id == first {
                 found = Some(save.clone());
             }
             first_id += save.events.len() as u64;
+            read.push((n, save));
+        }
+        // Cached the saves before `number` first, then from the last down
+        // to `number`: a pack larger than the cache leaves the saves from
+        // `number` on, which a reader in order reads next (cached in
+        // order, it left the pack's last ones, and each save after them
+        // read the pack again).
+        let at = usize::try_from(number - pack_first).map_or(read.len(), |at| at.min(read.len()));
+        let later = read.split_off(at);
+        let mut cache = self.cache();
+        for (n, save) in read.into_iter().chain(later.into_iter().rev()) {
             cache.put(n, save);
         }
         found.ok_or_else(|| {
@@ -434,6 +492,22 @@ impl ObjectRecorder {
             )
         })
     }
+}
+
+/// Calls `packed` with each stream that has events in `saves` and its
+/// last version there: before the saves' tombstones are written, so that
+/// a compaction stopped by its error (or a crash) names the run's streams
+/// again when the next compaction finishes the run.
+fn name_streams(saves: &[Decoded], packed: &mut dyn FnMut(&str, u64) -> Result<()>) -> Result<()> {
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for event in saves.iter().flat_map(|save| &save.events) {
+        let version = last.entry(&event.originator_id).or_default();
+        *version = (*version).max(event.originator_version);
+    }
+    for (stream, version) in last {
+        packed(stream, version)?;
+    }
+    Ok(())
 }
 
 /// The name of the pack of saves `first ..= last`.
@@ -468,4 +542,151 @@ fn gone(path: &Path) -> Error {
         format!("reading {path}"),
         "the save is gone, though it was read before (removed by hand?)",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use annals_core::persistence::StoredEvent;
+
+    fn log_of(store: &Arc<object_store::memory::InMemory>, saves: u64) -> ObjectRecorder {
+        let log = ObjectRecorder::open_with(store.clone(), "app/events".into(), 10).expect("open");
+        for n in 0..saves {
+            annals_core::persistence::AggregateRecorder::insert_events(
+                &log,
+                &[StoredEvent {
+                    originator_id: format!("dog-{n}"),
+                    originator_version: 1,
+                    topic: "Registered".into(),
+                    state: vec![1],
+                }],
+            )
+            .expect("a save");
+        }
+        log
+    }
+
+    /// A compaction whose callback fails (the application could not
+    /// take a snapshot) leaves the run to the next compaction, which
+    /// names its streams again: no stream of a packed run goes unnamed.
+    #[test]
+    fn a_failed_callback_names_the_run_again_next_time() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let log = log_of(&store, 20);
+        let failed = log.compact_with(&mut |_, _| Err(Error::persistence("a snapshot", "down")));
+        assert!(failed.is_err());
+        let mut named = Vec::new();
+        let done = log
+            .compact_with(&mut |stream, version| {
+                named.push((stream.to_owned(), version));
+                Ok(())
+            })
+            .expect("the next compaction");
+        assert_eq!((done.packs, done.saves), (1, 10));
+        assert_eq!(named.len(), 10, "{named:?}");
+        // Done now: nothing more to name.
+        let mut again = 0;
+        log.compact_with(&mut |_, _| {
+            again += 1;
+            Ok(())
+        })
+        .expect("a third compaction");
+        assert_eq!(again, 0);
+        // The log reads as before, from a fresh process too.
+        let fresh = ObjectRecorder::open_with(store, "app/events".into(), 10).expect("open");
+        for n in 0..20 {
+            let stream = format!("dog-{n}");
+            let events = annals_core::persistence::AggregateRecorder::select_events(
+                &fresh,
+                &stream,
+                &annals_core::persistence::EventQuery::all(),
+            )
+            .expect("a stream");
+            assert_eq!(events.len(), 1, "{stream}");
+        }
+    }
+
+    /// A pack no tombstone names (a foreign or corrupt object where a
+    /// pack would be, before its compaction) does not stand in for the
+    /// saves it would hold: they are read from their own objects, which
+    /// are there.
+    #[test]
+    fn a_pack_no_tombstone_names_is_not_read_for_its_saves() {
+        use annals_core::persistence::{AggregateRecorder, EventQuery};
+        use object_store::ObjectStoreExt as _;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let log = log_of(&store, 25);
+        assert_eq!(log.compact().expect("compaction").packs, 1);
+        // Saves 11 to 20 are not packed; something else is at their
+        // pack's name.
+        let bogus = Path::from(format!("app/events-packs/{:020}-{:020}", 11, 20));
+        log.block_on(store.put(&bogus, b"{\"first_save\": 11".to_vec().into()))
+            .expect("a bogus pack");
+        // A fresh process: the index from segments, no save cached but
+        // the tail's.
+        let fresh = ObjectRecorder::open_with(store, "app/events".into(), 10).expect("open");
+        // A packed save: its tombstone lists the packs.
+        let dog = fresh
+            .select_events("dog-2", &EventQuery::all())
+            .expect("a packed save");
+        assert_eq!(dog.len(), 1);
+        let dog = fresh
+            .select_events("dog-13", &EventQuery::all())
+            .expect("a save not packed, read from its object");
+        assert_eq!(dog.len(), 1);
+    }
+
+    /// A compaction that finds its pack's name taken (by another
+    /// compaction, after it listed the packs) writes the tombstones only
+    /// if what is there is the pack of the run's saves: tombstones naming
+    /// anything else would lose the saves they replace.
+    #[test]
+    fn a_taken_pack_name_is_checked_before_the_tombstones() {
+        use annals_core::persistence::{AggregateRecorder, EventQuery};
+        use object_store::ObjectStoreExt as _;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let log = log_of(&store, 30);
+        let bogus = Path::from(format!("app/events-packs/{:020}-{:020}", 11, 20));
+        // Taken once the packs are listed: while the first run is named.
+        let mut taken = false;
+        let done = log.compact_with(&mut |_, _| {
+            if !taken {
+                taken = true;
+                log.block_on(store.put(&bogus, b"{\"first_save\": 11".to_vec().into()))
+                    .expect("a bogus pack");
+            }
+            Ok(())
+        });
+        assert!(done.is_err(), "{done:?}");
+        let fresh = ObjectRecorder::open_with(store, "app/events".into(), 10).expect("open");
+        for n in 0..30 {
+            let stream = format!("dog-{n}");
+            let events = fresh
+                .select_events(&stream, &EventQuery::all())
+                .unwrap_or_else(|e| panic!("{stream}: {}", e.report()));
+            assert_eq!(events.len(), 1, "{stream}");
+        }
+    }
+
+    /// A run whose saves another compaction, of another pack size, has
+    /// begun to pack (cut off part way) is left to it: not an error that
+    /// says a save is gone.
+    #[test]
+    fn a_run_packed_in_part_at_another_size_is_left_to_it() {
+        use object_store::ObjectStoreExt as _;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let log = log_of(&store, 40);
+        let tenth = Path::from(format!("app/events/{:020}", 10));
+        let save = log.read(&tenth).expect("read").expect("save 10");
+        let twenty =
+            ObjectRecorder::open_with(store.clone(), "app/events".into(), 20).expect("open");
+        assert_eq!(twenty.compact().expect("packs of 20").packs, 1);
+        // As if that compaction were cut off before save 10's tombstone.
+        log.block_on(store.put(&tenth, save.into()))
+            .expect("save 10 again");
+        let ten = ObjectRecorder::open_with(store, "app/events".into(), 10).expect("open");
+        let done = ten.compact().unwrap_or_else(|e| panic!("{}", e.report()));
+        // Only saves 21 to 30, which no pack of 20 holds yet.
+        assert_eq!((done.packs, done.saves), (1, 10));
+    }
 }
