@@ -411,7 +411,10 @@ fn the_recorders_refuse_as_the_package_does(project: &Project) {
                 })
             })
             .collect();
-        threads.into_iter().map(|t| t.join().expect("a thread")).sum()
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a thread"))
+            .sum()
     });
     assert_eq!(won, 20);
     let stream = events
@@ -461,4 +464,35 @@ fn postgres_recorders_refuse_as_the_package_does() {
     if let Some(project) = Project::postgres("annals_django_refusals") {
         the_recorders_refuse_as_the_package_does(&project);
     }
+}
+
+/// Django's Python applications read what annals writes to their tables:
+/// annals' own codec there is an error naming the setting, before any
+/// table is touched.
+#[test]
+fn django_tables_need_the_python_codec() {
+    let file = annals_tests::stores::temp_dir()
+        .join("no-codec.sqlite3")
+        .to_string_lossy()
+        .into_owned();
+    let env = Env::from_map(
+        "TrainingSchool",
+        [
+            ("PERSISTENCE_MODULE", "sqlite"),
+            ("SQLITE_DBNAME", file.as_str()),
+            ("DJANGO_TABLES", "yes"),
+        ],
+    );
+    let err = Application::builder("TrainingSchool")
+        .with_env(&env)
+        .and_then(|b| b.build())
+        .expect_err("annals' own codec");
+    match err {
+        annals::Error::Config { setting, message } => {
+            assert_eq!(setting, "DJANGO_TABLES");
+            assert!(message.contains("CODEC=python"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!std::path::Path::new(&file).exists(), "nothing opened");
 }

@@ -618,6 +618,13 @@ impl ApplicationBuilder {
                 })
             })
             .transpose()?;
+        if self.codec != Codec::Python && self.persistence.uses_django_tables() {
+            return Err(Error::config(
+                settings::DJANGO_TABLES.name,
+                "eventsourcing_django's tables are read by Django's Python applications, which \
+                 cannot read annals' own codec: set CODEC=python",
+            ));
+        }
         if self.codec == Codec::Python && self.hash_chain {
             return Err(Error::config(
                 IS_HASH_CHAINING_ENABLED,

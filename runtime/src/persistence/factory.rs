@@ -91,6 +91,19 @@ impl fmt::Debug for Persistence {
 }
 
 impl Persistence {
+    /// Whether it reads and writes eventsourcing_django's tables
+    /// (`DJANGO_TABLES`), as far as it can tell (a store of the caller's
+    /// own: no).
+    pub(crate) fn uses_django_tables(&self) -> bool {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Persistence::Sqlite(config) => config.django_tables,
+            #[cfg(feature = "postgres")]
+            Persistence::Postgres(config) => config.django_tables,
+            _ => false,
+        }
+    }
+
     /// The same store, creating its missing tables whatever
     /// `CREATE_TABLE` says (for `ApplicationBuilder::migrate`); stores
     /// that always create (memory, the object store), a [`Store`] whose
