@@ -94,6 +94,15 @@ impl MysqlRecorder {
     /// neither layout (naming `SINGLE_ROW_TRACKING`);
     /// [`Error::Persistence`] when the server cannot be reached (naming
     /// its host and port) or the tables cannot be created.
+    ///
+    /// ```no_run
+    /// use annals_core::env::Env;
+    /// use annals_mysql::{MysqlConfig, MysqlRecorder};
+    ///
+    /// let env = Env::from_process("Kennel"); // MYSQL_DBNAME, MYSQL_HOST, ...
+    /// let recorder = MysqlRecorder::open(&MysqlConfig::from_env(&env)?, "Kennel")?;
+    /// # Ok::<(), annals_core::Error>(())
+    /// ```
     pub fn open(config: &MysqlConfig, app_name: &str) -> Result<Self> {
         let prefix = table_prefix(app_name)?;
         config.check_naming(str::to_owned)?;
