@@ -42,6 +42,18 @@ impl fmt::Display for WriteError {
     }
 }
 
+/// How a failed joining save is undone, leaving the group's other saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undo {
+    /// Rolling back to its savepoint.
+    Savepoint,
+    /// Nothing is left to undo: its one statement failed on a taken key,
+    /// and the server rolled that statement back (and only it).
+    Done,
+    /// It cannot be: the whole group is rolled back.
+    Impossible,
+}
+
 /// A save's tracking record: the upstream application's name and the
 /// notification id.
 pub(crate) type TrackingRow<'a> = (&'a str, u64);
@@ -54,6 +66,11 @@ pub(crate) struct GroupWriter {
     conn: Option<PooledConnection<Manager>>,
     /// A connection broke: check the next one before using it.
     suspect: bool,
+    /// Whether the save about to run joins an open group (the engine asks
+    /// for its savepoint; `save` takes one only if it needs it).
+    joining: bool,
+    /// How the last joining save can be undone if it fails.
+    undo: Undo,
 }
 
 impl GroupWriter {
@@ -64,6 +81,8 @@ impl GroupWriter {
             sql,
             conn: None,
             suspect: false,
+            joining: false,
+            undo: Undo::Impossible,
         }
     }
 
@@ -97,9 +116,27 @@ impl GroupWriter {
         keyed: Option<(&str, &[u8])>,
         writes: Option<&mut UserWrites<'_>>,
     ) -> Result<Vec<u64>, WriteError> {
+        self.undo = Undo::Impossible;
+        // A joiner whose save is one INSERT (events alone, one chunk)
+        // needs no savepoint: a taken key fails that statement, which the
+        // server rolls back by itself. Anything more takes one.
+        let one_statement = tracking.is_none()
+            && keyed.is_none()
+            && writes.is_none()
+            && events.len() <= ROWS_PER_INSERT;
+        if std::mem::take(&mut self.joining) && !one_statement {
+            let conn = self.conn()?;
+            if let Err(e) = conn.conn.query_drop(SAVEPOINT) {
+                return Err(self.fail(e));
+            }
+            self.undo = Undo::Savepoint;
+        }
         let sql = self.sql.clone();
         let conn = self.conn()?;
         let result = insert(conn, &sql, events, tracking, keyed);
+        if one_statement && matches!(result, Ok(Err(Error::Conflict { .. }))) {
+            self.undo = Undo::Done;
+        }
         match result {
             Ok(Ok(ids)) => {
                 if let Some(writes) = writes {
@@ -282,11 +319,9 @@ impl GroupTransaction for GroupWriter {
     }
 
     fn savepoint(&mut self) -> Result<(), WriteError> {
-        let conn = self.conn()?;
-        match conn.conn.query_drop(SAVEPOINT) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.fail(e)),
-        }
+        // Taken by `save`, and only if the save needs it.
+        self.joining = true;
+        Ok(())
     }
 
     fn release(&mut self) -> Result<(), WriteError> {
@@ -295,6 +330,11 @@ impl GroupTransaction for GroupWriter {
     }
 
     fn rollback_to_savepoint(&mut self) -> bool {
+        match std::mem::replace(&mut self.undo, Undo::Impossible) {
+            Undo::Savepoint => {}
+            Undo::Done => return true,
+            Undo::Impossible => return false,
+        }
         // Fails when the transaction itself is gone (a deadlock rolled it
         // back): then the whole group is rolled back.
         self.conn
@@ -336,6 +376,8 @@ impl GroupTransaction for GroupWriter {
     }
 
     fn ended(&mut self) {
+        self.joining = false;
+        self.undo = Undo::Impossible;
         // Back to the pool between groups (readers may need it).
         self.conn = None;
     }
