@@ -48,8 +48,9 @@ pub(crate) struct Sql {
     /// (Single-row layout) the row by which the Python library knows the
     /// layout, if missing.
     pub(crate) migration_row: Option<String>,
-    /// Takes the writers' lock: run first in every writing transaction.
-    pub(crate) take_lock: String,
+    /// Begins a writing transaction and takes the writers' lock, in one
+    /// round trip (two statements).
+    pub(crate) begin_and_lock: String,
     pub(crate) select_events_asc: String,
     pub(crate) select_events_desc: String,
     pub(crate) select_snapshots_asc: String,
@@ -154,7 +155,9 @@ impl Sql {
             create_tracking,
             // A locking read of the one row: held until COMMIT, ROLLBACK
             // or the connection's end, whichever comes first.
-            take_lock: format!("SELECT id FROM {lock} WHERE id = 1 FOR UPDATE"),
+            begin_and_lock: format!(
+                "START TRANSACTION; SELECT id FROM {lock} WHERE id = 1 FOR UPDATE"
+            ),
             select_events_asc: select_from(&events, "ASC"),
             select_events_desc: select_from(&events, "DESC"),
             select_snapshots_asc: select_from(&snapshots, "ASC"),

@@ -186,13 +186,10 @@ impl GroupWriter {
         }
         let sql = self.sql.clone();
         let conn = self.conn()?;
-        let locked = conn
-            .conn
-            .query_drop("START TRANSACTION")
-            .and_then(|()| conn.conn.query_first::<u8, _>(&sql.take_lock));
+        let locked = begin_and_lock(&mut conn.conn, &sql.begin_and_lock);
         match locked {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => {
+            Ok(true) => Ok(()),
+            Ok(false) => {
                 conn.rollback();
                 Err(WriteError::Other(Error::persistence(
                     format!("locking {} for writing", sql.events),
@@ -214,6 +211,22 @@ impl GroupWriter {
             }
         }
     }
+}
+
+/// Sends `START TRANSACTION` and the writers' lock in one round trip
+/// (`begin_and_lock`, two statements): whether the lock row was there.
+fn begin_and_lock(conn: &mut mysql::Conn, begin_and_lock: &str) -> Result<bool, mysql::Error> {
+    let mut result = conn.query_iter(begin_and_lock)?;
+    let mut locked = false;
+    // Every result set read, so the connection is ready for the next
+    // statement; an error of the second statement comes out here.
+    while let Some(set) = result.iter() {
+        for row in set {
+            row?;
+            locked = true;
+        }
+    }
+    Ok(locked)
 }
 
 /// The inserts of one save: its ids, or its conflict (nothing of the save

@@ -178,3 +178,30 @@ fn an_id_too_long_is_refused_and_stores_nothing() {
         widest
     );
 }
+
+/// A lock table without its row (a `FOR UPDATE` on a missing row would
+/// let two writers through): a save fails, saying how to put it back,
+/// and stores nothing; reopening with CREATE_TABLE puts it back.
+#[test]
+fn a_missing_lock_row_fails_saves_and_says_how_to_mend_it() {
+    let name = "my_lock_row";
+    let Some(recorder) = common::fresh(name, TrackingLayout::SingleRow) else {
+        return annals_core::testing::skipped(name);
+    };
+    let config = common::server().expect("configured");
+    common::client(&config)
+        .query_drop(format!("DELETE FROM `{name}_lock`"))
+        .expect("delete the row");
+    let text = recorder
+        .insert_events(&[row("a", 1)])
+        .expect_err("no lock row")
+        .report()
+        .to_string();
+    assert!(
+        text.contains("INSERT INTO `my_lock_row_lock` VALUES (1)"),
+        "{text}"
+    );
+    assert_eq!(recorder.max_notification_id().expect("read"), 0);
+    let reopened = MysqlRecorder::open(&config, name).expect("reopen");
+    reopened.insert_events(&[row("a", 1)]).expect("saved");
+}
