@@ -6,6 +6,7 @@ use crate::allocs::Stopwatch;
 
 use annals::mapper::Compressor;
 use annals::persistence::object::ObjectConfig;
+use annals::persistence::mysql::MysqlConfig;
 use annals::persistence::postgres::PostgresConfig;
 use annals::persistence::NotificationQuery;
 use annals::prelude::*;
@@ -141,6 +142,8 @@ pub(crate) enum Store {
     Sqlite(String),
     /// PostgreSQL, tables named after the application.
     Postgres(PostgresConfig),
+    /// MariaDB/MySQL, tables named after the application.
+    Mysql(MysqlConfig),
     /// The object store (a directory or `s3://`).
     Object(ObjectConfig),
 }
@@ -163,6 +166,10 @@ impl<D: BenchDog> AnnalsSut<D> {
             Store::Postgres(mut config) => {
                 config.pool_size = config.pool_size.max(Sizes::STANDARD.threads as u32);
                 builder.postgres(config)
+            }
+            Store::Mysql(mut config) => {
+                config.pool_size = config.pool_size.max(Sizes::STANDARD.threads as u32);
+                builder.mysql(config)
             }
             Store::Object(config) => builder.store(config),
         };

@@ -38,14 +38,15 @@ use workload::{fail, Res, Sizes, Sut};
 struct Cli {
     /// Stores to run on: memory, sqlite, postgres (postgres needs
     /// POSTGRES_DBNAME; POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER are
-    /// read too), object (the object store on a fresh temporary
+    /// read too), mysql (MariaDB or MySQL: MYSQL_DBNAME, and the other
+    /// MYSQL_* settings), object (the object store on a fresh temporary
     /// directory), s3 (the object store on ANNALS_S3_LOCATION,
     /// s3://bucket/prefix, a fresh prefix under it per workload group;
     /// endpoint and credentials from the AWS_* variables).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "memory,sqlite,postgres,object,s3"
+        default_value = "memory,sqlite,postgres,mysql,object,s3"
     )]
     stores: Vec<String>,
     /// Workloads: w1, w1x8 (W1 with concurrent writers), w2, w3, w4, w5,
@@ -237,6 +238,8 @@ enum Store {
     Memory,
     Sqlite,
     Postgres,
+    /// MariaDB or MySQL.
+    Mysql,
     /// The object store on a directory.
     ObjectDir,
     /// The object store on S3.
@@ -258,7 +261,7 @@ struct Config {
 }
 
 impl Config {
-    const ALL: [Config; 17] = [
+    const ALL: [Config; 21] = [
         Config::new(System::Annals, Store::Memory, false),
         Config::new(System::Cqrs, Store::Memory, false),
         Config::new(System::Annals, Store::Memory, true),
@@ -272,6 +275,10 @@ impl Config {
         Config::new(System::AnnalsDjango, Store::Postgres, false),
         Config::new(System::Annals, Store::Postgres, true),
         Config::new(System::Raw, Store::Postgres, true),
+        Config::new(System::Annals, Store::Mysql, false),
+        Config::new(System::Raw, Store::Mysql, false),
+        Config::new(System::Annals, Store::Mysql, true),
+        Config::new(System::Raw, Store::Mysql, true),
         Config::new(System::Annals, Store::ObjectDir, false),
         Config::new(System::Raw, Store::ObjectDir, false),
         Config::new(System::Annals, Store::ObjectS3, false),
@@ -294,6 +301,7 @@ impl Config {
             (System::Raw, Store::Sqlite) => "raw rusqlite",
             (System::Raw, Store::ObjectDir) => "raw object_store dir",
             (System::Raw, Store::ObjectS3) => "raw object_store s3",
+            (System::Raw, Store::Mysql) => "raw mysql",
             (System::Raw, _) => "raw postgres",
             (System::Cqrs, _) => "cqrs-es MemStore",
         };
@@ -302,6 +310,7 @@ impl Config {
             (_, Store::Memory) => " memory",
             (_, Store::Sqlite) => " sqlite",
             (_, Store::Postgres) => " postgres",
+            (_, Store::Mysql) => " mysql",
             (_, Store::ObjectDir) => " object dir",
             (_, Store::ObjectS3) => " object s3",
         };
@@ -357,6 +366,26 @@ fn pg_config() -> Res<postgres::Config> {
     let mut c = postgres::Config::new();
     c.dbname(&dbname).host(&host).port(port).user(&user);
     Ok(c)
+}
+
+/// MariaDB/MySQL settings from the environment, or None when
+/// MYSQL_DBNAME is unset.
+fn my_config() -> Option<annals::persistence::mysql::MysqlConfig> {
+    let env = annals::env::Env::from_process("annals_bench");
+    env.get("MYSQL_DBNAME")?;
+    annals::persistence::mysql::MysqlConfig::from_env(&env).ok()
+}
+
+/// The raw baseline's connection options, from the same settings.
+fn my_opts() -> Res<mysql::Opts> {
+    let c = my_config().ok_or("MYSQL_DBNAME is not set")?;
+    Ok(mysql::OptsBuilder::new()
+        .ip_or_hostname(Some(c.host))
+        .tcp_port(c.port)
+        .user(Some(c.user))
+        .pass(c.password)
+        .db_name(Some(c.dbname))
+        .into())
 }
 
 /// Where the S3 rows run: ANNALS_S3_LOCATION (`s3://bucket/prefix`).
@@ -434,6 +463,15 @@ fn open(
                     }
                     annals_sut::Store::Postgres(c)
                 }
+                Store::Mysql => {
+                    use mysql::prelude::Queryable;
+                    let mut conn = mysql::Conn::new(my_opts()?)?;
+                    conn.query_drop(format!(
+                        "DROP TABLE IF EXISTS {name}_events, {name}_snapshots, {name}_tracking, \
+                         {name}_outcomes, {name}_lock"
+                    ))?;
+                    annals_sut::Store::Mysql(my_config().ok_or("MYSQL_DBNAME")?)
+                }
                 Store::ObjectDir => {
                     let path = dir_path(&dir)?;
                     annals_sut::Store::Object(ObjectConfig::location(path.to_str().ok_or("path")?))
@@ -471,6 +509,10 @@ fn open(
                 }
                 Store::Postgres => Box::new(raw::RawSut::new(
                     raw::PgStore::create(pg_config()?, &format!("bench_raw_{group}"))?,
+                    codec,
+                )),
+                Store::Mysql => Box::new(raw::RawSut::new(
+                    raw::MyStore::create(my_opts()?, &format!("bench_raw_{group}"))?,
                     codec,
                 )),
                 Store::ObjectDir => Box::new(raw::RawSut::new(
@@ -773,6 +815,13 @@ fn run(cli: Cli) -> Res<()> {
                 continue;
             }
             "postgres" => Store::Postgres,
+            "mysql" if my_config().is_none() => {
+                let msg = "MariaDB/MySQL skipped: MYSQL_DBNAME is not set".to_owned();
+                eprintln!("{msg}");
+                notes.push(msg);
+                continue;
+            }
+            "mysql" => Store::Mysql,
             "object" => Store::ObjectDir,
             "s3" if std::env::var_os(S3_LOCATION).is_none() => {
                 let msg = format!("S3 skipped: {S3_LOCATION} is not set");
@@ -901,6 +950,7 @@ fn run(cli: Cli) -> Res<()> {
     if configs.iter().any(|c| c.system == System::Cqrs) {
         notes.push("cqrs-es MemStore skips the version check annals keeps (its commit overwrites the stream), stores no timestamps, reloads the aggregate from the store before every command, and prints a line per load and commit (sent to /dev/null here).".into());
     }
+    notes.push("Raw MariaDB/MySQL locks the same one row of a lock table (SELECT ... FOR UPDATE) first in each write transaction, as annals does, and inserts a save's rows in one multi-row INSERT.".into());
     notes.push("Raw PostgreSQL takes the same EXCLUSIVE table lock and sends the same NOTIFY in each write transaction as annals; raw SQLite uses one BEGIN IMMEDIATE transaction per save on one connection (each concurrent writer opens its own).".into());
     if configs.iter().any(|c| c.store.is_object()) {
         notes.push("The object store: one object per save, created only if absent; raw object_store writes the same objects (the same JSON, base64 states) and keeps the same in-memory index, reading the next object (a miss) before every query as annals does. No W1 8 writers (a recorder's saves take turns) and no zlib-aes (the codec costs what it costs on the other stores) on it.".into());

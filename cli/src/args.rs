@@ -38,7 +38,7 @@ pub(crate) struct Global {
     /// over the environment. Repeat for more.
     #[arg(long = "set", short, value_name = "NAME=VALUE", global = true)]
     pub set: Vec<String>,
-    /// The store: sqlite, postgres, object, umadb (DCB only), memory
+    /// The store: sqlite, postgres, mysql, object, umadb (DCB only), memory
     /// (PERSISTENCE_MODULE).
     #[arg(long, value_name = "MODULE", global = true)]
     pub store: Option<String>,
@@ -49,6 +49,10 @@ pub(crate) struct Global {
     /// POSTGRES_DBNAME=NAME; host, port and user from POSTGRES_*).
     #[arg(long, value_name = "NAME", global = true)]
     pub postgres: Option<String>,
+    /// A MariaDB/MySQL database (PERSISTENCE_MODULE=mysql,
+    /// MYSQL_DBNAME=NAME; host, port and user from MYSQL_*).
+    #[arg(long, value_name = "NAME", global = true)]
+    pub mysql: Option<String>,
     /// An object store: a directory, memory://, s3://bucket/prefix or
     /// az://container/prefix
     /// (PERSISTENCE_MODULE=object, OBJECT_STORE_LOCATION=LOCATION).

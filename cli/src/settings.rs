@@ -17,7 +17,7 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// The environment, overridden by `global`'s flags (`--store`,
-    /// `--sqlite`, `--postgres`, `--object`, `--umadb`, then each `--set`).
+    /// `--sqlite`, `--postgres`, `--mysql`, `--object`, `--umadb`, then each `--set`).
     pub(crate) fn new(global: &Global) -> Result<Self> {
         let app = global.app.clone().ok_or_else(|| {
             CliError::Usage(
@@ -37,6 +37,10 @@ impl Settings {
         if let Some(dbname) = &global.postgres {
             set("PERSISTENCE_MODULE", "postgres");
             set("POSTGRES_DBNAME", dbname);
+        }
+        if let Some(dbname) = &global.mysql {
+            set("PERSISTENCE_MODULE", "mysql");
+            set("MYSQL_DBNAME", dbname);
         }
         if let Some(location) = &global.object {
             set("PERSISTENCE_MODULE", "object");

@@ -43,7 +43,7 @@ settings! {
     /// Which store: `memory`, `sqlite`, `postgres`, the Python library's
     /// module names (`eventsourcing.popo`, `eventsourcing.sqlite`,
     /// `eventsourcing.postgres`), or a registered module.
-    PERSISTENCE_MODULE: "the store: memory, sqlite, postgres (or eventsourcing.popo, eventsourcing.sqlite, eventsourcing.postgres), or a module named in the builder's persistence::Modules", Some("memory");
+    PERSISTENCE_MODULE: "the store: memory, sqlite, postgres, mysql (or eventsourcing.popo, eventsourcing.sqlite, eventsourcing.postgres), or a module named in the builder's persistence::Modules", Some("memory");
     /// The SQLite database.
     SQLITE_DBNAME: "a SQLite file path, :memory:, or a file: URI", None;
     /// Seconds a SQLite write waits for another writer's lock.
@@ -82,6 +82,26 @@ settings! {
     POSTGRES_SSLMODE: "TLS to the server: disable, prefer, require, verify-ca, verify-full", Some("disable");
     /// The root certificate that signs the PostgreSQL server's.
     POSTGRES_SSLROOTCERT: "a PEM file: the root certificate of the server's (verify-ca, verify-full)", None;
+    /// The MariaDB/MySQL database (`PERSISTENCE_MODULE=mysql`).
+    MYSQL_DBNAME: "the MariaDB/MySQL database", None;
+    /// The MariaDB/MySQL server's host.
+    MYSQL_HOST: "the MariaDB/MySQL server's host", Some("127.0.0.1");
+    /// The MariaDB/MySQL server's port.
+    MYSQL_PORT: "the MariaDB/MySQL server's port", Some("3306");
+    /// The MariaDB/MySQL user.
+    MYSQL_USER: "the MariaDB/MySQL user", Some("root");
+    /// The MariaDB/MySQL user's password.
+    MYSQL_PASSWORD: "the MariaDB/MySQL user's password", None;
+    /// Seconds to wait for a MariaDB/MySQL connection.
+    MYSQL_CONNECT_TIMEOUT: "seconds to wait for a MariaDB/MySQL connection (TCP connect and handshake) and for a free one of the pool", Some("5");
+    /// Seconds a MariaDB/MySQL statement waits for a row lock.
+    MYSQL_LOCK_TIMEOUT: "seconds a MariaDB/MySQL statement waits for a row lock (innodb_lock_wait_timeout; 0: the server's)", Some("0");
+    /// Connections in the MariaDB/MySQL pool.
+    MYSQL_POOL_SIZE: "connections in the MariaDB/MySQL pool", Some("5");
+    /// TLS to the MariaDB/MySQL server.
+    MYSQL_SSLMODE: "TLS to the MariaDB/MySQL server: disable, prefer, require, verify-ca, verify-full", Some("disable");
+    /// The root certificate of the MariaDB/MySQL server's.
+    MYSQL_SSLROOTCERT: "a PEM file: the root certificate of the MariaDB/MySQL server's (verify-ca, verify-full)", None;
     /// Where the object store keeps its objects.
     OBJECT_STORE_LOCATION: "the object store's directory, memory://, s3://bucket/prefix (with AWS_* settings) or az://container/prefix (with AZURE_* settings)", None;
     /// The UmaDB server (`PERSISTENCE_MODULE=umadb`, a DCB store).

@@ -75,6 +75,7 @@
 //! |---|---|
 //! | `sqlite` (default) | the SQLite store (`persistence::sqlite`, crate `annals-sqlite`) and the `rusqlite` it links |
 //! | `postgres` | the PostgreSQL store (`persistence::postgres`, crate `annals-postgres`) and the `postgres` client |
+//! | `mysql` | the MariaDB/MySQL store (`persistence::mysql`, crate `annals-mysql`) and the `mysql` client |
 //! | `object-store` | the object store on a directory or in memory (`persistence::object`, crate `annals-object-store`) |
 //! | `s3` | the object store on Amazon S3 and S3-protocol servers |
 //! | `azure` | the object store on Azure Blob Storage (and Azurite) |
@@ -407,6 +408,9 @@ mod howto {
 pub mod prelude {
     pub use crate::application::Application;
     pub use crate::domain::{Aggregate, Event};
+    /// `tx.mysql()` on a save's [`StoreTx`](crate::persistence::StoreTx).
+    #[cfg(feature = "mysql")]
+    pub use crate::persistence::mysql::MysqlTx as _;
     /// `tx.postgres()` on a save's [`StoreTx`](crate::persistence::StoreTx).
     #[cfg(feature = "postgres")]
     pub use crate::persistence::postgres::PostgresTx as _;
@@ -431,6 +435,12 @@ pub use annals_sqlite::rusqlite;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use annals_postgres::postgres;
+
+/// The mysql client annals uses: use it for projections and your own
+/// tables, so that types such as `mysql::Conn` match.
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub use annals_mysql::mysql;
 
 /// chrono, whose `DateTime<Utc>` [`Timestamp`] is.
 pub use chrono;

@@ -10,7 +10,7 @@ use annals::system::{Policy, Processing, System, Upstream};
 use annals::Persistence;
 use annals_examples::shop::{self, Shop};
 
-use crate::stores::{postgres_client, postgres_server, qualified};
+use crate::stores::{mysql_client, mysql_server, postgres_client, postgres_server, qualified};
 
 /// The roles of the shop's applications, as their names end.
 pub const ROLES: [&str; 3] = ["orders", "reservations", "payments"];
@@ -22,8 +22,8 @@ pub fn app_names(prefix: &str) -> [String; 3] {
 }
 
 /// A store as the `shop_follower` binary takes it: `sqlite:PATH` (the
-/// applications are named after the file's stem) or `postgres:PREFIX`
-/// (the test server from the environment); returns the persistence and the
+/// applications are named after the file's stem), `postgres:PREFIX` or
+/// `mysql:PREFIX` (the test server from the environment); returns the persistence and the
 /// prefix of the applications' names.
 pub fn parse_store(spec: &str) -> Result<(Persistence, String), String> {
     if let Some(path) = spec.strip_prefix("sqlite:") {
@@ -37,8 +37,13 @@ pub fn parse_store(spec: &str) -> Result<(Persistence, String), String> {
     } else if let Some(prefix) = spec.strip_prefix("postgres:") {
         let config = postgres_server().ok_or("postgres: set POSTGRES_DBNAME")?;
         Ok((Persistence::Postgres(config), prefix.to_owned()))
+    } else if let Some(prefix) = spec.strip_prefix("mysql:") {
+        let config = mysql_server().ok_or("mysql: set MYSQL_DBNAME")?;
+        Ok((Persistence::Mysql(config), prefix.to_owned()))
     } else {
-        Err(format!("{spec}: expected sqlite:PATH or postgres:PREFIX"))
+        Err(format!(
+            "{spec}: expected sqlite:PATH, postgres:PREFIX or mysql:PREFIX"
+        ))
     }
 }
 
@@ -131,6 +136,19 @@ pub fn tracked_ids(persistence: &Persistence, follower: &str, leader: &str) -> V
                 .iter()
                 .map(|row| u64::try_from(row.get::<_, i64>(0)).expect("a positive id"))
                 .collect()
+        }
+        Persistence::Mysql(config) => {
+            use annals::mysql::prelude::Queryable;
+            mysql_client(config)
+                .exec(
+                    format!(
+                        "SELECT notification_id FROM `{}_tracking` \
+                         WHERE application_name = ? ORDER BY notification_id",
+                        follower.to_ascii_lowercase()
+                    ),
+                    (leader,),
+                )
+                .expect("select tracking ids")
         }
         other => panic!("tracking ids of {other:?}: not a shared store"),
     }

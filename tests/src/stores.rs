@@ -2,6 +2,8 @@
 //! dropped first, and every store at once for tests that must pass on all.
 
 use annals::env::Env;
+use annals::mysql::prelude::Queryable;
+use annals::persistence::mysql::MysqlConfig;
 use annals::persistence::postgres::PostgresConfig;
 use annals::persistence::sqlite::SqliteConfig;
 use annals::Persistence;
@@ -56,6 +58,46 @@ pub fn drop_postgres_tables(config: &PostgresConfig, name: &str) {
         .expect("drop tables");
 }
 
+/// The MariaDB/MySQL test server's settings (`MYSQL_DBNAME`, `MYSQL_HOST`,
+/// ...), or `None` when none is configured. In CI (`CI` set) a missing
+/// server is a failure, not a skip.
+pub fn mysql_server() -> Option<MysqlConfig> {
+    let env = Env::from_process("annals_test");
+    if env.get("MYSQL_DBNAME").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "MariaDB/MySQL tests must run in CI: set MYSQL_DBNAME"
+        );
+        return None;
+    }
+    Some(MysqlConfig::from_env(&env).expect("the test server's settings"))
+}
+
+/// A direct connection to the MariaDB/MySQL test server, to inspect and
+/// clean up.
+pub fn mysql_client(config: &MysqlConfig) -> annals::mysql::Conn {
+    let opts = annals::mysql::OptsBuilder::new()
+        .ip_or_hostname(Some(config.host.clone()))
+        .tcp_port(config.port)
+        .user(Some(config.user.clone()))
+        .pass(config.password.clone())
+        .db_name(Some(config.dbname.clone()));
+    annals::mysql::Conn::new(opts).expect("connect to the MariaDB/MySQL test server")
+}
+
+/// Drops the MariaDB/MySQL tables of application `name` (lower-cased, as
+/// the recorder names them).
+pub fn drop_mysql_tables(config: &MysqlConfig, name: &str) {
+    let name = name.to_ascii_lowercase();
+    let tables: Vec<String> = ["events", "tracking", "snapshots", "outcomes", "lock"]
+        .iter()
+        .map(|t| format!("`{name}_{t}`"))
+        .collect();
+    mysql_client(config)
+        .query_drop(format!("DROP TABLE IF EXISTS {}", tables.join(", ")))
+        .expect("drop tables");
+}
+
 /// A new directory for a test's files, under the build directory
 /// (`target/<profile>/test-data/`, so `cargo clean` removes them), kept
 /// after the test so databases outlive the recorders that use them.
@@ -85,8 +127,8 @@ pub fn temp_sqlite(name: &str) -> String {
 }
 
 /// Every store, empty, for an application named `app` (a valid table
-/// prefix): memory, a SQLite file, and PostgreSQL when configured (else
-/// the caller is told it was skipped).
+/// prefix): memory, a SQLite file, and PostgreSQL and MariaDB/MySQL when
+/// configured (else the caller is told they were skipped).
 pub fn every_store(app: &str) -> Vec<(&'static str, Persistence)> {
     every_store_for(&[app])
 }
@@ -110,6 +152,15 @@ pub fn every_store_for(apps: &[&str]) -> Vec<(&'static str, Persistence)> {
             stores.push(("postgres", Persistence::Postgres(config)));
         }
         None => crate::skipped(&format!("{first} on postgres")),
+    }
+    match mysql_server() {
+        Some(config) => {
+            for app in apps {
+                drop_mysql_tables(&config, app);
+            }
+            stores.push(("mysql", Persistence::Mysql(config)));
+        }
+        None => crate::skipped(&format!("{first} on mysql")),
     }
     stores
 }

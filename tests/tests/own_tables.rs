@@ -1,11 +1,13 @@
 //! The application's own tables, written in the transaction that stores
 //! its events (`Application::save_and_write`) or a process application's
-//! events and tracking record (`Processing::write`), on SQLite and
-//! PostgreSQL: stored with them or not at all, exactly once.
+//! events and tracking record (`Processing::write`), on SQLite,
+//! PostgreSQL and MariaDB/MySQL: stored with them or not at all, exactly once.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use annals::mysql::prelude::Queryable;
+use annals::persistence::mysql::MysqlConfig;
 use annals::persistence::postgres::PostgresConfig;
 use annals::persistence::sqlite::SqliteConfig;
 use annals::persistence::{
@@ -15,7 +17,10 @@ use annals::persistence::{
 use annals::prelude::*;
 use annals::system::{Policies, ProcessApplication};
 use annals::{Error, Persistence};
-use annals_tests::stores::{drop_postgres_tables, postgres_client, postgres_server, temp_sqlite};
+use annals_tests::stores::{
+    drop_mysql_tables, drop_postgres_tables, mysql_client, mysql_server, postgres_client,
+    postgres_server, temp_sqlite,
+};
 
 #[aggregate]
 #[derive(Debug)]
@@ -40,6 +45,7 @@ impl Dog {
 enum Db {
     Sqlite(String),
     Postgres(PostgresConfig),
+    Mysql(MysqlConfig),
 }
 
 impl Db {
@@ -57,10 +63,24 @@ impl Db {
             }
             None => annals_tests::skipped(&format!("{} on postgres", apps[0])),
         }
+        match mysql_server() {
+            Some(config) => {
+                for app in apps {
+                    drop_mysql_tables(&config, app);
+                }
+                dbs.push(Db::Mysql(config));
+            }
+            None => annals_tests::skipped(&format!("{} on mysql", apps[0])),
+        }
         let constraint = if unique { " UNIQUE" } else { "" };
         for db in &dbs {
+            // MySQL keys no TEXT column without a length.
+            let text = match db {
+                Db::Mysql(_) => "VARCHAR(255)",
+                _ => "TEXT",
+            };
             db.batch(&format!(
-                "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (value TEXT{constraint})"
+                "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (value {text}{constraint})"
             ));
         }
         dbs
@@ -70,6 +90,7 @@ impl Db {
         match self {
             Db::Sqlite(_) => "sqlite",
             Db::Postgres(_) => "postgres",
+            Db::Mysql(_) => "mysql",
         }
     }
 
@@ -77,6 +98,7 @@ impl Db {
         match self {
             Db::Sqlite(path) => Persistence::Sqlite(SqliteConfig::new(path.clone())),
             Db::Postgres(config) => Persistence::Postgres(config.clone()),
+            Db::Mysql(config) => Persistence::Mysql(config.clone()),
         }
     }
 
@@ -95,6 +117,12 @@ impl Db {
             Db::Postgres(config) => postgres_client(config)
                 .batch_execute(sql)
                 .expect("postgres batch"),
+            Db::Mysql(config) => {
+                let mut client = mysql_client(config);
+                for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                    client.query_drop(statement).expect("mysql batch");
+                }
+            }
         }
     }
 
@@ -118,6 +146,7 @@ impl Db {
                 .iter()
                 .map(|row| row.get(0))
                 .collect(),
+            Db::Mysql(config) => mysql_client(config).query(&sql).expect("query"),
         }
     }
 }
@@ -129,6 +158,10 @@ fn insert(tx: &mut StoreTx<'_>, table: &str, value: &str) -> annals::Result<()> 
             .sqlite()?
             .execute(&format!("INSERT INTO {table} VALUES (?1)"), [value])
             .map(drop)
+            .map_err(Error::user),
+        "mysql" => tx
+            .mysql()?
+            .exec_drop(format!("INSERT INTO {table} VALUES (?)"), (value,))
             .map_err(Error::user),
         _ => tx
             .postgres()?
@@ -176,6 +209,11 @@ fn count(tx: &mut StoreTx<'_>, table: &str) -> annals::Result<i64> {
         "sqlite" => tx
             .sqlite()?
             .query_row(&sql, [], |row| row.get(0))
+            .map_err(Error::user),
+        "mysql" => tx
+            .mysql()?
+            .query_first(&sql)
+            .map(Option::unwrap_or_default)
             .map_err(Error::user),
         _ => tx
             .postgres()?
@@ -667,6 +705,8 @@ fn timestamps_and_json_go_to_the_users_tables_as_values() {
         let columns = match db {
             Db::Sqlite(_) => "at TEXT, doc TEXT",
             Db::Postgres(_) => "at TIMESTAMPTZ, doc JSONB",
+            // annals' mysql client is built without chrono and serde_json.
+            Db::Mysql(_) => continue,
         };
         db.batch(&format!(
             "DROP TABLE IF EXISTS own_types; CREATE TABLE own_types ({columns})"

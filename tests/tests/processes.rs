@@ -15,6 +15,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use annals::log::NotificationLogReader;
+use annals::persistence::mysql::MysqlConfig;
 use annals::persistence::postgres::PostgresConfig;
 use annals::persistence::sqlite::SqliteConfig;
 use annals::persistence::TrackingLayout;
@@ -23,7 +24,9 @@ use annals::system::SingleThreadedRunner;
 use annals::Persistence;
 use annals_examples::shop::{stored_events, Shop};
 use annals_tests::shops::{app_names, shop_on, tracked_ids};
-use annals_tests::stores::{drop_postgres_tables, postgres_server, temp_sqlite};
+use annals_tests::stores::{
+    drop_mysql_tables, drop_postgres_tables, mysql_server, postgres_server, temp_sqlite,
+};
 
 /// Long enough for any follower on a busy machine; reaching it fails.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -126,6 +129,7 @@ fn layout(persistence: &Persistence) -> TrackingLayout {
     match persistence {
         Persistence::Sqlite(config) => config.tracking_layout,
         Persistence::Postgres(config) => config.tracking_layout,
+        Persistence::Mysql(config) => config.tracking_layout,
         other => panic!("{other:?}: not a shared store"),
     }
 }
@@ -295,15 +299,28 @@ fn a_process_per_follower_on_postgres_settles_every_order_exactly_once() {
     let Some(config) = postgres_for(prefix) else {
         return;
     };
-    let persistence = Persistence::Postgres(config);
-    let store = format!("postgres:{prefix}");
+    every_follower_in_a_process_killed_and_restarted(
+        &format!("postgres:{prefix}"),
+        &Persistence::Postgres(config),
+        prefix,
+    );
+}
+
+/// Every follower of the shop in a process of its own: they settle every
+/// order, are all killed, orders are placed while they are down, and once
+/// restarted they settle those, the earlier ones not again.
+fn every_follower_in_a_process_killed_and_restarted(
+    store: &str,
+    persistence: &Persistence,
+    prefix: &str,
+) {
     // Made here first, so the tables exist before the followers start.
-    let shop = shop_on(&persistence, prefix, None).expect("the shop");
+    let shop = shop_on(persistence, prefix, None).expect("the shop");
     let start = |shop: &Shop| -> Vec<Follower> {
         shop.system
             .followers()
             .iter()
-            .map(|name| Follower::start(&store, name, None))
+            .map(|name| Follower::start(store, name, None))
             .collect()
     };
 
@@ -315,7 +332,7 @@ fn a_process_per_follower_on_postgres_settles_every_order_exactly_once() {
         || settled(&shop, &orders).is_ok(),
         || format!("{:?}", settled(&shop, &orders)),
     );
-    assert_tracked_once(&shop, &persistence);
+    assert_tracked_once(&shop, persistence);
 
     // Every follower killed; orders placed while they are down are
     // processed once they are back, the earlier ones not again.
@@ -338,5 +355,58 @@ fn a_process_per_follower_on_postgres_settles_every_order_exactly_once() {
         follower.kill();
     }
     shop.check_settled(&orders).expect("settled exactly once");
-    assert_tracked_once(&shop, &persistence);
+    assert_tracked_once(&shop, persistence);
+}
+
+fn mysql_for(prefix: &str) -> Option<MysqlConfig> {
+    let Some(config) = mysql_server() else {
+        annals_tests::skipped(&format!("{prefix} on mysql"));
+        return None;
+    };
+    for name in app_names(prefix) {
+        drop_mysql_tables(&config, &name);
+    }
+    Some(config)
+}
+
+#[test]
+fn a_follower_killed_mid_batch_on_mysql_repeats_and_loses_nothing() {
+    let prefix = "procs_my_crash";
+    let Some(config) = mysql_for(prefix) else {
+        return;
+    };
+    exactly_once_across_a_crash(
+        &format!("mysql:{prefix}"),
+        &Persistence::Mysql(config),
+        prefix,
+    );
+}
+
+/// Multi-row tracking tables made here; the follower's process asks for
+/// the default (single-row) and uses the tables as they are.
+#[test]
+fn a_follower_killed_mid_batch_on_mysql_with_multi_row_tracking_loses_nothing() {
+    let prefix = "procs_my_crash_multi";
+    let Some(mut config) = mysql_for(prefix) else {
+        return;
+    };
+    config.tracking_layout = TrackingLayout::MultiRow;
+    exactly_once_across_a_crash(
+        &format!("mysql:{prefix}"),
+        &Persistence::Mysql(config),
+        prefix,
+    );
+}
+
+#[test]
+fn a_process_per_follower_on_mysql_settles_every_order_exactly_once() {
+    let prefix = "procs_my_multi";
+    let Some(config) = mysql_for(prefix) else {
+        return;
+    };
+    every_follower_in_a_process_killed_and_restarted(
+        &format!("mysql:{prefix}"),
+        &Persistence::Mysql(config),
+        prefix,
+    );
 }

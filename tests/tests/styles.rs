@@ -26,6 +26,19 @@ fn in_schema(
                 config.schema = Some(schema.to_owned());
                 (store, annals::Persistence::Postgres(config))
             }
+            // MariaDB/MySQL: a database of the schema's name (a schema is
+            // a database there).
+            annals::Persistence::Mysql(mut config) => {
+                use annals::mysql::prelude::Queryable;
+                let db = format!("annals_{schema}");
+                let mut client = annals_tests::stores::mysql_client(&config);
+                client
+                    .query_drop(format!("DROP DATABASE IF EXISTS {db}"))
+                    .and_then(|()| client.query_drop(format!("CREATE DATABASE {db}")))
+                    .expect("a fresh database");
+                config.dbname = db;
+                (store, annals::Persistence::Mysql(config))
+            }
             other => (store, other),
         })
         .collect()

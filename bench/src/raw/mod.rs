@@ -2,6 +2,7 @@
 //! alone (rusqlite, postgres, object_store), the same JSON and codec, no
 //! framework.
 
+mod my;
 mod object;
 mod pg;
 mod sqlite;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 use crate::workload::{fail, Res};
 
+pub(crate) use my::MyStore;
 pub(crate) use object::{s3_store, ObjStore};
 pub(crate) use pg::PgStore;
 pub(crate) use sqlite::SqliteStore;

@@ -8,6 +8,7 @@ mod dcb;
 mod export_import;
 mod follow;
 mod inspect;
+mod mysql;
 mod python;
 mod settings;
 mod support;

@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 use crate::mapper::{Codec, Compressor, Mapper};
 use crate::metrics::AppMetrics;
 use crate::persistence::memory::MemoryRecorder;
+#[cfg(feature = "mysql")]
+use crate::persistence::mysql::MysqlConfig;
 #[cfg(feature = "postgres")]
 use crate::persistence::postgres::PostgresConfig;
 #[cfg(feature = "sqlite")]
@@ -262,6 +264,24 @@ impl ApplicationBuilder {
     #[cfg(feature = "postgres")]
     pub fn postgres(self, config: PostgresConfig) -> Self {
         self.persistence(Persistence::Postgres(config))
+    }
+
+    /// Keeps events in MariaDB or MySQL, in tables named after the
+    /// application (`kennel_events`, ...): shorthand for `.store(config)`.
+    /// The server is connected to, and the tables created, by
+    /// [`build`](Self::build).
+    ///
+    /// ```no_run
+    /// use annals::persistence::mysql::MysqlConfig;
+    /// use annals::prelude::*;
+    ///
+    /// let config = MysqlConfig::new("test"); // 127.0.0.1:3306, user root
+    /// let app = Application::builder("Kennel").mysql(config).build()?;
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    #[cfg(feature = "mysql")]
+    pub fn mysql(self, config: MysqlConfig) -> Self {
+        self.persistence(Persistence::Mysql(config))
     }
 
     /// Keeps events in `store` (a store of the user's own, or any built-in

@@ -34,6 +34,8 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use super::memory::MemoryRecorder;
+#[cfg(feature = "mysql")]
+use super::mysql::MysqlConfig;
 #[cfg(feature = "postgres")]
 use super::postgres::PostgresConfig;
 #[cfg(feature = "sqlite")]
@@ -66,6 +68,9 @@ pub enum Persistence {
     /// In a PostgreSQL database.
     #[cfg(feature = "postgres")]
     Postgres(PostgresConfig),
+    /// In a MariaDB or MySQL database.
+    #[cfg(feature = "mysql")]
+    Mysql(MysqlConfig),
     /// In any other [`Store`] (one of a user's own, or a newer built-in).
     Store(Arc<dyn Store>),
     /// A recorder the caller made (snapshots then stay in memory).
@@ -83,6 +88,8 @@ impl fmt::Debug for Persistence {
             Persistence::Sqlite(config) => f.debug_tuple("Sqlite").field(config).finish(),
             #[cfg(feature = "postgres")]
             Persistence::Postgres(config) => f.debug_tuple("Postgres").field(config).finish(),
+            #[cfg(feature = "mysql")]
+            Persistence::Mysql(config) => f.debug_tuple("Mysql").field(config).finish(),
             Persistence::Store(store) => f.debug_tuple("Store").field(store).finish(),
             Persistence::Recorder(_) => f.write_str("Recorder(..)"),
             Persistence::Recorders(..) => f.write_str("Recorders(..)"),
@@ -129,6 +136,11 @@ impl Persistence {
                 config.create_tables = true;
                 Persistence::Postgres(config)
             }
+            #[cfg(feature = "mysql")]
+            Persistence::Mysql(mut config) => {
+                config.create_tables = true;
+                Persistence::Mysql(config)
+            }
             Persistence::Store(store) => match store.creating_tables() {
                 Some(creating) => Persistence::Store(creating),
                 None => Persistence::Store(store),
@@ -163,6 +175,11 @@ const MODULES: &[Module] = &[
     Module {
         names: &["postgres", "postgresql", "eventsourcing.postgres"],
         from_env: |env| Ok(Persistence::Postgres(PostgresConfig::from_env(env)?)),
+    },
+    #[cfg(feature = "mysql")]
+    Module {
+        names: &["mysql", "mariadb"],
+        from_env: |env| Ok(Persistence::Mysql(MysqlConfig::from_env(env)?)),
     },
     #[cfg(feature = "object-store")]
     Module {
@@ -232,8 +249,9 @@ impl Persistence {
     }
 
     /// The persistence that `PERSISTENCE_MODULE` names (`memory`, `sqlite`,
-    /// `postgres`, the Python library's module names `eventsourcing.popo`,
-    /// `eventsourcing.sqlite` and `eventsourcing.postgres`, or a registered
+    /// `postgres`, `mysql` (or `mariadb`; feature `mysql`), the Python
+    /// library's module names `eventsourcing.popo`, `eventsourcing.sqlite`
+    /// and `eventsourcing.postgres`, or a registered
     /// module; in any case), with its settings from `env`; `None` when the
     /// variable is not set.
     ///
@@ -305,6 +323,8 @@ impl Persistence {
             Persistence::Sqlite(config) => (config.name(), config.open(app_name)?),
             #[cfg(feature = "postgres")]
             Persistence::Postgres(config) => (config.name(), config.open(app_name)?),
+            #[cfg(feature = "mysql")]
+            Persistence::Mysql(config) => (config.name(), config.open(app_name)?),
             Persistence::Store(store) => (store.name(), store.open(app_name)?),
             // Recorders the caller made are used as they are (those of
             // another application are traced already).

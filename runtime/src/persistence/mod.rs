@@ -20,6 +20,7 @@
 //! | [`memory`] | `annals-core` | always |
 //! | `sqlite` | `annals-sqlite` | `sqlite` (default) |
 //! | `postgres` | `annals-postgres` | `postgres` |
+//! | `mysql` | `annals-mysql` (MariaDB and MySQL) | `mysql` |
 //! | `object` | `annals-object-store` | `object-store` (`s3` for Amazon S3, `azure` for Azure Blob Storage) |
 //! | `umadb` | `annals-umadb` (a DCB store only) | `umadb` |
 //!
@@ -50,6 +51,11 @@ pub use annals_sqlite as sqlite;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use annals_postgres as postgres;
+
+/// The MariaDB/MySQL store: the crate `annals-mysql`.
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub use annals_mysql as mysql;
 
 /// The object store (a directory, memory, S3 with feature `s3`, or Azure
 /// Blob Storage with feature `azure`): the crate `annals-object-store`.

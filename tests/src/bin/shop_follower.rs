@@ -1,6 +1,6 @@
 //! One follower of the shop in a process of its own, for the multi-process
 //! tests: `shop_follower STORE NAME`, STORE `sqlite:PATH` or
-//! `postgres:PREFIX`, NAME the follower's application name (e.g.
+//! `postgres:PREFIX` or `mysql:PREFIX`, NAME the follower's application name (e.g.
 //! `{prefix}_reservations`). Runs until killed. With
 //! `SHOP_FOLLOWER_DELAY_MS` set, every policy sleeps that many
 //! milliseconds per notification, so a kill lands in the middle of a batch.
@@ -18,7 +18,10 @@ fn fail(message: &str, code: i32) -> ! {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(store), Some(name)) = (args.next(), args.next()) else {
-        fail("usage: shop_follower sqlite:PATH|postgres:PREFIX NAME", 2)
+        fail(
+            "usage: shop_follower sqlite:PATH|postgres:PREFIX|mysql:PREFIX NAME",
+            2,
+        )
     };
     let delay = match std::env::var("SHOP_FOLLOWER_DELAY_MS") {
         Ok(ms) => Some(Duration::from_millis(ms.parse().unwrap_or_else(|e| {
