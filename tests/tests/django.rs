@@ -16,7 +16,7 @@ use annals::env::Env;
 use annals::prelude::*;
 use annals::system::{SyncOptions, System};
 use annals_tests::dogschool::{counting_tricks, Counter, Dog};
-use annals_tests::stores::{postgres_client, postgres_server};
+use annals_tests::stores::{mysql_client, mysql_server, postgres_client, postgres_server};
 use serde_json::Value;
 
 /// The Django venv's interpreter, or `None` (said, and a failure in CI).
@@ -82,6 +82,42 @@ impl Project {
                 server.password.clone().unwrap_or_default(),
             ),
             ("POSTGRES_SCHEMA".into(), name.into()),
+        ];
+        annals.extend(common());
+        Some(Self::migrated(python, django, annals))
+    }
+
+    /// On MariaDB/MySQL, in a database of its own (`name`), made afresh.
+    fn mysql(name: &str) -> Option<Self> {
+        use annals::mysql::prelude::Queryable as _;
+        let python = python()?;
+        let Some(server) = mysql_server() else {
+            annals_tests::skipped("Django on MariaDB (set MYSQL_DBNAME)");
+            return None;
+        };
+        mysql_client(&server)
+            .query_drop(format!(
+                "DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`"
+            ))
+            .expect("a fresh database");
+        let password = server.password.clone().unwrap_or_default();
+        let mut django = vec![
+            ("ANNALS_DJANGO_DB".into(), "mysql".into()),
+            ("DJANGO_DB_NAME".into(), name.into()),
+            ("DJANGO_DB_HOST".into(), server.host.clone()),
+            ("DJANGO_DB_PORT".into(), server.port.to_string()),
+            ("DJANGO_DB_USER".into(), server.user.clone()),
+            ("DJANGO_DB_PASSWORD".into(), password.clone()),
+            ("PERSISTENCE_MODULE".into(), "eventsourcing_django".into()),
+        ];
+        django.extend(common());
+        let mut annals = vec![
+            ("PERSISTENCE_MODULE".into(), "mysql".into()),
+            ("MYSQL_DBNAME".into(), name.into()),
+            ("MYSQL_HOST".into(), server.host.clone()),
+            ("MYSQL_PORT".into(), server.port.to_string()),
+            ("MYSQL_USER".into(), server.user.clone()),
+            ("MYSQL_PASSWORD".into(), password),
         ];
         annals.extend(common());
         Some(Self::migrated(python, django, annals))
@@ -284,6 +320,13 @@ fn sqlite_shared_with_a_django_project() {
 }
 
 #[test]
+fn mariadb_shared_with_a_django_project() {
+    if let Some(project) = Project::mysql("annals_django") {
+        the_story(&project);
+    }
+}
+
+#[test]
 fn postgres_shared_with_a_django_project() {
     if let Some(project) = Project::postgres("annals_django") {
         the_story(&project);
@@ -315,6 +358,7 @@ fn postgres_without_the_django_tables_is_an_error_naming_them() {
             ("POSTGRES_USER", server.user.as_str()),
             ("POSTGRES_SCHEMA", "annals_no_django"),
             ("DJANGO_TABLES", "yes"),
+            ("CODEC", "python"),
         ],
     );
     let err = Application::builder("TrainingSchool")
@@ -455,6 +499,13 @@ fn the_recorders_refuse_as_the_package_does(project: &Project) {
 #[test]
 fn sqlite_recorders_refuse_as_the_package_does() {
     if let Some(project) = Project::sqlite() {
+        the_recorders_refuse_as_the_package_does(&project);
+    }
+}
+
+#[test]
+fn mariadb_recorders_refuse_as_the_package_does() {
+    if let Some(project) = Project::mysql("annals_django_refusals") {
         the_recorders_refuse_as_the_package_does(&project);
     }
 }

@@ -68,7 +68,11 @@ fn insert_sql(table: &str, n: usize) -> String {
     let mut sql =
         format!("INSERT INTO {table} (originator_id, originator_version, topic, state) VALUES ");
     for i in 0..n {
-        sql.push_str(if i == 0 { "(?, ?, ?, ?)" } else { ", (?, ?, ?, ?)" });
+        sql.push_str(if i == 0 {
+            "(?, ?, ?, ?)"
+        } else {
+            ", (?, ?, ?, ?)"
+        });
     }
     sql
 }
@@ -85,7 +89,10 @@ impl RawStore for MyStore {
         self.conn.query_drop("START TRANSACTION")?;
         let inserted = self
             .conn
-            .query_drop(format!("SELECT id FROM {} WHERE id = 1 FOR UPDATE", self.lock))
+            .query_drop(format!(
+                "SELECT id FROM {} WHERE id = 1 FOR UPDATE",
+                self.lock
+            ))
             .and_then(|()| {
                 self.conn
                     .exec_drop(insert_sql(&self.events, rows.len()), params)

@@ -107,6 +107,8 @@ impl Persistence {
             Persistence::Sqlite(config) => config.django_tables,
             #[cfg(feature = "postgres")]
             Persistence::Postgres(config) => config.django_tables,
+            #[cfg(feature = "mysql")]
+            Persistence::Mysql(config) => config.django_tables,
             _ => false,
         }
     }
@@ -135,6 +137,10 @@ impl Persistence {
             Persistence::Postgres(mut config) => {
                 config.create_tables = true;
                 Persistence::Postgres(config)
+            }
+            #[cfg(feature = "mysql")]
+            Persistence::Mysql(config) if config.django_tables => {
+                Persistence::Store(Arc::new(annals_core::persistence::django::Migrations))
             }
             #[cfg(feature = "mysql")]
             Persistence::Mysql(mut config) => {

@@ -120,6 +120,9 @@ impl Store for MysqlConfig {
     }
 
     fn creating_tables(&self) -> Option<Arc<dyn Store>> {
+        if self.django_tables {
+            return Some(Arc::new(annals_core::persistence::django::Migrations));
+        }
         let mut config = self.clone();
         config.create_tables = true;
         Some(Arc::new(config))

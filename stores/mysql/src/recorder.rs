@@ -104,7 +104,11 @@ impl MysqlRecorder {
     /// # Ok::<(), annals_core::Error>(())
     /// ```
     pub fn open(config: &MysqlConfig, app_name: &str) -> Result<Self> {
-        let prefix = table_prefix(app_name)?;
+        let prefix = if config.django_tables {
+            annals_core::persistence::django::application_name(app_name)?.to_owned()
+        } else {
+            table_prefix(app_name)?
+        };
         config.check_naming(str::to_owned)?;
         let transport = Transport::new(config)?;
         let span =
@@ -138,6 +142,10 @@ impl MysqlRecorder {
             pool_size: config.pool_size,
         };
         let mut first = first;
+        if config.django_tables {
+            check_django_tables(&mut first)?;
+            return Ok(Self::with_sql(connections, transport, Sql::django(&prefix)));
+        }
         let layout = prepare(&mut first, &prefix, config)?;
         Ok(Self::with_sql(
             connections,
@@ -280,6 +288,9 @@ impl MysqlRecorder {
         if events.is_empty() && tracking.is_none() && keyed.is_none() && writes.is_none() {
             return Ok(Vec::new());
         }
+        if keyed.is_some() && self.sql.django_app.is_some() {
+            return Err(annals_core::persistence::django::no_keys());
+        }
         let table = &self.sql.events;
         let context = match events.len() {
             1 => "inserting 1 event".to_owned(),
@@ -354,6 +365,25 @@ impl MysqlRecorder {
             };
         }
     }
+}
+
+/// That eventsourcing_django's three tables are there: annals never makes
+/// them.
+fn check_django_tables(first: &mut Conn) -> Result<()> {
+    use annals_core::persistence::django::{missing, EVENTS, SNAPSHOTS, TRACKING};
+    for table in [EVENTS, SNAPSHOTS, TRACKING] {
+        let exists: u64 = first
+            .conn
+            .exec_first(TABLE_EXISTS, (table,))
+            .map_err(|e| {
+                Error::persistence("looking for eventsourcing_django's tables", described(e))
+            })?
+            .unwrap_or(0);
+        if exists == 0 {
+            return Err(missing(table));
+        }
+    }
+    Ok(())
 }
 
 /// Creates what is missing (unless `create_tables` is off) and returns the
@@ -560,7 +590,7 @@ impl AggregateRecorder for MysqlSnapshotRecorder {
                 }
                 if let Err(e) = conn
                     .conn
-                    .exec_drop(Sql::insert_rows(table, chunk.len()), params)
+                    .exec_drop(r.sql.insert_rows(table, chunk.len()), params)
                 {
                     if many {
                         conn.rollback();
@@ -757,7 +787,9 @@ impl ProcessRecorder for MysqlRecorder {
     }
 
     fn select_outcome(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        if key.chars().count() > MAX_KEY_CHARS {
+        // Never stored: too long (see `write`), or under Django's tables,
+        // which have no place for keys.
+        if key.chars().count() > MAX_KEY_CHARS || self.sql.django_app.is_some() {
             // Never stored (see `write`).
             return Ok(None);
         }

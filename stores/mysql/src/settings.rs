@@ -145,6 +145,12 @@ pub struct MysqlConfig {
     /// Whether to create missing tables when the store is opened
     /// (`CREATE_TABLE`, yes/no, default yes).
     pub create_tables: bool,
+    /// Whether to read and write eventsourcing_django's tables
+    /// (`stored_events`, `snapshots`, `notification_tracking`, made by
+    /// Django's migrations) rather than the application's own
+    /// (`DJANGO_TABLES`, yes/no, default no): the rows of the application's
+    /// name, as given, in tables annals never creates.
+    pub django_tables: bool,
 }
 
 impl fmt::Debug for MysqlConfig {
@@ -162,6 +168,7 @@ impl fmt::Debug for MysqlConfig {
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_root_cert", &self.ssl_root_cert)
             .field("create_tables", &self.create_tables)
+            .field("django_tables", &self.django_tables)
             .finish()
     }
 }
@@ -189,6 +196,7 @@ impl MysqlConfig {
             ssl_mode: SslMode::Disable,
             ssl_root_cert: None,
             create_tables: true,
+            django_tables: false,
         }
     }
 
@@ -251,6 +259,9 @@ impl MysqlConfig {
             .map(|(_, path)| path.into());
         if let Some(create) = env.flag(settings::CREATE_TABLE.name)? {
             config.create_tables = create;
+        }
+        if let Some(django) = env.flag(settings::DJANGO_TABLES.name)? {
+            config.django_tables = django;
         }
         config.check_naming(|var| var_name(env, var))?;
         Ok(config)

@@ -67,6 +67,9 @@ pub(crate) struct Sql {
     pub(crate) insert_tracking: String,
     pub(crate) insert_outcome: String,
     pub(crate) select_outcome: String,
+    /// Under eventsourcing_django's tables ([`Sql::django`]), the
+    /// application's name as an SQL literal: its rows' `application_name`.
+    pub(crate) django_app: Option<String>,
 }
 
 impl Sql {
@@ -184,20 +187,107 @@ impl Sql {
             tracking,
             outcomes,
             lock,
+            django_app: None,
+        }
+    }
+
+    /// The statements of eventsourcing_django's tables, application
+    /// `app`'s rows (`app` checked by `django::application_name`: it goes
+    /// into the SQL as a literal), read and bound as [`new`](Self::new)'s
+    /// are. Ids are `stored_events.id`; tracking is a row per
+    /// notification. `originator_id` is Django's `UUIDField`: MariaDB's
+    /// `uuid` type (Django 5 on MariaDB 10.7+) or `char(32)` hex (MySQL);
+    /// either takes annals' 32 hex digits, and is read back as them.
+    /// Writers lock the table's last row and the gap after it, at
+    /// REPEATABLE READ, so that an insert of a newer id, by annals or by
+    /// Django (which takes no lock itself), waits for the writer's
+    /// commit: ids are given and committed in one order. No statement
+    /// creates anything: Django's migrations do.
+    pub(crate) fn django(app: &str) -> Self {
+        use annals_core::persistence::django::{EVENTS, SNAPSHOTS, TRACKING};
+        let (events, snapshots, tracking) = (
+            format!("`{EVENTS}`"),
+            format!("`{SNAPSHOTS}`"),
+            format!("`{TRACKING}`"),
+        );
+        let app = format!("'{app}'");
+        let id = "REPLACE(CAST(originator_id AS CHAR), '-', '')";
+        let select_from = |table: &str, order: &str| {
+            format!(
+                "SELECT {id}, originator_version, topic, state FROM {table} \
+                 WHERE application_name = {app} AND originator_id = ? \
+                 AND originator_version >= ? AND originator_version <= ? \
+                 ORDER BY originator_version {order} LIMIT ?"
+            )
+        };
+        let none = "SELECT 1 FROM DUAL WHERE FALSE".to_owned();
+        Self {
+            bare_tracking: TRACKING.to_owned(),
+            tracking_layout: TrackingLayout::MultiRow,
+            lock_row: none.clone(),
+            migration_row: None,
+            create: [none.clone(), none.clone(), none.clone(), none.clone()],
+            create_tracking: none.clone(),
+            // The trailing `SELECT 1` is the row that says the lock was
+            // taken: the table may be empty (its gap is locked then).
+            begin_and_lock: format!(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; START TRANSACTION; \
+                 SELECT id FROM {events} ORDER BY id DESC LIMIT 1 FOR UPDATE; SELECT 1"
+            ),
+            select_events_asc: select_from(&events, "ASC"),
+            select_events_desc: select_from(&events, "DESC"),
+            select_snapshots_asc: select_from(&snapshots, "ASC"),
+            select_snapshots_desc: select_from(&snapshots, "DESC"),
+            select_notifications: format!(
+                "SELECT id, {id}, originator_version, topic, state FROM {events} \
+                 WHERE application_name = {app} AND id >= ? AND id <= ?"
+            ),
+            max_notification_id: format!(
+                "SELECT MAX(id) FROM {events} WHERE application_name = {app}"
+            ),
+            max_tracking_id: format!(
+                "SELECT MAX(notification_id) FROM {tracking} \
+                 WHERE application_name = {app} AND upstream_application_name = ?"
+            ),
+            has_tracking_id: format!(
+                "SELECT EXISTS (SELECT 1 FROM {tracking} WHERE application_name = {app} \
+                 AND upstream_application_name = ? AND notification_id = ?)"
+            ),
+            tracked_for_update: none.clone(),
+            insert_tracking: format!(
+                "INSERT INTO {tracking} (application_name, upstream_application_name, notification_id) \
+                 VALUES ({app}, ?, ?)"
+            ),
+            // Refused before these would run (`django::no_keys`).
+            insert_outcome: none.clone(),
+            select_outcome: none,
+            outcomes: events.clone(),
+            lock: events.clone(),
+            events,
+            snapshots,
+            tracking,
+            django_app: Some(app),
         }
     }
 
     /// `INSERT` of `rows` events into `table` (the events' or snapshots').
-    pub(crate) fn insert_rows(table: &str, rows: usize) -> String {
-        let mut sql = format!(
-            "INSERT INTO {table} (originator_id, originator_version, topic, state) VALUES "
-        );
+    pub(crate) fn insert_rows(&self, table: &str, rows: usize) -> String {
+        let (columns, row) = match &self.django_app {
+            Some(app) => (
+                "application_name, originator_id, originator_version, topic, state",
+                format!("({app}, ?, ?, ?, ?)"),
+            ),
+            None => (
+                "originator_id, originator_version, topic, state",
+                "(?, ?, ?, ?)".to_owned(),
+            ),
+        };
+        let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
         for i in 0..rows {
-            sql.push_str(if i == 0 {
-                "(?, ?, ?, ?)"
-            } else {
-                ", (?, ?, ?, ?)"
-            });
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&row);
         }
         sql
     }
@@ -212,7 +302,11 @@ impl Sql {
             }
             sql.push(')');
         }
-        sql.push_str(" ORDER BY notification_id LIMIT ?");
+        sql.push_str(if self.django_app.is_some() {
+            " ORDER BY id LIMIT ?"
+        } else {
+            " ORDER BY notification_id LIMIT ?"
+        });
         sql
     }
 }

@@ -283,7 +283,7 @@ fn insert(
     }
     let mut ids = Vec::with_capacity(events.len());
     for chunk in events.chunks(ROWS_PER_INSERT) {
-        let statement = Sql::insert_rows(&sql.events, chunk.len());
+        let statement = sql.insert_rows(&sql.events, chunk.len());
         let mut params = Vec::with_capacity(chunk.len() * 4);
         for e in chunk {
             params.push(Value::from(e.originator_id.as_str()));
