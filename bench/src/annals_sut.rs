@@ -5,8 +5,8 @@ use std::time::Duration;
 use crate::allocs::Stopwatch;
 
 use annals::mapper::Compressor;
-use annals::persistence::object::ObjectConfig;
 use annals::persistence::mysql::MysqlConfig;
+use annals::persistence::object::ObjectConfig;
 use annals::persistence::postgres::PostgresConfig;
 use annals::persistence::NotificationQuery;
 use annals::prelude::*;
