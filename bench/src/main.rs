@@ -950,7 +950,7 @@ fn run(cli: Cli) -> Res<()> {
     if configs.iter().any(|c| c.system == System::Cqrs) {
         notes.push("cqrs-es MemStore skips the version check annals keeps (its commit overwrites the stream), stores no timestamps, reloads the aggregate from the store before every command, and prints a line per load and commit (sent to /dev/null here).".into());
     }
-    notes.push("Raw MariaDB/MySQL locks the same one row of a lock table (SELECT ... FOR UPDATE) first in each write transaction, as annals does, and inserts a save's rows in one multi-row INSERT.".into());
+    notes.push("Raw MariaDB/MySQL locks the same one row of a lock table (SELECT ... FOR UPDATE) first in each write transaction (sent with START TRANSACTION in one round trip), as annals does, and inserts a save's rows in one multi-row INSERT.".into());
     notes.push("Raw PostgreSQL takes the same EXCLUSIVE table lock and sends the same NOTIFY in each write transaction as annals; raw SQLite uses one BEGIN IMMEDIATE transaction per save on one connection (each concurrent writer opens its own).".into());
     if configs.iter().any(|c| c.store.is_object()) {
         notes.push("The object store: one object per save, created only if absent; raw object_store writes the same objects (the same JSON, base64 states) and keeps the same in-memory index, reading the next object (a miss) before every query as annals does. No W1 8 writers (a recorder's saves take turns) and no zlib-aes (the codec costs what it costs on the other stores) on it.".into());

@@ -8,8 +8,9 @@ use super::{Notif, RawStore, Row, Stored};
 use crate::workload::Res;
 
 /// Plain `mysql`: the same DDL as annals; each write transaction first
-/// locks the one row of `{prefix}_lock` (`SELECT ... FOR UPDATE`), as
-/// annals does, so ids commit in the order they are given.
+/// locks the one row of `{prefix}_lock` (`SELECT ... FOR UPDATE`, sent
+/// with `START TRANSACTION` in one round trip), as annals does, so ids
+/// commit in the order they are given.
 pub(crate) struct MyStore {
     conn: mysql::Conn,
     opts: mysql::Opts,
@@ -86,11 +87,11 @@ impl RawStore for MyStore {
             params.push(Value::from(r.topic));
             params.push(Value::from(r.state.as_slice()));
         }
-        self.conn.query_drop("START TRANSACTION")?;
+        // One round trip for both, as annals sends them.
         let inserted = self
             .conn
             .query_drop(format!(
-                "SELECT id FROM {} WHERE id = 1 FOR UPDATE",
+                "START TRANSACTION; SELECT id FROM {} WHERE id = 1 FOR UPDATE",
                 self.lock
             ))
             .and_then(|()| {
