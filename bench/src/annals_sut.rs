@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::allocs::Stopwatch;
 
-use annals::mapper::Compressor;
+use annals::mapper::{Codec, Compressor};
 use annals::persistence::mysql::MysqlConfig;
 use annals::persistence::object::ObjectConfig;
 use annals::persistence::postgres::PostgresConfig;
@@ -30,6 +30,37 @@ impl Dog {
     #[event("Registered")]
     pub fn register(name: String) -> Self {
         Dog {
+            name,
+            tricks: Vec::new(),
+        }
+    }
+
+    /// Adds a trick.
+    #[event("TrickAdded")]
+    pub fn add_trick(&mut self, trick: String) {
+        self.tricks.push(trick);
+    }
+}
+
+/// The same dog in the Python library's form (`CODEC=python`: topics
+/// `dogs:Dog.Registered`, Python's JSON), as eventsourcing_django's
+/// tables hold it: the Django layout's figures against annals' own tables
+/// in the same codec.
+#[aggregate]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PythonDog {
+    /// `name(i)`.
+    pub name: String,
+    /// Its tricks, in the order it learned them.
+    pub tricks: Vec<String>,
+}
+
+#[aggregate(python = "dogs", name = "Dog")]
+impl PythonDog {
+    /// Registers a dog.
+    #[event("Registered")]
+    pub fn register(name: String) -> Self {
+        PythonDog {
             name,
             tricks: Vec::new(),
         }
@@ -92,6 +123,8 @@ impl annals::Apply for ExplicitDog {
 
 /// What the workload does with a dog, in either style.
 pub(crate) trait BenchDog: Aggregate<Id = Uuid> + Sized {
+    /// The codec its application stores it in.
+    const CODEC: Codec = Codec::Annals;
     /// Registers a dog.
     fn register(name: String) -> Self;
     /// Adds a trick.
@@ -108,6 +141,22 @@ impl BenchDog for Dog {
     }
     fn add_trick(&mut self, trick: String) {
         Dog::add_trick(self, trick);
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn tricks(&self) -> &[String] {
+        &self.tricks
+    }
+}
+
+impl BenchDog for PythonDog {
+    const CODEC: Codec = Codec::Python;
+    fn register(name: String) -> Self {
+        PythonDog::register(name)
+    }
+    fn add_trick(&mut self, trick: String) {
+        PythonDog::add_trick(self, trick);
     }
     fn name(&self) -> &str {
         &self.name
@@ -178,7 +227,7 @@ impl<D: BenchDog> AnnalsSut<D> {
                 .compressor(Some(Compressor::Zlib))
                 .cipher_key(annals::cipher::create_key());
         }
-        let app = builder.snapshotting(snapshotting).build()?;
+        let app = builder.codec(D::CODEC).snapshotting(snapshotting).build()?;
         Ok(Self {
             app,
             ids: Vec::new(),

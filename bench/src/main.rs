@@ -226,9 +226,12 @@ enum System {
     /// annals with the aggregate in the explicit style (`#[derive(Event)]`
     /// and `Apply`): its cost against the event methods' (`Annals`).
     AnnalsExplicit,
-    /// annals on eventsourcing_django's tables (`DJANGO_TABLES`): their
-    /// cost against annals' own tables (`Annals`) on the same server.
+    /// annals on eventsourcing_django's tables (`DJANGO_TABLES`), in the
+    /// Python codec they need: their cost against annals' own tables in
+    /// the same codec (`AnnalsPython`) on the same server.
     AnnalsDjango,
+    /// annals on its own tables in the Python codec (`CODEC=python`).
+    AnnalsPython,
     Raw,
     Cqrs,
 }
@@ -261,7 +264,7 @@ struct Config {
 }
 
 impl Config {
-    const ALL: [Config; 21] = [
+    const ALL: [Config; 22] = [
         Config::new(System::Annals, Store::Memory, false),
         Config::new(System::Cqrs, Store::Memory, false),
         Config::new(System::Annals, Store::Memory, true),
@@ -272,6 +275,7 @@ impl Config {
         Config::new(System::Raw, Store::Sqlite, true),
         Config::new(System::Annals, Store::Postgres, false),
         Config::new(System::Raw, Store::Postgres, false),
+        Config::new(System::AnnalsPython, Store::Postgres, false),
         Config::new(System::AnnalsDjango, Store::Postgres, false),
         Config::new(System::Annals, Store::Postgres, true),
         Config::new(System::Raw, Store::Postgres, true),
@@ -298,6 +302,7 @@ impl Config {
             (System::Annals, _) => "annals",
             (System::AnnalsExplicit, _) => "annals explicit",
             (System::AnnalsDjango, _) => "annals django-tables",
+            (System::AnnalsPython, _) => "annals python-codec",
             (System::Raw, Store::Sqlite) => "raw rusqlite",
             (System::Raw, Store::ObjectDir) => "raw object_store dir",
             (System::Raw, Store::ObjectS3) => "raw object_store s3",
@@ -439,7 +444,13 @@ fn open(
     let name = format!("bench_{group}");
     let sut: Box<dyn Sut> = match (config.system, config.store) {
         (System::Cqrs, _) => Box::new(cqrs::CqrsSut::new()),
-        (system @ (System::Annals | System::AnnalsExplicit | System::AnnalsDjango), store) => {
+        (
+            system @ (System::Annals
+            | System::AnnalsExplicit
+            | System::AnnalsDjango
+            | System::AnnalsPython),
+            store,
+        ) => {
             let store = match store {
                 Store::Memory => annals_sut::Store::Memory,
                 Store::Sqlite => {
@@ -481,7 +492,14 @@ fn open(
                 }
             };
             let snapshots = group == "w4" || snapshotting;
-            if system == System::AnnalsExplicit {
+            if matches!(system, System::AnnalsDjango | System::AnnalsPython) {
+                Box::new(annals_sut::AnnalsSut::<annals_sut::PythonDog>::open(
+                    &name,
+                    store,
+                    config.zlib_aes,
+                    snapshots,
+                )?)
+            } else if system == System::AnnalsExplicit {
                 Box::new(annals_sut::AnnalsSut::<annals_sut::ExplicitDog>::open(
                     &name,
                     store,
@@ -905,7 +923,9 @@ fn run(cli: Cli) -> Res<()> {
         // against the event methods.
         let baseline = |b: System| match ca.system {
             System::Annals => matches!(b, System::Raw | System::Cqrs),
-            System::AnnalsExplicit | System::AnnalsDjango => b == System::Annals,
+            System::AnnalsExplicit => b == System::Annals,
+            System::AnnalsDjango => b == System::AnnalsPython,
+            System::AnnalsPython => false,
             System::Raw | System::Cqrs => false,
         };
         for (b, cb) in configs.iter().enumerate() {
