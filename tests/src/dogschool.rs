@@ -56,6 +56,7 @@ impl Dog {
 /// How many times a trick was added, to any dog.
 ///
 /// ```
+/// use annals::prelude::*;
 /// use annals_tests::dogschool::Counter;
 ///
 /// let mut counter = Counter::start("sit".into());
