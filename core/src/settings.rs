@@ -126,6 +126,10 @@ settings! {
     COMPRESSOR_TOPIC: "zlib: compress stored state", None;
     /// Base64 AES key: encrypts stored state.
     CIPHER_KEY: "base64 AES key (16, 24 or 32 bytes): encrypt stored state", None;
+    /// The master key that wraps each subject's data key.
+    PERSONAL_DATA_KEY: "base64 AES key: the master key that wraps each subject's data key for #[personal] fields (CIPHER_KEY when unset)", None;
+    /// Former master keys, accepted while the data keys are re-wrapped.
+    PERSONAL_DATA_PREVIOUS_KEYS: "comma-separated former PERSONAL_DATA_KEYs (or CIPHER_KEYs), accepted for reading while `annals keys rotate` re-wraps the data keys", None;
     /// Whether ciphertexts are bound to their events.
     CIPHER_ASSOCIATED_DATA: "bind each ciphertext to its event (yes); no for the Python library's layout and stores annals wrote unbound", Some("yes");
     /// The cipher; when set it must name AES.

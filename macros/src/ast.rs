@@ -53,6 +53,17 @@ pub(crate) struct Arg {
     /// `serialize_with`), and deserialization (`with`, `deserialize_with`).
     pub serialize_with: bool,
     pub deserialize_with: bool,
+    /// `#[personal]`: sealed with the subject's data key.
+    pub personal: Option<Personal>,
+    /// `#[subject]`: whose personal data the event holds.
+    pub subject: bool,
+}
+
+/// A `#[personal]` mark.
+pub(crate) struct Personal {
+    /// `forgotten = expr`: what the field reads as once its subject is
+    /// forgotten (`Default::default()` when not given).
+    pub forgotten: Option<syn::Expr>,
 }
 
 /// One `#[event]` method.

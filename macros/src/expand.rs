@@ -580,6 +580,8 @@ pub(crate) fn event_impl(spec: &EnumSpec<'_>) -> TokenStream {
     let mut upcast_arms = Vec::new();
     let mut clone_arms = Vec::new();
     let mut debug_arms = Vec::new();
+    let mut personal_arms = Vec::new();
+    let mut subject_arms = Vec::new();
     let formatter = hidden("__formatter");
     let (header, serializer, deserializer, variant_param) = (
         hidden("__header"),
@@ -636,6 +638,20 @@ pub(crate) fn event_impl(spec: &EnumSpec<'_>) -> TokenStream {
             .map(|a| {
                 let ident = &a.ident;
                 let ty = &a.ty;
+                if a.personal.is_some() {
+                    let serde = &a.ref_serde;
+                    let wrapper = format_ident!("__annals_seal_{}", ident);
+                    wrappers.push(quote_spanned! {ty.span()=>
+                        fn #wrapper<__S: #p::serde::Serializer>(
+                            value: &&#ty,
+                            serializer: __S,
+                        ) -> ::core::result::Result<__S::Ok, __S::Error> {
+                            #p::personal::serialize(*value, serializer)
+                        }
+                    });
+                    let name = syn::LitStr::new(&wrapper.to_string(), ident.span());
+                    return quote!(#(#serde)* #[serde(serialize_with = #name)] #ident: &'__ref #ty);
+                }
                 if let Some(module) = &a.with {
                     // serde passes this field as `&&T`; `with = "X"` expects `&T`.
                     let serde = &a.ref_serde;
@@ -663,17 +679,50 @@ pub(crate) fn event_impl(spec: &EnumSpec<'_>) -> TokenStream {
                 quote!(#(#serde)* #with #ident: &'__ref #ty)
             })
             .collect();
-        let owned_fields = e.args.iter().map(|a| {
-            let ident = &a.ident;
-            let ty = &a.ty;
-            let serde = &a.serde;
-            let with = (!a.deserialize_with).then(|| {
-                let path = field_fn(a, "__deserialize");
-                quote!(#[serde(deserialize_with = #path)])
-            });
-            quote!(#(#serde)* #with #ident: #ty)
-        });
+        let mut openers = Vec::new();
+        let owned_fields: Vec<TokenStream> = e
+            .args
+            .iter()
+            .map(|a| {
+                let ident = &a.ident;
+                let ty = &a.ty;
+                let serde = &a.serde;
+                if let Some(personal) = &a.personal {
+                    let opener = format_ident!("__annals_open_{}", ident);
+                    let forgotten = match &personal.forgotten {
+                        Some(expr) => quote!(#expr),
+                        None => {
+                            quote_spanned!(ty.span()=> <#ty as ::core::default::Default>::default())
+                        }
+                    };
+                    openers.push(quote_spanned! {ty.span()=>
+                        fn #opener<'__de, __D: #p::serde::Deserializer<'__de>>(
+                            deserializer: __D,
+                        ) -> ::core::result::Result<#ty, __D::Error> {
+                            #p::personal::deserialize(deserializer, || -> #ty { #forgotten })
+                        }
+                    });
+                    let name = syn::LitStr::new(&opener.to_string(), ident.span());
+                    return quote!(#(#serde)* #[serde(deserialize_with = #name)] #ident: #ty);
+                }
+                let with = (!a.deserialize_with).then(|| {
+                    let path = field_fn(a, "__deserialize");
+                    quote!(#[serde(deserialize_with = #path)])
+                });
+                quote!(#(#serde)* #with #ident: #ty)
+            })
+            .collect();
         let variant_name = variant.to_string();
+        if e.args.iter().any(|a| a.personal.is_some()) {
+            personal_arms.push(quote!(Self::#variant { .. } => true,));
+        }
+        if let Some(subject) = e.args.iter().find(|a| a.subject) {
+            let ident = &subject.ident;
+            let ty = &subject.ty;
+            subject_arms.push(quote_spanned! {ty.span()=>
+                Self::#variant { #ident, .. } => ::core::option::Option::Some(::std::string::ToString::to_string(#ident)),
+            });
+        }
         let clones = e.args.iter().map(|a| {
             let ident = &a.ident;
             let ty = &a.ty;
@@ -719,6 +768,7 @@ pub(crate) fn event_impl(spec: &EnumSpec<'_>) -> TokenStream {
         });
         deserialize_arms.push(quote! {
             #index => {
+                #(#openers)*
                 #[derive(#p::serde::Deserialize)]
                 #[serde(crate = #serde_path)]
                 struct __State {
@@ -752,6 +802,7 @@ pub(crate) fn event_impl(spec: &EnumSpec<'_>) -> TokenStream {
     } else {
         quote!(::core::matches!(self, #(#discarding)|*))
     };
+    let any_personal = !personal_arms.is_empty();
     let allow = allow_lints();
     let clone_debug = spec.clone_debug.then(|| {
         quote! {
@@ -801,6 +852,21 @@ pub(crate) fn event_impl(spec: &EnumSpec<'_>) -> TokenStream {
         #[automatically_derived]
         #allow
         impl #p::EventInternals for #event_ident {
+            const PERSONAL: bool = #any_personal;
+            fn __personal(&self) -> bool {
+                #[allow(unreachable_patterns)]
+                match self {
+                    #(#personal_arms)*
+                    _ => false,
+                }
+            }
+            fn __subject(&self) -> ::core::option::Option<::std::string::String> {
+                #[allow(unreachable_patterns)]
+                match self {
+                    #(#subject_arms)*
+                    _ => ::core::option::Option::None,
+                }
+            }
             fn __upcast(variant: usize, from: u32, state: &mut #p::json::Value) -> bool {
                 let _ = &state;
                 match (variant, from) {

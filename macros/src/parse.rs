@@ -323,8 +323,13 @@ fn args_of(sig: &mut syn::Signature, errors: &mut Errors) -> Vec<Arg> {
                         std::mem::take(&mut typed.attrs)
                             .into_iter()
                             .partition(|a| a.path().is_ident("serde"));
+                    let (marks, others): (Vec<Attribute>, Vec<Attribute>) = others
+                        .into_iter()
+                        .partition(|a| a.path().is_ident("personal") || a.path().is_ident("subject"));
                     typed.attrs = others;
-                    Some(field(p.ident.clone(), (*typed.ty).clone(), serde, errors))
+                    let mut arg = field(p.ident.clone(), (*typed.ty).clone(), serde, errors);
+                    personal_marks(&marks, &mut arg, errors);
+                    Some(arg)
                 }
                 other => {
                     errors.spanned(
@@ -336,6 +341,56 @@ fn args_of(sig: &mut syn::Signature, errors: &mut Errors) -> Vec<Arg> {
             },
         })
         .collect()
+}
+
+/// The `#[personal]` and `#[subject]` marks of an argument.
+pub(crate) fn personal_marks(marks: &[Attribute], arg: &mut Arg, errors: &mut Errors) {
+    for mark in marks {
+        if mark.path().is_ident("subject") {
+            if let Err(e) = mark.meta.require_path_only() {
+                errors.push(e);
+            } else if arg.subject {
+                errors.spanned(mark, "#[subject] is given twice");
+            }
+            arg.subject = true;
+            continue;
+        }
+        if arg.personal.is_some() {
+            errors.spanned(mark, "#[personal] is given twice");
+            continue;
+        }
+        let mut personal = crate::ast::Personal { forgotten: None };
+        if !matches!(mark.meta, syn::Meta::Path(_)) {
+            let parsed = mark.parse_nested_meta(|meta| {
+                if meta.path.is_ident("forgotten") {
+                    personal.forgotten = Some(meta.value()?.parse()?);
+                    Ok(())
+                } else {
+                    Err(meta.error(
+                        "unknown #[personal] option: the one option is `forgotten = <value>`, \
+                         what the field reads as once its subject is forgotten",
+                    ))
+                }
+            });
+            if let Err(e) = parsed {
+                errors.push(e);
+            }
+        }
+        if arg.with.is_some() || arg.serialize_with || arg.deserialize_with {
+            errors.spanned(
+                mark,
+                "a #[personal] field is written by annals (sealed with its subject's key): \
+                 it cannot also have #[serde(with = ..)], serialize_with or deserialize_with",
+            );
+        }
+        arg.personal = Some(personal);
+    }
+    if arg.subject && arg.personal.is_some() {
+        errors.spanned(
+            &arg.ident,
+            "the #[subject] names whose data it is and is stored readable: it cannot be #[personal] too",
+        );
+    }
 }
 
 /// One field of an event: `ident: ty`, with its `#[serde(..)]` attributes
@@ -374,6 +429,8 @@ pub(crate) fn field(
         with,
         serialize_with,
         deserialize_with,
+        personal: None,
+        subject: false,
     }
 }
 

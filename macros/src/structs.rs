@@ -75,7 +75,7 @@ fn serde_skip(item: &ItemStruct) -> TokenStream {
 /// What snapshots and the aggregate cache need of the struct, decided by
 /// its traits (`Serialize` and `Deserialize`; `Clone`) through
 /// `__private::probe`, however they are implemented.
-fn state_impl(item: &ItemStruct, krate: &syn::Path) -> TokenStream {
+fn state_impl(item: &ItemStruct, krate: &syn::Path, personal: &Personal) -> TokenStream {
     let p = quote!(#krate::__private);
     let ident = &item.ident;
     let name = ident.to_string();
@@ -90,6 +90,13 @@ fn state_impl(item: &ItemStruct, krate: &syn::Path) -> TokenStream {
     let deserialize = quote!(#fallbacks #probe::deserialize_state(deserializer, #message));
     let duplicate = quote!(#fallbacks #probe::duplicate(self));
     let field = format_ident!("{}", META_FIELD);
+    let any_personal = personal.any;
+    let subject = match &personal.subject {
+        Some(ident) => {
+            quote!(::core::option::Option::Some(::std::string::ToString::to_string(&self.#ident)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     quote! {
         #[automatically_derived]
         #[allow(unused_qualifications, clippy::all, clippy::pedantic, clippy::nursery, clippy::restriction)]
@@ -107,6 +114,10 @@ fn state_impl(item: &ItemStruct, krate: &syn::Path) -> TokenStream {
                 &mut self.#field
             }
             const SNAPSHOTS: bool = #serde;
+            const PERSONAL: bool = #any_personal;
+            fn __subject(&self) -> ::core::option::Option<::std::string::String> {
+                #subject
+            }
             fn __serialize_state<S: #p::serde::Serializer>(
                 &self,
                 serializer: S,
@@ -135,9 +146,11 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemStruct) -> TokenStream {
         );
     }
     let serde_skip = serde_skip(&item);
+    let (personal, openers) = personal_fields(&mut item, &krate, &mut errors);
     // Without the field, no access to it: only the error about the
     // struct's shape shows.
-    let state = matches!(item.fields, Fields::Named(_)).then(|| state_impl(&item, &krate));
+    let state =
+        matches!(item.fields, Fields::Named(_)).then(|| state_impl(&item, &krate, &personal));
     let field = format_ident!("{}", META_FIELD);
     match &mut item.fields {
         Fields::Named(fields) => {
@@ -153,5 +166,78 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemStruct) -> TokenStream {
         ),
     }
     let errors = errors.into_error().map(|e| e.to_compile_error());
-    quote!(#item #state #errors)
+    quote!(#item #(#openers)* #state #errors)
+}
+
+/// What the struct's `#[personal]` and `#[subject]` fields ask of its
+/// snapshots.
+#[derive(Default)]
+struct Personal {
+    any: bool,
+    subject: Option<syn::Ident>,
+}
+
+/// Turns each `#[personal]` field into one sealed by serde's
+/// `serialize_with` and opened by `deserialize_with` (a function made here
+/// when the field says what it reads as once forgotten), and finds the
+/// `#[subject]` field.
+fn personal_fields(
+    item: &mut ItemStruct,
+    krate: &syn::Path,
+    errors: &mut Errors,
+) -> (Personal, Vec<TokenStream>) {
+    let mut personal = Personal::default();
+    let mut openers = Vec::new();
+    let Fields::Named(fields) = &mut item.fields else {
+        return (personal, openers);
+    };
+    let struct_ident = item.ident.clone();
+    let p = quote!(#krate::__private);
+    for field in &mut fields.named {
+        let (marks, others): (Vec<syn::Attribute>, Vec<syn::Attribute>) =
+            std::mem::take(&mut field.attrs)
+                .into_iter()
+                .partition(|a| a.path().is_ident("personal") || a.path().is_ident("subject"));
+        field.attrs = others;
+        let Some(ident) = field.ident.clone() else {
+            continue;
+        };
+        let mut arg = parse::field(ident.clone(), field.ty.clone(), Vec::new(), errors);
+        parse::personal_marks(&marks, &mut arg, errors);
+        if arg.subject {
+            if personal.subject.is_some() {
+                errors.spanned(
+                    &ident,
+                    "an aggregate has one #[subject]: whose personal data it holds",
+                );
+            }
+            personal.subject = Some(ident.clone());
+        }
+        let Some(mark) = arg.personal else {
+            continue;
+        };
+        personal.any = true;
+        let ty = &field.ty;
+        let seal = format!("{}::personal::serialize", quote!(#p)).replace(' ', "");
+        let open = match mark.forgotten {
+            None => format!("{}::personal::deserialize_default", quote!(#p)).replace(' ', ""),
+            Some(expr) => {
+                let opener = format_ident!("__annals_open_{}_{}", struct_ident, ident);
+                openers.push(quote! {
+                    #[doc(hidden)]
+                    #[allow(non_snake_case)]
+                    fn #opener<'__de, __D: #p::serde::Deserializer<'__de>>(
+                        deserializer: __D,
+                    ) -> ::core::result::Result<#ty, __D::Error> {
+                        #p::personal::deserialize(deserializer, || -> #ty { #expr })
+                    }
+                });
+                opener.to_string()
+            }
+        };
+        field
+            .attrs
+            .push(syn::parse_quote!(#[serde(serialize_with = #seal, deserialize_with = #open)]));
+    }
+    (personal, openers)
 }

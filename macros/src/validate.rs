@@ -157,6 +157,13 @@ pub(crate) fn fields(args: &[Arg], errors: &mut Errors) {
             errors.spanned(&arg.ty, message);
         }
     }
+    let mut subjects = args.iter().filter(|a| a.subject);
+    if let (Some(_), Some(second)) = (subjects.next(), subjects.next()) {
+        errors.spanned(
+            &second.ident,
+            "an event has one #[subject]: whose personal data it holds",
+        );
+    }
 }
 
 fn signature(

@@ -340,23 +340,66 @@ impl Application {
             last_notification_id = tracing::field::Empty,
         );
         let _entered = span.enter();
-        let mut stored = Encoded::default();
-        aggregates.encode_pending(self.mapper(), &metadata, &mut stored)?;
+        let ring = self.mapper().keys();
+        // Keys written in the save's own transaction, where the store can.
+        let in_save = keyed.is_none() && ring.is_some_and(|r| r.store().writes_in_saves());
+        let mut attempts = 0;
+        let (stored, new_keys) = loop {
+            let mut stored = Encoded::default();
+            let (encoded, new_keys) = crate::personal::collecting_new_keys(|| {
+                aggregates.encode_pending(self.mapper(), &metadata, &mut stored)
+            });
+            encoded?;
+            match ring {
+                Some(ring) if !new_keys.is_empty() && !in_save => {
+                    attempts += 1;
+                    // Another writer made one of these subjects' keys
+                    // first: seal again with its key.
+                    if !ring.insert_all(&new_keys)? && attempts < 3 {
+                        continue;
+                    }
+                    ring.confirm(&new_keys);
+                    break (stored, Vec::new());
+                }
+                _ => break (stored, new_keys),
+            }
+        };
         if !span.is_disabled() {
             stored.record(&span, metadata.correlation_id);
         }
-        let inserted = match (writes, keyed) {
+        let inserted = match (writes, keyed, ring.filter(|_| !new_keys.is_empty())) {
             // A key is stored even with no events: the command's outcome.
-            (None, Some(keyed)) => self
-                .recorder
-                .insert_events_keyed(&stored.events, None, keyed),
-            (None, None) if stored.events.is_empty() => return Ok(Vec::new()),
-            (None, None) => self.recorder.insert_events(&stored.events),
+            (None, Some(keyed), _) => {
+                self.recorder
+                    .insert_events_keyed(&stored.events, None, keyed)
+            }
+            (None, None, _) if stored.events.is_empty() => return Ok(Vec::new()),
+            (None, None, None) => self.recorder.insert_events(&stored.events),
+            (None, None, Some(ring)) => {
+                self.recorder
+                    .insert_events_with(&stored.events, None, &mut |tx| {
+                        ring.store().insert_keys_in(tx, &new_keys)
+                    })
+            }
             // (No caller gives both.)
-            (Some(writes), _) => self
-                .recorder
-                .insert_events_with(&stored.events, None, writes),
+            (Some(writes), _, None) => {
+                self.recorder
+                    .insert_events_with(&stored.events, None, writes)
+            }
+            (Some(writes), _, Some(ring)) => {
+                self.recorder
+                    .insert_events_with(&stored.events, None, &mut |tx| {
+                        ring.store().insert_keys_in(tx, &new_keys)?;
+                        writes(tx)
+                    })
+            }
         };
+        if let Some(ring) = ring.filter(|_| !new_keys.is_empty()) {
+            match &inserted {
+                Ok(_) => ring.confirm(&new_keys),
+                Err(_) => ring.drop_unconfirmed(&new_keys),
+            }
+        }
         let metrics = &self.repository.metrics;
         metrics.save_seconds.record(seconds_since(start));
         metrics.outcome(&inserted, stored.events.len());
@@ -588,6 +631,101 @@ impl Application {
             state = projector(state, &self.mapper().decode::<A>(stored)?);
         }
         Ok(state)
+    }
+
+    /// Forgets a subject's personal data (the right to erasure): erases
+    /// its data key, so every `#[personal]` field sealed with it, in the
+    /// store, its backups and its exports, reads as the value its model
+    /// declares for forgotten data. Events, their order and hash chains
+    /// stay as they were; so does what a follower made of them before.
+    /// Returns whether the subject had a key. The cache of aggregates is
+    /// emptied. See [`crate::personal`] for an example.
+    ///
+    /// Other processes stop opening the subject's data when their own
+    /// cache of keys drops it (a restart, or their `forget`); one that
+    /// still holds the key and saves new personal data of the subject
+    /// seals it with the erased key, so that data is forgotten too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming `PERSONAL_DATA_KEY` when the application
+    /// has no data keys (no master key, or a store that keeps none); the
+    /// store's.
+    pub fn forget(&self, subject: &str) -> Result<bool> {
+        let ring = self.keys()?;
+        let span = tracing::info_span!("forget", application = self.name.as_str());
+        let _entered = span.enter();
+        let had = ring.forget(subject)?;
+        if let Some(cache) = &self.repository.cache {
+            cache.clear();
+        }
+        tracing::info!(had_key = had, "subject forgotten");
+        Ok(had)
+    }
+
+    /// Wraps every data key by the current master key
+    /// (`PERSONAL_DATA_KEY`, or `CIPHER_KEY`), unwrapping those wrapped by
+    /// a former one given in `PERSONAL_DATA_PREVIOUS_KEYS`; no event is
+    /// rewritten. Run it after deploying the new key with the old one
+    /// among the previous keys; then drop the old one.
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug)]
+    /// # pub struct Patient { name: String }
+    /// # #[aggregate]
+    /// # impl Patient {
+    /// #     #[event("Admitted")]
+    /// #     pub fn admit(#[personal] name: String) -> Self { Patient { name } }
+    /// # }
+    /// let (old, new) = (annals::cipher::create_key(), annals::cipher::create_key());
+    /// # let dir = std::env::temp_dir().join(format!("annals-doc-{}", Uuid::new_v4()));
+    /// # std::fs::create_dir_all(&dir).map_err(annals::Error::user)?;
+    /// # let db = dir.join("clinic.db").to_string_lossy().into_owned();
+    /// let app = Application::builder("Clinic").sqlite(&db).personal_data_key(&old).build()?;
+    /// let mut ada = Patient::admit("Ada".into());
+    /// app.save(&mut ada)?;
+    ///
+    /// let app = Application::builder("Clinic")
+    ///     .sqlite(&db)
+    ///     .personal_data_key(&new)
+    ///     .previous_personal_data_keys([&old])
+    ///     .build()?;
+    /// let rotation = app.rotate_keys()?;
+    /// assert_eq!((rotation.rewrapped, rotation.current), (1, 0));
+    ///
+    /// // The old key is no longer needed.
+    /// let app = Application::builder("Clinic").sqlite(&db).personal_data_key(&new).build()?;
+    /// assert_eq!(app.get::<Patient>(ada.id())?.name, "Ada");
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`forget`](Self::forget); a key that opens with none of the
+    /// master keys ([`Error::Config`] naming `PERSONAL_DATA_KEY`).
+    pub fn rotate_keys(&self) -> Result<crate::personal::Rotation> {
+        let ring = self.keys()?;
+        let span = tracing::info_span!("rotate_keys", application = self.name.as_str());
+        let _entered = span.enter();
+        let rotation = ring.rotate()?;
+        tracing::info!(
+            rewrapped = rotation.rewrapped,
+            current = rotation.current,
+            "data keys wrapped by the current master key"
+        );
+        Ok(rotation)
+    }
+
+    fn keys(&self) -> Result<&std::sync::Arc<crate::personal::KeyRing>> {
+        self.mapper().keys().ok_or_else(|| {
+            Error::config(
+                crate::settings::PERSONAL_DATA_KEY.name,
+                "this application has no data keys: set PERSONAL_DATA_KEY (or CIPHER_KEY), on a \
+                 store that keeps them (memory, SQLite, PostgreSQL)",
+            )
+        })
     }
 
     /// Stores a snapshot of aggregate `id` at its current version. Needs

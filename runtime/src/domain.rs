@@ -128,6 +128,23 @@ pub trait Event: EventInternals + Debug + Clone + Send + Sync + 'static {
 /// prelude import does not bring these methods into scope).
 #[doc(hidden)]
 pub trait EventInternals: Sized {
+    /// Whether any event of the type has a `#[personal]` field.
+    #[doc(hidden)]
+    const PERSONAL: bool = false;
+
+    /// Whether this event has a `#[personal]` field.
+    #[doc(hidden)]
+    fn __personal(&self) -> bool {
+        false
+    }
+
+    /// The subject of this event's personal fields, when an argument is
+    /// marked `#[subject]` (the aggregate's id otherwise).
+    #[doc(hidden)]
+    fn __subject(&self) -> Option<String> {
+        None
+    }
+
     #[doc(hidden)]
     fn __serialize<S: Serializer>(
         &self,
@@ -340,6 +357,15 @@ impl<A: Aggregate> Debug for DomainEvent<A> {
 pub trait AggregateState: Sized {
     /// Whether the state can be serialized (snapshots are possible).
     const SNAPSHOTS: bool;
+    /// Whether a field of the struct is `#[personal]`.
+    #[doc(hidden)]
+    const PERSONAL: bool = false;
+    /// The subject of the struct's personal fields, when a field is marked
+    /// `#[subject]` (the aggregate's id otherwise).
+    #[doc(hidden)]
+    fn __subject(&self) -> Option<String> {
+        None
+    }
     #[doc(hidden)]
     fn __serialize_state<S: Serializer>(
         &self,

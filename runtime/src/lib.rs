@@ -105,6 +105,7 @@ pub mod log;
 pub mod mapper;
 pub mod metrics;
 pub mod persistence;
+pub mod personal;
 pub mod repository;
 pub mod system;
 #[cfg(feature = "testing")]

@@ -19,6 +19,8 @@ use crate::domain::{Aggregate, AggregateId, DomainEvent, Event, EventHash, Event
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::persistence::StoredEvent;
+use crate::personal::{self, KeyRing};
+use std::sync::Arc;
 
 mod chain;
 mod compression;
@@ -190,6 +192,8 @@ pub struct Mapper {
     unbound: bool,
     hash_chain: bool,
     codec: Codec,
+    /// The data keys of personal fields.
+    keys: Option<Arc<KeyRing>>,
 }
 
 /// serde_json reads nesting up to this depth (its recursion limit, 128):
@@ -334,6 +338,52 @@ impl Mapper {
         self
     }
 
+    /// Seals `#[personal]` fields with each subject's key from `keys`.
+    pub(crate) fn with_keys(mut self, keys: Option<Arc<KeyRing>>) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// The data keys of personal fields, if the application has them.
+    pub(crate) fn keys(&self) -> Option<&Arc<KeyRing>> {
+        self.keys.as_ref()
+    }
+
+    /// Runs `serialize` with the key of `subject` sealing personal fields
+    /// when `personal`, refusing what cannot seal them.
+    pub(crate) fn sealing<R>(
+        &self,
+        personal: bool,
+        subject: impl FnOnce() -> String,
+        topic: &'static str,
+        aggregate: &'static str,
+        serialize: impl FnOnce() -> R,
+    ) -> Result<R> {
+        if !personal {
+            return Ok(serialize());
+        }
+        if self.codec == Codec::Python {
+            return Err(Error::config(
+                CODEC,
+                format!(
+                    "{topic} of {aggregate} has #[personal] fields, which the Python library \
+                     cannot read: personal data needs annals' own codec (CODEC=annals)"
+                ),
+            ));
+        }
+        let Some(keys) = &self.keys else {
+            return Err(Error::config(
+                crate::settings::PERSONAL_DATA_KEY.name,
+                format!(
+                    "{topic} of {aggregate} has #[personal] fields: set PERSONAL_DATA_KEY (or \
+                     CIPHER_KEY), the master key of the subjects' data keys, on a store that \
+                     keeps them (memory, SQLite, PostgreSQL)"
+                ),
+            ));
+        };
+        personal::sealing(keys, &subject(), serialize)
+    }
+
     /// Whether streams are hash-chained.
     pub fn hash_chain(&self) -> bool {
         self.hash_chain
@@ -431,12 +481,25 @@ impl Mapper {
         let topic = domain_event.topic();
         let python = self.codec == Codec::Python;
         let mut json = Vec::with_capacity(96);
-        crate::transcoding::with_python(python, || {
-            domain_event.event.__serialize(
-                &domain_event.header(),
-                &mut serde_json::Serializer::new(&mut json),
-            )
-        })
+        let event = &domain_event.event;
+        self.sealing(
+            event.__personal(),
+            || {
+                event
+                    .__subject()
+                    .unwrap_or_else(|| domain_event.originator_id.to_string())
+            },
+            topic,
+            A::NAME,
+            || {
+                crate::transcoding::with_python(python, || {
+                    event.__serialize(
+                        &domain_event.header(),
+                        &mut serde_json::Serializer::new(&mut json),
+                    )
+                })
+            },
+        )?
         .map_err(|e| Error::Encode {
             topic,
             aggregate: A::NAME,
@@ -601,6 +664,7 @@ impl Mapper {
         }
         let current = A::Event::VERSIONS[variant];
         let _python = crate::transcoding::PythonScope::new(python);
+        let _keys = A::Event::PERSONAL.then(|| personal::Opening::new(self.keys.as_ref()));
         let upcast_value = |mut value: serde_json::Value| {
             let from = stored_version(&value);
             upcast::<A>(&stored.topic, from, current, |v| {

@@ -20,6 +20,8 @@
 //!   reads the thread-local codec mode (`transcoding::python_mode`) set
 //!   around a serialization by the mapper, since serde has no context
 //!   parameter;
+//! - `personal`: how `#[personal]` fields are sealed and opened, with the
+//!   key the mapper sets around a serialization (thread-local, as above);
 //! - the placeholder types `CreateIdGoesInTheAggregateImplBlock` and
 //!   `Never` (the event type of an impl block that failed to expand),
 //!   with their hand-written impls;
@@ -43,6 +45,10 @@ pub use crate::domain::{
     __created, __triggered, applying, Aggregate, AggregateId, AggregateInternals, AggregateState,
     Apply, Event, EventField, EventInternals, Evolve, Meta,
 };
+/// How `#[personal]` fields are written and read.
+pub mod personal {
+    pub use crate::personal::{deserialize, deserialize_default, serialize};
+}
 pub use serde;
 pub use serde_json as json;
 pub use uuid::Uuid;

@@ -68,6 +68,12 @@ impl Cache {
         }
     }
 
+    /// Drops every aggregate (after a subject is forgotten: which of them
+    /// hold its data is not known here).
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
+    }
+
     fn evict(&self, key: &CacheKey) {
         self.lock().pop(key);
     }
@@ -188,7 +194,18 @@ impl Snapshots {
     /// Stores a snapshot of `aggregate`. A snapshot at the same version is
     /// already stored: that is not an error.
     pub(crate) fn store<A: Aggregate>(&self, aggregate: &A) -> Result<()> {
-        let stored = self.mapper.encode_snapshot(aggregate)?;
+        let (stored, new_keys) =
+            crate::personal::collecting_new_keys(|| self.mapper.encode_snapshot(aggregate));
+        let mut stored = stored?;
+        if let (Some(ring), false) = (self.mapper.keys(), new_keys.is_empty()) {
+            if !ring.insert_all(&new_keys)? {
+                // Another writer made the subject's key first.
+                let (again, _) =
+                    crate::personal::collecting_new_keys(|| self.mapper.encode_snapshot(aggregate));
+                stored = again?;
+            }
+            ring.confirm(&new_keys);
+        }
         match self.recorder.insert_events(std::slice::from_ref(&stored)) {
             Err(e) if e.is_conflict() => Ok(()),
             other => other.map(drop),

@@ -24,6 +24,7 @@
 pub mod dcb;
 pub mod django;
 pub mod group_commit;
+pub mod keys;
 pub mod memory;
 mod modules;
 mod store;

@@ -26,6 +26,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::keys::{KeyStore, MemoryKeyStore};
 use super::memory::MemoryRecorder;
 use super::{AggregateRecorder, ProcessRecorder};
 use crate::error::Result;
@@ -67,6 +68,9 @@ pub struct Recorders {
     pub events: Arc<dyn ProcessRecorder>,
     /// Snapshots.
     pub snapshots: Arc<dyn AggregateRecorder>,
+    /// The data keys of personal data, where the store keeps them
+    /// ([`with_keys`](Self::with_keys)); `None` for a store that cannot.
+    pub keys: Option<Arc<dyn KeyStore>>,
 }
 
 impl fmt::Debug for Recorders {
@@ -78,7 +82,29 @@ impl fmt::Debug for Recorders {
 impl Recorders {
     /// Events in `events`, snapshots in `snapshots`.
     pub fn new(events: Arc<dyn ProcessRecorder>, snapshots: Arc<dyn AggregateRecorder>) -> Self {
-        Self { events, snapshots }
+        Self {
+            events,
+            snapshots,
+            keys: None,
+        }
+    }
+
+    /// The same recorders, with `keys` keeping the data keys of personal
+    /// data.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use annals_core::persistence::keys::MemoryKeyStore;
+    /// use annals_core::persistence::memory::MemoryRecorder;
+    /// use annals_core::persistence::Recorders;
+    ///
+    /// let recorders = Recorders::new(Arc::new(MemoryRecorder::new()), Arc::new(MemoryRecorder::new()))
+    ///     .with_keys(Arc::new(MemoryKeyStore::default()));
+    /// assert!(recorders.keys.is_some());
+    /// ```
+    pub fn with_keys(mut self, keys: Arc<dyn KeyStore>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 }
 
@@ -96,6 +122,7 @@ impl Store for MemoryStore {
         Ok(Recorders::new(
             Arc::new(MemoryRecorder::new()),
             Arc::new(MemoryRecorder::new()),
-        ))
+        )
+        .with_keys(Arc::new(MemoryKeyStore::default())))
     }
 }

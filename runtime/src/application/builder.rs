@@ -30,6 +30,7 @@ use crate::persistence::wake::Notifier;
 use crate::persistence::{
     AggregateRecorder, Modules, Persistence, ProcessRecorder, Recorders, Store,
 };
+use crate::personal::KeyRing;
 use crate::repository::{Cache, Repository, Snapshots};
 use crate::settings;
 
@@ -64,6 +65,9 @@ pub struct ApplicationBuilder {
     compressor: Option<Compressor>,
     cipher_key: Option<(String, String)>,
     cipher_bound: bool,
+    /// The master key of personal data's keys, and former ones.
+    personal_key: Option<(String, String)>,
+    previous_personal_keys: Option<(String, String)>,
     snapshotting: bool,
     intervals: HashMap<TypeId, u64>,
     snapshot_rule: SnapshotRule,
@@ -81,6 +85,10 @@ impl fmt::Debug for ApplicationBuilder {
             .field("modules", &self.modules)
             .field("compressor", &self.compressor)
             .field("cipher_key", &self.cipher_key.as_ref().map(|_| "***"))
+            .field(
+                "personal_data_key",
+                &self.personal_key.as_ref().map(|_| "***"),
+            )
             .field("snapshotting", &self.snapshotting)
             .field("snapshot_rule", &self.snapshot_rule)
             .field("cache_size", &self.cache_size)
@@ -101,6 +109,8 @@ impl ApplicationBuilder {
             compressor: None,
             cipher_key: None,
             cipher_bound: true,
+            personal_key: None,
+            previous_personal_keys: None,
             snapshotting: false,
             intervals: HashMap::new(),
             snapshot_rule: SnapshotRule::Last,
@@ -194,6 +204,12 @@ impl ApplicationBuilder {
         }
         if let Some(key) = env.get(cipher::CIPHER_KEY) {
             self.cipher_key = Some(key);
+        }
+        if let Some(key) = env.get(settings::PERSONAL_DATA_KEY.name) {
+            self.personal_key = Some(key);
+        }
+        if let Some(keys) = env.get(settings::PERSONAL_DATA_PREVIOUS_KEYS.name) {
+            self.previous_personal_keys = Some(keys);
         }
         if let Some(bound) = env.flag(settings::CIPHER_ASSOCIATED_DATA.name)? {
             self.cipher_bound = bound;
@@ -403,6 +419,51 @@ impl ApplicationBuilder {
     /// ```
     pub fn cipher_key(mut self, key: impl Into<String>) -> Self {
         self.cipher_key = Some((cipher::CIPHER_KEY.to_owned(), key.into()));
+        self
+    }
+
+    /// The master key that wraps each subject's data key, for
+    /// `#[personal]` fields (see [`crate::personal`]): base64 of 16, 24 or
+    /// 32 bytes (`PERSONAL_DATA_KEY`). Without it, the cipher key serves
+    /// ([`cipher_key`](Self::cipher_key)); without either, a save of a
+    /// personal field is refused. It does not encrypt whole events.
+    ///
+    /// ```
+    /// use annals::Application;
+    ///
+    /// let app = Application::builder("Clinic")
+    ///     .personal_data_key(annals::cipher::create_key())
+    ///     .build()?;
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn personal_data_key(mut self, key: impl Into<String>) -> Self {
+        self.personal_key = Some((settings::PERSONAL_DATA_KEY.name.to_owned(), key.into()));
+        self
+    }
+
+    /// Former master keys of the data keys, accepted for reading while
+    /// [`Application::rotate_keys`] wraps every data key by the current one
+    /// (`PERSONAL_DATA_PREVIOUS_KEYS`, comma-separated).
+    ///
+    /// ```
+    /// use annals::Application;
+    ///
+    /// let (old, new) = (annals::cipher::create_key(), annals::cipher::create_key());
+    /// let app = Application::builder("Clinic")
+    ///     .personal_data_key(new)
+    ///     .previous_personal_data_keys([old])
+    ///     .build()?;
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn previous_personal_data_keys<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        keys: I,
+    ) -> Self {
+        let keys: Vec<String> = keys.into_iter().map(Into::into).collect();
+        self.previous_personal_keys = Some((
+            settings::PERSONAL_DATA_PREVIOUS_KEYS.name.to_owned(),
+            keys.join(","),
+        ));
         self
     }
 
@@ -626,18 +687,30 @@ impl ApplicationBuilder {
         if !self.errors.is_empty() {
             return Err(self.errors.swap_remove(0));
         }
-        let cipher = self
-            .cipher_key
-            .map(|(var, key)| {
-                Cipher::from_base64(&key).map_err(|e| match e {
-                    Error::Config { message, .. } => Error::Config {
-                        setting: var,
-                        message,
-                    },
-                    other => other,
-                })
+        let named = |(var, key): &(String, String)| {
+            Cipher::from_base64(key).map_err(|e| match e {
+                Error::Config { message, .. } => Error::Config {
+                    setting: var.clone(),
+                    message,
+                },
+                other => other,
             })
-            .transpose()?;
+        };
+        let cipher = self.cipher_key.as_ref().map(named).transpose()?;
+        let master = self
+            .personal_key
+            .as_ref()
+            .map(named)
+            .transpose()?
+            .or_else(|| cipher.clone());
+        let previous = match &self.previous_personal_keys {
+            Some((var, keys)) => keys
+                .split(',')
+                .filter(|k| !k.trim().is_empty())
+                .map(|k| named(&(var.clone(), k.to_owned())))
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
         if self.codec != Codec::Python && self.persistence.uses_django_tables() {
             return Err(Error::config(
                 settings::DJANGO_TABLES.name,
@@ -651,18 +724,25 @@ impl ApplicationBuilder {
                 "the Python codec (CODEC=python) cannot chain hashes: the Python library would not read them; turn one of them off",
             ));
         }
+        let Recorders {
+            events: recorder,
+            snapshots: snapshot_recorder,
+            keys,
+        } = self.persistence.open(&self.name)?;
+        // Without a master key, or a store to keep them, there are no data
+        // keys: a save of a personal field says which is missing.
+        let keys = keys
+            .zip(master)
+            .map(|(store, master)| Arc::new(KeyRing::new(store, master, previous)));
         let mapper = Arc::new(
             Mapper::new()
                 .with_codec(self.codec)
                 .with_compressor(self.compressor)
                 .with_cipher(cipher)
                 .with_associated_data(self.cipher_bound)
-                .with_hash_chain(self.hash_chain),
+                .with_hash_chain(self.hash_chain)
+                .with_keys(keys),
         );
-        let Recorders {
-            events: recorder,
-            snapshots: snapshot_recorder,
-        } = self.persistence.open(&self.name)?;
         let snapshots = self
             .snapshotting
             .then(|| Snapshots::new(snapshot_recorder, mapper.clone()));

@@ -25,6 +25,8 @@ impl Mapper {
     /// errors.
     pub fn encode_snapshot<A: Aggregate>(&self, aggregate: &A) -> Result<StoredEvent> {
         if self.codec == Codec::Python {
+            // Refused: the Python library cannot read a sealed field.
+            self.sealing(A::PERSONAL, String::new, A::NAME, A::NAME, || ())?;
             return self.encode_python_snapshot(aggregate);
         }
         let last_hash = aggregate.__meta().last_hash.as_ref().map(to_hex);
@@ -35,12 +37,24 @@ impl Mapper {
             last_hash,
             state: StateRef(aggregate),
         };
-        let json = serde_json::to_vec(&snapshot).map_err(|e| Error::Encode {
-            topic: A::NAME,
-            aggregate: A::NAME,
-            source: Box::new(e),
-        })?;
         let originator_id = aggregate.id().to_stored();
+        let json = self
+            .sealing(
+                A::PERSONAL,
+                || {
+                    aggregate
+                        .__subject()
+                        .unwrap_or_else(|| aggregate.id().to_string())
+                },
+                A::NAME,
+                A::NAME,
+                || serde_json::to_vec(&snapshot),
+            )?
+            .map_err(|e| Error::Encode {
+                topic: A::NAME,
+                aggregate: A::NAME,
+                source: Box::new(e),
+            })?;
         let state = self
             .seal(json, &originator_id, aggregate.version(), A::NAME)
             .map_err(|e| Error::Encode {
@@ -71,6 +85,7 @@ impl Mapper {
         }
         let id = A::Id::from_stored(&stored.originator_id)
             .map_err(|e| decode_error::<A>(stored, e.into()))?;
+        let _keys = A::PERSONAL.then(|| crate::personal::Opening::new(self.keys()));
         let json = self
             .open(stored)
             .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;

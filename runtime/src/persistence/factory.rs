@@ -343,7 +343,11 @@ impl Persistence {
         };
         // One tracing decorator for every store it opens, a user's too.
         let events = Arc::new(Traced::new(store, recorders.events));
-        Ok(Recorders::new(events, recorders.snapshots))
+        let traced = Recorders::new(events, recorders.snapshots);
+        Ok(match recorders.keys {
+            Some(keys) => traced.with_keys(keys),
+            None => traced,
+        })
     }
 }
 

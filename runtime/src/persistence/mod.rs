@@ -31,9 +31,9 @@
 //! (`ApplicationBuilder::modules`) for `PERSISTENCE_MODULE` to select.
 
 pub use annals_core::persistence::{
-    memory, wake, AggregateRecorder, ApplicationRecorder, EventQuery, KeyedOutcome, MemoryStore,
-    Modules, Notification, NotificationQuery, OpenStore, ProcessRecorder, Recorders, Store,
-    StoreTx, StoredEvent, Tracking, TrackingLayout,
+    keys, memory, wake, AggregateRecorder, ApplicationRecorder, EventQuery, KeyedOutcome,
+    MemoryStore, Modules, Notification, NotificationQuery, OpenStore, ProcessRecorder, Recorders,
+    Store, StoreTx, StoredEvent, Tracking, TrackingLayout,
 };
 
 pub mod dcb;

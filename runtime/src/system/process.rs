@@ -542,7 +542,19 @@ impl ProcessApplication {
                 span.record("processed", false);
                 return Ok(None);
             }
-            let (events, tracking, mut writes) = self.run_policy(leader, notification)?;
+            let (ran, new_keys) =
+                crate::personal::collecting_new_keys(|| self.run_policy(leader, notification));
+            let (events, tracking, mut writes) = ran?;
+            if let (Some(ring), false) = (self.app.mapper().keys(), new_keys.is_empty()) {
+                // Written first, each in a transaction of its own: a key
+                // with no data is harmless.
+                let all = ring.insert_all(&new_keys)?;
+                ring.confirm(&new_keys);
+                if !all && attempt < 3 {
+                    attempt += 1;
+                    continue;
+                }
+            }
             let start = std::time::Instant::now();
             let stored = if writes.is_empty() {
                 recorder.insert_events_tracked(&events, &tracking)

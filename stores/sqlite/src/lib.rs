@@ -37,11 +37,13 @@
 mod connection;
 mod dcb;
 mod dcb_sql;
+mod keys;
 mod recorder;
 mod settings;
 mod sql;
 
 pub use dcb::SqliteDcbRecorder;
+pub use keys::SqliteKeyStore;
 pub use recorder::{SqliteRecorder, SqliteSnapshotRecorder};
 pub use settings::SqliteConfig;
 
@@ -109,6 +111,11 @@ impl Store for SqliteConfig {
     fn open(&self, app_name: &str) -> Result<Recorders> {
         let recorder = SqliteRecorder::open_application(self.clone(), app_name)?;
         let snapshots = recorder.snapshot_recorder();
-        Ok(Recorders::new(Arc::new(recorder), Arc::new(snapshots)))
+        let keys = recorder.key_store();
+        let recorders = Recorders::new(Arc::new(recorder), Arc::new(snapshots));
+        Ok(match keys {
+            Some(keys) => recorders.with_keys(Arc::new(keys)),
+            None => recorders,
+        })
     }
 }

@@ -24,14 +24,14 @@ use annals_core::persistence::{
 
 /// The connections of one database, shared by its events and snapshot
 /// recorders.
-struct Shared {
+pub(super) struct Shared {
     /// The writer, under group commit: saves that arrive while another is
     /// writing share its transaction and its flush.
     writer: GroupCommit<WriteConnection>,
     /// Read-only connections of a file database (WAL): reads never wait
     /// for writes. `None` for `:memory:`, read through the writer.
     readers: Option<r2d2::Pool<SqliteConnectionManager>>,
-    config: SqliteConfig,
+    pub(super) config: SqliteConfig,
 }
 
 /// Events in a SQLite database.
@@ -84,7 +84,31 @@ impl Shared {
         })
     }
 
-    fn read<T>(
+    /// Runs `f` on the writer, after any open group has committed, with no
+    /// transaction of its own (each statement commits).
+    pub(super) fn write<T>(
+        &self,
+        context: &str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.writer
+            .exclusive(|w| f(&w.conn))
+            .map_err(|e| sqlite_error(context, &self.config, e))
+    }
+
+    /// Moves the WAL's pages into the database file and empties it (as far
+    /// as readers allow), so a page overwritten in the file is not kept
+    /// in the log.
+    pub(super) fn checkpoint(&self) -> Result<()> {
+        if self.config.is_memory() {
+            return Ok(());
+        }
+        self.write("checkpointing the WAL", |conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        })
+    }
+
+    pub(super) fn read<T>(
         &self,
         context: &str,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
@@ -608,6 +632,19 @@ impl SqliteRecorder {
     /// The settings the store was opened with.
     pub fn config(&self) -> &SqliteConfig {
         &self.shared.config
+    }
+
+    /// The data keys of personal data in the same database (the table
+    /// `stored_data_keys`, or `{prefix}_data_keys`); `None` under
+    /// eventsourcing_django's tables, which have no place for them.
+    pub fn key_store(&self) -> Option<crate::SqliteKeyStore> {
+        if self.tables.django_app.is_some() {
+            return None;
+        }
+        Some(crate::SqliteKeyStore {
+            shared: self.shared.clone(),
+            sql: crate::keys::KeySql::new(&self.tables.keys),
+        })
     }
 
     /// The store of snapshots in the same database (the snapshots table).

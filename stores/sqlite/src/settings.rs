@@ -154,6 +154,8 @@ pub(super) struct Tables {
     pub(super) tracking: String,
     /// Idempotency keys and their outcomes (not a Python table).
     pub(super) outcomes: String,
+    /// The data keys of personal data (not a Python table).
+    pub(super) keys: String,
     /// Under eventsourcing_django's tables, the application's rows: its
     /// name as an SQL literal (`'TrainingSchool'`).
     pub(super) django_app: Option<String>,
@@ -167,6 +169,7 @@ impl Tables {
                 snapshots: "stored_snapshots".into(),
                 tracking: "tracking".into(),
                 outcomes: "stored_outcomes".into(),
+                keys: "stored_data_keys".into(),
                 django_app: None,
             });
         };
@@ -187,6 +190,7 @@ impl Tables {
             snapshots: format!("{prefix}_snapshots"),
             tracking: format!("{prefix}_tracking"),
             outcomes: format!("{prefix}_outcomes"),
+            keys: format!("{prefix}_data_keys"),
             django_app: None,
         })
     }
@@ -200,6 +204,7 @@ impl Tables {
             snapshots: SNAPSHOTS.into(),
             tracking: TRACKING.into(),
             outcomes: String::new(),
+            keys: String::new(),
             django_app: Some(format!("'{app}'")),
         })
     }

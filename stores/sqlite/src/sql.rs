@@ -81,6 +81,7 @@ impl Statements {
                     "CREATE TABLE IF NOT EXISTS {} (idempotency_key TEXT PRIMARY KEY, outcome BLOB NOT NULL) WITHOUT ROWID",
                     t.outcomes
                 ),
+                super::keys::KeySql::create(&t.keys),
             ];
         if layout == TrackingLayout::SingleRow {
             // The row by which the Python library knows a single-row table

@@ -1,0 +1,267 @@
+//! Personal data: `#[personal]` fields sealed with their subject's key,
+//! forgotten by erasing it, and the master key rotated; checked as an
+//! auditor would, by scanning the store's bytes.
+
+use annals::persistence::NotificationQuery;
+use annals::prelude::*;
+use annals::Error;
+use serde::{Deserialize, Serialize};
+
+/// A customer, whose name and emails are personal.
+#[aggregate]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Customer {
+    #[personal(forgotten = "<forgotten>".to_owned())]
+    name: String,
+    #[personal]
+    emails: Vec<String>,
+    orders: u32,
+}
+
+#[aggregate]
+impl Customer {
+    /// Registers a customer.
+    #[event("Registered")]
+    pub fn register(#[personal(forgotten = "<forgotten>".to_owned())] name: String) -> Self {
+        Customer {
+            name,
+            emails: Vec::new(),
+            orders: 0,
+        }
+    }
+
+    /// Adds an email address.
+    #[event("EmailAdded")]
+    pub fn add_email(&mut self, #[personal] email: String) {
+        self.emails.push(email);
+    }
+
+    /// Counts an order.
+    #[event("Ordered")]
+    pub fn order(&mut self) {
+        self.orders += 1;
+    }
+}
+
+/// One person's data across aggregates: an order names its customer.
+#[aggregate]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    #[subject]
+    customer: Uuid,
+    #[personal]
+    address: String,
+}
+
+#[aggregate]
+impl Delivery {
+    /// Plans a delivery to the customer's address.
+    #[event("Planned")]
+    pub fn plan(#[subject] customer: Uuid, #[personal] address: String) -> Self {
+        Delivery { customer, address }
+    }
+}
+
+fn sqlite_app(db: &str, key: &str) -> Application {
+    Application::builder("Shop")
+        .sqlite(db)
+        .personal_data_key(key)
+        .snapshotting(true)
+        .build()
+        .expect("open")
+}
+
+/// Every byte the database keeps: the file, its WAL and shared memory.
+fn store_bytes(db: &str) -> Vec<u8> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|suffix| std::fs::read(format!("{db}{suffix}")).ok())
+        .flatten()
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn personal_fields_are_never_stored_in_the_clear_and_forgetting_erases_them() {
+    let db = annals_tests::stores::temp_sqlite("personal");
+    let key = annals::cipher::create_key();
+    let app = sqlite_app(&db, &key);
+    let mut ada = Customer::register("Ada Lovelace".into());
+    ada.add_email("ada@example.org".into());
+    ada.order();
+    app.save(&mut ada).unwrap();
+    app.take_snapshot::<Customer>(ada.id()).unwrap();
+    let mut delivery = Delivery::plan(ada.id(), "12 Analytical Row".into());
+    app.save(&mut delivery).unwrap();
+    let mut bob = Customer::register("Bob Babbage".into());
+    app.save(&mut bob).unwrap();
+
+    let got = app.get::<Customer>(ada.id()).unwrap();
+    assert_eq!(
+        (got.name.as_str(), got.emails.len(), got.orders),
+        ("Ada Lovelace", 1, 1)
+    );
+    let bytes = store_bytes(&db);
+    for secret in [
+        "Ada Lovelace",
+        "ada@example.org",
+        "12 Analytical Row",
+        "Bob Babbage",
+    ] {
+        assert!(
+            !contains(&bytes, secret.as_bytes()),
+            "{secret} is in the store's bytes"
+        );
+    }
+    // What is not personal stays readable.
+    assert!(contains(&bytes, b"Customer.Ordered"));
+
+    // The right to erasure, for Ada: her customer id is the subject of
+    // her own events and of the delivery.
+    assert!(app.forget(&ada.id().to_string()).unwrap());
+    assert!(
+        !app.forget(&ada.id().to_string()).unwrap(),
+        "forgotten once"
+    );
+    let got = app.get::<Customer>(ada.id()).unwrap();
+    assert_eq!(got.name, "<forgotten>");
+    assert!(got.emails.iter().all(String::is_empty), "{:?}", got.emails);
+    assert_eq!((got.version(), got.orders), (3, 1), "the events stay");
+    assert_eq!(app.get::<Delivery>(delivery.id()).unwrap().address, "");
+    // From its events alone too, not the snapshot.
+    let fresh = sqlite_app(&db, &key);
+    assert_eq!(fresh.get::<Customer>(ada.id()).unwrap().name, "<forgotten>");
+    // Bob is untouched.
+    assert_eq!(fresh.get::<Customer>(bob.id()).unwrap().name, "Bob Babbage");
+    // Nothing of Ada's key is left in any page of the database or its WAL.
+    let stored = annals::rusqlite::Connection::open(&db).unwrap();
+    let keys: i64 = stored
+        .query_row("SELECT count(*) FROM stored_data_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(keys, 1, "only Bob's key is left");
+    drop(stored);
+
+    // A new save for a forgotten subject gets a new key; the old data
+    // stays forgotten.
+    let mut again = fresh.get::<Customer>(ada.id()).unwrap();
+    again.add_email("new@example.org".into());
+    fresh.save(&mut again).unwrap();
+    let got = fresh.get::<Customer>(ada.id()).unwrap();
+    assert_eq!(got.name, "<forgotten>");
+    assert_eq!(
+        got.emails.last().map(String::as_str),
+        Some("new@example.org")
+    );
+}
+
+#[test]
+fn a_follower_after_the_forget_sees_the_forgotten_form() {
+    let app = Application::builder("Shop")
+        .personal_data_key(annals::cipher::create_key())
+        .build()
+        .unwrap();
+    let mut ada = Customer::register("Ada".into());
+    app.save(&mut ada).unwrap();
+    let before: Vec<_> = app
+        .select_notifications(&NotificationQuery::new(1, 10))
+        .unwrap();
+    let decoded = app.mapper().decode::<Customer>(&before[0].event).unwrap();
+    assert!(matches!(decoded.event, CustomerEvent::Registered { ref name } if name == "Ada"));
+    app.forget(&ada.id().to_string()).unwrap();
+    let after = app.mapper().decode::<Customer>(&before[0].event).unwrap();
+    assert!(matches!(after.event, CustomerEvent::Registered { ref name } if name == "<forgotten>"));
+    // The stored bytes did not change: a hash chain over them holds.
+    assert_eq!(
+        app.select_notifications(&NotificationQuery::new(1, 10))
+            .unwrap()[0]
+            .event,
+        before[0].event
+    );
+}
+
+#[test]
+fn personal_data_without_a_master_key_or_in_the_python_codec_is_refused() {
+    let app = Application::builder("Shop").build().unwrap();
+    let mut ada = Customer::register("Ada".into());
+    match app.save(&mut ada) {
+        Err(Error::Config { setting, message }) => {
+            assert_eq!(setting, "PERSONAL_DATA_KEY", "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert_eq!(
+        app.select_notifications(&NotificationQuery::new(1, 10))
+            .unwrap()
+            .len(),
+        0
+    );
+    let app = Application::builder("Shop")
+        .personal_data_key(annals::cipher::create_key())
+        .codec(annals::mapper::Codec::Python)
+        .build()
+        .unwrap();
+    match app.save(&mut ada) {
+        Err(Error::Config { setting, message }) => {
+            assert_eq!(setting, "CODEC", "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[test]
+fn rotating_the_master_key_rewraps_every_key_and_rewrites_no_event() {
+    let db = annals_tests::stores::temp_sqlite("rotation");
+    let (old, new) = (annals::cipher::create_key(), annals::cipher::create_key());
+    let app = sqlite_app(&db, &old);
+    let mut customers: Vec<Customer> = (0..5)
+        .map(|i| Customer::register(format!("customer {i}")))
+        .collect();
+    app.save(customers.as_mut_slice()).unwrap();
+    let log = app
+        .select_notifications(&NotificationQuery::new(1, 100))
+        .unwrap();
+
+    // With the new key alone, the old keys do not open: an error, never
+    // "forgotten".
+    let wrong = sqlite_app(&db, &new);
+    let err = wrong.get::<Customer>(customers[0].id()).unwrap_err();
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        chain += &format!(": {cause}");
+        source = cause.source();
+    }
+    assert!(chain.contains("PERSONAL_DATA_KEY"), "{chain}");
+
+    let rotating = Application::builder("Shop")
+        .sqlite(&db)
+        .personal_data_key(&new)
+        .previous_personal_data_keys([&old])
+        .build()
+        .unwrap();
+    assert_eq!(
+        rotating.get::<Customer>(customers[0].id()).unwrap().name,
+        "customer 0"
+    );
+    let rotation = rotating.rotate_keys().unwrap();
+    assert_eq!((rotation.rewrapped, rotation.current), (5, 0));
+    assert_eq!(rotating.rotate_keys().unwrap().current, 5);
+
+    let rotated = sqlite_app(&db, &new);
+    for (i, customer) in customers.iter().enumerate() {
+        assert_eq!(
+            rotated.get::<Customer>(customer.id()).unwrap().name,
+            format!("customer {i}")
+        );
+    }
+    assert_eq!(
+        rotated
+            .select_notifications(&NotificationQuery::new(1, 100))
+            .unwrap(),
+        log,
+        "no event rewritten"
+    );
+}
