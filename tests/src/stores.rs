@@ -49,7 +49,7 @@ pub fn qualified(config: &PostgresConfig, table: &str) -> String {
 /// names them).
 pub fn drop_postgres_tables(config: &PostgresConfig, name: &str) {
     let name = name.to_ascii_lowercase();
-    let tables: Vec<String> = ["events", "tracking", "snapshots", "outcomes"]
+    let tables: Vec<String> = ["events", "tracking", "snapshots", "outcomes", "data_keys"]
         .iter()
         .map(|t| qualified(config, &format!("{name}_{t}")))
         .collect();

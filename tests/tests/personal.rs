@@ -214,8 +214,87 @@ fn personal_data_without_a_master_key_or_in_the_python_codec_is_refused() {
 #[test]
 fn rotating_the_master_key_rewraps_every_key_and_rewrites_no_event() {
     let db = annals_tests::stores::temp_sqlite("rotation");
+    rotation(&|key: &str, previous: Option<&str>| {
+        let builder = Application::builder("Shop")
+            .sqlite(&db)
+            .personal_data_key(key);
+        match previous {
+            Some(old) => builder.previous_personal_data_keys([old]),
+            None => builder,
+        }
+        .build()
+        .expect("open")
+    });
+}
+
+#[test]
+fn on_postgres_keys_are_kept_rotated_and_forgotten() {
+    let Some(config) = annals_tests::stores::postgres_server() else {
+        println!("SKIPPED: set POSTGRES_DBNAME");
+        return;
+    };
+    annals_tests::stores::drop_postgres_tables(&config, "Shop");
+    let open = |key: &str, previous: Option<&str>| {
+        let builder = Application::builder("Shop")
+            .persistence(annals::Persistence::Postgres(config.clone()))
+            .personal_data_key(key)
+            .snapshotting(true);
+        match previous {
+            Some(old) => builder.previous_personal_data_keys([old]),
+            None => builder,
+        }
+        .build()
+        .expect("open")
+    };
+    rotation(&open);
+    annals_tests::stores::drop_postgres_tables(&config, "Shop");
+    let key = annals::cipher::create_key();
+    let app = open(&key, None);
+    let mut ada = Customer::register("Ada Lovelace".into());
+    app.save(&mut ada).unwrap();
+    app.take_snapshot::<Customer>(ada.id()).unwrap();
+    let mut delivery = Delivery::plan(ada.id(), "12 Analytical Row".into());
+    app.save(&mut delivery).unwrap();
+    let mut client = annals_tests::stores::postgres_client(&config);
+    let events = annals_tests::stores::qualified(&config, "shop_events");
+    let snapshots = annals_tests::stores::qualified(&config, "shop_snapshots");
+    for table in [&events, &snapshots] {
+        let found: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE position('Ada Lovelace' in convert_from(state, 'UTF8')) > 0"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(found, 0, "the name is in {table} in the clear");
+    }
+    assert!(app.forget(&ada.id().to_string()).unwrap());
+    assert_eq!(
+        open(&key, None).get::<Customer>(ada.id()).unwrap().name,
+        "<forgotten>"
+    );
+    assert_eq!(
+        open(&key, None)
+            .get::<Delivery>(delivery.id())
+            .unwrap()
+            .address,
+        ""
+    );
+    let keys = annals_tests::stores::qualified(&config, "shop_data_keys");
+    let left: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {keys}"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    annals_tests::stores::drop_postgres_tables(&config, "Shop");
+}
+
+/// Five customers saved under one master key, read under a second with
+/// the first as a previous key, re-wrapped, and read under the second
+/// alone.
+fn rotation(open: &dyn Fn(&str, Option<&str>) -> Application) {
     let (old, new) = (annals::cipher::create_key(), annals::cipher::create_key());
-    let app = sqlite_app(&db, &old);
+    let app = open(&old, None);
     let mut customers: Vec<Customer> = (0..5)
         .map(|i| Customer::register(format!("customer {i}")))
         .collect();
@@ -226,7 +305,7 @@ fn rotating_the_master_key_rewraps_every_key_and_rewrites_no_event() {
 
     // With the new key alone, the old keys do not open: an error, never
     // "forgotten".
-    let wrong = sqlite_app(&db, &new);
+    let wrong = open(&new, None);
     let err = wrong.get::<Customer>(customers[0].id()).unwrap_err();
     let mut chain = err.to_string();
     let mut source = std::error::Error::source(&err);
@@ -236,12 +315,7 @@ fn rotating_the_master_key_rewraps_every_key_and_rewrites_no_event() {
     }
     assert!(chain.contains("PERSONAL_DATA_KEY"), "{chain}");
 
-    let rotating = Application::builder("Shop")
-        .sqlite(&db)
-        .personal_data_key(&new)
-        .previous_personal_data_keys([&old])
-        .build()
-        .unwrap();
+    let rotating = open(&new, Some(&old));
     assert_eq!(
         rotating.get::<Customer>(customers[0].id()).unwrap().name,
         "customer 0"
@@ -250,7 +324,7 @@ fn rotating_the_master_key_rewraps_every_key_and_rewrites_no_event() {
     assert_eq!((rotation.rewrapped, rotation.current), (5, 0));
     assert_eq!(rotating.rotate_keys().unwrap().current, 5);
 
-    let rotated = sqlite_app(&db, &new);
+    let rotated = open(&new, None);
     for (i, customer) in customers.iter().enumerate() {
         assert_eq!(
             rotated.get::<Customer>(customer.id()).unwrap().name,

@@ -73,7 +73,7 @@ mod writer;
 pub use dcb::PostgresDcbRecorder;
 pub use listener::Listener;
 pub use pool::describe;
-pub use recorder::{PostgresRecorder, PostgresSnapshotRecorder};
+pub use recorder::{PostgresKeyStore, PostgresRecorder, PostgresSnapshotRecorder};
 pub use settings::{OriginatorIdType, PostgresConfig};
 pub use tls::SslMode;
 
@@ -137,6 +137,11 @@ impl Store for PostgresConfig {
     fn open(&self, app_name: &str) -> Result<Recorders> {
         let recorder = PostgresRecorder::open(self, app_name)?;
         let snapshots = recorder.snapshot_recorder();
-        Ok(Recorders::new(Arc::new(recorder), Arc::new(snapshots)))
+        let keys = recorder.key_store();
+        let recorders = Recorders::new(Arc::new(recorder), Arc::new(snapshots));
+        Ok(match keys {
+            Some(keys) => recorders.with_keys(Arc::new(keys)),
+            None => recorders,
+        })
     }
 }

@@ -10,7 +10,11 @@ use postgres::Row;
 use r2d2::{Pool, PooledConnection};
 use uuid::Uuid;
 
+mod keys;
 mod schema;
+
+pub(crate) use keys::KeySql;
+pub use keys::PostgresKeyStore;
 
 use super::columns::{parse_uuid, Columns, IdParam};
 use super::pool::{described, is_broken, setting_at_fault, Conn, Connections, Manager, StepError};
@@ -431,6 +435,15 @@ impl PostgresRecorder {
 }
 
 impl PostgresRecorder {
+    /// The data keys of personal data in the same database (the
+    /// `{name}_data_keys` table), on the same pool; `None` under
+    /// eventsourcing_django's tables, which have no place for them.
+    pub fn key_store(&self) -> Option<PostgresKeyStore> {
+        (!self.sql.django).then(|| PostgresKeyStore {
+            recorder: self.clone(),
+        })
+    }
+
     /// The store of snapshots in the same database (the `{name}_snapshots`
     /// table), on the same pool.
     pub fn snapshot_recorder(&self) -> PostgresSnapshotRecorder {

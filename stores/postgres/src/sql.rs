@@ -99,6 +99,8 @@ pub(super) struct Sql {
     /// Whether these are the statements of eventsourcing_django's tables
     /// (see [`Sql::django`]).
     pub(super) django: bool,
+    /// The data keys table's statements (none under Django's tables).
+    pub(super) keys: crate::recorder::KeySql,
 }
 
 impl Sql {
@@ -118,6 +120,8 @@ impl Sql {
         let snapshots = qualify(&format!("{prefix}_snapshots"));
         // Not a Python table; as short as `_snapshots`, so it fits too.
         let outcomes = qualify(&format!("{prefix}_outcomes"));
+        let keys =
+            crate::recorder::KeySql::new(&qualify(&format!("{prefix}_data_keys")), TABLE_OPTIONS);
         // As Python names it; PostgreSQL would truncate a longer name to
         // these same 63 bytes (the name is ASCII).
         let mut index = format!("{prefix}_events_notification_id_idx");
@@ -316,6 +320,7 @@ impl Sql {
             sequence_behind,
             statements,
             django: false,
+            keys,
         }
     }
 
@@ -433,6 +438,8 @@ impl Sql {
             sequence_behind: "SELECT false".to_owned(),
             statements,
             django: true,
+            // Never used: no key store under Django's tables.
+            keys: crate::recorder::KeySql::new("\"\"", ""),
         }
     }
 }

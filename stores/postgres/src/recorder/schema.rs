@@ -187,6 +187,15 @@ impl PostgresRecorder {
                     tx.batch_execute(create)?;
                 }
             }
+            if !self.sql.django {
+                let keys = &self.sql.keys;
+                if tx
+                    .query_one(keys.missing.as_str(), &[])?
+                    .try_get::<_, bool>(0)?
+                {
+                    tx.batch_execute(&keys.create)?;
+                }
+            }
             if layout == wanted {
                 // Missing, or of this layout: created, or (single-row) given
                 // its migration row if it lacks it.
