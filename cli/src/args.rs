@@ -178,14 +178,37 @@ pub(crate) enum Command {
         #[arg(long)]
         compare: bool,
     },
-    /// Make a cipher key (for CIPHER_KEY).
+    /// Make a cipher key (for CIPHER_KEY or PERSONAL_DATA_KEY).
     Keygen,
+    /// Forget a subject's personal data (the right to erasure): erase its
+    /// data key, so every #[personal] field sealed with it reads as
+    /// forgotten, in the store and in every backup and export of it. The
+    /// events stay, in order, with their hash chains.
+    Forget {
+        /// The subject: an aggregate's id, or the id its model marks
+        /// #[subject] (a customer id), as it displays.
+        subject: String,
+    },
+    /// The data keys of personal data.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Counts, sizes and the settings in effect (never a secret's value).
     Info,
     /// The application's DCB store (dynamic consistency boundaries:
     /// tagged events in one sequence), from the same settings.
     #[command(subcommand)]
     Dcb(DcbCommand),
+}
+
+/// What to do with the data keys of personal data.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Wrap every data key by the current master key (PERSONAL_DATA_KEY,
+    /// or CIPHER_KEY), opening those wrapped by a former one (listed in
+    /// PERSONAL_DATA_PREVIOUS_KEYS). No event is rewritten. Afterwards the
+    /// former key can be dropped, and destroyed: backups then hold data
+    /// keys nobody can unwrap.
+    Rotate,
 }
 
 /// What to do with a DCB store.

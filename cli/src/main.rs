@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, DcbCommand};
+use crate::args::{Cli, Command, DcbCommand, KeysCommand};
 
 /// What a command found, for the exit code.
 enum Outcome {
@@ -108,6 +108,33 @@ fn run(cli: Cli) -> Result<Outcome> {
             out.value(&serde_json::json!({ "migrated": settings.app() }), || {
                 format!("the tables of {} are ready", settings.app())
             });
+        }
+        Command::Forget { subject } => {
+            let had = settings()?.open()?.forget(&subject)?;
+            out.value(
+                &serde_json::json!({ "subject": subject, "forgotten": had }),
+                || {
+                    if had {
+                        format!("subject {subject} forgotten: its data key is erased")
+                    } else {
+                        format!(
+                            "subject {subject} has no data key (no personal data saved, or forgotten before)"
+                        )
+                    }
+                },
+            );
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let rotation = settings()?.open()?.rotate_keys()?;
+            out.value(
+                &serde_json::json!({ "rewrapped": rotation.rewrapped, "current": rotation.current }),
+                || {
+                    format!(
+                        "{} data keys re-wrapped by the current master key, {} already were",
+                        rotation.rewrapped, rotation.current
+                    )
+                },
+            );
         }
         Command::Streams => inspect::streams(&settings()?, &out)?,
         Command::Compact => {

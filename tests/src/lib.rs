@@ -2,6 +2,7 @@
 //! they run against every store is annals' own (`annals::testing::contract`,
 //! `annals::recorder_contract!`, the `testing` feature).
 
+pub mod clinic;
 pub mod dogs;
 pub mod dogschool;
 pub mod python;

@@ -9,6 +9,7 @@ mod export_import;
 mod follow;
 mod inspect;
 mod mysql;
+mod personal;
 mod python;
 mod settings;
 mod support;
