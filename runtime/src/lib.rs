@@ -115,6 +115,10 @@ pub mod testing;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub use annals_core::dcb_recorder_contract;
+/// The key store contract suite as `#[test]`s: annals-core's, re-exported.
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub use annals_core::key_store_contract;
 /// The recorder contract suite as `#[test]`s: annals-core's, re-exported.
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

@@ -607,3 +607,15 @@ fn migrate_creates_the_tables_create_table_no_leaves_out() {
         ]
     );
 }
+
+/// The key store contract on a database file's `stored_data_keys`.
+mod keys {
+    use super::*;
+
+    annals::key_store_contract!(|name| {
+        let recorder =
+            SqliteRecorder::open(SqliteConfig::new(temp_db(name).to_string_lossy())).expect("open");
+        let keys = recorder.key_store().expect("annals' own tables keep keys");
+        Some((Arc::new(recorder), Arc::new(keys)))
+    });
+}

@@ -6,6 +6,7 @@
 
 pub mod contract;
 pub mod dcb;
+pub mod keys;
 
 use std::io::Write;
 

@@ -39,3 +39,16 @@ mod multi_row_tracking {
 
     annals::recorder_contract!(contract_recorder);
 }
+
+/// The key store contract on `{name}_data_keys`.
+mod keys {
+    use super::*;
+
+    annals::key_store_contract!(|test| {
+        let mut config = server()?;
+        config.originator_id_type = OriginatorIdType::Text;
+        let r = fresh(&config, &format!("k_{}", &test[..test.len().min(45)]));
+        let keys = r.key_store().expect("annals' own tables keep keys");
+        Some((Arc::new(r), Arc::new(keys)))
+    });
+}
