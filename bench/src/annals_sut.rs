@@ -73,6 +73,37 @@ impl PythonDog {
     }
 }
 
+/// The same dog with its one field per event personal (`#[personal]`):
+/// sealed with the dog's own data key, made at its first save.
+#[aggregate]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PersonalDog {
+    /// `name(i)`.
+    #[personal]
+    pub name: String,
+    /// Its tricks, in the order it learned them.
+    #[personal]
+    pub tricks: Vec<String>,
+}
+
+#[aggregate(name = "Dog")]
+impl PersonalDog {
+    /// Registers a dog.
+    #[event("Registered")]
+    pub fn register(#[personal] name: String) -> Self {
+        PersonalDog {
+            name,
+            tricks: Vec::new(),
+        }
+    }
+
+    /// Adds a trick.
+    #[event("TrickAdded")]
+    pub fn add_trick(&mut self, #[personal] trick: String) {
+        self.tricks.push(trick);
+    }
+}
+
 /// The same dog in the explicit style: an event enum written by hand
 /// (`#[derive(Event)]`) and `Apply`, stored as `Dog`'s events are (the
 /// same topics and states), so that the two styles' figures compare.
@@ -125,6 +156,8 @@ impl annals::Apply for ExplicitDog {
 pub(crate) trait BenchDog: Aggregate<Id = Uuid> + Sized {
     /// The codec its application stores it in.
     const CODEC: Codec = Codec::Annals;
+    /// Whether its fields are personal (its application has a master key).
+    const PERSONAL: bool = false;
     /// Registers a dog.
     fn register(name: String) -> Self;
     /// Adds a trick.
@@ -157,6 +190,22 @@ impl BenchDog for PythonDog {
     }
     fn add_trick(&mut self, trick: String) {
         PythonDog::add_trick(self, trick);
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn tricks(&self) -> &[String] {
+        &self.tricks
+    }
+}
+
+impl BenchDog for PersonalDog {
+    const PERSONAL: bool = true;
+    fn register(name: String) -> Self {
+        PersonalDog::register(name)
+    }
+    fn add_trick(&mut self, trick: String) {
+        PersonalDog::add_trick(self, trick);
     }
     fn name(&self) -> &str {
         &self.name
@@ -226,6 +275,9 @@ impl<D: BenchDog> AnnalsSut<D> {
             builder = builder
                 .compressor(Some(Compressor::Zlib))
                 .cipher_key(annals::cipher::create_key());
+        }
+        if D::PERSONAL {
+            builder = builder.personal_data_key(annals::cipher::create_key());
         }
         let app = builder.codec(D::CODEC).snapshotting(snapshotting).build()?;
         Ok(Self {

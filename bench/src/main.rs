@@ -15,6 +15,7 @@ mod compaction;
 mod cqrs;
 mod curve;
 mod enrolment;
+mod forget;
 mod long_get;
 mod raw;
 mod reader_memory;
@@ -214,6 +215,11 @@ struct Cli {
     /// Internal: that aggregate's name index.
     #[arg(long, hide = true)]
     cold_child_index: Option<usize>,
+    /// Forget subjects whose personal data is in 100 and in 10,000 events
+    /// (SQLite; PostgreSQL with POSTGRES_DBNAME): the time of `forget`
+    /// against the number of events.
+    #[arg(long)]
+    forget: bool,
     /// With --allocs: also write DHAT's profile (every allocation site with
     /// its backtrace) to this file, for DHAT's viewer (dh_view.html).
     #[arg(long, value_name = "FILE")]
@@ -232,6 +238,9 @@ enum System {
     AnnalsDjango,
     /// annals on its own tables in the Python codec (`CODEC=python`).
     AnnalsPython,
+    /// annals with every event's field `#[personal]` (sealed with each
+    /// dog's own data key): its cost against the same dog unmarked.
+    AnnalsPersonal,
     Raw,
     Cqrs,
 }
@@ -264,19 +273,21 @@ struct Config {
 }
 
 impl Config {
-    const ALL: [Config; 22] = [
+    const ALL: [Config; 24] = [
         Config::new(System::Annals, Store::Memory, false),
         Config::new(System::Cqrs, Store::Memory, false),
         Config::new(System::Annals, Store::Memory, true),
         Config::new(System::Annals, Store::Sqlite, false),
         Config::new(System::Raw, Store::Sqlite, false),
         Config::new(System::AnnalsExplicit, Store::Sqlite, false),
+        Config::new(System::AnnalsPersonal, Store::Sqlite, false),
         Config::new(System::Annals, Store::Sqlite, true),
         Config::new(System::Raw, Store::Sqlite, true),
         Config::new(System::Annals, Store::Postgres, false),
         Config::new(System::Raw, Store::Postgres, false),
         Config::new(System::AnnalsPython, Store::Postgres, false),
         Config::new(System::AnnalsDjango, Store::Postgres, false),
+        Config::new(System::AnnalsPersonal, Store::Postgres, false),
         Config::new(System::Annals, Store::Postgres, true),
         Config::new(System::Raw, Store::Postgres, true),
         Config::new(System::Annals, Store::Mysql, false),
@@ -303,6 +314,7 @@ impl Config {
             (System::AnnalsExplicit, _) => "annals explicit",
             (System::AnnalsDjango, _) => "annals django-tables",
             (System::AnnalsPython, _) => "annals python-codec",
+            (System::AnnalsPersonal, _) => "annals personal",
             (System::Raw, Store::Sqlite) => "raw rusqlite",
             (System::Raw, Store::ObjectDir) => "raw object_store dir",
             (System::Raw, Store::ObjectS3) => "raw object_store s3",
@@ -448,7 +460,8 @@ fn open(
             system @ (System::Annals
             | System::AnnalsExplicit
             | System::AnnalsDjango
-            | System::AnnalsPython),
+            | System::AnnalsPython
+            | System::AnnalsPersonal),
             store,
         ) => {
             let store = match store {
@@ -459,7 +472,8 @@ fn open(
                 Store::Postgres => {
                     let mut client = pg_config()?.connect(postgres::NoTls)?;
                     client.batch_execute(&format!(
-                        "DROP TABLE IF EXISTS {name}_events, {name}_snapshots, {name}_tracking"
+                        "DROP TABLE IF EXISTS {name}_events, {name}_snapshots, {name}_tracking, \
+                         {name}_data_keys"
                     ))?;
                     let (dbname, host, port, user) = pg_settings().ok_or("POSTGRES_DBNAME")?;
                     let mut c = annals::persistence::postgres::PostgresConfig::new(dbname);
@@ -494,6 +508,13 @@ fn open(
             let snapshots = group == "w4" || snapshotting;
             if matches!(system, System::AnnalsDjango | System::AnnalsPython) {
                 Box::new(annals_sut::AnnalsSut::<annals_sut::PythonDog>::open(
+                    &name,
+                    store,
+                    config.zlib_aes,
+                    snapshots,
+                )?)
+            } else if system == System::AnnalsPersonal {
+                Box::new(annals_sut::AnnalsSut::<annals_sut::PersonalDog>::open(
                     &name,
                     store,
                     config.zlib_aes,
@@ -731,6 +752,9 @@ fn run(cli: Cli) -> Res<()> {
             cli.cold_child_index.ok_or("--cold-child-index")?,
         );
     }
+    if cli.forget {
+        return forget::run(&[100, 10_000]);
+    }
     if cli.cold_start || cli.compaction {
         let cache = match &cli.cold_cache {
             Some(dir) => dir.clone(),
@@ -923,7 +947,7 @@ fn run(cli: Cli) -> Res<()> {
         // against the event methods.
         let baseline = |b: System| match ca.system {
             System::Annals => matches!(b, System::Raw | System::Cqrs),
-            System::AnnalsExplicit => b == System::Annals,
+            System::AnnalsExplicit | System::AnnalsPersonal => b == System::Annals,
             System::AnnalsDjango => b == System::AnnalsPython,
             System::AnnalsPython => false,
             System::Raw | System::Cqrs => false,

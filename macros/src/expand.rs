@@ -852,7 +852,7 @@ pub(crate) fn event_impl(spec: &EnumSpec<'_>) -> TokenStream {
         #[automatically_derived]
         #allow
         impl #p::EventInternals for #event_ident {
-            const PERSONAL: bool = #any_personal;
+            const __PERSONAL: bool = #any_personal;
             fn __personal(&self) -> bool {
                 #[allow(unreachable_patterns)]
                 match self {

@@ -180,7 +180,15 @@ fn event(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
                         .cloned()
                         .collect();
                     let ident = f.ident.clone().expect("a named field");
-                    parse::field(ident, f.ty.clone(), serde, &mut errors)
+                    let mut arg = parse::field(ident, f.ty.clone(), serde, &mut errors);
+                    let marks: Vec<_> = f
+                        .attrs
+                        .iter()
+                        .filter(|a| a.path().is_ident("personal") || a.path().is_ident("subject"))
+                        .cloned()
+                        .collect();
+                    parse::personal_marks(&marks, &mut arg, &mut errors);
+                    arg
                 })
                 .collect(),
             Fields::Unit => Vec::new(),

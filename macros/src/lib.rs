@@ -124,7 +124,7 @@ pub fn derive_any_event(input: TokenStream) -> TokenStream {
 /// events (the explicit style), named by `#[aggregate(events = ...)]`;
 /// options in `#[annals(..)]`. Re-exported as `annals::Event`: what it
 /// accepts is documented there, with examples that run.
-#[proc_macro_derive(Event, attributes(annals, serde))]
+#[proc_macro_derive(Event, attributes(annals, serde, personal, subject))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     match syn::parse::<syn::DeriveInput>(input) {
         Ok(input) => explicit::derive_event(input).into(),

@@ -114,7 +114,7 @@ fn state_impl(item: &ItemStruct, krate: &syn::Path, personal: &Personal) -> Toke
                 &mut self.#field
             }
             const SNAPSHOTS: bool = #serde;
-            const PERSONAL: bool = #any_personal;
+            const __PERSONAL: bool = #any_personal;
             fn __subject(&self) -> ::core::option::Option<::std::string::String> {
                 #subject
             }

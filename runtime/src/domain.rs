@@ -130,7 +130,7 @@ pub trait Event: EventInternals + Debug + Clone + Send + Sync + 'static {
 pub trait EventInternals: Sized {
     /// Whether any event of the type has a `#[personal]` field.
     #[doc(hidden)]
-    const PERSONAL: bool = false;
+    const __PERSONAL: bool = false;
 
     /// Whether this event has a `#[personal]` field.
     #[doc(hidden)]
@@ -359,7 +359,7 @@ pub trait AggregateState: Sized {
     const SNAPSHOTS: bool;
     /// Whether a field of the struct is `#[personal]`.
     #[doc(hidden)]
-    const PERSONAL: bool = false;
+    const __PERSONAL: bool = false;
     /// The subject of the struct's personal fields, when a field is marked
     /// `#[subject]` (the aggregate's id otherwise).
     #[doc(hidden)]

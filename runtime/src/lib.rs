@@ -398,6 +398,9 @@ mod howto {
     struct Django;
     #[doc = include_str!("../../docs/howto/dcb.md")]
     struct Dcb;
+    #[cfg(feature = "sqlite")]
+    #[doc = include_str!("../../docs/howto/personal-data.md")]
+    struct PersonalData;
     #[doc = include_str!("../../docs/howto/styles.md")]
     struct Styles;
     #[cfg(feature = "testing")]

@@ -664,7 +664,7 @@ impl Mapper {
         }
         let current = A::Event::VERSIONS[variant];
         let _python = crate::transcoding::PythonScope::new(python);
-        let _keys = A::Event::PERSONAL.then(|| personal::Opening::new(self.keys.as_ref()));
+        let _keys = A::Event::__PERSONAL.then(|| personal::Opening::new(self.keys.as_ref()));
         let upcast_value = |mut value: serde_json::Value| {
             let from = stored_version(&value);
             upcast::<A>(&stored.topic, from, current, |v| {

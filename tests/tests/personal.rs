@@ -339,3 +339,53 @@ fn rotation(open: &dyn Fn(&str, Option<&str>) -> Application) {
         "no event rewritten"
     );
 }
+
+/// The explicit style's events, marked on their fields.
+mod explicit {
+    use super::*;
+
+    /// A member, in the explicit style.
+    #[aggregate]
+    #[derive(Debug, Clone)]
+    pub struct Member {
+        name: String,
+    }
+
+    /// A member's events.
+    #[derive(Debug, Clone, Event)]
+    #[annals(aggregate = "Member")]
+    pub enum MemberEvent {
+        /// Joined.
+        #[annals(create)]
+        Joined {
+            /// The member's name, forgotten as "?".
+            #[personal(forgotten = "?".to_owned())]
+            name: String,
+        },
+    }
+
+    #[aggregate(events = MemberEvent)]
+    impl annals::Apply for Member {
+        fn create(event: MemberEvent) -> Result<Self, MemberEvent> {
+            let MemberEvent::Joined { name } = event;
+            Ok(Member { name })
+        }
+
+        fn apply(&mut self, _: MemberEvent) {}
+    }
+
+    #[test]
+    fn explicit_events_seal_their_personal_fields() {
+        let app = Application::builder("Club")
+            .personal_data_key(annals::cipher::create_key())
+            .build()
+            .unwrap();
+        let mut ada = Member::from_event(MemberEvent::Joined { name: "Ada".into() }).unwrap();
+        app.save(&mut ada).unwrap();
+        let stored = app.select_notifications(&NotificationQuery::new(1, 1)).unwrap();
+        assert!(!String::from_utf8_lossy(&stored[0].event.state).contains("Ada"));
+        assert_eq!(app.get::<Member>(ada.id()).unwrap().name, "Ada");
+        app.forget(&ada.id().to_string()).unwrap();
+        assert_eq!(app.get::<Member>(ada.id()).unwrap().name, "?");
+    }
+}

@@ -26,7 +26,7 @@ impl Mapper {
     pub fn encode_snapshot<A: Aggregate>(&self, aggregate: &A) -> Result<StoredEvent> {
         if self.codec == Codec::Python {
             // Refused: the Python library cannot read a sealed field.
-            self.sealing(A::PERSONAL, String::new, A::NAME, A::NAME, || ())?;
+            self.sealing(A::__PERSONAL, String::new, A::NAME, A::NAME, || ())?;
             return self.encode_python_snapshot(aggregate);
         }
         let last_hash = aggregate.__meta().last_hash.as_ref().map(to_hex);
@@ -40,7 +40,7 @@ impl Mapper {
         let originator_id = aggregate.id().to_stored();
         let json = self
             .sealing(
-                A::PERSONAL,
+                A::__PERSONAL,
                 || {
                     aggregate
                         .__subject()
@@ -85,7 +85,7 @@ impl Mapper {
         }
         let id = A::Id::from_stored(&stored.originator_id)
             .map_err(|e| decode_error::<A>(stored, e.into()))?;
-        let _keys = A::PERSONAL.then(|| crate::personal::Opening::new(self.keys()));
+        let _keys = A::__PERSONAL.then(|| crate::personal::Opening::new(self.keys()));
         let json = self
             .open(stored)
             .map_err(|e| decode_error::<A>(stored, Box::new(e)))?;
