@@ -238,6 +238,87 @@ impl Shared {
         saved.map_err(|e| self.save_error(e))
     }
 
+    /// Ends stream `originator_id` of `table` (a table and the condition
+    /// that picks the application's rows: [`Tables::rows`]) in one
+    /// transaction of the writer: the stream read, checked
+    /// ([`annals_core::ending::check_end`]), the tombstone inserted with
+    /// `insert_sql` first (so it takes a rowid above every removed one,
+    /// which SQLite would otherwise give out again), then the stream's
+    /// other rows deleted under `PRAGMA secure_delete`, so their bytes are
+    /// overwritten in the database's pages (the write-ahead log keeps its
+    /// copies until a checkpoint).
+    fn end_stream(
+        &self,
+        (table, rows): (&str, &str),
+        insert_sql: &Arc<str>,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        let before = tombstone
+            .map(|t| to_i64("originator version", t.originator_version))
+            .transpose()?;
+        let select = select_events_sql(table, rows, &EventQuery::all());
+        let delete = match before {
+            Some(_) => format!(
+                "DELETE FROM {table} WHERE {rows}originator_id = ?1 AND originator_version < ?2"
+            ),
+            None => format!("DELETE FROM {table} WHERE {rows}originator_id = ?1"),
+        };
+        let ended = self.writer.save(|w| {
+            w.mark(StatementCount::Several)?;
+            let conn = &w.conn;
+            let mut events = Vec::new();
+            {
+                let mut stmt = conn.prepare_cached(&select)?;
+                let mut found = stmt.query(params![originator_id])?;
+                while let Some(row) = found.next()? {
+                    let version: i64 = row.get(0)?;
+                    events.push(StoredEvent {
+                        originator_id: originator_id.to_owned(),
+                        originator_version: version.unsigned_abs(),
+                        topic: row.get(1)?,
+                        state: row.get(2)?,
+                    });
+                }
+            }
+            match annals_core::ending::check_end(originator_id, events.last(), tombstone) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Ok(Vec::new())),
+                // Nothing was written: the error is the answer.
+                Err(e) => return Ok(Err(e)),
+            }
+            if let Some(tombstone) = tombstone {
+                connection::insert_rows(conn, insert_sql, std::slice::from_ref(tombstone), false)?;
+            }
+            let secure: i64 = conn.query_row("PRAGMA secure_delete", [], |r| r.get(0))?;
+            conn.pragma_update(None, "secure_delete", 1)?;
+            let deleted = match before {
+                Some(before) => conn
+                    .prepare_cached(&delete)?
+                    .execute(params![originator_id, before]),
+                None => conn.prepare_cached(&delete)?.execute(params![originator_id]),
+            };
+            conn.pragma_update(None, "secure_delete", secure)?;
+            deleted?;
+            Ok(Ok(events))
+        });
+        ended.map_err(|e| match e {
+            SaveFailure::NotBegun(e) | SaveFailure::Refused { error: e, .. } => {
+                sqlite_error("ending a stream", &self.config, e)
+            }
+            SaveFailure::GroupFailed(
+                CommitFailure::RolledBack(why) | CommitFailure::Unknown(why),
+            ) => Error::persistence(
+                format!(
+                    "committing the end of stream {originator_id} to SQLite database {:?}; \
+                     nothing of it was stored",
+                    self.config.dbname
+                ),
+                why,
+            ),
+        })?
+    }
+
     fn save_error(&self, e: SaveFailure<rusqlite::Error>) -> Error {
         match e {
             SaveFailure::NotBegun(e) | SaveFailure::Refused { error: e, .. } => {
@@ -660,6 +741,16 @@ impl AggregateRecorder for SqliteSnapshotRecorder {
         let table = (self.table.as_str(), self.rows.as_str());
         self.shared.select_events(table, originator_id, query)
     }
+
+    fn end_stream(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        let table = (self.table.as_str(), self.rows.as_str());
+        self.shared
+            .end_stream(table, &self.insert, originator_id, tombstone)
+    }
 }
 
 impl AggregateRecorder for SqliteRecorder {
@@ -696,6 +787,24 @@ impl AggregateRecorder for SqliteRecorder {
             self.statements.rows.as_str(),
         );
         self.shared.visit_events(table, originator_id, query, visit)
+    }
+
+    /// Under `DJANGO_TABLES`, only this application's rows.
+    fn end_stream(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        let table = (
+            self.statements.events_table.as_str(),
+            self.statements.rows.as_str(),
+        );
+        self.shared.end_stream(
+            table,
+            &self.statements.insert_event,
+            originator_id,
+            tombstone,
+        )
     }
 }
 
