@@ -365,7 +365,7 @@ pub use domain::{
 /// kept (hidden) so that code written against it still compiles.
 #[doc(hidden)]
 pub use annals_core::rows;
-pub use annals_core::{env, error, settings};
+pub use annals_core::{ending, env, error, settings};
 pub use error::{Error, Result};
 /// Where an application keeps its events, at the root as the builder's
 /// companion (defined in [`persistence`]).
