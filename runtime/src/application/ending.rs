@@ -117,6 +117,7 @@ impl Application {
     /// #     pub fn register(name: String) -> Self { Dog { name } }
     /// # }
     /// use annals::application::Archive;
+    /// use annals::domain::AggregateId;
     ///
     /// let app = Application::builder("Kennel").build()?;
     /// let vault = Application::builder("Vault").build()?;
