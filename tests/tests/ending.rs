@@ -394,3 +394,82 @@ fn the_object_store_refuses_to_end_a_stream() {
     );
     assert_eq!(app.get::<Dog>(fido.id()).expect("intact").tricks.len(), 2);
 }
+
+/// Under eventsourcing_django's tables (here made by hand in SQLite, as
+/// its migration makes them), ending a stream of one application leaves
+/// another application's stream of the same id as it was.
+#[test]
+fn under_django_tables_only_the_applications_rows_are_ended() {
+    let file = temp_sqlite("ending_django");
+    rusqlite::Connection::open(&file)
+        .expect("open")
+        .execute_batch(
+            "CREATE TABLE stored_events (id integer NOT NULL PRIMARY KEY AUTOINCREMENT, \
+                 application_name varchar(32) NOT NULL, originator_id char(32) NOT NULL, \
+                 originator_version bigint NOT NULL, topic text NOT NULL, state blob NOT NULL, \
+                 UNIQUE (application_name, originator_id, originator_version)); \
+             CREATE TABLE snapshots (id integer NOT NULL PRIMARY KEY AUTOINCREMENT, \
+                 application_name varchar(32) NOT NULL, originator_id char(32) NOT NULL, \
+                 originator_version bigint NOT NULL, topic text NOT NULL, state blob NOT NULL, \
+                 UNIQUE (application_name, originator_id, originator_version)); \
+             CREATE TABLE notification_tracking (id integer NOT NULL PRIMARY KEY AUTOINCREMENT, \
+                 application_name varchar(32) NOT NULL, upstream_application_name varchar(32) NOT NULL, \
+                 notification_id bigint NOT NULL, \
+                 UNIQUE (application_name, upstream_application_name, notification_id));",
+        )
+        .expect("the Django tables");
+    let open = |name: &str| {
+        let env = annals::env::Env::from_map(
+            name,
+            [
+                ("PERSISTENCE_MODULE", "sqlite"),
+                ("SQLITE_DBNAME", file.as_str()),
+                ("DJANGO_TABLES", "yes"),
+                ("CODEC", "python"),
+            ],
+        );
+        Persistence::from_env(&env)
+            .expect("settings")
+            .expect("a store")
+            .open(name)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.report()))
+    };
+    let (kennel, pound) = (open("Kennel"), open("Pound"));
+    let id = Uuid::new_v4().to_string();
+    let event = |version: u64| StoredEvent {
+        originator_id: id.clone(),
+        originator_version: version,
+        topic: "dogs:Dog.Registered".into(),
+        state: format!("{{\"v\":{version}}}").into_bytes(),
+    };
+    kennel.events.insert_events(&[event(1), event(2)]).expect("kennel");
+    pound.events.insert_events(&[event(1), event(2), event(3)]).expect("pound");
+    kennel.snapshots.insert_events(&[event(2)]).expect("kennel's snapshot");
+    pound.snapshots.insert_events(&[event(2)]).expect("pound's snapshot");
+    let pound_log = pound
+        .events
+        .select_notifications(&annals::persistence::NotificationQuery::new(1, 100))
+        .expect("pound's log");
+
+    let tombstone = Tombstone::deleted("2026-01-01T00:00:00Z").to_stored(&id, 3);
+    let removed = kennel.events.end_stream(&id, Some(&tombstone)).expect("end");
+    assert_eq!(removed, [event(1), event(2)]);
+    kennel.snapshots.end_stream(&id, None).expect("kennel's snapshots");
+
+    let all = EventQuery::all();
+    assert_eq!(kennel.events.select_events(&id, &all).expect("kennel").len(), 1);
+    assert_eq!(
+        pound.events.select_events(&id, &all).expect("pound"),
+        [event(1), event(2), event(3)]
+    );
+    assert!(kennel.snapshots.select_events(&id, &all).expect("snapshots").is_empty());
+    assert_eq!(pound.snapshots.select_events(&id, &all).expect("snapshots"), [event(2)]);
+    assert_eq!(
+        pound
+            .events
+            .select_notifications(&annals::persistence::NotificationQuery::new(1, 100))
+            .expect("pound's log"),
+        pound_log,
+        "the other application's log is as it was"
+    );
+}
