@@ -395,6 +395,8 @@ mod howto {
     struct Dcb;
     #[doc = include_str!("../../docs/howto/styles.md")]
     struct Styles;
+    #[doc = include_str!("../../docs/howto/ending-streams.md")]
+    struct EndingStreams;
     #[cfg(feature = "testing")]
     #[doc = include_str!("../../docs/howto/testing.md")]
     struct Testing;
