@@ -76,7 +76,9 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match &e {
             Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-            Error::StreamEnded { id, archived_to, .. } => {
+            Error::StreamEnded {
+                id, archived_to, ..
+            } => {
                 let how = if archived_to.is_some() {
                     "archived"
                 } else {

@@ -63,38 +63,76 @@ fn an_archived_stream_is_in_the_archive_as_stored_and_a_get_says_where() {
         let before = stream(&app, &id);
         assert_eq!(before.len(), 3, "{store}");
         let snapshots = app.snapshots().expect("snapshots on");
-        assert!(!snapshots.versions::<Dog>(fido.id()).expect("versions").is_empty(), "{store}");
+        assert!(
+            !snapshots
+                .versions::<Dog>(fido.id())
+                .expect("versions")
+                .is_empty(),
+            "{store}"
+        );
         let log_before = log(&app);
 
         let archive = Archive::new("vault.db", vault.recorder().clone());
         let ended = app
             .archive_stream(fido.id(), &archive)
             .unwrap_or_else(|e| panic!("{store}: {}", e.report()));
-        assert_eq!((ended.removed, ended.copied, ended.version), (3, 3, 4), "{store}");
+        assert_eq!(
+            (ended.removed, ended.copied, ended.version),
+            (3, 3, 4),
+            "{store}"
+        );
 
         // The archive's copy is the stored rows, byte for byte.
         assert_eq!(stream(&vault, &id), before, "{store}");
         // The live stream is its tombstone alone.
         let live = stream(&app, &id);
         assert_eq!(live.len(), 1, "{store}");
-        assert_eq!((live[0].topic.as_str(), live[0].originator_version), (TOMBSTONE_TOPIC, 4));
+        assert_eq!(
+            (live[0].topic.as_str(), live[0].originator_version),
+            (TOMBSTONE_TOPIC, 4)
+        );
         let tombstone = Tombstone::from_stored(&live[0]).expect("a tombstone");
         assert_eq!(tombstone.to.as_deref(), Some("vault.db"), "{store}");
         let text = String::from_utf8_lossy(&live[0].state);
-        assert!(!text.contains("Fido") && !text.contains("roll over"), "{store}: {text}");
-        assert!(snapshots.versions::<Dog>(fido.id()).expect("versions").is_empty(), "{store}");
+        assert!(
+            !text.contains("Fido") && !text.contains("roll over"),
+            "{store}: {text}"
+        );
+        assert!(
+            snapshots
+                .versions::<Dog>(fido.id())
+                .expect("versions")
+                .is_empty(),
+            "{store}"
+        );
 
         match app.get::<Dog>(fido.id()) {
-            Err(Error::StreamEnded { id: ended_id, archived_to, .. }) => {
+            Err(Error::StreamEnded {
+                id: ended_id,
+                archived_to,
+                ..
+            }) => {
                 assert_eq!(ended_id, id, "{store}");
                 assert_eq!(archived_to.as_deref(), Some("vault.db"), "{store}");
             }
             other => panic!("{store}: expected StreamEnded, got {other:?}"),
         }
         let message = app.get::<Dog>(fido.id()).unwrap_err().to_string();
-        assert!(message.contains(&id) && message.contains("archived to vault.db"), "{message}");
-        assert!(!app.repository().contains::<Dog>(fido.id()).expect("contains"), "{store}");
-        assert_eq!(app.get::<Dog>(rex.id()).expect("rex").tricks, ["beg"], "{store}");
+        assert!(
+            message.contains(&id) && message.contains("archived to vault.db"),
+            "{message}"
+        );
+        assert!(
+            !app.repository()
+                .contains::<Dog>(fido.id())
+                .expect("contains"),
+            "{store}"
+        );
+        assert_eq!(
+            app.get::<Dog>(rex.id()).expect("rex").tricks,
+            ["beg"],
+            "{store}"
+        );
 
         // The log: fido's ids are gaps, rex's stay, the tombstone is last.
         let log_after = log(&app);
@@ -141,7 +179,10 @@ fn a_deleted_stream_leaves_the_log_in_order_and_cannot_go_on() {
             .filter(|n| n.event.originator_id == rex.id().to_stored())
             .map(|n| n.id)
             .collect();
-        assert_eq!(after_rex, rex_ids, "{store}: rex keeps its notification ids");
+        assert_eq!(
+            after_rex, rex_ids,
+            "{store}: rex keeps its notification ids"
+        );
         assert!(
             log_after
                 .iter()
@@ -151,7 +192,9 @@ fn a_deleted_stream_leaves_the_log_in_order_and_cannot_go_on() {
         assert!(log_after.windows(2).all(|w| w[0].id < w[1].id), "{store}");
 
         match app.get::<Dog>(fido.id()) {
-            Err(Error::StreamEnded { archived_to: None, .. }) => {}
+            Err(Error::StreamEnded {
+                archived_to: None, ..
+            }) => {}
             other => panic!("{store}: expected StreamEnded (deleted), got {other:?}"),
         }
         // A writer that held the aggregate stores at the tombstone's version.
@@ -228,19 +271,35 @@ fn a_follower_sees_each_event_once_and_passes_over_the_tombstone() {
             .build()
             .expect("system");
         let (fido, mut rex) = kennel(&leader);
-        assert_eq!(system.pull("ending_follower", 100).expect("pull"), 5, "{store}");
+        assert_eq!(
+            system.pull("ending_follower", 100).expect("pull"),
+            5,
+            "{store}"
+        );
 
         leader.delete_stream(fido.id()).expect("delete");
         rex.add_trick("shake".into());
         leader.save(&mut rex).expect("save");
-        assert_eq!(system.pull("ending_follower", 100).expect("pull"), 2, "{store}");
-        assert_eq!(system.pull("ending_follower", 100).expect("pull"), 0, "{store}");
+        assert_eq!(
+            system.pull("ending_follower", 100).expect("pull"),
+            2,
+            "{store}"
+        );
+        assert_eq!(
+            system.pull("ending_follower", 100).expect("pull"),
+            0,
+            "{store}"
+        );
 
         let seen = seen.lock().unwrap().clone();
         let mut unique = seen.clone();
         unique.sort();
         unique.dedup();
-        assert_eq!(unique.len(), seen.len(), "{store}: each event once: {seen:?}");
+        assert_eq!(
+            unique.len(),
+            seen.len(),
+            "{store}: each event once: {seen:?}"
+        );
         assert_eq!(seen.len(), 6, "{store}: {seen:?}");
         assert!(
             calls.lock().unwrap().iter().all(|t| !is_tombstone(t)),
@@ -255,7 +314,10 @@ fn a_follower_sees_each_event_once_and_passes_over_the_tombstone() {
             leader.last_notification_id().expect("last"),
             "{store}: the tombstone is tracked"
         );
-        assert!(system.is_caught_up("ending_follower").expect("caught up"), "{store}");
+        assert!(
+            system.is_caught_up("ending_follower").expect("caught up"),
+            "{store}"
+        );
     }
 }
 
@@ -283,9 +345,18 @@ fn a_rerun_after_an_interrupted_archive_completes_and_another_history_is_refused
         other[0].state = b"{\"name\":\"Not Rex\"}".to_vec();
         vault.recorder().insert_events(&other[..1]).expect("plant");
         let refused = app.archive_stream(rex.id(), &archive).unwrap_err();
-        assert!(matches!(refused, Error::Corrupt { .. }), "{store}: {refused:?}");
-        assert!(refused.to_string().contains("nothing was removed"), "{refused}");
-        assert_eq!(app.get::<Dog>(rex.id()).expect("rex is intact").tricks, ["beg"]);
+        assert!(
+            matches!(refused, Error::Corrupt { .. }),
+            "{store}: {refused:?}"
+        );
+        assert!(
+            refused.to_string().contains("nothing was removed"),
+            "{refused}"
+        );
+        assert_eq!(
+            app.get::<Dog>(rex.id()).expect("rex is intact").tricks,
+            ["beg"]
+        );
     }
 }
 
@@ -302,13 +373,18 @@ fn a_failure_between_the_copy_and_the_removal_leaves_the_stream_and_a_rerun_comp
         .build()
         .expect("app");
     let vault_path = temp_sqlite("ending_interrupted_vault");
-    let vault = Application::builder("Kennel").sqlite(vault_path).build().expect("vault");
+    let vault = Application::builder("Kennel")
+        .sqlite(vault_path)
+        .build()
+        .expect("vault");
     let (fido, _) = kennel(&app);
     let id = fido.id().to_stored();
     let events = stream(&app, &id);
 
     let blocker = rusqlite::Connection::open(&path).expect("open");
-    blocker.execute_batch("BEGIN IMMEDIATE").expect("hold the write lock");
+    blocker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("hold the write lock");
     let archive = Archive::new("vault", vault.recorder().clone());
     let failed = app.archive_stream(fido.id(), &archive).unwrap_err();
     assert!(failed.is_persistence(), "{failed:?}");
@@ -328,7 +404,10 @@ fn a_failure_between_the_copy_and_the_removal_leaves_the_stream_and_a_rerun_comp
 #[test]
 fn the_deleted_events_bytes_are_gone_from_the_sqlite_files() {
     let path = temp_sqlite("ending_erased");
-    let app = Application::builder("Kennel").sqlite(path.clone()).build().expect("app");
+    let app = Application::builder("Kennel")
+        .sqlite(path.clone())
+        .build()
+        .expect("app");
     let secret = format!("secret-{}", Uuid::new_v4().simple());
     let mut dog = Dog::register(secret.clone());
     for i in 0..20 {
@@ -339,11 +418,8 @@ fn the_deleted_events_bytes_are_gone_from_the_sqlite_files() {
     app.save(&mut other).expect("save");
     let scan = || -> bool {
         [path.clone(), format!("{path}-wal")].iter().any(|file| {
-            std::fs::read(file).is_ok_and(|bytes| {
-                bytes
-                    .windows(secret.len())
-                    .any(|w| w == secret.as_bytes())
-            })
+            std::fs::read(file)
+                .is_ok_and(|bytes| bytes.windows(secret.len()).any(|w| w == secret.as_bytes()))
         })
     };
     let checkpoint = || {
@@ -357,14 +433,20 @@ fn the_deleted_events_bytes_are_gone_from_the_sqlite_files() {
 
     app.delete_stream(dog.id()).expect("delete");
     checkpoint();
-    assert!(!scan(), "a deleted event's bytes are still in {path} or its -wal");
+    assert!(
+        !scan(),
+        "a deleted event's bytes are still in {path} or its -wal"
+    );
     assert_eq!(app.get::<Dog>(other.id()).expect("rex").name, "Rex");
 }
 
 /// `verify` of an ended stream says it ended; it is not broken.
 #[test]
 fn verify_of_an_ended_stream_says_it_ended() {
-    let app = Application::builder("Kennel").hash_chain(true).build().expect("app");
+    let app = Application::builder("Kennel")
+        .hash_chain(true)
+        .build()
+        .expect("app");
     let (fido, rex) = kennel(&app);
     app.delete_stream(fido.id()).expect("delete");
     let e = app.verify::<Dog>(fido.id()).unwrap_err();
@@ -442,28 +524,60 @@ fn under_django_tables_only_the_applications_rows_are_ended() {
         topic: "dogs:Dog.Registered".into(),
         state: format!("{{\"v\":{version}}}").into_bytes(),
     };
-    kennel.events.insert_events(&[event(1), event(2)]).expect("kennel");
-    pound.events.insert_events(&[event(1), event(2), event(3)]).expect("pound");
-    kennel.snapshots.insert_events(&[event(2)]).expect("kennel's snapshot");
-    pound.snapshots.insert_events(&[event(2)]).expect("pound's snapshot");
+    kennel
+        .events
+        .insert_events(&[event(1), event(2)])
+        .expect("kennel");
+    pound
+        .events
+        .insert_events(&[event(1), event(2), event(3)])
+        .expect("pound");
+    kennel
+        .snapshots
+        .insert_events(&[event(2)])
+        .expect("kennel's snapshot");
+    pound
+        .snapshots
+        .insert_events(&[event(2)])
+        .expect("pound's snapshot");
     let pound_log = pound
         .events
         .select_notifications(&annals::persistence::NotificationQuery::new(1, 100))
         .expect("pound's log");
 
     let tombstone = Tombstone::deleted("2026-01-01T00:00:00Z").to_stored(&id, 3);
-    let removed = kennel.events.end_stream(&id, Some(&tombstone)).expect("end");
+    let removed = kennel
+        .events
+        .end_stream(&id, Some(&tombstone))
+        .expect("end");
     assert_eq!(removed, [event(1), event(2)]);
-    kennel.snapshots.end_stream(&id, None).expect("kennel's snapshots");
+    kennel
+        .snapshots
+        .end_stream(&id, None)
+        .expect("kennel's snapshots");
 
     let all = EventQuery::all();
-    assert_eq!(kennel.events.select_events(&id, &all).expect("kennel").len(), 1);
+    assert_eq!(
+        kennel
+            .events
+            .select_events(&id, &all)
+            .expect("kennel")
+            .len(),
+        1
+    );
     assert_eq!(
         pound.events.select_events(&id, &all).expect("pound"),
         [event(1), event(2), event(3)]
     );
-    assert!(kennel.snapshots.select_events(&id, &all).expect("snapshots").is_empty());
-    assert_eq!(pound.snapshots.select_events(&id, &all).expect("snapshots"), [event(2)]);
+    assert!(kennel
+        .snapshots
+        .select_events(&id, &all)
+        .expect("snapshots")
+        .is_empty());
+    assert_eq!(
+        pound.snapshots.select_events(&id, &all).expect("snapshots"),
+        [event(2)]
+    );
     assert_eq!(
         pound
             .events

@@ -24,9 +24,11 @@ fn archive_copies_the_stream_as_stored_and_a_get_says_where() {
     ok(&[&base[..], &["verify", "--heads-out", &heads]].concat());
 
     // The hyphenated form finds the stream stored plain.
-    let done = json_lines(&ok(
-        &[&base[..], &["archive", &milou.to_string(), "--to", &vault]].concat(),
-    ));
+    let done = json_lines(&ok(&[
+        &base[..],
+        &["archive", &milou.to_string(), "--to", &vault],
+    ]
+    .concat()));
     assert_eq!(done[0]["ended"], "archived");
     assert_eq!(done[0]["removed"], 3);
     assert_eq!(done[0]["copied"], 3);
@@ -61,7 +63,11 @@ fn archive_copies_the_stream_as_stored_and_a_get_says_where() {
     // Again: the stream has ended, exit 1, the archive's location named.
     let again = run(&[&base[..], &["archive", &stored, "--to", &vault]].concat());
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains(&format!("archived to {vault}")), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains(&format!("archived to {vault}")),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
@@ -91,8 +97,15 @@ fn delete_needs_yes_and_keeps_the_other_streams_ids() {
     };
     let kept = others(&log_before);
     let after = others(&log_after);
-    assert_eq!(after, kept, "the other streams' notifications are as they were");
-    assert_eq!(log_after.len(), log_before.len() - 2 + 1, "rex's two gone, a tombstone");
+    assert_eq!(
+        after, kept,
+        "the other streams' notifications are as they were"
+    );
+    assert_eq!(
+        log_after.len(),
+        log_before.len() - 2 + 1,
+        "rex's two gone, a tombstone"
+    );
     let last = log_after.last().expect("the tombstone");
     assert_eq!(last["originator_id"], rex.as_str());
     assert_eq!(last["topic"], annals::ending::TOMBSTONE_TOPIC);
@@ -104,5 +117,9 @@ fn delete_needs_yes_and_keeps_the_other_streams_ids() {
 
     let missing = run(&[&base[..], &["delete", "no-such-dog", "--yes"]].concat());
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("there is no stream"), "{}", stdout(&missing));
+    assert!(
+        stderr(&missing).contains("there is no stream"),
+        "{}",
+        stdout(&missing)
+    );
 }

@@ -294,7 +294,10 @@ impl MysqlRecorder {
                 [&sql.select_snapshots_asc, &sql.select_snapshots_desc],
             )
         } else {
-            (&sql.events, [&sql.select_events_asc, &sql.select_events_desc])
+            (
+                &sql.events,
+                [&sql.select_events_asc, &sql.select_events_desc],
+            )
         };
         if let Some(t) = tombstone {
             check_rows(std::slice::from_ref(t), table)?;
@@ -343,7 +346,8 @@ impl MysqlRecorder {
                         Value::from(t.topic.as_str()),
                         Value::from(t.state.as_slice()),
                     ];
-                    conn.conn.exec_drop(sql.insert_rows(&sql.events, 1), params)?;
+                    conn.conn
+                        .exec_drop(sql.insert_rows(&sql.events, 1), params)?;
                 }
                 conn.conn.exec_drop(&delete, (originator_id, lte))?;
                 Ok(Ok(removed.into_iter().map(to_event).collect()))

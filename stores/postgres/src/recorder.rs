@@ -554,9 +554,10 @@ impl PostgresRecorder {
             conn.client.batch_execute(begin)?;
             let ended = (|| -> Result<Result<Vec<StoredEvent>>, StepError> {
                 let statement = conn.statement(sql, select)?;
-                let last = conn
-                    .client
-                    .query(&statement, &[id.as_sql(), &i64::MIN, &i64::MAX, &Some(1_i64)])?;
+                let last = conn.client.query(
+                    &statement,
+                    &[id.as_sql(), &i64::MIN, &i64::MAX, &Some(1_i64)],
+                )?;
                 let last = last
                     .first()
                     .map(|row| self.read_event(table, row, 0))

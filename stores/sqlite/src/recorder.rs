@@ -296,7 +296,9 @@ impl Shared {
                 Some(before) => conn
                     .prepare_cached(&delete)?
                     .execute(params![originator_id, before]),
-                None => conn.prepare_cached(&delete)?.execute(params![originator_id]),
+                None => conn
+                    .prepare_cached(&delete)?
+                    .execute(params![originator_id]),
             };
             conn.pragma_update(None, "secure_delete", secure)?;
             deleted?;
