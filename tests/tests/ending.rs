@@ -587,3 +587,47 @@ fn under_django_tables_only_the_applications_rows_are_ended() {
         "the other application's log is as it was"
     );
 }
+
+/// A projection whose code refuses any topic it does not know (as one
+/// matching every event of its log would) applies each event once and is
+/// never given the tombstone, which it still tracks.
+#[test]
+fn a_projection_passes_over_the_tombstone_and_tracks_it() {
+    use annals::rusqlite::Transaction;
+    use annals::system::{Projection, Upstream};
+    let leader = Arc::new(Application::builder("Kennel").build().expect("app"));
+    let db = rusqlite::Connection::open_in_memory().expect("db");
+    db.execute_batch("CREATE TABLE seen (id TEXT, version INTEGER, UNIQUE (id, version))")
+        .expect("table");
+    let names = Projection::new(
+        "seen",
+        leader.clone(),
+        db,
+        |up: &Upstream<'_>, tx: &mut Transaction<'_>| {
+            let Some(event) = up.decode::<Dog>()? else {
+                return Err(Error::user(std::io::Error::other(format!(
+                    "a topic this projection does not know: {}",
+                    up.topic()
+                ))));
+            };
+            tx.execute(
+                "INSERT INTO seen VALUES (?1, ?2)",
+                (event.originator_id.to_string(), event.originator_version as i64),
+            )
+            .map_err(Error::user)?;
+            Ok(())
+        },
+    )
+    .expect("projection");
+    let (fido, mut rex) = kennel(&leader);
+    assert_eq!(names.pull().expect("pull"), 5);
+    leader.delete_stream(fido.id()).expect("delete");
+    rex.add_trick("shake".into());
+    leader.save(&mut rex).expect("save");
+    assert_eq!(names.pull().expect("pull past the tombstone"), 2);
+    assert_eq!(names.pull().expect("pull"), 0);
+    let rows: i64 = names
+        .with_db(|db| db.query_row("SELECT COUNT(*) FROM seen", [], |r| r.get(0)))
+        .expect("count");
+    assert_eq!(rows, 6, "each event once, the tombstone not projected");
+}
