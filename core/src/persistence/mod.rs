@@ -245,7 +245,7 @@ pub trait AggregateRecorder: Send + Sync {
     ///
     /// # Errors
     ///
-    /// [`Error::StreamEnded`](crate::Error::StreamEnded) when the stream
+    /// [`Error::StreamEnded`] when the stream
     /// is ended already; a [`Conflict`](crate::Error::Conflict) when the
     /// tombstone's version is not the one after the stream's last;
     /// [`Error::Config`] for a tombstone of another stream or topic; the
