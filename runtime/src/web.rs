@@ -149,6 +149,14 @@ mod tests {
             id: "1".into(),
         };
         assert_eq!(ApiError::from(not_found).status, StatusCode::NOT_FOUND);
+        // An ended stream is gone; where it was archived to is not said.
+        let gone = ApiError::from(Error::StreamEnded {
+            id: "1".into(),
+            archived_to: Some("/srv/archive.db".into()),
+            at: "2026-01-01T00:00:00Z".into(),
+        });
+        assert_eq!(gone.status, StatusCode::GONE);
+        assert_eq!(gone.message, "1 was archived");
         assert_eq!(
             ApiError::from(Error::conflict("taken")).status,
             StatusCode::CONFLICT

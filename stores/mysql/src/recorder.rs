@@ -312,6 +312,10 @@ impl MysqlRecorder {
         let delete = format!(
             "DELETE FROM {table} WHERE {rows}originator_id = ? AND originator_version <= ?"
         );
+        // Read's retry on a broken connection runs it again: the first
+        // run's transaction was rolled back by the server, unless the
+        // connection broke after its COMMIT, when the rerun finds the
+        // tombstone and says the stream ended.
         self.read("ending a stream", table, |conn| {
             if snapshots {
                 conn.conn.query_drop("START TRANSACTION")?;

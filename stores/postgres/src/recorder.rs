@@ -550,6 +550,10 @@ impl PostgresRecorder {
                 &sql.events,
             )
         };
+        // Read's retry on a broken connection runs it again: the first
+        // run's transaction was rolled back by the server, unless the
+        // connection broke after its COMMIT, when the rerun finds the
+        // tombstone and says the stream ended.
         self.read("ending a stream", |conn| {
             conn.client.batch_execute(begin)?;
             let ended = (|| -> Result<Result<Vec<StoredEvent>>, StepError> {

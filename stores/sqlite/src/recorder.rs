@@ -272,10 +272,14 @@ impl Shared {
                 let mut stmt = conn.prepare_cached(&select)?;
                 let mut found = stmt.query(params![originator_id])?;
                 while let Some(row) = found.next()? {
-                    let version: i64 = row.get(0)?;
+                    let version = match to_u64(table, "originator_version", row.get(0)?) {
+                        Ok(version) => version,
+                        // A corrupt row: nothing was written yet.
+                        Err(e) => return Ok(Err(e)),
+                    };
                     events.push(StoredEvent {
                         originator_id: originator_id.to_owned(),
-                        originator_version: version.unsigned_abs(),
+                        originator_version: version,
                         topic: row.get(1)?,
                         state: row.get(2)?,
                     });
