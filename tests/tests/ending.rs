@@ -612,7 +612,10 @@ fn a_projection_passes_over_the_tombstone_and_tracks_it() {
             };
             tx.execute(
                 "INSERT INTO seen VALUES (?1, ?2)",
-                (event.originator_id.to_string(), event.originator_version as i64),
+                (
+                    event.originator_id.to_string(),
+                    event.originator_version as i64,
+                ),
             )
             .map_err(Error::user)?;
             Ok(())

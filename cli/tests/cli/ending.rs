@@ -55,6 +55,14 @@ fn archive_copies_the_stream_as_stored_and_a_get_says_where() {
     assert_eq!(verdict["intact"], true, "{verdict}");
     assert_eq!(verdict["ended"], 1, "{verdict}");
     assert_eq!(verdict["streams"], 2, "{verdict}");
+    // `streams` says how it ended.
+    let streams = json_lines(&ok(&[&base[..], &["streams"]].concat()));
+    let ended: Vec<&serde_json::Value> =
+        streams.iter().filter(|s| s["ended"].is_string()).collect();
+    assert_eq!(ended.len(), 1, "{streams:?}");
+    assert_eq!(ended[0]["id"], stored.as_str());
+    assert_eq!(ended[0]["ended"], format!("archived to {vault}"));
+    assert!(ended[0]["last_time"].is_string());
     // `events` shows the tombstone's JSON.
     let events = json_lines(&ok(&[&base[..], &["events", &stored]].concat()));
     assert_eq!(events.len(), 1);
@@ -73,9 +81,15 @@ fn archive_copies_the_stream_as_stored_and_a_get_says_where() {
 #[test]
 fn delete_needs_yes_and_keeps_the_other_streams_ids() {
     let file = sqlite_file("delete_cli");
-    let (_app, dogs) = kennel(&file, &[]);
+    // Encrypted: the tombstone is plain JSON all the same, and `log`
+    // shows it.
+    let key = annals::cipher::create_key();
+    let (_app, dogs) = kennel(&file, &[("CIPHER_KEY", &key)]);
     let rex = dogs[1].id().to_stored();
-    let base = ["--app", "School", "--sqlite", &file, "--json"];
+    let cipher = format!("CIPHER_KEY={key}");
+    let base = [
+        "--app", "School", "--sqlite", &file, "--set", &cipher, "--json",
+    ];
     let log_before = json_lines(&ok(&[&base[..], &["log"]].concat()));
 
     let refused = run(&[&base[..], &["delete", &rex]].concat());
@@ -109,9 +123,21 @@ fn delete_needs_yes_and_keeps_the_other_streams_ids() {
     let last = log_after.last().expect("the tombstone");
     assert_eq!(last["originator_id"], rex.as_str());
     assert_eq!(last["topic"], annals::ending::TOMBSTONE_TOPIC);
+    assert_eq!(last["state"]["ended"], "deleted", "{last}");
     assert!(last["id"].as_u64() > log_before.last().and_then(|n| n["id"].as_u64()));
 
-    let app = school(&file);
+    let env = annals::env::Env::from_map(
+        "School",
+        [
+            ("SQLITE_DBNAME", file.as_str()),
+            ("PERSISTENCE_MODULE", "sqlite"),
+            ("CIPHER_KEY", key.as_str()),
+        ],
+    );
+    let app = Application::builder("School")
+        .with_env(&env)
+        .and_then(|b| b.build())
+        .expect("the school");
     assert!(app.get::<Dog>(dogs[1].id()).unwrap_err().is_stream_ended());
     assert_eq!(app.get::<Dog>(dogs[2].id()).expect("milou").tricks.len(), 2);
 
