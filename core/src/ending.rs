@@ -169,7 +169,7 @@ pub fn check_end(
     if let Some(t) = tombstone {
         if t.originator_id != originator_id || !is_tombstone(&t.topic) {
             return Err(Error::config(
-                "end_stream",
+                "tombstone",
                 format!(
                     "the tombstone must be of stream {originator_id} with topic {TOMBSTONE_TOPIC:?} \
                      (it is of {} with topic {:?})",

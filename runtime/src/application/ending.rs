@@ -176,12 +176,12 @@ impl Application {
     /// [`Error::StreamEnded`], and the log keeps its order, as
     /// [`archive_stream`](Self::archive_stream) says.
     ///
-    /// The removed rows' bytes may remain where the database keeps old
-    /// pages until it reuses them: SQLite deletes with `secure_delete`
-    /// (the pages are overwritten) but its write-ahead log keeps earlier
-    /// copies until a checkpoint (`PRAGMA wal_checkpoint(TRUNCATE)`);
-    /// PostgreSQL and MySQL keep dead rows until `VACUUM` / a purge.
-    /// Backups keep them too.
+    /// What the database keeps of the removed rows is its own: SQLite
+    /// deletes with `secure_delete` (the pages are overwritten) and then
+    /// checkpoints and truncates its write-ahead log (a reader that keeps
+    /// the checkpoint from completing leaves earlier copies there until
+    /// the next one, with a warning logged); PostgreSQL and MySQL keep
+    /// dead rows until `VACUUM` / a purge. Backups keep them too.
     ///
     /// ```
     /// # use annals::prelude::*;

@@ -795,7 +795,11 @@ impl AggregateRecorder for SqliteRecorder {
         self.shared.visit_events(table, originator_id, query, visit)
     }
 
-    /// Under `DJANGO_TABLES`, only this application's rows.
+    /// Under `DJANGO_TABLES`, only this application's rows. After the
+    /// commit, a file database's write-ahead log is checkpointed and
+    /// truncated (`PRAGMA wal_checkpoint(TRUNCATE)`), so the removed rows'
+    /// bytes leave it too; when a reader keeps it from completing, that is
+    /// logged (`warn`) and the next checkpoint does it.
     fn end_stream(
         &self,
         originator_id: &str,
@@ -805,12 +809,35 @@ impl AggregateRecorder for SqliteRecorder {
             self.statements.events_table.as_str(),
             self.statements.rows.as_str(),
         );
-        self.shared.end_stream(
+        let removed = self.shared.end_stream(
             table,
             &self.statements.insert_event,
             originator_id,
             tombstone,
-        )
+        )?;
+        if !removed.is_empty() && self.shared.readers.is_some() {
+            let checkpoint = self.shared.writer.exclusive(|w| {
+                w.conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                        row.get::<_, i64>(0)
+                    })
+            });
+            match checkpoint {
+                Ok(0) => {}
+                Ok(_) => tracing::warn!(
+                    dbname = self.shared.config.dbname.as_str(),
+                    "the write-ahead log could not be checkpointed after a stream was ended \
+                     (a reader was reading): the removed events' bytes stay in it until the next \
+                     checkpoint"
+                ),
+                Err(e) => tracing::warn!(
+                    dbname = self.shared.config.dbname.as_str(),
+                    error = %e,
+                    "the write-ahead log could not be checkpointed after a stream was ended"
+                ),
+            }
+        }
+        Ok(removed)
     }
 }
 
