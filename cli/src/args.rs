@@ -178,7 +178,9 @@ pub(crate) enum Command {
         #[arg(long)]
         compare: bool,
     },
-    /// End a stream for good, keeping a copy: its events are copied as
+    /// End a stream for good, keeping a copy in an archive.
+    ///
+    /// Its events are copied as
     /// stored (compressed, encrypted) to the archive, then removed from
     /// this store in one transaction that leaves a tombstone in their
     /// place (the log keeps its order; followers pass over it). A get of
@@ -193,10 +195,11 @@ pub(crate) enum Command {
         #[arg(long, value_name = "LOCATION")]
         to: String,
     },
-    /// End a stream for good, keeping no copy: its events are removed in
+    /// End a stream for good, keeping no copy (needs --yes).
+    ///
+    /// Its events are removed in
     /// one transaction that leaves a tombstone in their place (the log
-    /// keeps its order; followers pass over it). For erasing data; needs
-    /// --yes.
+    /// keeps its order; followers pass over it). For erasing data.
     Delete {
         /// The stream's id, as stored (a UUID in either form).
         id: String,

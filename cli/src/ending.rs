@@ -16,7 +16,7 @@ use crate::{CliError, Result};
 /// `sqlite:FILE`), a PostgreSQL database (`postgres:DBNAME`) or a
 /// MariaDB/MySQL one (`mysql:DBNAME`), their servers and users from the
 /// same settings (POSTGRES_*, MYSQL_*) as the application's; the tables
-/// are named after the application, created if missing.
+/// are annals' own, named after the application, created if missing.
 fn archive_settings(settings: &Settings, to: &str) -> Result<Settings> {
     let (module, name_setting, name) = match to.split_once(':') {
         Some(("sqlite", file)) => ("sqlite", "SQLITE_DBNAME", file),
@@ -34,6 +34,9 @@ fn archive_settings(settings: &Settings, to: &str) -> Result<Settings> {
         ("PERSISTENCE_MODULE", module),
         (name_setting, name),
         ("CREATE_TABLE", "yes"),
+        // The archive's own tables, even when the application shares a
+        // Django project's.
+        ("DJANGO_TABLES", "no"),
     ]))
 }
 
