@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 const EXIT_CODES: &str = "Exit codes:
   0  done
   1  an error (the message names it)
-  2  bad usage (an unknown flag, no --app, --set without =)
+  2  bad usage (an unknown flag, no --app, --set without =, delete without --yes)
   3  verify: a broken hash chain, or a stream that no longer matches its recorded head
   4  verify: the store is not hash-chained (no event records a hash), nothing verified";
 
@@ -177,6 +177,36 @@ pub(crate) enum Command {
         /// a copy of a store that has gone its own way).
         #[arg(long)]
         compare: bool,
+    },
+    /// End a stream for good, keeping a copy in an archive.
+    ///
+    /// Its events are copied as
+    /// stored (compressed, encrypted) to the archive, then removed from
+    /// this store in one transaction that leaves a tombstone in their
+    /// place (the log keeps its order; followers pass over it). A get of
+    /// it then says where it went. Idempotent: a rerun after an
+    /// interruption copies only what is missing.
+    Archive {
+        /// The stream's id, as stored (a UUID in either form).
+        id: String,
+        /// The archive: a SQLite FILE (or sqlite:FILE), postgres:DBNAME or
+        /// mysql:DBNAME (server and user from POSTGRES_*, MYSQL_*); its
+        /// tables are named after the application, created if missing.
+        #[arg(long, value_name = "LOCATION")]
+        to: String,
+    },
+    /// End a stream for good, keeping no copy (needs --yes).
+    ///
+    /// Its events are removed in
+    /// one transaction that leaves a tombstone in their place (the log
+    /// keeps its order; followers pass over it). For erasing data.
+    Delete {
+        /// The stream's id, as stored (a UUID in either form).
+        id: String,
+        /// Yes, remove its events for good (without it: exit 2, nothing
+        /// done).
+        #[arg(long)]
+        yes: bool,
     },
     /// Make a cipher key (for CIPHER_KEY or PERSONAL_DATA_KEY).
     Keygen,

@@ -89,6 +89,10 @@ struct Stream {
     /// When its last event happened; `None` when the state does not open
     /// with these settings.
     last_time: Option<String>,
+    /// How it was ended for good (`archived to LOCATION`, `deleted`), if
+    /// it was: its last event is a tombstone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended: Option<String>,
 }
 
 pub(crate) fn streams(settings: &Settings, out: &Output) -> Result<()> {
@@ -120,7 +124,15 @@ pub(crate) fn streams(settings: &Settings, out: &Output) -> Result<()> {
         let Some((events, n)) = last.remove(&id) else {
             continue;
         };
+        let tombstone = annals::ending::is_tombstone(&n.event.topic)
+            .then(|| annals::ending::Tombstone::from_stored(&n.event).ok())
+            .flatten();
+        let ended = tombstone.as_ref().map(|t| match &t.to {
+            Some(to) => format!("archived to {to}"),
+            None => "deleted".to_owned(),
+        });
         let last_time = match app.mapper().header(&n.event) {
+            _ if tombstone.is_some() => tombstone.map(|t| t.at),
             Ok(header) => Some(header.timestamp.to_rfc3339()),
             Err(e) => {
                 if app.mapper().plain_state(&n.event).is_ok() {
@@ -138,15 +150,20 @@ pub(crate) fn streams(settings: &Settings, out: &Output) -> Result<()> {
             events,
             last_notification_id: n.id,
             last_time,
+            ended,
         };
         out.value(&stream, || {
-            format!(
+            let mut text = format!(
                 "{}  version {}  {}  last at {}",
                 stream.id,
                 stream.version,
                 count(stream.events, "event"),
                 stream.last_time.as_deref().unwrap_or("?")
-            )
+            );
+            if let Some(ended) = &stream.ended {
+                text.push_str(&format!("  ended: {ended}"));
+            }
+            text
         });
     }
     if unreadable > 0 {

@@ -2,17 +2,20 @@
 //!
 //! It reads an application's store without its Rust types: the streams,
 //! their events decoded to JSON, the notification log (also as it grows),
-//! hash chains, counts and settings; it creates tables, and it moves
-//! events between any two stores as JSON lines. `annals dcb` reads an
+//! hash chains, counts and settings; it creates tables, it moves
+//! events between any two stores as JSON lines, and it ends streams for
+//! good (`archive`, `delete`). `annals dcb` reads an
 //! application's DCB store (read by query, head, follow). It is configured like the
 //! library (the same environment variables), and flags override them.
 //!
-//! Exit codes: 0 done; 1 an error (the message names it); 2 a usage error;
+//! Exit codes: 0 done; 1 an error (the message names it); 2 a usage error
+//! (`delete` without `--yes` too);
 //! 3 `verify` found a broken hash chain; 4 `verify` found no hash chain to
 //! check (the store was written without hash chaining).
 
 mod args;
 mod dcb;
+mod ending;
 mod inspect;
 mod output;
 mod settings;
@@ -196,6 +199,8 @@ fn run(cli: Cli) -> Result<Outcome> {
             batch,
             compare,
         } => transfer::import(&settings()?, &out, input.as_deref(), batch, compare)?,
+        Command::Archive { id, to } => ending::archive(&settings()?, &out, &id, &to)?,
+        Command::Delete { id, yes } => ending::delete(&settings()?, &out, &id, yes)?,
         Command::Dcb(command) => match command {
             DcbCommand::Read {
                 query,

@@ -71,6 +71,21 @@ impl Settings {
         Ok(Self { app, vars })
     }
 
+    /// These settings with `overrides` winning (prefixed names too), as
+    /// a flag's would.
+    pub(crate) fn overridden(&self, overrides: &[(&str, &str)]) -> Self {
+        let mut vars = self.vars.clone();
+        let prefix = Env::prefix_for(&self.app);
+        for (name, value) in overrides {
+            vars.remove(&format!("{prefix}_{name}"));
+            vars.insert((*name).to_owned(), (*value).to_owned());
+        }
+        Self {
+            app: self.app.clone(),
+            vars,
+        }
+    }
+
     /// The application's name.
     pub(crate) fn app(&self) -> &str {
         &self.app

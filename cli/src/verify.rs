@@ -42,6 +42,9 @@ struct Verdict {
     events: u64,
     /// Heads of `--heads` checked.
     heads_checked: u64,
+    /// Streams ended for good (archived or deleted): a tombstone, no
+    /// chain left to check, not broken.
+    ended: u64,
     broken: Vec<Broken>,
 }
 
@@ -226,13 +229,23 @@ pub(crate) fn verify(
         streams: 0,
         events: 0,
         heads_checked: 0,
+        ended: 0,
         broken: Vec::new(),
     };
+    let mut ended: std::collections::HashSet<String> = std::collections::HashSet::new();
     // The errors of streams whose first event does not open.
     let mut unopened: Vec<Error> = Vec::new();
     let mut chains: HashMap<String, Chain> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut check = |stored: &StoredEvent, verdict: &mut Verdict| {
+        if annals::ending::is_tombstone(&stored.topic) {
+            // Ended for good: its events are gone, and so is its chain.
+            chains.remove(&stored.originator_id);
+            order.retain(|id| *id != stored.originator_id);
+            verdict.broken.retain(|b| b.id != stored.originator_id);
+            ended.insert(stored.originator_id.clone());
+            return;
+        }
         verdict.events += 1;
         let chain = chains
             .entry(stored.originator_id.clone())
@@ -273,6 +286,7 @@ pub(crate) fn verify(
         }
     }
     verdict.streams = chains.len() as u64;
+    verdict.ended = ended.len() as u64;
 
     // No event opens: the settings are wrong, not the store.
     if verdict.events > 0 && unopened.len() as u64 == verdict.streams {
@@ -313,6 +327,9 @@ pub(crate) fn verify(
     for head in recorded {
         verdict.heads_checked += 1;
         let reason = match chains.get(&head.id) {
+            // Archived or deleted since its head was recorded: ended, not
+            // broken.
+            None if ended.contains(&head.id) => None,
             None => {
                 // A stream gone is a stream checked.
                 verdict.streams += 1;
@@ -373,6 +390,13 @@ pub(crate) fn verify(
                 count(verdict.events, "event"),
                 count(verdict.streams, "stream")
             );
+            if verdict.ended > 0 {
+                let _ = write!(
+                    text,
+                    ", {} ended (archived or deleted)",
+                    count(verdict.ended, "stream")
+                );
+            }
             if verdict.heads_checked > 0 {
                 let _ = write!(
                     text,

@@ -58,6 +58,20 @@ pub enum Error {
         message: String,
     },
 
+    /// The stream was ended for good: archived (its events moved to an
+    /// archive store) or deleted. Its events are no longer in this store;
+    /// a tombstone stands in their place (see [`crate::ending`]).
+    #[error("stream {id} was {}; its events are no longer in this store", ended_how(.archived_to.as_deref(), .at))]
+    StreamEnded {
+        /// The stream's id (as the aggregate's id displays it).
+        id: String,
+        /// Where its events were archived to; `None` when they were
+        /// deleted.
+        archived_to: Option<String>,
+        /// When it was ended (RFC 3339).
+        at: String,
+    },
+
     /// A stored event's topic is not one this aggregate knows.
     #[error("unknown topic {topic:?} in the events of {aggregate}: {}", unknown_topic_hint(.topic, .aggregate, .owner.as_deref()))]
     UnknownTopic {
@@ -206,6 +220,14 @@ fn conflict_subject(aggregate: Option<&str>, id: Option<&str>, version: Option<u
     }
 }
 
+/// "archived to archive.db at ..." or "deleted at ...".
+fn ended_how(archived_to: Option<&str>, at: &str) -> String {
+    match archived_to {
+        Some(to) => format!("archived to {to} at {at}"),
+        None => format!("deleted at {at}"),
+    }
+}
+
 fn unknown_topic_hint(topic: &str, aggregate: &str, owner: Option<&str>) -> String {
     match owner {
         Some(owner) => format!(
@@ -321,6 +343,12 @@ impl Error {
     /// retry these with a growing pause; every other error stops them.
     pub fn is_persistence(&self) -> bool {
         matches!(self, Error::Persistence { .. })
+    }
+
+    /// Whether this says that a stream was ended for good (archived or
+    /// deleted: [`Error::StreamEnded`]).
+    pub fn is_stream_ended(&self) -> bool {
+        matches!(self, Error::StreamEnded { .. })
     }
 
     /// Whether this says that an aggregate was not found.

@@ -33,6 +33,7 @@
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod bridge;
+pub mod ending;
 pub mod env;
 pub mod error;
 pub mod persistence;

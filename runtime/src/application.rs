@@ -20,6 +20,7 @@ use crate::settings;
 
 mod builder;
 mod commands;
+mod ending;
 mod execute;
 mod save;
 
@@ -29,6 +30,7 @@ pub use crate::persistence::Persistence;
 pub use builder::ApplicationBuilder;
 use commands::CommandLocks;
 pub use commands::{CommandGuard, RetryPolicy};
+pub use ending::{Archive, EndedStream, STREAMS_ENDED};
 pub use execute::CommandError;
 use save::forget_pending;
 pub use save::{Batch, Encoded, Save};
@@ -866,7 +868,9 @@ impl Application {
     /// # Errors
     ///
     /// [`Error::Config`] (naming `IS_HASH_CHAINING_ENABLED`) when hash
-    /// chaining is off; store errors.
+    /// chaining is off; [`Error::StreamEnded`] when the stream was
+    /// archived or deleted ([`archive_stream`](Self::archive_stream)): it
+    /// has no chain left, and is not broken; store errors.
     pub fn verify<A: Aggregate>(&self, id: impl Into<A::Id>) -> Result<Verification> {
         if !self.mapper().hash_chain() {
             return Err(Error::config(
@@ -878,6 +882,13 @@ impl Application {
         let events = self
             .recorder
             .select_events(&id.to_stored(), &EventQuery::all())?;
+        if let Some(last) = events
+            .last()
+            .filter(|last| annals_core::ending::is_tombstone(&last.topic))
+        {
+            // Ended for good: no chain is left to check, and none broke.
+            return Err(annals_core::ending::ended_error(last));
+        }
         let mut prev = None;
         for (expected, stored) in (A::INITIAL_VERSION..).zip(&events) {
             if stored.originator_version != expected {

@@ -409,6 +409,56 @@ impl AsyncApplication {
             .await
     }
 
+    /// [`Application::archive_stream`]: copies stream `id`'s events to
+    /// `archive` as stored, then removes them, leaving a tombstone.
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::archive_stream`].
+    pub async fn archive_stream<I: crate::domain::AggregateId>(
+        &self,
+        id: I,
+        archive: crate::application::Archive,
+    ) -> Result<crate::application::EndedStream> {
+        self.run(move |app| app.archive_stream(id, &archive)).await
+    }
+
+    /// [`Application::delete_stream`]: removes stream `id`'s events,
+    /// leaving a tombstone.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use annals::asynchronous::AsyncApplication;
+    /// # use annals::prelude::*;
+    /// # #[aggregate]
+    /// # #[derive(Debug)]
+    /// # pub struct Account { pub balance: i64 }
+    /// # #[aggregate]
+    /// # impl Account {
+    /// #     #[event("Opened")]
+    /// #     pub fn open(balance: i64) -> Self { Account { balance } }
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// let app = AsyncApplication::new(Arc::new(Application::builder("Bank").build()?));
+    /// let id = app.save(Account::open(10)).await?.id();
+    /// let ended = app.delete_stream(id).await?;
+    /// assert_eq!(ended.removed, 1);
+    /// assert!(app.get::<Account>(id).await.unwrap_err().is_stream_ended());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::delete_stream`].
+    pub async fn delete_stream<I: crate::domain::AggregateId>(
+        &self,
+        id: I,
+    ) -> Result<crate::application::EndedStream> {
+        self.run(move |app| app.delete_stream(id)).await
+    }
+
     /// Up to `limit` notifications from id `start` on.
     ///
     /// # Errors

@@ -370,7 +370,7 @@ pub use domain::{
 /// kept (hidden) so that code written against it still compiles.
 #[doc(hidden)]
 pub use annals_core::rows;
-pub use annals_core::{env, error, settings};
+pub use annals_core::{ending, env, error, settings};
 pub use error::{Error, Result};
 /// Where an application keeps its events, at the root as the builder's
 /// companion (defined in [`persistence`]).
@@ -403,6 +403,8 @@ mod howto {
     struct PersonalData;
     #[doc = include_str!("../../docs/howto/styles.md")]
     struct Styles;
+    #[doc = include_str!("../../docs/howto/ending-streams.md")]
+    struct EndingStreams;
     #[cfg(feature = "testing")]
     #[doc = include_str!("../../docs/howto/testing.md")]
     struct Testing;

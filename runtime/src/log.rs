@@ -404,7 +404,9 @@ impl<A: crate::domain::Aggregate> Changes<A> {
     /// # Errors
     ///
     /// Reading the stream or starting the subscription failed; a stored
-    /// event does not decode.
+    /// event does not decode; [`Error::StreamEnded`](crate::Error::StreamEnded)
+    /// when the stream was archived or deleted (the iterator also yields
+    /// it when the stream is ended while it runs).
     pub fn new(app: &Application, id: &A::Id) -> Result<Self> {
         use crate::domain::AggregateId as _;
         // The log position first, then the history: what is stored in
@@ -416,7 +418,12 @@ impl<A: crate::domain::Aggregate> Changes<A> {
             .recorder()
             .select_events(&stored_id, &crate::persistence::EventQuery::all())?
             .iter()
-            .map(|stored| mapper.decode::<A>(stored))
+            .map(|stored| {
+                if annals_core::ending::is_tombstone(&stored.topic) {
+                    return Err(annals_core::ending::ended_error(stored));
+                }
+                mapper.decode::<A>(stored)
+            })
             .collect::<Result<Vec<_>>>()?;
         let topics: Vec<&str> = Vec::new();
         Ok(Self {
@@ -452,6 +459,10 @@ impl<A: crate::domain::Aggregate> Iterator for Changes<A> {
                 continue;
             }
             self.version = stored.originator_version;
+            if annals_core::ending::is_tombstone(&stored.topic) {
+                // The stream was ended for good: nothing more will come.
+                return Some(Err(annals_core::ending::ended_error(stored)));
+            }
             return Some(self.mapper.decode::<A>(stored));
         }
     }

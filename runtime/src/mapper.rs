@@ -737,8 +737,14 @@ impl Mapper {
     /// # Errors
     ///
     /// [`Error::Decode`] (naming the stream and version) when the state
-    /// does not decrypt or decompress.
+    /// does not decrypt or decompress. A tombstone's state (a stream
+    /// ended for good: [`crate::ending`]) is plain JSON as stored, and
+    /// is returned as it is.
     pub fn plain_state(&self, stored: &StoredEvent) -> Result<Vec<u8>> {
+        if annals_core::ending::is_tombstone(&stored.topic) {
+            // A tombstone is stored as plain JSON, whatever the settings.
+            return Ok(stored.state.clone());
+        }
         self.open(stored)
             .map(Cow::into_owned)
             .map_err(|e| Subject::UNTYPED.decode_error(stored, Box::new(e)))
@@ -755,6 +761,9 @@ impl Mapper {
     /// [`Error::Encode`] when the state is nested too deeply or does not
     /// compress or encrypt.
     pub fn seal_state(&self, plain: &StoredEvent) -> Result<Vec<u8>> {
+        if annals_core::ending::is_tombstone(&plain.topic) {
+            return Ok(plain.state.clone());
+        }
         self.seal(
             plain.state.clone(),
             &plain.originator_id,

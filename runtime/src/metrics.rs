@@ -90,6 +90,9 @@ pub const COMMAND_RETRIES: &str = "annals_command_retries_total";
 pub const SAVE_SECONDS: &str = "annals_save_seconds";
 /// `annals_get_seconds`.
 pub const GET_SECONDS: &str = "annals_get_seconds";
+/// `annals_streams_ended_total`, labelled `ended` (`archived` or
+/// `deleted`).
+pub use crate::application::STREAMS_ENDED;
 /// `annals_follower_position`.
 pub const FOLLOWER_POSITION: &str = "annals_follower_position";
 /// `annals_follower_lag`.
@@ -125,6 +128,11 @@ pub fn describe() {
         GET_SECONDS,
         Unit::Seconds,
         "How long getting an aggregate took: cache, snapshot and replay."
+    );
+    describe_counter!(
+        STREAMS_ENDED,
+        Unit::Count,
+        "Streams ended for good (archive_stream, delete_stream), by how: archived or deleted."
     );
     describe_gauge!(
         FOLLOWER_POSITION,

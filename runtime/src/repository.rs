@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::mapper::Mapper;
 use crate::metrics::{seconds_since, AppMetrics};
 use crate::persistence::{AggregateRecorder, EventQuery, ProcessRecorder};
+use annals_core::ending::{ended_error, is_tombstone};
 
 type CacheKey = (TypeId, String);
 
@@ -76,6 +77,19 @@ impl Cache {
 
     fn evict(&self, key: &CacheKey) {
         self.lock().pop(key);
+    }
+
+    /// Forgets stream `stored_id`, whatever the type it was cached as.
+    pub(crate) fn evict_stream(&self, stored_id: &str) {
+        let mut entries = self.lock();
+        let keys: Vec<CacheKey> = entries
+            .iter()
+            .filter(|((_, id), _)| id == stored_id)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            entries.pop(&key);
+        }
     }
 }
 
@@ -293,6 +307,8 @@ impl Repository {
     /// # Errors
     ///
     /// [`Error::NotFound`] when it has no events or was discarded;
+    /// [`Error::StreamEnded`] when its stream was archived or deleted
+    /// (`Application::archive_stream`, `delete_stream`);
     /// [`Error::UnknownTopic`] when the stream is another aggregate type's;
     /// decoding errors ([`Error::Decode`], [`Error::UnknownVersion`],
     /// [`Error::Integrity`] for a broken hash chain, [`Error::Corrupt`]);
@@ -421,6 +437,9 @@ impl Repository {
         'pages: loop {
             let page = self.recorder.select_events(&stored_id, &query)?;
             for event in &page {
+                if is_tombstone(&event.topic) {
+                    return Err(ended_error(event));
+                }
                 if let Some(before) = &aggregate {
                     domain::check_follows(before, event.originator_version)?;
                 }
@@ -449,8 +468,8 @@ impl Repository {
         }
     }
 
-    /// Whether aggregate `id` exists (stored and not discarded), from the
-    /// stream's last event alone: no replay.
+    /// Whether aggregate `id` exists (stored and not discarded, nor its
+    /// stream ended), from the stream's last event alone: no replay.
     ///
     /// ```
     /// # use annals::prelude::*;
@@ -487,6 +506,7 @@ impl Repository {
             .select_events(&stored_id, &EventQuery::all().descending().limit(1))?;
         match last.first() {
             None => Ok(false),
+            Some(stored) if is_tombstone(&stored.topic) => Ok(false),
             Some(stored) => Ok(!self.mapper.decode::<A>(stored)?.event.is_discarding()),
         }
     }
@@ -531,6 +551,10 @@ impl Repository {
         loop {
             let mut last = None;
             let visited = self.recorder.visit_events(&key.1, &query, &mut |event| {
+                if is_tombstone(&event.topic) {
+                    // Ended for good: where it went, not a decoding error.
+                    return Err(ended_error(event));
+                }
                 if let Some(before) = &aggregate {
                     domain::check_follows(before, event.originator_version)?;
                 }

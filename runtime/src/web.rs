@@ -5,6 +5,7 @@
 //! | error | status |
 //! |---|---|
 //! | [`Error::NotFound`] | 404 |
+//! | [`Error::StreamEnded`] (archived or deleted; the message does not say where to) | 410 |
 //! | [`Error::Conflict`] (after the command's retries; the message names the aggregate, id and version, not the store's words) | 409 |
 //! | [`CommandError::Rejected`] (the domain said no) | 422 |
 //! | [`Error::Persistence`] (the store is unavailable) | 503 |
@@ -75,6 +76,16 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match &e {
             Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            Error::StreamEnded {
+                id, archived_to, ..
+            } => {
+                let how = if archived_to.is_some() {
+                    "archived"
+                } else {
+                    "deleted"
+                };
+                Self::new(StatusCode::GONE, "gone", format!("{id} was {how}"))
+            }
             Error::Conflict { .. } => {
                 // What the client sees is built from the aggregate, its id
                 // and version: the store's own words (a constraint's name,
@@ -138,6 +149,14 @@ mod tests {
             id: "1".into(),
         };
         assert_eq!(ApiError::from(not_found).status, StatusCode::NOT_FOUND);
+        // An ended stream is gone; where it was archived to is not said.
+        let gone = ApiError::from(Error::StreamEnded {
+            id: "1".into(),
+            archived_to: Some("/srv/archive.db".into()),
+            at: "2026-01-01T00:00:00Z".into(),
+        });
+        assert_eq!(gone.status, StatusCode::GONE);
+        assert_eq!(gone.message, "1 was archived");
         assert_eq!(
             ApiError::from(Error::conflict("taken")).status,
             StatusCode::CONFLICT

@@ -5,6 +5,7 @@
 
 mod compact;
 mod dcb;
+mod ending;
 mod export_import;
 mod follow;
 mod inspect;

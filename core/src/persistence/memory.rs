@@ -48,6 +48,10 @@ pub struct LogIndex {
     tracking: HashMap<String, TrackedIds>,
     /// Idempotency keys and their outcomes.
     outcomes: HashMap<String, Vec<u8>>,
+    /// The notification ids of events removed by
+    /// [`end_stream`](Self::end_stream): gaps in the log (their places in
+    /// `log` hold empty rows).
+    removed: HashSet<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +150,46 @@ impl LogIndex {
             })
             .collect()
     }
+    /// Ends stream `originator_id` as
+    /// [`AggregateRecorder::end_stream`] says: checked, then the tombstone
+    /// appended (if any) and the stream's other events removed, their
+    /// places in the log emptied (gaps); returns the removed events.
+    pub fn end_stream(
+        &mut self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        let last = self
+            .streams
+            .get(originator_id)
+            .and_then(|s| s.values().next_back())
+            .map(|&i| &self.log[i]);
+        if !crate::ending::check_end(originator_id, last, tombstone)? {
+            return Ok(Vec::new());
+        }
+        if let Some(tombstone) = tombstone {
+            self.insert(std::slice::from_ref(tombstone));
+        }
+        let stream = self.streams.remove(originator_id).unwrap_or_default();
+        let mut removed = Vec::with_capacity(stream.len());
+        let mut kept = BTreeMap::new();
+        for (version, index) in stream {
+            if tombstone.is_some_and(|t| t.originator_version == version) {
+                kept.insert(version, index);
+                continue;
+            }
+            removed.push(std::mem::replace(
+                &mut self.log[index],
+                StoredEvent::buffer(String::new()),
+            ));
+            self.removed.insert(index as u64 + 1);
+        }
+        if !kept.is_empty() {
+            self.streams.insert(originator_id.to_owned(), kept);
+        }
+        Ok(removed)
+    }
+
     /// The events of one stream, as `query` says.
     pub fn select_events(&self, originator_id: &str, query: &EventQuery) -> Vec<StoredEvent> {
         let mut events = Vec::new();
@@ -207,7 +251,7 @@ impl LogIndex {
                 .skip(first)
                 .map(|(i, e)| (i as u64 + 1, e))
                 .take_while(|(id, _)| query.stop.is_none_or(|stop| *id <= stop))
-                .filter(|(id, e)| query.matches(*id, &e.topic))
+                .filter(|(id, e)| query.matches(*id, &e.topic) && !self.removed.contains(id))
                 .take(query.limit)
                 .map(|(id, e)| Notification {
                     id,
@@ -286,6 +330,18 @@ impl AggregateRecorder for MemoryRecorder {
 
     fn select_events(&self, originator_id: &str, query: &EventQuery) -> Result<Vec<StoredEvent>> {
         Ok(self.read().select_events(originator_id, query))
+    }
+
+    fn end_stream(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        let removed = self.write().end_stream(originator_id, tombstone)?;
+        if tombstone.is_some() && !removed.is_empty() {
+            self.committed.notify();
+        }
+        Ok(removed)
     }
 
     /// Lends the rows it holds, under the read lock (a writer waits for

@@ -199,6 +199,66 @@ pub trait AggregateRecorder: Send + Sync {
         rows.iter().try_for_each(&mut *visit)?;
         Ok(rows.len())
     }
+
+    /// Ends stream `originator_id` for good, in one transaction: stores
+    /// `tombstone` (a [`Tombstone`](crate::ending::Tombstone)'s stored
+    /// event, at the version after the stream's last) and removes every
+    /// other event of the stream; returns the removed events, oldest
+    /// first. The tombstone takes the next notification id, and the
+    /// removed events' ids become gaps in the log: every other event
+    /// keeps its id. A save at the tombstone's version is then a
+    /// [`Conflict`](crate::Error::Conflict), so the stream cannot go on.
+    ///
+    /// A stream with no events: nothing is stored, and the result is
+    /// empty. With `tombstone` `None` (a store of snapshots) the events
+    /// are removed and nothing is stored in their place.
+    ///
+    /// The SQLite, PostgreSQL, MySQL and memory stores implement it. The
+    /// default, for a store whose events are immutable (the object store,
+    /// a user's own store), changes nothing and is an [`Error::Config`]
+    /// naming `PERSISTENCE_MODULE`; a store that wraps another should
+    /// pass the call on.
+    ///
+    /// ```
+    /// use annals_core::ending::Tombstone;
+    /// use annals_core::persistence::memory::MemoryRecorder;
+    /// use annals_core::persistence::{
+    ///     AggregateRecorder, ApplicationRecorder, EventQuery, NotificationQuery, StoredEvent,
+    /// };
+    ///
+    /// let recorder = MemoryRecorder::new();
+    /// let row = |id: &str, version| StoredEvent {
+    ///     originator_id: id.into(),
+    ///     originator_version: version,
+    ///     topic: "Dog.Registered".into(),
+    ///     state: b"{}".to_vec(),
+    /// };
+    /// recorder.insert_events(&[row("dog-1", 1), row("dog-2", 1), row("dog-1", 2)])?;
+    /// let tombstone = Tombstone::deleted("2026-03-01T09:00:00Z").to_stored("dog-1", 3);
+    /// let removed = recorder.end_stream("dog-1", Some(&tombstone))?;
+    /// assert_eq!(removed.len(), 2);
+    /// assert_eq!(recorder.select_events("dog-1", &EventQuery::all())?, [tombstone]);
+    /// // dog-2 keeps notification id 2; ids 1 and 3 are gaps.
+    /// let log = recorder.select_notifications(&NotificationQuery::new(1, 10))?;
+    /// assert_eq!(log.iter().map(|n| n.id).collect::<Vec<_>>(), [2, 4]);
+    /// # Ok::<(), annals_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StreamEnded`] when the stream
+    /// is ended already; a [`Conflict`](crate::Error::Conflict) when the
+    /// tombstone's version is not the one after the stream's last;
+    /// [`Error::Config`] for a tombstone of another stream or topic; the
+    /// store's errors. On error nothing changed.
+    fn end_stream(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        let _ = (originator_id, tombstone);
+        Err(crate::ending::no_end_stream(std::any::type_name::<Self>()))
+    }
 }
 
 /// An aggregate recorder that also keeps the application's log.

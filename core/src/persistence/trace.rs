@@ -188,6 +188,23 @@ impl AggregateRecorder for Traced {
             self.inner.visit_events(originator_id, query, visit)
         })
     }
+
+    fn end_stream(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        let span = tracing::trace_span!(
+            "end_stream",
+            store = self.store,
+            originator_id,
+            tombstone_version = tombstone.map(|t| t.originator_version),
+            removed = Empty,
+        );
+        let removed = span.in_scope(|| self.inner.end_stream(originator_id, tombstone))?;
+        span.record("removed", removed.len());
+        Ok(removed)
+    }
 }
 
 impl ApplicationRecorder for Traced {

@@ -90,6 +90,7 @@ macro_rules! recorder_contract {
             a_second_insert_of_a_key_is_a_conflict_and_stores_nothing,
             a_failed_keyed_insert_stores_no_key,
             concurrent_inserts_of_one_key_store_one,
+            ends_a_stream_leaving_a_tombstone_and_gaps,
         );
     };
     (@tests $make:expr, $skipped:path; $($name:ident),+ $(,)?) => {
@@ -1034,4 +1035,95 @@ pub fn concurrent_inserts_of_one_key_store_one(r: &dyn ProcessRecorder) {
         }
     }
     assert!(r.max_notification_id().expect("max") > 0);
+}
+
+/// Ending a stream ([`end_stream`](crate::persistence::AggregateRecorder::end_stream))
+/// removes its events and stores the tombstone at the version after the
+/// last, in one transaction: the other streams keep their notification
+/// ids, the tombstone takes a new one, a save at its version conflicts,
+/// ending it again says it ended, a tombstone at a stale version
+/// conflicts and changes nothing, and a stream with no events gets no
+/// tombstone. A store whose events are immutable refuses with an
+/// [`Error::Config`](crate::Error::Config) naming `PERSISTENCE_MODULE`
+/// and changes nothing (that passes).
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals_core::persistence::memory::MemoryRecorder;
+///
+/// annals_core::testing::contract::ends_a_stream_leaving_a_tombstone_and_gaps(&MemoryRecorder::new());
+/// ```
+pub fn ends_a_stream_leaving_a_tombstone_and_gaps(r: &dyn ProcessRecorder) {
+    use crate::ending::Tombstone;
+    let at = "2026-01-01T00:00:00Z";
+    let ids = r
+        .insert_events(&[
+            event("e1", 1, "T.A"),
+            event("e2", 1, "T.A"),
+            event("e1", 2, "T.B"),
+        ])
+        .expect("insert");
+    let max = r.max_notification_id().expect("max");
+    let tombstone = Tombstone::deleted(at).to_stored("e1", 3);
+    let removed = match r.end_stream("e1", Some(&tombstone)) {
+        Err(crate::Error::Config { setting, .. })
+            if setting == crate::settings::PERSISTENCE_MODULE.name =>
+        {
+            assert_eq!(versions(&all(r, "e1")), [1, 2], "a refusal changes nothing");
+            return;
+        }
+        other => other.expect("end_stream"),
+    };
+    assert_eq!(removed, [event("e1", 1, "T.A"), event("e1", 2, "T.B")]);
+    assert_eq!(
+        all(r, "e1"),
+        std::slice::from_ref(&tombstone),
+        "the tombstone alone"
+    );
+    assert_eq!(all(r, "e2"), [event("e2", 1, "T.A")]);
+    let log = r
+        .select_notifications(&NotificationQuery::new(1, 100))
+        .expect("select_notifications");
+    let logged: Vec<(u64, &str)> = log
+        .iter()
+        .map(|n| (n.id, n.event.originator_id.as_str()))
+        .collect();
+    assert_eq!(logged.len(), 2, "e2's event and the tombstone: {logged:?}");
+    assert_eq!(logged[0], (ids[1], "e2"), "e2 keeps its notification id");
+    assert_eq!(logged[1].1, "e1");
+    assert!(
+        logged[1].0 > max,
+        "the tombstone takes a new id: {logged:?}"
+    );
+    assert_eq!(log[1].event, tombstone);
+
+    let conflict = r
+        .insert_events(&[event("e1", 3, "T.A")])
+        .expect_err("the tombstone's version is taken");
+    assert!(conflict.is_conflict(), "a conflict, got: {conflict}");
+    let again = r
+        .end_stream("e1", Some(&Tombstone::deleted(at).to_stored("e1", 4)))
+        .expect_err("ended already");
+    assert!(again.is_stream_ended(), "StreamEnded, got: {again}");
+    let stale = r
+        .end_stream("e2", Some(&Tombstone::deleted(at).to_stored("e2", 5)))
+        .expect_err("a stale version");
+    assert!(stale.is_conflict(), "a conflict, got: {stale}");
+    assert_eq!(all(r, "e2"), [event("e2", 1, "T.A")], "nothing changed");
+    let none = r
+        .end_stream("e3", Some(&Tombstone::deleted(at).to_stored("e3", 1)))
+        .expect("a stream with no events");
+    assert!(
+        none.is_empty() && all(r, "e3").is_empty(),
+        "no tombstone stored"
+    );
+    assert_eq!(
+        r.max_notification_id().expect("max"),
+        logged[1].0,
+        "nothing stored after the tombstone"
+    );
 }

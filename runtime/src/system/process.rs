@@ -506,7 +506,11 @@ impl ProcessApplication {
             events: Encoded::default(),
             writes: Vec::new(),
         };
-        self.policy.process(&upstream, &mut processing)?;
+        // A tombstone (a stream ended for good) is no event of an
+        // aggregate: tracked, never given to the policy.
+        if !annals_core::ending::is_tombstone(&notification.event.topic) {
+            self.policy.process(&upstream, &mut processing)?;
+        }
         let tracking = Tracking {
             application_name: leader.name().to_owned(),
             notification_id: notification.id,

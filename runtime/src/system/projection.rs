@@ -162,7 +162,13 @@ impl<D: ReadModel> Projection<D> {
                     applied = tracing::field::Empty,
                 );
                 let applying = apply.enter();
+                // A tombstone (a stream ended for good) is tracked, never
+                // projected.
+                let tombstone = annals_core::ending::is_tombstone(&notification.event.topic);
                 let outcome = db.apply(&self.name, leader, notification.id, &mut |tx| {
+                    if tombstone {
+                        return Ok(());
+                    }
                     (self.project)(&upstream, tx)
                 })?;
                 apply.record("applied", matches!(outcome, Applied::Now));

@@ -273,6 +273,106 @@ impl MysqlRecorder {
         Ok(rows.into_iter().map(to_event).collect())
     }
 
+    /// Ends stream `originator_id` (of the snapshots table when
+    /// `snapshots`) in one transaction of a pooled connection: under the
+    /// writers' lock for the events (so the tombstone's id is numbered and
+    /// committed in order with theirs), the last row read and checked
+    /// ([`annals_core::ending::check_end`]), the tombstone inserted first
+    /// (its id above every removed one), then the stream's other rows
+    /// deleted. Under eventsourcing_django's tables, this application's
+    /// rows only.
+    fn end(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+        snapshots: bool,
+    ) -> Result<Vec<StoredEvent>> {
+        let sql = &self.sql;
+        let (table, [select_all, select]) = if snapshots {
+            (
+                &sql.snapshots,
+                [&sql.select_snapshots_asc, &sql.select_snapshots_desc],
+            )
+        } else {
+            (
+                &sql.events,
+                [&sql.select_events_asc, &sql.select_events_desc],
+            )
+        };
+        if let Some(t) = tombstone {
+            check_rows(std::slice::from_ref(t), table)?;
+        }
+        let rows = sql
+            .django_app
+            .as_ref()
+            .map(|app| format!("application_name = {app} AND "))
+            .unwrap_or_default();
+        // The stream's rows up to `lte`: all of them but the tombstone.
+        let lte = tombstone.map_or(u64::MAX, |t| t.originator_version.saturating_sub(1));
+        let delete = format!(
+            "DELETE FROM {table} WHERE {rows}originator_id = ? AND originator_version <= ?"
+        );
+        // Read's retry on a broken connection runs it again: the first
+        // run's transaction was rolled back by the server, unless the
+        // connection broke after its COMMIT, when the rerun finds the
+        // tombstone and says the stream ended.
+        self.read("ending a stream", table, |conn| {
+            if snapshots {
+                conn.conn.query_drop("START TRANSACTION")?;
+            } else if !super::writer::begin_and_lock(&mut conn.conn, &sql.begin_and_lock)? {
+                conn.rollback();
+                return Ok(Err(Error::persistence(
+                    format!("locking {} for writing", sql.events),
+                    format!(
+                        "the one row of {} is missing, and writers lock it to number events \
+                         in the order they commit: open the store with CREATE_TABLE=yes",
+                        sql.lock
+                    ),
+                )));
+            }
+            let ended = (|| -> std::result::Result<Result<Vec<StoredEvent>>, mysql::Error> {
+                let last: Vec<EventRow> = conn
+                    .conn
+                    .exec(select, (originator_id, 0_u64, u64::MAX, 1_u64))?;
+                let last = last.into_iter().next().map(to_event);
+                match annals_core::ending::check_end(originator_id, last.as_ref(), tombstone) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Ok(Vec::new())),
+                    Err(e) => return Ok(Err(e)),
+                }
+                let removed: Vec<EventRow> = conn
+                    .conn
+                    .exec(select_all, (originator_id, 0_u64, lte, u64::MAX))?;
+                if let Some(t) = tombstone {
+                    let params = vec![
+                        Value::from(t.originator_id.as_str()),
+                        Value::from(t.originator_version),
+                        Value::from(t.topic.as_str()),
+                        Value::from(t.state.as_slice()),
+                    ];
+                    conn.conn
+                        .exec_drop(sql.insert_rows(&sql.events, 1), params)?;
+                }
+                conn.conn.exec_drop(&delete, (originator_id, lte))?;
+                Ok(Ok(removed.into_iter().map(to_event).collect()))
+            })();
+            match ended {
+                Ok(Ok(removed)) => {
+                    conn.conn.query_drop("COMMIT")?;
+                    Ok(Ok(removed))
+                }
+                Ok(Err(refused)) => {
+                    conn.rollback();
+                    Ok(Err(refused))
+                }
+                Err(e) => {
+                    conn.rollback();
+                    Err(e)
+                }
+            }
+        })?
+    }
+
     /// Inserts `events` (and `tracking`, an idempotency key with its
     /// outcome, the user's writes) atomically, under the writers' lock, in
     /// a group transaction shared with the saves of other threads that
@@ -614,6 +714,14 @@ impl AggregateRecorder for MysqlSnapshotRecorder {
             [&sql.select_snapshots_asc, &sql.select_snapshots_desc],
         )
     }
+
+    fn end_stream(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        self.recorder.end(originator_id, tombstone, true)
+    }
 }
 
 impl AggregateRecorder for MysqlRecorder {
@@ -628,6 +736,15 @@ impl AggregateRecorder for MysqlRecorder {
             &self.sql.events,
             [&self.sql.select_events_asc, &self.sql.select_events_desc],
         )
+    }
+
+    /// Under `DJANGO_TABLES`, only this application's rows.
+    fn end_stream(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        self.end(originator_id, tombstone, false)
     }
 }
 

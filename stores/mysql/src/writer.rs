@@ -215,7 +215,10 @@ impl GroupWriter {
 
 /// Sends `START TRANSACTION` and the writers' lock in one round trip
 /// (`begin_and_lock`, two statements): whether the lock row was there.
-fn begin_and_lock(conn: &mut mysql::Conn, begin_and_lock: &str) -> Result<bool, mysql::Error> {
+pub(crate) fn begin_and_lock(
+    conn: &mut mysql::Conn,
+    begin_and_lock: &str,
+) -> Result<bool, mysql::Error> {
     let mut result = conn.query_iter(begin_and_lock)?;
     let mut locked = false;
     // Every result set read, so the connection is ready for the next

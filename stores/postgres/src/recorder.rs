@@ -525,6 +525,98 @@ impl PostgresRecorder {
         })
     }
 
+    /// Ends stream `originator_id` (of the snapshots table when
+    /// `snapshots`) in one transaction of a pooled connection: under the
+    /// events table's lock, which the writers take, so the tombstone's id
+    /// is drawn and committed in order with theirs; the last event read
+    /// and checked ([`annals_core::ending::check_end`]), the tombstone
+    /// inserted, the stream's other rows deleted; NOTIFY at the commit.
+    fn end(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+        snapshots: bool,
+    ) -> Result<Vec<StoredEvent>> {
+        let id = self.id_param(originator_id)?;
+        let tombstones: Vec<StoredEvent> = tombstone.into_iter().cloned().collect();
+        let columns = self.columns(&tombstones)?;
+        let inserted = columns.params();
+        let below = tombstone
+            .map(|t| to_i64("originator version", t.originator_version))
+            .transpose()?
+            .unwrap_or(i64::MAX);
+        let sql = &self.sql;
+        let (begin, select, delete, commit, table) = if snapshots {
+            (
+                "BEGIN",
+                Stmt::SelectSnapshotsDesc,
+                &sql.delete_snapshots,
+                "COMMIT",
+                &sql.snapshots,
+            )
+        } else {
+            (
+                sql.begin_lock_and_sync.as_str(),
+                Stmt::SelectEventsDesc,
+                &sql.delete_events,
+                sql.notify_and_commit.as_str(),
+                &sql.events,
+            )
+        };
+        // Read's retry on a broken connection runs it again: the first
+        // run's transaction was rolled back by the server, unless the
+        // connection broke after its COMMIT, when the rerun finds the
+        // tombstone and says the stream ended.
+        self.read("ending a stream", |conn| {
+            conn.client.batch_execute(begin)?;
+            let ended = (|| -> Result<Result<Vec<StoredEvent>>, StepError> {
+                let statement = conn.statement(sql, select)?;
+                let last = conn.client.query(
+                    &statement,
+                    &[id.as_sql(), &i64::MIN, &i64::MAX, &Some(1_i64)],
+                )?;
+                let last = last
+                    .first()
+                    .map(|row| self.read_event(table, row, 0))
+                    .transpose()?;
+                match annals_core::ending::check_end(originator_id, last.as_ref(), tombstone) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Ok(Vec::new())),
+                    Err(e) => return Ok(Err(e)),
+                }
+                if tombstone.is_some() {
+                    let statement = conn.statement(sql, Stmt::InsertEvents)?;
+                    conn.client.query(&statement, &inserted)?;
+                }
+                let deleted = if snapshots {
+                    conn.client.query(delete.as_str(), &[id.as_sql()])?
+                } else {
+                    conn.client.query(delete.as_str(), &[id.as_sql(), &below])?
+                };
+                let mut removed = deleted
+                    .iter()
+                    .map(|row| self.read_event(table, row, 0))
+                    .collect::<Result<Vec<_>, StepError>>()?;
+                removed.sort_by_key(|e| e.originator_version);
+                Ok(Ok(removed))
+            })();
+            match ended {
+                Ok(Ok(removed)) => {
+                    conn.client.batch_execute(commit)?;
+                    Ok(Ok(removed))
+                }
+                Ok(Err(refused)) => {
+                    conn.rollback();
+                    Ok(Err(refused))
+                }
+                Err(e) => {
+                    conn.rollback();
+                    Err(e)
+                }
+            }
+        })?
+    }
+
     /// The error of a row that does not read (a column of another type).
     fn read_fail(&self, fail: StepError) -> Error {
         match fail {
@@ -604,6 +696,14 @@ impl AggregateRecorder for PostgresSnapshotRecorder {
             &self.recorder.sql.snapshots,
         )
     }
+
+    fn end_stream(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        self.recorder.end(originator_id, tombstone, true)
+    }
 }
 
 /// A stored id or version: never negative in a row annals wrote.
@@ -645,6 +745,15 @@ impl AggregateRecorder for PostgresRecorder {
         visit: &mut dyn FnMut(&StoredEvent) -> Result<()>,
     ) -> Result<usize> {
         self.visit_stream(originator_id, query, visit)
+    }
+
+    /// Under `DJANGO_TABLES`, only this application's rows.
+    fn end_stream(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        self.end(originator_id, tombstone, false)
     }
 }
 

@@ -101,6 +101,26 @@ pub(super) struct Sql {
     pub(super) django: bool,
     /// The data keys table's statements (none under Django's tables).
     pub(super) keys: crate::recorder::KeySql,
+    /// Deletes the events of stream `$1` below version `$2`, returning
+    /// them (ending a stream: its tombstone is at `$2`).
+    pub(super) delete_events: String,
+    /// Deletes the snapshots of stream `$1`, returning them.
+    pub(super) delete_snapshots: String,
+}
+
+/// `DELETE` of one stream's rows of `table` (with `rows`, the condition
+/// that picks the application's rows, and its `AND`), below version `$2`
+/// when `below` is set, returning them as the selects do.
+fn delete_stream(table: &str, rows: &str, below: bool) -> String {
+    let below = if below {
+        " AND originator_version < $2"
+    } else {
+        ""
+    };
+    format!(
+        "DELETE FROM {table} WHERE {rows}originator_id = $1{below} \
+         RETURNING originator_id, originator_version, topic, state"
+    )
 }
 
 impl Sql {
@@ -302,6 +322,8 @@ impl Sql {
         ];
         let begin_and_lock = format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE");
         Self {
+            delete_events: delete_stream(&events, "", true),
+            delete_snapshots: delete_stream(&snapshots, "", false),
             begin_lock_and_sync: format!("{begin_and_lock}; {sync_sequence}"),
             begin_and_lock,
             sync_sequence,
@@ -412,7 +434,10 @@ impl Sql {
             none.clone(),
         ];
         let begin_and_lock = format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE");
+        let rows = format!("application_name = {app} AND ");
         Self {
+            delete_events: delete_stream(&events, &rows, true),
+            delete_snapshots: delete_stream(&snapshots, &rows, false),
             begin_lock_and_sync: begin_and_lock.clone(),
             begin_and_lock,
             sync_sequence: none.clone(),

@@ -262,6 +262,93 @@ impl Shared {
         saved.map_err(|e| self.save_error(e))
     }
 
+    /// Ends stream `originator_id` of `table` (a table and the condition
+    /// that picks the application's rows: [`Tables::rows`]) in one
+    /// transaction of the writer: the stream read, checked
+    /// ([`annals_core::ending::check_end`]), the tombstone inserted with
+    /// `insert_sql` first (so it takes a rowid above every removed one,
+    /// which SQLite would otherwise give out again), then the stream's
+    /// other rows deleted under `PRAGMA secure_delete`, so their bytes are
+    /// overwritten in the database's pages (the write-ahead log keeps its
+    /// copies until a checkpoint).
+    fn end_stream(
+        &self,
+        (table, rows): (&str, &str),
+        insert_sql: &Arc<str>,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        let before = tombstone
+            .map(|t| to_i64("originator version", t.originator_version))
+            .transpose()?;
+        let select = select_events_sql(table, rows, &EventQuery::all());
+        let delete = match before {
+            Some(_) => format!(
+                "DELETE FROM {table} WHERE {rows}originator_id = ?1 AND originator_version < ?2"
+            ),
+            None => format!("DELETE FROM {table} WHERE {rows}originator_id = ?1"),
+        };
+        let ended = self.writer.save(|w| {
+            w.mark(StatementCount::Several)?;
+            let conn = &w.conn;
+            let mut events = Vec::new();
+            {
+                let mut stmt = conn.prepare_cached(&select)?;
+                let mut found = stmt.query(params![originator_id])?;
+                while let Some(row) = found.next()? {
+                    let version = match to_u64(table, "originator_version", row.get(0)?) {
+                        Ok(version) => version,
+                        // A corrupt row: nothing was written yet.
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    events.push(StoredEvent {
+                        originator_id: originator_id.to_owned(),
+                        originator_version: version,
+                        topic: row.get(1)?,
+                        state: row.get(2)?,
+                    });
+                }
+            }
+            match annals_core::ending::check_end(originator_id, events.last(), tombstone) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Ok(Vec::new())),
+                // Nothing was written: the error is the answer.
+                Err(e) => return Ok(Err(e)),
+            }
+            if let Some(tombstone) = tombstone {
+                connection::insert_rows(conn, insert_sql, std::slice::from_ref(tombstone), false)?;
+            }
+            let secure: i64 = conn.query_row("PRAGMA secure_delete", [], |r| r.get(0))?;
+            conn.pragma_update(None, "secure_delete", 1)?;
+            let deleted = match before {
+                Some(before) => conn
+                    .prepare_cached(&delete)?
+                    .execute(params![originator_id, before]),
+                None => conn
+                    .prepare_cached(&delete)?
+                    .execute(params![originator_id]),
+            };
+            conn.pragma_update(None, "secure_delete", secure)?;
+            deleted?;
+            Ok(Ok(events))
+        });
+        ended.map_err(|e| match e {
+            SaveFailure::NotBegun(e) | SaveFailure::Refused { error: e, .. } => {
+                sqlite_error("ending a stream", &self.config, e)
+            }
+            SaveFailure::GroupFailed(
+                CommitFailure::RolledBack(why) | CommitFailure::Unknown(why),
+            ) => Error::persistence(
+                format!(
+                    "committing the end of stream {originator_id} to SQLite database {:?}; \
+                     nothing of it was stored",
+                    self.config.dbname
+                ),
+                why,
+            ),
+        })?
+    }
+
     fn save_error(&self, e: SaveFailure<rusqlite::Error>) -> Error {
         match e {
             SaveFailure::NotBegun(e) | SaveFailure::Refused { error: e, .. } => {
@@ -697,6 +784,16 @@ impl AggregateRecorder for SqliteSnapshotRecorder {
         let table = (self.table.as_str(), self.rows.as_str());
         self.shared.select_events(table, originator_id, query)
     }
+
+    fn end_stream(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        let table = (self.table.as_str(), self.rows.as_str());
+        self.shared
+            .end_stream(table, &self.insert, originator_id, tombstone)
+    }
 }
 
 impl AggregateRecorder for SqliteRecorder {
@@ -733,6 +830,51 @@ impl AggregateRecorder for SqliteRecorder {
             self.statements.rows.as_str(),
         );
         self.shared.visit_events(table, originator_id, query, visit)
+    }
+
+    /// Under `DJANGO_TABLES`, only this application's rows. After the
+    /// commit, a file database's write-ahead log is checkpointed and
+    /// truncated (`PRAGMA wal_checkpoint(TRUNCATE)`), so the removed rows'
+    /// bytes leave it too; when a reader keeps it from completing, that is
+    /// logged (`warn`) and the next checkpoint does it.
+    fn end_stream(
+        &self,
+        originator_id: &str,
+        tombstone: Option<&StoredEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        let table = (
+            self.statements.events_table.as_str(),
+            self.statements.rows.as_str(),
+        );
+        let removed = self.shared.end_stream(
+            table,
+            &self.statements.insert_event,
+            originator_id,
+            tombstone,
+        )?;
+        if !removed.is_empty() && self.shared.readers.is_some() {
+            let checkpoint = self.shared.writer.exclusive(|w| {
+                w.conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                        row.get::<_, i64>(0)
+                    })
+            });
+            match checkpoint {
+                Ok(0) => {}
+                Ok(_) => tracing::warn!(
+                    dbname = self.shared.config.dbname.as_str(),
+                    "the write-ahead log could not be checkpointed after a stream was ended \
+                     (a reader was reading): the removed events' bytes stay in it until the next \
+                     checkpoint"
+                ),
+                Err(e) => tracing::warn!(
+                    dbname = self.shared.config.dbname.as_str(),
+                    error = %e,
+                    "the write-ahead log could not be checkpointed after a stream was ended"
+                ),
+            }
+        }
+        Ok(removed)
     }
 }
 
