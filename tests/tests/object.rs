@@ -117,6 +117,54 @@ mod on_azure {
     annals::recorder_contract!(|name| super::under(super::azure_location(), name));
 }
 
+/// The key store contract on each store: the data keys under
+/// `events-keys/`.
+mod keys {
+    use std::sync::Arc;
+
+    use annals::persistence::keys::KeyStore;
+    use annals::persistence::object::ObjectConfig;
+    use annals::persistence::{ProcessRecorder, Store as _};
+
+    type Opened = Option<(Arc<dyn ProcessRecorder>, Arc<dyn KeyStore>)>;
+
+    /// The events and keys of an application at `location`.
+    fn at(location: &str) -> Opened {
+        let recorders = ObjectConfig::location(location)
+            .open("Contract")
+            .unwrap_or_else(|e| panic!("open {location}: {}", e.report()));
+        let keys = recorders.keys.expect("the object store keeps keys");
+        Some((recorders.events, keys))
+    }
+
+    /// Under a fresh prefix of the test server's `location`.
+    fn under(location: Option<String>, name: &str) -> Opened {
+        at(&format!(
+            "{}/keys-{name}-{}",
+            location?,
+            annals::prelude::Uuid::new_v4().simple()
+        ))
+    }
+
+    mod on_a_directory {
+        annals::key_store_contract!(|name| super::at(
+            super::super::temp_dir().join(name).to_str().expect("a UTF-8 path")
+        ));
+    }
+
+    mod in_memory {
+        annals::key_store_contract!(|_| super::at("memory://"));
+    }
+
+    mod on_s3 {
+        annals::key_store_contract!(|name| super::under(super::super::s3_location(), name));
+    }
+
+    mod on_azure {
+        annals::key_store_contract!(|name| super::under(super::super::azure_location(), name));
+    }
+}
+
 #[test]
 fn an_application_on_a_directory_from_the_environment() {
     let dir = temp_dir().join("school");
