@@ -266,7 +266,10 @@ impl ObjectKeyStore {
                             Err(object_store::Error::NotFound { .. }) => Ok(None),
                             Err(e) => Err(e),
                         };
-                        (i, got.map_err(|e| Error::persistence(format!("reading {path}"), e)))
+                        (
+                            i,
+                            got.map_err(|e| Error::persistence(format!("reading {path}"), e)),
+                        )
                     });
                 }
                 let mut got = vec![None; batch.len()];
@@ -300,8 +303,8 @@ fn encode(key: &StoredKey) -> Vec<u8> {
 /// The key in `bytes`, the object at `path`, which must be `subject`'s.
 fn decode(path: &Path, subject: &str, bytes: &[u8]) -> Result<StoredKey> {
     let bad = |why: String| Error::persistence(format!("reading {path}"), why);
-    let object: KeyObject = serde_json::from_slice(bytes)
-        .map_err(|e| bad(format!("not a data key's object: {e}")))?;
+    let object: KeyObject =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not a data key's object: {e}")))?;
     if object.subject != subject {
         return Err(bad(format!(
             "the object holds the key of {:?}, not of {subject:?}, whose name it has \
