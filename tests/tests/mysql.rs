@@ -45,7 +45,7 @@ fn a_forgotten_patient_reads_as_forgotten_here_and_after_a_restart() {
     let subjects: Vec<Vec<u8>> = client
         .query("SELECT subject FROM `myclinic_data_keys` ORDER BY subject")
         .unwrap();
-    let mut expected = vec![ada.id().to_string(), bob.id().to_string()];
+    let mut expected = [ada.id().to_string(), bob.id().to_string()];
     expected.sort();
     assert_eq!(
         subjects,

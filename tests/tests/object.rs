@@ -2019,10 +2019,13 @@ fn forgotten_patient(location: &str, dir: Option<&std::path::Path>) {
     let app = open();
     let mut ada = Patient::admit("Ada Lovelace".into());
     ada.visit();
-    app.save(&mut ada).unwrap();
+    app.save(&mut ada).expect("save Ada");
     let mut bob = Patient::admit("Bob Babbage".into());
-    app.save(&mut bob).unwrap();
-    assert_eq!(app.get::<Patient>(ada.id()).unwrap().name, "Ada Lovelace");
+    app.save(&mut bob).expect("save Bob");
+    assert_eq!(
+        app.get::<Patient>(ada.id()).expect("read Ada").name,
+        "Ada Lovelace"
+    );
 
     let keys_dir = dir.map(|dir| dir.join("clinic").join("events-keys"));
     let key_file = |id: Uuid| {
@@ -2043,23 +2046,26 @@ fn forgotten_patient(location: &str, dir: Option<&std::path::Path>) {
         assert!(ada_key.is_file(), "{} is missing", ada_key.display());
     }
 
-    assert!(app.forget(&ada.id().to_string()).unwrap());
+    assert!(app.forget(&ada.id().to_string()).expect("forget Ada"));
     assert!(
-        !app.forget(&ada.id().to_string()).unwrap(),
+        !app.forget(&ada.id().to_string()).expect("forget Ada"),
         "forgotten once"
     );
-    let got = app.get::<Patient>(ada.id()).unwrap();
+    let got = app.get::<Patient>(ada.id()).expect("read Ada");
     assert_eq!((got.name.as_str(), got.visits), ("(forgotten)", 2));
 
     drop(app);
     let fresh = open();
-    let got = fresh.get::<Patient>(ada.id()).unwrap();
+    let got = fresh.get::<Patient>(ada.id()).expect("read Ada");
     assert_eq!(
         (got.name.as_str(), got.visits),
         ("(forgotten)", 2),
         "the events stay"
     );
-    assert_eq!(fresh.get::<Patient>(bob.id()).unwrap().name, "Bob Babbage");
+    assert_eq!(
+        fresh.get::<Patient>(bob.id()).expect("read Bob").name,
+        "Bob Babbage"
+    );
     if let (Some(ada_key), Some(bob_key)) = (key_file(ada.id()), key_file(bob.id())) {
         assert!(!ada_key.exists(), "{} is left", ada_key.display());
         assert!(bob_key.is_file(), "{} is gone", bob_key.display());
@@ -2091,7 +2097,7 @@ impl ObjectStore for Interloper {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         if matches!(opts.mode, object_store::PutMode::Update(_)) {
-            let other = self.other.lock().unwrap().take();
+            let other = self.other.lock().expect("not poisoned").take();
             if let Some(other) = other {
                 self.inner.put(location, PutPayload::from(other)).await?;
             }
@@ -2185,13 +2191,19 @@ fn rewrap_meets_another_key(make: MakeStore) {
     // The second key's object, as the store writes it.
     let scratch = Arc::new(object_store::memory::InMemory::new());
     ObjectKeyStore::new(scratch.clone(), &log)
-        .unwrap()
+        .expect("a key store")
         .insert_key(&second)
-        .unwrap();
+        .expect("write the second key");
     // Named by the hex of the subject's bytes.
     let object = Path::from(format!("{log}-keys/{}.json", "616461"));
     let body = futures::executor::block_on(async {
-        scratch.get(&object).await.unwrap().bytes().await.unwrap()
+        scratch
+            .get(&object)
+            .await
+            .expect("the second key's object")
+            .bytes()
+            .await
+            .expect("its bytes")
     });
 
     let keys = ObjectKeyStore::new(
@@ -2201,17 +2213,20 @@ fn rewrap_meets_another_key(make: MakeStore) {
         }),
         &log,
     )
-    .unwrap();
-    keys.insert_key(&first).unwrap();
+    .expect("a key store");
+    keys.insert_key(&first).expect("write the first key");
     assert!(
-        !keys.rewrap_key(&first, &[9; 60]).unwrap(),
+        !keys.rewrap_key(&first, &[9; 60]).expect("re-wrap"),
         "the key read was replaced before the write: nothing to re-wrap"
     );
-    assert_eq!(keys.select_key("ada").unwrap(), Some(second.clone()));
+    assert_eq!(keys.select_key("ada").expect("read"), Some(second.clone()));
     // With nothing in the way, the same store re-wraps.
-    assert!(keys.rewrap_key(&second, &[9; 60]).unwrap());
+    assert!(keys.rewrap_key(&second, &[9; 60]).expect("re-wrap"));
     assert_eq!(
-        keys.select_key("ada").unwrap().unwrap().wrapped,
+        keys.select_key("ada")
+            .expect("read")
+            .expect("a key")
+            .wrapped,
         vec![9; 60]
     );
 }
