@@ -18,6 +18,10 @@ use super::recorder::MysqlRecorder;
 /// The longest subject (bytes of UTF-8) the keys table holds.
 pub const MAX_SUBJECT_BYTES: usize = 1020;
 
+/// How many times a key erased as soon as it was written is written
+/// again.
+const MAX_RACES: usize = 10;
+
 /// A row of the keys table: subject, key id, wrapped key.
 type KeyRow = (Vec<u8>, Vec<u8>, Vec<u8>);
 
@@ -68,8 +72,14 @@ impl KeySql {
         }
     }
 
-    /// Inserts `key` unless its subject has one; the subject's key.
-    fn insert(&self, conn: &mut mysql::Conn, key: &StoredKey) -> Result<StoredKey, mysql::Error> {
+    /// Inserts `key` unless its subject has one; the subject's key, or
+    /// `None` when it was erased as soon as it was found (a `forget`
+    /// racing this write, outside a transaction).
+    fn try_insert(
+        &self,
+        conn: &mut mysql::Conn,
+        key: &StoredKey,
+    ) -> Result<Option<StoredKey>, mysql::Error> {
         conn.exec_drop(
             &self.insert,
             (
@@ -78,17 +88,41 @@ impl KeySql {
                 key.wrapped.as_slice(),
             ),
         )?;
-        let (key_id, wrapped) = conn
-            .exec_first::<(Vec<u8>, Vec<u8>), _, _>(&self.select, (key.subject.as_bytes(),))?
-            // Written just now, or there already; only a DELETE in
-            // between (by hand, or a `forget` racing this write) leaves
-            // nothing, and then this key is as good as any.
-            .unwrap_or_else(|| (key.key_id.clone(), key.wrapped.clone()));
-        Ok(StoredKey {
+        let row =
+            conn.exec_first::<(Vec<u8>, Vec<u8>), _, _>(&self.select, (key.subject.as_bytes(),))?;
+        Ok(row.map(|(key_id, wrapped)| StoredKey {
             subject: key.subject.clone(),
             key_id,
             wrapped,
-        })
+        }))
+    }
+
+    /// Inserts `key` unless its subject has one; the subject's key. In a
+    /// save's transaction the row, once written or found, is locked till
+    /// the commit; outside one, a row erased between the insert and the
+    /// read is written again. `None`: erased every time.
+    fn insert(
+        &self,
+        conn: &mut mysql::Conn,
+        key: &StoredKey,
+    ) -> Result<Option<StoredKey>, mysql::Error> {
+        for _ in 0..MAX_RACES {
+            if let Some(stored) = self.try_insert(conn, key)? {
+                return Ok(Some(stored));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The error of an insert whose row was erased every time.
+    fn erased(&self) -> Error {
+        Error::persistence(
+            format!("writing a data key ({})", self.table),
+            format!(
+                "the subject's key was erased as soon as written, {MAX_RACES} times: it is \
+                 being forgotten by others meanwhile"
+            ),
+        )
     }
 
     /// That `subject` fits the table (before anything is sent).
@@ -182,7 +216,8 @@ impl KeyStore for MysqlKeyStore {
         self.recorder
             .read("writing a data key", &sql.table, |conn| {
                 sql.insert(&mut conn.conn, key)
-            })
+            })?
+            .ok_or_else(|| sql.erased())
     }
 
     fn delete_key(&self, subject: &str) -> Result<bool> {
@@ -253,7 +288,8 @@ impl KeyStore for MysqlKeyStore {
         for key in keys {
             let stored = sql
                 .insert(conn, key)
-                .map_err(|e| self.recorder.db_error("writing a data key", &sql.table, e))?;
+                .map_err(|e| self.recorder.db_error("writing a data key", &sql.table, e))?
+                .ok_or_else(|| sql.erased())?;
             if stored.key_id != key.key_id {
                 return Err(other_key(&key.subject));
             }
