@@ -46,7 +46,11 @@ struct KeyObject {
 }
 
 /// The data keys of an application on an object store: one object a
-/// subject under `{log}-keys/` (see [the module](self)). A first key is
+/// subject under `{log}-keys/`, named by the hex of the subject's UTF-8
+/// bytes then `.json` (any subject names an object, and names sort as
+/// their subjects), holding the subject, the key's id and the wrapped key
+/// as JSON. A subject is at most [`MAX_SUBJECT_BYTES`] bytes, so that a
+/// name fits a file name on a directory. A first key is
 /// written only if the subject has none (`PutMode::Create`, as saves
 /// are); a re-wrap only over the object as it was read (`PutMode::Update`,
 /// `If-Match` on S3 and Azure, and in memory), or, on a store that cannot
