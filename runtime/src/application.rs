@@ -725,7 +725,7 @@ impl Application {
             Error::config(
                 crate::settings::PERSONAL_DATA_KEY.name,
                 "this application has no data keys: set PERSONAL_DATA_KEY (or CIPHER_KEY), on a \
-                 store that keeps them (memory, SQLite, PostgreSQL)",
+                 store that keeps them (memory, SQLite, PostgreSQL, MariaDB/MySQL, object)",
             )
         })
     }

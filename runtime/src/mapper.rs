@@ -377,7 +377,7 @@ impl Mapper {
                 format!(
                     "{topic} of {aggregate} has #[personal] fields: set PERSONAL_DATA_KEY (or \
                      CIPHER_KEY), the master key of the subjects' data keys, on a store that \
-                     keeps them (memory, SQLite, PostgreSQL)"
+                     keeps them (memory, SQLite, PostgreSQL, MariaDB/MySQL, object)"
                 ),
             ));
         };

@@ -89,10 +89,17 @@ pub fn mysql_client(config: &MysqlConfig) -> annals::mysql::Conn {
 /// the recorder names them).
 pub fn drop_mysql_tables(config: &MysqlConfig, name: &str) {
     let name = name.to_ascii_lowercase();
-    let tables: Vec<String> = ["events", "tracking", "snapshots", "outcomes", "lock"]
-        .iter()
-        .map(|t| format!("`{name}_{t}`"))
-        .collect();
+    let tables: Vec<String> = [
+        "events",
+        "tracking",
+        "snapshots",
+        "outcomes",
+        "lock",
+        "data_keys",
+    ]
+    .iter()
+    .map(|t| format!("`{name}_{t}`"))
+    .collect();
     mysql_client(config)
         .query_drop(format!("DROP TABLE IF EXISTS {}", tables.join(", ")))
         .expect("drop tables");

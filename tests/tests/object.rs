@@ -117,6 +117,57 @@ mod on_azure {
     annals::recorder_contract!(|name| super::under(super::azure_location(), name));
 }
 
+/// The key store contract on each store: the data keys under
+/// `events-keys/`.
+mod keys {
+    use std::sync::Arc;
+
+    use annals::persistence::keys::KeyStore;
+    use annals::persistence::object::ObjectConfig;
+    use annals::persistence::{ProcessRecorder, Store as _};
+
+    type Opened = Option<(Arc<dyn ProcessRecorder>, Arc<dyn KeyStore>)>;
+
+    /// The events and keys of an application at `location`.
+    fn at(location: &str) -> Opened {
+        let recorders = ObjectConfig::location(location)
+            .open("Contract")
+            .unwrap_or_else(|e| panic!("open {location}: {}", e.report()));
+        let keys = recorders.keys.expect("the object store keeps keys");
+        Some((recorders.events, keys))
+    }
+
+    /// Under a fresh prefix of the test server's `location`.
+    fn under(location: Option<String>, name: &str) -> Opened {
+        at(&format!(
+            "{}/keys-{name}-{}",
+            location?,
+            annals::prelude::Uuid::new_v4().simple()
+        ))
+    }
+
+    mod on_a_directory {
+        annals::key_store_contract!(|name| super::at(
+            super::super::temp_dir()
+                .join(name)
+                .to_str()
+                .expect("a UTF-8 path")
+        ));
+    }
+
+    mod in_memory {
+        annals::key_store_contract!(|_| super::at("memory://"));
+    }
+
+    mod on_s3 {
+        annals::key_store_contract!(|name| super::under(super::super::s3_location(), name));
+    }
+
+    mod on_azure {
+        annals::key_store_contract!(|name| super::under(super::super::azure_location(), name));
+    }
+}
+
 #[test]
 fn an_application_on_a_directory_from_the_environment() {
     let dir = temp_dir().join("school");
@@ -1901,4 +1952,347 @@ fn an_application_snapshots_the_streams_it_packs() {
         fresh.get::<Dog>(ids[0]).expect("a packed dog").name,
         "dog 0"
     );
+}
+
+/// A patient's name is sealed with the patient's key, an object under
+/// `clinic/events-keys/`; forgetting the patient deletes it, and the name
+/// reads as forgotten, in this application and in a fresh one, while the
+/// events stay. On a directory, the name is in no file, and the key's
+/// file is gone.
+#[test]
+fn a_forgotten_patient_reads_as_forgotten_here_and_after_a_restart_on_a_directory() {
+    let dir = temp_dir().join("clinic");
+    forgotten_patient(dir.to_str().expect("a UTF-8 path"), Some(&dir));
+}
+
+#[test]
+fn a_forgotten_patient_reads_as_forgotten_here_and_after_a_restart_on_s3() {
+    match s3_location() {
+        Some(location) => forgotten_patient(
+            &format!("{location}/clinic-{}", Uuid::new_v4().simple()),
+            None,
+        ),
+        None => annals_tests::skipped("a_forgotten_patient_reads_as_forgotten on S3"),
+    }
+}
+
+#[test]
+fn a_forgotten_patient_reads_as_forgotten_here_and_after_a_restart_on_azure() {
+    match azure_location() {
+        Some(location) => forgotten_patient(
+            &format!("{location}/clinic-{}", Uuid::new_v4().simple()),
+            None,
+        ),
+        None => annals_tests::skipped("a_forgotten_patient_reads_as_forgotten on Azure"),
+    }
+}
+
+/// Every file under `dir`, read.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .expect("read the directory")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            let bytes = std::fs::read(&path).expect("read a file");
+            files.push((path, bytes));
+        }
+    }
+    files
+}
+
+fn forgotten_patient(location: &str, dir: Option<&std::path::Path>) {
+    use annals_tests::clinic::Patient;
+
+    let key = annals::cipher::create_key();
+    let open = || {
+        Application::builder("Clinic")
+            .store(ObjectConfig::location(location))
+            .personal_data_key(&key)
+            .build()
+            .unwrap_or_else(|e| panic!("open the clinic at {location}: {}", e.report()))
+    };
+    let app = open();
+    let mut ada = Patient::admit("Ada Lovelace".into());
+    ada.visit();
+    app.save(&mut ada).expect("save Ada");
+    let mut bob = Patient::admit("Bob Babbage".into());
+    app.save(&mut bob).expect("save Bob");
+    assert_eq!(
+        app.get::<Patient>(ada.id()).expect("read Ada").name,
+        "Ada Lovelace"
+    );
+
+    let keys_dir = dir.map(|dir| dir.join("clinic").join("events-keys"));
+    let key_file = |id: Uuid| {
+        let hex: String = id.to_string().bytes().map(|b| format!("{b:02x}")).collect();
+        keys_dir
+            .as_ref()
+            .map(|keys| keys.join(format!("{hex}.json")))
+    };
+    if let Some(dir) = dir {
+        for (path, bytes) in files_under(dir) {
+            assert!(
+                !bytes.windows(12).any(|w| w == b"Ada Lovelace"),
+                "the name is in {} in the clear",
+                path.display()
+            );
+        }
+        let ada_key = key_file(ada.id()).expect("a directory");
+        assert!(ada_key.is_file(), "{} is missing", ada_key.display());
+    }
+
+    assert!(app.forget(&ada.id().to_string()).expect("forget Ada"));
+    assert!(
+        !app.forget(&ada.id().to_string()).expect("forget Ada"),
+        "forgotten once"
+    );
+    let got = app.get::<Patient>(ada.id()).expect("read Ada");
+    assert_eq!((got.name.as_str(), got.visits), ("(forgotten)", 2));
+
+    drop(app);
+    let fresh = open();
+    let got = fresh.get::<Patient>(ada.id()).expect("read Ada");
+    assert_eq!(
+        (got.name.as_str(), got.visits),
+        ("(forgotten)", 2),
+        "the events stay"
+    );
+    assert_eq!(
+        fresh.get::<Patient>(bob.id()).expect("read Bob").name,
+        "Bob Babbage"
+    );
+    if let (Some(ada_key), Some(bob_key)) = (key_file(ada.id()), key_file(bob.id())) {
+        assert!(!ada_key.exists(), "{} is left", ada_key.display());
+        assert!(bob_key.is_file(), "{} is gone", bob_key.display());
+    }
+}
+
+/// An object store around another that, at the first conditional
+/// overwrite (`PutMode::Update`) of a key object, first puts another key
+/// there, as a `forget` and a new save of the subject would between a
+/// re-wrap's read and its write.
+#[derive(Debug)]
+struct Interloper {
+    inner: Arc<dyn ObjectStore>,
+    other: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+impl fmt::Display for Interloper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Interloper({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Interloper {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        if matches!(opts.mode, object_store::PutMode::Update(_)) {
+            let other = self.other.lock().expect("not poisoned").take();
+            if let Some(other) = other {
+                self.inner.put(location, PutPayload::from(other)).await?;
+            }
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A re-wrap writes only over the key object as it read it: a key made
+/// meanwhile (another id) is left as it is, on every store that can
+/// write conditionally.
+#[test]
+fn a_rewrap_never_overwrites_a_key_made_since_it_read_the_object() {
+    rewrap_meets_another_key(memory_store);
+}
+
+#[test]
+fn a_rewrap_never_overwrites_a_key_made_since_it_read_the_object_on_azure() {
+    rewrap_meets_another_key(azure_store);
+}
+
+fn rewrap_meets_another_key(make: MakeStore) {
+    use annals::persistence::keys::{KeyStore, StoredKey};
+    use annals::persistence::object::ObjectKeyStore;
+
+    let Some((inner, prefix)) = make("rewrap") else {
+        return annals_tests::skipped("a_rewrap_never_overwrites_a_key_made_since");
+    };
+    let log = prefix.clone().join("events");
+    let first = StoredKey {
+        subject: "ada".into(),
+        key_id: vec![1; 8],
+        wrapped: vec![1; 60],
+    };
+    let second = StoredKey {
+        key_id: vec![2; 8],
+        wrapped: vec![2; 60],
+        ..first.clone()
+    };
+    // The second key's object, as the store writes it.
+    let scratch = Arc::new(object_store::memory::InMemory::new());
+    ObjectKeyStore::new(scratch.clone(), &log)
+        .expect("a key store")
+        .insert_key(&second)
+        .expect("write the second key");
+    // Named by the hex of the subject's bytes.
+    let object = Path::from(format!("{log}-keys/{}.json", "616461"));
+    let body = futures::executor::block_on(async {
+        scratch
+            .get(&object)
+            .await
+            .expect("the second key's object")
+            .bytes()
+            .await
+            .expect("its bytes")
+    });
+
+    let keys = ObjectKeyStore::new(
+        Arc::new(Interloper {
+            inner: inner.clone(),
+            other: std::sync::Mutex::new(Some(body.to_vec())),
+        }),
+        &log,
+    )
+    .expect("a key store");
+    keys.insert_key(&first).expect("write the first key");
+    assert!(
+        !keys.rewrap_key(&first, &[9; 60]).expect("re-wrap"),
+        "the key read was replaced before the write: nothing to re-wrap"
+    );
+    assert_eq!(keys.select_key("ada").expect("read"), Some(second.clone()));
+    // With nothing in the way, the same store re-wraps.
+    assert!(keys.rewrap_key(&second, &[9; 60]).expect("re-wrap"));
+    assert_eq!(
+        keys.select_key("ada")
+            .expect("read")
+            .expect("a key")
+            .wrapped,
+        vec![9; 60]
+    );
+}
+
+/// A subject too long to name an object is refused, saying so; one that
+/// fits, whatever its characters, is kept; an object under `events-keys/`
+/// that is not a key's is an error naming it.
+#[test]
+fn key_subjects_name_objects_or_are_refused_saying_why() {
+    use annals::persistence::keys::StoredKey;
+    use annals::persistence::object::MAX_SUBJECT_BYTES;
+
+    let dir = temp_dir().join("subjects");
+    let keys = ObjectConfig::location(dir.to_str().expect("a UTF-8 path"))
+        .open("Clinic")
+        .unwrap()
+        .keys
+        .expect("the object store keeps keys");
+    let key = |subject: &str| StoredKey {
+        subject: subject.to_owned(),
+        key_id: vec![1; 8],
+        wrapped: vec![2; 60],
+    };
+    let longest = "é".repeat(MAX_SUBJECT_BYTES / 2);
+    for subject in ["", "../../etc/passwd", "a/b", "a ", "#1", longest.as_str()] {
+        assert_eq!(
+            keys.insert_key(&key(subject)).unwrap(),
+            key(subject),
+            "{subject:?}"
+        );
+        assert_eq!(
+            keys.select_key(subject).unwrap(),
+            Some(key(subject)),
+            "{subject:?}"
+        );
+    }
+    let listed: Vec<String> = keys
+        .select_keys(None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|k| k.subject)
+        .collect();
+    let mut expected = vec!["", "../../etc/passwd", "a/b", "a ", "#1", longest.as_str()];
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+
+    let long = format!("{longest}x");
+    let err = keys
+        .insert_key(&key(&long))
+        .unwrap_err()
+        .report()
+        .to_string();
+    assert!(
+        err.contains(&format!("{} bytes", MAX_SUBJECT_BYTES + 1))
+            && err.contains(&format!("at most {MAX_SUBJECT_BYTES}"))
+            && err.contains("clinic/events-keys"),
+        "{err}"
+    );
+    assert_eq!(keys.select_key(&long).unwrap(), None);
+    assert!(!keys.delete_key(&long).unwrap());
+
+    std::fs::write(dir.join("clinic/events-keys/notes.txt"), b"hello").unwrap();
+    let err = keys
+        .select_keys(None, 100)
+        .unwrap_err()
+        .report()
+        .to_string();
+    assert!(err.contains("notes.txt"), "{err}");
 }

@@ -3,8 +3,9 @@
 //! key makes every copy of its personal data unreadable: in the store, in
 //! backups and in exports, while the events themselves stay as they were.
 //!
-//! A store holds the keys beside its events (SQLite's and PostgreSQL's
-//! `data_keys` tables, the memory store's map). The application wraps and
+//! A store holds the keys beside its events (SQLite's, PostgreSQL's and
+//! MariaDB/MySQL's `data_keys` tables, the object store's `events-keys/`
+//! objects, the memory store's map). The application wraps and
 //! unwraps them; a store only ever sees the wrapped bytes.
 //!
 //! ```
@@ -44,8 +45,10 @@ pub struct StoredKey {
 }
 
 /// Where an application's data keys are kept. Object-safe; implemented by
-/// the SQLite, PostgreSQL and memory stores (through
-/// [`Recorders::keys`](super::Recorders::keys)).
+/// the memory, SQLite, PostgreSQL, MariaDB/MySQL (each in the save's
+/// transaction) and object stores (keys written before the save), each
+/// handed to the application through
+/// [`Recorders::keys`](super::Recorders::keys).
 pub trait KeyStore: Send + Sync {
     /// The key of `subject`, if it has one.
     ///

@@ -18,6 +18,8 @@
 //!   `('__migration__', 1)`), or on both columns, one row per notification
 //!   (multi-row); an existing table is used in the layout it has;
 //! - `{name}_outcomes`: idempotency keys and their outcomes;
+//! - `{name}_data_keys`: the data keys of personal data, one a subject
+//!   (`subject VARBINARY(1020)`, the primary key; see [`MysqlKeyStore`]);
 //! - `{name}_lock`: one row, the writers' lock.
 //!
 //! # Notification order
@@ -57,17 +59,20 @@
 //! | `sql.rs` | every SQL statement |
 //! | `pool.rs` | how a connection is made (TLS), the pool, broken connections |
 //! | `recorder.rs` | [`MysqlRecorder`], [`MysqlSnapshotRecorder`]; reads, saves handed to group commit, the watcher |
+//! | `keys.rs` | [`MysqlKeyStore`]: the data keys of personal data |
 //! | `writer.rs` | the group's connection as the group-commit engine drives it; one save's statements |
 //!
 //! Applications reach this crate as `annals::persistence::mysql`
 //! (feature `mysql`).
 
+mod keys;
 mod pool;
 mod recorder;
 mod settings;
 mod sql;
 mod writer;
 
+pub use keys::{MysqlKeyStore, MAX_SUBJECT_BYTES};
 pub use recorder::{MysqlRecorder, MysqlSnapshotRecorder};
 pub use settings::{MysqlConfig, SslMode};
 
@@ -130,10 +135,16 @@ impl Store for MysqlConfig {
 
     /// Connects and (unless `create_tables` is off) creates the tables of
     /// application `app_name` (its name, lower-cased, prefixes theirs);
-    /// both recorders share one pool.
+    /// both recorders and the data keys (none under Django's tables)
+    /// share one pool.
     fn open(&self, app_name: &str) -> Result<Recorders> {
         let recorder = MysqlRecorder::open(self, app_name)?;
         let snapshots = recorder.snapshot_recorder();
-        Ok(Recorders::new(Arc::new(recorder), Arc::new(snapshots)))
+        let keys = recorder.key_store();
+        let recorders = Recorders::new(Arc::new(recorder), Arc::new(snapshots));
+        Ok(match keys {
+            Some(keys) => recorders.with_keys(Arc::new(keys)),
+            None => recorders,
+        })
     }
 }

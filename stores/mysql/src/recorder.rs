@@ -34,7 +34,8 @@ type EventRow = (String, u64, String, Vec<u8>);
 
 /// Stores events in MariaDB or MySQL, in tables of the application's own
 /// (`{name}_events`, `{name}_snapshots`, `{name}_tracking`,
-/// `{name}_outcomes`, and `{name}_lock`, the writers' lock), through a pool
+/// `{name}_outcomes`, `{name}_data_keys` and `{name}_lock`, the writers'
+/// lock), through a pool
 /// of connections. `Send + Sync`: share it behind an `Arc`. An application
 /// opens one itself (`PERSISTENCE_MODULE=mysql`); open one directly to read
 /// or write the rows.
@@ -180,6 +181,27 @@ impl MysqlRecorder {
         self.sql.tracking_layout
     }
 
+    /// The data keys of personal data in the same database (the
+    /// `{name}_data_keys` table), on the same pool, written in the saves'
+    /// transactions; `None` under eventsourcing_django's tables, which
+    /// have no place for them.
+    ///
+    /// ```no_run
+    /// use annals_core::persistence::keys::KeyStore;
+    /// use annals_mysql::{MysqlConfig, MysqlRecorder};
+    ///
+    /// let recorder = MysqlRecorder::open(&MysqlConfig::new("test"), "clinic")?;
+    /// let keys = recorder.key_store().expect("annals' own tables keep keys");
+    /// assert!(keys.writes_in_saves());
+    /// assert_eq!(keys.select_key("nobody")?, None);
+    /// # Ok::<(), annals_core::Error>(())
+    /// ```
+    pub fn key_store(&self) -> Option<crate::MysqlKeyStore> {
+        self.sql.django_app.is_none().then(|| crate::MysqlKeyStore {
+            recorder: self.clone(),
+        })
+    }
+
     /// The store of snapshots in the same database (the `{name}_snapshots`
     /// table), on the same pool.
     ///
@@ -201,8 +223,13 @@ impl MysqlRecorder {
         self.connections.checkout()
     }
 
+    /// The statements of this recorder's tables.
+    pub(crate) fn sql(&self) -> &Sql {
+        &self.sql
+    }
+
     /// The error of a failed statement of `table`, with what was being done.
-    fn db_error(&self, context: &str, table: &str, e: mysql::Error) -> Error {
+    pub(crate) fn db_error(&self, context: &str, table: &str, e: mysql::Error) -> Error {
         match server_code(&e) {
             Some(DUPLICATE_KEY) if table == self.sql.events || table == self.sql.snapshots => {
                 duplicate(&self.sql, &e)
@@ -225,7 +252,7 @@ impl MysqlRecorder {
 
     /// Runs `f` on a connection; once more on another if the connection
     /// broke.
-    fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         context: &str,
         table: &str,

@@ -39,8 +39,9 @@ pub(crate) struct Sql {
     pub(crate) bare_tracking: String,
     /// The layout of the tracking table these statements write.
     pub(crate) tracking_layout: TrackingLayout,
-    /// Every table but the tracking table, each if missing.
-    pub(crate) create: [String; 4],
+    /// Every table but the tracking table, each if missing (the data
+    /// keys' last).
+    pub(crate) create: [String; 5],
     /// The lock table's one row, if missing.
     pub(crate) lock_row: String,
     /// The tracking table in [`tracking_layout`](Self::tracking_layout), if missing.
@@ -70,6 +71,9 @@ pub(crate) struct Sql {
     /// Under eventsourcing_django's tables ([`Sql::django`]), the
     /// application's name as an SQL literal: its rows' `application_name`.
     pub(crate) django_app: Option<String>,
+    /// The statements of `{name}_data_keys` (never used under Django's
+    /// tables, which keep no keys).
+    pub(crate) keys: crate::keys::KeySql,
 }
 
 impl Sql {
@@ -82,6 +86,7 @@ impl Sql {
         let tracking = quote("tracking");
         let outcomes = quote("outcomes");
         let lock = quote("lock");
+        let keys = crate::keys::KeySql::new(&quote("data_keys"), TABLE_OPTIONS);
         let columns = "originator_id VARCHAR(255) NOT NULL, \
              originator_version BIGINT UNSIGNED NOT NULL, \
              topic TEXT NOT NULL, \
@@ -107,6 +112,7 @@ impl Sql {
                 "CREATE TABLE IF NOT EXISTS {lock} (\
                  id TINYINT UNSIGNED NOT NULL, PRIMARY KEY (id)) {TABLE_OPTIONS}"
             ),
+            keys.create.clone(),
         ];
         let tracking_key = match tracking_layout {
             TrackingLayout::SingleRow => "application_name",
@@ -188,6 +194,7 @@ impl Sql {
             outcomes,
             lock,
             django_app: None,
+            keys,
         }
     }
 
@@ -226,7 +233,13 @@ impl Sql {
             tracking_layout: TrackingLayout::MultiRow,
             lock_row: none.clone(),
             migration_row: None,
-            create: [none.clone(), none.clone(), none.clone(), none.clone()],
+            create: [
+                none.clone(),
+                none.clone(),
+                none.clone(),
+                none.clone(),
+                none.clone(),
+            ],
             create_tracking: none.clone(),
             // The trailing `SELECT 1` is the row that says the lock was
             // taken: the table may be empty (its gap is locked then).
@@ -267,6 +280,8 @@ impl Sql {
             snapshots,
             tracking,
             django_app: Some(app),
+            // Never used: no key store under Django's tables.
+            keys: crate::keys::KeySql::new("``", ""),
         }
     }
 

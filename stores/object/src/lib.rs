@@ -20,6 +20,8 @@
 //! DCB events ([`ObjectConfig::open_dcb`], [`ObjectDcbRecorder`]) are a
 //! third, under `dcb/`: one object per append, named by its first
 //! position and decided by the same create-if-absent write.
+//! The data keys of personal data ([`ObjectKeyStore`]) are one object a
+//! subject under `events-keys/`, created if absent too.
 //!
 //! ```
 //! use annals_core::persistence::{AggregateRecorder, EventQuery, Store, StoredEvent};
@@ -45,6 +47,7 @@
 
 mod dcb;
 mod index;
+mod keys;
 mod recorder;
 
 use std::fmt;
@@ -54,6 +57,7 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 
 pub use dcb::ObjectDcbRecorder;
+pub use keys::{ObjectKeyStore, MAX_SUBJECT_BYTES};
 pub use recorder::{Compaction, ObjectRecorder, SEGMENT_SAVES};
 
 use annals_core::bridge::SharedRuntime;
@@ -507,6 +511,8 @@ impl Store for ObjectConfig {
         "object"
     }
 
+    /// The application's events, snapshots and data keys (under
+    /// `events-keys/`: see [`ObjectKeyStore`]).
     fn open(&self, app_name: &str) -> Result<Recorders> {
         let Application {
             store,
@@ -514,7 +520,9 @@ impl Store for ObjectConfig {
             dir,
             app,
         } = self.application(app_name)?;
-        let events = ObjectRecorder::open(store.clone(), root.clone().join("events"))?;
+        let log = root.clone().join("events");
+        let keys = ObjectKeyStore::new(store.clone(), &log)?;
+        let events = ObjectRecorder::open(store.clone(), log)?;
         let snapshots = ObjectRecorder::open(store, root.join("snapshots"))?;
         if let Some(dir) = dir {
             let logs = [
@@ -539,7 +547,7 @@ impl Store for ObjectConfig {
                 tracing::warn!(error = %e, "cannot start the cleanup of stale temporary files");
             }
         }
-        Ok(Recorders::new(Arc::new(events), Arc::new(snapshots)))
+        Ok(Recorders::new(Arc::new(events), Arc::new(snapshots)).with_keys(Arc::new(keys)))
     }
 }
 

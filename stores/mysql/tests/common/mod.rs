@@ -36,10 +36,17 @@ pub fn client(config: &MysqlConfig) -> annals_mysql::mysql::Conn {
 /// Drops the tables of application `name`.
 pub fn drop_tables(config: &MysqlConfig, name: &str) {
     let name = name.to_ascii_lowercase();
-    let tables: Vec<String> = ["events", "tracking", "snapshots", "outcomes", "lock"]
-        .iter()
-        .map(|t| format!("`{name}_{t}`"))
-        .collect();
+    let tables: Vec<String> = [
+        "events",
+        "tracking",
+        "snapshots",
+        "outcomes",
+        "lock",
+        "data_keys",
+    ]
+    .iter()
+    .map(|t| format!("`{name}_{t}`"))
+    .collect();
     client(config)
         .query_drop(format!("DROP TABLE IF EXISTS {}", tables.join(", ")))
         .expect("drop tables");
