@@ -92,14 +92,14 @@ fn personal_fields_are_never_stored_in_the_clear_and_forgetting_erases_them() {
     let mut ada = Customer::register("Ada Lovelace".into());
     ada.add_email("ada@example.org".into());
     ada.order();
-    app.save(&mut ada).unwrap();
-    app.take_snapshot::<Customer>(ada.id()).unwrap();
+    app.save(&mut ada).expect("no error");
+    app.take_snapshot::<Customer>(ada.id()).expect("no error");
     let mut delivery = Delivery::plan(ada.id(), "12 Analytical Row".into());
-    app.save(&mut delivery).unwrap();
+    app.save(&mut delivery).expect("no error");
     let mut bob = Customer::register("Bob Babbage".into());
-    app.save(&mut bob).unwrap();
+    app.save(&mut bob).expect("no error");
 
-    let got = app.get::<Customer>(ada.id()).unwrap();
+    let got = app.get::<Customer>(ada.id()).expect("no error");
     assert_eq!(
         (got.name.as_str(), got.emails.len(), got.orders),
         ("Ada Lovelace", 1, 1)
@@ -121,35 +121,35 @@ fn personal_fields_are_never_stored_in_the_clear_and_forgetting_erases_them() {
 
     // The right to erasure, for Ada: her customer id is the subject of
     // her own events and of the delivery.
-    assert!(app.forget(&ada.id().to_string()).unwrap());
+    assert!(app.forget(&ada.id().to_string()).expect("no error"));
     assert!(
-        !app.forget(&ada.id().to_string()).unwrap(),
+        !app.forget(&ada.id().to_string()).expect("no error"),
         "forgotten once"
     );
-    let got = app.get::<Customer>(ada.id()).unwrap();
+    let got = app.get::<Customer>(ada.id()).expect("no error");
     assert_eq!(got.name, "<forgotten>");
     assert!(got.emails.iter().all(String::is_empty), "{:?}", got.emails);
     assert_eq!((got.version(), got.orders), (3, 1), "the events stay");
-    assert_eq!(app.get::<Delivery>(delivery.id()).unwrap().address, "");
+    assert_eq!(app.get::<Delivery>(delivery.id()).expect("no error").address, "");
     // From its events alone too, not the snapshot.
     let fresh = sqlite_app(&db, &key);
-    assert_eq!(fresh.get::<Customer>(ada.id()).unwrap().name, "<forgotten>");
+    assert_eq!(fresh.get::<Customer>(ada.id()).expect("no error").name, "<forgotten>");
     // Bob is untouched.
-    assert_eq!(fresh.get::<Customer>(bob.id()).unwrap().name, "Bob Babbage");
+    assert_eq!(fresh.get::<Customer>(bob.id()).expect("no error").name, "Bob Babbage");
     // Nothing of Ada's key is left in any page of the database or its WAL.
-    let stored = annals::rusqlite::Connection::open(&db).unwrap();
+    let stored = annals::rusqlite::Connection::open(&db).expect("no error");
     let keys: i64 = stored
         .query_row("SELECT count(*) FROM stored_data_keys", [], |r| r.get(0))
-        .unwrap();
+        .expect("no error");
     assert_eq!(keys, 1, "only Bob's key is left");
     drop(stored);
 
     // A new save for a forgotten subject gets a new key; the old data
     // stays forgotten.
-    let mut again = fresh.get::<Customer>(ada.id()).unwrap();
+    let mut again = fresh.get::<Customer>(ada.id()).expect("no error");
     again.add_email("new@example.org".into());
-    fresh.save(&mut again).unwrap();
-    let got = fresh.get::<Customer>(ada.id()).unwrap();
+    fresh.save(&mut again).expect("no error");
+    let got = fresh.get::<Customer>(ada.id()).expect("no error");
     assert_eq!(got.name, "<forgotten>");
     assert_eq!(
         got.emails.last().map(String::as_str),
@@ -162,21 +162,21 @@ fn a_follower_after_the_forget_sees_the_forgotten_form() {
     let app = Application::builder("Shop")
         .personal_data_key(annals::cipher::create_key())
         .build()
-        .unwrap();
+        .expect("no error");
     let mut ada = Customer::register("Ada".into());
-    app.save(&mut ada).unwrap();
+    app.save(&mut ada).expect("no error");
     let before: Vec<_> = app
         .select_notifications(&NotificationQuery::new(1, 10))
-        .unwrap();
-    let decoded = app.mapper().decode::<Customer>(&before[0].event).unwrap();
+        .expect("no error");
+    let decoded = app.mapper().decode::<Customer>(&before[0].event).expect("no error");
     assert!(matches!(decoded.event, CustomerEvent::Registered { ref name } if name == "Ada"));
-    app.forget(&ada.id().to_string()).unwrap();
-    let after = app.mapper().decode::<Customer>(&before[0].event).unwrap();
+    app.forget(&ada.id().to_string()).expect("no error");
+    let after = app.mapper().decode::<Customer>(&before[0].event).expect("no error");
     assert!(matches!(after.event, CustomerEvent::Registered { ref name } if name == "<forgotten>"));
     // The stored bytes did not change: a hash chain over them holds.
     assert_eq!(
         app.select_notifications(&NotificationQuery::new(1, 10))
-            .unwrap()[0]
+            .expect("no error")[0]
             .event,
         before[0].event
     );
@@ -184,7 +184,7 @@ fn a_follower_after_the_forget_sees_the_forgotten_form() {
 
 #[test]
 fn personal_data_without_a_master_key_or_in_the_python_codec_is_refused() {
-    let app = Application::builder("Shop").build().unwrap();
+    let app = Application::builder("Shop").build().expect("no error");
     let mut ada = Customer::register("Ada".into());
     match app.save(&mut ada) {
         Err(Error::Config { setting, message }) => {
@@ -194,7 +194,7 @@ fn personal_data_without_a_master_key_or_in_the_python_codec_is_refused() {
     }
     assert_eq!(
         app.select_notifications(&NotificationQuery::new(1, 10))
-            .unwrap()
+            .expect("no error")
             .len(),
         0
     );
@@ -202,7 +202,7 @@ fn personal_data_without_a_master_key_or_in_the_python_codec_is_refused() {
         .personal_data_key(annals::cipher::create_key())
         .codec(annals::mapper::Codec::Python)
         .build()
-        .unwrap();
+        .expect("no error");
     match app.save(&mut ada) {
         Err(Error::Config { setting, message }) => {
             assert_eq!(setting, "CODEC", "{message}");
@@ -251,10 +251,10 @@ fn on_postgres_keys_are_kept_rotated_and_forgotten() {
     let key = annals::cipher::create_key();
     let app = open(&key, None);
     let mut ada = Customer::register("Ada Lovelace".into());
-    app.save(&mut ada).unwrap();
-    app.take_snapshot::<Customer>(ada.id()).unwrap();
+    app.save(&mut ada).expect("no error");
+    app.take_snapshot::<Customer>(ada.id()).expect("no error");
     let mut delivery = Delivery::plan(ada.id(), "12 Analytical Row".into());
-    app.save(&mut delivery).unwrap();
+    app.save(&mut delivery).expect("no error");
     let mut client = annals_tests::stores::postgres_client(&config);
     let events = annals_tests::stores::qualified(&config, "shop_events");
     let snapshots = annals_tests::stores::qualified(&config, "shop_snapshots");
@@ -264,26 +264,26 @@ fn on_postgres_keys_are_kept_rotated_and_forgotten() {
                 &format!("SELECT count(*) FROM {table} WHERE position('Ada Lovelace' in convert_from(state, 'UTF8')) > 0"),
                 &[],
             )
-            .unwrap()
+            .expect("no error")
             .get(0);
         assert_eq!(found, 0, "the name is in {table} in the clear");
     }
-    assert!(app.forget(&ada.id().to_string()).unwrap());
+    assert!(app.forget(&ada.id().to_string()).expect("no error"));
     assert_eq!(
-        open(&key, None).get::<Customer>(ada.id()).unwrap().name,
+        open(&key, None).get::<Customer>(ada.id()).expect("no error").name,
         "<forgotten>"
     );
     assert_eq!(
         open(&key, None)
             .get::<Delivery>(delivery.id())
-            .unwrap()
+            .expect("no error")
             .address,
         ""
     );
     let keys = annals_tests::stores::qualified(&config, "shop_data_keys");
     let left: i64 = client
         .query_one(&format!("SELECT count(*) FROM {keys}"), &[])
-        .unwrap()
+        .expect("no error")
         .get(0);
     assert_eq!(left, 0);
     annals_tests::stores::drop_postgres_tables(&config, "Shop");
@@ -298,15 +298,15 @@ fn rotation(open: &dyn Fn(&str, Option<&str>) -> Application) {
     let mut customers: Vec<Customer> = (0..5)
         .map(|i| Customer::register(format!("customer {i}")))
         .collect();
-    app.save(customers.as_mut_slice()).unwrap();
+    app.save(customers.as_mut_slice()).expect("no error");
     let log = app
         .select_notifications(&NotificationQuery::new(1, 100))
-        .unwrap();
+        .expect("no error");
 
     // With the new key alone, the old keys do not open: an error, never
     // "forgotten".
     let wrong = open(&new, None);
-    let err = wrong.get::<Customer>(customers[0].id()).unwrap_err();
+    let err = wrong.get::<Customer>(customers[0].id()).expect_err("an error");
     let mut chain = err.to_string();
     let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {
@@ -317,24 +317,24 @@ fn rotation(open: &dyn Fn(&str, Option<&str>) -> Application) {
 
     let rotating = open(&new, Some(&old));
     assert_eq!(
-        rotating.get::<Customer>(customers[0].id()).unwrap().name,
+        rotating.get::<Customer>(customers[0].id()).expect("no error").name,
         "customer 0"
     );
-    let rotation = rotating.rotate_keys().unwrap();
+    let rotation = rotating.rotate_keys().expect("no error");
     assert_eq!((rotation.rewrapped, rotation.current), (5, 0));
-    assert_eq!(rotating.rotate_keys().unwrap().current, 5);
+    assert_eq!(rotating.rotate_keys().expect("no error").current, 5);
 
     let rotated = open(&new, None);
     for (i, customer) in customers.iter().enumerate() {
         assert_eq!(
-            rotated.get::<Customer>(customer.id()).unwrap().name,
+            rotated.get::<Customer>(customer.id()).expect("no error").name,
             format!("customer {i}")
         );
     }
     assert_eq!(
         rotated
             .select_notifications(&NotificationQuery::new(1, 100))
-            .unwrap(),
+            .expect("no error"),
         log,
         "no event rewritten"
     );
@@ -379,13 +379,13 @@ mod explicit {
         let app = Application::builder("Club")
             .personal_data_key(annals::cipher::create_key())
             .build()
-            .unwrap();
-        let mut ada = Member::from_event(MemberEvent::Joined { name: "Ada".into() }).unwrap();
-        app.save(&mut ada).unwrap();
-        let stored = app.select_notifications(&NotificationQuery::new(1, 1)).unwrap();
+            .expect("no error");
+        let mut ada = Member::from_event(MemberEvent::Joined { name: "Ada".into() }).expect("no error");
+        app.save(&mut ada).expect("no error");
+        let stored = app.select_notifications(&NotificationQuery::new(1, 1)).expect("no error");
         assert!(!String::from_utf8_lossy(&stored[0].event.state).contains("Ada"));
-        assert_eq!(app.get::<Member>(ada.id()).unwrap().name, "Ada");
-        app.forget(&ada.id().to_string()).unwrap();
-        assert_eq!(app.get::<Member>(ada.id()).unwrap().name, "?");
+        assert_eq!(app.get::<Member>(ada.id()).expect("no error").name, "Ada");
+        app.forget(&ada.id().to_string()).expect("no error");
+        assert_eq!(app.get::<Member>(ada.id()).expect("no error").name, "?");
     }
 }

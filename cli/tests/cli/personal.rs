@@ -4,7 +4,7 @@
 use annals::prelude::*;
 use annals_tests::clinic::Patient;
 
-use crate::support::{json_lines, ok, run, sqlite_file, stderr};
+use crate::support::{json_lines, ok, run, sqlite_file, stderr, temp_path};
 
 /// A patient saved by an application, forgotten by `annals forget`: the
 /// application then reads the forgotten name; `keys rotate` moves the
@@ -30,6 +30,17 @@ fn forget_and_rotate_from_the_command_line() {
     let old_key = with_key(&old);
     let flags = ["--app", "Clinic", "--sqlite", &file, &old_key];
     let subject = ada.id().to_string();
+    // An export, as stored or decoded, holds the names sealed only.
+    for plain in [false, true] {
+        let exported = temp_path(&format!("clinic-{plain}.jsonl"));
+        let mode: &[&str] = if plain { &["--plain"] } else { &[] };
+        ok(&[&flags[..], &["export", "-o", &exported], mode].concat());
+        let text = std::fs::read_to_string(&exported).expect("the export");
+        assert!(text.contains("Clinic") || text.contains("Patient"), "{text}");
+        // (Quoted: base64 has no quotes, so no chance match.)
+        assert!(!text.contains(r#""Ada""#) && !text.contains(r#""Bob""#), "a name in clear: {text}");
+        assert!(text.contains("_personal_") || !plain, "{text}");
+    }
     let done = json_lines(&ok(&[&flags[..], &["--json", "forget", &subject]].concat()));
     assert_eq!(done[0]["forgotten"], true, "{done:?}");
     let again = ok(&[&flags[..], &["forget", &subject]].concat());
