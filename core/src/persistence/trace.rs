@@ -254,4 +254,17 @@ impl ProcessRecorder for Traced {
         self.inner
             .has_tracking_id(application_name, notification_id)
     }
+
+    fn import_events(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<usize> {
+        let mut stored = 0;
+        insert(self.store, events, tracking, || {
+            stored = self.inner.import_events(events, tracking)?;
+            Ok(Vec::new())
+        })?;
+        Ok(stored)
+    }
+
+    fn tracked_applications(&self) -> Result<Vec<String>> {
+        self.inner.tracked_applications()
+    }
 }
