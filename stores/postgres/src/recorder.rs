@@ -10,6 +10,7 @@ use postgres::Row;
 use r2d2::{Pool, PooledConnection};
 use uuid::Uuid;
 
+mod import;
 mod schema;
 
 use super::columns::{parse_uuid, Columns, IdParam};
@@ -793,6 +794,23 @@ impl ProcessRecorder for PostgresRecorder {
                 .client
                 .query_one(&statement, &[&application_name, &id])?
                 .try_get(0)?)
+        })
+    }
+
+    /// `COPY ... FROM STDIN` (binary), under the events table's lock, with
+    /// the tracking record and the followers' NOTIFY, in one transaction.
+    fn import_events(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<usize> {
+        self.import(events, tracking)
+    }
+
+    fn tracked_applications(&self) -> Result<Vec<String>> {
+        self.read("listing the applications tracked", |conn| {
+            Ok(conn
+                .client
+                .query(self.sql.tracked_applications.as_str(), &[])?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?)
         })
     }
 }

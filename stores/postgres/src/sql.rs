@@ -99,6 +99,15 @@ pub(super) struct Sql {
     /// Whether these are the statements of eventsourcing_django's tables
     /// (see [`Sql::django`]).
     pub(super) django: bool,
+    /// The upstream applications tracked, sorted (the single-row
+    /// layout's marker row left out).
+    pub(super) tracked_applications: String,
+    /// The events table's columns an import copies into (`COPY ... FROM
+    /// STDIN`), with the value of any that is not an event's (the Django
+    /// tables' `application_name`).
+    pub(super) copy_events: String,
+    /// The application's name, for the Django tables' `application_name`.
+    pub(super) copy_application: Option<String>,
 }
 
 impl Sql {
@@ -296,6 +305,14 @@ impl Sql {
             ),
             format!("SELECT outcome FROM {outcomes} WHERE idempotency_key = $1"),
         ];
+        let tracked_applications = format!(
+            "SELECT DISTINCT application_name FROM {tracking} \
+             WHERE application_name <> '{MIGRATION_ROW}' ORDER BY 1"
+        );
+        let copy_events = format!(
+            "COPY {events} (originator_id, originator_version, topic, state) \
+             FROM STDIN (FORMAT binary)"
+        );
         let begin_and_lock = format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE");
         Self {
             begin_lock_and_sync: format!("{begin_and_lock}; {sync_sequence}"),
@@ -316,6 +333,9 @@ impl Sql {
             sequence_behind,
             statements,
             django: false,
+            tracked_applications,
+            copy_events,
+            copy_application: None,
         }
     }
 
@@ -336,6 +356,7 @@ impl Sql {
         };
         let (events, snapshots, tracking) =
             (qualify(EVENTS), qualify(SNAPSHOTS), qualify(TRACKING));
+        let app_name = app;
         let app = format!("'{app}'");
         let select_from = |table: &str, order: &str| {
             format!(
@@ -406,6 +427,14 @@ impl Sql {
             none.clone(),
             none.clone(),
         ];
+        let tracked_applications = format!(
+            "SELECT DISTINCT upstream_application_name::text FROM {tracking} \
+             WHERE application_name = {app} ORDER BY 1"
+        );
+        let copy_events = format!(
+            "COPY {events} (application_name, originator_id, originator_version, topic, state) \
+             FROM STDIN (FORMAT binary)"
+        );
         let begin_and_lock = format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE");
         Self {
             begin_lock_and_sync: begin_and_lock.clone(),
@@ -433,6 +462,9 @@ impl Sql {
             sequence_behind: "SELECT false".to_owned(),
             statements,
             django: true,
+            tracked_applications,
+            copy_events,
+            copy_application: Some(app_name.to_owned()),
         }
     }
 }
