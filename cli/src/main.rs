@@ -13,6 +13,7 @@
 
 mod args;
 mod dcb;
+mod followers;
 mod inspect;
 mod output;
 mod settings;
@@ -156,11 +157,13 @@ fn run(cli: Cli) -> Result<Outcome> {
             plain,
             tracking,
             no_snapshots,
+            from,
         } => {
             let options = transfer::ExportOptions {
                 plain,
                 tracking,
                 snapshots: !no_snapshots,
+                from,
             };
             transfer::export(&settings()?, &out, output.as_deref(), &options)?
         }
@@ -168,7 +171,20 @@ fn run(cli: Cli) -> Result<Outcome> {
             input,
             batch,
             compare,
-        } => transfer::import(&settings()?, &out, input.as_deref(), batch, compare)?,
+            dry_run,
+            save_path,
+        } => {
+            let options = transfer::ImportOptions {
+                batch,
+                compare,
+                dry_run,
+                save_path,
+            };
+            transfer::import(&settings()?, &out, input.as_deref(), &options)?
+        }
+        Command::Followers { leader_set } => {
+            followers::followers(&settings()?, &cli.global, &out, &leader_set)?
+        }
         Command::Dcb(command) => match command {
             DcbCommand::Read {
                 query,

@@ -62,6 +62,10 @@ enum Line {
         /// exports made before it, and of stores it could not be given to.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         store: Option<String>,
+        /// The first notification id exported (`export --from`); absent
+        /// when the export starts at the log's start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<u64>,
     },
     Event {
         notification_id: u64,
@@ -180,6 +184,8 @@ pub(crate) struct ExportOptions {
     pub tracking: Vec<String>,
     /// Whether to write snapshots.
     pub snapshots: bool,
+    /// The first notification id to write (inclusive).
+    pub from: u64,
 }
 
 pub(crate) fn export(
@@ -208,9 +214,11 @@ pub(crate) fn export(
             version: FORMAT_VERSION,
             application: settings.app().into(),
             store,
+            from: (options.from > 1).then_some(options.from),
         },
     )?;
     let bar = out.progress(app.last_notification_id()?.unwrap_or(0), "exporting");
+    bar.set_position(options.from.saturating_sub(1));
     let mut counts = Exported {
         events: 0,
         snapshots: 0,
@@ -218,7 +226,7 @@ pub(crate) fn export(
     };
     let mut streams: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
-    each_notification(&app, 1, &[], |n| {
+    each_notification(&app, options.from, &[], |n| {
         bar.set_position(n.id);
         if seen.insert(n.event.originator_id.clone()) {
             streams.push(n.event.originator_id.clone());
@@ -314,6 +322,25 @@ struct Imported {
     skipped: u64,
     snapshots: u64,
     tracking: u64,
+    /// The export's notification id this import resumed after (0: its
+    /// start).
+    resumed_after: u64,
+    /// Nothing was stored: the counts are what an import would store.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dry_run: bool,
+}
+
+/// How `import` reads and stores.
+#[derive(Debug)]
+pub(crate) struct ImportOptions {
+    /// Events stored per transaction.
+    pub batch: u64,
+    /// Compare every event, whatever was imported before.
+    pub compare: bool,
+    /// Check everything, store nothing.
+    pub dry_run: bool,
+    /// Store through the application's save path, not the bulk one.
+    pub save_path: bool,
 }
 
 /// Whether `stored` is in `recorder` (events or snapshots) as given: the
@@ -340,20 +367,20 @@ fn found_as(
 
 fn other_content(stored: &StoredEvent, what: &str) -> CliError {
     CliError::Invalid(format!(
-        "{what} {} version {} is in this store already, with other content: the import stops here (the export's earlier events are stored; nothing was merged into the one here)",
+        "{what} {} version {} is in this store already, with other content: the import stops here (the batches before this one are stored, nothing of this one; nothing was merged into the one here)",
         stored.originator_id, stored.originator_version
     ))
 }
 
 /// Reads an export into the store. With `compare`, every event is
 /// compared with the store's, whatever was imported from the export's
-/// store before.
+/// store before; with `dry_run`, everything is read and checked as for an
+/// import, and nothing is stored.
 pub(crate) fn import(
     settings: &Settings,
     out: &Output,
     input: Option<&Path>,
-    batch: u64,
-    compare: bool,
+    options: &ImportOptions,
 ) -> Result<()> {
     let app = settings.open_with_snapshots()?;
     let (reader, len): (Box<dyn Read>, u64) = match input {
@@ -365,7 +392,7 @@ pub(crate) fn import(
         None => (Box::new(std::io::stdin().lock()), 0),
     };
     let bar = out.progress(len, "importing (bytes)");
-    let mut lines = BufReader::new(reader).lines();
+    let mut lines = BufReader::with_capacity(1 << 20, reader).lines();
     let mut number = 0u64;
     let mut next = || -> Result<Option<Line>> {
         let Some(text) = lines.next() else {
@@ -378,19 +405,20 @@ pub(crate) fn import(
             .map(Some)
             .map_err(|e| CliError::Invalid(format!("line {number} of the export: {e}")))
     };
-    let (source, store) = match next()? {
+    let (source, store, from) = match next()? {
         Some(Line::Header {
             format,
             version,
             application,
             store,
+            from,
         }) if format == FORMAT => {
             if version != FORMAT_VERSION {
                 return Err(CliError::Invalid(format!(
                     "the export is of format version {version}; this annals reads version {FORMAT_VERSION}"
                 )));
             }
-            (application, store)
+            (application, store, from.unwrap_or(1))
         }
         _ => {
             return Err(CliError::Invalid(
@@ -400,18 +428,36 @@ pub(crate) fn import(
     };
     // Positions are kept per exporting store; an export that does not say
     // which store it came from is compared event by event.
-    let marker = store.map(|store| format!("annals import of {source} from store {store}"));
-    let done = match (&marker, compare) {
+    let mut marker = store.map(|store| format!("annals import of {source} from store {store}"));
+    let done = match (&marker, options.compare) {
         (Some(marker), false) => app.recorder().max_tracking_id(marker)?,
         _ => 0,
     };
-    let mut counts = Imported {
-        events: 0,
-        skipped: 0,
-        snapshots: 0,
-        tracking: 0,
+    if from > done.saturating_add(1) && marker.is_some() {
+        // A position past the events this export leaves out would say
+        // they were imported: none is kept, and a later import of them
+        // compares each event instead.
+        eprintln!(
+            "annals: the export starts at notification {from}, and this store has that store's events up to {done} only: its position is not kept, so a later import of the events between compares them one by one"
+        );
+        marker = None;
+    }
+    let mut batches = Batches {
+        app: &app,
+        marker,
+        options,
+        pending: Vec::new(),
+        last_id: 0,
+        counts: Imported {
+            events: 0,
+            skipped: 0,
+            snapshots: 0,
+            tracking: 0,
+            resumed_after: done,
+            dry_run: options.dry_run,
+        },
+        seen: HashSet::new(),
     };
-    let mut pending: Vec<StoredEvent> = Vec::new();
     let mut last_id = 0;
     let mut line_number = 1u64;
     let mut end = None;
@@ -449,60 +495,38 @@ pub(crate) fn import(
                 notification_id,
                 row,
             } => {
-                if notification_id <= last_id {
+                if notification_id <= last_id || notification_id < from {
                     return Err(CliError::Invalid(format!(
-                        "line {line_number}: notification {notification_id} comes after {last_id}: the export's events are out of order"
+                        "line {line_number}: notification {notification_id} comes after {}: the export's events are out of order",
+                        last_id.max(from.saturating_sub(1))
                     )));
                 }
                 last_id = notification_id;
                 if notification_id <= done {
-                    counts.skipped += 1;
+                    batches.counts.skipped += 1;
                     last_skipped = Some((sealed(&app, row, line_number)?, notification_id));
                     continue;
                 }
-                pending.push(sealed(&app, row, line_number)?);
-                if pending.len() as u64 >= batch {
-                    store_batch(&app, &mut pending, marker.as_deref(), last_id, &mut counts)?;
-                }
+                batches.push(sealed(&app, row, line_number)?, notification_id)?;
             }
             Line::Snapshot { row } => {
-                store_batch(&app, &mut pending, marker.as_deref(), last_id, &mut counts)?;
-                let Some(snapshots) = app.snapshots() else {
-                    continue;
-                };
+                batches.flush()?;
                 let stored = sealed(&app, row, line_number)?;
-                match snapshots
-                    .recorder()
-                    .insert_events(std::slice::from_ref(&stored))
-                {
-                    Ok(_) => counts.snapshots += 1,
-                    // Imported before, or taken here: the same one is fine.
-                    Err(e) if e.is_conflict() => {
-                        if found_as(&app, &**snapshots.recorder(), &stored)? == Some(false) {
-                            return Err(other_content(&stored, "the snapshot of"));
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                batches.snapshot(stored)?;
             }
             Line::Tracking {
                 application_name,
                 notification_id,
             } => {
-                store_batch(&app, &mut pending, marker.as_deref(), last_id, &mut counts)?;
+                batches.flush()?;
                 if application_name == IDENTITY {
                     // Another store's identity is not this store's.
                     continue;
                 }
-                let tracking = Tracking {
+                batches.tracking(Tracking {
                     application_name,
                     notification_id,
-                };
-                match app.recorder().insert_events_tracked(&[], &tracking) {
-                    Ok(_) => counts.tracking += 1,
-                    Err(e) if e.is_conflict() => {}
-                    Err(e) => return Err(e.into()),
-                }
+                })?;
             }
             Line::End {
                 events,
@@ -512,12 +536,14 @@ pub(crate) fn import(
         }
     }
     check_skipped(&mut last_skipped)?;
-    store_batch(&app, &mut pending, marker.as_deref(), last_id, &mut counts)?;
+    batches.flush()?;
     bar.finish_and_clear();
+    let counts = batches.counts;
     let Some((events, _, _)) = end else {
         return Err(CliError::Invalid(format!(
-            "the export ends at line {line_number} without its end line: it was cut short ({} imported so far; import the whole file again to finish)",
-            count(counts.events, "event")
+            "the export ends at line {line_number} without its end line: it was cut short ({} {} so far; import the whole file again to finish)",
+            count(counts.events, "event"),
+            if options.dry_run { "would be imported" } else { "imported" }
         )));
     };
     if counts.events + counts.skipped != events {
@@ -528,64 +554,201 @@ pub(crate) fn import(
         )));
     }
     out.value(&counts, || {
+        let resumed = if counts.resumed_after > 0 {
+            format!(
+                "; resumed after notification {} of the export",
+                counts.resumed_after
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "imported {} ({} already here), {}, {}",
+            "{} {} ({} already here), {}, {}{resumed}{}",
+            if options.dry_run {
+                "would import"
+            } else {
+                "imported"
+            },
             count(counts.events, "event"),
             counts.skipped,
             count(counts.snapshots, "snapshot"),
-            count(counts.tracking, "tracking record")
+            count(counts.tracking, "tracking record"),
+            if options.dry_run {
+                "; nothing was stored (--dry-run)"
+            } else {
+                ""
+            }
         )
     });
     Ok(())
 }
 
-/// Stores `pending`, with the tracking record of `last_id` under `marker`
-/// (if any), in one transaction; on a conflict (events already here), one
-/// by one, each found one compared.
-fn store_batch(
-    app: &Application,
-    pending: &mut Vec<StoredEvent>,
-    marker: Option<&str>,
+/// Where an import's rows go: batches of events, each stored with the
+/// position reached in one transaction, or (dry run) only checked.
+struct Batches<'a> {
+    app: &'a Application,
+    /// The tracking record's name for the position reached, if kept.
+    marker: Option<String>,
+    options: &'a ImportOptions,
+    pending: Vec<StoredEvent>,
+    /// The export's notification id of the last event pending.
     last_id: u64,
-    counts: &mut Imported,
-) -> Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let tracking = marker.map(|marker| Tracking {
-        application_name: marker.to_owned(),
-        notification_id: last_id,
-    });
-    let stored = match &tracking {
-        Some(tracking) => app.recorder().insert_events_tracked(pending, tracking),
-        None => app.recorder().insert_events(pending),
-    };
-    match stored {
-        Ok(_) => {
-            counts.events += pending.len() as u64;
-            pending.clear();
-            return Ok(());
+    counts: Imported,
+    /// (Dry run) the events that would be stored, to find one given twice.
+    seen: HashSet<(String, u64)>,
+}
+
+impl Batches<'_> {
+    /// Adds the event at `notification_id` of the export; stores the batch
+    /// when it is full. A dry run checks it at once.
+    fn push(&mut self, stored: StoredEvent, notification_id: u64) -> Result<()> {
+        if self.options.dry_run {
+            return self.check(stored);
         }
-        Err(e) if e.is_conflict() => {}
-        Err(e) => return Err(e.into()),
+        self.pending.push(stored);
+        self.last_id = notification_id;
+        if self.pending.len() as u64 >= self.options.batch {
+            self.flush()?;
+        }
+        Ok(())
     }
-    for stored in pending.drain(..) {
-        match found_as(app, &**app.recorder(), &stored)? {
-            Some(true) => counts.skipped += 1,
+
+    /// (Dry run) what an import would do with `stored`: skip it (here
+    /// already), stop (here with other content, or twice in the export),
+    /// or store it.
+    fn check(&mut self, stored: StoredEvent) -> Result<()> {
+        match found_as(self.app, &**self.app.recorder(), &stored)? {
+            Some(true) => self.counts.skipped += 1,
             Some(false) => return Err(other_content(&stored, "stream")),
             None => {
-                app.recorder()
-                    .insert_events(std::slice::from_ref(&stored))?;
-                counts.events += 1;
+                let key = (stored.originator_id, stored.originator_version);
+                if !self.seen.contains(&key) {
+                    self.seen.insert(key);
+                } else {
+                    return Err(CliError::Invalid(format!(
+                        "stream {} version {} is in the export twice: an import stops there",
+                        key.0, key.1
+                    )));
+                }
+                self.counts.events += 1;
             }
         }
+        Ok(())
     }
-    let Some(tracking) = tracking else {
-        return Ok(());
-    };
-    match app.recorder().insert_events_tracked(&[], &tracking) {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_conflict() => Ok(()),
-        Err(e) => Err(e.into()),
+
+    /// Stores `events` with `tracking`, by the bulk path or the save path.
+    fn store(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> annals::Result<()> {
+        let recorder = self.app.recorder();
+        if !self.options.save_path {
+            return recorder.import_events(events, tracking).map(drop);
+        }
+        match tracking {
+            Some(tracking) => recorder.insert_events_tracked(events, tracking).map(drop),
+            None if events.is_empty() => Ok(()),
+            None => recorder.insert_events(events).map(drop),
+        }
+    }
+
+    /// Stores the pending events with the tracking record of the last one
+    /// (under the marker, if any) in one transaction. On a conflict
+    /// (nothing of it stored), the events found here are compared: one
+    /// with other content stops the import, storing nothing of the batch;
+    /// the same ones are skipped and the rest stored, again in one
+    /// transaction with the position.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() || self.options.dry_run {
+            return Ok(());
+        }
+        let tracking = self.marker.as_ref().map(|marker| Tracking {
+            application_name: marker.clone(),
+            notification_id: self.last_id,
+        });
+        match self.store(&self.pending, tracking.as_ref()) {
+            Ok(()) => {
+                self.counts.events += self.pending.len() as u64;
+                self.pending.clear();
+                return Ok(());
+            }
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let recorder = self.app.recorder();
+        let mut missing = Vec::with_capacity(self.pending.len());
+        let mut here = 0;
+        for stored in self.pending.drain(..) {
+            match found_as(self.app, &**recorder, &stored)? {
+                Some(true) => here += 1,
+                Some(false) => return Err(other_content(&stored, "stream")),
+                None => missing.push(stored),
+            }
+        }
+        // The position, unless it is here already (an earlier import, or
+        // a later position with --compare).
+        let tracking = match tracking {
+            Some(t) if !recorder.has_tracking_id(&t.application_name, t.notification_id)? => {
+                Some(t)
+            }
+            _ => None,
+        };
+        self.store(&missing, tracking.as_ref()).map_err(|e| {
+            if e.is_conflict() {
+                CliError::Invalid(format!(
+                    "{}; the import stops at the batch that ends at notification {} of the export, none of which was stored",
+                    e.report(),
+                    self.last_id
+                ))
+            } else {
+                e.into()
+            }
+        })?;
+        self.counts.events += missing.len() as u64;
+        self.counts.skipped += here;
+        Ok(())
+    }
+
+    /// Stores a snapshot, unless the same one is here (a dry run only
+    /// checks).
+    fn snapshot(&mut self, stored: StoredEvent) -> Result<()> {
+        let Some(snapshots) = self.app.snapshots() else {
+            return Ok(());
+        };
+        let recorder = snapshots.recorder();
+        if self.options.dry_run {
+            match found_as(self.app, &**recorder, &stored)? {
+                Some(true) => {}
+                Some(false) => return Err(other_content(&stored, "the snapshot of")),
+                None => self.counts.snapshots += 1,
+            }
+            return Ok(());
+        }
+        match recorder.insert_events(std::slice::from_ref(&stored)) {
+            Ok(_) => self.counts.snapshots += 1,
+            // Imported before, or taken here: the same one is fine.
+            Err(e) if e.is_conflict() => {
+                if found_as(self.app, &**recorder, &stored)? == Some(false) {
+                    return Err(other_content(&stored, "the snapshot of"));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Stores an upstream application's tracking record, unless it is
+    /// here (a dry run only checks).
+    fn tracking(&mut self, tracking: Tracking) -> Result<()> {
+        let recorder = self.app.recorder();
+        if self.options.dry_run {
+            if !recorder.has_tracking_id(&tracking.application_name, tracking.notification_id)? {
+                self.counts.tracking += 1;
+            }
+            return Ok(());
+        }
+        match recorder.insert_events_tracked(&[], &tracking) {
+            Ok(_) => self.counts.tracking += 1,
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
     }
 }

@@ -5,8 +5,10 @@
 
 mod compact;
 mod dcb;
+mod bulk_import;
 mod export_import;
 mod follow;
+mod followers;
 mod inspect;
 mod mysql;
 mod python;
