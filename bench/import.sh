@@ -46,23 +46,24 @@ with open(path, "w") as out:
     out.write(json.dumps({"kind": "end", "events": n, "snapshots": 0, "tracking": 0}) + "\n")
 PY
 
-# Runs `annals import` and prints "seconds events/s".
+# Runs `annals import` and prints "seconds events/s cpu-seconds" (the
+# import's user and system time: on a loaded machine, what it would need).
 timed() {
-    local start end
+    local start end cpu
     start=$(date +%s.%N)
-    "$ANNALS" -q "$@" import -i "$export_file" "${extra[@]}" >/dev/null
+    cpu=$( { /usr/bin/time -f "%U %S" "$ANNALS" -q "$@" import -i "$export_file" "${extra[@]}" >/dev/null; } 2>&1 | tail -1)
     end=$(date +%s.%N)
-    python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print('%.2f %.0f' % (s, $N/s))" "$start" "$end"
+    python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); u,k=map(float,sys.argv[3:5]); print('%.2f %.0f %.2f' % (s, $N/s, u+k))" "$start" "$end" $cpu
 }
 
-echo "| store | path | events | seconds | events/s |"
-echo "|---|---|---:|---:|---:|"
+echo "| store | path | events | seconds | events/s | CPU seconds (the import's) |"
+echo "|---|---|---:|---:|---:|---:|"
 for path in bulk save; do
     extra=()
     [ "$path" = save ] && extra=(--save-path --batch 1000)
     db=$work/$path.db
-    read -r secs rate < <(timed --app Bench --sqlite "$db")
-    echo "| SQLite | $path | $N | $secs | $rate |"
+    read -r secs rate cpu < <(timed --app Bench --sqlite "$db")
+    echo "| SQLite | $path | $N | $secs | $rate | $cpu |"
     rm -f "$db" "$db-wal" "$db-shm"
 done
 if [ -n "${POSTGRES_DBNAME:-}" ]; then
@@ -71,8 +72,8 @@ if [ -n "${POSTGRES_DBNAME:-}" ]; then
         extra=()
         [ "$path" = save ] && extra=(--save-path --batch 1000)
         psql_ "DROP TABLE IF EXISTS benchimport_events, benchimport_snapshots, benchimport_tracking, benchimport_outcomes" 2>/dev/null
-        read -r secs rate < <(timed --app BenchImport --postgres "$POSTGRES_DBNAME")
-        echo "| PostgreSQL | $path | $N | $secs | $rate |"
+        read -r secs rate cpu < <(timed --app BenchImport --postgres "$POSTGRES_DBNAME")
+        echo "| PostgreSQL | $path | $N | $secs | $rate | $cpu |"
     done
     psql_ "DROP TABLE IF EXISTS benchimport_events, benchimport_snapshots, benchimport_tracking, benchimport_outcomes" 2>/dev/null
 fi

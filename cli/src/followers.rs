@@ -13,6 +13,9 @@ use crate::{CliError, Result};
 /// follower's.
 const IDENTITY: &str = "annals store identity";
 
+/// How the names of `import`'s positions begin (see `transfer`).
+const IMPORT: &str = "annals import of ";
+
 /// One upstream application, as `followers` shows it.
 #[derive(Debug, Serialize)]
 struct Follower {
@@ -92,6 +95,12 @@ fn leader_position(
     upstream: &str,
     leader_set: &[String],
 ) -> Result<std::result::Result<u64, String>> {
+    if upstream.starts_with(IMPORT) {
+        return Ok(Err(
+            "the position of `annals import` in another store's log (read its export's end line)"
+                .to_owned(),
+        ));
+    }
     let mut leader_global = global.clone();
     leader_global.app = Some(upstream.to_owned());
     // Never create the leader's tables: read them if they are there.

@@ -383,27 +383,32 @@ pub(crate) fn import(
     options: &ImportOptions,
 ) -> Result<()> {
     let app = settings.open_with_snapshots()?;
-    let (reader, len): (Box<dyn Read>, u64) = match input {
+    let (reader, len): (Box<dyn Read + Send>, u64) = match input {
         Some(path) => {
             let file = File::open(path).map_err(io(format!("opening {}", path.display())))?;
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
             (Box::new(file), len)
         }
-        None => (Box::new(std::io::stdin().lock()), 0),
+        None => (Box::new(std::io::stdin()), 0),
     };
     let bar = out.progress(len, "importing (bytes)");
-    let mut lines = BufReader::with_capacity(1 << 20, reader).lines();
-    let mut number = 0u64;
+    // Lines are read and parsed on a thread of their own, a chunk at a
+    // time, while this one stores: parsing took about half of an import's
+    // time on SQLite.
+    let parsed = parse_lines(reader, bar.clone());
+    let mut chunk: std::vec::IntoIter<Result<Line>> = Vec::new().into_iter();
     let mut next = || -> Result<Option<Line>> {
-        let Some(text) = lines.next() else {
-            return Ok(None);
-        };
-        number += 1;
-        let text = text.map_err(io(format!("reading line {number} of the export")))?;
-        bar.inc(text.len() as u64 + 1);
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| CliError::Invalid(format!("line {number} of the export: {e}")))
+        loop {
+            if let Some(line) = chunk.next() {
+                return line.map(Some);
+            }
+            match parsed.recv() {
+                Ok(more) => chunk = more.into_iter(),
+                // The end of the export (the thread stops after an error,
+                // which it sends first).
+                Err(_) => return Ok(None),
+            }
+        }
     };
     let (source, store, from) = match next()? {
         Some(Line::Header {
@@ -583,6 +588,118 @@ pub(crate) fn import(
     Ok(())
 }
 
+/// Any line's fields, read in one pass: serde's internally tagged enum
+/// (`Line`, with its flattened rows) buffers each line whole before it
+/// reads it, which cost about a third of an import's time.
+#[derive(Deserialize)]
+struct Fields {
+    kind: String,
+    notification_id: Option<u64>,
+    originator_id: Option<String>,
+    originator_version: Option<u64>,
+    topic: Option<String>,
+    state: Option<State>,
+    application_name: Option<String>,
+    format: Option<String>,
+    version: Option<u32>,
+    application: Option<String>,
+    store: Option<String>,
+    from: Option<u64>,
+    events: Option<u64>,
+    snapshots: Option<u64>,
+    tracking: Option<u64>,
+}
+
+/// One line of an export, as `Line` reads it (the same lines accepted,
+/// the same fields required).
+fn parse_line(text: &str) -> std::result::Result<Line, String> {
+    let mut f: Fields = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let kind = std::mem::take(&mut f.kind);
+    let missing = |field: &str| format!("missing field `{field}` of a {kind} line");
+    let row = |f: Fields| -> std::result::Result<Row, String> {
+        Ok(Row {
+            originator_id: f.originator_id.ok_or_else(|| missing("originator_id"))?,
+            originator_version: f
+                .originator_version
+                .ok_or_else(|| missing("originator_version"))?,
+            topic: f.topic.ok_or_else(|| missing("topic"))?,
+            state: f.state.ok_or_else(|| missing("state"))?,
+        })
+    };
+    Ok(match kind.as_str() {
+        "event" => Line::Event {
+            notification_id: f.notification_id.ok_or_else(|| missing("notification_id"))?,
+            row: row(f)?,
+        },
+        "snapshot" => Line::Snapshot { row: row(f)? },
+        "tracking" => Line::Tracking {
+            application_name: f
+                .application_name
+                .ok_or_else(|| missing("application_name"))?,
+            notification_id: f.notification_id.ok_or_else(|| missing("notification_id"))?,
+        },
+        "header" => Line::Header {
+            format: f.format.ok_or_else(|| missing("format"))?,
+            version: f.version.ok_or_else(|| missing("version"))?,
+            application: f.application.ok_or_else(|| missing("application"))?,
+            store: f.store,
+            from: f.from,
+        },
+        "end" => Line::End {
+            events: f.events.ok_or_else(|| missing("events"))?,
+            snapshots: f.snapshots.ok_or_else(|| missing("snapshots"))?,
+            tracking: f.tracking.ok_or_else(|| missing("tracking"))?,
+        },
+        other => {
+            return Err(format!(
+                "unknown kind {other:?}: expected header, event, snapshot, tracking or end"
+            ))
+        }
+    })
+}
+
+/// Lines parsed at once, handed over together.
+const PARSED_CHUNK: usize = 1024;
+
+/// Reads and parses the lines of `reader` on a thread of its own, sending
+/// them in chunks of [`PARSED_CHUNK`] (a few chunks ahead, at most); an
+/// error is the last item it sends. It stops when the receiver is dropped.
+fn parse_lines(
+    reader: Box<dyn Read + Send>,
+    bar: indicatif::ProgressBar,
+) -> std::sync::mpsc::Receiver<Vec<Result<Line>>> {
+    let (send, receive) = std::sync::mpsc::sync_channel(8);
+    std::thread::spawn(move || {
+        let mut lines = BufReader::with_capacity(1 << 20, reader).lines();
+        let mut number = 0u64;
+        let mut chunk = Vec::with_capacity(PARSED_CHUNK);
+        for text in lines.by_ref() {
+            number += 1;
+            let line = match text {
+                Err(e) => Err(io(format!("reading line {number} of the export"))(e)),
+                Ok(text) => {
+                    bar.inc(text.len() as u64 + 1);
+                    parse_line(&text).map_err(|e| {
+                        CliError::Invalid(format!("line {number} of the export: {e}"))
+                    })
+                }
+            };
+            let failed = line.is_err();
+            chunk.push(line);
+            if failed || chunk.len() == PARSED_CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(PARSED_CHUNK));
+                if send.send(full).is_err() || failed {
+                    return;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = send.send(chunk);
+        }
+    });
+    receive
+}
+
 /// Where an import's rows go: batches of events, each stored with the
 /// position reached in one transaction, or (dry run) only checked.
 struct Batches<'a> {
@@ -750,5 +867,64 @@ impl Batches<'_> {
             Err(e) => return Err(e.into()),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of line, as `export` writes it, reads back the same.
+    #[test]
+    fn each_line_reads_back_as_written() {
+        let row = || Row {
+            originator_id: "dog-1".into(),
+            originator_version: 2,
+            topic: "Dog.TrickAdded".into(),
+            state: State::Plain("{\"trick\":\"sit\"}".into()),
+        };
+        let lines = [
+            Line::Header {
+                format: FORMAT.into(),
+                version: FORMAT_VERSION,
+                application: "School".into(),
+                store: Some("00ff".into()),
+                from: Some(4),
+            },
+            Line::Event {
+                notification_id: 7,
+                row: row(),
+            },
+            Line::Snapshot { row: row() },
+            Line::Tracking {
+                application_name: "Orders".into(),
+                notification_id: 3,
+            },
+            Line::End {
+                events: 1,
+                snapshots: 1,
+                tracking: 1,
+            },
+        ];
+        for line in &lines {
+            let text = serde_json::to_string(line).expect("written");
+            let read = parse_line(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(format!("{read:?}"), format!("{line:?}"));
+        }
+    }
+
+    #[test]
+    fn a_bad_line_is_an_error_naming_what_is_wrong() {
+        let missing = parse_line(r#"{"kind":"event","notification_id":1,"topic":"T"}"#)
+            .expect_err("no stream");
+        assert!(missing.contains("originator_id") && missing.contains("event"), "{missing}");
+        let unknown = parse_line(r#"{"kind":"nonsense"}"#).expect_err("unknown kind");
+        assert!(unknown.contains("nonsense"), "{unknown}");
+        assert!(parse_line("not json").is_err());
+        assert!(parse_line(r#"{"notification_id":1}"#).is_err(), "no kind");
+        let negative = parse_line(
+            r#"{"kind":"event","notification_id":-1,"originator_id":"a","originator_version":1,"topic":"T","state":{"plain":"{}"}}"#,
+        );
+        assert!(negative.is_err(), "a negative id");
     }
 }
