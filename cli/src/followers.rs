@@ -75,8 +75,12 @@ fn same_tables(follower: &Settings, leader: &Settings) -> Option<&'static str> {
             "the leader's store is in memory, in its own process: name its store with --leader-set",
         ),
         "sqlite" | "eventsourcing.sqlite" => {
-            let django = value(leader, "DJANGO_TABLES")
-                .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "y" | "yes" | "t" | "true" | "on" | "1"));
+            let django = value(leader, "DJANGO_TABLES").is_some_and(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "y" | "yes" | "t" | "true" | "on" | "1"
+                )
+            });
             let same = ["PERSISTENCE_MODULE", "SQLITE_DBNAME", "SQLITE_TABLE_PREFIX"]
                 .iter()
                 .all(|name| value(follower, name) == value(leader, name));
@@ -174,7 +178,10 @@ pub(crate) fn followers(
     }
     if shown == 0 && !out.is_json() {
         out.value(&(), || {
-            format!("{} follows no application (no tracking records)", settings.app())
+            format!(
+                "{} follows no application (no tracking records)",
+                settings.app()
+            )
         });
     }
     Ok(())

@@ -628,7 +628,9 @@ fn parse_line(text: &str) -> std::result::Result<Line, String> {
     };
     Ok(match kind.as_str() {
         "event" => Line::Event {
-            notification_id: f.notification_id.ok_or_else(|| missing("notification_id"))?,
+            notification_id: f
+                .notification_id
+                .ok_or_else(|| missing("notification_id"))?,
             row: row(f)?,
         },
         "snapshot" => Line::Snapshot { row: row(f)? },
@@ -636,7 +638,9 @@ fn parse_line(text: &str) -> std::result::Result<Line, String> {
             application_name: f
                 .application_name
                 .ok_or_else(|| missing("application_name"))?,
-            notification_id: f.notification_id.ok_or_else(|| missing("notification_id"))?,
+            notification_id: f
+                .notification_id
+                .ok_or_else(|| missing("notification_id"))?,
         },
         "header" => Line::Header {
             format: f.format.ok_or_else(|| missing("format"))?,
@@ -679,9 +683,8 @@ fn parse_lines(
                 Err(e) => Err(io(format!("reading line {number} of the export"))(e)),
                 Ok(text) => {
                     bar.inc(text.len() as u64 + 1);
-                    parse_line(&text).map_err(|e| {
-                        CliError::Invalid(format!("line {number} of the export: {e}"))
-                    })
+                    parse_line(&text)
+                        .map_err(|e| CliError::Invalid(format!("line {number} of the export: {e}")))
                 }
             };
             let failed = line.is_err();
@@ -917,7 +920,10 @@ mod tests {
     fn a_bad_line_is_an_error_naming_what_is_wrong() {
         let missing = parse_line(r#"{"kind":"event","notification_id":1,"topic":"T"}"#)
             .expect_err("no stream");
-        assert!(missing.contains("originator_id") && missing.contains("event"), "{missing}");
+        assert!(
+            missing.contains("originator_id") && missing.contains("event"),
+            "{missing}"
+        );
         let unknown = parse_line(r#"{"kind":"nonsense"}"#).expect_err("unknown kind");
         assert!(unknown.contains("nonsense"), "{unknown}");
         assert!(parse_line("not json").is_err());

@@ -72,7 +72,9 @@ fn exported(name: &str) -> (String, String) {
     let (app, _) = kennel(&file, &[]);
     drop(app);
     let export = temp_path(&format!("{name}.jsonl"));
-    ok(&["--app", "School", "--sqlite", &file, "export", "-o", &export]);
+    ok(&[
+        "--app", "School", "--sqlite", &file, "export", "-o", &export,
+    ]);
     (export, file)
 }
 
@@ -104,7 +106,11 @@ fn bulk_import_on(name: &str, fresh: &dyn Fn() -> Vec<String>) {
     assert_eq!(dry[0]["events"], 6, "{}", dry[0]);
     assert_eq!(dry[0]["dry_run"], true);
     assert!(log_of(&target).is_empty(), "a dry run stored events");
-    assert_eq!(import_position(&target), None, "a dry run stored a position");
+    assert_eq!(
+        import_position(&target),
+        None,
+        "a dry run stored a position"
+    );
 
     // The round trip: every row as exported, the position at the end.
     let stored = json_lines(&ok(&with(&target, &["--json", "import", "-i", &export])));
@@ -118,7 +124,10 @@ fn bulk_import_on(name: &str, fresh: &dyn Fn() -> Vec<String>) {
         &target,
         &["--json", "import", "-i", &export, "--dry-run", "--compare"],
     )));
-    assert_eq!((dry[0]["events"].as_u64(), dry[0]["skipped"].as_u64()), (Some(0), Some(6)));
+    assert_eq!(
+        (dry[0]["events"].as_u64(), dry[0]["skipped"].as_u64()),
+        (Some(0), Some(6))
+    );
 
     // Milou's version 2 is here already with other content: the batch
     // that holds it (the third of two events) stores nothing, the two
@@ -147,12 +156,20 @@ fn bulk_import_on(name: &str, fresh: &dyn Fn() -> Vec<String>) {
         "the error names the stream and version: {error}"
     );
     let log = log_of(&target);
-    assert_eq!(log.len(), 1 + 4, "the batches before, and nothing of the third: {log:?}");
+    assert_eq!(
+        log.len(),
+        1 + 4,
+        "the batches before, and nothing of the third: {log:?}"
+    );
     assert!(
         !log.contains(&(milou.to_owned(), 3)),
         "Milou's version 3, in the failed batch, was stored"
     );
-    assert_eq!(import_position(&target), Some(4), "the position of the batches stored");
+    assert_eq!(
+        import_position(&target),
+        Some(4),
+        "the position of the batches stored"
+    );
 
     // Interrupted: an export cut short after five events stores those
     // (in batches of two, with the position), then fails; the whole file
@@ -172,7 +189,10 @@ fn bulk_import_on(name: &str, fresh: &dyn Fn() -> Vec<String>) {
         &["--json", "import", "-i", &export, "--batch", "2"],
     )));
     assert_eq!(
-        (resumed[0]["events"].as_u64(), resumed[0]["skipped"].as_u64()),
+        (
+            resumed[0]["events"].as_u64(),
+            resumed[0]["skipped"].as_u64()
+        ),
         (Some(1), Some(5)),
         "{}",
         resumed[0]
@@ -221,7 +241,9 @@ fn bulk_import_round_trips_stores_nothing_of_a_conflicting_batch_and_resumes_on_
 fn export_from_a_notification_id_writes_the_rest_and_its_import_resumes() {
     let (export, file) = exported("from");
     let rest = temp_path("from-4.jsonl");
-    ok(&["--app", "School", "--sqlite", &file, "export", "--from", "4", "-o", &rest]);
+    ok(&[
+        "--app", "School", "--sqlite", &file, "export", "--from", "4", "-o", &rest,
+    ]);
     let lines = lines_of(&rest);
     assert_eq!(lines[0]["from"], 4, "the header says where it starts");
     let ids: Vec<u64> = lines
@@ -262,6 +284,8 @@ fn export_from_a_notification_id_writes_the_rest_and_its_import_resumes() {
     assert_eq!(log_of(&target).len(), 6);
 
     // --from 0 is refused by the grammar.
-    let zero = run(&["--app", "School", "--sqlite", &file, "export", "--from", "0"]);
+    let zero = run(&[
+        "--app", "School", "--sqlite", &file, "export", "--from", "0",
+    ]);
     assert_eq!(zero.status.code(), Some(2));
 }

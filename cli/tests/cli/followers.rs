@@ -12,8 +12,9 @@ use crate::support::{json_lines, kennel, ok, run, sqlite_file, stderr, temp_path
 /// An export that holds only tracking records.
 fn tracking_export(name: &str, records: &[(&str, u64)]) -> String {
     let path = temp_path(&format!("{name}.jsonl"));
-    let mut lines =
-        vec![r#"{"kind":"header","format":"annals-export","version":1,"application":"X"}"#.to_owned()];
+    let mut lines = vec![
+        r#"{"kind":"header","format":"annals-export","version":1,"application":"X"}"#.to_owned(),
+    ];
     for (upstream, id) in records {
         lines.push(
             serde_json::json!({"kind": "tracking", "application_name": upstream, "notification_id": id})
@@ -61,13 +62,21 @@ fn followers_shows_each_upstream_s_position_and_its_lag_behind_a_leader_it_can_r
     drop(app);
     let report = ["--app", "Report", "--sqlite", file.as_str()];
     let leader_set = format!("School:SQLITE_DBNAME={leader}");
-    let args = [&report[..], &["--json", "followers", "--leader-set", &leader_set]].concat();
+    let args = [
+        &report[..],
+        &["--json", "followers", "--leader-set", &leader_set],
+    ]
+    .concat();
     let followers = json_lines(&ok(&args));
     assert_eq!(followers.len(), 2, "{followers:?}");
     assert_eq!(followers[0]["upstream"], "Billing", "sorted");
     let school = by_upstream(&followers, "School");
     assert_eq!(
-        (&school["position"], &school["leader_position"], &school["lag"]),
+        (
+            &school["position"],
+            &school["leader_position"],
+            &school["lag"]
+        ),
         (&Value::from(2), &Value::from(6), &Value::from(4)),
         "{school}"
     );
@@ -83,7 +92,10 @@ fn followers_shows_each_upstream_s_position_and_its_lag_behind_a_leader_it_can_r
         "{billing}"
     );
     let text = ok(&[&report[..], &["followers", "--leader-set", &leader_set]].concat());
-    assert!(text.contains("School\tposition 2\tleader at 6\tlag 4"), "{text}");
+    assert!(
+        text.contains("School\tposition 2\tleader at 6\tlag 4"),
+        "{text}"
+    );
     assert!(text.contains("Billing\tposition 1\tlag unknown"), "{text}");
 
     // No leader named: School's lag is unknown too.
@@ -110,7 +122,9 @@ fn followers_of_a_postgres_store_read_their_leader_s_log_beside_it() {
     let (app, _) = kennel(&source, &[]);
     drop(app);
     let export = temp_path("followers-pg.jsonl");
-    ok(&["--app", "School", "--sqlite", &source, "export", "-o", &export]);
+    ok(&[
+        "--app", "School", "--sqlite", &source, "export", "-o", &export,
+    ]);
     let leader = postgres_flags(&config, "CliLeader");
     let leader: Vec<&str> = leader.iter().map(String::as_str).collect();
     ok(&[&leader[..], &["import", "-i", &export]].concat());
@@ -118,11 +132,18 @@ fn followers_of_a_postgres_store_read_their_leader_s_log_beside_it() {
     // application with no tables here.
     let follower = postgres_flags(&config, "CliFollower");
     let follower: Vec<&str> = follower.iter().map(String::as_str).collect();
-    let records = tracking_export("followers-pg-tracking", &[("CliLeader", 2), ("CliNowhere", 1)]);
+    let records = tracking_export(
+        "followers-pg-tracking",
+        &[("CliLeader", 2), ("CliNowhere", 1)],
+    );
     ok(&[&follower[..], &["import", "-i", &records]].concat());
     let followers = json_lines(&ok(&[&follower[..], &["--json", "followers"]].concat()));
     let at = by_upstream(&followers, "CliLeader");
-    assert_eq!((&at["position"], &at["lag"]), (&Value::from(2), &Value::from(4)), "{at}");
+    assert_eq!(
+        (&at["position"], &at["lag"]),
+        (&Value::from(2), &Value::from(4)),
+        "{at}"
+    );
     let nowhere = by_upstream(&followers, "CliNowhere");
     assert!(nowhere.get("lag").is_none(), "{nowhere}");
     assert!(nowhere["unknown"].is_string(), "{nowhere}");

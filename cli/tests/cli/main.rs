@@ -3,9 +3,9 @@
 //! parses, and export/import between stores (100,000 events, an import
 //! killed halfway).
 
+mod bulk_import;
 mod compact;
 mod dcb;
-mod bulk_import;
 mod export_import;
 mod follow;
 mod followers;

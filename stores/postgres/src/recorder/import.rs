@@ -100,8 +100,8 @@ impl PostgresRecorder {
             let mut writer = BinaryCopyInWriter::new(sink, &types);
             for e in events {
                 // Checked above: in range, a UUID where the column is one.
-                let version = to_i64("originator_version", e.originator_version)
-                    .map_err(StepError::Other)?;
+                let version =
+                    to_i64("originator_version", e.originator_version).map_err(StepError::Other)?;
                 let uuid;
                 let id: &(dyn ToSql + Sync) = match self.config.originator_id_type {
                     OriginatorIdType::Uuid => {

@@ -12,7 +12,11 @@ impl SqliteRecorder {
     /// Stores `events` and `tracking` (if any) in one transaction, or
     /// nothing; a conflict names the first event found stored (its stream
     /// and version).
-    pub(super) fn import(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<usize> {
+    pub(super) fn import(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+    ) -> Result<usize> {
         if events.is_empty() && tracking.is_none() {
             return Ok(0);
         }
@@ -36,7 +40,8 @@ impl SqliteRecorder {
                 // Checked above: in range.
                 let version = i64::try_from(e.originator_version)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                if let Err(error) = insert.execute(params![e.originator_id, version, e.topic, e.state])
+                if let Err(error) =
+                    insert.execute(params![e.originator_id, version, e.topic, e.state])
                 {
                     failed = Some(e);
                     return Err(error);
