@@ -35,6 +35,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
+use annals::mapper::Mapper;
 use annals::persistence::{AggregateRecorder, EventQuery};
 use annals::persistence::{StoredEvent, Tracking};
 use annals::Application;
@@ -104,6 +105,11 @@ enum State {
     /// The JSON the state holds (decrypted, decompressed), as a string:
     /// its exact bytes, which a hash chain covers.
     Plain(String),
+    /// The bytes as the importing store stores them, sealed and checked
+    /// already (by the thread that parses an import): never written nor
+    /// read.
+    #[serde(skip)]
+    Sealed(Vec<u8>),
 }
 
 fn row(app: &Application, stored: StoredEvent, plain: bool) -> Result<Row> {
@@ -287,6 +293,12 @@ pub(crate) fn export(
 
 /// A row as the importing store stores it.
 fn sealed(app: &Application, row: Row, line: u64) -> Result<StoredEvent> {
+    seal(app.mapper(), row, line)
+}
+
+/// A row as a store with `mapper` stores it: a stored state decoded and
+/// checked to open with its settings, a plain one sealed.
+fn seal(mapper: &Mapper, row: Row, line: u64) -> Result<StoredEvent> {
     let mut stored = StoredEvent {
         originator_id: row.originator_id,
         originator_version: row.originator_version,
@@ -301,7 +313,7 @@ fn sealed(app: &Application, row: Row, line: u64) -> Result<StoredEvent> {
                     CliError::Invalid(format!("line {line}: the state is not base64: {e}"))
                 })?;
             // Copied byte for byte: only if this store can read them.
-            if let Err(e) = app.mapper().plain_state(&stored) {
+            if let Err(e) = mapper.plain_state(&stored) {
                 return Err(CliError::Invalid(format!(
                     "line {line}: {}; the export holds states as another store stored them, with a cipher key or compression this store does not have: export with --plain to import them here",
                     e.report()
@@ -310,8 +322,9 @@ fn sealed(app: &Application, row: Row, line: u64) -> Result<StoredEvent> {
         }
         State::Plain(json) => {
             stored.state = json.into_bytes();
-            stored.state = app.mapper().seal_state(&stored)?;
+            stored.state = mapper.seal_state(&stored)?;
         }
+        State::Sealed(bytes) => stored.state = bytes,
     }
     Ok(stored)
 }
@@ -395,7 +408,7 @@ pub(crate) fn import(
     // Lines are read and parsed on a thread of their own, a chunk at a
     // time, while this one stores: parsing took about half of an import's
     // time on SQLite.
-    let parsed = parse_lines(reader, bar.clone());
+    let parsed = parse_lines(reader, bar.clone(), app.mapper().clone());
     let mut chunk: std::vec::IntoIter<Result<Line>> = Vec::new().into_iter();
     let mut next = || -> Result<Option<Line>> {
         loop {
@@ -561,7 +574,12 @@ pub(crate) fn import(
     out.value(&counts, || {
         let resumed = if counts.resumed_after > 0 {
             format!(
-                "; resumed after notification {} of the export",
+                "; {} after notification {} of the export",
+                if options.dry_run {
+                    "would resume"
+                } else {
+                    "resumed"
+                },
                 counts.resumed_after
             )
         } else {
@@ -662,6 +680,34 @@ fn parse_line(text: &str) -> std::result::Result<Line, String> {
     })
 }
 
+/// `line` with its row (if any) sealed as the importing store stores it
+/// (see [`seal`]), here on the parsing thread; the first line (the
+/// header, whose absence the importing thread names) as it is.
+fn presealed(mapper: &Mapper, line: Line, number: u64) -> Result<Line> {
+    let seal_row = |row: Row| -> Result<Row> {
+        let stored = seal(mapper, row, number)?;
+        Ok(Row {
+            originator_id: stored.originator_id,
+            originator_version: stored.originator_version,
+            topic: stored.topic,
+            state: State::Sealed(stored.state),
+        })
+    };
+    Ok(match line {
+        Line::Event {
+            notification_id,
+            row,
+        } if number > 1 => Line::Event {
+            notification_id,
+            row: seal_row(row)?,
+        },
+        Line::Snapshot { row } if number > 1 => Line::Snapshot {
+            row: seal_row(row)?,
+        },
+        other => other,
+    })
+}
+
 /// Lines parsed at once, handed over together.
 const PARSED_CHUNK: usize = 1024;
 
@@ -671,6 +717,7 @@ const PARSED_CHUNK: usize = 1024;
 fn parse_lines(
     reader: Box<dyn Read + Send>,
     bar: indicatif::ProgressBar,
+    mapper: Mapper,
 ) -> std::sync::mpsc::Receiver<Vec<Result<Line>>> {
     let (send, receive) = std::sync::mpsc::sync_channel(8);
     std::thread::spawn(move || {
@@ -685,6 +732,7 @@ fn parse_lines(
                     bar.inc(text.len() as u64 + 1);
                     parse_line(&text)
                         .map_err(|e| CliError::Invalid(format!("line {number} of the export: {e}")))
+                        .and_then(|line| presealed(&mapper, line, number))
                 }
             };
             let failed = line.is_err();
