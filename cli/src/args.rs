@@ -28,7 +28,7 @@ pub(crate) struct Cli {
 }
 
 /// Options every command takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct Global {
     /// The application: its tables are named after it, and settings
     /// prefixed with its name win.
@@ -156,6 +156,11 @@ pub(crate) enum Command {
         /// with CREATE_TABLE=no).
         #[arg(long)]
         no_snapshots: bool,
+        /// Start at this notification id (inclusive): the events from it
+        /// on, the snapshots of their streams, and the tracking records.
+        /// An import of it resumes as an import of a whole export does.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        from: u64,
     },
     /// Read an export into the store. Idempotent: a second import, or one
     /// after an interruption, stores only what is missing. Each store has
@@ -165,18 +170,44 @@ pub(crate) enum Command {
     /// store unread, checking only the last of them; past it, an event
     /// already here is compared: the same one is skipped, another at its
     /// stream and version is an error naming them.
+    ///
+    /// Each batch is stored in one transaction with the position reached,
+    /// at the database's bulk speed (PostgreSQL: COPY; SQLite: one
+    /// transaction and one prepared statement): a batch that fails stores
+    /// nothing, one stored is never stored again.
     Import {
         /// The file to read; standard input when left out.
         #[arg(long, short)]
         input: Option<PathBuf>,
         /// Events stored per transaction.
-        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         batch: u64,
         /// Compare every event with the store's instead of resuming after
         /// the last one imported from the export's store (for an export of
         /// a copy of a store that has gone its own way).
         #[arg(long)]
         compare: bool,
+        /// Read and check the whole export as an import would (its lines,
+        /// their order, the events already here, where it would resume)
+        /// and say what it would store; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Store each batch through the application's save path instead of
+        /// the bulk one (to compare the two).
+        #[arg(long, hide = true)]
+        save_path: bool,
+    },
+    /// The followers this store keeps tracking records for: each upstream
+    /// application's position here and, when its log can be read, how far
+    /// behind its leader it is (the leader's last notification id minus
+    /// the position). A leader is opened as an application of that name
+    /// with these settings (its tables beside these, as on PostgreSQL and
+    /// MariaDB/MySQL), and --leader-set changes them for one leader.
+    Followers {
+        /// A setting of one leader's store: UPSTREAM:NAME=VALUE, such as
+        /// Orders:SQLITE_DBNAME=orders.db (repeat for more).
+        #[arg(long = "leader-set", value_name = "UPSTREAM:NAME=VALUE")]
+        leader_set: Vec<String>,
     },
     /// End a stream for good, keeping a copy in an archive.
     ///

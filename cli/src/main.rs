@@ -16,6 +16,7 @@
 mod args;
 mod dcb;
 mod ending;
+mod followers;
 mod inspect;
 mod output;
 mod settings;
@@ -186,11 +187,13 @@ fn run(cli: Cli) -> Result<Outcome> {
             plain,
             tracking,
             no_snapshots,
+            from,
         } => {
             let options = transfer::ExportOptions {
                 plain,
                 tracking,
                 snapshots: !no_snapshots,
+                from,
             };
             transfer::export(&settings()?, &out, output.as_deref(), &options)?
         }
@@ -198,7 +201,20 @@ fn run(cli: Cli) -> Result<Outcome> {
             input,
             batch,
             compare,
-        } => transfer::import(&settings()?, &out, input.as_deref(), batch, compare)?,
+            dry_run,
+            save_path,
+        } => {
+            let options = transfer::ImportOptions {
+                batch,
+                compare,
+                dry_run,
+                save_path,
+            };
+            transfer::import(&settings()?, &out, input.as_deref(), &options)?
+        }
+        Command::Followers { leader_set } => {
+            followers::followers(&settings()?, &cli.global, &out, &leader_set)?
+        }
         Command::Archive { id, to } => ending::archive(&settings()?, &out, &id, &to)?,
         Command::Delete { id, yes } => ending::delete(&settings()?, &out, &id, yes)?,
         Command::Dcb(command) => match command {

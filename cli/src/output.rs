@@ -17,6 +17,11 @@ impl Output {
         Self { json, quiet }
     }
 
+    /// Whether results are JSON lines.
+    pub(crate) fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// One result: `value` as a JSON line, or `text()` as a line.
     pub(crate) fn value(&self, value: &impl Serialize, text: impl FnOnce() -> String) {
         let line = if self.json {

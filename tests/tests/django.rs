@@ -300,6 +300,13 @@ fn the_story(project: &Project) {
         .expect("the log")
         .expect("not empty");
     assert_eq!(project.py(&["tracked"]), serde_json::json!(last));
+    // What `annals followers` lists: the upstream annals' follower tracks
+    // here, not the rows of Django's own follower (another application).
+    assert_eq!(
+        annals::persistence::ProcessRecorder::tracked_applications(&**counters.recorder())
+            .expect("the names tracked"),
+        ["TrainingSchool"]
+    );
 
     // Django's migrations own the tables: annals does not make them.
     let refused = Application::builder("TrainingSchool")

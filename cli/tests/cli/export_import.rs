@@ -13,7 +13,7 @@ use annals_tests::stores::{drop_postgres_tables, postgres_client, postgres_serve
 use crate::support::{annals, json_lines, kennel, ok, run, school, sqlite_file, stderr, temp_path};
 
 /// A fresh PostgreSQL application's flags, its tables dropped first.
-fn postgres_flags(config: &PostgresConfig, app: &str) -> Vec<String> {
+pub(crate) fn postgres_flags(config: &PostgresConfig, app: &str) -> Vec<String> {
     drop_postgres_tables(config, app);
     let mut flags = vec![
         "--app".to_owned(),

@@ -3,11 +3,13 @@
 //! parses, and export/import between stores (100,000 events, an import
 //! killed halfway).
 
+mod bulk_import;
 mod compact;
 mod dcb;
 mod ending;
 mod export_import;
 mod follow;
+mod followers;
 mod inspect;
 mod mysql;
 mod personal;

@@ -10,7 +10,7 @@ use annals_tests::stores::{drop_mysql_tables, mysql_server, temp_dir};
 use crate::support::{json_lines, kennel, ok, sqlite_file};
 
 /// A fresh MariaDB/MySQL application's flags, its tables dropped first.
-fn mysql_flags(config: &MysqlConfig, app: &str) -> Vec<String> {
+pub(crate) fn mysql_flags(config: &MysqlConfig, app: &str) -> Vec<String> {
     drop_mysql_tables(config, app);
     let mut flags = vec![
         "--app".to_owned(),

@@ -433,4 +433,10 @@ impl ProcessRecorder for MemoryRecorder {
             .read()
             .has_tracking_id(application_name, notification_id))
     }
+
+    fn tracked_applications(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self.read().tracking.keys().cloned().collect();
+        names.sort_unstable();
+        Ok(names)
+    }
 }

@@ -421,4 +421,94 @@ pub trait ProcessRecorder: ApplicationRecorder {
     /// followers process notifications in order, so the two agree for
     /// them).
     fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool>;
+
+    /// Inserts a batch of `events` moved in from elsewhere (an import) and,
+    /// in the same transaction, `tracking` (if any: where the import got
+    /// to), all or nothing, as
+    /// [`insert_events_tracked`](Self::insert_events_tracked) does; returns
+    /// how many events it stored. Notification ids are given in the
+    /// events' order, as a save's are, and followers are woken as by a
+    /// save. An event at a (stream, version) that is stored already is a
+    /// [`Conflict`](crate::Error::Conflict) that stores nothing of the
+    /// batch.
+    ///
+    /// A store implements it at its database's bulk speed where it has
+    /// one (PostgreSQL: `COPY ... FROM STDIN` under the events table's
+    /// lock; SQLite: one transaction with a prepared statement kept). The
+    /// default, for every other store, is that same save:
+    /// [`insert_events_tracked`](Self::insert_events_tracked) (or
+    /// [`insert_events`](AggregateRecorder::insert_events) without
+    /// `tracking`). A store that wraps another should pass the call on.
+    ///
+    /// ```
+    /// use annals_core::persistence::memory::MemoryRecorder;
+    /// use annals_core::persistence::{ApplicationRecorder, ProcessRecorder, StoredEvent, Tracking};
+    ///
+    /// let recorder = MemoryRecorder::new();
+    /// let rows: Vec<StoredEvent> = (1..=3)
+    ///     .map(|version| StoredEvent {
+    ///         originator_id: "dog-1".into(),
+    ///         originator_version: version,
+    ///         topic: "Dog.TrickAdded".into(),
+    ///         state: b"{}".to_vec(),
+    ///     })
+    ///     .collect();
+    /// let position = Tracking { application_name: "an import".into(), notification_id: 3 };
+    /// assert_eq!(recorder.import_events(&rows, Some(&position))?, 3);
+    /// assert_eq!(recorder.max_notification_id()?, 3);
+    /// assert_eq!(recorder.max_tracking_id("an import")?, 3);
+    /// // Again: a conflict, and nothing more is stored.
+    /// assert!(recorder.import_events(&rows, None).unwrap_err().is_conflict());
+    /// assert_eq!(recorder.max_notification_id()?, 3);
+    /// # Ok::<(), annals_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`insert_events_tracked`](Self::insert_events_tracked).
+    fn import_events(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<usize> {
+        match tracking {
+            Some(tracking) => self.insert_events_tracked(events, tracking)?,
+            None if events.is_empty() => return Ok(0),
+            None => self.insert_events(events)?,
+        };
+        Ok(events.len())
+    }
+
+    /// The upstream applications this store tracks (the names its
+    /// tracking records are kept under), sorted, without the single-row
+    /// layout's marker row ([`MIGRATION_ROW`]). Each one's position is
+    /// [`max_tracking_id`](Self::max_tracking_id).
+    ///
+    /// The memory, SQLite, PostgreSQL and MariaDB/MySQL stores implement
+    /// it. The default, for a store that cannot list them, is an
+    /// [`Error::Config`] naming `PERSISTENCE_MODULE`; a store that wraps
+    /// another should pass the call on.
+    ///
+    /// ```
+    /// use annals_core::persistence::memory::MemoryRecorder;
+    /// use annals_core::persistence::{ProcessRecorder, Tracking};
+    ///
+    /// let recorder = MemoryRecorder::new();
+    /// for (upstream, id) in [("orders", 7), ("billing", 2)] {
+    ///     let tracking = Tracking { application_name: upstream.into(), notification_id: id };
+    ///     recorder.insert_events_tracked(&[], &tracking)?;
+    /// }
+    /// assert_eq!(recorder.tracked_applications()?, ["billing", "orders"]);
+    /// # Ok::<(), annals_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The store's errors; the default's.
+    fn tracked_applications(&self) -> Result<Vec<String>> {
+        Err(Error::config(
+            crate::settings::PERSISTENCE_MODULE.name,
+            format!(
+                "{} cannot list the upstream applications it tracks: use a store that can \
+                 (memory, SQLite, PostgreSQL, MariaDB/MySQL)",
+                std::any::type_name::<Self>()
+            ),
+        ))
+    }
 }

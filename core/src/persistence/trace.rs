@@ -271,4 +271,96 @@ impl ProcessRecorder for Traced {
         self.inner
             .has_tracking_id(application_name, notification_id)
     }
+
+    fn import_events(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<usize> {
+        let mut stored = 0;
+        insert(self.store, events, tracking, || {
+            stored = self.inner.import_events(events, tracking)?;
+            Ok(Vec::new())
+        })?;
+        Ok(stored)
+    }
+
+    fn tracked_applications(&self) -> Result<Vec<String>> {
+        self.inner.tracked_applications()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persistence::memory::MemoryRecorder;
+
+    /// A recorder that keeps the trait's defaults: how a wrapper that
+    /// did not pass the calls on would answer.
+    struct Defaults(MemoryRecorder);
+
+    impl AggregateRecorder for Defaults {
+        fn insert_events(&self, events: &[StoredEvent]) -> Result<Vec<u64>> {
+            self.0.insert_events(events)
+        }
+        fn select_events(
+            &self,
+            originator_id: &str,
+            query: &EventQuery,
+        ) -> Result<Vec<StoredEvent>> {
+            self.0.select_events(originator_id, query)
+        }
+    }
+
+    impl ApplicationRecorder for Defaults {
+        fn select_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>> {
+            self.0.select_notifications(query)
+        }
+        fn max_notification_id(&self) -> Result<u64> {
+            self.0.max_notification_id()
+        }
+    }
+
+    impl ProcessRecorder for Defaults {
+        fn insert_events_tracked(
+            &self,
+            events: &[StoredEvent],
+            tracking: &Tracking,
+        ) -> Result<Vec<u64>> {
+            self.0.insert_events_tracked(events, tracking)
+        }
+        fn max_tracking_id(&self, application_name: &str) -> Result<u64> {
+            self.0.max_tracking_id(application_name)
+        }
+        fn has_tracking_id(&self, application_name: &str, notification_id: u64) -> Result<bool> {
+            self.0.has_tracking_id(application_name, notification_id)
+        }
+    }
+
+    #[test]
+    fn imports_and_the_names_tracked_are_passed_on() {
+        let traced = Traced::new("memory", Arc::new(MemoryRecorder::new()));
+        let row = StoredEvent {
+            originator_id: "a".into(),
+            originator_version: 1,
+            topic: "T".into(),
+            state: b"{}".to_vec(),
+        };
+        let at = Tracking {
+            application_name: "up".into(),
+            notification_id: 4,
+        };
+        let batch = std::slice::from_ref(&row);
+        assert_eq!(traced.import_events(batch, Some(&at)).expect("import"), 1);
+        assert_eq!(traced.tracked_applications().expect("names"), ["up"]);
+        assert!(traced
+            .import_events(batch, None)
+            .expect_err("again")
+            .is_conflict());
+        // Over a store that keeps the defaults: the import is its save, and
+        // the names are the default's error, naming PERSISTENCE_MODULE.
+        let traced = Traced::new("defaults", Arc::new(Defaults(MemoryRecorder::new())));
+        assert_eq!(traced.import_events(batch, Some(&at)).expect("import"), 1);
+        assert_eq!(traced.max_tracking_id("up").expect("max"), 4);
+        match traced.tracked_applications() {
+            Err(crate::Error::Config { setting, .. }) => assert_eq!(setting, "PERSISTENCE_MODULE"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

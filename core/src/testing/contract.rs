@@ -91,6 +91,8 @@ macro_rules! recorder_contract {
             a_failed_keyed_insert_stores_no_key,
             concurrent_inserts_of_one_key_store_one,
             ends_a_stream_leaving_a_tombstone_and_gaps,
+            imports_a_batch_with_its_position_all_or_nothing,
+            lists_the_applications_it_tracks,
         );
     };
     (@tests $make:expr, $skipped:path; $($name:ident),+ $(,)?) => {
@@ -1125,5 +1127,117 @@ pub fn ends_a_stream_leaving_a_tombstone_and_gaps(r: &dyn ProcessRecorder) {
         r.max_notification_id().expect("max"),
         logged[1].0,
         "nothing stored after the tombstone"
+    );
+}
+
+/// An import's batch ([`ProcessRecorder::import_events`]): stored with
+/// its position in one transaction, ids after the log's, in the batch's
+/// order; a batch with an event at a stored (stream, version) is a
+/// conflict naming that stream and stores nothing, not its position
+/// either; an empty batch with a position stores the position.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals_core::persistence::memory::MemoryRecorder;
+///
+/// annals_core::testing::contract::imports_a_batch_with_its_position_all_or_nothing(&MemoryRecorder::new());
+/// ```
+pub fn imports_a_batch_with_its_position_all_or_nothing(r: &dyn ProcessRecorder) {
+    r.insert_events(&[event("stream-a", 1, "T"), event("stream-a", 2, "T")])
+        .expect("insert");
+    let at = |id: u64| Tracking {
+        application_name: "an import".into(),
+        notification_id: id,
+    };
+    let batch = [
+        event("stream-b", 1, "T"),
+        event("stream-b", 2, "T"),
+        event("stream-a", 3, "T"),
+    ];
+    assert_eq!(r.import_events(&batch, Some(&at(5))).expect("import"), 3);
+    assert_eq!(versions(&all(r, "stream-b")), [1, 2]);
+    assert_eq!(versions(&all(r, "stream-a")), [1, 2, 3]);
+    assert_eq!(r.max_tracking_id("an import").expect("max"), 5);
+    let ids = notification_ids(r, &NotificationQuery::new(1, 10));
+    assert_eq!(ids.len(), 5, "every event in the log: {ids:?}");
+    let log = r
+        .select_notifications(&NotificationQuery::new(ids[2], 3))
+        .expect("log");
+    let order: Vec<(&str, u64)> = log
+        .iter()
+        .map(|n| (n.event.originator_id.as_str(), n.event.originator_version))
+        .collect();
+    assert_eq!(
+        order,
+        [("stream-b", 1), ("stream-b", 2), ("stream-a", 3)],
+        "the batch's order"
+    );
+    let before = r.max_notification_id().expect("max");
+    let conflicting = [
+        event("stream-c", 1, "T"),
+        event("stream-a", 3, "T"),
+        event("stream-c", 2, "T"),
+    ];
+    let err = r
+        .import_events(&conflicting, Some(&at(8)))
+        .expect_err("version 3 of stream-a is stored");
+    assert!(err.is_conflict(), "a conflict error, got: {err}");
+    assert!(
+        err.to_string().contains("stream-a"),
+        "the error names the stream: {err}"
+    );
+    assert!(all(r, "stream-c").is_empty(), "nothing of the batch stored");
+    assert_eq!(r.max_notification_id().expect("max"), before);
+    assert_eq!(
+        r.max_tracking_id("an import").expect("max"),
+        5,
+        "nor its position"
+    );
+    // The rest, again: stored, with the position.
+    let rest = [event("stream-c", 1, "T"), event("stream-c", 2, "T")];
+    assert_eq!(r.import_events(&rest, Some(&at(8))).expect("import"), 2);
+    assert_eq!(r.max_tracking_id("an import").expect("max"), 8);
+    assert_eq!(r.import_events(&[], Some(&at(9))).expect("position"), 0);
+    assert_eq!(r.max_tracking_id("an import").expect("max"), 9);
+    assert_eq!(r.import_events(&[], None).expect("nothing"), 0);
+}
+
+/// The upstream applications tracked, sorted, each once, the single-row
+/// layout's marker row left out; or, from a store that cannot list them,
+/// the error naming `PERSISTENCE_MODULE`.
+///
+/// # Panics
+///
+/// When the store breaks this part of the contract (the message says
+/// how).
+///
+/// ```
+/// use annals_core::persistence::memory::MemoryRecorder;
+///
+/// annals_core::testing::contract::lists_the_applications_it_tracks(&MemoryRecorder::new());
+/// ```
+pub fn lists_the_applications_it_tracks(r: &dyn ProcessRecorder) {
+    match r.tracked_applications() {
+        Ok(names) => assert!(names.is_empty(), "none tracked yet: {names:?}"),
+        Err(crate::Error::Config { setting, .. }) => {
+            assert_eq!(setting, "PERSISTENCE_MODULE");
+            return;
+        }
+        Err(e) => panic!("listing the applications tracked: {e}"),
+    }
+    for (upstream, id) in [("orders", 3), ("billing", 1), ("orders", 4)] {
+        let tracking = Tracking {
+            application_name: upstream.into(),
+            notification_id: id,
+        };
+        r.insert_events_tracked(&[], &tracking).expect("track");
+    }
+    assert_eq!(
+        r.tracked_applications().expect("tracked"),
+        ["billing", "orders"]
     );
 }

@@ -964,6 +964,14 @@ impl ProcessRecorder for MysqlRecorder {
             Ok(found.unwrap_or(false))
         })
     }
+
+    fn tracked_applications(&self) -> Result<Vec<String>> {
+        self.read(
+            "listing the applications tracked",
+            &self.sql.tracking,
+            |conn| conn.conn.query(&self.sql.tracked_applications),
+        )
+    }
 }
 
 #[cfg(test)]

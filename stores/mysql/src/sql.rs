@@ -61,6 +61,9 @@ pub(crate) struct Sql {
     pub(crate) max_notification_id: String,
     pub(crate) max_tracking_id: String,
     pub(crate) has_tracking_id: String,
+    /// The upstream applications tracked, sorted (the single-row
+    /// layout's marker row left out).
+    pub(crate) tracked_applications: String,
     /// (Single-row) the tracked id of an application, locked.
     pub(crate) tracked_for_update: String,
     /// Inserts a tracking record (multi-row), or sets the application's
@@ -180,6 +183,10 @@ impl Sql {
                 "SELECT MAX(notification_id) FROM {tracking} WHERE application_name = ?"
             ),
             has_tracking_id,
+            tracked_applications: format!(
+                "SELECT DISTINCT application_name FROM {tracking} \
+                 WHERE application_name <> '{MIGRATION_ROW}' ORDER BY 1"
+            ),
             tracked_for_update: format!(
                 "SELECT notification_id FROM {tracking} WHERE application_name = ? FOR UPDATE"
             ),
@@ -265,6 +272,10 @@ impl Sql {
             has_tracking_id: format!(
                 "SELECT EXISTS (SELECT 1 FROM {tracking} WHERE application_name = {app} \
                  AND upstream_application_name = ? AND notification_id = ?)"
+            ),
+            tracked_applications: format!(
+                "SELECT DISTINCT upstream_application_name FROM {tracking} \
+                 WHERE application_name = {app} ORDER BY 1"
             ),
             tracked_for_update: none.clone(),
             insert_tracking: format!(

@@ -11,6 +11,7 @@ use r2d2::{Pool, PooledConnection};
 use uuid::Uuid;
 
 mod keys;
+mod import;
 mod schema;
 
 pub(crate) use keys::KeySql;
@@ -915,6 +916,23 @@ impl ProcessRecorder for PostgresRecorder {
                 .client
                 .query_one(&statement, &[&application_name, &id])?
                 .try_get(0)?)
+        })
+    }
+
+    /// `COPY ... FROM STDIN` (binary), under the events table's lock, with
+    /// the tracking record and the followers' NOTIFY, in one transaction.
+    fn import_events(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<usize> {
+        self.import(events, tracking)
+    }
+
+    fn tracked_applications(&self) -> Result<Vec<String>> {
+        self.read("listing the applications tracked", |conn| {
+            Ok(conn
+                .client
+                .query(self.sql.tracked_applications.as_str(), &[])?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?)
         })
     }
 }

@@ -106,6 +106,15 @@ pub(super) struct Sql {
     pub(super) delete_events: String,
     /// Deletes the snapshots of stream `$1`, returning them.
     pub(super) delete_snapshots: String,
+    /// The upstream applications tracked, sorted (the single-row
+    /// layout's marker row left out).
+    pub(super) tracked_applications: String,
+    /// The events table's columns an import copies into (`COPY ... FROM
+    /// STDIN`), with the value of any that is not an event's (the Django
+    /// tables' `application_name`).
+    pub(super) copy_events: String,
+    /// The application's name, for the Django tables' `application_name`.
+    pub(super) copy_application: Option<String>,
 }
 
 /// `DELETE` of one stream's rows of `table` (with `rows`, the condition
@@ -320,6 +329,14 @@ impl Sql {
             ),
             format!("SELECT outcome FROM {outcomes} WHERE idempotency_key = $1"),
         ];
+        let tracked_applications = format!(
+            "SELECT DISTINCT application_name FROM {tracking} \
+             WHERE application_name <> '{MIGRATION_ROW}' ORDER BY 1"
+        );
+        let copy_events = format!(
+            "COPY {events} (originator_id, originator_version, topic, state) \
+             FROM STDIN (FORMAT binary)"
+        );
         let begin_and_lock = format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE");
         Self {
             delete_events: delete_stream(&events, "", true),
@@ -343,6 +360,9 @@ impl Sql {
             statements,
             django: false,
             keys,
+            tracked_applications,
+            copy_events,
+            copy_application: None,
         }
     }
 
@@ -363,6 +383,7 @@ impl Sql {
         };
         let (events, snapshots, tracking) =
             (qualify(EVENTS), qualify(SNAPSHOTS), qualify(TRACKING));
+        let app_name = app;
         let app = format!("'{app}'");
         let select_from = |table: &str, order: &str| {
             format!(
@@ -433,6 +454,14 @@ impl Sql {
             none.clone(),
             none.clone(),
         ];
+        let tracked_applications = format!(
+            "SELECT DISTINCT upstream_application_name::text FROM {tracking} \
+             WHERE application_name = {app} ORDER BY 1"
+        );
+        let copy_events = format!(
+            "COPY {events} (application_name, originator_id, originator_version, topic, state) \
+             FROM STDIN (FORMAT binary)"
+        );
         let begin_and_lock = format!("BEGIN; LOCK TABLE {events} IN EXCLUSIVE MODE");
         let rows = format!("application_name = {app} AND ");
         Self {
@@ -465,6 +494,9 @@ impl Sql {
             django: true,
             // Never used: no key store under Django's tables.
             keys: crate::recorder::KeySql::new("\"\"", ""),
+            tracked_applications,
+            copy_events,
+            copy_application: Some(app_name.to_owned()),
         }
     }
 }

@@ -13,6 +13,8 @@ use super::connection::{
 };
 use super::settings::{SqliteConfig, Tables};
 use super::sql::{select_events_sql, Statements, TABLE_KEY};
+
+mod import;
 use annals_core::error::{Error, Result};
 use annals_core::persistence::group_commit::{CommitFailure, GroupCommit, SaveFailure};
 use annals_core::persistence::transaction_lost;
@@ -220,20 +222,7 @@ impl Shared {
                 }
             }
             if let Some((sql, t, id)) = tracked {
-                let mut insert = conn.prepare_cached(&sql.insert_tracking)?;
-                match sql.tracking_layout {
-                    TrackingLayout::MultiRow => {
-                        insert.execute(params![t.application_name, id])?;
-                    }
-                    TrackingLayout::SingleRow => {
-                        let moved = insert
-                            .query_row(params![t.application_name, id], |_| Ok(()))
-                            .optional()?;
-                        if moved.is_none() {
-                            return Err(tracked_already(&sql.tracking_table, t));
-                        }
-                    }
-                }
+                insert_tracking(conn, sql, t, id)?;
             }
             let ids = connection::insert_rows(conn, insert_sql, events, rowids)?;
             if let Some(writes) = writes.as_deref_mut() {
@@ -451,6 +440,32 @@ const PAGE_ROOM: usize = 1_000;
 /// error is returned instead of it).
 fn user_failed() -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure("the writes of the user's own rows failed".into())
+}
+
+/// Inserts tracking record `t` (its notification id `id`) with the
+/// statements of the tracking table's layout: a constraint violation when
+/// it is tracked already.
+fn insert_tracking(
+    conn: &Connection,
+    sql: &Statements,
+    t: &Tracking,
+    id: i64,
+) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(&sql.insert_tracking)?;
+    match sql.tracking_layout {
+        TrackingLayout::MultiRow => {
+            insert.execute(params![t.application_name, id])?;
+        }
+        TrackingLayout::SingleRow => {
+            let moved = insert
+                .query_row(params![t.application_name, id], |_| Ok(()))
+                .optional()?;
+            if moved.is_none() {
+                return Err(tracked_already(&sql.tracking_table, t));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The error of a single-row tracking record that did not move its row
@@ -1049,6 +1064,19 @@ impl ProcessRecorder for SqliteRecorder {
             conn.prepare_cached(&self.statements.has_tracking_id)?
                 .query_row(params![application_name, id], |row| row.get(0))
         })
+    }
+
+    fn import_events(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<usize> {
+        self.import(events, tracking)
+    }
+
+    fn tracked_applications(&self) -> Result<Vec<String>> {
+        self.shared
+            .read("listing the applications tracked", |conn| {
+                conn.prepare_cached(&self.statements.tracked_applications)?
+                    .query_map([], |row| row.get(0))?
+                    .collect()
+            })
     }
 }
 

@@ -26,6 +26,9 @@ pub(super) struct Statements {
     pub(super) max_notification_id: String,
     pub(super) max_tracking_id: String,
     pub(super) has_tracking_id: String,
+    /// The upstream applications tracked, sorted (the single-row
+    /// layout's marker row left out).
+    pub(super) tracked_applications: String,
     /// An idempotency key and its outcome (a stored key: a constraint
     /// violation).
     pub(super) insert_outcome: String,
@@ -101,6 +104,11 @@ impl Statements {
                 t.tracking
             ),
             has_tracking_id,
+            tracked_applications: format!(
+                "SELECT DISTINCT application_name FROM {} \
+                 WHERE application_name <> '{MIGRATION_ROW}' ORDER BY 1",
+                t.tracking
+            ),
             insert_outcome: format!("INSERT INTO {} VALUES (?1, ?2)", t.outcomes),
             select_outcome: format!(
                 "SELECT outcome FROM {} WHERE idempotency_key = ?1",
@@ -142,6 +150,10 @@ impl Statements {
             has_tracking_id: format!(
                 "SELECT EXISTS (SELECT 1 FROM {tracking} WHERE application_name = {app} \
                  AND upstream_application_name = ?1 AND notification_id = ?2)"
+            ),
+            tracked_applications: format!(
+                "SELECT DISTINCT upstream_application_name FROM {tracking} \
+                 WHERE application_name = {app} ORDER BY 1"
             ),
             insert_outcome: none.clone(),
             select_outcome: none,

@@ -15,6 +15,7 @@ mod connections_and_timeouts;
 mod contract;
 mod dcb;
 mod ids_and_columns;
+mod import;
 mod python_interop;
 mod roles_and_schemas;
 mod settings;
