@@ -79,13 +79,35 @@ const CACHE_SIZE: usize = 10_000;
 /// The bytes of a key id.
 const KEY_ID_LEN: usize = 8;
 
-/// One subject's data key, unwrapped.
+/// One subject's data key, unwrapped, with what each seal and open of it
+/// needs made once.
 struct DataKey {
     stored: StoredKey,
     cipher: Cipher,
+    /// The associated data of its ciphertexts: subject and key id.
+    associated: Vec<u8>,
+    /// The key id as stored beside each ciphertext.
+    key_hex: String,
 }
 
 impl DataKey {
+    fn new(stored: StoredKey, cipher: Cipher) -> Self {
+        Self {
+            associated: Self::associated(&stored.subject, &stored.key_id),
+            key_hex: hex(&stored.key_id),
+            stored,
+            cipher,
+        }
+    }
+
+    /// The associated data of the key's wrapping by the master key: the
+    /// fields' own, told apart.
+    fn wrapping(subject: &str, key_id: &[u8]) -> Vec<u8> {
+        let mut out = b"annals data key\0".to_vec();
+        out.extend_from_slice(&Self::associated(subject, key_id));
+        out
+    }
+
     fn associated(subject: &str, key_id: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(subject.len() + 1 + key_id.len());
         out.extend_from_slice(subject.as_bytes());
@@ -159,7 +181,7 @@ impl KeyRing {
     /// The raw key `stored` wraps, and whether the current master key
     /// wraps it (not a previous one).
     fn unwrap_raw(&self, stored: &StoredKey) -> Result<(zeroize::Zeroizing<Vec<u8>>, bool)> {
-        let associated = DataKey::associated(&stored.subject, &stored.key_id);
+        let associated = DataKey::wrapping(&stored.subject, &stored.key_id);
         std::iter::once(&self.master)
             .chain(&self.previous)
             .enumerate()
@@ -181,10 +203,7 @@ impl KeyRing {
 
     fn unwrap_key(&self, stored: StoredKey) -> Result<DataKey> {
         let (raw, _) = self.unwrap_raw(&stored)?;
-        Ok(DataKey {
-            cipher: Cipher::new(&raw)?,
-            stored,
-        })
+        Ok(DataKey::new(stored, Cipher::new(&raw)?))
     }
 
     fn known(&self, subject: &str) -> Result<Known> {
@@ -212,16 +231,13 @@ impl KeyRing {
             Known::None => {
                 let raw = zeroize::Zeroizing::new(rand_bytes::<32>());
                 let key_id = rand_bytes::<KEY_ID_LEN>().to_vec();
-                let associated = DataKey::associated(subject, &key_id);
+                let associated = DataKey::wrapping(subject, &key_id);
                 let stored = StoredKey {
                     subject: subject.to_owned(),
                     wrapped: self.master.encrypt_bound(&*raw, &associated)?,
                     key_id,
                 };
-                Arc::new(DataKey {
-                    cipher: Cipher::new(&*raw)?,
-                    stored,
-                })
+                Arc::new(DataKey::new(stored, Cipher::new(&*raw)?))
             }
         };
         NEW_KEYS.with(|keys| keys.borrow_mut().push(key.stored.clone()));
@@ -237,9 +253,8 @@ impl KeyRing {
             // Forgotten, or forgotten and made again: not this data's key.
             _ => return Ok(None),
         };
-        let associated = DataKey::associated(subject, key_id);
         key.cipher
-            .decrypt_bound(sealed, &associated)
+            .decrypt_bound(sealed, &key.associated)
             .map(Some)
             .map_err(|e| {
                 Error::persistence(
@@ -316,7 +331,7 @@ impl KeyRing {
                     rotation.current += 1;
                     continue;
                 }
-                let associated = DataKey::associated(&stored.subject, &stored.key_id);
+                let associated = DataKey::wrapping(&stored.subject, &stored.key_id);
                 let wrapped = self.master.encrypt_bound(&raw, &associated)?;
                 // A key forgotten meanwhile stays forgotten.
                 if self.store.rewrap_key(&stored, &wrapped)? {
@@ -338,7 +353,7 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
 
 thread_local! {
     /// The subject and key that seal the event being serialized.
-    static SEALING: RefCell<Option<(Arc<DataKey>, String)>> = const { RefCell::new(None) };
+    static SEALING: RefCell<Option<Arc<DataKey>>> = const { RefCell::new(None) };
     /// The keys that open the events being deserialized.
     static OPENING: RefCell<Option<Arc<KeyRing>>> = const { RefCell::new(None) };
     /// The keys made (or not yet stored) for the save being encoded.
@@ -348,10 +363,18 @@ thread_local! {
 /// Runs `f` with `subject`'s key sealing personal fields.
 pub(crate) fn sealing<R>(ring: &KeyRing, subject: &str, f: impl FnOnce() -> R) -> Result<R> {
     let key = ring.sealing_key(subject)?;
-    let previous = SEALING.with(|s| s.replace(Some((key, subject.to_owned()))));
-    let out = f();
-    SEALING.with(|s| *s.borrow_mut() = previous);
-    Ok(out)
+    let _sealing = Sealing(SEALING.with(|s| s.replace(Some(key))));
+    Ok(f())
+}
+
+/// Puts back the key that sealed before, when dropped (also on a panic).
+struct Sealing(Option<Arc<DataKey>>);
+
+impl Drop for Sealing {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        SEALING.with(|s| *s.borrow_mut() = previous);
+    }
 }
 
 /// While it lives, `ring` opens personal fields on this thread.
@@ -388,13 +411,16 @@ pub(crate) fn collecting_new_keys<R>(f: impl FnOnce() -> R) -> (R, Vec<StoredKey
     (out, keys)
 }
 
-/// A sealed field, as stored.
+/// A sealed field, as stored (and read: its strings borrowed from the
+/// stored JSON where they can be).
 #[derive(Serialize, Deserialize)]
 struct Sealed<'a> {
     #[serde(borrow)]
     subject: std::borrow::Cow<'a, str>,
-    key: String,
-    sealed: String,
+    #[serde(borrow)]
+    key: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    sealed: std::borrow::Cow<'a, str>,
 }
 
 #[derive(Serialize)]
@@ -412,24 +438,23 @@ pub fn serialize<T: Serialize + ?Sized, S: Serializer>(
 ) -> std::result::Result<S::Ok, S::Error> {
     SEALING.with(|slot| {
         let slot = slot.borrow();
-        let Some((key, subject)) = slot.as_ref() else {
+        let Some(key) = slot.as_ref() else {
             return Err(S::Error::custom(
                 "a #[personal] field is written only by an application's mapper, with the \
                  subject's data key",
             ));
         };
         let plain = serde_json::to_vec(value).map_err(S::Error::custom)?;
-        let associated = DataKey::associated(subject, &key.stored.key_id);
         let sealed = key
             .cipher
-            .encrypt_bound(&plain, &associated)
+            .encrypt_bound(&plain, &key.associated)
             .map_err(S::Error::custom)?;
         let engine = base64::engine::general_purpose::STANDARD;
         Envelope {
             personal: Sealed {
-                subject: subject.as_str().into(),
-                key: hex(&key.stored.key_id),
-                sealed: engine.encode(sealed),
+                subject: key.stored.subject.as_str().into(),
+                key: key.key_hex.as_str().into(),
+                sealed: engine.encode(sealed).into(),
             },
         }
         .serialize(serializer)
@@ -445,19 +470,14 @@ pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
     deserializer: D,
     forgotten: impl FnOnce() -> T,
 ) -> std::result::Result<T, D::Error> {
-    let value = serde_json::Value::deserialize(deserializer)?;
-    let sealed = value
-        .as_object()
-        .filter(|o| o.len() == 1)
-        .and_then(|o| o.get(SEALED_KEY));
-    let Some(sealed) = sealed else {
-        return serde_json::from_value(value).map_err(D::Error::custom);
+    let sealed = match deserializer.deserialize_any(FieldVisitor)? {
+        Field::Plain(value) => return serde_json::from_value(value).map_err(D::Error::custom),
+        Field::Sealed(sealed) => sealed,
     };
-    let sealed = Sealed::deserialize(sealed).map_err(D::Error::custom)?;
     let key_id = unhex(&sealed.key)
         .ok_or_else(|| D::Error::custom("a sealed personal field's key id is not hex"))?;
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&sealed.sealed)
+        .decode(sealed.sealed.as_bytes())
         .map_err(|_| D::Error::custom("a sealed personal field is not base64"))?;
     let opened = OPENING.with(|ring| {
         let ring = ring.borrow();
@@ -474,6 +494,126 @@ pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
     match opened {
         Some(plain) => serde_json::from_slice(&plain).map_err(D::Error::custom),
         None => Ok(forgotten()),
+    }
+}
+
+/// A personal field as stored: its plain value (written before the field
+/// was marked), or its sealed form, with the sealed form's strings
+/// borrowed from the stored JSON where they can be.
+enum Field<'de> {
+    Plain(serde_json::Value),
+    Sealed(Sealed<'de>),
+}
+
+/// A map key, borrowed when it can be.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(v.to_owned().into()))
+            }
+            fn visit_string<E: serde::de::Error>(
+                self,
+                v: String,
+            ) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Reads a [`Field`]: the sealed form without going through a
+/// `serde_json::Value` (a field each event, on every read), anything else
+/// as a `Value`.
+struct FieldVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FieldVisitor {
+    type Value = Field<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a personal field: its value, or its sealed form")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Field<'de>, A::Error> {
+        let Some(Key(first)) = map.next_key::<Key<'de>>()? else {
+            return Ok(Field::Plain(serde_json::Value::Object(
+                serde_json::Map::new(),
+            )));
+        };
+        if first == SEALED_KEY {
+            let sealed: Sealed<'de> = map.next_value()?;
+            if map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                return Err(serde::de::Error::custom(
+                    "a sealed personal field has keys beside \"_personal_\"",
+                ));
+            }
+            return Ok(Field::Sealed(sealed));
+        }
+        let mut object = serde_json::Map::new();
+        object.insert(first.into_owned(), map.next_value()?);
+        while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+            object.insert(key, value);
+        }
+        Ok(Field::Plain(serde_json::Value::Object(object)))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Field<'de>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Field::Plain(serde_json::Value::Array(items)))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> std::result::Result<Field<'de>, E> {
+        Ok(Field::Plain(v.into()))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Field<'de>, E> {
+        Ok(Field::Plain(v.into()))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Field<'de>, E> {
+        Ok(Field::Plain(v.into()))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<Field<'de>, E> {
+        Ok(Field::Plain(v.into()))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Field<'de>, E> {
+        Ok(Field::Plain(v.into()))
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> std::result::Result<Field<'de>, E> {
+        Ok(Field::Plain(v.into()))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Field<'de>, E> {
+        Ok(Field::Plain(serde_json::Value::Null))
+    }
+    fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Field<'de>, E> {
+        Ok(Field::Plain(serde_json::Value::Null))
+    }
+    fn visit_some<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Field<'de>, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(Field::Plain)
     }
 }
 

@@ -105,6 +105,7 @@ fn the_tables_are_the_python_librarys() {
     assert_eq!(
         tables,
         [
+            "stored_data_keys",
             "stored_events",
             "stored_outcomes",
             "stored_snapshots",
@@ -497,6 +498,7 @@ impl Tables for SqliteTables {
         assert_eq!(
             table_names(&self.0),
             [
+                "stored_data_keys",
                 "stored_events",
                 "stored_outcomes",
                 "stored_snapshots",
@@ -600,6 +602,7 @@ fn migrate_creates_the_tables_create_table_no_leaves_out() {
     assert_eq!(
         tables,
         [
+            "stored_data_keys",
             "stored_events",
             "stored_outcomes",
             "stored_snapshots",

@@ -33,6 +33,7 @@ fn tables_go_in_the_configured_schema() {
     assert_eq!(
         tables,
         [
+            "pg_schema_data_keys",
             "pg_schema_events",
             "pg_schema_outcomes",
             "pg_schema_snapshots",

@@ -4,6 +4,7 @@
 use annals_core::persistence::keys::{other_key, KeyStore, StoredKey};
 use annals_core::persistence::StoreTx;
 use annals_core::Result;
+use postgres::types::Type;
 
 use super::PostgresRecorder;
 use crate::pool::StepError;
@@ -32,9 +33,15 @@ impl KeySql {
             ),
             missing: format!("SELECT to_regclass('{table}') IS NULL"),
             select: format!("SELECT key_id, wrapped FROM {table} WHERE subject = $1"),
+            // One statement: the key inserted, or the one there. A key
+            // committed while this one waited is in neither (the select's
+            // snapshot is older): no row, and the caller reads again.
             insert: format!(
-                "INSERT INTO {table} (subject, key_id, wrapped) VALUES ($1, $2, $3) \
-                 ON CONFLICT (subject) DO NOTHING"
+                "WITH inserted AS (INSERT INTO {table} (subject, key_id, wrapped) \
+                 VALUES ($1, $2, $3) ON CONFLICT (subject) DO NOTHING \
+                 RETURNING key_id, wrapped) \
+                 SELECT key_id, wrapped FROM inserted \
+                 UNION ALL (SELECT key_id, wrapped FROM {table} WHERE subject = $1) LIMIT 1"
             ),
             delete: format!("DELETE FROM {table} WHERE subject = $1"),
             page: format!(
@@ -45,22 +52,32 @@ impl KeySql {
         }
     }
 
-    /// Inserts `key` unless its subject has one; the subject's key.
+    /// Inserts `key` unless its subject has one; the subject's key (`None`:
+    /// one committed meanwhile, not yet visible). Typed parameters: one
+    /// round trip, where an unnamed statement takes three (a save that
+    /// makes a key pays for them).
     fn insert(
         &self,
         client: &mut postgres::Client,
         key: &StoredKey,
-    ) -> std::result::Result<StoredKey, postgres::Error> {
-        client.execute(
+    ) -> std::result::Result<Option<StoredKey>, postgres::Error> {
+        let rows = client.query_typed(
             self.insert.as_str(),
-            &[&key.subject, &key.key_id, &key.wrapped],
+            &[
+                (&key.subject, Type::TEXT),
+                (&key.key_id, Type::BYTEA),
+                (&key.wrapped, Type::BYTEA),
+            ],
         )?;
-        let row = client.query_one(self.select.as_str(), &[&key.subject])?;
-        Ok(StoredKey {
-            subject: key.subject.clone(),
-            key_id: row.try_get(0)?,
-            wrapped: row.try_get(1)?,
-        })
+        rows.first()
+            .map(|row| {
+                Ok(StoredKey {
+                    subject: key.subject.clone(),
+                    key_id: row.try_get(0)?,
+                    wrapped: row.try_get(1)?,
+                })
+            })
+            .transpose()
     }
 }
 
@@ -101,9 +118,16 @@ impl KeyStore for PostgresKeyStore {
     }
 
     fn insert_key(&self, key: &StoredKey) -> Result<StoredKey> {
-        self.recorder.read("writing a data key", |conn| {
+        let stored = self.recorder.read("writing a data key", |conn| {
             Ok(self.sql().insert(&mut conn.client, key)?)
-        })
+        })?;
+        match stored {
+            Some(stored) => Ok(stored),
+            // Another writer's, committed while this insert waited.
+            None => self
+                .select_key(&key.subject)?
+                .ok_or_else(|| other_key(&key.subject)),
+        }
     }
 
     fn delete_key(&self, subject: &str) -> Result<bool> {
@@ -154,7 +178,7 @@ impl KeyStore for PostgresKeyStore {
                 .sql()
                 .insert(client, key)
                 .map_err(|e| self.recorder.db_error("writing a data key", e))?;
-            if stored.key_id != key.key_id {
+            if stored.is_none_or(|stored| stored.key_id != key.key_id) {
                 return Err(other_key(&key.subject));
             }
         }
