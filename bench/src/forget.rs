@@ -24,8 +24,11 @@ pub(crate) fn run(sizes: &[usize]) -> Res<()> {
     // time is the forget's own.
     let settle = |store: &str, db: &str| -> Res<()> {
         if store == "sqlite" {
-            annals::rusqlite::Connection::open(db)?
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            annals::rusqlite::Connection::open(db)?.query_row(
+                "PRAGMA wal_checkpoint(TRUNCATE)",
+                [],
+                |_| Ok(()),
+            )?;
         }
         Ok(())
     };
@@ -62,7 +65,10 @@ pub(crate) fn run(sizes: &[usize]) -> Res<()> {
             }),
         ));
     }
-    println!("| store | events of the subject | forget (median of {SUBJECTS}), ms | against {} events |", sizes[0]);
+    println!(
+        "| store | events of the subject | forget (median of {SUBJECTS}), ms | against {} events |",
+        sizes[0]
+    );
     println!("|---|---|---|---|");
     for (store, open) in &stores {
         let mut first = None;

@@ -130,12 +130,23 @@ fn personal_fields_are_never_stored_in_the_clear_and_forgetting_erases_them() {
     assert_eq!(got.name, "<forgotten>");
     assert!(got.emails.iter().all(String::is_empty), "{:?}", got.emails);
     assert_eq!((got.version(), got.orders), (3, 1), "the events stay");
-    assert_eq!(app.get::<Delivery>(delivery.id()).expect("no error").address, "");
+    assert_eq!(
+        app.get::<Delivery>(delivery.id())
+            .expect("no error")
+            .address,
+        ""
+    );
     // From its events alone too, not the snapshot.
     let fresh = sqlite_app(&db, &key);
-    assert_eq!(fresh.get::<Customer>(ada.id()).expect("no error").name, "<forgotten>");
+    assert_eq!(
+        fresh.get::<Customer>(ada.id()).expect("no error").name,
+        "<forgotten>"
+    );
     // Bob is untouched.
-    assert_eq!(fresh.get::<Customer>(bob.id()).expect("no error").name, "Bob Babbage");
+    assert_eq!(
+        fresh.get::<Customer>(bob.id()).expect("no error").name,
+        "Bob Babbage"
+    );
     // Nothing of Ada's key is left in any page of the database or its WAL.
     let stored = annals::rusqlite::Connection::open(&db).expect("no error");
     let keys: i64 = stored
@@ -168,10 +179,16 @@ fn a_follower_after_the_forget_sees_the_forgotten_form() {
     let before: Vec<_> = app
         .select_notifications(&NotificationQuery::new(1, 10))
         .expect("no error");
-    let decoded = app.mapper().decode::<Customer>(&before[0].event).expect("no error");
+    let decoded = app
+        .mapper()
+        .decode::<Customer>(&before[0].event)
+        .expect("no error");
     assert!(matches!(decoded.event, CustomerEvent::Registered { ref name } if name == "Ada"));
     app.forget(&ada.id().to_string()).expect("no error");
-    let after = app.mapper().decode::<Customer>(&before[0].event).expect("no error");
+    let after = app
+        .mapper()
+        .decode::<Customer>(&before[0].event)
+        .expect("no error");
     assert!(matches!(after.event, CustomerEvent::Registered { ref name } if name == "<forgotten>"));
     // The stored bytes did not change: a hash chain over them holds.
     assert_eq!(
@@ -270,7 +287,10 @@ fn on_postgres_keys_are_kept_rotated_and_forgotten() {
     }
     assert!(app.forget(&ada.id().to_string()).expect("no error"));
     assert_eq!(
-        open(&key, None).get::<Customer>(ada.id()).expect("no error").name,
+        open(&key, None)
+            .get::<Customer>(ada.id())
+            .expect("no error")
+            .name,
         "<forgotten>"
     );
     assert_eq!(
@@ -306,7 +326,9 @@ fn rotation(open: &dyn Fn(&str, Option<&str>) -> Application) {
     // With the new key alone, the old keys do not open: an error, never
     // "forgotten".
     let wrong = open(&new, None);
-    let err = wrong.get::<Customer>(customers[0].id()).expect_err("an error");
+    let err = wrong
+        .get::<Customer>(customers[0].id())
+        .expect_err("an error");
     let mut chain = err.to_string();
     let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {
@@ -317,7 +339,10 @@ fn rotation(open: &dyn Fn(&str, Option<&str>) -> Application) {
 
     let rotating = open(&new, Some(&old));
     assert_eq!(
-        rotating.get::<Customer>(customers[0].id()).expect("no error").name,
+        rotating
+            .get::<Customer>(customers[0].id())
+            .expect("no error")
+            .name,
         "customer 0"
     );
     let rotation = rotating.rotate_keys().expect("no error");
@@ -327,7 +352,10 @@ fn rotation(open: &dyn Fn(&str, Option<&str>) -> Application) {
     let rotated = open(&new, None);
     for (i, customer) in customers.iter().enumerate() {
         assert_eq!(
-            rotated.get::<Customer>(customer.id()).expect("no error").name,
+            rotated
+                .get::<Customer>(customer.id())
+                .expect("no error")
+                .name,
             format!("customer {i}")
         );
     }
@@ -380,9 +408,12 @@ mod explicit {
             .personal_data_key(annals::cipher::create_key())
             .build()
             .expect("no error");
-        let mut ada = Member::from_event(MemberEvent::Joined { name: "Ada".into() }).expect("no error");
+        let mut ada =
+            Member::from_event(MemberEvent::Joined { name: "Ada".into() }).expect("no error");
         app.save(&mut ada).expect("no error");
-        let stored = app.select_notifications(&NotificationQuery::new(1, 1)).expect("no error");
+        let stored = app
+            .select_notifications(&NotificationQuery::new(1, 1))
+            .expect("no error");
         assert!(!String::from_utf8_lossy(&stored[0].event.state).contains("Ada"));
         assert_eq!(app.get::<Member>(ada.id()).expect("no error").name, "Ada");
         app.forget(&ada.id().to_string()).expect("no error");

@@ -36,9 +36,15 @@ fn forget_and_rotate_from_the_command_line() {
         let mode: &[&str] = if plain { &["--plain"] } else { &[] };
         ok(&[&flags[..], &["export", "-o", &exported], mode].concat());
         let text = std::fs::read_to_string(&exported).expect("the export");
-        assert!(text.contains("Clinic") || text.contains("Patient"), "{text}");
+        assert!(
+            text.contains("Clinic") || text.contains("Patient"),
+            "{text}"
+        );
         // (Quoted: base64 has no quotes, so no chance match.)
-        assert!(!text.contains(r#""Ada""#) && !text.contains(r#""Bob""#), "a name in clear: {text}");
+        assert!(
+            !text.contains(r#""Ada""#) && !text.contains(r#""Bob""#),
+            "a name in clear: {text}"
+        );
         assert!(text.contains("_personal_") || !plain, "{text}");
     }
     let done = json_lines(&ok(&[&flags[..], &["--json", "forget", &subject]].concat()));

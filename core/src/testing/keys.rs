@@ -81,39 +81,72 @@ pub fn the_first_key_of_a_subject_wins(_: &dyn ProcessRecorder, store: &dyn KeyS
         "a fresh store has no keys"
     );
     let first = key("ada", 1);
-    assert_eq!(store.insert_key(&first).expect("the key store answers"), first);
     assert_eq!(
-        store.insert_key(&key("ada", 2)).expect("the key store answers"),
+        store.insert_key(&first).expect("the key store answers"),
+        first
+    );
+    assert_eq!(
+        store
+            .insert_key(&key("ada", 2))
+            .expect("the key store answers"),
         first,
         "a second key of a subject must give the first back, not replace it"
     );
-    assert_eq!(store.select_key("ada").expect("the key store answers"), Some(first));
-    assert_eq!(store.select_key("bob").expect("the key store answers"), None);
+    assert_eq!(
+        store.select_key("ada").expect("the key store answers"),
+        Some(first)
+    );
+    assert_eq!(
+        store.select_key("bob").expect("the key store answers"),
+        None
+    );
 }
 
 /// `delete_key` erases a subject's key (true), and erasing it again
 /// finds nothing (false); other subjects keep theirs; a new key can then
 /// be made for the subject.
 pub fn a_deleted_key_is_gone(_: &dyn ProcessRecorder, store: &dyn KeyStore) {
-    store.insert_key(&key("ada", 1)).expect("the key store answers");
-    store.insert_key(&key("bob", 2)).expect("the key store answers");
+    store
+        .insert_key(&key("ada", 1))
+        .expect("the key store answers");
+    store
+        .insert_key(&key("bob", 2))
+        .expect("the key store answers");
     assert!(store.delete_key("ada").expect("the key store answers"));
-    assert!(!store.delete_key("ada").expect("the key store answers"), "a key is erased once");
-    assert_eq!(store.select_key("ada").expect("the key store answers"), None);
-    assert_eq!(store.select_key("bob").expect("the key store answers"), Some(key("bob", 2)));
-    assert_eq!(store.insert_key(&key("ada", 3)).expect("the key store answers"), key("ada", 3));
+    assert!(
+        !store.delete_key("ada").expect("the key store answers"),
+        "a key is erased once"
+    );
+    assert_eq!(
+        store.select_key("ada").expect("the key store answers"),
+        None
+    );
+    assert_eq!(
+        store.select_key("bob").expect("the key store answers"),
+        Some(key("bob", 2))
+    );
+    assert_eq!(
+        store
+            .insert_key(&key("ada", 3))
+            .expect("the key store answers"),
+        key("ada", 3)
+    );
 }
 
 /// `select_keys` lists every key once, in subject order, a page at a
 /// time.
 pub fn keys_are_listed_in_pages_in_subject_order(_: &dyn ProcessRecorder, store: &dyn KeyStore) {
     for (i, subject) in ["c", "a", "e", "b", "d"].iter().enumerate() {
-        store.insert_key(&key(subject, i as u8)).expect("the key store answers");
+        store
+            .insert_key(&key(subject, i as u8))
+            .expect("the key store answers");
     }
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = store.select_keys(after.as_deref(), 2).expect("the key store answers");
+        let page = store
+            .select_keys(after.as_deref(), 2)
+            .expect("the key store answers");
         assert!(page.len() <= 2, "a page is at most the limit");
         let Some(last) = page.last() else { break };
         after = Some(last.subject.clone());
@@ -127,20 +160,33 @@ pub fn keys_are_listed_in_pages_in_subject_order(_: &dyn ProcessRecorder, store:
 pub fn a_key_is_rewrapped_only_as_it_was(_: &dyn ProcessRecorder, store: &dyn KeyStore) {
     let first = key("ada", 1);
     store.insert_key(&first).expect("the key store answers");
-    assert!(store.rewrap_key(&first, &[9; 60]).expect("the key store answers"));
-    let stored = store.select_key("ada").expect("the key store answers").expect("the key store answers");
+    assert!(store
+        .rewrap_key(&first, &[9; 60])
+        .expect("the key store answers"));
+    let stored = store
+        .select_key("ada")
+        .expect("the key store answers")
+        .expect("the key store answers");
     assert_eq!(
         (stored.key_id, stored.wrapped),
         (first.key_id.clone(), vec![9; 60])
     );
     store.delete_key("ada").expect("the key store answers");
-    store.insert_key(&key("ada", 2)).expect("the key store answers");
+    store
+        .insert_key(&key("ada", 2))
+        .expect("the key store answers");
     assert!(
-        !store.rewrap_key(&first, &[7; 60]).expect("the key store answers"),
+        !store
+            .rewrap_key(&first, &[7; 60])
+            .expect("the key store answers"),
         "the key with another id must not be re-wrapped"
     );
     assert_eq!(
-        store.select_key("ada").expect("the key store answers").expect("the key store answers").wrapped,
+        store
+            .select_key("ada")
+            .expect("the key store answers")
+            .expect("the key store answers")
+            .wrapped,
         key("ada", 2).wrapped
     );
 }
@@ -161,7 +207,10 @@ pub fn keys_written_in_a_save_are_stored_with_it_or_not_at_all(
     };
     let first = super::contract::event("ada", 1, "Customer.Registered");
     save(std::slice::from_ref(&first), &[key("ada", 1)]).expect("the key store answers");
-    assert_eq!(store.select_key("ada").expect("the key store answers"), Some(key("ada", 1)));
+    assert_eq!(
+        store.select_key("ada").expect("the key store answers"),
+        Some(key("ada", 1))
+    );
     // The same key again (a second save of a subject whose key is not yet
     // known to be stored) is fine.
     save(
@@ -194,7 +243,10 @@ pub fn keys_written_in_a_save_are_stored_with_it_or_not_at_all(
         2,
         "a save that failed on its key must store no event"
     );
-    assert_eq!(store.select_key("ada").expect("the key store answers"), Some(key("ada", 1)));
+    assert_eq!(
+        store.select_key("ada").expect("the key store answers"),
+        Some(key("ada", 1))
+    );
 }
 
 /// Writers racing to make one subject's key all end with the same key.
@@ -204,11 +256,23 @@ pub fn concurrent_writers_of_one_subject_share_one_key(
 ) {
     let winners: Vec<StoredKey> = std::thread::scope(|s| {
         let handles: Vec<_> = (1..=8u8)
-            .map(|i| s.spawn(move || store.insert_key(&key("ada", i)).expect("the key store answers")))
+            .map(|i| {
+                s.spawn(move || {
+                    store
+                        .insert_key(&key("ada", i))
+                        .expect("the key store answers")
+                })
+            })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("a writer thread panicked")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a writer thread panicked"))
+            .collect()
     });
-    let stored = store.select_key("ada").expect("the key store answers").expect("the key store answers");
+    let stored = store
+        .select_key("ada")
+        .expect("the key store answers")
+        .expect("the key store answers");
     assert!(
         winners.iter().all(|w| *w == stored),
         "every writer must be given the one stored key: {winners:?}"

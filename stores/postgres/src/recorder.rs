@@ -10,8 +10,8 @@ use postgres::Row;
 use r2d2::{Pool, PooledConnection};
 use uuid::Uuid;
 
-mod keys;
 mod import;
+mod keys;
 mod schema;
 
 pub(crate) use keys::KeySql;
