@@ -347,11 +347,17 @@ thread_local! {
 
 /// Runs `f` with `subject`'s key sealing personal fields.
 pub(crate) fn sealing<R>(ring: &KeyRing, subject: &str, f: impl FnOnce() -> R) -> Result<R> {
+    /// Puts the previous scope back however `f` ends (a panic too).
+    struct Restore(Option<(Arc<DataKey>, String)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SEALING.with(|s| *s.borrow_mut() = previous);
+        }
+    }
     let key = ring.sealing_key(subject)?;
-    let previous = SEALING.with(|s| s.replace(Some((key, subject.to_owned()))));
-    let out = f();
-    SEALING.with(|s| *s.borrow_mut() = previous);
-    Ok(out)
+    let _restore = Restore(SEALING.with(|s| s.replace(Some((key, subject.to_owned())))));
+    Ok(f())
 }
 
 /// While it lives, `ring` opens personal fields on this thread.
@@ -380,9 +386,25 @@ fn opening<R>(ring: Option<&Arc<KeyRing>>, f: impl FnOnce() -> R) -> R {
 /// Runs `f` (a save's encoding) and returns, with its result, the keys it
 /// made or used that the store may not hold yet: the save writes them.
 pub(crate) fn collecting_new_keys<R>(f: impl FnOnce() -> R) -> (R, Vec<StoredKey>) {
-    let previous = NEW_KEYS.with(|k| k.take());
+    /// Puts the previous collection back however `f` ends (a panic too),
+    /// so keys of an encoding that panicked reach no other save.
+    struct Restore(Option<Vec<StoredKey>>);
+    impl Restore {
+        fn finish(mut self) -> Vec<StoredKey> {
+            let previous = self.0.take().unwrap_or_default();
+            NEW_KEYS.with(|k| std::mem::replace(&mut *k.borrow_mut(), previous))
+        }
+    }
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(previous) = self.0.take() {
+                NEW_KEYS.with(|k| *k.borrow_mut() = previous);
+            }
+        }
+    }
+    let restore = Restore(Some(NEW_KEYS.with(|k| k.take())));
     let out = f();
-    let mut keys = NEW_KEYS.with(|k| std::mem::replace(&mut *k.borrow_mut(), previous));
+    let mut keys = restore.finish();
     keys.sort_by(|a, b| a.subject.cmp(&b.subject));
     keys.dedup_by(|a, b| a.subject == b.subject);
     (out, keys)
@@ -540,6 +562,28 @@ mod tests {
         // Without keys at all, a sealed field is an error, not forgotten.
         let mut de = serde_json::Deserializer::from_str(&json);
         assert!(deserialize::<String, _>(&mut de, String::new).is_err());
+    }
+
+    #[test]
+    fn a_panic_while_sealing_leaves_no_key_sealing_or_collected() {
+        let ring = ring();
+        let (outer, keys) = collecting_new_keys(|| {
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                collecting_new_keys(|| {
+                    sealing(&ring, "ada", || -> () { panic!("a Serialize that panics") })
+                })
+            }));
+            assert!(panicked.is_err());
+            // Outside any scope again: a personal field is refused, not
+            // sealed with the key of the save that panicked.
+            serde_json::to_string(&Field("Ada"))
+        });
+        assert!(outer.is_err(), "{outer:?}");
+        assert!(
+            keys.is_empty(),
+            "the panicked save's keys leaked: {}",
+            keys.len()
+        );
     }
 
     struct Field(&'static str);
