@@ -234,8 +234,19 @@ impl KeyRing {
     fn open(&self, subject: &str, key_id: &[u8], sealed: &[u8]) -> Result<Option<Vec<u8>>> {
         let key = match self.known(subject)? {
             Known::Key(key, _) if key.stored.key_id == key_id => key,
-            // Forgotten, or forgotten and made again: not this data's key.
-            _ => return Ok(None),
+            // Not the key this process knows: the store's may be newer (the
+            // subject forgotten and its key made again by another writer,
+            // or another writer's first key won): read it again once.
+            Known::Key(..) => {
+                self.cache().remove(subject);
+                match self.known(subject)? {
+                    Known::Key(key, _) if key.stored.key_id == key_id => key,
+                    // Forgotten, or forgotten and made again: not this
+                    // data's key.
+                    _ => return Ok(None),
+                }
+            }
+            Known::None => return Ok(None),
         };
         let associated = DataKey::associated(subject, key_id);
         key.cipher
@@ -584,6 +595,43 @@ mod tests {
             "the panicked save's keys leaked: {}",
             keys.len()
         );
+    }
+
+    #[test]
+    fn a_key_made_again_elsewhere_opens_what_it_sealed() {
+        let store: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::default());
+        let ring_in = |store: &Arc<dyn KeyStore>| {
+            Arc::new(KeyRing::new(
+                store.clone(),
+                Cipher::new(&[1; 32]).unwrap(),
+                Vec::new(),
+            ))
+        };
+        let (reader, writer) = (ring_in(&store), ring_in(&store));
+        let seal = |ring: &Arc<KeyRing>| {
+            let (json, keys) = collecting_new_keys(|| {
+                sealing(ring, "ada", || serde_json::to_string(&Field("Ada")))
+                    .unwrap()
+                    .unwrap()
+            });
+            assert!(ring.insert_all(&keys).unwrap());
+            ring.confirm(&keys);
+            json
+        };
+        let read = |ring: &Arc<KeyRing>, json: &str| {
+            opening(Some(ring), || {
+                let mut de = serde_json::Deserializer::from_str(json);
+                deserialize::<String, _>(&mut de, || "<forgotten>".to_owned()).unwrap()
+            })
+        };
+        let first = seal(&writer);
+        assert_eq!(read(&reader, &first), "Ada");
+        // Another process forgets the subject, and a new save makes its
+        // key again: this reader's cached key is not the new data's.
+        assert!(writer.forget("ada").unwrap());
+        let second = seal(&writer);
+        assert_eq!(read(&reader, &second), "Ada");
+        assert_eq!(read(&reader, &first), "<forgotten>");
     }
 
     struct Field(&'static str);
