@@ -420,3 +420,17 @@ mod explicit {
         assert_eq!(app.get::<Member>(ada.id()).expect("no error").name, "?");
     }
 }
+
+/// `{:?}` of an event goes to logs, panic and error messages: it shows no
+/// personal field's value, which forgetting could not erase there.
+#[test]
+fn the_debug_of_an_event_shows_no_personal_field() {
+    let mut customer = Customer::register("Ada Lovelace".into());
+    customer.add_email("ada@example.com".into());
+    customer.order();
+    let debug = format!("{:?}", customer.pending_events());
+    assert!(!debug.contains("Ada Lovelace"), "{debug}");
+    assert!(!debug.contains("ada@example.com"), "{debug}");
+    assert!(debug.contains("<personal>"), "{debug}");
+    assert!(debug.contains("Ordered"), "{debug}");
+}
