@@ -434,3 +434,73 @@ fn the_debug_of_an_event_shows_no_personal_field() {
     assert!(debug.contains("<personal>"), "{debug}");
     assert!(debug.contains("Ordered"), "{debug}");
 }
+
+/// A key store where another writer always gives the subject a key
+/// first (one this reader cannot see yet): every key written is lost.
+struct AlwaysBeaten;
+
+impl annals::persistence::keys::KeyStore for AlwaysBeaten {
+    fn select_key(&self, _: &str) -> annals::Result<Option<annals::persistence::keys::StoredKey>> {
+        Ok(None)
+    }
+    fn insert_key(
+        &self,
+        key: &annals::persistence::keys::StoredKey,
+    ) -> annals::Result<annals::persistence::keys::StoredKey> {
+        Ok(annals::persistence::keys::StoredKey {
+            key_id: vec![0xee; key.key_id.len()],
+            ..key.clone()
+        })
+    }
+    fn delete_key(&self, _: &str) -> annals::Result<bool> {
+        Ok(false)
+    }
+    fn select_keys(
+        &self,
+        _: Option<&str>,
+        _: usize,
+    ) -> annals::Result<Vec<annals::persistence::keys::StoredKey>> {
+        Ok(Vec::new())
+    }
+    fn rewrap_key(
+        &self,
+        _: &annals::persistence::keys::StoredKey,
+        _: &[u8],
+    ) -> annals::Result<bool> {
+        Ok(false)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct BeatenStore(std::sync::Arc<annals::persistence::memory::MemoryRecorder>);
+
+impl annals::persistence::Store for BeatenStore {
+    fn name(&self) -> &'static str {
+        "beaten"
+    }
+    fn open(&self, _: &str) -> annals::Result<annals::persistence::Recorders> {
+        Ok(
+            annals::persistence::Recorders::new(self.0.clone(), self.0.clone())
+                .with_keys(std::sync::Arc::new(AlwaysBeaten)),
+        )
+    }
+}
+
+/// A save whose keys lose to other writers' on every try stores nothing
+/// (a conflict, retried by the caller): never events sealed with a key
+/// the store does not hold, which no one could read.
+#[test]
+fn a_save_whose_keys_keep_losing_stores_nothing_sealed_with_them() {
+    let store = BeatenStore(std::sync::Arc::new(
+        annals::persistence::memory::MemoryRecorder::new(),
+    ));
+    let app = Application::builder("Shop")
+        .store(store)
+        .personal_data_key(annals::cipher::create_key())
+        .build()
+        .expect("open");
+    let mut customer = Customer::register("Ada".into());
+    let saved = app.save(&mut customer);
+    assert!(matches!(saved, Err(Error::Conflict { .. })), "{saved:?}");
+    assert_eq!(app.last_notification_id().expect("read"), None);
+}
