@@ -504,3 +504,36 @@ fn a_save_whose_keys_keep_losing_stores_nothing_sealed_with_them() {
     assert!(matches!(saved, Err(Error::Conflict { .. })), "{saved:?}");
     assert_eq!(app.last_notification_id().expect("read"), None);
 }
+
+/// The same for a process application's save: its policy's events are not
+/// stored sealed with a key the store does not hold.
+#[test]
+fn a_policy_whose_keys_keep_losing_stores_nothing_sealed_with_them() {
+    use annals::system::{Policies, ProcessApplication};
+    let leader = Application::builder("Shop")
+        .personal_data_key(annals::cipher::create_key())
+        .build()
+        .expect("open");
+    leader
+        .save(&mut Customer::register("Ada".into()))
+        .expect("save");
+    let follower = Application::builder("Copies")
+        .store(BeatenStore(std::sync::Arc::new(
+            annals::persistence::memory::MemoryRecorder::new(),
+        )))
+        .personal_data_key(annals::cipher::create_key())
+        .build()
+        .expect("open");
+    let copies = ProcessApplication::new(
+        std::sync::Arc::new(follower),
+        Policies::new().on::<Customer>(|event, processing| match &event.event {
+            CustomerEvent::Registered { name } => {
+                processing.save(&mut Customer::register(name.clone()))
+            }
+            _ => Ok(()),
+        }),
+    );
+    let pulled = copies.pull(&leader, 10);
+    assert!(matches!(pulled, Err(Error::Conflict { .. })), "{pulled:?}");
+    assert_eq!(copies.app().last_notification_id().expect("read"), None);
+}
