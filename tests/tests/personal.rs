@@ -375,14 +375,14 @@ mod explicit {
     /// A member, in the explicit style.
     #[aggregate]
     #[derive(Debug, Clone)]
-    pub struct Member {
+    pub(crate) struct Member {
         name: String,
     }
 
     /// A member's events.
     #[derive(Debug, Clone, Event)]
     #[annals(aggregate = "Member")]
-    pub enum MemberEvent {
+    pub(crate) enum MemberEvent {
         /// Joined.
         #[annals(create)]
         Joined {
