@@ -237,9 +237,17 @@ impl KeyRing {
             // Not the key this process knows: the store's may be newer (the
             // subject forgotten and its key made again by another writer,
             // or another writer's first key won): read it again once.
-            Known::Key(..) => {
-                self.cache().remove(subject);
-                match self.known(subject)? {
+            Known::Key(_, confirmed) => {
+                let stored = match self.store.select_key(subject)? {
+                    Some(stored) => Known::Key(Arc::new(self.unwrap_key(stored)?), true),
+                    None => Known::None,
+                };
+                // A key a save of this process is writing stays (the save
+                // confirms or drops it); a stored one is brought up to date.
+                if confirmed {
+                    self.remember(subject, stored.clone());
+                }
+                match stored {
                     Known::Key(key, _) if key.stored.key_id == key_id => key,
                     // Forgotten, or forgotten and made again: not this
                     // data's key.
@@ -632,6 +640,43 @@ mod tests {
         let second = seal(&writer);
         assert_eq!(read(&reader, &second), "Ada");
         assert_eq!(read(&reader, &first), "<forgotten>");
+    }
+
+    #[test]
+    fn reading_another_key_keeps_the_key_a_save_is_writing() {
+        let store: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::default());
+        let master = || Cipher::new(&[1; 32]).unwrap();
+        let (ours, theirs) = (
+            Arc::new(KeyRing::new(store.clone(), master(), Vec::new())),
+            Arc::new(KeyRing::new(store.clone(), master(), Vec::new())),
+        );
+        let seal = |ring: &Arc<KeyRing>| {
+            sealing(ring, "ada", || serde_json::to_string(&Field("Ada")))
+                .unwrap()
+                .unwrap()
+        };
+        let key_of = |json: &str| {
+            let value: serde_json::Value = serde_json::from_str(json).unwrap();
+            value[SEALED_KEY]["key"].as_str().unwrap().to_owned()
+        };
+        let ((first, second), keys) = collecting_new_keys(|| {
+            // A save of ours seals with a key not stored yet ...
+            let first = seal(&ours);
+            // ... meanwhile another writer's key is stored and read here
+            // (it opens: the store's key) ...
+            let (json, theirs_new) = collecting_new_keys(|| seal(&theirs));
+            assert!(theirs.insert_all(&theirs_new).unwrap());
+            let read = opening(Some(&ours), || {
+                let mut de = serde_json::Deserializer::from_str(&json);
+                deserialize::<String, _>(&mut de, String::new).unwrap()
+            });
+            assert_eq!(read, "Ada");
+            // ... and the save's next field is sealed with the same key.
+            (first, seal(&ours))
+        });
+        assert_eq!(key_of(&first), key_of(&second));
+        assert_eq!(keys.len(), 1, "one key for the whole save");
+        assert_eq!(hex(&keys[0].key_id), key_of(&first));
     }
 
     struct Field(&'static str);
