@@ -424,8 +424,11 @@ pub(crate) fn collecting_new_keys<R>(f: impl FnOnce() -> R) -> (R, Vec<StoredKey
     let restore = Restore(Some(NEW_KEYS.with(|k| k.take())));
     let out = f();
     let mut keys = restore.finish();
-    keys.sort_by(|a, b| a.subject.cmp(&b.subject));
-    keys.dedup_by(|a, b| a.subject == b.subject);
+    // Each key once; two keys of one subject both stay, so the save
+    // finds that only one can be stored (a conflict), instead of storing
+    // one and data sealed with the other.
+    keys.sort_by(|a, b| (&a.subject, &a.key_id).cmp(&(&b.subject, &b.key_id)));
+    keys.dedup_by(|a, b| a.subject == b.subject && a.key_id == b.key_id);
     (out, keys)
 }
 
@@ -677,6 +680,27 @@ mod tests {
         assert_eq!(key_of(&first), key_of(&second));
         assert_eq!(keys.len(), 1, "one key for the whole save");
         assert_eq!(hex(&keys[0].key_id), key_of(&first));
+    }
+
+    #[test]
+    fn a_save_sealed_with_two_keys_of_one_subject_collects_both() {
+        let ring = ring();
+        let ((), keys) = collecting_new_keys(|| {
+            let seal = || {
+                sealing(&ring, "ada", || serde_json::to_string(&Field("Ada")))
+                    .unwrap()
+                    .unwrap()
+            };
+            seal();
+            // Another save of this process failed meanwhile and dropped
+            // the key both were using: this one's next field gets another.
+            let (_, used) = collecting_new_keys(seal);
+            ring.drop_unconfirmed(&used);
+            seal();
+        });
+        assert_eq!(keys.len(), 2, "both keys reach the save");
+        // Written, the second loses to the first: the save retries.
+        assert!(!ring.insert_all(&keys).unwrap());
     }
 
     struct Field(&'static str);
