@@ -291,6 +291,28 @@ pub(crate) fn export(
     Ok(())
 }
 
+/// The streams ended in `app`'s store: those with a tombstone.
+fn ended_streams(app: &Application) -> Result<HashSet<String>> {
+    const PAGE: usize = 1_000;
+    let mut ended = HashSet::new();
+    let mut start = 1;
+    loop {
+        let page = app.select_notifications(
+            &annals::persistence::NotificationQuery::new(start, PAGE)
+                .topics([annals::ending::TOMBSTONE_TOPIC]),
+        )?;
+        let Some(last) = page.last() else {
+            return Ok(ended);
+        };
+        start = last.id + 1;
+        let full = page.len() == PAGE;
+        ended.extend(page.into_iter().map(|n| n.event.originator_id));
+        if !full {
+            return Ok(ended);
+        }
+    }
+}
+
 /// A row as the importing store stores it.
 fn sealed(app: &Application, row: Row, line: u64) -> Result<StoredEvent> {
     seal(app.mapper(), row, line)
@@ -462,6 +484,7 @@ pub(crate) fn import(
     }
     let mut batches = Batches {
         app: &app,
+        ended: ended_streams(&app)?,
         marker,
         options,
         pending: Vec::new(),
@@ -755,6 +778,9 @@ fn parse_lines(
 /// position reached in one transaction, or (dry run) only checked.
 struct Batches<'a> {
     app: &'a Application,
+    /// The streams ended here (archived or deleted): none of their events
+    /// is imported again.
+    ended: HashSet<String>,
     /// The tracking record's name for the position reached, if kept.
     marker: Option<String>,
     options: &'a ImportOptions,
@@ -770,6 +796,16 @@ impl Batches<'_> {
     /// Adds the event at `notification_id` of the export; stores the batch
     /// when it is full. A dry run checks it at once.
     fn push(&mut self, stored: StoredEvent, notification_id: u64) -> Result<()> {
+        if self.ended.contains(&stored.originator_id)
+            && !annals::ending::is_tombstone(&stored.topic)
+        {
+            // Its tombstone does not stop the insert (the versions it
+            // replaced are free): refused, or the stream would live again.
+            return Err(CliError::Invalid(format!(
+                "stream {} version {} was archived or deleted in this store: its events are not imported again; the import stops there, nothing of its batch stored",
+                stored.originator_id, stored.originator_version
+            )));
+        }
         if self.options.dry_run {
             return self.check(stored);
         }

@@ -734,6 +734,11 @@ pub(crate) fn event_impl(spec: &EnumSpec<'_>) -> TokenStream {
             let ident = &a.ident;
             let name = ident.to_string();
             let ty = &a.ty;
+            if a.personal.is_some() {
+                // Never the plaintext: a `{:?}` goes to logs, panics and
+                // error messages, none of which forgetting erases.
+                return quote!(.field(#name, &::core::format_args!("<personal>")));
+            }
             quote_spanned!(ty.span()=> .field(#name, <#ty as #p::EventField>::__debug(#ident)))
         });
         debug_arms.push(quote! {

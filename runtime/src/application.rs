@@ -351,14 +351,28 @@ impl Application {
             let (encoded, new_keys) = crate::personal::collecting_new_keys(|| {
                 aggregates.encode_pending(self.mapper(), &metadata, &mut stored)
             });
-            encoded?;
+            if let Err(e) = encoded {
+                // Keys made for an encoding that failed are not kept as
+                // this process's: the store's (another writer's) are read.
+                if let Some(ring) = ring {
+                    ring.drop_unconfirmed(&new_keys);
+                }
+                return Err(e);
+            }
             match ring {
                 Some(ring) if !new_keys.is_empty() && !in_save => {
                     attempts += 1;
                     // Another writer made one of these subjects' keys
                     // first: seal again with its key.
-                    if !ring.insert_all(&new_keys)? && attempts < 3 {
-                        continue;
+                    if !ring.insert_all(&new_keys)? {
+                        if attempts < 3 {
+                            continue;
+                        }
+                        // Never store events sealed with a key the store
+                        // does not hold: they could not be read.
+                        return Err(Error::conflict(
+                            "other writers kept giving this save's subjects data keys first",
+                        ));
                     }
                     ring.confirm(&new_keys);
                     break (stored, Vec::new());

@@ -250,8 +250,27 @@ impl KeyRing {
     fn open(&self, subject: &str, key_id: &[u8], sealed: &[u8]) -> Result<Option<Vec<u8>>> {
         let key = match self.known(subject)? {
             Known::Key(key, _) if key.stored.key_id == key_id => key,
-            // Forgotten, or forgotten and made again: not this data's key.
-            _ => return Ok(None),
+            // Not the key this process knows: the store's may be newer (the
+            // subject forgotten and its key made again by another writer,
+            // or another writer's first key won): read it again once.
+            Known::Key(_, confirmed) => {
+                let stored = match self.store.select_key(subject)? {
+                    Some(stored) => Known::Key(Arc::new(self.unwrap_key(stored)?), true),
+                    None => Known::None,
+                };
+                // A key a save of this process is writing stays (the save
+                // confirms or drops it); a stored one is brought up to date.
+                if confirmed {
+                    self.remember(subject, stored.clone());
+                }
+                match stored {
+                    Known::Key(key, _) if key.stored.key_id == key_id => key,
+                    // Forgotten, or forgotten and made again: not this
+                    // data's key.
+                    _ => return Ok(None),
+                }
+            }
+            Known::None => return Ok(None),
         };
         key.cipher
             .decrypt_bound(sealed, &key.associated)
@@ -403,11 +422,30 @@ fn opening<R>(ring: Option<&Arc<KeyRing>>, f: impl FnOnce() -> R) -> R {
 /// Runs `f` (a save's encoding) and returns, with its result, the keys it
 /// made or used that the store may not hold yet: the save writes them.
 pub(crate) fn collecting_new_keys<R>(f: impl FnOnce() -> R) -> (R, Vec<StoredKey>) {
-    let previous = NEW_KEYS.with(|k| k.take());
+    /// Puts the previous collection back however `f` ends (a panic too),
+    /// so keys of an encoding that panicked reach no other save.
+    struct Restore(Option<Vec<StoredKey>>);
+    impl Restore {
+        fn finish(mut self) -> Vec<StoredKey> {
+            let previous = self.0.take().unwrap_or_default();
+            NEW_KEYS.with(|k| std::mem::replace(&mut *k.borrow_mut(), previous))
+        }
+    }
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(previous) = self.0.take() {
+                NEW_KEYS.with(|k| *k.borrow_mut() = previous);
+            }
+        }
+    }
+    let restore = Restore(Some(NEW_KEYS.with(|k| k.take())));
     let out = f();
-    let mut keys = NEW_KEYS.with(|k| std::mem::replace(&mut *k.borrow_mut(), previous));
-    keys.sort_by(|a, b| a.subject.cmp(&b.subject));
-    keys.dedup_by(|a, b| a.subject == b.subject);
+    let mut keys = restore.finish();
+    // Each key once; two keys of one subject both stay, so the save
+    // finds that only one can be stored (a conflict), instead of storing
+    // one and data sealed with the other.
+    keys.sort_by(|a, b| (&a.subject, &a.key_id).cmp(&(&b.subject, &b.key_id)));
+    keys.dedup_by(|a, b| a.subject == b.subject && a.key_id == b.key_id);
     (out, keys)
 }
 
@@ -634,7 +672,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -680,6 +718,123 @@ mod tests {
         // Without keys at all, a sealed field is an error, not forgotten.
         let mut de = serde_json::Deserializer::from_str(&json);
         assert!(deserialize::<String, _>(&mut de, String::new).is_err());
+    }
+
+    #[test]
+    fn a_panic_while_sealing_leaves_no_key_sealing_or_collected() {
+        let ring = ring();
+        let (outer, keys) = collecting_new_keys(|| {
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                collecting_new_keys(|| {
+                    sealing(&ring, "ada", || -> () { panic!("a Serialize that panics") })
+                })
+            }));
+            assert!(panicked.is_err());
+            // Outside any scope again: a personal field is refused, not
+            // sealed with the key of the save that panicked.
+            serde_json::to_string(&Field("Ada"))
+        });
+        assert!(outer.is_err(), "{outer:?}");
+        assert!(
+            keys.is_empty(),
+            "the panicked save's keys leaked: {}",
+            keys.len()
+        );
+    }
+
+    #[test]
+    fn a_key_made_again_elsewhere_opens_what_it_sealed() {
+        let store: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::default());
+        let ring_in = |store: &Arc<dyn KeyStore>| {
+            Arc::new(KeyRing::new(
+                store.clone(),
+                Cipher::new(&[1; 32]).unwrap(),
+                Vec::new(),
+            ))
+        };
+        let (reader, writer) = (ring_in(&store), ring_in(&store));
+        let seal = |ring: &Arc<KeyRing>| {
+            let (json, keys) = collecting_new_keys(|| {
+                sealing(ring, "ada", || serde_json::to_string(&Field("Ada")))
+                    .unwrap()
+                    .unwrap()
+            });
+            assert!(ring.insert_all(&keys).unwrap());
+            ring.confirm(&keys);
+            json
+        };
+        let read = |ring: &Arc<KeyRing>, json: &str| {
+            opening(Some(ring), || {
+                let mut de = serde_json::Deserializer::from_str(json);
+                deserialize::<String, _>(&mut de, || "<forgotten>".to_owned()).unwrap()
+            })
+        };
+        let first = seal(&writer);
+        assert_eq!(read(&reader, &first), "Ada");
+        // Another process forgets the subject, and a new save makes its
+        // key again: this reader's cached key is not the new data's.
+        assert!(writer.forget("ada").unwrap());
+        let second = seal(&writer);
+        assert_eq!(read(&reader, &second), "Ada");
+        assert_eq!(read(&reader, &first), "<forgotten>");
+    }
+
+    #[test]
+    fn reading_another_key_keeps_the_key_a_save_is_writing() {
+        let store: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::default());
+        let master = || Cipher::new(&[1; 32]).unwrap();
+        let (ours, theirs) = (
+            Arc::new(KeyRing::new(store.clone(), master(), Vec::new())),
+            Arc::new(KeyRing::new(store.clone(), master(), Vec::new())),
+        );
+        let seal = |ring: &Arc<KeyRing>| {
+            sealing(ring, "ada", || serde_json::to_string(&Field("Ada")))
+                .unwrap()
+                .unwrap()
+        };
+        let key_of = |json: &str| {
+            let value: serde_json::Value = serde_json::from_str(json).unwrap();
+            value[SEALED_KEY]["key"].as_str().unwrap().to_owned()
+        };
+        let ((first, second), keys) = collecting_new_keys(|| {
+            // A save of ours seals with a key not stored yet ...
+            let first = seal(&ours);
+            // ... meanwhile another writer's key is stored and read here
+            // (it opens: the store's key) ...
+            let (json, theirs_new) = collecting_new_keys(|| seal(&theirs));
+            assert!(theirs.insert_all(&theirs_new).unwrap());
+            let read = opening(Some(&ours), || {
+                let mut de = serde_json::Deserializer::from_str(&json);
+                deserialize::<String, _>(&mut de, String::new).unwrap()
+            });
+            assert_eq!(read, "Ada");
+            // ... and the save's next field is sealed with the same key.
+            (first, seal(&ours))
+        });
+        assert_eq!(key_of(&first), key_of(&second));
+        assert_eq!(keys.len(), 1, "one key for the whole save");
+        assert_eq!(hex(&keys[0].key_id), key_of(&first));
+    }
+
+    #[test]
+    fn a_save_sealed_with_two_keys_of_one_subject_collects_both() {
+        let ring = ring();
+        let ((), keys) = collecting_new_keys(|| {
+            let seal = || {
+                sealing(&ring, "ada", || serde_json::to_string(&Field("Ada")))
+                    .unwrap()
+                    .unwrap()
+            };
+            seal();
+            // Another save of this process failed meanwhile and dropped
+            // the key both were using: this one's next field gets another.
+            let (_, used) = collecting_new_keys(seal);
+            ring.drop_unconfirmed(&used);
+            seal();
+        });
+        assert_eq!(keys.len(), 2, "both keys reach the save");
+        // Written, the second loses to the first: the save retries.
+        assert!(!ring.insert_all(&keys).unwrap());
     }
 
     struct Field(&'static str);

@@ -210,13 +210,27 @@ impl Snapshots {
     pub(crate) fn store<A: Aggregate>(&self, aggregate: &A) -> Result<()> {
         let (stored, new_keys) =
             crate::personal::collecting_new_keys(|| self.mapper.encode_snapshot(aggregate));
-        let mut stored = stored?;
-        if let (Some(ring), false) = (self.mapper.keys(), new_keys.is_empty()) {
+        let ring = self.mapper.keys();
+        let mut stored = stored.inspect_err(|_| {
+            if let Some(ring) = ring {
+                ring.drop_unconfirmed(&new_keys);
+            }
+        })?;
+        if let (Some(ring), false) = (ring, new_keys.is_empty()) {
             if !ring.insert_all(&new_keys)? {
-                // Another writer made the subject's key first.
-                let (again, _) =
+                // Another writer made the subject's key first: seal again
+                // with its key, and store no snapshot sealed with a key
+                // the store does not hold (it would read as forgotten).
+                let (again, again_keys) =
                     crate::personal::collecting_new_keys(|| self.mapper.encode_snapshot(aggregate));
                 stored = again?;
+                if !again_keys.is_empty() {
+                    if !ring.insert_all(&again_keys)? {
+                        ring.drop_unconfirmed(&again_keys);
+                        return Ok(());
+                    }
+                    ring.confirm(&again_keys);
+                }
             }
             ring.confirm(&new_keys);
         }

@@ -420,3 +420,243 @@ mod explicit {
         assert_eq!(app.get::<Member>(ada.id()).expect("no error").name, "?");
     }
 }
+
+/// `{:?}` of an event goes to logs, panic and error messages: it shows no
+/// personal field's value, which forgetting could not erase there.
+#[test]
+fn the_debug_of_an_event_shows_no_personal_field() {
+    let mut customer = Customer::register("Ada Lovelace".into());
+    customer.add_email("ada@example.com".into());
+    customer.order();
+    let debug = format!("{:?}", customer.pending_events());
+    assert!(!debug.contains("Ada Lovelace"), "{debug}");
+    assert!(!debug.contains("ada@example.com"), "{debug}");
+    assert!(debug.contains("<personal>"), "{debug}");
+    assert!(debug.contains("Ordered"), "{debug}");
+}
+
+/// A key store where another writer always gives the subject a key
+/// first (one this reader cannot see yet): every key written is lost.
+struct AlwaysBeaten;
+
+impl annals::persistence::keys::KeyStore for AlwaysBeaten {
+    fn select_key(&self, _: &str) -> annals::Result<Option<annals::persistence::keys::StoredKey>> {
+        Ok(None)
+    }
+    fn insert_key(
+        &self,
+        key: &annals::persistence::keys::StoredKey,
+    ) -> annals::Result<annals::persistence::keys::StoredKey> {
+        Ok(annals::persistence::keys::StoredKey {
+            key_id: vec![0xee; key.key_id.len()],
+            ..key.clone()
+        })
+    }
+    fn delete_key(&self, _: &str) -> annals::Result<bool> {
+        Ok(false)
+    }
+    fn select_keys(
+        &self,
+        _: Option<&str>,
+        _: usize,
+    ) -> annals::Result<Vec<annals::persistence::keys::StoredKey>> {
+        Ok(Vec::new())
+    }
+    fn rewrap_key(
+        &self,
+        _: &annals::persistence::keys::StoredKey,
+        _: &[u8],
+    ) -> annals::Result<bool> {
+        Ok(false)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct BeatenStore(std::sync::Arc<annals::persistence::memory::MemoryRecorder>);
+
+impl annals::persistence::Store for BeatenStore {
+    fn name(&self) -> &'static str {
+        "beaten"
+    }
+    fn open(&self, _: &str) -> annals::Result<annals::persistence::Recorders> {
+        Ok(
+            annals::persistence::Recorders::new(self.0.clone(), self.0.clone())
+                .with_keys(std::sync::Arc::new(AlwaysBeaten)),
+        )
+    }
+}
+
+/// A save whose keys lose to other writers' on every try stores nothing
+/// (a conflict, retried by the caller): never events sealed with a key
+/// the store does not hold, which no one could read.
+#[test]
+fn a_save_whose_keys_keep_losing_stores_nothing_sealed_with_them() {
+    let store = BeatenStore(std::sync::Arc::new(
+        annals::persistence::memory::MemoryRecorder::new(),
+    ));
+    let app = Application::builder("Shop")
+        .store(store)
+        .personal_data_key(annals::cipher::create_key())
+        .build()
+        .expect("open");
+    let mut customer = Customer::register("Ada".into());
+    let saved = app.save(&mut customer);
+    assert!(matches!(saved, Err(Error::Conflict { .. })), "{saved:?}");
+    assert_eq!(app.last_notification_id().expect("read"), None);
+}
+
+/// The same for a process application's save: its policy's events are not
+/// stored sealed with a key the store does not hold.
+#[test]
+fn a_policy_whose_keys_keep_losing_stores_nothing_sealed_with_them() {
+    use annals::system::{Policies, ProcessApplication};
+    let leader = Application::builder("Shop")
+        .personal_data_key(annals::cipher::create_key())
+        .build()
+        .expect("open");
+    leader
+        .save(&mut Customer::register("Ada".into()))
+        .expect("save");
+    let follower = Application::builder("Copies")
+        .store(BeatenStore(std::sync::Arc::new(
+            annals::persistence::memory::MemoryRecorder::new(),
+        )))
+        .personal_data_key(annals::cipher::create_key())
+        .build()
+        .expect("open");
+    let copies = ProcessApplication::new(
+        std::sync::Arc::new(follower),
+        Policies::new().on::<Customer>(|event, processing| match &event.event {
+            CustomerEvent::Registered { name } => {
+                processing.save(&mut Customer::register(name.clone()))
+            }
+            _ => Ok(()),
+        }),
+    );
+    let pulled = copies.pull(&leader, 10);
+    assert!(matches!(pulled, Err(Error::Conflict { .. })), "{pulled:?}");
+    assert_eq!(copies.app().last_notification_id().expect("read"), None);
+}
+
+/// An order whose events name their customer as subject, while its
+/// snapshot's subject is the order itself (its struct marks none).
+#[aggregate]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Parcel {
+    customer: Uuid,
+    #[personal]
+    address: String,
+}
+
+#[aggregate]
+impl Parcel {
+    /// Sends a parcel to the customer's address.
+    #[event("Sent")]
+    pub fn send(#[subject] customer: Uuid, #[personal] address: String) -> Self {
+        Parcel { customer, address }
+    }
+}
+
+/// Memory keys where, after the first, every key written loses to another
+/// writer's (one this reader cannot see yet).
+#[derive(Default)]
+struct BeatenAfterFirst {
+    keys: annals::persistence::keys::MemoryKeyStore,
+    written: std::sync::atomic::AtomicUsize,
+}
+
+impl annals::persistence::keys::KeyStore for BeatenAfterFirst {
+    fn select_key(
+        &self,
+        subject: &str,
+    ) -> annals::Result<Option<annals::persistence::keys::StoredKey>> {
+        self.keys.select_key(subject)
+    }
+    fn insert_key(
+        &self,
+        key: &annals::persistence::keys::StoredKey,
+    ) -> annals::Result<annals::persistence::keys::StoredKey> {
+        if self
+            .written
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            return self.keys.insert_key(key);
+        }
+        AlwaysBeaten.insert_key(key)
+    }
+    fn delete_key(&self, subject: &str) -> annals::Result<bool> {
+        self.keys.delete_key(subject)
+    }
+    fn select_keys(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> annals::Result<Vec<annals::persistence::keys::StoredKey>> {
+        self.keys.select_keys(after, limit)
+    }
+    fn rewrap_key(
+        &self,
+        key: &annals::persistence::keys::StoredKey,
+        wrapped: &[u8],
+    ) -> annals::Result<bool> {
+        self.keys.rewrap_key(key, wrapped)
+    }
+}
+
+#[derive(Clone)]
+struct BeatenLaterStore(
+    std::sync::Arc<annals::persistence::memory::MemoryRecorder>,
+    std::sync::Arc<annals::persistence::memory::MemoryRecorder>,
+    std::sync::Arc<BeatenAfterFirst>,
+);
+
+impl std::fmt::Debug for BeatenLaterStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeatenLaterStore")
+    }
+}
+
+impl annals::persistence::Store for BeatenLaterStore {
+    fn name(&self) -> &'static str {
+        "beaten later"
+    }
+    fn open(&self, _: &str) -> annals::Result<annals::persistence::Recorders> {
+        Ok(
+            annals::persistence::Recorders::new(self.0.clone(), self.1.clone())
+                .with_keys(self.2.clone()),
+        )
+    }
+}
+
+/// A snapshot whose key loses to another writer's on both tries is not
+/// stored: sealed with a key the store does not hold, it would read as
+/// forgotten while the events still hold the data.
+#[test]
+fn a_snapshot_sealed_with_a_key_not_stored_is_not_kept() {
+    use annals::persistence::memory::MemoryRecorder;
+    let store = BeatenLaterStore(
+        std::sync::Arc::new(MemoryRecorder::new()),
+        std::sync::Arc::new(MemoryRecorder::new()),
+        std::sync::Arc::default(),
+    );
+    let key = annals::cipher::create_key();
+    let open = || {
+        Application::builder("Post")
+            .store(store.clone())
+            .personal_data_key(&key)
+            .snapshotting(true)
+            .build()
+            .expect("open")
+    };
+    let app = open();
+    let mut parcel = Parcel::send(Uuid::new_v4(), "1 Main Street".into());
+    app.save(&mut parcel).expect("save");
+    app.take_snapshot::<Parcel>(parcel.id()).expect("snapshot");
+    // Another process (its keys read from the store): the snapshot, if
+    // kept, would give the address as forgotten.
+    assert_eq!(
+        open().get::<Parcel>(parcel.id()).expect("get").address,
+        "1 Main Street"
+    );
+}

@@ -149,3 +149,34 @@ fn delete_needs_yes_and_keeps_the_other_streams_ids() {
         stdout(&missing)
     );
 }
+
+/// An export taken before a stream was deleted, imported again: the
+/// tombstone does not stop the inserts (the versions it replaced are
+/// free), so the import refuses the ended stream's events instead of
+/// bringing the deleted data back.
+#[test]
+fn an_import_does_not_bring_an_ended_stream_back() {
+    let file = sqlite_file("import_ended_cli");
+    let (_app, dogs) = kennel(&file, &[]);
+    let rex = dogs[1].id().to_stored();
+    let base = ["--app", "School", "--sqlite", &file, "--json"];
+    let exported = temp_path("import_ended_cli.jsonl");
+    ok(&[&base[..], &["export", "-o", &exported]].concat());
+    ok(&[&base[..], &["delete", &rex, "--yes"]].concat());
+    let log_after_delete = json_lines(&ok(&[&base[..], &["log"]].concat()));
+
+    let again = run(&[&base[..], &["import", "-i", &exported]].concat());
+    assert!(!again.status.success(), "{}", stdout(&again));
+    assert!(
+        stderr(&again).contains("archived or deleted"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        json_lines(&ok(&[&base[..], &["log"]].concat())),
+        log_after_delete,
+        "nothing of the deleted stream was stored again"
+    );
+    let app = school(&file);
+    assert!(app.get::<Dog>(dogs[1].id()).unwrap_err().is_stream_ended());
+}

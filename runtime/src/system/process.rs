@@ -548,15 +548,30 @@ impl ProcessApplication {
             }
             let (ran, new_keys) =
                 crate::personal::collecting_new_keys(|| self.run_policy(leader, notification));
-            let (events, tracking, mut writes) = ran?;
+            let (events, tracking, mut writes) = match ran {
+                Ok(ran) => ran,
+                Err(e) => {
+                    if let Some(ring) = self.app.mapper().keys() {
+                        ring.drop_unconfirmed(&new_keys);
+                    }
+                    return Err(e);
+                }
+            };
             if let (Some(ring), false) = (self.app.mapper().keys(), new_keys.is_empty()) {
                 // Written first, each in a transaction of its own: a key
                 // with no data is harmless.
                 let all = ring.insert_all(&new_keys)?;
                 ring.confirm(&new_keys);
-                if !all && attempt < 3 {
-                    attempt += 1;
-                    continue;
+                if !all {
+                    if attempt < 3 {
+                        attempt += 1;
+                        continue;
+                    }
+                    // Never store events sealed with a key the store does
+                    // not hold: they could not be read.
+                    return Err(Error::conflict(
+                        "other writers kept giving this policy's subjects data keys first",
+                    ));
                 }
             }
             let start = std::time::Instant::now();
