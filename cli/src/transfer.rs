@@ -81,10 +81,21 @@ enum Line {
         application_name: String,
         notification_id: u64,
     },
+    /// A subject's data key of personal data, as the store keeps it:
+    /// wrapped by the master key (base64), so the copy's sealed fields
+    /// open as the original's do; a forgotten subject has none.
+    Key {
+        subject: String,
+        key_id: String,
+        wrapped: String,
+    },
     End {
         events: u64,
         snapshots: u64,
         tracking: u64,
+        /// Absent in exports made before keys were exported.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keys: Option<u64>,
     },
 }
 
@@ -179,6 +190,7 @@ struct Exported {
     events: u64,
     snapshots: u64,
     tracking: u64,
+    keys: u64,
 }
 
 /// What `export` writes besides the events.
@@ -229,7 +241,29 @@ pub(crate) fn export(
         events: 0,
         snapshots: 0,
         tracking: 0,
+        keys: 0,
     };
+    // Keys first: an import cut short after some events still opens them.
+    if let Some(keys) = app.data_keys() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut after: Option<String> = None;
+        loop {
+            let page = keys.select_keys(after.as_deref(), 1_000)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.subject.clone());
+            for key in page {
+                counts.keys += 1;
+                write_line(
+                    &mut to,
+                    &Line::Key {
+                        subject: key.subject,
+                        key_id: b64.encode(&key.key_id),
+                        wrapped: b64.encode(&key.wrapped),
+                    },
+                )?;
+            }
+        }
+    }
     let mut streams: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     each_notification(&app, options.from, &[], |n| {
@@ -274,6 +308,7 @@ pub(crate) fn export(
             events: counts.events,
             snapshots: counts.snapshots,
             tracking: counts.tracking,
+            keys: Some(counts.keys),
         },
     )?;
     to.flush().map_err(io("writing the export"))?;
@@ -281,10 +316,11 @@ pub(crate) fn export(
     if output.is_some() {
         out.value(&counts, || {
             format!(
-                "exported {}, {}, {}",
+                "exported {}, {}, {}, {}",
                 count(counts.events, "event"),
                 count(counts.snapshots, "snapshot"),
-                count(counts.tracking, "tracking record")
+                count(counts.tracking, "tracking record"),
+                count(counts.keys, "data key")
             )
         });
     }
@@ -357,6 +393,8 @@ struct Imported {
     skipped: u64,
     snapshots: u64,
     tracking: u64,
+    /// Data keys of personal data stored (or there already).
+    keys: u64,
     /// The export's notification id this import resumed after (0: its
     /// start).
     resumed_after: u64,
@@ -494,6 +532,7 @@ pub(crate) fn import(
             skipped: 0,
             snapshots: 0,
             tracking: 0,
+            keys: 0,
             resumed_after: done,
             dry_run: options.dry_run,
         },
@@ -569,10 +608,35 @@ pub(crate) fn import(
                     notification_id,
                 })?;
             }
+            Line::Key {
+                subject,
+                key_id,
+                wrapped,
+            } => {
+                let key = imported_key(subject, &key_id, &wrapped, line_number)?;
+                batches.counts.keys += 1;
+                if !options.dry_run {
+                    let keys = app.data_keys().ok_or_else(|| {
+                        CliError::Invalid(format!(
+                            "line {line_number}: the export holds data keys of personal data, \
+                             and this store keeps none (PERSISTENCE_MODULE, DJANGO_TABLES)"
+                        ))
+                    })?;
+                    let stored = keys.insert_key(&key)?;
+                    if stored.key_id != key.key_id {
+                        return Err(CliError::Invalid(format!(
+                            "line {line_number}: subject {:?} has another data key in this \
+                             store; its personal data here and in the export cannot both open",
+                            key.subject
+                        )));
+                    }
+                }
+            }
             Line::End {
                 events,
                 snapshots,
                 tracking,
+                ..
             } => end = Some((events, snapshots, tracking)),
         }
     }
@@ -609,7 +673,7 @@ pub(crate) fn import(
             String::new()
         };
         format!(
-            "{} {} ({} already here), {}, {}{resumed}{}",
+            "{} {} ({} already here), {}, {}, {}{resumed}{}",
             if options.dry_run {
                 "would import"
             } else {
@@ -619,6 +683,7 @@ pub(crate) fn import(
             counts.skipped,
             count(counts.snapshots, "snapshot"),
             count(counts.tracking, "tracking record"),
+            count(counts.keys, "data key"),
             if options.dry_run {
                 "; nothing was stored (--dry-run)"
             } else {
@@ -649,6 +714,10 @@ struct Fields {
     events: Option<u64>,
     snapshots: Option<u64>,
     tracking: Option<u64>,
+    keys: Option<u64>,
+    subject: Option<String>,
+    key_id: Option<String>,
+    wrapped: Option<String>,
 }
 
 /// One line of an export, as `Line` reads it (the same lines accepted,
@@ -690,16 +759,42 @@ fn parse_line(text: &str) -> std::result::Result<Line, String> {
             store: f.store,
             from: f.from,
         },
+        "key" => Line::Key {
+            subject: f.subject.ok_or_else(|| missing("subject"))?,
+            key_id: f.key_id.ok_or_else(|| missing("key_id"))?,
+            wrapped: f.wrapped.ok_or_else(|| missing("wrapped"))?,
+        },
         "end" => Line::End {
             events: f.events.ok_or_else(|| missing("events"))?,
             snapshots: f.snapshots.ok_or_else(|| missing("snapshots"))?,
             tracking: f.tracking.ok_or_else(|| missing("tracking"))?,
+            keys: f.keys,
         },
         other => {
             return Err(format!(
-                "unknown kind {other:?}: expected header, event, snapshot, tracking or end"
+                "unknown kind {other:?}: expected header, event, snapshot, tracking, key or end"
             ))
         }
+    })
+}
+
+/// A key line's key, its bytes decoded.
+fn imported_key(
+    subject: String,
+    key_id: &str,
+    wrapped: &str,
+    line: u64,
+) -> Result<annals::persistence::keys::StoredKey> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bytes = |what: &str, text: &str| {
+        b64.decode(text).map_err(|_| {
+            CliError::Invalid(format!("line {line}: the data key's {what} is not base64"))
+        })
+    };
+    Ok(annals::persistence::keys::StoredKey {
+        key_id: bytes("id", key_id)?,
+        wrapped: bytes("wrapped bytes", wrapped)?,
+        subject,
     })
 }
 

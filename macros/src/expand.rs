@@ -808,6 +808,7 @@ pub(crate) fn event_impl(spec: &EnumSpec<'_>) -> TokenStream {
         quote!(::core::matches!(self, #(#discarding)|*))
     };
     let any_personal = !personal_arms.is_empty();
+    let any_subject = !subject_arms.is_empty();
     let allow = allow_lints();
     let clone_debug = spec.clone_debug.then(|| {
         quote! {
@@ -858,6 +859,7 @@ pub(crate) fn event_impl(spec: &EnumSpec<'_>) -> TokenStream {
         #allow
         impl #p::EventInternals for #event_ident {
             const __PERSONAL: bool = #any_personal;
+            const __NAMED_SUBJECT: bool = #any_subject;
             fn __personal(&self) -> bool {
                 #[allow(unreachable_patterns)]
                 match self {

@@ -95,6 +95,9 @@ pub struct Application {
     /// The aggregates whose commands run now: one command at a time each.
     commands: CommandLocks,
     retry: RetryPolicy,
+    /// Where the store keeps personal data's keys (with or without a
+    /// master key to open them).
+    data_keys: Option<Arc<dyn crate::persistence::keys::KeyStore>>,
 }
 
 impl fmt::Debug for Application {
@@ -657,10 +660,11 @@ impl Application {
     /// Returns whether the subject had a key. The cache of aggregates is
     /// emptied. See [`crate::personal`] for an example.
     ///
-    /// Other processes stop opening the subject's data when their own
-    /// cache of keys drops it (a restart, or their `forget`); one that
+    /// Other processes trust a key they read for 30 seconds at most, so
+    /// they stop opening the subject's data within that time; one that
     /// still holds the key and saves new personal data of the subject
-    /// seals it with the erased key, so that data is forgotten too.
+    /// meanwhile seals it with the erased key, so that data is forgotten
+    /// too.
     ///
     /// # Errors
     ///
@@ -732,6 +736,22 @@ impl Application {
             "data keys wrapped by the current master key"
         );
         Ok(rotation)
+    }
+
+    /// The store's data keys of personal data, wrapped by the master key,
+    /// whether or not this application has the master key: for tools that
+    /// copy a store (`annals export` and `import` carry them, so the copy's
+    /// personal fields open as the original's do). `None` for a store that
+    /// keeps none.
+    ///
+    /// ```
+    /// let app = annals::Application::builder("Clinic").build()?;
+    /// let keys = app.data_keys().expect("the memory store keeps keys");
+    /// assert!(keys.select_keys(None, 10)?.is_empty());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn data_keys(&self) -> Option<&Arc<dyn crate::persistence::keys::KeyStore>> {
+        self.data_keys.as_ref()
     }
 
     fn keys(&self) -> Result<&std::sync::Arc<crate::personal::KeyRing>> {

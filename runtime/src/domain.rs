@@ -132,6 +132,10 @@ pub trait EventInternals: Sized {
     #[doc(hidden)]
     const __PERSONAL: bool = false;
 
+    /// Whether any event of the type marks an argument `#[subject]`.
+    #[doc(hidden)]
+    const __NAMED_SUBJECT: bool = false;
+
     /// Whether this event has a `#[personal]` field.
     #[doc(hidden)]
     fn __personal(&self) -> bool {

@@ -59,6 +59,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde::de::{DeserializeOwned, Error as _};
@@ -76,6 +77,10 @@ pub const SEALED_KEY: &str = "_personal_";
 /// How many subjects' keys a process keeps in memory.
 const CACHE_SIZE: usize = 10_000;
 
+/// How long a key (or its absence) read from the store is trusted: a
+/// subject forgotten by another process is forgotten here within it.
+const KEY_TTL: Duration = Duration::from_secs(30);
+
 /// The bytes of a key id.
 const KEY_ID_LEN: usize = 8;
 
@@ -88,6 +93,8 @@ struct DataKey {
     associated: Vec<u8>,
     /// The key id as stored beside each ciphertext.
     key_hex: String,
+    /// When it was read from the store (or made).
+    read_at: Instant,
 }
 
 impl DataKey {
@@ -95,6 +102,7 @@ impl DataKey {
         Self {
             associated: Self::associated(&stored.subject, &stored.key_id),
             key_hex: hex(&stored.key_id),
+            read_at: Instant::now(),
             stored,
             cipher,
         }
@@ -123,8 +131,19 @@ enum Known {
     /// Its key, and whether the store is known to hold it (a key made for
     /// a save is not, until a save that wrote it commits).
     Key(Arc<DataKey>, bool),
-    /// No key: never made, or forgotten.
-    None,
+    /// No key: never made, or forgotten (as read at that instant).
+    None(Instant),
+}
+
+impl Known {
+    /// Whether it was read from the store longer ago than [`KEY_TTL`]: a
+    /// forget by another process reaches this one within that time.
+    fn stale(&self) -> bool {
+        match self {
+            Known::Key(key, confirmed) => *confirmed && key.read_at.elapsed() > KEY_TTL,
+            Known::None(at) => at.elapsed() > KEY_TTL,
+        }
+    }
 }
 
 /// An application's data keys: wrapped by the master key in its store,
@@ -207,12 +226,12 @@ impl KeyRing {
     }
 
     fn known(&self, subject: &str) -> Result<Known> {
-        if let Some(known) = self.cache().get(subject) {
+        if let Some(known) = self.cache().get(subject).filter(|k| !k.stale()) {
             return Ok(known.clone());
         }
         let known = match self.store.select_key(subject)? {
             Some(stored) => Known::Key(Arc::new(self.unwrap_key(stored)?), true),
-            None => Known::None,
+            None => Known::None(Instant::now()),
         };
         self.remember(subject, known.clone());
         Ok(known)
@@ -228,7 +247,7 @@ impl KeyRing {
                 }
                 return Ok(key);
             }
-            Known::None => {
+            Known::None(_) => {
                 let raw = zeroize::Zeroizing::new(rand_bytes::<32>());
                 let key_id = rand_bytes::<KEY_ID_LEN>().to_vec();
                 let associated = DataKey::wrapping(subject, &key_id);
@@ -256,7 +275,7 @@ impl KeyRing {
             Known::Key(_, confirmed) => {
                 let stored = match self.store.select_key(subject)? {
                     Some(stored) => Known::Key(Arc::new(self.unwrap_key(stored)?), true),
-                    None => Known::None,
+                    None => Known::None(Instant::now()),
                 };
                 // A key a save of this process is writing stays (the save
                 // confirms or drops it); a stored one is brought up to date.
@@ -270,7 +289,7 @@ impl KeyRing {
                     _ => return Ok(None),
                 }
             }
-            Known::None => return Ok(None),
+            Known::None(_) => return Ok(None),
         };
         key.cipher
             .decrypt_bound(sealed, &key.associated)
@@ -330,7 +349,7 @@ impl KeyRing {
     /// Erases `subject`'s key; whether it had one.
     pub(crate) fn forget(&self, subject: &str) -> Result<bool> {
         let had = self.store.delete_key(subject)?;
-        self.remember(subject, Known::None);
+        self.remember(subject, Known::None(Instant::now()));
         Ok(had)
     }
 

@@ -660,3 +660,46 @@ fn a_snapshot_sealed_with_a_key_not_stored_is_not_kept() {
         "1 Main Street"
     );
 }
+
+/// A snapshot of an aggregate whose events name a subject its struct does
+/// not mark would be sealed under the aggregate's id and outlive a forget
+/// of the subject: refused, saying what to mark.
+mod unmarked_subject {
+    use super::*;
+
+    /// A parcel whose struct forgets to mark its customer `#[subject]`.
+    #[aggregate]
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub(crate) struct Parcel {
+        customer: Uuid,
+        #[personal]
+        address: String,
+    }
+
+    #[aggregate]
+    impl Parcel {
+        /// Sends a parcel.
+        #[event("Sent")]
+        pub(crate) fn send(#[subject] customer: Uuid, #[personal] address: String) -> Self {
+            Parcel { customer, address }
+        }
+    }
+
+    #[test]
+    fn its_snapshot_is_refused() {
+        let app = Application::builder("Post")
+            .personal_data_key(annals::cipher::create_key())
+            .snapshotting(true)
+            .build()
+            .expect("the application");
+        let mut parcel = Parcel::send(Uuid::new_v4(), "1 Lane".into());
+        app.save(&mut parcel).expect("a save");
+        let err = app
+            .take_snapshot::<Parcel>(parcel.id())
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("#[subject]") || format!("{err:?}").contains("#[subject]"),
+            "{err:?}"
+        );
+    }
+}

@@ -46,6 +46,18 @@ fn forget_and_rotate_from_the_command_line() {
             "a name in clear: {text}"
         );
         assert!(text.contains("_personal_") || !plain, "{text}");
+        // The keys travel with the export, wrapped: a copy opens the names.
+        let copy = sqlite_file(&format!("clinic-copy-{plain}"));
+        let imported = json_lines(&ok(&[
+            "--app", "Clinic", "--sqlite", &copy, &old_key, "--json", "import", "-i", &exported,
+        ]));
+        assert_eq!(imported[0]["keys"], 2, "{imported:?}");
+        let copied = Application::builder("Clinic")
+            .sqlite(&copy)
+            .personal_data_key(&old)
+            .build()
+            .expect("the copy");
+        assert_eq!(copied.get::<Patient>(ada.id()).expect("Ada").name, "Ada");
     }
     let done = json_lines(&ok(&[&flags[..], &["--json", "forget", &subject]].concat()));
     assert_eq!(done[0]["forgotten"], true, "{done:?}");

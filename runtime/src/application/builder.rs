@@ -731,6 +731,7 @@ impl ApplicationBuilder {
         } = self.persistence.open(&self.name)?;
         // Without a master key, or a store to keep them, there are no data
         // keys: a save of a personal field says which is missing.
+        let data_keys = keys.clone();
         let keys = keys
             .zip(master)
             .map(|(store, master)| Arc::new(KeyRing::new(store, master, previous)));
@@ -763,6 +764,7 @@ impl ApplicationBuilder {
             notifier: Notifier::default(),
             commands: CommandLocks::default(),
             retry: self.retry,
+            data_keys,
         })
     }
 }

@@ -10,7 +10,7 @@ use super::{
     unknown_topic, upcast, Codec, Mapper,
 };
 use crate::clock::Timestamp;
-use crate::domain::{Aggregate, AggregateId, AggregateState};
+use crate::domain::{Aggregate, AggregateId, AggregateState, EventInternals};
 use crate::error::{Error, Result};
 use crate::persistence::StoredEvent;
 
@@ -38,6 +38,21 @@ impl Mapper {
             state: StateRef(aggregate),
         };
         let originator_id = aggregate.id().to_stored();
+        if A::__PERSONAL && A::Event::__NAMED_SUBJECT && aggregate.__subject().is_none() {
+            // Sealed under the aggregate's id, the snapshot would outlive a
+            // forget of the subject its events name.
+            return Err(Error::Encode {
+                topic: A::NAME,
+                aggregate: A::NAME,
+                source: format!(
+                    "{0}'s events name a #[subject], but its struct does not: mark the struct's \
+                     field that holds the subject #[subject], so its snapshots' personal fields \
+                     are sealed with that subject's key",
+                    A::NAME
+                )
+                .into(),
+            });
+        }
         let json = self
             .sealing(
                 A::__PERSONAL,
