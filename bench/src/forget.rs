@@ -10,6 +10,9 @@ use annals::prelude::*;
 use crate::annals_sut::PersonalDog;
 use crate::workload::{name, trick, Res};
 
+/// Opens the application named so on one store, on fresh tables.
+type OpenApp = dyn Fn(&str) -> Res<Application>;
+
 /// Subjects timed per size (the median is reported).
 const SUBJECTS: usize = 5;
 
@@ -18,7 +21,7 @@ const SUBJECTS: usize = 5;
 /// its ratio to the smallest size's.
 pub(crate) fn run(sizes: &[usize]) -> Res<()> {
     let dir = tempfile::tempdir()?;
-    let mut stores: Vec<(&str, Box<dyn Fn(&str) -> Res<Application>>)> = Vec::new();
+    let mut stores: Vec<(&str, Box<OpenApp>)> = Vec::new();
     // SQLite's forget ends with a WAL checkpoint, which also writes back
     // every page the saves before it left in the WAL: done first, so the
     // time is the forget's own.

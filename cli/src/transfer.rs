@@ -1082,10 +1082,16 @@ mod tests {
                 application_name: "Orders".into(),
                 notification_id: 3,
             },
+            Line::Key {
+                subject: "customer-1".into(),
+                key_id: "AQIDBAUGBwg=".into(),
+                wrapped: "c2VhbGVk".into(),
+            },
             Line::End {
                 events: 1,
                 snapshots: 1,
                 tracking: 1,
+                keys: Some(1),
             },
         ];
         for line in &lines {
