@@ -538,8 +538,8 @@ fn a_policy_whose_keys_keep_losing_stores_nothing_sealed_with_them() {
     assert_eq!(copies.app().last_notification_id().expect("read"), None);
 }
 
-/// An order whose events name their customer as subject, while its
-/// snapshot's subject is the order itself (its struct marks none).
+/// A parcel whose snapshot alone seals the address (its events keep it
+/// plain): its key is made when the first snapshot is taken.
 #[aggregate]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Parcel {
@@ -552,7 +552,7 @@ pub struct Parcel {
 impl Parcel {
     /// Sends a parcel to the customer's address.
     #[event("Sent")]
-    pub fn send(#[subject] customer: Uuid, #[personal] address: String) -> Self {
+    pub fn send(customer: Uuid, address: String) -> Self {
         Parcel { customer, address }
     }
 }
