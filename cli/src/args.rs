@@ -242,12 +242,12 @@ pub(crate) enum Command {
     /// Make a cipher key (for CIPHER_KEY or PERSONAL_DATA_KEY).
     Keygen,
     /// Forget a subject's personal data (the right to erasure): erase its
-    /// data key, so every #[personal] field sealed with it reads as
+    /// data key, so every `#[personal]` field sealed with it reads as
     /// forgotten, in the store and in every backup and export of it. The
     /// events stay, in order, with their hash chains.
     Forget {
         /// The subject: an aggregate's id, or the id its model marks
-        /// #[subject] (a customer id), as it displays.
+        /// `#[subject]` (a customer id), as it displays.
         subject: String,
     },
     /// The data keys of personal data.
